@@ -1,0 +1,265 @@
+"""The one error hierarchy of crmkit.
+
+Every error crmkit raises on purpose derives from :class:`CrmkitError` and also from the
+builtin exception it resembles, so host code may catch either::
+
+    try:
+        contact = Contact.new(email="not an address")
+    except ValueError as exc:        # or crmkit.errors.ValidationError
+        print(exc.field, exc.value)  # -> email not an address
+
+Validation errors name the field (a dotted path, relative to the object being validated)
+and the rejected value, and carry every problem found, not only the first.
+"""
+
+from collections.abc import Iterable, Sequence
+from typing import Final, Self
+from uuid import UUID
+
+__all__ = [
+    "MISSING",
+    "ConcurrencyConflict",
+    "CrmkitError",
+    "CurrencyMismatch",
+    "Duplicate",
+    "InvalidPipeline",
+    "InvalidRule",
+    "MissingExtra",
+    "NotFound",
+    "Problem",
+    "StorageError",
+    "TransitionNotAllowed",
+    "ValidationError",
+]
+
+
+class _Missing:
+    """The value of a field that was not given at all (as opposed to ``None``)."""
+
+    _instance: "_Missing | None" = None
+
+    def __new__(cls) -> "_Missing":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+"""Stands for the rejected value when a required field was absent from the input."""
+
+
+class CrmkitError(Exception):
+    """Base of every error crmkit raises on purpose."""
+
+
+class Problem:
+    """One rejected value: where it was, what it was and why it was rejected.
+
+    ``field`` is a dotted path relative to the validated object (``"amount.currency"``);
+    the empty string means the validated value itself.
+    """
+
+    __slots__ = ("field", "reason", "value")
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+
+    def within(self, name: str) -> "Problem":
+        """The same problem seen from the object that holds it under ``name``."""
+        return Problem(_join(name, self.field), self.value, self.reason)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Problem):
+            return NotImplemented
+        return (self.field, self.reason) == (other.field, other.reason) and _same(
+            self.value, other.value
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Problem(field={self.field!r}, value={self.value!r}, reason={self.reason!r})"
+
+    def __str__(self) -> str:
+        where = self.field or "value"
+        return f"{where}: {self.reason} (got {self.value!r})"
+
+
+def _same(a: object, b: object) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # pragma: no cover - values whose == raises are compared by identity
+        return a is b
+
+
+def _join(prefix: str, field: str) -> str:
+    if not prefix:
+        return field
+    if not field:
+        return prefix
+    if field.startswith("["):
+        return prefix + field
+    return f"{prefix}.{field}"
+
+
+class ValidationError(CrmkitError, ValueError):
+    """Input was rejected. Names the field, the rejected value and the reason.
+
+    ``field``, ``value`` and ``reason`` describe the first problem; ``problems`` lists
+    all of them (at least one).
+    """
+
+    problems: tuple[Problem, ...]
+
+    def __init__(
+        self,
+        field: str,
+        value: object,
+        reason: str,
+        *,
+        more: Iterable[Problem] = (),
+    ) -> None:
+        self.problems = (Problem(field, value, reason), *more)
+        super().__init__(self._message())
+
+    @classmethod
+    def of(cls, problems: Sequence[Problem]) -> Self:
+        """Build one error from several problems (the first names ``field``)."""
+        if not problems:
+            raise ValueError("ValidationError.of() needs at least one problem")
+        first, *rest = problems
+        return cls(first.field, first.value, first.reason, more=rest)
+
+    @property
+    def field(self) -> str:
+        return self.problems[0].field
+
+    @property
+    def value(self) -> object:
+        return self.problems[0].value
+
+    @property
+    def reason(self) -> str:
+        return self.problems[0].reason
+
+    def within(self, name: str) -> Self:
+        """The same error seen from the object that holds the value under ``name``."""
+        return type(self).of([p.within(name) for p in self.problems])
+
+    def _message(self) -> str:
+        if len(self.problems) == 1:
+            return str(self.problems[0])
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        return f"{len(self.problems)} problems:\n{lines}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_validation_error, (type(self), self.problems))
+
+
+def _rebuild_validation_error(
+    cls: type[ValidationError], problems: tuple[Problem, ...]
+) -> ValidationError:
+    return cls.of(problems)
+
+
+class CurrencyMismatch(ValidationError):
+    """Money of two different currencies met in one calculation or comparison."""
+
+
+class InvalidRule(ValidationError):
+    """A rule names an unknown field, or compares a field with a wrongly typed value."""
+
+
+class InvalidPipeline(ValidationError):
+    """A pipeline definition is inconsistent (duplicate, unknown or unreachable stages)."""
+
+
+class NotFound(CrmkitError, KeyError):
+    """No entity of this kind has this id (in the store's tenant)."""
+
+    def __init__(self, entity: str, id: UUID | str) -> None:
+        self.entity = entity
+        self.id = id
+        super().__init__(entity, id)
+
+    def __str__(self) -> str:
+        return f"{self.entity} {self.id} not found"
+
+
+class Duplicate(CrmkitError, ValueError):
+    """An entity with this id (or this unique key) already exists."""
+
+    def __init__(self, entity: str, id: UUID | str) -> None:
+        self.entity = entity
+        self.id = id
+        super().__init__(entity, id)
+
+    def __str__(self) -> str:
+        return f"{self.entity} {self.id} already exists"
+
+
+class ConcurrencyConflict(CrmkitError, RuntimeError):
+    """An update was based on a version that is no longer the stored one.
+
+    ``actual_version`` is ``None`` when the entity was deleted meanwhile.
+    """
+
+    def __init__(
+        self, entity: str, id: UUID, expected_version: int, actual_version: int | None
+    ) -> None:
+        self.entity = entity
+        self.id = id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        super().__init__(entity, id, expected_version, actual_version)
+
+    def __str__(self) -> str:
+        now = "deleted" if self.actual_version is None else f"at version {self.actual_version}"
+        return (
+            f"{self.entity} {self.id} was changed concurrently: "
+            f"expected version {self.expected_version}, stored one is {now}"
+        )
+
+
+class TransitionNotAllowed(CrmkitError, ValueError):
+    """A stage move was refused; ``unmet`` lists every requirement that is not met."""
+
+    def __init__(self, entity: str, from_stage: str | None, to_stage: str, unmet: Sequence[str]):
+        self.entity = entity
+        self.from_stage = from_stage
+        self.to_stage = to_stage
+        self.unmet = tuple(unmet)
+        super().__init__(entity, from_stage, to_stage, self.unmet)
+
+    def __str__(self) -> str:
+        reasons = "; ".join(self.unmet) or "not allowed"
+        return f"{self.entity} cannot move from {self.from_stage!r} to {self.to_stage!r}: {reasons}"
+
+
+class StorageError(CrmkitError, RuntimeError):
+    """The store failed for a reason that is not the caller's input (I/O, driver, schema)."""
+
+
+class MissingExtra(CrmkitError, ImportError):
+    """A feature needs an optional dependency that is not installed."""
+
+    def __init__(self, extra: str, package: str, feature: str) -> None:
+        self.extra = extra
+        self.package = package
+        self.feature = feature
+        super().__init__(
+            f"{feature} needs the {package!r} package: install it with "
+            f"pip install 'crmkit[{extra}]'",
+            name=package,
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.extra, self.package, self.feature))

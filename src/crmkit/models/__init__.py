@@ -1,0 +1,100 @@
+"""Typed domain models: entities, value types and enumerations.
+
+All entities are frozen, slotted attrs classes validated on construction; see
+:class:`Entity` for what they share.
+"""
+
+from crmkit.models._entities import (
+    Account,
+    Activity,
+    Consent,
+    Contact,
+    Deal,
+    Entity,
+    Lead,
+    RuleText,
+    Segment,
+    StageChange,
+    Task,
+    Ticket,
+)
+from crmkit.models._enums import (
+    ActivityKind,
+    ConsentChannel,
+    ConsentStatus,
+    DealStatus,
+    LeadChannel,
+    LeadStatus,
+    LifecycleStage,
+    SegmentKind,
+    SubjectKind,
+    TaskKind,
+    TaskStatus,
+    TicketChannel,
+    TicketPriority,
+    TicketStatus,
+)
+from crmkit.models._values import (
+    CURRENCIES,
+    CountryCode,
+    CustomFields,
+    EmailAddress,
+    JSONScalar,
+    LanguageCode,
+    Money,
+    PhoneNumber,
+    normalise_tags,
+)
+
+ENTITY_TYPES: tuple[type[Entity], ...] = (
+    Contact,
+    Account,
+    Lead,
+    Deal,
+    Ticket,
+    Activity,
+    Task,
+    Segment,
+    Consent,
+    StageChange,
+)
+"""Every entity class, in the order of the customer lifecycle."""
+
+__all__ = [
+    "CURRENCIES",
+    "ENTITY_TYPES",
+    "Account",
+    "Activity",
+    "ActivityKind",
+    "Consent",
+    "ConsentChannel",
+    "ConsentStatus",
+    "Contact",
+    "CountryCode",
+    "CustomFields",
+    "Deal",
+    "DealStatus",
+    "EmailAddress",
+    "Entity",
+    "JSONScalar",
+    "LanguageCode",
+    "Lead",
+    "LeadChannel",
+    "LeadStatus",
+    "LifecycleStage",
+    "Money",
+    "PhoneNumber",
+    "RuleText",
+    "Segment",
+    "SegmentKind",
+    "StageChange",
+    "SubjectKind",
+    "Task",
+    "TaskKind",
+    "TaskStatus",
+    "Ticket",
+    "TicketChannel",
+    "TicketPriority",
+    "TicketStatus",
+    "normalise_tags",
+]

@@ -1,0 +1,267 @@
+"""Field checks and converters shared by the entities.
+
+Converters put a value into its canonical form when they can and hand anything they
+cannot read back unchanged; the check attached to the field (``metadata=check(...)``)
+then rejects it with the field's name. The entity runs every check and reports every
+problem at once (see ``Entity.__attrs_post_init__``).
+
+Converters are module-level named functions because mypy's attrs plugin derives the
+``__init__`` parameter types from their signatures.
+"""
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any, Final, TypeVar
+from uuid import UUID
+
+from crmkit.clock import ensure_utc
+from crmkit.errors import ValidationError
+from crmkit.models._values import (
+    CountryCode,
+    CustomFields,
+    EmailAddress,
+    JSONScalar,
+    LanguageCode,
+    Money,
+    PhoneNumber,
+    normalise_tags,
+)
+
+Check = Callable[[Any], None]
+"""Raises ``ValidationError`` (field ``""``: the value itself) when a value is invalid."""
+
+CHECK_KEY: Final = "crmkit.check"
+_T = TypeVar("_T")
+
+
+def check(*checks: Check) -> dict[str, Check]:
+    """Field metadata attaching the checks (all must pass, in order)."""
+    if len(checks) == 1:
+        return {CHECK_KEY: checks[0]}
+
+    def all_of(value: object) -> None:
+        for one in checks:
+            one(value)
+
+    return {CHECK_KEY: all_of}
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def optional(inner: Check) -> Check:
+    def maybe(value: object) -> None:
+        if value is not None:
+            inner(value)
+
+    return maybe
+
+
+def is_uuid(value: object) -> None:
+    if not isinstance(value, UUID):
+        raise ValidationError("", value, "expected a UUID")
+
+
+def is_version(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError("", value, "expected an int")
+    if value < 1:
+        raise ValidationError("", value, "versions start at 1")
+
+
+def is_utc(value: object) -> None:
+    ensure_utc(value)
+
+
+def is_date(value: object) -> None:
+    if not isinstance(value, date) or isinstance(value, datetime):
+        raise ValidationError("", value, "expected a date (without time)")
+
+
+def is_bool(value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValidationError("", value, "expected True or False")
+
+
+def is_money(value: object) -> None:
+    if not isinstance(value, Money):
+        raise ValidationError("", value, "expected Money (a Decimal amount and a currency)")
+
+
+def value_of(cls: type[str] | type[CustomFields]) -> Check:
+    """The value is an instance of the value type ``cls`` (its constructor says why not)."""
+
+    def is_value(value: object) -> None:
+        if not isinstance(value, cls):
+            cls(value)  # type: ignore[arg-type]  # raises with the precise reason
+            raise ValidationError("", value, f"expected {cls.__name__}")
+
+    return is_value
+
+
+def member(enum: type[Enum]) -> Check:
+    allowed = ", ".join(str(m.value) for m in enum)
+
+    def is_member(value: object) -> None:
+        if not isinstance(value, enum):
+            raise ValidationError("", value, f"expected {enum.__name__}, one of: {allowed}")
+
+    return is_member
+
+
+def text(max_length: int, *, single_line: bool = True) -> Check:
+    """A non-empty string without NUL (which PostgreSQL cannot store), at most ``max_length``."""
+
+    def is_text(value: object) -> None:
+        if not isinstance(value, str):
+            raise ValidationError("", value, "expected a string")
+        if not value.strip():
+            raise ValidationError("", value, "must not be empty")
+        if len(value) > max_length:
+            raise ValidationError("", value, f"longer than {max_length} characters")
+        if "\x00" in value:
+            raise ValidationError("", value, "text cannot contain NUL characters")
+        if single_line and not value.isprintable():
+            raise ValidationError("", value, "must be one line without control characters")
+
+    return is_text
+
+
+_KEY = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}\Z")
+
+
+def is_key(value: object) -> None:
+    """A machine key (pipeline, stage, purpose): lower case, digits, ``_ . -``; 1-63 chars."""
+    if not isinstance(value, str) or not _KEY.match(value):
+        raise ValidationError(
+            "", value, "expected a key: lower-case letters, digits, '_', '.', '-' (1-63)"
+        )
+
+
+def int_between(low: int, high: int | None = None) -> Check:
+    def is_int(value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError("", value, "expected an int")
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise ValidationError("", value, f"must be {bounds}")
+
+    return is_int
+
+
+def is_finite_float(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, float | int):
+        raise ValidationError("", value, "expected a number")
+    if not math.isfinite(value):
+        raise ValidationError("", value, "must be a finite number")
+
+
+def is_probability(value: object) -> None:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValidationError("", value, "expected a finite Decimal")
+    if not 0 <= value <= 1:
+        raise ValidationError("", value, "a probability lies between 0 and 1")
+
+
+def uuid_set(value: object) -> None:
+    if not isinstance(value, frozenset):
+        raise ValidationError("", value, "expected a frozenset of UUIDs")
+    for item in value:
+        if not isinstance(item, UUID):
+            raise ValidationError("", item, "expected a UUID")
+
+
+def host_name(value: object) -> None:
+    """A lower-case DNS host name such as ``example.com``."""
+    if not isinstance(value, str):
+        raise ValidationError("", value, "expected a domain name")
+    try:
+        address = EmailAddress(f"x@{value}")
+    except ValidationError:
+        raise ValidationError("", value, "not a valid domain name") from None
+    if address.domain != value:
+        raise ValidationError("", value, "a domain name is written in lower case")
+
+
+# ---------------------------------------------------------------------------- converters
+
+
+def _or_keep(parse: Callable[[Any], _T], value: Any) -> Any:
+    try:
+        return parse(value)
+    except ValidationError:
+        return value  # the field's check reports it, with the field's name
+
+
+def to_utc(value: datetime) -> datetime:
+    return _or_keep(ensure_utc, value)  # type: ignore[no-any-return]
+
+
+def to_utc_opt(value: datetime | None) -> datetime | None:
+    return None if value is None else to_utc(value)
+
+
+def to_email(value: str | None) -> EmailAddress | None:
+    return None if value is None else _or_keep(EmailAddress, value)
+
+
+def to_phone(value: str | None) -> PhoneNumber | None:
+    return None if value is None else _or_keep(PhoneNumber, value)
+
+
+def to_country(value: str | None) -> CountryCode | None:
+    return None if value is None else _or_keep(CountryCode, value)
+
+
+def to_language(value: str | None) -> LanguageCode | None:
+    return None if value is None else _or_keep(LanguageCode, value)
+
+
+def to_tags(value: Iterable[str]) -> frozenset[str]:
+    return _or_keep(normalise_tags, value)  # type: ignore[no-any-return]
+
+
+def tags(value: object) -> None:
+    if not isinstance(value, frozenset) or normalise_tags(value) != value:
+        normalise_tags(value)  # type: ignore[arg-type]  # raises with the precise reason
+        raise ValidationError("", value, "expected a frozenset of tags")
+
+
+def to_custom(value: Mapping[str, JSONScalar] | None) -> CustomFields:
+    if isinstance(value, CustomFields):
+        return value
+    return _or_keep(CustomFields, value)  # type: ignore[no-any-return]
+
+
+def to_decimal(value: Decimal | int | str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return value  # type: ignore[return-value]  # a Decimal, or rejected by the check
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        return value  # type: ignore[return-value]
+
+
+def to_decimal_opt(value: Decimal | int | str | None) -> Decimal | None:
+    return None if value is None else to_decimal(value)
+
+
+def to_text(value: str) -> str:
+    """Trim surrounding white space of text fields."""
+    return value.strip() if isinstance(value, str) else value
+
+
+def to_text_opt(value: str | None) -> str | None:
+    return None if value is None else to_text(value)
+
+
+def instance_of(cls: type, what: str) -> Check:
+    def is_instance(value: object) -> None:
+        if not isinstance(value, cls):
+            raise ValidationError("", value, f"expected {what}")
+
+    return is_instance
