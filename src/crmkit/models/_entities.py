@@ -116,17 +116,13 @@ class Entity:
             yield Problem("updated_at", self.updated_at, "is earlier than created_at")
 
 
-def _require_pair(
-    a_name: str, a_value: object, b_name: str, b_value: object
-) -> Iterator[Problem]:
+def _require_pair(a_name: str, a_value: object, b_name: str, b_value: object) -> Iterator[Problem]:
     if (a_value is None) != (b_value is None):
         missing, given = (a_name, b_name) if a_value is None else (b_name, a_name)
         yield Problem(missing, None, f"is required when {given} is set")
 
 
-def _allowed_only_when(
-    name: str, value: object, condition: bool, when: str
-) -> Iterator[Problem]:
+def _allowed_only_when(name: str, value: object, condition: bool, when: str) -> Iterator[Problem]:
     if value is not None and not condition:
         yield Problem(name, value, f"is only allowed when {when}")
 
@@ -311,12 +307,8 @@ class Lead(Entity):
     contact_id: UUID = attrs.field(metadata=f.check(f.is_uuid))
     source: str = attrs.field(converter=f.to_text, metadata=f.check(_NAME))
     channel: LeadChannel = attrs.field(metadata=f.check(f.member(LeadChannel)))
-    status: LeadStatus = attrs.field(
-        default=LeadStatus.NEW, metadata=f.check(f.member(LeadStatus))
-    )
-    score: float | None = attrs.field(
-        default=None, metadata=f.check(f.optional(f.is_finite_float))
-    )
+    status: LeadStatus = attrs.field(default=LeadStatus.NEW, metadata=f.check(f.member(LeadStatus)))
+    score: float | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_finite_float)))
     owner: str | None = attrs.field(default=None, metadata=f.check(f.optional(_USER)))
     pipeline: str | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_key)))
     stage: str | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_key)))
@@ -396,9 +388,7 @@ class Deal(Entity):
     contact_id: UUID | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_uuid)))
     account_id: UUID | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_uuid)))
     lead_id: UUID | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_uuid)))
-    expected_close: date | None = attrs.field(
-        default=None, metadata=f.check(f.optional(f.is_date))
-    )
+    expected_close: date | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_date)))
     closed_at: datetime | None = attrs.field(
         default=None, converter=f.to_utc_opt, metadata=f.check(f.optional(f.is_utc))
     )
@@ -482,9 +472,7 @@ class Ticket(Entity):
     )
     account_id: UUID | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_uuid)))
     assignee: str | None = attrs.field(default=None, metadata=f.check(f.optional(_USER)))
-    csat: int | None = attrs.field(
-        default=None, metadata=f.check(f.optional(f.int_between(1, 5)))
-    )
+    csat: int | None = attrs.field(default=None, metadata=f.check(f.optional(f.int_between(1, 5))))
     tags: frozenset[str] = attrs.field(
         default=frozenset(), converter=f.to_tags, metadata=f.check(f.tags)
     )
@@ -664,7 +652,7 @@ class Task(Entity):
 # ---------------------------------------------------------------------------- segment
 
 
-def _rule_source(_instance: object, _attribute: object, value: object) -> None:
+def _rule_source(_instance: object, _attribute: object, value: str) -> None:
     try:
         _LONG(value)
     except ValidationError as error:

@@ -1,0 +1,355 @@
+"""Serialisation of crmkit models to JSON-compatible data and back, with cattrs.
+
+:func:`make_converter` builds a converter in the style of cattrs' preconfigured
+converters. It turns every model into plain ``dict``/``list``/``str``/``int``/``float``/
+``bool``/``None`` data that :mod:`json` can write, and reads such data back strictly:
+
+* unknown keys, missing keys and wrongly typed values are rejected, never coerced
+  (``"12"`` is not an int, ``1.5`` is not money, a naive timestamp is not a time);
+* every rejection is one :class:`crmkit.errors.ValidationError` that lists all
+  problems, each with a JSON path from the root (``$.amount.currency``, ``$.tags[2]``).
+
+Formats: UUIDs, dates and aware datetimes as ISO 8601 strings, ``Decimal`` as a string
+(exact), money as ``{"amount": "12.50", "currency": "EUR"}``, sets as sorted lists,
+enumerations by value, custom fields as a JSON object.
+"""
+
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any, TypeVar, get_args
+from uuid import UUID
+
+import attrs
+import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+from cattrs.gen import make_dict_structure_fn
+
+from crmkit.clock import ensure_utc
+from crmkit.errors import MISSING, Problem, ValidationError
+from crmkit.models import (
+    ActivityKind,
+    ConsentChannel,
+    ConsentStatus,
+    CountryCode,
+    CustomFields,
+    DealStatus,
+    EmailAddress,
+    LanguageCode,
+    LeadChannel,
+    LeadStatus,
+    LifecycleStage,
+    PhoneNumber,
+    SegmentKind,
+    SubjectKind,
+    TaskKind,
+    TaskStatus,
+    TicketChannel,
+    TicketPriority,
+    TicketStatus,
+)
+
+__all__ = ["CrmkitConverter", "make_converter"]
+
+_T = TypeVar("_T")
+_VALUE_TYPES: tuple[type[str], ...] = (EmailAddress, PhoneNumber, CountryCode, LanguageCode)
+_ENUMS: tuple[type[Enum], ...] = (
+    ActivityKind,
+    ConsentChannel,
+    ConsentStatus,
+    DealStatus,
+    LeadChannel,
+    LeadStatus,
+    LifecycleStage,
+    SegmentKind,
+    SubjectKind,
+    TaskKind,
+    TaskStatus,
+    TicketChannel,
+    TicketPriority,
+    TicketStatus,
+)
+_ROOT = "$"
+
+
+class CrmkitConverter(cattrs.Converter):
+    """A cattrs converter whose ``structure`` raises only crmkit validation errors."""
+
+    def structure(self, obj: Any, cl: Any) -> Any:
+        try:
+            return super().structure(obj, cl)
+        except ValidationError as error:
+            raise error.within(_ROOT) from None
+        except (ClassValidationError, IterableValidationError) as group:
+            raise ValidationError.of(_problems(group, obj, _ROOT)) from None
+        except cattrs.StructureHandlerNotFoundError as error:
+            raise ValidationError(_ROOT, obj, f"cannot read values of type {cl!r}") from error
+
+
+def make_converter() -> CrmkitConverter:
+    """A new converter for crmkit models (JSON-compatible, strict; see the module doc).
+
+    Each call returns an independent converter; cattrs' global converter is never touched.
+    Host applications may register further hooks on the converter they get.
+    """
+    converter = CrmkitConverter(detailed_validation=True, forbid_extra_keys=True)
+    _register_scalars(converter)
+    _register_values(converter)
+    converter.register_structure_hook_factory(attrs.has, _attrs_structure_factory)
+    return converter
+
+
+# ---------------------------------------------------------------------------- scalars
+
+
+def _fail(obj: object, reason: str) -> ValidationError:
+    return ValidationError("", obj, reason)
+
+
+def _structure_str(obj: object, _: type) -> str:
+    if not isinstance(obj, str):
+        raise _fail(obj, "expected a string")
+    return obj
+
+
+def _structure_int(obj: object, _: type) -> int:
+    if isinstance(obj, bool) or not isinstance(obj, int):
+        raise _fail(obj, "expected an integer")
+    return obj
+
+
+def _structure_float(obj: object, _: type) -> float:
+    if isinstance(obj, bool) or not isinstance(obj, int | float):
+        raise _fail(obj, "expected a number")
+    return float(obj)
+
+
+def _structure_bool(obj: object, _: type) -> bool:
+    if not isinstance(obj, bool):
+        raise _fail(obj, "expected true or false")
+    return obj
+
+
+def _structure_uuid(obj: object, _: type) -> UUID:
+    if isinstance(obj, UUID):
+        return obj
+    if not isinstance(obj, str):
+        raise _fail(obj, "expected a UUID string")
+    try:
+        return UUID(obj)
+    except ValueError:
+        raise _fail(obj, "not a UUID") from None
+
+
+def _structure_datetime(obj: object, _: type) -> datetime:
+    if isinstance(obj, str):
+        try:
+            value: object = datetime.fromisoformat(obj)
+        except ValueError:
+            raise _fail(obj, "not an ISO 8601 timestamp") from None
+    else:
+        value = obj
+    try:
+        return ensure_utc(value)
+    except ValidationError as error:
+        raise _fail(obj, error.reason) from None
+
+
+def _structure_date(obj: object, _: type) -> date:
+    if isinstance(obj, date) and not isinstance(obj, datetime):
+        return obj
+    if not isinstance(obj, str):
+        raise _fail(obj, "expected an ISO 8601 date string (YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(obj)
+    except ValueError:
+        raise _fail(obj, "not an ISO 8601 date (YYYY-MM-DD)") from None
+
+
+def _structure_decimal(obj: object, _: type) -> Decimal:
+    if isinstance(obj, Decimal):
+        return obj
+    if isinstance(obj, bool) or not isinstance(obj, str | int):
+        raise _fail(obj, "expected a decimal number as a string (floats are not exact)")
+    try:
+        return Decimal(obj)
+    except InvalidOperation:
+        raise _fail(obj, "not a decimal number") from None
+
+
+def _register_scalars(converter: CrmkitConverter) -> None:
+    # cattrs calls int(x), str(x) ... by default, which coerces ("12" -> 12). Subclasses
+    # (bool, our StrEnums and str-based value types) have more specific hooks below.
+    converter.register_structure_hook(str, _structure_str)
+    converter.register_structure_hook(int, _structure_int)
+    converter.register_structure_hook(float, _structure_float)
+    converter.register_structure_hook(bool, _structure_bool)
+    converter.register_structure_hook(UUID, _structure_uuid)
+    converter.register_structure_hook(datetime, _structure_datetime)
+    converter.register_structure_hook(date, _structure_date)
+    converter.register_structure_hook(Decimal, _structure_decimal)
+    converter.register_unstructure_hook(UUID, str)
+    converter.register_unstructure_hook(datetime, datetime.isoformat)
+    converter.register_unstructure_hook(date, date.isoformat)
+    converter.register_unstructure_hook(Decimal, str)
+    # Every enumeration by value. Registered per class as well as by predicate: cattrs
+    # would otherwise hand a StrEnum to the hooks of its base class ``str``.
+    for enum in _ENUMS:
+        converter.register_structure_hook(enum, _enum_structure_factory(enum))
+        converter.register_unstructure_hook(enum, _enum_value)
+    converter.register_structure_hook_factory(_is_enum, _enum_structure_factory)
+    converter.register_unstructure_hook_func(_is_enum, _enum_value)
+
+
+def _is_enum(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, Enum)
+
+
+def _enum_value(member: Enum) -> Any:
+    return member.value
+
+
+def _enum_structure_factory(cl: type[Enum]) -> Callable[[object, type], Enum]:
+    by_value = {member.value: member for member in cl}
+    allowed = ", ".join(str(v) for v in by_value)
+
+    def structure(obj: object, _: type) -> Enum:
+        try:
+            return by_value[obj]
+        except (KeyError, TypeError):
+            raise _fail(obj, f"expected one of: {allowed}") from None
+
+    return structure
+
+
+# ---------------------------------------------------------------------------- value types
+
+
+def _value_structure_factory(cl: type[str]) -> Callable[[object, type], str]:
+    def structure(obj: object, _: type) -> str:
+        if isinstance(obj, cl):
+            return obj
+        return cl(_structure_str(obj, str))
+
+    return structure
+
+
+def _structure_custom(obj: object, _: type) -> CustomFields:
+    if not isinstance(obj, Mapping):
+        raise _fail(obj, "expected an object of custom fields")
+    return CustomFields(obj)
+
+
+def _is_frozenset_of(item: type) -> Callable[[Any], bool]:
+    def predicate(t: Any) -> bool:
+        return getattr(t, "__origin__", None) is frozenset and get_args(t) == (item,)
+
+    return predicate
+
+
+def _structure_set_of(
+    structure_item: Callable[[object, type], _T], what: str
+) -> Callable[[object, type], frozenset[_T]]:
+    def structure(obj: object, _: type) -> frozenset[_T]:
+        if isinstance(obj, str | bytes | Mapping) or not isinstance(obj, list | tuple | frozenset):
+            raise _fail(obj, f"expected a list of {what}")
+        items = []
+        problems: list[Problem] = []
+        for index, item in enumerate(obj):
+            try:
+                items.append(structure_item(item, object))
+            except ValidationError as error:
+                problems.extend(p.within(f"[{index}]") for p in error.problems)
+        if problems:
+            raise ValidationError.of(problems)
+        return frozenset(items)
+
+    return structure
+
+
+def _unstructure_sorted(values: frozenset[Any]) -> list[str]:
+    return sorted(str(v) for v in values)
+
+
+def _register_values(converter: CrmkitConverter) -> None:
+    for value_type in _VALUE_TYPES:
+        converter.register_structure_hook(value_type, _value_structure_factory(value_type))
+        converter.register_unstructure_hook(value_type, str)
+    converter.register_structure_hook(CustomFields, _structure_custom)
+    converter.register_unstructure_hook(CustomFields, dict)
+    for item, structure_item, what in (
+        (str, _structure_str, "strings"),
+        (UUID, _structure_uuid, "UUIDs"),
+    ):
+        converter.register_structure_hook_func(
+            _is_frozenset_of(item), _structure_set_of(structure_item, what)
+        )
+        converter.register_unstructure_hook_func(_is_frozenset_of(item), _unstructure_sorted)
+
+
+# ---------------------------------------------------------------------------- attrs classes
+
+
+def _attrs_structure_factory(cl: type[Any], converter: cattrs.Converter) -> Callable[..., Any]:
+    generated = make_dict_structure_fn(cl, converter)
+
+    def structure(obj: object, _: type) -> Any:
+        if not isinstance(obj, Mapping):
+            raise _fail(obj, f"expected an object for {cl.__name__}")
+        try:
+            return generated(obj, cl)
+        except ClassValidationError as group:
+            raise ValidationError.of(_problems(group, obj, "")) from None
+
+    return structure
+
+
+def _problems(error: BaseException, obj: object, path: str) -> list[Problem]:
+    """Flatten a cattrs exception group into problems with paths below ``path``."""
+    if isinstance(error, ValidationError):
+        return [p.within(path) for p in error.problems]
+    if isinstance(error, ForbiddenExtraKeysError):
+        values = obj if isinstance(obj, Mapping) else {}
+        return [
+            Problem(_child(path, key), values.get(key), "unknown field")
+            for key in sorted(error.extra_fields)
+        ]
+    if isinstance(error, BaseExceptionGroup):
+        found: list[Problem] = []
+        for sub in error.exceptions:
+            sub_path, sub_obj = path, obj
+            for note in getattr(sub, "__notes__", ()):
+                if isinstance(note, AttributeValidationNote):
+                    sub_path = _child(path, note.name)
+                    sub_obj = obj.get(note.name, MISSING) if isinstance(obj, Mapping) else MISSING
+                    break
+                if isinstance(note, IterableValidationNote):
+                    sub_path = _child(path, note.index)
+                    sub_obj = _item(obj, note.index)
+                    break
+            if isinstance(sub, KeyError) and sub_obj is MISSING:
+                found.append(Problem(sub_path, MISSING, "required field is missing"))
+            else:
+                found.extend(_problems(sub, sub_obj, sub_path))
+        return found
+    return [Problem(path, obj, str(error) or type(error).__name__)]
+
+
+def _child(path: str, name: object) -> str:
+    if isinstance(name, str) and name.isidentifier():
+        return f"{path}.{name}" if path else name
+    return f"{path}[{name!r}]"
+
+
+def _item(obj: object, index: object) -> object:
+    try:
+        return obj[index]  # type: ignore[index]
+    except (KeyError, IndexError, TypeError):
+        return MISSING
