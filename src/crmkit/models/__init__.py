@@ -35,7 +35,9 @@ from crmkit.models._enums import (
     TicketStatus,
 )
 from crmkit.models._values import (
+    COUNTRIES,
     CURRENCIES,
+    LANGUAGES,
     CountryCode,
     CustomFields,
     EmailAddress,
@@ -61,8 +63,10 @@ ENTITY_TYPES: tuple[type[Entity], ...] = (
 """Every entity class, in the order of the customer lifecycle."""
 
 __all__ = [
+    "COUNTRIES",
     "CURRENCIES",
     "ENTITY_TYPES",
+    "LANGUAGES",
     "Account",
     "Activity",
     "ActivityKind",

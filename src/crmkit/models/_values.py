@@ -23,7 +23,9 @@ from crmkit.errors import CurrencyMismatch, MissingExtra, ValidationError
 from crmkit.models._iso import COUNTRY_CODES, CURRENCY_MINOR_UNITS, LANGUAGE_CODES
 
 __all__ = [
+    "COUNTRIES",
     "CURRENCIES",
+    "LANGUAGES",
     "CountryCode",
     "CustomFields",
     "EmailAddress",
@@ -36,6 +38,12 @@ __all__ = [
 
 CURRENCIES: Final[Mapping[str, int]] = MappingProxyType(CURRENCY_MINOR_UNITS)
 """Accepted ISO 4217 currency codes, each with its number of minor-unit digits."""
+
+COUNTRIES: Final[frozenset[str]] = COUNTRY_CODES
+"""Accepted ISO 3166-1 alpha-2 country codes (``XK`` for Kosovo included)."""
+
+LANGUAGES: Final[frozenset[str]] = LANGUAGE_CODES
+"""Accepted ISO 639-1 language codes."""
 
 
 def _text_of(value: object, what: str) -> str:
