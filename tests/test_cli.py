@@ -1,0 +1,36 @@
+import subprocess
+import sys
+
+import pytest
+
+from crmkit import __version__
+from crmkit.cli import main
+
+
+def test_demo_prints_contacts_a_lead_and_a_deal(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    contacts, rest = out.split("\nLeads\n")
+    leads, deals = rest.split("\nDeals\n")
+    assert "Ada Lovelace  Ada.Lovelace@example.com  +442079460958" in contacts
+    assert "Linus Berg" in contacts
+    assert "+4930901820" in contacts
+    assert "sara@kund.se" in contacts
+    # title, section, header, rule and three rows
+    assert len([line for line in contacts.splitlines() if line]) == 7
+    assert "Ada Lovelace  pricing-page  form" in leads
+    assert "14400.00 EUR  60%          8640.00 EUR" in deals
+
+
+def test_the_command_is_installed() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "crmkit", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == f"crmkit {__version__}"
+
+
+def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([])
+    assert caught.value.code == 2
+    assert "COMMAND" in capsys.readouterr().err
