@@ -101,7 +101,10 @@ def test_contact_phone_in_national_notation_uses_the_country(clock: FixedClock) 
 def test_contact_new_names_the_phone_field(clock: FixedClock) -> None:
     with pytest.raises(ValidationError) as caught:
         Contact.new(phone="call me", clock=clock)
-    assert caught.value.field == "phone"
+    assert problems_of(caught.value) == {"phone": "call me"}
+    with pytest.raises(ValidationError) as caught:
+        Contact.new(phone="call me", email="nope", country="XX", clock=clock)
+    assert problems_of(caught.value) == {"phone": "call me", "email": "nope", "country": "XX"}
 
 
 def test_display_name_falls_back_to_email_phone_and_id(clock: FixedClock) -> None:

@@ -63,3 +63,25 @@ def test_importing_crmkit_needs_no_optional_dependency() -> None:
         "MissingExtra crmkit.testing.strategies needs the 'hypothesis' package: "
         "install it with pip install 'crmkit[test]'"
     )
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def quick_start_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_readme_quick_start_has_exactly_two_commands() -> None:
+    demo, tests = quick_start_commands()
+    assert demo.endswith("crmkit demo")
+    assert tests == "bash scripts/test"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    commands = [line for line in ci if line.strip() and not line.lstrip().startswith("#")]
+    assert quick_start_commands()[1] in commands

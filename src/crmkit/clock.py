@@ -29,10 +29,10 @@ def ensure_utc(value: object, field: str = "") -> datetime:
     """
     if not isinstance(value, datetime):
         raise ValidationError(field, value, "expected a timezone-aware datetime")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValidationError(field, value, "naive datetime: a timezone (UTC) is required")
     if value.tzinfo is UTC:
         return value
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(field, value, "naive datetime: a timezone (UTC) is required")
     return value.astimezone(UTC)
 
 

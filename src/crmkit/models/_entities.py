@@ -198,30 +198,36 @@ class Contact(Entity):
         """A new contact. ``phone`` is read with :meth:`PhoneNumber.parse`, using
         ``country`` as the region for numbers in national notation."""
         parsed_phone = None
+        phone_problems: tuple[Problem, ...] = ()
         if phone is not None:
-            region = None
-            if country is not None:
-                region = f.to_country(country)
-                region = region if isinstance(region, CountryCode) else None
+            region = f.to_country(country)
             try:
-                parsed_phone = PhoneNumber.parse(phone, region)
+                parsed_phone = PhoneNumber.parse(
+                    phone, region if isinstance(region, CountryCode) else None
+                )
             except ValidationError as error:
-                raise error.within("phone") from None
-        return cls(
-            **_stamp(clock),
-            first_name=first_name,
-            last_name=last_name,
-            email=email,
-            phone=parsed_phone,
-            country=country,
-            language=language,
-            account_id=account_id,
-            lifecycle_stage=lifecycle_stage,
-            owner=owner,
-            do_not_contact=do_not_contact,
-            tags=tags,
-            custom=custom,
-        )
+                phone_problems = error.within("phone").problems
+        try:
+            contact = cls(
+                **_stamp(clock),
+                first_name=first_name,
+                last_name=last_name,
+                email=email,
+                phone=parsed_phone,
+                country=country,
+                language=language,
+                account_id=account_id,
+                lifecycle_stage=lifecycle_stage,
+                owner=owner,
+                do_not_contact=do_not_contact,
+                tags=tags,
+                custom=custom,
+            )
+        except ValidationError as error:
+            raise ValidationError.of([*phone_problems, *error.problems]) from None
+        if phone_problems:
+            raise ValidationError.of(phone_problems)
+        return contact
 
     @property
     def display_name(self) -> str:

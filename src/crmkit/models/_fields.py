@@ -205,20 +205,31 @@ def to_utc_opt(value: datetime | None) -> datetime | None:
     return None if value is None else to_utc(value)
 
 
+# Values that already have their type were validated when they were made: not again.
+
+
 def to_email(value: str | None) -> EmailAddress | None:
-    return None if value is None else _or_keep(EmailAddress, value)
+    if value is None or type(value) is EmailAddress:
+        return value
+    return _or_keep(EmailAddress, value)  # type: ignore[no-any-return]
 
 
 def to_phone(value: str | None) -> PhoneNumber | None:
-    return None if value is None else _or_keep(PhoneNumber, value)
+    if value is None or type(value) is PhoneNumber:
+        return value
+    return _or_keep(PhoneNumber, value)  # type: ignore[no-any-return]
 
 
 def to_country(value: str | None) -> CountryCode | None:
-    return None if value is None else _or_keep(CountryCode, value)
+    if value is None or type(value) is CountryCode:
+        return value
+    return _or_keep(CountryCode, value)  # type: ignore[no-any-return]
 
 
 def to_language(value: str | None) -> LanguageCode | None:
-    return None if value is None else _or_keep(LanguageCode, value)
+    if value is None or type(value) is LanguageCode:
+        return value
+    return _or_keep(LanguageCode, value)  # type: ignore[no-any-return]
 
 
 def to_tags(value: Iterable[str]) -> frozenset[str]:
@@ -226,7 +237,8 @@ def to_tags(value: Iterable[str]) -> frozenset[str]:
 
 
 def tags(value: object) -> None:
-    if not isinstance(value, frozenset) or normalise_tags(value) != value:
+    # to_tags turned every valid collection into a normalised frozenset already.
+    if not isinstance(value, frozenset):
         normalise_tags(value)  # type: ignore[arg-type]  # raises with the precise reason
         raise ValidationError("", value, "expected a frozenset of tags")
 

@@ -68,11 +68,18 @@ def _local_char_ok(char: str) -> bool:
     return ord(char) > 127 and unicodedata.category(char)[0] not in "CZ"
 
 
+_ASCII_DOT_ATOM: Final = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z"
+)
+
+
 def _check_local(local: str, raw: str) -> None:
     if not local:
         raise ValidationError("", raw, "e-mail address has nothing before the '@'")
     if len(local) > 64:
         raise ValidationError("", raw, "the part before the '@' is longer than 64 characters")
+    if _ASCII_DOT_ATOM.match(local):
+        return  # the common case; the loop below finds the reason for everything else
     for atom in local.split("."):
         if not atom:
             raise ValidationError("", raw, "leading, trailing or double dot before the '@'")

@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum
-from typing import Any, TypeVar, get_args
+from types import NoneType, UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
 from uuid import UUID
 
 import attrs
@@ -102,8 +103,27 @@ def make_converter() -> CrmkitConverter:
     converter = CrmkitConverter(detailed_validation=True, forbid_extra_keys=True)
     _register_scalars(converter)
     _register_values(converter)
+    converter.register_structure_hook_factory(_is_optional, _optional_structure_factory)
     converter.register_structure_hook_factory(attrs.has, _attrs_structure_factory)
     return converter
+
+
+def _is_optional(t: Any) -> bool:
+    args = get_args(t)
+    return get_origin(t) in (Union, UnionType) and len(args) == 2 and NoneType in args
+
+
+def _optional_structure_factory(
+    t: Any, converter: cattrs.Converter
+) -> Callable[[object, type], Any]:
+    """``X | None`` with the hook of ``X`` looked up once, not on every value."""
+    inner_type = next(a for a in get_args(t) if a is not NoneType)
+    inner = converter.get_structure_hook(inner_type)
+
+    def structure(obj: object, _: type) -> Any:
+        return None if obj is None else inner(obj, inner_type)
+
+    return structure
 
 
 # ---------------------------------------------------------------------------- scalars
