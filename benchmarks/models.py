@@ -16,7 +16,6 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from uuid import uuid4
 
@@ -110,7 +109,9 @@ def main() -> None:
         print(f"{label:32} {results[key]:12,.0f} {results[base]:12,.0f} {ratio:7.3f}")
     print("baselines: an unvalidated frozen attrs class; dict() copies of the same data")
     if args.json:
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}))
+        print(
+            json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()})
+        )
 
 
 if __name__ == "__main__":

@@ -362,8 +362,8 @@ def test_custom_fields_are_an_immutable_hashable_mapping() -> None:
     ("data", "field"),
     [
         ({"Plan": "pro"}, "Plan"),
-        ({"1st": 1}, "1st"),
-        ({"has space": 1}, "has space"),
+        ({"1st": 1}, "['1st']"),
+        ({"has space": 1}, "['has space']"),
         ({"x" * 64: 1}, "x" * 64),
         ({"plan": ["a"]}, "plan"),
         ({"plan": {"nested": 1}}, "plan"),
@@ -382,3 +382,22 @@ def test_invalid_custom_fields_name_the_key(data: dict[str, object], field: str)
 @given(cst.custom_fields())
 def test_generated_custom_fields_round_trip_through_dict(custom: CustomFields) -> None:
     assert CustomFields(dict(custom)) == custom
+
+
+def test_money_reports_amount_and_currency_together() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Money(1.5, "EURO")  # type: ignore[arg-type]
+    assert {p.field: p.value for p in caught.value.problems} == {"amount": 1.5, "currency": "EURO"}
+
+
+def test_money_accepts_decimal_subclasses() -> None:
+    class Exact(Decimal):
+        pass
+
+    assert Money(Exact("1.5"), "EUR").amount == Decimal("1.5")
+
+
+def test_custom_field_names_that_are_not_identifiers_are_bracketed() -> None:
+    with pytest.raises(ValidationError) as caught:
+        CustomFields({"Shoe Size": 44})
+    assert caught.value.within("custom").field == "custom['Shoe Size']"

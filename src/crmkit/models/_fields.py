@@ -263,8 +263,10 @@ def to_decimal_opt(value: Decimal | int | str | None) -> Decimal | None:
 
 
 def to_text(value: str) -> str:
-    """Trim surrounding white space of text fields."""
-    return value.strip() if isinstance(value, str) else value
+    """Trim surrounding white space of text fields (blank text is kept, for the check)."""
+    if not isinstance(value, str):
+        return value  # type: ignore[unreachable]  # rejected by the field's check
+    return value.strip() or value
 
 
 def to_text_opt(value: str | None) -> str | None:

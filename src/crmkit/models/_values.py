@@ -19,7 +19,7 @@ from typing import Any, Final, Self, TypeAlias
 import attrs
 
 from crmkit._extras import import_extra
-from crmkit.errors import CurrencyMismatch, MissingExtra, ValidationError
+from crmkit.errors import CurrencyMismatch, MissingExtra, Problem, ValidationError
 from crmkit.models._iso import COUNTRY_CODES, CURRENCY_MINOR_UNITS, LANGUAGE_CODES
 
 __all__ = [
@@ -269,7 +269,7 @@ class LanguageCode(str):
 # ---------------------------------------------------------------------------- money
 
 
-def _amount(value: Decimal | int | str) -> Decimal:
+def _parse_amount(value: Decimal | int | str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
         reason = (
             "floats are not accepted for money; pass a Decimal or a string"
@@ -286,12 +286,31 @@ def _amount(value: Decimal | int | str) -> Decimal:
     return amount
 
 
-def _currency(value: str) -> str:
-    raw = _text_of(value, "an ISO 4217 currency code")
-    code = raw.strip().upper()
+def _parse_currency(value: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationError("currency", value, "expected an ISO 4217 currency code as a string")
+    code = value.strip().upper()
     if code not in CURRENCY_MINOR_UNITS:
-        raise ValidationError("currency", raw, "not an ISO 4217 currency code")
+        raise ValidationError("currency", value, "not an ISO 4217 currency code")
     return code
+
+
+# Converters hand what they cannot read back unchanged; Money.__attrs_post_init__ then
+# reports the problems of both fields together.
+
+
+def _amount(value: Decimal | int | str) -> Decimal:
+    try:
+        return _parse_amount(value)
+    except ValidationError:
+        return value  # type: ignore[return-value]
+
+
+def _currency(value: str) -> str:
+    try:
+        return _parse_currency(value)
+    except ValidationError:
+        return value
 
 
 @attrs.frozen
@@ -309,6 +328,25 @@ class Money:
 
     amount: Decimal = attrs.field(converter=_amount)
     currency: str = attrs.field(converter=_currency)
+
+    def __attrs_post_init__(self) -> None:
+        if (
+            type(self.amount) is Decimal
+            and self.amount.is_finite()
+            and (self.currency in CURRENCY_MINOR_UNITS)
+        ):
+            return
+        problems: list[Problem] = []
+        try:
+            _parse_amount(self.amount)
+        except ValidationError as error:
+            problems.extend(error.problems)
+        try:
+            _parse_currency(self.currency)
+        except ValidationError as error:
+            problems.extend(error.problems)
+        if problems:
+            raise ValidationError.of(problems)
 
     @classmethod
     def zero(cls, currency: str) -> Self:
@@ -436,6 +474,10 @@ def _check_scalar(key: str, value: object) -> None:
         )
 
 
+def _key_path(key: object) -> str:
+    return key if isinstance(key, str) and key.isidentifier() else f"[{key!r}]"
+
+
 class CustomFields(Mapping[str, JSONScalar]):
     """An immutable, hashable mapping of custom field names to JSON scalars.
 
@@ -454,7 +496,7 @@ class CustomFields(Mapping[str, JSONScalar]):
         for key, value in data.items():
             if not isinstance(key, str) or not _KEY.match(key):
                 raise ValidationError(
-                    str(key) if isinstance(key, str) else "",
+                    _key_path(key),
                     key,
                     "a custom field name is a lower-case identifier: [a-z][a-z0-9_]*, "
                     "at most 63 characters",

@@ -84,6 +84,11 @@ class CrmkitConverter(cattrs.Converter):
     """A cattrs converter whose ``structure`` raises only crmkit validation errors."""
 
     def structure(self, obj: Any, cl: Any) -> Any:
+        """Read ``obj`` (JSON-compatible data) as ``cl``, strictly.
+
+        Raises :class:`crmkit.errors.ValidationError` listing every problem, each with a
+        JSON path from the root (``$.amount.currency``); never a bare cattrs error.
+        """
         try:
             return super().structure(obj, cl)
         except ValidationError as error:

@@ -89,6 +89,7 @@ __all__ = [
     "tasks",
     "texts",
     "tickets",
+    "users",
 ]
 
 _E = TypeVar("_E", bound=Entity)
@@ -121,6 +122,7 @@ def keys() -> st.SearchStrategy[str]:
 
 
 def users() -> st.SearchStrategy[str]:
+    """User ids of the host application, as owners, assignees and actors hold them."""
     return st.from_regex(r"user-[0-9]{1,4}", fullmatch=True)
 
 
