@@ -22,6 +22,15 @@ def test_demo_prints_contacts_a_lead_and_a_deal(capsys: pytest.CaptureFixture[st
     assert "14400.00 EUR  60%          8640.00 EUR" in deals
 
 
+def test_demo_needs_no_optional_dependency(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The README's first command installs crmkit without extras and runs the demo.
+    monkeypatch.setitem(sys.modules, "phonenumbers", None)
+    assert main(["demo"]) == 0
+    assert "+4930901820" in capsys.readouterr().out
+
+
 def test_the_command_is_installed() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "crmkit", "--version"], capture_output=True, text=True, check=True

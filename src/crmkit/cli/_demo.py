@@ -37,7 +37,7 @@ def run_demo(clock: Clock, write: Callable[[str], object]) -> None:
         first_name="Linus",
         last_name="Berg",
         email="linus.berg@acme-tools.de",
-        phone="030 901820",
+        phone="+49 30 901820",
         country="DE",
         language="de",
         account_id=acme.id,
