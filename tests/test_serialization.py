@@ -1,5 +1,6 @@
 import json
 from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
 from typing import Any
 from uuid import uuid4
 
@@ -239,3 +240,23 @@ def test_closed_deal_round_trip() -> None:
     deal = Deal.new(title="x", pipeline="p", stage="s", clock=FixedClock(T0))
     won = attrs.evolve(deal, status=DealStatus.WON, closed_at=T0, contact_id=uuid4())
     assert CONVERTER.structure(CONVERTER.unstructure(won), Deal) == won
+
+
+class Plan(StrEnum):
+    FREE = "free"
+    PRO = "pro"
+
+
+class Level(IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+def test_host_enumerations_are_read_by_value_strictly() -> None:
+    assert CONVERTER.structure("pro", Plan) is Plan.PRO
+    assert CONVERTER.structure(2, Level) is Level.HIGH
+    assert type(CONVERTER.unstructure(Plan.PRO)) is str
+    assert type(CONVERTER.unstructure(Level.HIGH)) is int
+    for bad, cl in [("PRO", Plan), ("2", Level), (True, Level), ([1], Level)]:
+        with pytest.raises(ValidationError, match="expected one of"):
+            CONVERTER.structure(bad, cl)

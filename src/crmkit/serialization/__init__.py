@@ -14,10 +14,11 @@ Formats: UUIDs, dates and aware datetimes as ISO 8601 strings, ``Decimal`` as a 
 enumerations by value, custom fields as a JSON object.
 """
 
+import functools
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from enum import Enum
+from enum import Enum, IntEnum, StrEnum
 from types import NoneType, UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin
 from uuid import UUID
@@ -35,48 +36,12 @@ from cattrs.gen import make_dict_structure_fn
 
 from crmkit.clock import ensure_utc
 from crmkit.errors import MISSING, Problem, ValidationError
-from crmkit.models import (
-    ActivityKind,
-    ConsentChannel,
-    ConsentStatus,
-    CountryCode,
-    CustomFields,
-    DealStatus,
-    EmailAddress,
-    LanguageCode,
-    LeadChannel,
-    LeadStatus,
-    LifecycleStage,
-    PhoneNumber,
-    SegmentKind,
-    SubjectKind,
-    TaskKind,
-    TaskStatus,
-    TicketChannel,
-    TicketPriority,
-    TicketStatus,
-)
+from crmkit.models import CountryCode, CustomFields, EmailAddress, LanguageCode, PhoneNumber
 
 __all__ = ["CrmkitConverter", "make_converter"]
 
 _T = TypeVar("_T")
 _VALUE_TYPES: tuple[type[str], ...] = (EmailAddress, PhoneNumber, CountryCode, LanguageCode)
-_ENUMS: tuple[type[Enum], ...] = (
-    ActivityKind,
-    ConsentChannel,
-    ConsentStatus,
-    DealStatus,
-    LeadChannel,
-    LeadStatus,
-    LifecycleStage,
-    SegmentKind,
-    SubjectKind,
-    TaskKind,
-    TaskStatus,
-    TicketChannel,
-    TicketPriority,
-    TicketStatus,
-)
 _ROOT = "$"
 
 
@@ -224,34 +189,29 @@ def _register_scalars(converter: CrmkitConverter) -> None:
     converter.register_unstructure_hook(datetime, datetime.isoformat)
     converter.register_unstructure_hook(date, date.isoformat)
     converter.register_unstructure_hook(Decimal, str)
-    # Every enumeration by value. Registered per class as well as by predicate: cattrs
-    # would otherwise hand a StrEnum to the hooks of its base class ``str``.
-    for enum in _ENUMS:
-        converter.register_structure_hook(enum, _enum_structure_factory(enum))
-        converter.register_unstructure_hook(enum, _enum_value)
-    converter.register_structure_hook_factory(_is_enum, _enum_structure_factory)
-    converter.register_unstructure_hook_func(_is_enum, _enum_value)
-
-
-def _is_enum(t: Any) -> bool:
-    return isinstance(t, type) and issubclass(t, Enum)
+    # Enumerations by value. Registered on the enum base classes, which come before str
+    # and int in a StrEnum's or IntEnum's MRO, so those never reach the str or int hooks.
+    for base in (Enum, StrEnum, IntEnum):
+        converter.register_structure_hook(base, _structure_enum)
+        converter.register_unstructure_hook(base, _enum_value)
 
 
 def _enum_value(member: Enum) -> Any:
     return member.value
 
 
-def _enum_structure_factory(cl: type[Enum]) -> Callable[[object, type], Enum]:
-    by_value = {member.value: member for member in cl}
-    allowed = ", ".join(str(v) for v in by_value)
+@functools.cache
+def _members_by_value(cl: type[Enum]) -> dict[tuple[type, object], Enum]:
+    # Keyed by (type, value): 1 must not find a member whose value is True, nor the reverse.
+    return {(type(m.value), m.value): m for m in cl}
 
-    def structure(obj: object, _: type) -> Enum:
-        try:
-            return by_value[obj]
-        except (KeyError, TypeError):
-            raise _fail(obj, f"expected one of: {allowed}") from None
 
-    return structure
+def _structure_enum(obj: object, cl: type[Enum]) -> Enum:
+    try:
+        return _members_by_value(cl)[type(obj), obj]
+    except (KeyError, TypeError):
+        allowed = ", ".join(str(m.value) for m in cl)
+        raise _fail(obj, f"expected one of: {allowed}") from None
 
 
 # ---------------------------------------------------------------------------- value types
