@@ -153,7 +153,7 @@ def test_errors_carry_json_paths_and_values(deal: Deal) -> None:
         ("id", 7, "UUID string"),
         ("version", 1.0, "integer"),
         ("version", True, "integer"),
-        ("version", 0, "versions start at 1"),
+        ("version", 0, "versions run from 1"),
         ("created_at", "2026-03-02T09:30:00", "naive"),
         ("created_at", "yesterday", "ISO 8601"),
         ("created_at", 1767225600, "timezone-aware"),
@@ -167,7 +167,15 @@ def test_errors_carry_json_paths_and_values(deal: Deal) -> None:
         ("status", 1, "one of"),
         ("expected_close", "2026-13-01", "date"),
         ("expected_close", "2026-06-30T00:00:00+00:00", "date"),
-        ("tags", "vip", "list of strings"),
+        ("tags", "vip", "expected a list"),
+        ("tags", ["", "x"], "1 to 64 characters"),
+        ("tags", {"vip": True}, "expected a list"),
+        ("id", "urn:uuid:6f1c1e8e-3f5b-4f7e-9a53-2a0f4c6d8b11", "8-4-4-4-12"),
+        ("id", "6f1c1e8e3f5b4f7e9a532a0f4c6d8b11", "8-4-4-4-12"),
+        ("probability", "1_0", "not a decimal"),
+        ("probability", " 0.5 ", "not a decimal"),
+        ("probability", "NaN", "not a decimal"),
+        ("probability", "\u0660.\u0665", "not a decimal"),
         ("custom", ["plan"], "object"),
         ("custom", {"Plan": 1}, "identifier"),
         ("amount", "12 EUR", "object for Money"),
@@ -260,3 +268,29 @@ def test_host_enumerations_are_read_by_value_strictly() -> None:
     for bad, cl in [("PRO", Plan), ("2", Level), (True, Level), ([1], Level)]:
         with pytest.raises(ValidationError, match="expected one of"):
             CONVERTER.structure(bad, cl)
+
+
+@pytest.mark.parametrize(
+    ("data", "target", "field"),
+    [
+        (None, list[Deal], "$"),
+        ([1], dict[str, Deal], "$"),
+        ("abc", set[str], "$"),
+        ("abc", list[str], "$"),
+        ({"a": "b"}, list[str], "$"),
+        ([1, "x"], list[int], "$[1]"),
+        ({"a": 1, "b": "x"}, dict[str, int], "$.b"),
+        ({"x": 1}, Contact | Deal, "$"),
+    ],
+)
+def test_collection_targets_give_validation_errors(data: object, target: Any, field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        CONVERTER.structure(data, target)
+    assert caught.value.field == field
+
+
+def test_collections_of_scalars() -> None:
+    assert CONVERTER.structure([3, 1], list[int]) == [3, 1]
+    assert CONVERTER.structure([3, 1], tuple[int, ...]) == (3, 1)
+    assert CONVERTER.structure(["a", "a"], frozenset[str]) == frozenset({"a"})
+    assert CONVERTER.structure({"a": 1}, dict[str, int]) == {"a": 1}

@@ -33,7 +33,10 @@ def ensure_utc(value: object, field: str = "") -> datetime:
         return value
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(field, value, "naive datetime: a timezone (UTC) is required")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(field, value, "lies outside the years 1 to 9999 in UTC") from None
 
 
 class SystemClock:

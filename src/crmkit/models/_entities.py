@@ -12,7 +12,7 @@ with :func:`attrs.evolve`, which validates again.
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Self
 from uuid import UUID, uuid4
 
 import attrs
@@ -36,6 +36,7 @@ from crmkit.models._enums import (
     TicketPriority,
     TicketStatus,
 )
+from crmkit.models._invalid import Invalid, problems_of
 from crmkit.models._values import (
     CountryCode,
     CustomFields,
@@ -66,6 +67,8 @@ _TITLE: Final = f.text(500)
 _LONG: Final = f.text(100_000, single_line=False)
 _USER: Final = f.text(200)
 """Owners, assignees and actors are the host application's user ids."""
+
+_LIFECYCLE_STAGES: Final = frozenset(stage.value for stage in LifecycleStage)
 
 _checks_cache: dict[type, tuple[tuple[str, f.Check], ...]] = {}
 
@@ -102,8 +105,12 @@ class Entity:
     def __attrs_post_init__(self) -> None:
         problems: list[Problem] = []
         for name, check in _checks_of(type(self)):
+            value = getattr(self, name)
+            if type(value) is Invalid:  # its converter could not read it
+                problems.extend(problems_of(name, value))
+                continue
             try:
-                check(getattr(self, name))
+                check(value)
             except ValidationError as error:
                 problems.extend(p.within(name) for p in error.problems)
         if not problems:
@@ -151,30 +158,40 @@ class Contact(Entity):
         default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_NAME))
     )
     email: EmailAddress | None = attrs.field(
-        default=None, converter=f.to_email, metadata=f.check(f.optional(f.value_of(EmailAddress)))
+        default=None,
+        converter=f.to_email,
+        metadata=f.check(f.optional(f.value_of(EmailAddress, "an e-mail address"))),
     )
     phone: PhoneNumber | None = attrs.field(
-        default=None, converter=f.to_phone, metadata=f.check(f.optional(f.value_of(PhoneNumber)))
+        default=None,
+        converter=f.to_phone,
+        metadata=f.check(f.optional(f.value_of(PhoneNumber, "a phone number"))),
     )
     country: CountryCode | None = attrs.field(
-        default=None, converter=f.to_country, metadata=f.check(f.optional(f.value_of(CountryCode)))
+        default=None,
+        converter=f.to_country,
+        metadata=f.check(f.optional(f.value_of(CountryCode, "a country code"))),
     )
     language: LanguageCode | None = attrs.field(
         default=None,
         converter=f.to_language,
-        metadata=f.check(f.optional(f.value_of(LanguageCode))),
+        metadata=f.check(f.optional(f.value_of(LanguageCode, "a language code"))),
     )
     account_id: UUID | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_uuid)))
     lifecycle_stage: LifecycleStage = attrs.field(
         default=LifecycleStage.SUBSCRIBER, metadata=f.check(f.member(LifecycleStage))
     )
-    owner: str | None = attrs.field(default=None, metadata=f.check(f.optional(_USER)))
+    owner: str | None = attrs.field(
+        default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_USER))
+    )
     do_not_contact: bool = attrs.field(default=False, metadata=f.check(f.is_bool))
     tags: frozenset[str] = attrs.field(
         default=frozenset(), converter=f.to_tags, metadata=f.check(f.tags)
     )
     custom: CustomFields = attrs.field(
-        factory=CustomFields, converter=f.to_custom, metadata=f.check(f.value_of(CustomFields))
+        factory=CustomFields,
+        converter=f.to_custom,
+        metadata=f.check(f.value_of(CustomFields, "custom fields")),
     )
 
     @classmethod
@@ -194,7 +211,7 @@ class Contact(Entity):
         tags: Iterable[str] = frozenset(),
         custom: Mapping[str, JSONScalar] | None = None,
         clock: Clock = SYSTEM_CLOCK,
-    ) -> "Contact":
+    ) -> Self:
         """A new contact. ``phone`` is read with :meth:`PhoneNumber.parse`, using
         ``country`` as the region for numbers in national notation."""
         parsed_phone = None
@@ -246,9 +263,15 @@ class Account(Entity):
     entity_name: ClassVar[str] = "account"
 
     name: str = attrs.field(converter=f.to_text, metadata=f.check(_NAME))
-    domain: str | None = attrs.field(default=None, metadata=f.check(f.optional(f.host_name)))
+    domain: str | None = attrs.field(
+        default=None,
+        converter=f.to_domain,
+        metadata=f.check(f.optional(f.value_of(str, "a domain name"))),
+    )
     country: CountryCode | None = attrs.field(
-        default=None, converter=f.to_country, metadata=f.check(f.optional(f.value_of(CountryCode)))
+        default=None,
+        converter=f.to_country,
+        metadata=f.check(f.optional(f.value_of(CountryCode, "a country code"))),
     )
     industry: str | None = attrs.field(
         default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_NAME))
@@ -257,14 +280,18 @@ class Account(Entity):
         default=None, metadata=f.check(f.optional(f.int_between(0)))
     )
     annual_revenue: Money | None = attrs.field(
-        default=None, metadata=f.check(f.optional(f.is_money))
+        default=None, metadata=f.check(f.optional(f.is_non_negative_money))
     )
-    owner: str | None = attrs.field(default=None, metadata=f.check(f.optional(_USER)))
+    owner: str | None = attrs.field(
+        default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_USER))
+    )
     tags: frozenset[str] = attrs.field(
         default=frozenset(), converter=f.to_tags, metadata=f.check(f.tags)
     )
     custom: CustomFields = attrs.field(
-        factory=CustomFields, converter=f.to_custom, metadata=f.check(f.value_of(CustomFields))
+        factory=CustomFields,
+        converter=f.to_custom,
+        metadata=f.check(f.value_of(CustomFields, "custom fields")),
     )
 
     @classmethod
@@ -281,12 +308,12 @@ class Account(Entity):
         tags: Iterable[str] = frozenset(),
         custom: Mapping[str, JSONScalar] | None = None,
         clock: Clock = SYSTEM_CLOCK,
-    ) -> "Account":
+    ) -> Self:
         """A new account. ``domain`` is lower-cased (``Example.COM`` -> ``example.com``)."""
         return cls(
             **_stamp(clock),
             name=name,
-            domain=domain.strip().lower() if isinstance(domain, str) else domain,
+            domain=domain,
             country=country,
             industry=industry,
             employees=employees,
@@ -315,7 +342,9 @@ class Lead(Entity):
     channel: LeadChannel = attrs.field(metadata=f.check(f.member(LeadChannel)))
     status: LeadStatus = attrs.field(default=LeadStatus.NEW, metadata=f.check(f.member(LeadStatus)))
     score: float | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_finite_float)))
-    owner: str | None = attrs.field(default=None, metadata=f.check(f.optional(_USER)))
+    owner: str | None = attrs.field(
+        default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_USER))
+    )
     pipeline: str | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_key)))
     stage: str | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_key)))
     disqualified_reason: str | None = attrs.field(
@@ -323,7 +352,9 @@ class Lead(Entity):
     )
     deal_id: UUID | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_uuid)))
     custom: CustomFields = attrs.field(
-        factory=CustomFields, converter=f.to_custom, metadata=f.check(f.value_of(CustomFields))
+        factory=CustomFields,
+        converter=f.to_custom,
+        metadata=f.check(f.value_of(CustomFields, "custom fields")),
     )
 
     def _invariants(self) -> Iterator[Problem]:
@@ -348,9 +379,11 @@ class Lead(Entity):
         owner: str | None = None,
         pipeline: str | None = None,
         stage: str | None = None,
+        disqualified_reason: str | None = None,
+        deal_id: UUID | None = None,
         custom: Mapping[str, JSONScalar] | None = None,
         clock: Clock = SYSTEM_CLOCK,
-    ) -> "Lead":
+    ) -> Self:
         """A new lead of a contact, from ``source`` through ``channel``."""
         return cls(
             **_stamp(clock),
@@ -362,6 +395,8 @@ class Lead(Entity):
             owner=owner,
             pipeline=pipeline,
             stage=stage,
+            disqualified_reason=disqualified_reason,
+            deal_id=deal_id,
             custom=custom,
         )
 
@@ -383,7 +418,9 @@ class Deal(Entity):
     title: str = attrs.field(converter=f.to_text, metadata=f.check(_TITLE))
     pipeline: str = attrs.field(metadata=f.check(f.is_key))
     stage: str = attrs.field(metadata=f.check(f.is_key))
-    amount: Money | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_money)))
+    amount: Money | None = attrs.field(
+        default=None, metadata=f.check(f.optional(f.is_non_negative_money))
+    )
     probability: Decimal = attrs.field(
         default=Decimal(0), converter=f.to_decimal, metadata=f.check(f.is_probability)
     )
@@ -401,12 +438,16 @@ class Deal(Entity):
     lost_reason: str | None = attrs.field(
         default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_TITLE))
     )
-    owner: str | None = attrs.field(default=None, metadata=f.check(f.optional(_USER)))
+    owner: str | None = attrs.field(
+        default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_USER))
+    )
     tags: frozenset[str] = attrs.field(
         default=frozenset(), converter=f.to_tags, metadata=f.check(f.tags)
     )
     custom: CustomFields = attrs.field(
-        factory=CustomFields, converter=f.to_custom, metadata=f.check(f.value_of(CustomFields))
+        factory=CustomFields,
+        converter=f.to_custom,
+        metadata=f.check(f.value_of(CustomFields, "custom fields")),
     )
 
     def _invariants(self) -> Iterator[Problem]:
@@ -428,6 +469,7 @@ class Deal(Entity):
         stage: str,
         amount: Money | None = None,
         probability: Decimal | int | str = Decimal(0),
+        probability_manual: bool = False,
         contact_id: UUID | None = None,
         account_id: UUID | None = None,
         lead_id: UUID | None = None,
@@ -436,7 +478,7 @@ class Deal(Entity):
         tags: Iterable[str] = frozenset(),
         custom: Mapping[str, JSONScalar] | None = None,
         clock: Clock = SYSTEM_CLOCK,
-    ) -> "Deal":
+    ) -> Self:
         """A new open deal in ``stage`` of ``pipeline``."""
         return cls(
             **_stamp(clock),
@@ -445,6 +487,7 @@ class Deal(Entity):
             stage=stage,
             amount=amount,
             probability=probability,
+            probability_manual=probability_manual,
             contact_id=contact_id,
             account_id=account_id,
             lead_id=lead_id,
@@ -477,13 +520,17 @@ class Ticket(Entity):
         default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_LONG))
     )
     account_id: UUID | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_uuid)))
-    assignee: str | None = attrs.field(default=None, metadata=f.check(f.optional(_USER)))
+    assignee: str | None = attrs.field(
+        default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_USER))
+    )
     csat: int | None = attrs.field(default=None, metadata=f.check(f.optional(f.int_between(1, 5))))
     tags: frozenset[str] = attrs.field(
         default=frozenset(), converter=f.to_tags, metadata=f.check(f.tags)
     )
     custom: CustomFields = attrs.field(
-        factory=CustomFields, converter=f.to_custom, metadata=f.check(f.value_of(CustomFields))
+        factory=CustomFields,
+        converter=f.to_custom,
+        metadata=f.check(f.value_of(CustomFields, "custom fields")),
     )
 
     def _invariants(self) -> Iterator[Problem]:
@@ -509,7 +556,7 @@ class Ticket(Entity):
         tags: Iterable[str] = frozenset(),
         custom: Mapping[str, JSONScalar] | None = None,
         clock: Clock = SYSTEM_CLOCK,
-    ) -> "Ticket":
+    ) -> Self:
         """A new ticket, status ``new``."""
         return cls(
             **_stamp(clock),
@@ -546,11 +593,15 @@ class Activity(Entity):
     )
     amount: Money | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_money)))
     properties: CustomFields = attrs.field(
-        factory=CustomFields, converter=f.to_custom, metadata=f.check(f.value_of(CustomFields))
+        factory=CustomFields,
+        converter=f.to_custom,
+        metadata=f.check(f.value_of(CustomFields, "custom fields")),
     )
     deal_id: UUID | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_uuid)))
     ticket_id: UUID | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_uuid)))
-    actor: str | None = attrs.field(default=None, metadata=f.check(f.optional(_USER)))
+    actor: str | None = attrs.field(
+        default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_USER))
+    )
 
     @classmethod
     def new(
@@ -566,7 +617,7 @@ class Activity(Entity):
         ticket_id: UUID | None = None,
         actor: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
-    ) -> "Activity":
+    ) -> Self:
         """A new activity; ``occurred_at`` defaults to the clock's now."""
         stamp = _stamp(clock)
         return cls(
@@ -602,7 +653,9 @@ class Task(Entity):
     status: TaskStatus = attrs.field(
         default=TaskStatus.OPEN, metadata=f.check(f.member(TaskStatus))
     )
-    assignee: str | None = attrs.field(default=None, metadata=f.check(f.optional(_USER)))
+    assignee: str | None = attrs.field(
+        default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_USER))
+    )
     contact_id: UUID | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_uuid)))
     deal_id: UUID | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_uuid)))
     ticket_id: UUID | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_uuid)))
@@ -639,7 +692,7 @@ class Task(Entity):
         remind_at: datetime | None = None,
         notes: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
-    ) -> "Task":
+    ) -> Self:
         """A new open task."""
         return cls(
             **_stamp(clock),
@@ -688,7 +741,7 @@ class Segment(Entity):
     name: str = attrs.field(converter=f.to_text, metadata=f.check(_NAME))
     kind: SegmentKind = attrs.field(metadata=f.check(f.member(SegmentKind)))
     rule: RuleText | None = attrs.field(
-        default=None, metadata=f.check(f.optional(f.instance_of(RuleText, "a RuleText")))
+        default=None, metadata=f.check(f.optional(f.value_of(RuleText, "a RuleText")))
     )
     members: frozenset[UUID] = attrs.field(default=frozenset(), metadata=f.check(f.uuid_set))
     description: str | None = attrs.field(
@@ -714,7 +767,7 @@ class Segment(Entity):
         members: Iterable[UUID] | None = None,
         description: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
-    ) -> "Segment":
+    ) -> Self:
         """A dynamic segment when given a ``rule``, else a static one of ``members``."""
         return cls(
             **_stamp(clock),
@@ -766,7 +819,7 @@ class Consent(Entity):
         decided_at: datetime | None = None,
         expires_at: datetime | None = None,
         clock: Clock = SYSTEM_CLOCK,
-    ) -> "Consent":
+    ) -> Self:
         """A consent decision; ``decided_at`` defaults to the clock's now."""
         stamp = _stamp(clock)
         return cls(
@@ -800,11 +853,15 @@ class StageChange(Entity):
     from_stage: str | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_key)))
     to_stage: str = attrs.field(metadata=f.check(f.is_key))
     at: datetime = attrs.field(converter=f.to_utc, metadata=f.check(f.is_utc))
-    by: str | None = attrs.field(default=None, metadata=f.check(f.optional(_USER)))
+    by: str | None = attrs.field(
+        default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_USER))
+    )
     reason: str | None = attrs.field(
         default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_TITLE))
     )
-    amount: Money | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_money)))
+    amount: Money | None = attrs.field(
+        default=None, metadata=f.check(f.optional(f.is_non_negative_money))
+    )
     probability: Decimal | None = attrs.field(
         default=None, converter=f.to_decimal_opt, metadata=f.check(f.optional(f.is_probability))
     )
@@ -813,8 +870,12 @@ class StageChange(Entity):
         yield from super()._invariants()
         if self.from_stage == self.to_stage:
             yield Problem("to_stage", self.to_stage, "equals from_stage")
-        if self.subject is SubjectKind.CONTACT and self.pipeline is not None:
-            yield Problem("pipeline", self.pipeline, "the contact lifecycle has no pipeline")
+        if self.subject is SubjectKind.CONTACT:
+            if self.pipeline is not None:
+                yield Problem("pipeline", self.pipeline, "the contact lifecycle has no pipeline")
+            for name, stage in (("from_stage", self.from_stage), ("to_stage", self.to_stage)):
+                if stage is not None and stage not in _LIFECYCLE_STAGES:
+                    yield Problem(name, stage, "is not a lifecycle stage of a contact")
 
     @classmethod
     def new(
@@ -831,7 +892,7 @@ class StageChange(Entity):
         amount: Money | None = None,
         probability: Decimal | int | str | None = None,
         clock: Clock = SYSTEM_CLOCK,
-    ) -> "StageChange":
+    ) -> Self:
         """A history entry; ``at`` defaults to the clock's now."""
         stamp = _stamp(clock)
         return cls(

@@ -13,13 +13,14 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import Enum
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 from uuid import UUID
 
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
+from crmkit.models._invalid import or_invalid
 from crmkit.models._values import (
     CountryCode,
     CustomFields,
@@ -28,26 +29,22 @@ from crmkit.models._values import (
     LanguageCode,
     Money,
     PhoneNumber,
+    has_surrogate,
     normalise_tags,
+    parse_decimal,
 )
 
 Check = Callable[[Any], None]
 """Raises ``ValidationError`` (field ``""``: the value itself) when a value is invalid."""
 
 CHECK_KEY: Final = "crmkit.check"
-_T = TypeVar("_T")
+INT64: Final = 2**63
+"""Integers are stored as 64-bit signed numbers on every database."""
 
 
-def check(*checks: Check) -> dict[str, Check]:
-    """Field metadata attaching the checks (all must pass, in order)."""
-    if len(checks) == 1:
-        return {CHECK_KEY: checks[0]}
-
-    def all_of(value: object) -> None:
-        for one in checks:
-            one(value)
-
-    return {CHECK_KEY: all_of}
+def check(one: Check) -> dict[str, Check]:
+    """Field metadata attaching the field's check."""
+    return {CHECK_KEY: one}
 
 
 # ---------------------------------------------------------------------------- checks
@@ -69,8 +66,8 @@ def is_uuid(value: object) -> None:
 def is_version(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError("", value, "expected an int")
-    if value < 1:
-        raise ValidationError("", value, "versions start at 1")
+    if not 1 <= value < INT64:
+        raise ValidationError("", value, "versions run from 1 to 2**63 - 1")
 
 
 def is_utc(value: object) -> None:
@@ -92,13 +89,19 @@ def is_money(value: object) -> None:
         raise ValidationError("", value, "expected Money (a Decimal amount and a currency)")
 
 
-def value_of(cls: type[str] | type[CustomFields]) -> Check:
-    """The value is an instance of the value type ``cls`` (its constructor says why not)."""
+def is_non_negative_money(value: object) -> None:
+    is_money(value)
+    assert isinstance(value, Money)
+    if value.amount < 0:
+        raise ValidationError("", value, "must not be negative")
+
+
+def value_of(cls: type, what: str) -> Check:
+    """The value is a ``cls`` (the field's converter made it from the raw input)."""
 
     def is_value(value: object) -> None:
         if not isinstance(value, cls):
-            cls(value)  # type: ignore[arg-type]  # raises with the precise reason
-            raise ValidationError("", value, f"expected {cls.__name__}")
+            raise ValidationError("", value, f"expected {what}")
 
     return is_value
 
@@ -125,6 +128,8 @@ def text(max_length: int, *, single_line: bool = True) -> Check:
             raise ValidationError("", value, f"longer than {max_length} characters")
         if "\x00" in value:
             raise ValidationError("", value, "text cannot contain NUL characters")
+        if has_surrogate(value):
+            raise ValidationError("", value, "text cannot contain lone surrogates")
         if single_line and not value.isprintable():
             raise ValidationError("", value, "must be one line without control characters")
 
@@ -142,13 +147,12 @@ def is_key(value: object) -> None:
         )
 
 
-def int_between(low: int, high: int | None = None) -> Check:
+def int_between(low: int, high: int = INT64 - 1) -> Check:
     def is_int(value: object) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValidationError("", value, "expected an int")
-        if value < low or (high is not None and value > high):
-            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
-            raise ValidationError("", value, f"must be {bounds}")
+        if not low <= value <= high:
+            raise ValidationError("", value, f"must be between {low} and {high}")
 
     return is_int
 
@@ -175,30 +179,11 @@ def uuid_set(value: object) -> None:
             raise ValidationError("", item, "expected a UUID")
 
 
-def host_name(value: object) -> None:
-    """A lower-case DNS host name such as ``example.com``."""
-    if not isinstance(value, str):
-        raise ValidationError("", value, "expected a domain name")
-    try:
-        address = EmailAddress(f"x@{value}")
-    except ValidationError:
-        raise ValidationError("", value, "not a valid domain name") from None
-    if address.domain != value:
-        raise ValidationError("", value, "a domain name is written in lower case")
-
-
 # ---------------------------------------------------------------------------- converters
 
 
-def _or_keep(parse: Callable[[Any], _T], value: Any) -> Any:
-    try:
-        return parse(value)
-    except ValidationError:
-        return value  # the field's check reports it, with the field's name
-
-
 def to_utc(value: datetime) -> datetime:
-    return _or_keep(ensure_utc, value)  # type: ignore[no-any-return]
+    return or_invalid(ensure_utc, value)  # type: ignore[no-any-return]
 
 
 def to_utc_opt(value: datetime | None) -> datetime | None:
@@ -211,55 +196,63 @@ def to_utc_opt(value: datetime | None) -> datetime | None:
 def to_email(value: str | None) -> EmailAddress | None:
     if value is None or type(value) is EmailAddress:
         return value
-    return _or_keep(EmailAddress, value)  # type: ignore[no-any-return]
+    return or_invalid(EmailAddress, value)  # type: ignore[no-any-return]
 
 
 def to_phone(value: str | None) -> PhoneNumber | None:
     if value is None or type(value) is PhoneNumber:
         return value
-    return _or_keep(PhoneNumber, value)  # type: ignore[no-any-return]
+    return or_invalid(PhoneNumber, value)  # type: ignore[no-any-return]
 
 
 def to_country(value: str | None) -> CountryCode | None:
     if value is None or type(value) is CountryCode:
         return value
-    return _or_keep(CountryCode, value)  # type: ignore[no-any-return]
+    return or_invalid(CountryCode, value)  # type: ignore[no-any-return]
 
 
 def to_language(value: str | None) -> LanguageCode | None:
     if value is None or type(value) is LanguageCode:
         return value
-    return _or_keep(LanguageCode, value)  # type: ignore[no-any-return]
+    return or_invalid(LanguageCode, value)  # type: ignore[no-any-return]
 
 
 def to_tags(value: Iterable[str]) -> frozenset[str]:
-    return _or_keep(normalise_tags, value)  # type: ignore[no-any-return]
+    return or_invalid(normalise_tags, value)  # type: ignore[no-any-return]
 
 
 def tags(value: object) -> None:
-    # to_tags turned every valid collection into a normalised frozenset already.
+    # to_tags made a normalised frozenset of every valid collection.
     if not isinstance(value, frozenset):
-        normalise_tags(value)  # type: ignore[arg-type]  # raises with the precise reason
         raise ValidationError("", value, "expected a frozenset of tags")
 
 
 def to_custom(value: Mapping[str, JSONScalar] | None) -> CustomFields:
     if isinstance(value, CustomFields):
         return value
-    return _or_keep(CustomFields, value)  # type: ignore[no-any-return]
+    return or_invalid(CustomFields, value)  # type: ignore[no-any-return]
 
 
 def to_decimal(value: Decimal | int | str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        return value  # type: ignore[return-value]  # a Decimal, or rejected by the check
-    try:
-        return Decimal(value)
-    except InvalidOperation:
-        return value  # type: ignore[return-value]
+    return or_invalid(parse_decimal, value)  # type: ignore[no-any-return]
 
 
 def to_decimal_opt(value: Decimal | int | str | None) -> Decimal | None:
     return None if value is None else to_decimal(value)
+
+
+def _domain(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValidationError("", value, "expected a domain name")
+    try:
+        return EmailAddress(f"x@{value.strip()}").domain
+    except ValidationError as error:
+        raise ValidationError("", value, f"not a valid domain name: {error.reason}") from None
+
+
+def to_domain(value: str | None) -> str | None:
+    """A domain in the canonical form of e-mail domains (``Example.COM`` -> ``example.com``)."""
+    return None if value is None else or_invalid(_domain, value)
 
 
 def to_text(value: str) -> str:
@@ -271,11 +264,3 @@ def to_text(value: str) -> str:
 
 def to_text_opt(value: str | None) -> str | None:
     return None if value is None else to_text(value)
-
-
-def instance_of(cls: type, what: str) -> Check:
-    def is_instance(value: object) -> None:
-        if not isinstance(value, cls):
-            raise ValidationError("", value, f"expected {what}")
-
-    return is_instance

@@ -11,15 +11,25 @@ meaning; anything that cannot be read unambiguously is rejected with a
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 from types import MappingProxyType
 from typing import Any, Final, Self, TypeAlias
 
 import attrs
 
 from crmkit._extras import import_extra
-from crmkit.errors import CurrencyMismatch, MissingExtra, Problem, ValidationError
+from crmkit.errors import CurrencyMismatch, MissingExtra, ValidationError
+from crmkit.models._invalid import or_invalid, problems_of
 from crmkit.models._iso import COUNTRY_CODES, CURRENCY_MINOR_UNITS, LANGUAGE_CODES
 
 __all__ = [
@@ -61,11 +71,13 @@ _LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 _TLD: Final = re.compile(r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})\Z")
 
 
-def _local_char_ok(char: str) -> bool:
+def _local_char_ok(char: str, first: bool) -> bool:
     if char in _ATEXT:
         return True
-    # RFC 6531: non-ASCII characters are allowed, but no spaces, controls or marks alone.
-    return ord(char) > 127 and unicodedata.category(char)[0] not in "CZ"
+    # RFC 6531: non-ASCII characters are allowed, but no spaces, controls, format or
+    # unassigned characters, and no combining mark at the start of an atom.
+    category = unicodedata.category(char)
+    return ord(char) > 127 and category[0] not in "CZ" and not (first and category[0] == "M")
 
 
 _ASCII_DOT_ATOM: Final = re.compile(
@@ -73,47 +85,85 @@ _ASCII_DOT_ATOM: Final = re.compile(
 )
 
 
-def _check_local(local: str, raw: str) -> None:
-    if not local:
-        raise ValidationError("", raw, "e-mail address has nothing before the '@'")
-    if len(local) > 64:
-        raise ValidationError("", raw, "the part before the '@' is longer than 64 characters")
+def _normal_local(local: str, raw: str) -> str:
+    """The part before the ``@``, NFC-normalised (RFC 6532) and checked."""
     if _ASCII_DOT_ATOM.match(local):
-        return  # the common case; the loop below finds the reason for everything else
-    for atom in local.split("."):
-        if not atom:
-            raise ValidationError("", raw, "leading, trailing or double dot before the '@'")
-        bad = next((c for c in atom if not _local_char_ok(c)), None)
-        if bad is not None:
-            raise ValidationError("", raw, f"character {bad!r} is not allowed before the '@'")
+        normal = local  # the common case
+    else:
+        normal = unicodedata.normalize("NFC", local)
+        if not normal:
+            raise ValidationError("", raw, "e-mail address has nothing before the '@'")
+        for atom in normal.split("."):
+            if not atom:
+                raise ValidationError("", raw, "leading, trailing or double dot before the '@'")
+            for index, char in enumerate(atom):
+                if not _local_char_ok(char, index == 0):
+                    raise ValidationError(
+                        "", raw, f"character {char!r} is not allowed before the '@'"
+                    )
+    if len(normal) > 64:
+        raise ValidationError("", raw, "the part before the '@' is longer than 64 characters")
+    return normal
 
 
-def _check_domain(domain: str, raw: str) -> None:
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
-    except UnicodeError:
-        raise ValidationError("", raw, "the domain is not a valid internationalised name") from None
-    ascii_domain = ascii_domain.lower()
-    if len(ascii_domain) > 253:
+def _domain_label(label: str, raw: str) -> tuple[str, str]:
+    """One label as (U-label, A-label): Unicode as written for people, ASCII for DNS.
+
+    ``xn--`` labels are decoded, so both spellings of a name give one address. Unicode
+    labels are NFKC-normalised and lower-cased (full-width letters become ASCII), as
+    UTS 46 maps them; format characters such as zero-width spaces are rejected, never
+    dropped. Python's ``idna`` codec is not used: it implements IDNA 2003, which maps
+    ``straße`` to ``strasse``, a different domain today.
+    """
+    if label.isascii():
+        if not label.startswith("xn--"):
+            return label, label
+        try:
+            unicode = label[4:].encode("ascii").decode("punycode")
+        except UnicodeError:
+            raise ValidationError(
+                "", raw, f"domain label {label!r} is not valid punycode"
+            ) from None
+    else:
+        unicode = unicodedata.normalize("NFKC", label).lower()
+        if unicode.isascii():
+            return unicode, unicode
+    for index, char in enumerate(unicode):
+        category = unicodedata.category(char)
+        allowed = char == "-" or category[0] in "LN" or (category[0] == "M" and index > 0)
+        if not allowed:
+            raise ValidationError("", raw, f"character {char!r} is not allowed in a domain")
+    if unicode.isascii() or unicodedata.normalize("NFC", unicode) != unicode:
+        raise ValidationError("", raw, f"domain label {label!r} is not a normalised IDN label")
+    return unicode, "xn--" + unicode.encode("punycode").decode("ascii")
+
+
+def _normal_domain(domain: str, raw: str) -> str:
+    """The domain lower-cased, with internationalised labels in one Unicode spelling."""
+    labels = [_domain_label(label, raw) for label in domain.lower().split(".")]
+    ascii_labels = [a for _, a in labels]
+    if len(".".join(ascii_labels)) > 253:
         raise ValidationError("", raw, "the domain is longer than 253 characters")
-    labels = ascii_domain.split(".")
     if len(labels) < 2:
         raise ValidationError("", raw, "the domain needs a dot (name.tld)")
-    for label in labels:
+    for label in ascii_labels:
         if not _LABEL.match(label):
             raise ValidationError("", raw, f"domain label {label!r} is not a valid host name")
-    if not _TLD.match(labels[-1]):
-        raise ValidationError("", raw, f"{labels[-1]!r} is not a top-level domain")
+    if not _TLD.match(ascii_labels[-1]):
+        raise ValidationError("", raw, f"{ascii_labels[-1]!r} is not a top-level domain")
+    return ".".join(u for u, _ in labels)
 
 
 class EmailAddress(str):
     """An e-mail address in normalised form: trimmed, the domain lower-cased.
 
     The part before the ``@`` keeps its case (RFC 5321 leaves it to the receiving
-    server). Accepted: dot-atom local parts (RFC 5322, plus non-ASCII characters as in
-    RFC 6531) and host-name domains with at least two labels, internationalised domains
-    included. Rejected: quoted local parts, IP-literal domains, comments, and addresses
-    longer than 254 characters.
+    server); non-ASCII text in it is NFC-normalised (RFC 6532). Internationalised
+    domains are kept in their Unicode spelling, whichever way they were written
+    (``bücher.de`` and ``xn--bcher-kva.de`` give the same address). Accepted: dot-atom
+    local parts (RFC 5322, plus non-ASCII characters as in RFC 6531) and host-name
+    domains with at least two labels. Rejected: quoted local parts, IP-literal domains,
+    comments, and addresses longer than 254 characters.
 
     >>> EmailAddress("  Ada.Lovelace@Example.COM ")
     EmailAddress('Ada.Lovelace@example.com')
@@ -127,10 +177,7 @@ class EmailAddress(str):
         if text.count("@") != 1:
             raise ValidationError("", raw, "an e-mail address needs exactly one '@'")
         local, _, domain = text.partition("@")
-        _check_local(local, raw)
-        domain = domain.lower()
-        _check_domain(domain, raw)
-        address = f"{local}@{domain}"
+        address = f"{_normal_local(local, raw)}@{_normal_domain(domain, raw)}"
         if len(address) > 254:
             raise ValidationError("", raw, "e-mail address is longer than 254 characters")
         return super().__new__(cls, address)
@@ -152,15 +199,21 @@ class EmailAddress(str):
 # ---------------------------------------------------------------------------- phone
 
 _E164: Final = re.compile(r"\+[1-9][0-9]{6,14}\Z")
-_PHONE_SEPARATORS: Final = str.maketrans("", "", " \t-./()\u00a0\u2009\u202f")
+# '+', then digits; one separator (space, '-', '.', '/') may stand between two digits or
+# digit groups, and a group may be put in parentheses: "+49 (30) 901-820".
+_SPACE: Final = "[ \u00a0\u2009\u202f]"
+_SEP: Final = rf"(?:{_SPACE}*[./-]{_SPACE}*|{_SPACE}+)"
+_PHONE_FORM: Final = re.compile(rf"\+(?:[0-9]|\([0-9]+\))(?:{_SEP}?(?:[0-9]|\([0-9]+\)))*\Z")
+_PHONE_SEPARATORS: Final = str.maketrans("", "", " \u00a0\u2009\u202f./-()")
 
 
 class PhoneNumber(str):
     """A phone number in E.164 form (``+4930123456``).
 
     The constructor is the strict basic check that needs nothing installed: an
-    international number (leading ``+``, 7 to 15 digits), with spaces, dashes, dots,
-    slashes and parentheses removed. Stored numbers are always loaded through it.
+    international number (leading ``+``, 7 to 15 digits); single spaces, dashes, dots or
+    slashes between digits and parentheses around digit groups are removed. Stored
+    numbers are always loaded through it, so data stored without the extra loads with it.
 
     :meth:`parse` is for numbers as people type them: with the ``quality`` extra
     (``phonenumbers``) it checks the number against the real numbering plan and accepts
@@ -171,8 +224,9 @@ class PhoneNumber(str):
 
     def __new__(cls, value: str) -> Self:
         raw = _text_of(value, "a phone number")
-        compact = raw.strip().translate(_PHONE_SEPARATORS)
-        if not _E164.match(compact):
+        text = raw.strip()
+        compact = text.translate(_PHONE_SEPARATORS)
+        if not _PHONE_FORM.match(text) or not _E164.match(compact):
             raise ValidationError(
                 "", raw, "expected an international phone number: '+', then 7 to 15 digits"
             )
@@ -224,7 +278,7 @@ class CountryCode(str):
     def __new__(cls, value: str) -> Self:
         raw = _text_of(value, "an ISO 3166-1 alpha-2 country code")
         code = raw.strip().upper()
-        if code not in COUNTRY_CODES:
+        if not raw.isascii() or code not in COUNTRY_CODES:
             raise ValidationError("", raw, "not an ISO 3166-1 alpha-2 country code")
         return super().__new__(cls, code)
 
@@ -236,7 +290,8 @@ class LanguageCode(str):
     """A language: ISO 639-1 code, optionally with an ISO 3166-1 region (``"de"``, ``"en-GB"``).
 
     Written as a BCP 47 tag: language lower case, region upper case, joined by ``-``
-    (``"en_gb"`` is read as ``"en-GB"``).
+    (``"en_gb"`` is read as ``"en-GB"``). Script subtags (``zh-Hant``) and UN M.49
+    regions (``es-419``) are not accepted.
     """
 
     __slots__ = ()
@@ -245,7 +300,7 @@ class LanguageCode(str):
         raw = _text_of(value, "a language code")
         language, sep, region = raw.strip().replace("_", "-").partition("-")
         language = language.lower()
-        if language not in LANGUAGE_CODES:
+        if not raw.isascii() or language not in LANGUAGE_CODES:
             raise ValidationError("", raw, "not an ISO 639-1 language code")
         if sep:
             region = region.upper()
@@ -269,58 +324,82 @@ class LanguageCode(str):
 # ---------------------------------------------------------------------------- money
 
 
-def _parse_amount(value: Decimal | int | str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
-        reason = (
-            "floats are not accepted for money; pass a Decimal or a string"
-            if isinstance(value, float)
-            else "expected a Decimal, an int or a decimal string"
-        )
-        raise ValidationError("amount", value, reason)
-    try:
-        amount = value if isinstance(value, Decimal) else Decimal(value)
-    except InvalidOperation:
-        raise ValidationError("amount", value, "not a decimal number") from None
-    if not amount.is_finite():
-        raise ValidationError("amount", value, "amount must be a finite number")
+_DECIMAL: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+
+
+def parse_decimal(value: object) -> Decimal:
+    """A finite ``Decimal`` from a ``Decimal``, an ``int`` or a plain decimal string.
+
+    Strings are read in ASCII decimal notation only (``"12.50"``, ``"-3"``, ``"1E+2"``):
+    no surrounding spaces, digit separators, other scripts' digits, NaN or infinity.
+    Floats are refused, because they cannot hold most decimal values exactly.
+    """
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        if not _DECIMAL.match(value):
+            raise ValidationError("", value, "not a decimal number (digits, '.', sign)")
+        number = Decimal(value)
+    elif isinstance(value, float):
+        raise ValidationError("", value, "floats are not exact: pass a Decimal or a string")
+    else:
+        raise ValidationError("", value, "expected a Decimal, an int or a decimal string")
+    if not number.is_finite():
+        raise ValidationError("", value, "must be a finite number")
+    return number
+
+
+_MAX_INTEGER_DIGITS: Final = 18
+_MAX_PLACES: Final = 12
+# Wide enough that any sum, difference or rounding of two amounts in range is exact.
+_MONEY_CONTEXT: Final = Context(
+    prec=2 * (_MAX_INTEGER_DIGITS + _MAX_PLACES),
+    traps=[Inexact, Overflow, InvalidOperation, DivisionByZero],
+)
+_ROUNDING: Final = Context(prec=_MONEY_CONTEXT.prec, traps=[Overflow, InvalidOperation])
+
+
+def _parse_amount(value: object) -> Decimal:
+    amount = parse_decimal(value)
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)  # a finite Decimal's exponent is an int
+    if amount and amount.adjusted() >= _MAX_INTEGER_DIGITS:
+        raise ValidationError("", value, f"more than {_MAX_INTEGER_DIGITS} integer digits")
+    if -exponent > _MAX_PLACES:
+        raise ValidationError("", value, f"more than {_MAX_PLACES} decimal places; round first")
     return amount
 
 
-def _parse_currency(value: str) -> str:
+def _parse_currency(value: object) -> str:
     if not isinstance(value, str):
-        raise ValidationError("currency", value, "expected an ISO 4217 currency code as a string")
-    code = value.strip().upper()
-    if code not in CURRENCY_MINOR_UNITS:
-        raise ValidationError("currency", value, "not an ISO 4217 currency code")
-    return code
-
-
-# Converters hand what they cannot read back unchanged; Money.__attrs_post_init__ then
-# reports the problems of both fields together.
+        raise ValidationError("", value, "expected an ISO 4217 currency code as a string")
+    code = value.strip()
+    if not code.isascii() or code.upper() not in CURRENCY_MINOR_UNITS:
+        raise ValidationError("", value, "not an ISO 4217 currency code")
+    return code.upper()
 
 
 def _amount(value: Decimal | int | str) -> Decimal:
-    try:
-        return _parse_amount(value)
-    except ValidationError:
-        return value  # type: ignore[return-value]
+    return or_invalid(_parse_amount, value)  # type: ignore[no-any-return]
 
 
 def _currency(value: str) -> str:
-    try:
-        return _parse_currency(value)
-    except ValidationError:
-        return value
+    return or_invalid(_parse_currency, value)  # type: ignore[no-any-return]
 
 
 @attrs.frozen
 class Money:
     """An exact amount of one currency: ``Decimal`` plus an ISO 4217 code.
 
-    Amounts are kept exactly as given (``Money("12.50", "EUR")`` keeps two places);
-    :meth:`rounded` quantises to the currency's minor unit. Arithmetic is defined within
-    one currency only; mixing currencies raises :class:`~crmkit.errors.CurrencyMismatch`.
-    Floats are refused, because they cannot hold most decimal amounts.
+    Amounts are kept exactly as given (``Money("12.50", "EUR")`` keeps two places), with
+    at most 18 integer digits and 12 decimal places, so that every database can store
+    them. :meth:`rounded` quantises to the currency's minor unit. Arithmetic is exact and
+    defined within one currency only; mixing currencies raises
+    :class:`~crmkit.errors.CurrencyMismatch`, a result out of range a
+    :class:`~crmkit.errors.ValidationError`. Floats are refused, because they cannot
+    hold most decimal amounts.
 
     >>> Money("19.99", "EUR") * 3
     Money(amount=Decimal('59.97'), currency='EUR')
@@ -330,21 +409,7 @@ class Money:
     currency: str = attrs.field(converter=_currency)
 
     def __attrs_post_init__(self) -> None:
-        if (
-            type(self.amount) is Decimal
-            and self.amount.is_finite()
-            and (self.currency in CURRENCY_MINOR_UNITS)
-        ):
-            return
-        problems: list[Problem] = []
-        try:
-            _parse_amount(self.amount)
-        except ValidationError as error:
-            problems.extend(error.problems)
-        try:
-            _parse_currency(self.currency)
-        except ValidationError as error:
-            problems.extend(error.problems)
+        problems = problems_of("amount", self.amount) + problems_of("currency", self.currency)
         if problems:
             raise ValidationError.of(problems)
 
@@ -361,27 +426,38 @@ class Money:
     def rounded(self) -> Self:
         """The amount quantised to the currency's minor unit, rounding half to even."""
         exponent = Decimal(1).scaleb(-self.minor_units)
-        return type(self)(self.amount.quantize(exponent, rounding=ROUND_HALF_EVEN), self.currency)
+        return self._exact(
+            lambda: self.amount.quantize(exponent, rounding=ROUND_HALF_EVEN, context=_ROUNDING)
+        )
 
-    def _check(self, other: "Money", operation: str) -> None:
+    def _exact(self, compute: Callable[[], Decimal]) -> Self:
+        try:
+            with localcontext(_MONEY_CONTEXT):
+                amount = compute()
+        except ArithmeticError:
+            raise ValidationError(
+                "amount", self.amount, "the result is out of the range of money amounts"
+            ) from None
+        return type(self)(amount, self.currency)
+
+    def _amount_of(self, other: object, operation: str) -> Decimal:
+        if not isinstance(other, Money):
+            raise TypeError(f"cannot {operation} Money and {type(other).__name__}")
         if other.currency != self.currency:
             raise CurrencyMismatch(
                 "currency",
                 other.currency,
                 f"cannot {operation} {self.currency} and {other.currency}",
             )
+        return other.amount
 
-    def __add__(self, other: object) -> Self:
-        if not isinstance(other, Money):
-            return NotImplemented
-        self._check(other, "add")
-        return type(self)(self.amount + other.amount, self.currency)
+    def __add__(self, other: "Money") -> Self:
+        amount = self._amount_of(other, "add")
+        return self._exact(lambda: self.amount + amount)
 
-    def __sub__(self, other: object) -> Self:
-        if not isinstance(other, Money):
-            return NotImplemented
-        self._check(other, "subtract")
-        return type(self)(self.amount - other.amount, self.currency)
+    def __sub__(self, other: "Money") -> Self:
+        amount = self._amount_of(other, "subtract")
+        return self._exact(lambda: self.amount - amount)
 
     def __neg__(self) -> Self:
         return type(self)(-self.amount, self.currency)
@@ -389,34 +465,24 @@ class Money:
     def __abs__(self) -> Self:
         return type(self)(abs(self.amount), self.currency)
 
-    def __mul__(self, factor: object) -> Self:
+    def __mul__(self, factor: Decimal | int) -> Self:
         if isinstance(factor, bool) or not isinstance(factor, Decimal | int):
-            return NotImplemented
-        return type(self)(self.amount * factor, self.currency)
+            raise TypeError(f"cannot multiply Money by {type(factor).__name__}")
+        return self._exact(lambda: self.amount * factor)
 
     __rmul__ = __mul__
 
-    def _compare(self, other: object, operation: str) -> Decimal | None:
-        if not isinstance(other, Money):
-            return None
-        self._check(other, "compare")
-        return other.amount
+    def __lt__(self, other: "Money") -> bool:
+        return self.amount < self._amount_of(other, "compare")
 
-    def __lt__(self, other: object) -> bool:
-        amount = self._compare(other, "compare")
-        return NotImplemented if amount is None else self.amount < amount
+    def __le__(self, other: "Money") -> bool:
+        return self.amount <= self._amount_of(other, "compare")
 
-    def __le__(self, other: object) -> bool:
-        amount = self._compare(other, "compare")
-        return NotImplemented if amount is None else self.amount <= amount
+    def __gt__(self, other: "Money") -> bool:
+        return self.amount > self._amount_of(other, "compare")
 
-    def __gt__(self, other: object) -> bool:
-        amount = self._compare(other, "compare")
-        return NotImplemented if amount is None else self.amount > amount
-
-    def __ge__(self, other: object) -> bool:
-        amount = self._compare(other, "compare")
-        return NotImplemented if amount is None else self.amount >= amount
+    def __ge__(self, other: "Money") -> bool:
+        return self.amount >= self._amount_of(other, "compare")
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"
@@ -432,7 +498,7 @@ def normalise_tags(value: Iterable[str]) -> frozenset[str]:
 
     Tags keep their case; a bare string is refused (it would be read letter by letter).
     """
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
         raise ValidationError("", value, "expected a collection of tags, not a single value")
     tags: set[str] = set()
     for tag in value:
@@ -468,10 +534,27 @@ def _check_scalar(key: str, value: object) -> None:
     elif isinstance(value, str):
         if "\x00" in value:
             raise ValidationError(key, value, "text cannot contain NUL characters")
+        if has_surrogate(value):
+            raise ValidationError(key, value, "text cannot contain lone surrogates")
     else:
         raise ValidationError(
             key, value, "a custom field holds a JSON scalar: str, int, float, bool or None"
         )
+
+
+def _plain(value: JSONScalar) -> JSONScalar:
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return value if type(value) is base else base(value)
+    return value
+
+
+_SURROGATES: Final = re.compile("[\ud800-\udfff]")
+
+
+def has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate, which no UTF-8 database can store."""
+    return not text.isascii() and _SURROGATES.search(text) is not None
 
 
 def _key_path(key: object) -> str:
@@ -502,7 +585,9 @@ class CustomFields(Mapping[str, JSONScalar]):
                     "at most 63 characters",
                 )
             _check_scalar(key, value)
-        self._data: dict[str, JSONScalar] = dict(data)
+        # Subclasses (a StrEnum, an IntEnum) are stored as the JSON type they stand for,
+        # so that a value reads back as it was written.
+        self._data: dict[str, JSONScalar] = {k: _plain(v) for k, v in data.items()}
         self._hash: int | None = None
 
     def __getitem__(self, key: str) -> JSONScalar:
@@ -514,16 +599,20 @@ class CustomFields(Mapping[str, JSONScalar]):
     def __len__(self) -> int:
         return len(self._data)
 
+    def _typed(self) -> frozenset[tuple[str, type, JSONScalar]]:
+        return frozenset((k, type(v), v) for k, v in self._data.items())
+
     def __eq__(self, other: object) -> bool:
+        """Equal when the same names hold the same JSON values: ``True`` is not ``1``."""
         if isinstance(other, CustomFields):
-            return self._data == other._data
+            return self._typed() == other._typed()
         if isinstance(other, Mapping):
-            return self._data == dict(other.items())
+            return self._typed() == frozenset((k, type(v), v) for k, v in other.items())
         return NotImplemented
 
     def __hash__(self) -> int:
         if self._hash is None:
-            self._hash = hash(frozenset(self._data.items()))
+            self._hash = hash(self._typed())
         return self._hash
 
     def set(self, **values: JSONScalar) -> "CustomFields":

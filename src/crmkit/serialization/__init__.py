@@ -15,9 +15,11 @@ enumerations by value, custom fields as a JSON object.
 """
 
 import functools
-from collections.abc import Callable, Mapping
+import re
+from collections import abc
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import Enum, IntEnum, StrEnum
 from types import NoneType, UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin
@@ -37,6 +39,7 @@ from cattrs.gen import make_dict_structure_fn
 from crmkit.clock import ensure_utc
 from crmkit.errors import MISSING, Problem, ValidationError
 from crmkit.models import CountryCode, CustomFields, EmailAddress, LanguageCode, PhoneNumber
+from crmkit.models._values import parse_decimal
 
 __all__ = ["CrmkitConverter", "make_converter"]
 
@@ -48,7 +51,7 @@ _ROOT = "$"
 class CrmkitConverter(cattrs.Converter):
     """A cattrs converter whose ``structure`` raises only crmkit validation errors."""
 
-    def structure(self, obj: Any, cl: Any) -> Any:
+    def structure(self, obj: Any, cl: type[_T]) -> _T:
         """Read ``obj`` (JSON-compatible data) as ``cl``, strictly.
 
         Raises :class:`crmkit.errors.ValidationError` listing every problem, each with a
@@ -62,6 +65,10 @@ class CrmkitConverter(cattrs.Converter):
             raise ValidationError.of(_problems(group, obj, _ROOT)) from None
         except cattrs.StructureHandlerNotFoundError as error:
             raise ValidationError(_ROOT, obj, f"cannot read values of type {cl!r}") from error
+        except (TypeError, ValueError, AttributeError, KeyError) as error:
+            # A target outside crmkit's hooks (a union cattrs cannot tell apart, a host
+            # type) failed in its own way: still reported as a validation error.
+            raise ValidationError(_ROOT, obj, f"cannot read as {cl!r}: {error}") from error
 
 
 def make_converter() -> CrmkitConverter:
@@ -73,6 +80,9 @@ def make_converter() -> CrmkitConverter:
     converter = CrmkitConverter(detailed_validation=True, forbid_extra_keys=True)
     _register_scalars(converter)
     _register_values(converter)
+    converter.register_structure_hook_factory(_is_sequence, _sequence_factory)
+    converter.register_structure_hook_factory(_is_set, _set_factory)
+    converter.register_structure_hook_factory(_is_mapping, _mapping_factory)
     converter.register_structure_hook_factory(_is_optional, _optional_structure_factory)
     converter.register_structure_hook_factory(attrs.has, _attrs_structure_factory)
     return converter
@@ -127,15 +137,17 @@ def _structure_bool(obj: object, _: type) -> bool:
     return obj
 
 
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
+
+
 def _structure_uuid(obj: object, _: type) -> UUID:
     if isinstance(obj, UUID):
         return obj
     if not isinstance(obj, str):
         raise _fail(obj, "expected a UUID string")
-    try:
-        return UUID(obj)
-    except ValueError:
-        raise _fail(obj, "not a UUID") from None
+    if not _UUID_TEXT.match(obj):
+        raise _fail(obj, "not a UUID in its 8-4-4-4-12 hex form")
+    return UUID(obj)
 
 
 def _structure_datetime(obj: object, _: type) -> datetime:
@@ -164,14 +176,7 @@ def _structure_date(obj: object, _: type) -> date:
 
 
 def _structure_decimal(obj: object, _: type) -> Decimal:
-    if isinstance(obj, Decimal):
-        return obj
-    if isinstance(obj, bool) or not isinstance(obj, str | int):
-        raise _fail(obj, "expected a decimal number as a string (floats are not exact)")
-    try:
-        return Decimal(obj)
-    except InvalidOperation:
-        raise _fail(obj, "not a decimal number") from None
+    return parse_decimal(obj)
 
 
 def _register_scalars(converter: CrmkitConverter) -> None:
@@ -232,29 +237,81 @@ def _structure_custom(obj: object, _: type) -> CustomFields:
     return CustomFields(obj)
 
 
-def _is_frozenset_of(item: type) -> Callable[[Any], bool]:
-    def predicate(t: Any) -> bool:
-        return getattr(t, "__origin__", None) is frozenset and get_args(t) == (item,)
+# ---------------------------------------------------------------------------- collections
+# JSON arrays and objects only (a string is not a list of its letters, a dict is not a
+# list of its keys), every item read with its own hook, every bad item reported with
+# its index or key.
 
-    return predicate
+
+def _is_sequence(t: Any) -> bool:
+    origin, args = get_origin(t), get_args(t)
+    if origin is tuple:
+        return len(args) == 2 and args[1] is Ellipsis
+    return origin in (list, abc.Sequence, abc.MutableSequence)
 
 
-def _structure_set_of(
-    structure_item: Callable[[object, type], _T], what: str
-) -> Callable[[object, type], frozenset[_T]]:
-    def structure(obj: object, _: type) -> frozenset[_T]:
-        if isinstance(obj, str | bytes | Mapping) or not isinstance(obj, list | tuple | frozenset):
-            raise _fail(obj, f"expected a list of {what}")
-        items = []
-        problems: list[Problem] = []
-        for index, item in enumerate(obj):
-            try:
-                items.append(structure_item(item, object))
-            except ValidationError as error:
-                problems.extend(p.within(f"[{index}]") for p in error.problems)
-        if problems:
-            raise ValidationError.of(problems)
-        return frozenset(items)
+def _is_set(t: Any) -> bool:
+    return get_origin(t) in (set, frozenset, abc.Set, abc.MutableSet)
+
+
+def _is_mapping(t: Any) -> bool:
+    return get_origin(t) in (dict, abc.Mapping, abc.MutableMapping)
+
+
+def _items(
+    pairs: Iterable[tuple[object, object]], hook: Callable[[object, Any], Any], item_type: Any
+) -> list[Any]:
+    items: list[Any] = []
+    problems: list[Problem] = []
+    for where, value in pairs:
+        try:
+            items.append(hook(value, item_type))
+        except ValidationError as error:
+            problems.extend(p.within(_child("", where)) for p in error.problems)
+    if problems:
+        raise ValidationError.of(problems)
+    return items
+
+
+def _sequence_factory(t: Any, converter: cattrs.Converter) -> Callable[[object, type], Any]:
+    item_type = get_args(t)[0]
+    hook = converter.get_structure_hook(item_type)
+    make: Callable[[list[Any]], Any] = tuple if get_origin(t) is tuple else list
+
+    def structure(obj: object, _: type) -> Any:
+        if isinstance(obj, str | bytes | Mapping) or not isinstance(obj, list | tuple):
+            raise _fail(obj, "expected a list")
+        return make(_items(enumerate(obj), hook, item_type))
+
+    return structure
+
+
+def _set_factory(t: Any, converter: cattrs.Converter) -> Callable[[object, type], Any]:
+    item_type = get_args(t)[0]
+    hook = converter.get_structure_hook(item_type)
+    make: Callable[[list[Any]], Any] = set if get_origin(t) in (set, abc.MutableSet) else frozenset
+
+    def structure(obj: object, _: type) -> Any:
+        if isinstance(obj, str | bytes | Mapping) or not isinstance(
+            obj, list | tuple | set | frozenset
+        ):
+            raise _fail(obj, "expected a list")
+        return make(_items(enumerate(obj), hook, item_type))
+
+    return structure
+
+
+def _mapping_factory(t: Any, converter: cattrs.Converter) -> Callable[[object, type], Any]:
+    key_type, value_type = get_args(t)
+    key_hook = converter.get_structure_hook(key_type)
+    value_hook = converter.get_structure_hook(value_type)
+
+    def structure(obj: object, _: type) -> dict[Any, Any]:
+        if not isinstance(obj, Mapping):
+            raise _fail(obj, "expected an object")
+        keys = _items(((k, k) for k in obj), key_hook, key_type)
+        values = _items(obj.items(), value_hook, value_type)
+        return dict(zip(keys, values, strict=True))
 
     return structure
 
@@ -263,19 +320,21 @@ def _unstructure_sorted(values: frozenset[Any]) -> list[str]:
     return sorted(str(v) for v in values)
 
 
+def _is_frozenset_of(item: type) -> Callable[[Any], bool]:
+    def predicate(t: Any) -> bool:
+        return get_origin(t) is frozenset and get_args(t) == (item,)
+
+    return predicate
+
+
 def _register_values(converter: CrmkitConverter) -> None:
     for value_type in _VALUE_TYPES:
         converter.register_structure_hook(value_type, _value_structure_factory(value_type))
         converter.register_unstructure_hook(value_type, str)
     converter.register_structure_hook(CustomFields, _structure_custom)
     converter.register_unstructure_hook(CustomFields, dict)
-    for item, structure_item, what in (
-        (str, _structure_str, "strings"),
-        (UUID, _structure_uuid, "UUIDs"),
-    ):
-        converter.register_structure_hook_func(
-            _is_frozenset_of(item), _structure_set_of(structure_item, what)
-        )
+    # Tags and member lists are written sorted, so equal sets give equal JSON.
+    for item in (str, UUID):
         converter.register_unstructure_hook_func(_is_frozenset_of(item), _unstructure_sorted)
 
 

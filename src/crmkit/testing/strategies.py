@@ -162,13 +162,16 @@ def currencies() -> st.SearchStrategy[str]:
 
 
 @st.composite
-def money(draw: st.DrawFn, currency: str | None = None) -> Money:
-    """Amounts of up to 12 integer digits with the currency's minor units (or fewer)."""
-    code = currency if currency is not None else draw(currencies())
+def money(draw: st.DrawFn, currency: str | None = None, *, negative: bool = True) -> Money:
+    """Amounts of up to 12 integer digits with the currency's minor units (or fewer).
+
+    ``negative=False`` draws no amount below zero (deal amounts, revenue).
+    """
+    code = Money.zero(currency).currency if currency is not None else draw(currencies())
     places = draw(st.integers(0, CURRENCIES[code]))
     amount = draw(
         st.decimals(
-            min_value=Decimal(-(10**12)),
+            min_value=Decimal(-(10**12)) if negative else Decimal(0),
             max_value=Decimal(10**12),
             places=places,
             allow_nan=False,
@@ -249,7 +252,7 @@ def accounts(draw: st.DrawFn) -> Account:
         country=draw(_optional(country_codes())),
         industry=draw(_optional(texts(30))),
         employees=draw(_optional(st.integers(0, 10**6))),
-        annual_revenue=draw(_optional(money())),
+        annual_revenue=draw(_optional(money(negative=False))),
         owner=draw(_optional(users())),
         tags=draw(tags()),
         custom=draw(custom_fields()),
@@ -285,7 +288,7 @@ def deals(draw: st.DrawFn) -> Deal:
         title=draw(texts()),
         pipeline=draw(keys()),
         stage=draw(keys()),
-        amount=draw(_optional(money())),
+        amount=draw(_optional(money(negative=False))),
         probability=draw(_probabilities()),
         probability_manual=draw(st.booleans()),
         status=status,
@@ -391,8 +394,10 @@ def consents(draw: st.DrawFn) -> Consent:
 @st.composite
 def stage_changes(draw: st.DrawFn) -> StageChange:
     subject = draw(st.sampled_from(SubjectKind))
-    to_stage = draw(keys())
-    from_stage = draw(_optional(keys().filter(lambda k: k != to_stage)))
+    stages = st.sampled_from([s.value for s in LifecycleStage])
+    stage = stages if subject is SubjectKind.CONTACT else keys()
+    to_stage = draw(stage)
+    from_stage = draw(_optional(stage.filter(lambda k: k != to_stage)))
     return StageChange(
         **_stamp(draw),
         subject=subject,
@@ -403,7 +408,7 @@ def stage_changes(draw: st.DrawFn) -> StageChange:
         at=draw(aware_datetimes()),
         by=draw(_optional(users())),
         reason=draw(_optional(texts())),
-        amount=draw(_optional(money())),
+        amount=draw(_optional(money(negative=False))),
         probability=draw(_optional(_probabilities())),
     )
 
