@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("sphinx", reason="building the docs needs the 'docs' extra")
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 

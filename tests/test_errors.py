@@ -3,7 +3,6 @@ from uuid import uuid4
 
 import pytest
 
-from crmkit import errors
 from crmkit.errors import (
     MISSING,
     ConcurrencyConflict,
@@ -102,8 +101,3 @@ def test_messages_name_what_went_wrong() -> None:
 def test_missing_is_a_singleton_that_pickles() -> None:
     assert repr(MISSING) == "<missing>"
     assert pickle.loads(pickle.dumps(MISSING)) is MISSING
-
-
-def test_public_names() -> None:
-    for name in errors.__all__:
-        assert getattr(errors, name) is not None

@@ -1,3 +1,4 @@
+import inspect
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -150,6 +151,24 @@ def test_every_entity_has_a_new_constructor(clock: FixedClock) -> None:
     assert made[7].kind is SegmentKind.STATIC  # type: ignore[attr-defined]
     assert made[8].decided_at == T0  # type: ignore[attr-defined]
     assert made[9].at == T0  # type: ignore[attr-defined]
+
+
+# Fields that describe a later state than creation: new() leaves them at their default,
+# and the lifecycle operations set them.
+LATER_STATE = {
+    Deal: {"status", "closed_at", "lost_reason"},
+    Ticket: {"status", "csat"},
+    Task: {"status", "completed_at"},
+    Segment: {"kind"},  # follows from rule or members
+}
+STAMP = {"id", "version", "created_at", "updated_at"}
+
+
+@pytest.mark.parametrize("entity_type", ENTITY_TYPES, ids=lambda t: t.__name__)
+def test_new_takes_every_field_of_a_new_entity(entity_type: type[Entity]) -> None:
+    fields = {a.name for a in attrs.fields(entity_type)}
+    parameters = set(inspect.signature(entity_type.new).parameters) - {"clock"}  # type: ignore[attr-defined]
+    assert parameters == fields - STAMP - LATER_STATE.get(entity_type, set())
 
 
 def test_entity_names() -> None:

@@ -46,6 +46,7 @@ from crmkit.models._values import (
     Money,
     PhoneNumber,
     normalise_tags,
+    parse_decimal,
 )
 
 ENTITY_TYPES: tuple[type[Entity], ...] = (
@@ -101,4 +102,5 @@ __all__ = [
     "TicketPriority",
     "TicketStatus",
     "normalise_tags",
+    "parse_decimal",
 ]

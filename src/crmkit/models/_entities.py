@@ -141,6 +141,11 @@ def _allowed_only_when(name: str, value: object, condition: bool, when: str) -> 
 class Contact(Entity):
     """A person: the one place for person data.
 
+    ``phone`` holds E.164. The constructor (and so :func:`attrs.evolve` and loading)
+    applies the basic check of :class:`PhoneNumber`, so stored data loads with or without
+    the ``quality`` extra; :meth:`new` reads the number with :meth:`PhoneNumber.parse`,
+    which checks the numbering plan when ``phonenumbers`` is installed.
+
     >>> from crmkit.clock import FixedClock
     >>> from datetime import datetime, UTC
     >>> ada = Contact.new(email="Ada@Example.com", first_name="Ada",

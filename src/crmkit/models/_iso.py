@@ -2,10 +2,12 @@
 
 Generated from the Debian ``iso-codes`` and tzdata tables and frozen here, so validation
 never depends on files of the host system. ``XCG`` (Caribbean guilder, 2025) and ``ZWG``
-(Zimbabwe gold, 2024) are newer than that table and were added by hand; precious metals,
-fund and testing codes (``XAU``, ``XDR``, ``XTS``, ``XXX``, ...) have no minor unit and are
-not money a CRM books, so they are left out. ``XK`` (Kosovo) is a user-assigned code that
-ISO has not published but that the EU, banks and phone-number plans use; it is accepted.
+(Zimbabwe gold, 2024) are newer than that table and were added by hand. Precious metals,
+special drawing rights and testing codes (``XAU``, ``XDR``, ``XTS``, ``XXX``, ...) have no
+minor unit and are not money a CRM books, so they are left out; the fund codes that have
+a minor unit (``BOV``, ``CHE``, ``CLF``, ``USN``, ...) are kept. ``XK`` (Kosovo) is a
+user-assigned code that ISO has not published but that the EU, banks and phone-number
+plans use; it is accepted.
 """
 
 from typing import Final

@@ -44,6 +44,7 @@ __all__ = [
     "Money",
     "PhoneNumber",
     "normalise_tags",
+    "parse_decimal",
 ]
 
 CURRENCIES: Final[Mapping[str, int]] = MappingProxyType(CURRENCY_MINOR_UNITS)

@@ -38,8 +38,14 @@ from cattrs.gen import make_dict_structure_fn
 
 from crmkit.clock import ensure_utc
 from crmkit.errors import MISSING, Problem, ValidationError
-from crmkit.models import CountryCode, CustomFields, EmailAddress, LanguageCode, PhoneNumber
-from crmkit.models._values import parse_decimal
+from crmkit.models import (
+    CountryCode,
+    CustomFields,
+    EmailAddress,
+    LanguageCode,
+    PhoneNumber,
+    parse_decimal,
+)
 
 __all__ = ["CrmkitConverter", "make_converter"]
 
