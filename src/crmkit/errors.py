@@ -13,7 +13,7 @@ and the rejected value, and carry every problem found, not only the first.
 """
 
 from collections.abc import Iterable, Sequence
-from typing import Final, Self
+from typing import ClassVar, Final, Self
 from uuid import UUID
 
 __all__ = [
@@ -182,28 +182,30 @@ class InvalidPipeline(ValidationError):
     """A pipeline definition is inconsistent (duplicate, unknown or unreachable stages)."""
 
 
-class NotFound(CrmkitError, KeyError):
+class _EntityError(CrmkitError):
+    """An error about one entity, named by its kind and id."""
+
+    _what: ClassVar[str]
+
+    def __init__(self, entity: str, id: UUID | str) -> None:
+        self.entity = entity
+        self.id = id
+        super().__init__(entity, id)
+
+    def __str__(self) -> str:
+        return f"{self.entity} {self.id} {self._what}"
+
+
+class NotFound(_EntityError, KeyError):
     """No entity of this kind has this id (in the store's tenant)."""
 
-    def __init__(self, entity: str, id: UUID | str) -> None:
-        self.entity = entity
-        self.id = id
-        super().__init__(entity, id)
-
-    def __str__(self) -> str:
-        return f"{self.entity} {self.id} not found"
+    _what = "not found"
 
 
-class Duplicate(CrmkitError, ValueError):
+class Duplicate(_EntityError, ValueError):
     """An entity with this id (or this unique key) already exists."""
 
-    def __init__(self, entity: str, id: UUID | str) -> None:
-        self.entity = entity
-        self.id = id
-        super().__init__(entity, id)
-
-    def __str__(self) -> str:
-        return f"{self.entity} {self.id} already exists"
+    _what = "already exists"
 
 
 class ConcurrencyConflict(CrmkitError, RuntimeError):
