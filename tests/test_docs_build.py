@@ -15,6 +15,8 @@ DOCS = ROOT / "docs"
 # The modules of the reference section; each documents every name in its __all__.
 REFERENCE_MODULES = [
     "crmkit.models",
+    "crmkit.models.rules",
+    "crmkit.segmentation",
     "crmkit.errors",
     "crmkit.clock",
     "crmkit.serialization",

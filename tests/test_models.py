@@ -28,7 +28,6 @@ from crmkit.models import (
     LeadStatus,
     LifecycleStage,
     Money,
-    RuleText,
     Segment,
     SegmentKind,
     StageChange,
@@ -39,6 +38,7 @@ from crmkit.models import (
     TicketChannel,
     TicketStatus,
 )
+from crmkit.models.rules import Compare, Op, Rule, RuleEntity
 from crmkit.testing import strategies as cst
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -353,22 +353,23 @@ def test_task_invariants(clock: FixedClock) -> None:
 
 def test_segment_is_dynamic_or_static(clock: FixedClock) -> None:
     member = uuid4()
-    dynamic = Segment.new(name="Active", rule=RuleText("country == 'DE'"), clock=clock)
+    german = Rule(RuleEntity.CONTACT, Compare("country", Op.EQ, "DE"))
+    dynamic = Segment.new(name="Active", rule=german, clock=clock)
     assert dynamic.kind is SegmentKind.DYNAMIC
     static = Segment.new(name="Fair 2026", members=[member], clock=clock)
     assert static.members == frozenset({member})
     with pytest.raises(ValidationError, match="no member list"):
         attrs.evolve(dynamic, members=frozenset({member}))
     with pytest.raises(ValidationError, match="static segment has no rule"):
-        attrs.evolve(static, rule=RuleText("x"))
+        attrs.evolve(static, rule=german)
     with pytest.raises(ValidationError, match="required for a dynamic segment"):
         attrs.evolve(dynamic, rule=None)
     with pytest.raises(ValidationError) as caught:
         attrs.evolve(static, members=frozenset({"not-a-uuid"}))
     assert caught.value.field == "members"
-    with pytest.raises(ValidationError) as caught:
-        RuleText("")
-    assert caught.value.field == "source"
+    with pytest.raises(ValidationError, match="selects contacts") as caught:
+        attrs.evolve(dynamic, rule=Rule(RuleEntity.DEAL, Compare("stage", Op.EQ, "won")))
+    assert caught.value.field == "rule"
 
 
 def test_consent_expiry_follows_the_decision(clock: FixedClock) -> None:

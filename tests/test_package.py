@@ -14,6 +14,8 @@ PUBLIC_MODULES = [
     "crmkit.cli",
     "crmkit.errors",
     "crmkit.models",
+    "crmkit.models.rules",
+    "crmkit.segmentation",
     "crmkit.serialization",
     "crmkit.testing",
     "crmkit.testing.strategies",

@@ -21,9 +21,9 @@ from crmkit.models import (
     EmailAddress,
     Entity,
     Money,
-    RuleText,
     Segment,
 )
+from crmkit.models.rules import Compare, Op, Rule, RuleEntity
 from crmkit.serialization import CrmkitConverter, make_converter
 from crmkit.testing import strategies as cst
 
@@ -95,10 +95,14 @@ def test_value_types_come_back_as_their_types() -> None:
     assert type(restored.country) is CountryCode
 
 
-def test_rule_text_of_a_segment_round_trips() -> None:
-    segment = Segment.new(name="DE", rule=RuleText("country == 'DE'"), clock=FixedClock(T0))
+def test_the_rule_of_a_segment_round_trips() -> None:
+    rule = Rule(RuleEntity.CONTACT, Compare("country", Op.EQ, "DE"))
+    segment = Segment.new(name="DE", rule=rule, clock=FixedClock(T0))
     plain = CONVERTER.unstructure(segment)
-    assert plain["rule"] == {"source": "country == 'DE'"}
+    assert plain["rule"] == {
+        "entity": "contact",
+        "where": {"node": "compare", "field": "country", "op": "eq", "value": "DE"},
+    }
     assert CONVERTER.structure(plain, Segment) == segment
 
 

@@ -1,7 +1,7 @@
 """Typed domain models: entities, value types and enumerations.
 
 All entities are frozen, slotted attrs classes validated on construction; see
-:class:`Entity` for what they share.
+:class:`Entity` for what they share. The rule language is :mod:`crmkit.models.rules`.
 """
 
 from crmkit.models._entities import (
@@ -12,7 +12,6 @@ from crmkit.models._entities import (
     Deal,
     Entity,
     Lead,
-    RuleText,
     Segment,
     StageChange,
     Task,
@@ -89,7 +88,6 @@ __all__ = [
     "LifecycleStage",
     "Money",
     "PhoneNumber",
-    "RuleText",
     "Segment",
     "SegmentKind",
     "StageChange",

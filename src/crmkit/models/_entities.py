@@ -46,6 +46,7 @@ from crmkit.models._values import (
     Money,
     PhoneNumber,
 )
+from crmkit.models.rules import Rule, RuleEntity
 
 __all__ = [
     "Account",
@@ -55,7 +56,6 @@ __all__ = [
     "Deal",
     "Entity",
     "Lead",
-    "RuleText",
     "Segment",
     "StageChange",
     "Task",
@@ -716,37 +716,20 @@ class Task(Entity):
 # ---------------------------------------------------------------------------- segment
 
 
-def _rule_source(_instance: object, _attribute: object, value: str) -> None:
-    try:
-        _LONG(value)
-    except ValidationError as error:
-        raise error.within("source") from None
-
-
-@attrs.frozen
-class RuleText:
-    """The rule of a dynamic segment, as text.
-
-    A stand-in until the rule language arrives: it holds the rule's source and is
-    replaced by the rule AST of ``crmkit.segmentation``.
-    """
-
-    source: str = attrs.field(validator=_rule_source)
-
-
 @attrs.frozen(kw_only=True)
 class Segment(Entity):
     """A named set of contacts: dynamic (a rule, re-evaluated) or static (a member list).
 
-    A dynamic segment has a rule and no members; a static one has members and no rule.
+    A dynamic segment has a contact :class:`~crmkit.models.rules.Rule` and no members; a
+    static one has members and no rule. :mod:`crmkit.segmentation` computes members.
     """
 
     entity_name: ClassVar[str] = "segment"
 
     name: str = attrs.field(converter=f.to_text, metadata=f.check(_NAME))
     kind: SegmentKind = attrs.field(metadata=f.check(f.member(SegmentKind)))
-    rule: RuleText | None = attrs.field(
-        default=None, metadata=f.check(f.optional(f.value_of(RuleText, "a RuleText")))
+    rule: Rule | None = attrs.field(
+        default=None, metadata=f.check(f.optional(f.value_of(Rule, "a Rule")))
     )
     members: frozenset[UUID] = attrs.field(default=frozenset(), metadata=f.check(f.uuid_set))
     description: str | None = attrs.field(
@@ -758,6 +741,8 @@ class Segment(Entity):
         if self.kind is SegmentKind.DYNAMIC:
             if self.rule is None:
                 yield Problem("rule", None, "is required for a dynamic segment")
+            elif self.rule.entity is not RuleEntity.CONTACT:
+                yield Problem("rule", self.rule.entity, "a segment's rule selects contacts")
             if self.members:
                 yield Problem("members", self.members, "a dynamic segment has no member list")
         elif self.rule is not None:
@@ -768,7 +753,7 @@ class Segment(Entity):
         cls,
         *,
         name: str,
-        rule: RuleText | None = None,
+        rule: Rule | None = None,
         members: Iterable[UUID] | None = None,
         description: str | None = None,
         clock: Clock = SYSTEM_CLOCK,

@@ -15,7 +15,6 @@ enumerations by value, custom fields as a JSON object.
 """
 
 import functools
-import re
 from collections import abc
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
@@ -36,7 +35,6 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn
 
-from crmkit.clock import ensure_utc
 from crmkit.errors import MISSING, Problem, ValidationError
 from crmkit.models import (
     CountryCode,
@@ -44,7 +42,19 @@ from crmkit.models import (
     EmailAddress,
     LanguageCode,
     PhoneNumber,
-    parse_decimal,
+)
+from crmkit.models.rules import Condition
+from crmkit.serialization._rules import structure_condition, unstructure_condition
+from crmkit.serialization._scalars import (
+    fail,
+    structure_bool,
+    structure_date,
+    structure_datetime,
+    structure_decimal,
+    structure_float,
+    structure_int,
+    structure_str,
+    structure_uuid,
 )
 
 __all__ = ["CrmkitConverter", "make_converter"]
@@ -90,8 +100,26 @@ def make_converter() -> CrmkitConverter:
     converter.register_structure_hook_factory(_is_set, _set_factory)
     converter.register_structure_hook_factory(_is_mapping, _mapping_factory)
     converter.register_structure_hook_factory(_is_optional, _optional_structure_factory)
+    converter.register_structure_hook_factory(_is_condition, _condition_structure_factory)
+    converter.register_unstructure_hook_func(_is_condition, unstructure_condition)
     converter.register_structure_hook_factory(attrs.has, _attrs_structure_factory)
     return converter
+
+
+def _is_condition(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, Condition)
+
+
+def _condition_structure_factory(cl: type[Condition]) -> Callable[[object, type], Condition]:
+    """Rule conditions, read by their ``node`` tag; ``cl`` may be a node type or any."""
+
+    def structure(obj: object, _: type) -> Condition:
+        node = structure_condition(obj)
+        if not isinstance(node, cl):
+            raise fail(obj, f"expected a {cl.__name__} node")
+        return node
+
+    return structure
 
 
 def _is_optional(t: Any) -> bool:
@@ -112,90 +140,17 @@ def _optional_structure_factory(
     return structure
 
 
-# ---------------------------------------------------------------------------- scalars
-
-
-def _fail(obj: object, reason: str) -> ValidationError:
-    return ValidationError("", obj, reason)
-
-
-def _structure_str(obj: object, _: type) -> str:
-    if not isinstance(obj, str):
-        raise _fail(obj, "expected a string")
-    return obj
-
-
-def _structure_int(obj: object, _: type) -> int:
-    if isinstance(obj, bool) or not isinstance(obj, int):
-        raise _fail(obj, "expected an integer")
-    return obj
-
-
-def _structure_float(obj: object, _: type) -> float:
-    if isinstance(obj, bool) or not isinstance(obj, int | float):
-        raise _fail(obj, "expected a number")
-    return float(obj)
-
-
-def _structure_bool(obj: object, _: type) -> bool:
-    if not isinstance(obj, bool):
-        raise _fail(obj, "expected true or false")
-    return obj
-
-
-_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
-
-
-def _structure_uuid(obj: object, _: type) -> UUID:
-    if isinstance(obj, UUID):
-        return obj
-    if not isinstance(obj, str):
-        raise _fail(obj, "expected a UUID string")
-    if not _UUID_TEXT.match(obj):
-        raise _fail(obj, "not a UUID in its 8-4-4-4-12 hex form")
-    return UUID(obj)
-
-
-def _structure_datetime(obj: object, _: type) -> datetime:
-    if isinstance(obj, str):
-        try:
-            value: object = datetime.fromisoformat(obj)
-        except ValueError:
-            raise _fail(obj, "not an ISO 8601 timestamp") from None
-    else:
-        value = obj
-    try:
-        return ensure_utc(value)
-    except ValidationError as error:
-        raise _fail(obj, error.reason) from None
-
-
-def _structure_date(obj: object, _: type) -> date:
-    if isinstance(obj, date) and not isinstance(obj, datetime):
-        return obj
-    if not isinstance(obj, str):
-        raise _fail(obj, "expected an ISO 8601 date string (YYYY-MM-DD)")
-    try:
-        return date.fromisoformat(obj)
-    except ValueError:
-        raise _fail(obj, "not an ISO 8601 date (YYYY-MM-DD)") from None
-
-
-def _structure_decimal(obj: object, _: type) -> Decimal:
-    return parse_decimal(obj)
-
-
 def _register_scalars(converter: CrmkitConverter) -> None:
     # cattrs calls int(x), str(x) ... by default, which coerces ("12" -> 12). Subclasses
     # (bool, our StrEnums and str-based value types) have more specific hooks below.
-    converter.register_structure_hook(str, _structure_str)
-    converter.register_structure_hook(int, _structure_int)
-    converter.register_structure_hook(float, _structure_float)
-    converter.register_structure_hook(bool, _structure_bool)
-    converter.register_structure_hook(UUID, _structure_uuid)
-    converter.register_structure_hook(datetime, _structure_datetime)
-    converter.register_structure_hook(date, _structure_date)
-    converter.register_structure_hook(Decimal, _structure_decimal)
+    converter.register_structure_hook(str, structure_str)
+    converter.register_structure_hook(int, structure_int)
+    converter.register_structure_hook(float, structure_float)
+    converter.register_structure_hook(bool, structure_bool)
+    converter.register_structure_hook(UUID, structure_uuid)
+    converter.register_structure_hook(datetime, structure_datetime)
+    converter.register_structure_hook(date, structure_date)
+    converter.register_structure_hook(Decimal, structure_decimal)
     converter.register_unstructure_hook(UUID, str)
     converter.register_unstructure_hook(datetime, datetime.isoformat)
     converter.register_unstructure_hook(date, date.isoformat)
@@ -222,7 +177,7 @@ def _structure_enum(obj: object, cl: type[Enum]) -> Enum:
         return _members_by_value(cl)[type(obj), obj]
     except (KeyError, TypeError):
         allowed = ", ".join(str(m.value) for m in cl)
-        raise _fail(obj, f"expected one of: {allowed}") from None
+        raise fail(obj, f"expected one of: {allowed}") from None
 
 
 # ---------------------------------------------------------------------------- value types
@@ -232,14 +187,14 @@ def _value_structure_factory(cl: type[str]) -> Callable[[object, type], str]:
     def structure(obj: object, _: type) -> str:
         if isinstance(obj, cl):
             return obj
-        return cl(_structure_str(obj, str))
+        return cl(structure_str(obj, str))
 
     return structure
 
 
 def _structure_custom(obj: object, _: type) -> CustomFields:
     if not isinstance(obj, Mapping):
-        raise _fail(obj, "expected an object of custom fields")
+        raise fail(obj, "expected an object of custom fields")
     return CustomFields(obj)
 
 
@@ -286,7 +241,7 @@ def _sequence_factory(t: Any, converter: cattrs.Converter) -> Callable[[object, 
 
     def structure(obj: object, _: type) -> Any:
         if isinstance(obj, str | bytes | Mapping) or not isinstance(obj, list | tuple):
-            raise _fail(obj, "expected a list")
+            raise fail(obj, "expected a list")
         return make(_items(enumerate(obj), hook, item_type))
 
     return structure
@@ -301,7 +256,7 @@ def _set_factory(t: Any, converter: cattrs.Converter) -> Callable[[object, type]
         if isinstance(obj, str | bytes | Mapping) or not isinstance(
             obj, list | tuple | set | frozenset
         ):
-            raise _fail(obj, "expected a list")
+            raise fail(obj, "expected a list")
         return make(_items(enumerate(obj), hook, item_type))
 
     return structure
@@ -314,7 +269,7 @@ def _mapping_factory(t: Any, converter: cattrs.Converter) -> Callable[[object, t
 
     def structure(obj: object, _: type) -> dict[Any, Any]:
         if not isinstance(obj, Mapping):
-            raise _fail(obj, "expected an object")
+            raise fail(obj, "expected an object")
         keys = _items(((k, k) for k in obj), key_hook, key_type)
         values = _items(obj.items(), value_hook, value_type)
         return dict(zip(keys, values, strict=True))
@@ -352,7 +307,7 @@ def _attrs_structure_factory(cl: type[Any], converter: cattrs.Converter) -> Call
 
     def structure(obj: object, _: type) -> Any:
         if not isinstance(obj, Mapping):
-            raise _fail(obj, f"expected an object for {cl.__name__}")
+            raise fail(obj, f"expected an object for {cl.__name__}")
         try:
             return generated(obj, cl)
         except ClassValidationError as group:

@@ -14,12 +14,39 @@ cross-field invariant of the models (a closed deal has ``closed_at``, a done tas
 ``completed_at``, ...). Entity timestamps lie between 1970 and 2100, in UTC.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar, cast
+from uuid import UUID
 
 from crmkit.errors import MissingExtra
+from crmkit.models.rules import (
+    ACTIVITY_FIELDS,
+    FIELDS,
+    ActivityCondition,
+    And,
+    Between,
+    Compare,
+    Condition,
+    DateWindow,
+    FieldSpec,
+    FieldType,
+    HasTag,
+    In,
+    InSegment,
+    IsNull,
+    Measure,
+    Not,
+    Op,
+    Or,
+    RelativeDate,
+    Rule,
+    RuleEntity,
+    TextMatch,
+    TextOp,
+    field_spec,
+)
 
 try:
     from hypothesis import strategies as st
@@ -51,7 +78,6 @@ from crmkit.models import (
     LifecycleStage,
     Money,
     PhoneNumber,
-    RuleText,
     Segment,
     SegmentKind,
     StageChange,
@@ -69,6 +95,7 @@ __all__ = [
     "accounts",
     "activities",
     "aware_datetimes",
+    "conditions",
     "consents",
     "contacts",
     "country_codes",
@@ -83,9 +110,11 @@ __all__ = [
     "leads",
     "money",
     "phone_numbers",
+    "rules",
     "segments",
     "stage_changes",
     "tags",
+    "tags_of_one",
     "tasks",
     "texts",
     "tickets",
@@ -369,7 +398,7 @@ def segments(draw: st.DrawFn) -> Segment:
         **_stamp(draw),
         name=draw(texts()),
         kind=kind,
-        rule=RuleText(draw(texts(100))) if dynamic else None,
+        rule=draw(rules(RuleEntity.CONTACT)) if dynamic else None,
         members=frozenset() if dynamic else draw(st.frozensets(st.uuids(), max_size=5)),
         description=draw(_optional(texts(200))),
     )
@@ -411,6 +440,178 @@ def stage_changes(draw: st.DrawFn) -> StageChange:
         amount=draw(_optional(money(negative=False))),
         probability=draw(_optional(_probabilities())),
     )
+
+
+# ---------------------------------------------------------------------------- rules
+
+CUSTOM_KEYS = ("plan", "seats", "trial", "score")
+"""The custom field names :func:`conditions` refers to (and test data should use)."""
+
+WORDS = ("ada", "Ada", "ADA", "berg", "straße", "STRASSE", "/pricing", "pro", "x")
+"""Texts that :func:`conditions` compares with: some match each other case-insensitively."""
+
+COUNTRY_SAMPLE = ("DE", "SE", "GB", "US", "FR")
+LANGUAGE_SAMPLE = ("de", "en", "sv", "en-GB")
+
+
+def _words() -> st.SearchStrategy[str]:
+    return st.one_of(st.sampled_from(WORDS), texts(8))
+
+
+def _rule_money() -> st.SearchStrategy[Money]:
+    return st.builds(
+        Money,
+        st.decimals(min_value=0, max_value=500, places=2),
+        st.sampled_from(["EUR", "USD"]),
+    )
+
+
+def _literals(spec: FieldSpec) -> st.SearchStrategy[Any]:
+    kind = spec.kind
+    if kind is FieldType.TEXT:
+        return _words()
+    if kind is FieldType.COUNTRY:
+        return st.sampled_from(COUNTRY_SAMPLE)
+    if kind is FieldType.LANGUAGE:
+        return st.sampled_from(LANGUAGE_SAMPLE)
+    if kind is FieldType.ENUM:
+        assert spec.enum is not None
+        return st.sampled_from([str(m.value) for m in spec.enum])
+    if kind is FieldType.NUMBER:
+        return _numbers()
+    if kind is FieldType.BOOL:
+        return st.booleans()
+    if kind is FieldType.DATETIME:
+        return aware_datetimes(datetime(2020, 1, 1), datetime(2030, 1, 1))
+    if kind is FieldType.DATE:
+        return st.dates(date(2020, 1, 1), date(2030, 1, 1))
+    if kind is FieldType.UUID:
+        return st.uuids()
+    if kind is FieldType.MONEY:
+        return _rule_money()
+    if kind is FieldType.JSON:
+        return st.one_of(_words(), _numbers(decimals=False), st.booleans())
+    raise TypeError(kind)  # pragma: no cover - tags have no literals
+
+
+def _numbers(*, decimals: bool = True) -> st.SearchStrategy[Any]:
+    choices: list[st.SearchStrategy[Any]] = [
+        st.integers(-10, 100),
+        st.floats(-10, 100, allow_nan=False),
+    ]
+    if decimals:
+        choices.append(st.decimals(min_value=-10, max_value=100, places=2))
+    return st.one_of(choices)
+
+
+_ORDERED_KINDS = frozenset(
+    {FieldType.NUMBER, FieldType.DATETIME, FieldType.DATE, FieldType.MONEY, FieldType.JSON}
+)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+@st.composite
+def _field_atom(draw: st.DrawFn, fields: Mapping[str, FieldSpec], prefix: str) -> Condition:
+    names = [n for n, spec in fields.items() if spec.kind is not FieldType.TAGS]
+    names += [f"{prefix}.{key}" for key in CUSTOM_KEYS]
+    spec = field_spec(draw(st.sampled_from(names)), fields, prefix)
+    name, kind = spec.name, spec.kind
+    shapes = ["compare", "is_null"]
+    if kind not in (FieldType.MONEY,):
+        shapes.append("in")
+    if kind in _ORDERED_KINDS:
+        shapes.append("between")
+    if kind in (FieldType.TEXT, FieldType.JSON):
+        shapes.append("text")
+    if kind in (FieldType.DATETIME, FieldType.DATE):
+        shapes.append("window")
+    shape = draw(st.sampled_from(shapes))
+    if shape == "is_null":
+        return IsNull(name, draw(st.booleans()))
+    if shape == "in":
+        values = draw(st.lists(_optional(_literals(spec)), min_size=1, max_size=4))
+        return In(name, tuple(values), draw(st.booleans()))
+    if shape == "text":
+        return TextMatch(name, draw(st.sampled_from(TextOp)), draw(_words()))
+    if shape == "window":
+        window = draw(st.sampled_from(DateWindow))
+        days = None if window is DateWindow.THIS_MONTH else draw(st.integers(0, 400))
+        return RelativeDate(name, window, days)
+    if shape == "between":
+        if kind is FieldType.MONEY:
+            currency = draw(st.sampled_from(["EUR", "USD"]))
+            low, high = sorted(draw(st.lists(_rule_money(), min_size=2, max_size=2)), key=str)
+            low, high = Money(low.amount, currency), Money(high.amount, currency)
+            low, high = (low, high) if low.amount <= high.amount else (high, low)
+        else:
+            literals = _numbers(decimals=False) if kind is FieldType.JSON else _literals(spec)
+            low, high = sorted(draw(st.lists(literals, min_size=2, max_size=2)))
+        return Between(name, low, high)
+    literal = draw(_literals(spec))
+    ops = list(Op) if kind in _ORDERED_KINDS else [Op.EQ, Op.NE]
+    if kind is FieldType.JSON and not _is_number(literal):
+        ops = [Op.EQ, Op.NE]
+    return Compare(name, draw(st.sampled_from(ops)), literal)
+
+
+@st.composite
+def _activity_atom(draw: st.DrawFn) -> ActivityCondition:
+    measure = draw(st.sampled_from(Measure))
+    value: int | Money = (
+        draw(st.integers(0, 4)) if measure is Measure.COUNT else draw(_rule_money())
+    )
+    where = draw(_optional(_field_atom(ACTIVITY_FIELDS, "properties")))
+    return ActivityCondition(
+        draw(st.sampled_from([ActivityKind.PAGE_VIEW, ActivityKind.PURCHASE])),
+        measure,
+        draw(st.sampled_from(Op)),
+        value,
+        where=where,
+        within_days=draw(_optional(st.integers(1, 60))),
+    )
+
+
+def conditions(
+    entity: RuleEntity = RuleEntity.CONTACT,
+    *,
+    segment_ids: Sequence[UUID] = (),
+    max_leaves: int = 6,
+) -> st.SearchStrategy[Condition]:
+    """Valid conditions for ``entity``: every node type, nested ``And``/``Or``/``Not``.
+
+    Literals come from small pools (:data:`WORDS`, a few countries, :data:`CUSTOM_KEYS`)
+    so that they meet data drawn from the same pools. ``in segment`` conditions appear
+    only when ``segment_ids`` names segments to refer to.
+    """
+    fields = FIELDS[entity]
+    leaves = [_field_atom(fields, "custom"), _activity_atom()]
+    if "tags" in fields:
+        leaves.append(st.one_of(st.sampled_from(WORDS[:4]), tags_of_one()).map(HasTag))
+    if segment_ids and entity is RuleEntity.CONTACT:
+        leaves.append(st.sampled_from(list(segment_ids)).map(InSegment))
+    return st.recursive(
+        st.one_of(leaves),
+        lambda inner: st.one_of(
+            st.lists(inner, min_size=1, max_size=3).map(lambda xs: And(tuple(xs))),
+            st.lists(inner, min_size=1, max_size=3).map(lambda xs: Or(tuple(xs))),
+            inner.map(Not),
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+def tags_of_one() -> st.SearchStrategy[str]:
+    return tags().filter(bool).map(lambda found: sorted(found)[0])
+
+
+def rules(
+    entity: RuleEntity = RuleEntity.CONTACT, *, segment_ids: Sequence[UUID] = ()
+) -> st.SearchStrategy[Rule]:
+    """Valid rules over ``entity`` (see :func:`conditions`)."""
+    return conditions(entity, segment_ids=segment_ids).map(lambda c: Rule(entity, c))
 
 
 _BY_TYPE: dict[type[Entity], Callable[[], st.SearchStrategy[Any]]] = {

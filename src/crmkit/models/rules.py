@@ -1,0 +1,708 @@
+"""The rule language: boolean conditions over an entity, as frozen AST nodes.
+
+A :class:`Rule` names the entity it applies to (contact, lead, deal or ticket) and a
+:class:`Condition` tree. Conditions compare fields, custom fields (``custom.plan``), tags,
+relative dates, segment membership and the contact's activity history, combined with
+:class:`And`, :class:`Or` and :class:`Not` (``&``, ``|``, ``~``).
+
+Rules are data: stored with segments, serialised by :mod:`crmkit.serialization`,
+evaluated in Python by :mod:`crmkit.segmentation` and compiled to SQL by the storage
+adapter. Both follow SQL's three-valued logic: a comparison with a missing value is
+UNKNOWN, ``NOT UNKNOWN`` is UNKNOWN, and only TRUE selects.
+
+Building a :class:`Rule` checks every field name against the :data:`FIELDS` registry of
+its entity and every value against the field's type, and raises
+:class:`~crmkit.errors.InvalidRule` naming the field and the value. Builder functions
+that read better live in :mod:`crmkit.segmentation`.
+"""
+
+import re
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum, StrEnum
+from types import MappingProxyType
+from typing import Any, Final, TypeAlias
+from uuid import UUID
+
+import attrs
+
+from crmkit.clock import ensure_utc
+from crmkit.errors import InvalidRule, ValidationError
+from crmkit.models._enums import (
+    ActivityKind,
+    DealStatus,
+    LeadChannel,
+    LeadStatus,
+    LifecycleStage,
+    TicketChannel,
+    TicketPriority,
+    TicketStatus,
+)
+from crmkit.models._values import CountryCode, LanguageCode, Money, normalise_tags
+
+__all__ = [
+    "ACTIVITY_FIELDS",
+    "FIELDS",
+    "ActivityCondition",
+    "And",
+    "Between",
+    "Compare",
+    "Condition",
+    "DateWindow",
+    "FieldSpec",
+    "FieldType",
+    "HasTag",
+    "In",
+    "InSegment",
+    "IsNull",
+    "Measure",
+    "Not",
+    "Op",
+    "Or",
+    "RelativeDate",
+    "Rule",
+    "RuleEntity",
+    "Scalar",
+    "TextMatch",
+    "TextOp",
+    "field_spec",
+]
+
+Scalar: TypeAlias = str | int | float | Decimal | bool | date | datetime | UUID | Money
+"""A literal a rule compares with."""
+
+
+class Op(StrEnum):
+    """A comparison operator."""
+
+    EQ = "eq"
+    NE = "ne"
+    LT = "lt"
+    LE = "le"
+    GT = "gt"
+    GE = "ge"
+
+    @property
+    def negated(self) -> "Op":
+        """The operator of the negated comparison (``not (a < b)`` is ``a >= b``)."""
+        return _NEGATED[self]
+
+
+_NEGATED: Final = {
+    Op.EQ: Op.NE,
+    Op.NE: Op.EQ,
+    Op.LT: Op.GE,
+    Op.GE: Op.LT,
+    Op.GT: Op.LE,
+    Op.LE: Op.GT,
+}
+_ORDERING: Final = frozenset({Op.LT, Op.LE, Op.GT, Op.GE})
+
+
+class TextOp(StrEnum):
+    """A text match; both sides are compared case-insensitively (``str.casefold``)."""
+
+    CONTAINS = "contains"
+    STARTSWITH = "startswith"
+    ENDSWITH = "endswith"
+
+
+class DateWindow(StrEnum):
+    """A time window relative to the moment a rule is evaluated (UTC)."""
+
+    WITHIN_LAST = "within_last"
+    """From ``days`` days before now up to now."""
+    MORE_THAN_AGO = "more_than_ago"
+    """Earlier than ``days`` days before now."""
+    THIS_MONTH = "this_month"
+    """In the current calendar month (UTC)."""
+
+
+class Measure(StrEnum):
+    """What an activity condition measures over the matching activities."""
+
+    COUNT = "count"
+    SUM = "sum"
+    """The sum of the activities' amounts in the currency of the compared value."""
+
+
+class RuleEntity(StrEnum):
+    """The kind of entity a rule selects."""
+
+    CONTACT = "contact"
+    LEAD = "lead"
+    DEAL = "deal"
+    TICKET = "ticket"
+
+
+# ---------------------------------------------------------------------------- registry
+
+
+class FieldType(StrEnum):
+    """The type of a field a rule may name; it decides operators and literal types."""
+
+    TEXT = "text"
+    COUNTRY = "country"
+    LANGUAGE = "language"
+    ENUM = "enum"
+    NUMBER = "number"
+    BOOL = "bool"
+    DATETIME = "datetime"
+    DATE = "date"
+    UUID = "uuid"
+    MONEY = "money"
+    TAGS = "tags"
+    JSON = "json"
+    """A custom field or activity property: a JSON scalar of any type, or missing."""
+
+
+@attrs.frozen
+class FieldSpec:
+    """A field a rule may name: its name, type and (for enumerations) the allowed values."""
+
+    name: str
+    kind: FieldType
+    enum: type[Enum] | None = None
+
+    @property
+    def attribute(self) -> str:
+        """The model attribute (``custom`` for ``custom.plan``)."""
+        return self.name.partition(".")[0]
+
+    @property
+    def key(self) -> str | None:
+        """The custom field or property key (``plan`` for ``custom.plan``)."""
+        return self.name.partition(".")[2] or None
+
+
+def _specs(*specs: FieldSpec) -> Mapping[str, FieldSpec]:
+    return MappingProxyType({spec.name: spec for spec in specs})
+
+
+T = FieldType
+_COMMON = (
+    FieldSpec("id", T.UUID),
+    FieldSpec("created_at", T.DATETIME),
+    FieldSpec("updated_at", T.DATETIME),
+)
+
+FIELDS: Final[Mapping[RuleEntity, Mapping[str, FieldSpec]]] = MappingProxyType(
+    {
+        RuleEntity.CONTACT: _specs(
+            *_COMMON,
+            FieldSpec("first_name", T.TEXT),
+            FieldSpec("last_name", T.TEXT),
+            FieldSpec("email", T.TEXT),
+            FieldSpec("phone", T.TEXT),
+            FieldSpec("country", T.COUNTRY),
+            FieldSpec("language", T.LANGUAGE),
+            FieldSpec("account_id", T.UUID),
+            FieldSpec("lifecycle_stage", T.ENUM, LifecycleStage),
+            FieldSpec("owner", T.TEXT),
+            FieldSpec("do_not_contact", T.BOOL),
+            FieldSpec("tags", T.TAGS),
+        ),
+        RuleEntity.LEAD: _specs(
+            *_COMMON,
+            FieldSpec("contact_id", T.UUID),
+            FieldSpec("source", T.TEXT),
+            FieldSpec("channel", T.ENUM, LeadChannel),
+            FieldSpec("status", T.ENUM, LeadStatus),
+            FieldSpec("score", T.NUMBER),
+            FieldSpec("owner", T.TEXT),
+            FieldSpec("pipeline", T.TEXT),
+            FieldSpec("stage", T.TEXT),
+        ),
+        RuleEntity.DEAL: _specs(
+            *_COMMON,
+            FieldSpec("title", T.TEXT),
+            FieldSpec("pipeline", T.TEXT),
+            FieldSpec("stage", T.TEXT),
+            FieldSpec("amount", T.MONEY),
+            FieldSpec("probability", T.NUMBER),
+            FieldSpec("status", T.ENUM, DealStatus),
+            FieldSpec("contact_id", T.UUID),
+            FieldSpec("account_id", T.UUID),
+            FieldSpec("expected_close", T.DATE),
+            FieldSpec("closed_at", T.DATETIME),
+            FieldSpec("lost_reason", T.TEXT),
+            FieldSpec("owner", T.TEXT),
+            FieldSpec("tags", T.TAGS),
+        ),
+        RuleEntity.TICKET: _specs(
+            *_COMMON,
+            FieldSpec("subject", T.TEXT),
+            FieldSpec("contact_id", T.UUID),
+            FieldSpec("status", T.ENUM, TicketStatus),
+            FieldSpec("priority", T.ENUM, TicketPriority),
+            FieldSpec("channel", T.ENUM, TicketChannel),
+            FieldSpec("assignee", T.TEXT),
+            FieldSpec("csat", T.NUMBER),
+            FieldSpec("tags", T.TAGS),
+        ),
+    }
+)
+"""The fields a rule may name, per entity. Every entity also has ``custom.<key>``."""
+
+ACTIVITY_FIELDS: Final[Mapping[str, FieldSpec]] = _specs(
+    FieldSpec("subject", T.TEXT),
+    FieldSpec("amount", T.MONEY),
+    FieldSpec("occurred_at", T.DATETIME),
+    FieldSpec("actor", T.TEXT),
+)
+"""The fields the filter of an activity condition may name, and ``properties.<key>``."""
+
+_DYNAMIC_KEY: Final = re.compile(r"[a-z][a-z0-9_]{0,62}\Z")
+
+
+def field_spec(name: str, fields: Mapping[str, FieldSpec], dynamic_prefix: str) -> FieldSpec:
+    """The spec of field ``name``, or :class:`InvalidRule` naming it.
+
+    ``dynamic_prefix`` is ``"custom"`` for entities and ``"properties"`` for activities:
+    ``custom.plan`` names the custom field ``plan``.
+    """
+    spec = fields.get(name)
+    if spec is not None:
+        return spec
+    prefix, dot, key = name.partition(".")
+    if dot and prefix == dynamic_prefix:
+        if _DYNAMIC_KEY.match(key):
+            return FieldSpec(name, FieldType.JSON)
+        raise InvalidRule(name, name, f"{key!r} is not a valid {dynamic_prefix} field name")
+    known = ", ".join(sorted(fields))
+    raise InvalidRule(name, name, f"unknown field; known: {known}, {dynamic_prefix}.<name>")
+
+
+# ---------------------------------------------------------------------------- nodes
+
+
+def _same_typed(a: object, b: object) -> bool:
+    """Equality that tells ``1``, ``1.0`` and ``True`` apart (they are different JSON)."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same_typed(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and bool(a == b)
+
+
+_typed = attrs.cmp_using(eq=_same_typed)
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, str | int | float | Decimal | date | UUID | Money)
+
+
+def _check_field_name(_instance: object, _attribute: object, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidRule("field", value, "a field name is a non-empty string")
+
+
+def _check_scalar(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value is None:
+        raise InvalidRule(attribute.name, value, "comparing with None is never TRUE: use is_null()")
+    if not _is_scalar(value):
+        raise InvalidRule(attribute.name, value, "expected a literal value")
+
+
+def _check_enum(enum: type[Enum]) -> Any:
+    def check(_instance: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+        if not isinstance(value, enum):
+            allowed = ", ".join(str(m.value) for m in enum)
+            raise InvalidRule(attribute.name, value, f"expected one of: {allowed}")
+
+    return check
+
+
+class Condition:
+    """Base of all condition nodes. ``a & b``, ``a | b`` and ``~a`` combine conditions."""
+
+    __slots__ = ()
+
+    def __and__(self, other: "Condition") -> "And":
+        if not isinstance(other, Condition):
+            return NotImplemented
+        return And((*_flat(self, And), *_flat(other, And)))
+
+    def __or__(self, other: "Condition") -> "Or":
+        if not isinstance(other, Condition):
+            return NotImplemented
+        return Or((*_flat(self, Or), *_flat(other, Or)))
+
+    def __invert__(self) -> "Not":
+        return Not(self)
+
+    def children(self) -> tuple["Condition", ...]:
+        """The conditions directly below this one."""
+        return ()
+
+
+def _flat(condition: Condition, kind: type["And"] | type["Or"]) -> tuple[Condition, ...]:
+    return condition.items if type(condition) is kind else (condition,)
+
+
+@attrs.frozen
+class Compare(Condition):
+    """``field <op> value``; UNKNOWN when the field is missing (NULL)."""
+
+    field: str = attrs.field(validator=_check_field_name)
+    op: Op = attrs.field(validator=_check_enum(Op))
+    value: Scalar = attrs.field(validator=_check_scalar, eq=_typed)
+
+
+def _check_values(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, tuple) or not value:
+        raise InvalidRule(attribute.name, value, "expected a non-empty tuple of values")
+    for item in value:
+        if item is not None and not _is_scalar(item):
+            raise InvalidRule(attribute.name, item, "expected a literal value or None")
+
+
+@attrs.frozen
+class In(Condition):
+    """``field IN (values)``, or ``NOT IN`` when ``negated``, with SQL's NULL rules.
+
+    A ``None`` in ``values`` makes a non-matching ``IN`` UNKNOWN instead of FALSE, and a
+    ``NOT IN`` never TRUE, exactly as in SQL.
+    """
+
+    field: str = attrs.field(validator=_check_field_name)
+    values: tuple[Scalar | None, ...] = attrs.field(validator=_check_values, eq=_typed)
+    negated: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+
+@attrs.frozen
+class Between(Condition):
+    """``low <= field <= high`` (inclusive, as SQL's ``BETWEEN``)."""
+
+    field: str = attrs.field(validator=_check_field_name)
+    low: Scalar = attrs.field(validator=_check_scalar, eq=_typed)
+    high: Scalar = attrs.field(validator=_check_scalar, eq=_typed)
+
+
+@attrs.frozen
+class IsNull(Condition):
+    """``field IS NULL`` (``IS NOT NULL`` when ``negated``); never UNKNOWN."""
+
+    field: str = attrs.field(validator=_check_field_name)
+    negated: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+
+def _check_text(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidRule(attribute.name, value, "expected a non-empty string")
+
+
+@attrs.frozen
+class TextMatch(Condition):
+    """Case-insensitive ``contains`` / ``startswith`` / ``endswith`` on a text field."""
+
+    field: str = attrs.field(validator=_check_field_name)
+    op: TextOp = attrs.field(validator=_check_enum(TextOp))
+    value: str = attrs.field(validator=_check_text)
+
+
+def _normal_tag(value: object) -> str:
+    if not isinstance(value, str):
+        return value  # type: ignore[return-value]  # rejected by the validator
+    try:
+        (tag,) = normalise_tags([value])
+    except ValidationError:
+        return value
+    return tag
+
+
+def _check_tag(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    try:
+        normalise_tags([value])
+    except ValidationError as error:
+        raise InvalidRule(attribute.name, value, error.reason) from None
+
+
+@attrs.frozen
+class HasTag(Condition):
+    """The entity carries ``tag`` (compared case-insensitively); never UNKNOWN."""
+
+    tag: str = attrs.field(converter=_normal_tag, validator=_check_tag)
+
+
+def _check_days(instance: "RelativeDate", attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if instance.window is DateWindow.THIS_MONTH:
+        if value is not None:
+            raise InvalidRule(attribute.name, value, "this_month takes no number of days")
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 36_500:
+        raise InvalidRule(attribute.name, value, "expected a number of days from 0 to 36500")
+
+
+@attrs.frozen
+class RelativeDate(Condition):
+    """A date or time field inside a window relative to now (see :class:`DateWindow`)."""
+
+    field: str = attrs.field(validator=_check_field_name)
+    window: DateWindow = attrs.field(validator=_check_enum(DateWindow))
+    days: int | None = attrs.field(default=None, validator=_check_days)
+
+
+@attrs.frozen
+class InSegment(Condition):
+    """The contact is a member of the segment ``segment_id`` (contact rules only)."""
+
+    segment_id: UUID = attrs.field(validator=attrs.validators.instance_of(UUID))
+
+
+def _check_condition(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value is not None and not isinstance(value, Condition):
+        raise InvalidRule(attribute.name, value, "expected a condition")
+
+
+def _check_within(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 36_500:
+        raise InvalidRule(attribute.name, value, "expected a number of days from 1 to 36500")
+
+
+def _check_measured(instance: "ActivityCondition", attribute: Any, value: Any) -> None:
+    if instance.measure is Measure.COUNT:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidRule("value", value, "a count is compared with an int of 0 or more")
+    elif not isinstance(value, Money):
+        raise InvalidRule("value", value, "a sum is compared with Money (its currency is summed)")
+
+
+@attrs.frozen
+class ActivityCondition(Condition):
+    """A measure of the contact's activities of one kind, compared with a value.
+
+    Counts (or sums the amounts of) the activities of ``kind`` for which ``where`` is
+    TRUE, that occurred within the last ``within_days`` days (all time when ``None``),
+    and compares the result: "visited /pricing at least twice in 30 days" is
+    ``count >= 2``. Sums add the amounts in the currency of ``value`` only. The result
+    is never NULL, so the condition is never UNKNOWN.
+    """
+
+    kind: ActivityKind = attrs.field(validator=_check_enum(ActivityKind))
+    measure: Measure = attrs.field(validator=_check_enum(Measure))
+    op: Op = attrs.field(validator=_check_enum(Op))
+    value: int | Money = attrs.field(validator=_check_measured, eq=_typed)
+    where: Condition | None = attrs.field(default=None, validator=_check_condition)
+    within_days: int | None = attrs.field(default=None, validator=_check_within)
+
+    def children(self) -> tuple[Condition, ...]:
+        return () if self.where is None else (self.where,)
+
+
+def _check_items(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, tuple) or not value:
+        raise InvalidRule(attribute.name, value, "expected a non-empty tuple of conditions")
+    for item in value:
+        if not isinstance(item, Condition):
+            raise InvalidRule(attribute.name, item, "expected a condition")
+
+
+@attrs.frozen
+class And(Condition):
+    """TRUE when every item is TRUE; FALSE when any is FALSE; else UNKNOWN."""
+
+    items: tuple[Condition, ...] = attrs.field(validator=_check_items)
+
+    def children(self) -> tuple[Condition, ...]:
+        return self.items
+
+
+@attrs.frozen
+class Or(Condition):
+    """TRUE when any item is TRUE; FALSE when every item is FALSE; else UNKNOWN."""
+
+    items: tuple[Condition, ...] = attrs.field(validator=_check_items)
+
+    def children(self) -> tuple[Condition, ...]:
+        return self.items
+
+
+@attrs.frozen
+class Not(Condition):
+    """TRUE when the item is FALSE, FALSE when it is TRUE, UNKNOWN when it is UNKNOWN."""
+
+    item: Condition = attrs.field(validator=attrs.validators.instance_of(Condition))
+
+    def children(self) -> tuple[Condition, ...]:
+        return (self.item,)
+
+
+# ---------------------------------------------------------------------------- rule
+
+
+@attrs.frozen
+class Rule:
+    """A condition over one kind of entity, checked against that entity's fields.
+
+    >>> from crmkit.models.rules import Compare, Op, Rule, RuleEntity
+    >>> Rule(RuleEntity.CONTACT, Compare("country", Op.EQ, "de")).where.value
+    'DE'
+    """
+
+    entity: RuleEntity = attrs.field(validator=_check_enum(RuleEntity))
+    where: Condition = attrs.field(validator=attrs.validators.instance_of(Condition))
+
+    def __attrs_post_init__(self) -> None:
+        checked = _Checker(FIELDS[self.entity], "custom", self.entity).check(self.where)
+        object.__setattr__(self, "where", checked)
+
+    def walk(self) -> Iterator[Condition]:
+        """Every condition of the rule, depth first."""
+        pending = [self.where]
+        while pending:
+            node = pending.pop()
+            yield node
+            pending.extend(reversed(node.children()))
+
+
+class _Checker:
+    """Checks names and literal types; returns the condition with normalised literals."""
+
+    def __init__(
+        self, fields: Mapping[str, FieldSpec], prefix: str, entity: RuleEntity | None
+    ) -> None:
+        self.fields = fields
+        self.prefix = prefix
+        self.entity = entity
+
+    def spec(self, name: str) -> FieldSpec:
+        return field_spec(name, self.fields, self.prefix)
+
+    def check(self, node: Condition) -> Condition:  # noqa: PLR0912 - one case per node type
+        match node:
+            case And(items=items):
+                return And(tuple(self.check(i) for i in items))
+            case Or(items=items):
+                return Or(tuple(self.check(i) for i in items))
+            case Not(item=item):
+                return Not(self.check(item))
+            case Compare(field=name, op=op, value=value):
+                spec = self.spec(name)
+                if op in _ORDERING and spec.kind not in _ORDERED:
+                    raise InvalidRule(name, value, f"{spec.kind} fields cannot be ordered")
+                if spec.kind in (FieldType.BOOL, FieldType.UUID) and op not in (Op.EQ, Op.NE):
+                    raise InvalidRule(name, value, f"{spec.kind} fields compare with eq or ne")
+                if spec.kind is FieldType.JSON and op in _ORDERING and not _is_number(value):
+                    raise InvalidRule(name, value, "custom fields are ordered by numbers only")
+                return Compare(name, op, _literal(spec, value))
+            case In(field=name, values=values, negated=negated):
+                spec = self.spec(name)
+                if spec.kind in (FieldType.TAGS, FieldType.MONEY):
+                    raise InvalidRule(name, values, f"{spec.kind} fields have no IN")
+                normal = tuple(None if v is None else _literal(spec, v) for v in values)
+                return In(name, normal, negated)
+            case Between(field=name, low=low, high=high):
+                spec = self.spec(name)
+                if spec.kind not in _ORDERED or (
+                    spec.kind is FieldType.JSON and not (_is_number(low) and _is_number(high))
+                ):
+                    raise InvalidRule(name, (low, high), f"{spec.kind} fields have no BETWEEN")
+                low, high = _literal(spec, low), _literal(spec, high)
+                if _greater(low, high):
+                    raise InvalidRule(name, (low, high), "low is greater than high")
+                return Between(name, low, high)
+            case IsNull(field=name):
+                self.spec(name)
+                return node
+            case TextMatch(field=name, value=value):
+                spec = self.spec(name)
+                if spec.kind not in (FieldType.TEXT, FieldType.JSON):
+                    raise InvalidRule(name, value, f"{spec.kind} fields have no text matches")
+                return node
+            case HasTag(tag=tag):
+                if "tags" not in self.fields:
+                    raise InvalidRule("tags", tag, f"{self.entity or 'activity'} has no tags")
+                return node
+            case RelativeDate(field=name, days=days):
+                spec = self.spec(name)
+                if spec.kind not in (FieldType.DATETIME, FieldType.DATE):
+                    raise InvalidRule(name, days, f"{spec.kind} fields have no date windows")
+                return node
+            case InSegment(segment_id=segment_id):
+                if self.entity is not RuleEntity.CONTACT:
+                    raise InvalidRule("segment_id", segment_id, "only contacts are in segments")
+                return node
+            case ActivityCondition(where=where):
+                if self.entity is None:
+                    raise InvalidRule("kind", node.kind, "activity conditions do not nest")
+                if where is None:
+                    return node
+                inner = _Checker(ACTIVITY_FIELDS, "properties", None).check(where)
+                return attrs.evolve(node, where=inner)
+        raise InvalidRule("where", node, "not a condition of the rule language")
+
+
+_ORDERED: Final = frozenset(
+    {FieldType.NUMBER, FieldType.DATETIME, FieldType.DATE, FieldType.MONEY, FieldType.JSON}
+)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _greater(low: object, high: object) -> bool:
+    try:
+        return bool(low > high)  # type: ignore[operator]
+    except (TypeError, ValidationError):
+        return False
+
+
+def _literal(spec: FieldSpec, value: object) -> Scalar:  # noqa: PLR0912 - one case per type
+    """``value`` as the literal type of the field, or :class:`InvalidRule`."""
+    name = spec.name
+    match spec.kind:
+        case FieldType.TEXT:
+            if isinstance(value, str):
+                return value
+            raise InvalidRule(name, value, "a text field compares with a string")
+        case FieldType.COUNTRY | FieldType.LANGUAGE:
+            code = CountryCode if spec.kind is FieldType.COUNTRY else LanguageCode
+            try:
+                return str(code(value))  # type: ignore[arg-type]
+            except ValidationError as error:
+                raise InvalidRule(name, value, error.reason) from None
+        case FieldType.ENUM:
+            assert spec.enum is not None
+            allowed = {str(m.value): str(m.value) for m in spec.enum}
+            if isinstance(value, Enum):
+                value = value.value
+            if isinstance(value, str) and value in allowed:
+                return allowed[value]
+            raise InvalidRule(name, value, f"expected one of: {', '.join(allowed)}")
+        case FieldType.NUMBER:
+            if _is_number(value):
+                return value  # type: ignore[return-value]
+            raise InvalidRule(name, value, "a number field compares with an int, float or Decimal")
+        case FieldType.BOOL:
+            if isinstance(value, bool):
+                return value
+            raise InvalidRule(name, value, "a yes/no field compares with True or False")
+        case FieldType.DATETIME:
+            try:
+                return ensure_utc(value)
+            except ValidationError as error:
+                raise InvalidRule(name, value, error.reason) from None
+        case FieldType.DATE:
+            if isinstance(value, date) and not isinstance(value, datetime):
+                return value
+            raise InvalidRule(name, value, "a date field compares with a date")
+        case FieldType.UUID:
+            if isinstance(value, UUID):
+                return value
+            raise InvalidRule(name, value, "an id field compares with a UUID")
+        case FieldType.MONEY:
+            if isinstance(value, Money):
+                return value
+            raise InvalidRule(name, value, "a money field compares with Money")
+        case FieldType.JSON:
+            if isinstance(value, str | bool) or _is_number(value):
+                if isinstance(value, Decimal):
+                    raise InvalidRule(name, value, "custom fields hold floats, not Decimals")
+                return value  # type: ignore[return-value]
+            raise InvalidRule(name, value, "a custom field compares with str, number or bool")
+        case FieldType.TAGS:
+            raise InvalidRule(name, value, "tags are matched with has_tag(), not compared")
+    raise AssertionError(spec.kind)  # pragma: no cover

@@ -1,0 +1,63 @@
+"""Segmentation: evaluate rules, select segments, RFM, similar customers and A/B tests.
+
+Rules themselves are data, defined in :mod:`crmkit.models.rules`; this package builds
+them (:func:`field`, :func:`contacts_where`, ...), evaluates them with SQL's
+three-valued logic (:func:`evaluate`, :func:`compile_rule`) and computes segments.
+"""
+
+from crmkit.segmentation._ab import ProportionTest, assign_variant, two_proportion_test
+from crmkit.segmentation._builder import (
+    ActivityQuery,
+    FieldRef,
+    Measured,
+    activity,
+    contacts_where,
+    custom,
+    deals_where,
+    field,
+    has_tag,
+    in_segment,
+    leads_where,
+    prop,
+    tickets_where,
+)
+from crmkit.segmentation._compile import compile_rule
+from crmkit.segmentation._evaluate import evaluate
+from crmkit.segmentation._rfm import RfmGroup, RfmScore, rfm_group, rfm_scores
+from crmkit.segmentation._segments import Overlap, check_segments, members, overlap, select
+from crmkit.segmentation._semantics import Context
+from crmkit.segmentation._similar import SimilarContact, Similarity, similar_contacts
+
+__all__ = [
+    "ActivityQuery",
+    "Context",
+    "FieldRef",
+    "Measured",
+    "Overlap",
+    "ProportionTest",
+    "RfmGroup",
+    "RfmScore",
+    "SimilarContact",
+    "Similarity",
+    "activity",
+    "assign_variant",
+    "check_segments",
+    "compile_rule",
+    "contacts_where",
+    "custom",
+    "deals_where",
+    "evaluate",
+    "field",
+    "has_tag",
+    "in_segment",
+    "leads_where",
+    "members",
+    "overlap",
+    "prop",
+    "rfm_group",
+    "rfm_scores",
+    "select",
+    "similar_contacts",
+    "tickets_where",
+    "two_proportion_test",
+]

@@ -1,0 +1,84 @@
+"""Segments: who is in them, how many, and how two segments overlap."""
+
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+from uuid import UUID
+
+import attrs
+
+from crmkit.errors import InvalidRule
+from crmkit.models import Contact, Segment
+from crmkit.models.rules import InSegment, Rule
+from crmkit.segmentation._compile import compile_rule
+from crmkit.segmentation._semantics import Context
+
+__all__ = ["Overlap", "check_segments", "members", "overlap", "select"]
+
+_E = TypeVar("_E")
+
+
+def select(rule: Rule, entities: Iterable[_E], context: Context) -> list[_E]:
+    """The entities for which ``rule`` is TRUE, in their order (the rule compiled once)."""
+    matches = compile_rule(rule, context)
+    return [entity for entity in entities if matches(entity)]
+
+
+def members(segment: Segment, contacts: Iterable[Contact], context: Context) -> list[Contact]:
+    """The contacts of ``contacts`` that belong to ``segment``.
+
+    A dynamic segment re-evaluates its rule (as of ``context.now``); a static segment
+    keeps the contacts on its member list.
+    """
+    if segment.rule is None:
+        return [c for c in contacts if c.id in segment.members]
+    catalogue = {**context.segments, segment.id: segment}
+    return select(segment.rule, contacts, attrs.evolve(context, segments=catalogue))
+
+
+@attrs.frozen
+class Overlap:
+    """How two segments share contacts."""
+
+    only_a: int
+    only_b: int
+    both: int
+
+    @property
+    def union(self) -> int:
+        return self.only_a + self.only_b + self.both
+
+    @property
+    def jaccard(self) -> float:
+        """Shared contacts over all contacts of either segment (0.0 when both are empty)."""
+        return self.both / self.union if self.union else 0.0
+
+
+def overlap(a: Segment, b: Segment, contacts: Iterable[Contact], context: Context) -> Overlap:
+    """Counts of contacts in ``a`` only, ``b`` only and both."""
+    pool = list(contacts)
+    in_a = {c.id for c in members(a, pool, context)}
+    in_b = {c.id for c in members(b, pool, context)}
+    return Overlap(len(in_a - in_b), len(in_b - in_a), len(in_a & in_b))
+
+
+def check_segments(segments: Mapping[UUID, Segment]) -> None:
+    """Raise :class:`~crmkit.errors.InvalidRule` if segment rules name a missing segment
+    or refer to each other in a cycle (``A`` is "in segment ``B``", ``B`` "in ``A``")."""
+    done: set[UUID] = set()
+
+    def visit(segment_id: UUID, path: tuple[UUID, ...]) -> None:
+        if segment_id in path:
+            raise InvalidRule("segment_id", segment_id, "segment rules refer to each other")
+        if segment_id in done:
+            return
+        segment = segments.get(segment_id)
+        if segment is None:
+            raise InvalidRule("segment_id", segment_id, "no such segment")
+        if segment.rule is not None:
+            for node in segment.rule.walk():
+                if isinstance(node, InSegment):
+                    visit(node.segment_id, (*path, segment_id))
+        done.add(segment_id)
+
+    for segment_id in segments:
+        visit(segment_id, ())

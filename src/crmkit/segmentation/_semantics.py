@@ -1,0 +1,144 @@
+"""What each atom of the rule language means, in SQL's three-valued logic.
+
+``None`` stands for UNKNOWN. Both the reference interpreter (:mod:`._evaluate`) and the
+compiler (:mod:`._compile`) use these definitions, so that they cannot drift apart;
+the storage adapter's SQL compiler follows the same rules.
+
+* A missing field (``None``, a missing custom key, JSON ``null``) makes a comparison
+  UNKNOWN.
+* A custom field holding another JSON type than the literal (text vs number vs
+  true/false) makes the comparison UNKNOWN, as if it were missing.
+* Money compares only within one currency; another currency is UNKNOWN.
+* ``IN`` is the ``OR`` of equalities and ``NOT IN`` the ``AND`` of inequalities, so a
+  ``None`` in the list behaves as in SQL. ``BETWEEN`` is ``low <= x AND x <= high``.
+* Text matches compare ``str.casefold()`` of both sides; tags likewise.
+"""
+
+import calendar
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+from uuid import UUID
+
+import attrs
+
+from crmkit.models import Activity, Segment
+from crmkit.models.rules import DateWindow, FieldSpec, FieldType, Op, TextOp
+
+__all__ = [
+    "OPS",
+    "Context",
+    "comparable",
+    "compare",
+    "field_value",
+    "in_window",
+    "text_matches",
+    "window_bounds",
+]
+
+OPS: Final[Mapping[Op, Callable[[Any, Any], bool]]] = {
+    Op.EQ: operator.eq,
+    Op.NE: operator.ne,
+    Op.LT: operator.lt,
+    Op.LE: operator.le,
+    Op.GT: operator.gt,
+    Op.GE: operator.ge,
+}
+
+
+@attrs.frozen
+class Context:
+    """What a rule is evaluated against, besides the entity itself.
+
+    ``now`` fixes relative dates and activity windows for the whole evaluation;
+    ``activities`` maps a contact id to that contact's activities; ``segments`` holds
+    the segments that ``in segment`` conditions may name.
+    """
+
+    now: datetime
+    activities: Mapping[UUID, Sequence[Activity]] = attrs.field(factory=dict)
+    segments: Mapping[UUID, Segment] = attrs.field(factory=dict)
+
+
+def field_value(spec: FieldSpec, obj: object) -> Any:
+    """The value of ``spec`` on ``obj``; ``None`` when missing."""
+    value = getattr(obj, spec.attribute)
+    key = spec.key
+    if key is None:
+        return value
+    return value.get(key)
+
+
+def _json_kind(value: object) -> type | None:
+    if isinstance(value, bool):
+        return bool
+    if isinstance(value, int | float | Decimal):
+        return float
+    if isinstance(value, str):
+        return str
+    return None
+
+
+def comparable(kind: FieldType, value: object, literal: object) -> bool:
+    """Whether a non-missing ``value`` can be compared with ``literal`` at all."""
+    if kind is FieldType.JSON:
+        return _json_kind(value) is _json_kind(literal)
+    if kind is FieldType.MONEY:
+        return bool(value.currency == literal.currency)  # type: ignore[attr-defined]
+    return True
+
+
+def _plain(kind: FieldType, value: Any) -> Any:
+    return value.amount if kind is FieldType.MONEY else value
+
+
+def compare(kind: FieldType, op: Op, value: object, literal: object) -> bool | None:
+    """``value <op> literal`` in three-valued logic."""
+    if value is None or literal is None or not comparable(kind, value, literal):
+        return None
+    return OPS[op](_plain(kind, value), _plain(kind, literal))
+
+
+def text_matches(op: TextOp, value: object, literal: str) -> bool | None:
+    """Case-insensitive ``contains`` / ``startswith`` / ``endswith``."""
+    if not isinstance(value, str):
+        return None
+    text, part = value.casefold(), literal.casefold()
+    if op is TextOp.CONTAINS:
+        return part in text
+    if op is TextOp.STARTSWITH:
+        return text.startswith(part)
+    return text.endswith(part)
+
+
+def window_bounds(
+    window: DateWindow, days: int | None, now: datetime, *, dates: bool
+) -> tuple[Any, Any, bool]:
+    """``(low, high, high_inclusive)`` of a date window; ``None`` is an open end."""
+    if window is DateWindow.THIS_MONTH:
+        first = now.date().replace(day=1)
+        last_day = calendar.monthrange(first.year, first.month)[1]
+        following = first + timedelta(days=last_day)
+        if dates:
+            return first, following, False
+        start = datetime(first.year, first.month, 1, tzinfo=now.tzinfo)
+        end = datetime(following.year, following.month, 1, tzinfo=now.tzinfo)
+        return start, end, False
+    assert days is not None
+    anchor: date | datetime = now.date() if dates else now
+    cutoff = anchor - timedelta(days=days)
+    if window is DateWindow.WITHIN_LAST:
+        return cutoff, anchor, True
+    return None, cutoff, False
+
+
+def in_window(value: Any, bounds: tuple[Any, Any, bool]) -> bool | None:
+    """Whether ``value`` lies in the window; UNKNOWN when it is missing."""
+    if value is None:
+        return None
+    low, high, high_inclusive = bounds
+    if low is not None and value < low:
+        return False
+    return bool(value <= high) if high_inclusive else bool(value < high)

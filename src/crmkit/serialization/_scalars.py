@@ -1,0 +1,80 @@
+"""Strict readers of JSON scalars: no coercion, a ValidationError naming the value."""
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from uuid import UUID
+
+from crmkit.clock import ensure_utc
+from crmkit.errors import ValidationError
+from crmkit.models import parse_decimal
+
+
+def fail(obj: object, reason: str) -> ValidationError:
+    return ValidationError("", obj, reason)
+
+
+def structure_str(obj: object, _: type) -> str:
+    if not isinstance(obj, str):
+        raise fail(obj, "expected a string")
+    return obj
+
+
+def structure_int(obj: object, _: type) -> int:
+    if isinstance(obj, bool) or not isinstance(obj, int):
+        raise fail(obj, "expected an integer")
+    return obj
+
+
+def structure_float(obj: object, _: type) -> float:
+    if isinstance(obj, bool) or not isinstance(obj, int | float):
+        raise fail(obj, "expected a number")
+    return float(obj)
+
+
+def structure_bool(obj: object, _: type) -> bool:
+    if not isinstance(obj, bool):
+        raise fail(obj, "expected true or false")
+    return obj
+
+
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
+
+
+def structure_uuid(obj: object, _: type) -> UUID:
+    if isinstance(obj, UUID):
+        return obj
+    if not isinstance(obj, str):
+        raise fail(obj, "expected a UUID string")
+    if not UUID_TEXT.match(obj):
+        raise fail(obj, "not a UUID in its 8-4-4-4-12 hex form")
+    return UUID(obj)
+
+
+def structure_datetime(obj: object, _: type) -> datetime:
+    if isinstance(obj, str):
+        try:
+            value: object = datetime.fromisoformat(obj)
+        except ValueError:
+            raise fail(obj, "not an ISO 8601 timestamp") from None
+    else:
+        value = obj
+    try:
+        return ensure_utc(value)
+    except ValidationError as error:
+        raise fail(obj, error.reason) from None
+
+
+def structure_date(obj: object, _: type) -> date:
+    if isinstance(obj, date) and not isinstance(obj, datetime):
+        return obj
+    if not isinstance(obj, str):
+        raise fail(obj, "expected an ISO 8601 date string (YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(obj)
+    except ValueError:
+        raise fail(obj, "not an ISO 8601 date (YYYY-MM-DD)") from None
+
+
+def structure_decimal(obj: object, _: type) -> Decimal:
+    return parse_decimal(obj)
