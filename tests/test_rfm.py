@@ -368,9 +368,11 @@ def to_quintile(score: int, bins: int) -> int:
 
 @given(st.integers(min_value=2, max_value=40), st.data())
 def test_rescaling_to_quintiles_is_monotone_and_symmetric(bins: int, data: st.DataObject) -> None:
+    score = data.draw(st.integers(min_value=1, max_value=bins))
+    q = to_quintile(score, bins)
+    assert 1 <= q <= 5
+    assert to_quintile(bins + 1 - score, bins) == 6 - q  # the best and the worst mirror
+    if score < bins:
+        assert to_quintile(score + 1, bins) >= q
     r, f = data.draw(st.integers(1, bins)), data.draw(st.integers(1, bins))
-    group = rfm_group(r, f, bins=bins)
-    assert group is rfm_group(to_quintile(r, bins), to_quintile(f, bins))
-    # The best and the worst mirror: rescaled, the best score is 5 and the worst 1.
-    assert to_quintile(bins, bins) == 5
-    assert to_quintile(1, bins) == 1
+    assert rfm_group(r, f, bins=bins) is rfm_group(to_quintile(r, bins), to_quintile(f, bins))
