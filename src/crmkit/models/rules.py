@@ -164,6 +164,8 @@ class FieldSpec:
     name: str
     kind: FieldType
     enum: type[Enum] | None = None
+    required: bool = False
+    """The model guarantees a value (never ``None``), so the field is never NULL."""
 
     @property
     def attribute(self) -> str:
@@ -182,9 +184,9 @@ def _specs(*specs: FieldSpec) -> Mapping[str, FieldSpec]:
 
 T = FieldType
 _COMMON = (
-    FieldSpec("id", T.UUID),
-    FieldSpec("created_at", T.DATETIME),
-    FieldSpec("updated_at", T.DATETIME),
+    FieldSpec("id", T.UUID, required=True),
+    FieldSpec("created_at", T.DATETIME, required=True),
+    FieldSpec("updated_at", T.DATETIME, required=True),
 )
 
 FIELDS: Final[Mapping[RuleEntity, Mapping[str, FieldSpec]]] = MappingProxyType(
@@ -198,17 +200,17 @@ FIELDS: Final[Mapping[RuleEntity, Mapping[str, FieldSpec]]] = MappingProxyType(
             FieldSpec("country", T.COUNTRY),
             FieldSpec("language", T.LANGUAGE),
             FieldSpec("account_id", T.UUID),
-            FieldSpec("lifecycle_stage", T.ENUM, LifecycleStage),
+            FieldSpec("lifecycle_stage", T.ENUM, LifecycleStage, required=True),
             FieldSpec("owner", T.TEXT),
-            FieldSpec("do_not_contact", T.BOOL),
+            FieldSpec("do_not_contact", T.BOOL, required=True),
             FieldSpec("tags", T.TAGS),
         ),
         RuleEntity.LEAD: _specs(
             *_COMMON,
-            FieldSpec("contact_id", T.UUID),
-            FieldSpec("source", T.TEXT),
-            FieldSpec("channel", T.ENUM, LeadChannel),
-            FieldSpec("status", T.ENUM, LeadStatus),
+            FieldSpec("contact_id", T.UUID, required=True),
+            FieldSpec("source", T.TEXT, required=True),
+            FieldSpec("channel", T.ENUM, LeadChannel, required=True),
+            FieldSpec("status", T.ENUM, LeadStatus, required=True),
             FieldSpec("score", T.NUMBER),
             FieldSpec("owner", T.TEXT),
             FieldSpec("pipeline", T.TEXT),
@@ -216,12 +218,12 @@ FIELDS: Final[Mapping[RuleEntity, Mapping[str, FieldSpec]]] = MappingProxyType(
         ),
         RuleEntity.DEAL: _specs(
             *_COMMON,
-            FieldSpec("title", T.TEXT),
-            FieldSpec("pipeline", T.TEXT),
-            FieldSpec("stage", T.TEXT),
+            FieldSpec("title", T.TEXT, required=True),
+            FieldSpec("pipeline", T.TEXT, required=True),
+            FieldSpec("stage", T.TEXT, required=True),
             FieldSpec("amount", T.MONEY),
-            FieldSpec("probability", T.NUMBER),
-            FieldSpec("status", T.ENUM, DealStatus),
+            FieldSpec("probability", T.NUMBER, required=True),
+            FieldSpec("status", T.ENUM, DealStatus, required=True),
             FieldSpec("contact_id", T.UUID),
             FieldSpec("account_id", T.UUID),
             FieldSpec("expected_close", T.DATE),
@@ -232,11 +234,11 @@ FIELDS: Final[Mapping[RuleEntity, Mapping[str, FieldSpec]]] = MappingProxyType(
         ),
         RuleEntity.TICKET: _specs(
             *_COMMON,
-            FieldSpec("subject", T.TEXT),
-            FieldSpec("contact_id", T.UUID),
-            FieldSpec("status", T.ENUM, TicketStatus),
-            FieldSpec("priority", T.ENUM, TicketPriority),
-            FieldSpec("channel", T.ENUM, TicketChannel),
+            FieldSpec("subject", T.TEXT, required=True),
+            FieldSpec("contact_id", T.UUID, required=True),
+            FieldSpec("status", T.ENUM, TicketStatus, required=True),
+            FieldSpec("priority", T.ENUM, TicketPriority, required=True),
+            FieldSpec("channel", T.ENUM, TicketChannel, required=True),
             FieldSpec("assignee", T.TEXT),
             FieldSpec("csat", T.NUMBER),
             FieldSpec("tags", T.TAGS),
@@ -248,7 +250,7 @@ FIELDS: Final[Mapping[RuleEntity, Mapping[str, FieldSpec]]] = MappingProxyType(
 ACTIVITY_FIELDS: Final[Mapping[str, FieldSpec]] = _specs(
     FieldSpec("subject", T.TEXT),
     FieldSpec("amount", T.MONEY),
-    FieldSpec("occurred_at", T.DATETIME),
+    FieldSpec("occurred_at", T.DATETIME, required=True),
     FieldSpec("actor", T.TEXT),
 )
 """The fields the filter of an activity condition may name, and ``properties.<key>``."""

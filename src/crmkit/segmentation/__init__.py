@@ -21,7 +21,7 @@ from crmkit.segmentation._builder import (
     prop,
     tickets_where,
 )
-from crmkit.segmentation._compile import compile_rule
+from crmkit.segmentation._compile import compile_rule, compile_selector
 from crmkit.segmentation._evaluate import evaluate
 from crmkit.segmentation._rfm import RfmGroup, RfmScore, rfm_group, rfm_scores
 from crmkit.segmentation._segments import Overlap, check_segments, members, overlap, select
@@ -43,6 +43,7 @@ __all__ = [
     "assign_variant",
     "check_segments",
     "compile_rule",
+    "compile_selector",
     "contacts_where",
     "custom",
     "deals_where",

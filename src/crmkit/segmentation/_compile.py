@@ -11,7 +11,7 @@ swaps them, ``And`` is TRUE when all items are TRUE and FALSE when any is FALSE,
 the reverse. Selecting needs only "the rule is TRUE".
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 from uuid import UUID
@@ -46,9 +46,10 @@ from crmkit.models.rules import (
 )
 from crmkit.segmentation._semantics import OPS, Context, compare, in_window, window_bounds
 
-__all__ = ["compile_rule"]
+__all__ = ["compile_rule", "compile_selector"]
 
 Predicate = Callable[[Any], bool]
+Selector = Callable[[Iterable[Any]], list[Any]]
 
 _SYMBOLS: Final = {Op.EQ: "==", Op.NE: "!=", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 # Fields whose values compare with Python's operators directly (no JSON or currency rules).
@@ -62,10 +63,22 @@ def compile_rule(rule: Rule, context: Context) -> Predicate:
     segments are read from ``context``. Raises :class:`~crmkit.errors.InvalidRule` for
     an unknown segment or segments whose rules refer to each other in a cycle.
     """
-    compiler = _Compiler(
+    return _compiler(rule, context).function(rule.where)
+
+
+def compile_selector(rule: Rule, context: Context) -> Selector:
+    """A function ``entities -> list``: the entities for which ``rule`` is TRUE.
+
+    The same test as :func:`compile_rule`, written into one list comprehension, which
+    spares a function call per entity on large collections.
+    """
+    return _compiler(rule, context).selector(rule.where)
+
+
+def _compiler(rule: Rule, context: Context) -> "_Compiler":
+    return _Compiler(
         context, FIELDS[rule.entity], "custom", rule.entity, segments={}, segment_path=()
     )
-    return compiler.function(rule.where)
 
 
 def _three_valued_in(kind: FieldType, value: object, values: tuple[Any, ...]) -> bool | None:
@@ -96,11 +109,20 @@ class _Compiler:
 
     def function(self, where: Condition) -> Predicate:
         body = self.expression(where, positive=True)
-        source = f"def rule(o):\n    return {body}\n"
+        function: Predicate = self.define("rule", f"def rule(o):\n    return {body}\n")
+        return function
+
+    def selector(self, where: Condition) -> Selector:
+        body = self.expression(where, positive=True)
+        source = f"def select(entities):\n    return [o for o in entities if {body}]\n"
+        selector: Selector = self.define("select", source)
+        return selector
+
+    def define(self, name: str, source: str) -> Any:
+        # The source holds registry names and constant names only (see the module doc).
         namespace: dict[str, Any] = dict(self.constants)
         exec(compile(source, "<crmkit rule>", "exec"), namespace)
-        function: Predicate = namespace["rule"]
-        return function
+        return namespace[name]
 
     def constant(self, value: object) -> str:
         name = f"k{len(self.constants)}"
@@ -138,7 +160,7 @@ class _Compiler:
                     lit = self.constant(literal)
                     return self.call(compare, kind, op_name, value, lit, positive=positive)
                 test = f"_v {_SYMBOLS[op]} {self.constant(literal)}"
-                return f"((_v := {value}) is not None and {_polar(test, positive)})"
+                return self.present(spec, value, _polar(test, positive))
             case In(field=name, values=values, negated=negated):
                 spec = self.spec(name)
                 value = self.access(spec)
@@ -148,17 +170,17 @@ class _Compiler:
                     return self.call(_three_valued_in, kind, value, choices, positive=truth)
                 members = self.constant(frozenset(v for v in values if v is not None))
                 if truth:
-                    return f"((_v := {value}) is not None and _v in {members})"
+                    return self.present(spec, value, f"_v in {members}")
                 if None in values:
                     return "False"  # IN with a NULL in the list is never FALSE
-                return f"((_v := {value}) is not None and _v not in {members})"
+                return self.present(spec, value, f"_v not in {members}")
             case Between(field=name, low=low, high=high):
                 spec = self.spec(name)
                 if spec.kind not in _DIRECT:
                     lowered = And((Compare(name, Op.GE, low), Compare(name, Op.LE, high)))
                     return self.expression(lowered, positive=positive)
                 test = f"{self.constant(low)} <= _v <= {self.constant(high)}"
-                return f"((_v := {self.access(spec)}) is not None and {_polar(test, positive)})"
+                return self.present(spec, self.access(spec), _polar(test, positive))
             case IsNull(field=name, negated=negated):
                 missing = positive != negated
                 return f"({self.access(self.spec(name))} is {'' if missing else 'not '}None)"
@@ -181,7 +203,7 @@ class _Compiler:
                     window, days, self.context.now, dates=spec.kind is FieldType.DATE
                 )
                 test = self.window_test(bounds)
-                return f"((_v := {self.access(spec)}) is not None and {_polar(test, positive)})"
+                return self.present(spec, self.access(spec), _polar(test, positive))
             case InSegment(segment_id=segment_id):
                 member = self.constant(self.segment(segment_id))
                 return _polar(f"{member}(o)", positive)
@@ -189,6 +211,12 @@ class _Compiler:
                 measured = self.constant(self.activities(node))
                 return _polar(f"{measured}(o)", positive)
         raise InvalidRule("where", node, "not a condition of the rule language")
+
+    def present(self, spec: FieldSpec, value: str, test: str) -> str:
+        """``test`` on ``_v``, the field's value, which must not be missing (NULL)."""
+        if spec.required:
+            return f"((_v := {value}) is _v and {test})"
+        return f"((_v := {value}) is not None and {test})"
 
     def window_test(self, bounds: tuple[Any, Any, bool]) -> str:
         low, high, inclusive = bounds

@@ -9,7 +9,7 @@ import attrs
 from crmkit.errors import InvalidRule
 from crmkit.models import Contact, Segment
 from crmkit.models.rules import InSegment, Rule
-from crmkit.segmentation._compile import compile_rule
+from crmkit.segmentation._compile import compile_selector
 from crmkit.segmentation._semantics import Context
 
 __all__ = ["Overlap", "check_segments", "members", "overlap", "select"]
@@ -19,8 +19,7 @@ _E = TypeVar("_E")
 
 def select(rule: Rule, entities: Iterable[_E], context: Context) -> list[_E]:
     """The entities for which ``rule`` is TRUE, in their order (the rule compiled once)."""
-    matches = compile_rule(rule, context)
-    return [entity for entity in entities if matches(entity)]
+    return compile_selector(rule, context)(entities)
 
 
 def members(segment: Segment, contacts: Iterable[Contact], context: Context) -> list[Contact]:
