@@ -30,6 +30,7 @@ from crmkit.segmentation import (
     members,
     overlap,
     prop,
+    segment_size,
     select,
 )
 from crmkit.testing import strategies as cst
@@ -264,6 +265,7 @@ def test_segment_membership_static_dynamic_and_nested() -> None:
     context = Context(now=NOW, segments=catalogue)
     people = [ADA, NOBODY, contact(country="GB")]
     assert members(gb, people, context) == [ADA, people[2]]
+    assert segment_size(gb, people, context) == 2
     assert members(listed, people, context) == [NOBODY]
     assert members(vip_gb, people, context) == [ADA]
     assert truth(~in_segment(listed), NOBODY, context) is False

@@ -268,6 +268,12 @@ def test_rule_json_is_a_tagged_union() -> None:
     }
 
 
+def test_an_invalid_rule_read_from_json_is_an_invalid_rule() -> None:
+    where = {"node": "compare", "field": "colour", "op": "eq", "value": 1}
+    with pytest.raises(InvalidRule, match="unknown field"):
+        CONVERTER.structure({"entity": "contact", "where": where}, Rule)
+
+
 @pytest.mark.parametrize(
     ("where", "path", "reason"),
     [

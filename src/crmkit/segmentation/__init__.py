@@ -24,7 +24,14 @@ from crmkit.segmentation._builder import (
 from crmkit.segmentation._compile import compile_rule, compile_selector
 from crmkit.segmentation._evaluate import evaluate
 from crmkit.segmentation._rfm import RfmGroup, RfmScore, rfm_group, rfm_scores
-from crmkit.segmentation._segments import Overlap, check_segments, members, overlap, select
+from crmkit.segmentation._segments import (
+    Overlap,
+    check_segments,
+    members,
+    overlap,
+    segment_size,
+    select,
+)
 from crmkit.segmentation._semantics import Context
 from crmkit.segmentation._similar import SimilarContact, Similarity, similar_contacts
 
@@ -57,6 +64,7 @@ __all__ = [
     "prop",
     "rfm_group",
     "rfm_scores",
+    "segment_size",
     "select",
     "similar_contacts",
     "tickets_where",

@@ -12,7 +12,7 @@ from crmkit.models.rules import InSegment, Rule
 from crmkit.segmentation._compile import compile_selector
 from crmkit.segmentation._semantics import Context
 
-__all__ = ["Overlap", "check_segments", "members", "overlap", "select"]
+__all__ = ["Overlap", "check_segments", "members", "overlap", "segment_size", "select"]
 
 _E = TypeVar("_E")
 
@@ -32,6 +32,11 @@ def members(segment: Segment, contacts: Iterable[Contact], context: Context) -> 
         return [c for c in contacts if c.id in segment.members]
     catalogue = {**context.segments, segment.id: segment}
     return select(segment.rule, contacts, attrs.evolve(context, segments=catalogue))
+
+
+def segment_size(segment: Segment, contacts: Iterable[Contact], context: Context) -> int:
+    """The number of contacts of ``contacts`` in ``segment``."""
+    return len(members(segment, contacts, context))
 
 
 @attrs.frozen

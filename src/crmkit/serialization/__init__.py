@@ -78,7 +78,7 @@ class CrmkitConverter(cattrs.Converter):
         except ValidationError as error:
             raise error.within(_ROOT) from None
         except (ClassValidationError, IterableValidationError) as group:
-            raise ValidationError.of(_problems(group, obj, _ROOT)) from None
+            raise _error_of(group, obj, _ROOT) from None
         except cattrs.StructureHandlerNotFoundError as error:
             raise ValidationError(_ROOT, obj, f"cannot read values of type {cl!r}") from error
         except (TypeError, ValueError, AttributeError, KeyError) as error:
@@ -311,9 +311,23 @@ def _attrs_structure_factory(cl: type[Any], converter: cattrs.Converter) -> Call
         try:
             return generated(obj, cl)
         except ClassValidationError as group:
-            raise ValidationError.of(_problems(group, obj, "")) from None
+            raise _error_of(group, obj, "") from None
 
     return structure
+
+
+def _error_of(group: BaseException, obj: object, path: str) -> ValidationError:
+    """One error for a cattrs exception group, of the leaves' own type if they share one
+    (an :class:`~crmkit.errors.InvalidRule` stays one)."""
+    kinds = {type(leaf) for leaf in _leaves(group) if isinstance(leaf, ValidationError)}
+    kind = kinds.pop() if len(kinds) == 1 else ValidationError
+    return kind.of(_problems(group, obj, path))
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for sub in error.exceptions for leaf in _leaves(sub)]
+    return [error]
 
 
 def _problems(error: BaseException, obj: object, path: str) -> list[Problem]:
