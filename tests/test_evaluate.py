@@ -221,6 +221,8 @@ def test_activity_counts_with_filter_and_window() -> None:
     assert truth(pricing.count() == 0, NOBODY, context) is True  # no activities: count 0
     everything = activity(ActivityKind.PAGE_VIEW)
     assert truth(everything.count() == 4, ADA, context) is True
+    replay = Context(now=NOW - timedelta(days=30), activities=index)  # as known 30 days ago
+    assert truth(everything.count() == 1, ADA, replay) is True
     assert truth(activity(ActivityKind.CALL).exists(), ADA, context) is False
 
 

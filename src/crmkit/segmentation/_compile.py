@@ -26,7 +26,6 @@ from crmkit.models.rules import (
     Between,
     Compare,
     Condition,
-    DateWindow,
     FieldSpec,
     FieldType,
     HasTag,
@@ -44,7 +43,14 @@ from crmkit.models.rules import (
     TextOp,
     field_spec,
 )
-from crmkit.segmentation._semantics import OPS, Context, compare, in_window, window_bounds
+from crmkit.segmentation._semantics import (
+    OPS,
+    Context,
+    activity_window,
+    compare,
+    in_window,
+    window_bounds,
+)
 
 __all__ = ["compile_rule", "compile_selector"]
 
@@ -256,13 +262,7 @@ class _Compiler:
         index = self.context.activities
         kind = node.kind
         owner = "id" if self.entity is RuleEntity.CONTACT else "contact_id"
-        window = (
-            None
-            if node.within_days is None
-            else window_bounds(
-                DateWindow.WITHIN_LAST, node.within_days, self.context.now, dates=False
-            )
-        )
+        window = activity_window(node.within_days, self.context.now)
         where: Predicate | None = None
         if node.where is not None:
             inner = _Compiler(
@@ -274,7 +274,7 @@ class _Compiler:
         def selected(activity: Activity) -> bool:
             if activity.kind != kind:
                 return False
-            if window is not None and not in_window(activity.occurred_at, window):
+            if not in_window(activity.occurred_at, window):
                 return False
             return where is None or where(activity)
 

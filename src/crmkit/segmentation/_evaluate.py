@@ -19,7 +19,6 @@ from crmkit.models.rules import (
     Between,
     Compare,
     Condition,
-    DateWindow,
     FieldSpec,
     FieldType,
     HasTag,
@@ -39,6 +38,7 @@ from crmkit.models.rules import (
 from crmkit.segmentation._semantics import (
     OPS,
     Context,
+    activity_window,
     compare,
     field_value,
     in_window,
@@ -166,12 +166,8 @@ class _Interpreter:
     def counts(self, node: ActivityCondition, activity: Activity) -> bool:
         if activity.kind != node.kind:
             return False
-        if node.within_days is not None:
-            bounds = window_bounds(
-                DateWindow.WITHIN_LAST, node.within_days, self.context.now, dates=False
-            )
-            if not in_window(activity.occurred_at, bounds):
-                return False
+        if not in_window(activity.occurred_at, activity_window(node.within_days, self.context.now)):
+            return False
         if node.where is None:
             return True
         inner = _Interpreter(self.context, ACTIVITY_FIELDS, "properties", None, ())

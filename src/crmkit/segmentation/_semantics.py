@@ -12,6 +12,7 @@ the storage adapter's SQL compiler follows the same rules.
 * ``IN`` is the ``OR`` of equalities and ``NOT IN`` the ``AND`` of inequalities, so a
   ``None`` in the list behaves as in SQL. ``BETWEEN`` is ``low <= x AND x <= high``.
 * Text matches compare ``str.casefold()`` of both sides; tags likewise.
+* Activities count up to ``now`` only, and from ``within_days`` days before it when given.
 """
 
 import calendar
@@ -30,6 +31,7 @@ from crmkit.models.rules import DateWindow, FieldSpec, FieldType, Op, TextOp
 __all__ = [
     "OPS",
     "Context",
+    "activity_window",
     "comparable",
     "compare",
     "field_value",
@@ -142,3 +144,11 @@ def in_window(value: Any, bounds: tuple[Any, Any, bool]) -> bool | None:
     if low is not None and value < low:
         return False
     return bool(value <= high) if high_inclusive else bool(value < high)
+
+
+def activity_window(within_days: int | None, now: datetime) -> tuple[Any, Any, bool]:
+    """When an activity counts: up to ``now`` (never later, so that evaluating at a past
+    ``now`` replays what was known then), and from ``within_days`` days before it."""
+    if within_days is None:
+        return None, now, True
+    return window_bounds(DateWindow.WITHIN_LAST, within_days, now, dates=False)
