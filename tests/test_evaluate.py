@@ -412,3 +412,48 @@ def test_decimal_and_float_numbers_compare_by_value() -> None:
     deal = Deal.new(title="x", pipeline="p", stage="s", probability=Decimal("0.5"), clock=CLOCK)
     assert evaluate(deals_where(field("probability") == 0.5), deal, CONTEXT) is True
     assert evaluate(deals_where(field("probability") < Decimal("0.75")), deal, CONTEXT) is True
+
+
+@st.composite
+def segment_graphs(draw: st.DrawFn) -> dict[UUID, Segment]:
+    """Segments whose rules name each other at random (cycles included)."""
+    ids = [UUID(int=i + 1) for i in range(draw(st.integers(1, 6)))]
+    catalogue = {}
+    for segment_id in ids:
+        named = draw(st.lists(st.sampled_from(ids), max_size=3, unique=True))
+        if named:
+            condition: Condition = Or(tuple(in_segment(n) for n in named))
+            segment = Segment.new(name="s", rule=contacts_where(condition), clock=CLOCK)
+        else:
+            segment = Segment.new(name="s", members=[ADA.id], clock=CLOCK)
+        catalogue[segment_id] = attrs.evolve(segment, id=segment_id)
+    return catalogue
+
+
+def has_cycle(catalogue: dict[UUID, Segment]) -> bool:
+    """Kahn's algorithm: a graph has a cycle when peeling off sinks leaves nodes behind."""
+    edges = {
+        s: {n.segment_id for n in seg.rule.walk() if hasattr(n, "segment_id")}
+        if seg.rule
+        else set()
+        for s, seg in catalogue.items()
+    }
+    while True:
+        sinks = {s for s, out in edges.items() if not out}
+        if not sinks:
+            return bool(edges)
+        edges = {s: out - sinks for s, out in edges.items() if s not in sinks}
+
+
+@given(segment_graphs())
+def test_segment_cycles_are_rejected_exactly_when_there_is_one(
+    catalogue: dict[UUID, Segment],
+) -> None:
+    context = Context(now=NOW, segments=catalogue)
+    if has_cycle(catalogue):
+        with pytest.raises(InvalidRule, match="refer to each other"):
+            check_segments(catalogue)
+    else:
+        check_segments(catalogue)
+        for segment in catalogue.values():
+            members(segment, [ADA, NOBODY], context)  # evaluates without error
