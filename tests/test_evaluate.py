@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crmkit.clock import FixedClock
-from crmkit.errors import InvalidRule
+from crmkit.errors import InvalidRule, ValidationError
 from crmkit.models import Activity, ActivityKind, Contact, Deal, LifecycleStage, Money, Segment
 from crmkit.models.rules import And, Condition, Not, Or, Rule, RuleEntity
 from crmkit.segmentation import (
@@ -334,7 +334,8 @@ def dense_contacts(draw: st.DrawFn) -> Contact:
         country=draw(st.one_of(st.none(), st.sampled_from(cst.COUNTRY_SAMPLE))),
         language=draw(st.one_of(st.none(), st.sampled_from(cst.LANGUAGE_SAMPLE))),
         lifecycle_stage=draw(st.sampled_from(LifecycleStage)),
-        tags=draw(st.frozensets(st.sampled_from(["ada", "ADA", "berg", "vip"]), max_size=2)),
+        tags=draw(st.frozensets(st.sampled_from(["ada", "ADA", "berg", "STRASSE", "straße"]))),
+        phone=draw(st.one_of(st.none(), st.sampled_from(["+4930901820", "+46812345678"]))),
         custom=draw(st.dictionaries(st.sampled_from(cst.CUSTOM_KEYS), scalars, max_size=4)),
         created_at=datetime(2025, 6, 1, tzinfo=UTC),
         updated_at=draw(cst.aware_datetimes(datetime(2025, 6, 1), datetime(2026, 6, 1))),
@@ -360,8 +361,13 @@ def activity_index(draw: st.DrawFn, people: list[Contact]) -> dict[UUID, list[Ac
 @given(st.data())
 def test_compiled_rules_agree_with_the_interpreter(data: st.DataObject) -> None:
     people = data.draw(st.lists(dense_contacts(), min_size=1, max_size=5))
-    context = Context(now=NOW, activities=data.draw(activity_index(people)))
-    rule = data.draw(cst.rules(RuleEntity.CONTACT))
+    listed = Segment.new(
+        name="listed", members=[p.id for p in people if data.draw(st.booleans())], clock=CLOCK
+    )
+    ruled = Segment.new(name="ruled", rule=data.draw(cst.rules(max_leaves=3)), clock=CLOCK)
+    segments = {listed.id: listed, ruled.id: ruled}
+    context = Context(now=NOW, activities=data.draw(activity_index(people)), segments=segments)
+    rule = data.draw(cst.rules(RuleEntity.CONTACT, segment_ids=list(segments)))
     matches = compile_rule(rule, context)
     expected = [p for p in people if evaluate(rule, p, context) is True]
     assert [p for p in people if matches(p)] == expected
@@ -408,10 +414,29 @@ def test_not_unknown_is_unknown(a: Condition, who: Contact) -> None:
     assert negated is (None if value is None else not value)
 
 
-def test_decimal_and_float_numbers_compare_by_value() -> None:
-    deal = Deal.new(title="x", pipeline="p", stage="s", probability=Decimal("0.5"), clock=CLOCK)
-    assert evaluate(deals_where(field("probability") == 0.5), deal, CONTEXT) is True
+def test_decimal_fields_read_float_literals_as_written() -> None:
+    deal = Deal.new(title="x", pipeline="p", stage="s", probability=Decimal("0.10"), clock=CLOCK)
+    assert evaluate(deals_where(field("probability") == 0.1), deal, CONTEXT) is True
     assert evaluate(deals_where(field("probability") < Decimal("0.75")), deal, CONTEXT) is True
+
+
+def test_email_literals_match_the_stored_address() -> None:
+    ada = contact(email="Ada@Example.com")
+    assert truth(field("email") == "Ada@Example.com", ada) is True
+    assert truth(field("email") == "ada@example.com", ada) is False  # the local part keeps case
+    assert truth(field("email").contains("ADA@"), ada) is True
+
+
+def test_now_is_read_in_utc() -> None:
+    from datetime import timezone  # noqa: PLC0415
+
+    with pytest.raises(ValidationError, match="naive"):
+        Context(now=datetime(2026, 3, 1))
+    east = Context(now=datetime(2026, 4, 1, 3, tzinfo=timezone(timedelta(hours=5))))
+    assert east.now == datetime(2026, 3, 31, 22, tzinfo=UTC)
+    march = attrs.evolve(NOBODY, created_at=datetime(2020, 1, 1, tzinfo=UTC),
+                         updated_at=datetime(2026, 3, 31, 12, tzinfo=UTC))  # fmt: skip
+    assert truth(field("updated_at").this_month(), march, east) is True
 
 
 @st.composite

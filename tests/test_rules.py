@@ -307,3 +307,83 @@ def test_bad_rule_json_names_the_path(where: object, path: str, reason: str) -> 
     with pytest.raises(ValidationError, match=reason) as caught:
         CONVERTER.structure({"entity": "contact", "where": where}, Rule)
     assert caught.value.field == path
+
+
+# ---------------------------------------------------------------------------- review findings
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Compare("custom.score", Op.LT, float("nan")),
+        lambda: Compare("probability", Op.LT, Decimal("NaN")),
+        lambda: Compare("score", Op.GT, float("inf")),
+        lambda: In("score", (Decimal("sNaN"),)),
+        lambda: Between("score", Decimal("NaN"), 1),
+        lambda: In("country", (None,)),
+        lambda: In("country", (None, None), negated=True),
+    ],
+)
+def test_non_finite_or_empty_literals_are_rejected(build: Any) -> None:
+    with pytest.raises(InvalidRule):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("condition", "field_name"),
+    [
+        (Compare("custom.n", Op.EQ, 2**80), "custom.n"),
+        (Compare("first_name", Op.EQ, "a\x00b"), "first_name"),
+        (Compare("custom.note", Op.EQ, "a\ud800"), "custom.note"),
+        (TextMatch("email", TextOp.CONTAINS, "\x00"), "email"),
+        (IsNull("tags"), "tags"),
+        (Compare("email", Op.EQ, "not an address"), "email"),
+    ],
+)
+def test_literals_a_database_cannot_hold_are_rejected(
+    condition: Condition, field_name: str
+) -> None:
+    with pytest.raises(InvalidRule) as caught:
+        contact_rule(condition)
+    assert caught.value.field == field_name
+
+
+def test_counts_fit_in_64_bits() -> None:
+    with pytest.raises(InvalidRule):
+        ActivityCondition(ActivityKind.CALL, Measure.COUNT, Op.GE, 2**63)
+
+
+def test_money_between_needs_one_currency() -> None:
+    with pytest.raises(InvalidRule, match="differ in currency"):
+        deals_where(field("amount").between(Money("1", "EUR"), Money("1000", "USD")))
+
+
+def test_deep_nesting_is_rejected_not_crashed() -> None:
+    condition: Condition = has_tag("x")
+    for _ in range(100):
+        condition = Not(condition)
+    with pytest.raises(InvalidRule, match="nest deeper"):
+        contact_rule(condition)
+    data: Any = {"node": "has_tag", "tag": "x"}
+    for _ in range(1000):
+        data = {"node": "not", "item": data}
+    with pytest.raises(ValidationError, match="nest deeper"):
+        CONVERTER.structure({"entity": "contact", "where": data}, Rule)
+
+
+def test_email_and_phone_literals_are_normalised_like_the_model() -> None:
+    rule = contacts_where(
+        (field("email") == " Ada@Example.COM ") & (field("phone") == "+49 30 901820")
+    )
+    assert isinstance(rule.where, And)
+    assert rule.where.items == (
+        Compare("email", Op.EQ, "Ada@example.com"),
+        Compare("phone", Op.EQ, "+4930901820"),
+    )
+
+
+def test_numbers_are_compared_in_the_field_s_own_type() -> None:
+    decimal = deals_where(field("probability") == 0.1).where
+    assert decimal == Compare("probability", Op.EQ, Decimal("0.1"))
+    floating = leads_where(field("score") >= Decimal("0.5")).where
+    assert floating == Compare("score", Op.GE, 0.5)

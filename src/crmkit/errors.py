@@ -12,6 +12,7 @@ Validation errors name the field (a dotted path, relative to the object being va
 and the rejected value, and carry every problem found, not only the first.
 """
 
+import reprlib
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, Final, Self
 from uuid import UUID
@@ -54,6 +55,12 @@ MISSING: Final = _Missing()
 """Stands for the rejected value when a required field was absent from the input."""
 
 
+# Rejected values are shown bounded: a huge or deeply nested input stays a short message.
+_REPR = reprlib.Repr()  # Python 3.11 takes no keyword arguments here
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 4, 120, 120
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 8
+
+
 class CrmkitError(Exception):
     """Base of every error crmkit raises on purpose."""
 
@@ -90,7 +97,7 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.field or "value"
-        return f"{where}: {self.reason} (got {self.value!r})"
+        return f"{where}: {self.reason} (got {_REPR.repr(self.value)})"
 
 
 def _same(a: object, b: object) -> bool:

@@ -16,6 +16,7 @@ its entity and every value against the field's type, and raises
 that read better live in :mod:`crmkit.segmentation`.
 """
 
+import math
 import re
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
@@ -39,7 +40,15 @@ from crmkit.models._enums import (
     TicketPriority,
     TicketStatus,
 )
-from crmkit.models._values import CountryCode, LanguageCode, Money, normalise_tags
+from crmkit.models._values import (
+    CountryCode,
+    EmailAddress,
+    LanguageCode,
+    Money,
+    PhoneNumber,
+    has_surrogate,
+    normalise_tags,
+)
 
 __all__ = [
     "ACTIVITY_FIELDS",
@@ -143,10 +152,17 @@ class FieldType(StrEnum):
     """The type of a field a rule may name; it decides operators and literal types."""
 
     TEXT = "text"
+    EMAIL = "email"
+    """Text compared as an :class:`~crmkit.models.EmailAddress` (literals normalised)."""
+    PHONE = "phone"
+    """Text compared as a :class:`~crmkit.models.PhoneNumber` (literals in E.164)."""
     COUNTRY = "country"
     LANGUAGE = "language"
     ENUM = "enum"
     NUMBER = "number"
+    """An int or float field; Decimal literals are compared as floats."""
+    DECIMAL = "decimal"
+    """A Decimal field; float literals are read as the decimal they are written as."""
     BOOL = "bool"
     DATETIME = "datetime"
     DATE = "date"
@@ -195,8 +211,8 @@ FIELDS: Final[Mapping[RuleEntity, Mapping[str, FieldSpec]]] = MappingProxyType(
             *_COMMON,
             FieldSpec("first_name", T.TEXT),
             FieldSpec("last_name", T.TEXT),
-            FieldSpec("email", T.TEXT),
-            FieldSpec("phone", T.TEXT),
+            FieldSpec("email", T.EMAIL),
+            FieldSpec("phone", T.PHONE),
             FieldSpec("country", T.COUNTRY),
             FieldSpec("language", T.LANGUAGE),
             FieldSpec("account_id", T.UUID),
@@ -222,7 +238,7 @@ FIELDS: Final[Mapping[RuleEntity, Mapping[str, FieldSpec]]] = MappingProxyType(
             FieldSpec("pipeline", T.TEXT, required=True),
             FieldSpec("stage", T.TEXT, required=True),
             FieldSpec("amount", T.MONEY),
-            FieldSpec("probability", T.NUMBER, required=True),
+            FieldSpec("probability", T.DECIMAL, required=True),
             FieldSpec("status", T.ENUM, DealStatus, required=True),
             FieldSpec("contact_id", T.UUID),
             FieldSpec("account_id", T.UUID),
@@ -290,7 +306,11 @@ _typed = attrs.cmp_using(eq=_same_typed)
 
 
 def _is_scalar(value: object) -> bool:
-    return isinstance(value, str | int | float | Decimal | date | UUID | Money)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Decimal):
+        return value.is_finite()
+    return isinstance(value, str | int | date | UUID | Money)
 
 
 def _check_field_name(_instance: object, _attribute: object, value: Any) -> None:
@@ -302,7 +322,7 @@ def _check_scalar(_instance: object, attribute: "attrs.Attribute[Any]", value: A
     if value is None:
         raise InvalidRule(attribute.name, value, "comparing with None is never TRUE: use is_null()")
     if not _is_scalar(value):
-        raise InvalidRule(attribute.name, value, "expected a literal value")
+        raise InvalidRule(attribute.name, value, "expected a finite literal value")
 
 
 def _check_enum(enum: type[Enum]) -> Any:
@@ -355,7 +375,9 @@ def _check_values(_instance: object, attribute: "attrs.Attribute[Any]", value: A
         raise InvalidRule(attribute.name, value, "expected a non-empty tuple of values")
     for item in value:
         if item is not None and not _is_scalar(item):
-            raise InvalidRule(attribute.name, item, "expected a literal value or None")
+            raise InvalidRule(attribute.name, item, "expected a finite literal value or None")
+    if all(item is None for item in value):
+        raise InvalidRule(attribute.name, value, "needs a value besides None (never TRUE)")
 
 
 @attrs.frozen
@@ -465,7 +487,7 @@ def _check_within(_instance: object, attribute: "attrs.Attribute[Any]", value: A
 
 def _check_measured(instance: "ActivityCondition", attribute: Any, value: Any) -> None:
     if instance.measure is Measure.COUNT:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _INT64:
             raise InvalidRule("value", value, "a count is compared with an int of 0 or more")
     elif not isinstance(value, Money):
         raise InvalidRule("value", value, "a sum is compared with Money (its currency is summed)")
@@ -572,14 +594,16 @@ class _Checker:
     def spec(self, name: str) -> FieldSpec:
         return field_spec(name, self.fields, self.prefix)
 
-    def check(self, node: Condition) -> Condition:  # noqa: PLR0912 - one case per node type
+    def check(self, node: Condition, depth: int = 0) -> Condition:  # noqa: PLR0912, PLR0915
+        if depth > _MAX_DEPTH:
+            raise InvalidRule("where", depth, f"conditions nest deeper than {_MAX_DEPTH} levels")
         match node:
             case And(items=items):
-                return And(tuple(self.check(i) for i in items))
+                return And(tuple(self.check(i, depth + 1) for i in items))
             case Or(items=items):
-                return Or(tuple(self.check(i) for i in items))
+                return Or(tuple(self.check(i, depth + 1) for i in items))
             case Not(item=item):
-                return Not(self.check(item))
+                return Not(self.check(item, depth + 1))
             case Compare(field=name, op=op, value=value):
                 spec = self.spec(name)
                 if op in _ORDERING and spec.kind not in _ORDERED:
@@ -602,15 +626,20 @@ class _Checker:
                 ):
                     raise InvalidRule(name, (low, high), f"{spec.kind} fields have no BETWEEN")
                 low, high = _literal(spec, low), _literal(spec, high)
+                money = isinstance(low, Money) and isinstance(high, Money)
+                if money and low.currency != high.currency:  # type: ignore[union-attr]
+                    raise InvalidRule(name, (low, high), "low and high differ in currency")
                 if _greater(low, high):
                     raise InvalidRule(name, (low, high), "low is greater than high")
                 return Between(name, low, high)
             case IsNull(field=name):
-                self.spec(name)
+                if self.spec(name).kind is FieldType.TAGS:
+                    raise InvalidRule(name, node, "tags are never missing: use has_tag()")
                 return node
             case TextMatch(field=name, value=value):
                 spec = self.spec(name)
-                if spec.kind not in (FieldType.TEXT, FieldType.JSON):
+                _check_text_literal(name, value)
+                if spec.kind not in _TEXTUAL:
                     raise InvalidRule(name, value, f"{spec.kind} fields have no text matches")
                 return node
             case HasTag(tag=tag):
@@ -631,14 +660,34 @@ class _Checker:
                     raise InvalidRule("kind", node.kind, "activity conditions do not nest")
                 if where is None:
                     return node
-                inner = _Checker(ACTIVITY_FIELDS, "properties", None).check(where)
+                inner = _Checker(ACTIVITY_FIELDS, "properties", None).check(where, depth + 1)
                 return attrs.evolve(node, where=inner)
         raise InvalidRule("where", node, "not a condition of the rule language")
 
 
 _ORDERED: Final = frozenset(
-    {FieldType.NUMBER, FieldType.DATETIME, FieldType.DATE, FieldType.MONEY, FieldType.JSON}
+    {
+        FieldType.NUMBER,
+        FieldType.DECIMAL,
+        FieldType.DATETIME,
+        FieldType.DATE,
+        FieldType.MONEY,
+        FieldType.JSON,
+    }
 )
+_TEXTUAL: Final = frozenset({FieldType.TEXT, FieldType.EMAIL, FieldType.PHONE, FieldType.JSON})
+_MAX_DEPTH: Final = 64
+_INT64: Final = 2**63
+
+
+def _check_text_literal(name: str, value: str) -> None:
+    if "\x00" in value or has_surrogate(value):
+        raise InvalidRule(name, value, "text cannot contain NUL characters or lone surrogates")
+
+
+def _check_int64(name: str, value: object) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+        raise InvalidRule(name, value, "integers must fit in 64 bits")
 
 
 def _is_number(value: object) -> bool:
@@ -652,14 +701,21 @@ def _greater(low: object, high: object) -> bool:
         return False
 
 
-def _literal(spec: FieldSpec, value: object) -> Scalar:  # noqa: PLR0912 - one case per type
+def _literal(spec: FieldSpec, value: object) -> Scalar:  # noqa: PLR0912, PLR0915
     """``value`` as the literal type of the field, or :class:`InvalidRule`."""
     name = spec.name
     match spec.kind:
         case FieldType.TEXT:
             if isinstance(value, str):
+                _check_text_literal(name, value)
                 return value
             raise InvalidRule(name, value, "a text field compares with a string")
+        case FieldType.EMAIL | FieldType.PHONE:
+            parse = EmailAddress if spec.kind is FieldType.EMAIL else PhoneNumber
+            try:
+                return str(parse(value))  # type: ignore[arg-type]
+            except ValidationError as error:
+                raise InvalidRule(name, value, error.reason) from None
         case FieldType.COUNTRY | FieldType.LANGUAGE:
             code = CountryCode if spec.kind is FieldType.COUNTRY else LanguageCode
             try:
@@ -676,8 +732,15 @@ def _literal(spec: FieldSpec, value: object) -> Scalar:  # noqa: PLR0912 - one c
             raise InvalidRule(name, value, f"expected one of: {', '.join(allowed)}")
         case FieldType.NUMBER:
             if _is_number(value):
-                return value  # type: ignore[return-value]
+                _check_int64(name, value)
+                # An int or float field: a Decimal literal is compared as the float it is.
+                return float(value) if isinstance(value, Decimal) else value  # type: ignore[return-value]
             raise InvalidRule(name, value, "a number field compares with an int, float or Decimal")
+        case FieldType.DECIMAL:
+            if _is_number(value):
+                # A float literal means the decimal it is written as: 0.1, not 0.1000...0555.
+                return value if isinstance(value, Decimal) else Decimal(repr(value))
+            raise InvalidRule(name, value, "a decimal field compares with a Decimal, int or float")
         case FieldType.BOOL:
             if isinstance(value, bool):
                 return value
@@ -703,6 +766,9 @@ def _literal(spec: FieldSpec, value: object) -> Scalar:  # noqa: PLR0912 - one c
             if isinstance(value, str | bool) or _is_number(value):
                 if isinstance(value, Decimal):
                     raise InvalidRule(name, value, "custom fields hold floats, not Decimals")
+                if isinstance(value, str):
+                    _check_text_literal(name, value)
+                _check_int64(name, value)
                 return value  # type: ignore[return-value]
             raise InvalidRule(name, value, "a custom field compares with str, number or bool")
         case FieldType.TAGS:

@@ -201,7 +201,8 @@ class _Compiler:
                 return f"(isinstance((_v := {value}), str) and {_polar(test, positive)})"
             case HasTag(tag=tag):
                 wanted = self.constant(tag.casefold())
-                test = f"({wanted} in o.tags or any(t.casefold() == {wanted} for t in o.tags))"
+                matches = f"any(t.casefold() == {wanted} for t in o.tags)"
+                test = f"({wanted} in o.tags or (bool(o.tags) and {matches}))"
                 return _polar(test, positive)
             case RelativeDate(field=name, window=window, days=days):
                 spec = self.spec(name)

@@ -25,6 +25,7 @@ from uuid import UUID
 
 import attrs
 
+from crmkit.clock import ensure_utc
 from crmkit.models import Activity, Segment
 from crmkit.models.rules import DateWindow, FieldSpec, FieldType, Op, TextOp
 
@@ -54,12 +55,13 @@ OPS: Final[Mapping[Op, Callable[[Any, Any], bool]]] = {
 class Context:
     """What a rule is evaluated against, besides the entity itself.
 
-    ``now`` fixes relative dates and activity windows for the whole evaluation;
+    ``now`` (aware; kept in UTC) fixes relative dates, calendar months and activity
+    windows for the whole evaluation;
     ``activities`` maps a contact id to that contact's activities; ``segments`` holds
     the segments that ``in segment`` conditions may name.
     """
 
-    now: datetime
+    now: datetime = attrs.field(converter=ensure_utc)
     activities: Mapping[UUID, Sequence[Activity]] = attrs.field(factory=dict)
     segments: Mapping[UUID, Segment] = attrs.field(factory=dict)
 

@@ -171,8 +171,36 @@ def unstructure_condition(node: Condition) -> dict[str, object]:
     return data
 
 
+_MAX_DEPTH: Final = 64
+
+
+def _too_deep(obj: object) -> int | None:
+    """The depth at which JSON nests deeper than any valid rule may, else ``None``.
+
+    Checked without recursion, so that no input can exhaust the stack.
+    """
+    limit = 2 * _MAX_DEPTH + 8  # a node and its item list per level, plus literals
+    pending = [(obj, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return depth
+        if isinstance(item, Mapping):
+            pending.extend((value, depth + 1) for value in item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend((value, depth + 1) for value in item)
+    return None
+
+
 def structure_condition(obj: object, _: object = None) -> Condition:
     """Read a condition tree; every problem is reported with its path."""
+    depth = _too_deep(obj)
+    if depth is not None:
+        raise fail(depth, f"conditions nest deeper than {_MAX_DEPTH} levels")
+    return _structure_node(obj)
+
+
+def _structure_node(obj: object) -> Condition:
     if not isinstance(obj, Mapping):
         raise fail(obj, "expected an object with a 'node' key")
     tag = obj.get("node", MISSING)
@@ -203,7 +231,7 @@ def structure_condition(obj: object, _: object = None) -> Condition:
 _Fields = dict[str, tuple[Decoder, bool]]
 _FIELD: Final = (_text, True)
 _LITERAL: Final = (_decode_literal, True)
-_CONDITION: Final = (structure_condition, True)
+_CONDITION: Final = (_structure_node, True)
 
 _NODES: Final[dict[str, tuple[type[Condition], _Fields]]] = {
     "compare": (Compare, {"field": _FIELD, "op": (_enum(Op), True), "value": _LITERAL}),
@@ -231,12 +259,12 @@ _NODES: Final[dict[str, tuple[type[Condition], _Fields]]] = {
             "measure": (_enum(Measure), True),
             "op": (_enum(Op), True),
             "value": _LITERAL,
-            "where": (_optional(structure_condition), False),
+            "where": (_optional(_structure_node), False),
             "within_days": (_days, False),
         },
     ),
-    "and": (And, {"items": (_list_of(structure_condition), True)}),
-    "or": (Or, {"items": (_list_of(structure_condition), True)}),
+    "and": (And, {"items": (_list_of(_structure_node), True)}),
+    "or": (Or, {"items": (_list_of(_structure_node), True)}),
     "not": (Not, {"item": _CONDITION}),
 }
 _TAGS: Final[dict[type[Condition], str]] = {cls: tag for tag, (cls, _) in _NODES.items()}

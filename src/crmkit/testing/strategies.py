@@ -92,6 +92,12 @@ from crmkit.models import (
 )
 
 __all__ = [
+    "COUNTRY_SAMPLE",
+    "CUSTOM_KEYS",
+    "EMAIL_SAMPLE",
+    "LANGUAGE_SAMPLE",
+    "PHONE_SAMPLE",
+    "WORDS",
     "accounts",
     "activities",
     "aware_datetimes",
@@ -451,7 +457,13 @@ WORDS = ("ada", "Ada", "ADA", "berg", "straße", "STRASSE", "/pricing", "pro", "
 """Texts that :func:`conditions` compares with: some match each other case-insensitively."""
 
 COUNTRY_SAMPLE = ("DE", "SE", "GB", "US", "FR")
+"""Countries that :func:`conditions` compares with."""
+EMAIL_SAMPLE = ("ada@example.com", "Ada@Example.com", "bo@x.io")
+"""E-mail addresses that :func:`conditions` compares with (two spell one address)."""
+PHONE_SAMPLE = ("+4930901820", "+46 8 123 456 78")
+"""Phone numbers that :func:`conditions` compares with."""
 LANGUAGE_SAMPLE = ("de", "en", "sv", "en-GB")
+"""Languages that :func:`conditions` compares with."""
 
 
 def _words() -> st.SearchStrategy[str]:
@@ -466,10 +478,16 @@ def _rule_money() -> st.SearchStrategy[Money]:
     )
 
 
-def _literals(spec: FieldSpec) -> st.SearchStrategy[Any]:
+def _literals(spec: FieldSpec) -> st.SearchStrategy[Any]:  # noqa: PLR0912
     kind = spec.kind
     if kind is FieldType.TEXT:
         return _words()
+    if kind is FieldType.EMAIL:
+        return st.sampled_from(EMAIL_SAMPLE)
+    if kind is FieldType.PHONE:
+        return st.sampled_from(PHONE_SAMPLE)
+    if kind is FieldType.DECIMAL:
+        return _numbers()
     if kind is FieldType.COUNTRY:
         return st.sampled_from(COUNTRY_SAMPLE)
     if kind is FieldType.LANGUAGE:
@@ -505,7 +523,14 @@ def _numbers(*, decimals: bool = True) -> st.SearchStrategy[Any]:
 
 
 _ORDERED_KINDS = frozenset(
-    {FieldType.NUMBER, FieldType.DATETIME, FieldType.DATE, FieldType.MONEY, FieldType.JSON}
+    {
+        FieldType.NUMBER,
+        FieldType.DECIMAL,
+        FieldType.DATETIME,
+        FieldType.DATE,
+        FieldType.MONEY,
+        FieldType.JSON,
+    }
 )
 
 
@@ -514,17 +539,19 @@ def _is_number(value: object) -> bool:
 
 
 @st.composite
-def _field_atom(draw: st.DrawFn, fields: Mapping[str, FieldSpec], prefix: str) -> Condition:
+def _field_atom(  # noqa: PLR0912 - one shape per node type
+    draw: st.DrawFn, fields: Mapping[str, FieldSpec], prefix: str
+) -> Condition:
     names = [n for n, spec in fields.items() if spec.kind is not FieldType.TAGS]
     names += [f"{prefix}.{key}" for key in CUSTOM_KEYS]
     spec = field_spec(draw(st.sampled_from(names)), fields, prefix)
     name, kind = spec.name, spec.kind
-    shapes = ["compare", "is_null"]
+    shapes = ["compare", "is_null"] if kind is not FieldType.TAGS else ["compare"]
     if kind not in (FieldType.MONEY,):
         shapes.append("in")
     if kind in _ORDERED_KINDS:
         shapes.append("between")
-    if kind in (FieldType.TEXT, FieldType.JSON):
+    if kind in (FieldType.TEXT, FieldType.EMAIL, FieldType.PHONE, FieldType.JSON):
         shapes.append("text")
     if kind in (FieldType.DATETIME, FieldType.DATE):
         shapes.append("window")
@@ -533,6 +560,8 @@ def _field_atom(draw: st.DrawFn, fields: Mapping[str, FieldSpec], prefix: str) -
         return IsNull(name, draw(st.booleans()))
     if shape == "in":
         values = draw(st.lists(_optional(_literals(spec)), min_size=1, max_size=4))
+        if all(v is None for v in values):
+            values.append(draw(_literals(spec)))
         return In(name, tuple(values), draw(st.booleans()))
     if shape == "text":
         return TextMatch(name, draw(st.sampled_from(TextOp)), draw(_words()))
@@ -543,9 +572,10 @@ def _field_atom(draw: st.DrawFn, fields: Mapping[str, FieldSpec], prefix: str) -
     if shape == "between":
         if kind is FieldType.MONEY:
             currency = draw(st.sampled_from(["EUR", "USD"]))
-            low, high = sorted(draw(st.lists(_rule_money(), min_size=2, max_size=2)), key=str)
-            low, high = Money(low.amount, currency), Money(high.amount, currency)
-            low, high = (low, high) if low.amount <= high.amount else (high, low)
+            amounts = sorted(
+                m.amount for m in draw(st.lists(_rule_money(), min_size=2, max_size=2))
+            )
+            low, high = Money(amounts[0], currency), Money(amounts[1], currency)
         else:
             literals = _numbers(decimals=False) if kind is FieldType.JSON else _literals(spec)
             low, high = sorted(draw(st.lists(literals, min_size=2, max_size=2)))
@@ -589,7 +619,8 @@ def conditions(
     fields = FIELDS[entity]
     leaves = [_field_atom(fields, "custom"), _activity_atom()]
     if "tags" in fields:
-        leaves.append(st.one_of(st.sampled_from(WORDS[:4]), tags_of_one()).map(HasTag))
+        tag_words = st.sampled_from(["ada", "ADA", "berg", "STRASSE", "straße", "ss"])
+        leaves.append(st.one_of(tag_words, tags_of_one()).map(HasTag))
     if segment_ids and entity is RuleEntity.CONTACT:
         leaves.append(st.sampled_from(list(segment_ids)).map(InSegment))
     return st.recursive(
@@ -608,10 +639,14 @@ def tags_of_one() -> st.SearchStrategy[str]:
 
 
 def rules(
-    entity: RuleEntity = RuleEntity.CONTACT, *, segment_ids: Sequence[UUID] = ()
+    entity: RuleEntity = RuleEntity.CONTACT,
+    *,
+    segment_ids: Sequence[UUID] = (),
+    max_leaves: int = 6,
 ) -> st.SearchStrategy[Rule]:
     """Valid rules over ``entity`` (see :func:`conditions`)."""
-    return conditions(entity, segment_ids=segment_ids).map(lambda c: Rule(entity, c))
+    found = conditions(entity, segment_ids=segment_ids, max_leaves=max_leaves)
+    return found.map(lambda c: Rule(entity, c))
 
 
 _BY_TYPE: dict[type[Entity], Callable[[], st.SearchStrategy[Any]]] = {
