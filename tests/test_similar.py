@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from crmkit.clock import FixedClock
 from crmkit.errors import ValidationError
-from crmkit.models import Activity, ActivityKind, JSONScalar
+from crmkit.models import Activity, ActivityKind, JSONScalar, Money
 from crmkit.segmentation import SimilarContact, Similarity, similar_contacts
 
 CLOCK = FixedClock(datetime(2026, 3, 1, tzinfo=UTC))
@@ -215,3 +215,26 @@ def test_similarity_of_two_contacts_is_symmetric(
     for found in similar_contacts(purchases, to=target, k=20, metric=metric):
         back = similar_contacts(purchases, to=found.contact_id, k=20, metric=metric)
         assert dict(pairs(back))[target] == pytest.approx(found.score)
+
+
+def test_equal_cosine_scores_tie_exactly_and_order_by_contact_id() -> None:
+    target, low_id, high_id = UUID(int=1), UUID(int=2), UUID(int=3)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def bought(who: UUID, product: str) -> Activity:
+        return Activity.new(
+            contact_id=who,
+            kind=ActivityKind.PURCHASE,
+            occurred_at=at,
+            amount=Money("1", "EUR"),
+            properties={"product": product},
+        )
+
+    # 3 shared of 9 products (3/sqrt(27)) and 1 shared of 1 (1/sqrt(3)): the same cosine,
+    # which floating point computes as two different numbers.
+    purchases = [bought(target, p) for p in ("a", "b", "c")]
+    purchases += [bought(low_id, p) for p in "abcdefghi"]
+    purchases += [bought(high_id, "a")]
+    found = similar_contacts(purchases, to=target, metric=Similarity.COSINE)
+    assert [s.contact_id for s in found] == [low_id, high_id]
+    assert found[0].score == found[1].score == pytest.approx(1 / math.sqrt(3))

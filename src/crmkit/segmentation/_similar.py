@@ -30,6 +30,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Set
 from enum import StrEnum
+from fractions import Fraction
 from typing import Final, TypeAlias
 from uuid import UUID
 
@@ -108,25 +109,33 @@ def similar_contacts(
     if not profile:
         return []
 
-    score = _jaccard if metric is Similarity.JACCARD else _cosine
-    found = [
-        SimilarContact(contact_id=contact, score=value)
+    # Ranked by an exact key (a fraction), so that equal similarities tie exactly and are
+    # ordered by contact id, whatever the float rounding of the reported score.
+    exact = _jaccard if metric is Similarity.JACCARD else _cosine_squared
+    ranked = [
+        (key, contact)
         for contact, bought in products.items()
-        if contact not in targets and (value := score(profile, bought)) > 0
+        if contact not in targets and (key := exact(profile, bought)) > 0
     ]
-    found.sort(key=lambda s: (-s.score, s.contact_id.int))
-    return found[:k]
+    ranked.sort(key=lambda pair: (-pair[0], pair[1].int))
+    as_float = float if metric is Similarity.JACCARD else _root
+    return [SimilarContact(contact_id=c, score=as_float(key)) for key, c in ranked[:k]]
 
 
-def _jaccard(profile: Mapping[_Product, int], bought: Set[_Product]) -> float:
+def _jaccard(profile: Mapping[_Product, int], bought: Set[_Product]) -> Fraction:
     shared = sum(1 for product in bought if product in profile)
-    return shared / (len(profile) + len(bought) - shared)
+    return Fraction(shared, len(profile) + len(bought) - shared)
 
 
-def _cosine(profile: Mapping[_Product, int], bought: Set[_Product]) -> float:
+def _cosine_squared(profile: Mapping[_Product, int], bought: Set[_Product]) -> Fraction:
+    """The square of the cosine (exact; it orders like the cosine, which is never negative)."""
     dot = sum(profile.get(product, 0) for product in bought)
     norms = sum(count * count for count in profile.values()) * len(bought)
-    return min(1.0, dot / math.sqrt(norms))
+    return Fraction(dot * dot, norms)
+
+
+def _root(square: Fraction) -> float:
+    return min(1.0, math.sqrt(square))
 
 
 def _product_sets(purchases: object, product_key: str) -> dict[UUID, frozenset[_Product]]:
