@@ -387,3 +387,19 @@ def test_numbers_are_compared_in_the_field_s_own_type() -> None:
     assert decimal == Compare("probability", Op.EQ, Decimal("0.1"))
     floating = leads_where(field("score") >= Decimal("0.5")).where
     assert floating == Compare("score", Op.GE, 0.5)
+
+
+def test_the_reference_table_lists_the_registry() -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    from crmkit.models.rules import ACTIVITY_FIELDS, FIELDS  # noqa: PLC0415
+
+    page = (Path(__file__).parent.parent / "docs" / "reference" / "rules.md").read_text()
+    section = page.split("## Fields a rule may name", 1)[1].split("\n## ", 1)[0]
+    rows = {line for line in section.splitlines() if line.startswith("| `")}
+    expected = set()
+    for specs in [*FIELDS.values(), ACTIVITY_FIELDS]:
+        for name, spec in specs.items():
+            kind = spec.kind.value + (f" ({spec.enum.__name__})" if spec.enum else "")
+            expected.add(f"| `{name}` | {kind} | {'yes' if spec.required else ''} |")
+    assert rows == expected
