@@ -136,7 +136,10 @@ class _Compiler:
         return name
 
     def access(self, spec: FieldSpec) -> str:
-        # Attribute names come from the registry; custom keys match [a-z][a-z0-9_]*.
+        # Attribute names come from the registry and custom keys match [a-z][a-z0-9_]*;
+        # checked again here because they are written into the generated source.
+        if not spec.attribute.isidentifier() or not (spec.key or "k").isidentifier():
+            raise InvalidRule(spec.name, spec.name, "not a field name")
         if spec.key is None:
             return f"o.{spec.attribute}"
         return f"o.{spec.attribute}.get({spec.key!r})"
