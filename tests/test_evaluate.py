@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from crmkit.clock import FixedClock
 from crmkit.errors import InvalidRule, ValidationError
-from crmkit.models import Activity, ActivityKind, Contact, Deal, LifecycleStage, Money, Segment
+from crmkit.models import Activity, ActivityKind, Contact, Deal, Money, Segment
 from crmkit.models.rules import And, Condition, Not, Or, Rule, RuleEntity
 from crmkit.segmentation import (
     Context,
@@ -321,52 +321,17 @@ def test_select_keeps_order_and_compiles_once() -> None:
 # ---------------------------------------------------------------------------- properties
 
 
-@st.composite
-def dense_contacts(draw: st.DrawFn) -> Contact:
-    """Contacts whose values come from the same small pools as the generated rules."""
-    base = draw(cst.contacts())
-    words = st.sampled_from(cst.WORDS)
-    scalars = st.one_of(words, st.integers(-10, 100), st.floats(-10, 100), st.booleans(), st.none())
-    return attrs.evolve(
-        base,
-        first_name=draw(st.one_of(st.none(), words)),
-        email=draw(st.one_of(st.none(), st.sampled_from(["ada@example.com", "ADA@x.io"]))),
-        country=draw(st.one_of(st.none(), st.sampled_from(cst.COUNTRY_SAMPLE))),
-        language=draw(st.one_of(st.none(), st.sampled_from(cst.LANGUAGE_SAMPLE))),
-        lifecycle_stage=draw(st.sampled_from(LifecycleStage)),
-        tags=draw(st.frozensets(st.sampled_from(["ada", "ADA", "berg", "STRASSE", "straße"]))),
-        phone=draw(st.one_of(st.none(), st.sampled_from(["+4930901820", "+46812345678"]))),
-        custom=draw(st.dictionaries(st.sampled_from(cst.CUSTOM_KEYS), scalars, max_size=4)),
-        created_at=datetime(2025, 6, 1, tzinfo=UTC),
-        updated_at=draw(cst.aware_datetimes(datetime(2025, 6, 1), datetime(2026, 6, 1))),
-    )
-
-
-@st.composite
-def activity_index(draw: st.DrawFn, people: list[Contact]) -> dict[UUID, list[Activity]]:
-    index: dict[UUID, list[Activity]] = {}
-    for person in people:
-        found = []
-        for _ in range(draw(st.integers(0, 3))):
-            days = draw(st.floats(0, 90))
-            if draw(st.booleans()):
-                found.append(visit(person, draw(st.sampled_from(cst.WORDS)), days))
-            else:
-                amount = str(draw(st.decimals(0, 400, places=2)))
-                found.append(purchase(person, amount, draw(st.sampled_from(["EUR", "USD"])), days))
-        index[person.id] = found
-    return index
-
-
 @given(st.data())
 def test_compiled_rules_agree_with_the_interpreter(data: st.DataObject) -> None:
-    people = data.draw(st.lists(dense_contacts(), min_size=1, max_size=5))
+    people = data.draw(st.lists(cst.rule_contacts(), min_size=1, max_size=5))
     listed = Segment.new(
         name="listed", members=[p.id for p in people if data.draw(st.booleans())], clock=CLOCK
     )
     ruled = Segment.new(name="ruled", rule=data.draw(cst.rules(max_leaves=3)), clock=CLOCK)
     segments = {listed.id: listed, ruled.id: ruled}
-    context = Context(now=NOW, activities=data.draw(activity_index(people)), segments=segments)
+    context = Context(
+        now=NOW, activities=data.draw(cst.activity_indexes(people, now=NOW)), segments=segments
+    )
     rule = data.draw(cst.rules(RuleEntity.CONTACT, segment_ids=list(segments)))
     matches = compile_rule(rule, context)
     expected = [p for p in people if evaluate(rule, p, context) is True]
@@ -394,7 +359,7 @@ def rule_truth(condition: Condition, person: Contact, context: Context) -> bool 
     return evaluate(Rule(RuleEntity.CONTACT, condition), person, context)
 
 
-@given(cst.conditions(max_leaves=3), cst.conditions(max_leaves=3), dense_contacts())
+@given(cst.conditions(max_leaves=3), cst.conditions(max_leaves=3), cst.rule_contacts())
 def test_de_morgan_laws_hold_in_three_valued_logic(
     a: Condition, b: Condition, who: Contact
 ) -> None:
@@ -407,7 +372,7 @@ def test_de_morgan_laws_hold_in_three_valued_logic(
         assert truth(left, who) == truth(right, who)
 
 
-@given(cst.conditions(), dense_contacts())
+@given(cst.conditions(), cst.rule_contacts())
 def test_not_unknown_is_unknown(a: Condition, who: Contact) -> None:
     value = rule_truth(a, who, CONTEXT)
     negated = rule_truth(Not(a), who, CONTEXT)

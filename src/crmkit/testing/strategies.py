@@ -20,6 +20,8 @@ from decimal import Decimal
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
+import attrs
+
 from crmkit.errors import MissingExtra
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
@@ -97,9 +99,11 @@ __all__ = [
     "EMAIL_SAMPLE",
     "LANGUAGE_SAMPLE",
     "PHONE_SAMPLE",
+    "TAG_SAMPLE",
     "WORDS",
     "accounts",
     "activities",
+    "activity_indexes",
     "aware_datetimes",
     "conditions",
     "consents",
@@ -116,6 +120,7 @@ __all__ = [
     "leads",
     "money",
     "phone_numbers",
+    "rule_contacts",
     "rules",
     "segments",
     "stage_changes",
@@ -647,6 +652,74 @@ def rules(
     """Valid rules over ``entity`` (see :func:`conditions`)."""
     found = conditions(entity, segment_ids=segment_ids, max_leaves=max_leaves)
     return found.map(lambda c: Rule(entity, c))
+
+
+TAG_SAMPLE = ("ada", "ADA", "berg", "STRASSE", "straße")
+"""Tags of :func:`rule_contacts`; some are equal when case is ignored (casefold)."""
+
+
+@st.composite
+def rule_contacts(draw: st.DrawFn) -> Contact:
+    """Contacts whose values come from the pools :func:`conditions` draws literals from.
+
+    Rules drawn from :func:`rules` select a fair share of them (and leave some fields
+    missing), which is what tests of rule evaluation need, in Python or in a database.
+    """
+    base = draw(contacts())
+    words = st.sampled_from(WORDS)
+    scalars = st.one_of(words, st.integers(-10, 100), st.floats(-10, 100), st.booleans(), st.none())
+    return attrs.evolve(
+        base,
+        first_name=draw(_optional(words)),
+        email=draw(_optional(st.sampled_from(EMAIL_SAMPLE))),
+        phone=draw(_optional(st.sampled_from(PHONE_SAMPLE))),
+        country=draw(_optional(st.sampled_from(COUNTRY_SAMPLE))),
+        language=draw(_optional(st.sampled_from(LANGUAGE_SAMPLE))),
+        lifecycle_stage=draw(st.sampled_from(LifecycleStage)),
+        tags=draw(st.frozensets(st.sampled_from(TAG_SAMPLE))),
+        custom=draw(st.dictionaries(st.sampled_from(CUSTOM_KEYS), scalars, max_size=4)),
+        created_at=datetime(2025, 6, 1, tzinfo=UTC),
+        updated_at=draw(aware_datetimes(datetime(2025, 6, 1), datetime(2026, 6, 1))),
+    )
+
+
+@st.composite
+def activity_indexes(
+    draw: st.DrawFn, people: Sequence[Contact], *, now: datetime
+) -> dict[UUID, list[Activity]]:
+    """Up to three page views or purchases per contact in the 90 days before ``now``.
+
+    Page views carry ``properties={"url": ...}`` from :data:`WORDS`; purchases an
+    amount in EUR or USD and ``properties={"product": ...}``: what the activity
+    conditions of :func:`conditions` look at.
+    """
+    index: dict[UUID, list[Activity]] = {}
+    for person in people:
+        found = []
+        for _ in range(draw(st.integers(0, 3))):
+            stamp = _stamp(draw)
+            occurred = now - draw(st.timedeltas(timedelta(0), timedelta(days=90)))
+            if draw(st.booleans()):
+                kind, amount = ActivityKind.PAGE_VIEW, None
+                properties: dict[str, JSONScalar] = {"url": draw(st.sampled_from(WORDS))}
+            else:
+                kind = ActivityKind.PURCHASE
+                amount = Money(
+                    draw(st.decimals(0, 400, places=2)), draw(st.sampled_from(["EUR", "USD"]))
+                )
+                properties = {"product": draw(st.sampled_from(WORDS))}
+            found.append(
+                Activity(
+                    **stamp,
+                    contact_id=person.id,
+                    kind=kind,
+                    occurred_at=occurred,
+                    amount=amount,
+                    properties=properties,
+                )
+            )
+        index[person.id] = found
+    return index
 
 
 _BY_TYPE: dict[type[Entity], Callable[[], st.SearchStrategy[Any]]] = {
