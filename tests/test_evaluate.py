@@ -311,6 +311,13 @@ def test_check_segments_accepts_a_shared_dependency() -> None:
     check_segments({s.id: s for s in (base, left, right, both)})
 
 
+def test_select_refuses_entities_of_another_kind() -> None:
+    with pytest.raises(ValidationError, match="selects Deal objects") as caught:
+        select(deals_where(field("owner") == "x"), [ADA], CONTEXT)
+    assert caught.value.field == "entities"
+    assert select(deals_where(field("owner") == "x"), [], CONTEXT) == []
+
+
 def test_select_keeps_order_and_compiles_once() -> None:
     people = [contact(country=c) for c in ("DE", "SE", "DE", "GB", "DE")]
     rule = contacts_where(field("country") == "DE")

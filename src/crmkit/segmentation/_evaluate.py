@@ -150,7 +150,8 @@ class _Interpreter:
     def activities(self, node: ActivityCondition, obj: Any) -> bool:
         contact_id = getattr(obj, "id" if self.entity is RuleEntity.CONTACT else "contact_id")
         found = self.context.activities.get(contact_id, ()) if contact_id else ()
-        matching = [a for a in found if self.counts(node, a)]
+        inner = _Interpreter(self.context, ACTIVITY_FIELDS, "properties", None, ())
+        matching = [a for a in found if self.counts(node, a, inner)]
         if node.measure is Measure.COUNT:
             measured: Any = len(matching)
             literal: Any = node.value
@@ -163,12 +164,9 @@ class _Interpreter:
             literal = node.value.amount  # type: ignore[union-attr]
         return OPS[node.op](measured, literal)
 
-    def counts(self, node: ActivityCondition, activity: Activity) -> bool:
+    def counts(self, node: ActivityCondition, activity: Activity, inner: "_Interpreter") -> bool:
         if activity.kind != node.kind:
             return False
         if not in_window(activity.occurred_at, activity_window(node.within_days, self.context.now)):
             return False
-        if node.where is None:
-            return True
-        inner = _Interpreter(self.context, ACTIVITY_FIELDS, "properties", None, ())
-        return inner.truth(node.where, activity) is True
+        return node.where is None or inner.truth(node.where, activity) is True

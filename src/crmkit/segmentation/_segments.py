@@ -1,14 +1,15 @@
 """Segments: who is in them, how many, and how two segments overlap."""
 
 from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from itertools import chain
+from typing import Final, TypeVar
 from uuid import UUID
 
 import attrs
 
-from crmkit.errors import InvalidRule
-from crmkit.models import Contact, Segment
-from crmkit.models.rules import InSegment, Rule
+from crmkit.errors import InvalidRule, ValidationError
+from crmkit.models import Contact, Deal, Lead, Segment, Ticket
+from crmkit.models.rules import InSegment, Rule, RuleEntity
 from crmkit.segmentation._compile import compile_selector
 from crmkit.segmentation._semantics import Context
 
@@ -17,9 +18,30 @@ __all__ = ["Overlap", "check_segments", "members", "overlap", "segment_size", "s
 _E = TypeVar("_E")
 
 
+_ENTITY_TYPES: Final[Mapping[RuleEntity, type]] = {
+    RuleEntity.CONTACT: Contact,
+    RuleEntity.LEAD: Lead,
+    RuleEntity.DEAL: Deal,
+    RuleEntity.TICKET: Ticket,
+}
+
+
 def select(rule: Rule, entities: Iterable[_E], context: Context) -> list[_E]:
-    """The entities for which ``rule`` is TRUE, in their order (the rule compiled once)."""
-    return compile_selector(rule, context)(entities)
+    """The entities for which ``rule`` is TRUE, in their order (the rule compiled once).
+
+    Raises :class:`~crmkit.errors.ValidationError` when the entities are not of the kind
+    the rule selects (a deal rule over contacts); the first entity is checked.
+    """
+    remaining = iter(entities)
+    first = next(remaining, None)
+    if first is None:
+        return []
+    expected = _ENTITY_TYPES[rule.entity]
+    if not isinstance(first, expected):
+        raise ValidationError(
+            "entities", first, f"a {rule.entity} rule selects {expected.__name__} objects"
+        )
+    return compile_selector(rule, context)(chain((first,), remaining))
 
 
 def members(segment: Segment, contacts: Iterable[Contact], context: Context) -> list[Contact]:
