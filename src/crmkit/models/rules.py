@@ -172,6 +172,16 @@ class FieldType(StrEnum):
     JSON = "json"
     """A custom field or activity property: a JSON scalar of any type, or missing."""
 
+    @property
+    def ordered(self) -> bool:
+        """Whether ``<``, ``<=``, ``>``, ``>=`` and ``BETWEEN`` apply (JSON: numbers only)."""
+        return self in _ORDERED
+
+    @property
+    def textual(self) -> bool:
+        """Whether text matches (``contains``, ...) apply (JSON: strings only)."""
+        return self in _TEXTUAL
+
 
 @attrs.frozen
 class FieldSpec:
@@ -606,7 +616,7 @@ class _Checker:
                 return Not(self.check(item, depth + 1))
             case Compare(field=name, op=op, value=value):
                 spec = self.spec(name)
-                if op in _ORDERING and spec.kind not in _ORDERED:
+                if op in _ORDERING and not spec.kind.ordered:
                     raise InvalidRule(name, value, f"{spec.kind} fields cannot be ordered")
                 if spec.kind in (FieldType.BOOL, FieldType.UUID) and op not in (Op.EQ, Op.NE):
                     raise InvalidRule(name, value, f"{spec.kind} fields compare with eq or ne")
@@ -621,7 +631,7 @@ class _Checker:
                 return In(name, normal, negated)
             case Between(field=name, low=low, high=high):
                 spec = self.spec(name)
-                if spec.kind not in _ORDERED or (
+                if not spec.kind.ordered or (
                     spec.kind is FieldType.JSON and not (_is_number(low) and _is_number(high))
                 ):
                     raise InvalidRule(name, (low, high), f"{spec.kind} fields have no BETWEEN")
@@ -639,7 +649,7 @@ class _Checker:
             case TextMatch(field=name, value=value):
                 spec = self.spec(name)
                 _check_text_literal(name, value)
-                if spec.kind not in _TEXTUAL:
+                if not spec.kind.textual:
                     raise InvalidRule(name, value, f"{spec.kind} fields have no text matches")
                 return node
             case HasTag(tag=tag):

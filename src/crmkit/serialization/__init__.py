@@ -14,7 +14,6 @@ Formats: UUIDs, dates and aware datetimes as ISO 8601 strings, ``Decimal`` as a 
 enumerations by value, custom fields as a JSON object.
 """
 
-import functools
 from collections import abc
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
@@ -47,10 +46,12 @@ from crmkit.models.rules import Condition
 from crmkit.serialization._rules import structure_condition, unstructure_condition
 from crmkit.serialization._scalars import (
     fail,
+    read_each,
     structure_bool,
     structure_date,
     structure_datetime,
     structure_decimal,
+    structure_enum,
     structure_float,
     structure_int,
     structure_str,
@@ -158,26 +159,12 @@ def _register_scalars(converter: CrmkitConverter) -> None:
     # Enumerations by value. Registered on the enum base classes, which come before str
     # and int in a StrEnum's or IntEnum's MRO, so those never reach the str or int hooks.
     for base in (Enum, StrEnum, IntEnum):
-        converter.register_structure_hook(base, _structure_enum)
+        converter.register_structure_hook(base, structure_enum)
         converter.register_unstructure_hook(base, _enum_value)
 
 
 def _enum_value(member: Enum) -> Any:
     return member.value
-
-
-@functools.cache
-def _members_by_value(cl: type[Enum]) -> dict[tuple[type, object], Enum]:
-    # Keyed by (type, value): 1 must not find a member whose value is True, nor the reverse.
-    return {(type(m.value), m.value): m for m in cl}
-
-
-def _structure_enum(obj: object, cl: type[Enum]) -> Enum:
-    try:
-        return _members_by_value(cl)[type(obj), obj]
-    except (KeyError, TypeError):
-        allowed = ", ".join(str(m.value) for m in cl)
-        raise fail(obj, f"expected one of: {allowed}") from None
 
 
 # ---------------------------------------------------------------------------- value types
@@ -222,16 +209,8 @@ def _is_mapping(t: Any) -> bool:
 def _items(
     pairs: Iterable[tuple[object, object]], hook: Callable[[object, Any], Any], item_type: Any
 ) -> list[Any]:
-    items: list[Any] = []
-    problems: list[Problem] = []
-    for where, value in pairs:
-        try:
-            items.append(hook(value, item_type))
-        except ValidationError as error:
-            problems.extend(p.within(_child("", where)) for p in error.problems)
-    if problems:
-        raise ValidationError.of(problems)
-    return items
+    located = ((_child("", where), value) for where, value in pairs)
+    return read_each(located, lambda value: hook(value, item_type))
 
 
 def _sequence_factory(t: Any, converter: cattrs.Converter) -> Callable[[object, type], Any]:

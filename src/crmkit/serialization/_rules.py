@@ -34,7 +34,16 @@ from crmkit.models.rules import (
     TextMatch,
     TextOp,
 )
-from crmkit.serialization._scalars import fail, structure_date, structure_datetime, structure_uuid
+from crmkit.serialization._scalars import (
+    fail,
+    read_each,
+    structure_bool,
+    structure_date,
+    structure_datetime,
+    structure_enum,
+    structure_str,
+    structure_uuid,
+)
 
 __all__ = ["structure_condition", "unstructure_condition"]
 
@@ -93,15 +102,11 @@ def _decode_literal(obj: object) -> object:
 
 
 def _text(obj: object) -> str:
-    if not isinstance(obj, str):
-        raise fail(obj, "expected a string")
-    return obj
+    return structure_str(obj, str)
 
 
 def _boolean(obj: object) -> bool:
-    if not isinstance(obj, bool):
-        raise fail(obj, "expected true or false")
-    return obj
+    return structure_bool(obj, bool)
 
 
 def _days(obj: object) -> int | None:
@@ -111,15 +116,7 @@ def _days(obj: object) -> int | None:
 
 
 def _enum(enum: type[Enum]) -> Decoder:
-    by_value = {m.value: m for m in enum}
-
-    def decode(obj: object) -> Enum:
-        try:
-            return by_value[obj]
-        except (KeyError, TypeError):
-            raise fail(obj, f"expected one of: {', '.join(map(str, by_value))}") from None
-
-    return decode
+    return lambda obj: structure_enum(obj, enum)
 
 
 def _uuid(obj: object) -> UUID:
@@ -130,16 +127,7 @@ def _list_of(item: Decoder) -> Decoder:
     def decode(obj: object) -> tuple[Any, ...]:
         if not isinstance(obj, list | tuple):
             raise fail(obj, "expected a list")
-        items: list[Any] = []
-        problems: list[Problem] = []
-        for index, value in enumerate(obj):
-            try:
-                items.append(item(value))
-            except ValidationError as error:
-                problems.extend(p.within(f"[{index}]") for p in error.problems)
-        if problems:
-            raise ValidationError.of(problems)
-        return tuple(items)
+        return tuple(read_each(((f"[{i}]", v) for i, v in enumerate(obj)), item))
 
     return decode
 

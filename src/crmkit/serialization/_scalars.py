@@ -1,12 +1,16 @@
 """Strict readers of JSON scalars: no coercion, a ValidationError naming the value."""
 
+import functools
 import re
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from decimal import Decimal
+from enum import Enum
+from typing import Any
 from uuid import UUID
 
 from crmkit.clock import ensure_utc
-from crmkit.errors import ValidationError
+from crmkit.errors import Problem, ValidationError
 from crmkit.models import parse_decimal
 
 
@@ -78,3 +82,32 @@ def structure_date(obj: object, _: type) -> date:
 
 def structure_decimal(obj: object, _: type) -> Decimal:
     return parse_decimal(obj)
+
+
+@functools.cache
+def _members_by_value(cl: type[Enum]) -> dict[tuple[type, object], Enum]:
+    # Keyed by (type, value): 1 must not find a member whose value is True, nor the reverse.
+    return {(type(m.value), m.value): m for m in cl}
+
+
+def structure_enum(obj: object, cl: type[Enum]) -> Enum:
+    """The member of ``cl`` whose value is ``obj`` (of the same type)."""
+    try:
+        return _members_by_value(cl)[type(obj), obj]
+    except (KeyError, TypeError):
+        allowed = ", ".join(str(m.value) for m in cl)
+        raise fail(obj, f"expected one of: {allowed}") from None
+
+
+def read_each(pairs: Iterable[tuple[str, object]], read: Callable[[object], Any]) -> list[Any]:
+    """``read`` every value of ``(path, value)`` pairs; all problems, each under its path."""
+    items: list[Any] = []
+    problems: list[Problem] = []
+    for where, value in pairs:
+        try:
+            items.append(read(value))
+        except ValidationError as error:
+            problems.extend(p.within(where) for p in error.problems)
+    if problems:
+        raise ValidationError.of(problems)
+    return items

@@ -527,18 +527,6 @@ def _numbers(*, decimals: bool = True) -> st.SearchStrategy[Any]:
     return st.one_of(choices)
 
 
-_ORDERED_KINDS = frozenset(
-    {
-        FieldType.NUMBER,
-        FieldType.DECIMAL,
-        FieldType.DATETIME,
-        FieldType.DATE,
-        FieldType.MONEY,
-        FieldType.JSON,
-    }
-)
-
-
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
@@ -554,9 +542,9 @@ def _field_atom(  # noqa: PLR0912 - one shape per node type
     shapes = ["compare", "is_null"] if kind is not FieldType.TAGS else ["compare"]
     if kind not in (FieldType.MONEY,):
         shapes.append("in")
-    if kind in _ORDERED_KINDS:
+    if kind.ordered:
         shapes.append("between")
-    if kind in (FieldType.TEXT, FieldType.EMAIL, FieldType.PHONE, FieldType.JSON):
+    if kind.textual:
         shapes.append("text")
     if kind in (FieldType.DATETIME, FieldType.DATE):
         shapes.append("window")
@@ -586,7 +574,7 @@ def _field_atom(  # noqa: PLR0912 - one shape per node type
             low, high = sorted(draw(st.lists(literals, min_size=2, max_size=2)))
         return Between(name, low, high)
     literal = draw(_literals(spec))
-    ops = list(Op) if kind in _ORDERED_KINDS else [Op.EQ, Op.NE]
+    ops = list(Op) if kind.ordered else [Op.EQ, Op.NE]
     if kind is FieldType.JSON and not _is_number(literal):
         ops = [Op.EQ, Op.NE]
     return Compare(name, draw(st.sampled_from(ops)), literal)
