@@ -14,7 +14,7 @@ and the rejected value, and carry every problem found, not only the first.
 
 import reprlib
 from collections.abc import Iterable, Sequence
-from typing import ClassVar, Final, Self
+from typing import Any, ClassVar, Final, Self
 from uuid import UUID
 
 __all__ = [
@@ -210,9 +210,27 @@ class NotFound(_EntityError, KeyError):
 
 
 class Duplicate(_EntityError, ValueError):
-    """An entity with this id (or this unique key) already exists."""
+    """An entity with this id (or this unique key) already exists.
+
+    ``index`` is the position of the offending item when it came from a bulk import.
+    """
 
     _what = "already exists"
+
+    def __init__(self, entity: str, id: UUID | str, *, index: int | None = None) -> None:
+        super().__init__(entity, id)
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _duplicate, (self.entity, self.id, self.index)
+
+    def __str__(self) -> str:
+        where = "" if self.index is None else f" (item [{self.index}])"
+        return f"{super().__str__()}{where}"
+
+
+def _duplicate(entity: str, id: UUID | str, index: int | None) -> "Duplicate":
+    return Duplicate(entity, id, index=index)
 
 
 class ConcurrencyConflict(CrmkitError, RuntimeError):

@@ -169,6 +169,8 @@ def is_probability(value: object) -> None:
         raise ValidationError("", value, "expected a finite Decimal")
     if not 0 <= value <= 1:
         raise ValidationError("", value, "a probability lies between 0 and 1")
+    if value.as_tuple().exponent < -12:  # type: ignore[operator]
+        raise ValidationError("", value, "a probability has at most 12 decimal places")
 
 
 def uuid_set(value: object) -> None:

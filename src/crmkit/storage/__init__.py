@@ -1,0 +1,36 @@
+"""Storage: the port every store implements, and the memory adapter.
+
+* :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ActivityRepository`
+  and :class:`StageHistoryRepository` are the port (Protocols);
+* :class:`Order`, :class:`Cursor` and :class:`Page` shape queries;
+* :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
+* :mod:`crmkit.storage.sql` stores in SQLite (the embedded default) or PostgreSQL.
+
+A store is opened for one tenant and never reads or writes another tenant's rows::
+
+    with store.unit_of_work() as uow:
+        uow.contacts.add(contact)
+        uow.commit()
+"""
+
+from crmkit.storage._port import (
+    ActivityRepository,
+    Repository,
+    StageHistoryRepository,
+    Store,
+    UnitOfWork,
+)
+from crmkit.storage._query import Cursor, Order, Page
+from crmkit.storage.memory import MemoryStore
+
+__all__ = [
+    "ActivityRepository",
+    "Cursor",
+    "MemoryStore",
+    "Order",
+    "Page",
+    "Repository",
+    "StageHistoryRepository",
+    "Store",
+    "UnitOfWork",
+]

@@ -1,0 +1,142 @@
+"""Checks and algorithms every adapter shares, so that they cannot disagree."""
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import Final, TypeVar
+from uuid import UUID
+
+from crmkit.clock import Clock, ensure_utc
+from crmkit.errors import InvalidRule, ValidationError
+from crmkit.models import ActivityKind, Entity, SubjectKind
+from crmkit.models.rules import Rule, RuleEntity
+from crmkit.storage._query import Cursor, Order, Page, check_order
+
+__all__ = [
+    "check_batch_size",
+    "check_id",
+    "check_item",
+    "check_kinds",
+    "check_limit",
+    "check_rule",
+    "check_subject",
+    "check_tenant",
+    "check_window",
+    "iterate_pages",
+    "query_now",
+    "start_after",
+]
+
+_E = TypeVar("_E", bound=Entity)
+_TENANT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
+_RULE_ENTITIES: Final = {e.value: e for e in RuleEntity}
+
+
+def check_tenant(tenant: object) -> str:
+    """``tenant`` if it is a valid tenant key (1 to 64 of ``A-Z a-z 0-9 _ . : -``)."""
+    if not isinstance(tenant, str) or not _TENANT.match(tenant):
+        raise ValidationError(
+            "tenant", tenant, "a tenant key has 1 to 64 letters, digits, '_', '.', ':' or '-'"
+        )
+    return tenant
+
+
+def check_rule(rule: object, entity: type[Entity]) -> Rule | None:
+    """``rule`` if it can select ``entity``; rules exist for contacts, leads, deals, tickets."""
+    if rule is None:
+        return None
+    if not isinstance(rule, Rule):
+        raise InvalidRule("rule", rule, "expected a Rule")
+    wanted = _RULE_ENTITIES.get(entity.entity_name)
+    if wanted is None:
+        raise InvalidRule("rule", rule.entity, f"{entity.entity_name} queries take no rule")
+    if rule.entity is not wanted:
+        raise InvalidRule("rule", rule.entity, f"a rule over {rule.entity}s cannot select {wanted}s")
+    return rule
+
+
+def check_item(item: object, entity: type[_E], field: str = "item") -> _E:
+    """``item`` if it is an ``entity``, else a :class:`ValidationError` naming ``field``."""
+    if not isinstance(item, entity):
+        raise ValidationError(field, item, f"expected a {entity.__name__}")
+    return item
+
+
+def check_id(value: object, field: str = "id") -> UUID:
+    """``value`` if it is a UUID, else a :class:`ValidationError` naming ``field``."""
+    if not isinstance(value, UUID):
+        raise ValidationError(field, value, "expected a UUID")
+    return value
+
+
+def check_kinds(kinds: Iterable[ActivityKind] | None) -> frozenset[ActivityKind] | None:
+    """The activity kinds of a timeline query (``None``: all kinds)."""
+    if kinds is None:
+        return None
+    if isinstance(kinds, str):
+        raise ValidationError("kinds", kinds, "expected a collection of ActivityKind")
+    found = frozenset(kinds)
+    for kind in found:
+        if not isinstance(kind, ActivityKind):
+            raise ValidationError("kinds", kind, "expected an ActivityKind")
+    return found
+
+
+def check_window(
+    since: datetime | None, until: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """The aware UTC bounds of a time window; either may be open (``None``)."""
+    low = None if since is None else ensure_utc(since, "since")
+    high = None if until is None else ensure_utc(until, "until")
+    return low, high
+
+
+def check_subject(subject: object) -> SubjectKind:
+    """``subject`` if it is a :class:`~crmkit.models.SubjectKind`."""
+    if not isinstance(subject, SubjectKind):
+        raise ValidationError("subject", subject, "expected a SubjectKind")
+    return subject
+
+
+def check_limit(limit: object) -> int | None:
+    if limit is None:
+        return None
+    if type(limit) is not int or limit < 1:
+        raise ValidationError("limit", limit, "a limit is a positive int (or None)")
+    return limit
+
+
+def check_batch_size(size: object) -> int:
+    if type(size) is not int or size < 1:
+        raise ValidationError("batch_size", size, "a batch size is a positive int")
+    return size
+
+
+def query_now(now: datetime | None, clock: Clock) -> datetime:
+    """The ``now`` of a query: the given one (aware, made UTC) or the clock's."""
+    return clock.now() if now is None else ensure_utc(now)
+
+
+def start_after(order: Order | None, after: Cursor | None, entity: type[Entity]) -> Order:
+    """The checked order of a query; a cursor must come from a query in the same order."""
+    order = check_order(Order() if order is None else order, entity)
+    if after is not None:
+        if not isinstance(after, Cursor):
+            raise ValidationError("after", after, "expected a Cursor")
+        if after.order != order:
+            raise ValidationError("after", after, "this cursor belongs to another order")
+    return order
+
+
+def iterate_pages(
+    find: Callable[..., Page[_E]], rule: Rule | None, batch_size: int, now: datetime
+) -> Iterator[_E]:
+    """Every result of ``find``, page by page in id order (keyset, so memory is bounded)."""
+    order = Order("id")
+    after: Cursor | None = None
+    while True:
+        page = find(rule, order=order, limit=batch_size, after=after, now=now)
+        yield from page.items
+        if page.next is None:
+            return
+        after = page.next

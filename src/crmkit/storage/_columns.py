@@ -1,0 +1,140 @@
+"""What each entity field is, for storage: one descriptor per attrs field.
+
+Both adapters read this table: the memory adapter to know which fields can order a
+query, the SQL adapter to build its tables and to convert rows. It is derived from the
+models' type annotations once, so a field added to a model is stored without anyone
+editing a list here.
+"""
+
+from enum import Enum
+import typing
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from functools import cache
+from types import MappingProxyType, NoneType, UnionType
+from typing import Any, Final
+from uuid import UUID
+
+import attrs
+
+from crmkit.models import (
+    Account,
+    Activity,
+    Consent,
+    Contact,
+    CustomFields,
+    Deal,
+    Entity,
+    Lead,
+    Money,
+    Segment,
+    StageChange,
+    Task,
+    Ticket,
+)
+from crmkit.models.rules import Rule
+
+__all__ = ["ENTITIES", "Column", "Kind", "columns", "sortable"]
+
+
+class Kind(Enum):
+    """How a field is stored."""
+
+    UUID = "uuid"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    TEXT = "text"
+    ENUM = "enum"
+    DATETIME = "datetime"
+    DATE = "date"
+    DECIMAL = "decimal"
+    MONEY = "money"
+    TAGS = "tags"
+    JSON = "json"
+    UUID_SET = "uuid_set"
+    RULE = "rule"
+
+
+_SORTABLE: Final = frozenset(
+    {Kind.UUID, Kind.INT, Kind.FLOAT, Kind.BOOL, Kind.TEXT, Kind.ENUM, Kind.DATETIME, Kind.DATE}
+)
+
+
+@attrs.frozen
+class Column:
+    """One entity field: its name, storage kind and whether it may be ``None``."""
+
+    name: str
+    kind: Kind
+    optional: bool
+    enum: type[Enum] | None = None
+
+
+ENTITIES: Final[tuple[type[Entity], ...]] = (
+    Contact,
+    Account,
+    Lead,
+    Deal,
+    Ticket,
+    Activity,
+    Task,
+    Segment,
+    Consent,
+    StageChange,
+)
+"""Every stored entity class, in the order their tables are created."""
+
+
+def _kind(tp: Any) -> Kind:  # noqa: PLR0911
+    if tp is UUID:
+        return Kind.UUID
+    if tp is bool:
+        return Kind.BOOL
+    if tp is int:
+        return Kind.INT
+    if tp is float:
+        return Kind.FLOAT
+    if tp is datetime:
+        return Kind.DATETIME
+    if tp is date:
+        return Kind.DATE
+    if tp is Decimal:
+        return Kind.DECIMAL
+    if tp is Money:
+        return Kind.MONEY
+    if tp is CustomFields:
+        return Kind.JSON
+    if tp is Rule:
+        return Kind.RULE
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return Kind.ENUM
+    if isinstance(tp, type) and issubclass(tp, str):
+        return Kind.TEXT
+    if typing.get_origin(tp) is frozenset:
+        (item,) = typing.get_args(tp)
+        return Kind.TAGS if item is str else Kind.UUID_SET
+    raise TypeError(f"no storage kind for {tp!r}")  # pragma: no cover - caught by tests
+
+
+@cache
+def columns(entity: type[Entity]) -> Mapping[str, Column]:
+    """The storage descriptors of ``entity``'s fields, in declaration order."""
+    hints = typing.get_type_hints(entity)
+    found: dict[str, Column] = {}
+    for field in attrs.fields(entity):
+        tp = hints[field.name]
+        optional = False
+        if isinstance(tp, UnionType) or typing.get_origin(tp) is typing.Union:
+            args = [a for a in typing.get_args(tp) if a is not NoneType]
+            optional = len(args) < len(typing.get_args(tp))
+            (tp,) = args
+        kind = _kind(tp)
+        found[field.name] = Column(field.name, kind, optional, tp if kind is Kind.ENUM else None)
+    return MappingProxyType(found)
+
+
+def sortable(entity: type[Entity]) -> frozenset[str]:
+    """The fields a query on ``entity`` may be ordered by."""
+    return frozenset(c.name for c in columns(entity).values() if c.kind in _SORTABLE)

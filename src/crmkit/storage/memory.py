@@ -1,0 +1,356 @@
+"""The memory adapter: the reference implementation of the storage port.
+
+Everything lives in Python dictionaries; rules are evaluated with crmkit's Python
+interpreter (:func:`crmkit.segmentation.compile_selector`). It is what other adapters are
+compared with, and a fine store for tests and small tools. One lock serialises the units
+of work of all threads, so it is thread-safe; a unit of work keeps an undo log and rolls
+back by replaying it.
+"""
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Generic, TypeVar, cast
+from uuid import UUID
+
+import attrs
+
+from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.errors import ConcurrencyConflict, Duplicate, NotFound, StorageError
+from crmkit.models import (
+    Account,
+    Activity,
+    ActivityKind,
+    Consent,
+    Contact,
+    Deal,
+    Entity,
+    Lead,
+    Segment,
+    StageChange,
+    SubjectKind,
+    Task,
+    Ticket,
+)
+from crmkit.models.rules import ActivityCondition, Rule
+from crmkit.segmentation import Context, compile_selector
+from crmkit.storage._base import (
+    check_batch_size,
+    check_id,
+    check_item,
+    check_kinds,
+    check_limit,
+    check_rule,
+    check_subject,
+    check_tenant,
+    check_window,
+    iterate_pages,
+    query_now,
+    start_after,
+)
+from crmkit.storage._query import Cursor, Order, Page, sort_key
+
+__all__ = ["MemoryStore"]
+
+_E = TypeVar("_E", bound=Entity)
+_Table = dict[UUID, Entity]
+_ABSENT: Any = object()
+
+
+class _Database:
+    """The data of every tenant, shared by the stores opened on it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.tables: defaultdict[tuple[str, str], _Table] = defaultdict(dict)
+
+
+class MemoryStore:
+    """A store in memory, for one tenant. ``for_tenant`` opens another on the same data."""
+
+    def __init__(
+        self, tenant: str = "default", *, clock: Clock = SYSTEM_CLOCK, _db: _Database | None = None
+    ) -> None:
+        self._tenant = check_tenant(tenant)
+        self._clock = clock
+        self._db = _Database() if _db is None else _db
+        self._closed = False
+
+    @property
+    def tenant(self) -> str:
+        """The tenant whose rows this store reads and writes."""
+        return self._tenant
+
+    @property
+    def clock(self) -> Clock:
+        """The clock that gives ``now`` to queries that do not pass one."""
+        return self._clock
+
+    def for_tenant(self, tenant: str, /) -> "MemoryStore":
+        """A store on the same data for another tenant."""
+        return MemoryStore(tenant, clock=self._clock, _db=self._db)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator["MemoryUnitOfWork"]:
+        """A unit of work: commit to keep its changes; leaving the block rolls back."""
+        if self._closed:
+            raise StorageError("this store is closed")
+        with self._db.lock:
+            unit = MemoryUnitOfWork(self)
+            try:
+                yield unit
+            finally:
+                unit.rollback()
+                unit._open = False  # noqa: SLF001
+
+    def close(self) -> None:
+        """Mark the store closed; its data stays with the other tenants' stores."""
+        self._closed = True
+
+    def _table(self, entity: type[Entity]) -> _Table:
+        return self._db.tables[(self._tenant, entity.entity_name)]
+
+
+class MemoryUnitOfWork:
+    """A unit of work of :class:`MemoryStore`."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._undo: list[tuple[_Table, UUID, Any]] = []
+        self._open = True
+        self.contacts = _Repository(self, Contact)
+        self.accounts = _Repository(self, Account)
+        self.leads = _Repository(self, Lead)
+        self.deals = _Repository(self, Deal)
+        self.tickets = _Repository(self, Ticket)
+        self.activities = _Activities(self, Activity)
+        self.tasks = _Repository(self, Task)
+        self.segments = _Repository(self, Segment)
+        self.consents = _Repository(self, Consent)
+        self.stage_history = _StageHistory(self, StageChange)
+
+    def commit(self) -> None:
+        """Keep everything done so far."""
+        self._check_open()
+        self._undo.clear()
+
+    def rollback(self) -> None:
+        """Undo everything done since the last commit."""
+        for table, key, before in reversed(self._undo):
+            if before is _ABSENT:
+                table.pop(key, None)
+            else:
+                table[key] = before
+        self._undo.clear()
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StorageError("this unit of work has ended")
+
+    def _write(self, table: _Table, key: UUID, value: Entity | None) -> None:
+        self._undo.append((table, key, table.get(key, _ABSENT)))
+        if value is None:
+            del table[key]
+        else:
+            table[key] = value
+
+    def _context(self, rule: Rule, now: datetime) -> Context:
+        activities: dict[UUID, list[Activity]] = {}
+        if any(isinstance(node, ActivityCondition) for node in _walk_all(rule, self)):
+            for activity in self._store._table(Activity).values():  # noqa: SLF001
+                assert isinstance(activity, Activity)
+                activities.setdefault(activity.contact_id, []).append(activity)
+        segments = cast(Mapping[UUID, Segment], self._store._table(Segment))  # noqa: SLF001
+        return Context(now, activities, segments)
+
+
+def _walk_all(rule: Rule, unit: MemoryUnitOfWork) -> Iterator[Any]:
+    """Every node of ``rule`` and of the segment rules it refers to."""
+    segments = unit._store._table(Segment)  # noqa: SLF001
+    seen: set[UUID] = set()
+    pending = [rule]
+    while pending:
+        for node in pending.pop().walk():
+            yield node
+            segment_id = getattr(node, "segment_id", None)
+            if segment_id is not None and segment_id not in seen:
+                seen.add(segment_id)
+                segment = segments.get(segment_id)
+                if isinstance(segment, Segment) and segment.rule is not None:
+                    pending.append(segment.rule)
+
+
+class _Repository(Generic[_E]):
+    def __init__(self, unit: MemoryUnitOfWork, entity: type[_E]) -> None:
+        self._unit = unit
+        self._entity = entity
+
+    @property
+    def entity(self) -> type[_E]:
+        return self._entity
+
+    @property
+    def _table(self) -> _Table:
+        self._unit._check_open()  # noqa: SLF001
+        return self._unit._store._table(self._entity)  # noqa: SLF001
+
+    def get(self, id: UUID, /) -> _E:
+        found = self._table.get(check_id(id))
+        if found is None:
+            raise NotFound(self._entity.entity_name, id)
+        return cast(_E, found)
+
+    def get_many(self, ids: Iterable[UUID], /) -> Mapping[UUID, _E]:
+        table = self._table
+        wanted = [check_id(i, f"ids[{n}]") for n, i in enumerate(ids)]
+        return {i: cast(_E, table[i]) for i in wanted if i in table}
+
+    def add(self, item: _E, /) -> _E:
+        item = check_item(item, self._entity)
+        table = self._table
+        if item.id in table:
+            raise Duplicate(self._entity.entity_name, item.id)
+        self._unit._write(table, item.id, item)  # noqa: SLF001
+        return item
+
+    def add_many(self, items: Iterable[_E], /) -> int:
+        table = self._table
+        staged: dict[UUID, _E] = {}
+        for index, item in enumerate(items):
+            check_item(item, self._entity, f"[{index}]")
+            if item.id in table or item.id in staged:
+                raise Duplicate(self._entity.entity_name, item.id, index=index)
+            staged[item.id] = item
+        for key, item in staged.items():
+            self._unit._write(table, key, item)  # noqa: SLF001
+        return len(staged)
+
+    def update(self, item: _E, /) -> _E:
+        item = check_item(item, self._entity)
+        table = self._table
+        stored = table.get(item.id)
+        if stored is None:
+            raise NotFound(self._entity.entity_name, item.id)
+        if stored.version != item.version:
+            raise ConcurrencyConflict(
+                self._entity.entity_name, item.id, item.version, stored.version
+            )
+        new = attrs.evolve(item, version=item.version + 1)
+        self._unit._write(table, item.id, new)  # noqa: SLF001
+        return new
+
+    def delete(self, id: UUID, /, *, version: int | None = None) -> None:
+        table = self._table
+        stored = table.get(check_id(id))
+        if stored is None:
+            raise NotFound(self._entity.entity_name, id)
+        if version is not None and stored.version != version:
+            raise ConcurrencyConflict(self._entity.entity_name, id, version, stored.version)
+        self._unit._write(table, id, None)  # noqa: SLF001
+
+    def _select(self, rule: Rule | None, now: datetime | None) -> list[_E]:
+        rule = check_rule(rule, self._entity)
+        items = cast(list[_E], list(self._table.values()))
+        if rule is None:
+            return items
+        context = self._unit._context(rule, query_now(now, self._unit._store.clock))  # noqa: SLF001
+        return cast(list[_E], compile_selector(rule, context)(items))
+
+    def find(
+        self,
+        rule: Rule | None = None,
+        /,
+        *,
+        order: Order | None = None,
+        limit: int | None = None,
+        after: Cursor | None = None,
+        now: datetime | None = None,
+    ) -> Page[_E]:
+        order = start_after(order, after, self._entity)
+        limit = check_limit(limit)
+        key = sort_key(order)
+        found = self._select(rule, now)
+        found.sort(key=key, reverse=order.descending)
+        if after is not None:
+            mark = key(_Marker(order.field, after.value, after.id))
+            if order.descending:
+                found = [e for e in found if key(e) < mark]
+            else:
+                found = [e for e in found if key(e) > mark]
+        if limit is None or len(found) <= limit:
+            return Page(tuple(found), None)
+        last = found[limit - 1]
+        return Page(tuple(found[:limit]), Cursor(order, getattr(last, order.field), last.id))
+
+    def count(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> int:
+        return len(self._select(rule, now))
+
+    def iterate(
+        self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None
+    ) -> Iterator[_E]:
+        batch_size = check_batch_size(batch_size)
+        fixed = query_now(now, self._unit._store.clock)  # noqa: SLF001
+        return iterate_pages(self.find, rule, batch_size, fixed)
+
+
+class _Marker:
+    """Stands for the last item of a page when comparing sort keys."""
+
+    def __init__(self, field: str, value: Any, id: UUID) -> None:
+        setattr(self, field, value)
+        self.id = id
+
+
+class _Activities(_Repository[Activity]):
+    def append(self, activity: Activity, /) -> Activity:
+        return self.add(activity)
+
+    def for_contact(
+        self,
+        contact_id: UUID,
+        /,
+        *,
+        kinds: Iterable[ActivityKind] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        query = _activity_query(contact_id, kinds, since, until)
+        found = [a for a in self._table.values() if query(cast(Activity, a))]
+        return sorted(cast(list[Activity], found), key=lambda a: (a.occurred_at, a.id))
+
+
+def _activity_query(
+    contact_id: UUID,
+    kinds: Iterable[ActivityKind] | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Any:
+    check_id(contact_id, "contact_id")
+    wanted = check_kinds(kinds)
+    since, until = check_window(since, until)
+
+    def matches(a: Activity) -> bool:
+        if a.contact_id != contact_id:
+            return False
+        if wanted is not None and a.kind not in wanted:
+            return False
+        if since is not None and a.occurred_at < since:
+            return False
+        return until is None or a.occurred_at < until
+
+    return matches
+
+
+class _StageHistory(_Repository[StageChange]):
+    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
+        subject = check_subject(subject)
+        check_id(subject_id, "subject_id")
+        found = [
+            c
+            for c in cast(Iterable[StageChange], self._table.values())
+            if c.subject is subject and c.subject_id == subject_id
+        ]
+        return sorted(found, key=lambda c: (c.at, c.id))
+

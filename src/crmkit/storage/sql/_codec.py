@@ -1,0 +1,234 @@
+"""Rows <-> entities, explicitly: one generated encoder and decoder per entity.
+
+The encoder renders an entity as the tuple of its table's columns in the form the
+database driver takes directly (so that bulk imports skip SQLAlchemy's per-row work);
+the decoder builds the entity from a row read through the table's column types, which
+runs every model check again. Nested values (rules) go through
+:mod:`crmkit.serialization`.
+"""
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from decimal import ROUND_FLOOR, Context, Decimal, Inexact, Rounded
+from functools import cache
+from typing import Any, Final
+
+import attrs
+import sqlalchemy as sa
+
+from crmkit.errors import StorageError
+from crmkit.models import CustomFields, Entity, Money
+from crmkit.models.rules import Rule
+from crmkit.serialization import make_converter
+from crmkit.storage._columns import Kind, columns
+from crmkit.storage.sql._schema import fold_fields
+
+__all__ = ["Codec", "codec", "decimal_parts", "fold"]
+
+NANOS: Final = 10**12
+_EXACT: Final = Context(prec=80, traps=[Inexact, Rounded])
+_CONVERTER: Final = make_converter()
+_EMPTY_LIST: Final = "[]"
+_EMPTY_OBJECT: Final = "{}"
+
+
+def decimal_parts(value: Decimal) -> tuple[int, int]:
+    """``(units, nanos)``: the floor of ``value`` and its fraction in units of 10^-12."""
+    units = value.to_integral_value(ROUND_FLOOR, _EXACT)
+    nanos = _EXACT.multiply(_EXACT.subtract(value, units), Decimal(NANOS))
+    if nanos != nanos.to_integral_value():
+        raise StorageError(f"{value} has more than 12 decimal places")
+    return int(units), int(nanos)
+
+
+def fold(text: str | None) -> str | None:
+    """The casefold shadow of ``text``: ``None`` when folding changes nothing."""
+    if text is None:
+        return None
+    folded = text.casefold()
+    return None if folded == text else folded
+
+
+def _decimal(value: Decimal | None) -> tuple[str | None, int | None, int | None]:
+    if value is None:
+        return None, None, None
+    units, nanos = decimal_parts(value)
+    return str(value), units, nanos
+
+
+def _money(value: Money | None) -> tuple[str | None, str | None, int | None, int | None]:
+    if value is None:
+        return None, None, None, None
+    units, nanos = decimal_parts(value.amount)
+    return str(value.amount), value.currency, units, nanos
+
+
+def _tags(tags: frozenset[str]) -> tuple[str, str | None]:
+    if not tags:
+        return _EMPTY_LIST, None
+    ordered = sorted(tags)
+    folded = sorted({t.casefold() for t in ordered})
+    text = json.dumps(ordered, ensure_ascii=False)
+    return text, None if folded == ordered else json.dumps(folded, ensure_ascii=False)
+
+
+def _custom(fields: CustomFields) -> tuple[str, str | None]:
+    if not fields:
+        return _EMPTY_OBJECT, None
+    data = dict(fields)
+    folded = {
+        k: f for k, v in data.items() if isinstance(v, str) and (f := v.casefold()) != v
+    }
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    return text, json.dumps(folded, ensure_ascii=False) if folded else None
+
+
+def _rule(rule: Rule | None) -> str | None:
+    if rule is None:
+        return None
+    return json.dumps(_CONVERTER.unstructure(rule), ensure_ascii=False)
+
+
+def _read_rule(data: Any) -> Rule | None:
+    return None if data is None else _CONVERTER.structure(data, Rule)
+
+
+def _read_money(amount: str | None, currency: str | None) -> Money | None:
+    return None if amount is None else Money(Decimal(amount), currency)  # type: ignore[arg-type]
+
+
+@attrs.frozen
+class Codec:
+    """How one entity is written to and read from its table on one dialect."""
+
+    entity: type[Entity]
+    names: tuple[str, ...]
+    """The table's column names, in order (``tenant`` first, then ``id``)."""
+    encode: Callable[[str, Entity], tuple[Any, ...]]
+    """``(tenant, entity) -> row`` in the driver's own types."""
+    decode: Callable[[Sequence[Any]], Entity]
+    """``row -> entity`` from a row read through the table's column types."""
+    members_field: str | None
+    """The field held in the members table (static segments), if any."""
+
+
+def _encode_source(entity: type[Entity], postgres: bool) -> tuple[list[str], list[str]]:
+    names = ["tenant"]
+    parts = ["tenant"]
+    folded = fold_fields(entity)
+    for column in columns(entity).values():
+        name, optional = column.name, column.optional
+        value = f"e.{name}"
+
+        def maybe(expr: str, value: str = value, optional: bool = optional) -> str:
+            return f"(None if {value} is None else {expr})" if optional else expr
+
+        match column.kind:
+            case Kind.UUID:
+                names.append(name)
+                parts.append(value if postgres else maybe(f"{value}.hex"))
+            case Kind.INT | Kind.FLOAT | Kind.BOOL:
+                names.append(name)
+                parts.append(value)
+            case Kind.TEXT:
+                names.append(name)
+                parts.append(value)
+                if name in folded:
+                    names.append(f"{name}_fold")
+                    parts.append(f"fold({value})")
+            case Kind.ENUM:
+                names.append(name)
+                parts.append(maybe(f"{value}.value"))
+            case Kind.DATETIME:
+                names.append(name)
+                parts.append(value if postgres else maybe(f'{value}.isoformat(" ", "microseconds")[:26]'))
+            case Kind.DATE:
+                names.append(name)
+                parts.append(value if postgres else maybe(f"{value}.isoformat()"))
+            case Kind.DECIMAL:
+                names.extend([name, f"{name}_units", f"{name}_nanos"])
+                parts.append(f"*decimal({value})")
+            case Kind.MONEY:
+                names.extend([name, f"{name}_currency", f"{name}_units", f"{name}_nanos"])
+                parts.append(f"*money({value})")
+            case Kind.TAGS:
+                names.extend([name, f"{name}_fold"])
+                parts.append(f"*tags({value})")
+            case Kind.JSON:
+                names.extend([name, f"{name}_fold"])
+                parts.append(f"*custom({value})")
+            case Kind.RULE:
+                names.append(name)
+                parts.append(f"rule({value})")
+            case Kind.UUID_SET:
+                pass
+    return names, parts
+
+
+def _decode_source(entity: type[Entity], names: list[str]) -> tuple[str, dict[str, Any]]:
+    index = {name: i for i, name in enumerate(names)}
+    namespace: dict[str, Any] = {
+        "cls": entity,
+        "Decimal": Decimal,
+        "money": _read_money,
+        "rule": _read_rule,
+        "CustomFields": CustomFields,
+    }
+    arguments = []
+    for column in columns(entity).values():
+        name = column.name
+        if column.kind is Kind.UUID_SET:
+            arguments.append(f"{name}=members")
+            continue
+        at = f"r[{index[name]}]"
+        match column.kind:
+            case Kind.ENUM:
+                namespace[f"enum_{name}"] = column.enum
+                expr = f"enum_{name}({at})"
+                if column.optional:
+                    expr = f"(None if {at} is None else {expr})"
+            case Kind.DECIMAL:
+                expr = f"(None if {at} is None else Decimal({at}))"
+            case Kind.MONEY:
+                expr = f"money({at}, r[{index[name + '_currency']}])"
+            case Kind.TAGS:
+                expr = f"frozenset({at})"
+            case Kind.JSON:
+                expr = f"CustomFields({at})"
+            case Kind.RULE:
+                expr = f"rule({at})"
+            case _:
+                expr = at
+        arguments.append(f"{name}={expr}")
+    body = ",\n        ".join(arguments)
+    return f"def decode(r, members=frozenset()):\n    return cls(\n        {body}\n    )\n", namespace
+
+
+@cache
+def codec(entity: type[Entity], dialect: str) -> Codec:
+    """The codec of ``entity`` for the dialect named ``dialect``."""
+    postgres = dialect == "postgresql"
+    names, parts = _encode_source(entity, postgres)
+    source = f"def encode(tenant, e):\n    return ({', '.join(parts)},)\n"
+    namespace: dict[str, Any] = {
+        "fold": fold,
+        "decimal": _decimal,
+        "money": _money,
+        "tags": _tags,
+        "custom": _custom,
+        "rule": _rule,
+    }
+    # Generated from the model's own field names (identifiers) and fixed templates only.
+    exec(compile(source, f"<crmkit encode {entity.entity_name}>", "exec"), namespace)
+    decode_source, decode_namespace = _decode_source(entity, names)
+    exec(compile(decode_source, f"<crmkit decode {entity.entity_name}>", "exec"), decode_namespace)
+    members = next((c.name for c in columns(entity).values() if c.kind is Kind.UUID_SET), None)
+    return Codec(entity, tuple(names), namespace["encode"], decode_namespace["decode"], members)
+
+
+def check_table(table: sa.Table, names: Sequence[str]) -> None:
+    """Fail loudly if a table and its codec ever disagree on the columns."""
+    if tuple(table.columns.keys()) != tuple(names):
+        raise StorageError(f"table {table.name} does not match its codec")
+
+

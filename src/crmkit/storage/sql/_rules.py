@@ -1,0 +1,411 @@
+"""Rules -> SQLAlchemy expressions, with the meaning the Python interpreter gives them.
+
+Every literal is a bound parameter; only column names from the field registry and
+fixed SQL reach the statement. The three-valued logic of SQL does most of the work;
+where SQL and Python differ, the compiler spells Python's meaning out
+(:mod:`crmkit.segmentation._semantics` is the reference):
+
+* text matches and tags compare the stored ``casefold`` shadows, with ``instr`` /
+  ``strpos`` and ``substr`` rather than ``LIKE`` (which has its own case rules);
+* a custom field compares only when its JSON type is the literal's (else UNKNOWN);
+* decimals and money compare as ``(units, nanos)`` integer pairs, exactly; a literal with
+  more than 12 places or out of range is turned into the nearest bound that gives the
+  same answer for every storable value;
+* money in another currency is UNKNOWN; sums of money add integers exactly.
+"""
+
+import math
+import operator
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any, Final
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from crmkit.errors import InvalidRule
+from crmkit.models import Segment
+from crmkit.models.rules import (
+    ACTIVITY_FIELDS,
+    FIELDS,
+    ActivityCondition,
+    And,
+    Between,
+    Compare,
+    Condition,
+    FieldSpec,
+    FieldType,
+    HasTag,
+    In,
+    InSegment,
+    IsNull,
+    Measure,
+    Not,
+    Op,
+    Or,
+    RelativeDate,
+    Rule,
+    RuleEntity,
+    TextMatch,
+    TextOp,
+    field_spec,
+)
+from crmkit.segmentation._semantics import activity_window, window_bounds
+from crmkit.storage.sql._codec import NANOS, decimal_parts
+from crmkit.storage.sql._schema import Schema
+
+__all__ = ["RuleCompiler"]
+
+_Bool = ColumnElement[bool]
+_OPS: Final[Mapping[Op, Callable[[Any, Any], Any]]] = {
+    Op.EQ: operator.eq,
+    Op.NE: operator.ne,
+    Op.LT: operator.lt,
+    Op.LE: operator.le,
+    Op.GT: operator.gt,
+    Op.GE: operator.ge,
+}
+_LIMIT: Final = Decimal(10) ** 18
+_PLACES: Final = Decimal(1).scaleb(-12)
+_SQLITE_JSON_TYPES: Final = {str: ("text",), float: ("integer", "real"), bool: ("true", "false")}
+_POSTGRES_JSON_TYPES: Final = {str: "string", float: "number", bool: "boolean"}
+
+
+def _null() -> _Bool:
+    return sa.cast(sa.null(), sa.Boolean)
+
+
+def _false_unless_null(value: ColumnElement[Any]) -> _Bool:
+    """FALSE, or UNKNOWN when ``value`` is NULL."""
+    return value != value  # noqa: PLR0124
+
+
+def _true_unless_null(value: ColumnElement[Any]) -> _Bool:
+    """TRUE, or UNKNOWN when ``value`` is NULL."""
+    return value == value  # noqa: PLR0124
+
+
+def _pair_compare(
+    units: ColumnElement[Any], nanos: ColumnElement[Any], op: Op, low: int, high: int
+) -> _Bool:
+    """``(units, nanos) <op> (low, high)``, compared lexicographically."""
+    if op is Op.EQ:
+        return sa.and_(units == low, nanos == high)
+    if op is Op.NE:
+        return sa.or_(units != low, nanos != high)
+    strict = {Op.LT: operator.lt, Op.LE: operator.lt, Op.GT: operator.gt, Op.GE: operator.gt}[op]
+    return sa.or_(strict(units, low), sa.and_(units == low, _OPS[op](nanos, high)))
+
+
+def _decimal_compare(
+    units: ColumnElement[Any], nanos: ColumnElement[Any], op: Op, literal: Decimal
+) -> _Bool:
+    """A stored decimal (at most 12 places, under 10^18) ``<op> literal``, exactly."""
+    if abs(literal) < _LIMIT:
+        floor = literal.quantize(_PLACES, ROUND_FLOOR)
+        if floor == literal:
+            return _pair_compare(units, nanos, op, *decimal_parts(floor))
+        ceiling = literal.quantize(_PLACES, ROUND_CEILING)
+        if op is Op.EQ:
+            return _false_unless_null(units)
+        if op is Op.NE:
+            return _true_unless_null(units)
+        if op in (Op.LT, Op.LE):
+            return _pair_compare(units, nanos, Op.LE, *decimal_parts(floor))
+        return _pair_compare(units, nanos, Op.GE, *decimal_parts(ceiling))
+    # Beyond every storable value: the answer is the same for all of them.
+    above = literal > 0
+    holds = {
+        Op.EQ: False,
+        Op.NE: True,
+        Op.LT: above,
+        Op.LE: above,
+        Op.GT: not above,
+        Op.GE: not above,
+    }[op]
+    return _true_unless_null(units) if holds else _false_unless_null(units)
+
+
+def _float_compare(column: ColumnElement[Any], op: Op, literal: Any) -> _Bool:
+    """A float column ``<op>`` an int or float literal, as Python compares them (exactly)."""
+    if isinstance(literal, float) or float(literal) == literal:
+        return _OPS[op](column, float(literal))
+    near = float(literal)
+    below = near if near < literal else math.nextafter(near, -math.inf)
+    above = near if near > literal else math.nextafter(near, math.inf)
+    if op is Op.EQ:
+        return _false_unless_null(column)
+    if op is Op.NE:
+        return _true_unless_null(column)
+    if op in (Op.LT, Op.LE):
+        return column <= below
+    return column >= above
+
+
+class RuleCompiler:
+    """Compiles rules over one schema, dialect, tenant and ``now``.
+
+    ``segment`` looks a segment up by id in the same tenant (``None`` when missing), for
+    ``in segment`` conditions.
+    """
+
+    def __init__(
+        self,
+        schema: Schema,
+        dialect: str,
+        tenant: str,
+        now: datetime,
+        segment: Callable[[UUID], Segment | None],
+    ) -> None:
+        self.schema = schema
+        self.postgres = dialect == "postgresql"
+        self.tenant = tenant
+        self.now = now
+        self.segment = segment
+
+    def where(self, rule: Rule, table: sa.Table) -> _Bool:
+        """The condition selecting the rows of ``table`` for which ``rule`` is TRUE."""
+        return _Scope(self, table, FIELDS[rule.entity], "custom", rule.entity, ()).sql(rule.where)
+
+
+class _Scope:
+    """Compiles the conditions over one table (an entity's, or the activities')."""
+
+    def __init__(
+        self,
+        compiler: RuleCompiler,
+        table: sa.FromClause,
+        fields: Mapping[str, FieldSpec],
+        prefix: str,
+        entity: RuleEntity | None,
+        segment_path: tuple[UUID, ...],
+    ) -> None:
+        self.c = compiler
+        self.table = table
+        self.fields = fields
+        self.prefix = prefix
+        self.entity = entity
+        self.segment_path = segment_path
+
+    def spec(self, name: str) -> FieldSpec:
+        return field_spec(name, self.fields, self.prefix)
+
+    def column(self, name: str) -> ColumnElement[Any]:
+        return self.table.c[name]  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ conditions
+
+    def sql(self, node: Condition) -> _Bool:  # noqa: PLR0911
+        match node:
+            case And(items=items):
+                return sa.and_(*(self.sql(i) for i in items))
+            case Or(items=items):
+                return sa.or_(*(self.sql(i) for i in items))
+            case Not(item=item):
+                return sa.not_(self.sql(item))
+            case Compare(field=name, op=op, value=literal):
+                return self.compare(self.spec(name), op, literal)
+            case In(field=name, values=values, negated=negated):
+                spec = self.spec(name)
+                if negated:
+                    return sa.and_(*(self.compare(spec, Op.NE, v) for v in values))
+                return sa.or_(*(self.compare(spec, Op.EQ, v) for v in values))
+            case Between(field=name, low=low, high=high):
+                spec = self.spec(name)
+                return sa.and_(self.compare(spec, Op.GE, low), self.compare(spec, Op.LE, high))
+            case IsNull(field=name, negated=negated):
+                missing = self.is_missing(self.spec(name))
+                return sa.not_(missing) if negated else missing
+            case TextMatch(field=name, op=op, value=literal):
+                return self.text_match(self.spec(name), op, literal)
+            case HasTag(tag=tag):
+                return self.has_tag(tag)
+            case RelativeDate(field=name, window=window, days=days):
+                spec = self.spec(name)
+                low, high, inclusive = window_bounds(
+                    window, days, self.c.now, dates=spec.kind is FieldType.DATE
+                )
+                return self.window(self.column(spec.name), low, high, inclusive)
+            case InSegment(segment_id=segment_id):
+                return self.member(segment_id)
+            case ActivityCondition():
+                return self.activities(node)
+        raise InvalidRule("where", node, "not a condition of the rule language")
+
+    def window(
+        self, value: ColumnElement[Any], low: Any, high: Any, inclusive: bool
+    ) -> _Bool:
+        upper = value <= high if inclusive else value < high
+        return upper if low is None else sa.and_(value >= low, upper)
+
+    # ------------------------------------------------------------------ comparisons
+
+    def compare(self, spec: FieldSpec, op: Op, literal: Any) -> _Bool:
+        if literal is None:
+            return _null()
+        match spec.kind:
+            case FieldType.JSON:
+                return self.json_compare(spec, op, literal)
+            case FieldType.MONEY:
+                name = spec.name
+                value = _decimal_compare(
+                    self.column(f"{name}_units"), self.column(f"{name}_nanos"), op, literal.amount
+                )
+                same = self.column(f"{name}_currency") == literal.currency
+                return sa.case((same, value), else_=_null())
+            case FieldType.DECIMAL:
+                name = spec.name
+                return _decimal_compare(
+                    self.column(f"{name}_units"), self.column(f"{name}_nanos"), op, literal
+                )
+            case FieldType.NUMBER:
+                column = self.column(spec.name)
+                if isinstance(column.type, sa.Double):
+                    return _float_compare(column, op, literal)
+                return _OPS[op](column, literal)
+        return _OPS[op](self.column(spec.name), literal)
+
+    def json_parts(
+        self, spec: FieldSpec, folded: bool = False
+    ) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        """``(json type, value)`` of the custom field or property ``spec`` names."""
+        assert spec.key is not None
+        document = self.column(spec.attribute)
+        source = self.column(f"{spec.attribute}_fold") if folded else document
+        if self.c.postgres:
+            key = sa.literal(spec.key, sa.Text)
+            kind = sa.func.jsonb_typeof(document.op("->")(key))
+            return kind, source.op("->>")(key)
+        path = sa.literal(f"$.{spec.key}", sa.Text)
+        return sa.func.json_type(document, path), sa.func.json_extract(source, path)
+
+    def json_compare(self, spec: FieldSpec, op: Op, literal: Any) -> _Bool:
+        kind, value = self.json_parts(spec)
+        python = bool if isinstance(literal, bool) else str if isinstance(literal, str) else float
+        if self.c.postgres:
+            same = kind == _POSTGRES_JSON_TYPES[python]
+            if python is float:
+                number = Decimal(repr(literal)) if isinstance(literal, float) else Decimal(literal)
+                test = _OPS[op](sa.cast(value, sa.Numeric), sa.literal(number, sa.Numeric))
+            elif python is bool:
+                test = _OPS[op](sa.cast(value, sa.Boolean), sa.literal(literal, sa.Boolean))
+            else:
+                test = _OPS[op](value, sa.literal(literal, sa.Text))
+        else:
+            same = kind.in_(_SQLITE_JSON_TYPES[python])
+            bound = int(literal) if python is bool else literal
+            test = _OPS[op](value, sa.literal(bound))
+        return sa.case((same, test), else_=_null())
+
+    def is_missing(self, spec: FieldSpec) -> _Bool:
+        if spec.kind is FieldType.JSON:
+            kind, _ = self.json_parts(spec)
+            return sa.func.coalesce(kind, "null") == "null"
+        return self.column(spec.name).is_(None)
+
+    # ------------------------------------------------------------------ text and tags
+
+    def folded_text(self, spec: FieldSpec) -> ColumnElement[Any]:
+        if spec.kind is FieldType.JSON:
+            kind, value = self.json_parts(spec)
+            _, shadow = self.json_parts(spec, folded=True)
+            string = "string" if self.c.postgres else "text"
+            return sa.case((kind == string, sa.func.coalesce(shadow, value)), else_=sa.null())
+        if f"{spec.name}_fold" in self.table.c:
+            return sa.func.coalesce(self.column(f"{spec.name}_fold"), self.column(spec.name))
+        return self.column(spec.name)  # phone numbers: digits, nothing to fold
+
+    def text_match(self, spec: FieldSpec, op: TextOp, literal: str) -> _Bool:
+        text = self.folded_text(spec)
+        part = literal.casefold()
+        if not part:
+            return _true_unless_null(text)
+        bound = sa.literal(part, sa.Text)
+        size = sa.literal(len(part), sa.Integer)
+        if op is TextOp.CONTAINS:
+            find = sa.func.strpos if self.c.postgres else sa.func.instr
+            return find(text, bound) > 0
+        if op is TextOp.STARTSWITH:
+            return sa.func.substr(text, 1, size) == bound
+        if self.c.postgres:
+            return sa.func.right(text, size) == bound
+        return sa.func.substr(text, -size) == bound
+
+    def has_tag(self, tag: str) -> _Bool:
+        tags = sa.func.coalesce(self.column("tags_fold"), self.column("tags"))
+        wanted = sa.literal(tag.casefold(), sa.Text)
+        if self.c.postgres:
+            return tags.op("?")(wanted)  # type: ignore[no-any-return]
+        each = sa.func.json_each(tags).table_valued("value")
+        return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == wanted))
+
+    # ------------------------------------------------------------------ segments
+
+    def member(self, segment_id: UUID) -> _Bool:
+        segment = self.c.segment(segment_id)
+        if segment is None:
+            raise InvalidRule("segment_id", segment_id, "no such segment in this store")
+        if segment_id in self.segment_path:
+            raise InvalidRule("segment_id", segment_id, "segment rules refer to each other")
+        if segment.rule is None:
+            members = self.c.schema.members
+            return sa.exists(
+                sa.select(sa.literal(1))
+                .select_from(members)
+                .where(
+                    members.c.tenant == self.c.tenant,
+                    members.c.segment_id == segment_id,
+                    members.c.member_id == self.column("id"),
+                )
+            )
+        inner = _Scope(
+            self.c,
+            self.table,
+            self.fields,
+            self.prefix,
+            self.entity,
+            (*self.segment_path, segment_id),
+        )
+        return sa.case((inner.sql(segment.rule.where), sa.true()), else_=sa.false())
+
+    # ------------------------------------------------------------------ activities
+
+    def activities(self, node: ActivityCondition) -> _Bool:
+        if self.entity is None:
+            raise InvalidRule("kind", node.kind, "activity conditions do not nest")
+        from crmkit.models import Activity
+
+        owner = self.column("id" if self.entity is RuleEntity.CONTACT else "contact_id")
+        table = self.c.schema.table(Activity).alias("activity")
+        low, high, _ = activity_window(node.within_days, self.c.now)
+        scope = _Scope(self.c, table, ACTIVITY_FIELDS, "properties", None, ())
+        filters: list[_Bool] = [
+            table.c.tenant == self.c.tenant,
+            table.c.contact_id == owner,
+            table.c.kind == node.kind.value,
+            scope.window(table.c.occurred_at, low, high, inclusive=True),
+        ]
+        if node.where is not None:
+            filters.append(scope.sql(node.where))
+        if node.measure is Measure.COUNT:
+            counted = sa.select(sa.func.count()).select_from(table).where(*filters)
+            return _OPS[node.op](counted.scalar_subquery(), node.value)
+        money = node.value
+        filters.append(table.c.amount_currency == money.currency)  # type: ignore[union-attr]
+        units = sa.func.coalesce(sa.func.sum(table.c.amount_units), 0)
+        nanos = sa.func.coalesce(sa.func.sum(table.c.amount_nanos), 0)
+        low_units, low_nanos = decimal_parts(money.amount)  # type: ignore[union-attr]
+
+        def total(expression: ColumnElement[Any]) -> ColumnElement[Any]:
+            return sa.select(expression).select_from(table).where(*filters).scalar_subquery()
+
+        if self.c.postgres:
+            scaled = sa.cast(units, sa.Numeric) * NANOS + nanos
+            literal = sa.literal(low_units * NANOS + low_nanos, sa.Numeric)
+            return _OPS[node.op](total(scaled), literal)
+        # SQLite adds 64-bit integers (and fails loudly on overflow): carry the nanos.
+        whole = total(units + nanos // NANOS)
+        rest = total(nanos % NANOS)
+        return _pair_compare(whole, rest, node.op, low_units, low_nanos)
