@@ -17,10 +17,15 @@ REFERENCE_MODULES = [
     "crmkit.models",
     "crmkit.models.rules",
     "crmkit.segmentation",
+    "crmkit.storage",
+    "crmkit.storage.memory",
+    "crmkit.storage.sql",
+    "crmkit.storage.sql.types",
     "crmkit.errors",
     "crmkit.clock",
     "crmkit.serialization",
     "crmkit.testing.strategies",
+    "crmkit.testing.storage",
 ]
 
 

@@ -283,9 +283,7 @@ def test_only_lost_deals_have_a_lost_reason(deal: Deal) -> None:
         attrs.evolve(lost, status=DealStatus.WON)
 
 
-@pytest.mark.parametrize(
-    "probability", ["-0.1", "1.01", "NaN", 0.5, None, "0.1234567890123"]
-)
+@pytest.mark.parametrize("probability", ["-0.1", "1.01", "NaN", 0.5, None, "0.1234567890123"])
 def test_deal_probability_is_a_decimal_between_0_and_1(deal: Deal, probability: Any) -> None:
     with pytest.raises(ValidationError) as caught:
         attrs.evolve(deal, probability=probability)

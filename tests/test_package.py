@@ -17,8 +17,13 @@ PUBLIC_MODULES = [
     "crmkit.models.rules",
     "crmkit.segmentation",
     "crmkit.serialization",
+    "crmkit.storage",
+    "crmkit.storage.memory",
+    "crmkit.storage.sql",
+    "crmkit.storage.sql.types",
     "crmkit.testing",
     "crmkit.testing.strategies",
+    "crmkit.testing.storage",
 ]
 
 

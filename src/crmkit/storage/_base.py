@@ -51,7 +51,9 @@ def check_rule(rule: object, entity: type[Entity]) -> Rule | None:
     if wanted is None:
         raise InvalidRule("rule", rule.entity, f"{entity.entity_name} queries take no rule")
     if rule.entity is not wanted:
-        raise InvalidRule("rule", rule.entity, f"a rule over {rule.entity}s cannot select {wanted}s")
+        raise InvalidRule(
+            "rule", rule.entity, f"a rule over {rule.entity}s cannot select {wanted}s"
+        )
     return rule
 
 

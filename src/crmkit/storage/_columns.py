@@ -6,14 +6,14 @@ models' type annotations once, so a field added to a model is stored without any
 editing a list here.
 """
 
-from enum import Enum
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
+from enum import Enum
 from functools import cache
 from types import MappingProxyType, NoneType, UnionType
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, TypeVar, cast
 from uuid import UUID
 
 import attrs
@@ -35,7 +35,15 @@ from crmkit.models import (
 )
 from crmkit.models.rules import Rule
 
-__all__ = ["ENTITIES", "Column", "Kind", "columns", "sortable"]
+__all__ = ["ENTITIES", "Column", "Kind", "columns", "memo", "sortable"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def memo(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """:func:`functools.cache`, keeping the signature (entity classes are the keys)."""
+    return cast(Callable[_P, _R], cache(function))
 
 
 class Kind(Enum):
@@ -87,7 +95,7 @@ ENTITIES: Final[tuple[type[Entity], ...]] = (
 """Every stored entity class, in the order their tables are created."""
 
 
-def _kind(tp: Any) -> Kind:  # noqa: PLR0911
+def _kind(tp: Any) -> Kind:  # noqa: PLR0912 - one branch per storage kind
     if tp is UUID:
         return Kind.UUID
     if tp is bool:
@@ -118,7 +126,7 @@ def _kind(tp: Any) -> Kind:  # noqa: PLR0911
     raise TypeError(f"no storage kind for {tp!r}")  # pragma: no cover - caught by tests
 
 
-@cache
+@memo
 def columns(entity: type[Entity]) -> Mapping[str, Column]:
     """The storage descriptors of ``entity``'s fields, in declaration order."""
     hints = typing.get_type_hints(entity)

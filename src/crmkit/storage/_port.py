@@ -144,18 +144,28 @@ class StageHistoryRepository(Repository[StageChange], Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One transaction over every repository of a store."""
+    """One transaction over every repository of a store, one repository per entity."""
 
-    contacts: Repository[Contact]
-    accounts: Repository[Account]
-    leads: Repository[Lead]
-    deals: Repository[Deal]
-    tickets: Repository[Ticket]
-    activities: ActivityRepository
-    tasks: Repository[Task]
-    segments: Repository[Segment]
-    consents: Repository[Consent]
-    stage_history: StageHistoryRepository
+    @property
+    def contacts(self) -> Repository[Contact]: ...
+    @property
+    def accounts(self) -> Repository[Account]: ...
+    @property
+    def leads(self) -> Repository[Lead]: ...
+    @property
+    def deals(self) -> Repository[Deal]: ...
+    @property
+    def tickets(self) -> Repository[Ticket]: ...
+    @property
+    def activities(self) -> ActivityRepository: ...
+    @property
+    def tasks(self) -> Repository[Task]: ...
+    @property
+    def segments(self) -> Repository[Segment]: ...
+    @property
+    def consents(self) -> Repository[Consent]: ...
+    @property
+    def stage_history(self) -> StageHistoryRepository: ...
 
     def commit(self) -> None:
         """Make everything done so far permanent; the unit stays open for more work."""

@@ -123,7 +123,9 @@ def check_order(order: Order, entity: type[Entity]) -> Order:
     allowed = sortable(entity)
     if order.field not in allowed:
         raise ValidationError(
-            "order", order.field, f"cannot order by this field; one of: {', '.join(sorted(allowed))}"
+            "order",
+            order.field,
+            f"cannot order by this field; one of: {', '.join(sorted(allowed))}",
         )
     if type(order.descending) is not bool:
         raise ValidationError("order.descending", order.descending, "expected True or False")

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from uuid import UUID
 
 import attrs
@@ -50,9 +50,10 @@ from crmkit.storage._base import (
     query_now,
     start_after,
 )
+from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page, sort_key
 
-__all__ = ["MemoryStore"]
+__all__ = ["MemoryStore", "MemoryUnitOfWork"]
 
 _E = TypeVar("_E", bound=Entity)
 _Table = dict[UUID, Entity]
@@ -103,7 +104,7 @@ class MemoryStore:
                 yield unit
             finally:
                 unit.rollback()
-                unit._open = False  # noqa: SLF001
+                unit._open = False
 
     def close(self) -> None:
         """Mark the store closed; its data stays with the other tenants' stores."""
@@ -159,16 +160,16 @@ class MemoryUnitOfWork:
     def _context(self, rule: Rule, now: datetime) -> Context:
         activities: dict[UUID, list[Activity]] = {}
         if any(isinstance(node, ActivityCondition) for node in _walk_all(rule, self)):
-            for activity in self._store._table(Activity).values():  # noqa: SLF001
+            for activity in self._store._table(Activity).values():
                 assert isinstance(activity, Activity)
                 activities.setdefault(activity.contact_id, []).append(activity)
-        segments = cast(Mapping[UUID, Segment], self._store._table(Segment))  # noqa: SLF001
+        segments = cast(Mapping[UUID, Segment], self._store._table(Segment))
         return Context(now, activities, segments)
 
 
 def _walk_all(rule: Rule, unit: MemoryUnitOfWork) -> Iterator[Any]:
     """Every node of ``rule`` and of the segment rules it refers to."""
-    segments = unit._store._table(Segment)  # noqa: SLF001
+    segments = unit._store._table(Segment)
     seen: set[UUID] = set()
     pending = [rule]
     while pending:
@@ -193,8 +194,8 @@ class _Repository(Generic[_E]):
 
     @property
     def _table(self) -> _Table:
-        self._unit._check_open()  # noqa: SLF001
-        return self._unit._store._table(self._entity)  # noqa: SLF001
+        self._unit._check_open()
+        return self._unit._store._table(self._entity)
 
     def get(self, id: UUID, /) -> _E:
         found = self._table.get(check_id(id))
@@ -212,7 +213,7 @@ class _Repository(Generic[_E]):
         table = self._table
         if item.id in table:
             raise Duplicate(self._entity.entity_name, item.id)
-        self._unit._write(table, item.id, item)  # noqa: SLF001
+        self._unit._write(table, item.id, item)
         return item
 
     def add_many(self, items: Iterable[_E], /) -> int:
@@ -224,7 +225,7 @@ class _Repository(Generic[_E]):
                 raise Duplicate(self._entity.entity_name, item.id, index=index)
             staged[item.id] = item
         for key, item in staged.items():
-            self._unit._write(table, key, item)  # noqa: SLF001
+            self._unit._write(table, key, item)
         return len(staged)
 
     def update(self, item: _E, /) -> _E:
@@ -238,7 +239,7 @@ class _Repository(Generic[_E]):
                 self._entity.entity_name, item.id, item.version, stored.version
             )
         new = attrs.evolve(item, version=item.version + 1)
-        self._unit._write(table, item.id, new)  # noqa: SLF001
+        self._unit._write(table, item.id, new)
         return new
 
     def delete(self, id: UUID, /, *, version: int | None = None) -> None:
@@ -248,14 +249,14 @@ class _Repository(Generic[_E]):
             raise NotFound(self._entity.entity_name, id)
         if version is not None and stored.version != version:
             raise ConcurrencyConflict(self._entity.entity_name, id, version, stored.version)
-        self._unit._write(table, id, None)  # noqa: SLF001
+        self._unit._write(table, id, None)
 
     def _select(self, rule: Rule | None, now: datetime | None) -> list[_E]:
         rule = check_rule(rule, self._entity)
         items = cast(list[_E], list(self._table.values()))
         if rule is None:
             return items
-        context = self._unit._context(rule, query_now(now, self._unit._store.clock))  # noqa: SLF001
+        context = self._unit._context(rule, query_now(now, self._unit._store.clock))
         return cast(list[_E], compile_selector(rule, context)(items))
 
     def find(
@@ -291,7 +292,7 @@ class _Repository(Generic[_E]):
         self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None
     ) -> Iterator[_E]:
         batch_size = check_batch_size(batch_size)
-        fixed = query_now(now, self._unit._store.clock)  # noqa: SLF001
+        fixed = query_now(now, self._unit._store.clock)
         return iterate_pages(self.find, rule, batch_size, fixed)
 
 
@@ -354,3 +355,8 @@ class _StageHistory(_Repository[StageChange]):
         ]
         return sorted(found, key=lambda c: (c.at, c.id))
 
+
+if TYPE_CHECKING:  # mypy proves that the adapter implements the port
+
+    def _is_a_store(store: MemoryStore, unit: MemoryUnitOfWork) -> tuple[Store, UnitOfWork]:
+        return store, unit

@@ -19,14 +19,14 @@ import operator
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any, Final
+from typing import Any, Final, cast
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.errors import InvalidRule
-from crmkit.models import Segment
+from crmkit.models import Activity, Money, Segment
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
     FIELDS,
@@ -67,6 +67,14 @@ _OPS: Final[Mapping[Op, Callable[[Any, Any], Any]]] = {
     Op.GT: operator.gt,
     Op.GE: operator.ge,
 }
+
+
+def _apply(op: Op, left: Any, right: Any) -> _Bool:
+    """``left <op> right`` as a SQL condition."""
+    condition: _Bool = _OPS[op](left, right)
+    return condition
+
+
 _LIMIT: Final = Decimal(10) ** 18
 _PLACES: Final = Decimal(1).scaleb(-12)
 _SQLITE_JSON_TYPES: Final = {str: ("text",), float: ("integer", "real"), bool: ("true", "false")}
@@ -74,7 +82,7 @@ _POSTGRES_JSON_TYPES: Final = {str: "string", float: "number", bool: "boolean"}
 
 
 def _null() -> _Bool:
-    return sa.cast(sa.null(), sa.Boolean)
+    return sa.cast(sa.null(), sa.Boolean)  # UNKNOWN
 
 
 def _false_unless_null(value: ColumnElement[Any]) -> _Bool:
@@ -96,7 +104,7 @@ def _pair_compare(
     if op is Op.NE:
         return sa.or_(units != low, nanos != high)
     strict = {Op.LT: operator.lt, Op.LE: operator.lt, Op.GT: operator.gt, Op.GE: operator.gt}[op]
-    return sa.or_(strict(units, low), sa.and_(units == low, _OPS[op](nanos, high)))
+    return sa.or_(strict(units, low), sa.and_(units == low, _apply(op, nanos, high)))
 
 
 def _decimal_compare(
@@ -131,7 +139,7 @@ def _decimal_compare(
 def _float_compare(column: ColumnElement[Any], op: Op, literal: Any) -> _Bool:
     """A float column ``<op>`` an int or float literal, as Python compares them (exactly)."""
     if isinstance(literal, float) or float(literal) == literal:
-        return _OPS[op](column, float(literal))
+        return _apply(op, column, float(literal))
     near = float(literal)
     below = near if near < literal else math.nextafter(near, -math.inf)
     above = near if near > literal else math.nextafter(near, math.inf)
@@ -173,7 +181,7 @@ class RuleCompiler:
 class _Scope:
     """Compiles the conditions over one table (an entity's, or the activities')."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - internal, called from this module only
         self,
         compiler: RuleCompiler,
         table: sa.FromClause,
@@ -193,11 +201,11 @@ class _Scope:
         return field_spec(name, self.fields, self.prefix)
 
     def column(self, name: str) -> ColumnElement[Any]:
-        return self.table.c[name]  # type: ignore[no-any-return]
+        return self.table.c[name]
 
     # ------------------------------------------------------------------ conditions
 
-    def sql(self, node: Condition) -> _Bool:  # noqa: PLR0911
+    def sql(self, node: Condition) -> _Bool:  # noqa: PLR0912 - one case per node
         match node:
             case And(items=items):
                 return sa.and_(*(self.sql(i) for i in items))
@@ -234,9 +242,7 @@ class _Scope:
                 return self.activities(node)
         raise InvalidRule("where", node, "not a condition of the rule language")
 
-    def window(
-        self, value: ColumnElement[Any], low: Any, high: Any, inclusive: bool
-    ) -> _Bool:
+    def window(self, value: ColumnElement[Any], low: Any, high: Any, inclusive: bool) -> _Bool:
         upper = value <= high if inclusive else value < high
         return upper if low is None else sa.and_(value >= low, upper)
 
@@ -264,8 +270,8 @@ class _Scope:
                 column = self.column(spec.name)
                 if isinstance(column.type, sa.Double):
                     return _float_compare(column, op, literal)
-                return _OPS[op](column, literal)
-        return _OPS[op](self.column(spec.name), literal)
+                return _apply(op, column, literal)
+        return _apply(op, self.column(spec.name), literal)
 
     def json_parts(
         self, spec: FieldSpec, folded: bool = False
@@ -276,7 +282,7 @@ class _Scope:
         source = self.column(f"{spec.attribute}_fold") if folded else document
         if self.c.postgres:
             key = sa.literal(spec.key, sa.Text)
-            kind = sa.func.jsonb_typeof(document.op("->")(key))
+            kind = sa.func.json_typeof(document.op("->")(key))
             return kind, source.op("->>")(key)
         path = sa.literal(f"$.{spec.key}", sa.Text)
         return sa.func.json_type(document, path), sa.func.json_extract(source, path)
@@ -288,15 +294,15 @@ class _Scope:
             same = kind == _POSTGRES_JSON_TYPES[python]
             if python is float:
                 number = Decimal(repr(literal)) if isinstance(literal, float) else Decimal(literal)
-                test = _OPS[op](sa.cast(value, sa.Numeric), sa.literal(number, sa.Numeric))
+                test = _apply(op, sa.cast(value, sa.Numeric), sa.literal(number, sa.Numeric))
             elif python is bool:
-                test = _OPS[op](sa.cast(value, sa.Boolean), sa.literal(literal, sa.Boolean))
+                test = _apply(op, sa.cast(value, sa.Boolean), sa.literal(literal, sa.Boolean))
             else:
-                test = _OPS[op](value, sa.literal(literal, sa.Text))
+                test = _apply(op, value, sa.literal(literal, sa.Text))
         else:
             same = kind.in_(_SQLITE_JSON_TYPES[python])
             bound = int(literal) if python is bool else literal
-            test = _OPS[op](value, sa.literal(bound))
+            test = _apply(op, value, sa.literal(bound))
         return sa.case((same, test), else_=_null())
 
     def is_missing(self, spec: FieldSpec) -> _Bool:
@@ -337,7 +343,7 @@ class _Scope:
         tags = sa.func.coalesce(self.column("tags_fold"), self.column("tags"))
         wanted = sa.literal(tag.casefold(), sa.Text)
         if self.c.postgres:
-            return tags.op("?")(wanted)  # type: ignore[no-any-return]
+            return tags.bool_op("?")(wanted)
         each = sa.func.json_each(tags).table_valued("value")
         return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == wanted))
 
@@ -375,8 +381,6 @@ class _Scope:
     def activities(self, node: ActivityCondition) -> _Bool:
         if self.entity is None:
             raise InvalidRule("kind", node.kind, "activity conditions do not nest")
-        from crmkit.models import Activity
-
         owner = self.column("id" if self.entity is RuleEntity.CONTACT else "contact_id")
         table = self.c.schema.table(Activity).alias("activity")
         low, high, _ = activity_window(node.within_days, self.c.now)
@@ -391,12 +395,12 @@ class _Scope:
             filters.append(scope.sql(node.where))
         if node.measure is Measure.COUNT:
             counted = sa.select(sa.func.count()).select_from(table).where(*filters)
-            return _OPS[node.op](counted.scalar_subquery(), node.value)
-        money = node.value
-        filters.append(table.c.amount_currency == money.currency)  # type: ignore[union-attr]
+            return _apply(node.op, counted.scalar_subquery(), node.value)
+        money = cast(Money, node.value)
+        filters.append(table.c.amount_currency == money.currency)
         units = sa.func.coalesce(sa.func.sum(table.c.amount_units), 0)
         nanos = sa.func.coalesce(sa.func.sum(table.c.amount_nanos), 0)
-        low_units, low_nanos = decimal_parts(money.amount)  # type: ignore[union-attr]
+        low_units, low_nanos = decimal_parts(money.amount)
 
         def total(expression: ColumnElement[Any]) -> ColumnElement[Any]:
             return sa.select(expression).select_from(table).where(*filters).scalar_subquery()
@@ -404,7 +408,7 @@ class _Scope:
         if self.c.postgres:
             scaled = sa.cast(units, sa.Numeric) * NANOS + nanos
             literal = sa.literal(low_units * NANOS + low_nanos, sa.Numeric)
-            return _OPS[node.op](total(scaled), literal)
+            return _apply(node.op, total(scaled), literal)
         # SQLite adds 64-bit integers (and fails loudly on overflow): carry the nanos.
         whole = total(units + nanos // NANOS)
         rest = total(nanos % NANOS)

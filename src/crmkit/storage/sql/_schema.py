@@ -12,6 +12,7 @@ that let SQL answer rules exactly as Python does:
   every database; money also has ``<field>_currency``.
 """
 
+import re
 from collections.abc import Mapping
 from functools import cache
 from types import MappingProxyType
@@ -20,14 +21,16 @@ from typing import Final
 import attrs
 import sqlalchemy as sa
 
+from crmkit.errors import ValidationError
 from crmkit.models import Activity, Entity, Segment
 from crmkit.models.rules import ACTIVITY_FIELDS, FIELDS, FieldType, RuleEntity
-from crmkit.storage._columns import ENTITIES, Kind, columns
-from crmkit.storage.sql._types import JSONText, Timestamp, UUIDType
+from crmkit.storage._columns import ENTITIES, Kind, columns, memo
+from crmkit.storage.sql.types import JSONText, TagList, Timestamp, UUIDType
 
 __all__ = ["DEFAULT_PREFIX", "Schema", "fold_fields", "metadata", "schema"]
 
 DEFAULT_PREFIX: Final = "crm_"
+"""The table name prefix of :func:`schema` and :func:`~crmkit.storage.sql.open_store`."""
 
 _TABLE_NAMES: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -69,7 +72,7 @@ _INDEXES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
 _TEXTUAL: Final = frozenset({FieldType.TEXT, FieldType.EMAIL})
 
 
-@cache
+@memo
 def fold_fields(entity: type[Entity]) -> tuple[str, ...]:
     """The text fields of ``entity`` that rules can match, which get a casefold shadow."""
     if entity is Activity:
@@ -89,7 +92,7 @@ class Schema:
     metadata: sa.MetaData
     tables: Mapping[type[Entity], sa.Table]
     members: sa.Table
-    """Members of static segments: ``(tenant, segment_id, member_id)``."""
+    """The table of static segments' members, keyed ``(tenant, segment_id, member_id)``."""
 
     def table(self, entity: type[Entity]) -> sa.Table:
         """The table of ``entity``."""
@@ -104,14 +107,16 @@ def _text(length: int | None = None) -> sa.types.TypeEngine[str]:
     return plain.with_variant(exact, "postgresql")
 
 
-def _columns_of(entity: type[Entity]) -> list[sa.Column[object]]:
+def _columns_of(entity: type[Entity]) -> list[sa.Column[object]]:  # noqa: PLR0912
     made: list[sa.Column[object]] = [sa.Column("tenant", _text(64), primary_key=True)]
     folded = fold_fields(entity)
     for column in columns(entity).values():
         name, nullable = column.name, column.optional
         match column.kind:
             case Kind.UUID:
-                made.append(sa.Column(name, UUIDType(), primary_key=name == "id", nullable=nullable))
+                made.append(
+                    sa.Column(name, UUIDType(), primary_key=name == "id", nullable=nullable)
+                )
             case Kind.INT:
                 kind = sa.Integer() if name == "version" else sa.BigInteger()
                 made.append(sa.Column(name, kind, nullable=nullable))
@@ -135,7 +140,10 @@ def _columns_of(entity: type[Entity]) -> list[sa.Column[object]]:
                     made.append(sa.Column(f"{name}_currency", sa.CHAR(3), nullable=nullable))
                 made.append(sa.Column(f"{name}_units", sa.BigInteger(), nullable=nullable))
                 made.append(sa.Column(f"{name}_nanos", sa.BigInteger(), nullable=nullable))
-            case Kind.TAGS | Kind.JSON:
+            case Kind.TAGS:
+                made.append(sa.Column(name, TagList(), nullable=False))
+                made.append(sa.Column(f"{name}_fold", TagList(), nullable=True))
+            case Kind.JSON:
                 made.append(sa.Column(name, JSONText(), nullable=False))
                 made.append(sa.Column(f"{name}_fold", JSONText(), nullable=True))
             case Kind.RULE:
@@ -145,15 +153,25 @@ def _columns_of(entity: type[Entity]) -> list[sa.Column[object]]:
     return made
 
 
-@cache
-def schema(prefix: str = DEFAULT_PREFIX) -> Schema:
-    """crmkit's tables, named ``<prefix><entity>s`` (``crm_contacts``), on a new MetaData.
+_PREFIX: Final = re.compile(r"[a-z][a-z0-9_]{0,30}\Z")
 
-    The same prefix gives the same :class:`Schema` object, so a host application can
-    add ``schema(prefix).metadata`` to its Alembic ``target_metadata``.
+
+def schema(prefix: str = DEFAULT_PREFIX) -> Schema:
+    """crmkit's tables, named ``<prefix><entity>s`` (``crm_contacts``), on a MetaData.
+
+    The same prefix always gives the same :class:`Schema` object, so a host application
+    can add ``schema(prefix).metadata`` to its Alembic ``target_metadata``. A prefix is
+    1 to 31 lower-case ASCII letters, digits and ``_``, starting with a letter.
     """
-    if not isinstance(prefix, str) or not prefix.replace("_", "a").isalnum() or not prefix.isascii():
-        raise ValueError(f"a table prefix is ASCII letters, digits and '_': {prefix!r}")
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise ValidationError(
+            "prefix", prefix, "a table prefix is lower-case ASCII letters, digits and '_'"
+        )
+    return _schema(prefix)
+
+
+@cache
+def _schema(prefix: str) -> Schema:
     meta = sa.MetaData()
     tables: dict[type[Entity], sa.Table] = {}
     for entity in ENTITIES:

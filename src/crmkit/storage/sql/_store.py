@@ -1,11 +1,12 @@
 """The SQLAlchemy adapter: a store on SQLite (embedded default) or PostgreSQL."""
 
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from itertools import islice
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 from uuid import UUID
 
 import attrs
@@ -16,7 +17,14 @@ from sqlalchemy.pool import StaticPool
 
 from crmkit._extras import import_extra
 from crmkit.clock import SYSTEM_CLOCK, Clock
-from crmkit.errors import ConcurrencyConflict, CrmkitError, Duplicate, NotFound, StorageError
+from crmkit.errors import (
+    ConcurrencyConflict,
+    CrmkitError,
+    Duplicate,
+    NotFound,
+    StorageError,
+    ValidationError,
+)
 from crmkit.models import (
     Account,
     Activity,
@@ -48,6 +56,7 @@ from crmkit.storage._base import (
     start_after,
 )
 from crmkit.storage._columns import columns
+from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage.sql._codec import Codec, check_table, codec
 from crmkit.storage.sql._rules import RuleCompiler
@@ -64,21 +73,32 @@ _DIALECTS: Final = ("sqlite", "postgresql")
 # ---------------------------------------------------------------------------- engines
 
 
+_CONFIGURED: Final["weakref.WeakSet[Engine]"] = weakref.WeakSet()
+
+
 def configure_sqlite(engine: Engine, *, busy_timeout_ms: int = 10_000) -> Engine:
     """Make a SQLite engine behave: WAL, foreign keys, a busy timeout, real transactions.
 
     Python's ``sqlite3`` module opens transactions on its own terms, which breaks
     SAVEPOINTs; this hands transaction control to SQLAlchemy and starts every
     transaction with ``BEGIN IMMEDIATE``, so that two writers queue on the busy timeout
-    instead of failing when one upgrades a read lock. :func:`open_store` calls it; call
-    it yourself on an engine of your own before joining its connections.
+    instead of failing when one upgrades a read lock. :func:`open_store` calls it for the
+    engines it is given; call it yourself on an engine of your own before its first
+    connection if you join its connections. Calling it again changes nothing.
     """
+    if not isinstance(engine, Engine) or engine.dialect.name != "sqlite":
+        raise ValidationError("engine", engine, "expected a SQLAlchemy engine for SQLite")
+    if type(busy_timeout_ms) is not int or busy_timeout_ms < 0:
+        raise ValidationError("busy_timeout_ms", busy_timeout_ms, "expected an int >= 0")
+    if engine in _CONFIGURED:
+        return engine
+    _CONFIGURED.add(engine)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
@@ -92,11 +112,16 @@ def configure_sqlite(engine: Engine, *, busy_timeout_ms: int = 10_000) -> Engine
 
 
 def _engine(url: str | sa.URL) -> Engine:
-    parsed = sa.make_url(url)
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ValidationError("target", url, "not a database URL") from None
     backend = parsed.get_backend_name()
     if backend == "postgresql":
-        if parsed.get_driver_name() not in ("psycopg", "psycopg2", "default"):
-            raise StorageError(f"crmkit speaks to PostgreSQL through psycopg: {parsed!r}")
+        if parsed.drivername not in ("postgresql", "postgresql+psycopg"):
+            raise ValidationError(
+                "target", str(parsed), "crmkit speaks to PostgreSQL through psycopg 3"
+            )
         import_extra("psycopg", extra="postgres", feature="the PostgreSQL store")
         parsed = parsed.set(drivername="postgresql+psycopg")
         return sa.create_engine(parsed, pool_pre_ping=True)
@@ -108,11 +133,13 @@ def _engine(url: str | sa.URL) -> Engine:
         else:
             engine = sa.create_engine(parsed)
         return configure_sqlite(engine)
-    raise StorageError(f"crmkit stores in SQLite or PostgreSQL, not {backend}: {parsed!r}")
+    raise ValidationError("target", str(parsed), "crmkit stores in SQLite or PostgreSQL")
 
 
 def create_schema(bind: Engine | Connection, *, prefix: str = DEFAULT_PREFIX) -> None:
     """Create crmkit's tables and indexes where they are missing."""
+    if not isinstance(bind, Engine | Connection):
+        raise ValidationError("bind", bind, "expected a SQLAlchemy engine or connection")
     schema(prefix).metadata.create_all(bind, checkfirst=True)
 
 
@@ -138,14 +165,24 @@ def open_store(
     """
     tenant = check_tenant(tenant)
     tables = schema(prefix)
+    if not callable(getattr(clock, "now", None)):
+        raise ValidationError("clock", clock, "expected a Clock (an object with now())")
     if isinstance(target, Connection):
+        if target.dialect.name == "sqlite" and target.engine not in _CONFIGURED:
+            raise StorageError(
+                "call configure_sqlite(engine) before its first connection, then join one"
+            )
         store = SqlStore(tables, tenant, clock, engine=None, connection=target, owned=False)
     elif isinstance(target, Engine):
+        if target.dialect.name == "sqlite":
+            configure_sqlite(target)
         store = SqlStore(tables, tenant, clock, engine=target, connection=None, owned=False)
-    else:
+    elif isinstance(target, str | sa.URL):
         store = SqlStore(tables, tenant, clock, engine=_engine(target), connection=None, owned=True)
+    else:
+        raise ValidationError("target", target, "expected a URL, an Engine or a Connection")
     if create:
-        with store._errors():  # noqa: SLF001
+        with store._errors():
             if isinstance(target, Connection):
                 create_schema(target, prefix=prefix)
             else:
@@ -207,7 +244,7 @@ class SqlStore:
             connection=self.connection,
             owned=False,
         )
-        other._lock = self._lock  # noqa: SLF001
+        other._lock = self._lock
         return other
 
     @contextmanager
@@ -229,7 +266,7 @@ class SqlStore:
                 yield unit
             finally:
                 with self._errors():
-                    unit._end()  # noqa: SLF001
+                    unit._end()
                     if owned:
                         connection.close()
         finally:
@@ -285,7 +322,7 @@ class SqlUnitOfWork:
         """Make everything done so far permanent (when joined: part of the host's)."""
         self._check_open()
         if self._transaction is not None and self._transaction.is_active:
-            with self.store._errors():  # noqa: SLF001
+            with self.store._errors():
                 self._transaction.commit()
         self._transaction = None
 
@@ -311,7 +348,7 @@ class SqlUnitOfWork:
         """The connection, inside this unit's transaction (begun on first use)."""
         self._check_open()
         if self._transaction is None or not self._transaction.is_active:
-            with self.store._errors():  # noqa: SLF001
+            with self.store._errors():
                 joined = self.store.connection is not None
                 self._transaction = (
                     self.connection.begin_nested() if joined else self.connection.begin()
@@ -334,7 +371,7 @@ class SqlUnitOfWork:
 
     def _compiler(self, now: datetime) -> RuleCompiler:
         def segment(segment_id: UUID) -> Segment | None:
-            return self.segments._find_one(segment_id)  # noqa: SLF001
+            return self.segments._find_one(segment_id)
 
         store = self.store
         return RuleCompiler(store.schema, store.dialect, store.tenant, now, segment)
@@ -377,8 +414,8 @@ class _Repository(Generic[_E]):
 
     def _load(self, statement: sa.Select[Any]) -> list[_E]:
         unit = self._unit
-        with unit.store._errors():  # noqa: SLF001
-            rows = unit._conn().execute(statement).all()  # noqa: SLF001
+        with unit.store._errors():
+            rows = unit._conn().execute(statement).all()
             if self._codec.members_field is None:
                 return [cast(_E, self._codec.decode(row)) for row in rows]
             members = self._members([row[1] for row in rows])
@@ -394,7 +431,7 @@ class _Repository(Generic[_E]):
             statement = sa.select(table.c.segment_id, table.c.member_id).where(
                 table.c.tenant == self._tenant, table.c.segment_id.in_(chunk)
             )
-            for segment_id, member_id in self._unit._conn().execute(statement):  # noqa: SLF001
+            for segment_id, member_id in self._unit._conn().execute(statement):
                 found.setdefault(segment_id, set()).add(member_id)
         return {k: frozenset(v) for k, v in found.items()}
 
@@ -453,13 +490,13 @@ class _Repository(Generic[_E]):
     def add(self, item: _E, /) -> _E:
         item = check_item(item, self._entity)
         row = self._codec.encode(self._tenant, item)
-        with self._unit.store._errors():  # noqa: SLF001
+        with self._unit.store._errors():
             try:
-                with self._unit._savepoint() as connection:  # noqa: SLF001
+                with self._unit._savepoint() as connection:
                     self._write_rows(connection, [row])
                     self._write_members(connection, [item])
             except Exception as error:
-                if not self._unit.store._is_integrity_error(error):  # noqa: SLF001
+                if not self._unit.store._is_integrity_error(error):
                     raise
                 if self._find_one(item.id) is not None:
                     raise Duplicate(self._name, item.id) from None
@@ -469,7 +506,7 @@ class _Repository(Generic[_E]):
     def add_many(self, items: Iterable[_E], /) -> int:
         unit = self._unit
         total = 0
-        with unit.store._errors(), unit._savepoint() as connection:  # noqa: SLF001
+        with unit.store._errors(), unit._savepoint() as connection:
             iterator = iter(items)
             while chunk := list(islice(iterator, _CHUNK)):
                 rows = []
@@ -477,11 +514,11 @@ class _Repository(Generic[_E]):
                     check_item(item, self._entity, f"[{total + offset}]")
                     rows.append(self._codec.encode(self._tenant, item))
                 try:
-                    with unit._savepoint():  # noqa: SLF001
+                    with unit._savepoint():
                         self._write_rows(connection, rows)
                         self._write_members(connection, chunk)
                 except Exception as error:
-                    if unit.store._is_integrity_error(error):  # noqa: SLF001
+                    if unit.store._is_integrity_error(error):
                         raise self._duplicate(chunk, total) from None
                     raise
                 total += len(chunk)
@@ -501,13 +538,13 @@ class _Repository(Generic[_E]):
         statement = sa.select(self._table.c.version).where(
             self._table.c.tenant == self._tenant, self._table.c.id == id
         )
-        return self._unit._conn().execute(statement).scalar_one_or_none()  # noqa: SLF001
+        return self._unit._conn().execute(statement).scalar_one_or_none()
 
     def update(self, item: _E, /) -> _E:
         item = check_item(item, self._entity)
         new = attrs.evolve(item, version=item.version + 1)
         row = self._codec.encode(self._tenant, new)
-        with self._unit.store._errors(), self._unit._savepoint() as connection:  # noqa: SLF001
+        with self._unit.store._errors(), self._unit._savepoint() as connection:
             params = (*row[2:], row[0], row[1], item.version)
             cursor = self._raw(connection).execute(self._update_sql, params)
             if cursor.rowcount != 1:
@@ -526,7 +563,7 @@ class _Repository(Generic[_E]):
         statement = sa.delete(table).where(table.c.tenant == self._tenant, table.c.id == id)
         if version is not None:
             statement = statement.where(table.c.version == version)
-        with self._unit.store._errors(), self._unit._savepoint() as connection:  # noqa: SLF001
+        with self._unit.store._errors(), self._unit._savepoint() as connection:
             self._delete_members(connection, id)
             if connection.execute(statement).rowcount != 1:
                 actual = self._stored_version(id)
@@ -541,7 +578,7 @@ class _Repository(Generic[_E]):
         conditions: list[Any] = [self._table.c.tenant == self._tenant]
         if rule is not None:
             fixed = query_now(now, self._unit.store.clock)
-            conditions.append(self._unit._compiler(fixed).where(rule, self._table))  # noqa: SLF001
+            conditions.append(self._unit._compiler(fixed).where(rule, self._table))
         return conditions
 
     def _after(self, order: Order, after: Cursor) -> Any:
@@ -595,8 +632,8 @@ class _Repository(Generic[_E]):
     def count(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> int:
         statement = sa.select(sa.func.count()).select_from(self._table)
         statement = statement.where(*self._where(rule, now))
-        with self._unit.store._errors():  # noqa: SLF001
-            return int(self._unit._conn().execute(statement).scalar_one())  # noqa: SLF001
+        with self._unit.store._errors():
+            return int(self._unit._conn().execute(statement).scalar_one())
 
     def iterate(
         self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None
@@ -642,3 +679,9 @@ class _StageHistory(_Repository[StageChange]):
             table.c.subject == subject.value, table.c.subject_id == subject_id
         )
         return self._load(statement.order_by(table.c.at, table.c.id))
+
+
+if TYPE_CHECKING:  # mypy proves that the adapter implements the port
+
+    def _is_a_store(store: SqlStore, unit: SqlUnitOfWork) -> tuple[Store, UnitOfWork]:
+        return store, unit

@@ -1,4 +1,7 @@
-"""Column types whose database form is fixed by crmkit, the same for every row.
+"""Column types of crmkit's tables, whose database form is fixed by crmkit.
+
+Public so that migrations a host generates (Alembic autogenerate writes
+``crmkit.storage.sql.types.UUIDType()``) can import them.
 
 SQLite has no UUID, timestamp or JSON type, so crmkit fixes their text forms: UUIDs as
 32 hex digits, timestamps as ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC (so that text order
@@ -16,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
-__all__ = ["JSONText", "Timestamp", "UUIDType", "sqlite_timestamp"]
+__all__ = ["JSONText", "TagList", "Timestamp", "UUIDType", "sqlite_timestamp"]
 
 
 def sqlite_timestamp(value: datetime) -> str:
@@ -51,6 +54,9 @@ class UUIDType(sa.types.TypeDecorator[UUID]):
             return value
         return UUID(hex=value)
 
+    def __repr__(self) -> str:
+        return "UUIDType()"
+
 
 class Timestamp(sa.types.TypeDecorator[datetime]):
     """An aware UTC datetime: ``timestamptz`` on PostgreSQL, fixed-width text elsewhere."""
@@ -75,11 +81,38 @@ class Timestamp(sa.types.TypeDecorator[datetime]):
             return value.astimezone(UTC)
         return _read_sqlite_timestamp(value)
 
+    def __repr__(self) -> str:
+        return "Timestamp()"
+
 
 class JSONText(sa.types.TypeDecorator[Any]):
-    """JSON: ``jsonb`` on PostgreSQL, text elsewhere. Values are bound as JSON text."""
+    """JSON: text in SQLite, ``json`` on PostgreSQL, which keeps the text as written
+    (``jsonb`` would turn the float ``1e+16`` into an integer). Bound as JSON text."""
 
     impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSON(none_as_null=True))
+        return dialect.type_descriptor(sa.Text())
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        # Already JSON text (the codec renders it); PostgreSQL casts text to json.
+        return None
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
+
+    def __repr__(self) -> str:
+        return "JSONText()"
+
+
+class TagList(JSONText):
+    """A JSON array of strings: text in SQLite, ``jsonb`` on PostgreSQL (for its ``?``)."""
+
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
@@ -87,11 +120,5 @@ class JSONText(sa.types.TypeDecorator[Any]):
             return dialect.type_descriptor(postgresql.JSONB(none_as_null=True))
         return dialect.type_descriptor(sa.Text())
 
-    def bind_processor(self, dialect: Dialect) -> Any:
-        # Already JSON text (the codec renders it); PostgreSQL casts text to jsonb.
-        return None
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
-        if isinstance(value, str) and dialect.name != "postgresql":
-            return json.loads(value)
-        return value
+    def __repr__(self) -> str:
+        return "TagList()"
