@@ -1,0 +1,316 @@
+"""JsonStore: an example storage adapter that keeps entities as JSON documents.
+
+Each tenant's entities are JSON strings in dictionaries, written and read with crmkit's
+converter. Rules are evaluated in Python with crmkit.segmentation. One lock lets one unit
+of work run at a time, so the store is thread-safe. The how-to "Write a storage adapter"
+walks through this module and runs crmkit's conformance kit on it.
+"""
+
+import json
+import threading
+import typing
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date, datetime
+from enum import Enum
+from types import NoneType, UnionType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from uuid import UUID
+
+import attrs
+
+from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.errors import (
+    ConcurrencyConflict,
+    Duplicate,
+    InvalidRule,
+    NotFound,
+    StorageError,
+    ValidationError,
+)
+from crmkit.models import (
+    Account,
+    Activity,
+    ActivityKind,
+    Consent,
+    Contact,
+    Deal,
+    Entity,
+    Lead,
+    Segment,
+    StageChange,
+    SubjectKind,
+    Task,
+    Ticket,
+)
+from crmkit.models.rules import Rule
+from crmkit.segmentation import Context, compile_selector
+from crmkit.serialization import make_converter
+from crmkit.storage import Cursor, Order, Page, Store, UnitOfWork
+
+E = TypeVar("E", bound=Entity)
+Table = dict[UUID, str]  # entity id -> the entity as a JSON document
+
+converter = make_converter()
+
+
+class JsonStore:
+    """One tenant's view of JSON documents shared by every tenant's store."""
+
+    def __init__(
+        self,
+        tenant: str = "default",
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        _shared: tuple[dict[tuple[str, str], Table], threading.RLock] | None = None,
+    ) -> None:
+        self.tenant = tenant
+        self.clock = clock
+        self._tables, self._lock = ({}, threading.RLock()) if _shared is None else _shared
+        self._closed = False
+
+    def for_tenant(self, tenant: str, /) -> "JsonStore":
+        return JsonStore(tenant, clock=self.clock, _shared=(self._tables, self._lock))
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator["JsonUnitOfWork"]:
+        if self._closed:
+            raise StorageError("this store is closed")
+        with self._lock:
+            unit = JsonUnitOfWork(self)
+            try:
+                yield unit
+            finally:
+                unit.rollback()
+                unit.open = False
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class JsonUnitOfWork:
+    """Works on copies of the tables it touches; commit makes the copies the tables."""
+
+    def __init__(self, store: JsonStore) -> None:
+        self.store = store
+        self.open = True
+        self._copies: dict[tuple[str, str], Table] = {}
+        self.contacts = JsonRepository(self, Contact)
+        self.accounts = JsonRepository(self, Account)
+        self.leads = JsonRepository(self, Lead)
+        self.deals = JsonRepository(self, Deal)
+        self.tickets = JsonRepository(self, Ticket)
+        self.activities = JsonActivities(self, Activity)
+        self.tasks = JsonRepository(self, Task)
+        self.segments = JsonRepository(self, Segment)
+        self.consents = JsonRepository(self, Consent)
+        self.stage_history = JsonStageHistory(self, StageChange)
+
+    def table(self, entity: type[Entity]) -> Table:
+        """This unit's copy of the tenant's table of ``entity``."""
+        if not self.open:
+            raise StorageError("this unit of work has ended")
+        key = (self.store.tenant, entity.entity_name)
+        if key not in self._copies:
+            self._copies[key] = dict(self.store._tables.get(key, {}))
+        return self._copies[key]
+
+    def commit(self) -> None:
+        if not self.open:
+            raise StorageError("this unit of work has ended")
+        self.store._tables.update(self._copies)
+        self._copies = {}
+
+    def rollback(self) -> None:
+        self._copies = {}
+
+
+class JsonRepository(Generic[E]):
+    def __init__(self, unit: JsonUnitOfWork, entity: type[E]) -> None:
+        self.unit = unit
+        self._entity = entity
+        self._name = entity.entity_name
+
+    @property
+    def entity(self) -> type[E]:
+        return self._entity
+
+    def _load(self, document: str) -> E:
+        return converter.structure(json.loads(document), self._entity)
+
+    def _dump(self, item: E) -> str:
+        return json.dumps(converter.unstructure(item))
+
+    def get(self, id: UUID, /) -> E:
+        document = self.unit.table(self._entity).get(check_id(id))
+        if document is None:
+            raise NotFound(self._name, id)
+        return self._load(document)
+
+    def get_many(self, ids: Iterable[UUID], /) -> Mapping[UUID, E]:
+        table = self.unit.table(self._entity)
+        wanted = [check_id(id, f"ids[{n}]") for n, id in enumerate(ids)]
+        return {id: self._load(table[id]) for id in wanted if id in table}
+
+    def add(self, item: E, /) -> E:
+        table = self.unit.table(self._entity)
+        if check_item(item, self._entity).id in table:
+            raise Duplicate(self._name, item.id)
+        table[item.id] = self._dump(item)
+        return item
+
+    def add_many(self, items: Iterable[E], /) -> int:
+        table = self.unit.table(self._entity)
+        staged: Table = {}
+        for index, item in enumerate(items):
+            if check_item(item, self._entity, f"[{index}]").id in table or item.id in staged:
+                raise Duplicate(self._name, item.id, index=index)
+            staged[item.id] = self._dump(item)
+        table.update(staged)
+        return len(staged)
+
+    def update(self, item: E, /) -> E:
+        stored = self.get(check_item(item, self._entity).id)
+        if stored.version != item.version:
+            raise ConcurrencyConflict(self._name, item.id, item.version, stored.version)
+        new = attrs.evolve(item, version=item.version + 1)
+        self.unit.table(self._entity)[item.id] = self._dump(new)
+        return new
+
+    def delete(self, id: UUID, /, *, version: int | None = None) -> None:
+        stored = self.get(id)
+        if version is not None and stored.version != version:
+            raise ConcurrencyConflict(self._name, id, version, stored.version)
+        del self.unit.table(self._entity)[id]
+
+    def all(self) -> list[E]:
+        return [self._load(document) for document in self.unit.table(self._entity).values()]
+
+    def _select(self, rule: Rule | None, now: datetime | None) -> list[E]:
+        """The entities ``rule`` selects, evaluated by crmkit's rule interpreter."""
+        if rule is None:
+            return self.all()
+        if not isinstance(rule, Rule) or rule.entity != self._name:
+            raise InvalidRule("rule", rule, f"not a rule over {self._name}s")
+        activities: dict[UUID, list[Activity]] = {}
+        for activity in self.unit.activities.all():
+            activities.setdefault(activity.contact_id, []).append(activity)
+        context = Context(
+            now=self.unit.store.clock.now() if now is None else now,
+            activities=activities,
+            segments={segment.id: segment for segment in self.unit.segments.all()},
+        )
+        return compile_selector(rule, context)(self.all())
+
+    def find(
+        self,
+        rule: Rule | None = None,
+        /,
+        *,
+        order: Order | None = None,
+        limit: int | None = None,
+        after: Cursor | None = None,
+        now: datetime | None = None,
+    ) -> Page[E]:
+        order = Order() if order is None else order
+        if not isinstance(order, Order) or order.field not in sortable(self._entity):
+            raise ValidationError("order", order, "cannot order by this field")
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ValidationError("limit", limit, "a limit is a positive int (or None)")
+        if after is not None and (not isinstance(after, Cursor) or after.order != order):
+            raise ValidationError("after", after, "not a cursor of this order")
+
+        def key(item: Any) -> tuple[Any, ...]:
+            return sort_key(getattr(item, order.field), item.id)
+
+        found = sorted(self._select(rule, now), key=key, reverse=order.descending)
+        if after is not None:
+            mark = sort_key(after.value, after.id)
+            found = [e for e in found if (key(e) < mark if order.descending else key(e) > mark)]
+        if limit is None or len(found) <= limit:
+            return Page(tuple(found), None)
+        last = found[limit - 1]
+        return Page(tuple(found[:limit]), Cursor(order, getattr(last, order.field), last.id))
+
+    def count(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> int:
+        return len(self._select(rule, now))
+
+    def iterate(
+        self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None
+    ) -> Iterator[E]:
+        now = self.unit.store.clock.now() if now is None else now  # one now for every page
+        page = self.find(rule, order=Order("id"), limit=batch_size, now=now)
+        yield from page
+        while page.next is not None:
+            page = self.find(rule, order=Order("id"), limit=batch_size, after=page.next, now=now)
+            yield from page
+
+
+class JsonActivities(JsonRepository[Activity]):
+    def append(self, activity: Activity, /) -> Activity:
+        return self.add(activity)
+
+    def for_contact(
+        self,
+        contact_id: UUID,
+        /,
+        *,
+        kinds: Iterable[ActivityKind] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        wanted = None if kinds is None else frozenset(kinds)
+        found = [
+            a
+            for a in self.all()
+            if a.contact_id == contact_id
+            and (wanted is None or a.kind in wanted)
+            and (since is None or a.occurred_at >= since)
+            and (until is None or a.occurred_at < until)
+        ]
+        return sorted(found, key=lambda a: (a.occurred_at, a.id))
+
+
+class JsonStageHistory(JsonRepository[StageChange]):
+    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
+        found = [c for c in self.all() if c.subject is subject and c.subject_id == subject_id]
+        return sorted(found, key=lambda c: (c.at, c.id))
+
+
+ORDERABLE = (UUID, int, float, bool, str, Enum, datetime, date)
+
+
+def sortable(entity: type[Entity]) -> set[str]:
+    """The fields of ``entity`` that hold one orderable value (or ``None``)."""
+    hints = typing.get_type_hints(entity)
+    found = set()
+    for field in attrs.fields(entity):
+        tp = hints[field.name]
+        if isinstance(tp, UnionType):  # Optional: X | None
+            (tp,) = (arg for arg in typing.get_args(tp) if arg is not NoneType)
+        if isinstance(tp, type) and issubclass(tp, ORDERABLE):
+            found.add(field.name)
+    return found
+
+
+def sort_key(value: Any, id: UUID) -> tuple[Any, ...]:
+    """Ascending order: missing values after every value, ties by id."""
+    return (True, 0, id) if value is None else (False, value, id)
+
+
+def check_item(item: object, entity: type[E], field: str = "item") -> E:
+    if not isinstance(item, entity):
+        raise ValidationError(field, item, f"expected a {entity.__name__}")
+    return item
+
+
+def check_id(value: object, field: str = "id") -> UUID:
+    if not isinstance(value, UUID):
+        raise ValidationError(field, value, "expected a UUID")
+    return value
+
+
+if TYPE_CHECKING:  # mypy --strict proves that the adapter implements the port
+
+    def _implements_the_port(store: JsonStore, unit: JsonUnitOfWork) -> tuple[Store, UnitOfWork]:
+        return store, unit
