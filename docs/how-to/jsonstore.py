@@ -8,12 +8,9 @@ walks through this module and runs crmkit's conformance kit on it.
 
 import json
 import threading
-import typing
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, datetime
-from enum import Enum
-from types import NoneType, UnionType
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
@@ -46,7 +43,7 @@ from crmkit.models import (
 from crmkit.models.rules import Rule
 from crmkit.segmentation import Context, compile_selector
 from crmkit.serialization import make_converter
-from crmkit.storage import Cursor, Order, Page, Store, UnitOfWork
+from crmkit.storage import Cursor, Order, Page, Store, UnitOfWork, sortable_fields
 
 E = TypeVar("E", bound=Entity)
 Table = dict[UUID, str]  # entity id -> the entity as a JSON document
@@ -55,28 +52,25 @@ converter = make_converter()
 
 
 class JsonStore:
-    """One tenant's view of JSON documents shared by every tenant's store."""
+    """A store for one tenant; ``for_tenant`` opens another on the same documents."""
 
-    def __init__(
-        self,
-        tenant: str = "default",
-        *,
-        clock: Clock = SYSTEM_CLOCK,
-        _shared: tuple[dict[tuple[str, str], Table], threading.RLock] | None = None,
-    ) -> None:
+    def __init__(self, tenant: str = "default", *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.tenant = tenant
         self.clock = clock
-        self._tables, self._lock = ({}, threading.RLock()) if _shared is None else _shared
+        self.tables: dict[tuple[str, str], Table] = {}  # by (tenant, entity name)
+        self.lock = threading.RLock()
         self._closed = False
 
     def for_tenant(self, tenant: str, /) -> "JsonStore":
-        return JsonStore(tenant, clock=self.clock, _shared=(self._tables, self._lock))
+        other = JsonStore(tenant, clock=self.clock)
+        other.tables, other.lock = self.tables, self.lock  # the same data and lock
+        return other
 
     @contextmanager
     def unit_of_work(self) -> Iterator["JsonUnitOfWork"]:
         if self._closed:
             raise StorageError("this store is closed")
-        with self._lock:
+        with self.lock:
             unit = JsonUnitOfWork(self)
             try:
                 yield unit
@@ -112,13 +106,13 @@ class JsonUnitOfWork:
             raise StorageError("this unit of work has ended")
         key = (self.store.tenant, entity.entity_name)
         if key not in self._copies:
-            self._copies[key] = dict(self.store._tables.get(key, {}))
+            self._copies[key] = dict(self.store.tables.get(key, {}))
         return self._copies[key]
 
     def commit(self) -> None:
         if not self.open:
             raise StorageError("this unit of work has ended")
-        self.store._tables.update(self._copies)
+        self.store.tables.update(self._copies)
         self._copies = {}
 
     def rollback(self) -> None:
@@ -213,7 +207,7 @@ class JsonRepository(Generic[E]):
         now: datetime | None = None,
     ) -> Page[E]:
         order = Order() if order is None else order
-        if not isinstance(order, Order) or order.field not in sortable(self._entity):
+        if not isinstance(order, Order) or order.field not in sortable_fields(self._entity):
             raise ValidationError("order", order, "cannot order by this field")
         if limit is not None and (type(limit) is not int or limit < 1):
             raise ValidationError("limit", limit, "a limit is a positive int (or None)")
@@ -275,22 +269,6 @@ class JsonStageHistory(JsonRepository[StageChange]):
     def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
         found = [c for c in self.all() if c.subject is subject and c.subject_id == subject_id]
         return sorted(found, key=lambda c: (c.at, c.id))
-
-
-ORDERABLE = (UUID, int, float, bool, str, Enum, datetime, date)
-
-
-def sortable(entity: type[Entity]) -> set[str]:
-    """The fields of ``entity`` that hold one orderable value (or ``None``)."""
-    hints = typing.get_type_hints(entity)
-    found = set()
-    for field in attrs.fields(entity):
-        tp = hints[field.name]
-        if isinstance(tp, UnionType):  # Optional: X | None
-            (tp,) = (arg for arg in typing.get_args(tp) if arg is not NoneType)
-        if isinstance(tp, type) and issubclass(tp, ORDERABLE):
-            found.add(field.name)
-    return found
 
 
 def sort_key(value: Any, id: UUID) -> tuple[Any, ...]:

@@ -1,6 +1,7 @@
 """The conformance kit, run on JsonStore (the how-to copies this file to test_jsonstore.py)."""
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from jsonstore import JsonStore
@@ -12,6 +13,9 @@ from crmkit.testing.storage import Capabilities, StoreContract
 class TestJsonStore(StoreContract):
     capabilities = Capabilities(examples=int(os.environ.get("KIT_EXAMPLES", "25")))
 
-    @pytest.fixture
-    def store(self) -> Store:
-        return JsonStore(tenant="kit")
+    @pytest.fixture(scope="class")
+    @classmethod
+    def store(cls) -> Iterator[Store]:
+        store = JsonStore(tenant="kit")
+        yield store
+        store.close()

@@ -13,6 +13,8 @@ A store is opened for one tenant and never reads or writes another tenant's rows
         uow.commit()
 """
 
+from crmkit.storage._columns import ENTITIES
+from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
     ActivityRepository,
     Repository,
@@ -24,6 +26,7 @@ from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage.memory import MemoryStore
 
 __all__ = [
+    "ENTITIES",
     "ActivityRepository",
     "Cursor",
     "MemoryStore",
@@ -33,4 +36,5 @@ __all__ = [
     "StageHistoryRepository",
     "Store",
     "UnitOfWork",
+    "sortable_fields",
 ]

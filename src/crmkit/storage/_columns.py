@@ -144,5 +144,7 @@ def columns(entity: type[Entity]) -> Mapping[str, Column]:
 
 
 def sortable(entity: type[Entity]) -> frozenset[str]:
-    """The fields a query on ``entity`` may be ordered by."""
+    """The fields a query on ``entity`` may be ordered by: ids, numbers, yes/no, text
+    and enumerations (by code point), dates and times; not money, decimals, tags or
+    custom fields."""
     return frozenset(c.name for c in columns(entity).values() if c.kind in _SORTABLE)

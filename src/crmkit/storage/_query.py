@@ -25,8 +25,10 @@ class Order:
     """How a query orders its results: one field, ascending unless ``descending``.
 
     Ties are broken by ``id``, so the order is total and pages never overlap. A missing
-    value (``None``) sorts after every value ascending, and first descending (as
-    PostgreSQL does by default).
+    value (``None``) sorts after every value. Text and enumerations compare by code point
+    (as Python compares ``str``; PostgreSQL's ``C`` collation). ``descending`` reverses
+    the whole ascending order, ties and missing values included: ``field DESC NULLS
+    FIRST, id DESC``. :func:`~crmkit.storage.sortable_fields` names the fields allowed.
     """
 
     field: str = "created_at"

@@ -1,9 +1,17 @@
 """crmkit's shipped test kit (extra ``test``).
 
-* :mod:`crmkit.testing.strategies`: hypothesis strategies for every model and value type.
+* :mod:`crmkit.testing.strategies`: hypothesis strategies for every model and value type;
+* :mod:`crmkit.testing.storage`: the storage conformance contracts, which an adapter's
+  test suite subclasses.
 
-The storage conformance contracts join this package with the storage port. Nothing in
-crmkit's library code imports this package.
+Nothing in crmkit's library code imports this package.
 """
+
+try:  # pytest rewrites the kit's asserts, so a failing contract shows the values
+    import pytest
+except ImportError:  # pragma: no cover - the kit then cannot run anyway
+    pass
+else:
+    pytest.register_assert_rewrite("crmkit.testing.storage")
 
 __all__: list[str] = []
