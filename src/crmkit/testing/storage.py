@@ -494,7 +494,7 @@ class StoreContract:
             with pytest.raises(InvalidRule):
                 unit.contacts.find(deals_where(field("owner") == "x"))
             with pytest.raises(InvalidRule):
-                unit.accounts.find(contacts_where(field("owner") == "x"))  # type: ignore[arg-type]
+                unit.accounts.find(contacts_where(field("owner") == "x"))
             missing = Segment.new(name="never stored", members=[])
             with pytest.raises(InvalidRule):
                 unit.contacts.count(contacts_where(in_segment(missing)))
