@@ -10,6 +10,7 @@ runs every model check again. Nested values (rules) go through
 import json
 from collections.abc import Callable, Sequence
 from decimal import ROUND_FLOOR, Context, Decimal, Inexact, Rounded
+from functools import lru_cache
 from typing import Any, Final
 
 import attrs
@@ -29,6 +30,7 @@ _EXACT: Final = Context(prec=80, traps=[Inexact, Rounded])
 _CONVERTER: Final = make_converter()
 _EMPTY_LIST: Final = "[]"
 _EMPTY_OBJECT: Final = "{}"
+_JSON: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 def decimal_parts(value: Decimal) -> tuple[int, int]:
@@ -62,22 +64,21 @@ def _money(value: Money | None) -> tuple[str | None, str | None, int | None, int
     return str(value.amount), value.currency, units, nanos
 
 
+@lru_cache(maxsize=4096)  # tag sets repeat across contacts; frozensets are hashable
 def _tags(tags: frozenset[str]) -> tuple[str, str | None]:
     if not tags:
         return _EMPTY_LIST, None
     ordered = sorted(tags)
     folded = sorted({t.casefold() for t in ordered})
-    text = json.dumps(ordered, ensure_ascii=False)
-    return text, None if folded == ordered else json.dumps(folded, ensure_ascii=False)
+    return _JSON(ordered), None if folded == ordered else _JSON(folded)
 
 
 def _custom(fields: CustomFields) -> tuple[str, str | None]:
     if not fields:
         return _EMPTY_OBJECT, None
-    data = dict(fields)
-    folded = {k: f for k, v in data.items() if isinstance(v, str) and (f := v.casefold()) != v}
-    text = json.dumps(data, ensure_ascii=False, allow_nan=False)
-    return text, json.dumps(folded, ensure_ascii=False) if folded else None
+    data = fields._data
+    folded = {k: f for k, v in data.items() if type(v) is str and (f := v.casefold()) != v}
+    return _JSON(data), _JSON(folded) if folded else None
 
 
 def _rule(rule: Rule | None) -> str | None:
