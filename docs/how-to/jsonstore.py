@@ -229,6 +229,9 @@ class JsonRepository(Generic[E]):
     def count(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> int:
         return len(self._select(rule, now))
 
+    def ids(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> list[UUID]:
+        return sorted(item.id for item in self._select(rule, now))
+
     def iterate(
         self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None
     ) -> Iterator[E]:

@@ -107,6 +107,10 @@ class Repository(Protocol[_E]):
         """How many entities ``rule`` selects (all without a rule)."""
         ...
 
+    def ids(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> list[UUID]:
+        """The ids of the entities ``rule`` selects, in id order, without loading them."""
+        ...
+
     def iterate(
         self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None
     ) -> Iterator[_E]:

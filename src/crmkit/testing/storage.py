@@ -450,6 +450,7 @@ class StoreContract:
                 unit.commit()
                 assert set(_ids(unit.contacts.find(rule, now=NOW))) == expected
                 assert unit.contacts.count(rule, now=NOW) == len(expected)
+                assert unit.contacts.ids(rule, now=NOW) == sorted(expected)
 
         check()
 
@@ -471,6 +472,7 @@ class StoreContract:
                 repository.add_many(items)
                 assert set(_ids(repository.find(rule, now=NOW))) == expected
                 assert repository.count(rule, now=NOW) == len(expected)
+                assert repository.ids(rule, now=NOW) == sorted(expected)
 
         check()
 

@@ -635,6 +635,12 @@ class _Repository(Generic[_E]):
         with self._unit.store._errors():
             return int(self._unit._conn().execute(statement).scalar_one())
 
+    def ids(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> list[UUID]:
+        id_ = self._table.c.id
+        statement = sa.select(id_).where(*self._where(rule, now)).order_by(id_)
+        with self._unit.store._errors():
+            return list(self._unit._conn().execute(statement).scalars())
+
     def iterate(
         self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None
     ) -> Iterator[_E]:
