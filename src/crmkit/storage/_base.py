@@ -1,7 +1,7 @@
 """Checks and algorithms every adapter shares, so that they cannot disagree."""
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Final, TypeVar
 from uuid import UUID
@@ -23,6 +23,7 @@ __all__ = [
     "check_tenant",
     "check_window",
     "iterate_pages",
+    "page_of",
     "query_now",
     "start_after",
 ]
@@ -128,6 +129,15 @@ def start_after(order: Order | None, after: Cursor | None, entity: type[Entity])
         if after.order != order:
             raise ValidationError("after", after, "this cursor belongs to another order")
     return order
+
+
+def page_of(found: Sequence[_E], order: Order, limit: int | None) -> Page[_E]:
+    """The page of ``found`` (fetched in ``order``, one more than ``limit`` if there are
+    more) and the cursor after its last item."""
+    if limit is None or len(found) <= limit:
+        return Page(tuple(found), None)
+    last = found[limit - 1]
+    return Page(tuple(found[:limit]), Cursor(order, getattr(last, order.field), last.id))
 
 
 def iterate_pages(

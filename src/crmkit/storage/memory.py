@@ -47,6 +47,7 @@ from crmkit.storage._base import (
     check_tenant,
     check_window,
     iterate_pages,
+    page_of,
     query_now,
     start_after,
 )
@@ -280,10 +281,7 @@ class _Repository(Generic[_E]):
                 found = [e for e in found if key(e) < mark]
             else:
                 found = [e for e in found if key(e) > mark]
-        if limit is None or len(found) <= limit:
-            return Page(tuple(found), None)
-        last = found[limit - 1]
-        return Page(tuple(found[:limit]), Cursor(order, getattr(last, order.field), last.id))
+        return page_of(found, order, limit)
 
     def count(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> int:
         return len(self._select(rule, now))

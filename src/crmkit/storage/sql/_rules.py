@@ -52,27 +52,18 @@ from crmkit.models.rules import (
     TextOp,
     field_spec,
 )
-from crmkit.segmentation._semantics import activity_window, window_bounds
+from crmkit.segmentation._semantics import OPS, activity_window, window_bounds
 from crmkit.storage.sql._codec import NANOS, decimal_parts
 from crmkit.storage.sql._schema import Schema
 
 __all__ = ["RuleCompiler"]
 
 _Bool = ColumnElement[bool]
-_OPS: Final[Mapping[Op, Callable[[Any, Any], Any]]] = {
-    Op.EQ: operator.eq,
-    Op.NE: operator.ne,
-    Op.LT: operator.lt,
-    Op.LE: operator.le,
-    Op.GT: operator.gt,
-    Op.GE: operator.ge,
-}
 
 
 def _apply(op: Op, left: Any, right: Any) -> _Bool:
     """``left <op> right`` as a SQL condition."""
-    condition: _Bool = _OPS[op](left, right)
-    return condition
+    return cast(_Bool, OPS[op](left, right))
 
 
 _LIMIT: Final = Decimal(10) ** 18

@@ -12,7 +12,7 @@ from uuid import UUID
 import attrs
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
 from crmkit._extras import import_extra
@@ -52,10 +52,11 @@ from crmkit.storage._base import (
     check_tenant,
     check_window,
     iterate_pages,
+    page_of,
     query_now,
     start_after,
 )
-from crmkit.storage._columns import columns
+from crmkit.storage._columns import columns, memo
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage.sql._codec import Codec, check_table, codec
@@ -380,6 +381,33 @@ class SqlUnitOfWork:
 # ---------------------------------------------------------------------------- repositories
 
 
+@attrs.frozen
+class _Statements:
+    """The driver-level SQL one repository writes with."""
+
+    insert: str
+    update: str
+    copy: str
+
+
+@memo
+def _statements(table: sa.Table, codec: Codec, dialect: Dialect) -> _Statements:
+    """Written once per table and dialect, not for every unit of work."""
+    check_table(table, codec.names)
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.name == "sqlite" else "%s"
+    names = codec.names
+    name = quote(table.name)
+    cols = ", ".join(quote(n) for n in names)
+    sets = ", ".join(f"{quote(n)} = {mark}" for n in names[2:])
+    key = f"tenant = {mark} AND id = {mark} AND version = {mark}"
+    return _Statements(
+        insert=f"INSERT INTO {name} ({cols}) VALUES ({', '.join([mark] * len(names))})",
+        update=f"UPDATE {name} SET {sets} WHERE {key}",
+        copy=f"COPY {name} ({cols}) FROM STDIN",
+    )
+
+
 class _Repository(Generic[_E]):
     def __init__(self, unit: SqlUnitOfWork, entity: type[_E]) -> None:
         self._unit = unit
@@ -387,21 +415,9 @@ class _Repository(Generic[_E]):
         store = unit.store
         self._table = store.schema.table(entity)
         self._codec: Codec = codec(entity, store.dialect)
-        check_table(self._table, self._codec.names)
         self._tenant = store.tenant
         self._name = entity.entity_name
-        preparer = store.sql_dialect.identifier_preparer
-        self._quote = preparer.quote
-        mark = "?" if store.dialect == "sqlite" else "%s"
-        names = self._codec.names
-        table = self._quote(self._table.name)
-        cols = ", ".join(self._quote(n) for n in names)
-        self._insert_sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join([mark] * len(names))})"
-        sets = ", ".join(f"{self._quote(n)} = {mark}" for n in names[2:])
-        self._update_sql = (
-            f"UPDATE {table} SET {sets} WHERE tenant = {mark} AND id = {mark} AND version = {mark}"
-        )
-        self._copy_sql = f"COPY {table} ({cols}) FROM STDIN"
+        self._sql = _statements(self._table, self._codec, store.sql_dialect)
 
     @property
     def entity(self) -> type[_E]:
@@ -461,11 +477,11 @@ class _Repository(Generic[_E]):
 
     def _write_rows(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
         if self._unit.store.dialect == "postgresql":
-            with self._raw(connection).cursor() as cursor, cursor.copy(self._copy_sql) as copy:
+            with self._raw(connection).cursor() as cursor, cursor.copy(self._sql.copy) as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
-            self._raw(connection).executemany(self._insert_sql, rows)
+            self._raw(connection).executemany(self._sql.insert, rows)
 
     def _write_members(self, connection: Connection, items: Sequence[Entity]) -> None:
         if self._codec.members_field is None:
@@ -546,7 +562,7 @@ class _Repository(Generic[_E]):
         row = self._codec.encode(self._tenant, new)
         with self._unit.store._errors(), self._unit._savepoint() as connection:
             params = (*row[2:], row[0], row[1], item.version)
-            cursor = self._raw(connection).execute(self._update_sql, params)
+            cursor = self._raw(connection).execute(self._sql.update, params)
             if cursor.rowcount != 1:
                 actual = self._stored_version(item.id)
                 if actual is None:
@@ -612,22 +628,18 @@ class _Repository(Generic[_E]):
             conditions.append(self._after(order, after))
         column = self._table.c[order.field]
         nullable = columns(self._entity)[order.field].optional
+        id_ = self._table.c.id
         if order.descending:
-            first = column.desc().nulls_first() if nullable else column.desc()
-            keys = [first, self._table.c.id.desc()]
+            keys = [column.desc().nulls_first() if nullable else column.desc(), id_.desc()]
         else:
-            first = column.asc().nulls_last() if nullable else column.asc()
-            keys = [first, self._table.c.id.asc()]
+            keys = [column.asc().nulls_last() if nullable else column.asc(), id_.asc()]
+        if order.field == "id":  # the tie-breaker is the order itself
+            keys = keys[:1]
         statement = sa.select(self._table).where(*conditions).order_by(*keys)
-        if order.field == "id":
-            statement = statement.order_by(None).order_by(keys[1])
         if limit is not None:
             statement = statement.limit(limit + 1)
         found = self._load(statement)
-        if limit is None or len(found) <= limit:
-            return Page(tuple(found), None)
-        last = found[limit - 1]
-        return Page(tuple(found[:limit]), Cursor(order, getattr(last, order.field), last.id))
+        return page_of(found, order, limit)
 
     def count(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> int:
         statement = sa.select(sa.func.count()).select_from(self._table)
