@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from tests.storage_support import postgres_store, postgres_url, sqlite_store
 
+from crmkit.clock import FixedClock
 from crmkit.errors import ConcurrencyConflict, InvalidRule, StorageError, ValidationError
 from crmkit.models import Activity, ActivityKind, Contact, Deal, DealStatus, Money, Segment
 from crmkit.segmentation import (
@@ -300,6 +301,29 @@ def test_deal_status_and_dates_round_trip(store: SqlStore) -> None:
 
 
 # ---------------------------------------------------------------------------- processes
+
+
+def test_rows_changed_behind_the_store_are_checked_when_read(store: SqlStore) -> None:
+    ada = Contact.new(email="ada@example.com", clock=FixedClock(NOW))
+    with store.unit_of_work() as unit:
+        unit.contacts.add(ada)
+        unit.commit()
+    table = store.schema.table(Contact)
+    assert store.engine is not None
+    with store.engine.begin() as connection:  # another program writes a bad address
+        connection.execute(
+            sa.update(table).where(table.c.id == ada.id).values(email="ada at example")
+        )
+    with store.unit_of_work() as unit, pytest.raises(ValidationError) as caught:
+        unit.contacts.get(ada.id)
+    assert [(p.field, p.value) for p in caught.value.problems] == [("email", "ada at example")]
+    if store.dialect == "sqlite":  # text where a timestamp belongs: no model can be made
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql(
+                f"UPDATE {table.name} SET email = NULL, created_at = 'yesterday'"
+            )
+        with store.unit_of_work() as unit, pytest.raises(StorageError, match="contact"):
+            unit.contacts.find()
 
 
 def _increment(url: str, contact_id: str, rounds: int) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from crmkit.models import (
     PhoneNumber,
     normalise_tags,
 )
+from crmkit.models._values import _normal_domain, _normal_domain_slow
 from crmkit.testing import strategies as cst
 
 # ---------------------------------------------------------------------------- e-mail
@@ -110,6 +111,22 @@ def test_text_without_exactly_one_at_is_never_an_email(raw: str) -> None:
 def test_emails_with_a_forbidden_character_are_rejected(address: str, bad: str) -> None:
     with pytest.raises(ValidationError):
         EmailAddress(f"{address[0]}{bad}{address[1:]}")
+
+
+_HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+
+
+@given(st.from_regex(rf"(?:{_HOST_LABEL}\.){{1,3}}[a-zA-Z0-9-]{{1,64}}", fullmatch=True))
+def test_the_fast_path_for_normal_domains_agrees_with_the_full_check(domain: str) -> None:
+    try:
+        expected: str | type[ValidationError] = _normal_domain_slow(domain, domain)
+    except ValidationError:
+        expected = ValidationError
+    try:
+        actual: str | type[ValidationError] = _normal_domain(domain, domain)
+    except ValidationError:
+        actual = ValidationError
+    assert actual == expected
 
 
 # ---------------------------------------------------------------------------- phone

@@ -9,7 +9,7 @@ with :func:`attrs.evolve`, which validates again.
 ``new()`` on each class fills id, version and timestamps from a clock.
 """
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Final, Self
@@ -85,6 +85,34 @@ def _checks_of(cls: type) -> tuple[tuple[str, f.Check], ...]:
     return found
 
 
+_quick_cache: dict[type, Callable[[object], bool]] = {}
+
+
+def _quick_check_of(cls: type) -> Callable[[object], bool]:
+    """A function running every field check of ``cls`` in a row, generated once per class.
+
+    It answers whether all fields are valid, raising (or returning ``False``) at the
+    first problem; ``__attrs_post_init__`` then runs the checks one by one to report
+    every problem. Valid objects, the common case, are checked at the cost of one call
+    per field.
+    """
+    found = _quick_cache.get(cls)
+    if found is None:
+        checks = _checks_of(cls)
+        namespace: dict[str, Any] = {"Invalid": Invalid}
+        lines = ["def quick(self):"]
+        for index, (name, check) in enumerate(checks):
+            namespace[f"check_{index}"] = check
+            lines.append(f"    value = self.{name}")
+            lines.append("    if value.__class__ is Invalid: return False")
+            lines.append(f"    check_{index}(value)")
+        lines.append("    return True")
+        # Generated from the class's own attribute names (identifiers) only.
+        exec(compile("\n".join(lines), f"<crmkit checks {cls.__name__}>", "exec"), namespace)
+        found = _quick_cache[cls] = namespace["quick"]
+    return found
+
+
 def _stamp(clock: Clock) -> dict[str, Any]:
     now = clock.now()
     return {"id": uuid4(), "version": 1, "created_at": now, "updated_at": now}
@@ -103,7 +131,16 @@ class Entity:
     updated_at: datetime = attrs.field(converter=f.to_utc, metadata=f.check(f.is_utc))
 
     def __attrs_post_init__(self) -> None:
-        problems: list[Problem] = []
+        try:
+            valid = _quick_check_of(type(self))(self)
+        except ValidationError:
+            valid = False
+        if valid:
+            problems = list(self._invariants())
+            if problems:
+                raise ValidationError.of(problems)
+            return
+        problems = []
         for name, check in _checks_of(type(self)):
             value = getattr(self, name)
             if type(value) is Invalid:  # its converter could not read it

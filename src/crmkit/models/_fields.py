@@ -12,7 +12,7 @@ Converters are module-level named functions because mypy's attrs plugin derives 
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Final
@@ -185,6 +185,8 @@ def uuid_set(value: object) -> None:
 
 
 def to_utc(value: datetime) -> datetime:
+    if value.__class__ is datetime and value.tzinfo is UTC:
+        return value
     return or_invalid(ensure_utc, value)  # type: ignore[no-any-return]
 
 

@@ -139,8 +139,20 @@ def _domain_label(label: str, raw: str) -> tuple[str, str]:
     return unicode, "xn--" + unicode.encode("punycode").decode("ascii")
 
 
+_NORMAL_ASCII_DOMAIN: Final = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z"
+)
+"""A domain already in normal form and valid: lower-case host name labels, no ``xn--``."""
+
+
 def _normal_domain(domain: str, raw: str) -> str:
     """The domain lower-cased, with internationalised labels in one Unicode spelling."""
+    if len(domain) <= 253 and "xn--" not in domain and _NORMAL_ASCII_DOMAIN.match(domain):
+        return domain  # the common case, and every address read back from a store
+    return _normal_domain_slow(domain, raw)
+
+
+def _normal_domain_slow(domain: str, raw: str) -> str:
     labels = [_domain_label(label, raw) for label in domain.lower().split(".")]
     ascii_labels = [a for _, a in labels]
     if len(".".join(ascii_labels)) > 253:
@@ -543,6 +555,9 @@ def _check_scalar(key: str, value: object) -> None:
         )
 
 
+_PLAIN_TYPES: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: JSONScalar) -> JSONScalar:
     for base in (bool, int, float, str):
         if isinstance(value, base):
@@ -577,6 +592,7 @@ class CustomFields(Mapping[str, JSONScalar]):
             data = {}
         if not isinstance(data, Mapping):
             raise ValidationError("", data, "custom fields must be a mapping of names to values")
+        plain = True
         for key, value in data.items():
             if not isinstance(key, str) or not _KEY.match(key):
                 raise ValidationError(
@@ -586,9 +602,12 @@ class CustomFields(Mapping[str, JSONScalar]):
                     "at most 63 characters",
                 )
             _check_scalar(key, value)
+            plain = plain and type(value) in _PLAIN_TYPES
         # Subclasses (a StrEnum, an IntEnum) are stored as the JSON type they stand for,
         # so that a value reads back as it was written.
-        self._data: dict[str, JSONScalar] = {k: _plain(v) for k, v in data.items()}
+        self._data: dict[str, JSONScalar] = (
+            dict(data) if plain else {k: _plain(v) for k, v in data.items()}
+        )
         self._hash: int | None = None
 
     def __getitem__(self, key: str) -> JSONScalar:

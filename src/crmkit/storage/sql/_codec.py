@@ -2,16 +2,19 @@
 
 The encoder renders an entity as the tuple of its table's columns in the form the
 database driver takes directly (so that bulk imports skip SQLAlchemy's per-row work);
-the decoder builds the entity from a row read through the table's column types, which
+the decoder builds the entity from the driver's values of the columns it reads (so that
+reads skip SQLAlchemy's result processing too) through the entity's constructor, which
 runs every model check again. Nested values (rules) go through
 :mod:`crmkit.serialization`.
 """
 
 import json
 from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
 from decimal import ROUND_FLOOR, Context, Decimal, Inexact, Rounded
 from functools import lru_cache
 from typing import Any, Final
+from uuid import UUID
 
 import attrs
 import sqlalchemy as sa
@@ -87,12 +90,22 @@ def _rule(rule: Rule | None) -> str | None:
     return json.dumps(_CONVERTER.unstructure(rule), ensure_ascii=False)
 
 
+def _read_json(data: Any) -> Any:
+    """A JSON column's value: text on SQLite, already decoded by psycopg on PostgreSQL."""
+    return json.loads(data) if type(data) is str else data
+
+
 def _read_rule(data: Any) -> Rule | None:
-    return None if data is None else _CONVERTER.structure(data, Rule)
+    return None if data is None else _CONVERTER.structure(_read_json(data), Rule)
 
 
 def _read_money(amount: str | None, currency: str | None) -> Money | None:
     return None if amount is None else Money(Decimal(amount), currency)  # type: ignore[arg-type]
+
+
+def _read_sqlite_bool(value: Any) -> Any:
+    """SQLite keeps booleans as 0 and 1; anything else is handed on for the model to reject."""
+    return {0: False, 1: True}.get(value, value) if type(value) is int else value
 
 
 @attrs.frozen
@@ -104,8 +117,10 @@ class Codec:
     """The table's column names, in order (``tenant`` first, then ``id``)."""
     encode: Callable[[str, Entity], tuple[Any, ...]]
     """``(tenant, entity) -> row`` in the driver's own types."""
+    read_names: tuple[str, ...]
+    """The columns :attr:`decode` reads, in order (``id`` first): no shadows, no tenant."""
     decode: Callable[..., Entity]
-    """``row -> entity`` from a row read through the table's column types."""
+    """``(row, members) -> entity`` from the driver's own values of :attr:`read_names`."""
     members_field: str | None
     """The field held in the members table (static segments), if any."""
 
@@ -167,46 +182,54 @@ def _encode_source(  # noqa: PLR0912 - one branch per storage kind
     return names, parts
 
 
-def _decode_source(entity: type[Entity], names: list[str]) -> tuple[str, dict[str, Any]]:
-    index = {name: i for i, name in enumerate(names)}
-    namespace: dict[str, Any] = {
-        "cls": entity,
-        "Decimal": Decimal,
-        "money": _read_money,
-        "rule": _read_rule,
-        "CustomFields": CustomFields,
-    }
+def _decode_source(  # noqa: PLR0912 - one branch per storage kind
+    entity: type[Entity], postgres: bool
+) -> tuple[list[str], str]:
+    """The columns to read and the source of ``decode``, converting the driver's values.
+
+    SQLite's driver gives text for UUIDs, timestamps, dates and JSON, and 0/1 for
+    booleans; psycopg gives Python values (JSON decoded). Text that is no UUID or
+    timestamp raises ``ValueError`` (the store reports it as a ``StorageError``); every
+    other value goes to the model's constructor, whose checks name the field.
+    """
+    names: list[str] = []
     arguments = []
     for column in columns(entity).values():
         name = column.name
         if column.kind is Kind.UUID_SET:
             arguments.append(f"{name}=members")
             continue
-        at = f"r[{index[name]}]"
+        at = f"r[{len(names)}]"
+        names.append(name)
         match column.kind:
+            case Kind.UUID if not postgres:
+                expr = f"UUID(hex={at})"
+            case Kind.DATETIME if not postgres:
+                expr = f"datetime.fromisoformat({at}).replace(tzinfo=UTC)"
+            case Kind.DATE if not postgres:
+                expr = f"date.fromisoformat({at})"
+            case Kind.BOOL if not postgres:
+                expr = f"boolean({at})"
             case Kind.ENUM:
-                namespace[f"enum_{name}"] = column.enum
                 expr = f"enum_{name}({at})"
-                if column.optional:
-                    expr = f"(None if {at} is None else {expr})"
             case Kind.DECIMAL:
-                expr = f"(None if {at} is None else Decimal({at}))"
+                expr = f"Decimal({at})"
             case Kind.MONEY:
-                expr = f"money({at}, r[{index[name + '_currency']}])"
+                names.append(f"{name}_currency")
+                expr = f"money({at}, r[{len(names) - 1}])"
             case Kind.TAGS:
-                expr = f"frozenset({at})"
+                expr = f"frozenset(json({at}))"
             case Kind.JSON:
-                expr = f"CustomFields({at})"
+                expr = f"CustomFields(json({at}))"
             case Kind.RULE:
                 expr = f"rule({at})"
             case _:
                 expr = at
+        if column.optional and expr != at and column.kind not in (Kind.MONEY, Kind.RULE):
+            expr = f"(None if {at} is None else {expr})"
         arguments.append(f"{name}={expr}")
     body = ",\n        ".join(arguments)
-    return (
-        f"def decode(r, members=frozenset()):\n    return cls(\n        {body}\n    )\n",
-        namespace,
-    )
+    return names, f"def decode(r, members=frozenset()):\n    return cls(\n        {body}\n    )\n"
 
 
 @memo
@@ -225,10 +248,33 @@ def codec(entity: type[Entity], dialect: str) -> Codec:
     }
     # Generated from the model's own field names (identifiers) and fixed templates only.
     exec(compile(source, f"<crmkit encode {entity.entity_name}>", "exec"), namespace)
-    decode_source, decode_namespace = _decode_source(entity, names)
+    read_names, decode_source = _decode_source(entity, postgres)
+    decode_namespace: dict[str, Any] = {
+        "cls": entity,
+        "UUID": UUID,
+        "UTC": UTC,
+        "datetime": datetime,
+        "date": date,
+        "Decimal": Decimal,
+        "boolean": _read_sqlite_bool,
+        "json": _read_json,
+        "money": _read_money,
+        "rule": _read_rule,
+        "CustomFields": CustomFields,
+    }
+    for column in columns(entity).values():
+        if column.kind is Kind.ENUM:
+            decode_namespace[f"enum_{column.name}"] = column.enum
     exec(compile(decode_source, f"<crmkit decode {entity.entity_name}>", "exec"), decode_namespace)
     members = next((c.name for c in columns(entity).values() if c.kind is Kind.UUID_SET), None)
-    return Codec(entity, tuple(names), namespace["encode"], decode_namespace["decode"], members)
+    return Codec(
+        entity,
+        tuple(names),
+        namespace["encode"],
+        tuple(read_names),
+        decode_namespace["decode"],
+        members,
+    )
 
 
 def check_table(table: sa.Table, names: Sequence[str]) -> None:

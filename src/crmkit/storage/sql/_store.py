@@ -2,7 +2,7 @@
 
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from itertools import islice
@@ -408,6 +408,29 @@ def _statements(table: sa.Table, codec: Codec, dialect: Dialect) -> _Statements:
     )
 
 
+@memo
+def _read_columns(table: sa.Table, codec: Codec) -> tuple[sa.ColumnElement[Any], ...]:
+    """The columns ``codec.decode`` reads, without SQLAlchemy's result processing."""
+    return tuple(sa.type_coerce(table.c[name], sa.types.NullType()) for name in codec.read_names)
+
+
+def _fetch(connection: Connection, statement: sa.Select[Any]) -> list[Any]:
+    """Every row of ``statement`` as the driver's tuples (no per-row work in SQLAlchemy)."""
+    result = connection.execute(statement)
+    try:
+        return cast(list[Any], result.cursor.fetchall())
+    finally:
+        result.close()
+
+
+def _same(value: UUID) -> UUID:
+    return value
+
+
+def _uuid_of_hex(value: str) -> UUID:
+    return UUID(hex=value)
+
+
 class _Repository(Generic[_E]):
     def __init__(self, unit: SqlUnitOfWork, entity: type[_E]) -> None:
         self._unit = unit
@@ -418,6 +441,12 @@ class _Repository(Generic[_E]):
         self._tenant = store.tenant
         self._name = entity.entity_name
         self._sql = _statements(self._table, self._codec, store.sql_dialect)
+        # Read as the driver gives them (the codec converts), so that SQLAlchemy's
+        # per-value result processing is skipped.
+        self._read = _read_columns(self._table, self._codec)
+        self._read_id: Callable[[Any], UUID] = (
+            _same if store.dialect == "postgresql" else _uuid_of_hex
+        )
 
     @property
     def entity(self) -> type[_E]:
@@ -426,18 +455,26 @@ class _Repository(Generic[_E]):
     # ------------------------------------------------------------------ reading
 
     def _base(self) -> sa.Select[Any]:
-        return sa.select(self._table).where(self._table.c.tenant == self._tenant)
+        return sa.select(*self._read).where(self._table.c.tenant == self._tenant)
 
     def _load(self, statement: sa.Select[Any]) -> list[_E]:
         unit = self._unit
+        decode = self._codec.decode
         with unit.store._errors():
-            rows = unit._conn().execute(statement).all()
-            if self._codec.members_field is None:
-                return [cast(_E, self._codec.decode(row)) for row in rows]
-            members = self._members([row[1] for row in rows])
-            return [
-                cast(_E, self._codec.decode(row, members.get(row[1], frozenset()))) for row in rows
-            ]
+            rows = _fetch(unit._conn(), statement)
+            try:
+                if self._codec.members_field is None:
+                    return [cast(_E, decode(row)) for row in rows]
+                ids = [self._read_id(row[0]) for row in rows]
+                members = self._members(ids)
+                return [
+                    cast(_E, decode(row, members.get(id, frozenset())))
+                    for id, row in zip(ids, rows, strict=True)
+                ]
+            except CrmkitError:
+                raise
+            except (TypeError, ValueError) as error:
+                raise StorageError(f"a stored {self._name} cannot be read: {error}") from error
 
     def _members(self, ids: Sequence[UUID]) -> dict[UUID, frozenset[UUID]]:
         table = self._unit.store.schema.members
@@ -521,6 +558,8 @@ class _Repository(Generic[_E]):
 
     def add_many(self, items: Iterable[_E], /) -> int:
         unit = self._unit
+        if unit.store.dialect == "postgresql" and self._codec.members_field is None:
+            return self._copy_many(items)
         total = 0
         with unit.store._errors(), unit._savepoint() as connection:
             iterator = iter(items)
@@ -539,6 +578,52 @@ class _Repository(Generic[_E]):
                     raise
                 total += len(chunk)
         return total
+
+    def _copy_many(self, items: Iterable[_E]) -> int:
+        """``add_many`` on PostgreSQL: one ``COPY`` for the whole call, streamed.
+
+        Only the ids are kept (16 bytes each), to name the first taken id if the
+        database refuses the rows.
+        """
+        unit, entity, tenant, encode = self._unit, self._entity, self._tenant, self._codec.encode
+        ids = bytearray()
+        total = 0
+        with unit.store._errors():
+            try:
+                with (
+                    unit._savepoint() as connection,
+                    self._raw(connection).cursor() as cursor,
+                    cursor.copy(self._sql.copy) as copy,
+                ):
+                    for index, item in enumerate(items):
+                        check_item(item, entity, f"[{index}]")
+                        ids += item.id.bytes
+                        copy.write_row(encode(tenant, item))
+                        total = index + 1
+            except Exception as error:
+                if unit.store._is_integrity_error(error):
+                    raise self._first_taken(ids) from None
+                raise
+        return total
+
+    def _first_taken(self, ids: bytearray) -> Exception:
+        """The first of ``ids`` (16 bytes each) already stored or repeated, as Duplicate."""
+        seen: set[bytes] = set()
+        id_ = self._table.c.id
+        for start in range(0, len(ids), 16 * _ID_CHUNK):
+            chunk = [
+                UUID(bytes=bytes(ids[i : i + 16]))
+                for i in range(start, min(start + 16 * _ID_CHUNK, len(ids)), 16)
+            ]
+            statement = sa.select(self._read[0]).where(
+                self._table.c.tenant == self._tenant, id_.in_(chunk)
+            )
+            stored = {self._read_id(row[0]) for row in _fetch(self._unit._conn(), statement)}
+            for offset, item_id in enumerate(chunk):
+                if item_id.bytes in seen or item_id in stored:
+                    return Duplicate(self._name, item_id, index=start // 16 + offset)
+                seen.add(item_id.bytes)
+        return StorageError(f"a {self._name} row violates a constraint")  # pragma: no cover
 
     def _duplicate(self, chunk: Sequence[_E], offset: int) -> Exception:
         """The first item of ``chunk`` whose id is taken, as a :class:`Duplicate`."""
@@ -635,7 +720,7 @@ class _Repository(Generic[_E]):
             keys = [column.asc().nulls_last() if nullable else column.asc(), id_.asc()]
         if order.field == "id":  # the tie-breaker is the order itself
             keys = keys[:1]
-        statement = sa.select(self._table).where(*conditions).order_by(*keys)
+        statement = sa.select(*self._read).where(*conditions).order_by(*keys)
         if limit is not None:
             statement = statement.limit(limit + 1)
         found = self._load(statement)
@@ -649,9 +734,10 @@ class _Repository(Generic[_E]):
 
     def ids(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> list[UUID]:
         id_ = self._table.c.id
-        statement = sa.select(id_).where(*self._where(rule, now)).order_by(id_)
+        statement = sa.select(self._read[0]).where(*self._where(rule, now)).order_by(id_)
         with self._unit.store._errors():
-            return list(self._unit._conn().execute(statement).scalars())
+            rows = _fetch(self._unit._conn(), statement)
+            return [self._read_id(row[0]) for row in rows]
 
     def iterate(
         self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None
