@@ -59,6 +59,7 @@ from crmkit.scoring._rules import (
     ScoringModel,
     score,
 )
+from crmkit.scoring._suggest import Suggestion, suggest_criteria, wilson_interval
 
 __all__ = [
     "Band",
@@ -87,6 +88,7 @@ __all__ = [
     "Record",
     "ScoreCard",
     "ScoringModel",
+    "Suggestion",
     "TeamCounts",
     "brier_score",
     "calibration_table",
@@ -101,4 +103,6 @@ __all__ = [
     "roc_auc",
     "score",
     "stratified_folds",
+    "suggest_criteria",
+    "wilson_interval",
 ]
