@@ -223,6 +223,15 @@ class _Compiler:
             case Compare(field=name, op=op, value=literal):
                 spec = self.spec(name)
                 value = self.access(spec)
+                if spec.kind is FieldType.JSON and positive:
+                    # TRUE needs a value of the literal's JSON type: text or a number.
+                    lit = self.constant(literal)
+                    if type(literal) is str:
+                        test = f"_v {_SYMBOLS[op]} {lit}"
+                        return f"(type(_v := {value}) is str and {test})"
+                    if type(literal) in (int, float):
+                        test = f"_v {_SYMBOLS[op]} {lit}"
+                        return f"((type(_v := {value}) is int or type(_v) is float) and {test})"
                 if spec.kind not in _DIRECT:
                     kind, op_name = self.constant(spec.kind), self.constant(op)
                     lit = self.constant(literal)
