@@ -213,8 +213,8 @@ class ScoringModel:
 
     def __attrs_post_init__(self) -> None:  # noqa: PLR0912
         problems: list[Problem | None] = [_text("name", self.name)]
-        if self.entity not in _SCORED:
-            problems.append(Problem("entity", self.entity, "expected lead, deal or contact"))
+        if _not_a(self.entity, RuleEntity) or self.entity not in _SCORED:
+            raise _fail("entity", self.entity, "expected lead, deal or contact")
         if _not_a(self.criteria, tuple):
             raise _fail("criteria", self.criteria, "expected a tuple of criteria")
         if _not_a(self.decay, Decay):

@@ -63,6 +63,8 @@ Summer = Callable[[Iterable[Any]], list[float]]
 _SYMBOLS: Final = {Op.EQ: "==", Op.NE: "!=", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 # Fields whose values compare with Python's operators directly (no JSON or currency rules).
 _DIRECT: Final = frozenset(FieldType) - {FieldType.JSON, FieldType.MONEY, FieldType.TAGS}
+# Literal types whose TRUE comparisons with a custom field are written out directly.
+_JSON_DIRECT: Final = (str, int, float)
 
 
 def compile_rule(rule: Rule, context: Context) -> Predicate:
@@ -223,15 +225,8 @@ class _Compiler:
             case Compare(field=name, op=op, value=literal):
                 spec = self.spec(name)
                 value = self.access(spec)
-                if spec.kind is FieldType.JSON and positive:
-                    # TRUE needs a value of the literal's JSON type: text or a number.
-                    lit = self.constant(literal)
-                    if type(literal) is str:
-                        test = f"_v {_SYMBOLS[op]} {lit}"
-                        return f"(type(_v := {value}) is str and {test})"
-                    if type(literal) in (int, float):
-                        test = f"_v {_SYMBOLS[op]} {lit}"
-                        return f"((type(_v := {value}) is int or type(_v) is float) and {test})"
+                if spec.kind is FieldType.JSON and positive and type(literal) in _JSON_DIRECT:
+                    return self.json_true(value, op, literal)
                 if spec.kind not in _DIRECT:
                     kind, op_name = self.constant(spec.kind), self.constant(op)
                     lit = self.constant(literal)
@@ -289,6 +284,14 @@ class _Compiler:
                 measured = self.constant(self.activities(node))
                 return _polar(f"{measured}(o)", positive)
         raise InvalidRule("where", node, "not a condition of the rule language")
+
+    def json_true(self, value: str, op: Op, literal: object) -> str:
+        """ "``value <op> literal`` is TRUE" for a custom field and a text or number
+        literal: the value must be of the literal's JSON type (else UNKNOWN)."""
+        test = f"_v {_SYMBOLS[op]} {self.constant(literal)}"
+        if type(literal) is str:
+            return f"(type(_v := {value}) is str and {test})"
+        return f"((type(_v := {value}) is int or type(_v) is float) and {test})"
 
     def present(self, spec: FieldSpec, value: str, test: str) -> str:
         """``test`` on ``_v``, the field's value, which must not be missing (NULL)."""
