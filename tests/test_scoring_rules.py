@@ -207,7 +207,8 @@ def test_scores_are_deterministic_add_up_and_respect_caps(
     ):
         assert cap is None or value <= cap
     for contribution in card.contributions:
-        assert 0.0 <= contribution.decay <= 1.0 and 0.0 <= contribution.cap <= 1.0
+        assert 0.0 <= contribution.decay <= 1.0
+        assert 0.0 <= contribution.cap <= 1.0
 
 
 @settings(max_examples=60, deadline=None)

@@ -62,6 +62,14 @@ class CategoryWeights:
     weights: tuple[float, ...]
 
 
+class _Levels(dict[object, float]):
+    """Weights of the values of a text feature: 0 for a missing or unseen value, NaN (a
+    signal to check the record) for a value that is not text."""
+
+    def __missing__(self, key: object) -> float:
+        return 0.0 if key is None or isinstance(key, str) else math.nan
+
+
 def _numpy() -> Any:
     return import_extra("numpy", extra="fast", feature=_FEATURE)
 
@@ -184,8 +192,8 @@ class LogisticScorer:
             constants[f"w{i}"], constants[f"m{i}"] = slope, missing
             terms.append(f"(w{i} * x if (x := g({n.name!r})) is not None else m{i})")
         for i, c in enumerate(self.categorical):
-            constants[f"t{i}"] = dict(zip(c.levels, c.weights, strict=True))
-            terms.append(f"t{i}.get(g({c.name!r}), 0.0)")
+            constants[f"t{i}"] = _Levels(zip(c.levels, c.weights, strict=True))
+            terms.append(f"t{i}[g({c.name!r})]")
         constants["b"] = offset
         body = " + ".join(["b", *terms])
         source = f"def log_odds(r):\n    g = r.get\n    return {body}\n"
