@@ -15,6 +15,7 @@ PUBLIC_MODULES = [
     "crmkit.errors",
     "crmkit.models",
     "crmkit.models.rules",
+    "crmkit.scoring",
     "crmkit.segmentation",
     "crmkit.serialization",
     "crmkit.storage",

@@ -613,6 +613,10 @@ class CustomFields(Mapping[str, JSONScalar]):
     def __getitem__(self, key: str) -> JSONScalar:
         return self._data[key]
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when it is not set (one dict look-up)."""
+        return self._data.get(key, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
 

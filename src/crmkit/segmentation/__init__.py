@@ -21,7 +21,12 @@ from crmkit.segmentation._builder import (
     prop,
     tickets_where,
 )
-from crmkit.segmentation._compile import compile_rule, compile_selector
+from crmkit.segmentation._compile import (
+    compile_activity_filter,
+    compile_rule,
+    compile_selector,
+    compile_sum,
+)
 from crmkit.segmentation._evaluate import evaluate
 from crmkit.segmentation._rfm import RfmGroup, RfmScore, rfm_group, rfm_scores
 from crmkit.segmentation._segments import (
@@ -49,8 +54,10 @@ __all__ = [
     "activity",
     "assign_variant",
     "check_segments",
+    "compile_activity_filter",
     "compile_rule",
     "compile_selector",
+    "compile_sum",
     "contacts_where",
     "custom",
     "deals_where",

@@ -11,7 +11,9 @@ swaps them, ``And`` is TRUE when all items are TRUE and FALSE when any is FALSE,
 the reverse. Selecting needs only "the rule is TRUE".
 """
 
-from collections.abc import Callable, Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 from uuid import UUID
@@ -52,14 +54,17 @@ from crmkit.segmentation._semantics import (
     window_bounds,
 )
 
-__all__ = ["compile_rule", "compile_selector"]
+__all__ = ["compile_activity_filter", "compile_rule", "compile_selector", "compile_sum"]
 
 Predicate = Callable[[Any], bool]
 Selector = Callable[[Iterable[Any]], list[Any]]
+Summer = Callable[[Iterable[Any]], list[float]]
 
 _SYMBOLS: Final = {Op.EQ: "==", Op.NE: "!=", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 # Fields whose values compare with Python's operators directly (no JSON or currency rules).
 _DIRECT: Final = frozenset(FieldType) - {FieldType.JSON, FieldType.MONEY, FieldType.TAGS}
+# Literal types whose TRUE comparisons with a custom field are written out directly.
+_JSON_DIRECT: Final = (str, int, float)
 
 
 def compile_rule(rule: Rule, context: Context) -> Predicate:
@@ -79,6 +84,62 @@ def compile_selector(rule: Rule, context: Context) -> Selector:
     spares a function call per entity on large collections.
     """
     return _compiler(rule, context).selector(rule.where)
+
+
+def compile_sum(terms: Sequence[tuple[Rule, float]], context: Context) -> Summer:
+    """A function ``entities -> list[float]``: per entity, the sum of the weights of the
+    rules of ``terms`` that are TRUE for it.
+
+    All rules must select the same kind of entity. The weights are added in the order of
+    ``terms``, starting from ``0.0``, so the result equals that sum written out by hand.
+    The rules are written into one list comprehension, which makes scoring many
+    entities with many rules about as fast as hand-written Python. Raises
+    :class:`~crmkit.errors.InvalidRule` as :func:`compile_rule` does, and when the rules
+    select different kinds of entity or a weight is not a finite number.
+    """
+    if not terms:
+        return lambda entities: [0.0 for _ in entities]
+    entity = terms[0][0].entity
+    compiler = _Compiler(context, FIELDS[entity], "custom", entity, segments={}, segment_path=())
+    parts = ["0.0"]
+    for index, (rule, weight) in enumerate(terms):
+        if not isinstance(rule, Rule) or rule.entity is not entity:
+            found = getattr(rule, "entity", rule)
+            raise InvalidRule(f"terms[{index}]", found, f"expected a rule over {entity}")
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not math.isfinite(weight)
+        ):
+            raise InvalidRule(f"terms[{index}]", weight, "expected a finite number")
+        test = compiler.expression(rule.where, positive=True)
+        parts.append(f"({compiler.constant(float(weight))} if {test} else 0.0)")
+    source = f"def sums(entities):\n    return [{' + '.join(parts)} for o in entities]\n"
+    summer: Summer = compiler.define("sums", source)
+    return summer
+
+
+def compile_activity_filter(condition: ActivityCondition, now: datetime) -> Predicate:
+    """A function ``activity -> bool``: whether the activity counts for ``condition``
+    evaluated at ``now``: it is of the condition's kind, occurred up to ``now`` (and
+    within its ``within_days``), and its ``where`` filter is TRUE."""
+    kind = condition.kind
+    window = activity_window(condition.within_days, now)
+    where: Predicate | None = None
+    if condition.where is not None:
+        inner = _Compiler(
+            Context(now=now), ACTIVITY_FIELDS, "properties", None, segments={}, segment_path=()
+        )
+        where = inner.function(condition.where)
+
+    def selected(activity: Activity) -> bool:
+        if activity.kind != kind:
+            return False
+        if not in_window(activity.occurred_at, window):
+            return False
+        return where is None or where(activity)
+
+    return selected
 
 
 def _compiler(rule: Rule, context: Context) -> "_Compiler":
@@ -164,6 +225,8 @@ class _Compiler:
             case Compare(field=name, op=op, value=literal):
                 spec = self.spec(name)
                 value = self.access(spec)
+                if spec.kind is FieldType.JSON and positive and type(literal) in _JSON_DIRECT:
+                    return self.json_true(value, op, literal)
                 if spec.kind not in _DIRECT:
                     kind, op_name = self.constant(spec.kind), self.constant(op)
                     lit = self.constant(literal)
@@ -222,6 +285,14 @@ class _Compiler:
                 return _polar(f"{measured}(o)", positive)
         raise InvalidRule("where", node, "not a condition of the rule language")
 
+    def json_true(self, value: str, op: Op, literal: object) -> str:
+        """ "``value <op> literal`` is TRUE" for a custom field and a text or number
+        literal: the value must be of the literal's JSON type (else UNKNOWN)."""
+        test = f"_v {_SYMBOLS[op]} {self.constant(literal)}"
+        if type(literal) is str:
+            return f"(type(_v := {value}) is str and {test})"
+        return f"((type(_v := {value}) is int or type(_v) is float) and {test})"
+
     def present(self, spec: FieldSpec, value: str, test: str) -> str:
         """``test`` on ``_v``, the field's value, which must not be missing (NULL)."""
         if spec.required:
@@ -264,23 +335,9 @@ class _Compiler:
 
     def activities(self, node: ActivityCondition) -> Predicate:
         index = self.context.activities
-        kind = node.kind
         owner = "id" if self.entity is RuleEntity.CONTACT else "contact_id"
-        window = activity_window(node.within_days, self.context.now)
-        where: Predicate | None = None
-        if node.where is not None:
-            inner = _Compiler(
-                self.context, ACTIVITY_FIELDS, "properties", None, segments={}, segment_path=()
-            )
-            where = inner.function(node.where)
+        selected = compile_activity_filter(node, self.context.now)
         compare_with = OPS[node.op]
-
-        def selected(activity: Activity) -> bool:
-            if activity.kind != kind:
-                return False
-            if not in_window(activity.occurred_at, window):
-                return False
-            return where is None or where(activity)
 
         if node.measure is Measure.COUNT:
             limit = node.value

@@ -1,0 +1,560 @@
+"""Rule scoring: criteria (rules with points) in two groups, decay, caps and bands.
+
+A :class:`ScoringModel` scores one kind of entity (a lead, a deal or a contact). Each
+:class:`Criterion` is a rule of the rule language with points (negative points allowed)
+in the group ``fit`` (who they are) or ``engagement`` (what they did). A criterion
+scores its points when its rule is TRUE (UNKNOWN and FALSE score nothing, as in a
+segment).
+
+Rules over the scored entity see its fields; on a lead or deal model, a criterion whose
+rule is a contact rule is evaluated against the entity's contact, which the caller
+passes in.
+
+Decay
+    Engagement criteria must contain an activity condition. Their points decay from the
+    time of the **latest activity that counts for one of the criterion's activity
+    conditions** (of its kind, up to ``now``, within its window, its filter TRUE): "visited
+    /pricing" loses half its points every ``days`` days after the latest such visit
+    (:attr:`DecayKind.HALF_LIFE`), or falls linearly to zero ``days`` days after it
+    (:attr:`DecayKind.LINEAR`). A criterion that holds although no counted activity
+    exists (``count == 0``, say) has no anchor and is not decayed. Fit criteria never
+    decay.
+
+Caps
+    A group's total is at most its cap, and the score at most the total cap. A cap that
+    bites scales the positive contributions of its group (or of the whole card) by one
+    factor, so that the contributions still add up to the capped total; negative points
+    are never scaled.
+
+Totals are computed as written: the points of the TRUE criteria added in model order
+from ``0.0`` (after decay), then ``min(group, cap)`` per group and ``min(fit +
+engagement, total_cap)``. The contributions add up to the total up to float rounding.
+"""
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+from uuid import UUID
+
+import attrs
+
+from crmkit.errors import NotFound, Problem, ValidationError
+from crmkit.models import Activity, Contact, Deal, Lead
+from crmkit.models.rules import ActivityCondition, Rule, RuleEntity
+from crmkit.segmentation import Context, compile_activity_filter, compile_rule, compile_sum
+
+__all__ = [
+    "Band",
+    "CompiledModel",
+    "Contribution",
+    "Criterion",
+    "Decay",
+    "DecayKind",
+    "Group",
+    "ScoreCard",
+    "ScoringModel",
+    "score",
+]
+
+_SECONDS_PER_DAY: Final = 86_400.0
+_MAX_POINTS: Final = 1e9
+
+
+class Group(StrEnum):
+    """The group of a criterion."""
+
+    FIT = "fit"
+    """Who they are: fields, tags, custom fields."""
+    ENGAGEMENT = "engagement"
+    """What they did: activity conditions; the points decay."""
+
+
+class DecayKind(StrEnum):
+    """How engagement points fade with the age of the latest counted activity."""
+
+    NONE = "none"
+    HALF_LIFE = "half_life"
+    """``points * 0.5 ** (age_days / days)``."""
+    LINEAR = "linear"
+    """``points * max(0, 1 - age_days / days)``: zero from ``days`` days on."""
+
+
+def _fail(field: str, value: object, reason: str) -> ValidationError:
+    return ValidationError(field, value, reason)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_finite(field: str, value: object, *, low: float = -_MAX_POINTS) -> Problem | None:
+    if not _is_number(value) or not math.isfinite(value):  # type: ignore[arg-type]
+        return Problem(field, value, "expected a finite number")
+    if not low <= value <= _MAX_POINTS:  # type: ignore[operator]
+        return Problem(field, value, f"expected a number from {low:g} to {_MAX_POINTS:g}")
+    return None
+
+
+def _not_a(value: object, cls: type | tuple[type, ...]) -> bool:
+    """``not isinstance(value, cls)`` for values typed as ``cls`` but given at run time."""
+    return not isinstance(value, cls)
+
+
+def _raise_problems(problems: Sequence[Problem | None]) -> None:
+    found = [p for p in problems if p is not None]
+    if found:
+        raise ValidationError.of(found)
+
+
+def _to_float(value: Any) -> Any:
+    return float(value) if _is_number(value) else value
+
+
+def _text(field: str, value: object, *, limit: int = 200) -> Problem | None:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        return Problem(field, value, f"expected a non-blank name of at most {limit} characters")
+    return None
+
+
+@attrs.frozen
+class Decay:
+    """How engagement points decay; ``days`` is the half-life or the horizon."""
+
+    kind: DecayKind = DecayKind.NONE
+    days: float | None = attrs.field(default=None, converter=_to_float)
+
+    def __attrs_post_init__(self) -> None:
+        if _not_a(self.kind, DecayKind):
+            raise _fail("kind", self.kind, "expected one of: none, half_life, linear")
+        if self.kind is DecayKind.NONE:
+            if self.days is not None:
+                raise _fail("days", self.days, "no decay takes no number of days")
+            return
+        problem = _check_finite("days", self.days, low=0.0)
+        if problem is None and not self.days:
+            problem = Problem("days", self.days, "expected a positive number of days")
+        _raise_problems([problem])
+
+    def factor(self, age_days: float) -> float:
+        """The share of the points left after ``age_days`` days (1 at age 0 or less)."""
+        if self.kind is DecayKind.NONE or age_days <= 0:
+            return 1.0
+        assert self.days is not None
+        if self.kind is DecayKind.HALF_LIFE:
+            return float(0.5 ** (age_days / self.days))
+        return max(0.0, 1.0 - age_days / self.days)
+
+
+@attrs.frozen
+class Criterion:
+    """A rule and the points it gives when TRUE, in the group ``fit`` or ``engagement``."""
+
+    name: str
+    rule: Rule
+    points: float = attrs.field(converter=_to_float)
+    group: Group = Group.FIT
+
+    def __attrs_post_init__(self) -> None:
+        problems = [_text("name", self.name), _check_finite("points", self.points)]
+        if _not_a(self.rule, Rule):
+            problems.append(Problem("rule", self.rule, "expected a Rule"))
+        if _not_a(self.group, Group):
+            problems.append(Problem("group", self.group, "expected one of: fit, engagement"))
+        _raise_problems(problems)
+        if self.group is Group.ENGAGEMENT and not self.activity_conditions():
+            raise _fail(
+                "rule",
+                self.rule.where,
+                "an engagement criterion needs an activity condition (its points decay "
+                "from the latest counted activity)",
+            )
+
+    def activity_conditions(self) -> tuple[ActivityCondition, ...]:
+        """The activity conditions of the rule, depth first."""
+        return tuple(n for n in self.rule.walk() if isinstance(n, ActivityCondition))
+
+
+@attrs.frozen
+class Band:
+    """A named score band: scores from ``min_score`` up to the next band's minimum."""
+
+    name: str
+    min_score: float = attrs.field(converter=_to_float)
+
+    def __attrs_post_init__(self) -> None:
+        _raise_problems(
+            [_text("name", self.name, limit=60), _check_finite("min_score", self.min_score)]
+        )
+
+
+_SCORED: Final = (RuleEntity.LEAD, RuleEntity.DEAL, RuleEntity.CONTACT)
+
+
+@attrs.frozen
+class ScoringModel:
+    """Criteria with points, decay of engagement, caps and bands (see the module doc).
+
+    ``entity`` is what is scored: a lead, a deal or a contact. Criteria are rules over
+    that entity or, for leads and deals, over their contact. ``mql_at`` is the score from
+    which a lead is a marketing-qualified lead (MQL).
+    """
+
+    name: str
+    criteria: tuple[Criterion, ...]
+    entity: RuleEntity = RuleEntity.LEAD
+    decay: Decay = attrs.field(factory=Decay)
+    fit_cap: float | None = attrs.field(default=None, converter=_to_float)
+    engagement_cap: float | None = attrs.field(default=None, converter=_to_float)
+    total_cap: float | None = attrs.field(default=None, converter=_to_float)
+    bands: tuple[Band, ...] = ()
+    mql_at: float | None = attrs.field(default=None, converter=_to_float)
+
+    def __attrs_post_init__(self) -> None:  # noqa: PLR0912
+        problems: list[Problem | None] = [_text("name", self.name)]
+        if _not_a(self.entity, RuleEntity) or self.entity not in _SCORED:
+            raise _fail("entity", self.entity, "expected lead, deal or contact")
+        if _not_a(self.criteria, tuple):
+            raise _fail("criteria", self.criteria, "expected a tuple of criteria")
+        if _not_a(self.decay, Decay):
+            problems.append(Problem("decay", self.decay, "expected a Decay"))
+        allowed = {self.entity, RuleEntity.CONTACT}
+        names: set[str] = set()
+        for index, criterion in enumerate(self.criteria):
+            where = f"criteria[{index}]"
+            if _not_a(criterion, Criterion):
+                problems.append(Problem(where, criterion, "expected a Criterion"))
+                continue
+            if criterion.name in names:
+                problems.append(Problem(f"{where}.name", criterion.name, "appears twice"))
+            names.add(criterion.name)
+            if criterion.rule.entity not in allowed:
+                problems.append(
+                    Problem(
+                        f"{where}.rule.entity",
+                        criterion.rule.entity,
+                        f"a {self.entity} model takes {self.entity} or contact rules",
+                    )
+                )
+        for name in ("fit_cap", "engagement_cap", "total_cap", "mql_at"):
+            value = getattr(self, name)
+            if value is not None:
+                problems.append(_check_finite(name, value, low=0.0 if "cap" in name else -1e9))
+        if _not_a(self.bands, tuple):
+            raise _fail("bands", self.bands, "expected a tuple of bands")
+        seen: set[str] = set()
+        for index, band in enumerate(self.bands):
+            if _not_a(band, Band):
+                problems.append(Problem(f"bands[{index}]", band, "expected a Band"))
+                continue
+            if band.name in seen:
+                problems.append(Problem(f"bands[{index}].name", band.name, "appears twice"))
+            seen.add(band.name)
+            previous = self.bands[index - 1] if index else None
+            if isinstance(previous, Band) and band.min_score <= previous.min_score:
+                problems.append(
+                    Problem(
+                        f"bands[{index}].min_score",
+                        band.min_score,
+                        "bands go from the lowest to the highest min_score",
+                    )
+                )
+        _raise_problems(problems)
+
+    def band(self, total: float) -> str | None:
+        """The name of the highest band whose ``min_score`` ``total`` reaches, if any."""
+        found = None
+        for band in self.bands:
+            if total >= band.min_score:
+                found = band.name
+        return found
+
+    def compile(self, context: Context) -> "CompiledModel":
+        """The model compiled for evaluations at ``context`` (its ``now`` and activities)."""
+        return CompiledModel(self, context)
+
+
+@attrs.frozen
+class Contribution:
+    """What one TRUE criterion adds to the score.
+
+    ``points`` is ``base_points * decay * cap``: after decay (engagement only) and caps.
+    ``anchor`` is the time of the activity the decay is measured from (if any).
+    """
+
+    criterion: str
+    group: Group
+    points: float
+    base_points: float
+    decay: float = 1.0
+    cap: float = 1.0
+    anchor: datetime | None = None
+
+
+@attrs.frozen
+class ScoreCard:
+    """A score with its parts: the total, per-group totals, band and contributions.
+
+    ``contributions`` lists the TRUE criteria in model order; criteria that are FALSE or
+    UNKNOWN contribute nothing and are not listed.
+    """
+
+    total: float
+    fit: float
+    engagement: float
+    band: str | None
+    mql: bool
+    contributions: tuple[Contribution, ...]
+
+    def points(self) -> dict[str, float]:
+        """Points per criterion name, after decay and caps."""
+        return {c.criterion: c.points for c in self.contributions}
+
+
+_Anchor = Callable[[Iterable[Activity]], datetime | None]
+
+
+class CompiledModel:
+    """A :class:`ScoringModel` compiled once for one context; score many entities fast.
+
+    The criteria are compiled into Python functions (see
+    :func:`crmkit.segmentation.compile_sum`): scoring one lead with 20 criteria takes a
+    few microseconds, :meth:`totals` scores a million in about a second.
+
+    ``contact`` / ``contacts`` give the contacts for the contact rules of a lead or deal
+    model; they are required only when the model has contact rules.
+    """
+
+    def __init__(self, model: ScoringModel, context: Context) -> None:
+        if _not_a(model, ScoringModel):
+            raise _fail("model", model, "expected a ScoringModel")
+        if _not_a(context, Context):
+            raise _fail("context", context, "expected a segmentation Context")
+        self.model = model
+        self.context = context
+        self._needs_contact = model.entity is not RuleEntity.CONTACT and any(
+            c.rule.entity is RuleEntity.CONTACT for c in model.criteria
+        )
+        own = [c for c in model.criteria if not self._on_contact(c)]
+        other = [c for c in model.criteria if self._on_contact(c)]
+        self._predicates = [compile_rule(c.rule, context) for c in model.criteria]
+        self._anchors = [self._anchor(c) for c in model.criteria]
+        decays = model.decay.kind is not DecayKind.NONE
+        self._sums: list[tuple[Group, bool, Callable[[Iterable[Any]], list[float]]]] = []
+        for group in Group:
+            if group is Group.ENGAGEMENT and decays:
+                continue
+            for on_contact, part in ((False, own), (True, other)):
+                terms = [(c.rule, c.points) for c in part if c.group is group]
+                if terms:
+                    self._sums.append((group, on_contact, compile_sum(terms, context)))
+        self._engaged = decays and any(c.group is Group.ENGAGEMENT for c in model.criteria)
+
+    def _on_contact(self, criterion: Criterion) -> bool:
+        return self.model.entity is not RuleEntity.CONTACT and (
+            criterion.rule.entity is RuleEntity.CONTACT
+        )
+
+    def _anchor(self, criterion: Criterion) -> _Anchor | None:
+        if criterion.group is not Group.ENGAGEMENT:
+            return None
+        now = self.context.now
+        filters = [compile_activity_filter(n, now) for n in criterion.activity_conditions()]
+
+        def latest(activities: Iterable[Activity]) -> datetime | None:
+            times = [a.occurred_at for a in activities if any(f(a) for f in filters)]
+            return max(times) if times else None
+
+        return latest
+
+    def _contact_of(self, entity: Any, contact: Contact | None) -> Any:
+        if not self._needs_contact:
+            return contact
+        contact_id = entity.contact_id
+        if contact is None:
+            raise NotFound("contact", str(contact_id))
+        if not isinstance(contact, Contact) or contact.id != contact_id:
+            raise _fail("contact", contact, f"expected the contact {contact_id} of the entity")
+        return contact
+
+    def _check(self, entity: object, index: int | None = None) -> None:
+        expected = _ENTITY_CLASSES[self.model.entity]
+        if not isinstance(entity, expected):
+            where = "entity" if index is None else f"entities[{index}]"
+            raise _fail(where, entity, f"expected a {self.model.entity}")
+
+    def score(self, entity: Any, *, contact: Contact | None = None) -> ScoreCard:
+        """The score card of ``entity`` (and its ``contact`` for contact rules)."""
+        self._check(entity)
+        other = self._contact_of(entity, contact)
+        model = self.model
+        own_id = entity.id if model.entity is RuleEntity.CONTACT else entity.contact_id
+        activities = self.context.activities.get(own_id, ()) if own_id is not None else ()
+        now = self.context.now
+        raw: list[tuple[Criterion, float, float, datetime | None]] = []
+        for criterion, predicate, anchor in zip(
+            model.criteria, self._predicates, self._anchors, strict=True
+        ):
+            target = other if self._on_contact(criterion) else entity
+            if not predicate(target):
+                continue
+            factor, at = 1.0, None
+            if anchor is not None and model.decay.kind is not DecayKind.NONE:
+                at = anchor(activities)
+                if at is not None:
+                    factor = model.decay.factor((now - at).total_seconds() / _SECONDS_PER_DAY)
+            raw.append((criterion, criterion.points * factor, factor, at))
+        return _card(model, raw)
+
+    def total(self, entity: Any, *, contact: Contact | None = None) -> float:
+        """The total score of ``entity``: the same number as ``score(entity).total``."""
+        return self.totals([entity], contacts=None if contact is None else [contact])[0]
+
+    def totals(
+        self,
+        entities: Iterable[Any],
+        *,
+        contacts: Mapping[UUID, Contact] | Sequence[Contact] | None = None,
+    ) -> list[float]:
+        """The total scores of many entities, in their order (the batch fast path).
+
+        ``contacts`` is a mapping from contact id to contact, or a sequence aligned with
+        ``entities``; needed only for the contact rules of a lead or deal model.
+        """
+        items = entities if isinstance(entities, list | tuple) else list(entities)
+        expected = _ENTITY_CLASSES[self.model.entity]
+        for index, item in enumerate(items):
+            if not isinstance(item, expected):
+                self._check(item, index)
+        people = self._people(items, contacts) if self._needs_contact else []
+        fit = [0.0] * len(items)
+        engagement = [0.0] * len(items)
+        for group, on_contact, summer in self._sums:
+            sums = summer(people if on_contact else items)
+            into = fit if group is Group.FIT else engagement
+            if on_contact:  # the entity's own criteria first, as in score()
+                into[:] = [a + b for a, b in zip(into, sums, strict=True)]
+            else:
+                into[:] = sums
+        if self._engaged:
+            for index, item in enumerate(items):
+                contact = people[index] if self._needs_contact else None
+                engagement[index] = self.score(item, contact=contact).engagement
+        model = self.model
+        fit_cap = math.inf if model.fit_cap is None else model.fit_cap
+        engagement_cap = math.inf if model.engagement_cap is None else model.engagement_cap
+        total_cap = math.inf if model.total_cap is None else model.total_cap
+        return [
+            min(min(f, fit_cap) + min(e, engagement_cap), total_cap)
+            for f, e in zip(fit, engagement, strict=True)
+        ]
+
+    def _people(
+        self, items: Sequence[Any], contacts: Mapping[UUID, Contact] | Sequence[Contact] | None
+    ) -> list[Contact]:
+        if contacts is None:
+            raise _fail("contacts", None, "the model has contact rules: pass the contacts")
+        if isinstance(contacts, Mapping):
+            people = []
+            for item in items:
+                found = contacts.get(item.contact_id)
+                if found is None:
+                    raise NotFound("contact", str(item.contact_id))
+                people.append(found)
+            return people
+        people = list(contacts)
+        if len(people) != len(items):
+            raise _fail("contacts", len(people), f"expected {len(items)} contacts, one per entity")
+        for item, person in zip(items, people, strict=True):
+            if not isinstance(person, Contact) or person.id != item.contact_id:
+                raise _fail("contacts", person, f"expected the contact {item.contact_id}")
+        return people
+
+
+def _scaled(
+    parts: list[tuple[Criterion, float, float, datetime | None, float]], total: float, cap: float
+) -> float:
+    """Scale the positive parts (in place) so that they add up to ``cap``; the factor."""
+    positive = math.fsum(p[1] * p[4] for p in parts if p[1] > 0)
+    negative = total - positive
+    factor = max(0.0, (cap - negative) / positive) if positive > 0 else 1.0
+    for index, part in enumerate(parts):
+        if part[1] > 0:
+            parts[index] = (*part[:4], part[4] * factor)
+    return factor
+
+
+def _card(
+    model: ScoringModel, raw: list[tuple[Criterion, float, float, datetime | None]]
+) -> ScoreCard:
+    def contact_rule(criterion: Criterion) -> bool:
+        return model.entity is not RuleEntity.CONTACT and (
+            criterion.rule.entity is RuleEntity.CONTACT
+        )
+
+    parts = [(c, points, factor, at, 1.0) for c, points, factor, at in raw]
+    totals: dict[Group, float] = {}
+    caps = {Group.FIT: model.fit_cap, Group.ENGAGEMENT: model.engagement_cap}
+    for group in Group:
+        mine = [i for i, p in enumerate(parts) if p[0].group is group]
+        # Added as CompiledModel.totals adds: the entity's own criteria, then the contact's.
+        own, other = 0.0, 0.0
+        for i in mine:
+            if contact_rule(parts[i][0]):
+                other += parts[i][1]
+            else:
+                own += parts[i][1]
+        added = own + other if any(contact_rule(parts[i][0]) for i in mine) else own
+        cap = caps[group]
+        if cap is not None and added > cap:
+            chosen = [parts[i] for i in mine]
+            _scaled(chosen, math.fsum(p[1] for p in chosen), cap)
+            for i, part in zip(mine, chosen, strict=True):
+                parts[i] = part
+            added = cap
+        totals[group] = added
+    total = totals[Group.FIT] + totals[Group.ENGAGEMENT]
+    if model.total_cap is not None and total > model.total_cap:
+        current = math.fsum(p[1] * p[4] for p in parts)
+        _scaled(parts, current, model.total_cap)
+        total = model.total_cap
+    contributions = tuple(
+        Contribution(
+            criterion=c.name,
+            group=c.group,
+            points=points * cap,
+            base_points=c.points,
+            decay=factor,
+            cap=cap,
+            anchor=at,
+        )
+        for c, points, factor, at, cap in parts
+    )
+    return ScoreCard(
+        total=total,
+        fit=totals[Group.FIT],
+        engagement=totals[Group.ENGAGEMENT],
+        band=model.band(total),
+        mql=model.mql_at is not None and total >= model.mql_at,
+        contributions=contributions,
+    )
+
+
+def score(
+    model: ScoringModel, entity: Any, context: Context, *, contact: Contact | None = None
+) -> ScoreCard:
+    """The score card of one entity; compiles the model for this one call.
+
+    To score many entities, or on every write, compile the model once with
+    :meth:`ScoringModel.compile` and call :meth:`CompiledModel.score` or
+    :meth:`CompiledModel.totals`.
+    """
+    return CompiledModel(model, context).score(entity, contact=contact)
+
+
+_ENTITY_CLASSES: Final[Mapping[RuleEntity, type]] = {
+    RuleEntity.LEAD: Lead,
+    RuleEntity.DEAL: Deal,
+    RuleEntity.CONTACT: Contact,
+}
