@@ -1,0 +1,6 @@
+"""The application service: :class:`CRM` wires a store, a clock and the configured
+pipelines, and runs each use case of the customer lifecycle in one unit of work."""
+
+from crmkit.crm._service import CRM
+
+__all__ = ["CRM"]

@@ -1,0 +1,387 @@
+"""The CRM service: one object that runs every use case in one unit of work."""
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date, timedelta
+from types import MappingProxyType
+from uuid import UUID
+
+import attrs
+
+from crmkit.clock import Clock
+from crmkit.errors import ValidationError
+from crmkit.lifecycle import (
+    Captured,
+    CheckInPlan,
+    Converted,
+    Enrichment,
+    FollowUps,
+    Guards,
+    LifecycleEvent,
+    Moved,
+    Pipeline,
+    PipelineMachine,
+    Qualified,
+    TimelineEntry,
+    Touchpoint,
+    accept_lead,
+    advance_contact,
+    capture_lead,
+    check_ins_due,
+    complete_task,
+    convert_lead,
+    disqualify_lead,
+    follow_ups,
+    score_lead,
+    timeline,
+)
+from crmkit.models import (
+    Activity,
+    Contact,
+    Deal,
+    DealStatus,
+    EmailAddress,
+    Lead,
+    LifecycleStage,
+    Money,
+    StageChange,
+    SubjectKind,
+    Task,
+    TaskStatus,
+)
+from crmkit.segmentation import contacts_where, deals_where, field, leads_where, tickets_where
+from crmkit.storage import Store, UnitOfWork
+
+__all__ = ["CRM"]
+
+
+class CRM:
+    """A store, a clock and the configured pipelines, wired: the friendly entry point.
+
+    Every method is one use case and runs in one unit of work: either everything it
+    changes is stored, with its stage history and timeline activity, or nothing is.
+    Invalid input raises a :mod:`crmkit.errors` exception before anything is written.
+
+    ``mql_threshold`` is the lead score at which marketing has qualified a lead;
+    ``enrich`` is the host's enrichment hook for captured leads; ``guards`` holds the
+    guard callables the pipelines' stages name.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        pipelines: Iterable[Pipeline] = (),
+        guards: Guards | None = None,
+        mql_threshold: float = 50.0,
+        enrich: Enrichment | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store = store
+        self.clock: Clock = store.clock if clock is None else clock
+        machines: dict[str, PipelineMachine[Deal] | PipelineMachine[Lead]] = {}
+        for index, pipeline in enumerate(pipelines):
+            if not isinstance(pipeline, Pipeline):
+                raise ValidationError(f"pipelines[{index}]", pipeline, "expected a Pipeline")
+            if pipeline.key in machines:
+                raise ValidationError(f"pipelines[{index}].key", pipeline.key, "is used twice")
+            machines[pipeline.key] = PipelineMachine(pipeline, guards=guards, clock=self.clock)
+        if isinstance(mql_threshold, bool) or not isinstance(mql_threshold, int | float):
+            raise ValidationError("mql_threshold", mql_threshold, "expected a number")
+        self._machines = machines
+        self.mql_threshold = float(mql_threshold)
+        self.enrich = enrich
+
+    @property
+    def pipelines(self) -> Mapping[str, Pipeline]:
+        """The configured pipelines by key."""
+        return MappingProxyType({k: m.pipeline for k, m in self._machines.items()})
+
+    def machine(self, pipeline: str) -> PipelineMachine[Deal] | PipelineMachine[Lead]:
+        """The state machine of pipeline ``pipeline``."""
+        try:
+            return self._machines[pipeline]
+        except (KeyError, TypeError):
+            raise ValidationError("pipeline", pipeline, "no such pipeline is configured") from None
+
+    def _deal_machine(self, pipeline: str) -> PipelineMachine[Deal]:
+        machine = self.machine(pipeline)
+        if machine.pipeline.subject is not SubjectKind.DEAL:
+            raise ValidationError("pipeline", pipeline, "is not a deal pipeline")
+        return machine  # type: ignore[return-value]
+
+    @contextmanager
+    def _unit(self) -> Iterator[UnitOfWork]:
+        with self.store.unit_of_work() as unit:
+            yield unit
+            unit.commit()
+
+    @staticmethod
+    def _record(unit: UnitOfWork, changes: Iterable[StageChange]) -> None:
+        for change in changes:
+            unit.stage_history.add(change)
+
+    # ------------------------------------------------------------------ step 2: acquire
+
+    def find_contact(self, email: str) -> Contact | None:
+        """The contact with this e-mail address (normalised first), if there is one."""
+        with self.store.unit_of_work() as unit:
+            return self._contact_by_email(unit, EmailAddress(email))
+
+    @staticmethod
+    def _contact_by_email(unit: UnitOfWork, email: str) -> Contact | None:
+        found = unit.contacts.find(contacts_where(field("email") == email), limit=1).items
+        return found[0] if found else None
+
+    def capture_lead(self, touch: Touchpoint, *, owner: str | None = None) -> Captured:
+        """Capture a lead from an inbound touchpoint: match the contact by e-mail or create
+        it, fill what it lacks (touchpoint, then enrichment), add the lead and the
+        timeline activity, and advance the contact to ``lead``."""
+        with self._unit() as unit:
+            existing = self._contact_by_email(unit, touch.email)
+            captured = capture_lead(
+                touch, existing, enrich=self.enrich, owner=owner, clock=self.clock
+            )
+            contact = captured.contact
+            if captured.contact_created:
+                unit.contacts.add(contact)
+            elif captured.contact_changed:
+                contact = unit.contacts.update(contact)
+            unit.leads.add(captured.lead)
+            unit.activities.append(captured.activity)
+            self._record(unit, captured.changes)
+        return attrs.evolve(captured, contact=contact)
+
+    # ------------------------------------------------------------------ step 3: convert
+
+    def score_lead(self, lead_id: UUID, score: float) -> Qualified:
+        """Record a lead's score; at ``mql_threshold`` or above its contact becomes an MQL."""
+        with self._unit() as unit:
+            lead = unit.leads.get(lead_id)
+            contact = unit.contacts.get(lead.contact_id)
+            qualified = score_lead(
+                lead, contact, score, threshold=self.mql_threshold, clock=self.clock
+            )
+            stored = unit.leads.update(qualified.lead)
+            moved = self._stored_move(unit, qualified.contact)
+        return Qualified(stored, moved)
+
+    @staticmethod
+    def _stored_move(unit: UnitOfWork, moved: Moved[Contact] | None) -> Moved[Contact] | None:
+        if moved is None:
+            return None
+        contact = unit.contacts.update(moved.entity)
+        unit.stage_history.add(moved.change)
+        return Moved(contact, moved.change)
+
+    def accept_lead(self, lead_id: UUID, *, by: str) -> Qualified:
+        """Sales accepts a lead: it is qualified and its contact becomes an SQL."""
+        with self._unit() as unit:
+            lead = unit.leads.get(lead_id)
+            qualified = accept_lead(
+                lead, unit.contacts.get(lead.contact_id), by=by, clock=self.clock
+            )
+            stored = unit.leads.update(qualified.lead)
+            moved = self._stored_move(unit, qualified.contact)
+        return Qualified(stored, moved)
+
+    def disqualify_lead(self, lead_id: UUID, *, reason: str) -> Lead:
+        """Disqualify an open lead, with the reason."""
+        with self._unit() as unit:
+            return unit.leads.update(
+                disqualify_lead(unit.leads.get(lead_id), reason=reason, clock=self.clock)
+            )
+
+    def convert_lead(
+        self,
+        lead_id: UUID,
+        *,
+        pipeline: str,
+        title: str,
+        amount: Money | None = None,
+        expected_close: date | None = None,
+        by: str | None = None,
+    ) -> Converted:
+        """Convert a lead into a deal in the first stage of ``pipeline``, atomically: the
+        deal, its stage history, the converted lead and the contact's move to
+        opportunity are stored together."""
+        machine = self._deal_machine(pipeline)
+        with self._unit() as unit:
+            lead = unit.leads.get(lead_id)
+            contact = unit.contacts.get(lead.contact_id)
+            converted = convert_lead(
+                lead,
+                contact,
+                machine,
+                title=title,
+                amount=amount,
+                expected_close=expected_close,
+                by=by,
+            )
+            unit.deals.add(converted.deal)
+            stored_lead = unit.leads.update(converted.lead)
+            stored_contact = converted.contact
+            if converted.contact_changed:
+                stored_contact = unit.contacts.update(converted.contact)
+            self._record(unit, converted.changes)
+        return Converted(
+            stored_lead,
+            converted.deal,
+            converted.changes,
+            stored_contact,
+            converted.contact_changed,
+        )
+
+    def move_deal(
+        self,
+        deal_id: UUID,
+        to: str,
+        *,
+        by: str,
+        reason: str | None = None,
+        approved_by: str | None = None,
+    ) -> Moved[Deal]:
+        """Move a deal to stage ``to`` of its pipeline (see :class:`PipelineMachine`).
+
+        Winning a deal makes its contact a customer, in the same unit of work.
+        """
+        with self._unit() as unit:
+            deal = unit.deals.get(deal_id)
+            machine = self._deal_machine(deal.pipeline)
+            moved = machine.move(deal, to, by=by, reason=reason, approved_by=approved_by)
+            stored = unit.deals.update(moved.entity)
+            unit.stage_history.add(moved.change)
+            if stored.status is DealStatus.WON and stored.contact_id is not None:
+                contact = unit.contacts.get(stored.contact_id)
+                won = advance_contact(contact, LifecycleEvent.DEAL_WON, by=by, clock=self.clock)
+                self._stored_move(unit, won)
+        return Moved(stored, moved.change)
+
+    def win_deal(self, deal_id: UUID, *, by: str, approved_by: str | None = None) -> Moved[Deal]:
+        """Move a deal to the (first) won stage of its pipeline."""
+        with self.store.unit_of_work() as unit:
+            deal = unit.deals.get(deal_id)
+        won = self._deal_machine(deal.pipeline).pipeline.won().key
+        return self.move_deal(deal_id, won, by=by, approved_by=approved_by)
+
+    def lose_deal(self, deal_id: UUID, *, by: str, reason: str) -> Moved[Deal]:
+        """Move a deal to the (first) lost stage of its pipeline, with the reason."""
+        with self.store.unit_of_work() as unit:
+            deal = unit.deals.get(deal_id)
+        lost = self._deal_machine(deal.pipeline).pipeline.lost()
+        if lost is None:
+            raise ValidationError("pipeline", deal.pipeline, "has no lost stage")
+        return self.move_deal(deal_id, lost.key, by=by, reason=reason)
+
+    def move_lead(
+        self,
+        lead_id: UUID,
+        to: str,
+        *,
+        by: str,
+        reason: str | None = None,
+        approved_by: str | None = None,
+    ) -> Moved[Lead]:
+        """Move a lead through its lead pipeline (``lead.pipeline``)."""
+        with self._unit() as unit:
+            lead = unit.leads.get(lead_id)
+            if lead.pipeline is None:
+                raise ValidationError("pipeline", None, "the lead is in no pipeline")
+            machine = self.machine(lead.pipeline)
+            if machine.pipeline.subject is not SubjectKind.LEAD:
+                raise ValidationError("pipeline", lead.pipeline, "is not a lead pipeline")
+            moved = machine.move(lead, to, by=by, reason=reason, approved_by=approved_by)  # type: ignore[arg-type]
+            stored = unit.leads.update(moved.entity)  # type: ignore[arg-type]
+            unit.stage_history.add(moved.change)
+        return Moved(stored, moved.change)
+
+    def history(self, subject: SubjectKind, subject_id: UUID) -> list[StageChange]:
+        """The stage history of one contact, lead, deal or ticket, oldest first."""
+        with self.store.unit_of_work() as unit:
+            return unit.stage_history.for_subject(subject, subject_id)
+
+    # ------------------------------------------------------------------ activities, tasks
+
+    def record_activity(self, activity: Activity) -> Activity:
+        """Add an activity to its contact's timeline."""
+        with self._unit() as unit:
+            unit.contacts.get(activity.contact_id)  # NotFound for an unknown contact
+            return unit.activities.append(activity)
+
+    def create_task(self, task: Task) -> Task:
+        """Store a new task (a follow-up, a call, a check-in)."""
+        with self._unit() as unit:
+            if task.contact_id is not None:
+                unit.contacts.get(task.contact_id)
+            if task.deal_id is not None:
+                unit.deals.get(task.deal_id)
+            if task.ticket_id is not None:
+                unit.tickets.get(task.ticket_id)
+            return unit.tasks.add(task)
+
+    def complete_task(self, task_id: UUID) -> Task:
+        """Mark an open task done now."""
+        with self._unit() as unit:
+            return unit.tasks.update(complete_task(unit.tasks.get(task_id), clock=self.clock))
+
+    def follow_ups(
+        self, *, within: timedelta = timedelta(days=1), assignee: str | None = None
+    ) -> FollowUps:
+        """The follow-up dashboard: open tasks overdue and due within ``within``
+        (of one ``assignee``, if given)."""
+        with self.store.unit_of_work() as unit:
+            tasks = [
+                t
+                for t in unit.tasks.iterate()
+                if t.status is TaskStatus.OPEN and (assignee is None or t.assignee == assignee)
+            ]
+        return follow_ups(tasks, now=self.clock.now(), within=within)
+
+    def schedule_check_ins(self, plan: CheckInPlan) -> list[Task]:
+        """Create the recurring check-in tasks ``plan`` asks for; returns the new tasks."""
+        if not isinstance(plan, CheckInPlan):
+            raise ValidationError("plan", plan, "expected a CheckInPlan")
+        stages = sorted(s.value for s in plan.stages)
+        with self._unit() as unit:
+            customers = list(
+                unit.contacts.iterate(contacts_where(field("lifecycle_stage").is_in(*stages)))
+            )
+            tasks = list(unit.tasks.iterate())
+            made = check_ins_due(customers, tasks, plan, clock=self.clock)
+            unit.tasks.add_many(made)
+        return made
+
+    # ------------------------------------------------------------------ one view
+
+    def timeline(self, contact_id: UUID) -> list[TimelineEntry]:
+        """Everything about one contact, oldest first: activities, stage changes (of the
+        contact, its leads, deals and tickets), deals, tickets and tasks."""
+        with self.store.unit_of_work() as unit:
+            contact = unit.contacts.get(contact_id)
+            leads = list(unit.leads.iterate(leads_where(field("contact_id") == contact.id)))
+            deals = list(unit.deals.iterate(deals_where(field("contact_id") == contact.id)))
+            tickets = list(unit.tickets.iterate(tickets_where(field("contact_id") == contact.id)))
+            changes = unit.stage_history.for_subject(SubjectKind.CONTACT, contact.id)
+            for kind, items in (
+                (SubjectKind.LEAD, leads),
+                (SubjectKind.DEAL, deals),
+                (SubjectKind.TICKET, tickets),
+            ):
+                for item in items:
+                    changes.extend(unit.stage_history.for_subject(kind, item.id))
+            tasks = [t for t in unit.tasks.iterate() if t.contact_id == contact.id]
+            return timeline(
+                activities=unit.activities.for_contact(contact.id),
+                stage_changes=changes,
+                deals=deals,
+                tickets=tickets,
+                tasks=tasks,
+            )
+
+    def customers(self) -> list[Contact]:
+        """Every contact in stage customer or evangelist."""
+        stages = (LifecycleStage.CUSTOMER.value, LifecycleStage.EVANGELIST.value)
+        with self.store.unit_of_work() as unit:
+            return list(
+                unit.contacts.iterate(contacts_where(field("lifecycle_stage").is_in(*stages)))
+            )

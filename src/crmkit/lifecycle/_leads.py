@@ -1,0 +1,324 @@
+"""Lead capture, qualification and conversion into a deal.
+
+A lead points at a contact and never copies person data: capturing a lead matches the
+contact by its normalised e-mail address (the caller looks it up and passes it in) or
+creates one. Data from the touchpoint and from the host's enrichment hook fills only
+fields the contact does not have yet; nothing a person or an earlier import entered is
+overwritten.
+"""
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import date
+from typing import Any, Final
+
+import attrs
+
+from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.errors import Problem, TransitionNotAllowed, ValidationError
+from crmkit.lifecycle._contacts import LifecycleEvent, advance_contact
+from crmkit.lifecycle._machine import PipelineMachine
+from crmkit.lifecycle._moved import Moved
+from crmkit.models import (
+    Activity,
+    ActivityKind,
+    Contact,
+    CustomFields,
+    Deal,
+    EmailAddress,
+    JSONScalar,
+    Lead,
+    LeadChannel,
+    LeadStatus,
+    Money,
+    StageChange,
+    SubjectKind,
+)
+
+__all__ = [
+    "Captured",
+    "Converted",
+    "Enrichment",
+    "Qualified",
+    "Touchpoint",
+    "accept_lead",
+    "capture_lead",
+    "convert_lead",
+    "disqualify_lead",
+    "score_lead",
+]
+
+Enrichment = Callable[[EmailAddress], Mapping[str, Any]]
+"""The host's enrichment hook: an e-mail address in, contact attributes out
+(``first_name``, ``last_name``, ``phone``, ``country``, ``language``, ``owner``,
+``tags``, ``custom``); what it does not know it leaves out."""
+
+_PERSON: Final = ("first_name", "last_name", "phone", "country", "language", "owner")
+_ENRICHABLE: Final = frozenset({*_PERSON, "tags", "custom"})
+_KIND: Final = {
+    LeadChannel.FORM: ActivityKind.FORM_SUBMITTED,
+    LeadChannel.NEWSLETTER: ActivityKind.FORM_SUBMITTED,
+    LeadChannel.EVENT: ActivityKind.EVENT_SIGNUP,
+}
+
+
+@attrs.frozen(kw_only=True)
+class Touchpoint:
+    """An inbound touch: a form, a newsletter sign-up, a chat, an import row.
+
+    ``email`` is normalised on construction (:class:`~crmkit.models.EmailAddress`);
+    ``source`` says where it came from (``"pricing-page"``, ``"webinar-2026-03"``).
+    """
+
+    email: EmailAddress = attrs.field(converter=EmailAddress)
+    source: str
+    channel: LeadChannel
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    country: str | None = None
+    language: str | None = None
+    tags: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    custom: Mapping[str, JSONScalar] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ValidationError("source", self.source, "a lead needs its source")
+        if not isinstance(self.channel, LeadChannel):
+            raise ValidationError("channel", self.channel, "expected a LeadChannel")
+
+
+@attrs.frozen
+class Captured:
+    """What capturing a lead made: store all of it in one unit of work."""
+
+    contact: Contact
+    contact_created: bool
+    """Whether ``contact`` is new (add it) or an existing one (update it if changed)."""
+    contact_changed: bool
+    lead: Lead
+    activity: Activity
+    changes: tuple[StageChange, ...]
+    """The contact's lifecycle move to ``lead``, if it moved."""
+
+
+def _attributes(touch: Touchpoint, enrich: Enrichment | None) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if enrich is not None:
+        extra = enrich(touch.email)
+        if not isinstance(extra, Mapping):
+            raise ValidationError("enrichment", extra, "an enrichment hook returns a mapping")
+        unknown = [
+            Problem(f"enrichment.{key}", value, "is not a contact attribute enrichment can set")
+            for key, value in extra.items()
+            if key not in _ENRICHABLE
+        ]
+        if unknown:
+            raise ValidationError.of(unknown)
+        found.update(extra)
+    given = {name: getattr(touch, name) for name in _PERSON if getattr(touch, name, None)}
+    found.update(given)  # what the person typed wins over what enrichment guessed
+    found["tags"] = frozenset(found.get("tags", ())) | touch.tags
+    found["custom"] = {**dict(found.get("custom", {})), **touch.custom}
+    return found
+
+
+def _fill(contact: Contact, found: Mapping[str, Any], now: Any) -> Contact:
+    changes: dict[str, Any] = {}
+    for name in _PERSON:
+        if getattr(contact, name) is None and found.get(name) is not None:
+            changes[name] = found[name]
+    tags = contact.tags | frozenset(found["tags"])
+    if tags != contact.tags:
+        changes["tags"] = tags
+    custom = dict(contact.custom)
+    for key, value in found["custom"].items():
+        custom.setdefault(key, value)
+    if custom != dict(contact.custom):
+        changes["custom"] = CustomFields(custom)
+    if not changes:
+        return contact
+    return attrs.evolve(contact, **changes, updated_at=now)
+
+
+def capture_lead(
+    touch: Touchpoint,
+    existing: Contact | None,
+    *,
+    enrich: Enrichment | None = None,
+    owner: str | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> Captured:
+    """Capture a lead from ``touch`` for the contact ``existing`` (matched by the caller
+    on ``touch.email``), or for a new contact if ``None``."""
+    if not isinstance(touch, Touchpoint):
+        raise ValidationError("touch", touch, "expected a Touchpoint")
+    if existing is not None:
+        if not isinstance(existing, Contact):
+            raise ValidationError("existing", existing, "expected a Contact or None")
+        if existing.email != touch.email:
+            raise ValidationError("existing", existing.email, f"does not match {touch.email}")
+    found = _attributes(touch, enrich)
+    now = clock.now()
+    if existing is None:
+        contact = Contact.new(
+            email=touch.email,
+            first_name=found.get("first_name"),
+            last_name=found.get("last_name"),
+            phone=found.get("phone"),
+            country=found.get("country"),
+            language=found.get("language"),
+            owner=found.get("owner", owner),
+            tags=found["tags"],
+            custom=found["custom"],
+            clock=clock,
+        )
+        created, changed = True, True
+    else:
+        contact = _fill(existing, found, now)
+        created, changed = False, contact is not existing
+    lead = Lead.new(
+        contact_id=contact.id,
+        source=touch.source,
+        channel=touch.channel,
+        owner=owner if owner is not None else contact.owner,
+        clock=clock,
+    )
+    activity = Activity.new(
+        contact_id=contact.id,
+        kind=_KIND.get(touch.channel, ActivityKind.NOTE),
+        occurred_at=now,
+        subject=f"lead captured: {touch.source} ({touch.channel.value})",
+        properties={"lead_id": str(lead.id), "source": touch.source},
+        clock=clock,
+    )
+    moved = advance_contact(contact, LifecycleEvent.LEAD_CAPTURED, clock=clock)
+    changes: tuple[StageChange, ...] = ()
+    if moved is not None:
+        contact, changes, changed = moved.entity, (moved.change,), True
+    return Captured(contact, created, changed, lead, activity, changes)
+
+
+@attrs.frozen
+class Qualified:
+    """A lead after scoring or acceptance, and the contact's lifecycle move if any."""
+
+    lead: Lead
+    contact: Moved[Contact] | None
+
+
+def _check_lead(lead: object, contact: object) -> tuple[Lead, Contact]:
+    if not isinstance(lead, Lead):
+        raise ValidationError("lead", lead, "expected a Lead")
+    if not isinstance(contact, Contact) or contact.id != lead.contact_id:
+        raise ValidationError("contact", contact, "expected the lead's contact")
+    return lead, contact
+
+
+def _open(lead: Lead, to: str) -> None:
+    if lead.status is LeadStatus.DISQUALIFIED or lead.deal_id is not None:
+        why = "the lead is disqualified" if lead.deal_id is None else "the lead is converted"
+        raise TransitionNotAllowed("lead", lead.status.value, to, [why])
+
+
+def score_lead(
+    lead: Lead, contact: Contact, score: float, *, threshold: float, clock: Clock = SYSTEM_CLOCK
+) -> Qualified:
+    """Record ``score`` on the lead; at or above ``threshold`` marketing has qualified it
+    and the contact becomes an MQL."""
+    lead, contact = _check_lead(lead, contact)
+    for name, value in (("score", score), ("threshold", threshold)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise ValidationError(name, value, "expected a number")
+    now = clock.now()
+    updated = attrs.evolve(lead, score=float(score), updated_at=now)
+    moved = None
+    if score >= threshold and lead.status is not LeadStatus.DISQUALIFIED:
+        moved = advance_contact(contact, LifecycleEvent.MARKETING_QUALIFIED, clock=clock)
+    return Qualified(updated, moved)
+
+
+def accept_lead(lead: Lead, contact: Contact, *, by: str, clock: Clock = SYSTEM_CLOCK) -> Qualified:
+    """Sales accepts the lead: it is qualified and its contact becomes an SQL."""
+    lead, contact = _check_lead(lead, contact)
+    _open(lead, LeadStatus.QUALIFIED.value)
+    now = clock.now()
+    updated = attrs.evolve(
+        lead, status=LeadStatus.QUALIFIED, owner=lead.owner or by, updated_at=now
+    )
+    moved = advance_contact(contact, LifecycleEvent.SALES_ACCEPTED, by=by, clock=clock)
+    return Qualified(updated, moved)
+
+
+def disqualify_lead(lead: Lead, *, reason: str, clock: Clock = SYSTEM_CLOCK) -> Lead:
+    """Disqualify an open lead, with the reason."""
+    if not isinstance(lead, Lead):
+        raise ValidationError("lead", lead, "expected a Lead")
+    _open(lead, LeadStatus.DISQUALIFIED.value)
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationError("reason", reason, "a disqualified lead needs a reason")
+    return attrs.evolve(
+        lead, status=LeadStatus.DISQUALIFIED, disqualified_reason=reason, updated_at=clock.now()
+    )
+
+
+@attrs.frozen
+class Converted:
+    """A lead converted into a deal: store all of it in one unit of work."""
+
+    lead: Lead
+    deal: Deal
+    changes: tuple[StageChange, ...]
+    """The deal's entry into its first stage, and the contact's move to opportunity."""
+    contact: Contact
+    contact_changed: bool
+
+
+def convert_lead(
+    lead: Lead,
+    contact: Contact,
+    machine: PipelineMachine[Deal],
+    *,
+    title: str,
+    amount: Money | None = None,
+    expected_close: date | None = None,
+    by: str | None = None,
+) -> Converted:
+    """Turn ``lead`` into a deal in the first stage of ``machine``'s pipeline."""
+    lead, contact = _check_lead(lead, contact)
+    if not isinstance(machine, PipelineMachine) or machine.pipeline.subject is not SubjectKind.DEAL:
+        raise ValidationError("machine", machine, "expected the machine of a deal pipeline")
+    _open(lead, "converted")
+    clock, pipeline = machine.clock, machine.pipeline
+    now = clock.now()
+    first = pipeline.first
+    deal = Deal.new(
+        title=title,
+        pipeline=pipeline.key,
+        stage=first.key,
+        amount=amount,
+        probability=first.probability,
+        contact_id=contact.id,
+        account_id=contact.account_id,
+        lead_id=lead.id,
+        expected_close=expected_close,
+        owner=by or lead.owner,
+        clock=clock,
+    )
+    entered = StageChange.new(
+        subject=SubjectKind.DEAL,
+        subject_id=deal.id,
+        pipeline=pipeline.key,
+        to_stage=first.key,
+        at=now,
+        by=by,
+        reason=f"converted from lead {lead.id}",
+        amount=deal.amount,
+        probability=deal.probability,
+        clock=clock,
+    )
+    converted = attrs.evolve(lead, status=LeadStatus.QUALIFIED, deal_id=deal.id, updated_at=now)
+    moved = advance_contact(contact, LifecycleEvent.DEAL_OPENED, by=by, clock=clock)
+    changes = (entered,) if moved is None else (entered, moved.change)
+    new_contact = contact if moved is None else moved.entity
+    return Converted(converted, deal, changes, new_contact, moved is not None)

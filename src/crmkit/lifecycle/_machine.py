@@ -1,0 +1,258 @@
+"""The pipeline state machine: which moves are allowed, and making them.
+
+:meth:`PipelineMachine.can_move` lists every unmet requirement of a move;
+:meth:`PipelineMachine.move` makes it, returning the entity in its new stage and the
+:class:`~crmkit.models.StageChange` to store, or raises
+:class:`~crmkit.errors.TransitionNotAllowed` naming every unmet requirement. A move
+to the stage the entity is in is refused: there is no event without a change.
+
+Deals: entering a won or lost stage sets ``status`` and ``closed_at`` (a lost stage
+also ``lost_reason``); reopening clears them. Unless its probability was set by hand
+(``probability_manual``), a deal takes the probability of its new stage. Leads:
+entering a won stage qualifies the lead, a lost stage disqualifies it (the reason is
+kept as ``disqualified_reason``); reopening sets it back to ``working``.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar, cast
+
+import attrs
+
+from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.errors import InvalidPipeline, Problem, TransitionNotAllowed, ValidationError
+from crmkit.lifecycle._moved import Moved, Unmet
+from crmkit.lifecycle._pipeline import Pipeline, Stage, StageKind
+from crmkit.models import Deal, DealStatus, Lead, LeadStatus, Money, StageChange, SubjectKind
+
+__all__ = ["Guard", "Guards", "PipelineMachine"]
+
+_Subject = TypeVar("_Subject", Deal, Lead)
+
+Guard = Callable[[Any, Stage], str | None]
+"""A host's check of a move: ``(entity, target stage) -> None`` when it passes, or the
+reason it does not, said for people."""
+
+
+@attrs.frozen
+class Guards:
+    """The guard callables a host application registers, by name.
+
+    >>> guards = Guards({"credit_check": lambda deal, stage: None})
+    >>> "credit_check" in guards
+    True
+    """
+
+    checks: Mapping[str, Guard] = attrs.field(factory=dict, converter=dict)
+
+    def __attrs_post_init__(self) -> None:
+        for name, check in self.checks.items():
+            if not isinstance(name, str) or not callable(check):
+                raise ValidationError(f"checks[{name!r}]", check, "expected a name -> callable")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.checks
+
+    def run(self, name: str, entity: object, stage: Stage) -> str | None:
+        """Run guard ``name``; its reason if the move must not happen."""
+        outcome = self.checks[name](entity, stage)
+        if outcome is not None and not isinstance(outcome, str):
+            raise ValidationError(
+                f"guards.{name}", outcome, "a guard returns None or the reason as a string"
+            )
+        return outcome
+
+
+def _is_set(entity: object, name: str) -> bool:
+    if name.startswith("custom."):
+        value = cast(Mapping[str, object], getattr(entity, "custom")).get(name[7:])  # noqa: B009
+    else:
+        value = getattr(entity, name)
+    if value is None:
+        return False
+    if isinstance(value, str | frozenset | tuple | list):
+        return bool(value) if not isinstance(value, str) else bool(value.strip())
+    return True
+
+
+class PipelineMachine(Generic[_Subject]):
+    """Moves deals or leads through one pipeline.
+
+    ``guards`` must hold every guard the pipeline's stages name (checked here, so a
+    missing guard fails when the machine is made, not at the first move).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        guards: Guards | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if not isinstance(pipeline, Pipeline):
+            raise ValidationError("pipeline", pipeline, "expected a Pipeline")
+        guards = Guards() if guards is None else guards
+        if not isinstance(guards, Guards):
+            raise ValidationError("guards", guards, "expected Guards")
+        missing = [
+            Problem(f"stages[{i}].requires.guards", name, "no such guard is registered")
+            for i, stage in enumerate(pipeline.stages)
+            for name in stage.requires.guards
+            if name not in guards
+        ]
+        if missing:
+            raise InvalidPipeline.of(missing)
+        self.pipeline = pipeline
+        self.guards = guards
+        self.clock = clock
+        self._entity = Deal if pipeline.subject is SubjectKind.DEAL else Lead
+
+    def _check_entity(self, entity: object) -> _Subject:
+        if not isinstance(entity, self._entity):
+            raise ValidationError(
+                "entity", entity, f"pipeline {self.pipeline.key!r} moves {self._entity.__name__}s"
+            )
+        if entity.pipeline != self.pipeline.key:
+            raise ValidationError(
+                "pipeline", entity.pipeline, f"the entity is not in pipeline {self.pipeline.key!r}"
+            )
+        return cast(_Subject, entity)
+
+    def can_move(
+        self,
+        entity: _Subject,
+        to: str,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        approved_by: str | None = None,
+    ) -> tuple[Unmet, ...]:
+        """Every requirement the move of ``entity`` to stage ``to`` does not meet."""
+        entity = self._check_entity(entity)
+        target = self.pipeline.stage(to)
+        current = entity.stage
+        unmet: list[Unmet] = []
+        if current == to:
+            unmet.append(Unmet("same_stage", f"is already in stage {to!r}"))
+        elif current is None or not self.pipeline.allows(current, to):
+            unmet.append(
+                Unmet(
+                    "transition",
+                    f"pipeline {self.pipeline.key!r} allows no move {current!r} -> {to!r}",
+                )
+            )
+        if (
+            target.kind is StageKind.LOST
+            and self.pipeline.lost_reason_required
+            and not (reason and reason.strip())
+        ):
+            unmet.append(Unmet("lost_reason", "a reason is required to lose"))
+        requires = target.requires
+        unmet.extend(
+            Unmet(f"required_field:{name}", f"{name} is required in stage {to!r}")
+            for name in sorted(requires.required_fields)
+            if not _is_set(entity, name)
+        )
+        if requires.minimum_amount is not None:
+            unmet.extend(_amount_unmet(entity, requires.minimum_amount, to))
+        if requires.approval:
+            if approved_by is None or not approved_by.strip():
+                unmet.append(
+                    Unmet("approval", f"stage {to!r} needs the approval of a second person")
+                )
+            elif by is None or approved_by.strip() == by.strip():
+                unmet.append(
+                    Unmet("approval", "the approver must be a second person, not the one who moves")
+                )
+        for name in requires.guards:
+            outcome = self.guards.run(name, entity, target)
+            if outcome is not None:
+                unmet.append(Unmet(f"guard:{name}", outcome))
+        return tuple(unmet)
+
+    def move(
+        self,
+        entity: _Subject,
+        to: str,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        approved_by: str | None = None,
+    ) -> Moved[_Subject]:
+        """Move ``entity`` to stage ``to``, or raise ``TransitionNotAllowed``."""
+        unmet = self.can_move(entity, to, by=by, reason=reason, approved_by=approved_by)
+        if unmet:
+            raise TransitionNotAllowed(
+                self._entity.entity_name, entity.stage, to, [str(u) for u in unmet]
+            )
+        now = self.clock.now()
+        target = self.pipeline.stage(to)
+        moved: Any
+        if isinstance(entity, Deal):
+            moved = _move_deal(entity, target, reason, now)
+            amount, probability = moved.amount, moved.probability
+        else:
+            moved = _move_lead(entity, target, reason, now)
+            amount, probability = None, target.probability
+        if approved_by is not None and target.requires.approval:
+            reason = f"{reason + '; ' if reason else ''}approved by {approved_by.strip()}"
+        change = StageChange.new(
+            subject=self.pipeline.subject,
+            subject_id=entity.id,
+            pipeline=self.pipeline.key,
+            from_stage=entity.stage,
+            to_stage=to,
+            at=now,
+            by=by,
+            reason=reason,
+            amount=amount,
+            probability=probability,
+            clock=self.clock,
+        )
+        return Moved(cast(_Subject, moved), change)
+
+
+def _amount_unmet(entity: object, minimum: Money, to: str) -> list[Unmet]:
+    amount = getattr(entity, "amount", None)
+    if amount is None:
+        return [Unmet("minimum_amount", f"stage {to!r} needs an amount of at least {minimum}")]
+    if amount.currency != minimum.currency:
+        return [
+            Unmet(
+                "minimum_amount",
+                f"stage {to!r} needs at least {minimum}; the amount is in {amount.currency}",
+            )
+        ]
+    if amount.amount < minimum.amount:
+        return [Unmet("minimum_amount", f"stage {to!r} needs at least {minimum}, not {amount}")]
+    return []
+
+
+def _move_deal(deal: Deal, target: Stage, reason: str | None, now: Any) -> Deal:
+    status = {
+        StageKind.OPEN: DealStatus.OPEN,
+        StageKind.WON: DealStatus.WON,
+        StageKind.LOST: DealStatus.LOST,
+    }[target.kind]
+    return attrs.evolve(
+        deal,
+        stage=target.key,
+        status=status,
+        closed_at=None if status is DealStatus.OPEN else now,
+        lost_reason=reason.strip() if status is DealStatus.LOST and reason else None,
+        probability=deal.probability if deal.probability_manual else target.probability,
+        updated_at=now,
+    )
+
+
+def _move_lead(lead: Lead, target: Stage, reason: str | None, now: Any) -> Lead:
+    if target.kind is StageKind.WON:
+        status, why = LeadStatus.QUALIFIED, None
+    elif target.kind is StageKind.LOST:
+        status, why = LeadStatus.DISQUALIFIED, (reason or "").strip() or target.label
+    elif lead.status in (LeadStatus.QUALIFIED, LeadStatus.DISQUALIFIED, LeadStatus.NEW):
+        status, why = LeadStatus.WORKING, None
+    else:
+        status, why = lead.status, None
+    return attrs.evolve(
+        lead, stage=target.key, status=status, disqualified_reason=why, updated_at=now
+    )

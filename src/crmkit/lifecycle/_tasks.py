@@ -1,0 +1,131 @@
+"""Tasks and reminders: completing them, the follow-up dashboard, recurring check-ins."""
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import attrs
+
+from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
+from crmkit.errors import TransitionNotAllowed, ValidationError
+from crmkit.models import Contact, LifecycleStage, Task, TaskKind, TaskStatus
+
+__all__ = [
+    "CheckInPlan",
+    "FollowUps",
+    "cancel_task",
+    "check_ins_due",
+    "complete_task",
+    "follow_ups",
+]
+
+
+def _check_task(task: object) -> Task:
+    if not isinstance(task, Task):
+        raise ValidationError("task", task, "expected a Task")
+    if task.status is not TaskStatus.OPEN:
+        raise TransitionNotAllowed("task", task.status.value, "done", ["the task is not open"])
+    return task
+
+
+def complete_task(task: Task, *, clock: Clock = SYSTEM_CLOCK) -> Task:
+    """Mark an open task done now."""
+    task = _check_task(task)
+    now = clock.now()
+    return attrs.evolve(task, status=TaskStatus.DONE, completed_at=now, updated_at=now)
+
+
+def cancel_task(task: Task, *, clock: Clock = SYSTEM_CLOCK) -> Task:
+    """Cancel an open task."""
+    task = _check_task(task)
+    return attrs.evolve(task, status=TaskStatus.CANCELLED, updated_at=clock.now())
+
+
+@attrs.frozen
+class FollowUps:
+    """The follow-up dashboard: open tasks past due, and those due soon (by due time)."""
+
+    overdue: tuple[Task, ...]
+    due_soon: tuple[Task, ...]
+
+
+def follow_ups(tasks: Iterable[Task], *, now: datetime, within: timedelta) -> FollowUps:
+    """Sort the open ``tasks`` into overdue (due before ``now``) and due within
+    ``within`` from ``now``; done and cancelled tasks are left out."""
+    now = ensure_utc(now, "now")
+    if not isinstance(within, timedelta) or within < timedelta(0):
+        raise ValidationError("within", within, "expected a timedelta >= 0")
+    late: list[Task] = []
+    soon: list[Task] = []
+    for task in tasks:
+        if task.status is not TaskStatus.OPEN:
+            continue
+        if task.due_at < now:
+            late.append(task)
+        elif task.due_at <= now + within:
+            soon.append(task)
+
+    def key(task: Task) -> tuple[datetime, UUID]:
+        return task.due_at, task.id
+
+    return FollowUps(tuple(sorted(late, key=key)), tuple(sorted(soon, key=key)))
+
+
+@attrs.frozen(kw_only=True)
+class CheckInPlan:
+    """Check in with every customer every ``every``: a task per customer, kept open."""
+
+    every: timedelta
+    title: str = "Check in"
+    assignee: str | None = None
+    stages: frozenset[LifecycleStage] = frozenset(
+        {LifecycleStage.CUSTOMER, LifecycleStage.EVANGELIST}
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.every, timedelta) or self.every <= timedelta(0):
+            raise ValidationError("every", self.every, "expected a positive timedelta")
+
+
+def check_ins_due(
+    contacts: Iterable[Contact],
+    tasks: Iterable[Task],
+    plan: CheckInPlan,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+) -> list[Task]:
+    """The check-in tasks to create: one for each contact in ``plan.stages`` that has no
+    open check-in, due ``plan.every`` after its last completed check-in (or after it
+    became a contact, for the first), and never earlier than now.
+
+    ``tasks`` are the contacts' existing check-in tasks (other tasks are ignored).
+    """
+    now = clock.now()
+    open_for: set[UUID] = set()
+    last_done: dict[UUID, datetime] = {}
+    for task in tasks:
+        if task.kind is not TaskKind.CHECK_IN or task.contact_id is None:
+            continue
+        if task.status is TaskStatus.OPEN:
+            open_for.add(task.contact_id)
+        elif task.status is TaskStatus.DONE and task.completed_at is not None:
+            previous = last_done.get(task.contact_id)
+            if previous is None or task.completed_at > previous:
+                last_done[task.contact_id] = task.completed_at
+    made = []
+    for contact in contacts:
+        if contact.lifecycle_stage not in plan.stages or contact.id in open_for:
+            continue
+        since = last_done.get(contact.id, contact.created_at)
+        made.append(
+            Task.new(
+                title=f"{plan.title}: {contact.display_name}",
+                due_at=max(since + plan.every, now),
+                kind=TaskKind.CHECK_IN,
+                assignee=plan.assignee or contact.owner,
+                contact_id=contact.id,
+                clock=clock,
+            )
+        )
+        open_for.add(contact.id)
+    return made
