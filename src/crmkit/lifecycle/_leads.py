@@ -62,6 +62,13 @@ _KIND: Final = {
 }
 
 
+def _email(value: str) -> EmailAddress:
+    try:
+        return EmailAddress(value)
+    except ValidationError as error:
+        raise error.within("email") from None
+
+
 @attrs.frozen(kw_only=True)
 class Touchpoint:
     """An inbound touch: a form, a newsletter sign-up, a chat, an import row.
@@ -70,7 +77,7 @@ class Touchpoint:
     ``source`` says where it came from (``"pricing-page"``, ``"webinar-2026-03"``).
     """
 
-    email: EmailAddress = attrs.field(converter=EmailAddress)
+    email: EmailAddress = attrs.field(converter=_email)
     source: str
     channel: LeadChannel
     first_name: str | None = None

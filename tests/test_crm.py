@@ -1,0 +1,267 @@
+"""The CRM service on every store: each use case is stored whole, with its history, or not
+at all."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from uuid import uuid4
+
+import attrs
+import pytest
+from tests.storage_support import postgres_url
+
+from crmkit.clock import FixedClock
+from crmkit.crm import CRM
+from crmkit.errors import ConcurrencyConflict, NotFound, TransitionNotAllowed, ValidationError
+from crmkit.lifecycle import (
+    CheckInPlan,
+    Guards,
+    Moved,
+    Pipeline,
+    Stage,
+    StageKind,
+    StageRequirements,
+    TimelineKind,
+    Touchpoint,
+)
+from crmkit.models import (
+    ActivityKind,
+    DealStatus,
+    LeadChannel,
+    LeadStatus,
+    LifecycleStage,
+    Money,
+    SubjectKind,
+    Task,
+    TaskKind,
+)
+from crmkit.storage import MemoryStore, Store
+from crmkit.storage.sql import open_store
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+SALES = Pipeline(
+    key="sales",
+    label="Sales",
+    subject=SubjectKind.DEAL,
+    stages=(
+        Stage(key="discovery", label="Discovery", probability=Decimal("0.2")),
+        Stage(
+            key="proposal",
+            label="Proposal",
+            probability=Decimal("0.5"),
+            requires=StageRequirements(required_fields={"amount"}, guards=("in_stock",)),
+        ),
+        Stage(
+            key="won",
+            label="Won",
+            probability=Decimal(1),
+            kind=StageKind.WON,
+            requires=StageRequirements(approval=True),
+        ),
+        Stage(key="lost", label="Lost", kind=StageKind.LOST),
+    ),
+)
+
+
+class Ticking(FixedClock):
+    """A clock that moves one second on every reading: every event has its own time."""
+
+    def now(self) -> datetime:
+        return self.advance(timedelta(seconds=1))
+
+
+def in_stock(deal: object, stage: Stage) -> str | None:
+    return None
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    clock = Ticking(NOW)
+    tenant = f"crm-{uuid4().hex[:12]}"  # a tenant of its own: the server is shared
+    if request.param == "memory":
+        yield MemoryStore(tenant=tenant, clock=clock)
+        return
+    url = f"sqlite:///{tmp_path / 'crm.db'}" if request.param == "sqlite" else postgres_url()
+    made = open_store(url, tenant=tenant, clock=clock)
+    yield made
+    made.close()
+
+
+def crm_of(store: Store, **changes: object) -> CRM:
+    options: dict[str, object] = {
+        "pipelines": [SALES],
+        "guards": Guards({"in_stock": in_stock}),
+        "mql_threshold": 40,
+    }
+    options.update(changes)
+    return CRM(store, **options)  # type: ignore[arg-type]
+
+
+def everything(store: Store) -> dict[str, int]:
+    with store.unit_of_work() as unit:
+        return {
+            name: getattr(unit, name).count()
+            for name in ("contacts", "leads", "deals", "activities", "tasks", "stage_history")
+        }
+
+
+def test_from_first_touch_to_customer(store: Store) -> None:
+    crm = crm_of(store)
+    touch = Touchpoint(
+        email="Ada@Example.com", source="pricing-page", channel=LeadChannel.FORM, first_name="Ada"
+    )
+    captured = crm.capture_lead(touch)
+    again = crm.capture_lead(
+        Touchpoint(email="Ada@example.com", source="newsletter", channel=LeadChannel.NEWSLETTER)
+    )
+    assert again.contact.id == captured.contact.id
+    assert not again.contact_created
+    assert crm.find_contact("Ada@EXAMPLE.com") == again.contact
+    lead = captured.lead
+    assert crm.score_lead(lead.id, 45).contact is not None
+    accepted = crm.accept_lead(lead.id, by="ana")
+    assert accepted.lead.status is LeadStatus.QUALIFIED
+    converted = crm.convert_lead(
+        lead.id, pipeline="sales", title="Ada: 5 seats", amount=Money("900", "EUR"), by="ana"
+    )
+    deal = converted.deal
+    moved = crm.move_deal(deal.id, "proposal", by="ana")
+    assert moved.entity.probability == Decimal("0.5")
+    with pytest.raises(TransitionNotAllowed, match="second person"):
+        crm.win_deal(deal.id, by="ana", approved_by="ana")
+    won = crm.win_deal(deal.id, by="ana", approved_by="ben")
+    assert won.entity.status is DealStatus.WON
+    person = crm.find_contact("Ada@example.com")
+    assert person is not None and person.lifecycle_stage is LifecycleStage.CUSTOMER
+    steps = [c.to_stage for c in crm.history(SubjectKind.CONTACT, person.id)]
+    assert steps == ["lead", "mql", "sql", "opportunity", "customer"]
+    deal_steps = [c.to_stage for c in crm.history(SubjectKind.DEAL, deal.id)]
+    assert deal_steps == ["discovery", "proposal", "won"]
+    kinds = [e.kind for e in crm.timeline(person.id)]
+    assert kinds.count(TimelineKind.ACTIVITY) == 2
+    assert kinds.count(TimelineKind.STAGE_CHANGE) == 8
+    assert TimelineKind.DEAL_OPENED in kinds
+    assert crm.customers() == [person]
+
+
+def test_a_refused_move_stores_nothing(store: Store) -> None:
+    crm = crm_of(store)
+    captured = crm.capture_lead(
+        Touchpoint(email="bo@example.com", source="chat", channel=LeadChannel.CHAT)
+    )
+    converted = crm.convert_lead(captured.lead.id, pipeline="sales", title="Bo")
+    before = everything(store)
+    with pytest.raises(TransitionNotAllowed) as caught:
+        crm.move_deal(converted.deal.id, "proposal", by="ana")  # no amount
+    assert caught.value.unmet == ("amount is required in stage 'proposal'",)
+    assert everything(store) == before
+
+
+def test_a_failure_in_the_middle_of_a_use_case_leaves_the_store_unchanged(store: Store) -> None:
+    def broken_enrichment(email: str) -> dict[str, object]:
+        raise RuntimeError("the enrichment service is down")
+
+    crm = crm_of(store)
+    crm.capture_lead(Touchpoint(email="cy@example.com", source="form", channel=LeadChannel.FORM))
+    before = everything(store)
+    with pytest.raises(RuntimeError, match="down"):
+        crm_of(store, enrich=broken_enrichment).capture_lead(
+            Touchpoint(email="cy@example.com", source="chat", channel=LeadChannel.CHAT)
+        )
+    assert everything(store) == before
+    # Winning writes the deal, its history and then the contact's move: a conflict on
+    # the contact must undo the deal's move too.
+    captured = crm.capture_lead(
+        Touchpoint(email="di@example.com", source="form", channel=LeadChannel.FORM)
+    )
+    deal = crm.convert_lead(
+        captured.lead.id, pipeline="sales", title="Di", amount=Money("10", "EUR")
+    ).deal
+    crm.move_deal(deal.id, "proposal", by="ana")
+    before = everything(store)
+
+    class Stale(CRM):  # the contact changed meanwhile: its update fails after the deal's
+        @staticmethod
+        def _stored_move(unit, moved):  # type: ignore[no-untyped-def]
+            stale = attrs.evolve(moved.entity, version=moved.entity.version + 7)
+            return CRM._stored_move(unit, Moved(stale, moved.change))
+
+    stale = Stale(store, pipelines=[SALES], guards=Guards({"in_stock": in_stock}))
+    with pytest.raises(ConcurrencyConflict):
+        stale.win_deal(deal.id, by="ana", approved_by="ben")
+    assert everything(store) == before
+    with store.unit_of_work() as unit:
+        assert unit.deals.get(deal.id).stage == "proposal"
+
+
+def test_lose_needs_a_reason_and_unknown_ids_are_not_found(store: Store) -> None:
+    crm = crm_of(store)
+    captured = crm.capture_lead(
+        Touchpoint(email="ed@example.com", source="form", channel=LeadChannel.FORM)
+    )
+    deal = crm.convert_lead(captured.lead.id, pipeline="sales", title="Ed").deal
+    with pytest.raises(TransitionNotAllowed, match="reason"):
+        crm.lose_deal(deal.id, by="ana", reason="")
+    lost = crm.lose_deal(deal.id, by="ana", reason="no budget").entity
+    assert (lost.status, lost.lost_reason) == (DealStatus.LOST, "no budget")
+    with pytest.raises(NotFound):
+        crm.move_deal(uuid4(), "won", by="ana")
+    with pytest.raises(ValidationError) as caught:
+        crm.convert_lead(captured.lead.id, pipeline="renewals", title="x")
+    assert caught.value.field == "pipeline"
+
+
+def test_tasks_follow_ups_and_check_ins(store: Store) -> None:
+    crm = crm_of(store)
+    captured = crm.capture_lead(
+        Touchpoint(email="fi@example.com", source="form", channel=LeadChannel.FORM)
+    )
+    person = captured.contact
+    clock = FixedClock(NOW)
+    late = crm.create_task(
+        Task.new(
+            title="Call Fi", due_at=NOW - timedelta(hours=1), contact_id=person.id, clock=clock
+        )
+    )
+    soon = crm.create_task(
+        Task.new(title="Send offer", due_at=NOW + timedelta(hours=5), assignee="ana", clock=clock)
+    )
+    board = crm.follow_ups(within=timedelta(days=1))
+    assert (board.overdue, board.due_soon) == ((late,), (soon,))
+    assert crm.follow_ups(assignee="ana").overdue == ()
+    done = crm.complete_task(late.id)
+    assert done.version == late.version + 1
+    with pytest.raises(NotFound):
+        crm.create_task(Task.new(title="x", due_at=NOW, contact_id=uuid4(), clock=clock))
+    deal = crm.convert_lead(captured.lead.id, pipeline="sales", title="Fi").deal
+    crm.move_deal(deal.id, "lost", by="ana", reason="too early")
+    assert crm.schedule_check_ins(CheckInPlan(every=timedelta(days=30))) == []
+    won = crm.capture_lead(
+        Touchpoint(email="gu@example.com", source="form", channel=LeadChannel.FORM)
+    )
+    gu_deal = crm.convert_lead(
+        won.lead.id, pipeline="sales", title="Gu", amount=Money("5", "EUR")
+    ).deal
+    crm.move_deal(gu_deal.id, "proposal", by="ana")
+    crm.win_deal(gu_deal.id, by="ana", approved_by="ben")
+    made = crm.schedule_check_ins(CheckInPlan(every=timedelta(days=30)))
+    assert [(t.contact_id, t.kind) for t in made] == [(won.contact.id, TaskKind.CHECK_IN)]
+    assert crm.schedule_check_ins(CheckInPlan(every=timedelta(days=30))) == []
+    timeline = crm.timeline(person.id)
+    assert [e.kind for e in timeline].count(TimelineKind.TASK_DONE) == 1
+    assert any(
+        e.kind is TimelineKind.ACTIVITY and e.item.kind is ActivityKind.FORM_SUBMITTED  # type: ignore[attr-defined]
+        for e in timeline
+    )
+
+
+def test_the_service_checks_its_configuration() -> None:
+    store = MemoryStore()
+    with pytest.raises(ValidationError) as twice:
+        CRM(store, pipelines=[SALES, SALES], guards=Guards({"in_stock": in_stock}))
+    assert twice.value.field == "pipelines[1].key"
+    with pytest.raises(ValidationError) as threshold:
+        CRM(store, mql_threshold="high")  # type: ignore[arg-type]
+    assert threshold.value.field == "mql_threshold"
