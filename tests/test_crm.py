@@ -9,7 +9,6 @@ from uuid import uuid4
 
 import attrs
 import pytest
-from tests.storage_support import postgres_url
 
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
@@ -38,6 +37,7 @@ from crmkit.models import (
 )
 from crmkit.storage import MemoryStore, Store
 from crmkit.storage.sql import open_store
+from tests.storage_support import postgres_url
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -134,7 +134,8 @@ def test_from_first_touch_to_customer(store: Store) -> None:
     won = crm.win_deal(deal.id, by="ana", approved_by="ben")
     assert won.entity.status is DealStatus.WON
     person = crm.find_contact("Ada@example.com")
-    assert person is not None and person.lifecycle_stage is LifecycleStage.CUSTOMER
+    assert person is not None
+    assert person.lifecycle_stage is LifecycleStage.CUSTOMER
     steps = [c.to_stage for c in crm.history(SubjectKind.CONTACT, person.id)]
     assert steps == ["lead", "mql", "sql", "opportunity", "customer"]
     deal_steps = [c.to_stage for c in crm.history(SubjectKind.DEAL, deal.id)]

@@ -130,7 +130,8 @@ def test_capturing_a_known_person_fills_gaps_and_never_overwrites() -> None:
         email="ada@example.com", source="webinar", channel=LeadChannel.EVENT, tags={"webinar"}
     )
     captured = capture_lead(touch, known, enrich=enrich, clock=clock())
-    assert not captured.contact_created and captured.contact_changed
+    assert not captured.contact_created
+    assert captured.contact_changed
     person = captured.contact
     assert person.id == known.id
     assert person.first_name == "Ada"  # kept
@@ -170,9 +171,11 @@ def captured_lead() -> tuple[Contact, object]:
 def test_scoring_at_the_threshold_makes_an_mql() -> None:
     person, lead = captured_lead()
     below = score_lead(lead, person, 49.5, threshold=50, clock=clock())  # type: ignore[arg-type]
-    assert below.lead.score == 49.5 and below.contact is None
+    assert below.lead.score == 49.5
+    assert below.contact is None
     at = score_lead(lead, person, 50, threshold=50, clock=clock())  # type: ignore[arg-type]
-    assert at.contact is not None and at.contact.entity.lifecycle_stage is LifecycleStage.MQL
+    assert at.contact is not None
+    assert at.contact.entity.lifecycle_stage is LifecycleStage.MQL
     with pytest.raises(ValidationError) as caught:
         score_lead(lead, person, float("nan"), threshold=50)  # type: ignore[arg-type]
     assert caught.value.field == "score"

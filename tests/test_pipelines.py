@@ -152,8 +152,13 @@ def test_pipelines_round_trip_through_json() -> None:
     converter = make_converter()
     explicit = sales(
         mode=TransitionMode.EXPLICIT,
-        transitions=[("qualify", "proposal"), ("proposal", "won"), ("proposal", "lost")]
-        + [("qualify", "negotiation"), ("negotiation", "won")],
+        transitions=[
+            ("qualify", "proposal"),
+            ("proposal", "won"),
+            ("proposal", "lost"),
+            ("qualify", "negotiation"),
+            ("negotiation", "won"),
+        ],
     )
     for pipeline in (sales(), explicit):
         text = json.dumps(converter.unstructure(pipeline))
@@ -401,7 +406,8 @@ class Moves(RuleBasedStateMachine):
         reason=st.none() | st.just("price"),
     )
     def move(self, to: str, by: str, approver: str | None, reason: str | None) -> None:
-        assert self.machine is not None and self.deal is not None
+        assert self.machine is not None
+        assert self.deal is not None
         pipeline = self.machine.pipeline
         if to not in {s.key for s in pipeline.stages}:
             with pytest.raises(ValidationError):
@@ -427,7 +433,8 @@ class Moves(RuleBasedStateMachine):
             assert moved.entity.amount is not None
             assert moved.entity.amount.amount >= target.requires.minimum_amount.amount
         if target.requires.approval:
-            assert approver is not None and approver != by
+            assert approver is not None
+            assert approver != by
         if pipeline.stage(before.stage).closed:
             assert pipeline.reopen
         self.deal = moved.entity
