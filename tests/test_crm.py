@@ -25,6 +25,7 @@ from crmkit.lifecycle import (
     Touchpoint,
 )
 from crmkit.models import (
+    Activity,
     ActivityKind,
     DealStatus,
     LeadChannel,
@@ -35,6 +36,8 @@ from crmkit.models import (
     Task,
     TaskKind,
 )
+from crmkit.scoring import Criterion, Group, ScoringModel
+from crmkit.segmentation import activity, contacts_where, field, leads_where, prop
 from crmkit.storage import MemoryStore, Store
 from crmkit.storage.sql import open_store
 from tests.storage_support import postgres_url
@@ -266,3 +269,44 @@ def test_the_service_checks_its_configuration() -> None:
     with pytest.raises(ValidationError) as threshold:
         CRM(store, mql_threshold="high")  # type: ignore[arg-type]
     assert threshold.value.field == "mql_threshold"
+
+
+def test_rescoring_a_lead_explains_and_stores_its_score(store: Store) -> None:
+    model = ScoringModel(
+        name="Inbound",
+        criteria=(
+            Criterion("in DACH", contacts_where(field("country").is_in("DE", "AT")), 30),
+            Criterion(
+                "pricing page",
+                leads_where(
+                    activity(ActivityKind.PAGE_VIEW, where=prop("url").contains("/pricing")).count()
+                    >= 1
+                ),
+                40,
+                Group.ENGAGEMENT,
+            ),
+        ),
+        mql_at=60,
+    )
+    crm = crm_of(store, scoring=model)
+    captured = crm.capture_lead(
+        Touchpoint(email="hu@example.de", source="ads", channel=LeadChannel.FORM, country="DE")
+    )
+    first, card = crm.rescore_lead(captured.lead.id)
+    assert (card.total, first.lead.score, first.contact) == (30.0, 30.0, None)
+    crm.record_activity(
+        Activity.new(
+            contact_id=captured.contact.id,
+            kind=ActivityKind.PAGE_VIEW,
+            properties={"url": "https://example.com/pricing"},
+            clock=store.clock,
+        )
+    )
+    second, card = crm.rescore_lead(captured.lead.id)
+    assert [c.criterion for c in card.contributions] == ["in DACH", "pricing page"]
+    assert second.lead.score == card.total == 70.0
+    assert second.contact is not None
+    assert second.contact.entity.lifecycle_stage is LifecycleStage.MQL
+    with pytest.raises(ValidationError) as caught:
+        crm_of(store).rescore_lead(captured.lead.id)
+    assert caught.value.field == "scoring"

@@ -49,7 +49,15 @@ from crmkit.models import (
     Task,
     TaskStatus,
 )
-from crmkit.segmentation import contacts_where, deals_where, field, leads_where, tickets_where
+from crmkit.scoring import ScoreCard, ScoringModel, score
+from crmkit.segmentation import (
+    Context,
+    contacts_where,
+    deals_where,
+    field,
+    leads_where,
+    tickets_where,
+)
 from crmkit.storage import Store, UnitOfWork
 
 __all__ = ["CRM"]
@@ -62,9 +70,11 @@ class CRM:
     changes is stored, with its stage history and timeline activity, or nothing is.
     Invalid input raises a :mod:`crmkit.errors` exception before anything is written.
 
-    ``mql_threshold`` is the lead score at which marketing has qualified a lead;
-    ``enrich`` is the host's enrichment hook for captured leads; ``guards`` holds the
-    guard callables the pipelines' stages name.
+    ``mql_threshold`` is the lead score at which marketing has qualified a lead (a
+    ``scoring`` model's own ``mql_at`` takes its place when set); ``enrich`` is the
+    host's enrichment hook for captured leads; ``guards`` holds the guard callables the
+    pipelines' stages name; ``scoring`` is the rule scoring model of
+    :meth:`rescore_lead`.
     """
 
     def __init__(
@@ -75,6 +85,7 @@ class CRM:
         guards: Guards | None = None,
         mql_threshold: float = 50.0,
         enrich: Enrichment | None = None,
+        scoring: ScoringModel | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.store = store
@@ -91,6 +102,9 @@ class CRM:
         self._machines = machines
         self.mql_threshold = float(mql_threshold)
         self.enrich = enrich
+        if scoring is not None and not isinstance(scoring, ScoringModel):
+            raise ValidationError("scoring", scoring, "expected a ScoringModel")
+        self.scoring = scoring
 
     @property
     def pipelines(self) -> Mapping[str, Pipeline]:
@@ -173,6 +187,30 @@ class CRM:
         contact = unit.contacts.update(moved.entity)
         unit.stage_history.add(moved.change)
         return Moved(contact, moved.change)
+
+    def rescore_lead(self, lead_id: UUID) -> tuple[Qualified, ScoreCard]:
+        """Score a lead with the ``scoring`` model, from its contact and the contact's
+        activities as stored now, and record the score as :meth:`score_lead` does.
+
+        Returns the outcome and the score card that explains the score.
+        """
+        model = self.scoring
+        if model is None:
+            raise ValidationError("scoring", None, "this CRM has no scoring model")
+        with self._unit() as unit:
+            lead = unit.leads.get(lead_id)
+            contact = unit.contacts.get(lead.contact_id)
+            context = Context(
+                now=self.clock.now(),
+                activities={contact.id: unit.activities.for_contact(contact.id)},
+                segments={s.id: s for s in unit.segments.iterate()},
+            )
+            card = score(model, lead, context, contact=contact)
+            threshold = self.mql_threshold if model.mql_at is None else model.mql_at
+            qualified = score_lead(lead, contact, card.total, threshold=threshold, clock=self.clock)
+            stored = unit.leads.update(qualified.lead)
+            moved = self._stored_move(unit, qualified.contact)
+        return Qualified(stored, moved), card
 
     def accept_lead(self, lead_id: UUID, *, by: str) -> Qualified:
         """Sales accepts a lead: it is qualified and its contact becomes an SQL."""
