@@ -1,11 +1,13 @@
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from crmkit import __version__
 from crmkit.cli import main
+from crmkit.storage.sql import open_store
 
 
 def cells(section: str, first: str) -> list[str]:
@@ -14,24 +16,33 @@ def cells(section: str, first: str) -> list[str]:
     return re.split(r"\s{2,}", row.strip())
 
 
-def test_demo_prints_contacts_a_lead_and_a_deal(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
+def test_demo_tells_steps_2_to_4_on_sqlite(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = tmp_path / "demo.db"
+    assert main(["demo", "--db", str(db)]) == 0
     out = capsys.readouterr().out
-    contacts, rest = out.split("\nLeads\n")
-    leads, deals = rest.split("\nDeals\n")
-    assert cells(contacts, "Ada Lovelace")[:3] == [
-        "Ada Lovelace", "Ada.Lovelace@example.com", "+442079460958",
+    assert "matched to the same contact" in out
+    assert "moving to proposal is refused: amount is required in stage 'proposal'" in out
+    assert "the approver must be a second person" in out
+    assert "25% discount is more than the 20%" in out
+    contacts = out.split("\nContacts (read back from the store)\n")[1].split("\nDeals\n")[0]
+    assert cells(contacts, "Ada Lovelace") == [
+        "Ada Lovelace", "Ada.Lovelace@example.com", "DE", "customer",
     ]  # fmt: skip
-    assert "Linus Berg" in contacts
-    assert "+4930901820" in contacts
-    assert "sara@kund.se" in contacts
-    # title, section, header, rule and three rows
-    assert len([line for line in contacts.splitlines() if line]) == 7
-    assert cells(leads, "Ada Lovelace") == ["Ada Lovelace", "pricing-page", "form", "working", "42"]
-    assert cells(deals, "Acme") == [
-        "Acme: 12 team seats", "Linus Berg", "sales", "proposal", "14400.00 EUR", "60%",
-        "8640.00 EUR",
-    ]  # fmt: skip
+    assert cells(contacts, "sara@kund.se")[2:] == ["SE", "lead"]
+    deals = out.split("\nDeals\n")[1].split("\nTimeline")[0]
+    assert cells(deals, "Lovelace")[2:6] == ["won", "won", "13500.00 EUR", "100%"]
+    assert cells(deals, "Acme")[-1] == "no budget this year"
+    timeline = out.split("\nTimeline of Ada Lovelace\n")[1].splitlines()
+    stages = [line.split("contact: ")[1].split(" ")[2] for line in timeline if "contact: " in line]
+    assert stages == ["lead", "mql", "sql", "opportunity", "customer"]
+    # The data is in the SQLite file, for the reader to look at.
+    store = open_store(f"sqlite:///{db}", tenant="demo")
+    with store.unit_of_work() as unit:
+        assert unit.contacts.count() == 3
+        assert unit.deals.count() == 2
+    store.close()
 
 
 def test_demo_needs_no_optional_dependency(
@@ -39,8 +50,10 @@ def test_demo_needs_no_optional_dependency(
 ) -> None:
     # The README's first command installs crmkit without extras and runs the demo.
     monkeypatch.setitem(sys.modules, "phonenumbers", None)
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    monkeypatch.setitem(sys.modules, "psycopg", None)
     assert main(["demo"]) == 0
-    assert "+4930901820" in capsys.readouterr().out
+    assert "the deal is won: Ada is a customer" in capsys.readouterr().out
 
 
 def test_the_command_is_installed() -> None:

@@ -1,12 +1,13 @@
-"""The ``crmkit`` command: ``crmkit demo`` (more commands arrive with later issues)."""
+"""The ``crmkit`` command: ``crmkit demo [--db PATH]`` (more commands arrive with later issues)."""
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from crmkit import __version__
 from crmkit.cli._demo import run_demo
-from crmkit.clock import SYSTEM_CLOCK
 
 __all__ = ["main"]
 
@@ -17,7 +18,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"crmkit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("demo", help="create a few contacts, a lead and a deal and show them")
+    demo = commands.add_parser(
+        "demo", help="run steps 2 to 4 of the customer lifecycle on SQLite and show them"
+    )
+    demo.add_argument(
+        "--db",
+        metavar="PATH",
+        help="the SQLite file to keep the demo's data in (default: a temporary file)",
+    )
     return parser
 
 
@@ -25,7 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        run_demo(SYSTEM_CLOCK, print)
+        if args.db:
+            run_demo(print, url=f"sqlite:///{Path(args.db).resolve()}")
+        else:
+            with tempfile.TemporaryDirectory(prefix="crmkit-demo-") as folder:
+                run_demo(print, url=f"sqlite:///{Path(folder) / 'demo.db'}")
     return 0
 
 

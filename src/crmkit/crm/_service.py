@@ -3,7 +3,9 @@
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, timedelta
+from decimal import Decimal
 from types import MappingProxyType
+from typing import Any
 from uuid import UUID
 
 import attrs
@@ -41,6 +43,7 @@ from crmkit.models import (
     Deal,
     DealStatus,
     EmailAddress,
+    JSONScalar,
     Lead,
     LifecycleStage,
     Money,
@@ -269,6 +272,45 @@ class CRM:
             stored_contact,
             converted.contact_changed,
         )
+
+    def update_deal(
+        self,
+        deal_id: UUID,
+        *,
+        title: str | None = None,
+        amount: Money | None = None,
+        probability: Decimal | None = None,
+        expected_close: date | None = None,
+        owner: str | None = None,
+        custom: Mapping[str, JSONScalar] | None = None,
+    ) -> Deal:
+        """Change a deal's details; what is not given stays as it is.
+
+        Stage, status and the closing fields change only through moves. A probability
+        given here is kept from then on (``probability_manual``); ``custom`` adds to
+        and replaces the deal's custom fields (a value of ``None`` is stored as null).
+        """
+        with self._unit() as unit:
+            deal = unit.deals.get(deal_id)
+            changes: dict[str, Any] = {
+                name: value
+                for name, value in (
+                    ("title", title),
+                    ("amount", amount),
+                    ("expected_close", expected_close),
+                    ("owner", owner),
+                )
+                if value is not None
+            }
+            if probability is not None:
+                changes |= {"probability": probability, "probability_manual": True}
+            if custom is not None:
+                if not isinstance(custom, Mapping):
+                    raise ValidationError("custom", custom, "expected a mapping")
+                changes["custom"] = {**deal.custom, **custom}
+            if not changes:
+                return deal
+            return unit.deals.update(attrs.evolve(deal, **changes, updated_at=self.clock.now()))
 
     def move_deal(
         self,

@@ -33,6 +33,10 @@ Guard = Callable[[Any, Stage], str | None]
 reason it does not, said for people."""
 
 
+def _guard_dict(value: Mapping[str, Guard]) -> dict[str, Guard]:
+    return dict(value)
+
+
 @attrs.frozen
 class Guards:
     """The guard callables a host application registers, by name.
@@ -42,7 +46,7 @@ class Guards:
     True
     """
 
-    checks: Mapping[str, Guard] = attrs.field(factory=dict, converter=dict)
+    checks: Mapping[str, Guard] = attrs.field(factory=dict, converter=_guard_dict)
 
     def __attrs_post_init__(self) -> None:
         for name, check in self.checks.items():

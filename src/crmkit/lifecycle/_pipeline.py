@@ -68,6 +68,14 @@ def _wrong(value: object, kind: type) -> bool:
     return not isinstance(value, kind)
 
 
+def _names(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
+def _guard_names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 def _pairs(value: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     """Transitions as a sorted tuple of ``(from, to)`` pairs, each listed once."""
     pairs = {tuple(p) if isinstance(p, list | tuple) else p for p in value}
@@ -101,10 +109,10 @@ class StageRequirements:
       (:class:`~crmkit.lifecycle.Guards`).
     """
 
-    required_fields: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    required_fields: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
     minimum_amount: Money | None = None
     approval: bool = False
-    guards: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    guards: tuple[str, ...] = attrs.field(default=(), converter=_guard_names)
 
     def __attrs_post_init__(self) -> None:
         problems = [
@@ -170,6 +178,10 @@ class Stage:
         return self.kind is not StageKind.OPEN
 
 
+def _stage_tuple(value: Iterable["Stage"]) -> tuple["Stage", ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class Pipeline:
     """An ordered, validated set of stages for deals or leads, and the moves it allows.
@@ -196,7 +208,7 @@ class Pipeline:
     key: str
     label: str
     subject: SubjectKind
-    stages: tuple[Stage, ...] = attrs.field(converter=tuple)
+    stages: tuple[Stage, ...] = attrs.field(converter=_stage_tuple)
     mode: TransitionMode = TransitionMode.FORWARD
     transitions: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_pairs)
     lost_reason_required: bool = True
