@@ -16,6 +16,8 @@ DOCS = ROOT / "docs"
 REFERENCE_MODULES = [
     "crmkit.models",
     "crmkit.models.rules",
+    "crmkit.crm",
+    "crmkit.lifecycle",
     "crmkit.scoring",
     "crmkit.segmentation",
     "crmkit.storage",

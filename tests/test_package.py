@@ -15,6 +15,8 @@ PUBLIC_MODULES = [
     "crmkit.errors",
     "crmkit.models",
     "crmkit.models.rules",
+    "crmkit.crm",
+    "crmkit.lifecycle",
     "crmkit.scoring",
     "crmkit.segmentation",
     "crmkit.serialization",

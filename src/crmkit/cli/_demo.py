@@ -112,21 +112,15 @@ def _enrich(email: EmailAddress) -> Mapping[str, Any]:
 
 def run_demo(write: Callable[[str], object], *, url: str, start: datetime = DEMO_START) -> None:
     """Tell the story into the store at ``url``, from ``start``, writing through ``write``."""
-    clock = _StoryClock(start)
+    # A second passes with every reading: each event has a time of its own, and the
+    # timeline keeps the order in which things happened.
+    clock = FixedClock(start, step=timedelta(seconds=1))
     store = open_store(url, tenant="demo", clock=clock)
     try:
         _story(CRM(store, pipelines=[SALES], guards=Guards({"discount_ok": _discount_ok}),
                    enrich=_enrich, scoring=SCORING), clock, write)  # fmt: skip
     finally:
         store.close()
-
-
-class _StoryClock(FixedClock):
-    """The story's clock: it moves a second on every reading, so that each event has a
-    time of its own and the timeline keeps the order in which things happened."""
-
-    def now(self) -> datetime:
-        return self.advance(timedelta(seconds=1))
 
 
 def _story(crm: CRM, clock: FixedClock, write: Callable[[str], object]) -> None:
