@@ -303,3 +303,27 @@ def test_rescoring_a_lead_explains_and_stores_its_score(store: Store) -> None:
     with pytest.raises(ValidationError) as caught:
         crm_of(store).rescore_lead(captured.lead.id)
     assert caught.value.field == "scoring"
+
+
+def test_captured_leads_start_in_the_lead_pipeline(store: Store) -> None:
+    inbound = Pipeline(
+        key="inbound",
+        label="Inbound",
+        subject=SubjectKind.LEAD,
+        stages=(
+            Stage(key="new", label="New"),
+            Stage(key="contacted", label="Contacted", probability=Decimal("0.3")),
+            Stage(key="qualified", label="Qualified", probability=Decimal(1), kind=StageKind.WON),
+        ),
+    )
+    crm = crm_of(store, pipelines=[SALES, inbound], lead_pipeline="inbound")
+    lead = crm.capture_lead(
+        Touchpoint(email="jo@example.com", source="form", channel=LeadChannel.FORM)
+    ).lead
+    assert (lead.pipeline, lead.stage) == ("inbound", "new")
+    moved = crm.move_lead(lead.id, "contacted", by="ana")
+    assert moved.entity.status is LeadStatus.WORKING
+    assert [c.to_stage for c in crm.history(SubjectKind.LEAD, lead.id)] == ["new", "contacted"]
+    with pytest.raises(ValidationError) as caught:
+        crm_of(store, lead_pipeline="sales")
+    assert caught.value.field == "lead_pipeline"

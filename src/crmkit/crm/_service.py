@@ -77,7 +77,8 @@ class CRM:
     ``scoring`` model's own ``mql_at`` takes its place when set); ``enrich`` is the
     host's enrichment hook for captured leads; ``guards`` holds the guard callables the
     pipelines' stages name; ``scoring`` is the rule scoring model of
-    :meth:`rescore_lead`.
+    :meth:`rescore_lead`; ``lead_pipeline`` names the lead pipeline that captured leads
+    start in.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class CRM:
         mql_threshold: float = 50.0,
         enrich: Enrichment | None = None,
         scoring: ScoringModel | None = None,
+        lead_pipeline: str | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.store = store
@@ -108,6 +110,12 @@ class CRM:
         if scoring is not None and not isinstance(scoring, ScoringModel):
             raise ValidationError("scoring", scoring, "expected a ScoringModel")
         self.scoring = scoring
+        self.lead_pipeline: Pipeline | None = None
+        if lead_pipeline is not None:
+            pipeline = self.machine(lead_pipeline).pipeline
+            if pipeline.subject is not SubjectKind.LEAD:
+                raise ValidationError("lead_pipeline", lead_pipeline, "is not a lead pipeline")
+            self.lead_pipeline = pipeline
 
     @property
     def pipelines(self) -> Mapping[str, Pipeline]:
@@ -157,7 +165,12 @@ class CRM:
         with self._unit() as unit:
             existing = self._contact_by_email(unit, touch.email)
             captured = capture_lead(
-                touch, existing, enrich=self.enrich, owner=owner, clock=self.clock
+                touch,
+                existing,
+                enrich=self.enrich,
+                owner=owner,
+                pipeline=self.lead_pipeline,
+                clock=self.clock,
             )
             contact = captured.contact
             if captured.contact_created:

@@ -19,6 +19,7 @@ from crmkit.errors import Problem, TransitionNotAllowed, ValidationError
 from crmkit.lifecycle._contacts import LifecycleEvent, advance_contact
 from crmkit.lifecycle._machine import PipelineMachine
 from crmkit.lifecycle._moved import Moved
+from crmkit.lifecycle._pipeline import Pipeline
 from crmkit.models import (
     Activity,
     ActivityKind,
@@ -106,7 +107,8 @@ class Captured:
     lead: Lead
     activity: Activity
     changes: tuple[StageChange, ...]
-    """The contact's lifecycle move to ``lead``, if it moved."""
+    """The lead's entry into its pipeline (if any) and the contact's lifecycle move to
+    ``lead`` (if it moved)."""
 
 
 def _attributes(touch: Touchpoint, enrich: Enrichment | None) -> dict[str, Any]:
@@ -154,12 +156,20 @@ def capture_lead(
     *,
     enrich: Enrichment | None = None,
     owner: str | None = None,
+    pipeline: Pipeline | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> Captured:
     """Capture a lead from ``touch`` for the contact ``existing`` (matched by the caller
-    on ``touch.email``), or for a new contact if ``None``."""
+    on ``touch.email``), or for a new contact if ``None``.
+
+    With a lead ``pipeline``, the lead starts in its first stage (recorded as history).
+    """
     if not isinstance(touch, Touchpoint):
         raise ValidationError("touch", touch, "expected a Touchpoint")
+    if pipeline is not None and (
+        not isinstance(pipeline, Pipeline) or pipeline.subject is not SubjectKind.LEAD
+    ):
+        raise ValidationError("pipeline", pipeline, "expected a lead pipeline")
     if existing is not None:
         if not isinstance(existing, Contact):
             raise ValidationError("existing", existing, "expected a Contact or None")
@@ -189,8 +199,24 @@ def capture_lead(
         source=touch.source,
         channel=touch.channel,
         owner=owner if owner is not None else contact.owner,
+        pipeline=None if pipeline is None else pipeline.key,
+        stage=None if pipeline is None else pipeline.first.key,
         clock=clock,
     )
+    entered: tuple[StageChange, ...] = ()
+    if pipeline is not None:
+        entered = (
+            StageChange.new(
+                subject=SubjectKind.LEAD,
+                subject_id=lead.id,
+                pipeline=pipeline.key,
+                to_stage=pipeline.first.key,
+                at=now,
+                reason=f"captured from {touch.source}",
+                probability=pipeline.first.probability,
+                clock=clock,
+            ),
+        )
     activity = Activity.new(
         contact_id=contact.id,
         kind=_KIND.get(touch.channel, ActivityKind.NOTE),
@@ -200,9 +226,9 @@ def capture_lead(
         clock=clock,
     )
     moved = advance_contact(contact, LifecycleEvent.LEAD_CAPTURED, clock=clock)
-    changes: tuple[StageChange, ...] = ()
+    changes = entered
     if moved is not None:
-        contact, changes, changed = moved.entity, (moved.change,), True
+        contact, changes, changed = moved.entity, (*entered, moved.change), True
     return Captured(contact, created, changed, lead, activity, changes)
 
 
