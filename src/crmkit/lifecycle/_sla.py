@@ -107,13 +107,15 @@ class TicketEvent:
     ``status`` is the ticket's status after the event, given exactly for ``created`` and
     ``status`` events. ``ref`` is the id of the record it came from (the ticket, the
     :class:`~crmkit.models.StageChange` or the :class:`~crmkit.models.Activity`); it makes
-    the order of simultaneous events deterministic.
+    the order of simultaneous events deterministic. ``seq`` orders status changes made at
+    the same instant (their position in the history).
     """
 
     at: datetime = attrs.field(converter=ensure_utc)
     kind: TicketEventKind
     status: TicketStatus | None = attrs.field(default=None, converter=_to_status_opt)
     ref: UUID | None = None
+    seq: int = 0
 
     def __attrs_post_init__(self) -> None:
         kind: object = self.kind
@@ -133,16 +135,42 @@ class TicketEvent:
             )
         if self.ref is not None and not isinstance(self.ref, UUID):
             raise ValidationError("ref", self.ref, "expected a UUID")
+        if isinstance(self.seq, bool) or not isinstance(self.seq, int) or self.seq < 0:
+            raise ValidationError("seq", self.seq, "expected an int, not negative")
 
-    def sort_key(self) -> tuple[datetime, int, str]:
-        """The events' order: time, then kind (see :class:`TicketEventKind`), then ref."""
-        return (self.at, _RANK[self.kind], "" if self.ref is None else str(self.ref))
+    def sort_key(self) -> tuple[datetime, int, int, str]:
+        """The events' order: time, kind (see :class:`TicketEventKind`), ``seq``, ``ref``."""
+        return (self.at, _RANK[self.kind], self.seq, "" if self.ref is None else str(self.ref))
 
 
 def _reply_kind(activity: Activity) -> TicketEventKind | None:
     if activity.actor is not None:
         return TicketEventKind.AGENT_REPLY if activity.kind in _AGENT_REPLIES else None
     return TicketEventKind.CUSTOMER_REPLY if activity.kind in _CUSTOMER_REPLIES else None
+
+
+def _chained(changes: Sequence[StageChange]) -> list[StageChange]:
+    """The history in time order; changes made at one instant follow their chain
+    (each starts where the previous ended), whatever order the store returned them in."""
+    ordered = sorted(changes, key=lambda c: (c.at, c.created_at, str(c.id)))
+    result: list[StageChange] = []
+    start = 0
+    while start < len(ordered):
+        end = start
+        while end < len(ordered) and ordered[end].at == ordered[start].at:
+            end += 1
+        group = ordered[start:end]
+        while group:
+            current = result[-1].to_stage if result else None
+            targets = {c.to_stage for c in group}
+            pick = next(
+                (c for c in group if c.from_stage == current),
+                next((c for c in group if c.from_stage not in targets), group[0]),
+            )
+            group.remove(pick)
+            result.append(pick)
+        start = end
+    return result
 
 
 def ticket_events(
@@ -169,7 +197,6 @@ def ticket_events(
     """
     given: list[object] = list(history)
     changes: list[StageChange] = []
-    events: list[TicketEvent] = []
     problems: list[Problem] = []
     for index, change in enumerate(given):
         where = f"history[{index}]"
@@ -181,26 +208,34 @@ def ticket_events(
             problems.append(Problem(where, change, f"is not a status change of ticket {ticket.id}"))
             continue
         try:
-            status = TicketStatus(change.to_stage)
+            TicketStatus(change.to_stage)
             if change.from_stage is not None:
                 TicketStatus(change.from_stage)
         except ValueError:
             problems.append(Problem(where, change, "names a stage that is no ticket status"))
-            continue
-        events.append(
-            TicketEvent(at=change.at, kind=TicketEventKind.STATUS, status=status, ref=change.id)
-        )
     if problems:
         raise ValidationError.of(problems)
-    first = min(changes, key=lambda c: (c.at, c.created_at, str(c.id)), default=None)
-    initial = ticket.status if first is None else TicketStatus(first.from_stage or first.to_stage)
-    if first is not None and first.from_stage is None:
-        # The entry recorded the first status itself: it is the creation, not a move.
-        events = [e for e in events if e.ref != first.id]
-    events.append(
+    chain = _chained(changes)
+    initial = ticket.status
+    if chain:
+        initial = TicketStatus(chain[0].from_stage or chain[0].to_stage)
+        if chain[0].from_stage is None:
+            # The entry recorded the first status itself: it is the creation, not a move.
+            chain = chain[1:]
+    events = [
         TicketEvent(
             at=ticket.created_at, kind=TicketEventKind.CREATED, status=initial, ref=ticket.id
         )
+    ]
+    events.extend(
+        TicketEvent(
+            at=change.at,
+            kind=TicketEventKind.STATUS,
+            status=TicketStatus(change.to_stage),
+            ref=change.id,
+            seq=seq,
+        )
+        for seq, change in enumerate(chain, start=1)
     )
     for activity in activities:
         if activity.ticket_id != ticket.id or activity.occurred_at < ticket.created_at:
