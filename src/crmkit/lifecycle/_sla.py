@@ -91,6 +91,10 @@ class TicketEventKind(StrEnum):
 _RANK: Final = {kind: rank for rank, kind in enumerate(TicketEventKind)}
 
 
+def _to_at(value: datetime) -> datetime:
+    return ensure_utc(value, "at")
+
+
 def _to_status_opt(value: TicketStatus | str | None) -> TicketStatus | None:
     if value is None or isinstance(value, TicketStatus):
         return value
@@ -111,7 +115,7 @@ class TicketEvent:
     the same instant (their position in the history).
     """
 
-    at: datetime = attrs.field(converter=ensure_utc)
+    at: datetime = attrs.field(converter=_to_at)
     kind: TicketEventKind
     status: TicketStatus | None = attrs.field(default=None, converter=_to_status_opt)
     ref: UUID | None = None
