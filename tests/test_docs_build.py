@@ -16,6 +16,7 @@ DOCS = ROOT / "docs"
 REFERENCE_MODULES = [
     "crmkit.models",
     "crmkit.models.rules",
+    "crmkit.lifecycle",
     "crmkit.scoring",
     "crmkit.segmentation",
     "crmkit.storage",

@@ -2,7 +2,7 @@
 capture and conversion, tickets with SLAs, tasks and the contact timeline.
 
 Pure domain logic over :mod:`crmkit.models`: functions take entities and return new
-entities plus the events to store; :mod:`crmkit.crm` runs them against a store.
+entities plus the events to store; ``crmkit.crm`` runs them against a store.
 """
 
 from crmkit.lifecycle._calendar import (
