@@ -90,7 +90,7 @@ def _to_dates(value: Iterable[date]) -> frozenset[date]:
         return value  # type: ignore[return-value]  # the check names it
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class BusinessCalendar:
     """Working hours per weekday in an IANA time zone, and holidays.
 
