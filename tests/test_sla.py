@@ -759,3 +759,19 @@ def test_a_pause_never_increases_elapsed_time(
     assert resolution_before.elapsed - resolution_after.elapsed == business_time_between(
         policy.calendar, t1, t2
     )
+
+
+def test_reports_round_trip_through_json() -> None:
+    desk = Desk(utc(2, 9)).agent(utc(2, 9, 30)).move(S.PENDING, utc(2, 9, 30))
+    desk.customer(utc(2, 11)).move(S.OPEN, utc(2, 11))
+    report = desk.report([FOUR_HOURS], utc(2, 14))
+    data = json.loads(json.dumps(CONVERTER.unstructure(report)))
+    assert CONVERTER.structure(data, SlaReport) == report
+    events = desk.events()
+    assert CONVERTER.structure(CONVERTER.unstructure(events), list[TicketEvent]) == events
+
+
+def test_working_hours_know_their_length() -> None:
+    assert WorkingHours(time(9), time(17, 30)).length == timedelta(hours=8, minutes=30)
+    assert WorkingHours(time(22), time(0)).length == 2 * H
+    assert WorkingHours(time(0), time(0)).length == 24 * H
