@@ -14,6 +14,7 @@ PUBLIC_MODULES = [
     "crmkit.cli",
     "crmkit.errors",
     "crmkit.models",
+    "crmkit.lifecycle",
     "crmkit.models.rules",
     "crmkit.crm",
     "crmkit.lifecycle",

@@ -7,6 +7,12 @@ entities plus the events to store (:class:`Moved`, :class:`Captured`, ...);
 from the clock passed in.
 """
 
+from crmkit.lifecycle._calendar import (
+    BusinessCalendar,
+    WorkingHours,
+    add_business_time,
+    business_time_between,
+)
 from crmkit.lifecycle._contacts import (
     FUNNEL,
     LifecycleEvent,
@@ -36,6 +42,20 @@ from crmkit.lifecycle._pipeline import (
     StageRequirements,
     TransitionMode,
 )
+from crmkit.lifecycle._sla import (
+    SlaMetric,
+    SlaPolicies,
+    SlaPolicy,
+    SlaReport,
+    SlaState,
+    SlaTimer,
+    TicketEvent,
+    TicketEventKind,
+    breached,
+    due_within,
+    sla_status,
+    ticket_events,
+)
 from crmkit.lifecycle._tasks import (
     CheckInPlan,
     FollowUps,
@@ -44,10 +64,13 @@ from crmkit.lifecycle._tasks import (
     complete_task,
     follow_ups,
 )
+from crmkit.lifecycle._tickets import TICKET_TRANSITIONS, can_move_ticket, move_ticket, record_csat
 from crmkit.lifecycle._timeline import TimelineEntry, TimelineKind, timeline
 
 __all__ = [
     "FUNNEL",
+    "TICKET_TRANSITIONS",
+    "BusinessCalendar",
     "Captured",
     "CheckInPlan",
     "Converted",
@@ -60,26 +83,44 @@ __all__ = [
     "Pipeline",
     "PipelineMachine",
     "Qualified",
+    "SlaMetric",
+    "SlaPolicies",
+    "SlaPolicy",
+    "SlaReport",
+    "SlaState",
+    "SlaTimer",
     "Stage",
     "StageKind",
     "StageRequirements",
+    "TicketEvent",
+    "TicketEventKind",
     "TimelineEntry",
     "TimelineKind",
     "Touchpoint",
     "TransitionMode",
     "Unmet",
+    "WorkingHours",
     "accept_lead",
+    "add_business_time",
     "advance_contact",
+    "breached",
+    "business_time_between",
     "can_move_contact",
+    "can_move_ticket",
     "cancel_task",
     "capture_lead",
     "check_ins_due",
     "complete_task",
     "convert_lead",
     "disqualify_lead",
+    "due_within",
     "follow_ups",
     "move_contact",
+    "move_ticket",
+    "record_csat",
     "reset_contact",
     "score_lead",
+    "sla_status",
+    "ticket_events",
     "timeline",
 ]

@@ -9,9 +9,11 @@ converters. It turns every model into plain ``dict``/``list``/``str``/``int``/``
 * every rejection is one :class:`crmkit.errors.ValidationError` that lists all
   problems, each with a JSON path from the root (``$.amount.currency``, ``$.tags[2]``).
 
-Formats: UUIDs, dates and aware datetimes as ISO 8601 strings, ``Decimal`` as a string
-(exact), money as ``{"amount": "12.50", "currency": "EUR"}``, sets as sorted lists,
-enumerations by value, custom fields as a JSON object.
+Formats: UUIDs, dates and aware datetimes as ISO 8601 strings, durations
+(``timedelta``) as ISO 8601 durations (``"PT4H"``, ``"P1DT2H30M"``), times of day as
+``"HH:MM"``, ``Decimal`` as a string (exact), money as
+``{"amount": "12.50", "currency": "EUR"}``, sets as sorted lists, enumerations by value,
+custom fields as a JSON object.
 """
 
 from collections import abc
@@ -43,6 +45,7 @@ from crmkit.models import (
     PhoneNumber,
 )
 from crmkit.models.rules import Condition
+from crmkit.serialization._durations import register_durations
 from crmkit.serialization._rules import structure_condition, unstructure_condition
 from crmkit.serialization._scalars import (
     fail,
@@ -97,6 +100,7 @@ def make_converter() -> CrmkitConverter:
     converter = CrmkitConverter(detailed_validation=True, forbid_extra_keys=True)
     _register_scalars(converter)
     _register_values(converter)
+    register_durations(converter)
     converter.register_structure_hook_factory(_is_sequence, _sequence_factory)
     converter.register_structure_hook_factory(_is_set, _set_factory)
     converter.register_structure_hook_factory(_is_mapping, _mapping_factory)
