@@ -26,6 +26,9 @@ def test_demo_tells_steps_2_to_4_on_sqlite(
     assert "moving to proposal is refused: amount is required in stage 'proposal'" in out
     assert "the approver must be a second person" in out
     assert "25% discount is more than the 20%" in out
+    sla = out.split("SLA report, policy 'priority'")[1].split("Sam sends")[0]
+    assert cells(sla, "next_response")[:4] == ["next_response", "2h00", "1h35", "at_risk"]
+    assert "solves the ticket: first_response met, next_response met, resolution met" in out
     contacts = out.split("\nContacts (read back from the store)\n")[1].split("\nDeals\n")[0]
     assert cells(contacts, "Ada Lovelace") == [
         "Ada Lovelace", "Ada.Lovelace@example.com", "DE", "customer",

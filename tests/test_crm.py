@@ -18,11 +18,15 @@ from crmkit.lifecycle import (
     Guards,
     Moved,
     Pipeline,
+    SlaMetric,
+    SlaPolicy,
+    SlaState,
     Stage,
     StageKind,
     StageRequirements,
     TimelineKind,
     Touchpoint,
+    breached,
 )
 from crmkit.models import (
     Activity,
@@ -35,6 +39,8 @@ from crmkit.models import (
     SubjectKind,
     Task,
     TaskKind,
+    TicketChannel,
+    TicketStatus,
 )
 from crmkit.scoring import Criterion, Group, ScoringModel
 from crmkit.segmentation import activity, contacts_where, field, leads_where, prop
@@ -327,3 +333,48 @@ def test_captured_leads_start_in_the_lead_pipeline(store: Store) -> None:
     with pytest.raises(ValidationError) as caught:
         crm_of(store, lead_pipeline="sales")
     assert caught.value.field == "lead_pipeline"
+
+
+def test_a_ticket_is_served_against_its_sla(store: Store) -> None:
+    policy = SlaPolicy(
+        name="standard",
+        first_response=timedelta(hours=1),
+        next_response=timedelta(hours=4),
+        resolution=timedelta(hours=24),
+    )
+    crm = crm_of(store, sla_policies=[policy])
+    person = crm.capture_lead(
+        Touchpoint(email="ki@example.com", source="shop", channel=LeadChannel.FORM)
+    ).contact
+    ticket = crm.open_ticket(person.id, subject="Cannot log in", channel=TicketChannel.CHAT)
+    assert ticket.status is TicketStatus.NEW
+    clock = store.clock
+    assert isinstance(clock, FixedClock)
+    clock.advance(timedelta(minutes=30))
+    report = crm.sla_status(ticket.id)
+    first = report.timer(SlaMetric.FIRST_RESPONSE)
+    assert first is not None
+    assert first.state is SlaState.ACTIVE
+    assert first.remaining is not None
+    assert timedelta(minutes=29) < first.remaining < timedelta(minutes=30)
+    ticket, reply = crm.reply_to_ticket(ticket.id, by="sam", text="Which browser do you use?")
+    assert ticket.status is TicketStatus.OPEN
+    assert reply.ticket_id == ticket.id
+    crm.move_ticket(ticket.id, TicketStatus.PENDING, by="sam", reason="waiting for the customer")
+    clock.advance(timedelta(hours=30))  # pending: the clocks stand still
+    assert not crm.sla_status(ticket.id).breached
+    ticket, _ = crm.reply_to_ticket(ticket.id, by=None, text="Firefox")
+    assert ticket.status is TicketStatus.OPEN  # the customer's reply reopens it
+    clock.advance(timedelta(hours=5))  # the next response is late
+    late = crm.sla_reports()
+    assert [r.ticket_id for r in breached(late, SlaMetric.NEXT_RESPONSE)] == [ticket.id]
+    solved = crm.solve_ticket(ticket.id, by="sam").entity
+    assert crm.record_csat(solved.id, 5).csat == 5
+    assert crm.sla_reports() == []  # solved tickets are done
+    crm.move_ticket(ticket.id, TicketStatus.CLOSED, by="sam")
+    with pytest.raises(TransitionNotAllowed, match="closed ticket"):
+        crm.reply_to_ticket(ticket.id, by=None, text="one more thing")
+    statuses = [c.to_stage for c in crm.history(SubjectKind.TICKET, ticket.id)]
+    assert statuses == ["open", "pending", "open", "solved", "closed"]
+    kinds = [e.kind for e in crm.timeline(person.id)]
+    assert TimelineKind.TICKET_OPENED in kinds

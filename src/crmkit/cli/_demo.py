@@ -9,7 +9,7 @@ from it.
 """
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -19,9 +19,11 @@ from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.errors import TransitionNotAllowed
 from crmkit.lifecycle import (
+    BusinessCalendar,
     Captured,
     Guards,
     Pipeline,
+    SlaPolicy,
     Stage,
     StageKind,
     StageRequirements,
@@ -36,6 +38,9 @@ from crmkit.models import (
     Money,
     SubjectKind,
     Task,
+    TicketChannel,
+    TicketPriority,
+    TicketStatus,
 )
 from crmkit.scoring import Band, Criterion, Decay, DecayKind, Group, ScoringModel
 from crmkit.segmentation import activity, contacts_where, field, leads_where, prop
@@ -110,6 +115,24 @@ def _enrich(email: EmailAddress) -> Mapping[str, Any]:
     return known.get(email.domain, {})
 
 
+SUPPORT = (
+    SlaPolicy(
+        name="priority",
+        priorities=frozenset({TicketPriority.HIGH, TicketPriority.URGENT}),
+        first_response=timedelta(hours=1),
+        next_response=timedelta(hours=2),
+        resolution=timedelta(hours=8),
+        calendar=BusinessCalendar.workdays("Europe/Berlin", time(9), time(17)),
+    ),
+    SlaPolicy(
+        name="standard",
+        first_response=timedelta(hours=8),
+        resolution=timedelta(days=3),
+        calendar=BusinessCalendar.workdays("Europe/Berlin", time(9), time(17)),
+    ),
+)
+
+
 def run_demo(write: Callable[[str], object], *, url: str, start: datetime = DEMO_START) -> None:
     """Tell the story into the store at ``url``, from ``start``, writing through ``write``."""
     # A second passes with every reading: each event has a time of its own, and the
@@ -117,8 +140,15 @@ def run_demo(write: Callable[[str], object], *, url: str, start: datetime = DEMO
     clock = FixedClock(start, step=timedelta(seconds=1))
     store = open_store(url, tenant="demo", clock=clock)
     try:
-        _story(CRM(store, pipelines=[SALES], guards=Guards({"discount_ok": _discount_ok}),
-                   enrich=_enrich, scoring=SCORING), clock, write)  # fmt: skip
+        crm = CRM(
+            store,
+            pipelines=[SALES],
+            guards=Guards({"discount_ok": _discount_ok}),
+            enrich=_enrich,
+            scoring=SCORING,
+            sla_policies=SUPPORT,
+        )
+        _story(crm, clock, write)
     finally:
         store.close()
 
@@ -130,6 +160,7 @@ def _story(crm: CRM, clock: FixedClock, write: Callable[[str], object]) -> None:
     write(f"crmkit demo: steps 2 to 4 of the customer lifecycle, on SQLite ({crm.store.tenant})")
     ada, linus, sara, again = _acquire(crm, clock, say, write)
     _convert(crm, clock, say, write, (ada, linus, sara, again))
+    _serve(crm, clock, say, write, ada.contact.id)
     _tables(crm, write, ada.contact.id)
 
 
@@ -269,6 +300,58 @@ def _convert(
     )
     board = crm.follow_ups(within=timedelta(days=1), assignee="ben")
     say(f"Ben's follow-ups: {len(board.overdue)} overdue, {len(board.due_soon)} due today")
+
+
+def _serve(
+    crm: CRM,
+    clock: FixedClock,
+    say: Callable[[str], None],
+    write: Callable[[str], object],
+    customer: UUID,
+) -> None:
+    write("\nStep 4: serve customers")
+    clock.set(datetime(2026, 3, 12, 14, 30, tzinfo=UTC))  # Thursday afternoon
+    ticket = crm.open_ticket(
+        customer,
+        subject="The invoice shows the wrong VAT number",
+        channel=TicketChannel.EMAIL,
+        priority=TicketPriority.HIGH,
+    )
+    say("Ada e-mails support: the invoice shows the wrong VAT number (priority high)")
+    clock.advance(timedelta(minutes=40))
+    crm.reply_to_ticket(ticket.id, by="sam", text="Which VAT number should it show?")
+    say("Sam replies within 40 minutes: first response met; the ticket is open")
+    crm.move_ticket(ticket.id, TicketStatus.PENDING, by="sam", reason="asked the customer")
+    clock.set(datetime(2026, 3, 13, 8, 15, tzinfo=UTC))
+    crm.reply_to_ticket(ticket.id, by=None, text="DE811907980, please")
+    say("Ada answers the next morning: the ticket is open again, the next response is due")
+    clock.advance(timedelta(minutes=95))
+    report = crm.sla_status(ticket.id)
+    say(f"SLA report, policy '{report.policy}' (09:00-17:00 Europe/Berlin; times in UTC):")
+    write(
+        render_table(
+            ["target", "limit", "business time used", "state", "due"],
+            [
+                [t.metric, _hours(t.target), _hours(t.elapsed), t.state,
+                 f"{t.due_at:%a %d %b %H:%M}" if t.due_at else ""]
+                for t in report.timers
+            ],
+        )
+    )  # fmt: skip
+    clock.advance(timedelta(minutes=10))
+    crm.reply_to_ticket(ticket.id, by="sam", text="Corrected invoice attached.")
+    crm.solve_ticket(ticket.id, by="sam")
+    timers = crm.sla_status(ticket.id).timers
+    met = ", ".join(f"{t.metric} {t.state}" for t in timers)
+    say(f"Sam sends the corrected invoice and solves the ticket: {met}")
+    clock.advance(timedelta(hours=3))
+    crm.record_csat(ticket.id, 5)
+    say("Ada rates the support 5 of 5")
+
+
+def _hours(delta: timedelta) -> str:
+    minutes = round(delta.total_seconds() / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}"
 
 
 def _tables(crm: CRM, write: Callable[[str], object], person: UUID) -> None:

@@ -5,13 +5,13 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import attrs
 
 from crmkit.clock import Clock
-from crmkit.errors import ValidationError
+from crmkit.errors import TransitionNotAllowed, ValidationError
 from crmkit.lifecycle import (
     Captured,
     CheckInPlan,
@@ -24,6 +24,9 @@ from crmkit.lifecycle import (
     Pipeline,
     PipelineMachine,
     Qualified,
+    SlaPolicies,
+    SlaPolicy,
+    SlaReport,
     TimelineEntry,
     Touchpoint,
     accept_lead,
@@ -34,11 +37,16 @@ from crmkit.lifecycle import (
     convert_lead,
     disqualify_lead,
     follow_ups,
+    move_ticket,
+    record_csat,
     score_lead,
+    sla_status,
+    ticket_events,
     timeline,
 )
 from crmkit.models import (
     Activity,
+    ActivityKind,
     Contact,
     Deal,
     DealStatus,
@@ -51,6 +59,10 @@ from crmkit.models import (
     SubjectKind,
     Task,
     TaskStatus,
+    Ticket,
+    TicketChannel,
+    TicketPriority,
+    TicketStatus,
 )
 from crmkit.scoring import ScoreCard, ScoringModel, score
 from crmkit.segmentation import (
@@ -65,6 +77,12 @@ from crmkit.storage import Store, UnitOfWork
 
 __all__ = ["CRM"]
 
+_DONE: Final = frozenset({TicketStatus.SOLVED, TicketStatus.CLOSED})
+_OPENED_BY_AGENT: Final = frozenset({TicketStatus.NEW})
+_REOPENED_BY_CUSTOMER: Final = frozenset(
+    {TicketStatus.PENDING, TicketStatus.ON_HOLD, TicketStatus.SOLVED}
+)
+
 
 class CRM:
     """A store, a clock and the configured pipelines, wired: the friendly entry point.
@@ -78,7 +96,8 @@ class CRM:
     host's enrichment hook for captured leads; ``guards`` holds the guard callables the
     pipelines' stages name; ``scoring`` is the rule scoring model of
     :meth:`rescore_lead`; ``lead_pipeline`` names the lead pipeline that captured leads
-    start in.
+    start in; ``sla_policies`` are the ticket SLA policies, the first that matches a ticket
+    applies.
     """
 
     def __init__(
@@ -91,6 +110,7 @@ class CRM:
         enrich: Enrichment | None = None,
         scoring: ScoringModel | None = None,
         lead_pipeline: str | None = None,
+        sla_policies: Iterable[SlaPolicy] = (),
         clock: Clock | None = None,
     ) -> None:
         self.store = store
@@ -116,6 +136,9 @@ class CRM:
             if pipeline.subject is not SubjectKind.LEAD:
                 raise ValidationError("lead_pipeline", lead_pipeline, "is not a lead pipeline")
             self.lead_pipeline = pipeline
+        self.sla_policies = (
+            sla_policies if isinstance(sla_policies, SlaPolicies) else SlaPolicies(sla_policies)
+        )
 
     @property
     def pipelines(self) -> Mapping[str, Pipeline]:
@@ -392,6 +415,113 @@ class CRM:
         """The stage history of one contact, lead, deal or ticket, oldest first."""
         with self.store.unit_of_work() as unit:
             return unit.stage_history.for_subject(subject, subject_id)
+
+    # ------------------------------------------------------------------ step 4: serve
+
+    def open_ticket(
+        self,
+        contact_id: UUID,
+        *,
+        subject: str,
+        channel: TicketChannel,
+        priority: TicketPriority = TicketPriority.NORMAL,
+        description: str | None = None,
+        assignee: str | None = None,
+    ) -> Ticket:
+        """Open a support ticket for a contact, on any channel (status ``new``)."""
+        with self._unit() as unit:
+            contact = unit.contacts.get(contact_id)
+            ticket = Ticket.new(
+                subject=subject,
+                contact_id=contact.id,
+                channel=channel,
+                priority=priority,
+                description=description,
+                account_id=contact.account_id,
+                assignee=assignee,
+                clock=self.clock,
+            )
+            return unit.tickets.add(ticket)
+
+    def _move_ticket(
+        self, unit: UnitOfWork, ticket: Ticket, to: TicketStatus, by: str | None, reason: str | None
+    ) -> Moved[Ticket]:
+        moved = move_ticket(ticket, to, by=by, at=self.clock.now(), reason=reason)
+        stored = unit.tickets.update(moved.entity)
+        unit.stage_history.add(moved.change)
+        return Moved(stored, moved.change)
+
+    def reply_to_ticket(
+        self,
+        ticket_id: UUID,
+        *,
+        by: str | None,
+        text: str,
+        kind: ActivityKind = ActivityKind.EMAIL_SENT,
+    ) -> tuple[Ticket, Activity]:
+        """Record a reply on a ticket's timeline: by an agent (``by`` names them) or by the
+        customer (``by=None``).
+
+        An agent's reply opens a new ticket; a customer's reply brings a pending,
+        on-hold or solved ticket back to open (the move is recorded just before the
+        reply). Either way the SLA clocks see the reply.
+        """
+        with self._unit() as unit:
+            ticket = unit.tickets.get(ticket_id)
+            if ticket.status is TicketStatus.CLOSED:
+                raise TransitionNotAllowed(
+                    "ticket", ticket.status.value, "reply", ["a closed ticket takes no replies"]
+                )
+            reopen = _REOPENED_BY_CUSTOMER if by is None else _OPENED_BY_AGENT
+            if ticket.status in reopen:
+                why = "customer replied" if by is None else "first reply"
+                ticket = self._move_ticket(unit, ticket, TicketStatus.OPEN, by, why).entity
+            reply = Activity.new(
+                contact_id=ticket.contact_id,
+                kind=kind,
+                subject=text,
+                ticket_id=ticket.id,
+                actor=by,
+                clock=self.clock,
+            )
+            unit.activities.append(reply)
+        return ticket, reply
+
+    def move_ticket(
+        self, ticket_id: UUID, to: TicketStatus, *, by: str, reason: str | None = None
+    ) -> Moved[Ticket]:
+        """Move a ticket through the ticket workflow (see ``TICKET_TRANSITIONS``)."""
+        with self._unit() as unit:
+            return self._move_ticket(unit, unit.tickets.get(ticket_id), to, by, reason)
+
+    def solve_ticket(self, ticket_id: UUID, *, by: str) -> Moved[Ticket]:
+        """Mark a ticket solved: its SLA clocks stop."""
+        return self.move_ticket(ticket_id, TicketStatus.SOLVED, by=by)
+
+    def record_csat(self, ticket_id: UUID, score: int) -> Ticket:
+        """Record the customer's satisfaction (1 to 5) with a solved ticket."""
+        with self._unit() as unit:
+            ticket = unit.tickets.get(ticket_id)
+            return unit.tickets.update(record_csat(ticket, score, at=self.clock.now()))
+
+    def sla_status(self, ticket_id: UUID) -> SlaReport:
+        """The SLA timers of one ticket now, computed from its stored events."""
+        with self.store.unit_of_work() as unit:
+            return self._sla(unit, unit.tickets.get(ticket_id))
+
+    def _sla(self, unit: UnitOfWork, ticket: Ticket) -> SlaReport:
+        history = unit.stage_history.for_subject(SubjectKind.TICKET, ticket.id)
+        replies = unit.activities.for_contact(ticket.contact_id, since=ticket.created_at)
+        events = ticket_events(ticket, history, replies)
+        return sla_status(ticket, events, self.sla_policies, self.clock.now())
+
+    def sla_reports(self) -> list[SlaReport]:
+        """The SLA reports of every unsolved ticket (feed them to ``breached`` or
+        ``due_within`` of :mod:`crmkit.lifecycle`)."""
+        unsolved = [s.value for s in TicketStatus if s not in _DONE]
+        with self.store.unit_of_work() as unit:
+            tickets = list(unit.tickets.iterate(tickets_where(field("status").is_in(*unsolved))))
+            return [self._sla(unit, ticket) for ticket in tickets]
 
     # ------------------------------------------------------------------ activities, tasks
 
