@@ -24,6 +24,7 @@ from crmkit.scoring import (
 from crmkit.segmentation import (
     Context,
     activity,
+    compile_keyed,
     compile_sum,
     contacts_where,
     custom,
@@ -293,3 +294,109 @@ def test_bad_json_names_its_path() -> None:
     with pytest.raises(ValidationError) as error:
         converter.structure(data, ScoringModel)
     assert error.value.field == "$.criteria[0].points"
+
+
+# ------------------------------------------------------------------ batch == one by one
+
+FLAGS = [None, True, False, 0, 1, 1.0, "1", "yes"]  # JSON values that compare equal across types
+LEAD_POOL = [
+    leads_where(field("channel") == "form"),
+    leads_where(field("channel").is_in("referral", "chat")),
+    leads_where(~(field("status") == "working")),
+    leads_where((field("score") >= 50) | field("owner").is_null()),
+    leads_where(field("score").is_in(10.0, None)),
+    leads_where(field("source").contains("web") & ~field("channel").not_in("form", None)),
+    leads_where(custom("flag") == 1),
+    leads_where(~(custom("flag") == True)),  # noqa: E712 - a rule, not a comparison
+    leads_where(custom("flag").is_null()),
+    leads_where(field("created_at").within_last(30)),
+    leads_where(field("score").between(20, 60)),
+]
+CONTACT_POOL = [
+    contacts_where(field("country") == "GB"),
+    contacts_where(~has_tag("vip")),
+    contacts_where(field("country").is_in("DE", None) | has_tag("vip")),
+    contacts_where(custom("flag") == "1"),
+]
+
+
+@st.composite
+def batch_models(draw: st.DrawFn) -> ScoringModel:
+    rules = draw(st.lists(st.sampled_from(LEAD_POOL + CONTACT_POOL), min_size=1, max_size=8))
+    criteria = [Criterion(f"c{i}", rule, draw(POINTS)) for i, rule in enumerate(rules)]
+    for i in range(draw(st.integers(0, 2))):
+        rule = leads_where(
+            (activity(ActivityKind.PAGE_VIEW, within_days=30).count() >= 1)
+            | (field("channel") == "chat")
+        )
+        criteria.append(Criterion(f"e{i}", rule, draw(POINTS), Group.ENGAGEMENT))
+    caps = st.none() | st.floats(0, 80, allow_nan=False)
+    return ScoringModel(
+        name="batch",
+        criteria=tuple(criteria),
+        decay=draw(st.sampled_from([Decay(), Decay(DecayKind.HALF_LIFE, 10)])),
+        fit_cap=draw(caps),
+        engagement_cap=draw(caps),
+        total_cap=draw(caps),
+    )
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> tuple[list[Lead], list[Contact], Context]:
+    people = [
+        attrs.evolve(
+            ADA,
+            id=UUID(int=100 + i),
+            country=draw(st.sampled_from(["GB", "DE", None])),
+            tags=draw(st.sampled_from([frozenset(), frozenset({"vip"})])),
+            custom={"flag": draw(st.sampled_from(FLAGS))},
+        )
+        for i in range(draw(st.integers(1, 4)))
+    ]
+    leads = [
+        attrs.evolve(
+            LEAD,
+            contact_id=draw(st.sampled_from(people)).id,
+            channel=draw(st.sampled_from(list(LeadChannel))),
+            status=draw(st.sampled_from([LeadStatus.NEW, LeadStatus.WORKING])),
+            source=draw(st.sampled_from(["webinar", "Web shop", "fair"])),
+            owner=draw(st.sampled_from([None, "ana"])),
+            score=draw(st.sampled_from([None, 10.0, 50.0]) | st.floats(0, 100)),
+            created_at=NOW - timedelta(days=draw(st.integers(0, 60))),
+            custom={"flag": draw(st.sampled_from(FLAGS))},
+        )
+        for _ in range(draw(st.integers(0, 40)))
+    ]
+    activities = {
+        p.id: [view(a, contact=p) for a in draw(st.lists(st.floats(0, 60), max_size=2))]
+        for p in people
+    }
+    return leads, people, Context(now=NOW, activities=activities)
+
+
+@settings(max_examples=80, deadline=None)
+@given(batch_models(), batches())
+def test_batch_totals_equal_the_cards_one_by_one(
+    scoring: ScoringModel, batch: tuple[list[Lead], list[Contact], Context]
+) -> None:
+    leads, people, context = batch
+    compiled = scoring.compile(context)
+    by_id = {p.id: p for p in people}
+    aligned = [by_id[lead.contact_id] for lead in leads]
+    cards = [compiled.score(lead, contact=by_id[lead.contact_id]).total for lead in leads]
+    assert compiled.totals(leads, contacts=by_id) == cards
+    assert compiled.totals(iter(leads), contacts=aligned) == cards
+    assert compiled.totals(leads, contacts=by_id, keyed=False) == cards
+    assert [compiled.total(lead, contact=by_id[lead.contact_id]) for lead in leads] == cards
+
+
+def test_keyed_evaluation_calls_the_function_once_per_distinct_key() -> None:
+    rules = [leads_where(field("channel") == "form"), leads_where(custom("budget") >= 1000)]
+    calls: list[Lead] = []
+    keyed = compile_keyed(rules, Context(now=NOW), lambda lead: calls.append(lead) or 1.0)
+    leads = [LEAD, attrs.evolve(LEAD, custom={"budget": 5}), LEAD, attrs.evolve(LEAD, score=1.0)]
+    assert keyed(leads) == [1.0] * 4
+    assert calls == leads[:2]  # the score is not read: the last lead has the first's key
+    assert compile_keyed([], Context(now=NOW), lambda lead: 2.0)(leads) == [2.0] * 4
+    with pytest.raises(ValidationError):
+        compile_keyed([contacts_where(has_tag("vip")), *rules], Context(now=NOW), len)

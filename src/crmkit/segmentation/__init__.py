@@ -23,6 +23,7 @@ from crmkit.segmentation._builder import (
 )
 from crmkit.segmentation._compile import (
     compile_activity_filter,
+    compile_keyed,
     compile_rule,
     compile_selector,
     compile_sum,
@@ -55,6 +56,7 @@ __all__ = [
     "assign_variant",
     "check_segments",
     "compile_activity_filter",
+    "compile_keyed",
     "compile_rule",
     "compile_selector",
     "compile_sum",

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from uuid import UUID
 
 from crmkit.errors import InvalidRule
@@ -54,11 +54,27 @@ from crmkit.segmentation._semantics import (
     window_bounds,
 )
 
-__all__ = ["compile_activity_filter", "compile_rule", "compile_selector", "compile_sum"]
+__all__ = [
+    "compile_activity_filter",
+    "compile_keyed",
+    "compile_rule",
+    "compile_selector",
+    "compile_sum",
+]
 
 Predicate = Callable[[Any], bool]
 Selector = Callable[[Iterable[Any]], list[Any]]
 Summer = Callable[[Iterable[Any]], list[float]]
+_T = TypeVar("_T")
+
+# compile_keyed: how many entities it looks at to choose the fields it keys on by value,
+# and how many distinct values such a field may show there (with one condition on it,
+# or with several).
+_SAMPLE: Final = 256
+_FEW: Final = 8
+_SOME: Final = 32
+# Kinds whose equal values mean the same to every condition (JSON: ``1 == True``).
+_BY_VALUE: Final = frozenset(FieldType) - {FieldType.JSON}
 
 _SYMBOLS: Final = {Op.EQ: "==", Op.NE: "!=", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 # Fields whose values compare with Python's operators directly (no JSON or currency rules).
@@ -117,6 +133,135 @@ def compile_sum(terms: Sequence[tuple[Rule, float]], context: Context) -> Summer
     source = f"def sums(entities):\n    return [{' + '.join(parts)} for o in entities]\n"
     summer: Summer = compiler.define("sums", source)
     return summer
+
+
+def compile_keyed(
+    rules: Sequence[Rule], context: Context, function: Callable[[Any], _T]
+) -> Callable[[Iterable[Any]], list[_T]]:
+    """A function ``entities -> list``: ``[function(o) for o in entities]``, with
+    ``function`` called once per distinct *key* instead of once per entity.
+
+    The key of an entity is what the ``rules`` read of it: for each condition of the
+    rules, whether it is TRUE (and, under a ``NOT``, whether it is FALSE), or, for a
+    field that several conditions read and that holds few distinct values, the value
+    itself (chosen per call from the first entities; never for custom fields, whose
+    JSON values may be equal but of another type, ``1 == True``). Two entities with the
+    same key make every rule of ``rules`` equally TRUE, FALSE or UNKNOWN. So
+    ``function`` must depend on the entity only through the truth of those rules (a sum
+    of points of TRUE rules, say): then the result is exactly that of calling it on
+    every entity, at the cost of computing one key per entity. Entities with all
+    different keys cost one call of ``function`` each, as without the keys.
+
+    All rules must select the same kind of entity; raises
+    :class:`~crmkit.errors.InvalidRule` as :func:`compile_rule` does.
+    """
+    if not rules:
+        return lambda entities: _constant(entities, function)
+    entity = rules[0].entity
+    compiler = _Compiler(context, FIELDS[entity], "custom", entity, segments={}, segment_path=())
+    needs: list[tuple[Condition, bool]] = []
+    for index, rule in enumerate(rules):
+        if not isinstance(rule, Rule) or rule.entity is not entity:
+            found = getattr(rule, "entity", rule)
+            raise InvalidRule(f"rules[{index}]", found, f"expected a rule over {entity}")
+        compiler.expression(rule.where, positive=True)  # checks the rule (names, segments)
+        _leaves(rule.where, True, needs)
+    by_field: dict[str, list[tuple[Condition, bool]]] = {}
+    for need in needs:
+        name = _field_of(need[0])
+        if name is not None and name in compiler.fields and compiler.spec(name).kind in _BY_VALUE:
+            by_field.setdefault(name, []).append(need)
+    variants: dict[frozenset[str], Callable[[Sequence[Any]], list[_T]]] = {}
+
+    def build(raw: frozenset[str]) -> Callable[[Sequence[Any]], list[_T]]:
+        parts = [compiler.access(compiler.spec(name)) for name in sorted(raw)]
+        for leaf, positive in needs:
+            name = _field_of(leaf)
+            if name is None or name not in raw:
+                parts.append(compiler.expression(leaf, positive=positive))
+        key = "(" + "".join(f"{part}, " for part in parts) + ")"
+        call = compiler.constant(_remember)
+        apply = compiler.constant(function)
+        source = (
+            "def keyed(entities):\n"
+            "    memo = {}\n"
+            "    get = memo.get\n"
+            f"    return [_r if (_r := get(_k := {key})) is not None"
+            f" else {call}(memo, _k, {apply}(o)) for o in entities]\n"
+        )
+        keyed: Callable[[Sequence[Any]], list[_T]] = compiler.define("keyed", source)
+        return keyed
+
+    def keyed(entities: Iterable[Any]) -> list[_T]:
+        items = entities if isinstance(entities, list | tuple) else list(entities)
+        raw = frozenset(
+            name
+            for name, found in by_field.items()
+            if _few_values(compiler.spec(name), items, few=_SOME if len(found) > 1 else _FEW)
+        )
+        chosen = variants.get(raw)
+        if chosen is None:
+            chosen = variants[raw] = build(raw)
+        return chosen(items)
+
+    return keyed
+
+
+def _constant(entities: Iterable[Any], function: Callable[[Any], _T]) -> list[_T]:
+    items = list(entities)
+    if not items:
+        return []
+    return [function(items[0])] * len(items)
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> Any:
+    if value is None:
+        return value  # None is the memo's "not yet": computed again for each entity
+    memo[key] = value
+    return value
+
+
+def _leaves(node: Condition, positive: bool, into: list[tuple[Condition, bool]]) -> None:
+    """The conditions under And, Or and Not, with whether their TRUE (or FALSE) counts
+    (each once; conditions may hold unhashable literals, so compared with ``==``)."""
+    match node:
+        case Not(item=item):
+            _leaves(item, not positive, into)
+        case And(items=items) | Or(items=items):
+            for item in items:
+                _leaves(item, positive, into)
+        case _:
+            if not any(p is positive and n == node for n, p in into):
+                into.append((node, positive))
+
+
+def _field_of(node: Condition) -> str | None:
+    """The one field a condition reads, if it reads nothing else."""
+    match node:
+        case Compare(field=name) | In(field=name) | Between(field=name) | IsNull(field=name):
+            return name
+        case TextMatch(field=name) | RelativeDate(field=name):
+            return name
+        case HasTag():
+            return "tags"
+    return None
+
+
+def _few_values(spec: FieldSpec, items: Sequence[Any], *, few: int) -> bool:
+    """Whether the field shows at most ``few`` distinct (hashable) values in a sample."""
+    seen: set[Any] = set()
+    attribute, key = spec.attribute, spec.key
+    for item in items[:_SAMPLE]:
+        value = getattr(item, attribute, None)
+        if key is not None:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        try:
+            seen.add(value)
+        except TypeError:
+            return False
+        if len(seen) > few:
+            return False
+    return True
 
 
 def compile_activity_filter(condition: ActivityCondition, now: datetime) -> Predicate:
