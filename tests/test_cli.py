@@ -40,6 +40,9 @@ def test_demo_tells_steps_2_to_4_on_sqlite(
     timeline = out.split("\nTimeline of Ada Lovelace\n")[1].splitlines()
     stages = [line.split("contact: ")[1].split(" ")[2] for line in timeline if "contact: " in line]
     assert stages == ["lead", "mql", "sql", "opportunity", "customer"]
+    # Running it again on the same file would tell the story twice: refused.
+    assert main(["demo", "--db", str(db)]) == 1
+    assert "already holds the demo's data" in capsys.readouterr().err
     # The data is in the SQLite file, for the reader to look at.
     store = open_store(f"sqlite:///{db}", tenant="demo")
     with store.unit_of_work() as unit:

@@ -16,6 +16,7 @@ from crmkit.errors import ConcurrencyConflict, NotFound, TransitionNotAllowed, V
 from crmkit.lifecycle import (
     CheckInPlan,
     Guards,
+    LifecycleEvent,
     Moved,
     Pipeline,
     SlaMetric,
@@ -26,6 +27,7 @@ from crmkit.lifecycle import (
     StageRequirements,
     TimelineKind,
     Touchpoint,
+    TransitionMode,
     breached,
 )
 from crmkit.models import (
@@ -378,3 +380,90 @@ def test_a_ticket_is_served_against_its_sla(store: Store) -> None:
     assert statuses == ["open", "pending", "open", "solved", "closed"]
     kinds = [e.kind for e in crm.timeline(person.id)]
     assert TimelineKind.TICKET_OPENED in kinds
+
+
+def test_what_the_review_found_stays_fixed(store: Store) -> None:
+    inbound = Pipeline(
+        key="inbound",
+        label="Inbound",
+        subject=SubjectKind.LEAD,
+        stages=(
+            Stage(key="new", label="New"),
+            Stage(key="contacted", label="Contacted", probability=Decimal("0.3")),
+            Stage(key="qualified", label="Qualified", probability=Decimal(1), kind=StageKind.WON),
+            Stage(key="junk", label="Junk", kind=StageKind.LOST),
+        ),
+        mode=TransitionMode.ANY,
+        reopen=True,
+    )
+    crm = crm_of(store, pipelines=[SALES, inbound], lead_pipeline="inbound")
+    # E-mail addresses match without case: no second contact for the same person.
+    first = crm.capture_lead(
+        Touchpoint(email="Ada.Lovelace@example.com", source="form", channel=LeadChannel.FORM)
+    )
+    second = crm.capture_lead(
+        Touchpoint(email="ada.lovelace@EXAMPLE.com", source="chat", channel=LeadChannel.CHAT)
+    )
+    assert second.contact.id == first.contact.id
+    assert not second.contact_created
+    # Disqualifying a lead in a pipeline moves it to the lost stage, with history; a
+    # later move between open stages keeps it disqualified only by reopening it on purpose.
+    gone = crm.disqualify_lead(second.lead.id, reason="duplicate request")
+    assert (gone.stage, gone.status) == ("junk", LeadStatus.DISQUALIFIED)
+    assert [c.to_stage for c in crm.history(SubjectKind.LEAD, gone.id)] == ["new", "junk"]
+    # Converting qualifies the lead in its pipeline; a converted lead moves no more.
+    converted = crm.convert_lead(first.lead.id, pipeline="sales", title="Ada")
+    assert converted.lead.stage == "qualified"
+    with pytest.raises(TransitionNotAllowed) as refused:
+        crm.move_lead(first.lead.id, "contacted", by="ana")
+    assert refused.value.codes == ("lead_converted",)
+    # Winning overrides a probability set by hand; a reason can be given.
+    crm.update_deal(converted.deal.id, amount=Money("10", "EUR"), probability=Decimal("0.3"))
+    crm.move_deal(converted.deal.id, "proposal", by="ana")
+    won = crm.win_deal(converted.deal.id, by="ana", approved_by="Ben", reason="signed")
+    assert won.entity.probability == 1
+    assert won.change.reason == "signed; approved by Ben"
+    # Replies are reply kinds; a note is not a reply.
+    ticket = crm.open_ticket(first.contact.id, subject="Help", channel=TicketChannel.WEB)
+    with pytest.raises(ValidationError) as note:
+        crm.reply_to_ticket(ticket.id, by="sam", text="internal", kind=ActivityKind.NOTE)
+    assert note.value.field == "kind"
+    # Domain events from the host, and an explicit reset.
+    referral = crm.advance_contact(first.contact.id, LifecycleEvent.REFERRAL)
+    assert referral is not None
+    assert referral.entity.lifecycle_stage is LifecycleStage.EVANGELIST
+    back = crm.reset_contact(first.contact.id, LifecycleStage.LEAD, by="ana", reason="churned")
+    assert back.entity.lifecycle_stage is LifecycleStage.LEAD
+
+
+def test_bad_input_names_the_argument() -> None:
+    store = MemoryStore()
+    guards = Guards({"in_stock": in_stock})
+    for options, field_name in (
+        ({"mql_threshold": float("nan")}, "mql_threshold"),
+        ({"enrich": "x"}, "enrich"),
+        ({"pipelines": SALES}, "pipelines"),
+        ({"lead_pipeline": "nowhere"}, "lead_pipeline"),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            CRM(store, guards=guards, **options)  # type: ignore[arg-type]
+        assert caught.value.field == field_name
+    crm = CRM(store, pipelines=[SALES], guards=guards)
+    with pytest.raises(ValidationError) as touch:
+        crm.capture_lead("ada@example.com")  # type: ignore[arg-type]
+    assert touch.value.field == "touch"
+    with pytest.raises(ValidationError) as tags:
+        Touchpoint(email="a@example.com", source="x", channel=LeadChannel.FORM, tags="hot")  # type: ignore[arg-type]
+    assert tags.value.field == "tags"
+    lead = crm.capture_lead(
+        Touchpoint(email="a@example.com", source="x", channel=LeadChannel.FORM)
+    ).lead
+    with pytest.raises(ValidationError) as score:
+        crm.score_lead(lead.id, 10**400)
+    assert score.value.field == "score"
+    with pytest.raises(ValidationError) as email:
+        crm.find_contact("not an address")
+    assert email.value.field == "email"
+    with pytest.raises(ValidationError) as activity:
+        crm.record_activity("x")  # type: ignore[arg-type]
+    assert activity.value.field == "activity"

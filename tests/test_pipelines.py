@@ -89,19 +89,62 @@ def test_a_pipeline_lists_every_problem_when_built() -> None:
             stages=(
                 Stage(key="a", label="A"),
                 Stage(key="a", label="A again"),
-                Stage(key="island", label="Island"),
                 Stage(key="lost", label="Lost", kind=StageKind.LOST),
             ),
             mode=TransitionMode.EXPLICIT,
             transitions=[("a", "lost"), ("a", "nowhere")],
         )
     problems = {(p.field, p.reason) for p in caught.value.problems}
-    assert ("stages[1].key", "is used by two stages") in problems
-    assert ("stages", "a pipeline needs a won stage") in problems
-    assert ("transitions", "names an unknown stage 'nowhere'") in problems
-    assert ("stages", "cannot be reached from the first stage") in problems
-    unreachable = next(p for p in caught.value.problems if "reached" in p.reason)
-    assert unreachable.value == ["island"]
+    assert problems == {
+        ("stages[1].key", "is used by two stages"),
+        ("stages", "a pipeline needs a won stage"),
+        ("transitions", "names an unknown stage 'nowhere'"),
+    }
+
+
+def test_unreachable_stages_and_dead_ends_are_refused() -> None:
+    with pytest.raises(InvalidPipeline) as caught:
+        Pipeline(
+            key="maze",
+            label="Maze",
+            subject=SubjectKind.DEAL,
+            stages=(
+                Stage(key="a", label="A"),
+                Stage(key="island", label="Island"),
+                Stage(key="stuck", label="Stuck"),
+                Stage(key="won", label="Won", probability=Decimal(1), kind=StageKind.WON),
+                Stage(key="lost", label="Lost", kind=StageKind.LOST),
+            ),
+            mode=TransitionMode.EXPLICIT,
+            transitions=[("a", "won"), ("a", "stuck"), ("island", "won"), ("won", "lost")],
+            reopen=True,
+        )
+    found = {p.reason: p.value for p in caught.value.problems}
+    assert found["cannot be reached from the first stage"] == ["island"]
+    assert found["open stages that no move leaves (a dead end)"] == ["stuck"]
+    assert found["moves between two closed stages"] == ("won", "lost")
+
+
+def test_strings_are_never_split_into_letters() -> None:
+    with pytest.raises(ValidationError) as guards:
+        StageRequirements(guards="credit")  # type: ignore[arg-type]
+    assert guards.value.field == "guards"
+    with pytest.raises(ValidationError) as fields:
+        StageRequirements(required_fields="amount")  # type: ignore[arg-type]
+    assert fields.value.field == "required_fields"
+    with pytest.raises(InvalidPipeline) as subject:
+        sales(subject="deal")
+    assert subject.value.field == "subject"
+    with pytest.raises(InvalidPipeline) as stages:
+        sales(stages=None)
+    assert stages.value.field == "stages"
+
+
+def test_the_first_stage_requires_nothing() -> None:
+    first = Stage(key="a", label="A", requires=StageRequirements(approval=True))
+    won = Stage(key="won", label="Won", probability=Decimal(1), kind=StageKind.WON)
+    with pytest.raises(InvalidPipeline, match="cannot require anything"):
+        Pipeline(key="p", label="P", subject=SubjectKind.DEAL, stages=(first, won))
 
 
 @pytest.mark.parametrize(
@@ -131,16 +174,15 @@ def test_stages_check_their_own_values() -> None:
 
 
 def test_required_fields_must_exist_on_the_entity() -> None:
-    stages = (
-        Stage(key="a", label="A", requires=StageRequirements(required_fields={"budget"})),
-        Stage(key="won", label="Won", probability=Decimal(1), kind=StageKind.WON),
-    )
+    first = Stage(key="a", label="A")
+    won = Stage(key="won", label="Won", probability=Decimal(1), kind=StageKind.WON)
+    budget = Stage(key="b", label="B", requires=StageRequirements(required_fields={"budget"}))
     with pytest.raises(InvalidPipeline, match="deal has no field"):
-        Pipeline(key="p", label="P", subject=SubjectKind.DEAL, stages=stages)
+        Pipeline(key="p", label="P", subject=SubjectKind.DEAL, stages=(first, budget, won))
     custom = attrs.evolve(
-        stages[0], requires=StageRequirements(required_fields={"custom.budget", "amount"})
+        budget, requires=StageRequirements(required_fields={"custom.budget", "amount"})
     )
-    Pipeline(key="p", label="P", subject=SubjectKind.DEAL, stages=(custom, stages[1]))
+    Pipeline(key="p", label="P", subject=SubjectKind.DEAL, stages=(first, custom, won))
 
 
 def test_a_machine_needs_every_guard_its_stages_name() -> None:
@@ -314,12 +356,14 @@ def pipelines(draw: st.DrawFn) -> Pipeline:
         probability = {StageKind.WON: Decimal(1), StageKind.LOST: Decimal(0)}.get(
             kind, Decimal(draw(st.integers(0, 100))) / 100
         )
-        requires = StageRequirements(
-            required_fields=draw(st.frozensets(st.sampled_from(["amount", "expected_close"]))),
-            minimum_amount=draw(st.none() | st.just(Money("100", "EUR"))),
-            approval=draw(st.booleans()),
-            guards=draw(st.sampled_from([(), ("not_vip",)])),
-        )
+        requires = StageRequirements()
+        if index > 0:  # entities start in the first stage: it requires nothing
+            requires = StageRequirements(
+                required_fields=draw(st.frozensets(st.sampled_from(["amount", "expected_close"]))),
+                minimum_amount=draw(st.none() | st.just(Money("100", "EUR"))),
+                approval=draw(st.booleans()),
+                guards=draw(st.sampled_from([(), ("not_vip",)])),
+            )
         stages.append(
             Stage(
                 key=KEYS[index],
@@ -332,17 +376,20 @@ def pipelines(draw: st.DrawFn) -> Pipeline:
     mode = draw(st.sampled_from(TransitionMode))
     reopen = draw(st.booleans())
     transitions: list[tuple[str, str]] = []
-    if mode is TransitionMode.EXPLICIT:  # a chain from the first stage reaches every stage
-        transitions = [(KEYS[i], KEYS[i + 1]) for i in range(count - 1)]
-        transitions = [(a, b) for a, b in transitions if reopen or not stages[KEYS.index(a)].closed]
-        if len(transitions) != count - 1:  # a closed stage in the chain: go around it
-            transitions = [(KEYS[0], KEYS[i]) for i in range(1, count)]
-        extra = draw(
-            st.lists(st.tuples(st.sampled_from(KEYS[:count]), st.sampled_from(KEYS[:count])))
-        )
-        transitions += [
-            (a, b) for a, b in extra if a != b and (reopen or not stages[KEYS.index(a)].closed)
-        ]
+    if mode is TransitionMode.EXPLICIT:
+        closed = {s.key for s in stages if s.closed}
+        keys = KEYS[:count]
+
+        def allowed(a: str, b: str) -> bool:
+            return a != b and (reopen or a not in closed) and not (a in closed and b in closed)
+
+        # The first stage reaches every stage; random extra moves; no open dead end.
+        transitions = [(keys[0], key) for key in keys[1:]]
+        extra = draw(st.lists(st.tuples(st.sampled_from(keys), st.sampled_from(keys))))
+        transitions += [(a, b) for a, b in extra if allowed(a, b)]
+        won = next(s.key for s in stages if s.kind is StageKind.WON)
+        leaving = {a for a, _ in transitions}
+        transitions += [(k, won) for k in keys if k not in closed and k not in leaving]
     return Pipeline(
         key="random",
         label="Random",

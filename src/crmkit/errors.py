@@ -259,11 +259,22 @@ class ConcurrencyConflict(CrmkitError, RuntimeError):
 class TransitionNotAllowed(CrmkitError, ValueError):
     """A stage move was refused; ``unmet`` lists every requirement that is not met."""
 
-    def __init__(self, entity: str, from_stage: str | None, to_stage: str, unmet: Sequence[str]):
+    def __init__(
+        self,
+        entity: str,
+        from_stage: str | None,
+        to_stage: str,
+        unmet: Sequence[str],
+        *,
+        codes: Sequence[str] = (),
+    ):
         self.entity = entity
         self.from_stage = from_stage
         self.to_stage = to_stage
         self.unmet = tuple(unmet)
+        self.codes = tuple(codes)
+        """The requirements' codes for programs, in the order of ``unmet`` (when known):
+        ``"transition"``, ``"approval"``, ``"guard:<name>"``, ..."""
         super().__init__(entity, from_stage, to_stage, self.unmet)
 
     def __str__(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from crmkit import __version__
 from crmkit.cli._demo import run_demo
+from crmkit.errors import CrmkitError
 
 __all__ = ["main"]
 
@@ -34,7 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
         if args.db:
-            run_demo(print, url=f"sqlite:///{Path(args.db).resolve()}")
+            try:
+                run_demo(print, url=f"sqlite:///{Path(args.db).resolve()}")
+            except CrmkitError as error:
+                print(f"crmkit demo: {error}", file=sys.stderr)
+                return 1
         else:
             with tempfile.TemporaryDirectory(prefix="crmkit-demo-") as folder:
                 run_demo(print, url=f"sqlite:///{Path(folder) / 'demo.db'}")

@@ -17,7 +17,7 @@ from uuid import UUID
 from crmkit.cli._table import render_table
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
-from crmkit.errors import TransitionNotAllowed
+from crmkit.errors import TransitionNotAllowed, ValidationError
 from crmkit.lifecycle import (
     BusinessCalendar,
     Captured,
@@ -140,6 +140,11 @@ def run_demo(write: Callable[[str], object], *, url: str, start: datetime = DEMO
     clock = FixedClock(start, step=timedelta(seconds=1))
     store = open_store(url, tenant="demo", clock=clock)
     try:
+        with store.unit_of_work() as unit:
+            if unit.contacts.count():
+                raise ValidationError(
+                    "db", url, "already holds the demo's data: remove the file or name a new one"
+                )
         crm = CRM(
             store,
             pipelines=[SALES],

@@ -1,11 +1,12 @@
 """The CRM service: one object that runs every use case in one unit of work."""
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 from uuid import UUID
 
 import attrs
@@ -13,6 +14,8 @@ import attrs
 from crmkit.clock import Clock
 from crmkit.errors import TransitionNotAllowed, ValidationError
 from crmkit.lifecycle import (
+    AGENT_REPLY_KINDS,
+    CUSTOMER_REPLY_KINDS,
     Captured,
     CheckInPlan,
     Converted,
@@ -27,10 +30,12 @@ from crmkit.lifecycle import (
     SlaPolicies,
     SlaPolicy,
     SlaReport,
+    StageKind,
     TimelineEntry,
     Touchpoint,
     accept_lead,
     advance_contact,
+    cancel_task,
     capture_lead,
     check_ins_due,
     complete_task,
@@ -39,6 +44,7 @@ from crmkit.lifecycle import (
     follow_ups,
     move_ticket,
     record_csat,
+    reset_contact,
     score_lead,
     sla_status,
     ticket_events,
@@ -115,6 +121,12 @@ class CRM:
     ) -> None:
         self.store = store
         self.clock: Clock = store.clock if clock is None else clock
+        if not isinstance(self.clock, Clock):
+            raise ValidationError("clock", clock, "expected a Clock (an object with now())")
+        if isinstance(pipelines, Pipeline) or not isinstance(pipelines, Iterable):
+            raise ValidationError("pipelines", pipelines, "expected a collection of Pipelines")
+        if enrich is not None and not callable(enrich):
+            raise ValidationError("enrich", enrich, "expected a callable or None")
         machines: dict[str, PipelineMachine[Deal] | PipelineMachine[Lead]] = {}
         for index, pipeline in enumerate(pipelines):
             if not isinstance(pipeline, Pipeline):
@@ -122,8 +134,12 @@ class CRM:
             if pipeline.key in machines:
                 raise ValidationError(f"pipelines[{index}].key", pipeline.key, "is used twice")
             machines[pipeline.key] = PipelineMachine(pipeline, guards=guards, clock=self.clock)
-        if isinstance(mql_threshold, bool) or not isinstance(mql_threshold, int | float):
-            raise ValidationError("mql_threshold", mql_threshold, "expected a number")
+        if (
+            isinstance(mql_threshold, bool)
+            or not isinstance(mql_threshold, int | float)
+            or not math.isfinite(mql_threshold)
+        ):
+            raise ValidationError("mql_threshold", mql_threshold, "expected a finite number")
         self._machines = machines
         self.mql_threshold = float(mql_threshold)
         self.enrich = enrich
@@ -132,7 +148,10 @@ class CRM:
         self.scoring = scoring
         self.lead_pipeline: Pipeline | None = None
         if lead_pipeline is not None:
-            pipeline = self.machine(lead_pipeline).pipeline
+            found = machines.get(lead_pipeline) if isinstance(lead_pipeline, str) else None
+            if found is None:
+                raise ValidationError("lead_pipeline", lead_pipeline, "no such pipeline")
+            pipeline = found.pipeline
             if pipeline.subject is not SubjectKind.LEAD:
                 raise ValidationError("lead_pipeline", lead_pipeline, "is not a lead pipeline")
             self.lead_pipeline = pipeline
@@ -174,23 +193,43 @@ class CRM:
     def find_contact(self, email: str) -> Contact | None:
         """The contact with this e-mail address (normalised first), if there is one."""
         with self.store.unit_of_work() as unit:
-            return self._contact_by_email(unit, EmailAddress(email))
+            try:
+                address = EmailAddress(email)
+            except ValidationError as error:
+                raise error.within("email") from None
+            return self._contact_by_email(unit, address)
 
     @staticmethod
-    def _contact_by_email(unit: UnitOfWork, email: str) -> Contact | None:
-        found = unit.contacts.find(contacts_where(field("email") == email), limit=1).items
-        return found[0] if found else None
+    def _contact_by_email(unit: UnitOfWork, email: EmailAddress) -> Contact | None:
+        """The contact with ``email``, compared without case: first the exact address
+        (an index look-up), then every address of the domain (a scan of those)."""
+        exact = unit.contacts.find(contacts_where(field("email") == email), limit=1).items
+        if exact:
+            return exact[0]
+        wanted = email.casefold()
+        same_domain = contacts_where(field("email").endswith(f"@{email.domain}"))
+        found = [c for c in unit.contacts.iterate(same_domain) if c.email.casefold() == wanted]  # type: ignore[union-attr]
+        return min(found, key=lambda c: (c.created_at, c.id)) if found else None
 
     def capture_lead(self, touch: Touchpoint, *, owner: str | None = None) -> Captured:
         """Capture a lead from an inbound touchpoint: match the contact by e-mail or create
         it, fill what it lacks (touchpoint, then enrichment), add the lead and the
         timeline activity, and advance the contact to ``lead``."""
+        if not isinstance(touch, Touchpoint):
+            raise ValidationError("touch", touch, "expected a Touchpoint")
+        enrich = None
+        if self.enrich is not None:  # outside the unit of work: it may be a slow call
+            extra = self.enrich(touch.email)
+
+            def enrich(_: EmailAddress) -> Mapping[str, Any]:
+                return extra
+
         with self._unit() as unit:
             existing = self._contact_by_email(unit, touch.email)
             captured = capture_lead(
                 touch,
                 existing,
-                enrich=self.enrich,
+                enrich=enrich,
                 owner=owner,
                 pipeline=self.lead_pipeline,
                 clock=self.clock,
@@ -251,6 +290,22 @@ class CRM:
             moved = self._stored_move(unit, qualified.contact)
         return Qualified(stored, moved), card
 
+    def _close_lead(
+        self, unit: UnitOfWork, lead: Lead, kind: StageKind, by: str | None, reason: str | None
+    ) -> Lead:
+        """Move a lead that is in a lead pipeline to the pipeline's won or lost stage, with
+        its history entry, so that its stage and its status agree."""
+        if lead.pipeline is None:
+            return lead
+        machine = cast(PipelineMachine[Lead], self.machine(lead.pipeline))
+        pipeline = machine.pipeline
+        target = pipeline.won() if kind is StageKind.WON else pipeline.lost()
+        if target is None or lead.stage == target.key:
+            return lead
+        moved = machine.move(lead, target.key, by=by, reason=reason)
+        unit.stage_history.add(moved.change)
+        return moved.entity
+
     def accept_lead(self, lead_id: UUID, *, by: str) -> Qualified:
         """Sales accepts a lead: it is qualified and its contact becomes an SQL."""
         with self._unit() as unit:
@@ -258,6 +313,10 @@ class CRM:
             qualified = accept_lead(
                 lead, unit.contacts.get(lead.contact_id), by=by, clock=self.clock
             )
+            accepted = self._close_lead(
+                unit, qualified.lead, StageKind.WON, by, "accepted by sales"
+            )
+            qualified = Qualified(accepted, qualified.contact)
             stored = unit.leads.update(qualified.lead)
             moved = self._stored_move(unit, qualified.contact)
         return Qualified(stored, moved)
@@ -265,9 +324,8 @@ class CRM:
     def disqualify_lead(self, lead_id: UUID, *, reason: str) -> Lead:
         """Disqualify an open lead, with the reason."""
         with self._unit() as unit:
-            return unit.leads.update(
-                disqualify_lead(unit.leads.get(lead_id), reason=reason, clock=self.clock)
-            )
+            gone = disqualify_lead(unit.leads.get(lead_id), reason=reason, clock=self.clock)
+            return unit.leads.update(self._close_lead(unit, gone, StageKind.LOST, None, reason))
 
     def convert_lead(
         self,
@@ -286,6 +344,7 @@ class CRM:
         with self._unit() as unit:
             lead = unit.leads.get(lead_id)
             contact = unit.contacts.get(lead.contact_id)
+            lead = self._close_lead(unit, lead, StageKind.WON, by, "converted into a deal")
             converted = convert_lead(
                 lead,
                 contact,
@@ -373,21 +432,38 @@ class CRM:
                 self._stored_move(unit, won)
         return Moved(stored, moved.change)
 
-    def win_deal(self, deal_id: UUID, *, by: str, approved_by: str | None = None) -> Moved[Deal]:
+    def win_deal(
+        self,
+        deal_id: UUID,
+        *,
+        by: str,
+        reason: str | None = None,
+        approved_by: str | None = None,
+    ) -> Moved[Deal]:
         """Move a deal to the (first) won stage of its pipeline."""
-        with self.store.unit_of_work() as unit:
-            deal = unit.deals.get(deal_id)
-        won = self._deal_machine(deal.pipeline).pipeline.won().key
-        return self.move_deal(deal_id, won, by=by, approved_by=approved_by)
+        return self._close_deal(deal_id, StageKind.WON, by, reason, approved_by)
 
-    def lose_deal(self, deal_id: UUID, *, by: str, reason: str) -> Moved[Deal]:
+    def lose_deal(
+        self, deal_id: UUID, *, by: str, reason: str, approved_by: str | None = None
+    ) -> Moved[Deal]:
         """Move a deal to the (first) lost stage of its pipeline, with the reason."""
+        return self._close_deal(deal_id, StageKind.LOST, by, reason, approved_by)
+
+    def _close_deal(
+        self,
+        deal_id: UUID,
+        kind: StageKind,
+        by: str,
+        reason: str | None,
+        approved_by: str | None,
+    ) -> Moved[Deal]:
         with self.store.unit_of_work() as unit:
             deal = unit.deals.get(deal_id)
-        lost = self._deal_machine(deal.pipeline).pipeline.lost()
-        if lost is None:
+        pipeline = self._deal_machine(deal.pipeline).pipeline
+        target = pipeline.won() if kind is StageKind.WON else pipeline.lost()
+        if target is None:
             raise ValidationError("pipeline", deal.pipeline, "has no lost stage")
-        return self.move_deal(deal_id, lost.key, by=by, reason=reason)
+        return self.move_deal(deal_id, target.key, by=by, reason=reason, approved_by=approved_by)
 
     def move_lead(
         self,
@@ -410,6 +486,26 @@ class CRM:
             stored = unit.leads.update(moved.entity)  # type: ignore[arg-type]
             unit.stage_history.add(moved.change)
         return Moved(stored, moved.change)
+
+    def advance_contact(
+        self, contact_id: UUID, event: LifecycleEvent, *, by: str | None = None
+    ) -> Moved[Contact] | None:
+        """Advance a contact for a domain event the host observed (a referral, promoter
+        feedback, ...); ``None`` when the contact is already as far."""
+        with self._unit() as unit:
+            contact = unit.contacts.get(contact_id)
+            return self._stored_move(unit, advance_contact(contact, event, by=by, clock=self.clock))
+
+    def reset_contact(
+        self, contact_id: UUID, to: LifecycleStage, *, by: str, reason: str
+    ) -> Moved[Contact]:
+        """Put a contact back (or anywhere) in the lifecycle, saying who and why."""
+        with self._unit() as unit:
+            contact = unit.contacts.get(contact_id)
+            moved = reset_contact(contact, to, by=by, reason=reason, clock=self.clock)
+            stored = self._stored_move(unit, moved)
+        assert stored is not None
+        return stored
 
     def history(self, subject: SubjectKind, subject_id: UUID) -> list[StageChange]:
         """The stage history of one contact, lead, deal or ticket, oldest first."""
@@ -466,6 +562,11 @@ class CRM:
         on-hold or solved ticket back to open (the move is recorded just before the
         reply). Either way the SLA clocks see the reply.
         """
+        replies = CUSTOMER_REPLY_KINDS if by is None else AGENT_REPLY_KINDS
+        if kind not in replies:
+            who = "a customer's" if by is None else "an agent's"
+            allowed = ", ".join(sorted(k.value for k in replies))
+            raise ValidationError("kind", kind, f"{who} reply is one of: {allowed}")
         with self._unit() as unit:
             ticket = unit.tickets.get(ticket_id)
             if ticket.status is TicketStatus.CLOSED:
@@ -498,6 +599,10 @@ class CRM:
         """Mark a ticket solved: its SLA clocks stop."""
         return self.move_ticket(ticket_id, TicketStatus.SOLVED, by=by)
 
+    def close_ticket(self, ticket_id: UUID, *, by: str) -> Moved[Ticket]:
+        """Close a solved ticket; closed is final."""
+        return self.move_ticket(ticket_id, TicketStatus.CLOSED, by=by)
+
     def record_csat(self, ticket_id: UUID, score: int) -> Ticket:
         """Record the customer's satisfaction (1 to 5) with a solved ticket."""
         with self._unit() as unit:
@@ -527,12 +632,16 @@ class CRM:
 
     def record_activity(self, activity: Activity) -> Activity:
         """Add an activity to its contact's timeline."""
+        if not isinstance(activity, Activity):
+            raise ValidationError("activity", activity, "expected an Activity")
         with self._unit() as unit:
             unit.contacts.get(activity.contact_id)  # NotFound for an unknown contact
             return unit.activities.append(activity)
 
     def create_task(self, task: Task) -> Task:
         """Store a new task (a follow-up, a call, a check-in)."""
+        if not isinstance(task, Task):
+            raise ValidationError("task", task, "expected a Task")
         with self._unit() as unit:
             if task.contact_id is not None:
                 unit.contacts.get(task.contact_id)
@@ -546,6 +655,11 @@ class CRM:
         """Mark an open task done now."""
         with self._unit() as unit:
             return unit.tasks.update(complete_task(unit.tasks.get(task_id), clock=self.clock))
+
+    def cancel_task(self, task_id: UUID) -> Task:
+        """Cancel an open task."""
+        with self._unit() as unit:
+            return unit.tasks.update(cancel_task(unit.tasks.get(task_id), clock=self.clock))
 
     def follow_ups(
         self, *, within: timedelta = timedelta(days=1), assignee: str | None = None

@@ -43,6 +43,8 @@ from crmkit.lifecycle._pipeline import (
     TransitionMode,
 )
 from crmkit.lifecycle._sla import (
+    AGENT_REPLY_KINDS,
+    CUSTOMER_REPLY_KINDS,
     SlaMetric,
     SlaPolicies,
     SlaPolicy,
@@ -68,6 +70,8 @@ from crmkit.lifecycle._tickets import TICKET_TRANSITIONS, can_move_ticket, move_
 from crmkit.lifecycle._timeline import TimelineEntry, TimelineKind, timeline
 
 __all__ = [
+    "AGENT_REPLY_KINDS",
+    "CUSTOMER_REPLY_KINDS",
     "FUNNEL",
     "TICKET_TRANSITIONS",
     "BusinessCalendar",

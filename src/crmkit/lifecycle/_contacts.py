@@ -129,7 +129,11 @@ def move_contact(
     unmet = can_move_contact(contact, to)
     if unmet:
         raise TransitionNotAllowed(
-            "contact", contact.lifecycle_stage.value, to.value, [str(u) for u in unmet]
+            "contact",
+            contact.lifecycle_stage.value,
+            to.value,
+            [u.message for u in unmet],
+            codes=[u.code for u in unmet],
         )
     return _moved(contact, to, by, reason, clock)
 
@@ -145,14 +149,17 @@ def reset_contact(
     """Put ``contact`` in any stage, backwards too; who and why are required."""
     contact = _check_contact(contact)
     to = _stage(to)
-    unmet = []
-    if contact.lifecycle_stage is to:
-        unmet.append(f"is already in stage {to.value!r}")
     for name, value in (("by", by), ("reason", reason)):
         if not isinstance(value, str) or not value.strip():
-            unmet.append(f"a reset needs {name}")
-    if unmet:
-        raise TransitionNotAllowed("contact", contact.lifecycle_stage.value, to.value, unmet)
+            raise ValidationError(name, value, "a reset needs who resets and why")
+    if contact.lifecycle_stage is to:
+        raise TransitionNotAllowed(
+            "contact",
+            to.value,
+            to.value,
+            [f"is already in stage {to.value!r}"],
+            codes=["same_stage"],
+        )
     return _moved(contact, to, by, reason, clock)
 
 

@@ -8,13 +8,13 @@ overwritten.
 """
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any, Final
 
 import attrs
 
-from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.clock import SYSTEM_CLOCK, Clock, FixedClock
 from crmkit.errors import Problem, TransitionNotAllowed, ValidationError
 from crmkit.lifecycle._contacts import LifecycleEvent, advance_contact
 from crmkit.lifecycle._machine import PipelineMachine
@@ -34,6 +34,7 @@ from crmkit.models import (
     Money,
     StageChange,
     SubjectKind,
+    normalise_tags,
 )
 
 __all__ = [
@@ -63,6 +64,13 @@ _KIND: Final = {
 }
 
 
+def _tags(value: Iterable[str]) -> frozenset[str]:
+    try:
+        return normalise_tags(value)
+    except ValidationError as error:
+        raise error.within("tags") from None
+
+
 def _email(value: str) -> EmailAddress:
     try:
         return EmailAddress(value)
@@ -86,7 +94,7 @@ class Touchpoint:
     phone: str | None = None
     country: str | None = None
     language: str | None = None
-    tags: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    tags: frozenset[str] = attrs.field(default=frozenset(), converter=_tags)
     custom: Mapping[str, JSONScalar] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
@@ -125,6 +133,11 @@ def _attributes(touch: Touchpoint, enrich: Enrichment | None) -> dict[str, Any]:
         if unknown:
             raise ValidationError.of(unknown)
         found.update(extra)
+        if "tags" in extra:
+            try:
+                found["tags"] = normalise_tags(extra["tags"])
+            except ValidationError as error:
+                raise error.within("enrichment.tags") from None
     given = {name: getattr(touch, name) for name in _PERSON if getattr(touch, name, None)}
     found.update(given)  # what the person typed wins over what enrichment guessed
     found["tags"] = frozenset(found.get("tags", ())) | touch.tags
@@ -173,10 +186,11 @@ def capture_lead(
     if existing is not None:
         if not isinstance(existing, Contact):
             raise ValidationError("existing", existing, "expected a Contact or None")
-        if existing.email != touch.email:
+        if existing.email is None or existing.email.casefold() != touch.email.casefold():
             raise ValidationError("existing", existing.email, f"does not match {touch.email}")
     found = _attributes(touch, enrich)
     now = clock.now()
+    clock = FixedClock(now)  # one moment: the entities and their history agree
     if existing is None:
         contact = Contact.new(
             email=touch.email,
@@ -185,7 +199,7 @@ def capture_lead(
             phone=found.get("phone"),
             country=found.get("country"),
             language=found.get("language"),
-            owner=found.get("owner", owner),
+            owner=owner if owner is not None else found.get("owner"),
             tags=found["tags"],
             custom=found["custom"],
             clock=clock,
@@ -261,8 +275,12 @@ def score_lead(
     and the contact becomes an MQL."""
     lead, contact = _check_lead(lead, contact)
     for name, value in (("score", score), ("threshold", threshold)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            raise ValidationError(name, value, "expected a number")
+        try:
+            usable = not isinstance(value, bool) and math.isfinite(value)
+        except (TypeError, OverflowError):
+            usable = False
+        if not usable:
+            raise ValidationError(name, value, "expected a finite number")
     now = clock.now()
     updated = attrs.evolve(lead, score=float(score), updated_at=now)
     moved = None
@@ -322,8 +340,9 @@ def convert_lead(
     if not isinstance(machine, PipelineMachine) or machine.pipeline.subject is not SubjectKind.DEAL:
         raise ValidationError("machine", machine, "expected the machine of a deal pipeline")
     _open(lead, "converted")
-    clock, pipeline = machine.clock, machine.pipeline
-    now = clock.now()
+    pipeline = machine.pipeline
+    now = machine.clock.now()
+    clock = FixedClock(now)  # one moment: the entities and their history agree
     first = pipeline.first
     deal = Deal.new(
         title=title,

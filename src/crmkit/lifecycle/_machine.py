@@ -34,7 +34,7 @@ reason it does not, said for people."""
 
 
 def _guard_dict(value: Mapping[str, Guard]) -> dict[str, Guard]:
-    return dict(value)
+    return dict(value) if isinstance(value, Mapping) else value
 
 
 @attrs.frozen
@@ -49,6 +49,8 @@ class Guards:
     checks: Mapping[str, Guard] = attrs.field(factory=dict, converter=_guard_dict)
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.checks, dict):
+            raise ValidationError("checks", self.checks, "expected a mapping of names to callables")
         for name, check in self.checks.items():
             if not isinstance(name, str) or not callable(check):
                 raise ValidationError(f"checks[{name!r}]", check, "expected a name -> callable")
@@ -59,9 +61,9 @@ class Guards:
     def run(self, name: str, entity: object, stage: Stage) -> str | None:
         """Run guard ``name``; its reason if the move must not happen."""
         outcome = self.checks[name](entity, stage)
-        if outcome is not None and not isinstance(outcome, str):
+        if outcome is not None and (not isinstance(outcome, str) or not outcome.strip()):
             raise ValidationError(
-                f"guards.{name}", outcome, "a guard returns None or the reason as a string"
+                f"guards.{name}", outcome, "a guard returns None or the reason, a non-blank string"
             )
         return outcome
 
@@ -132,9 +134,12 @@ class PipelineMachine(Generic[_Subject]):
     ) -> tuple[Unmet, ...]:
         """Every requirement the move of ``entity`` to stage ``to`` does not meet."""
         entity = self._check_entity(entity)
+        by, reason, approved_by = _people(by, reason, approved_by)
         target = self.pipeline.stage(to)
         current = entity.stage
         unmet: list[Unmet] = []
+        if isinstance(entity, Lead) and entity.deal_id is not None:
+            unmet.append(Unmet("lead_converted", "the lead is converted into a deal"))
         if current == to:
             unmet.append(Unmet("same_stage", f"is already in stage {to!r}"))
         elif current is None or not self.pipeline.allows(current, to):
@@ -144,11 +149,7 @@ class PipelineMachine(Generic[_Subject]):
                     f"pipeline {self.pipeline.key!r} allows no move {current!r} -> {to!r}",
                 )
             )
-        if (
-            target.kind is StageKind.LOST
-            and self.pipeline.lost_reason_required
-            and not (reason and reason.strip())
-        ):
+        if target.kind is StageKind.LOST and self.pipeline.lost_reason_required and not reason:
             unmet.append(Unmet("lost_reason", "a reason is required to lose"))
         requires = target.requires
         unmet.extend(
@@ -159,11 +160,13 @@ class PipelineMachine(Generic[_Subject]):
         if requires.minimum_amount is not None:
             unmet.extend(_amount_unmet(entity, requires.minimum_amount, to))
         if requires.approval:
-            if approved_by is None or not approved_by.strip():
+            if by is None:
+                unmet.append(Unmet("approval", f"stage {to!r} needs to know who moves (by)"))
+            if approved_by is None:
                 unmet.append(
                     Unmet("approval", f"stage {to!r} needs the approval of a second person")
                 )
-            elif by is None or approved_by.strip() == by.strip():
+            elif by is not None and approved_by.casefold() == by.casefold():
                 unmet.append(
                     Unmet("approval", "the approver must be a second person, not the one who moves")
                 )
@@ -186,8 +189,13 @@ class PipelineMachine(Generic[_Subject]):
         unmet = self.can_move(entity, to, by=by, reason=reason, approved_by=approved_by)
         if unmet:
             raise TransitionNotAllowed(
-                self._entity.entity_name, entity.stage, to, [str(u) for u in unmet]
+                self._entity.entity_name,
+                entity.stage,
+                to,
+                [u.message for u in unmet],
+                codes=[u.code for u in unmet],
             )
+        by, reason, approved_by = _people(by, reason, approved_by)
         now = self.clock.now()
         target = self.pipeline.stage(to)
         moved: Any
@@ -197,8 +205,8 @@ class PipelineMachine(Generic[_Subject]):
         else:
             moved = _move_lead(entity, target, reason, now)
             amount, probability = None, target.probability
-        if approved_by is not None and target.requires.approval:
-            reason = f"{reason + '; ' if reason else ''}approved by {approved_by.strip()}"
+        if approved_by is not None:  # recorded even where the stage does not ask for it
+            reason = f"{reason + '; ' if reason else ''}approved by {approved_by}"
         change = StageChange.new(
             subject=self.pipeline.subject,
             subject_id=entity.id,
@@ -213,6 +221,19 @@ class PipelineMachine(Generic[_Subject]):
             clock=self.clock,
         )
         return Moved(cast(_Subject, moved), change)
+
+
+def _people(
+    by: object, reason: object, approved_by: object
+) -> tuple[str | None, str | None, str | None]:
+    """``by``, ``reason`` and ``approved_by`` trimmed, blank as ``None``; anything but text
+    raises ``ValidationError`` naming the argument."""
+    found: list[str | None] = []
+    for name, value in (("by", by), ("reason", reason), ("approved_by", approved_by)):
+        if value is not None and not isinstance(value, str):
+            raise ValidationError(name, value, "expected text or None")
+        found.append(value.strip() or None if isinstance(value, str) else None)
+    return found[0], found[1], found[2]
 
 
 def _amount_unmet(entity: object, minimum: Money, to: str) -> list[Unmet]:
@@ -243,7 +264,12 @@ def _move_deal(deal: Deal, target: Stage, reason: str | None, now: Any) -> Deal:
         status=status,
         closed_at=None if status is DealStatus.OPEN else now,
         lost_reason=reason.strip() if status is DealStatus.LOST and reason else None,
-        probability=deal.probability if deal.probability_manual else target.probability,
+        # A probability set by hand is kept while the deal is open; closing decides it.
+        probability=(
+            deal.probability
+            if deal.probability_manual and status is DealStatus.OPEN
+            else target.probability
+        ),
         updated_at=now,
     )
 
@@ -253,9 +279,9 @@ def _move_lead(lead: Lead, target: Stage, reason: str | None, now: Any) -> Lead:
         status, why = LeadStatus.QUALIFIED, None
     elif target.kind is StageKind.LOST:
         status, why = LeadStatus.DISQUALIFIED, (reason or "").strip() or target.label
-    elif lead.status in (LeadStatus.QUALIFIED, LeadStatus.DISQUALIFIED, LeadStatus.NEW):
+    elif lead.status in (LeadStatus.NEW, LeadStatus.DISQUALIFIED):  # started, or reopened
         status, why = LeadStatus.WORKING, None
-    else:
+    else:  # working, nurturing and qualified stay what they are between open stages
         status, why = lead.status, None
     return attrs.evolve(
         lead, stage=target.key, status=status, disqualified_reason=why, updated_at=now

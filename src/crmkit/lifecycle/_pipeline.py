@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -68,18 +68,31 @@ def _wrong(value: object, kind: type) -> bool:
     return not isinstance(value, kind)
 
 
+def _collection(value: object) -> list[Any] | None:
+    """The items of a collection, or ``None`` for a string or a non-collection (which the
+    class's check then rejects, naming the field: a string is never split into letters)."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        return None
+    return list(value)
+
+
 def _names(value: Iterable[str]) -> frozenset[str]:
-    return frozenset(value)
+    items = _collection(value)
+    return value if items is None else frozenset(items)  # type: ignore[return-value]
 
 
 def _guard_names(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
+    items = _collection(value)
+    return value if items is None else tuple(items)  # type: ignore[return-value]
 
 
 def _pairs(value: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     """Transitions as a sorted tuple of ``(from, to)`` pairs, each listed once."""
-    pairs = {tuple(p) if isinstance(p, list | tuple) else p for p in value}
-    return tuple(sorted(pairs, key=repr))  # type: ignore[arg-type]
+    items = _collection(value)
+    if items is None:
+        return value  # type: ignore[return-value]
+    pairs = {tuple(p) if isinstance(p, list | tuple) else p for p in items}
+    return tuple(sorted(pairs, key=repr))
 
 
 def _check_key(what: str, value: object) -> None:
@@ -115,6 +128,12 @@ class StageRequirements:
     guards: tuple[str, ...] = attrs.field(default=(), converter=_guard_names)
 
     def __attrs_post_init__(self) -> None:
+        problems: list[Problem] = []
+        for name, value in (("required_fields", self.required_fields), ("guards", self.guards)):
+            if _wrong(value, frozenset if name == "required_fields" else tuple):
+                problems.append(Problem(name, value, "expected a collection of names"))
+        if problems:
+            raise ValidationError.of(problems)
         problems = [
             Problem("required_fields", name, "expected a field name")
             for name in sorted(self.required_fields, key=str)
@@ -179,7 +198,8 @@ class Stage:
 
 
 def _stage_tuple(value: Iterable["Stage"]) -> tuple["Stage", ...]:
-    return tuple(value)
+    items = _collection(value)
+    return value if items is None else tuple(items)  # type: ignore[return-value]
 
 
 @attrs.frozen(kw_only=True)
@@ -220,18 +240,25 @@ class Pipeline:
             raise InvalidPipeline.of(problems)
 
     def _problems(self) -> Iterator[Problem]:  # noqa: PLR0912 - one check after another
-        try:
-            _check_key("key", self.key)
-            _check_label(self.label)
-        except ValidationError as error:
-            yield from error.problems
-        if self.subject not in _SUBJECTS:
+        for check, value in (
+            (lambda v: _check_key("key", v), self.key),
+            (_check_label, self.label),
+        ):
+            try:
+                check(value)
+            except ValidationError as error:
+                yield from error.problems
+        if _wrong(self.subject, SubjectKind) or self.subject not in _SUBJECTS:
             yield Problem("subject", self.subject, "pipelines are for deals or leads")
         if _wrong(self.mode, TransitionMode):
             yield Problem("mode", self.mode, "expected forward, any or explicit")
         for name in ("lost_reason_required", "reopen"):
             if not isinstance(getattr(self, name), bool):
                 yield Problem(name, getattr(self, name), "expected True or False")
+        if _wrong(self.stages, tuple) or _wrong(self.transitions, tuple):
+            which = "stages" if _wrong(self.stages, tuple) else "transitions"
+            yield Problem(which, getattr(self, which), "expected a collection")
+            return
         if not self.stages:
             yield Problem("stages", self.stages, "a pipeline needs stages")
             return
@@ -245,6 +272,12 @@ class Pipeline:
             keys.add(stage.key)
         if self.stages[0].closed:
             yield Problem("stages[0].kind", self.stages[0].kind, "the first stage must be open")
+        if not self.stages[0].requires.empty:
+            yield Problem(
+                "stages[0].requires",
+                self.stages[0].requires,
+                "entities start in the first stage: it cannot require anything",
+            )
         if not any(stage.kind is StageKind.WON for stage in self.stages):
             yield Problem("stages", [s.key for s in self.stages], "a pipeline needs a won stage")
         yield from self._transition_problems(keys)
@@ -262,9 +295,14 @@ class Pipeline:
                     yield Problem(
                         f"{where}.minimum_amount", stage.requires.minimum_amount, "deals only"
                     )
-        if not list(self._unreachable()):
-            return
-        yield Problem("stages", list(self._unreachable()), "cannot be reached from the first stage")
+        if len(keys) != len(self.stages):
+            return  # reachability means nothing while two stages share a key
+        unreachable = list(self._unreachable())
+        if unreachable:
+            yield Problem("stages", unreachable, "cannot be reached from the first stage")
+        stuck = [s.key for s in self.stages if not s.closed and not self.targets(s.key)]
+        if stuck:
+            yield Problem("stages", stuck, "open stages that no move leaves (a dead end)")
 
     def _transition_problems(self, keys: set[str]) -> Iterator[Problem]:
         if self.mode is not TransitionMode.EXPLICIT:
@@ -284,6 +322,8 @@ class Pipeline:
                 yield Problem("transitions", pair, "a stage cannot move to itself")
             if source in closed and not self.reopen:
                 yield Problem("transitions", pair, "leaves a closed stage but reopen is False")
+            if source in closed and target in closed:
+                yield Problem("transitions", pair, "moves between two closed stages")
 
     # ------------------------------------------------------------------ reading
 

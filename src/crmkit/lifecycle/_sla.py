@@ -46,6 +46,8 @@ from crmkit.models.rules import Rule, RuleEntity
 from crmkit.segmentation import Context, evaluate
 
 __all__ = [
+    "AGENT_REPLY_KINDS",
+    "CUSTOMER_REPLY_KINDS",
     "SlaMetric",
     "SlaPolicies",
     "SlaPolicy",
@@ -63,12 +65,14 @@ __all__ = [
 _ZERO: Final = timedelta(0)
 _RUNNING: Final = frozenset({TicketStatus.NEW, TicketStatus.OPEN})
 _DONE: Final = frozenset({TicketStatus.SOLVED, TicketStatus.CLOSED})
-_AGENT_REPLIES: Final = frozenset(
+AGENT_REPLY_KINDS: Final = frozenset(
     {ActivityKind.EMAIL_SENT, ActivityKind.CALL, ActivityKind.MEETING}
 )
-_CUSTOMER_REPLIES: Final = frozenset(
+"""Activity kinds that are an agent's reply on a ticket (the activity has an ``actor``)."""
+CUSTOMER_REPLY_KINDS: Final = frozenset(
     {ActivityKind.EMAIL_SENT, ActivityKind.FORM_SUBMITTED, ActivityKind.CALL, ActivityKind.MEETING}
 )
+"""Activity kinds that are the customer's reply on a ticket (the activity has no actor)."""
 
 
 # ---------------------------------------------------------------------------- events
@@ -149,8 +153,8 @@ class TicketEvent:
 
 def _reply_kind(activity: Activity) -> TicketEventKind | None:
     if activity.actor is not None:
-        return TicketEventKind.AGENT_REPLY if activity.kind in _AGENT_REPLIES else None
-    return TicketEventKind.CUSTOMER_REPLY if activity.kind in _CUSTOMER_REPLIES else None
+        return TicketEventKind.AGENT_REPLY if activity.kind in AGENT_REPLY_KINDS else None
+    return TicketEventKind.CUSTOMER_REPLY if activity.kind in CUSTOMER_REPLY_KINDS else None
 
 
 def _chained(changes: Sequence[StageChange]) -> list[StageChange]:

@@ -20,24 +20,27 @@ __all__ = [
 ]
 
 
-def _check_task(task: object) -> Task:
+def _check_task(task: object, to: TaskStatus) -> Task:
     if not isinstance(task, Task):
         raise ValidationError("task", task, "expected a Task")
     if task.status is not TaskStatus.OPEN:
-        raise TransitionNotAllowed("task", task.status.value, "done", ["the task is not open"])
+        raise TransitionNotAllowed(
+            "task", task.status.value, to.value, ["only an open task can be"
+            f" {'done' if to is TaskStatus.DONE else 'cancelled'}"], codes=["not_open"]
+        )  # fmt: skip
     return task
 
 
 def complete_task(task: Task, *, clock: Clock = SYSTEM_CLOCK) -> Task:
     """Mark an open task done now."""
-    task = _check_task(task)
+    task = _check_task(task, TaskStatus.DONE)
     now = clock.now()
     return attrs.evolve(task, status=TaskStatus.DONE, completed_at=now, updated_at=now)
 
 
 def cancel_task(task: Task, *, clock: Clock = SYSTEM_CLOCK) -> Task:
     """Cancel an open task."""
-    task = _check_task(task)
+    task = _check_task(task, TaskStatus.CANCELLED)
     return attrs.evolve(task, status=TaskStatus.CANCELLED, updated_at=clock.now())
 
 
@@ -57,7 +60,9 @@ def follow_ups(tasks: Iterable[Task], *, now: datetime, within: timedelta) -> Fo
         raise ValidationError("within", within, "expected a timedelta >= 0")
     late: list[Task] = []
     soon: list[Task] = []
-    for task in tasks:
+    for index, task in enumerate(tasks):
+        if not isinstance(task, Task):
+            raise ValidationError(f"tasks[{index}]", task, "expected a Task")
         if task.status is not TaskStatus.OPEN:
             continue
         if task.due_at < now:
@@ -85,6 +90,18 @@ class CheckInPlan:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.every, timedelta) or self.every <= timedelta(0):
             raise ValidationError("every", self.every, "expected a positive timedelta")
+        if not isinstance(self.title, str) or not self.title.strip():
+            raise ValidationError("title", self.title, "expected a non-blank title")
+        if self.assignee is not None and (
+            not isinstance(self.assignee, str) or not self.assignee.strip()
+        ):
+            raise ValidationError("assignee", self.assignee, "expected a user id or None")
+        if (
+            not isinstance(self.stages, frozenset)
+            or not self.stages
+            or not all(isinstance(s, LifecycleStage) for s in self.stages)
+        ):
+            raise ValidationError("stages", self.stages, "expected a set of LifecycleStage")
 
 
 def check_ins_due(
@@ -100,6 +117,8 @@ def check_ins_due(
 
     ``tasks`` are the contacts' existing check-in tasks (other tasks are ignored).
     """
+    if not isinstance(plan, CheckInPlan):
+        raise ValidationError("plan", plan, "expected a CheckInPlan")
     now = clock.now()
     open_for: set[UUID] = set()
     last_done: dict[UUID, datetime] = {}

@@ -125,7 +125,11 @@ def move_ticket(
     unmet = can_move_ticket(ticket, target)
     if unmet:
         raise TransitionNotAllowed(
-            Ticket.entity_name, ticket.status.value, target.value, [u.message for u in unmet]
+            Ticket.entity_name,
+            ticket.status.value,
+            target.value,
+            [u.message for u in unmet],
+            codes=[u.code for u in unmet],
         )
     change = StageChange.new(
         subject=SubjectKind.TICKET,

@@ -8,7 +8,16 @@ from uuid import UUID
 
 import attrs
 
-from crmkit.models import Activity, Deal, Entity, StageChange, Task, TaskStatus, Ticket
+from crmkit.models import (
+    Activity,
+    Deal,
+    Entity,
+    StageChange,
+    SubjectKind,
+    Task,
+    TaskStatus,
+    Ticket,
+)
 
 __all__ = ["TimelineEntry", "TimelineKind", "timeline"]
 
@@ -17,14 +26,21 @@ class TimelineKind(StrEnum):
     """What a timeline entry shows."""
 
     ACTIVITY = "activity"
-    STAGE_CHANGE = "stage_change"
     DEAL_OPENED = "deal_opened"
     TICKET_OPENED = "ticket_opened"
+    STAGE_CHANGE = "stage_change"
     TASK_CREATED = "task_created"
     TASK_DONE = "task_done"
 
 
 _ORDER: Final = {kind: rank for rank, kind in enumerate(TimelineKind)}
+# At one instant a lead's, deal's or ticket's move comes before the contact's move it causes.
+_SUBJECT_ORDER: Final = {
+    SubjectKind.LEAD: 0,
+    SubjectKind.DEAL: 1,
+    SubjectKind.TICKET: 2,
+    SubjectKind.CONTACT: 3,
+}
 
 
 @attrs.frozen
@@ -61,8 +77,10 @@ def timeline(
     tickets: Iterable[Ticket] = (),
     tasks: Iterable[Task] = (),
 ) -> list[TimelineEntry]:
-    """Everything that happened, oldest first; ties in a fixed order (by kind, then id),
-    so the same data always gives the same timeline."""
+    """Everything that happened, oldest first. Entries of one instant keep a fixed order:
+    activities, deals and tickets opened, stage changes (a lead's, deal's or ticket's
+    before the contact's move it causes), tasks; then by id. The same data always gives
+    the same timeline."""
     entries: list[TimelineEntry] = []
     for activity in activities:
         text = activity.kind.value.replace("_", " ")
@@ -92,7 +110,9 @@ def timeline(
                 )
             )
 
-    def key(entry: TimelineEntry) -> tuple[datetime, int, UUID]:
-        return entry.at, _ORDER[entry.kind], entry.item.id
+    def key(entry: TimelineEntry) -> tuple[datetime, int, int, UUID]:
+        item = entry.item
+        subject = _SUBJECT_ORDER[item.subject] if isinstance(item, StageChange) else 0
+        return entry.at, _ORDER[entry.kind], subject, item.id
 
     return sorted(entries, key=key)
