@@ -814,3 +814,24 @@ def test_columns_without_numpy_name_the_extra(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(MissingExtra) as error:
         compiled.totals_columns({"channel": ["form"]}, contact_columns={"country": ["GB"]})
     assert (error.value.extra, error.value.package) == ("fast", "numpy")
+
+
+def test_long_in_lists_on_text_arrays_agree_with_the_cards() -> None:
+    np = pytest.importorskip("numpy")
+    many = ("DE", "AT", "CH", "GB", "IE", "FR", "BE", "NL", "LU", "IT")
+    scoring = ScoringModel(
+        name="countries",
+        criteria=(
+            Criterion("in", contacts_where(field("country").is_in(*many)), 1),
+            Criterion("not in", contacts_where(field("country").not_in(*many)), 2),
+        ),
+        entity=RuleEntity.CONTACT,
+    )
+    compiled = scoring.compile(Context(now=COLUMN_NOW))
+    people = [
+        attrs.evolve(ADA, id=UUID(int=900 + i), country=c)
+        for i, c in enumerate(["LU", "SE", None, "DE"])
+    ]
+    column = native_column(np, FieldType.COUNTRY, [p.country for p in people])
+    found = compiled.totals_columns({"country": column}).tolist()
+    assert found == [compiled.score(p).total for p in people] == [1.0, 2.0, 0.0, 1.0]
