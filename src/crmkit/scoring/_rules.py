@@ -36,14 +36,16 @@ import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID
 
 import attrs
 
+from crmkit._extras import import_extra
 from crmkit.errors import NotFound, Problem, ValidationError
 from crmkit.models import Activity, Contact, Deal, Lead
-from crmkit.models.rules import ActivityCondition, Rule, RuleEntity
+from crmkit.models.rules import ActivityCondition, InSegment, Rule, RuleEntity
+from crmkit.scoring._columns import ColumnRules, column_length
 from crmkit.segmentation import (
     Context,
     compile_activity_filter,
@@ -51,6 +53,10 @@ from crmkit.segmentation import (
     compile_rule,
     compile_sum,
 )
+
+if TYPE_CHECKING:
+    import numpy
+    import numpy.typing
 
 __all__ = [
     "Band",
@@ -67,6 +73,7 @@ __all__ = [
 
 _SECONDS_PER_DAY: Final = 86_400.0
 _MAX_POINTS: Final = 1e9
+_COLUMNS_FEATURE: Final = "rule scoring of columns with numpy"
 
 
 class Group(StrEnum):
@@ -335,7 +342,10 @@ class CompiledModel:
     what the criteria read of an entity, such as its channel, status and whether its
     budget is at least 10,000) and once per distinct contact: for the benchmark's
     20 criteria about 1.1 million leads a second, 2.5 times ``totals(keyed=False)``,
-    with the same totals as :meth:`score`, bit for bit.
+    with the same totals as :meth:`score`, bit for bit. :meth:`totals_columns` scores
+    entities given as columns with numpy (the extra ``fast``), for models without
+    activity or segment conditions: with native numpy arrays several million leads a
+    second, again the totals of :meth:`score`, bit for bit.
 
     ``contact`` / ``contacts`` give the contacts for the contact rules of a lead or deal
     model; they are required only when the model has contact rules.
@@ -544,6 +554,96 @@ class CompiledModel:
             return [self._combine(o, None, e) for o, e in zip(own, engagement, strict=True)]
         other = self._other_keyed(people)
         return [self._combine(o, c, e) for o, c, e in zip(own, other, engagement, strict=True)]
+
+    def totals_columns(
+        self,
+        columns: Mapping[str, Any],
+        *,
+        contact_columns: Mapping[str, Any] | None = None,
+    ) -> "numpy.typing.NDArray[numpy.float64]":
+        """The total scores of entities given as columns, with numpy (the extra ``fast``).
+
+        ``columns`` maps the name of a field of the model's entity to its values, one per
+        entity, in the order of the entities: ``"channel"``, ``"custom.budget"`` for a
+        custom field, ``"tags"`` for the tags (a column of sets of tags). A lead or deal
+        model with contact rules also takes ``contact_columns``: the contact's fields,
+        row ``i`` the contact of entity ``i``. A column is a numpy array of a native
+        type (``str``, numbers, ``bool``, ``datetime64`` in UTC; missing values masked,
+        ``nan`` or ``NaT``), evaluated with vectorised comparisons, or any sequence of
+        the values the entity holds (``None`` missing), evaluated once per distinct value;
+        decimal, money, id and tag columns are sequences. Only the columns the rules
+        read are needed; all columns must have one length.
+
+        The totals are those of :meth:`score`, bit for bit: the same three-valued truths
+        (a criterion counts only when its rule is TRUE), the points added in model order
+        and the same caps. Criteria with an activity condition (every engagement
+        criterion among them) or an ``in segment`` condition need the entities: they are
+        rejected with a :class:`~crmkit.errors.ValidationError` naming the criterion
+        (score such models with :meth:`totals`), so no decay arises here. A missing
+        column, columns of different lengths or values of the wrong type raise a
+        :class:`~crmkit.errors.ValidationError` naming the column.
+        """
+        np = import_extra("numpy", extra="fast", feature=_COLUMNS_FEATURE)
+        self._check_columnar()
+        size = self._columns_size(columns, contact_columns)
+        context = self.context
+        own = ColumnRules(
+            np, columns, size, entity=self.model.entity, context=context, where="columns"
+        )
+        other = None
+        if self._needs_contact:
+            if contact_columns is None:
+                raise _fail(
+                    "contact_columns", None, "the model has contact rules: pass the contact columns"
+                )
+            other = ColumnRules(
+                np,
+                contact_columns,
+                size,
+                entity=RuleEntity.CONTACT,
+                context=context,
+                where="contact_columns",
+            )
+        # As score() adds: per group the entity's own criteria in model order from 0.0,
+        # then the contact's, then own + contact, each group capped, then the total.
+        sums = {(g, c): np.zeros(size) for g in Group for c in (False, True)}
+        for criterion, on_contact in zip(self.model.criteria, self._contact_flags, strict=True):
+            rules = other if on_contact and other is not None else own
+            into = sums[(criterion.group, on_contact)]
+            np.add(into, criterion.points, out=into, where=rules.true(criterion.rule))
+        fit_cap, engagement_cap, total_cap = self._caps
+        fit = np.minimum(sums[(Group.FIT, False)] + sums[(Group.FIT, True)], fit_cap)
+        engaged = sums[(Group.ENGAGEMENT, False)] + sums[(Group.ENGAGEMENT, True)]
+        return np.minimum(fit + np.minimum(engaged, engagement_cap), total_cap)  # type: ignore[no-any-return]
+
+    def _check_columnar(self) -> None:
+        """Reject the criteria that columns cannot evaluate (activities, segments)."""
+        for index, criterion in enumerate(self.model.criteria):
+            for node in criterion.rule.walk():
+                if isinstance(node, ActivityCondition | InSegment):
+                    what = "an activity" if isinstance(node, ActivityCondition) else "an in segment"
+                    raise _fail(
+                        f"criteria[{index}]",
+                        criterion.name,
+                        f"criterion {criterion.name!r} has {what} condition, which columns "
+                        "cannot hold: score the entities with totals()",
+                    )
+
+    def _columns_size(
+        self, columns: Mapping[str, Any], contact_columns: Mapping[str, Any] | None
+    ) -> int:
+        """The one length of all columns (0 when there are none)."""
+        lengths: set[int] = set()
+        for where, given in (("columns", columns), ("contact_columns", contact_columns)):
+            if given is None and where == "contact_columns":
+                continue
+            if not isinstance(given, Mapping):
+                raise _fail(where, given, "expected a mapping of field name to column")
+            for name, column in given.items():
+                lengths.add(column_length(where, str(name), column))
+        if len(lengths) > 1:
+            raise _fail("columns", sorted(lengths), "columns differ in length")
+        return lengths.pop() if lengths else 0
 
     def _per_contact(
         self,

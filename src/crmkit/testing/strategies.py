@@ -602,15 +602,19 @@ def conditions(
     *,
     segment_ids: Sequence[UUID] = (),
     max_leaves: int = 6,
+    activities: bool = True,
 ) -> st.SearchStrategy[Condition]:
     """Valid conditions for ``entity``: every node type, nested ``And``/``Or``/``Not``.
 
     Literals come from small pools (:data:`WORDS`, a few countries, :data:`CUSTOM_KEYS`)
     so that they meet data drawn from the same pools. ``in segment`` conditions appear
-    only when ``segment_ids`` names segments to refer to.
+    only when ``segment_ids`` names segments to refer to; activity conditions only when
+    ``activities`` (the default).
     """
     fields = FIELDS[entity]
-    leaves = [_field_atom(fields, "custom"), _activity_atom()]
+    leaves = [_field_atom(fields, "custom")]
+    if activities:
+        leaves.append(_activity_atom())
     if "tags" in fields:
         tag_words = st.sampled_from(["ada", "ADA", "berg", "STRASSE", "straße", "ss"])
         leaves.append(st.one_of(tag_words, tags_of_one()).map(HasTag))
@@ -636,9 +640,12 @@ def rules(
     *,
     segment_ids: Sequence[UUID] = (),
     max_leaves: int = 6,
+    activities: bool = True,
 ) -> st.SearchStrategy[Rule]:
     """Valid rules over ``entity`` (see :func:`conditions`)."""
-    found = conditions(entity, segment_ids=segment_ids, max_leaves=max_leaves)
+    found = conditions(
+        entity, segment_ids=segment_ids, max_leaves=max_leaves, activities=activities
+    )
     return found.map(lambda c: Rule(entity, c))
 
 
