@@ -5,10 +5,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.storage_support import postgres_store, sqlite_store
 
 from crmkit.storage import MemoryStore, Store
 from crmkit.testing.storage import Capabilities, StoreContract
+from tests.storage_support import postgres_store, sqlite_store
 
 # More examples in CI (and on demand, to hunt for disagreements between SQL and Python).
 EXAMPLES = int(os.environ.get("CRMKIT_KIT_EXAMPLES", "100" if os.environ.get("CI") else "25"))

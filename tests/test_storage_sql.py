@@ -12,7 +12,6 @@ from uuid import UUID, uuid4
 import attrs
 import pytest
 import sqlalchemy as sa
-from tests.storage_support import postgres_store, postgres_url, sqlite_store
 
 from crmkit.clock import FixedClock
 from crmkit.errors import ConcurrencyConflict, InvalidRule, StorageError, ValidationError
@@ -34,6 +33,7 @@ from crmkit.storage.sql import (
     open_store,
     schema,
 )
+from tests.storage_support import postgres_store, postgres_url, sqlite_store
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 
