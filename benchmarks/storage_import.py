@@ -45,6 +45,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from _postgres import POSTGRES_ENV, PREFIX, postgres_dsn, reset_postgres
 
 from crmkit._extras import import_extra
 from crmkit.models import Contact, CountryCode, CustomFields, EmailAddress, LifecycleStage
@@ -53,8 +54,6 @@ from crmkit.storage.sql._codec import codec
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 TENANT = "bench"
-PREFIX = "bench_"
-POSTGRES_ENV = "CRMKIT_TEST_POSTGRES_URL"
 SQLITE_TARGET = 0.40
 POSTGRES_TARGET = 0.60
 RSS_TARGET_MB = 300
@@ -174,22 +173,6 @@ def sqlite_runs(folder: Path, contacts: list[Contact]) -> dict[str, Prepare]:
         return step, lambda: (close(), remove_sqlite(path))
 
     return {"sqlite_executemany": executemany, "sqlite_store": store, "sqlite_core": core}
-
-
-def postgres_dsn(url: str) -> str:
-    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def reset_postgres(url: str, *, drop_only: bool = False) -> None:
-    """Drop the benchmark's tables (prefix ``bench_``) and, unless told, create them anew."""
-    engine = sa.create_engine(url)
-    try:
-        tables = schema(PREFIX).metadata
-        tables.drop_all(engine)
-        if not drop_only:
-            tables.create_all(engine)
-    finally:
-        engine.dispose()
 
 
 def postgres_runs(url: str, contacts: list[Contact]) -> dict[str, Prepare]:

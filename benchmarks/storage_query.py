@@ -45,7 +45,7 @@ from typing import Any
 from uuid import UUID
 
 import attrs
-import sqlalchemy as sa
+from _postgres import POSTGRES_ENV, PREFIX, postgres_dsn, reset_postgres
 
 from crmkit._extras import import_extra
 from crmkit.models import Contact, CountryCode, CustomFields, EmailAddress, LifecycleStage
@@ -55,8 +55,6 @@ from crmkit.storage.sql import SqlStore, open_store, schema
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 TENANT = "bench"
-PREFIX = "bench_"
-POSTGRES_ENV = "CRMKIT_TEST_POSTGRES_URL"
 STAGE = LifecycleStage.CUSTOMER
 COUNTRIES = ("DE", "SE")
 SEATS = 5
@@ -168,7 +166,7 @@ def sqlite_hand(path: Path) -> tuple[Hand, sqlite3.Connection]:
 
 def postgres_hand(url: str) -> tuple[Hand, Any]:
     psycopg = import_extra("psycopg", extra="postgres", feature="the PostgreSQL benchmark")
-    dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = postgres_dsn(url)
     connection = psycopg.connect(dsn, autocommit=True)
     table = schema(PREFIX).table(Contact).name
     # json or jsonb: whichever the schema made, with its own typeof function.
@@ -188,18 +186,6 @@ def postgres_hand(url: str) -> tuple[Hand, Any]:
         lambda value: value,
     )
     return hand, connection
-
-
-def reset_postgres(url: str, *, drop_only: bool = False) -> None:
-    """Drop the benchmark's tables (prefix ``bench_``) and, unless told, create them anew."""
-    engine = sa.create_engine(url)
-    try:
-        tables = schema(PREFIX).metadata
-        tables.drop_all(engine)
-        if not drop_only:
-            tables.create_all(engine)
-    finally:
-        engine.dispose()
 
 
 def fill(store: SqlStore, n: int) -> None:
