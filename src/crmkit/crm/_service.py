@@ -420,17 +420,7 @@ class CRM:
 
         Winning a deal makes its contact a customer, in the same unit of work.
         """
-        with self._unit() as unit:
-            deal = unit.deals.get(deal_id)
-            machine = self._deal_machine(deal.pipeline)
-            moved = machine.move(deal, to, by=by, reason=reason, approved_by=approved_by)
-            stored = unit.deals.update(moved.entity)
-            unit.stage_history.add(moved.change)
-            if stored.status is DealStatus.WON and stored.contact_id is not None:
-                contact = unit.contacts.get(stored.contact_id)
-                won = advance_contact(contact, LifecycleEvent.DEAL_WON, by=by, clock=self.clock)
-                self._stored_move(unit, won)
-        return Moved(stored, moved.change)
+        return self._move_deal(deal_id, to, by, reason, approved_by)
 
     def win_deal(
         self,
@@ -441,29 +431,40 @@ class CRM:
         approved_by: str | None = None,
     ) -> Moved[Deal]:
         """Move a deal to the (first) won stage of its pipeline."""
-        return self._close_deal(deal_id, StageKind.WON, by, reason, approved_by)
+        return self._move_deal(deal_id, StageKind.WON, by, reason, approved_by)
 
     def lose_deal(
         self, deal_id: UUID, *, by: str, reason: str, approved_by: str | None = None
     ) -> Moved[Deal]:
         """Move a deal to the (first) lost stage of its pipeline, with the reason."""
-        return self._close_deal(deal_id, StageKind.LOST, by, reason, approved_by)
+        return self._move_deal(deal_id, StageKind.LOST, by, reason, approved_by)
 
-    def _close_deal(
+    def _move_deal(
         self,
         deal_id: UUID,
-        kind: StageKind,
+        to: str | StageKind,
         by: str,
         reason: str | None,
         approved_by: str | None,
     ) -> Moved[Deal]:
-        with self.store.unit_of_work() as unit:
+        """The deal's move to stage ``to``, or to the first won or lost stage of its
+        pipeline when ``to`` is a kind, read and written in one unit of work."""
+        with self._unit() as unit:
             deal = unit.deals.get(deal_id)
-        pipeline = self._deal_machine(deal.pipeline).pipeline
-        target = pipeline.won() if kind is StageKind.WON else pipeline.lost()
-        if target is None:
-            raise ValidationError("pipeline", deal.pipeline, "has no lost stage")
-        return self.move_deal(deal_id, target.key, by=by, reason=reason, approved_by=approved_by)
+            machine = self._deal_machine(deal.pipeline)
+            if isinstance(to, StageKind):
+                target = machine.pipeline.won() if to is StageKind.WON else machine.pipeline.lost()
+                if target is None:
+                    raise ValidationError("pipeline", deal.pipeline, "has no lost stage")
+                to = target.key
+            moved = machine.move(deal, to, by=by, reason=reason, approved_by=approved_by)
+            stored = unit.deals.update(moved.entity)
+            unit.stage_history.add(moved.change)
+            if stored.status is DealStatus.WON and stored.contact_id is not None:
+                contact = unit.contacts.get(stored.contact_id)
+                won = advance_contact(contact, LifecycleEvent.DEAL_WON, by=by, clock=self.clock)
+                self._stored_move(unit, won)
+        return Moved(stored, moved.change)
 
     def move_lead(
         self,
