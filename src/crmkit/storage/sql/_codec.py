@@ -103,9 +103,12 @@ def _read_money(amount: str | None, currency: str | None) -> Money | None:
     return None if amount is None else Money(Decimal(amount), currency)  # type: ignore[arg-type]
 
 
+_SQLITE_BOOLS: Final = {0: False, 1: True}
+
+
 def _read_sqlite_bool(value: Any) -> Any:
     """SQLite keeps booleans as 0 and 1; anything else is handed on for the model to reject."""
-    return {0: False, 1: True}.get(value, value) if type(value) is int else value
+    return _SQLITE_BOOLS.get(value, value) if type(value) is int else value
 
 
 @attrs.frozen
