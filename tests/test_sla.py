@@ -737,7 +737,11 @@ def test_a_pause_never_increases_elapsed_time(
         end = now if following is None else following.at
         if status is S.OPEN and end > event.at:
             open_spans.append((event.at, end))
-    assume(open_spans)
+    if not open_spans:
+        # Events at one instant have random ids, and so a random order among them: a
+        # walk may have an open stretch in one run and none in the next. Nothing to pause
+        # then (an assume() here made hypothesis report the example as flaky).
+        return
     start, end = open_spans[where % len(open_spans)]
     t1 = start + (end - start) * (where / 100)
     t2 = min(end - timedelta(microseconds=1), t1 + timedelta(seconds=length))
