@@ -297,7 +297,7 @@ def run_cases(crm: CRM, fill: Fill, samples: int) -> dict[str, list[float]]:
         converted: list[Any] = []
         time_it(
             "convert_lead",
-            lambda lead=lead: converted.append(
+            lambda lead=lead, converted=converted: converted.append(
                 crm.convert_lead(
                     lead, pipeline="sales", title="Upsell", amount=Money(Decimal(900), "EUR")
                 )
@@ -310,7 +310,7 @@ def run_cases(crm: CRM, fill: Fill, samples: int) -> dict[str, list[float]]:
         opened: list[Any] = []
         time_it(
             "open_ticket",
-            lambda c=contact_id: opened.append(
+            lambda c=contact_id, opened=opened: opened.append(
                 crm.open_ticket(c, subject="Help", channel=TicketChannel.EMAIL)
             ),
         )
@@ -380,10 +380,11 @@ def measure(kind: str, n: int, samples: int) -> dict[str, Any]:
         )
         if kind == "postgresql":
             reset_postgres(os.environ[POSTGRES_ENV], drop_only=True)
-    result = {
-        name: {"p50": statistics.median(v), "p95": _p(v, 0.95)} for name, v in times.items()
+    result = {name: {"p50": statistics.median(v), "p95": _p(v, 0.95)} for name, v in times.items()}
+    result["baseline: pk look-up (driver)"] = {
+        "p50": statistics.median(base),
+        "p95": _p(base, 0.95),
     }
-    result["baseline: pk look-up (driver)"] = {"p50": statistics.median(base), "p95": _p(base, 0.95)}
     return {"fill_seconds": seconds, "cases": result}
 
 

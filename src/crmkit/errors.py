@@ -28,6 +28,7 @@ __all__ = [
     "MissingExtra",
     "NotFound",
     "Problem",
+    "SchemaOutdated",
     "StorageError",
     "TransitionNotAllowed",
     "ValidationError",
@@ -212,25 +213,39 @@ class NotFound(_EntityError, KeyError):
 class Duplicate(_EntityError, ValueError):
     """An entity with this id (or this unique key) already exists.
 
-    ``index`` is the position of the offending item when it came from a bulk import.
+    ``index`` is the position of the offending item when it came from a bulk import;
+    ``field`` names the unique key when it is not the id (``"email"``: one contact per
+    address), and ``id`` is then the key's value.
     """
 
     _what = "already exists"
 
-    def __init__(self, entity: str, id: UUID | str, *, index: int | None = None) -> None:
+    def __init__(
+        self,
+        entity: str,
+        id: UUID | str,
+        *,
+        index: int | None = None,
+        field: str | None = None,
+    ) -> None:
         super().__init__(entity, id)
         self.index = index
+        self.field = field
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _duplicate, (self.entity, self.id, self.index)
+        return _duplicate, (self.entity, self.id, self.index, self.field)
 
     def __str__(self) -> str:
         where = "" if self.index is None else f" (item [{self.index}])"
-        return f"{super().__str__()}{where}"
+        if self.field is None:
+            return f"{super().__str__()}{where}"
+        return f"a {self.entity} with {self.field} {self.id!r} already exists{where}"
 
 
-def _duplicate(entity: str, id: UUID | str, index: int | None) -> "Duplicate":
-    return Duplicate(entity, id, index=index)
+def _duplicate(
+    entity: str, id: UUID | str, index: int | None, field: str | None = None
+) -> "Duplicate":
+    return Duplicate(entity, id, index=index, field=field)
 
 
 class ConcurrencyConflict(CrmkitError, RuntimeError):
@@ -284,6 +299,35 @@ class TransitionNotAllowed(CrmkitError, ValueError):
 
 class StorageError(CrmkitError, RuntimeError):
     """The store failed for a reason that is not the caller's input (I/O, driver, schema)."""
+
+
+class SchemaOutdated(StorageError):
+    """The database's tables are of another schema version than this crmkit's.
+
+    ``found`` is the database's version (``1`` for crmkit 0.1, which recorded none),
+    ``expected`` this crmkit's. An older database is upgraded in place by
+    :func:`crmkit.storage.sql.upgrade` (extra ``migrate``); a newer one needs a newer
+    crmkit. Nothing is read or written until then.
+    """
+
+    def __init__(self, found: int, expected: int, target: str) -> None:
+        self.found = found
+        self.expected = expected
+        self.target = target
+        if found < expected:
+            advice = (
+                f"upgrade it first: crmkit.storage.sql.upgrade({target!r}) "
+                "(pip install 'crmkit[migrate]')"
+            )
+        else:
+            advice = "it was written by a newer crmkit: upgrade crmkit"
+        super().__init__(
+            f"the database has crmkit schema version {found}, this crmkit reads version "
+            f"{expected}: {advice}"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.found, self.expected, self.target))
 
 
 class MissingExtra(CrmkitError, ImportError):

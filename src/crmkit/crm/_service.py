@@ -3,7 +3,7 @@
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final, cast
@@ -12,7 +12,7 @@ from uuid import UUID
 import attrs
 
 from crmkit.clock import Clock
-from crmkit.errors import TransitionNotAllowed, ValidationError
+from crmkit.errors import Duplicate, TransitionNotAllowed, ValidationError
 from crmkit.lifecycle import (
     AGENT_REPLY_KINDS,
     CUSTOMER_REPLY_KINDS,
@@ -61,15 +61,18 @@ from crmkit.models import (
     Lead,
     LifecycleStage,
     Money,
+    Segment,
     StageChange,
     SubjectKind,
     Task,
+    TaskKind,
     TaskStatus,
     Ticket,
     TicketChannel,
     TicketPriority,
     TicketStatus,
 )
+from crmkit.models.rules import InSegment, Rule
 from crmkit.scoring import ScoreCard, ScoringModel, score
 from crmkit.segmentation import (
     Context,
@@ -201,15 +204,9 @@ class CRM:
 
     @staticmethod
     def _contact_by_email(unit: UnitOfWork, email: EmailAddress) -> Contact | None:
-        """The contact with ``email``, compared without case: first the exact address
-        (an index look-up), then every address of the domain (a scan of those)."""
-        exact = unit.contacts.find(contacts_where(field("email") == email), limit=1).items
-        if exact:
-            return exact[0]
-        wanted = email.casefold()
-        same_domain = contacts_where(field("email").endswith(f"@{email.domain}"))
-        found = [c for c in unit.contacts.iterate(same_domain) if c.email.casefold() == wanted]  # type: ignore[union-attr]
-        return min(found, key=lambda c: (c.created_at, c.id)) if found else None
+        """The (oldest) contact with ``email``, compared without case: an index look-up."""
+        found = unit.contacts.with_email(email)
+        return found[0] if found else None
 
     def capture_lead(self, touch: Touchpoint, *, owner: str | None = None) -> Captured:
         """Capture a lead from an inbound touchpoint: match the contact by e-mail or create
@@ -217,31 +214,48 @@ class CRM:
         timeline activity, and advance the contact to ``lead``."""
         if not isinstance(touch, Touchpoint):
             raise ValidationError("touch", touch, "expected a Touchpoint")
-        enrich = None
+        enrich: Enrichment | None = None
         if self.enrich is not None:  # outside the unit of work: it may be a slow call
             extra = self.enrich(touch.email)
 
             def enrich(_: EmailAddress) -> Mapping[str, Any]:
                 return extra
 
-        with self._unit() as unit:
-            existing = self._contact_by_email(unit, touch.email)
-            captured = capture_lead(
-                touch,
-                existing,
-                enrich=enrich,
-                owner=owner,
-                pipeline=self.lead_pipeline,
-                clock=self.clock,
-            )
-            contact = captured.contact
-            if captured.contact_created:
-                unit.contacts.add(contact)
-            elif captured.contact_changed:
-                contact = unit.contacts.update(contact)
-            unit.leads.add(captured.lead)
-            unit.activities.append(captured.activity)
-            self._record(unit, captured.changes)
+        for attempt in range(2):
+            try:
+                with self._unit() as unit:
+                    return self._capture(unit, touch, enrich, owner)
+            except Duplicate as error:
+                # Another unit of work stored a contact with this address after ours
+                # looked: the second attempt finds it (one contact per address).
+                if error.field != "email" or attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _capture(
+        self,
+        unit: UnitOfWork,
+        touch: Touchpoint,
+        enrich: Enrichment | None,
+        owner: str | None,
+    ) -> Captured:
+        existing = self._contact_by_email(unit, touch.email)
+        captured = capture_lead(
+            touch,
+            existing,
+            enrich=enrich,
+            owner=owner,
+            pipeline=self.lead_pipeline,
+            clock=self.clock,
+        )
+        contact = captured.contact
+        if captured.contact_created:
+            unit.contacts.add(contact)
+        elif captured.contact_changed:
+            contact = unit.contacts.update(contact)
+        unit.leads.add(captured.lead)
+        unit.activities.append(captured.activity)
+        self._record(unit, captured.changes)
         return attrs.evolve(captured, contact=contact)
 
     # ------------------------------------------------------------------ step 3: convert
@@ -281,7 +295,7 @@ class CRM:
             context = Context(
                 now=self.clock.now(),
                 activities={contact.id: unit.activities.for_contact(contact.id)},
-                segments={s.id: s for s in unit.segments.iterate()},
+                segments=_segments_named(unit, [c.rule for c in model.criteria]),
             )
             card = score(model, lead, context, contact=contact)
             threshold = self.mql_threshold if model.mql_at is None else model.mql_at
@@ -667,13 +681,16 @@ class CRM:
     ) -> FollowUps:
         """The follow-up dashboard: open tasks overdue and due within ``within``
         (of one ``assignee``, if given)."""
+        now = self.clock.now()
+        if not isinstance(within, timedelta) or within < timedelta(0):
+            raise ValidationError("within", within, "expected a timedelta >= 0")
+        try:
+            until = now + within
+        except OverflowError:
+            until = datetime.max.replace(tzinfo=UTC)
         with self.store.unit_of_work() as unit:
-            tasks = [
-                t
-                for t in unit.tasks.iterate()
-                if t.status is TaskStatus.OPEN and (assignee is None or t.assignee == assignee)
-            ]
-        return follow_ups(tasks, now=self.clock.now(), within=within)
+            tasks = unit.tasks.select(status=TaskStatus.OPEN, assignee=assignee, due_until=until)
+        return follow_ups(tasks, now=now, within=within)
 
     def schedule_check_ins(self, plan: CheckInPlan) -> list[Task]:
         """Create the recurring check-in tasks ``plan`` asks for; returns the new tasks."""
@@ -684,7 +701,7 @@ class CRM:
             customers = list(
                 unit.contacts.iterate(contacts_where(field("lifecycle_stage").is_in(*stages)))
             )
-            tasks = list(unit.tasks.iterate())
+            tasks = unit.tasks.select(kind=TaskKind.CHECK_IN)
             made = check_ins_due(customers, tasks, plan, clock=self.clock)
             unit.tasks.add_many(made)
         return made
@@ -705,9 +722,9 @@ class CRM:
                 (SubjectKind.DEAL, deals),
                 (SubjectKind.TICKET, tickets),
             ):
-                for item in items:
-                    changes.extend(unit.stage_history.for_subject(kind, item.id))
-            tasks = [t for t in unit.tasks.iterate() if t.contact_id == contact.id]
+                if items:
+                    changes.extend(unit.stage_history.for_subjects(kind, [i.id for i in items]))
+            tasks = unit.tasks.select(contact_id=contact.id)
             return timeline(
                 activities=unit.activities.for_contact(contact.id),
                 stage_changes=changes,
@@ -723,3 +740,21 @@ class CRM:
             return list(
                 unit.contacts.iterate(contacts_where(field("lifecycle_stage").is_in(*stages)))
             )
+
+
+def _segments_named(unit: UnitOfWork, rules: Iterable[Rule]) -> dict[UUID, Segment]:
+    """The segments that ``rules`` name, and the segments their rules name in turn:
+    read by id, a few at a time, not the whole table."""
+    found: dict[UUID, Segment] = {}
+    wanted = {n.segment_id for r in rules for n in r.walk() if isinstance(n, InSegment)}
+    while wanted:
+        batch = unit.segments.get_many(sorted(wanted))
+        found.update(batch)
+        wanted = {
+            n.segment_id
+            for s in batch.values()
+            if s.rule is not None
+            for n in s.rule.walk()
+            if isinstance(n, InSegment)
+        } - found.keys()
+    return found

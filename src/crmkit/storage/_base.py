@@ -3,18 +3,31 @@
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 from uuid import UUID
+
+import attrs
 
 from crmkit.clock import Clock, ensure_utc
 from crmkit.errors import InvalidRule, ValidationError
-from crmkit.models import ActivityKind, Entity, SubjectKind
+from crmkit.models import (
+    ActivityKind,
+    EmailAddress,
+    Entity,
+    SubjectKind,
+    Task,
+    TaskKind,
+    TaskStatus,
+)
 from crmkit.models.rules import Rule, RuleEntity
 from crmkit.storage._query import Cursor, Order, Page, check_order
 
 __all__ = [
+    "TaskQuery",
     "check_batch_size",
+    "check_email",
     "check_id",
+    "check_ids",
     "check_item",
     "check_kinds",
     "check_limit",
@@ -26,6 +39,7 @@ __all__ = [
     "page_of",
     "query_now",
     "start_after",
+    "task_query",
 ]
 
 _E = TypeVar("_E", bound=Entity)
@@ -113,6 +127,56 @@ def check_batch_size(size: object) -> int:
     if type(size) is not int or size < 1:
         raise ValidationError("batch_size", size, "a batch size is a positive int")
     return size
+
+
+def check_email(email: object) -> EmailAddress:
+    """``email`` if it is an :class:`~crmkit.models.EmailAddress`."""
+    if not isinstance(email, EmailAddress):
+        raise ValidationError("email", email, "expected an EmailAddress")
+    return email
+
+
+def check_ids(ids: object, field: str = "ids") -> list[UUID]:
+    """The ids of a many-id query, each checked, in order (a string is refused)."""
+    if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+        raise ValidationError(field, ids, "expected a collection of UUIDs")
+    return [check_id(i, f"{field}[{n}]") for n, i in enumerate(ids)]
+
+
+@attrs.frozen
+class TaskQuery:
+    """The checked filters of :meth:`~crmkit.storage.TaskRepository.select`."""
+
+    status: TaskStatus | None
+    kind: TaskKind | None
+    assignee: str | None
+    contact_id: UUID | None
+    due_until: datetime | None
+
+    def matches(self, task: Task) -> bool:
+        """Whether ``task`` passes every filter (what the memory store evaluates)."""
+        return (
+            (self.status is None or task.status is self.status)
+            and (self.kind is None or task.kind is self.kind)
+            and (self.assignee is None or task.assignee == self.assignee)
+            and (self.contact_id is None or task.contact_id == self.contact_id)
+            and (self.due_until is None or task.due_at <= self.due_until)
+        )
+
+
+def task_query(
+    status: object, kind: object, assignee: object, contact_id: object, due_until: object
+) -> TaskQuery:
+    """The filters of a task query, checked."""
+    if status is not None and not isinstance(status, TaskStatus):
+        raise ValidationError("status", status, "expected a TaskStatus or None")
+    if kind is not None and not isinstance(kind, TaskKind):
+        raise ValidationError("kind", kind, "expected a TaskKind or None")
+    if assignee is not None and not isinstance(assignee, str):
+        raise ValidationError("assignee", assignee, "expected a str or None")
+    contact = None if contact_id is None else check_id(contact_id, "contact_id")
+    due = None if due_until is None else ensure_utc(cast(datetime, due_until), "due_until")
+    return TaskQuery(status, kind, assignee, contact, due)
 
 
 def query_now(now: datetime | None, clock: Clock) -> datetime:

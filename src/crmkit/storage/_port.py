@@ -20,12 +20,15 @@ from crmkit.models import (
     Consent,
     Contact,
     Deal,
+    EmailAddress,
     Entity,
     Lead,
     Segment,
     StageChange,
     SubjectKind,
     Task,
+    TaskKind,
+    TaskStatus,
     Ticket,
 )
 from crmkit.models.rules import Rule
@@ -33,9 +36,11 @@ from crmkit.storage._query import Cursor, Order, Page
 
 __all__ = [
     "ActivityRepository",
+    "ContactRepository",
     "Repository",
     "StageHistoryRepository",
     "Store",
+    "TaskRepository",
     "UnitOfWork",
 ]
 
@@ -118,6 +123,38 @@ class Repository(Protocol[_E]):
         ...
 
 
+class ContactRepository(Repository[Contact], Protocol):
+    """Contacts, with the look-ups that identify a person."""
+
+    def with_email(self, email: EmailAddress, /) -> list[Contact]:
+        """The contacts whose e-mail address equals ``email`` compared without case
+        (``str.casefold`` of the whole address), oldest first (``created_at``, then
+        ``id``).
+
+        A store that keeps one contact per address (the default identity policy) gives
+        at most one. The look-up is an index look-up: its cost does not grow with the
+        number of contacts.
+        """
+        ...
+
+
+class TaskRepository(Repository[Task], Protocol):
+    """Tasks, with the query behind follow-up lists, reminders and timelines."""
+
+    def select(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        kind: TaskKind | None = None,
+        assignee: str | None = None,
+        contact_id: UUID | None = None,
+        due_until: datetime | None = None,
+    ) -> list[Task]:
+        """The tasks that match every filter given (``None`` leaves one out), by
+        ``due_at`` then ``id``; ``due_until`` keeps tasks due at or before it."""
+        ...
+
+
 class ActivityRepository(Repository[Activity], Protocol):
     """Activities: the timeline events of contacts."""
 
@@ -146,12 +183,19 @@ class StageHistoryRepository(Repository[StageChange], Protocol):
         """The stage changes of one entity, oldest first."""
         ...
 
+    def for_subjects(
+        self, subject: SubjectKind, subject_ids: Iterable[UUID], /
+    ) -> list[StageChange]:
+        """The stage changes of many entities of one kind, in one query: oldest first
+        (``at``, then ``id``), whatever the order of ``subject_ids``."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """One transaction over every repository of a store, one repository per entity."""
 
     @property
-    def contacts(self) -> Repository[Contact]: ...
+    def contacts(self) -> ContactRepository: ...
     @property
     def accounts(self) -> Repository[Account]: ...
     @property
@@ -163,7 +207,7 @@ class UnitOfWork(Protocol):
     @property
     def activities(self) -> ActivityRepository: ...
     @property
-    def tasks(self) -> Repository[Task]: ...
+    def tasks(self) -> TaskRepository: ...
     @property
     def segments(self) -> Repository[Segment]: ...
     @property

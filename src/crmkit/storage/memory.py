@@ -18,7 +18,7 @@ from uuid import UUID
 import attrs
 
 from crmkit.clock import SYSTEM_CLOCK, Clock
-from crmkit.errors import ConcurrencyConflict, Duplicate, NotFound, StorageError
+from crmkit.errors import ConcurrencyConflict, Duplicate, NotFound, StorageError, ValidationError
 from crmkit.models import (
     Account,
     Activity,
@@ -26,19 +26,24 @@ from crmkit.models import (
     Consent,
     Contact,
     Deal,
+    EmailAddress,
     Entity,
     Lead,
     Segment,
     StageChange,
     SubjectKind,
     Task,
+    TaskKind,
+    TaskStatus,
     Ticket,
 )
 from crmkit.models.rules import ActivityCondition, Rule
 from crmkit.segmentation import Context, compile_selector
 from crmkit.storage._base import (
     check_batch_size,
+    check_email,
     check_id,
+    check_ids,
     check_item,
     check_kinds,
     check_limit,
@@ -50,6 +55,7 @@ from crmkit.storage._base import (
     page_of,
     query_now,
     start_after,
+    task_query,
 )
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page, sort_key
@@ -64,20 +70,32 @@ _ABSENT: Any = object()
 class _Database:
     """The data of every tenant, shared by the stores opened on it."""
 
-    def __init__(self) -> None:
+    def __init__(self, unique_emails: bool) -> None:
         self.lock = threading.RLock()
         self.tables: defaultdict[tuple[str, str], _Table] = defaultdict(dict)
+        self.unique_emails = unique_emails
+        # Per tenant: folded e-mail -> ids of the contacts with it (the identity index).
+        self.emails: defaultdict[str, defaultdict[str, set[UUID]]] = defaultdict(
+            lambda: defaultdict(set)
+        )
 
 
 class MemoryStore:
     """A store in memory, for one tenant. ``for_tenant`` opens another on the same data."""
 
     def __init__(
-        self, tenant: str = "default", *, clock: Clock = SYSTEM_CLOCK, _db: _Database | None = None
+        self,
+        tenant: str = "default",
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        unique_emails: bool = True,
+        _db: _Database | None = None,
     ) -> None:
         self._tenant = check_tenant(tenant)
         self._clock = clock
-        self._db = _Database() if _db is None else _db
+        if not isinstance(unique_emails, bool):
+            raise ValidationError("unique_emails", unique_emails, "expected True or False")
+        self._db = _Database(unique_emails) if _db is None else _db
         self._closed = False
 
     @property
@@ -89,6 +107,11 @@ class MemoryStore:
     def clock(self) -> Clock:
         """The clock that gives ``now`` to queries that do not pass one."""
         return self._clock
+
+    @property
+    def unique_emails(self) -> bool:
+        """The identity policy: one contact per folded e-mail address (the default)."""
+        return self._db.unique_emails
 
     def for_tenant(self, tenant: str, /) -> "MemoryStore":
         """A store on the same data for another tenant."""
@@ -122,13 +145,13 @@ class MemoryUnitOfWork:
         self._store = store
         self._undo: list[tuple[_Table, UUID, Any]] = []
         self._open = True
-        self.contacts = _Repository(self, Contact)
+        self.contacts = _Contacts(self, Contact)
         self.accounts = _Repository(self, Account)
         self.leads = _Repository(self, Lead)
         self.deals = _Repository(self, Deal)
         self.tickets = _Repository(self, Ticket)
         self.activities = _Activities(self, Activity)
-        self.tasks = _Repository(self, Task)
+        self.tasks = _Tasks(self, Task)
         self.segments = _Repository(self, Segment)
         self.consents = _Repository(self, Consent)
         self.stage_history = _StageHistory(self, StageChange)
@@ -141,10 +164,7 @@ class MemoryUnitOfWork:
     def rollback(self) -> None:
         """Undo everything done since the last commit."""
         for table, key, before in reversed(self._undo):
-            if before is _ABSENT:
-                table.pop(key, None)
-            else:
-                table[key] = before
+            self._put(table, key, before)
         self._undo.clear()
 
     def _check_open(self) -> None:
@@ -153,10 +173,22 @@ class MemoryUnitOfWork:
 
     def _write(self, table: _Table, key: UUID, value: Entity | None) -> None:
         self._undo.append((table, key, table.get(key, _ABSENT)))
-        if value is None:
-            del table[key]
-        else:
-            table[key] = value
+        self._put(table, key, _ABSENT if value is None else value)
+
+    def _put(self, table: _Table, key: UUID, value: Any) -> None:
+        """Set (or, for ``_ABSENT``, remove) one row, keeping the e-mail index."""
+        before = table.get(key)
+        if isinstance(before, Contact) and before.email is not None:
+            self._emails()[before.email.casefold()].discard(key)
+        if value is _ABSENT:
+            table.pop(key, None)
+            return
+        table[key] = value
+        if isinstance(value, Contact) and value.email is not None:
+            self._emails()[value.email.casefold()].add(key)
+
+    def _emails(self) -> defaultdict[str, set[UUID]]:
+        return self._store._db.emails[self._store.tenant]
 
     def _context(self, rule: Rule, now: datetime) -> Context:
         activities: dict[UUID, list[Activity]] = {}
@@ -214,8 +246,13 @@ class _Repository(Generic[_E]):
         table = self._table
         if item.id in table:
             raise Duplicate(self._entity.entity_name, item.id)
+        self._check_keys([item], 0)
         self._unit._write(table, item.id, item)
         return item
+
+    def _check_keys(self, items: list[_E], offset: int) -> None:
+        """Raise :class:`Duplicate` for a unique key besides the id that ``items`` take
+        (none here; contacts have their e-mail)."""
 
     def add_many(self, items: Iterable[_E], /) -> int:
         table = self._table
@@ -225,6 +262,7 @@ class _Repository(Generic[_E]):
             if item.id in table or item.id in staged:
                 raise Duplicate(self._entity.entity_name, item.id, index=index)
             staged[item.id] = item
+        self._check_keys(list(staged.values()), 0)
         for key, item in staged.items():
             self._unit._write(table, key, item)
         return len(staged)
@@ -240,6 +278,7 @@ class _Repository(Generic[_E]):
                 self._entity.entity_name, item.id, item.version, stored.version
             )
         new = attrs.evolve(item, version=item.version + 1)
+        self._check_keys([new], 0)
         self._unit._write(table, item.id, new)
         return new
 
@@ -305,6 +344,41 @@ class _Marker:
         self.id = id
 
 
+class _Contacts(_Repository[Contact]):
+    def with_email(self, email: EmailAddress, /) -> list[Contact]:
+        table = self._table
+        ids = self._unit._emails().get(check_email(email).casefold(), ())
+        return sorted((cast(Contact, table[i]) for i in ids), key=lambda c: (c.created_at, c.id))
+
+    def _check_keys(self, items: list[Contact], offset: int) -> None:
+        if not self._unit._store.unique_emails:
+            return
+        index = self._unit._emails()
+        seen: set[str] = set()
+        for number, item in enumerate(items):
+            if item.email is None:
+                continue
+            key = item.email.casefold()
+            if key in seen or index.get(key, set()) - {item.id}:
+                raise Duplicate("contact", str(item.email), index=offset + number, field="email")
+            seen.add(key)
+
+
+class _Tasks(_Repository[Task]):
+    def select(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        kind: TaskKind | None = None,
+        assignee: str | None = None,
+        contact_id: UUID | None = None,
+        due_until: datetime | None = None,
+    ) -> list[Task]:
+        query = task_query(status, kind, assignee, contact_id, due_until)
+        found = [t for t in cast(Iterable[Task], self._table.values()) if query.matches(t)]
+        return sorted(found, key=lambda t: (t.due_at, t.id))
+
+
 class _Activities(_Repository[Activity]):
     def append(self, activity: Activity, /) -> Activity:
         return self.add(activity)
@@ -353,6 +427,18 @@ class _StageHistory(_Repository[StageChange]):
             c
             for c in cast(Iterable[StageChange], self._table.values())
             if c.subject is subject and c.subject_id == subject_id
+        ]
+        return sorted(found, key=lambda c: (c.at, c.id))
+
+    def for_subjects(
+        self, subject: SubjectKind, subject_ids: Iterable[UUID], /
+    ) -> list[StageChange]:
+        subject = check_subject(subject)
+        wanted = set(check_ids(subject_ids, "subject_ids"))
+        found = [
+            c
+            for c in cast(Iterable[StageChange], self._table.values())
+            if c.subject is subject and c.subject_id in wanted
         ]
         return sorted(found, key=lambda c: (c.at, c.id))
 

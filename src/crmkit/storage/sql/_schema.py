@@ -12,6 +12,7 @@ that let SQL answer rules exactly as Python does:
   every database; money also has ``<field>_currency``.
 """
 
+import hashlib
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -22,12 +23,29 @@ import attrs
 import sqlalchemy as sa
 
 from crmkit.errors import ValidationError
-from crmkit.models import Activity, Entity, Segment
+from crmkit.models import Activity, Contact, Entity, Segment
 from crmkit.models.rules import ACTIVITY_FIELDS, FIELDS, FieldType, RuleEntity
 from crmkit.storage._columns import ENTITIES, Kind, columns, memo
 from crmkit.storage.sql.types import JSONText, TagList, Timestamp, UUIDType
 
-__all__ = ["DEFAULT_PREFIX", "Schema", "fold_fields", "metadata", "schema"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "SCHEMA_VERSION",
+    "Schema",
+    "email_key",
+    "fold_fields",
+    "index_name",
+    "metadata",
+    "schema",
+]
+
+SCHEMA_VERSION: Final = 2
+"""The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
+
+1. crmkit 0.1: the first schema, without a version record.
+2. Indexes that find and order in one (flat look-ups without statistics), the unique
+   folded e-mail per tenant, the ``<prefix>meta`` table.
+"""
 
 DEFAULT_PREFIX: Final = "crm_"
 """The table name prefix of :func:`schema` and :func:`~crmkit.storage.sql.open_store`."""
@@ -48,24 +66,52 @@ _TABLE_NAMES: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 # Indexes that serve the common queries and segment shapes; the tenant always leads.
+# An index that serves an equality look-up (a contact's leads, a subject's history) ends
+# with the order its query asks for (created_at or the event time, then id), so that it
+# both finds and orders the rows: SQLite's planner then prefers it with or without
+# statistics, instead of walking a time index of the whole tenant to avoid a sort.
 _INDEXES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
     {
         "contact": (
             ("lifecycle_stage",),
             ("country",),
             ("created_at",),
-            ("email",),
-            ("account_id",),
+            ("email", "created_at", "id"),
+            ("phone", "created_at", "id"),
+            ("account_id", "created_at", "id"),
         ),
         "account": (("domain",), ("created_at",)),
-        "lead": (("status", "score"), ("score",), ("contact_id",), ("created_at",)),
-        "deal": (("pipeline", "stage"), ("status",), ("contact_id",), ("created_at",)),
-        "ticket": (("status", "priority"), ("contact_id",), ("created_at",)),
-        "activity": (("contact_id", "kind", "occurred_at"), ("occurred_at",)),
-        "task": (("status", "due_at"), ("contact_id",)),
+        "lead": (
+            ("status", "score"),
+            ("score",),
+            ("contact_id", "created_at", "id"),
+            ("created_at",),
+        ),
+        "deal": (
+            ("pipeline", "stage"),
+            ("status",),
+            ("contact_id", "created_at", "id"),
+            ("account_id", "created_at", "id"),
+            ("created_at",),
+        ),
+        "ticket": (
+            ("status", "priority"),
+            ("contact_id", "created_at", "id"),
+            ("created_at",),
+        ),
+        "activity": (
+            ("contact_id", "occurred_at", "id"),
+            ("contact_id", "kind", "occurred_at"),
+            ("occurred_at",),
+        ),
+        "task": (
+            ("status", "due_at", "id"),
+            ("assignee", "status", "due_at", "id"),
+            ("contact_id", "due_at", "id"),
+        ),
         "segment": (("name",),),
         "consent": (("contact_id", "channel", "purpose"),),
-        "stage_change": (("subject", "subject_id", "at"),),
+        "stage_change": (("subject", "subject_id", "at", "id"),),
     }
 )
 
@@ -93,6 +139,14 @@ class Schema:
     tables: Mapping[type[Entity], sa.Table]
     members: sa.Table
     """The table of static segments' members, keyed ``(tenant, segment_id, member_id)``."""
+    meta: sa.Table
+    """Facts about the database as a whole (``key``, ``value``): the schema version and
+    the identity policy. It has no tenant: every tenant shares one schema."""
+    email_indexes: tuple[sa.Index, sa.Index]
+    """The index of contacts' folded e-mail per tenant: unique (one contact per
+    address, the default identity policy) or not (shared addresses allowed). Neither is
+    part of ``metadata``: :func:`~crmkit.storage.sql.create_schema` makes the one the
+    database's policy asks for."""
 
     def table(self, entity: type[Entity]) -> sa.Table:
         """The table of ``entity``."""
@@ -170,6 +224,24 @@ def schema(prefix: str = DEFAULT_PREFIX) -> Schema:
     return _schema(prefix)
 
 
+_NAME_LIMIT: Final = 63  # PostgreSQL's identifier length
+
+
+def index_name(table: str, columns: tuple[str, ...], *, kind: str = "ix") -> str:
+    """The name of an index of ``table`` on ``columns``, short enough for PostgreSQL."""
+    name = f"{kind}_{table}_{'_'.join(columns)}"
+    if len(name) <= _NAME_LIMIT:
+        return name
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"{name[: _NAME_LIMIT - 9]}_{digest}"
+
+
+def email_key(table: sa.Table) -> sa.ColumnElement[str]:
+    """The folded e-mail of a contacts row: ``casefold()`` of the whole address, as the
+    unique identity index stores it (the fold shadow, or the address when it is folded)."""
+    return sa.func.coalesce(table.c.email_fold, table.c.email)
+
+
 @cache
 def _schema(prefix: str) -> Schema:
     meta = sa.MetaData()
@@ -177,10 +249,22 @@ def _schema(prefix: str) -> Schema:
     for entity in ENTITIES:
         name = f"{prefix}{_TABLE_NAMES[entity.entity_name]}"
         indexes = [
-            sa.Index(f"ix_{name}_{'_'.join(cols)}", "tenant", *cols)
+            sa.Index(index_name(name, cols), "tenant", *cols)
             for cols in _INDEXES.get(entity.entity_name, ())
         ]
         tables[entity] = sa.Table(name, meta, *_columns_of(entity), *indexes)
+    contacts = tables[Contact]
+    email_indexes = (
+        sa.Index(
+            index_name(contacts.name, ("email_key",), kind="ux"),
+            contacts.c.tenant,
+            email_key(contacts),
+            unique=True,
+        ),
+        sa.Index(index_name(contacts.name, ("email_key",)), contacts.c.tenant, email_key(contacts)),
+    )
+    for index in email_indexes:
+        contacts.indexes.discard(index)
     segments = tables[Segment]
     members = sa.Table(
         f"{prefix}segment_members",
@@ -194,7 +278,13 @@ def _schema(prefix: str) -> Schema:
             ondelete="CASCADE",
         ),
     )
-    return Schema(meta, MappingProxyType(tables), members)
+    facts = sa.Table(
+        f"{prefix}meta",
+        meta,
+        sa.Column("key", _text(64), primary_key=True),
+        sa.Column("value", _text(), nullable=False),
+    )
+    return Schema(meta, MappingProxyType(tables), members, facts, email_indexes)
 
 
 metadata: Final = schema().metadata

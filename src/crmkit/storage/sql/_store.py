@@ -22,6 +22,7 @@ from crmkit.errors import (
     CrmkitError,
     Duplicate,
     NotFound,
+    SchemaOutdated,
     StorageError,
     ValidationError,
 )
@@ -32,18 +33,23 @@ from crmkit.models import (
     Consent,
     Contact,
     Deal,
+    EmailAddress,
     Entity,
     Lead,
     Segment,
     StageChange,
     SubjectKind,
     Task,
+    TaskKind,
+    TaskStatus,
     Ticket,
 )
 from crmkit.models.rules import Rule
 from crmkit.storage._base import (
     check_batch_size,
+    check_email,
     check_id,
+    check_ids,
     check_item,
     check_kinds,
     check_limit,
@@ -55,13 +61,20 @@ from crmkit.storage._base import (
     page_of,
     query_now,
     start_after,
+    task_query,
 )
 from crmkit.storage._columns import columns, memo
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage.sql._codec import Codec, check_table, codec
 from crmkit.storage.sql._rules import RuleCompiler
-from crmkit.storage.sql._schema import DEFAULT_PREFIX, Schema, schema
+from crmkit.storage.sql._schema import (
+    DEFAULT_PREFIX,
+    SCHEMA_VERSION,
+    Schema,
+    email_key,
+    schema,
+)
 
 __all__ = ["SqlStore", "SqlUnitOfWork", "configure_sqlite", "create_schema", "open_store"]
 
@@ -137,11 +150,63 @@ def _engine(url: str | sa.URL) -> Engine:
     raise ValidationError("target", str(parsed), "crmkit stores in SQLite or PostgreSQL")
 
 
-def create_schema(bind: Engine | Connection, *, prefix: str = DEFAULT_PREFIX) -> None:
-    """Create crmkit's tables and indexes where they are missing."""
+_VERSION_KEY: Final = "schema_version"
+_IDENTITY_KEY: Final = "email_identity"
+_UNIQUE, _SHARED = "unique", "shared"
+
+
+def create_schema(
+    bind: Engine | Connection, *, prefix: str = DEFAULT_PREFIX, unique_emails: bool = True
+) -> None:
+    """Create crmkit's tables and indexes where they are missing, and record the schema
+    version and the identity policy (``unique_emails``: one contact per folded e-mail
+    address and tenant, the default; ``False`` lets contacts share an address).
+
+    A database that holds crmkit tables of an older schema is left alone:
+    :class:`~crmkit.errors.SchemaOutdated` names the upgrade.
+    """
     if not isinstance(bind, Engine | Connection):
         raise ValidationError("bind", bind, "expected a SQLAlchemy engine or connection")
-    schema(prefix).metadata.create_all(bind, checkfirst=True)
+    if not isinstance(unique_emails, bool):
+        raise ValidationError("unique_emails", unique_emails, "expected True or False")
+    if isinstance(bind, Engine):
+        with bind.begin() as connection:
+            _create(connection, schema(prefix), unique_emails)
+    else:
+        _create(bind, schema(prefix), unique_emails)
+
+
+def _create(connection: Connection, tables: Schema, unique_emails: bool) -> None:
+    if _recorded(connection, tables, str(connection.engine.url)) is not None:
+        return
+    tables.metadata.create_all(connection, checkfirst=True)
+    index = tables.email_indexes[0 if unique_emails else 1]
+    index.create(connection, checkfirst=True)
+    policy = _UNIQUE if unique_emails else _SHARED
+    connection.execute(
+        sa.insert(tables.meta),
+        [
+            {"key": _VERSION_KEY, "value": str(SCHEMA_VERSION)},
+            {"key": _IDENTITY_KEY, "value": policy},
+        ],
+    )
+
+
+def _recorded(connection: Connection, tables: Schema, target: str) -> dict[str, str] | None:
+    """The meta facts of a database of this crmkit's schema; ``None`` for a database
+    without crmkit tables; :class:`SchemaOutdated` for any other version."""
+    inspector = sa.inspect(connection)
+    if inspector.has_table(tables.meta.name):
+        facts = dict(connection.execute(sa.select(tables.meta.c.key, tables.meta.c.value)).all())
+        version = facts.get(_VERSION_KEY)
+        if version is None or not version.isdigit():
+            raise StorageError(f"the table {tables.meta.name} records no schema version")
+        if int(version) != SCHEMA_VERSION:
+            raise SchemaOutdated(int(version), SCHEMA_VERSION, target)
+        return facts
+    if inspector.has_table(tables.table(Contact).name):
+        raise SchemaOutdated(1, SCHEMA_VERSION, target)
+    return None
 
 
 def open_store(
@@ -151,6 +216,7 @@ def open_store(
     prefix: str = DEFAULT_PREFIX,
     clock: Clock = SYSTEM_CLOCK,
     create: bool = True,
+    unique_emails: bool | None = None,
 ) -> "SqlStore":
     """Open a store on a database URL, an engine or a host's connection.
 
@@ -162,8 +228,18 @@ def open_store(
       is a SAVEPOINT inside the host's transaction, so crmkit's writes commit or roll
       back with the host's.
 
-    ``create`` creates missing tables (pass ``False`` when migrations own the schema).
+    ``create`` creates the tables in a database without them (pass ``False`` when
+    migrations own the schema). A database of an older crmkit schema raises
+    :class:`~crmkit.errors.SchemaOutdated` naming the upgrade (:func:`upgrade`).
+
+    ``unique_emails`` is the identity policy of a new database: ``True`` (the default)
+    keeps one contact per folded e-mail address and tenant, enforced by a unique index;
+    ``False`` lets contacts share an address (as Salesforce does). An existing database
+    keeps the policy it was created with; naming the other one raises
+    :class:`~crmkit.errors.StorageError`.
     """
+    if unique_emails is not None and not isinstance(unique_emails, bool):
+        raise ValidationError("unique_emails", unique_emails, "expected True, False or None")
     tenant = check_tenant(tenant)
     tables = schema(prefix)
     if not callable(getattr(clock, "now", None)):
@@ -182,14 +258,18 @@ def open_store(
         store = SqlStore(tables, tenant, clock, engine=_engine(target), connection=None, owned=True)
     else:
         raise ValidationError("target", target, "expected a URL, an Engine or a Connection")
-    if create:
+    described = str(target.engine.url if isinstance(target, Connection) else store._url())
+    try:
         with store._errors():
             if isinstance(target, Connection):
-                create_schema(target, prefix=prefix)
+                store._open(target, create, unique_emails, described)
             else:
                 assert store.engine is not None
                 with store.engine.begin() as connection:
-                    create_schema(connection, prefix=prefix)
+                    store._open(connection, create, unique_emails, described)
+    except BaseException:
+        store.close()
+        raise
     return store
 
 
@@ -224,6 +304,33 @@ class SqlStore:
         single = engine is not None and isinstance(engine.pool, StaticPool)
         self._lock: threading.RLock | None = threading.RLock() if single else None
         self._closed = False
+        self.unique_emails = True
+        """The database's identity policy: one contact per folded e-mail address."""
+
+    def _url(self) -> str:
+        assert self.engine is not None
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def _open(
+        self, connection: Connection, create: bool, unique_emails: bool | None, target: str
+    ) -> None:
+        """Check (or create) the schema and read the identity policy."""
+        facts = _recorded(connection, self.schema, target)
+        if facts is None:
+            if not create:
+                raise StorageError(
+                    f"{target} holds no crmkit tables: open it with create=True "
+                    "or call create_schema"
+                )
+            _create(connection, self.schema, unique_emails is not False)
+            facts = _recorded(connection, self.schema, target)
+            assert facts is not None
+        self.unique_emails = facts.get(_IDENTITY_KEY, _UNIQUE) == _UNIQUE
+        if unique_emails is not None and unique_emails != self.unique_emails:
+            raise StorageError(
+                f"unique_emails={unique_emails} differs from the database's identity policy "
+                f"({facts.get(_IDENTITY_KEY)}): open it with unique_emails=None"
+            )
 
     @property
     def tenant(self) -> str:
@@ -246,6 +353,7 @@ class SqlStore:
             owned=False,
         )
         other._lock = self._lock
+        other.unique_emails = self.unique_emails
         return other
 
     @contextmanager
@@ -308,13 +416,13 @@ class SqlUnitOfWork:
         self.connection = connection
         self._transaction: sa.engine.Transaction | None = None
         self._open = True
-        self.contacts = _Repository(self, Contact)
+        self.contacts = _Contacts(self, Contact)
         self.accounts = _Repository(self, Account)
         self.leads = _Repository(self, Lead)
         self.deals = _Repository(self, Deal)
         self.tickets = _Repository(self, Ticket)
         self.activities = _Activities(self, Activity)
-        self.tasks = _Repository(self, Task)
+        self.tasks = _Tasks(self, Task)
         self.segments = _Repository(self, Segment)
         self.consents = _Repository(self, Consent)
         self.stage_history = _StageHistory(self, StageChange)
@@ -553,8 +661,15 @@ class _Repository(Generic[_E]):
                     raise
                 if self._find_one(item.id) is not None:
                     raise Duplicate(self._name, item.id) from None
+                taken = self._taken_key([item], 0)
+                if taken is not None:
+                    raise taken from None
                 raise
         return item
+
+    def _taken_key(self, items: Sequence[_E], offset: int) -> Duplicate | None:
+        """A unique key other than the id that one of ``items`` repeats (none here)."""
+        return None
 
     def add_many(self, items: Iterable[_E], /) -> int:
         unit = self._unit
@@ -633,6 +748,9 @@ class _Repository(Generic[_E]):
             if item.id in seen or item.id in stored:
                 return Duplicate(self._name, item.id, index=offset + index)
             seen.add(item.id)
+        taken = self._taken_key(chunk, offset)
+        if taken is not None:
+            return taken
         return StorageError(f"a {self._name} row violates a constraint")  # pragma: no cover
 
     def _stored_version(self, id: UUID) -> int | None:
@@ -647,7 +765,15 @@ class _Repository(Generic[_E]):
         row = self._codec.encode(self._tenant, new)
         with self._unit.store._errors(), self._unit._savepoint() as connection:
             params = (*row[2:], row[0], row[1], item.version)
-            cursor = self._raw(connection).execute(self._sql.update, params)
+            try:
+                with self._unit._savepoint() as inner:
+                    cursor = self._raw(inner).execute(self._sql.update, params)
+            except Exception as error:
+                if self._unit.store._is_integrity_error(error):
+                    taken = self._taken_key([item], 0)
+                    if taken is not None:
+                        raise taken from None
+                raise
             if cursor.rowcount != 1:
                 actual = self._stored_version(item.id)
                 if actual is None:
@@ -747,6 +873,56 @@ class _Repository(Generic[_E]):
         return iterate_pages(self.find, rule, batch_size, fixed)
 
 
+class _Contacts(_Repository[Contact]):
+    def with_email(self, email: EmailAddress, /) -> list[Contact]:
+        wanted = check_email(email).casefold()
+        table = self._table
+        statement = self._base().where(email_key(table) == wanted)
+        return self._load(statement.order_by(table.c.created_at, table.c.id))
+
+    def _taken_key(self, items: Sequence[Contact], offset: int) -> Duplicate | None:
+        """The first of ``items`` whose folded e-mail another contact has, stored or
+        earlier in ``items``."""
+        if not self._unit.store.unique_emails:
+            return None
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            if item.email is None:
+                continue
+            key = item.email.casefold()
+            others = [c for c in self.with_email(item.email) if c.id != item.id]
+            if key in seen or others:
+                return Duplicate(self._name, str(item.email), index=offset + index, field="email")
+            seen.add(key)
+        return None
+
+
+class _Tasks(_Repository[Task]):
+    def select(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        kind: TaskKind | None = None,
+        assignee: str | None = None,
+        contact_id: UUID | None = None,
+        due_until: datetime | None = None,
+    ) -> list[Task]:
+        query = task_query(status, kind, assignee, contact_id, due_until)
+        table = self._table
+        statement = self._base()
+        if query.status is not None:
+            statement = statement.where(table.c.status == query.status.value)
+        if query.kind is not None:
+            statement = statement.where(table.c.kind == query.kind.value)
+        if query.assignee is not None:
+            statement = statement.where(table.c.assignee == query.assignee)
+        if query.contact_id is not None:
+            statement = statement.where(table.c.contact_id == query.contact_id)
+        if query.due_until is not None:
+            statement = statement.where(table.c.due_at <= query.due_until)
+        return self._load(statement.order_by(table.c.due_at, table.c.id))
+
+
 class _Activities(_Repository[Activity]):
     def append(self, activity: Activity, /) -> Activity:
         return self.add(activity)
@@ -783,6 +959,21 @@ class _StageHistory(_Repository[StageChange]):
             table.c.subject == subject.value, table.c.subject_id == subject_id
         )
         return self._load(statement.order_by(table.c.at, table.c.id))
+
+    def for_subjects(
+        self, subject: SubjectKind, subject_ids: Iterable[UUID], /
+    ) -> list[StageChange]:
+        subject = check_subject(subject)
+        wanted = sorted(set(check_ids(subject_ids, "subject_ids")))
+        table = self._table
+        found: list[StageChange] = []
+        for start in range(0, len(wanted), _ID_CHUNK):
+            chunk = wanted[start : start + _ID_CHUNK]
+            statement = self._base().where(
+                table.c.subject == subject.value, table.c.subject_id.in_(chunk)
+            )
+            found.extend(self._load(statement))
+        return sorted(found, key=lambda c: (c.at, c.id))
 
 
 if TYPE_CHECKING:  # mypy proves that the adapter implements the port
