@@ -1,7 +1,8 @@
 """Storage: the port every store implements, and the memory adapter.
 
-* :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ActivityRepository`
-  and :class:`StageHistoryRepository` are the port (Protocols);
+* :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ContactRepository`,
+  :class:`TaskRepository`, :class:`ActivityRepository` and
+  :class:`StageHistoryRepository` are the port (Protocols);
 * :class:`Order`, :class:`Cursor` and :class:`Page` shape queries;
 * :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
 * :mod:`crmkit.storage.sql` stores in SQLite (the embedded default) or PostgreSQL.
@@ -17,9 +18,11 @@ from crmkit.storage._columns import ENTITIES
 from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
     ActivityRepository,
+    ContactRepository,
     Repository,
     StageHistoryRepository,
     Store,
+    TaskRepository,
     UnitOfWork,
 )
 from crmkit.storage._query import Cursor, Order, Page
@@ -28,6 +31,7 @@ from crmkit.storage.memory import MemoryStore
 __all__ = [
     "ENTITIES",
     "ActivityRepository",
+    "ContactRepository",
     "Cursor",
     "MemoryStore",
     "Order",
@@ -35,6 +39,7 @@ __all__ = [
     "Repository",
     "StageHistoryRepository",
     "Store",
+    "TaskRepository",
     "UnitOfWork",
     "sortable_fields",
 ]

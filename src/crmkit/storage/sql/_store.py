@@ -150,9 +150,10 @@ def _engine(url: str | sa.URL) -> Engine:
     raise ValidationError("target", str(parsed), "crmkit stores in SQLite or PostgreSQL")
 
 
-_VERSION_KEY: Final = "schema_version"
-_IDENTITY_KEY: Final = "email_identity"
-_UNIQUE, _SHARED = "unique", "shared"
+VERSION_KEY: Final = "schema_version"
+IDENTITY_KEY: Final = "email_identity"
+UNIQUE: Final = "unique"
+SHARED: Final = "shared"
 
 
 def create_schema(
@@ -182,31 +183,62 @@ def _create(connection: Connection, tables: Schema, unique_emails: bool) -> None
     tables.metadata.create_all(connection, checkfirst=True)
     index = tables.email_indexes[0 if unique_emails else 1]
     index.create(connection, checkfirst=True)
-    policy = _UNIQUE if unique_emails else _SHARED
+    policy = UNIQUE if unique_emails else SHARED
     connection.execute(
         sa.insert(tables.meta),
         [
-            {"key": _VERSION_KEY, "value": str(SCHEMA_VERSION)},
-            {"key": _IDENTITY_KEY, "value": policy},
+            {"key": VERSION_KEY, "value": str(SCHEMA_VERSION)},
+            {"key": IDENTITY_KEY, "value": policy},
         ],
     )
+
+
+def _facts(connection: Connection, tables: Schema) -> dict[str, str] | None:
+    """The rows of the meta table; ``None`` when there is no meta table."""
+    if not sa.inspect(connection).has_table(tables.meta.name):
+        return None
+    rows = connection.execute(sa.select(tables.meta.c.key, tables.meta.c.value)).all()
+    return {str(row[0]): str(row[1]) for row in rows}
+
+
+def database_version(connection: Connection, tables: Schema) -> int | None:
+    """The crmkit schema version of the database (``1`` for crmkit 0.1's tables, which
+    record none); ``None`` when it holds no crmkit tables."""
+    facts = _facts(connection, tables)
+    if facts is None:
+        has_tables = sa.inspect(connection).has_table(tables.table(Contact).name)
+        return 1 if has_tables else None
+    version = facts.get(VERSION_KEY)
+    if version is None or not version.isdigit():
+        raise StorageError(f"the table {tables.meta.name} records no schema version")
+    return int(version)
 
 
 def _recorded(connection: Connection, tables: Schema, target: str) -> dict[str, str] | None:
     """The meta facts of a database of this crmkit's schema; ``None`` for a database
     without crmkit tables; :class:`SchemaOutdated` for any other version."""
-    inspector = sa.inspect(connection)
-    if inspector.has_table(tables.meta.name):
-        facts = dict(connection.execute(sa.select(tables.meta.c.key, tables.meta.c.value)).all())
-        version = facts.get(_VERSION_KEY)
-        if version is None or not version.isdigit():
-            raise StorageError(f"the table {tables.meta.name} records no schema version")
-        if int(version) != SCHEMA_VERSION:
-            raise SchemaOutdated(int(version), SCHEMA_VERSION, target)
-        return facts
-    if inspector.has_table(tables.table(Contact).name):
-        raise SchemaOutdated(1, SCHEMA_VERSION, target)
-    return None
+    version = database_version(connection, tables)
+    if version is None:
+        return None
+    if version != SCHEMA_VERSION:
+        raise SchemaOutdated(version, SCHEMA_VERSION, target)
+    facts = _facts(connection, tables)
+    assert facts is not None
+    return facts
+
+
+def engine_of(target: object) -> tuple[Engine | None, bool]:
+    """The engine to use for ``target`` and whether it was made here (then dispose of it):
+    ``None`` for a connection."""
+    if isinstance(target, Connection):
+        return None, False
+    if isinstance(target, Engine):
+        if target.dialect.name == "sqlite":
+            configure_sqlite(target)
+        return target, False
+    if isinstance(target, str | sa.URL):
+        return _engine(target), True
+    raise ValidationError("target", target, "expected a URL, an Engine or a Connection")
 
 
 def open_store(
@@ -325,11 +357,11 @@ class SqlStore:
             _create(connection, self.schema, unique_emails is not False)
             facts = _recorded(connection, self.schema, target)
             assert facts is not None
-        self.unique_emails = facts.get(_IDENTITY_KEY, _UNIQUE) == _UNIQUE
+        self.unique_emails = facts.get(IDENTITY_KEY, UNIQUE) == UNIQUE
         if unique_emails is not None and unique_emails != self.unique_emails:
             raise StorageError(
                 f"unique_emails={unique_emails} differs from the database's identity policy "
-                f"({facts.get(_IDENTITY_KEY)}): open it with unique_emails=None"
+                f"({facts.get(IDENTITY_KEY)}): open it with unique_emails=None"
             )
 
     @property

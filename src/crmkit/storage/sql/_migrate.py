@@ -1,0 +1,235 @@
+"""Schema upgrades: Alembic operations from every released crmkit schema to this one.
+
+The version lives in crmkit's own ``<prefix>meta`` table, not in ``alembic_version``,
+so that a host's own Alembic history and crmkit's never collide. Each step is a function
+of Alembic's :class:`~alembic.operations.Operations`; :func:`upgrade` runs the steps
+from the database's version to :data:`~crmkit.storage.sql.SCHEMA_VERSION` in one
+transaction (SQLite and PostgreSQL both roll DDL back), so a failed upgrade changes
+nothing.
+"""
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+from uuid import UUID
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from crmkit._extras import import_extra
+from crmkit.errors import SchemaOutdated, StorageError, ValidationError
+from crmkit.models import Contact
+from crmkit.storage.sql._schema import (
+    DEFAULT_PREFIX,
+    SCHEMA_VERSION,
+    Schema,
+    email_key,
+    index_name,
+    schema,
+)
+from crmkit.storage.sql._store import (
+    IDENTITY_KEY,
+    SHARED,
+    UNIQUE,
+    VERSION_KEY,
+    database_version,
+    engine_of,
+)
+
+__all__ = ["DuplicateEmails", "Upgrade", "upgrade"]
+
+# The indexes of schema 1 (crmkit 0.1), as it created them: (table, columns).
+_V1_INDEXES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    ("accounts", ("created_at",)),
+    ("accounts", ("domain",)),
+    ("activities", ("contact_id", "kind", "occurred_at")),
+    ("activities", ("occurred_at",)),
+    ("consents", ("contact_id", "channel", "purpose")),
+    ("contacts", ("account_id",)),
+    ("contacts", ("country",)),
+    ("contacts", ("created_at",)),
+    ("contacts", ("email",)),
+    ("contacts", ("lifecycle_stage",)),
+    ("deals", ("contact_id",)),
+    ("deals", ("created_at",)),
+    ("deals", ("pipeline", "stage")),
+    ("deals", ("status",)),
+    ("leads", ("contact_id",)),
+    ("leads", ("created_at",)),
+    ("leads", ("score",)),
+    ("leads", ("status", "score")),
+    ("segments", ("name",)),
+    ("stage_changes", ("subject", "subject_id", "at")),
+    ("tasks", ("contact_id",)),
+    ("tasks", ("status", "due_at")),
+    ("tickets", ("contact_id",)),
+    ("tickets", ("created_at",)),
+    ("tickets", ("status", "priority")),
+)
+
+
+class DuplicateEmails(StorageError):
+    """The upgrade would enforce one contact per e-mail address, and some share one.
+
+    ``groups`` holds, for each shared address, the tenant, the folded address and the
+    ids of its contacts (oldest first). Merge them (or delete the extra ones) and run
+    the upgrade again, or upgrade with ``unique_emails=False`` to let contacts share
+    addresses. Nothing was changed.
+    """
+
+    def __init__(self, groups: tuple[tuple[str, str, tuple[UUID, ...]], ...]) -> None:
+        self.groups = groups
+        shown = "; ".join(f"{t}: {e} ({len(ids)} contacts)" for t, e, ids in groups[:5])
+        more = f" and {len(groups) - 5} more" if len(groups) > 5 else ""
+        super().__init__(
+            f"{len(groups)} e-mail addresses belong to more than one contact ({shown}{more}): "
+            "merge them, or upgrade with unique_emails=False"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.groups,))
+
+
+@attrs.frozen
+class Upgrade:
+    """What :func:`upgrade` did."""
+
+    from_version: int
+    to_version: int
+    unique_emails: bool
+    """The identity policy the database has now."""
+
+    @property
+    def changed(self) -> bool:
+        """Whether the database was upgraded (``False``: it was current already)."""
+        return self.from_version != self.to_version
+
+
+_Step = Callable[[Any, Connection, Schema, bool | None], bool]
+
+
+def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> bool:
+    """Schema 1 -> 2: indexes that find and order at once, the identity index, the
+    meta table. Returns the identity policy it set (``True``: unique e-mail)."""
+    prefix = tables.meta.name.removesuffix("meta")
+    contacts = tables.table(Contact)
+    shared = _shared_emails(connection, contacts)
+    if shared and unique_emails is not False:
+        raise DuplicateEmails(shared)
+    unique = unique_emails is not False
+    for name, cols in _V1_INDEXES:
+        ops.drop_index(index_name(f"{prefix}{name}", cols), table_name=f"{prefix}{name}")
+    for table in tables.tables.values():
+        for index in table.indexes:
+            ops.create_index(
+                index.name,
+                table.name,
+                [column.name for column in index.columns],
+                unique=index.unique,
+            )
+    tables.email_indexes[0 if unique else 1].create(connection)
+    tables.meta.create(connection)
+    return unique
+
+
+_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2})
+"""The step that upgrades a database of each version to the next."""
+
+
+def _shared_emails(
+    connection: Connection, contacts: sa.Table
+) -> tuple[tuple[str, str, tuple[UUID, ...]], ...]:
+    """Every folded e-mail address that more than one contact of a tenant has."""
+    key = email_key(contacts).label("key")
+    groups = (
+        sa.select(contacts.c.tenant, key)
+        .where(contacts.c.email.is_not(None))
+        .group_by(contacts.c.tenant, key)
+        .having(sa.func.count() > 1)
+        .order_by(contacts.c.tenant, key)
+    )
+    found = []
+    for tenant, address in connection.execute(groups).all():
+        ids = connection.execute(
+            sa.select(contacts.c.id)
+            .where(contacts.c.tenant == tenant, email_key(contacts) == address)
+            .order_by(contacts.c.created_at, contacts.c.id)
+        ).scalars()
+        found.append((tenant, address, tuple(ids)))
+    return tuple(found)
+
+
+def upgrade(
+    target: str | sa.URL | Engine | Connection,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    unique_emails: bool | None = None,
+) -> Upgrade:
+    """Upgrade crmkit's tables in ``target`` (a URL, an engine or a connection) to this
+    crmkit's schema, in place and in one transaction; needs the extra ``migrate``.
+
+    ``unique_emails`` chooses the identity policy when a database of schema 1 (which had
+    none) is upgraded: ``None`` or ``True`` enforce one contact per folded e-mail
+    address and raise :class:`DuplicateEmails`, changing nothing, when contacts already
+    share one; ``False`` lets them share. A current database is left as it is.
+    """
+    import_extra("alembic", extra="migrate", feature="crmkit.storage.sql.upgrade")
+    from alembic.operations import Operations  # noqa: PLC0415 - the extra is lazy
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+
+    if unique_emails is not None and not isinstance(unique_emails, bool):
+        raise ValidationError("unique_emails", unique_emails, "expected True, False or None")
+    tables = schema(prefix)
+    engine, owned = engine_of(target)
+    try:
+        if isinstance(target, Connection):
+            return _upgrade(target, tables, unique_emails, Operations, MigrationContext)
+        assert engine is not None
+        with engine.begin() as connection:
+            return _upgrade(connection, tables, unique_emails, Operations, MigrationContext)
+    except (sa.exc.SQLAlchemyError, engine_error(target)) as error:
+        raise StorageError(f"the upgrade failed, nothing was changed: {error}") from error
+    finally:
+        if owned and engine is not None:
+            engine.dispose()
+
+
+def engine_error(target: object) -> type[BaseException]:
+    """The driver's error class of ``target``'s dialect (caught as StorageError)."""
+    bind = target if isinstance(target, Engine | Connection) else None
+    if bind is None:
+        return sa.exc.DBAPIError
+    dbapi = bind.dialect.loaded_dbapi
+    return dbapi.Error if dbapi is not None else sa.exc.DBAPIError
+
+
+def _upgrade(
+    connection: Connection,
+    tables: Schema,
+    unique_emails: bool | None,
+    operations: Any,
+    context: Any,
+) -> Upgrade:
+    found = database_version(connection, tables)
+    if found is None:
+        raise StorageError("the database holds no crmkit tables: open_store creates them")
+    if found > SCHEMA_VERSION:
+        raise SchemaOutdated(found, SCHEMA_VERSION, str(connection.engine.url))
+    ops = operations(context.configure(connection))
+    unique: bool | None = None
+    for version in range(found, SCHEMA_VERSION):
+        unique = _STEPS[version](ops, connection, tables, unique_emails)
+    meta = tables.meta
+    if unique is not None:
+        connection.execute(
+            sa.insert(meta),
+            [
+                {"key": VERSION_KEY, "value": str(SCHEMA_VERSION)},
+                {"key": IDENTITY_KEY, "value": UNIQUE if unique else SHARED},
+            ],
+        )
+    policy = connection.execute(
+        sa.select(meta.c.value).where(meta.c.key == IDENTITY_KEY)
+    ).scalar_one_or_none()
+    return Upgrade(found, SCHEMA_VERSION, policy != SHARED)

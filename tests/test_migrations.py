@@ -1,0 +1,172 @@
+"""Schema versions and upgrades, from the tables crmkit 0.1 created, with data in them.
+
+``tests/schemas/v1.<dialect>.sql`` is the DDL that crmkit 0.1 (schema 1) ran, frozen:
+the tests build such a database, fill it, and upgrade it in place.
+"""
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from crmkit.clock import FixedClock
+from crmkit.errors import Duplicate, SchemaOutdated, StorageError
+from crmkit.models import Contact, EmailAddress, Lead, LeadChannel, StageChange, SubjectKind
+from crmkit.storage.sql import (
+    SCHEMA_VERSION,
+    DuplicateEmails,
+    Upgrade,
+    open_store,
+    schema,
+    upgrade,
+)
+from crmkit.storage.sql._codec import codec
+from tests.storage_support import postgres_url
+
+SCHEMAS = Path(__file__).parent / "schemas"
+CLOCK = FixedClock(datetime(2026, 12, 1, 9, tzinfo=UTC))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A database URL and a table prefix of its own, holding no tables yet."""
+    prefix = f"m{uuid.uuid4().hex[:8]}_"
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}", prefix
+        return
+    url = postgres_url()
+    yield url, prefix
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        for table in reversed(schema(prefix).metadata.sorted_tables):
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table.name} CASCADE"))
+    engine.dispose()
+
+
+def make_v1(url: str, prefix: str, items: list[Any]) -> None:
+    """A database as crmkit 0.1 left it: its DDL, and ``items`` stored as it stored them."""
+    engine = sa.create_engine(url)
+    dialect = engine.dialect.name
+    ddl = (SCHEMAS / f"v1.{dialect}.sql").read_text().replace("crm_", prefix)
+    tables = schema(prefix)
+    with engine.begin() as connection:
+        for statement in ddl.split(";"):
+            if statement.strip():
+                connection.exec_driver_sql(statement)
+        mark = "?" if dialect == "sqlite" else "%s"
+        for item in items:
+            encoder = codec(type(item), dialect)
+            name = tables.table(type(item)).name
+            insert = (
+                f"INSERT INTO {name} ({', '.join(encoder.names)}) "
+                f"VALUES ({', '.join([mark] * len(encoder.names))})"
+            )
+            connection.exec_driver_sql(insert, tuple(encoder.encode("tests", item)))
+    engine.dispose()
+
+
+def index_names(url: str, table: str) -> set[str]:
+    """The indexes of ``table`` (read from the catalogue: SQLAlchemy's reflection skips
+    expression indexes with a warning)."""
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        query = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"
+    else:
+        query = "SELECT indexname FROM pg_indexes WHERE tablename = :t"
+    with engine.connect() as connection:
+        found = set(connection.execute(sa.text(query), {"t": table}).scalars())
+    engine.dispose()
+    return found
+
+
+def person(email: str, minute: int = 0) -> Contact:
+    at = datetime(2026, 1, 1, 9, minute, tzinfo=UTC)
+    return Contact.new(email=email, clock=FixedClock(at))
+
+
+def test_an_old_database_is_refused_until_upgraded_and_keeps_its_data(
+    target: tuple[str, str],
+) -> None:
+    url, prefix = target
+    ada = person("Ada.Lovelace@Example.org")
+    lead = Lead.new(contact_id=ada.id, source="import", channel=LeadChannel.IMPORT, clock=CLOCK)
+    moved = StageChange.new(
+        subject=SubjectKind.CONTACT, subject_id=ada.id, to_stage="lead", clock=CLOCK
+    )
+    make_v1(url, prefix, [ada, lead, moved])
+
+    with pytest.raises(SchemaOutdated) as refused:
+        open_store(url, tenant="tests", prefix=prefix)
+    assert (refused.value.found, refused.value.expected) == (1, SCHEMA_VERSION)
+    assert "upgrade" in str(refused.value)
+
+    assert upgrade(url, prefix=prefix) == Upgrade(1, SCHEMA_VERSION, unique_emails=True)
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        with store.unit_of_work() as unit:
+            assert unit.contacts.get(ada.id) == ada
+            assert unit.leads.get(lead.id) == lead
+            assert unit.contacts.with_email(EmailAddress("ada.lovelace@EXAMPLE.org")) == [ada]
+            assert unit.stage_history.for_subjects(SubjectKind.CONTACT, [ada.id]) == [moved]
+            with pytest.raises(Duplicate) as taken:
+                unit.contacts.add(person("ADA.lovelace@example.org"))
+            assert taken.value.field == "email"
+    finally:
+        store.close()
+
+    indexes = index_names(url, f"{prefix}contacts")
+    assert f"ix_{prefix}contacts_email" not in indexes  # schema 1's, replaced
+    assert f"ix_{prefix}contacts_email_created_at_id" in indexes
+    assert f"ux_{prefix}contacts_email_key" in indexes
+    assert upgrade(url, prefix=prefix).changed is False  # current: nothing to do
+
+
+def test_shared_addresses_stop_the_upgrade_until_the_host_decides(
+    target: tuple[str, str],
+) -> None:
+    url, prefix = target
+    first, second = person("Bo@x.example", 1), person("bo@X.example", 2)
+    make_v1(url, prefix, [first, second, person("cy@x.example")])
+
+    with pytest.raises(DuplicateEmails) as shared:
+        upgrade(url, prefix=prefix)
+    assert shared.value.groups == (("tests", "bo@x.example", (first.id, second.id)),)
+    with pytest.raises(SchemaOutdated):  # nothing was changed
+        open_store(url, tenant="tests", prefix=prefix)
+
+    assert upgrade(url, prefix=prefix, unique_emails=False).unique_emails is False
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        assert store.unique_emails is False
+        with store.unit_of_work() as unit:
+            assert unit.contacts.with_email(EmailAddress("BO@x.example")) == [first, second]
+            unit.contacts.add(person("bO@x.example", 3))  # sharing stays allowed
+            unit.commit()
+    finally:
+        store.close()
+    with pytest.raises(StorageError, match="unique_emails"):
+        open_store(url, tenant="tests", prefix=prefix, unique_emails=True)
+
+
+def test_a_new_database_records_its_version_and_policy(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    with pytest.raises(StorageError, match="no crmkit tables"):
+        open_store(url, create=False)
+    open_store(url, unique_emails=False).close()
+    store = open_store(url)
+    assert store.unique_emails is False
+    store.close()
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(schema().meta)
+            .where(schema().meta.c.key == "schema_version")
+            .values(value=str(SCHEMA_VERSION + 1))
+        )
+    engine.dispose()
+    with pytest.raises(SchemaOutdated, match="newer crmkit"):
+        open_store(url)
