@@ -84,7 +84,11 @@ from crmkit.segmentation import (
 )
 from crmkit.storage import Store, UnitOfWork
 
-__all__ = ["CRM"]
+__all__ = ["CRM", "REPLY_LIMIT"]
+
+REPLY_LIMIT: Final = 100_000
+"""The longest ticket reply, in characters (an activity's ``body``)."""
+_SUMMARY: Final = 200
 
 _DONE: Final = frozenset({TicketStatus.SOLVED, TicketStatus.CLOSED})
 _OPENED_BY_AGENT: Final = frozenset({TicketStatus.NEW})
@@ -576,7 +580,15 @@ class CRM:
         An agent's reply opens a new ticket; a customer's reply brings a pending,
         on-hold or solved ticket back to open (the move is recorded just before the
         reply). Either way the SLA clocks see the reply.
+
+        ``text`` (up to :data:`REPLY_LIMIT` characters, any number of lines) is stored
+        as the activity's ``body``; its first line, shortened to 200 characters, is
+        the ``subject`` that timelines show.
         """
+        if not isinstance(text, str) or not text.strip():
+            raise ValidationError("text", text, "a reply needs its text")
+        if len(text) > REPLY_LIMIT:
+            raise ValidationError("text", text, f"at most {REPLY_LIMIT:,} characters")
         replies = CUSTOMER_REPLY_KINDS if by is None else AGENT_REPLY_KINDS
         if kind not in replies:
             who = "a customer's" if by is None else "an agent's"
@@ -595,7 +607,8 @@ class CRM:
             reply = Activity.new(
                 contact_id=ticket.contact_id,
                 kind=kind,
-                subject=text,
+                subject=_summary(text),
+                body=text,
                 ticket_id=ticket.id,
                 actor=by,
                 clock=self.clock,
@@ -758,3 +771,9 @@ def _segments_named(unit: UnitOfWork, rules: Iterable[Rule]) -> dict[UUID, Segme
             if isinstance(n, InSegment)
         } - found.keys()
     return found
+
+
+def _summary(text: str) -> str:
+    """The first non-blank line of ``text``, at most 200 characters (with an ellipsis)."""
+    line = next(line.strip() for line in text.splitlines() if line.strip())
+    return line if len(line) <= _SUMMARY else f"{line[: _SUMMARY - 1].rstrip()}…"

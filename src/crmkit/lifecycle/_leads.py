@@ -367,6 +367,7 @@ def convert_lead(
         reason=f"converted from lead {lead.id}",
         amount=deal.amount,
         probability=deal.probability,
+        expected_close=deal.expected_close,
         clock=clock,
     )
     converted = attrs.evolve(lead, status=LeadStatus.QUALIFIED, deal_id=deal.id, updated_at=now)

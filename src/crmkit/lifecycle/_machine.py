@@ -201,10 +201,10 @@ class PipelineMachine(Generic[_Subject]):
         moved: Any
         if isinstance(entity, Deal):
             moved = _move_deal(entity, target, reason, now)
-            amount, probability = moved.amount, moved.probability
+            amount, probability, close = moved.amount, moved.probability, moved.expected_close
         else:
             moved = _move_lead(entity, target, reason, now)
-            amount, probability = None, target.probability
+            amount, probability, close = None, target.probability, None
         if approved_by is not None:  # recorded even where the stage does not ask for it
             reason = f"{reason + '; ' if reason else ''}approved by {approved_by}"
         change = StageChange.new(
@@ -218,6 +218,7 @@ class PipelineMachine(Generic[_Subject]):
             reason=reason,
             amount=amount,
             probability=probability,
+            expected_close=close,
             clock=self.clock,
         )
         return Moved(cast(_Subject, moved), change)

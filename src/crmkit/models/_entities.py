@@ -622,7 +622,10 @@ class Activity(Entity):
     """A timeline event of a contact (page view, e-mail opened, purchase, call, ...).
 
     ``occurred_at`` is when it happened; ``created_at`` when it was recorded.
-    ``properties`` hold the event's details (``url``, ``product``, ``campaign``, ...).
+    ``subject`` is a one-line summary (at most 500 characters); ``body`` the full text
+    of an e-mail, reply, call note or meeting minutes (up to 100,000 characters, any
+    number of lines). ``properties`` hold the event's details (``url``, ``product``,
+    ``campaign``, ...).
     """
 
     entity_name: ClassVar[str] = "activity"
@@ -632,6 +635,9 @@ class Activity(Entity):
     occurred_at: datetime = attrs.field(converter=f.to_utc, metadata=f.check(f.is_utc))
     subject: str | None = attrs.field(
         default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_TITLE))
+    )
+    body: str | None = attrs.field(
+        default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_LONG))
     )
     amount: Money | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_money)))
     properties: CustomFields = attrs.field(
@@ -653,6 +659,7 @@ class Activity(Entity):
         kind: ActivityKind,
         occurred_at: datetime | None = None,
         subject: str | None = None,
+        body: str | None = None,
         amount: Money | None = None,
         properties: Mapping[str, JSONScalar] | None = None,
         deal_id: UUID | None = None,
@@ -668,6 +675,7 @@ class Activity(Entity):
             kind=kind,
             occurred_at=stamp["created_at"] if occurred_at is None else occurred_at,
             subject=subject,
+            body=body,
             amount=amount,
             properties=properties,
             deal_id=deal_id,
@@ -869,7 +877,9 @@ class StageChange(Entity):
     """One entry of stage history: a lead, deal or ticket (or a contact's lifecycle) moved.
 
     ``from_stage`` is ``None`` for the first stage; ``pipeline`` is ``None`` for the
-    contact lifecycle. ``amount`` and ``probability`` snapshot a deal at the move.
+    contact lifecycle. ``amount``, ``probability`` and ``expected_close`` snapshot a
+    deal as it was at the move (as Salesforce's opportunity history does), so history and
+    analytics show the values a deal moved with, not the ones it has now.
     """
 
     entity_name: ClassVar[str] = "stage_change"
@@ -892,6 +902,7 @@ class StageChange(Entity):
     probability: Decimal | None = attrs.field(
         default=None, converter=f.to_decimal_opt, metadata=f.check(f.optional(f.is_probability))
     )
+    expected_close: date | None = attrs.field(default=None, metadata=f.check(f.optional(f.is_date)))
 
     def _invariants(self) -> Iterator[Problem]:
         yield from super()._invariants()
@@ -918,6 +929,7 @@ class StageChange(Entity):
         reason: str | None = None,
         amount: Money | None = None,
         probability: Decimal | int | str | None = None,
+        expected_close: date | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> Self:
         """A history entry; ``at`` defaults to the clock's now."""
@@ -934,4 +946,5 @@ class StageChange(Entity):
             reason=reason,
             amount=amount,
             probability=probability,
+            expected_close=expected_close,
         )

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from crmkit._extras import import_extra
 from crmkit.errors import SchemaOutdated, StorageError, ValidationError
-from crmkit.models import Contact
+from crmkit.models import Activity, Contact, StageChange
 from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
     SCHEMA_VERSION,
@@ -33,8 +33,10 @@ from crmkit.storage.sql._store import (
     SHARED,
     UNIQUE,
     VERSION_KEY,
+    analyze,
     database_version,
     engine_of,
+    plan_priors,
 )
 
 __all__ = ["DuplicateEmails", "Upgrade", "upgrade"]
@@ -111,7 +113,8 @@ _Step = Callable[[Any, Connection, Schema, bool | None], bool]
 
 def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> bool:
     """Schema 1 -> 2: indexes that find and order at once, the identity index, the
-    meta table. Returns the identity policy it set (``True``: unique e-mail)."""
+    meta table, activities' ``body`` and stage changes' ``expected_close``. Returns the
+    identity policy it set (``True``: unique e-mail)."""
     prefix = tables.meta.name.removesuffix("meta")
     contacts = tables.table(Contact)
     shared = _shared_emails(connection, contacts)
@@ -130,6 +133,9 @@ def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
             )
     tables.email_indexes[0 if unique else 1].create(connection)
     tables.meta.create(connection)
+    for entity, name in ((Activity, "body"), (StageChange, "expected_close")):
+        table = tables.table(entity)
+        ops.add_column(table.name, sa.Column(name, table.c[name].type, nullable=True))
     return unique
 
 
@@ -229,6 +235,10 @@ def _upgrade(
                 {"key": IDENTITY_KEY, "value": UNIQUE if unique else SHARED},
             ],
         )
+    if unique is not None:
+        # New indexes: measured statistics where there are rows, priors elsewhere.
+        analyze(connection, [t.name for t in tables.metadata.sorted_tables])
+        plan_priors(connection, tables)
     policy = connection.execute(
         sa.select(meta.c.value).where(meta.c.key == IDENTITY_KEY)
     ).scalar_one_or_none()

@@ -44,7 +44,8 @@ SCHEMA_VERSION: Final = 2
 
 1. crmkit 0.1: the first schema, without a version record.
 2. Indexes that find and order in one (flat look-ups without statistics), the unique
-   folded e-mail per tenant, the ``<prefix>meta`` table.
+   folded e-mail per tenant, the ``<prefix>meta`` table, ``Activity.body`` and
+   ``StageChange.expected_close``.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
