@@ -2,6 +2,7 @@
 
 import threading
 import weakref
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -656,6 +657,31 @@ def _uuid_of_hex(value: str) -> UUID:
     return UUID(hex=value)
 
 
+class _Packed:
+    """Optional strings packed in one buffer (a bulk import's unique keys, in bounded
+    memory: their UTF-8 bytes and an offset each)."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._ends = array("Q")
+        self._none = array("b")
+
+    def append(self, value: str | None) -> None:
+        if value is not None:
+            self._data += value.encode()
+        self._ends.append(len(self._data))
+        self._none.append(value is None)
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, index: int) -> str | None:
+        if self._none[index]:
+            return None
+        start = self._ends[index - 1] if index else 0
+        return self._data[start : self._ends[index]].decode()
+
+
 class _Repository(Generic[_E]):
     def __init__(self, unit: SqlUnitOfWork, entity: type[_E]) -> None:
         self._unit = unit
@@ -819,11 +845,14 @@ class _Repository(Generic[_E]):
     def _copy_many(self, items: Iterable[_E]) -> int:
         """``add_many`` on PostgreSQL: one ``COPY`` for the whole call, streamed.
 
-        Only the ids are kept (16 bytes each), to name the first taken id if the
-        database refuses the rows.
+        Only the ids are kept (16 bytes each), and the unique keys besides (contacts'
+        folded e-mail, packed), to name the first taken one if the database refuses the
+        rows.
         """
         unit, entity, tenant, encode = self._unit, self._entity, self._tenant, self._codec.encode
         ids = bytearray()
+        keys = _Packed()
+        key_of = self._key_of
         total = 0
         with unit.store._errors():
             try:
@@ -835,17 +864,27 @@ class _Repository(Generic[_E]):
                     for index, item in enumerate(items):
                         check_item(item, entity, f"[{index}]")
                         ids += item.id.bytes
+                        keys.append(key_of(item))
                         copy.write_row(encode(tenant, item))
                         total = index + 1
                 self._bulk_done(total)
             except Exception as error:
                 if unit.store._is_integrity_error(error):
-                    raise self._first_taken(ids) from None
+                    raise self._first_taken(ids, keys) from None
                 raise
         return total
 
-    def _first_taken(self, ids: bytearray) -> Exception:
-        """The first of ``ids`` (16 bytes each) already stored or repeated, as Duplicate."""
+    def _key_of(self, item: _E) -> str | None:
+        """The unique key of ``item`` besides its id, if its table has one."""
+        return None
+
+    def _stored_keys(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` (see :meth:`_key_of`) stored rows have."""
+        return set()
+
+    def _first_taken(self, ids: bytearray, keys: "_Packed") -> Exception:
+        """The first of ``ids`` (16 bytes each) already stored or repeated, else the first
+        unique key of ``keys`` taken, as Duplicate."""
         seen: set[bytes] = set()
         id_ = self._table.c.id
         for start in range(0, len(ids), 16 * _ID_CHUNK):
@@ -861,7 +900,18 @@ class _Repository(Generic[_E]):
                 if item_id.bytes in seen or item_id in stored:
                     return Duplicate(self._name, item_id, index=start // 16 + offset)
                 seen.add(item_id.bytes)
+        seen_keys: set[str] = set()
+        for start in range(0, len(keys), _ID_CHUNK):
+            chunk_keys = [keys[i] for i in range(start, min(start + _ID_CHUNK, len(keys)))]
+            taken = self._stored_keys([k for k in chunk_keys if k is not None])
+            for offset, key in enumerate(chunk_keys):
+                if key is not None and (key in seen_keys or key in taken):
+                    return Duplicate(self._name, key, index=start + offset, field=self._key_name)
+                if key is not None:
+                    seen_keys.add(key)
         return StorageError(f"a {self._name} row violates a constraint")  # pragma: no cover
+
+    _key_name: str = "key"
 
     def _duplicate(self, chunk: Sequence[_E], offset: int) -> Exception:
         """The first item of ``chunk`` whose id is taken, as a :class:`Duplicate`."""
@@ -997,6 +1047,20 @@ class _Repository(Generic[_E]):
 
 
 class _Contacts(_Repository[Contact]):
+    _key_name = "email"
+
+    def _key_of(self, item: Contact) -> str | None:
+        if item.email is None or not self._unit.store.unique_emails:
+            return None
+        return item.email.casefold()
+
+    def _stored_keys(self, keys: list[str]) -> set[str]:
+        if not keys:
+            return set()
+        key = email_key(self._table)
+        statement = sa.select(key).where(self._table.c.tenant == self._tenant, key.in_(keys))
+        return {str(row[0]) for row in _fetch(self._unit._conn(), statement)}
+
     def with_email(self, email: EmailAddress, /) -> list[Contact]:
         wanted = check_email(email).casefold()
         table = self._table
