@@ -66,7 +66,8 @@ def test_one_contact_per_address_whatever_its_case(store: Store) -> None:
     crm = CRM(store)
     first = crm.capture_lead(touch("Grace.Hopper@Navy.example"))
     again = crm.capture_lead(touch("grace.HOPPER@navy.example", "newsletter"))
-    assert again.contact.id == first.contact.id and not again.contact_created
+    assert again.contact.id == first.contact.id
+    assert not again.contact_created
     assert crm.find_contact("GRACE.hopper@NAVY.example") == again.contact
     with store.unit_of_work() as unit:
         assert unit.contacts.count() == 1
@@ -115,9 +116,7 @@ def _capture_all(url: str, tenant: str, addresses: list[str], seed: int) -> None
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_concurrent_captures_of_a_new_address_make_one_contact(
-    kind: str, tmp_path: Path
-) -> None:
+def test_concurrent_captures_of_a_new_address_make_one_contact(kind: str, tmp_path: Path) -> None:
     url, tenant = _url(kind, tmp_path), f"race-{uuid4().hex[:12]}"
     open_store(url, tenant=tenant).close()  # the tables exist before the race
     addresses = [f"racer.{n}@example.org" for n in range(30)]
@@ -146,10 +145,12 @@ def test_a_long_reply_is_the_body_and_its_first_line_the_subject(store: Store) -
     ticket = crm.open_ticket(contact.id, subject="Broken", channel=TicketChannel.EMAIL)
     text = "Hello Kim,\n\n" + "We looked into it. " * 100
     _, reply = crm.reply_to_ticket(ticket.id, by="bo", text=text)
-    assert reply.body == text.strip() and reply.subject == "Hello Kim,"
+    assert reply.body == text.strip()
+    assert reply.subject == "Hello Kim,"
     long_line = "x" * 600
     _, reply = crm.reply_to_ticket(ticket.id, by="bo", text=long_line)
-    assert reply.subject is not None and len(reply.subject) == 200
+    assert reply.subject is not None
+    assert len(reply.subject) == 200
     assert reply.subject.endswith("\u2026")
     with pytest.raises(ValidationError) as refused:
         crm.reply_to_ticket(ticket.id, by="bo", text="y" * (REPLY_LIMIT + 1))
