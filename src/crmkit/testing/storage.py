@@ -89,6 +89,7 @@ except ImportError as _exc:  # pragma: no cover - exercised without the extra on
     raise MissingExtra("test", "pytest and hypothesis", "crmkit.testing.storage") from _exc
 
 from crmkit.testing import strategies as cst
+from crmkit.testing._queries import QueryContract
 
 __all__ = ["Capabilities", "StoreContract", "repository_of"]
 
@@ -156,7 +157,7 @@ def _ids(items: Any) -> list[UUID]:
     return [item.id for item in items]
 
 
-class StoreContract:
+class StoreContract(QueryContract):
     """The contract of the storage port. Subclass it and provide a ``store`` fixture."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()

@@ -1,0 +1,203 @@
+"""The contracts of the port's look-ups: contacts by e-mail (and the identity policy),
+tasks by status, kind, assignee, contact and due time, stage history of many subjects.
+
+Each check uses fixed tables chosen to tell a right adapter from a wrong one: the same
+ids in two tenants, addresses that differ only in case, a task due exactly at the bound.
+:class:`~crmkit.testing.storage.StoreContract` inherits them.
+"""
+
+from datetime import UTC, datetime, timedelta
+from itertools import product
+from uuid import uuid4
+
+import attrs
+import pytest
+
+from crmkit.clock import FixedClock
+from crmkit.errors import Duplicate, ValidationError
+from crmkit.models import (
+    Contact,
+    EmailAddress,
+    StageChange,
+    SubjectKind,
+    Task,
+    TaskKind,
+    TaskStatus,
+)
+from crmkit.storage import Store
+
+__all__ = ["QueryContract"]
+
+_T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def _contact(email: str, minutes: int = 0) -> Contact:
+    return Contact.new(email=email, clock=FixedClock(_T0 + timedelta(minutes=minutes)))
+
+
+def _other(store: Store) -> Store:
+    return store.for_tenant(f"kit-{uuid4().hex[:12]}")
+
+
+class QueryContract:
+    """Look-ups that per-entity use cases rely on (mixed into ``StoreContract``)."""
+
+    # ------------------------------------------------------------------ contacts by e-mail
+
+    def test_with_email_compares_without_case_oldest_first(self, fresh: Store) -> None:
+        ada = _contact("Ada.Lovelace@Example.org", 5)
+        bo = _contact("bo@example.org", 1)
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many([ada, bo, _contact("ada.lovelace@example.net")])
+            unit.commit()
+        twin = _other(fresh)  # the same contact, ids and all, in another tenant
+        with twin.unit_of_work() as unit:
+            unit.contacts.add(ada)
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            for spelling in ("ada.lovelace@example.org", "ADA.LOVELACE@EXAMPLE.ORG"):
+                found = unit.contacts.with_email(EmailAddress(spelling))
+                assert found == [ada], "contract: with_email matches the casefolded address"
+            assert unit.contacts.with_email(EmailAddress("lovelace@example.org")) == [], (
+                "contract: with_email matches the whole address, not a part of it"
+            )
+            with pytest.raises(ValidationError) as wrong:
+                unit.contacts.with_email("ada.lovelace@example.org")  # type: ignore[arg-type]
+            assert wrong.value.field == "email", "contract: with_email takes an EmailAddress"
+        with twin.unit_of_work() as unit:
+            assert unit.contacts.with_email(EmailAddress("bo@example.org")) == [], (
+                "contract: with_email reads the store's tenant only"
+            )
+
+    def test_one_contact_per_address_by_default(self, fresh: Store) -> None:
+        ada = _contact("Ada@example.org")
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add(ada)
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            with pytest.raises(Duplicate) as taken:
+                unit.contacts.add(_contact("ADA@example.org"))
+            assert taken.value.field == "email", (
+                "contract: a second contact with a folded address raises Duplicate(field='email')"
+            )
+            with pytest.raises(Duplicate) as batch:
+                unit.contacts.add_many([_contact("x@example.org"), _contact("X@Example.org")])
+            assert (batch.value.field, batch.value.index) == ("email", 1), (
+                "contract: add_many names the index of the item that repeats an address"
+            )
+            other = unit.contacts.add(_contact("other@example.org"))
+            with pytest.raises(Duplicate):
+                unit.contacts.update(attrs.evolve(other, email=EmailAddress("ada@EXAMPLE.org")))
+            unit.commit()
+        twin = _other(fresh)
+        with twin.unit_of_work() as unit:
+            unit.contacts.add(_contact("ada@example.org"))  # another tenant, another person
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            assert unit.contacts.count() == 2, "contract: a refused write keeps nothing"
+            unit.contacts.delete(ada.id)
+            unit.contacts.add(_contact("ada@example.org"))  # a deleted contact frees it
+            renamed = unit.contacts.update(attrs.evolve(other, email=EmailAddress("o@x.org")))
+            unit.contacts.add(_contact("other@example.org"))  # and so does a change of address
+            unit.rollback()
+        with fresh.unit_of_work() as unit:
+            found = unit.contacts.with_email(EmailAddress("ada@example.org"))
+            assert found == [ada], "contract: a rollback restores the address index"
+            assert unit.contacts.with_email(EmailAddress("o@x.org")) == []
+            assert renamed.email == EmailAddress("o@x.org")
+
+    # ------------------------------------------------------------------ tasks
+
+    def test_task_select_filters_and_orders(self, fresh: Store) -> None:
+        contacts = [uuid4(), uuid4()]
+        tasks = []
+        combinations = product(TaskStatus, (TaskKind.FOLLOW_UP, TaskKind.CALL), ("ann", None))
+        for n, (status, kind, assignee) in enumerate(combinations):
+            due = _T0 + timedelta(hours=(n * 7) % 11)  # ties on due_at, broken by id
+            task = Task.new(
+                title=f"task {n}",
+                due_at=due,
+                kind=kind,
+                assignee=assignee,
+                contact_id=contacts[n % 2],
+                clock=FixedClock(_T0 - timedelta(days=1)),
+            )
+            done = _T0 if status is TaskStatus.DONE else None
+            tasks.append(attrs.evolve(task, status=status, completed_at=done))
+        with fresh.unit_of_work() as unit:
+            unit.tasks.add_many(tasks)
+            unit.commit()
+        twin = _other(fresh)
+        with twin.unit_of_work() as unit:
+            unit.tasks.add_many(tasks)  # the same ids in another tenant
+            unit.tasks.add(attrs.evolve(tasks[0], id=uuid4(), assignee="zed"))
+            unit.commit()
+        bound = _T0 + timedelta(hours=5)
+        filters: list[dict[str, object]] = [
+            {},
+            {"status": TaskStatus.OPEN},
+            {"kind": TaskKind.CALL},
+            {"assignee": "ann"},
+            {"assignee": "zed"},
+            {"contact_id": contacts[1]},
+            {"due_until": bound},
+            {"status": TaskStatus.OPEN, "assignee": "ann", "due_until": bound},
+            {"status": TaskStatus.DONE, "kind": TaskKind.FOLLOW_UP, "contact_id": contacts[0]},
+        ]
+        assert any(t.due_at == bound for t in tasks)  # the bound itself is included
+        with fresh.unit_of_work() as unit:
+            for given in filters:
+                expected = sorted(
+                    (t for t in tasks if _matches(t, given)), key=lambda t: (t.due_at, t.id)
+                )
+                assert unit.tasks.select(**given) == expected, (  # type: ignore[arg-type]
+                    f"contract: tasks.select({given}) keeps the tasks matching every filter "
+                    "(due_until inclusive), in this tenant, by due_at then id"
+                )
+            with pytest.raises(ValidationError) as wrong:
+                unit.tasks.select(status="open")  # type: ignore[arg-type]
+            assert wrong.value.field == "status"
+
+    # ------------------------------------------------------------------ stage history
+
+    def test_stage_history_of_many_subjects(self, fresh: Store) -> None:
+        deals = [uuid4() for _ in range(3)]
+        changes = [
+            StageChange.new(
+                subject=SubjectKind.DEAL,
+                subject_id=deal,
+                pipeline="sales",
+                to_stage=f"s{n}",
+                at=_T0 + timedelta(hours=(n * 5) % 7),
+            )
+            for n, deal in enumerate(deals * 2)
+        ]
+        lead = attrs.evolve(changes[0], id=uuid4(), subject=SubjectKind.LEAD, pipeline="leads")
+        with fresh.unit_of_work() as unit:
+            unit.stage_history.add_many([*changes, lead])
+            unit.commit()
+        twin = _other(fresh)
+        with twin.unit_of_work() as unit:
+            unit.stage_history.add_many(changes)  # the same ids in another tenant
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            wanted = [deals[2], deals[0], deals[2]]
+            found = unit.stage_history.for_subjects(SubjectKind.DEAL, wanted)
+            expected = sorted(
+                (c for c in changes if c.subject_id in wanted), key=lambda c: (c.at, c.id)
+            )
+            assert found == expected, (
+                "contract: for_subjects gives each change of these subjects of this kind "
+                "once, in this tenant, by at then id"
+            )
+            assert unit.stage_history.for_subjects(SubjectKind.DEAL, []) == []
+            assert unit.stage_history.for_subjects(SubjectKind.LEAD, [deals[0]]) == [lead]
+            with pytest.raises(ValidationError):
+                unit.stage_history.for_subjects(SubjectKind.DEAL, str(deals[0]))  # type: ignore[arg-type]
+
+
+def _matches(task: Task, given: dict[str, object]) -> bool:
+    due_until = given.get("due_until")
+    return all(
+        getattr(task, name) == value for name, value in given.items() if name != "due_until"
+    ) and (due_until is None or task.due_at <= due_until)  # type: ignore[operator]
