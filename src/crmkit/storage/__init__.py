@@ -15,6 +15,7 @@ A store is opened for one tenant and never reads or writes another tenant's rows
 """
 
 from crmkit.storage._columns import ENTITIES
+from crmkit.storage._columns import groupable as groupable_fields
 from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
     ActivityRepository,
@@ -41,5 +42,6 @@ __all__ = [
     "Store",
     "TaskRepository",
     "UnitOfWork",
+    "groupable_fields",
     "sortable_fields",
 ]

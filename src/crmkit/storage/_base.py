@@ -20,12 +20,14 @@ from crmkit.models import (
     TaskStatus,
 )
 from crmkit.models.rules import Rule, RuleEntity
+from crmkit.storage._columns import groupable
 from crmkit.storage._query import Cursor, Order, Page, check_order
 
 __all__ = [
     "TaskQuery",
     "check_batch_size",
     "check_email",
+    "check_group_field",
     "check_id",
     "check_ids",
     "check_item",
@@ -177,6 +179,15 @@ def task_query(
     contact = None if contact_id is None else check_id(contact_id, "contact_id")
     due = None if due_until is None else ensure_utc(cast(datetime, due_until), "due_until")
     return TaskQuery(status, kind, assignee, contact, due)
+
+
+def check_group_field(field: object, entity: type[Entity]) -> str:
+    """``field`` if ``count_by`` can group ``entity`` by it."""
+    allowed = groupable(entity)
+    if not isinstance(field, str) or field not in allowed:
+        names = ", ".join(sorted(allowed))
+        raise ValidationError("field", field, f"count_by groups {entity.entity_name}s by: {names}")
+    return field
 
 
 def query_now(now: datetime | None, clock: Clock) -> datetime:

@@ -35,7 +35,7 @@ from crmkit.models import (
 )
 from crmkit.models.rules import Rule
 
-__all__ = ["ENTITIES", "Column", "Kind", "columns", "memo", "sortable"]
+__all__ = ["ENTITIES", "Column", "Kind", "columns", "groupable", "memo", "sortable"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -148,3 +148,13 @@ def sortable(entity: type[Entity]) -> frozenset[str]:
     and enumerations (by code point), dates and times; not money, decimals, tags or
     custom fields."""
     return frozenset(c.name for c in columns(entity).values() if c.kind in _SORTABLE)
+
+
+_GROUPABLE: Final = frozenset({Kind.UUID, Kind.INT, Kind.BOOL, Kind.TEXT, Kind.ENUM, Kind.DATE})
+
+
+@memo
+def groupable(entity: type[Entity]) -> frozenset[str]:
+    """The fields whose values ``count_by`` counts: ids, whole numbers, yes/no, text,
+    enumerations and dates (not times, money, decimals, floats, tags or custom fields)."""
+    return frozenset(c.name for c in columns(entity).values() if c.kind in _GROUPABLE)

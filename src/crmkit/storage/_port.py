@@ -9,7 +9,7 @@ block rolls back whatever was not committed, and an exception always rolls back.
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from crmkit.clock import Clock
@@ -110,6 +110,19 @@ class Repository(Protocol[_E]):
 
     def count(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> int:
         """How many entities ``rule`` selects (all without a rule)."""
+        ...
+
+    def count_by(
+        self, field: str, rule: Rule | None = None, /, *, now: datetime | None = None
+    ) -> dict[Any, int]:
+        """How many entities ``rule`` selects (all without a rule), per value of
+        ``field``, counted by the store (no entity is loaded).
+
+        ``field`` is one of :func:`~crmkit.storage.groupable_fields`: an id, text, enum,
+        yes/no, whole number or date field. The keys are the model's values (enum
+        members, UUIDs, dates), ``None`` for entities without a value; values with no
+        entity are left out.
+        """
         ...
 
     def ids(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> list[UUID]:

@@ -8,7 +8,7 @@ back by replaying it.
 """
 
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -42,6 +42,7 @@ from crmkit.segmentation import Context, compile_selector
 from crmkit.storage._base import (
     check_batch_size,
     check_email,
+    check_group_field,
     check_id,
     check_ids,
     check_item,
@@ -327,6 +328,12 @@ class _Repository(Generic[_E]):
 
     def ids(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> list[UUID]:
         return sorted(item.id for item in self._select(rule, now))
+
+    def count_by(
+        self, field: str, rule: Rule | None = None, /, *, now: datetime | None = None
+    ) -> dict[Any, int]:
+        name = check_group_field(field, self._entity)
+        return dict(Counter(getattr(item, name) for item in self._select(rule, now)))
 
     def iterate(
         self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None

@@ -1,11 +1,13 @@
 """The contracts of the port's look-ups: contacts by e-mail (and the identity policy),
-tasks by status, kind, assignee, contact and due time, stage history of many subjects.
+tasks by status, kind, assignee, contact and due time, counts per value of a field,
+stage history of many subjects.
 
 Each check uses fixed tables chosen to tell a right adapter from a wrong one: the same
 ids in two tenants, addresses that differ only in case, a task due exactly at the bound.
 :class:`~crmkit.testing.storage.StoreContract` inherits them.
 """
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import product
 from uuid import uuid4
@@ -17,13 +19,16 @@ from crmkit.clock import FixedClock
 from crmkit.errors import Duplicate, ValidationError
 from crmkit.models import (
     Contact,
+    CountryCode,
     EmailAddress,
+    LifecycleStage,
     StageChange,
     SubjectKind,
     Task,
     TaskKind,
     TaskStatus,
 )
+from crmkit.segmentation import contacts_where, field
 from crmkit.storage import Store
 
 __all__ = ["QueryContract"]
@@ -157,6 +162,51 @@ class QueryContract:
             with pytest.raises(ValidationError) as wrong:
                 unit.tasks.select(status="open")  # type: ignore[arg-type]
             assert wrong.value.field == "status"
+
+    # ------------------------------------------------------------------ grouped counts
+
+    def test_count_by_counts_per_value_in_the_store(self, fresh: Store) -> None:
+        people = [
+            attrs.evolve(
+                _contact(f"p{n}@example.org", n),
+                lifecycle_stage=stage,
+                owner=owner,
+                do_not_contact=n % 3 == 0,
+                country=None if n % 4 == 0 else CountryCode("DE" if n % 2 else "SE"),
+            )
+            for n, (stage, owner) in enumerate(
+                product(
+                    (LifecycleStage.LEAD, LifecycleStage.CUSTOMER, LifecycleStage.CUSTOMER),
+                    ("ann", "bo", None),
+                )
+            )
+        ]
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many(people)
+            unit.commit()
+        twin = _other(fresh)
+        with twin.unit_of_work() as unit:
+            unit.contacts.add_many(people)  # the same contacts in another tenant
+            unit.contacts.add(attrs.evolve(people[0], id=uuid4(), email=None, owner="zed"))
+            unit.commit()
+        customers = contacts_where(field("lifecycle_stage") == "customer")
+        with fresh.unit_of_work() as unit:
+            for name, rule in product(
+                ("lifecycle_stage", "owner", "do_not_contact", "country", "id"),
+                (None, customers),
+            ):
+                chosen = [
+                    p for p in people if rule is None or p.lifecycle_stage.value == "customer"
+                ]
+                expected = dict(Counter(getattr(p, name) for p in chosen))
+                assert unit.contacts.count_by(name, rule) == expected, (
+                    f"contract: count_by({name!r}, rule) counts the entities the rule selects "
+                    "in this tenant per value, None for no value, keys as the model's values"
+                )
+            with pytest.raises(ValidationError) as wrong:
+                unit.contacts.count_by("created_at")
+            assert wrong.value.field == "field"
+            assert unit.leads.count_by("status") == {}
 
     # ------------------------------------------------------------------ stage history
 

@@ -49,6 +49,7 @@ from crmkit.models.rules import Rule
 from crmkit.storage._base import (
     check_batch_size,
     check_email,
+    check_group_field,
     check_id,
     check_ids,
     check_item,
@@ -1030,6 +1031,21 @@ class _Repository(Generic[_E]):
         statement = statement.where(*self._where(rule, now))
         with self._unit.store._errors():
             return int(self._unit._conn().execute(statement).scalar_one())
+
+    def count_by(
+        self, field: str, rule: Rule | None = None, /, *, now: datetime | None = None
+    ) -> dict[Any, int]:
+        name = check_group_field(field, self._entity)
+        column = self._table.c[name]
+        statement = (
+            sa.select(column, sa.func.count()).where(*self._where(rule, now)).group_by(column)
+        )
+        enum = columns(self._entity)[name].enum
+        with self._unit.store._errors():
+            rows = self._unit._conn().execute(statement).all()
+        if enum is None:
+            return {value: int(count) for value, count in rows}
+        return {None if v is None else enum(v): int(count) for v, count in rows}
 
     def ids(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> list[UUID]:
         id_ = self._table.c.id
