@@ -14,11 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from crmkit.clock import FixedClock
-from crmkit.errors import Duplicate, SchemaOutdated, StorageError
+from crmkit.errors import Duplicate, DuplicateEmails, SchemaOutdated, StorageError
 from crmkit.models import Contact, EmailAddress, Lead, LeadChannel, StageChange, SubjectKind
 from crmkit.storage.sql import (
     SCHEMA_VERSION,
-    DuplicateEmails,
     Upgrade,
     open_store,
     schema,

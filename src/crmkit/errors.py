@@ -23,6 +23,7 @@ __all__ = [
     "CrmkitError",
     "CurrencyMismatch",
     "Duplicate",
+    "DuplicateEmails",
     "InvalidPipeline",
     "InvalidRule",
     "MissingExtra",
@@ -328,6 +329,29 @@ class SchemaOutdated(StorageError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.found, self.expected, self.target))
+
+
+class DuplicateEmails(StorageError):
+    """The upgrade would enforce one contact per e-mail address, and some share one.
+
+    ``groups`` holds, for each shared address, the tenant, the folded address and the
+    ids of its contacts (oldest first). Merge them (or delete the extra ones) and run
+    the upgrade again (:func:`crmkit.storage.sql.upgrade`), or upgrade with
+    ``unique_emails=False`` to let contacts share
+    addresses. Nothing was changed.
+    """
+
+    def __init__(self, groups: tuple[tuple[str, str, tuple[UUID, ...]], ...]) -> None:
+        self.groups = groups
+        shown = "; ".join(f"{t}: {e} ({len(ids)} contacts)" for t, e, ids in groups[:5])
+        more = f" and {len(groups) - 5} more" if len(groups) > 5 else ""
+        super().__init__(
+            f"{len(groups)} e-mail addresses belong to more than one contact ({shown}{more}): "
+            "merge them, or upgrade with unique_emails=False"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.groups,))
 
 
 class MissingExtra(CrmkitError, ImportError):

@@ -9,7 +9,7 @@
 * rules compile to SQL that selects exactly what the Python interpreter selects.
 """
 
-from crmkit.storage.sql._migrate import DuplicateEmails, Upgrade, upgrade
+from crmkit.storage.sql._migrate import Upgrade, upgrade
 from crmkit.storage.sql._schema import DEFAULT_PREFIX, SCHEMA_VERSION, Schema, metadata, schema
 from crmkit.storage.sql._store import (
     SqlStore,
@@ -22,7 +22,6 @@ from crmkit.storage.sql._store import (
 __all__ = [
     "DEFAULT_PREFIX",
     "SCHEMA_VERSION",
-    "DuplicateEmails",
     "Schema",
     "SqlStore",
     "SqlUnitOfWork",

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from crmkit._extras import import_extra
-from crmkit.errors import SchemaOutdated, StorageError, ValidationError
+from crmkit.errors import DuplicateEmails, SchemaOutdated, StorageError, ValidationError
 from crmkit.models import Activity, Contact, StageChange
 from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
@@ -39,7 +39,7 @@ from crmkit.storage.sql._store import (
     plan_priors,
 )
 
-__all__ = ["DuplicateEmails", "Upgrade", "upgrade"]
+__all__ = ["Upgrade", "upgrade"]
 
 # The indexes of schema 1 (crmkit 0.1), as it created them: (table, columns).
 _V1_INDEXES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
@@ -69,28 +69,6 @@ _V1_INDEXES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("tickets", ("created_at",)),
     ("tickets", ("status", "priority")),
 )
-
-
-class DuplicateEmails(StorageError):
-    """The upgrade would enforce one contact per e-mail address, and some share one.
-
-    ``groups`` holds, for each shared address, the tenant, the folded address and the
-    ids of its contacts (oldest first). Merge them (or delete the extra ones) and run
-    the upgrade again, or upgrade with ``unique_emails=False`` to let contacts share
-    addresses. Nothing was changed.
-    """
-
-    def __init__(self, groups: tuple[tuple[str, str, tuple[UUID, ...]], ...]) -> None:
-        self.groups = groups
-        shown = "; ".join(f"{t}: {e} ({len(ids)} contacts)" for t, e, ids in groups[:5])
-        more = f" and {len(groups) - 5} more" if len(groups) > 5 else ""
-        super().__init__(
-            f"{len(groups)} e-mail addresses belong to more than one contact ({shown}{more}): "
-            "merge them, or upgrade with unique_emails=False"
-        )
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.groups,))
 
 
 @attrs.frozen
