@@ -30,6 +30,7 @@ __all__ = [
     "NotFound",
     "Problem",
     "SchemaOutdated",
+    "StillReferenced",
     "StorageError",
     "TransitionNotAllowed",
     "ValidationError",
@@ -241,6 +242,26 @@ class Duplicate(_EntityError, ValueError):
         if self.field is None:
             return f"{super().__str__()}{where}"
         return f"a {self.entity} with {self.field} {self.id!r} already exists{where}"
+
+
+class StillReferenced(_EntityError, ValueError):
+    """The entity cannot be deleted: others refer to it (a contact's leads, a deal's
+    tasks). ``referrers`` names the kinds of entity that do, in the order checked.
+
+    Delete or re-point those first, or ask the service for the cascade.
+    """
+
+    _what = "is still referred to"
+
+    def __init__(self, entity: str, id: UUID | str, referrers: Sequence[str]) -> None:
+        super().__init__(entity, id)
+        self.referrers = tuple(referrers)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.entity, self.id, self.referrers))
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} by: {', '.join(self.referrers)}"
 
 
 def _duplicate(

@@ -14,7 +14,7 @@ A store is opened for one tenant and never reads or writes another tenant's rows
         uow.commit()
 """
 
-from crmkit.storage._columns import ENTITIES
+from crmkit.storage._columns import ENTITIES, REFERRERS
 from crmkit.storage._columns import groupable as groupable_fields
 from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
@@ -31,6 +31,7 @@ from crmkit.storage.memory import MemoryStore
 
 __all__ = [
     "ENTITIES",
+    "REFERRERS",
     "ActivityRepository",
     "ContactRepository",
     "Cursor",

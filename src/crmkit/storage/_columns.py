@@ -35,7 +35,16 @@ from crmkit.models import (
 )
 from crmkit.models.rules import Rule
 
-__all__ = ["ENTITIES", "Column", "Kind", "columns", "groupable", "memo", "sortable"]
+__all__ = [
+    "ENTITIES",
+    "REFERRERS",
+    "Column",
+    "Kind",
+    "columns",
+    "groupable",
+    "memo",
+    "sortable",
+]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -158,3 +167,24 @@ def groupable(entity: type[Entity]) -> frozenset[str]:
     """The fields whose values ``count_by`` counts: ids, whole numbers, yes/no, text,
     enumerations and dates (not times, money, decimals, floats, tags or custom fields)."""
     return frozenset(c.name for c in columns(entity).values() if c.kind in _GROUPABLE)
+
+
+REFERRERS: Final[Mapping[str, tuple[tuple[type[Entity], str], ...]]] = MappingProxyType(
+    {
+        "contact": (
+            (Lead, "contact_id"),
+            (Deal, "contact_id"),
+            (Ticket, "contact_id"),
+            (Activity, "contact_id"),
+            (Task, "contact_id"),
+            (Consent, "contact_id"),
+        ),
+        "account": ((Contact, "account_id"), (Deal, "account_id"), (Ticket, "account_id")),
+        "lead": ((Deal, "lead_id"),),
+        "deal": ((Lead, "deal_id"), (Activity, "deal_id"), (Task, "deal_id")),
+        "ticket": ((Activity, "ticket_id"), (Task, "ticket_id")),
+    }
+)
+"""Per entity, the fields of other entities that refer to it: a delete is refused while
+one of them does. Stage history is not a reference: it is the record of what happened
+to an entity, and outlives it."""

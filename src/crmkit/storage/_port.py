@@ -87,7 +87,14 @@ class Repository(Protocol[_E]):
         ...
 
     def delete(self, id: UUID, /, *, version: int | None = None) -> None:
-        """Delete the entity; with ``version``, only if that is the stored version."""
+        """Delete the entity; with ``version``, only if that is the stored version.
+
+        :class:`~crmkit.errors.NotFound` when there is no such entity,
+        :class:`~crmkit.errors.ConcurrencyConflict` when ``version`` is not the stored
+        one, and :class:`~crmkit.errors.StillReferenced` while other entities of the
+        tenant refer to it (:data:`~crmkit.storage.REFERRERS` lists who refers to what),
+        naming every kind that does; nothing is deleted then.
+        """
         ...
 
     def find(

@@ -18,7 +18,14 @@ from uuid import UUID
 import attrs
 
 from crmkit.clock import SYSTEM_CLOCK, Clock
-from crmkit.errors import ConcurrencyConflict, Duplicate, NotFound, StorageError, ValidationError
+from crmkit.errors import (
+    ConcurrencyConflict,
+    Duplicate,
+    NotFound,
+    StillReferenced,
+    StorageError,
+    ValidationError,
+)
 from crmkit.models import (
     Account,
     Activity,
@@ -58,6 +65,7 @@ from crmkit.storage._base import (
     start_after,
     task_query,
 )
+from crmkit.storage._columns import REFERRERS
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page, sort_key
 
@@ -290,6 +298,14 @@ class _Repository(Generic[_E]):
             raise NotFound(self._entity.entity_name, id)
         if version is not None and stored.version != version:
             raise ConcurrencyConflict(self._entity.entity_name, id, version, stored.version)
+        name = self._entity.entity_name
+        found = [
+            entity.entity_name
+            for entity, field in REFERRERS.get(name, ())
+            if any(getattr(e, field) == id for e in self._unit._store._table(entity).values())
+        ]
+        if found:
+            raise StillReferenced(name, id, found)
         self._unit._write(table, id, None)
 
     def _select(self, rule: Rule | None, now: datetime | None) -> list[_E]:

@@ -8,28 +8,42 @@ ids in two tenants, addresses that differ only in case, a task due exactly at th
 """
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import product
-from uuid import uuid4
+from typing import Any
+from uuid import UUID, uuid4
 
 import attrs
 import pytest
 
 from crmkit.clock import FixedClock
-from crmkit.errors import Duplicate, ValidationError
+from crmkit.errors import Duplicate, NotFound, StillReferenced, ValidationError
 from crmkit.models import (
+    Account,
+    Activity,
+    ActivityKind,
+    Consent,
+    ConsentChannel,
+    ConsentStatus,
     Contact,
     CountryCode,
+    Deal,
     EmailAddress,
+    Entity,
+    Lead,
+    LeadChannel,
     LifecycleStage,
     StageChange,
     SubjectKind,
     Task,
     TaskKind,
     TaskStatus,
+    Ticket,
+    TicketChannel,
 )
 from crmkit.segmentation import contacts_where, field
-from crmkit.storage import Store
+from crmkit.storage import ENTITIES, REFERRERS, Repository, Store, UnitOfWork
 
 __all__ = ["QueryContract"]
 
@@ -38,6 +52,12 @@ _T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 def _contact(email: str, minutes: int = 0) -> Contact:
     return Contact.new(email=email, clock=FixedClock(_T0 + timedelta(minutes=minutes)))
+
+
+def repository_of(unit: UnitOfWork, entity: type[Entity]) -> Repository[Entity]:
+    """The repository of ``unit`` that stores ``entity``."""
+    names = {"activity": "activities", "stage_change": "stage_history"}
+    return getattr(unit, names.get(entity.entity_name, f"{entity.entity_name}s"))  # type: ignore[no-any-return]
 
 
 def _other(store: Store) -> Store:
@@ -208,6 +228,51 @@ class QueryContract:
             assert wrong.value.field == "field"
             assert unit.leads.count_by("status") == {}
 
+    # ------------------------------------------------------------------ references
+
+    @pytest.mark.parametrize("parent", sorted(REFERRERS))
+    def test_a_delete_that_would_orphan_is_refused(self, fresh: Store, parent: str) -> None:
+        entity = next(e for e in ENTITIES if e.entity_name == parent)
+        referred = _sample(parent)
+        children = [
+            (child, _refer(_sample(child.entity_name), name, referred.id))
+            for child, name in REFERRERS[parent]
+        ]
+        twin = _other(fresh)
+        for store in (fresh, twin):
+            with store.unit_of_work() as unit:
+                repository_of(unit, entity).add(referred)
+                unit.commit()
+        with twin.unit_of_work() as unit:  # children of the same id in another tenant
+            for child, item in children:
+                repository_of(unit, child).add(item)
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            repository_of(unit, entity).delete(referred.id)  # nothing here refers to it
+            repository_of(unit, entity).add(referred)
+            for child, item in children:
+                repository_of(unit, child).add(item)
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            with pytest.raises(StillReferenced) as refused:
+                repository_of(unit, entity).delete(referred.id)
+            assert refused.value.referrers == tuple(c.entity_name for c, _ in children), (
+                "contract: delete raises StillReferenced naming every kind that refers to it"
+            )
+            with pytest.raises(NotFound):  # a missing id is NotFound, not StillReferenced
+                repository_of(unit, entity).delete(uuid4())
+            for index, (child, item) in enumerate(children):
+                repository_of(unit, child).delete(item.id)
+                remaining = tuple(c.entity_name for c, _ in children[index + 1 :])
+                if remaining:
+                    with pytest.raises(StillReferenced) as again:
+                        repository_of(unit, entity).delete(referred.id)
+                    assert again.value.referrers == remaining
+            repository_of(unit, entity).delete(referred.id, version=referred.version)
+            assert repository_of(unit, entity).get_many([referred.id]) == {}, (
+                "contract: delete succeeds once nothing refers to the entity"
+            )
+
     # ------------------------------------------------------------------ stage history
 
     def test_stage_history_of_many_subjects(self, fresh: Store) -> None:
@@ -244,6 +309,35 @@ class QueryContract:
             assert unit.stage_history.for_subjects(SubjectKind.LEAD, [deals[0]]) == [lead]
             with pytest.raises(ValidationError):
                 unit.stage_history.for_subjects(SubjectKind.DEAL, str(deals[0]))  # type: ignore[arg-type]
+
+
+def _sample(name: str) -> Entity:
+    """A valid entity of kind ``name`` that refers to nothing stored."""
+    made: dict[str, Callable[[], Entity]] = {
+        "contact": lambda: Contact.new(first_name="Kit"),
+        "account": lambda: Account.new(name="Kit"),
+        "lead": lambda: Lead.new(contact_id=uuid4(), source="kit", channel=LeadChannel.FORM),
+        "deal": lambda: Deal.new(title="Kit", pipeline="sales", stage="new"),
+        "ticket": lambda: Ticket.new(
+            subject="Kit", contact_id=uuid4(), channel=TicketChannel.EMAIL
+        ),
+        "activity": lambda: Activity.new(contact_id=uuid4(), kind=ActivityKind.CALL),
+        "task": lambda: Task.new(title="Kit", due_at=_T0),
+        "consent": lambda: Consent.new(
+            contact_id=uuid4(),
+            channel=ConsentChannel.EMAIL,
+            purpose="newsletter",
+            status=ConsentStatus.GRANTED,
+            source="kit",
+        ),
+    }
+    return made[name]()
+
+
+def _refer(item: Entity, field: str, to: UUID) -> Entity:
+    """``item`` with its reference ``field`` set to ``to``."""
+    changes: dict[str, Any] = {field: to}
+    return attrs.evolve(item, **changes)
 
 
 def _matches(task: Task, given: dict[str, object]) -> bool:

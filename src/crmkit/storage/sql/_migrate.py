@@ -102,13 +102,8 @@ def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     for name, cols in _V1_INDEXES:
         ops.drop_index(index_name(f"{prefix}{name}", cols), table_name=f"{prefix}{name}")
     for table in tables.tables.values():
-        for index in table.indexes:
-            ops.create_index(
-                index.name,
-                table.name,
-                [column.name for column in index.columns],
-                unique=index.unique,
-            )
+        for index in table.indexes:  # as schema 2 declares them, partial ones included
+            index.create(connection)
     tables.email_indexes[0 if unique else 1].create(connection)
     tables.meta.create(connection)
     for entity, name in ((Activity, "body"), (StageChange, "expected_close")):

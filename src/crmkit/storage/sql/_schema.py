@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from crmkit.errors import ValidationError
 from crmkit.models import Activity, Contact, Entity, Segment
 from crmkit.models.rules import ACTIVITY_FIELDS, FIELDS, FieldType, RuleEntity
-from crmkit.storage._columns import ENTITIES, Kind, columns, memo
+from crmkit.storage._columns import ENTITIES, REFERRERS, Kind, columns, memo
 from crmkit.storage.sql.types import JSONText, TagList, Timestamp, UUIDType
 
 __all__ = [
@@ -44,7 +44,8 @@ SCHEMA_VERSION: Final = 2
 
 1. crmkit 0.1: the first schema, without a version record.
 2. Indexes that find and order in one (flat look-ups without statistics), the unique
-   folded e-mail per tenant, the ``<prefix>meta`` table, ``Activity.body`` and
+   folded e-mail per tenant, partial indexes of references (for refused deletes), the
+   ``<prefix>meta`` table, ``Activity.body`` and
    ``StageChange.expected_close``.
 """
 
@@ -225,6 +226,19 @@ def schema(prefix: str = DEFAULT_PREFIX) -> Schema:
     return _schema(prefix)
 
 
+def _unindexed_references() -> list[tuple[type[Entity], str]]:
+    """The references (see ``REFERRERS``) that no index of ``_INDEXES`` starts with: a
+    delete asks whether one refers to the entity, so each gets a partial index of the
+    rows that have one (most have none, and cost nothing)."""
+    found = []
+    for referrers in REFERRERS.values():
+        for entity, column in referrers:
+            led = {cols[0] for cols in _INDEXES.get(entity.entity_name, ())}
+            if column not in led:
+                found.append((entity, column))
+    return found
+
+
 _NAME_LIMIT: Final = 63  # PostgreSQL's identifier length
 
 
@@ -254,6 +268,16 @@ def _schema(prefix: str) -> Schema:
             for cols in _INDEXES.get(entity.entity_name, ())
         ]
         tables[entity] = sa.Table(name, meta, *_columns_of(entity), *indexes)
+    for referrer, column in _unindexed_references():
+        table = tables[referrer]
+        present = table.c[column].is_not(None)
+        sa.Index(
+            index_name(table.name, (column,)),
+            table.c.tenant,
+            table.c[column],
+            sqlite_where=present,
+            postgresql_where=present,
+        )
     contacts = tables[Contact]
     email_indexes = (
         sa.Index(

@@ -24,6 +24,7 @@ from crmkit.errors import (
     Duplicate,
     NotFound,
     SchemaOutdated,
+    StillReferenced,
     StorageError,
     ValidationError,
 )
@@ -65,7 +66,7 @@ from crmkit.storage._base import (
     start_after,
     task_query,
 )
-from crmkit.storage._columns import columns, memo
+from crmkit.storage._columns import REFERRERS, columns, memo
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage.sql._codec import Codec, check_table, codec
@@ -965,12 +966,37 @@ class _Repository(Generic[_E]):
         if version is not None:
             statement = statement.where(table.c.version == version)
         with self._unit.store._errors(), self._unit._savepoint() as connection:
+            self._refuse_referenced(connection, id, version)
             self._delete_members(connection, id)
             if connection.execute(statement).rowcount != 1:
                 actual = self._stored_version(id)
                 if actual is None:
                     raise NotFound(self._name, id)
                 raise ConcurrencyConflict(self._name, id, cast(int, version), actual)
+
+    def _refuse_referenced(self, connection: Connection, id: UUID, version: int | None) -> None:
+        """:class:`StillReferenced` when other entities of the tenant refer to ``id``
+        (after NotFound and ConcurrencyConflict, which take precedence)."""
+        referrers = REFERRERS.get(self._name, ())
+        if not referrers:
+            return
+        stored = self._stored_version(id)
+        if stored is None:
+            raise NotFound(self._name, id)
+        if version is not None and stored != version:
+            raise ConcurrencyConflict(self._name, id, version, stored)
+        found = []
+        for entity, name in referrers:
+            table = self._unit.store.schema.table(entity)
+            probe = (
+                sa.select(sa.literal(1))
+                .where(table.c.tenant == self._tenant, table.c[name] == id)
+                .limit(1)
+            )
+            if connection.execute(probe).first() is not None:
+                found.append(entity.entity_name)
+        if found:
+            raise StillReferenced(self._name, id, found)
 
     # ------------------------------------------------------------------ queries
 
