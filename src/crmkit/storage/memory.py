@@ -66,6 +66,8 @@ class _Database:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        self.active = threading.local()
+        """Whether a unit of work on this data is open in the current thread."""
         self.tables: defaultdict[tuple[str, str], _Table] = defaultdict(dict)
 
 
@@ -96,14 +98,27 @@ class MemoryStore:
 
     @contextmanager
     def unit_of_work(self) -> Iterator["MemoryUnitOfWork"]:
-        """A unit of work: commit to keep its changes; leaving the block rolls back."""
+        """A unit of work: commit to keep its changes; leaving the block rolls back.
+
+        Units of work do not nest, as on the SQL stores: opening one while another on
+        the same data is open in the same thread raises
+        :class:`~crmkit.errors.StorageError`.
+        """
         if self._closed:
             raise StorageError("this store is closed")
+        active = self._db.active
+        if getattr(active, "open", False):
+            raise StorageError(
+                "a unit of work of this store is already open in this thread: units of "
+                "work do not nest; finish the outer unit first, or do the work in it"
+            )
         with self._db.lock:
+            active.open = True
             unit = MemoryUnitOfWork(self)
             try:
                 yield unit
             finally:
+                active.open = False
                 unit.rollback()
                 unit._open = False
 
