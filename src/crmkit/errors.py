@@ -19,6 +19,7 @@ from uuid import UUID
 
 __all__ = [
     "MISSING",
+    "ClosedRecord",
     "ConcurrencyConflict",
     "CrmkitError",
     "CurrencyMismatch",
@@ -28,6 +29,7 @@ __all__ = [
     "MissingExtra",
     "NotFound",
     "Problem",
+    "StillReferenced",
     "StorageError",
     "TransitionNotAllowed",
     "ValidationError",
@@ -280,6 +282,54 @@ class TransitionNotAllowed(CrmkitError, ValueError):
     def __str__(self) -> str:
         reasons = "; ".join(self.unmet) or "not allowed"
         return f"{self.entity} cannot move from {self.from_stage!r} to {self.to_stage!r}: {reasons}"
+
+
+class ClosedRecord(TransitionNotAllowed):
+    """A change to a closed deal or lead (won, lost, disqualified, converted) was refused:
+    it is a record now, and changes only through a reopen move.
+
+    A :class:`TransitionNotAllowed` whose ``codes`` are ``("closed",)``; ``id`` names the
+    entity and ``state`` what closed it (``"won"``, ``"converted"``, ...).
+    """
+
+    def __init__(self, entity: str, id: UUID, stage: str | None, state: str, how: str) -> None:
+        self.id = id
+        self.state = state
+        self.how = how
+        super().__init__(
+            entity,
+            stage,
+            stage or state,
+            [f"the {entity} is {state}: it is a record and changes only through {how}"],
+            codes=["closed"],
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ClosedRecord, (self.entity, self.id, self.from_stage, self.state, self.how)
+
+    def __str__(self) -> str:
+        return f"{self.entity} {self.id} cannot change: {self.unmet[0]}"
+
+
+class StillReferenced(_EntityError, ValueError):
+    """A delete was refused because other entities still refer to this one.
+
+    ``referrers`` names them, as ``(entity name, id)`` pairs (at least one; not
+    necessarily all). Delete those first, or ask the service for the cascade.
+    """
+
+    _what = "is still referred to"
+
+    def __init__(self, entity: str, id: UUID | str, referrers: Sequence[tuple[str, UUID]]) -> None:
+        super().__init__(entity, id)
+        self.referrers = tuple(referrers)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return StillReferenced, (self.entity, self.id, self.referrers)
+
+    def __str__(self) -> str:
+        by = ", ".join(f"{name} {ref}" for name, ref in self.referrers)
+        return f"{super().__str__()} by {by}: delete those first, or delete with cascade=True"
 
 
 class StorageError(CrmkitError, RuntimeError):

@@ -24,6 +24,7 @@ from crmkit.models import (
     Activity,
     ActivityKind,
     Contact,
+    CountryCode,
     CustomFields,
     Deal,
     EmailAddress,
@@ -32,6 +33,7 @@ from crmkit.models import (
     LeadChannel,
     LeadStatus,
     Money,
+    PhoneNumber,
     StageChange,
     SubjectKind,
     normalise_tags,
@@ -71,7 +73,9 @@ def _tags(value: Iterable[str]) -> frozenset[str]:
         raise error.within("tags") from None
 
 
-def _email(value: str) -> EmailAddress:
+def _email(value: str | None) -> EmailAddress | None:
+    if value is None:
+        return None
     try:
         return EmailAddress(value)
     except ValidationError as error:
@@ -80,13 +84,17 @@ def _email(value: str) -> EmailAddress:
 
 @attrs.frozen(kw_only=True)
 class Touchpoint:
-    """An inbound touch: a form, a newsletter sign-up, a chat, an import row.
+    """An inbound touch: a form, a newsletter sign-up, a chat, a call, an import row.
 
-    ``email`` is normalised on construction (:class:`~crmkit.models.EmailAddress`);
-    ``source`` says where it came from (``"pricing-page"``, ``"webinar-2026-03"``).
+    It needs an ``email`` or a ``phone`` (or both): the contact is matched by the e-mail
+    address when there is one, else by the phone number. ``email`` is normalised on
+    construction (:class:`~crmkit.models.EmailAddress`), ``phone`` read as E.164
+    (:meth:`~crmkit.models.PhoneNumber.parse`, with ``country`` as the region of a
+    national number); ``source`` says where it came from (``"pricing-page"``,
+    ``"webinar-2026-03"``).
     """
 
-    email: EmailAddress = attrs.field(converter=_email)
+    email: EmailAddress | None = attrs.field(default=None, converter=_email)
     source: str
     channel: LeadChannel
     first_name: str | None = None
@@ -102,6 +110,21 @@ class Touchpoint:
             raise ValidationError("source", self.source, "a lead needs its source")
         if not isinstance(self.channel, LeadChannel):
             raise ValidationError("channel", self.channel, "expected a LeadChannel")
+        if self.phone is not None and not isinstance(self.phone, PhoneNumber):
+            region = self.country if isinstance(self.country, str) else None
+            try:
+                region = CountryCode(region) if region is not None else None
+            except ValidationError:
+                region = None  # the contact's own check names a wrong country
+            try:
+                parsed = PhoneNumber.parse(self.phone, region)
+            except ValidationError as error:
+                raise error.within("phone") from None
+            object.__setattr__(self, "phone", parsed)  # frozen: set once, normalised
+        if self.email is None and self.phone is None:
+            raise ValidationError(
+                "email", None, "a touchpoint needs an e-mail address or a phone number"
+            )
 
 
 @attrs.frozen
@@ -117,11 +140,14 @@ class Captured:
     changes: tuple[StageChange, ...]
     """The lead's entry into its pipeline (if any) and the contact's lifecycle move to
     ``lead`` (if it moved)."""
+    lead_created: bool = True
+    """Whether ``lead`` is new (add it) or the contact's open lead the touch was
+    attached to (store it as it is; only the activity and the contact are new)."""
 
 
 def _attributes(touch: Touchpoint, enrich: Enrichment | None) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    if enrich is not None:
+    if enrich is not None and touch.email is not None:
         extra = enrich(touch.email)
         if not isinstance(extra, Mapping):
             raise ValidationError("enrichment", extra, "an enrichment hook returns a mapping")
@@ -163,20 +189,8 @@ def _fill(contact: Contact, found: Mapping[str, Any], now: Any) -> Contact:
     return attrs.evolve(contact, **changes, updated_at=now)
 
 
-def capture_lead(
-    touch: Touchpoint,
-    existing: Contact | None,
-    *,
-    enrich: Enrichment | None = None,
-    owner: str | None = None,
-    pipeline: Pipeline | None = None,
-    clock: Clock = SYSTEM_CLOCK,
-) -> Captured:
-    """Capture a lead from ``touch`` for the contact ``existing`` (matched by the caller
-    on ``touch.email``), or for a new contact if ``None``.
-
-    With a lead ``pipeline``, the lead starts in its first stage (recorded as history).
-    """
+def _check_capture(touch: object, existing: object, pipeline: object, open_lead: object) -> None:
+    """The arguments of :func:`capture_lead`, or the error naming the wrong one."""
     if not isinstance(touch, Touchpoint):
         raise ValidationError("touch", touch, "expected a Touchpoint")
     if pipeline is not None and (
@@ -186,8 +200,42 @@ def capture_lead(
     if existing is not None:
         if not isinstance(existing, Contact):
             raise ValidationError("existing", existing, "expected a Contact or None")
-        if existing.email is None or existing.email.casefold() != touch.email.casefold():
-            raise ValidationError("existing", existing.email, f"does not match {touch.email}")
+        if touch.email is not None:
+            if existing.email is None or existing.email.casefold() != touch.email.casefold():
+                raise ValidationError("existing", existing.email, f"does not match {touch.email}")
+        elif existing.phone != touch.phone:
+            raise ValidationError("existing", existing.phone, f"does not match {touch.phone}")
+    if open_lead is not None and (
+        not isinstance(open_lead, Lead)
+        or existing is None
+        or open_lead.contact_id != existing.id
+        or open_lead.status is LeadStatus.DISQUALIFIED
+        or open_lead.deal_id is not None
+    ):
+        raise ValidationError("open_lead", open_lead, "expected an open lead of the contact")
+
+
+def capture_lead(
+    touch: Touchpoint,
+    existing: Contact | None,
+    *,
+    enrich: Enrichment | None = None,
+    owner: str | None = None,
+    pipeline: Pipeline | None = None,
+    open_lead: Lead | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> Captured:
+    """Capture a lead from ``touch`` for the contact ``existing`` (matched by the caller
+    on ``touch.email``, or on ``touch.phone`` when the touch has no e-mail address), or
+    for a new contact if ``None``.
+
+    With a lead ``pipeline``, the lead starts in its first stage (recorded as history).
+    With ``open_lead`` (an open lead of ``existing``, found by the caller), the touch is
+    attached to it instead: no new lead, only the activity (naming that lead) and what
+    the touch adds to the contact; ``lead_created`` is then ``False``. Enrichment needs
+    an e-mail address: a touch without one is not enriched.
+    """
+    _check_capture(touch, existing, pipeline, open_lead)
     found = _attributes(touch, enrich)
     now = clock.now()
     clock = FixedClock(now)  # one moment: the entities and their history agree
@@ -208,6 +256,19 @@ def capture_lead(
     else:
         contact = _fill(existing, found, now)
         created, changed = False, contact is not existing
+    if open_lead is not None:
+        activity = Activity.new(
+            contact_id=contact.id,
+            kind=_KIND.get(touch.channel, ActivityKind.NOTE),
+            occurred_at=now,
+            subject=f"repeat touch: {touch.source} ({touch.channel.value})",
+            properties={"lead_id": str(open_lead.id), "source": touch.source},
+            clock=clock,
+        )
+        moved = advance_contact(contact, LifecycleEvent.LEAD_CAPTURED, clock=clock)
+        if moved is None:
+            return Captured(contact, created, changed, open_lead, activity, (), False)
+        return Captured(moved.entity, created, True, open_lead, activity, (moved.change,), False)
     lead = Lead.new(
         contact_id=contact.id,
         source=touch.source,
