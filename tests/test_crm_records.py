@@ -342,6 +342,9 @@ def test_a_referred_contact_is_kept_unless_the_cascade_is_asked_for(store: Store
     assert kinds == ["lead", "deal", "ticket", "activity", "task"]
     assert "cascade=True" in str(refused.value)
     assert counts(store) == before
+    with pytest.raises(ValidationError) as flag:
+        crm.delete_contact(person, cascade="yes")  # type: ignore[arg-type]
+    assert flag.value.field == "cascade"
     crm.delete_contact(person, cascade=True)
     after = counts(store)
     assert after == {

@@ -1055,7 +1055,9 @@ class CRM:
         """
         with self._unit() as unit:
             contact = self._expect(unit.contacts.get(contact_id), version)
-            if cascade is True:
+            if not isinstance(cascade, bool):
+                raise ValidationError("cascade", cascade, "expected True or False")
+            if cascade:
                 self._cascade(unit, "contact", contact.id)
             else:
                 self._refuse_orphans(unit, "contact", contact.id)
@@ -1089,7 +1091,9 @@ class CRM:
         deleted first, in the same unit of work."""
         with self._unit() as unit:
             account = self._expect(unit.accounts.get(account_id), version)
-            if cascade is True:
+            if not isinstance(cascade, bool):
+                raise ValidationError("cascade", cascade, "expected True or False")
+            if cascade:
                 self._cascade(unit, "account", account.id)
             else:
                 self._refuse_orphans(unit, "account", account.id)
