@@ -56,14 +56,8 @@ def good_credit(deal: Deal, stage: Stage) -> str | None:
     return None if "blocked" not in deal.tags else "the customer's credit is blocked"
 
 
-def machine(
-    pipeline: Pipeline | None = None, clock: FixedClock | None = None
-) -> PipelineMachine[Deal]:
-    return PipelineMachine(
-        pipeline or sales(),
-        guards=Guards({"credit_check": good_credit}),
-        clock=clock or FixedClock(NOW),
-    )
+def machine(pipeline: Pipeline | None = None) -> PipelineMachine[Deal]:
+    return PipelineMachine(pipeline or sales(), guards=Guards({"credit_check": good_credit}))
 
 
 def deal(**changes: Any) -> Deal:
@@ -225,7 +219,7 @@ def test_can_move_lists_every_unmet_requirement() -> None:
     unmet = machine().can_move(blocked, "negotiation", by="ana")
     assert [u.code for u in unmet] == ["minimum_amount", "approval", "guard:credit_check"]
     with pytest.raises(TransitionNotAllowed) as caught:
-        machine().move(blocked, "negotiation", by="ana")
+        machine().move(blocked, "negotiation", by="ana", at=NOW)
     assert caught.value.unmet == tuple(u.message for u in unmet)
     assert "credit is blocked" in str(caught.value)
 
@@ -234,7 +228,7 @@ def test_four_eyes_needs_a_second_person() -> None:
     ready = deal(amount=Money("5000", "EUR"))
     same = machine().can_move(ready, "negotiation", by="ana", approved_by="ana")
     assert [u.code for u in same] == ["approval"]
-    moved = machine().move(ready, "negotiation", by="ana", approved_by="ben")
+    moved = machine().move(ready, "negotiation", by="ana", approved_by="ben", at=NOW)
     assert moved.entity.stage == "negotiation"
     assert moved.change.reason == "approved by ben"
 
@@ -248,7 +242,7 @@ def test_minimum_amount_is_in_the_stage_currency() -> None:
 
 def test_a_move_returns_the_deal_and_its_history_entry() -> None:
     ready = deal(amount=Money("5000", "EUR"), expected_close=NOW.date())
-    moved = machine().move(ready, "proposal", by="ana")
+    moved = machine().move(ready, "proposal", by="ana", at=NOW)
     assert moved.entity.probability == Decimal("0.4")
     assert moved.entity.updated_at == NOW
     change = moved.change
@@ -268,13 +262,15 @@ def test_a_probability_set_by_hand_is_kept() -> None:
         probability=Decimal("0.25"),
         probability_manual=True,
     )
-    assert machine().move(manual, "proposal", by="ana").entity.probability == Decimal("0.25")
+    assert machine().move(manual, "proposal", by="ana", at=NOW).entity.probability == Decimal(
+        "0.25"
+    )
 
 
 def test_losing_needs_a_reason_and_closes_the_deal() -> None:
     with pytest.raises(TransitionNotAllowed, match="reason is required"):
-        machine().move(deal(), "lost", by="ana")
-    lost = machine().move(deal(), "lost", by="ana", reason="chose a competitor").entity
+        machine().move(deal(), "lost", by="ana", at=NOW)
+    lost = machine().move(deal(), "lost", by="ana", reason="chose a competitor", at=NOW).entity
     assert (lost.status, lost.closed_at, lost.lost_reason) == (
         DealStatus.LOST,
         NOW,
@@ -283,10 +279,10 @@ def test_losing_needs_a_reason_and_closes_the_deal() -> None:
 
 
 def test_closed_deals_stay_closed_unless_the_pipeline_reopens() -> None:
-    won = machine().move(deal(), "won", by="ana").entity
+    won = machine().move(deal(), "won", by="ana", at=NOW).entity
     assert (won.status, won.probability) == (DealStatus.WON, Decimal(1))
     assert [u.code for u in machine().can_move(won, "qualify")] == ["transition"]
-    reopening = machine(sales(reopen=True)).move(won, "qualify", by="ana").entity
+    reopening = machine(sales(reopen=True)).move(won, "qualify", by="ana", at=NOW).entity
     assert (reopening.status, reopening.closed_at) == (DealStatus.OPEN, None)
 
 
@@ -298,7 +294,7 @@ def test_forward_and_any_modes() -> None:
     at_negotiation = deal(stage="negotiation", amount=Money("5000", "EUR"))
     assert [u.code for u in machine().can_move(at_negotiation, "qualify")] == ["transition"]
     free = machine(sales(mode=TransitionMode.ANY))
-    assert free.move(at_negotiation, "qualify", by="ana").entity.stage == "qualify"
+    assert free.move(at_negotiation, "qualify", by="ana", at=NOW).entity.stage == "qualify"
 
 
 def test_a_machine_refuses_entities_of_other_pipelines() -> None:
@@ -323,7 +319,7 @@ def test_lead_pipelines_qualify_and_disqualify() -> None:
         stages=stages,
         lost_reason_required=False,
     )
-    leads = PipelineMachine[Lead](pipeline, clock=FixedClock(NOW))
+    leads = PipelineMachine[Lead](pipeline)
     lead = Lead.new(
         contact_id=deal().id,
         source="form",
@@ -332,10 +328,10 @@ def test_lead_pipelines_qualify_and_disqualify() -> None:
         stage="new",
         clock=FixedClock(NOW),
     )
-    contacted = leads.move(lead, "contacted", by="ana").entity
+    contacted = leads.move(lead, "contacted", by="ana", at=NOW).entity
     assert contacted.status is LeadStatus.WORKING
-    assert leads.move(contacted, "qualified").entity.status is LeadStatus.QUALIFIED
-    junk = leads.move(contacted, "junk").entity
+    assert leads.move(contacted, "qualified", at=NOW).entity.status is LeadStatus.QUALIFIED
+    junk = leads.move(contacted, "junk", at=NOW).entity
     assert (junk.status, junk.disqualified_reason) == (LeadStatus.DISQUALIFIED, "Not a fit")
 
 
@@ -419,9 +415,7 @@ class Moves(RuleBasedStateMachine):
     @precondition(lambda self: self.machine is None)
     @rule(pipeline=pipelines())
     def start(self, pipeline: Pipeline) -> None:
-        self.machine = PipelineMachine(
-            pipeline, guards=Guards({"not_vip": not_vip}), clock=self.clock
-        )
+        self.machine = PipelineMachine(pipeline, guards=Guards({"not_vip": not_vip}))
         self.deal = Deal.new(
             title="Random deal",
             pipeline=pipeline.key,
@@ -465,11 +459,15 @@ class Moves(RuleBasedStateMachine):
         self.clock.advance(timedelta(minutes=5))
         if unmet:
             with pytest.raises(TransitionNotAllowed) as caught:
-                self.machine.move(before, to, by=by, reason=reason, approved_by=approver)
+                self.machine.move(
+                    before, to, by=by, reason=reason, approved_by=approver, at=self.clock.now()
+                )
             assert len(caught.value.unmet) == len(unmet)
             assert self.deal == before
             return
-        moved = self.machine.move(before, to, by=by, reason=reason, approved_by=approver)
+        moved = self.machine.move(
+            before, to, by=by, reason=reason, approved_by=approver, at=self.clock.now()
+        )
         target = pipeline.stage(to)
         # Requirements hold for every move that happened.
         assert pipeline.allows(before.stage, to)

@@ -3,7 +3,7 @@
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final, TypeVar, cast
@@ -11,7 +11,7 @@ from uuid import UUID
 
 import attrs
 
-from crmkit.clock import Clock
+from crmkit.clock import Clock, FixedClock
 from crmkit.errors import (
     ClosedRecord,
     ConcurrencyConflict,
@@ -171,7 +171,9 @@ class CRM:
     applies; ``repeat_touch`` says what a touch from a contact with an open lead does:
     ``"attach"`` (the default) records it on that lead, ``"new_lead"`` opens another.
 
-    Units of work do not nest: calling a method while a unit of work of the same store
+    The CRM reads its clock once per use case and passes that time to the domain
+    functions, so everything one call records carries the same time. Units of work do
+    not nest: calling a method while a unit of work of the same store
     is open in the same thread raises :class:`~crmkit.errors.StorageError` at once.
     Closed deals and leads are records: changing them raises
     :class:`~crmkit.errors.ClosedRecord`; :meth:`reopen_deal` and :meth:`reopen_lead`
@@ -206,7 +208,7 @@ class CRM:
                 raise ValidationError(f"pipelines[{index}]", pipeline, "expected a Pipeline")
             if pipeline.key in machines:
                 raise ValidationError(f"pipelines[{index}].key", pipeline.key, "is used twice")
-            machines[pipeline.key] = PipelineMachine(pipeline, guards=guards, clock=self.clock)
+            machines[pipeline.key] = PipelineMachine(pipeline, guards=guards)
         if (
             isinstance(mql_threshold, bool)
             or not isinstance(mql_threshold, int | float)
@@ -348,7 +350,7 @@ class CRM:
                 owner=owner,
                 pipeline=self.lead_pipeline,
                 open_lead=open_lead,
-                clock=self.clock,
+                at=self.clock.now(),
             )
             contact = captured.contact
             if captured.contact_created:
@@ -369,7 +371,7 @@ class CRM:
             lead = self._refuse_closed_lead(unit.leads.get(lead_id))
             contact = unit.contacts.get(lead.contact_id)
             qualified = score_lead(
-                lead, contact, score, threshold=self.mql_threshold, clock=self.clock
+                lead, contact, score, threshold=self.mql_threshold, at=self.clock.now()
             )
             stored = unit.leads.update(qualified.lead)
             moved = self._stored_move(unit, qualified.contact)
@@ -402,13 +404,20 @@ class CRM:
             )
             card = score(model, lead, context, contact=contact)
             threshold = self.mql_threshold if model.mql_at is None else model.mql_at
-            qualified = score_lead(lead, contact, card.total, threshold=threshold, clock=self.clock)
+            qualified = score_lead(lead, contact, card.total, threshold=threshold, at=context.now)
             stored = unit.leads.update(qualified.lead)
             moved = self._stored_move(unit, qualified.contact)
         return Qualified(stored, moved), card
 
     def _close_lead(
-        self, unit: UnitOfWork, lead: Lead, kind: StageKind, by: str | None, reason: str | None
+        self,
+        unit: UnitOfWork,
+        lead: Lead,
+        kind: StageKind,
+        by: str | None,
+        reason: str | None,
+        *,
+        at: datetime,
     ) -> Lead:
         """Move a lead that is in a lead pipeline to the pipeline's won or lost stage, with
         its history entry, so that its stage and its status agree."""
@@ -419,19 +428,18 @@ class CRM:
         target = pipeline.won() if kind is StageKind.WON else pipeline.lost()
         if target is None or lead.stage == target.key:
             return lead
-        moved = machine.move(lead, target.key, by=by, reason=reason)
+        moved = machine.move(lead, target.key, by=by, reason=reason, at=at)
         unit.stage_history.add(moved.change)
         return moved.entity
 
     def accept_lead(self, lead_id: UUID, *, by: str) -> Qualified:
         """Sales accepts a lead: it is qualified and its contact becomes an SQL."""
         with self._unit() as unit:
+            now = self.clock.now()
             lead = unit.leads.get(lead_id)
-            qualified = accept_lead(
-                lead, unit.contacts.get(lead.contact_id), by=by, clock=self.clock
-            )
+            qualified = accept_lead(lead, unit.contacts.get(lead.contact_id), by=by, at=now)
             accepted = self._close_lead(
-                unit, qualified.lead, StageKind.WON, by, "accepted by sales"
+                unit, qualified.lead, StageKind.WON, by, "accepted by sales", at=now
             )
             qualified = Qualified(accepted, qualified.contact)
             stored = unit.leads.update(qualified.lead)
@@ -441,8 +449,10 @@ class CRM:
     def disqualify_lead(self, lead_id: UUID, *, reason: str) -> Lead:
         """Disqualify an open lead, with the reason."""
         with self._unit() as unit:
-            gone = disqualify_lead(unit.leads.get(lead_id), reason=reason, clock=self.clock)
-            return unit.leads.update(self._close_lead(unit, gone, StageKind.LOST, None, reason))
+            now = self.clock.now()
+            gone = disqualify_lead(unit.leads.get(lead_id), reason=reason, at=now)
+            closed = self._close_lead(unit, gone, StageKind.LOST, None, reason, at=now)
+            return unit.leads.update(closed)
 
     def convert_lead(
         self,
@@ -459,9 +469,10 @@ class CRM:
         opportunity are stored together."""
         machine = self._deal_machine(pipeline)
         with self._unit() as unit:
+            now = self.clock.now()
             lead = unit.leads.get(lead_id)
             contact = unit.contacts.get(lead.contact_id)
-            lead = self._close_lead(unit, lead, StageKind.WON, by, "converted into a deal")
+            lead = self._close_lead(unit, lead, StageKind.WON, by, "converted into a deal", at=now)
             converted = convert_lead(
                 lead,
                 contact,
@@ -470,6 +481,7 @@ class CRM:
                 amount=amount,
                 expected_close=expected_close,
                 by=by,
+                at=now,
             )
             unit.deals.add(converted.deal)
             stored_lead = unit.leads.update(converted.lead)
@@ -576,7 +588,9 @@ class CRM:
         with self._unit() as unit:
             deal = unit.deals.get(deal_id)
             machine = self._deal_machine(deal.pipeline)
-            moved = machine.reopen(deal, to, by=by, reason=reason, approved_by=approved_by)
+            moved = machine.reopen(
+                deal, to, by=by, reason=reason, approved_by=approved_by, at=self.clock.now()
+            )
             stored = unit.deals.update(moved.entity)
             unit.stage_history.add(moved.change)
         return Moved(stored, moved.change)
@@ -596,7 +610,9 @@ class CRM:
         with self._unit() as unit:
             lead = unit.leads.get(lead_id)
             machine = self._lead_machine(lead)
-            moved = machine.reopen(lead, to, by=by, reason=reason, approved_by=approved_by)
+            moved = machine.reopen(
+                lead, to, by=by, reason=reason, approved_by=approved_by, at=self.clock.now()
+            )
             stored = unit.leads.update(moved.entity)
             unit.stage_history.add(moved.change)
         return Moved(stored, moved.change)
@@ -662,12 +678,13 @@ class CRM:
                 if target is None:
                     raise ValidationError("pipeline", deal.pipeline, "has no lost stage")
                 to = target.key
-            moved = machine.move(deal, to, by=by, reason=reason, approved_by=approved_by)
+            now = self.clock.now()
+            moved = machine.move(deal, to, by=by, reason=reason, approved_by=approved_by, at=now)
             stored = unit.deals.update(moved.entity)
             unit.stage_history.add(moved.change)
             if stored.status is DealStatus.WON and stored.contact_id is not None:
                 contact = unit.contacts.get(stored.contact_id)
-                won = advance_contact(contact, LifecycleEvent.DEAL_WON, by=by, clock=self.clock)
+                won = advance_contact(contact, LifecycleEvent.DEAL_WON, by=by, at=now)
                 self._stored_move(unit, won)
         return Moved(stored, moved.change)
 
@@ -686,7 +703,9 @@ class CRM:
             lead = unit.leads.get(lead_id)
             machine = self._lead_machine(lead)
             self._refuse_closed_lead(lead)
-            moved = machine.move(lead, to, by=by, reason=reason, approved_by=approved_by)
+            moved = machine.move(
+                lead, to, by=by, reason=reason, approved_by=approved_by, at=self.clock.now()
+            )
             stored = unit.leads.update(moved.entity)
             unit.stage_history.add(moved.change)
         return Moved(stored, moved.change)
@@ -698,7 +717,8 @@ class CRM:
         feedback, ...); ``None`` when the contact is already as far."""
         with self._unit() as unit:
             contact = unit.contacts.get(contact_id)
-            return self._stored_move(unit, advance_contact(contact, event, by=by, clock=self.clock))
+            moved = advance_contact(contact, event, by=by, at=self.clock.now())
+            return self._stored_move(unit, moved)
 
     def reset_contact(
         self, contact_id: UUID, to: LifecycleStage, *, by: str, reason: str
@@ -706,7 +726,7 @@ class CRM:
         """Put a contact back (or anywhere) in the lifecycle, saying who and why."""
         with self._unit() as unit:
             contact = unit.contacts.get(contact_id)
-            moved = reset_contact(contact, to, by=by, reason=reason, clock=self.clock)
+            moved = reset_contact(contact, to, by=by, reason=reason, at=self.clock.now())
             stored = self._stored_move(unit, moved)
         assert stored is not None
         return stored
@@ -742,14 +762,21 @@ class CRM:
                 account_id=contact.account_id,
                 assignee=assignee,
                 tags=tags,
-                clock=self.clock,
+                clock=FixedClock(self.clock.now()),
             )
             return unit.tickets.add(ticket)
 
     def _move_ticket(
-        self, unit: UnitOfWork, ticket: Ticket, to: TicketStatus, by: str | None, reason: str | None
+        self,
+        unit: UnitOfWork,
+        ticket: Ticket,
+        to: TicketStatus,
+        by: str | None,
+        reason: str | None,
+        *,
+        at: datetime,
     ) -> Moved[Ticket]:
-        moved = move_ticket(ticket, to, by=by, at=self.clock.now(), reason=reason)
+        moved = move_ticket(ticket, to, by=by, at=at, reason=reason)
         stored = unit.tickets.update(moved.entity)
         unit.stage_history.add(moved.change)
         return Moved(stored, moved.change)
@@ -775,6 +802,7 @@ class CRM:
             allowed = ", ".join(sorted(k.value for k in replies))
             raise ValidationError("kind", kind, f"{who} reply is one of: {allowed}")
         with self._unit() as unit:
+            now = self.clock.now()
             ticket = unit.tickets.get(ticket_id)
             if ticket.status is TicketStatus.CLOSED:
                 raise TransitionNotAllowed(
@@ -783,14 +811,14 @@ class CRM:
             reopen = _REOPENED_BY_CUSTOMER if by is None else _OPENED_BY_AGENT
             if ticket.status in reopen:
                 why = "customer replied" if by is None else "first reply"
-                ticket = self._move_ticket(unit, ticket, TicketStatus.OPEN, by, why).entity
+                ticket = self._move_ticket(unit, ticket, TicketStatus.OPEN, by, why, at=now).entity
             reply = Activity.new(
                 contact_id=ticket.contact_id,
                 kind=kind,
                 subject=text,
                 ticket_id=ticket.id,
                 actor=by,
-                clock=self.clock,
+                clock=FixedClock(now),
             )
             unit.activities.append(reply)
         return ticket, reply
@@ -800,7 +828,8 @@ class CRM:
     ) -> Moved[Ticket]:
         """Move a ticket through the ticket workflow (see ``TICKET_TRANSITIONS``)."""
         with self._unit() as unit:
-            return self._move_ticket(unit, unit.tickets.get(ticket_id), to, by, reason)
+            ticket = unit.tickets.get(ticket_id)
+            return self._move_ticket(unit, ticket, to, by, reason, at=self.clock.now())
 
     def solve_ticket(self, ticket_id: UUID, *, by: str) -> Moved[Ticket]:
         """Mark a ticket solved: its SLA clocks stop."""
@@ -819,13 +848,13 @@ class CRM:
     def sla_status(self, ticket_id: UUID) -> SlaReport:
         """The SLA timers of one ticket now, computed from its stored events."""
         with self.store.unit_of_work() as unit:
-            return self._sla(unit, unit.tickets.get(ticket_id))
+            return self._sla(unit, unit.tickets.get(ticket_id), self.clock.now())
 
-    def _sla(self, unit: UnitOfWork, ticket: Ticket) -> SlaReport:
+    def _sla(self, unit: UnitOfWork, ticket: Ticket, now: datetime) -> SlaReport:
         history = unit.stage_history.for_subject(SubjectKind.TICKET, ticket.id)
         replies = unit.activities.for_contact(ticket.contact_id, since=ticket.created_at)
         events = ticket_events(ticket, history, replies)
-        return sla_status(ticket, events, self.sla_policies, self.clock.now())
+        return sla_status(ticket, events, self.sla_policies, now)
 
     def sla_reports(self) -> list[SlaReport]:
         """The SLA reports of every unsolved ticket (feed them to ``breached`` or
@@ -833,7 +862,8 @@ class CRM:
         unsolved = [s.value for s in TicketStatus if s not in _DONE]
         with self.store.unit_of_work() as unit:
             tickets = list(unit.tickets.iterate(tickets_where(field("status").is_in(*unsolved))))
-            return [self._sla(unit, ticket) for ticket in tickets]
+            now = self.clock.now()
+            return [self._sla(unit, ticket, now) for ticket in tickets]
 
     # ------------------------------------------------------------------ activities, tasks
 
@@ -861,12 +891,14 @@ class CRM:
     def complete_task(self, task_id: UUID) -> Task:
         """Mark an open task done now."""
         with self._unit() as unit:
-            return unit.tasks.update(complete_task(unit.tasks.get(task_id), clock=self.clock))
+            done = complete_task(unit.tasks.get(task_id), at=self.clock.now())
+            return unit.tasks.update(done)
 
     def cancel_task(self, task_id: UUID) -> Task:
         """Cancel an open task."""
         with self._unit() as unit:
-            return unit.tasks.update(cancel_task(unit.tasks.get(task_id), clock=self.clock))
+            cancelled = cancel_task(unit.tasks.get(task_id), at=self.clock.now())
+            return unit.tasks.update(cancelled)
 
     def follow_ups(
         self, *, within: timedelta = timedelta(days=1), assignee: str | None = None
@@ -891,7 +923,7 @@ class CRM:
                 unit.contacts.iterate(contacts_where(field("lifecycle_stage").is_in(*stages)))
             )
             tasks = list(unit.tasks.iterate())
-            made = check_ins_due(customers, tasks, plan, clock=self.clock)
+            made = check_ins_due(customers, tasks, plan, now=self.clock.now())
             unit.tasks.add_many(made)
         return made
 
@@ -995,7 +1027,7 @@ class CRM:
                     raise NotFound("contact", lead.contact_id)
                 card = score(model, lead, context, contact=contact)
                 qualified = score_lead(
-                    lead, contact, card.total, threshold=threshold, clock=self.clock
+                    lead, contact, card.total, threshold=threshold, at=context.now
                 )
                 stored = unit.leads.update(qualified.lead)
                 moved = self._stored_move(unit, qualified.contact)

@@ -9,12 +9,12 @@ overwritten.
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Final
 
 import attrs
 
-from crmkit.clock import SYSTEM_CLOCK, Clock, FixedClock
+from crmkit.clock import FixedClock, ensure_utc
 from crmkit.errors import Problem, TransitionNotAllowed, ValidationError
 from crmkit.lifecycle._contacts import LifecycleEvent, advance_contact
 from crmkit.lifecycle._machine import PipelineMachine
@@ -223,7 +223,7 @@ def capture_lead(
     owner: str | None = None,
     pipeline: Pipeline | None = None,
     open_lead: Lead | None = None,
-    clock: Clock = SYSTEM_CLOCK,
+    at: datetime,
 ) -> Captured:
     """Capture a lead from ``touch`` for the contact ``existing`` (matched by the caller
     on ``touch.email``, or on ``touch.phone`` when the touch has no e-mail address), or
@@ -237,7 +237,7 @@ def capture_lead(
     """
     _check_capture(touch, existing, pipeline, open_lead)
     found = _attributes(touch, enrich)
-    now = clock.now()
+    now = ensure_utc(at, "at")
     clock = FixedClock(now)  # one moment: the entities and their history agree
     if existing is None:
         contact = Contact.new(
@@ -265,7 +265,7 @@ def capture_lead(
             properties={"lead_id": str(open_lead.id), "source": touch.source},
             clock=clock,
         )
-        moved = advance_contact(contact, LifecycleEvent.LEAD_CAPTURED, clock=clock)
+        moved = advance_contact(contact, LifecycleEvent.LEAD_CAPTURED, at=now)
         if moved is None:
             return Captured(contact, created, changed, open_lead, activity, (), False)
         return Captured(moved.entity, created, True, open_lead, activity, (moved.change,), False)
@@ -300,7 +300,7 @@ def capture_lead(
         properties={"lead_id": str(lead.id), "source": touch.source},
         clock=clock,
     )
-    moved = advance_contact(contact, LifecycleEvent.LEAD_CAPTURED, clock=clock)
+    moved = advance_contact(contact, LifecycleEvent.LEAD_CAPTURED, at=now)
     changes = entered
     if moved is not None:
         contact, changes, changed = moved.entity, (*entered, moved.change), True
@@ -330,7 +330,7 @@ def _open(lead: Lead, to: str) -> None:
 
 
 def score_lead(
-    lead: Lead, contact: Contact, score: float, *, threshold: float, clock: Clock = SYSTEM_CLOCK
+    lead: Lead, contact: Contact, score: float, *, threshold: float, at: datetime
 ) -> Qualified:
     """Record ``score`` on the lead; at or above ``threshold`` marketing has qualified it
     and the contact becomes an MQL."""
@@ -342,27 +342,27 @@ def score_lead(
             usable = False
         if not usable:
             raise ValidationError(name, value, "expected a finite number")
-    now = clock.now()
+    now = ensure_utc(at, "at")
     updated = attrs.evolve(lead, score=float(score), updated_at=now)
     moved = None
     if score >= threshold and lead.status is not LeadStatus.DISQUALIFIED:
-        moved = advance_contact(contact, LifecycleEvent.MARKETING_QUALIFIED, clock=clock)
+        moved = advance_contact(contact, LifecycleEvent.MARKETING_QUALIFIED, at=now)
     return Qualified(updated, moved)
 
 
-def accept_lead(lead: Lead, contact: Contact, *, by: str, clock: Clock = SYSTEM_CLOCK) -> Qualified:
+def accept_lead(lead: Lead, contact: Contact, *, by: str, at: datetime) -> Qualified:
     """Sales accepts the lead: it is qualified and its contact becomes an SQL."""
     lead, contact = _check_lead(lead, contact)
     _open(lead, LeadStatus.QUALIFIED.value)
-    now = clock.now()
+    now = ensure_utc(at, "at")
     updated = attrs.evolve(
         lead, status=LeadStatus.QUALIFIED, owner=lead.owner or by, updated_at=now
     )
-    moved = advance_contact(contact, LifecycleEvent.SALES_ACCEPTED, by=by, clock=clock)
+    moved = advance_contact(contact, LifecycleEvent.SALES_ACCEPTED, by=by, at=now)
     return Qualified(updated, moved)
 
 
-def disqualify_lead(lead: Lead, *, reason: str, clock: Clock = SYSTEM_CLOCK) -> Lead:
+def disqualify_lead(lead: Lead, *, reason: str, at: datetime) -> Lead:
     """Disqualify an open lead, with the reason."""
     if not isinstance(lead, Lead):
         raise ValidationError("lead", lead, "expected a Lead")
@@ -370,7 +370,10 @@ def disqualify_lead(lead: Lead, *, reason: str, clock: Clock = SYSTEM_CLOCK) -> 
     if not isinstance(reason, str) or not reason.strip():
         raise ValidationError("reason", reason, "a disqualified lead needs a reason")
     return attrs.evolve(
-        lead, status=LeadStatus.DISQUALIFIED, disqualified_reason=reason, updated_at=clock.now()
+        lead,
+        status=LeadStatus.DISQUALIFIED,
+        disqualified_reason=reason,
+        updated_at=ensure_utc(at, "at"),
     )
 
 
@@ -395,6 +398,7 @@ def convert_lead(
     amount: Money | None = None,
     expected_close: date | None = None,
     by: str | None = None,
+    at: datetime,
 ) -> Converted:
     """Turn ``lead`` into a deal in the first stage of ``machine``'s pipeline."""
     lead, contact = _check_lead(lead, contact)
@@ -402,7 +406,7 @@ def convert_lead(
         raise ValidationError("machine", machine, "expected the machine of a deal pipeline")
     _open(lead, "converted")
     pipeline = machine.pipeline
-    now = machine.clock.now()
+    now = ensure_utc(at, "at")
     clock = FixedClock(now)  # one moment: the entities and their history agree
     first = pipeline.first
     deal = Deal.new(
@@ -431,7 +435,7 @@ def convert_lead(
         clock=clock,
     )
     converted = attrs.evolve(lead, status=LeadStatus.QUALIFIED, deal_id=deal.id, updated_at=now)
-    moved = advance_contact(contact, LifecycleEvent.DEAL_OPENED, by=by, clock=clock)
+    moved = advance_contact(contact, LifecycleEvent.DEAL_OPENED, by=by, at=now)
     changes = (entered,) if moved is None else (entered, moved.change)
     new_contact = contact if moved is None else moved.entity
     return Converted(converted, deal, changes, new_contact, moved is not None)

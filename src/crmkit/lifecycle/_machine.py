@@ -22,11 +22,12 @@ stage would have been refused.
 """
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
 import attrs
 
-from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.clock import FixedClock, ensure_utc
 from crmkit.errors import (
     ClosedRecord,
     InvalidPipeline,
@@ -160,7 +161,6 @@ class PipelineMachine(Generic[_Subject]):
         pipeline: Pipeline,
         *,
         guards: Guards | None = None,
-        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if not isinstance(pipeline, Pipeline):
             raise ValidationError("pipeline", pipeline, "expected a Pipeline")
@@ -177,7 +177,6 @@ class PipelineMachine(Generic[_Subject]):
             raise InvalidPipeline.of(missing)
         self.pipeline = pipeline
         self.guards = guards
-        self.clock = clock
         self._entity = Deal if pipeline.subject is SubjectKind.DEAL else Lead
 
     def _check_entity(self, entity: object) -> _Subject:
@@ -237,11 +236,14 @@ class PipelineMachine(Generic[_Subject]):
         by: str | None = None,
         reason: str | None = None,
         approved_by: str | None = None,
+        at: datetime,
     ) -> Moved[_Subject]:
-        """Move ``entity`` to stage ``to``, or raise ``TransitionNotAllowed``."""
+        """Move ``entity`` to stage ``to`` at ``at`` (aware), or raise
+        ``TransitionNotAllowed``."""
+        when = ensure_utc(at, "at")
         unmet = self.can_move(entity, to, by=by, reason=reason, approved_by=approved_by)
         self._refuse(entity.stage, to, unmet)
-        return self._make(entity, to, by, reason, approved_by)
+        return self._make(entity, to, by, reason, approved_by, now=when)
 
     def _refuse(self, source: str | None, to: str, unmet: Sequence[Unmet]) -> None:
         if unmet:
@@ -261,6 +263,7 @@ class PipelineMachine(Generic[_Subject]):
         by: str,
         reason: str,
         approved_by: str | None = None,
+        at: datetime,
     ) -> Moved[_Subject]:
         """Move a closed ``entity`` back to the open stage ``to``: the one way a closed
         deal or lead changes again.
@@ -273,6 +276,7 @@ class PipelineMachine(Generic[_Subject]):
         reopened (its deal is what goes on).
         """
         entity = self._check_entity(entity)
+        when = ensure_utc(at, "at")
         who, why, approver = _people(by, reason, approved_by)
         unmet: list[Unmet] = []
         state = closed_state(entity, self.pipeline)
@@ -291,7 +295,7 @@ class PipelineMachine(Generic[_Subject]):
             if found not in unmet:
                 unmet.append(found)
         self._refuse(entity.stage, to, unmet)
-        return self._make(entity, to, who, f"reopened: {why}", approver)
+        return self._make(entity, to, who, f"reopened: {why}", approver, now=when)
 
     def check_update(self, before: _Subject, after: _Subject) -> _Subject:
         """``after`` if changing ``before`` into it is allowed, else the refusal.
@@ -327,9 +331,10 @@ class PipelineMachine(Generic[_Subject]):
         by: str | None,
         reason: str | None,
         approved_by: str | None,
+        *,
+        now: datetime,
     ) -> Moved[_Subject]:
         by, reason, approved_by = _people(by, reason, approved_by)
-        now = self.clock.now()
         target = self.pipeline.stage(to)
         moved: Any
         if isinstance(entity, Deal):
@@ -351,7 +356,7 @@ class PipelineMachine(Generic[_Subject]):
             reason=reason,
             amount=amount,
             probability=probability,
-            clock=self.clock,
+            clock=FixedClock(now),
         )
         return Moved(cast(_Subject, moved), change)
 
