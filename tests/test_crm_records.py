@@ -319,6 +319,10 @@ def test_contacts_are_created_updated_and_deleted(store: Store) -> None:
     assert bad_phone.value.field == "phone"
     with pytest.raises(NotFound):
         crm.update_contact(ada.id, account_id=uuid4())
+    for name, value in (("account_id", "acme"), ("version", 0), ("tags", 5), ("custom", "x")):
+        with pytest.raises(ValidationError) as wrong_type:
+            crm.update_contact(ada.id, **{name: value})
+        assert wrong_type.value.field == name
     with store.unit_of_work() as unit:
         assert unit.contacts.get(ada.id) == changed
     with pytest.raises(ConcurrencyConflict):

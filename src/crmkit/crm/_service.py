@@ -560,8 +560,8 @@ class CRM:
         """``item`` if ``version`` is ``None`` or its version; else the conflict."""
         if version is None:
             return item
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise ValidationError("version", version, "expected the version as an int")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValidationError("version", version, "expected the version (an int >= 1)")
         if version != item.version:
             raise ConcurrencyConflict(item.entity_name, item.id, version, item.version)
         return item
@@ -1071,8 +1071,11 @@ class CRM:
             phone = fields.get("phone")
             if isinstance(phone, str) and not isinstance(phone, PhoneNumber):
                 fields["phone"] = _phone(phone, fields.get("country", contact.country))
-            if fields.get("account_id") is not None:
-                unit.accounts.get(fields["account_id"])
+            account_id = fields.get("account_id")
+            if account_id is not None:
+                if not isinstance(account_id, UUID):
+                    raise ValidationError("account_id", account_id, "expected a UUID")
+                unit.accounts.get(account_id)
             return unit.contacts.update(self._evolve(contact, fields))
 
     def delete_contact(
