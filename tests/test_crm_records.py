@@ -31,6 +31,7 @@ from crmkit.models import (
     LeadStatus,
     LifecycleStage,
     Money,
+    Segment,
     SubjectKind,
     Task,
     TicketChannel,
@@ -327,7 +328,15 @@ def test_contacts_are_created_updated_and_deleted(store: Store) -> None:
         assert unit.contacts.get(ada.id) == changed
     with pytest.raises(ConcurrencyConflict):
         crm.delete_contact(ada.id, version=ada.version)
+    keep = Contact.new(email="bo@example.com", clock=clock)
+    crm.create_contact(keep)
+    listed = Segment.new(name="VIPs", members=[ada.id, keep.id], clock=clock)
+    with store.unit_of_work() as unit:
+        unit.segments.add(listed)
+        unit.commit()
     crm.delete_contact(ada.id, version=changed.version)
+    with store.unit_of_work() as unit:
+        assert unit.segments.get(listed.id).members == {keep.id}  # the list stays, without her
     with pytest.raises(NotFound):
         crm.update_contact(ada.id, first_name="Ada")
 

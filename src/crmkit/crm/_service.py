@@ -1081,7 +1081,7 @@ class CRM:
     def delete_contact(
         self, contact_id: UUID, /, *, version: int | None = None, cascade: bool = False
     ) -> None:
-        """Delete a contact and its own stage history.
+        """Delete a contact, its own stage history and its places in static segments.
 
         Refused with :class:`~crmkit.errors.StillReferenced` while leads, deals, tickets,
         activities, tasks or consents refer to it, unless ``cascade=True``: then those
@@ -1096,8 +1096,7 @@ class CRM:
                 self._cascade(unit, "contact", contact.id)
             else:
                 self._refuse_orphans(unit, "contact", contact.id)
-            self._delete_history(unit, SubjectKind.CONTACT, contact.id)
-            unit.contacts.delete(contact.id, version=contact.version)
+            self._delete_contact(unit, contact)
 
     def create_account(self, account: Account) -> Account:
         """Store a new account (an organisation contacts belong to)."""
@@ -1191,8 +1190,7 @@ class CRM:
         referrers = dict(self._referrers(unit, kind, id, first=False))
         for contact in referrers.get("contact", []):
             self._cascade(unit, "contact", contact.id)
-            self._delete_history(unit, SubjectKind.CONTACT, contact.id)
-            unit.contacts.delete(contact.id)
+            self._delete_contact(unit, cast(Contact, contact))
         deals = {d.id for d in self._fresh(unit, "deal", referrers)}
         tickets = {t.id for t in self._fresh(unit, "ticket", referrers)}
         for task in unit.tasks.iterate():
@@ -1223,6 +1221,17 @@ class CRM:
         repository: Repository[Any] = unit.deals if name == "deal" else unit.tickets
         stored = repository.get_many([item.id for item in items])
         return [item for item in items if item.id in stored]
+
+    def _delete_contact(self, unit: UnitOfWork, contact: Contact) -> None:
+        """Delete ``contact`` with what is its own: its stage history and its places in
+        static segments (the segments stay, without it)."""
+        self._delete_history(unit, SubjectKind.CONTACT, contact.id)
+        now = self.clock.now()
+        for segment in list(unit.segments.iterate()):
+            if contact.id in segment.members:
+                left = attrs.evolve(segment, members=segment.members - {contact.id}, updated_at=now)
+                unit.segments.update(left)
+        unit.contacts.delete(contact.id, version=contact.version)
 
     @staticmethod
     def _delete_history(unit: UnitOfWork, subject: SubjectKind, id: UUID) -> None:
