@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import attrs
 import pytest
+from hypothesis import given, settings
 
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.errors import MISSING, ConcurrencyConflict, ValidationError
-from crmkit.models import Account, Contact, Deal, Lead, LeadChannel, LeadStatus
+from crmkit.models import Account, Contact, Deal, Entity, Lead, LeadChannel, LeadStatus
 from crmkit.serialization import (
     Patch,
     apply_patch,
@@ -21,7 +23,9 @@ from crmkit.serialization import (
     structure_patch,
 )
 from crmkit.storage import MemoryStore, Store
+from crmkit.storage._columns import ENTITIES
 from crmkit.storage.sql import open_store
+from crmkit.testing import strategies as cst
 from tests.storage_support import postgres_url
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -191,3 +195,35 @@ def test_json_in_json_out_through_the_crm_with_a_stale_version(store: Store) -> 
         fresh = unit.contacts.update(apply_patch(stored, {"version": 2, "last_name": "L"}))
         unit.commit()
     assert (fresh.last_name, fresh.first_name, fresh.version) == ("L", "Ada", 3)
+
+
+_STAMPS = ("id", "version", "created_at", "updated_at")
+
+
+def _fields(item: Any) -> dict[str, Any]:
+    return {
+        a.name: getattr(item, a.name) for a in attrs.fields(type(item)) if a.name not in _STAMPS
+    }
+
+
+@pytest.mark.parametrize("entity", ENTITIES, ids=lambda e: e.entity_name)
+def test_every_entity_reads_back_from_its_new_and_patch_payloads(entity: type[Entity]) -> None:
+    converter = make_converter()
+
+    @settings(max_examples=25, deadline=None)
+    @given(cst.for_type(entity), cst.for_type(entity))
+    def check(item: Entity, other: Entity) -> None:
+        payload = {k: v for k, v in converter.unstructure(item).items() if k not in _STAMPS}
+        made = structure_new(entity, payload, clock=FixedClock(item.created_at))
+        assert _fields(made) == _fields(item)
+        assert (made.version, made.created_at) == (1, item.created_at)
+        patched = apply_patch(
+            other, {**payload, "version": other.version}, clock=FixedClock(other.updated_at)
+        )
+        expected = _fields(item)
+        if "custom" in expected:  # custom fields are merged into the patched entity's
+            expected["custom"] = {**other.custom, **item.custom}  # type: ignore[attr-defined]
+        assert _fields(patched) == expected
+        assert (patched.id, patched.version) == (other.id, other.version)
+
+    check()
