@@ -22,8 +22,7 @@ from crmkit.serialization import (
     structure_new,
     structure_patch,
 )
-from crmkit.storage import MemoryStore, Store
-from crmkit.storage._columns import ENTITIES
+from crmkit.storage import ENTITIES, MemoryStore, Store
 from crmkit.storage.sql import open_store
 from crmkit.testing import strategies as cst
 from tests.storage_support import postgres_url
