@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from crmkit.clock import FixedClock
-from crmkit.errors import InvalidPipeline, TransitionNotAllowed, ValidationError
+from crmkit.errors import ClosedRecord, InvalidPipeline, TransitionNotAllowed, ValidationError
 from crmkit.lifecycle import (
     Guards,
     Pipeline,
@@ -21,6 +21,7 @@ from crmkit.lifecycle import (
     StageKind,
     StageRequirements,
     TransitionMode,
+    closed_state,
 )
 from crmkit.models import Deal, DealStatus, Lead, LeadChannel, LeadStatus, Money, SubjectKind
 from crmkit.serialization import make_converter
@@ -515,3 +516,27 @@ def test_random_pipelines_round_trip(pipeline: Pipeline) -> None:
     converter = make_converter()
     assert converter.structure(converter.unstructure(pipeline), Pipeline) == pipeline
     assert pipeline.to_mermaid().count("[*] -->") == 1
+
+
+def test_check_update_refuses_records_and_changes_that_break_the_stage() -> None:
+    sales_machine = machine()
+    proposal = deal(stage="proposal", amount=Money("500", "EUR"), expected_close=NOW.date())
+    # The stage requires amount and expected_close: emptying either is refused...
+    with pytest.raises(TransitionNotAllowed) as emptied:
+        sales_machine.check_update(proposal, attrs.evolve(proposal, expected_close=None))
+    assert emptied.value.codes == ("required_field:expected_close",)
+    # ...while other changes pass, and a requirement unmet before the change (the deal
+    # entered before the pipeline asked for it) is not the change's fault.
+    renamed = attrs.evolve(proposal, title="Renamed")
+    assert sales_machine.check_update(proposal, renamed) is renamed
+    legacy = attrs.evolve(proposal, expected_close=None)
+    assert sales_machine.check_update(legacy, attrs.evolve(legacy, title="x")).title == "x"
+    with pytest.raises(ValidationError) as moved:
+        sales_machine.check_update(proposal, attrs.evolve(proposal, stage="qualify"))
+    assert moved.value.field == "stage"
+    won = sales_machine.move(deal(), "won", by="ana", at=NOW).entity
+    with pytest.raises(ClosedRecord) as record:
+        sales_machine.check_update(won, attrs.evolve(won, title="x"))
+    assert (record.value.state, record.value.codes) == ("won", ("closed",))
+    assert closed_state(won) == "won"
+    assert closed_state(deal()) is None
