@@ -5,6 +5,7 @@ import pytest
 
 from crmkit.errors import (
     MISSING,
+    ClosedRecord,
     ConcurrencyConflict,
     CrmkitError,
     CurrencyMismatch,
@@ -14,6 +15,7 @@ from crmkit.errors import (
     MissingExtra,
     NotFound,
     Problem,
+    StillReferenced,
     StorageError,
     TransitionNotAllowed,
     ValidationError,
@@ -32,6 +34,8 @@ from crmkit.errors import (
         (ConcurrencyConflict("deal", uuid4(), 3, 4), RuntimeError),
         (TransitionNotAllowed("deal", "new", "won", ["amount is required"]), ValueError),
         (StorageError("disk full"), RuntimeError),
+        (ClosedRecord("deal", uuid4(), "won", "won", "CRM.reopen_deal"), ValueError),
+        (StillReferenced("contact", uuid4(), [("lead", uuid4())]), ValueError),
         (MissingExtra("quality", "phonenumbers", "phone validation"), ImportError),
     ],
 )

@@ -70,7 +70,7 @@ def contact(stage: LifecycleStage = LifecycleStage.SUBSCRIBER, **changes: object
 def test_events_only_ever_move_a_contact_forward(
     stage: LifecycleStage, event: LifecycleEvent
 ) -> None:
-    moved = advance_contact(contact(stage), event, clock=clock())
+    moved = advance_contact(contact(stage), event, at=NOW)
     if FUNNEL.index(event.stage) > FUNNEL.index(stage):
         assert moved is not None
         assert moved.entity.lifecycle_stage is event.stage
@@ -82,19 +82,19 @@ def test_events_only_ever_move_a_contact_forward(
 
 def test_contacts_outside_the_funnel_are_left_alone_by_events() -> None:
     partner = contact(LifecycleStage.OTHER)
-    assert advance_contact(partner, LifecycleEvent.DEAL_WON, clock=clock()) is None
+    assert advance_contact(partner, LifecycleEvent.DEAL_WON, at=NOW) is None
     assert [u.code for u in can_move_contact(partner, LifecycleStage.CUSTOMER)] == ["transition"]
 
 
 def test_going_back_needs_an_explicit_reset() -> None:
     customer = contact(LifecycleStage.CUSTOMER)
     with pytest.raises(TransitionNotAllowed, match="forward only"):
-        move_contact(customer, LifecycleStage.LEAD, clock=clock())
+        move_contact(customer, LifecycleStage.LEAD, at=NOW)
     with pytest.raises(ValidationError) as caught:
-        reset_contact(customer, LifecycleStage.LEAD, by="ana", reason=" ", clock=clock())
+        reset_contact(customer, LifecycleStage.LEAD, by="ana", reason=" ", at=NOW)
     assert caught.value.field == "reason"
     reset = reset_contact(
-        customer, LifecycleStage.LEAD, by="ana", reason="churned, nurture again", clock=clock()
+        customer, LifecycleStage.LEAD, by="ana", reason="churned, nurture again", at=NOW
     )
     assert reset.entity.lifecycle_stage is LifecycleStage.LEAD
     assert reset.change.by == "ana"
@@ -111,7 +111,7 @@ def test_capturing_a_new_person_creates_the_contact_the_lead_and_the_activity() 
         first_name="Ada",
         custom={"plan": "team"},
     )
-    captured = capture_lead(touch, None, clock=clock())
+    captured = capture_lead(touch, None, at=NOW)
     assert captured.contact_created
     assert captured.contact.email == "Ada@example.com"
     assert captured.contact.lifecycle_stage is LifecycleStage.LEAD
@@ -130,7 +130,7 @@ def test_capturing_a_known_person_fills_gaps_and_never_overwrites() -> None:
     touch = Touchpoint(
         email="ada@example.com", source="webinar", channel=LeadChannel.EVENT, tags={"webinar"}
     )
-    captured = capture_lead(touch, known, enrich=enrich, clock=clock())
+    captured = capture_lead(touch, known, enrich=enrich, at=NOW)
     assert not captured.contact_created
     assert captured.contact_changed
     person = captured.contact
@@ -153,10 +153,10 @@ def test_capture_rejects_bad_input_naming_the_field() -> None:
     assert source.value.field == "source"
     touch = Touchpoint(email="a@example.com", source="x", channel=LeadChannel.CHAT)
     with pytest.raises(ValidationError) as enrichment:
-        capture_lead(touch, None, enrich=lambda e: {"salary": 1}, clock=clock())
+        capture_lead(touch, None, enrich=lambda e: {"salary": 1}, at=NOW)
     assert enrichment.value.field == "enrichment.salary"
     with pytest.raises(ValidationError) as mismatch:
-        capture_lead(touch, contact(), clock=clock())
+        capture_lead(touch, contact(), at=NOW)
     assert mismatch.value.field == "existing"
 
 
@@ -165,26 +165,26 @@ def test_capture_rejects_bad_input_naming_the_field() -> None:
 
 def captured_lead() -> tuple[Contact, object]:
     touch = Touchpoint(email="ada@example.com", source="form", channel=LeadChannel.FORM)
-    captured = capture_lead(touch, None, clock=clock())
+    captured = capture_lead(touch, None, at=NOW)
     return captured.contact, captured.lead
 
 
 def test_scoring_at_the_threshold_makes_an_mql() -> None:
     person, lead = captured_lead()
-    below = score_lead(lead, person, 49.5, threshold=50, clock=clock())  # type: ignore[arg-type]
+    below = score_lead(lead, person, 49.5, threshold=50, at=NOW)  # type: ignore[arg-type]
     assert below.lead.score == 49.5
     assert below.contact is None
-    at = score_lead(lead, person, 50, threshold=50, clock=clock())  # type: ignore[arg-type]
+    at = score_lead(lead, person, 50, threshold=50, at=NOW)  # type: ignore[arg-type]
     assert at.contact is not None
     assert at.contact.entity.lifecycle_stage is LifecycleStage.MQL
     with pytest.raises(ValidationError) as caught:
-        score_lead(lead, person, float("nan"), threshold=50)  # type: ignore[arg-type]
+        score_lead(lead, person, float("nan"), threshold=50, at=NOW)  # type: ignore[arg-type]
     assert caught.value.field == "score"
 
 
 def test_accepting_then_converting_a_lead() -> None:
     person, lead = captured_lead()
-    accepted = accept_lead(lead, person, by="ana", clock=clock())  # type: ignore[arg-type]
+    accepted = accept_lead(lead, person, by="ana", at=NOW)  # type: ignore[arg-type]
     assert accepted.lead.status is LeadStatus.QUALIFIED
     assert accepted.contact is not None
     person = accepted.contact.entity
@@ -198,9 +198,15 @@ def test_accepting_then_converting_a_lead() -> None:
             Stage(key="won", label="Won", probability=Decimal(1), kind=StageKind.WON),
         ),
     )
-    machine = PipelineMachine[Deal](pipeline, clock=clock())
+    machine = PipelineMachine[Deal](pipeline)
     converted = convert_lead(
-        accepted.lead, person, machine, title="Ada: 5 seats", amount=Money("500", "EUR"), by="ana"
+        accepted.lead,
+        person,
+        machine,
+        title="Ada: 5 seats",
+        amount=Money("500", "EUR"),
+        by="ana",
+        at=NOW,
     )
     deal = converted.deal
     assert (deal.stage, deal.probability, deal.lead_id) == ("discovery", Decimal("0.2"), lead.id)  # type: ignore[attr-defined]
@@ -211,15 +217,15 @@ def test_accepting_then_converting_a_lead() -> None:
         (SubjectKind.CONTACT, "opportunity"),
     ]
     with pytest.raises(TransitionNotAllowed, match="converted"):
-        convert_lead(converted.lead, converted.contact, machine, title="again")
+        convert_lead(converted.lead, converted.contact, machine, title="again", at=NOW)
 
 
 def test_a_disqualified_lead_cannot_be_accepted() -> None:
     person, lead = captured_lead()
-    gone = disqualify_lead(lead, reason="student", clock=clock())  # type: ignore[arg-type]
+    gone = disqualify_lead(lead, reason="student", at=NOW)  # type: ignore[arg-type]
     assert gone.disqualified_reason == "student"
     with pytest.raises(TransitionNotAllowed, match="disqualified"):
-        accept_lead(gone, person, by="ana")
+        accept_lead(gone, person, by="ana", at=NOW)
 
 
 # ---------------------------------------------------------------------------- tasks
@@ -232,12 +238,12 @@ def task(due: timedelta, **changes: object) -> Task:
 
 def test_follow_ups_sort_open_tasks_into_overdue_and_due_soon() -> None:
     late, soon, later = task(-timedelta(hours=2)), task(timedelta(hours=3)), task(timedelta(days=3))
-    done = complete_task(task(-timedelta(days=1)), clock=clock())
+    done = complete_task(task(-timedelta(days=1)), at=NOW)
     board = follow_ups([later, soon, done, late], now=NOW, within=timedelta(days=1))
     assert board.overdue == (late,)
     assert board.due_soon == (soon,)
     with pytest.raises(TransitionNotAllowed):
-        complete_task(done, clock=clock())
+        complete_task(done, at=NOW)
     with pytest.raises(ValidationError) as caught:
         follow_ups([], now=NOW.replace(tzinfo=None), within=timedelta(0))
     assert caught.value.field == "now"
@@ -247,13 +253,13 @@ def test_check_ins_recur_after_the_last_one() -> None:
     customer = contact(LifecycleStage.CUSTOMER, owner="ana")
     lead = contact(LifecycleStage.LEAD, email="bo@example.com")
     plan = CheckInPlan(every=timedelta(days=30))
-    first = check_ins_due([customer, lead], [], plan, clock=clock())
+    first = check_ins_due([customer, lead], [], plan, now=NOW)
     assert [(t.contact_id, t.kind, t.assignee) for t in first] == [
         (customer.id, TaskKind.CHECK_IN, "ana")
     ]
-    assert check_ins_due([customer], first, plan, clock=clock()) == []  # one is open
+    assert check_ins_due([customer], first, plan, now=NOW) == []  # one is open
     done = attrs.evolve(first[0], status=TaskStatus.DONE, completed_at=NOW + timedelta(days=2))
-    again = check_ins_due([customer], [done], plan, clock=clock())
+    again = check_ins_due([customer], [done], plan, now=NOW)
     assert again[0].due_at == NOW + timedelta(days=32)
 
 
@@ -269,7 +275,7 @@ def test_the_timeline_is_chronological_and_stable() -> None:
         subject="/pricing",
         clock=clock(),
     )
-    moved = advance_contact(person, LifecycleEvent.LEAD_CAPTURED, clock=clock())
+    moved = advance_contact(person, LifecycleEvent.LEAD_CAPTURED, at=NOW)
     assert moved is not None
     ticket = Ticket.new(
         subject="Cannot log in", contact_id=person.id, channel=TicketChannel.CHAT, clock=clock()
@@ -291,3 +297,22 @@ def test_the_timeline_is_chronological_and_stable() -> None:
         tasks=[follow_up], tickets=[ticket], stage_changes=[moved.change], activities=[earlier]
     )
     assert shuffled == entries
+
+
+def test_domain_functions_take_an_aware_time_not_a_clock() -> None:
+    naive = datetime(2026, 3, 2, 9, 0)
+    person, lead = captured_lead()
+    for call in (
+        lambda: advance_contact(person, LifecycleEvent.DEAL_WON, at=naive),
+        lambda: score_lead(lead, person, 10, threshold=50, at=naive),  # type: ignore[arg-type]
+        lambda: disqualify_lead(lead, reason="x", at=naive),  # type: ignore[arg-type]
+        lambda: complete_task(task(timedelta(days=1)), at=naive),
+        lambda: check_ins_due([person], [], CheckInPlan(every=timedelta(days=30)), now=naive),
+    ):
+        with pytest.raises(ValidationError, match="naive") as caught:
+            call()
+        assert caught.value.field in ("at", "now")
+    later = NOW + timedelta(hours=2)
+    moved = advance_contact(person, LifecycleEvent.DEAL_WON, at=later)
+    assert moved is not None
+    assert (moved.entity.updated_at, moved.change.at) == (later, later)

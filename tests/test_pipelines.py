@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from crmkit.clock import FixedClock
-from crmkit.errors import InvalidPipeline, TransitionNotAllowed, ValidationError
+from crmkit.errors import ClosedRecord, InvalidPipeline, TransitionNotAllowed, ValidationError
 from crmkit.lifecycle import (
     Guards,
     Pipeline,
@@ -21,6 +21,7 @@ from crmkit.lifecycle import (
     StageKind,
     StageRequirements,
     TransitionMode,
+    closed_state,
 )
 from crmkit.models import Deal, DealStatus, Lead, LeadChannel, LeadStatus, Money, SubjectKind
 from crmkit.serialization import make_converter
@@ -56,14 +57,8 @@ def good_credit(deal: Deal, stage: Stage) -> str | None:
     return None if "blocked" not in deal.tags else "the customer's credit is blocked"
 
 
-def machine(
-    pipeline: Pipeline | None = None, clock: FixedClock | None = None
-) -> PipelineMachine[Deal]:
-    return PipelineMachine(
-        pipeline or sales(),
-        guards=Guards({"credit_check": good_credit}),
-        clock=clock or FixedClock(NOW),
-    )
+def machine(pipeline: Pipeline | None = None) -> PipelineMachine[Deal]:
+    return PipelineMachine(pipeline or sales(), guards=Guards({"credit_check": good_credit}))
 
 
 def deal(**changes: Any) -> Deal:
@@ -225,7 +220,7 @@ def test_can_move_lists_every_unmet_requirement() -> None:
     unmet = machine().can_move(blocked, "negotiation", by="ana")
     assert [u.code for u in unmet] == ["minimum_amount", "approval", "guard:credit_check"]
     with pytest.raises(TransitionNotAllowed) as caught:
-        machine().move(blocked, "negotiation", by="ana")
+        machine().move(blocked, "negotiation", by="ana", at=NOW)
     assert caught.value.unmet == tuple(u.message for u in unmet)
     assert "credit is blocked" in str(caught.value)
 
@@ -234,7 +229,7 @@ def test_four_eyes_needs_a_second_person() -> None:
     ready = deal(amount=Money("5000", "EUR"))
     same = machine().can_move(ready, "negotiation", by="ana", approved_by="ana")
     assert [u.code for u in same] == ["approval"]
-    moved = machine().move(ready, "negotiation", by="ana", approved_by="ben")
+    moved = machine().move(ready, "negotiation", by="ana", approved_by="ben", at=NOW)
     assert moved.entity.stage == "negotiation"
     assert moved.change.reason == "approved by ben"
 
@@ -248,7 +243,7 @@ def test_minimum_amount_is_in_the_stage_currency() -> None:
 
 def test_a_move_returns_the_deal_and_its_history_entry() -> None:
     ready = deal(amount=Money("5000", "EUR"), expected_close=NOW.date())
-    moved = machine().move(ready, "proposal", by="ana")
+    moved = machine().move(ready, "proposal", by="ana", at=NOW)
     assert moved.entity.probability == Decimal("0.4")
     assert moved.entity.updated_at == NOW
     change = moved.change
@@ -268,13 +263,15 @@ def test_a_probability_set_by_hand_is_kept() -> None:
         probability=Decimal("0.25"),
         probability_manual=True,
     )
-    assert machine().move(manual, "proposal", by="ana").entity.probability == Decimal("0.25")
+    assert machine().move(manual, "proposal", by="ana", at=NOW).entity.probability == Decimal(
+        "0.25"
+    )
 
 
 def test_losing_needs_a_reason_and_closes_the_deal() -> None:
     with pytest.raises(TransitionNotAllowed, match="reason is required"):
-        machine().move(deal(), "lost", by="ana")
-    lost = machine().move(deal(), "lost", by="ana", reason="chose a competitor").entity
+        machine().move(deal(), "lost", by="ana", at=NOW)
+    lost = machine().move(deal(), "lost", by="ana", reason="chose a competitor", at=NOW).entity
     assert (lost.status, lost.closed_at, lost.lost_reason) == (
         DealStatus.LOST,
         NOW,
@@ -283,10 +280,10 @@ def test_losing_needs_a_reason_and_closes_the_deal() -> None:
 
 
 def test_closed_deals_stay_closed_unless_the_pipeline_reopens() -> None:
-    won = machine().move(deal(), "won", by="ana").entity
+    won = machine().move(deal(), "won", by="ana", at=NOW).entity
     assert (won.status, won.probability) == (DealStatus.WON, Decimal(1))
     assert [u.code for u in machine().can_move(won, "qualify")] == ["transition"]
-    reopening = machine(sales(reopen=True)).move(won, "qualify", by="ana").entity
+    reopening = machine(sales(reopen=True)).move(won, "qualify", by="ana", at=NOW).entity
     assert (reopening.status, reopening.closed_at) == (DealStatus.OPEN, None)
 
 
@@ -298,7 +295,7 @@ def test_forward_and_any_modes() -> None:
     at_negotiation = deal(stage="negotiation", amount=Money("5000", "EUR"))
     assert [u.code for u in machine().can_move(at_negotiation, "qualify")] == ["transition"]
     free = machine(sales(mode=TransitionMode.ANY))
-    assert free.move(at_negotiation, "qualify", by="ana").entity.stage == "qualify"
+    assert free.move(at_negotiation, "qualify", by="ana", at=NOW).entity.stage == "qualify"
 
 
 def test_a_machine_refuses_entities_of_other_pipelines() -> None:
@@ -323,7 +320,7 @@ def test_lead_pipelines_qualify_and_disqualify() -> None:
         stages=stages,
         lost_reason_required=False,
     )
-    leads = PipelineMachine[Lead](pipeline, clock=FixedClock(NOW))
+    leads = PipelineMachine[Lead](pipeline)
     lead = Lead.new(
         contact_id=deal().id,
         source="form",
@@ -332,10 +329,10 @@ def test_lead_pipelines_qualify_and_disqualify() -> None:
         stage="new",
         clock=FixedClock(NOW),
     )
-    contacted = leads.move(lead, "contacted", by="ana").entity
+    contacted = leads.move(lead, "contacted", by="ana", at=NOW).entity
     assert contacted.status is LeadStatus.WORKING
-    assert leads.move(contacted, "qualified").entity.status is LeadStatus.QUALIFIED
-    junk = leads.move(contacted, "junk").entity
+    assert leads.move(contacted, "qualified", at=NOW).entity.status is LeadStatus.QUALIFIED
+    junk = leads.move(contacted, "junk", at=NOW).entity
     assert (junk.status, junk.disqualified_reason) == (LeadStatus.DISQUALIFIED, "Not a fit")
 
 
@@ -419,9 +416,7 @@ class Moves(RuleBasedStateMachine):
     @precondition(lambda self: self.machine is None)
     @rule(pipeline=pipelines())
     def start(self, pipeline: Pipeline) -> None:
-        self.machine = PipelineMachine(
-            pipeline, guards=Guards({"not_vip": not_vip}), clock=self.clock
-        )
+        self.machine = PipelineMachine(pipeline, guards=Guards({"not_vip": not_vip}))
         self.deal = Deal.new(
             title="Random deal",
             pipeline=pipeline.key,
@@ -465,11 +460,15 @@ class Moves(RuleBasedStateMachine):
         self.clock.advance(timedelta(minutes=5))
         if unmet:
             with pytest.raises(TransitionNotAllowed) as caught:
-                self.machine.move(before, to, by=by, reason=reason, approved_by=approver)
+                self.machine.move(
+                    before, to, by=by, reason=reason, approved_by=approver, at=self.clock.now()
+                )
             assert len(caught.value.unmet) == len(unmet)
             assert self.deal == before
             return
-        moved = self.machine.move(before, to, by=by, reason=reason, approved_by=approver)
+        moved = self.machine.move(
+            before, to, by=by, reason=reason, approved_by=approver, at=self.clock.now()
+        )
         target = pipeline.stage(to)
         # Requirements hold for every move that happened.
         assert pipeline.allows(before.stage, to)
@@ -517,3 +516,27 @@ def test_random_pipelines_round_trip(pipeline: Pipeline) -> None:
     converter = make_converter()
     assert converter.structure(converter.unstructure(pipeline), Pipeline) == pipeline
     assert pipeline.to_mermaid().count("[*] -->") == 1
+
+
+def test_check_update_refuses_records_and_changes_that_break_the_stage() -> None:
+    sales_machine = machine()
+    proposal = deal(stage="proposal", amount=Money("500", "EUR"), expected_close=NOW.date())
+    # The stage requires amount and expected_close: emptying either is refused...
+    with pytest.raises(TransitionNotAllowed) as emptied:
+        sales_machine.check_update(proposal, attrs.evolve(proposal, expected_close=None))
+    assert emptied.value.codes == ("required_field:expected_close",)
+    # ...while other changes pass, and a requirement unmet before the change (the deal
+    # entered before the pipeline asked for it) is not the change's fault.
+    renamed = attrs.evolve(proposal, title="Renamed")
+    assert sales_machine.check_update(proposal, renamed) is renamed
+    legacy = attrs.evolve(proposal, expected_close=None)
+    assert sales_machine.check_update(legacy, attrs.evolve(legacy, title="x")).title == "x"
+    with pytest.raises(ValidationError) as moved:
+        sales_machine.check_update(proposal, attrs.evolve(proposal, stage="qualify"))
+    assert moved.value.field == "stage"
+    won = sales_machine.move(deal(), "won", by="ana", at=NOW).entity
+    with pytest.raises(ClosedRecord) as record:
+        sales_machine.check_update(won, attrs.evolve(won, title="x"))
+    assert (record.value.state, record.value.codes) == ("won", ("closed",))
+    assert closed_state(won) == "won"
+    assert closed_state(deal()) is None

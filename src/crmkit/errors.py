@@ -19,6 +19,7 @@ from uuid import UUID
 
 __all__ = [
     "MISSING",
+    "ClosedRecord",
     "ConcurrencyConflict",
     "CrmkitError",
     "CurrencyMismatch",
@@ -244,26 +245,6 @@ class Duplicate(_EntityError, ValueError):
         return f"a {self.entity} with {self.field} {self.id!r} already exists{where}"
 
 
-class StillReferenced(_EntityError, ValueError):
-    """The entity cannot be deleted: others refer to it (a contact's leads, a deal's
-    tasks). ``referrers`` names the kinds of entity that do, in the order checked.
-
-    Delete or re-point those first, or ask the service for the cascade.
-    """
-
-    _what = "is still referred to"
-
-    def __init__(self, entity: str, id: UUID | str, referrers: Sequence[str]) -> None:
-        super().__init__(entity, id)
-        self.referrers = tuple(referrers)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.entity, self.id, self.referrers))
-
-    def __str__(self) -> str:
-        return f"{super().__str__()} by: {', '.join(self.referrers)}"
-
-
 def _duplicate(
     entity: str, id: UUID | str, index: int | None, field: str | None = None
 ) -> "Duplicate":
@@ -317,6 +298,56 @@ class TransitionNotAllowed(CrmkitError, ValueError):
     def __str__(self) -> str:
         reasons = "; ".join(self.unmet) or "not allowed"
         return f"{self.entity} cannot move from {self.from_stage!r} to {self.to_stage!r}: {reasons}"
+
+
+class ClosedRecord(TransitionNotAllowed):
+    """A change to a closed deal or lead (won, lost, disqualified, converted) was refused:
+    it is a record now, and changes only through a reopen move.
+
+    A :class:`TransitionNotAllowed` whose ``codes`` are ``("closed",)``; ``id`` names the
+    entity and ``state`` what closed it (``"won"``, ``"converted"``, ...).
+    """
+
+    def __init__(self, entity: str, id: UUID, stage: str | None, state: str, how: str) -> None:
+        self.id = id
+        self.state = state
+        self.how = how
+        super().__init__(
+            entity,
+            stage,
+            stage or state,
+            [f"the {entity} is {state}: it is a record and changes only through {how}"],
+            codes=["closed"],
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ClosedRecord, (self.entity, self.id, self.from_stage, self.state, self.how)
+
+    def __str__(self) -> str:
+        return f"{self.entity} {self.id} cannot change: {self.unmet[0]}"
+
+
+class StillReferenced(_EntityError, ValueError):
+    """A delete was refused because other entities of the tenant still refer to this
+    one (a contact's leads, a deal's tasks: see :data:`crmkit.storage.REFERRERS`).
+
+    ``referrers`` names them as ``(entity name, id)`` pairs: one for every kind of entity
+    that refers to it, in the order of ``REFERRERS``. Delete those first, or ask the
+    service for the cascade.
+    """
+
+    _what = "is still referred to"
+
+    def __init__(self, entity: str, id: UUID | str, referrers: Sequence[tuple[str, UUID]]) -> None:
+        super().__init__(entity, id)
+        self.referrers = tuple(referrers)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return StillReferenced, (self.entity, self.id, self.referrers)
+
+    def __str__(self) -> str:
+        by = ", ".join(f"{name} {ref}" for name, ref in self.referrers)
+        return f"{super().__str__()} by {by}: delete those first, or delete with cascade=True"
 
 
 class StorageError(CrmkitError, RuntimeError):

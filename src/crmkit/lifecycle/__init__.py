@@ -33,7 +33,7 @@ from crmkit.lifecycle._leads import (
     disqualify_lead,
     score_lead,
 )
-from crmkit.lifecycle._machine import Guard, Guards, PipelineMachine
+from crmkit.lifecycle._machine import Guard, Guards, PipelineMachine, closed_state
 from crmkit.lifecycle._moved import Moved, Unmet
 from crmkit.lifecycle._pipeline import (
     Pipeline,
@@ -114,6 +114,7 @@ __all__ = [
     "cancel_task",
     "capture_lead",
     "check_ins_due",
+    "closed_state",
     "complete_task",
     "convert_lead",
     "disqualify_lead",

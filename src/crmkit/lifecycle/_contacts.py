@@ -8,12 +8,13 @@ are outside the funnel: events leave them there; :func:`move_contact` or
 :func:`reset_contact` moves them.
 """
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
 import attrs
 
-from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.clock import FixedClock, ensure_utc
 from crmkit.errors import TransitionNotAllowed, ValidationError
 from crmkit.lifecycle._moved import Moved, Unmet
 from crmkit.models import Contact, LifecycleStage, StageChange, SubjectKind
@@ -101,9 +102,9 @@ def can_move_contact(contact: Contact, to: LifecycleStage) -> tuple[Unmet, ...]:
 
 
 def _moved(
-    contact: Contact, to: LifecycleStage, by: str | None, reason: str | None, clock: Clock
+    contact: Contact, to: LifecycleStage, by: str | None, reason: str | None, at: object
 ) -> Moved[Contact]:
-    now = clock.now()
+    now = ensure_utc(at, "at")
     change = StageChange.new(
         subject=SubjectKind.CONTACT,
         subject_id=contact.id,
@@ -112,7 +113,7 @@ def _moved(
         at=now,
         by=by,
         reason=reason,
-        clock=clock,
+        clock=FixedClock(now),
     )
     return Moved(attrs.evolve(contact, lifecycle_stage=to, updated_at=now), change)
 
@@ -123,7 +124,7 @@ def move_contact(
     *,
     by: str | None = None,
     reason: str | None = None,
-    clock: Clock = SYSTEM_CLOCK,
+    at: datetime,
 ) -> Moved[Contact]:
     """Move ``contact`` forward to ``to``, or raise ``TransitionNotAllowed``."""
     unmet = can_move_contact(contact, to)
@@ -135,7 +136,7 @@ def move_contact(
             [u.message for u in unmet],
             codes=[u.code for u in unmet],
         )
-    return _moved(contact, to, by, reason, clock)
+    return _moved(contact, to, by, reason, at)
 
 
 def reset_contact(
@@ -144,7 +145,7 @@ def reset_contact(
     *,
     by: str,
     reason: str,
-    clock: Clock = SYSTEM_CLOCK,
+    at: datetime,
 ) -> Moved[Contact]:
     """Put ``contact`` in any stage, backwards too; who and why are required."""
     contact = _check_contact(contact)
@@ -160,7 +161,7 @@ def reset_contact(
             [f"is already in stage {to.value!r}"],
             codes=["same_stage"],
         )
-    return _moved(contact, to, by, reason, clock)
+    return _moved(contact, to, by, reason, at)
 
 
 def advance_contact(
@@ -168,7 +169,7 @@ def advance_contact(
     event: LifecycleEvent,
     *,
     by: str | None = None,
-    clock: Clock = SYSTEM_CLOCK,
+    at: datetime,
 ) -> Moved[Contact] | None:
     """Advance ``contact`` for a domain event; ``None`` when it is already as far or
     further, or outside the funnel (``other``)."""
@@ -178,4 +179,4 @@ def advance_contact(
     current, to = contact.lifecycle_stage, event.stage
     if current is LifecycleStage.OTHER or _RANK[to] <= _RANK[current]:
         return None
-    return _moved(contact, to, by, event.value.replace("_", " "), clock)
+    return _moved(contact, to, by, event.value.replace("_", " "), at)

@@ -9,12 +9,12 @@ overwritten.
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Final
 
 import attrs
 
-from crmkit.clock import SYSTEM_CLOCK, Clock, FixedClock
+from crmkit.clock import FixedClock, ensure_utc
 from crmkit.errors import Problem, TransitionNotAllowed, ValidationError
 from crmkit.lifecycle._contacts import LifecycleEvent, advance_contact
 from crmkit.lifecycle._machine import PipelineMachine
@@ -24,6 +24,7 @@ from crmkit.models import (
     Activity,
     ActivityKind,
     Contact,
+    CountryCode,
     CustomFields,
     Deal,
     EmailAddress,
@@ -32,6 +33,7 @@ from crmkit.models import (
     LeadChannel,
     LeadStatus,
     Money,
+    PhoneNumber,
     StageChange,
     SubjectKind,
     normalise_tags,
@@ -71,7 +73,9 @@ def _tags(value: Iterable[str]) -> frozenset[str]:
         raise error.within("tags") from None
 
 
-def _email(value: str) -> EmailAddress:
+def _email(value: str | None) -> EmailAddress | None:
+    if value is None:
+        return None
     try:
         return EmailAddress(value)
     except ValidationError as error:
@@ -80,13 +84,17 @@ def _email(value: str) -> EmailAddress:
 
 @attrs.frozen(kw_only=True)
 class Touchpoint:
-    """An inbound touch: a form, a newsletter sign-up, a chat, an import row.
+    """An inbound touch: a form, a newsletter sign-up, a chat, a call, an import row.
 
-    ``email`` is normalised on construction (:class:`~crmkit.models.EmailAddress`);
-    ``source`` says where it came from (``"pricing-page"``, ``"webinar-2026-03"``).
+    It needs an ``email`` or a ``phone`` (or both): the contact is matched by the e-mail
+    address when there is one, else by the phone number. ``email`` is normalised on
+    construction (:class:`~crmkit.models.EmailAddress`), ``phone`` read as E.164
+    (:meth:`~crmkit.models.PhoneNumber.parse`, with ``country`` as the region of a
+    national number); ``source`` says where it came from (``"pricing-page"``,
+    ``"webinar-2026-03"``).
     """
 
-    email: EmailAddress = attrs.field(converter=_email)
+    email: EmailAddress | None = attrs.field(default=None, converter=_email)
     source: str
     channel: LeadChannel
     first_name: str | None = None
@@ -102,6 +110,21 @@ class Touchpoint:
             raise ValidationError("source", self.source, "a lead needs its source")
         if not isinstance(self.channel, LeadChannel):
             raise ValidationError("channel", self.channel, "expected a LeadChannel")
+        if self.phone is not None and not isinstance(self.phone, PhoneNumber):
+            region = self.country if isinstance(self.country, str) else None
+            try:
+                region = CountryCode(region) if region is not None else None
+            except ValidationError:
+                region = None  # the contact's own check names a wrong country
+            try:
+                parsed = PhoneNumber.parse(self.phone, region)
+            except ValidationError as error:
+                raise error.within("phone") from None
+            object.__setattr__(self, "phone", parsed)  # frozen: set once, normalised
+        if self.email is None and self.phone is None:
+            raise ValidationError(
+                "email", None, "a touchpoint needs an e-mail address or a phone number"
+            )
 
 
 @attrs.frozen
@@ -117,11 +140,14 @@ class Captured:
     changes: tuple[StageChange, ...]
     """The lead's entry into its pipeline (if any) and the contact's lifecycle move to
     ``lead`` (if it moved)."""
+    lead_created: bool = True
+    """Whether ``lead`` is new (add it) or the contact's open lead the touch was
+    attached to (store it as it is; only the activity and the contact are new)."""
 
 
 def _attributes(touch: Touchpoint, enrich: Enrichment | None) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    if enrich is not None:
+    if enrich is not None and touch.email is not None:
         extra = enrich(touch.email)
         if not isinstance(extra, Mapping):
             raise ValidationError("enrichment", extra, "an enrichment hook returns a mapping")
@@ -163,20 +189,8 @@ def _fill(contact: Contact, found: Mapping[str, Any], now: Any) -> Contact:
     return attrs.evolve(contact, **changes, updated_at=now)
 
 
-def capture_lead(
-    touch: Touchpoint,
-    existing: Contact | None,
-    *,
-    enrich: Enrichment | None = None,
-    owner: str | None = None,
-    pipeline: Pipeline | None = None,
-    clock: Clock = SYSTEM_CLOCK,
-) -> Captured:
-    """Capture a lead from ``touch`` for the contact ``existing`` (matched by the caller
-    on ``touch.email``), or for a new contact if ``None``.
-
-    With a lead ``pipeline``, the lead starts in its first stage (recorded as history).
-    """
+def _check_capture(touch: object, existing: object, pipeline: object, open_lead: object) -> None:
+    """The arguments of :func:`capture_lead`, or the error naming the wrong one."""
     if not isinstance(touch, Touchpoint):
         raise ValidationError("touch", touch, "expected a Touchpoint")
     if pipeline is not None and (
@@ -186,10 +200,44 @@ def capture_lead(
     if existing is not None:
         if not isinstance(existing, Contact):
             raise ValidationError("existing", existing, "expected a Contact or None")
-        if existing.email is None or existing.email.casefold() != touch.email.casefold():
-            raise ValidationError("existing", existing.email, f"does not match {touch.email}")
+        if touch.email is not None:
+            if existing.email is None or existing.email.casefold() != touch.email.casefold():
+                raise ValidationError("existing", existing.email, f"does not match {touch.email}")
+        elif existing.phone != touch.phone:
+            raise ValidationError("existing", existing.phone, f"does not match {touch.phone}")
+    if open_lead is not None and (
+        not isinstance(open_lead, Lead)
+        or existing is None
+        or open_lead.contact_id != existing.id
+        or open_lead.status is LeadStatus.DISQUALIFIED
+        or open_lead.deal_id is not None
+    ):
+        raise ValidationError("open_lead", open_lead, "expected an open lead of the contact")
+
+
+def capture_lead(
+    touch: Touchpoint,
+    existing: Contact | None,
+    *,
+    enrich: Enrichment | None = None,
+    owner: str | None = None,
+    pipeline: Pipeline | None = None,
+    open_lead: Lead | None = None,
+    at: datetime,
+) -> Captured:
+    """Capture a lead from ``touch`` for the contact ``existing`` (matched by the caller
+    on ``touch.email``, or on ``touch.phone`` when the touch has no e-mail address), or
+    for a new contact if ``None``.
+
+    With a lead ``pipeline``, the lead starts in its first stage (recorded as history).
+    With ``open_lead`` (an open lead of ``existing``, found by the caller), the touch is
+    attached to it instead: no new lead, only the activity (naming that lead) and what
+    the touch adds to the contact; ``lead_created`` is then ``False``. Enrichment needs
+    an e-mail address: a touch without one is not enriched.
+    """
+    _check_capture(touch, existing, pipeline, open_lead)
     found = _attributes(touch, enrich)
-    now = clock.now()
+    now = ensure_utc(at, "at")
     clock = FixedClock(now)  # one moment: the entities and their history agree
     if existing is None:
         contact = Contact.new(
@@ -208,6 +256,19 @@ def capture_lead(
     else:
         contact = _fill(existing, found, now)
         created, changed = False, contact is not existing
+    if open_lead is not None:
+        activity = Activity.new(
+            contact_id=contact.id,
+            kind=_KIND.get(touch.channel, ActivityKind.NOTE),
+            occurred_at=now,
+            subject=f"repeat touch: {touch.source} ({touch.channel.value})",
+            properties={"lead_id": str(open_lead.id), "source": touch.source},
+            clock=clock,
+        )
+        moved = advance_contact(contact, LifecycleEvent.LEAD_CAPTURED, at=now)
+        if moved is None:
+            return Captured(contact, created, changed, open_lead, activity, (), False)
+        return Captured(moved.entity, created, True, open_lead, activity, (moved.change,), False)
     lead = Lead.new(
         contact_id=contact.id,
         source=touch.source,
@@ -239,7 +300,7 @@ def capture_lead(
         properties={"lead_id": str(lead.id), "source": touch.source},
         clock=clock,
     )
-    moved = advance_contact(contact, LifecycleEvent.LEAD_CAPTURED, clock=clock)
+    moved = advance_contact(contact, LifecycleEvent.LEAD_CAPTURED, at=now)
     changes = entered
     if moved is not None:
         contact, changes, changed = moved.entity, (*entered, moved.change), True
@@ -269,7 +330,7 @@ def _open(lead: Lead, to: str) -> None:
 
 
 def score_lead(
-    lead: Lead, contact: Contact, score: float, *, threshold: float, clock: Clock = SYSTEM_CLOCK
+    lead: Lead, contact: Contact, score: float, *, threshold: float, at: datetime
 ) -> Qualified:
     """Record ``score`` on the lead; at or above ``threshold`` marketing has qualified it
     and the contact becomes an MQL."""
@@ -281,27 +342,27 @@ def score_lead(
             usable = False
         if not usable:
             raise ValidationError(name, value, "expected a finite number")
-    now = clock.now()
+    now = ensure_utc(at, "at")
     updated = attrs.evolve(lead, score=float(score), updated_at=now)
     moved = None
     if score >= threshold and lead.status is not LeadStatus.DISQUALIFIED:
-        moved = advance_contact(contact, LifecycleEvent.MARKETING_QUALIFIED, clock=clock)
+        moved = advance_contact(contact, LifecycleEvent.MARKETING_QUALIFIED, at=now)
     return Qualified(updated, moved)
 
 
-def accept_lead(lead: Lead, contact: Contact, *, by: str, clock: Clock = SYSTEM_CLOCK) -> Qualified:
+def accept_lead(lead: Lead, contact: Contact, *, by: str, at: datetime) -> Qualified:
     """Sales accepts the lead: it is qualified and its contact becomes an SQL."""
     lead, contact = _check_lead(lead, contact)
     _open(lead, LeadStatus.QUALIFIED.value)
-    now = clock.now()
+    now = ensure_utc(at, "at")
     updated = attrs.evolve(
         lead, status=LeadStatus.QUALIFIED, owner=lead.owner or by, updated_at=now
     )
-    moved = advance_contact(contact, LifecycleEvent.SALES_ACCEPTED, by=by, clock=clock)
+    moved = advance_contact(contact, LifecycleEvent.SALES_ACCEPTED, by=by, at=now)
     return Qualified(updated, moved)
 
 
-def disqualify_lead(lead: Lead, *, reason: str, clock: Clock = SYSTEM_CLOCK) -> Lead:
+def disqualify_lead(lead: Lead, *, reason: str, at: datetime) -> Lead:
     """Disqualify an open lead, with the reason."""
     if not isinstance(lead, Lead):
         raise ValidationError("lead", lead, "expected a Lead")
@@ -309,7 +370,10 @@ def disqualify_lead(lead: Lead, *, reason: str, clock: Clock = SYSTEM_CLOCK) -> 
     if not isinstance(reason, str) or not reason.strip():
         raise ValidationError("reason", reason, "a disqualified lead needs a reason")
     return attrs.evolve(
-        lead, status=LeadStatus.DISQUALIFIED, disqualified_reason=reason, updated_at=clock.now()
+        lead,
+        status=LeadStatus.DISQUALIFIED,
+        disqualified_reason=reason,
+        updated_at=ensure_utc(at, "at"),
     )
 
 
@@ -334,6 +398,7 @@ def convert_lead(
     amount: Money | None = None,
     expected_close: date | None = None,
     by: str | None = None,
+    at: datetime,
 ) -> Converted:
     """Turn ``lead`` into a deal in the first stage of ``machine``'s pipeline."""
     lead, contact = _check_lead(lead, contact)
@@ -341,7 +406,7 @@ def convert_lead(
         raise ValidationError("machine", machine, "expected the machine of a deal pipeline")
     _open(lead, "converted")
     pipeline = machine.pipeline
-    now = machine.clock.now()
+    now = ensure_utc(at, "at")
     clock = FixedClock(now)  # one moment: the entities and their history agree
     first = pipeline.first
     deal = Deal.new(
@@ -371,7 +436,7 @@ def convert_lead(
         clock=clock,
     )
     converted = attrs.evolve(lead, status=LeadStatus.QUALIFIED, deal_id=deal.id, updated_at=now)
-    moved = advance_contact(contact, LifecycleEvent.DEAL_OPENED, by=by, clock=clock)
+    moved = advance_contact(contact, LifecycleEvent.DEAL_OPENED, by=by, at=now)
     changes = (entered,) if moved is None else (entered, moved.change)
     new_contact = contact if moved is None else moved.entity
     return Converted(converted, deal, changes, new_contact, moved is not None)

@@ -11,20 +11,35 @@ also ``lost_reason``); reopening clears them. Unless its probability was set by 
 (``probability_manual``), a deal takes the probability of its new stage. Leads:
 entering a won stage qualifies the lead, a lost stage disqualifies it (the reason is
 kept as ``disqualified_reason``); reopening sets it back to ``working``.
+
+A closed deal (won or lost) or lead (converted, disqualified, or in a won stage) is a
+record: :meth:`PipelineMachine.check_update` refuses changing it with
+:class:`~crmkit.errors.ClosedRecord`, and :meth:`PipelineMachine.reopen` is the one
+move that takes it back to an open stage (:func:`closed_state` tells what closed it).
+While an entity is in a stage, :meth:`PipelineMachine.check_update` also refuses a
+change that breaks the stage's required fields or minimum amount, as the move into the
+stage would have been refused.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
 import attrs
 
-from crmkit.clock import SYSTEM_CLOCK, Clock
-from crmkit.errors import InvalidPipeline, Problem, TransitionNotAllowed, ValidationError
+from crmkit.clock import FixedClock, ensure_utc
+from crmkit.errors import (
+    ClosedRecord,
+    InvalidPipeline,
+    Problem,
+    TransitionNotAllowed,
+    ValidationError,
+)
 from crmkit.lifecycle._moved import Moved, Unmet
 from crmkit.lifecycle._pipeline import Pipeline, Stage, StageKind
 from crmkit.models import Deal, DealStatus, Lead, LeadStatus, Money, StageChange, SubjectKind
 
-__all__ = ["Guard", "Guards", "PipelineMachine"]
+__all__ = ["Guard", "Guards", "PipelineMachine", "closed_state"]
 
 _Subject = TypeVar("_Subject", Deal, Lead)
 
@@ -80,6 +95,60 @@ def _is_set(entity: object, name: str) -> bool:
     return True
 
 
+def _stage_of(pipeline: Pipeline, key: str | None) -> Stage | None:
+    return next((s for s in pipeline.stages if s.key == key), None)
+
+
+def closed_state(entity: Deal | Lead, pipeline: Pipeline | None = None) -> str | None:
+    """What closed ``entity``, or ``None`` while it is open.
+
+    A deal is closed when it is ``"won"`` or ``"lost"``; a lead when it is
+    ``"converted"`` (it has a deal), ``"disqualified"``, or ``"qualified"`` by reaching a
+    won stage of ``pipeline`` (its lead pipeline; a lead accepted outside a pipeline stays
+    open until it is converted).
+    """
+    if isinstance(entity, Deal):
+        return None if entity.status is DealStatus.OPEN else entity.status.value
+    if not isinstance(entity, Lead):
+        raise ValidationError("entity", entity, "expected a Deal or a Lead")
+    if entity.deal_id is not None:
+        return "converted"
+    if entity.status is LeadStatus.DISQUALIFIED:
+        return "disqualified"
+    if pipeline is not None and entity.pipeline == pipeline.key:
+        stage = _stage_of(pipeline, entity.stage)
+        if stage is not None and stage.kind is StageKind.WON:
+            return "qualified"
+    return None
+
+
+def _stage_unmet(entity: object, stage: Stage) -> list[Unmet]:
+    """The declarative requirements of ``stage`` (required fields, minimum amount) that
+    ``entity`` does not meet."""
+    requires = stage.requires
+    unmet = [
+        Unmet(f"required_field:{name}", f"{name} is required in stage {stage.key!r}")
+        for name in sorted(requires.required_fields)
+        if not _is_set(entity, name)
+    ]
+    if requires.minimum_amount is not None:
+        unmet.extend(_amount_unmet(entity, requires.minimum_amount, stage.key))
+    return unmet
+
+
+def _approval_unmet(what: str, by: str | None, approved_by: str | None) -> list[Unmet]:
+    unmet = []
+    if by is None:
+        unmet.append(Unmet("approval", f"{what} needs to know who moves (by)"))
+    if approved_by is None:
+        unmet.append(Unmet("approval", f"{what} needs the approval of a second person"))
+    elif by is not None and approved_by.casefold() == by.casefold():
+        unmet.append(
+            Unmet("approval", "the approver must be a second person, not the one who moves")
+        )
+    return unmet
+
+
 class PipelineMachine(Generic[_Subject]):
     """Moves deals or leads through one pipeline.
 
@@ -92,7 +161,6 @@ class PipelineMachine(Generic[_Subject]):
         pipeline: Pipeline,
         *,
         guards: Guards | None = None,
-        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if not isinstance(pipeline, Pipeline):
             raise ValidationError("pipeline", pipeline, "expected a Pipeline")
@@ -109,7 +177,6 @@ class PipelineMachine(Generic[_Subject]):
             raise InvalidPipeline.of(missing)
         self.pipeline = pipeline
         self.guards = guards
-        self.clock = clock
         self._entity = Deal if pipeline.subject is SubjectKind.DEAL else Lead
 
     def _check_entity(self, entity: object) -> _Subject:
@@ -152,24 +219,9 @@ class PipelineMachine(Generic[_Subject]):
         if target.kind is StageKind.LOST and self.pipeline.lost_reason_required and not reason:
             unmet.append(Unmet("lost_reason", "a reason is required to lose"))
         requires = target.requires
-        unmet.extend(
-            Unmet(f"required_field:{name}", f"{name} is required in stage {to!r}")
-            for name in sorted(requires.required_fields)
-            if not _is_set(entity, name)
-        )
-        if requires.minimum_amount is not None:
-            unmet.extend(_amount_unmet(entity, requires.minimum_amount, to))
+        unmet.extend(_stage_unmet(entity, target))
         if requires.approval:
-            if by is None:
-                unmet.append(Unmet("approval", f"stage {to!r} needs to know who moves (by)"))
-            if approved_by is None:
-                unmet.append(
-                    Unmet("approval", f"stage {to!r} needs the approval of a second person")
-                )
-            elif by is not None and approved_by.casefold() == by.casefold():
-                unmet.append(
-                    Unmet("approval", "the approver must be a second person, not the one who moves")
-                )
+            unmet.extend(_approval_unmet(f"stage {to!r}", by, approved_by))
         for name in requires.guards:
             outcome = self.guards.run(name, entity, target)
             if outcome is not None:
@@ -184,19 +236,105 @@ class PipelineMachine(Generic[_Subject]):
         by: str | None = None,
         reason: str | None = None,
         approved_by: str | None = None,
+        at: datetime,
     ) -> Moved[_Subject]:
-        """Move ``entity`` to stage ``to``, or raise ``TransitionNotAllowed``."""
+        """Move ``entity`` to stage ``to`` at ``at`` (aware), or raise
+        ``TransitionNotAllowed``."""
+        when = ensure_utc(at, "at")
         unmet = self.can_move(entity, to, by=by, reason=reason, approved_by=approved_by)
+        self._refuse(entity.stage, to, unmet)
+        return self._make(entity, to, by, reason, approved_by, now=when)
+
+    def _refuse(self, source: str | None, to: str, unmet: Sequence[Unmet]) -> None:
         if unmet:
             raise TransitionNotAllowed(
                 self._entity.entity_name,
-                entity.stage,
+                source,
                 to,
                 [u.message for u in unmet],
                 codes=[u.code for u in unmet],
             )
+
+    def reopen(
+        self,
+        entity: _Subject,
+        to: str,
+        *,
+        by: str,
+        reason: str,
+        approved_by: str | None = None,
+        at: datetime,
+    ) -> Moved[_Subject]:
+        """Move a closed ``entity`` back to the open stage ``to``: the one way a closed
+        deal or lead changes again.
+
+        Besides what every move to ``to`` requires (the pipeline must allow leaving the
+        closed stage: ``reopen=True``, or the pair listed in mode ``explicit``), a reopen
+        needs who reopens (``by``) and why (``reason``), and, when the closed stage
+        required approval to enter, the approval of a second person to leave it: what
+        took four eyes to close takes four eyes to reopen. A converted lead cannot be
+        reopened (its deal is what goes on).
+        """
+        entity = self._check_entity(entity)
+        when = ensure_utc(at, "at")
+        who, why, approver = _people(by, reason, approved_by)
+        unmet: list[Unmet] = []
+        state = closed_state(entity, self.pipeline)
+        if state is None:
+            unmet.append(Unmet("not_closed", "is open: move it instead of reopening it"))
+        if self.pipeline.stage(to).closed:
+            unmet.append(Unmet("reopen_target", f"a reopen goes to an open stage, not {to!r}"))
+        if who is None:
+            unmet.append(Unmet("reopen_by", "a reopen needs to know who reopens (by)"))
+        if why is None:
+            unmet.append(Unmet("reopen_reason", "a reopen needs a reason"))
+        current = _stage_of(self.pipeline, entity.stage)
+        if current is not None and current.requires.approval:
+            unmet.extend(_approval_unmet(f"leaving stage {current.key!r}", who, approver))
+        for found in self.can_move(entity, to, by=who, reason=why, approved_by=approver):
+            if found not in unmet:
+                unmet.append(found)
+        self._refuse(entity.stage, to, unmet)
+        return self._make(entity, to, who, f"reopened: {why}", approver, now=when)
+
+    def check_update(self, before: _Subject, after: _Subject) -> _Subject:
+        """``after`` if changing ``before`` into it is allowed, else the refusal.
+
+        A closed ``before`` refuses every change (:class:`~crmkit.errors.ClosedRecord`;
+        see :meth:`reopen`). An open one must not break what its stage requires: a
+        required field emptied, or an amount below the stage's minimum, raises
+        :class:`~crmkit.errors.TransitionNotAllowed` naming each such requirement, as the
+        move into the stage would have (requirements already unmet before the change are
+        not the change's fault and do not refuse it). Moves are for stage and status.
+        """
+        before = self._check_entity(before)
+        after = self._check_entity(after)
+        if after.id != before.id:
+            raise ValidationError("id", after.id, "an update keeps the entity's id")
+        state = closed_state(before, self.pipeline)
+        name = self._entity.entity_name
+        if state is not None:
+            how = "no reopen (it has a deal)" if state == "converted" else f"reopen_{name}"
+            raise ClosedRecord(name, before.id, before.stage, state, how)
+        stage = _stage_of(self.pipeline, before.stage)
+        if stage is None or after.stage != before.stage:
+            raise ValidationError("stage", after.stage, "the stage changes only through a move")
+        was = {u.code for u in _stage_unmet(before, stage)}
+        broken = [u for u in _stage_unmet(after, stage) if u.code not in was]
+        self._refuse(before.stage, stage.key, broken)
+        return after
+
+    def _make(
+        self,
+        entity: _Subject,
+        to: str,
+        by: str | None,
+        reason: str | None,
+        approved_by: str | None,
+        *,
+        now: datetime,
+    ) -> Moved[_Subject]:
         by, reason, approved_by = _people(by, reason, approved_by)
-        now = self.clock.now()
         target = self.pipeline.stage(to)
         moved: Any
         if isinstance(entity, Deal):
@@ -219,7 +357,7 @@ class PipelineMachine(Generic[_Subject]):
             amount=amount,
             probability=probability,
             expected_close=close,
-            clock=self.clock,
+            clock=FixedClock(now),
         )
         return Moved(cast(_Subject, moved), change)
 

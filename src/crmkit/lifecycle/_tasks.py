@@ -6,7 +6,7 @@ from uuid import UUID
 
 import attrs
 
-from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
+from crmkit.clock import FixedClock, ensure_utc
 from crmkit.errors import TransitionNotAllowed, ValidationError
 from crmkit.models import Contact, LifecycleStage, Task, TaskKind, TaskStatus
 
@@ -31,17 +31,17 @@ def _check_task(task: object, to: TaskStatus) -> Task:
     return task
 
 
-def complete_task(task: Task, *, clock: Clock = SYSTEM_CLOCK) -> Task:
-    """Mark an open task done now."""
+def complete_task(task: Task, *, at: datetime) -> Task:
+    """Mark an open task done at ``at`` (aware)."""
     task = _check_task(task, TaskStatus.DONE)
-    now = clock.now()
+    now = ensure_utc(at, "at")
     return attrs.evolve(task, status=TaskStatus.DONE, completed_at=now, updated_at=now)
 
 
-def cancel_task(task: Task, *, clock: Clock = SYSTEM_CLOCK) -> Task:
-    """Cancel an open task."""
+def cancel_task(task: Task, *, at: datetime) -> Task:
+    """Cancel an open task at ``at`` (aware)."""
     task = _check_task(task, TaskStatus.CANCELLED)
-    return attrs.evolve(task, status=TaskStatus.CANCELLED, updated_at=clock.now())
+    return attrs.evolve(task, status=TaskStatus.CANCELLED, updated_at=ensure_utc(at, "at"))
 
 
 @attrs.frozen
@@ -109,7 +109,7 @@ def check_ins_due(
     tasks: Iterable[Task],
     plan: CheckInPlan,
     *,
-    clock: Clock = SYSTEM_CLOCK,
+    now: datetime,
 ) -> list[Task]:
     """The check-in tasks to create: one for each contact in ``plan.stages`` that has no
     open check-in, due ``plan.every`` after its last completed check-in (or after it
@@ -119,7 +119,8 @@ def check_ins_due(
     """
     if not isinstance(plan, CheckInPlan):
         raise ValidationError("plan", plan, "expected a CheckInPlan")
-    now = clock.now()
+    now = ensure_utc(now, "now")
+    clock = FixedClock(now)
     open_for: set[UUID] = set()
     last_done: dict[UUID, datetime] = {}
     for task in tasks:

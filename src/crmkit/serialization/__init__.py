@@ -14,6 +14,12 @@ Formats: UUIDs, dates and aware datetimes as ISO 8601 strings, durations
 ``"HH:MM"``, ``Decimal`` as a string (exact), money as
 ``{"amount": "12.50", "currency": "EUR"}``, sets as sorted lists, enumerations by value,
 custom fields as a JSON object.
+
+Input from web APIs: :func:`structure_new` reads a "new" payload (the fields of an
+entity, without ``id``, ``version`` and timestamps, which crmkit makes), and
+:func:`structure_patch` / :func:`apply_patch` a partial "patch" payload (the fields to
+change and the ``version`` the change is based on), with the same strict errors and JSON
+paths.
 """
 
 from collections import abc
@@ -46,6 +52,7 @@ from crmkit.models import (
 )
 from crmkit.models.rules import Condition
 from crmkit.serialization._durations import register_durations
+from crmkit.serialization._payloads import Patch, apply_patch, structure_new, structure_patch
 from crmkit.serialization._rules import structure_condition, unstructure_condition
 from crmkit.serialization._scalars import (
     fail,
@@ -61,7 +68,14 @@ from crmkit.serialization._scalars import (
     structure_uuid,
 )
 
-__all__ = ["CrmkitConverter", "make_converter"]
+__all__ = [
+    "CrmkitConverter",
+    "Patch",
+    "apply_patch",
+    "make_converter",
+    "structure_new",
+    "structure_patch",
+]
 
 _T = TypeVar("_T")
 _VALUE_TYPES: tuple[type[str], ...] = (EmailAddress, PhoneNumber, CountryCode, LanguageCode)

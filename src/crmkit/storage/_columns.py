@@ -187,4 +187,4 @@ REFERRERS: Final[Mapping[str, tuple[tuple[type[Entity], str], ...]]] = MappingPr
 )
 """Per entity, the fields of other entities that refer to it: a delete is refused while
 one of them does. Stage history is not a reference: it is the record of what happened
-to an entity, and outlives it."""
+to an entity (the CRM service deletes an entity's own history with it)."""

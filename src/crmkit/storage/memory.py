@@ -81,6 +81,8 @@ class _Database:
 
     def __init__(self, unique_emails: bool) -> None:
         self.lock = threading.RLock()
+        self.active = threading.local()
+        """Whether a unit of work on this data is open in the current thread."""
         self.tables: defaultdict[tuple[str, str], _Table] = defaultdict(dict)
         self.unique_emails = unique_emails
         # Per tenant: folded e-mail -> ids of the contacts with it (the identity index).
@@ -128,14 +130,27 @@ class MemoryStore:
 
     @contextmanager
     def unit_of_work(self) -> Iterator["MemoryUnitOfWork"]:
-        """A unit of work: commit to keep its changes; leaving the block rolls back."""
+        """A unit of work: commit to keep its changes; leaving the block rolls back.
+
+        Units of work do not nest, as on the SQL stores: opening one while another on
+        the same data is open in the same thread raises
+        :class:`~crmkit.errors.StorageError`.
+        """
         if self._closed:
             raise StorageError("this store is closed")
+        active = self._db.active
+        if getattr(active, "open", False):
+            raise StorageError(
+                "a unit of work of this store is already open in this thread: units of "
+                "work do not nest; finish the outer unit first, or do the work in it"
+            )
         with self._db.lock:
+            active.open = True
             unit = MemoryUnitOfWork(self)
             try:
                 yield unit
             finally:
+                active.open = False
                 unit.rollback()
                 unit._open = False
 
@@ -299,11 +314,14 @@ class _Repository(Generic[_E]):
         if version is not None and stored.version != version:
             raise ConcurrencyConflict(self._entity.entity_name, id, version, stored.version)
         name = self._entity.entity_name
-        found = [
-            entity.entity_name
-            for entity, field in REFERRERS.get(name, ())
-            if any(getattr(e, field) == id for e in self._unit._store._table(entity).values())
-        ]
+        found = []
+        for entity, field in REFERRERS.get(name, ()):
+            first = next(
+                (e for e in self._unit._store._table(entity).values() if getattr(e, field) == id),
+                None,
+            )
+            if first is not None:
+                found.append((entity.entity_name, first.id))
         if found:
             raise StillReferenced(name, id, found)
         self._unit._write(table, id, None)

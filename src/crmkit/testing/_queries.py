@@ -256,14 +256,14 @@ class QueryContract:
         with fresh.unit_of_work() as unit:
             with pytest.raises(StillReferenced) as refused:
                 repository_of(unit, entity).delete(referred.id)
-            assert refused.value.referrers == tuple(c.entity_name for c, _ in children), (
-                "contract: delete raises StillReferenced naming every kind that refers to it"
-            )
+            assert refused.value.referrers == tuple(
+                (child.entity_name, item.id) for child, item in children
+            ), "contract: delete raises StillReferenced naming a referrer of every kind"
             with pytest.raises(NotFound):  # a missing id is NotFound, not StillReferenced
                 repository_of(unit, entity).delete(uuid4())
             for index, (child, item) in enumerate(children):
                 repository_of(unit, child).delete(item.id)
-                remaining = tuple(c.entity_name for c, _ in children[index + 1 :])
+                remaining = tuple((c.entity_name, i.id) for c, i in children[index + 1 :])
                 if remaining:
                     with pytest.raises(StillReferenced) as again:
                         repository_of(unit, entity).delete(referred.id)

@@ -89,6 +89,13 @@ _PRIOR_ROWS: Final = 1_000_000
 _ANALYSIS_LIMIT: Final = 2000
 _ID_CHUNK: Final = 500
 _DIALECTS: Final = ("sqlite", "postgresql")
+_NESTED: Final = (
+    "a unit of work of this store is already open in this thread: units of work do not "
+    "nest (on SQLite the inner one would wait for the outer one until the busy timeout; "
+    "on PostgreSQL it would be a second transaction that cannot see the outer one's "
+    "changes and may wait for its locks forever); finish the outer unit first, or do "
+    "the work in it"
+)
 
 
 # ---------------------------------------------------------------------------- engines
@@ -413,6 +420,9 @@ class SqlStore:
             raise StorageError(f"crmkit stores in SQLite or PostgreSQL, not {self.dialect}")
         single = engine is not None and isinstance(engine.pool, StaticPool)
         self._lock: threading.RLock | None = threading.RLock() if single else None
+        self._active = threading.local()
+        """Whether a unit of work of this store (or of its ``for_tenant`` siblings, which
+        share the engine) is open in the current thread."""
         self._closed = False
         self.unique_emails = True
         """The database's identity policy: one contact per folded e-mail address."""
@@ -464,13 +474,22 @@ class SqlStore:
         )
         other._lock = self._lock
         other.unique_emails = self.unique_emails
+        other._active = self._active
         return other
 
     @contextmanager
     def unit_of_work(self) -> Iterator["SqlUnitOfWork"]:
-        """A unit of work: commit to keep its changes; leaving the block rolls back."""
+        """A unit of work: commit to keep its changes; leaving the block rolls back.
+
+        Units of work do not nest: opening one while another of this store (or of a
+        store ``for_tenant`` made from it) is open in the same thread raises
+        :class:`~crmkit.errors.StorageError` at once.
+        """
         if self._closed:
             raise StorageError("this store is closed")
+        if getattr(self._active, "open", False):
+            raise StorageError(_NESTED)
+        self._active.open = True
         if self._lock is not None:
             self._lock.acquire()
         try:
@@ -491,6 +510,7 @@ class SqlStore:
         finally:
             if self._lock is not None:
                 self._lock.release()
+            self._active.open = False
 
     def close(self) -> None:
         """Dispose of the engine if the store opened it; the store cannot be used after."""
@@ -989,12 +1009,13 @@ class _Repository(Generic[_E]):
         for entity, name in referrers:
             table = self._unit.store.schema.table(entity)
             probe = (
-                sa.select(sa.literal(1))
+                sa.select(table.c.id)
                 .where(table.c.tenant == self._tenant, table.c[name] == id)
                 .limit(1)
             )
-            if connection.execute(probe).first() is not None:
-                found.append(entity.entity_name)
+            first = connection.execute(probe).scalar_one_or_none()
+            if first is not None:
+                found.append((entity.entity_name, first))
         if found:
             raise StillReferenced(self._name, id, found)
 
