@@ -6,13 +6,15 @@
 * :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
 * :mod:`crmkit.storage.sql` stores in SQLite (the embedded default) or PostgreSQL.
 
-A store is opened for one tenant and never reads or writes another tenant's rows::
+A store is opened for one tenant and never reads or writes another tenant's rows;
+:func:`validate_tenant` says what a tenant key may be::
 
     with store.unit_of_work() as uow:
         uow.contacts.add(contact)
         uow.commit()
 """
 
+from crmkit.storage._base import validate_tenant
 from crmkit.storage._columns import ENTITIES
 from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
@@ -37,4 +39,5 @@ __all__ = [
     "Store",
     "UnitOfWork",
     "sortable_fields",
+    "validate_tenant",
 ]

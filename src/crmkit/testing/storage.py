@@ -24,13 +24,16 @@ fixture is registered behind the adapter author's back.
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
 
 import attrs
 
+from crmkit.clock import FixedClock
 from crmkit.errors import (
     ConcurrencyConflict,
     Duplicate,
@@ -55,11 +58,13 @@ from crmkit.models import (
 from crmkit.models.rules import Rule, RuleEntity
 from crmkit.segmentation import (
     Context,
+    activity,
     contacts_where,
     custom,
     deals_where,
     evaluate,
     field,
+    has_tag,
     in_segment,
 )
 from crmkit.storage import (
@@ -71,6 +76,7 @@ from crmkit.storage import (
     Store,
     UnitOfWork,
     sortable_fields,
+    validate_tenant,
 )
 
 try:
@@ -91,6 +97,26 @@ except ImportError as _exc:  # pragma: no cover - exercised without the extra on
 from crmkit.testing import strategies as cst
 
 __all__ = ["Capabilities", "StoreContract", "repository_of"]
+
+_GOOD_TENANTS = ("a", "0", "A-b_c.d:e", "kit-0123456789ab", "x" * 64)
+_BAD_TENANTS: tuple[object, ...] = (
+    "",
+    " ",
+    "a b",
+    "-a",
+    "_a",
+    ".a",
+    "a/b",
+    "a;b",
+    "a'b",
+    "a\n",
+    "a\x00",
+    "\u00e9t\u00e9",
+    "x" * 65,
+    5,
+    None,
+    b"abc",
+)
 
 _E = TypeVar("_E", bound=Entity)
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
@@ -143,6 +169,75 @@ def _fresh(store: Store) -> Store:
 
 def _ids(items: Any) -> list[UUID]:
     return [item.id for item in items]
+
+
+def _c(contract: str) -> str:
+    """The message of a failed check: the contract of the port that the store broke."""
+    return f"contract: {contract}"
+
+
+class _Caught:
+    """What :func:`_raises` caught."""
+
+    value: Any = None
+
+
+@contextmanager
+def _raises(kind: type[Exception], contract: str) -> Iterator[_Caught]:
+    """Like ``pytest.raises``, but a failure names the contract (and any other error)."""
+    caught = _Caught()
+    try:
+        yield caught
+    except kind as error:
+        caught.value = error
+        return
+    except Exception as error:
+        pytest.fail(
+            f"{_c(contract)}: expected {kind.__name__}, got {type(error).__name__}: {error}"
+        )
+    pytest.fail(f"{_c(contract)}: expected {kind.__name__}, nothing was raised")
+
+
+def _bounded(items: Iterable[_E], most: int, contract: str) -> list[_E]:
+    """The first ``most + 1`` items, so that an endless iterator fails instead of hanging."""
+    found = list(islice(items, most + 1))
+    assert len(found) <= most, _c(f"{contract}: it yields more than the {most} items stored")
+    return found
+
+
+def _pages(
+    repository: Repository[_E],
+    rule: Rule | None,
+    *,
+    order: Order,
+    size: int,
+    most: int,
+    now: datetime | None = None,
+    tokens: bool = False,
+) -> list[UUID]:
+    """The ids of every page of ``find``, following ``next``; at most ``most`` items.
+
+    Fails, naming the contract, on a page larger than ``size``, a page with a ``next``
+    cursor that is not full or that nothing follows, and paging that never ends.
+    """
+    seen: list[UUID] = []
+    after: Cursor | None = None
+    for _ in range(most + 2):
+        page = repository.find(rule, order=order, limit=size, after=after, now=now)
+        assert len(page) <= size, _c("find(limit=n) returns at most n items")
+        if after is not None:
+            assert len(page) > 0, _c(
+                "a page has a next cursor only when more items follow (None on the last page)"
+            )
+        seen.extend(_ids(page))
+        if page.next is None:
+            return seen
+        assert len(page) == size, _c("a page with a next cursor holds exactly limit items")
+        assert len(seen) <= most, _c(
+            "paging ends: each next cursor moves past the last item of its page"
+        )
+        after = Cursor.from_token(page.next.token(), repository.entity) if tokens else page.next
+    pytest.fail(_c("paging ends: each next cursor moves past the last item of its page"))
 
 
 class StoreContract:
@@ -501,6 +596,559 @@ class StoreContract:
             with pytest.raises(InvalidRule):
                 unit.contacts.count(contacts_where(in_segment(missing)))
 
+    # ------------------------------------------------------------------ fixed tables
+    # Deterministic checks: each fails on a broken adapter whatever hypothesis draws.
+
+    def test_an_ended_unit_refuses_every_call(self, fresh: Store) -> None:
+        stored = Contact.new(first_name="stored")
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add(stored)
+            unit.commit()
+        late = Contact.new(first_name="late")
+        calls: list[tuple[str, Callable[[], object]]] = [
+            ("add", lambda: unit.contacts.add(late)),
+            ("add_many", lambda: unit.contacts.add_many([late])),
+            ("update", lambda: unit.contacts.update(attrs.evolve(stored, first_name="x"))),
+            ("delete", lambda: unit.contacts.delete(stored.id)),
+            ("get", lambda: unit.contacts.get(stored.id)),
+            ("get_many", lambda: unit.contacts.get_many([stored.id])),
+            ("find", unit.contacts.find),
+            ("count", unit.contacts.count),
+            ("ids", unit.contacts.ids),
+            ("iterate", lambda: list(islice(unit.contacts.iterate(), 3))),
+            ("activities.for_contact", lambda: unit.activities.for_contact(stored.id)),
+            (
+                "stage_history.for_subject",
+                lambda: unit.stage_history.for_subject(SubjectKind.DEAL, stored.id),
+            ),
+            ("commit", unit.commit),
+        ]
+        for name, call in calls:
+            with _raises(StorageError, f"a unit of work that has ended refuses {name}()"):
+                call()
+        with fresh.unit_of_work() as unit:
+            assert _ids(unit.contacts.find()) == [stored.id], _c(
+                "nothing is written through a unit of work that has ended"
+            )
+            assert unit.contacts.get(stored.id) == stored, _c(
+                "nothing is written through a unit of work that has ended"
+            )
+
+    def test_uncommitted_writes_stay_invisible_to_other_units(self, fresh: Store) -> None:
+        if not self.capabilities.threads:
+            pytest.skip("this adapter is not for several threads")
+        contact = Contact.new(first_name="uncommitted")
+        written = threading.Event()
+        seen: list[object] = []
+        failures: list[BaseException] = []
+
+        def read() -> None:
+            written.wait(30)
+            try:
+                with fresh.unit_of_work() as unit:
+                    seen.append((unit.contacts.count(), dict(unit.contacts.get_many([contact.id]))))
+            except BaseException as error:
+                failures.append(error)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add(contact)
+            written.set()
+            reader.join(timeout=1.0)  # a store may make the reader wait for this unit
+        reader.join(timeout=60)
+        assert not reader.is_alive(), _c("a unit of work waiting for another ends when it ends")
+        assert failures == [], _c("a unit of work waiting for another does not fail")
+        assert seen == [(0, {})], _c(
+            "isolation: a unit of work never sees another unit's uncommitted writes"
+        )
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add(contact)
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            assert unit.contacts.get_many([contact.id]) == {contact.id: contact}, _c(
+                "a unit of work sees what other units committed before it began"
+            )
+
+    def test_tenant_keys_follow_one_rule(self, store: Store) -> None:
+        for key in _GOOD_TENANTS:
+            assert validate_tenant(key) == key  # the kit's table agrees with crmkit's rule
+            other = store.for_tenant(key)
+            assert other.tenant == key, _c("for_tenant(key).tenant is key")
+            with other.unit_of_work() as unit:
+                unit.contacts.count()
+        for bad in _BAD_TENANTS:
+            with _raises(ValidationError, f"for_tenant({bad!r}) is refused: not a tenant key"):
+                validate_tenant(bad)
+            with _raises(ValidationError, f"for_tenant({bad!r}) is refused: not a tenant key") as c:
+                store.for_tenant(bad)  # type: ignore[arg-type]
+            assert c.value.field == "tenant", _c("a refused tenant key names the field 'tenant'")
+
+    def test_close_ends_this_store_alone(self, store: Store) -> None:
+        closing, sibling = _fresh(store), _fresh(store)
+        kept = Contact.new(first_name="kept")
+        with closing.unit_of_work() as unit:
+            unit.contacts.add(kept)
+            unit.commit()
+        closing.close()
+        with (
+            _raises(StorageError, "close(): a closed store refuses unit_of_work()"),
+            closing.unit_of_work(),
+        ):
+            pass
+        closing.close()  # closing twice is harmless
+        for name, other in [("a sibling", sibling), ("the store it came from", store)]:
+            with other.unit_of_work() as unit:
+                assert unit.contacts.count() >= 0, _c(f"close() leaves {name} open")
+        with store.for_tenant(closing.tenant).unit_of_work() as unit:
+            assert unit.contacts.get_many([kept.id]) == {kept.id: kept}, _c(
+                "close() keeps the data: a new store of that tenant reads it"
+            )
+
+    def test_update_and_delete_name_entity_id_and_versions(self, fresh: Store) -> None:
+        contact = Contact.new(first_name="Ada")
+        missing = Contact.new(first_name="never stored")
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add(contact)
+            stored = unit.contacts.update(attrs.evolve(contact, first_name="Ada L."))
+            assert stored.version == contact.version + 1, _c("update returns version + 1")
+            assert unit.contacts.get(contact.id) == stored, _c("update stores what it returns")
+            with _raises(ConcurrencyConflict, "delete(version=stale) is a conflict") as c:
+                unit.contacts.delete(contact.id, version=contact.version)
+            error = c.value
+            assert (error.entity, error.id) == ("contact", contact.id), _c(
+                "a conflict names the entity and its id"
+            )
+            assert (error.expected_version, error.actual_version) == (1, 2), _c(
+                "delete's conflict: expected_version is the caller's, actual_version the stored"
+            )
+            with _raises(NotFound, "update of a missing id is NotFound") as c:
+                unit.contacts.update(missing)
+            assert (c.value.entity, c.value.id) == ("contact", missing.id), _c(
+                "NotFound names the entity and the id"
+            )
+            with _raises(NotFound, "delete(id, version=n) of a missing id is NotFound") as c:
+                unit.contacts.delete(missing.id, version=1)
+            assert (c.value.entity, c.value.id) == ("contact", missing.id), _c(
+                "NotFound names the entity and the id"
+            )
+            with _raises(NotFound, "delete of a missing id is NotFound"):
+                unit.contacts.delete(missing.id)
+            unit.contacts.delete(contact.id, version=2)
+            assert unit.contacts.get_many([contact.id]) == {}, _c("delete removes the entity")
+
+    def test_update_refuses_an_entity_of_another_kind(self, fresh: Store) -> None:
+        contact = Contact.new(first_name="Ada")
+        impostor = attrs.evolve(Deal.new(title="x", pipeline="sales", stage="new"), id=contact.id)
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add(contact)
+            calls: list[tuple[str, Callable[[], object]]] = [
+                ("update", lambda: unit.contacts.update(impostor)),  # type: ignore[arg-type]
+                ("add", lambda: unit.contacts.add(impostor)),  # type: ignore[arg-type]
+            ]
+            for name, call in calls:
+                with _raises(ValidationError, f"{name} refuses an entity of another kind") as c:
+                    call()
+                assert c.value.field == "item", _c(f"{name}'s ValidationError names 'item'")
+            assert unit.contacts.get(contact.id) == contact, _c("a refused update changes nothing")
+
+    def test_errors_name_the_field(self, fresh: Store) -> None:
+        contact = Contact.new(first_name="Ada")
+        naive = datetime(2026, 1, 1)  # the wrong input under test
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many([contact, Contact.new(first_name="Bo")])
+            page = unit.contacts.find(order=Order("first_name"), limit=1)
+            assert page.next is not None, _c("a page with more items after it has a next cursor")
+            for entity in ENTITIES:
+                assert repository_of(unit, entity).entity is entity, _c(
+                    f"repository.entity is the entity class it stores ({entity.__name__})"
+                )
+            a, b = contact.id, "not an id"
+            cases: list[tuple[str, object, Callable[[], object]]] = [
+                ("id", b, lambda: unit.contacts.get(b)),  # type: ignore[arg-type]
+                ("id", b, lambda: unit.contacts.delete(b)),  # type: ignore[arg-type]
+                ("ids[1]", b, lambda: unit.contacts.get_many([a, b])),  # type: ignore[list-item]
+                ("item", b, lambda: unit.contacts.add(b)),  # type: ignore[arg-type]
+                ("[1]", b, lambda: unit.contacts.add_many([Contact.new(), b])),  # type: ignore[list-item]
+                ("limit", 0, lambda: unit.contacts.find(limit=0)),
+                ("limit", True, lambda: unit.contacts.find(limit=True)),
+                ("order", "tags", lambda: unit.contacts.find(order=Order("tags"))),
+                ("after", b, lambda: unit.contacts.find(after=b)),  # type: ignore[arg-type]
+                ("after", page.next, lambda: unit.contacts.find(after=page.next)),
+                ("now", naive, lambda: unit.contacts.count(now=naive)),
+                ("batch_size", 0, lambda: list(islice(unit.contacts.iterate(batch_size=0), 1))),
+                ("contact_id", b, lambda: unit.activities.for_contact(b)),  # type: ignore[arg-type]
+                ("kinds", "call", lambda: unit.activities.for_contact(a, kinds="call")),  # type: ignore[arg-type]
+                ("kinds", "call", lambda: unit.activities.for_contact(a, kinds=["call"])),  # type: ignore[list-item]
+                ("since", naive, lambda: unit.activities.for_contact(a, since=naive)),
+                ("until", naive, lambda: unit.activities.for_contact(a, until=naive)),
+                ("subject", "deal", lambda: unit.stage_history.for_subject("deal", a)),  # type: ignore[arg-type]
+                (
+                    "subject_id",
+                    b,
+                    lambda: unit.stage_history.for_subject(SubjectKind.DEAL, b),  # type: ignore[arg-type]
+                ),
+            ]
+            for name, value, call in cases:
+                contract = f"a wrong argument raises ValidationError naming the field {name!r}"
+                with _raises(ValidationError, contract) as c:
+                    call()
+                assert c.value.field == name, _c(f"{contract} (it named {c.value.field!r})")
+                assert c.value.value == value, _c(f"{contract} and its value {value!r}")
+            assert unit.contacts.count() == 2, _c("a refused call changes nothing")
+
+    def test_timelines_are_exact(self, fresh: Store) -> None:
+        contact, other = uuid4(), uuid4()
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+
+        def event(hours: int, kind: ActivityKind, who: UUID = contact) -> Activity:
+            at = start + timedelta(hours=hours)
+            return Activity.new(contact_id=who, kind=kind, occurred_at=at)
+
+        tied = [event(5, ActivityKind.CALL) for _ in range(3)]
+        mine = [event(9, ActivityKind.MEETING), *tied, event(1, ActivityKind.NOTE)]
+        with fresh.unit_of_work() as unit:
+            unit.activities.add_many([*mine, event(5, ActivityKind.CALL, other)])
+            timeline = unit.activities.for_contact(contact)
+            expected = sorted(mine, key=lambda a: (a.occurred_at, a.id))
+            assert timeline == expected, _c(
+                "for_contact lists one contact's activities oldest first, ties by id"
+            )
+            for kinds, wanted in [
+                ([], []),
+                ([ActivityKind.CALL], tied),
+                ({ActivityKind.NOTE, ActivityKind.MEETING}, [mine[4], mine[0]]),
+            ]:
+                found = unit.activities.for_contact(contact, kinds=kinds)
+                assert found == sorted(wanted, key=lambda a: (a.occurred_at, a.id)), _c(
+                    f"for_contact(kinds={kinds!r}) lists those kinds only (none for an empty set)"
+                )
+            for since, until, wanted in [
+                (5, None, [*tied, mine[0]]),
+                (None, 5, [mine[4]]),
+                (5, 9, tied),
+                (5, 5, []),
+                (1, 2, [mine[4]]),
+            ]:
+                low = None if since is None else start + timedelta(hours=since)
+                high = None if until is None else start + timedelta(hours=until)
+                found = unit.activities.for_contact(contact, since=low, until=high)
+                assert found == sorted(wanted, key=lambda a: (a.occurred_at, a.id)), _c(
+                    f"for_contact(since={since}h, until={until}h): since inclusive, until exclusive"
+                )
+            subject = uuid4()
+            at = datetime(2026, 2, 1, tzinfo=UTC)
+            changes = [
+                StageChange.new(
+                    subject=SubjectKind.DEAL, subject_id=subject, to_stage=f"s{i}", at=at
+                )
+                for i in range(3)
+            ]
+            later = StageChange.new(
+                subject=SubjectKind.DEAL, subject_id=subject, to_stage="s9", at=at + timedelta(1)
+            )
+            unit.stage_history.add_many([later, *changes])
+            unit.stage_history.add(attrs.evolve(changes[0], id=uuid4(), subject=SubjectKind.LEAD))
+            found_changes = unit.stage_history.for_subject(SubjectKind.DEAL, subject)
+            assert found_changes == [*sorted(changes, key=lambda c: c.id), later], _c(
+                "for_subject lists one subject's changes oldest first, ties by id"
+            )
+
+    def test_the_same_ids_in_two_tenants_stay_apart(self, store: Store) -> None:
+        # Every id exists in both tenants with different data, or in one tenant only.
+        first, second = _fresh(store), _fresh(store)
+        two = _TwoTenants(first.tenant, second.tenant)
+        for tenant in (first, second):
+            with tenant.unit_of_work() as unit:
+                two.fill(unit, tenant.tenant)
+                unit.commit()
+        for tenant in (first, second):
+            me = tenant.tenant
+            people = {p.id: p for p in two.people[me]}
+            events = sorted(two.events[me], key=lambda a: (a.occurred_at, a.id))
+            with tenant.unit_of_work() as unit:
+                contacts = unit.contacts
+                own = "reads the store's own tenant only"
+                assert contacts.get(two.shared) == people[two.shared], _c(f"get {own}")
+                everyone = [two.shared, *two.only.values()]
+                assert contacts.get_many(everyone) == people, _c(f"get_many {own}")
+                assert contacts.ids() == sorted(people), _c(f"ids() {own}")
+                assert contacts.count() == 2, _c(f"count() {own}")
+                assert sorted(_ids(contacts.find())) == sorted(people), _c(f"find() {own}")
+                iterated = _bounded(contacts.iterate(), 4, "iterate() ends")
+                assert _ids(iterated) == sorted(people), _c(f"iterate() {own}")
+                timeline = unit.activities.for_contact(two.shared)
+                assert timeline == events, _c(f"activities.for_contact {own}")
+                assert unit.activities.get(two.activity_id) == two.events[me][0], _c(f"get {own}")
+                history = unit.stage_history.for_subject(SubjectKind.DEAL, two.deal_id)
+                assert history == [two.changes[me]], _c(f"stage_history.for_subject {own}")
+                if self.capabilities.rules:
+                    self._check_rules_of_one_tenant(unit, two, me)
+
+    def _check_rules_of_one_tenant(self, unit: UnitOfWork, two: "_TwoTenants", me: str) -> None:
+        is_first = me == two.first
+        theirs = two.kinds[two.second if is_first else two.first]
+        own_activities = "activity conditions count the tenant's own activities only"
+        own_segments = "in_segment reads the tenant's own segment of that id"
+        rules = [
+            (contacts_where(activity(two.kinds[me]).exists()), [two.shared], own_activities),
+            (contacts_where(activity(theirs).exists()), [], own_activities),
+            (
+                contacts_where(in_segment(two.listed_id)),
+                [two.only[me]] if is_first else [two.shared],
+                own_segments,
+            ),
+            (
+                contacts_where(in_segment(two.ruled_id)),
+                [] if is_first else [two.shared, two.only[me]],
+                own_segments,
+            ),
+        ]
+        for rule, expected, contract in rules:
+            wanted = sorted(expected)
+            assert unit.contacts.ids(rule, now=NOW) == wanted, _c(f"{contract} (ids)")
+            assert unit.contacts.count(rule, now=NOW) == len(wanted), _c(f"{contract} (count)")
+            found = sorted(_ids(unit.contacts.find(rule, now=NOW)))
+            assert found == wanted, _c(f"{contract} (find)")
+        if is_first:
+            solo = contacts_where(in_segment(two.solo_id))
+            with _raises(InvalidRule, "in_segment of a segment only another tenant has is refused"):
+                unit.contacts.count(solo, now=NOW)
+
+    def test_three_valued_logic_table(self, fresh: Store) -> None:
+        if not self.capabilities.rules:
+            pytest.skip("this adapter does not answer rules")
+        people = {
+            "ada": Contact.new(first_name="Ada", tags={"vip"}, custom={"n": 1}),
+            "anon": Contact.new(last_name="Lovelace"),
+            "bo": Contact.new(first_name="Bo", last_name="Diddley", tags={"vip"}, custom={"n": 5}),
+        }
+        name, last = field("first_name"), field("last_name")
+        table: list[tuple[Any, set[str]]] = [
+            (name == "Ada", {"ada"}),
+            (~(name == "Ada"), {"bo"}),
+            (name != "Ada", {"bo"}),
+            (~(name != "Ada"), {"ada"}),
+            (~~(name == "Ada"), {"ada"}),
+            (~(name == "Ada") & has_tag("vip"), {"bo"}),
+            (~(name == "Ada") | has_tag("vip"), {"ada", "bo"}),
+            (~((name == "Ada") | has_tag("vip")), set()),
+            (~((name == "Ada") & has_tag("vip")), {"anon", "bo"}),
+            (~((last == "Lovelace") & (name == "Ada")), {"bo"}),
+            (~(custom("n") > 2), {"ada"}),
+            (name.is_in("Ada", None), {"ada"}),
+            (name.not_in("Ada"), {"bo"}),
+            (name.not_in("Ada", None), set()),
+            (~name.is_in("Ada", None), set()),
+            (~name.is_null(), {"ada", "bo"}),
+            (~name.contains("d"), {"bo"}),
+            (~has_tag("vip"), {"anon"}),
+        ]
+        self._check_table(fresh, people, table, "three-valued logic: {rule} selects {expected}")
+
+    def test_text_case_table(self, fresh: Store) -> None:
+        if not self.capabilities.rules:
+            pytest.skip("this adapter does not answer rules")
+        names = {"Ada": "Ada", "ada": "ada", "ADA": "ADA", "Adam": "Adam"}
+        people = {
+            key: Contact.new(first_name=value, custom={"plan": value}, tags={value})
+            for key, value in names.items()
+        }
+        people["none"] = Contact.new()
+        name = field("first_name")
+        table: list[tuple[Any, set[str]]] = [
+            (name == "Ada", {"Ada"}),
+            (name == "ada", {"ada"}),
+            (name != "Ada", {"ada", "ADA", "Adam"}),
+            (name.is_in("ada", "Adam"), {"ada", "Adam"}),
+            (name.not_in("Ada", "ADA"), {"ada", "Adam"}),
+            (custom("plan") == "ADA", {"ADA"}),
+            (name.contains("DA"), {"Ada", "ada", "ADA", "Adam"}),
+            (name.startswith("adam"), {"Adam"}),
+            (name.endswith("A"), {"Ada", "ada", "ADA"}),
+            (custom("plan").contains("dA"), {"Ada", "ada", "ADA", "Adam"}),
+            (has_tag("ADAM"), {"Adam"}),
+        ]
+        self._check_table(
+            fresh,
+            people,
+            table,
+            "case: equality is exact, text matches and tags ignore case: {rule} selects {expected}",
+        )
+
+    def test_relative_dates_follow_now(self, fresh: Store) -> None:
+        if not self.capabilities.rules:
+            pytest.skip("this adapter does not answer rules")
+
+        def born(days: int) -> Contact:
+            return Contact.new(clock=FixedClock(NOW - timedelta(days=days)))
+
+        people = {"recent": born(10), "old": born(100), "ancient": born(400)}
+        events = [
+            Activity.new(
+                contact_id=people["recent"].id,
+                kind=ActivityKind.CALL,
+                occurred_at=NOW - timedelta(days=5),
+            ),
+            Activity.new(
+                contact_id=people["old"].id,
+                kind=ActivityKind.CALL,
+                occurred_at=NOW - timedelta(days=90),
+            ),
+        ]
+        created = field("created_at")
+        later, earlier = NOW + timedelta(days=150), NOW - timedelta(days=95)
+        calls = activity(ActivityKind.CALL, within_days=30).exists()
+        table: list[tuple[Any, datetime, set[str]]] = [
+            (created.within_last(30), NOW, {"recent"}),
+            (created.within_last(30), later, set()),
+            (created.within_last(30), earlier, {"old"}),
+            (created.more_than_days_ago(200), NOW, {"ancient"}),
+            (created.more_than_days_ago(200), later, {"old", "ancient"}),
+            (created.this_month(), NOW, {"recent"}),
+            (created.this_month(), later, set()),
+            (created.this_month(), earlier, {"old"}),
+            (calls, NOW, {"recent"}),
+            (calls, later, set()),
+            (calls, NOW - timedelta(days=70), {"old"}),
+        ]
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many(people.values())
+            unit.activities.add_many(events)
+            for condition, now, expected in table:
+                rule = contacts_where(condition)
+                wanted = sorted(people[k].id for k in expected)
+                contract = f"now= fixes relative dates: {condition!r} at {now:%Y-%m-%d}"
+                assert unit.contacts.ids(rule, now=now) == wanted, _c(f"{contract} (ids)")
+                assert unit.contacts.count(rule, now=now) == len(wanted), _c(f"{contract} (count)")
+                found = sorted(_ids(unit.contacts.find(rule, now=now)))
+                assert found == wanted, _c(f"{contract} (find)")
+                iterated = _bounded(unit.contacts.iterate(rule, batch_size=1, now=now), 3, contract)
+                assert _ids(iterated) == wanted, _c(f"{contract} (iterate)")
+
+    def test_without_now_a_query_uses_the_store_clock(self, fresh: Store) -> None:
+        if not self.capabilities.rules:
+            pytest.skip("this adapter does not answer rules")
+        now = fresh.clock.now()
+        recent = Contact.new(clock=FixedClock(now - timedelta(days=3)))
+        old = Contact.new(clock=FixedClock(now - timedelta(days=300)))
+        rule = contacts_where(field("created_at").within_last(30))
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many([recent, old])
+            contract = "without now=, a query uses the store's clock"
+            assert unit.contacts.ids(rule) == [recent.id], _c(f"{contract} (ids)")
+            assert unit.contacts.count(rule) == 1, _c(f"{contract} (count)")
+            assert _ids(unit.contacts.find(rule)) == [recent.id], _c(f"{contract} (find)")
+            iterated = _bounded(unit.contacts.iterate(rule), 2, contract)
+            assert _ids(iterated) == [recent.id], _c(f"{contract} (iterate)")
+
+    def test_every_page_keeps_the_rule_and_the_order(self, fresh: Store) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        people = [
+            Contact.new(
+                first_name=f"p{i:02d}",
+                custom={"n": i},
+                clock=FixedClock(start + timedelta(minutes=i)),
+            )
+            for i in range(12)
+        ]
+        chosen = [people[i] for i in (1, 4, 5, 8, 10, 11)]
+        rule = contacts_where(custom("n").is_in(1, 4, 5, 8, 10, 11))
+        by_id = sorted(p.id for p in people)
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many(sorted(people, key=lambda p: p.id, reverse=True))
+            assert unit.contacts.ids() == by_id, _c("ids() lists ids in id order")
+            iterated = _bounded(unit.contacts.iterate(batch_size=5), 12, "iterate() ends")
+            assert _ids(iterated) == by_id, _c("iterate() yields every entity in id order")
+            whole = unit.contacts.find(order=Order("first_name"), limit=12)
+            assert whole.next is None, _c(
+                "a page has a next cursor only when more items follow (None on the last page)"
+            )
+            assert _ids(unit.contacts.find(limit=None)) == _ids(people), _c(
+                "find() without a limit returns everything, by created_at"
+            )
+            rules: list[Rule | None] = [rule, None] if self.capabilities.rules else [None]
+            for selected, items in [(rule, chosen), (None, people)]:
+                if selected not in rules:
+                    continue
+                for order in [
+                    Order("first_name"),
+                    Order("first_name", descending=True),
+                    Order("created_at"),
+                    Order("id", descending=True),
+                ]:
+                    key = order.field
+                    expected = [
+                        p.id
+                        for p in sorted(
+                            items, key=lambda p: getattr(p, key), reverse=order.descending
+                        )
+                    ]
+                    for size in (1, 2, 3, len(items), len(items) + 1):
+                        seen = _pages(
+                            unit.contacts,
+                            selected,
+                            order=order,
+                            size=size,
+                            most=len(items),
+                            now=NOW,
+                            tokens=size % 2 == 0,
+                        )
+                        what = "keeps the rule on every page" if selected else "pages"
+                        assert seen == expected, _c(
+                            f"find(rule, after=cursor) {what}: {order}, limit {size}"
+                        )
+                if selected is not None:
+                    for size in (1, 2, 6):
+                        iterated = _bounded(
+                            unit.contacts.iterate(selected, batch_size=size, now=NOW),
+                            len(items),
+                            "iterate(rule) ends",
+                        )
+                        assert _ids(iterated) == sorted(p.id for p in items), _c(
+                            f"iterate(rule, batch_size={size}) yields what the rule selects, "
+                            "in id order"
+                        )
+
+    def test_ties_break_by_id_and_missing_values_sort_last(self, fresh: Store) -> None:
+        values = ["b", "a", None, "b", "a", None, "b", "c"]
+        people = [Contact.new(first_name=v, owner=v) for v in values]
+
+        def ascending(p: Contact) -> tuple[bool, str, UUID]:
+            return (p.first_name is None, p.first_name or "", p.id)
+
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many(people)
+            for descending in (False, True):
+                order = Order("first_name", descending)
+                expected = _ids(sorted(people, key=ascending, reverse=descending))
+                contract = (
+                    f"order: missing values last, ties by id; descending reverses it all ({order})"
+                )
+                assert _ids(unit.contacts.find(order=order)) == expected, _c(contract)
+                for size in (1, 3):
+                    pages = _pages(unit.contacts, None, order=order, size=size, most=8)
+                    assert pages == expected, _c(f"{contract}, limit {size}")
+
+    def _check_table(
+        self,
+        fresh: Store,
+        people: dict[str, Contact],
+        table: list[tuple[Any, set[str]]],
+        contract: str,
+    ) -> None:
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many(people.values())
+            for condition, expected in table:
+                rule = contacts_where(condition)
+                wanted = sorted(people[k].id for k in expected)
+                what = _c(contract.format(rule=condition, expected=sorted(expected)))
+                found = unit.contacts.ids(rule, now=NOW)
+                names = sorted(k for k, p in people.items() if p.id in found)
+                assert found == wanted, f"{what}; it selected {names}"
+                assert unit.contacts.count(rule, now=NOW) == len(wanted), f"{what} (count)"
+                assert sorted(_ids(unit.contacts.find(rule, now=NOW))) == wanted, f"{what} (find)"
+
     # ------------------------------------------------------------------ concurrency
 
     def test_concurrent_updates_lose_nothing(self, fresh: Store) -> None:
@@ -548,6 +1196,56 @@ class StoreContract:
                 _KIT, stateful_step_count=25, max_examples=self.capabilities.examples
             ),
         )
+
+
+class _TwoTenants:
+    """Data for two tenants that share ids on purpose (contacts, activities, segments)."""
+
+    def __init__(self, first: str, second: str) -> None:
+        self.first, self.second = first, second
+        self.shared = uuid4()
+        self.only = {first: uuid4(), second: uuid4()}
+        self.listed_id, self.ruled_id, self.solo_id = uuid4(), uuid4(), uuid4()
+        self.activity_id, self.change_id, self.deal_id = uuid4(), uuid4(), uuid4()
+        self.kinds = {first: ActivityKind.CALL, second: ActivityKind.PAGE_VIEW}
+        self.people: dict[str, list[Contact]] = {}
+        self.events: dict[str, list[Activity]] = {}
+        self.changes: dict[str, StageChange] = {}
+
+    def fill(self, unit: UnitOfWork, me: str) -> None:
+        """Store tenant ``me``'s data through ``unit``."""
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        is_first = me == self.first
+        people = [
+            attrs.evolve(Contact.new(first_name=f"shared-{me}"), id=self.shared),
+            attrs.evolve(Contact.new(first_name=f"only-{me}"), id=self.only[me]),
+        ]
+        listed = [self.only[me]] if is_first else [self.shared]
+        ruled = has_tag("never") if is_first else field("first_name").is_not_null()
+        segments = [
+            attrs.evolve(Segment.new(name="listed", members=listed), id=self.listed_id),
+            attrs.evolve(Segment.new(name="ruled", rule=contacts_where(ruled)), id=self.ruled_id),
+        ]
+        if not is_first:
+            solo = Segment.new(name="solo", members=[self.only[me]])
+            segments.append(attrs.evolve(solo, id=self.solo_id))
+        kind = self.kinds[me]
+        events = [
+            attrs.evolve(
+                Activity.new(contact_id=self.shared, kind=kind, occurred_at=at),
+                id=self.activity_id,
+            ),
+            Activity.new(contact_id=self.shared, kind=kind, occurred_at=at),
+        ]
+        change = StageChange.new(
+            subject=SubjectKind.DEAL, subject_id=self.deal_id, to_stage=f"to-{me}", at=at
+        )
+        change = attrs.evolve(change, id=self.change_id)
+        unit.contacts.add_many(people)
+        unit.segments.add_many(segments)
+        unit.activities.add_many(events)
+        unit.stage_history.add(change)
+        self.people[me], self.events[me], self.changes[me] = people, events, change
 
 
 def _entity_of(entity: RuleEntity) -> type[Entity]:

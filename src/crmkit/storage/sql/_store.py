@@ -676,9 +676,9 @@ class _Repository(Generic[_E]):
 
     def _where(self, rule: Rule | None, now: datetime | None) -> list[Any]:
         rule = check_rule(rule, self._entity)
+        fixed = query_now(now, self._unit.store.clock)  # checked with or without a rule
         conditions: list[Any] = [self._table.c.tenant == self._tenant]
         if rule is not None:
-            fixed = query_now(now, self._unit.store.clock)
             conditions.append(self._unit._compiler(fixed).where(rule, self._table))
         return conditions
 
