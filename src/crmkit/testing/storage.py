@@ -341,9 +341,11 @@ class StoreContract:
         contact = Contact.new(first_name="Ada")
         with fresh.unit_of_work() as unit:
             unit.contacts.add(contact)
-            assert unit.contacts.count() == 1
+            assert unit.contacts.count() == 1, _c("a unit of work reads its own writes")
         with fresh.unit_of_work() as unit:
-            assert unit.contacts.count() == 0
+            assert unit.contacts.count() == 0, _c(
+                "leaving a unit of work rolls back what was not committed"
+            )
 
     def test_an_exception_rolls_back_and_propagates(self, fresh: Store) -> None:
         contact = Contact.new(first_name="Ada")
@@ -355,27 +357,33 @@ class StoreContract:
                 unit.contacts.update(attrs.evolve(contact, first_name="changed"))
                 raise LookupError("host failure")
 
-        with pytest.raises(LookupError, match="host failure"):
+        with _raises(LookupError, "an exception in a unit of work propagates unchanged"):
             fail_midway()
         with fresh.unit_of_work() as unit:
-            assert unit.contacts.get(contact.id) == contact
+            assert unit.contacts.get(contact.id) == contact, _c(
+                "an exception rolls back what was not committed, and keeps what was"
+            )
 
     def test_rollback_discards_since_the_last_commit(self, fresh: Store) -> None:
         kept, dropped = Contact.new(first_name="kept"), Contact.new(first_name="dropped")
+        contract = "rollback() discards what came after the last commit(); the unit stays open"
         with fresh.unit_of_work() as unit:
             unit.contacts.add(kept)
             unit.commit()
-            unit.contacts.add(dropped)
+            try:
+                unit.contacts.add(dropped)
+            except StorageError as error:
+                pytest.fail(_c(f"commit() keeps the unit of work open for more work ({error})"))
             unit.rollback()
-            assert _ids(unit.contacts.find()) == [kept.id]
+            assert _ids(unit.contacts.find()) == [kept.id], _c(contract)
             unit.commit()
         with fresh.unit_of_work() as unit:
-            assert _ids(unit.contacts.find()) == [kept.id]
+            assert _ids(unit.contacts.find()) == [kept.id], _c(contract)
 
     def test_a_finished_unit_cannot_be_used(self, fresh: Store) -> None:
         with fresh.unit_of_work() as unit:
             pass
-        with pytest.raises(StorageError):
+        with _raises(StorageError, "a unit of work that has ended refuses count()"):
             unit.contacts.count()
 
     # ------------------------------------------------------------------ tenants
@@ -404,23 +412,27 @@ class StoreContract:
 
     def test_add_many_is_all_or_nothing(self, fresh: Store) -> None:
         people = [Contact.new(first_name=f"p{i}") for i in range(30)]
+        none_kept = "add_many is all or none: a failure keeps nothing of the call"
         with fresh.unit_of_work() as unit:
             unit.contacts.add(people[0])
             unit.commit()
-            with pytest.raises(Duplicate) as caught:
+            with _raises(Duplicate, "add_many of a taken id raises Duplicate") as caught:
                 unit.contacts.add_many([*people[1:], people[0]])
-            assert caught.value.index == 29
-            assert unit.contacts.count() == 1
-            with pytest.raises(ValidationError) as wrong:
+            assert caught.value.index == 29, _c("add_many's Duplicate.index is the item's index")
+            assert unit.contacts.count() == 1, _c(none_kept)
+            with _raises(ValidationError, "add_many of a wrong item raises ValidationError") as c:
                 unit.contacts.add_many([*people[1:5], "not a contact", people[6]])  # type: ignore[list-item]
-            assert wrong.value.field == "[4]"
+            assert c.value.field == "[4]", _c("add_many's ValidationError names '[index]'")
+            assert unit.contacts.count() == 1, _c(none_kept)
             repeated = [people[1], people[2], people[1]]
-            with pytest.raises(Duplicate) as twice:
+            with _raises(Duplicate, "add_many of an id given twice raises Duplicate") as twice:
                 unit.contacts.add_many(repeated)
-            assert twice.value.index == 2
-            assert unit.contacts.count() == 1
-            assert unit.contacts.add_many(iter(people[1:])) == 29
-            assert unit.contacts.count() == 30
+            assert twice.value.index == 2, _c("add_many's Duplicate.index is the second one's")
+            assert unit.contacts.count() == 1, _c(none_kept)
+            assert unit.contacts.add_many(iter(people[1:])) == 29, _c(
+                "add_many reads an iterator once and returns how many it stored"
+            )
+            assert unit.contacts.count() == 30, _c("add_many stores every item")
 
     # ------------------------------------------------------------------ queries
 
@@ -697,13 +709,18 @@ class StoreContract:
         ):
             pass
         closing.close()  # closing twice is harmless
-        for name, other in [("a sibling", sibling), ("the store it came from", store)]:
-            with other.unit_of_work() as unit:
-                assert unit.contacts.count() >= 0, _c(f"close() leaves {name} open")
-        with store.for_tenant(closing.tenant).unit_of_work() as unit:
-            assert unit.contacts.get_many([kept.id]) == {kept.id: kept}, _c(
-                "close() keeps the data: a new store of that tenant reads it"
-            )
+        for name, other in [
+            ("a sibling", sibling),
+            ("the store it came from", store),
+            ("a new store of its tenant", store.for_tenant(closing.tenant)),
+        ]:
+            try:
+                with other.unit_of_work() as unit:
+                    found = unit.contacts.get_many([kept.id])
+            except StorageError as error:
+                pytest.fail(_c(f"close() closes this store alone, not {name} ({error})"))
+            if other.tenant == closing.tenant:
+                assert found == {kept.id: kept}, _c("close() keeps the data of its tenant")
 
     def test_update_and_delete_name_entity_id_and_versions(self, fresh: Store) -> None:
         contact = Contact.new(first_name="Ada")
@@ -1044,11 +1061,15 @@ class StoreContract:
 
     def test_every_page_keeps_the_rule_and_the_order(self, fresh: Store) -> None:
         start = datetime(2026, 1, 1, tzinfo=UTC)
+        ids = sorted((uuid4() for _ in range(12)), reverse=True)  # ids against creation
         people = [
-            Contact.new(
-                first_name=f"p{i:02d}",
-                custom={"n": i},
-                clock=FixedClock(start + timedelta(minutes=i)),
+            attrs.evolve(
+                Contact.new(
+                    first_name=f"p{i:02d}",
+                    custom={"n": i},
+                    clock=FixedClock(start + timedelta(minutes=i)),
+                ),
+                id=ids[i],
             )
             for i in range(12)
         ]
@@ -1112,7 +1133,10 @@ class StoreContract:
 
     def test_ties_break_by_id_and_missing_values_sort_last(self, fresh: Store) -> None:
         values = ["b", "a", None, "b", "a", None, "b", "c"]
-        people = [Contact.new(first_name=v, owner=v) for v in values]
+        ids = sorted((uuid4() for _ in values), reverse=True)  # ties stored against id order
+        people = [
+            attrs.evolve(Contact.new(first_name=v), id=i) for v, i in zip(values, ids, strict=True)
+        ]
 
         def ascending(p: Contact) -> tuple[bool, str, UUID]:
             return (p.first_name is None, p.first_name or "", p.id)
