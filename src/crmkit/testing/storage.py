@@ -454,19 +454,14 @@ class StoreContract:
                     unit.commit()
             with reference.unit_of_work() as unit:
                 expected = _ids(unit.leads.find(order=order))
+            contract = f"find(order={order}) follows the order of the memory store"
             with tenant.unit_of_work() as unit:
-                assert _ids(unit.leads.find(order=order)) == expected
-                seen: list[UUID] = []
-                after: Cursor | None = None
-                while True:
-                    page = unit.leads.find(order=order, limit=size, after=after)
-                    assert len(page) <= size
-                    seen.extend(_ids(page))
-                    if page.next is None:
-                        break
-                    after = Cursor.from_token(page.next.token(), Lead)
-                assert seen == expected
-                assert _ids(unit.leads.iterate(batch_size=size)) == sorted(expected)
+                assert _ids(unit.leads.find(order=order)) == expected, _c(contract)
+                most = len(leads)
+                seen = _pages(unit.leads, None, order=order, size=size, most=most, tokens=True)
+                assert seen == expected, _c(f"{contract}, page by page (limit {size})")
+                iterated = _bounded(unit.leads.iterate(batch_size=size), most, "iterate() ends")
+                assert _ids(iterated) == sorted(expected), _c("iterate() yields all, by id")
 
         check()
 
