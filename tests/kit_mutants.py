@@ -649,6 +649,8 @@ class _Timeline:
     until_inclusive: ClassVar[bool] = False
     since_exclusive: ClassVar[bool] = False
     newest_first: ClassVar[bool] = False
+    ties_by_insertion: ClassVar[bool] = False
+    any_contact: ClassVar[bool] = False
 
     def for_contact(
         self,
@@ -664,7 +666,7 @@ class _Timeline:
         since, until = check_window(since, until)
         found = []
         for a in self._table.values():  # type: ignore[attr-defined]
-            if a.contact_id != contact_id:
+            if a.contact_id != contact_id and not self.any_contact:
                 continue
             if (wanted if self.kinds_if_truthy else wanted is not None) and a.kind not in wanted:
                 continue
@@ -677,6 +679,8 @@ class _Timeline:
             ):
                 continue
             found.append(a)
+        if self.ties_by_insertion:
+            return sorted(found, key=lambda a: a.occurred_at)
         return sorted(found, key=lambda a: (a.occurred_at, a.id), reverse=self.newest_first)
 
 
@@ -688,6 +692,7 @@ def _timeline(flag: str, doc: str) -> type[MutantStore]:
 class _ForSubjectBroken:
     any_kind: ClassVar[bool] = False
     newest_first: ClassVar[bool] = False
+    ties_by_insertion: ClassVar[bool] = False
 
     def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
         found = [
@@ -695,6 +700,8 @@ class _ForSubjectBroken:
             for c in self._table.values()  # type: ignore[attr-defined]
             if (self.any_kind or c.subject is subject) and c.subject_id == subject_id
         ]
+        if self.ties_by_insertion:
+            return sorted(found, key=lambda c: c.at)
         return sorted(found, key=lambda c: (c.at, c.id), reverse=self.newest_first)
 
 
@@ -818,6 +825,239 @@ class RuledSegmentsSelectNobody(MutantStore):
     """in_segment of a segment defined by a rule selects nobody."""
 
     mixin = _RuledSegmentsEmpty
+
+
+# ---------------------------------------------------------------------------- more
+
+
+class _WrongEntity:
+    @property
+    def entity(self) -> type[Entity]:
+        return Entity
+
+
+class EntityPropertyWrong(MutantStore):
+    """repository.entity is not the class the repository stores."""
+
+    mixin = _WrongEntity
+
+
+class _NotFoundPlural:
+    def get(self, id: UUID, /) -> Any:
+        try:
+            return super().get(id)  # type: ignore[misc]
+        except NotFound as error:
+            raise NotFound(f"{error.entity}s", error.id) from None
+
+
+class NotFoundNamesTheTable(MutantStore):
+    """get's NotFound names the table ("contacts"), not the entity ("contact")."""
+
+    mixin = _NotFoundPlural
+
+
+class _GetManyWithMissing:
+    def get_many(self, ids: Iterable[UUID], /) -> Mapping[UUID, Any]:
+        wanted = list(ids)
+        found = super().get_many(wanted)  # type: ignore[misc]
+        return {i: found.get(i) for i in wanted}
+
+
+class GetManyKeepsMissingIds(MutantStore):
+    """get_many maps a missing id to None instead of leaving it out."""
+
+    mixin = _GetManyWithMissing
+
+
+class _AddOverwrites:
+    def add(self, item: Any, /) -> Any:
+        check_item(item, self._entity)  # type: ignore[attr-defined]
+        self._unit._write(self._table, item.id, item)  # type: ignore[attr-defined]
+        return item
+
+
+class AddOverwrites(MutantStore):
+    """add of a taken id replaces the stored entity."""
+
+    mixin = _AddOverwrites
+
+
+class _AppendOverwrites:
+    def append(self, activity: Activity, /) -> Activity:
+        self._unit._write(self._table, activity.id, activity)  # type: ignore[attr-defined]
+        return activity
+
+
+class AppendOverwrites(MutantStore):
+    """activities.append of a taken id replaces the stored activity."""
+
+    mixin = _AppendOverwrites
+
+
+class _DefaultOrderById:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        if options.get("order") is None:
+            options["order"] = Order("id")
+            if options.get("after") is not None:
+                options["after"] = attrs.evolve(options["after"], order=Order("id"))
+        return super().find(rule, **options)  # type: ignore[misc]
+
+
+class DefaultOrderIsById(MutantStore):
+    """find() without an order sorts by id, not by created_at."""
+
+    mixin = _DefaultOrderById
+
+
+class _DefaultLimit:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        if options.get("limit") is None:
+            options["limit"] = 10
+        return super().find(rule, **options)  # type: ignore[misc]
+
+
+class DefaultLimitOfTen(MutantStore):
+    """find() without a limit returns the first 10 items (and a cursor)."""
+
+    mixin = _DefaultLimit
+
+
+class _OneTooFew:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        limit = options.get("limit")
+        if limit is not None and limit > 1:
+            options["limit"] = limit - 1
+        return super().find(rule, **options)  # type: ignore[misc]
+
+
+class LimitMinusOne(MutantStore):
+    """find(limit=n) returns n - 1 items and a cursor (off by one)."""
+
+    mixin = _OneTooFew
+
+
+class ForTenantOpensEmptyData(MutantStore):
+    """for_tenant opens a store on new, empty data instead of the same data."""
+
+    def for_tenant(self, tenant: str, /) -> "MutantStore":
+        return type(self)(tenant, clock=self.clock)
+
+
+class FailsWhenBusy(MutantStore):
+    """A unit of work that finds another one open fails with StorageError at once."""
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[MemoryUnitOfWork]:
+        if not self._db.lock.acquire(blocking=False):
+            raise StorageError("the store is busy")
+        try:
+            with super().unit_of_work() as unit:
+                yield unit
+        finally:
+            self._db.lock.release()
+
+
+class WrapsExceptions(MutantStore):
+    """An exception inside the unit of work comes out as StorageError."""
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[MemoryUnitOfWork]:
+        with super().unit_of_work() as unit:
+            try:
+                yield unit
+            except Exception as error:
+                raise StorageError(f"failed: {error}") from error
+
+
+class _CommitUnchecked(MemoryUnitOfWork):
+    def commit(self) -> None:
+        self._undo.clear()
+
+
+class CommitAfterTheEnd(MutantStore):
+    """commit() on a unit of work that has ended passes silently."""
+
+    unit_class = _CommitUnchecked
+
+
+class _ReadsUnchecked(_NoCheckTable):
+    def add(self, item: Any, /) -> Any:
+        self._unit._check_open()  # type: ignore[attr-defined]
+        return super().add(item)  # type: ignore[misc]
+
+    def add_many(self, items: Iterable[Any], /) -> int:
+        self._unit._check_open()  # type: ignore[attr-defined]
+        return super().add_many(items)  # type: ignore[misc]
+
+    def update(self, item: Any, /) -> Any:
+        self._unit._check_open()  # type: ignore[attr-defined]
+        return super().update(item)  # type: ignore[misc]
+
+    def delete(self, id: UUID, /, *, version: int | None = None) -> None:
+        self._unit._check_open()  # type: ignore[attr-defined]
+        super().delete(id, version=version)  # type: ignore[misc]
+
+
+class EndedUnitReads(MutantStore):
+    """A unit of work that has ended refuses writes but still reads."""
+
+    mixin = _ReadsUnchecked
+
+
+class _UpdateReturnsOld:
+    def update(self, item: Any, /) -> Any:
+        super().update(item)  # type: ignore[misc]
+        return item
+
+
+class UpdateReturnsTheOldVersion(MutantStore):
+    """update stores version + 1 but returns the item as given."""
+
+    mixin = _UpdateReturnsOld
+
+
+class _TextIgnoresCase(_SortBy):
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        order = options.get("order") or Order()
+        page = super().find(rule, **options)
+        if options.get("limit") is not None or order.field != "first_name":
+            return page
+
+        def folded(item: Any) -> Any:
+            value = item.first_name
+            return (value is None, "" if value is None else value.casefold(), item.id)
+
+        return Page(tuple(sorted(page.items, key=folded, reverse=order.descending)), page.next)
+
+
+class TextOrderIgnoresCase(MutantStore):
+    """Text orders by a case-insensitive collation, not by code point."""
+
+    mixin = _TextIgnoresCase
+
+
+class _OffsetPaging:
+    offsets: ClassVar[dict[UUID, int]] = {}
+
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        limit, after = options.pop("limit", None), options.pop("after", None)
+        whole = super().find(rule, **options)  # type: ignore[misc]
+        if limit is None:
+            return whole
+        start = 0 if after is None else self.offsets.get(after.id, 0)
+        items = whole.items[start : start + limit]
+        if start + limit >= len(whole.items):
+            return Page(items, None)
+        order = options.get("order") or Order()
+        last = items[-1]
+        self.offsets[last.id] = start + limit
+        return Page(items, Cursor(order, getattr(last, order.field), last.id))
+
+
+class OffsetCursors(MutantStore):
+    """Cursors count the items seen (OFFSET) instead of continuing after (value, id)."""
+
+    mixin = _OffsetPaging
 
 
 # ---------------------------------------------------------------------------- the list
@@ -972,6 +1212,73 @@ MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "ruled segments select nobody": (
         RuledSegmentsSelectNobody,
         ("test_the_same_ids_in_two_tenants_stay_apart",),
+    ),
+    "repository.entity is another class": (EntityPropertyWrong, ("test_errors_name_the_field",)),
+    "NotFound names the table": (
+        NotFoundNamesTheTable,
+        ("test_get_of_a_missing_id_is_not_found",),
+    ),
+    "get_many maps missing ids to None": (
+        GetManyKeepsMissingIds,
+        ("test_get_of_a_missing_id_is_not_found",),
+    ),
+    "add of a taken id overwrites": (AddOverwrites, ("test_add_of_a_taken_id_is_a_duplicate",)),
+    "append of a taken id overwrites": (AppendOverwrites, ("test_timelines_are_exact",)),
+    "find() without an order sorts by id": (
+        DefaultOrderIsById,
+        ("test_every_page_keeps_the_rule_and_the_order",),
+    ),
+    "find() without a limit returns 10": (
+        DefaultLimitOfTen,
+        ("test_every_page_keeps_the_rule_and_the_order",),
+    ),
+    "find(limit=n) returns n - 1 items": (
+        LimitMinusOne,
+        ("test_every_page_keeps_the_rule_and_the_order",),
+    ),
+    "for_tenant opens empty data": (ForTenantOpensEmptyData, ("test_close_ends_this_store_alone",)),
+    "a busy store fails at once with StorageError": (
+        FailsWhenBusy,
+        ("test_uncommitted_writes_stay_invisible_to_other_units",),
+    ),
+    "an exception comes out as StorageError": (
+        WrapsExceptions,
+        ("test_an_exception_rolls_back_and_propagates",),
+    ),
+    "commit() after the end passes": (
+        CommitAfterTheEnd,
+        ("test_an_ended_unit_refuses_every_call",),
+    ),
+    "an ended unit still reads": (
+        EndedUnitReads,
+        ("test_an_ended_unit_refuses_every_call", "test_a_finished_unit_cannot_be_used"),
+    ),
+    "update returns the old version": (
+        UpdateReturnsTheOldVersion,
+        (
+            "test_update_and_delete_name_entity_id_and_versions",
+            "test_update_checks_and_increments_the_version",
+        ),
+    ),
+    "text orders ignore case": (
+        TextOrderIgnoresCase,
+        ("test_ties_break_by_id_and_missing_values_sort_last",),
+    ),
+    "cursors are offsets": (
+        OffsetCursors,
+        ("test_pages_stay_right_when_entities_are_added_between_them",),
+    ),
+    "for_contact ties in storage order": (
+        _timeline("ties_by_insertion", "for_contact breaks ties by storage order, not id."),
+        ("test_timelines_are_exact",),
+    ),
+    "for_contact lists every contact's activities": (
+        _timeline("any_contact", "for_contact ignores the contact id."),
+        ("test_timelines_are_exact", "test_activities_of_a_contact_in_a_window"),
+    ),
+    "for_subject ties in storage order": (
+        _history("ties_by_insertion", "for_subject breaks ties by storage order, not id."),
+        ("test_timelines_are_exact",),
     ),
 }
 """Each mutant's name: its store class and the kit tests that must fail on it."""

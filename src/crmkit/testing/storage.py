@@ -270,42 +270,53 @@ class StoreContract:
             with tenant.unit_of_work() as unit:
                 repository = repository_of(unit, entity)
                 repository.add(items[0])
-                assert repository.add_many(items[1:]) == len(items) - 1
+                assert repository.add_many(items[1:]) == len(items) - 1, _c(
+                    "add_many returns how many it stored"
+                )
                 unit.commit()
             with tenant.unit_of_work() as unit:
                 repository = repository_of(unit, entity)
                 for item in items:
-                    assert repository.get(item.id) == item
-                assert repository.get_many([i.id for i in items]) == {i.id: i for i in items}
-                assert repository.count() == len(items)
+                    assert repository.get(item.id) == item, _c(
+                        f"a {entity.entity_name} survives add and get unchanged"
+                    )
+                assert repository.get_many([i.id for i in items]) == {i.id: i for i in items}, _c(
+                    f"{entity.entity_name}s survive add_many and get_many unchanged"
+                )
+                assert repository.count() == len(items), _c("count() counts what was stored")
 
         check()
 
     def test_get_of_a_missing_id_is_not_found(self, fresh: Store) -> None:
         missing = uuid4()
         with fresh.unit_of_work() as unit:
-            with pytest.raises(NotFound) as caught:
+            with _raises(NotFound, "get of a missing id raises NotFound") as caught:
                 unit.contacts.get(missing)
-            assert (caught.value.entity, caught.value.id) == ("contact", missing)
-            assert unit.contacts.get_many([missing]) == {}
+            assert (caught.value.entity, caught.value.id) == ("contact", missing), _c(
+                "NotFound names the entity (its entity_name) and the id"
+            )
+            assert unit.contacts.get_many([missing]) == {}, _c("get_many leaves missing ids out")
 
     def test_add_of_a_taken_id_is_a_duplicate(self, fresh: Store) -> None:
         contact = Contact.new(first_name="Ada")
         with fresh.unit_of_work() as unit:
             unit.contacts.add(contact)
-            with pytest.raises(Duplicate):
+            with _raises(Duplicate, "add of a taken id raises Duplicate") as caught:
                 unit.contacts.add(attrs.evolve(contact, first_name="Bo"))
-            assert unit.contacts.get(contact.id) == contact
+            assert (caught.value.entity, caught.value.id) == ("contact", contact.id), _c(
+                "Duplicate names the entity and the id"
+            )
+            assert unit.contacts.get(contact.id) == contact, _c("a refused add changes nothing")
 
     def test_wrong_types_are_refused(self, fresh: Store) -> None:
         deal = Deal.new(title="x", pipeline="sales", stage="new")
         with fresh.unit_of_work() as unit:
-            with pytest.raises(ValidationError) as caught:
+            with _raises(ValidationError, "add refuses an entity of another kind") as caught:
                 unit.contacts.add(deal)  # type: ignore[arg-type]
-            assert caught.value.field == "item"
-            with pytest.raises(ValidationError):
+            assert caught.value.field == "item", _c("add's ValidationError names 'item'")
+            with _raises(ValidationError, "get refuses an id that is not a UUID"):
                 unit.contacts.get("not an id")  # type: ignore[arg-type]
-            assert unit.contacts.count() == 0
+            assert unit.contacts.count() == 0, _c("a refused call changes nothing")
 
     # ------------------------------------------------------------------ versions
 
@@ -314,27 +325,29 @@ class StoreContract:
         with fresh.unit_of_work() as unit:
             unit.contacts.add(contact)
             stored = unit.contacts.update(attrs.evolve(contact, first_name="Ada L."))
-            assert stored.version == contact.version + 1
-            assert unit.contacts.get(contact.id) == stored
-            with pytest.raises(ConcurrencyConflict) as caught:
+            assert stored.version == contact.version + 1, _c("update returns version + 1")
+            assert unit.contacts.get(contact.id) == stored, _c("update stores what it returns")
+            with _raises(ConcurrencyConflict, "update of a stale version is a conflict") as caught:
                 unit.contacts.update(attrs.evolve(contact, first_name="stale"))
             error = caught.value
-            assert (error.expected_version, error.actual_version) == (1, 2)
-            assert unit.contacts.get(contact.id) == stored
-            with pytest.raises(NotFound):
+            assert (error.expected_version, error.actual_version) == (1, 2), _c(
+                "update's conflict: expected_version is the item's, actual_version the stored"
+            )
+            assert unit.contacts.get(contact.id) == stored, _c("a refused update changes nothing")
+            with _raises(NotFound, "update of a missing id is NotFound"):
                 unit.contacts.update(Contact.new(first_name="never added"))
 
     def test_delete_removes_and_checks_the_version(self, fresh: Store) -> None:
         first, second = Contact.new(first_name="a"), Contact.new(first_name="b")
         with fresh.unit_of_work() as unit:
             unit.contacts.add_many([first, second])
-            with pytest.raises(ConcurrencyConflict):
+            with _raises(ConcurrencyConflict, "delete(version=other) is a conflict"):
                 unit.contacts.delete(first.id, version=7)
             unit.contacts.delete(first.id, version=1)
             unit.contacts.delete(second.id)
-            with pytest.raises(NotFound):
+            with _raises(NotFound, "delete of a missing id is NotFound"):
                 unit.contacts.delete(first.id)
-            assert unit.contacts.count() == 0
+            assert unit.contacts.count() == 0, _c("delete removes the entity")
 
     # ------------------------------------------------------------------ units of work
 
@@ -396,18 +409,20 @@ class StoreContract:
             unit.contacts.add(contact)
             unit.commit()
         with other.unit_of_work() as unit:
-            assert unit.contacts.count() == 0
-            assert unit.contacts.find().items == ()
-            with pytest.raises(NotFound):
+            assert unit.contacts.count() == 0, _c("count() reads the store's own tenant only")
+            assert unit.contacts.find().items == (), _c("find() reads the store's own tenant only")
+            with _raises(NotFound, "get reads the store's own tenant only"):
                 unit.contacts.get(contact.id)
-            with pytest.raises(NotFound):
+            with _raises(NotFound, "update writes the store's own tenant only"):
                 unit.contacts.update(contact)
-            with pytest.raises(NotFound):
+            with _raises(NotFound, "delete writes the store's own tenant only"):
                 unit.contacts.delete(contact.id)
             unit.contacts.add(attrs.evolve(contact, first_name="same id, other tenant"))
             unit.commit()
         with fresh.unit_of_work() as unit:
-            assert unit.contacts.get(contact.id) == contact
+            assert unit.contacts.get(contact.id) == contact, _c(
+                "the same id in another tenant is another entity"
+            )
 
     # ------------------------------------------------------------------ bulk
 
@@ -468,17 +483,19 @@ class StoreContract:
 
     def test_orders_and_cursors_are_checked(self, fresh: Store) -> None:
         with fresh.unit_of_work() as unit:
-            with pytest.raises(ValidationError) as caught:
+            with _raises(
+                ValidationError, "an order by a field that cannot order is refused"
+            ) as caught:
                 unit.contacts.find(order=Order("tags"))
-            assert caught.value.field == "order"
-            with pytest.raises(ValidationError):
+            assert caught.value.field == "order", _c("a refused order names the field 'order'")
+            with _raises(ValidationError, "a limit below 1 is refused"):
                 unit.contacts.find(limit=0)
             unit.contacts.add_many([Contact.new(first_name=n) for n in "abc"])
             page = unit.contacts.find(order=Order("first_name"), limit=1)
-            assert page.next is not None
-            with pytest.raises(ValidationError):
+            assert page.next is not None, _c("a page with more items after it has a next cursor")
+            with _raises(ValidationError, "a cursor of another order is refused"):
                 unit.contacts.find(order=Order("created_at"), after=page.next)
-            with pytest.raises(ValidationError):
+            with _raises(ValidationError, "Cursor.from_token refuses what is not a token"):
                 Cursor.from_token("not a cursor", Contact)
 
     def test_activities_of_a_contact_in_a_window(self, fresh: Store) -> None:
@@ -497,13 +514,19 @@ class StoreContract:
             for activity in mine + others:
                 unit.activities.append(activity)
             timeline = unit.activities.for_contact(contact.id)
-            assert timeline == sorted(mine, key=lambda a: a.occurred_at)
+            assert timeline == sorted(mine, key=lambda a: a.occurred_at), _c(
+                "for_contact lists one contact's activities, oldest first"
+            )
             calls = unit.activities.for_contact(contact.id, kinds=[ActivityKind.CALL])
-            assert [a.occurred_at.day for a in calls] == [2, 6]
+            assert [a.occurred_at.day for a in calls] == [2, 6], _c(
+                "for_contact(kinds=...) lists those kinds only"
+            )
             window = unit.activities.for_contact(
                 contact.id, since=start + timedelta(days=3), until=start + timedelta(days=9)
             )
-            assert [a.occurred_at.day for a in window] == [4, 6]
+            assert [a.occurred_at.day for a in window] == [4, 6], _c(
+                "for_contact: since is inclusive, until exclusive"
+            )
 
     def test_stage_history_of_one_subject(self, fresh: Store) -> None:
         deal_id = uuid4()
@@ -523,8 +546,12 @@ class StoreContract:
             unit.stage_history.add_many(changes)
             unit.stage_history.add(attrs.evolve(changes[0], id=uuid4(), subject_id=uuid4()))
             found = unit.stage_history.for_subject(SubjectKind.DEAL, deal_id)
-            assert found == sorted(changes, key=lambda c: c.at)
-            assert unit.stage_history.for_subject(SubjectKind.LEAD, deal_id) == []
+            assert found == sorted(changes, key=lambda c: c.at), _c(
+                "for_subject lists one subject's changes, oldest first"
+            )
+            assert unit.stage_history.for_subject(SubjectKind.LEAD, deal_id) == [], _c(
+                "for_subject lists changes of that kind of subject only"
+            )
 
     # ------------------------------------------------------------------ rules
 
@@ -551,9 +578,15 @@ class StoreContract:
                 unit.activities.add_many(a for found in index.values() for a in found)
                 unit.segments.add_many(segments.values())
                 unit.commit()
-                assert set(_ids(unit.contacts.find(rule, now=NOW))) == expected
-                assert unit.contacts.count(rule, now=NOW) == len(expected)
-                assert unit.contacts.ids(rule, now=NOW) == sorted(expected)
+                assert set(_ids(unit.contacts.find(rule, now=NOW))) == expected, _c(
+                    "rule parity: find, count and ids select what evaluate() says is TRUE"
+                )
+                assert unit.contacts.count(rule, now=NOW) == len(expected), _c(
+                    "rule parity: find, count and ids select what evaluate() says is TRUE"
+                )
+                assert unit.contacts.ids(rule, now=NOW) == sorted(expected), _c(
+                    "rule parity: find, count and ids select what evaluate() says is TRUE"
+                )
 
         check()
 
@@ -573,9 +606,15 @@ class StoreContract:
             with tenant.unit_of_work() as unit:
                 repository = repository_of(unit, type(items[0]) if items else _entity_of(entity))
                 repository.add_many(items)
-                assert set(_ids(repository.find(rule, now=NOW))) == expected
-                assert repository.count(rule, now=NOW) == len(expected)
-                assert repository.ids(rule, now=NOW) == sorted(expected)
+                assert set(_ids(repository.find(rule, now=NOW))) == expected, _c(
+                    "rule parity: find, count and ids select what evaluate() says is TRUE"
+                )
+                assert repository.count(rule, now=NOW) == len(expected), _c(
+                    "rule parity: find, count and ids select what evaluate() says is TRUE"
+                )
+                assert repository.ids(rule, now=NOW) == sorted(expected), _c(
+                    "rule parity: find, count and ids select what evaluate() says is TRUE"
+                )
 
         check()
 
@@ -587,21 +626,31 @@ class StoreContract:
         with fresh.unit_of_work() as unit:
             unit.contacts.add_many(people)
             found = unit.contacts.find(contacts_where(field("first_name") == tricky))
-            assert _ids(found) == [people[0].id]
-            assert unit.contacts.count(contacts_where(field("first_name").contains("%"))) == 0
-            assert unit.contacts.count(contacts_where(custom("x") == "' OR 1=1 --")) == 0
-            assert unit.contacts.count() == 2
+            assert _ids(found) == [people[0].id], _c(
+                "rule values are data: quotes, % and SQL in values match literally"
+            )
+            percent = contacts_where(field("first_name").contains("%"))
+            assert unit.contacts.count(percent) == 0, _c(
+                "rule values are data: quotes, % and SQL in values match literally"
+            )
+            injection = contacts_where(custom("x") == "' OR 1=1 --")
+            assert unit.contacts.count(injection) == 0, _c(
+                "rule values are data: quotes, % and SQL in values match literally"
+            )
+            assert unit.contacts.count() == 2, _c(
+                "rule values are data: quotes, % and SQL in values match literally"
+            )
 
     def test_rules_that_cannot_apply_are_refused(self, fresh: Store) -> None:
         if not self.capabilities.rules:
             pytest.skip("this adapter does not answer rules")
         with fresh.unit_of_work() as unit:
-            with pytest.raises(InvalidRule):
+            with _raises(InvalidRule, "a rule over another entity is refused"):
                 unit.contacts.find(deals_where(field("owner") == "x"))
-            with pytest.raises(InvalidRule):
+            with _raises(InvalidRule, "accounts take no rule"):
                 unit.accounts.find(contacts_where(field("owner") == "x"))
             missing = Segment.new(name="never stored", members=[])
-            with pytest.raises(InvalidRule):
+            with _raises(InvalidRule, "in_segment of a segment the tenant lacks is refused"):
                 unit.contacts.count(contacts_where(in_segment(missing)))
 
     # ------------------------------------------------------------------ fixed tables
@@ -819,10 +868,15 @@ class StoreContract:
             at = start + timedelta(hours=hours)
             return Activity.new(contact_id=who, kind=kind, occurred_at=at)
 
-        tied = [event(5, ActivityKind.CALL) for _ in range(3)]
+        ids = sorted((uuid4() for _ in range(3)), reverse=True)  # stored against id order
+        tied = [attrs.evolve(event(5, ActivityKind.CALL), id=i) for i in ids]
         mine = [event(9, ActivityKind.MEETING), *tied, event(1, ActivityKind.NOTE)]
         with fresh.unit_of_work() as unit:
-            unit.activities.add_many([*mine, event(5, ActivityKind.CALL, other)])
+            unit.activities.add_many(mine[1:])
+            assert unit.activities.append(mine[0]) == mine[0], _c("append returns the activity")
+            with _raises(Duplicate, "append of a taken id raises Duplicate (append is add)"):
+                unit.activities.append(attrs.evolve(mine[0], kind=ActivityKind.NOTE))
+            unit.activities.add(event(5, ActivityKind.CALL, other))
             timeline = unit.activities.for_contact(contact)
             expected = sorted(mine, key=lambda a: (a.occurred_at, a.id))
             assert timeline == expected, _c(
@@ -852,12 +906,14 @@ class StoreContract:
                 )
             subject = uuid4()
             at = datetime(2026, 2, 1, tzinfo=UTC)
+            change_ids = sorted((uuid4() for _ in range(3)), reverse=True)
             changes = [
                 StageChange.new(
                     subject=SubjectKind.DEAL, subject_id=subject, to_stage=f"s{i}", at=at
                 )
                 for i in range(3)
             ]
+            changes = [attrs.evolve(c, id=i) for c, i in zip(changes, change_ids, strict=True)]
             later = StageChange.new(
                 subject=SubjectKind.DEAL, subject_id=subject, to_stage="s9", at=at + timedelta(1)
             )
@@ -1128,8 +1184,36 @@ class StoreContract:
                             "in id order"
                         )
 
+    def test_pages_stay_right_when_entities_are_added_between_them(self, fresh: Store) -> None:
+        people = [Contact.new(first_name=f"p{i}0") for i in range(1, 7)]
+        early, late = Contact.new(first_name="p00"), Contact.new(first_name="p35")
+        order = Order("first_name")
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many(people)
+            unit.commit()
+            first = unit.contacts.find(order=order, limit=2)
+            assert _ids(first) == _ids(people[:2]), _c(f"find follows {order}")
+            assert first.next is not None, _c("a page with more items after it has a next cursor")
+        with fresh.unit_of_work() as unit:  # a later request, after others added entities
+            unit.contacts.add_many([early, late])
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            seen: list[UUID] = []
+            after: Cursor | None = Cursor.from_token(first.next.token(), Contact)
+            for _ in range(8):
+                page = unit.contacts.find(order=order, limit=2, after=after)
+                seen.extend(_ids(page))
+                if page.next is None:
+                    break
+                after = page.next
+        expected = _ids([*people[2:3], late, *people[3:]])
+        assert seen == expected, _c(
+            "keyset cursors: the next page starts after the cursor's (value, id), also when "
+            "entities were added meanwhile (no repeats, no gaps)"
+        )
+
     def test_ties_break_by_id_and_missing_values_sort_last(self, fresh: Store) -> None:
-        values = ["b", "a", None, "b", "a", None, "b", "c"]
+        values = ["b", "a", None, "b", "B", None, "b", "c", "a", "C"]
         ids = sorted((uuid4() for _ in values), reverse=True)  # ties stored against id order
         people = [
             attrs.evolve(Contact.new(first_name=v), id=i) for v, i in zip(values, ids, strict=True)
@@ -1144,11 +1228,12 @@ class StoreContract:
                 order = Order("first_name", descending)
                 expected = _ids(sorted(people, key=ascending, reverse=descending))
                 contract = (
-                    f"order: missing values last, ties by id; descending reverses it all ({order})"
+                    "order: text by code point, missing values last, ties by id; "
+                    f"descending reverses it all ({order})"
                 )
                 assert _ids(unit.contacts.find(order=order)) == expected, _c(contract)
                 for size in (1, 3):
-                    pages = _pages(unit.contacts, None, order=order, size=size, most=8)
+                    pages = _pages(unit.contacts, None, order=order, size=size, most=10)
                     assert pages == expected, _c(f"{contract}, limit {size}")
 
     def _check_table(
@@ -1202,11 +1287,15 @@ class StoreContract:
             thread.start()
         for thread in threads:
             thread.join()
-        assert failures == []
+        assert failures == [], _c(
+            "concurrent writers: a unit that waits succeeds; a lost race is ConcurrencyConflict"
+        )
         with fresh.unit_of_work() as unit:
             final = unit.contacts.get(contact.id)
-        assert final.custom["n"] == len(done) == final.version - 1
-        assert len(done) + len(conflicts) == 40
+        assert final.custom["n"] == len(done) == final.version - 1, _c(
+            "concurrent units of work lose no committed update"
+        )
+        assert len(done) + len(conflicts) == 40, _c("every unit commits or has a conflict")
 
     # ------------------------------------------------------------------ state machine
 
@@ -1299,7 +1388,9 @@ class _AgainstReference(RuleBasedStateMachine):
                 if commit:
                     unit.commit()
             outcomes.append(outcome)
-        assert outcomes[0] == outcomes[1], outcomes
+        assert outcomes[0] == outcomes[1], _c(
+            f"every operation ends as on the memory store (store, reference): {outcomes}"
+        )
         return outcomes[0]
 
     @rule(target=contacts, contact=cst.contacts(), commit=st.booleans())
@@ -1339,4 +1430,4 @@ class _AgainstReference(RuleBasedStateMachine):
         for target in (self.store, self.reference):
             with target.unit_of_work() as unit:
                 found.append(list(unit.contacts.find(order=Order("id"))))
-        assert found[0] == found[1]
+        assert found[0] == found[1], _c("the store holds what the memory store holds")
