@@ -695,12 +695,13 @@ class StoreContract:
         if not self.capabilities.threads:
             pytest.skip("this adapter is not for several threads")
         contact = Contact.new(first_name="uncommitted")
-        written = threading.Event()
+        written, reading = threading.Event(), threading.Event()
         seen: list[object] = []
         failures: list[BaseException] = []
 
         def read() -> None:
             written.wait(30)
+            reading.set()
             try:
                 with fresh.unit_of_work() as unit:
                     seen.append((unit.contacts.count(), dict(unit.contacts.get_many([contact.id]))))
@@ -712,6 +713,7 @@ class StoreContract:
         with fresh.unit_of_work() as unit:
             unit.contacts.add(contact)
             written.set()
+            reading.wait(30)
             reader.join(timeout=1.0)  # a store may make the reader wait for this unit
         reader.join(timeout=60)
         assert not reader.is_alive(), _c("a unit of work waiting for another ends when it ends")
