@@ -8,28 +8,8 @@ propagates unchanged. Once the block is left the unit has ended: every call on i
 its repositories (reads, writes, ``commit``) raises :class:`~crmkit.errors.StorageError`
 and writes nothing.
 
-What every adapter must give, and what it may choose:
-
-* **Isolation.** At least *read committed*: a unit of work never sees another unit's
-  uncommitted writes, and sees what other units committed before it began. Whether a
-  unit sees commits made while it runs is the adapter's choice (the memory store and
-  SQLite run writers one at a time; PostgreSQL reads at read committed). Lost updates
-  are prevented by versions, not by isolation: see :meth:`Repository.update`.
-* **Concurrent units** (several threads or processes): a store may make a unit wait
-  for another (a lock, a busy timeout), but within its timeout the waiting unit
-  succeeds; an optimistic race is lost with :class:`~crmkit.errors.ConcurrencyConflict`,
-  never with :class:`~crmkit.errors.StorageError`. StorageError means the database failed
-  (a timeout ran out, the connection broke).
-* **Nested units** of one store in one thread are not portable: a store may refuse a
-  nested unit of work with :class:`~crmkit.errors.StorageError` (SQLite), or give one
-  that is not isolated from the outer unit (memory). Use one unit for one piece of work.
-* **Errors name the field.** A wrong argument raises
-  :class:`~crmkit.errors.ValidationError` whose ``field`` is the parameter's name
-  (``id``, ``item``, ``limit``, ``order``, ``after``, ``now``, ``batch_size``,
-  ``contact_id``, ``kinds``, ``since``, ``until``, ``subject``, ``subject_id``,
-  ``tenant``), or the position in a collection (``ids[3]`` for ``get_many``, ``[3]`` for
-  ``add_many``), and changes nothing.
-
+:class:`UnitOfWork` says what isolation a unit gives, what concurrent and nested units
+may do; :class:`Repository` which fields errors name.
 :class:`crmkit.testing.storage.StoreContract` checks each of these promises.
 """
 
@@ -70,7 +50,14 @@ _E = TypeVar("_E", bound=Entity)
 
 
 class Repository(Protocol[_E]):
-    """The stored entities of one kind, in the store's tenant."""
+    """The stored entities of one kind, in the store's tenant.
+
+    A wrong argument raises :class:`~crmkit.errors.ValidationError` whose ``field`` is
+    the parameter's name (``id``, ``item``, ``limit``, ``order``, ``after``, ``now``,
+    ``batch_size``, ``contact_id``, ``kinds``, ``since``, ``until``, ``subject``,
+    ``subject_id``), or the position in a collection (``ids[3]`` for :meth:`get_many`,
+    ``[3]`` for :meth:`add_many`), and changes nothing.
+    """
 
     @property
     def entity(self) -> type[_E]:
@@ -213,7 +200,30 @@ class StageHistoryRepository(Repository[StageChange], Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One transaction over every repository of a store, one repository per entity."""
+    """One transaction over every repository of a store, one repository per entity.
+
+    Once the ``with`` block of :meth:`Store.unit_of_work` is left, the unit has ended:
+    every call on it or its repositories (reads, writes, :meth:`commit`) raises
+    :class:`~crmkit.errors.StorageError` and writes nothing. What every adapter must
+    give, and what it may choose:
+
+    * **Isolation.** At least *read committed*: a unit of work never sees another
+      unit's uncommitted writes, and sees what other units committed before it began.
+      Whether a unit sees commits made while it runs is the adapter's choice (the memory
+      store and SQLite run writers one at a time; PostgreSQL reads at read committed).
+      Lost updates are prevented by versions, not by isolation: see
+      :meth:`Repository.update`.
+    * **Concurrent units** (several threads or processes): a store may make a unit wait
+      for another (a lock, a busy timeout), but within its timeout the waiting unit
+      succeeds; an optimistic race is lost with
+      :class:`~crmkit.errors.ConcurrencyConflict`, never with
+      :class:`~crmkit.errors.StorageError`, which means that the database failed (a
+      timeout ran out, the connection broke).
+    * **Nested units** of one store in one thread are not portable: a store may refuse a
+      nested unit of work with :class:`~crmkit.errors.StorageError` (SQLite), or give one
+      that is not isolated from the outer unit (memory). Use one unit for one piece of
+      work.
+    """
 
     @property
     def contacts(self) -> Repository[Contact]: ...
