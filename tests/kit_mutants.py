@@ -15,7 +15,15 @@ from uuid import UUID
 import attrs
 
 from crmkit.errors import ConcurrencyConflict, Duplicate, NotFound, StorageError
-from crmkit.models import Activity, ActivityKind, Entity, Segment, StageChange, SubjectKind
+from crmkit.models import (
+    Activity,
+    ActivityKind,
+    Entity,
+    LifecycleStage,
+    Segment,
+    StageChange,
+    SubjectKind,
+)
 from crmkit.models.rules import (
     And,
     Compare,
@@ -1060,6 +1068,45 @@ class OffsetCursors(MutantStore):
     mixin = _OffsetPaging
 
 
+class _EnumsByDeclaration:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        order = options.get("order") or Order()
+        page = super().find(rule, **options)  # type: ignore[misc]
+        if options.get("limit") is not None or order.field != "lifecycle_stage":
+            return page
+        declared = list(LifecycleStage)
+
+        def key(item: Any) -> Any:
+            return (declared.index(item.lifecycle_stage), item.id)
+
+        return Page(tuple(sorted(page.items, key=key, reverse=order.descending)), page.next)
+
+
+class EnumsInDeclarationOrder(MutantStore):
+    """Enumerations order by declaration (a native SQL enum), not by value."""
+
+    mixin = _EnumsByDeclaration
+
+
+class _TrueFirst:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        order = options.get("order") or Order()
+        page = super().find(rule, **options)  # type: ignore[misc]
+        if options.get("limit") is not None or order.field != "do_not_contact":
+            return page
+
+        def key(item: Any) -> Any:
+            return (not item.do_not_contact, item.id)
+
+        return Page(tuple(sorted(page.items, key=key, reverse=order.descending)), page.next)
+
+
+class BooleansTrueFirst(MutantStore):
+    """Booleans order True before False."""
+
+    mixin = _TrueFirst
+
+
 # ---------------------------------------------------------------------------- the list
 
 MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
@@ -1262,6 +1309,14 @@ MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     ),
     "text orders ignore case": (
         TextOrderIgnoresCase,
+        ("test_ties_break_by_id_and_missing_values_sort_last",),
+    ),
+    "enumerations in declaration order": (
+        EnumsInDeclarationOrder,
+        ("test_ties_break_by_id_and_missing_values_sort_last",),
+    ),
+    "booleans True first": (
+        BooleansTrueFirst,
         ("test_ties_break_by_id_and_missing_values_sort_last",),
     ),
     "cursors are offsets": (

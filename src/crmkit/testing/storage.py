@@ -50,6 +50,7 @@ from crmkit.models import (
     Deal,
     Entity,
     Lead,
+    LifecycleStage,
     Segment,
     StageChange,
     SubjectKind,
@@ -1215,28 +1216,44 @@ class StoreContract:
         )
 
     def test_ties_break_by_id_and_missing_values_sort_last(self, fresh: Store) -> None:
-        values = ["b", "a", None, "b", "B", None, "b", "c", "a", "C"]
-        ids = sorted((uuid4() for _ in values), reverse=True)  # ties stored against id order
+        names = ["b", "a", None, "b", "B", None, "b", "c", "a", "C"]
+        stages = [LifecycleStage.SUBSCRIBER, LifecycleStage.LEAD, LifecycleStage.CUSTOMER]
+        ids = sorted((uuid4() for _ in names), reverse=True)  # ties stored against id order
         people = [
-            attrs.evolve(Contact.new(first_name=v), id=i) for v, i in zip(values, ids, strict=True)
+            attrs.evolve(
+                Contact.new(
+                    first_name=name,
+                    lifecycle_stage=stages[n % 3],
+                    do_not_contact=n % 4 == 0,
+                ),
+                id=ids[n],
+            )
+            for n, name in enumerate(names)
         ]
-
-        def ascending(p: Contact) -> tuple[bool, str, UUID]:
-            return (p.first_name is None, p.first_name or "", p.id)
-
+        rules = {
+            "first_name": "text by code point",
+            "lifecycle_stage": "enumerations by value",
+            "do_not_contact": "False before True",
+        }
         with fresh.unit_of_work() as unit:
             unit.contacts.add_many(people)
-            for descending in (False, True):
-                order = Order("first_name", descending)
-                expected = _ids(sorted(people, key=ascending, reverse=descending))
-                contract = (
-                    "order: text by code point, missing values last, ties by id; "
-                    f"descending reverses it all ({order})"
-                )
-                assert _ids(unit.contacts.find(order=order)) == expected, _c(contract)
-                for size in (1, 3):
-                    pages = _pages(unit.contacts, None, order=order, size=size, most=10)
-                    assert pages == expected, _c(f"{contract}, limit {size}")
+            for name, rule in rules.items():
+
+                def ascending(p: Contact, name: str = name) -> tuple[bool, Any, UUID]:
+                    value = getattr(p, name)
+                    return (value is None, "" if value is None else value, p.id)
+
+                for descending in (False, True):
+                    order = Order(name, descending)
+                    expected = _ids(sorted(people, key=ascending, reverse=descending))
+                    contract = (
+                        f"order: {rule}, missing values last, ties by id; "
+                        f"descending reverses it all ({order})"
+                    )
+                    assert _ids(unit.contacts.find(order=order)) == expected, _c(contract)
+                    for size in (1, 3):
+                        pages = _pages(unit.contacts, None, order=order, size=size, most=10)
+                        assert pages == expected, _c(f"{contract}, limit {size}")
 
     def _check_table(
         self,
