@@ -6,9 +6,11 @@ repositories through a mixin, change one behaviour. :data:`MUTANTS` maps a mutan
 to its store class and the kit tests that must fail on it.
 """
 
-from collections.abc import Iterable, Iterator, Mapping
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -20,16 +22,19 @@ from crmkit.models import (
     ActivityKind,
     Entity,
     LifecycleStage,
+    Money,
     Segment,
     StageChange,
     SubjectKind,
 )
 from crmkit.models.rules import (
+    ActivityCondition,
     And,
     Compare,
     Condition,
     In,
     InSegment,
+    Measure,
     Not,
     Op,
     Or,
@@ -65,6 +70,14 @@ _REPOSITORIES = (
     "stage_history",
 )
 _MIXED: dict[tuple[type, type], type] = {}
+_OPS: dict[Op, Callable[[Any, Any], bool]] = {
+    Op.EQ: operator.eq,
+    Op.NE: operator.ne,
+    Op.LT: operator.lt,
+    Op.LE: operator.le,
+    Op.GT: operator.gt,
+    Op.GE: operator.ge,
+}
 
 
 def _mixed(mixin: type, base: type) -> type:
@@ -1107,6 +1120,63 @@ class BooleansTrueFirst(MutantStore):
     mixin = _TrueFirst
 
 
+class _MoneyIgnoresCurrency(_Evaluates):
+    def _truth(
+        self, entity: RuleEntity, node: Condition, item: object, context: Context
+    ) -> bool | None:
+        if isinstance(node, Compare) and isinstance(node.value, Money):
+            value = _value(item, node.field)
+            if value is None:
+                return None
+            return bool(_OPS[node.op](value.amount, node.value.amount))
+        return super()._truth(entity, node, item, context)
+
+
+class MoneyIgnoresCurrency(MutantStore):
+    """Money compares amounts whatever the currency."""
+
+    mixin = _MoneyIgnoresCurrency
+
+
+class _SumEveryCurrency(_Evaluates):
+    def _truth(
+        self, entity: RuleEntity, node: Condition, item: object, context: Context
+    ) -> bool | None:
+        if isinstance(node, ActivityCondition) and node.measure is Measure.SUM:
+            assert isinstance(node.value, Money)
+            total = sum(
+                (
+                    a.amount.amount
+                    for a in context.activities.get(item.id, ())  # type: ignore[attr-defined]
+                    if a.kind is node.kind and a.amount is not None and a.occurred_at <= context.now
+                ),
+                Decimal(0),
+            )
+            return bool(_OPS[node.op](total, node.value.amount))
+        return super()._truth(entity, node, item, context)
+
+
+class SumAddsEveryCurrency(MutantStore):
+    """An activity sum adds the amounts of every currency."""
+
+    mixin = _SumEveryCurrency
+
+
+class _CountIgnoresFilter(_Evaluates):
+    def _truth(
+        self, entity: RuleEntity, node: Condition, item: object, context: Context
+    ) -> bool | None:
+        if isinstance(node, ActivityCondition) and node.where is not None:
+            node = attrs.evolve(node, where=None)
+        return super()._truth(entity, node, item, context)
+
+
+class CountIgnoresTheFilter(MutantStore):
+    """An activity count ignores the condition's where filter."""
+
+    mixin = _CountIgnoresFilter
+
+
 # ---------------------------------------------------------------------------- the list
 
 MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
@@ -1318,6 +1388,18 @@ MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "booleans True first": (
         BooleansTrueFirst,
         ("test_ties_break_by_id_and_missing_values_sort_last",),
+    ),
+    "money compares across currencies": (
+        MoneyIgnoresCurrency,
+        ("test_money_and_activity_measures_table",),
+    ),
+    "activity sums add every currency": (
+        SumAddsEveryCurrency,
+        ("test_money_and_activity_measures_table",),
+    ),
+    "activity counts ignore the filter": (
+        CountIgnoresTheFilter,
+        ("test_money_and_activity_measures_table",),
     ),
     "cursors are offsets": (
         OffsetCursors,

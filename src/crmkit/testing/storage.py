@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from itertools import islice
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
@@ -51,6 +52,7 @@ from crmkit.models import (
     Entity,
     Lead,
     LifecycleStage,
+    Money,
     Segment,
     StageChange,
     SubjectKind,
@@ -67,6 +69,7 @@ from crmkit.segmentation import (
     field,
     has_tag,
     in_segment,
+    prop,
 )
 from crmkit.storage import (
     ENTITIES,
@@ -1047,6 +1050,71 @@ class StoreContract:
             people,
             table,
             "case: equality is exact, text matches and tags ignore case: {rule} selects {expected}",
+        )
+
+    def test_money_and_activity_measures_table(self, fresh: Store) -> None:
+        if not self.capabilities.rules:
+            pytest.skip("this adapter does not answer rules")
+        deals = {
+            "eur": Deal.new(
+                title="eur", pipeline="p", stage="s", amount=Money("100", "EUR"), probability="0.6"
+            ),
+            "usd": Deal.new(
+                title="usd", pipeline="p", stage="s", amount=Money("100", "USD"), probability="0.2"
+            ),
+            "none": Deal.new(title="none", pipeline="p", stage="s"),
+        }
+        amount = field("amount")
+        deal_table: list[tuple[Any, set[str]]] = [
+            (amount > Money("50", "EUR"), {"eur"}),
+            (~(amount > Money("50", "EUR")), set()),
+            (amount.between(Money("50", "USD"), Money("150", "USD")), {"usd"}),
+            (amount.is_null(), {"none"}),
+            (field("probability") >= Decimal("0.5"), {"eur"}),
+        ]
+        people = {key: Contact.new(first_name=key) for key in ("a", "b", "c")}
+
+        def event(who: str, kind: ActivityKind, days: int, **data: Any) -> Activity:
+            at = NOW - timedelta(days=days)
+            return Activity.new(contact_id=people[who].id, kind=kind, occurred_at=at, **data)
+
+        buy, view = ActivityKind.PURCHASE, ActivityKind.PAGE_VIEW
+        events = [
+            event("a", buy, 1, amount=Money("30", "EUR")),
+            event("a", buy, 2, amount=Money("50", "USD")),
+            event("b", buy, 1, amount=Money("45", "EUR")),
+            *(event("a", view, 3, properties={"url": url}) for url in ["/pricing"] * 2),
+            event("a", view, 3, properties={"url": "/blog"}),
+            *(event("b", view, 3, properties={"url": "/blog"}) for _ in range(2)),
+        ]
+        bought, viewed = activity(buy), activity(view)
+        pricing = activity(view, where=prop("url") == "/pricing")
+        contact_table: list[tuple[Any, set[str]]] = [
+            (bought.total() >= Money("40", "EUR"), {"b"}),
+            (bought.total() >= Money("40", "USD"), {"a"}),
+            (bought.total() < Money("10", "EUR"), {"c"}),
+            (pricing.count() >= 2, {"a"}),
+            (activity(view, where=prop("url").contains("BLOG")).count() == 2, {"b"}),
+            (viewed.count() >= 2, {"a", "b"}),
+            (~(bought.count() >= 1), {"c"}),
+        ]
+        with fresh.unit_of_work() as unit:
+            unit.deals.add_many(deals.values())
+            unit.activities.add_many(events)
+            unit.commit()
+            for condition, expected in deal_table:
+                wanted = sorted(deals[k].id for k in expected)
+                what = _c(
+                    "money compares within one currency (another is UNKNOWN), decimals "
+                    f"exactly: {condition!r} selects {sorted(expected)}"
+                )
+                assert unit.deals.ids(deals_where(condition), now=NOW) == wanted, what
+        self._check_table(
+            fresh,
+            people,
+            contact_table,
+            "activity measures: counts apply the filter, sums add one currency: "
+            "{rule} selects {expected}",
         )
 
     def test_relative_dates_follow_now(self, fresh: Store) -> None:
