@@ -134,10 +134,11 @@ class Repository(Protocol[_E]):
         page has a ``next`` cursor only when more items follow, and then holds exactly
         ``limit`` items, so the last page's ``next`` is ``None``. ``after`` continues from
         the ``next`` cursor of a previous page of the same query: every page applies the
-        same ``rule``, and the pages together hold each selected entity once. ``now``
-        (default: the store's clock, read once per call) fixes relative dates and activity
-        windows; a naive ``now`` is refused (field ``now``) with or without a rule. A rule
-        sees the store's own tenant only: its activities and its segments.
+        same ``rule``, and the pages together hold each selected entity once, also when
+        entities are added between the calls (keyset paging). ``now`` (default: the
+        store's clock) fixes relative dates and activity windows; a naive ``now`` is
+        refused (field ``now``) with or without a rule. A rule sees the store's own tenant
+        only: its activities and its segments.
         """
         ...
 
