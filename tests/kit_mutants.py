@@ -433,7 +433,8 @@ class AddManyCountsFromOne(MutantStore):
 
 class _AddManyLastWins:
     def add_many(self, items: Iterable[Any], /) -> int:
-        return super().add_many(list({item.id: item for item in items}.values()))  # type: ignore[misc]
+        unique = {getattr(item, "id", n): item for n, item in enumerate(items)}
+        return super().add_many(list(unique.values()))  # type: ignore[misc]
 
 
 class AddManyMissesRepeatedIds(MutantStore):

@@ -206,7 +206,9 @@ def _raises(kind: type[Exception], contract: str) -> Iterator[_Caught]:
 def _bounded(items: Iterable[_E], most: int, contract: str) -> list[_E]:
     """The first ``most + 1`` items, so that an endless iterator fails instead of hanging."""
     found = list(islice(items, most + 1))
-    assert len(found) <= most, _c(f"{contract}: it yields more than the {most} items stored")
+    assert len(found) <= most, _c(
+        f"{contract}: it yields more than the {most} items the query selects"
+    )
     return found
 
 
@@ -239,7 +241,9 @@ def _pages(
             return seen
         assert len(page) == size, _c("a page with a next cursor holds exactly limit items")
         assert len(seen) <= most, _c(
-            "paging ends: each next cursor moves past the last item of its page"
+            "find(rule, after=cursor) keeps the rule on every page and paging ends: the "
+            f"pages hold more than the {most} items the query selects (a rule dropped "
+            "after the first page, or a next cursor that does not move past its page)"
         )
         after = Cursor.from_token(page.next.token(), repository.entity) if tokens else page.next
     pytest.fail(_c("paging ends: each next cursor moves past the last item of its page"))
@@ -908,7 +912,8 @@ class StoreContract:
                 high = None if until is None else start + timedelta(hours=until)
                 found = unit.activities.for_contact(contact, since=low, until=high)
                 assert found == sorted(wanted, key=lambda a: (a.occurred_at, a.id)), _c(
-                    f"for_contact(since={since}h, until={until}h): since inclusive, until exclusive"
+                    f"for_contact(since=hour {since}, until=hour {until}): "
+                    "since inclusive, until exclusive"
                 )
             subject = uuid4()
             at = datetime(2026, 2, 1, tzinfo=UTC)
@@ -1248,7 +1253,7 @@ class StoreContract:
                         iterated = _bounded(
                             unit.contacts.iterate(selected, batch_size=size, now=NOW),
                             len(items),
-                            "iterate(rule) ends",
+                            "iterate(rule) applies the rule and ends",
                         )
                         assert _ids(iterated) == sorted(p.id for p in items), _c(
                             f"iterate(rule, batch_size={size}) yields what the rule selects, "
