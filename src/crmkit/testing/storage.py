@@ -13,10 +13,13 @@ providing one fixture, ``store``, that returns a store of the adapter::
 
 The contract's tests then run against that store. Each test (and each hypothesis
 example) works in a fresh tenant of its own, opened with ``store.for_tenant()``, so the
-store needs no cleaning between them. The data-driven checks compare the adapter with the
+store needs no cleaning between them. The property checks compare the adapter with the
 memory reference (:class:`crmkit.storage.MemoryStore`) and with the Python rule
-interpreter: ``find(rule)`` must return exactly the entities for which
-:func:`crmkit.segmentation.evaluate` says TRUE.
+interpreter on random data: ``find(rule)`` must return exactly the entities for which
+:func:`crmkit.segmentation.evaluate` says TRUE. Every other check runs fixed data (tables
+of three-valued logic, case, relative dates, money, orders, tenants sharing ids), so a
+broken adapter fails it on every run, whatever the seed. A failed check's message starts
+with ``contract:`` and names the promise of the port that the store broke.
 
 :class:`Capabilities` switches optional checks off for adapters that lack a feature;
 override the ``capabilities`` class attribute. Nothing here is a pytest plugin, and no
@@ -161,9 +164,11 @@ class Capabilities:
 
     rules: bool = True
     """``find(rule)`` and ``count(rule)`` answer rules. A store that does not raises
-    :class:`~crmkit.errors.InvalidRule` for any rule; ``False`` skips every rule check."""
+    :class:`~crmkit.errors.InvalidRule` for any rule; ``False`` skips every rule check
+    (parity, the fixed rule tables, refusals)."""
     threads: bool = True
-    """The store may be used from several threads at once."""
+    """The store may be used from several threads at once; ``False`` skips the checks
+    that use threads (concurrent updates, isolation of uncommitted writes)."""
     examples: int = 25
     """Hypothesis examples per property check (the stateful test runs as many programs)."""
 
