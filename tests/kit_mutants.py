@@ -1178,6 +1178,29 @@ class CountIgnoresTheFilter(MutantStore):
     mixin = _CountIgnoresFilter
 
 
+class _EndsOnRollback(MemoryUnitOfWork):
+    def rollback(self) -> None:
+        super().rollback()
+        self._open = False
+
+
+class RollbackEndsTheUnit(MutantStore):
+    """rollback() ends the unit of work instead of keeping it open for more work."""
+
+    unit_class = _EndsOnRollback
+
+
+class _AddReturnsNothing:
+    def add(self, item: Any, /) -> Any:
+        super().add(item)  # type: ignore[misc]
+
+
+class AddReturnsNothing(MutantStore):
+    """add returns None instead of the stored entity."""
+
+    mixin = _AddReturnsNothing
+
+
 # ---------------------------------------------------------------------------- the list
 
 MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
@@ -1402,6 +1425,11 @@ MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
         CountIgnoresTheFilter,
         ("test_money_and_activity_measures_table",),
     ),
+    "rollback() ends the unit": (
+        RollbackEndsTheUnit,
+        ("test_rollback_discards_since_the_last_commit",),
+    ),
+    "add returns None": (AddReturnsNothing, ("test_add_of_a_taken_id_is_a_duplicate",)),
     "cursors are offsets": (
         OffsetCursors,
         ("test_pages_stay_right_when_entities_are_added_between_them",),

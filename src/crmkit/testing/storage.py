@@ -313,7 +313,7 @@ class StoreContract:
     def test_add_of_a_taken_id_is_a_duplicate(self, fresh: Store) -> None:
         contact = Contact.new(first_name="Ada")
         with fresh.unit_of_work() as unit:
-            unit.contacts.add(contact)
+            assert unit.contacts.add(contact) == contact, _c("add returns the entity it stored")
             with _raises(Duplicate, "add of a taken id raises Duplicate") as caught:
                 unit.contacts.add(attrs.evolve(contact, first_name="Bo"))
             assert (caught.value.entity, caught.value.id) == ("contact", contact.id), _c(
@@ -402,8 +402,12 @@ class StoreContract:
             except StorageError as error:
                 pytest.fail(_c(f"commit() keeps the unit of work open for more work ({error})"))
             unit.rollback()
-            assert _ids(unit.contacts.find()) == [kept.id], _c(contract)
-            unit.commit()
+            try:
+                found = _ids(unit.contacts.find())
+                unit.commit()
+            except StorageError as error:
+                pytest.fail(_c(f"rollback() keeps the unit of work open for more work ({error})"))
+            assert found == [kept.id], _c(contract)
         with fresh.unit_of_work() as unit:
             assert _ids(unit.contacts.find()) == [kept.id], _c(contract)
 
