@@ -43,7 +43,15 @@ from crmkit.models import (
 from crmkit.models.rules import Rule
 from crmkit.segmentation import Context, compile_selector
 from crmkit.serialization import make_converter
-from crmkit.storage import Cursor, Order, Page, Store, UnitOfWork, sortable_fields
+from crmkit.storage import (
+    Cursor,
+    Order,
+    Page,
+    Store,
+    UnitOfWork,
+    sortable_fields,
+    validate_tenant,
+)
 
 E = TypeVar("E", bound=Entity)
 Table = dict[UUID, str]  # entity id -> the entity as a JSON document
@@ -55,7 +63,7 @@ class JsonStore:
     """A store for one tenant; ``for_tenant`` opens another on the same documents."""
 
     def __init__(self, tenant: str = "default", *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self.tenant = tenant
+        self.tenant = validate_tenant(tenant)
         self.clock = clock
         self.tables: dict[tuple[str, str], Table] = {}  # by (tenant, entity name)
         self.lock = threading.RLock()
@@ -182,6 +190,7 @@ class JsonRepository(Generic[E]):
 
     def _select(self, rule: Rule | None, now: datetime | None) -> list[E]:
         """The entities ``rule`` selects, evaluated by crmkit's rule interpreter."""
+        now = self.unit.store.clock.now() if now is None else check_time(now, "now")
         if rule is None:
             return self.all()
         if not isinstance(rule, Rule) or rule.entity != self._name:
@@ -190,7 +199,7 @@ class JsonRepository(Generic[E]):
         for activity in self.unit.activities.all():
             activities.setdefault(activity.contact_id, []).append(activity)
         context = Context(
-            now=self.unit.store.clock.now() if now is None else now,
+            now=now,
             activities=activities,
             segments={segment.id: segment for segment in self.unit.segments.all()},
         )
@@ -235,7 +244,12 @@ class JsonRepository(Generic[E]):
     def iterate(
         self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None
     ) -> Iterator[E]:
+        if type(batch_size) is not int or batch_size < 1:
+            raise ValidationError("batch_size", batch_size, "a batch size is a positive int")
         now = self.unit.store.clock.now() if now is None else now  # one now for every page
+        return self._pages(rule, batch_size, now)
+
+    def _pages(self, rule: Rule | None, batch_size: int, now: datetime) -> Iterator[E]:
         page = self.find(rule, order=Order("id"), limit=batch_size, now=now)
         yield from page
         while page.next is not None:
@@ -256,7 +270,15 @@ class JsonActivities(JsonRepository[Activity]):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[Activity]:
+        check_id(contact_id, "contact_id")
+        if isinstance(kinds, str):
+            raise ValidationError("kinds", kinds, "expected a collection of ActivityKind")
         wanted = None if kinds is None else frozenset(kinds)
+        for kind in wanted or ():
+            if not isinstance(kind, ActivityKind):
+                raise ValidationError("kinds", kind, "expected an ActivityKind")
+        since = None if since is None else check_time(since, "since")
+        until = None if until is None else check_time(until, "until")
         found = [
             a
             for a in self.all()
@@ -270,6 +292,9 @@ class JsonActivities(JsonRepository[Activity]):
 
 class JsonStageHistory(JsonRepository[StageChange]):
     def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
+        if not isinstance(subject, SubjectKind):
+            raise ValidationError("subject", subject, "expected a SubjectKind")
+        check_id(subject_id, "subject_id")
         found = [c for c in self.all() if c.subject is subject and c.subject_id == subject_id]
         return sorted(found, key=lambda c: (c.at, c.id))
 
@@ -288,6 +313,12 @@ def check_item(item: object, entity: type[E], field: str = "item") -> E:
 def check_id(value: object, field: str = "id") -> UUID:
     if not isinstance(value, UUID):
         raise ValidationError(field, value, "expected a UUID")
+    return value
+
+
+def check_time(value: datetime, field: str) -> datetime:
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise ValidationError(field, value, "expected a timezone-aware datetime")
     return value
 
 

@@ -7,13 +7,15 @@
 * :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
 * :mod:`crmkit.storage.sql` stores in SQLite (the embedded default) or PostgreSQL.
 
-A store is opened for one tenant and never reads or writes another tenant's rows::
+A store is opened for one tenant and never reads or writes another tenant's rows;
+:func:`validate_tenant` says what a tenant key may be::
 
     with store.unit_of_work() as uow:
         uow.contacts.add(contact)
         uow.commit()
 """
 
+from crmkit.storage._base import validate_tenant
 from crmkit.storage._columns import ENTITIES, REFERRERS
 from crmkit.storage._columns import groupable as groupable_fields
 from crmkit.storage._columns import sortable as sortable_fields
@@ -45,4 +47,5 @@ __all__ = [
     "UnitOfWork",
     "groupable_fields",
     "sortable_fields",
+    "validate_tenant",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "query_now",
     "start_after",
     "task_query",
+    "validate_tenant",
 ]
 
 _E = TypeVar("_E", bound=Entity)
@@ -49,13 +50,28 @@ _TENANT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 _RULE_ENTITIES: Final = {e.value: e for e in RuleEntity}
 
 
-def check_tenant(tenant: object) -> str:
-    """``tenant`` if it is a valid tenant key (1 to 64 of ``A-Z a-z 0-9 _ . : -``)."""
+def validate_tenant(tenant: object) -> str:
+    """``tenant`` if it is a valid tenant key, else :class:`~crmkit.errors.ValidationError`
+    (field ``tenant``).
+
+    A tenant key is a ``str`` of 1 to 64 ASCII letters, digits, ``_``, ``.``, ``:`` and
+    ``-`` that starts with a letter or digit. Every store refuses any other key, in its
+    constructor and in :meth:`~crmkit.storage.Store.for_tenant`, with this error.
+
+    >>> validate_tenant("acme-eu:1")
+    'acme-eu:1'
+    """
     if not isinstance(tenant, str) or not _TENANT.match(tenant):
         raise ValidationError(
-            "tenant", tenant, "a tenant key has 1 to 64 letters, digits, '_', '.', ':' or '-'"
+            "tenant",
+            tenant,
+            "a tenant key has 1 to 64 ASCII letters, digits, '_', '.', ':' or '-', "
+            "starting with a letter or digit",
         )
     return tenant
+
+
+check_tenant = validate_tenant
 
 
 def check_rule(rule: object, entity: type[Entity]) -> Rule | None:
@@ -192,7 +208,7 @@ def check_group_field(field: object, entity: type[Entity]) -> str:
 
 def query_now(now: datetime | None, clock: Clock) -> datetime:
     """The ``now`` of a query: the given one (aware, made UTC) or the clock's."""
-    return clock.now() if now is None else ensure_utc(now)
+    return clock.now() if now is None else ensure_utc(now, "now")
 
 
 def start_after(order: Order | None, after: Cursor | None, entity: type[Entity]) -> Order:

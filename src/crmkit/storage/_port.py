@@ -3,7 +3,14 @@
 A :class:`Store` is opened for one tenant. Its :meth:`Store.unit_of_work` is a context
 manager giving a :class:`UnitOfWork`: one transaction holding one repository per
 entity. Nothing is written unless :meth:`UnitOfWork.commit` is called; leaving the
-block rolls back whatever was not committed, and an exception always rolls back.
+block rolls back whatever was not committed, and an exception always rolls back and
+propagates unchanged. Once the block is left the unit has ended: every call on it or
+its repositories (reads, writes, ``commit``) raises :class:`~crmkit.errors.StorageError`
+and writes nothing.
+
+:class:`UnitOfWork` says what isolation a unit gives, what concurrent and nested units
+may do; :class:`Repository` which fields errors name.
+:class:`crmkit.testing.storage.StoreContract` checks each of these promises.
 """
 
 from collections.abc import Iterable, Iterator, Mapping
@@ -48,7 +55,14 @@ _E = TypeVar("_E", bound=Entity)
 
 
 class Repository(Protocol[_E]):
-    """The stored entities of one kind, in the store's tenant."""
+    """The stored entities of one kind, in the store's tenant.
+
+    A wrong argument raises :class:`~crmkit.errors.ValidationError` whose ``field`` is
+    the parameter's name (``id``, ``item``, ``limit``, ``order``, ``after``, ``now``,
+    ``batch_size``, ``contact_id``, ``kinds``, ``since``, ``until``, ``subject``,
+    ``subject_id``), or the position in a collection (``ids[3]`` for :meth:`get_many`,
+    ``[3]`` for :meth:`add_many`), and changes nothing.
+    """
 
     @property
     def entity(self) -> type[_E]:
@@ -60,40 +74,54 @@ class Repository(Protocol[_E]):
         ...
 
     def get_many(self, ids: Iterable[UUID], /) -> Mapping[UUID, _E]:
-        """The entities with these ids that exist, by id (missing ids are left out)."""
+        """The entities with these ids that exist, by id (missing ids are left out).
+
+        An id that is not a UUID raises :class:`~crmkit.errors.ValidationError` naming
+        its position (field ``ids[3]``).
+        """
         ...
 
     def add(self, item: _E, /) -> _E:
-        """Store a new entity; :class:`~crmkit.errors.Duplicate` when its id is taken."""
+        """Store a new entity; :class:`~crmkit.errors.Duplicate` when its id is taken.
+
+        An item of another entity class raises :class:`~crmkit.errors.ValidationError`
+        (field ``item``).
+        """
         ...
 
     def add_many(self, items: Iterable[_E], /) -> int:
         """Store many new entities, all or none; returns how many.
 
         Reads ``items`` once, in bounded memory. A wrong item raises
-        :class:`~crmkit.errors.ValidationError` naming its index (``[12]``), a taken id
-        :class:`~crmkit.errors.Duplicate` with ``index`` set; either way nothing of this
-        call is kept.
+        :class:`~crmkit.errors.ValidationError` naming its index (``[12]``, counted from
+        0), a taken id, or an id given twice in the call, :class:`~crmkit.errors.Duplicate`
+        with ``index`` set (the second occurrence's); either way nothing of this call is
+        kept.
         """
         ...
 
     def update(self, item: _E, /) -> _E:
         """Replace the stored entity with ``item``, which must carry the stored version.
 
-        Returns the stored entity, whose version is one higher. Raises
-        :class:`~crmkit.errors.ConcurrencyConflict` when the stored version differs and
-        :class:`~crmkit.errors.NotFound` when there is no such entity.
+        Returns the stored entity, whose version is one higher (and :meth:`get` returns
+        the same). Raises :class:`~crmkit.errors.ConcurrencyConflict` when the stored
+        version differs (``expected_version`` the item's, ``actual_version`` the stored
+        one), :class:`~crmkit.errors.NotFound` (naming the entity and id) when there is no
+        such entity, and :class:`~crmkit.errors.ValidationError` (field ``item``) for an
+        item of another entity class, even one with a stored id.
         """
         ...
 
     def delete(self, id: UUID, /, *, version: int | None = None) -> None:
         """Delete the entity; with ``version``, only if that is the stored version.
 
-        :class:`~crmkit.errors.NotFound` when there is no such entity,
-        :class:`~crmkit.errors.ConcurrencyConflict` when ``version`` is not the stored
-        one, and :class:`~crmkit.errors.StillReferenced` while other entities of the
-        tenant refer to it (:data:`~crmkit.storage.REFERRERS` lists who refers to what),
-        naming every kind that does; nothing is deleted then.
+        A missing id raises :class:`~crmkit.errors.NotFound`, with or without
+        ``version``. Another stored version raises
+        :class:`~crmkit.errors.ConcurrencyConflict` with ``expected_version`` the given
+        ``version`` and ``actual_version`` the stored one. While other entities of the
+        tenant refer to it (:data:`~crmkit.storage.REFERRERS` lists who refers to
+        what), :class:`~crmkit.errors.StillReferenced` names a referrer of every kind
+        that does, after those two checks; nothing is deleted then.
         """
         ...
 
@@ -109,14 +137,22 @@ class Repository(Protocol[_E]):
     ) -> Page[_E]:
         """The entities for which ``rule`` is TRUE (all without a rule), one page.
 
-        ``order`` defaults to ``Order()`` (by ``created_at``); ``after`` continues from the
-        ``next`` cursor of a previous page; ``now`` (default: the store's clock) fixes
-        relative dates and activity windows.
+        ``order`` defaults to ``Order()`` (by ``created_at``), ties broken by id (see
+        :class:`~crmkit.storage.Order`). ``limit`` (``None``: no limit) bounds the page; a
+        page has a ``next`` cursor only when more items follow, and then holds exactly
+        ``limit`` items, so the last page's ``next`` is ``None``. ``after`` continues from
+        the ``next`` cursor of a previous page of the same query: every page applies the
+        same ``rule``, and the pages together hold each selected entity once, also when
+        entities are added between the calls (keyset paging). ``now`` (default: the
+        store's clock) fixes relative dates and activity windows; a naive ``now`` is
+        refused (field ``now``) with or without a rule. A rule sees the store's own tenant
+        only: its activities and its segments.
         """
         ...
 
     def count(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> int:
-        """How many entities ``rule`` selects (all without a rule)."""
+        """How many entities ``rule`` selects (all without a rule), at ``now`` as in
+        :meth:`find`."""
         ...
 
     def count_by(
@@ -133,13 +169,20 @@ class Repository(Protocol[_E]):
         ...
 
     def ids(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> list[UUID]:
-        """The ids of the entities ``rule`` selects, in id order, without loading them."""
+        """The ids of the entities ``rule`` selects, in id order, without loading them;
+        ``now`` as in :meth:`find`."""
         ...
 
     def iterate(
         self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None
     ) -> Iterator[_E]:
-        """Every entity ``rule`` selects, by id, fetched ``batch_size`` at a time."""
+        """Every entity ``rule`` selects, in id order, fetched ``batch_size`` at a time.
+
+        Every batch applies ``rule`` at the same ``now`` (the store's clock is read once).
+        A ``batch_size`` that is not a positive int raises
+        :class:`~crmkit.errors.ValidationError` (field ``batch_size``), at the latest when
+        the first item is asked for.
+        """
         ...
 
 
@@ -192,7 +235,12 @@ class ActivityRepository(Repository[Activity], Protocol):
         until: datetime | None = None,
     ) -> list[Activity]:
         """A contact's activities from ``since`` (inclusive) to ``until`` (exclusive),
-        of ``kinds`` (all when ``None``), oldest first."""
+        of ``kinds`` (all when ``None``, none when empty), oldest first, ties by id.
+
+        ``since`` and ``until`` must be aware datetimes; wrong arguments raise
+        :class:`~crmkit.errors.ValidationError` naming ``contact_id``, ``kinds``,
+        ``since`` or ``until``.
+        """
         ...
 
 
@@ -200,7 +248,8 @@ class StageHistoryRepository(Repository[StageChange], Protocol):
     """Stage changes of contacts, leads, deals and tickets."""
 
     def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
-        """The stage changes of one entity, oldest first."""
+        """The stage changes of one entity (this kind of subject and this id), oldest
+        first, ties by id."""
         ...
 
     def for_subjects(
@@ -212,7 +261,30 @@ class StageHistoryRepository(Repository[StageChange], Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One transaction over every repository of a store, one repository per entity."""
+    """One transaction over every repository of a store, one repository per entity.
+
+    Once the ``with`` block of :meth:`Store.unit_of_work` is left, the unit has ended:
+    every call on it or its repositories (reads, writes, :meth:`commit`) raises
+    :class:`~crmkit.errors.StorageError` and writes nothing. What every adapter must
+    give, and what it may choose:
+
+    * **Isolation.** At least *read committed*: a unit of work never sees another
+      unit's uncommitted writes, and sees what other units committed before it began.
+      Whether a unit sees commits made while it runs is the adapter's choice (the memory
+      store and SQLite run writers one at a time; PostgreSQL reads at read committed).
+      Lost updates are prevented by versions, not by isolation: see
+      :meth:`Repository.update`.
+    * **Concurrent units** (several threads or processes): a store may make a unit wait
+      for another (a lock, a busy timeout), but within its timeout the waiting unit
+      succeeds; an optimistic race is lost with
+      :class:`~crmkit.errors.ConcurrencyConflict`, never with
+      :class:`~crmkit.errors.StorageError`, which means that the database failed (a
+      timeout ran out, the connection broke).
+    * **Nested units** of one store in one thread are not portable: a store may refuse a
+      nested unit of work with :class:`~crmkit.errors.StorageError` (SQLite), or give one
+      that is not isolated from the outer unit (memory). Use one unit for one piece of
+      work.
+    """
 
     @property
     def contacts(self) -> ContactRepository: ...
@@ -236,7 +308,10 @@ class UnitOfWork(Protocol):
     def stage_history(self) -> StageHistoryRepository: ...
 
     def commit(self) -> None:
-        """Make everything done so far permanent; the unit stays open for more work."""
+        """Make everything done so far permanent; the unit stays open for more work.
+
+        Raises :class:`~crmkit.errors.StorageError` once the unit has ended.
+        """
         ...
 
     def rollback(self) -> None:
@@ -249,7 +324,10 @@ class Store(Protocol):
 
     @property
     def tenant(self) -> str:
-        """The tenant whose rows this store reads and writes, and no other."""
+        """The tenant whose rows this store reads and writes, and no other.
+
+        Two tenants may hold entities with the same id; each store sees its own.
+        """
         ...
 
     @property
@@ -258,13 +336,27 @@ class Store(Protocol):
         ...
 
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
-        """A new unit of work (see the module documentation)."""
+        """A new unit of work (see the module documentation for isolation, concurrent
+        and nested units). A closed store raises :class:`~crmkit.errors.StorageError`."""
         ...
 
     def for_tenant(self, tenant: str, /) -> "Store":
-        """A store on the same data for another tenant."""
+        """A store on the same data for another tenant.
+
+        The key must pass :func:`crmkit.storage.validate_tenant` (1 to 64 ASCII letters,
+        digits, ``_ . : -``, starting with a letter or digit); any other raises
+        :class:`~crmkit.errors.ValidationError` (field ``tenant``), as the adapter's own
+        constructor does.
+        """
         ...
 
     def close(self) -> None:
-        """Release what the store holds (connections); it cannot be used afterwards."""
+        """Release what the store holds (connections); it cannot be used afterwards.
+
+        Afterwards :meth:`unit_of_work` raises :class:`~crmkit.errors.StorageError`;
+        closing again does nothing. It closes this store alone: the stores made from it
+        with :meth:`for_tenant`, or that it was made from, stay open, and the data stays.
+        Resources the stores share (an engine the first store opened) are released when
+        the store that opened them is closed, so close that one last.
+        """
         ...

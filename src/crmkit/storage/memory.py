@@ -328,10 +328,11 @@ class _Repository(Generic[_E]):
 
     def _select(self, rule: Rule | None, now: datetime | None) -> list[_E]:
         rule = check_rule(rule, self._entity)
+        fixed = query_now(now, self._unit._store.clock)  # checked with or without a rule
         items = cast(list[_E], list(self._table.values()))
         if rule is None:
             return items
-        context = self._unit._context(rule, query_now(now, self._unit._store.clock))
+        context = self._unit._context(rule, fixed)
         return cast(list[_E], compile_selector(rule, context)(items))
 
     def find(

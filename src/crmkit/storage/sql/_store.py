@@ -1023,16 +1023,17 @@ class _Repository(Generic[_E]):
 
     def _where(self, rule: Rule | None, now: datetime | None) -> list[Any]:
         rule = check_rule(rule, self._entity)
+        fixed = query_now(now, self._unit.store.clock)  # checked with or without a rule
         conditions: list[Any] = [self._table.c.tenant == self._tenant]
         if rule is not None:
-            fixed = query_now(now, self._unit.store.clock)
             conditions.append(self._unit._compiler(fixed).where(rule, self._table))
         return conditions
 
     def _after(self, order: Order, after: Cursor) -> Any:
         column = self._table.c[order.field]
         id_ = self._table.c.id
-        value = after.value
+        # Bound with the column's type: SQLAlchemy refuses ``column > True`` written plainly.
+        value = None if after.value is None else sa.literal(after.value, column.type)
         nullable = columns(self._entity)[order.field].optional
         if not order.descending:
             if value is None:

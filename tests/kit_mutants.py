@@ -1,0 +1,1450 @@
+"""Broken adapters: the memory store with one planted bug each.
+
+The conformance kit must fail on every one of them (tests/test_kit_mutants.py runs it).
+Each mutant is a :class:`MutantStore` (the memory adapter) whose units of work, or whose
+repositories through a mixin, change one behaviour. :data:`MUTANTS` maps a mutant's name
+to its store class and the kit tests that must fail on it.
+"""
+
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+from uuid import UUID
+
+import attrs
+
+from crmkit.errors import ConcurrencyConflict, Duplicate, NotFound, StorageError
+from crmkit.models import (
+    Activity,
+    ActivityKind,
+    Entity,
+    LifecycleStage,
+    Money,
+    Segment,
+    StageChange,
+    SubjectKind,
+)
+from crmkit.models.rules import (
+    ActivityCondition,
+    And,
+    Compare,
+    Condition,
+    In,
+    InSegment,
+    Measure,
+    Not,
+    Op,
+    Or,
+    Rule,
+    RuleEntity,
+    TextMatch,
+    TextOp,
+)
+from crmkit.segmentation import Context, evaluate
+from crmkit.storage import Cursor, MemoryStore, Order, Page
+from crmkit.storage._base import (
+    check_id,
+    check_item,
+    check_kinds,
+    check_rule,
+    check_window,
+    iterate_pages,
+    query_now,
+)
+from crmkit.storage._query import sort_key
+from crmkit.storage.memory import MemoryUnitOfWork
+
+_REPOSITORIES = (
+    "contacts",
+    "accounts",
+    "leads",
+    "deals",
+    "tickets",
+    "activities",
+    "tasks",
+    "segments",
+    "consents",
+    "stage_history",
+)
+_MIXED: dict[tuple[type, type], type] = {}
+_OPS: dict[Op, Callable[[Any, Any], bool]] = {
+    Op.EQ: operator.eq,
+    Op.NE: operator.ne,
+    Op.LT: operator.lt,
+    Op.LE: operator.le,
+    Op.GT: operator.gt,
+    Op.GE: operator.ge,
+}
+
+
+def _mixed(mixin: type, base: type) -> type:
+    key = (mixin, base)
+    if key not in _MIXED:
+        _MIXED[key] = type(f"{mixin.__name__}{base.__name__}", (mixin, base), {})
+    return _MIXED[key]
+
+
+class MutantStore(MemoryStore):
+    """The memory store, with ``unit_class`` for its units and ``mixin`` in its repositories."""
+
+    unit_class: ClassVar[type[MemoryUnitOfWork]] = MemoryUnitOfWork
+    mixin: ClassVar[type | None] = None
+
+    def for_tenant(self, tenant: str, /) -> "MutantStore":
+        return type(self)(tenant, clock=self.clock, _db=self._db)
+
+    def _lock(self) -> AbstractContextManager[Any]:
+        return self._db.lock
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[MemoryUnitOfWork]:
+        if self._closed:
+            raise StorageError("this store is closed")
+        with self._lock():
+            unit = self.unit_class(self)
+            if self.mixin is not None:
+                for name in _REPOSITORIES:
+                    repository = getattr(unit, name)
+                    mixed = _mixed(self.mixin, type(repository))
+                    setattr(unit, name, mixed(unit, repository.entity))
+            try:
+                yield unit
+            finally:
+                unit.rollback()
+                unit._open = False
+
+
+def _all_tenants(repository: Any) -> Iterator[dict[UUID, Entity]]:
+    """Every tenant's table of the repository's entity (what a bug reads by mistake)."""
+    name = repository._entity.entity_name
+    for (_tenant, entity), table in list(repository._unit._store._db.tables.items()):
+        if entity == name:
+            yield table
+
+
+# ---------------------------------------------------------------------------- units of work
+
+
+class NoIsolation(MutantStore):
+    """Units of work do not wait for each other: others see uncommitted writes."""
+
+    def _lock(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+
+class SwallowsExceptions(MutantStore):
+    """An exception inside the unit of work rolls back but does not propagate."""
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[MemoryUnitOfWork]:
+        with super().unit_of_work() as unit, suppress(Exception):  # the planted bug
+            yield unit
+
+
+class _KeepsWrites(MemoryUnitOfWork):
+    def rollback(self) -> None:
+        self._undo.clear()
+
+
+class RollbackKeepsWrites(MutantStore):
+    """rollback() (and leaving the block) keeps what was not committed."""
+
+    unit_class = _KeepsWrites
+
+
+class _EndsOnCommit(MemoryUnitOfWork):
+    def commit(self) -> None:
+        super().commit()
+        self._open = False
+
+
+class CommitEndsTheUnit(MutantStore):
+    """commit() ends the unit of work instead of keeping it open for more work."""
+
+    unit_class = _EndsOnCommit
+
+
+class _NoCheckTable:
+    @property
+    def _table(self) -> Any:
+        return self._unit._store._table(self._entity)  # type: ignore[attr-defined]
+
+
+class EndedUnitWrites(MutantStore):
+    """A unit of work that has ended still reads and writes."""
+
+    mixin = _NoCheckTable
+
+
+class CloseDoesNothing(MutantStore):
+    """close() does nothing."""
+
+    def close(self) -> None:
+        pass
+
+
+class CloseClosesSiblings(MutantStore):
+    """close() closes every store opened on the same data."""
+
+    def close(self) -> None:
+        self._db.closed = True  # type: ignore[attr-defined]
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[MemoryUnitOfWork]:
+        if getattr(self._db, "closed", False):
+            raise StorageError("closed")
+        with super().unit_of_work() as unit:
+            yield unit
+
+
+class AnyTenantKey(MutantStore):
+    """Any value is accepted as a tenant key."""
+
+    def __init__(self, tenant: Any = "default", **options: Any) -> None:
+        super().__init__("placeholder", **options)
+        self._tenant = tenant
+
+
+# ---------------------------------------------------------------------------- tenants
+
+
+class _ContextOfEveryTenant(MemoryUnitOfWork):
+    every_activity: ClassVar[bool] = False
+    every_segment: ClassVar[bool] = False
+
+    def _context(self, rule: Rule, now: datetime) -> Context:
+        context = super()._context(rule, now)
+        activities: dict[UUID, list[Activity]] = {k: list(v) for k, v in context.activities.items()}
+        segments = dict(context.segments)
+        for (tenant, entity), table in list(self._store._db.tables.items()):
+            if tenant == self._store.tenant:
+                continue
+            if entity == "activity" and self.every_activity:
+                for item in table.values():
+                    assert isinstance(item, Activity)
+                    activities.setdefault(item.contact_id, []).append(item)
+            if entity == "segment" and self.every_segment:
+                segments.update(table)  # type: ignore[arg-type]
+        return Context(now, activities, segments)
+
+
+class _EveryActivity(_ContextOfEveryTenant):
+    every_activity = True
+
+
+class _EverySegment(_ContextOfEveryTenant):
+    every_segment = True
+
+
+class RulesReadEveryTenantsActivities(MutantStore):
+    """Activity conditions count the activities of every tenant."""
+
+    unit_class = _EveryActivity
+
+
+class RulesReadEveryTenantsSegments(MutantStore):
+    """in_segment reads the segments of every tenant (another tenant's wins on an id)."""
+
+    unit_class = _EverySegment
+
+
+class _GetManyEveryTenant:
+    def get_many(self, ids: Iterable[UUID], /) -> Mapping[UUID, Entity]:
+        wanted = [check_id(i, f"ids[{n}]") for n, i in enumerate(ids)]
+        found: dict[UUID, Entity] = {}
+        for table in _all_tenants(self):
+            found.update({i: table[i] for i in wanted if i in table})
+        return found
+
+
+class GetManyReadsEveryTenant(MutantStore):
+    """get_many finds the ids in every tenant."""
+
+    mixin = _GetManyEveryTenant
+
+
+class _IdsEveryTenant:
+    def ids(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> list[UUID]:
+        if rule is not None:
+            return super().ids(rule, now=now)  # type: ignore[misc]
+        return sorted({i for table in _all_tenants(self) for i in table})
+
+
+class IdsReadsEveryTenant(MutantStore):
+    """ids() without a rule lists the ids of every tenant."""
+
+    mixin = _IdsEveryTenant
+
+
+class _ForContactEveryTenant:
+    def for_contact(
+        self,
+        contact_id: UUID,
+        /,
+        *,
+        kinds: Iterable[ActivityKind] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        found = [
+            a
+            for table in _all_tenants(self)
+            for a in table.values()
+            if isinstance(a, Activity) and a.contact_id == contact_id
+        ]
+        return sorted(found, key=lambda a: (a.occurred_at, a.id))
+
+
+class ForContactReadsEveryTenant(MutantStore):
+    """activities.for_contact reads the activities of every tenant."""
+
+    mixin = _ForContactEveryTenant
+
+
+class _ForSubjectEveryTenant:
+    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
+        found = [
+            c
+            for table in _all_tenants(self)
+            for c in table.values()
+            if isinstance(c, StageChange) and c.subject is subject and c.subject_id == subject_id
+        ]
+        return sorted(found, key=lambda c: (c.at, c.id))
+
+
+class ForSubjectReadsEveryTenant(MutantStore):
+    """stage_history.for_subject reads the changes of every tenant."""
+
+    mixin = _ForSubjectEveryTenant
+
+
+# ---------------------------------------------------------------------------- writes
+
+
+class _UpdateAnyType:
+    def update(self, item: Any, /) -> Any:
+        table = self._table  # type: ignore[attr-defined]
+        stored = table.get(item.id)
+        if stored is None:
+            raise NotFound(self._entity.entity_name, item.id)  # type: ignore[attr-defined]
+        if stored.version != item.version:
+            raise ConcurrencyConflict("x", item.id, item.version, stored.version)
+        new = attrs.evolve(item, version=item.version + 1)
+        self._unit._write(table, item.id, new)  # type: ignore[attr-defined]
+        return new
+
+
+class UpdateAcceptsAnotherEntity(MutantStore):
+    """update stores an entity of another kind (a deal among the contacts)."""
+
+    mixin = _UpdateAnyType
+
+
+class _UpdateNoBump:
+    def update(self, item: Any, /) -> Any:
+        stored = super().update(item)  # type: ignore[misc]
+        self._unit._write(self._table, item.id, item)  # type: ignore[attr-defined]
+        return stored
+
+
+class UpdateKeepsTheVersion(MutantStore):
+    """update returns version + 1 but stores the old version."""
+
+    mixin = _UpdateNoBump
+
+
+class _UpdateMissingConflict:
+    def update(self, item: Any, /) -> Any:
+        if item.id not in self._table:  # type: ignore[attr-defined]
+            raise ConcurrencyConflict(item.entity_name, item.id, item.version, None)
+        return super().update(item)  # type: ignore[misc]
+
+
+class UpdateOfMissingIsConflict(MutantStore):
+    """update of a missing id raises ConcurrencyConflict, not NotFound."""
+
+    mixin = _UpdateMissingConflict
+
+
+class _DeleteSwapped:
+    def delete(self, id: UUID, /, *, version: int | None = None) -> None:
+        try:
+            super().delete(id, version=version)  # type: ignore[misc]
+        except ConcurrencyConflict as error:
+            raise ConcurrencyConflict(
+                error.entity, error.id, error.actual_version or 0, error.expected_version
+            ) from None
+
+
+class DeleteConflictSwapsVersions(MutantStore):
+    """delete's ConcurrencyConflict reports the expected and actual versions swapped."""
+
+    mixin = _DeleteSwapped
+
+
+class _DeleteMissingConflict:
+    def delete(self, id: UUID, /, *, version: int | None = None) -> None:
+        if version is not None and id not in self._table:  # type: ignore[attr-defined]
+            raise ConcurrencyConflict("contact", id, version, None)
+        super().delete(id, version=version)  # type: ignore[misc]
+
+
+class DeleteOfMissingWithVersionIsConflict(MutantStore):
+    """delete(id, version=n) of a missing id raises ConcurrencyConflict, not NotFound."""
+
+    mixin = _DeleteMissingConflict
+
+
+class _AddManyAsItGoes:
+    def add_many(self, items: Iterable[Any], /) -> int:
+        table = self._table  # type: ignore[attr-defined]
+        count = 0
+        for index, item in enumerate(items):
+            check_item(item, self._entity, f"[{index}]")  # type: ignore[attr-defined]
+            if item.id in table:
+                raise Duplicate(item.entity_name, item.id, index=index)
+            self._unit._write(table, item.id, item)  # type: ignore[attr-defined]
+            count += 1
+        return count
+
+
+class AddManyKeepsWhatCameBefore(MutantStore):
+    """add_many writes item by item: a failure keeps the items before it."""
+
+    mixin = _AddManyAsItGoes
+
+
+class _AddManyIndexFromOne:
+    def add_many(self, items: Iterable[Any], /) -> int:
+        try:
+            return super().add_many(items)  # type: ignore[misc]
+        except Duplicate as error:
+            raise Duplicate(error.entity, error.id, index=(error.index or 0) + 1) from None
+
+
+class AddManyCountsFromOne(MutantStore):
+    """add_many's Duplicate numbers the items from 1."""
+
+    mixin = _AddManyIndexFromOne
+
+
+class _AddManyLastWins:
+    def add_many(self, items: Iterable[Any], /) -> int:
+        unique = {getattr(item, "id", n): item for n, item in enumerate(items)}
+        return super().add_many(list(unique.values()))  # type: ignore[misc]
+
+
+class AddManyMissesRepeatedIds(MutantStore):
+    """add_many keeps the last of an id given twice in one call."""
+
+    mixin = _AddManyLastWins
+
+
+# ---------------------------------------------------------------------------- queries
+
+
+class _IgnoresNow:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        return super().find(rule, **{**options, "now": None})  # type: ignore[misc]
+
+    def count(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> int:
+        return super().count(rule)  # type: ignore[misc]
+
+    def ids(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> list[UUID]:
+        return super().ids(rule)  # type: ignore[misc]
+
+
+class QueriesIgnoreNow(MutantStore):
+    """find, count and ids ignore now= and use the store's clock."""
+
+    mixin = _IgnoresNow
+
+
+class _FixedDefaultNow:
+    def _select(self, rule: Rule | None, now: datetime | None) -> list[Any]:
+        default = datetime(2000, 1, 1, tzinfo=UTC)
+        return super()._select(rule, default if now is None else now)  # type: ignore[misc]
+
+
+class DefaultNowIsNotTheClock(MutantStore):
+    """A query without now= uses a fixed moment, not the store's clock."""
+
+    mixin = _FixedDefaultNow
+
+
+class _NowUncheckedWithoutRule:
+    def _select(self, rule: Rule | None, now: datetime | None) -> list[Any]:
+        if rule is None:
+            return list(self._table.values())  # type: ignore[attr-defined]
+        return super()._select(rule, now)  # type: ignore[misc]
+
+
+class NaiveNowAcceptedWithoutRule(MutantStore):
+    """A naive now= passes unchecked when the query has no rule (crmkit's own bug)."""
+
+    mixin = _NowUncheckedWithoutRule
+
+
+class _DropsRuleAfterFirstPage:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        if options.get("after") is not None:
+            rule = None
+        return super().find(rule, **options)  # type: ignore[misc]
+
+
+class RuleDroppedAfterFirstPage(MutantStore):
+    """find(rule, after=cursor) forgets the rule on the second and later pages."""
+
+    mixin = _DropsRuleAfterFirstPage
+
+
+class _IterateIgnoresRule:
+    def iterate(self, rule: Rule | None = None, /, **options: Any) -> Iterator[Any]:
+        return super().iterate(None, **options)  # type: ignore[misc]
+
+
+class IterateIgnoresTheRule(MutantStore):
+    """iterate(rule) yields every entity."""
+
+    mixin = _IterateIgnoresRule
+
+
+class _IterateInCreatedOrder:
+    def iterate(
+        self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None
+    ) -> Iterator[Any]:
+        return iter(self.find(rule, now=now).items)  # type: ignore[attr-defined]
+
+
+class IterateNotInIdOrder(MutantStore):
+    """iterate yields in created_at order, not by id."""
+
+    mixin = _IterateInCreatedOrder
+
+
+class _BatchSizeUnchecked:
+    def iterate(
+        self, rule: Rule | None = None, /, *, batch_size: int = 1000, now: datetime | None = None
+    ) -> Iterator[Any]:
+        fixed = query_now(now, self._unit._store.clock)  # type: ignore[attr-defined]
+        return iterate_pages(self.find, rule, batch_size, fixed)  # type: ignore[attr-defined]
+
+
+class BatchSizeUnchecked(MutantStore):
+    """iterate(batch_size=0) is not checked; the error names 'limit'."""
+
+    mixin = _BatchSizeUnchecked
+
+
+class _CursorAfterLast:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        page = super().find(rule, **options)  # type: ignore[misc]
+        limit = options.get("limit")
+        if page.next is None and limit is not None and len(page) == limit:
+            order = options.get("order") or Order()
+            last = page.items[-1]
+            return Page(page.items, Cursor(order, getattr(last, order.field), last.id))
+        return page
+
+
+class NextCursorAfterTheLastItem(MutantStore):
+    """A full last page still has a next cursor (then an empty page follows)."""
+
+    mixin = _CursorAfterLast
+
+
+class _CursorStuck:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        page = super().find(rule, **options)  # type: ignore[misc]
+        after = options.get("after")
+        if after is not None and page.next is not None:
+            return Page(page.items, after)
+        return page
+
+
+class CursorNeverAdvances(MutantStore):
+    """From the second page on, next is the cursor given: paging never ends."""
+
+    mixin = _CursorStuck
+
+
+class _OneTooMany:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        limit = options.get("limit")
+        if limit is None:
+            return super().find(rule, **options)  # type: ignore[misc]
+        page = super().find(rule, **{**options, "limit": limit + 1})  # type: ignore[misc]
+        return Page(page.items, page.next)
+
+
+class LimitPlusOne(MutantStore):
+    """find(limit=n) returns n + 1 items."""
+
+    mixin = _OneTooMany
+
+
+class _SortBy:
+    ties_ascending: ClassVar[bool] = False
+    missing_first: ClassVar[bool] = False
+
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        order = options.get("order") or Order()
+        page = super().find(rule, **options)  # type: ignore[misc]
+        if options.get("limit") is not None or options.get("after") is not None:
+            return page  # only whole results are re-sorted: enough to plant the bug
+        key = sort_key(Order(order.field))
+
+        def broken(item: Any) -> Any:
+            missing, value, id_ = key(item)
+            if self.missing_first:
+                missing = not missing
+            if self.ties_ascending and order.descending:
+                return (missing, value, UUID(int=(1 << 128) - 1 - id_.int))
+            return (missing, value, id_)
+
+        items = sorted(page.items, key=broken, reverse=order.descending)
+        return Page(tuple(items), page.next)
+
+
+class _TiesAscending(_SortBy):
+    ties_ascending = True
+
+
+class _MissingFirst(_SortBy):
+    missing_first = True
+
+
+class DescendingTiesByAscendingId(MutantStore):
+    """A descending order lists equal values by ascending id (ORDER BY f DESC, id)."""
+
+    mixin = _TiesAscending
+
+
+class MissingValuesFirst(MutantStore):
+    """Missing values sort before every value ascending (NULLS FIRST)."""
+
+    mixin = _MissingFirst
+
+
+class _IdsUnsorted:
+    def ids(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> list[UUID]:
+        return [item.id for item in self._select(rule, now)]  # type: ignore[attr-defined]
+
+
+class IdsNotInIdOrder(MutantStore):
+    """ids() lists in storage order, not by id."""
+
+    mixin = _IdsUnsorted
+
+
+class _CountIgnoresRule:
+    def count(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> int:
+        return super().count(None, now=now)  # type: ignore[misc]
+
+
+class CountIgnoresTheRule(MutantStore):
+    """count(rule) counts everything."""
+
+    mixin = _CountIgnoresRule
+
+
+class _GetManyField:
+    def get_many(self, ids: Iterable[UUID], /) -> Mapping[UUID, Any]:
+        wanted = [check_id(i, "ids") for i in ids]
+        return super().get_many(wanted)  # type: ignore[misc]
+
+
+class GetManyErrorSaysIds(MutantStore):
+    """get_many's ValidationError names 'ids', not 'ids[n]'."""
+
+    mixin = _GetManyField
+
+
+# ---------------------------------------------------------------------------- timelines
+
+
+class _Timeline:
+    kinds_if_truthy: ClassVar[bool] = False
+    until_inclusive: ClassVar[bool] = False
+    since_exclusive: ClassVar[bool] = False
+    newest_first: ClassVar[bool] = False
+    ties_by_insertion: ClassVar[bool] = False
+    any_contact: ClassVar[bool] = False
+
+    def for_contact(
+        self,
+        contact_id: UUID,
+        /,
+        *,
+        kinds: Iterable[ActivityKind] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        check_id(contact_id, "contact_id")
+        wanted = check_kinds(kinds)
+        since, until = check_window(since, until)
+        found = []
+        for a in self._table.values():  # type: ignore[attr-defined]
+            if a.contact_id != contact_id and not self.any_contact:
+                continue
+            if (wanted if self.kinds_if_truthy else wanted is not None) and a.kind not in wanted:
+                continue
+            if since is not None and (
+                a.occurred_at <= since if self.since_exclusive else a.occurred_at < since
+            ):
+                continue
+            if until is not None and (
+                a.occurred_at > until if self.until_inclusive else a.occurred_at >= until
+            ):
+                continue
+            found.append(a)
+        if self.ties_by_insertion:
+            return sorted(found, key=lambda a: a.occurred_at)
+        return sorted(found, key=lambda a: (a.occurred_at, a.id), reverse=self.newest_first)
+
+
+def _timeline(flag: str, doc: str) -> type[MutantStore]:
+    mixin = type(f"_Timeline_{flag}", (_Timeline,), {flag: True})
+    return type(f"Timeline_{flag}", (MutantStore,), {"mixin": mixin, "__doc__": doc})
+
+
+class _ForSubjectBroken:
+    any_kind: ClassVar[bool] = False
+    newest_first: ClassVar[bool] = False
+    ties_by_insertion: ClassVar[bool] = False
+
+    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
+        found = [
+            c
+            for c in self._table.values()  # type: ignore[attr-defined]
+            if (self.any_kind or c.subject is subject) and c.subject_id == subject_id
+        ]
+        if self.ties_by_insertion:
+            return sorted(found, key=lambda c: c.at)
+        return sorted(found, key=lambda c: (c.at, c.id), reverse=self.newest_first)
+
+
+def _history(flag: str, doc: str) -> type[MutantStore]:
+    mixin = type(f"_History_{flag}", (_ForSubjectBroken,), {flag: True})
+    return type(f"History_{flag}", (MutantStore,), {"mixin": mixin, "__doc__": doc})
+
+
+# ---------------------------------------------------------------------------- rule logic
+
+
+def _value(item: object, name: str) -> Any:
+    attribute, _, key = name.partition(".")
+    value = getattr(item, attribute)
+    return value.get(key) if key else value
+
+
+class _Evaluates:
+    """Selects with a small evaluator of its own; a subclass plants a logic bug."""
+
+    def _select(self, rule: Rule | None, now: datetime | None) -> list[Any]:
+        rule = check_rule(rule, self._entity)  # type: ignore[attr-defined]
+        fixed = query_now(now, self._unit._store.clock)  # type: ignore[attr-defined]
+        items = list(self._table.values())  # type: ignore[attr-defined]
+        if rule is None:
+            return items
+        context = self._unit._context(rule, fixed)  # type: ignore[attr-defined]
+        return [i for i in items if self._truth(rule.entity, rule.where, i, context) is True]
+
+    def _truth(
+        self, entity: RuleEntity, node: Condition, item: object, context: Context
+    ) -> bool | None:
+        if isinstance(node, Not):
+            inner = self._truth(entity, node.item, item, context)
+            return None if inner is None else not inner
+        if isinstance(node, And | Or):
+            values = [self._truth(entity, i, item, context) for i in node.items]
+            decisive = isinstance(node, Or)
+            if decisive in values:
+                return decisive
+            return None if None in values else not decisive
+        return evaluate(Rule(entity, node), item, context)
+
+
+class _TwoValuedNot(_Evaluates):
+    def _truth(
+        self, entity: RuleEntity, node: Condition, item: object, context: Context
+    ) -> bool | None:
+        if isinstance(node, Not):
+            return self._truth(entity, node.item, item, context) is not True
+        return super()._truth(entity, node, item, context)
+
+
+class _EqualityIgnoresCase(_Evaluates):
+    def _truth(
+        self, entity: RuleEntity, node: Condition, item: object, context: Context
+    ) -> bool | None:
+        if isinstance(node, Compare) and node.op is Op.EQ and isinstance(node.value, str):
+            value = _value(item, node.field)
+            if isinstance(value, str):
+                return value.casefold() == node.value.casefold()
+        return super()._truth(entity, node, item, context)
+
+
+class _ContainsKeepsCase(_Evaluates):
+    def _truth(
+        self, entity: RuleEntity, node: Condition, item: object, context: Context
+    ) -> bool | None:
+        if isinstance(node, TextMatch) and node.op is TextOp.CONTAINS:
+            value = _value(item, node.field)
+            return None if not isinstance(value, str) else node.value in value
+        return super()._truth(entity, node, item, context)
+
+
+class _NotInSkipsNull(_Evaluates):
+    def _truth(
+        self, entity: RuleEntity, node: Condition, item: object, context: Context
+    ) -> bool | None:
+        if isinstance(node, In) and node.negated and None in node.values:
+            values = tuple(v for v in node.values if v is not None)
+            return super()._truth(entity, In(node.field, values, negated=True), item, context)
+        return super()._truth(entity, node, item, context)
+
+
+class _RuledSegmentsEmpty(_Evaluates):
+    def _truth(
+        self, entity: RuleEntity, node: Condition, item: object, context: Context
+    ) -> bool | None:
+        if isinstance(node, InSegment):
+            segment = context.segments.get(node.segment_id)
+            if isinstance(segment, Segment) and segment.rule is not None:
+                return False
+        return super()._truth(entity, node, item, context)
+
+
+class NotIsTwoValued(MutantStore):
+    """NOT UNKNOWN is TRUE (two-valued NOT)."""
+
+    mixin = _TwoValuedNot
+
+
+class EqualityIgnoresCase(MutantStore):
+    """field == "Ada" also matches "ada"."""
+
+    mixin = _EqualityIgnoresCase
+
+
+class ContainsKeepsCase(MutantStore):
+    """contains() compares case-sensitively."""
+
+    mixin = _ContainsKeepsCase
+
+
+class NotInIgnoresNull(MutantStore):
+    """NOT IN (x, NULL) drops the NULL instead of never being TRUE."""
+
+    mixin = _NotInSkipsNull
+
+
+class RuledSegmentsSelectNobody(MutantStore):
+    """in_segment of a segment defined by a rule selects nobody."""
+
+    mixin = _RuledSegmentsEmpty
+
+
+# ---------------------------------------------------------------------------- more
+
+
+class _WrongEntity:
+    @property
+    def entity(self) -> type[Entity]:
+        return Entity
+
+
+class EntityPropertyWrong(MutantStore):
+    """repository.entity is not the class the repository stores."""
+
+    mixin = _WrongEntity
+
+
+class _NotFoundPlural:
+    def get(self, id: UUID, /) -> Any:
+        try:
+            return super().get(id)  # type: ignore[misc]
+        except NotFound as error:
+            raise NotFound(f"{error.entity}s", error.id) from None
+
+
+class NotFoundNamesTheTable(MutantStore):
+    """get's NotFound names the table ("contacts"), not the entity ("contact")."""
+
+    mixin = _NotFoundPlural
+
+
+class _GetManyWithMissing:
+    def get_many(self, ids: Iterable[UUID], /) -> Mapping[UUID, Any]:
+        wanted = list(ids)
+        found = super().get_many(wanted)  # type: ignore[misc]
+        return {i: found.get(i) for i in wanted}
+
+
+class GetManyKeepsMissingIds(MutantStore):
+    """get_many maps a missing id to None instead of leaving it out."""
+
+    mixin = _GetManyWithMissing
+
+
+class _AddOverwrites:
+    def add(self, item: Any, /) -> Any:
+        check_item(item, self._entity)  # type: ignore[attr-defined]
+        self._unit._write(self._table, item.id, item)  # type: ignore[attr-defined]
+        return item
+
+
+class AddOverwrites(MutantStore):
+    """add of a taken id replaces the stored entity."""
+
+    mixin = _AddOverwrites
+
+
+class _AppendOverwrites:
+    def append(self, activity: Activity, /) -> Activity:
+        self._unit._write(self._table, activity.id, activity)  # type: ignore[attr-defined]
+        return activity
+
+
+class AppendOverwrites(MutantStore):
+    """activities.append of a taken id replaces the stored activity."""
+
+    mixin = _AppendOverwrites
+
+
+class _DefaultOrderById:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        if options.get("order") is None:
+            options["order"] = Order("id")
+            if options.get("after") is not None:
+                options["after"] = attrs.evolve(options["after"], order=Order("id"))
+        return super().find(rule, **options)  # type: ignore[misc]
+
+
+class DefaultOrderIsById(MutantStore):
+    """find() without an order sorts by id, not by created_at."""
+
+    mixin = _DefaultOrderById
+
+
+class _DefaultLimit:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        if options.get("limit") is None:
+            options["limit"] = 10
+        return super().find(rule, **options)  # type: ignore[misc]
+
+
+class DefaultLimitOfTen(MutantStore):
+    """find() without a limit returns the first 10 items (and a cursor)."""
+
+    mixin = _DefaultLimit
+
+
+class _OneTooFew:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        limit = options.get("limit")
+        if limit is not None and limit > 1:
+            options["limit"] = limit - 1
+        return super().find(rule, **options)  # type: ignore[misc]
+
+
+class LimitMinusOne(MutantStore):
+    """find(limit=n) returns n - 1 items and a cursor (off by one)."""
+
+    mixin = _OneTooFew
+
+
+class ForTenantOpensEmptyData(MutantStore):
+    """for_tenant opens a store on new, empty data instead of the same data."""
+
+    def for_tenant(self, tenant: str, /) -> "MutantStore":
+        return type(self)(tenant, clock=self.clock)
+
+
+class FailsWhenBusy(MutantStore):
+    """A unit of work that finds another one open fails with StorageError at once."""
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[MemoryUnitOfWork]:
+        if not self._db.lock.acquire(blocking=False):
+            raise StorageError("the store is busy")
+        try:
+            with super().unit_of_work() as unit:
+                yield unit
+        finally:
+            self._db.lock.release()
+
+
+class WrapsExceptions(MutantStore):
+    """An exception inside the unit of work comes out as StorageError."""
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[MemoryUnitOfWork]:
+        with super().unit_of_work() as unit:
+            try:
+                yield unit
+            except Exception as error:
+                raise StorageError(f"failed: {error}") from error
+
+
+class _CommitUnchecked(MemoryUnitOfWork):
+    def commit(self) -> None:
+        self._undo.clear()
+
+
+class CommitAfterTheEnd(MutantStore):
+    """commit() on a unit of work that has ended passes silently."""
+
+    unit_class = _CommitUnchecked
+
+
+class _ReadsUnchecked(_NoCheckTable):
+    def add(self, item: Any, /) -> Any:
+        self._unit._check_open()  # type: ignore[attr-defined]
+        return super().add(item)  # type: ignore[misc]
+
+    def add_many(self, items: Iterable[Any], /) -> int:
+        self._unit._check_open()  # type: ignore[attr-defined]
+        return super().add_many(items)  # type: ignore[misc]
+
+    def update(self, item: Any, /) -> Any:
+        self._unit._check_open()  # type: ignore[attr-defined]
+        return super().update(item)  # type: ignore[misc]
+
+    def delete(self, id: UUID, /, *, version: int | None = None) -> None:
+        self._unit._check_open()  # type: ignore[attr-defined]
+        super().delete(id, version=version)  # type: ignore[misc]
+
+
+class EndedUnitReads(MutantStore):
+    """A unit of work that has ended refuses writes but still reads."""
+
+    mixin = _ReadsUnchecked
+
+
+class _UpdateReturnsOld:
+    def update(self, item: Any, /) -> Any:
+        super().update(item)  # type: ignore[misc]
+        return item
+
+
+class UpdateReturnsTheOldVersion(MutantStore):
+    """update stores version + 1 but returns the item as given."""
+
+    mixin = _UpdateReturnsOld
+
+
+class _TextIgnoresCase(_SortBy):
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        order = options.get("order") or Order()
+        page = super().find(rule, **options)
+        if options.get("limit") is not None or order.field != "first_name":
+            return page
+
+        def folded(item: Any) -> Any:
+            value = item.first_name
+            return (value is None, "" if value is None else value.casefold(), item.id)
+
+        return Page(tuple(sorted(page.items, key=folded, reverse=order.descending)), page.next)
+
+
+class TextOrderIgnoresCase(MutantStore):
+    """Text orders by a case-insensitive collation, not by code point."""
+
+    mixin = _TextIgnoresCase
+
+
+class _OffsetPaging:
+    offsets: ClassVar[dict[UUID, int]] = {}
+
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        limit, after = options.pop("limit", None), options.pop("after", None)
+        whole = super().find(rule, **options)  # type: ignore[misc]
+        if limit is None:
+            return whole
+        start = 0 if after is None else self.offsets.get(after.id, 0)
+        items = whole.items[start : start + limit]
+        if start + limit >= len(whole.items):
+            return Page(items, None)
+        order = options.get("order") or Order()
+        last = items[-1]
+        self.offsets[last.id] = start + limit
+        return Page(items, Cursor(order, getattr(last, order.field), last.id))
+
+
+class OffsetCursors(MutantStore):
+    """Cursors count the items seen (OFFSET) instead of continuing after (value, id)."""
+
+    mixin = _OffsetPaging
+
+
+class _EnumsByDeclaration:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        order = options.get("order") or Order()
+        page = super().find(rule, **options)  # type: ignore[misc]
+        if options.get("limit") is not None or order.field != "lifecycle_stage":
+            return page
+        declared = list(LifecycleStage)
+
+        def key(item: Any) -> Any:
+            return (declared.index(item.lifecycle_stage), item.id)
+
+        return Page(tuple(sorted(page.items, key=key, reverse=order.descending)), page.next)
+
+
+class EnumsInDeclarationOrder(MutantStore):
+    """Enumerations order by declaration (a native SQL enum), not by value."""
+
+    mixin = _EnumsByDeclaration
+
+
+class _TrueFirst:
+    def find(self, rule: Rule | None = None, /, **options: Any) -> Page[Any]:
+        order = options.get("order") or Order()
+        page = super().find(rule, **options)  # type: ignore[misc]
+        if options.get("limit") is not None or order.field != "do_not_contact":
+            return page
+
+        def key(item: Any) -> Any:
+            return (not item.do_not_contact, item.id)
+
+        return Page(tuple(sorted(page.items, key=key, reverse=order.descending)), page.next)
+
+
+class BooleansTrueFirst(MutantStore):
+    """Booleans order True before False."""
+
+    mixin = _TrueFirst
+
+
+class _MoneyIgnoresCurrency(_Evaluates):
+    def _truth(
+        self, entity: RuleEntity, node: Condition, item: object, context: Context
+    ) -> bool | None:
+        if isinstance(node, Compare) and isinstance(node.value, Money):
+            value = _value(item, node.field)
+            if value is None:
+                return None
+            return bool(_OPS[node.op](value.amount, node.value.amount))
+        return super()._truth(entity, node, item, context)
+
+
+class MoneyIgnoresCurrency(MutantStore):
+    """Money compares amounts whatever the currency."""
+
+    mixin = _MoneyIgnoresCurrency
+
+
+class _SumEveryCurrency(_Evaluates):
+    def _truth(
+        self, entity: RuleEntity, node: Condition, item: object, context: Context
+    ) -> bool | None:
+        if isinstance(node, ActivityCondition) and node.measure is Measure.SUM:
+            assert isinstance(node.value, Money)
+            total = sum(
+                (
+                    a.amount.amount
+                    for a in context.activities.get(item.id, ())  # type: ignore[attr-defined]
+                    if a.kind is node.kind and a.amount is not None and a.occurred_at <= context.now
+                ),
+                Decimal(0),
+            )
+            return bool(_OPS[node.op](total, node.value.amount))
+        return super()._truth(entity, node, item, context)
+
+
+class SumAddsEveryCurrency(MutantStore):
+    """An activity sum adds the amounts of every currency."""
+
+    mixin = _SumEveryCurrency
+
+
+class _CountIgnoresFilter(_Evaluates):
+    def _truth(
+        self, entity: RuleEntity, node: Condition, item: object, context: Context
+    ) -> bool | None:
+        if isinstance(node, ActivityCondition) and node.where is not None:
+            node = attrs.evolve(node, where=None)
+        return super()._truth(entity, node, item, context)
+
+
+class CountIgnoresTheFilter(MutantStore):
+    """An activity count ignores the condition's where filter."""
+
+    mixin = _CountIgnoresFilter
+
+
+class _EndsOnRollback(MemoryUnitOfWork):
+    def rollback(self) -> None:
+        super().rollback()
+        self._open = False
+
+
+class RollbackEndsTheUnit(MutantStore):
+    """rollback() ends the unit of work instead of keeping it open for more work."""
+
+    unit_class = _EndsOnRollback
+
+
+class _AddReturnsNothing:
+    def add(self, item: Any, /) -> Any:
+        super().add(item)  # type: ignore[misc]
+
+
+class AddReturnsNothing(MutantStore):
+    """add returns None instead of the stored entity."""
+
+    mixin = _AddReturnsNothing
+
+
+# ---------------------------------------------------------------------------- the list
+
+MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
+    "uncommitted writes visible to other units": (
+        NoIsolation,
+        ("test_uncommitted_writes_stay_invisible_to_other_units",),
+    ),
+    "an exception does not propagate": (
+        SwallowsExceptions,
+        ("test_an_exception_rolls_back_and_propagates",),
+    ),
+    "rollback keeps writes": (RollbackKeepsWrites, ("test_nothing_is_kept_without_commit",)),
+    "commit ends the unit": (
+        CommitEndsTheUnit,
+        ("test_rollback_discards_since_the_last_commit",),
+    ),
+    "writes through an ended unit of work": (
+        EndedUnitWrites,
+        ("test_an_ended_unit_refuses_every_call",),
+    ),
+    "close() does nothing": (CloseDoesNothing, ("test_close_ends_this_store_alone",)),
+    "close() closes every sibling": (CloseClosesSiblings, ("test_close_ends_this_store_alone",)),
+    "any string accepted as a tenant key": (AnyTenantKey, ("test_tenant_keys_follow_one_rule",)),
+    "rules read every tenant's activities": (
+        RulesReadEveryTenantsActivities,
+        ("test_the_same_ids_in_two_tenants_stay_apart",),
+    ),
+    "rules read every tenant's segments": (
+        RulesReadEveryTenantsSegments,
+        ("test_the_same_ids_in_two_tenants_stay_apart",),
+    ),
+    "get_many reads every tenant": (
+        GetManyReadsEveryTenant,
+        ("test_the_same_ids_in_two_tenants_stay_apart",),
+    ),
+    "ids() reads every tenant": (
+        IdsReadsEveryTenant,
+        ("test_the_same_ids_in_two_tenants_stay_apart",),
+    ),
+    "activities.for_contact reads every tenant": (
+        ForContactReadsEveryTenant,
+        ("test_the_same_ids_in_two_tenants_stay_apart",),
+    ),
+    "stage_history.for_subject reads every tenant": (
+        ForSubjectReadsEveryTenant,
+        ("test_the_same_ids_in_two_tenants_stay_apart",),
+    ),
+    "update accepts an entity of another type": (
+        UpdateAcceptsAnotherEntity,
+        ("test_update_refuses_an_entity_of_another_kind",),
+    ),
+    "update stores the old version": (
+        UpdateKeepsTheVersion,
+        ("test_update_and_delete_name_entity_id_and_versions",),
+    ),
+    "update of a missing id is a conflict": (
+        UpdateOfMissingIsConflict,
+        ("test_update_and_delete_name_entity_id_and_versions",),
+    ),
+    "delete's conflict swaps the versions": (
+        DeleteConflictSwapsVersions,
+        ("test_update_and_delete_name_entity_id_and_versions",),
+    ),
+    "delete(id, version=n) of a missing id is a conflict": (
+        DeleteOfMissingWithVersionIsConflict,
+        ("test_update_and_delete_name_entity_id_and_versions",),
+    ),
+    "add_many keeps the items before a failure": (
+        AddManyKeepsWhatCameBefore,
+        ("test_add_many_is_all_or_nothing",),
+    ),
+    "add_many's index counts from 1": (AddManyCountsFromOne, ("test_add_many_is_all_or_nothing",)),
+    "add_many keeps the last of a repeated id": (
+        AddManyMissesRepeatedIds,
+        ("test_add_many_is_all_or_nothing",),
+    ),
+    "find/count/ids ignore now=": (QueriesIgnoreNow, ("test_relative_dates_follow_now",)),
+    "without now=, a fixed moment instead of the clock": (
+        DefaultNowIsNotTheClock,
+        ("test_without_now_a_query_uses_the_store_clock",),
+    ),
+    "a naive now= passes without a rule": (
+        NaiveNowAcceptedWithoutRule,
+        ("test_errors_name_the_field",),
+    ),
+    "find(rule, after=cursor) drops the rule": (
+        RuleDroppedAfterFirstPage,
+        ("test_every_page_keeps_the_rule_and_the_order",),
+    ),
+    "iterate(rule) ignores the rule": (
+        IterateIgnoresTheRule,
+        ("test_every_page_keeps_the_rule_and_the_order", "test_relative_dates_follow_now"),
+    ),
+    "iterate is not in id order": (
+        IterateNotInIdOrder,
+        ("test_every_page_keeps_the_rule_and_the_order",),
+    ),
+    "iterate's batch_size is not checked": (BatchSizeUnchecked, ("test_errors_name_the_field",)),
+    "a next cursor after the last item": (
+        NextCursorAfterTheLastItem,
+        ("test_every_page_keeps_the_rule_and_the_order",),
+    ),
+    "a cursor that never advances": (
+        CursorNeverAdvances,
+        ("test_every_page_keeps_the_rule_and_the_order",),
+    ),
+    "find(limit=n) returns n + 1 items": (
+        LimitPlusOne,
+        ("test_every_page_keeps_the_rule_and_the_order",),
+    ),
+    "descending ties by ascending id": (
+        DescendingTiesByAscendingId,
+        ("test_ties_break_by_id_and_missing_values_sort_last",),
+    ),
+    "missing values first": (
+        MissingValuesFirst,
+        ("test_ties_break_by_id_and_missing_values_sort_last",),
+    ),
+    "ids() not in id order": (IdsNotInIdOrder, ("test_every_page_keeps_the_rule_and_the_order",)),
+    "count(rule) ignores the rule": (CountIgnoresTheRule, ("test_three_valued_logic_table",)),
+    "get_many's error names 'ids'": (GetManyErrorSaysIds, ("test_errors_name_the_field",)),
+    "for_contact(kinds=[]) lists every kind": (
+        _timeline("kinds_if_truthy", "for_contact(kinds=[]) lists every kind."),
+        ("test_timelines_are_exact",),
+    ),
+    "for_contact's until is inclusive": (
+        _timeline("until_inclusive", "for_contact includes until."),
+        ("test_timelines_are_exact",),
+    ),
+    "for_contact's since is exclusive": (
+        _timeline("since_exclusive", "for_contact excludes since."),
+        ("test_timelines_are_exact",),
+    ),
+    "for_contact newest first": (
+        _timeline("newest_first", "for_contact lists newest first."),
+        ("test_timelines_are_exact",),
+    ),
+    "for_subject ignores the subject kind": (
+        _history("any_kind", "for_subject lists changes of every subject kind with that id."),
+        ("test_timelines_are_exact",),
+    ),
+    "for_subject newest first": (
+        _history("newest_first", "for_subject lists newest first."),
+        ("test_timelines_are_exact",),
+    ),
+    "three-valued NOT treated as two-valued": (NotIsTwoValued, ("test_three_valued_logic_table",)),
+    "NOT IN with a NULL ignores the NULL": (NotInIgnoresNull, ("test_three_valued_logic_table",)),
+    'field == "Ada" also matches "ada"': (EqualityIgnoresCase, ("test_text_case_table",)),
+    "contains() keeps case": (ContainsKeepsCase, ("test_text_case_table",)),
+    "ruled segments select nobody": (
+        RuledSegmentsSelectNobody,
+        ("test_the_same_ids_in_two_tenants_stay_apart",),
+    ),
+    "repository.entity is another class": (EntityPropertyWrong, ("test_errors_name_the_field",)),
+    "NotFound names the table": (
+        NotFoundNamesTheTable,
+        ("test_get_of_a_missing_id_is_not_found",),
+    ),
+    "get_many maps missing ids to None": (
+        GetManyKeepsMissingIds,
+        ("test_get_of_a_missing_id_is_not_found",),
+    ),
+    "add of a taken id overwrites": (AddOverwrites, ("test_add_of_a_taken_id_is_a_duplicate",)),
+    "append of a taken id overwrites": (AppendOverwrites, ("test_timelines_are_exact",)),
+    "find() without an order sorts by id": (
+        DefaultOrderIsById,
+        ("test_every_page_keeps_the_rule_and_the_order",),
+    ),
+    "find() without a limit returns 10": (
+        DefaultLimitOfTen,
+        ("test_every_page_keeps_the_rule_and_the_order",),
+    ),
+    "find(limit=n) returns n - 1 items": (
+        LimitMinusOne,
+        ("test_every_page_keeps_the_rule_and_the_order",),
+    ),
+    "for_tenant opens empty data": (ForTenantOpensEmptyData, ("test_close_ends_this_store_alone",)),
+    "a busy store fails at once with StorageError": (
+        FailsWhenBusy,
+        ("test_uncommitted_writes_stay_invisible_to_other_units",),
+    ),
+    "an exception comes out as StorageError": (
+        WrapsExceptions,
+        ("test_an_exception_rolls_back_and_propagates",),
+    ),
+    "commit() after the end passes": (
+        CommitAfterTheEnd,
+        ("test_an_ended_unit_refuses_every_call",),
+    ),
+    "an ended unit still reads": (
+        EndedUnitReads,
+        ("test_an_ended_unit_refuses_every_call", "test_a_finished_unit_cannot_be_used"),
+    ),
+    "update returns the old version": (
+        UpdateReturnsTheOldVersion,
+        (
+            "test_update_and_delete_name_entity_id_and_versions",
+            "test_update_checks_and_increments_the_version",
+        ),
+    ),
+    "text orders ignore case": (
+        TextOrderIgnoresCase,
+        ("test_ties_break_by_id_and_missing_values_sort_last",),
+    ),
+    "enumerations in declaration order": (
+        EnumsInDeclarationOrder,
+        ("test_ties_break_by_id_and_missing_values_sort_last",),
+    ),
+    "booleans True first": (
+        BooleansTrueFirst,
+        ("test_ties_break_by_id_and_missing_values_sort_last",),
+    ),
+    "money compares across currencies": (
+        MoneyIgnoresCurrency,
+        ("test_money_and_activity_measures_table",),
+    ),
+    "activity sums add every currency": (
+        SumAddsEveryCurrency,
+        ("test_money_and_activity_measures_table",),
+    ),
+    "activity counts ignore the filter": (
+        CountIgnoresTheFilter,
+        ("test_money_and_activity_measures_table",),
+    ),
+    "rollback() ends the unit": (
+        RollbackEndsTheUnit,
+        ("test_rollback_discards_since_the_last_commit",),
+    ),
+    "add returns None": (AddReturnsNothing, ("test_add_of_a_taken_id_is_a_duplicate",)),
+    "cursors are offsets": (
+        OffsetCursors,
+        ("test_pages_stay_right_when_entities_are_added_between_them",),
+    ),
+    "for_contact ties in storage order": (
+        _timeline("ties_by_insertion", "for_contact breaks ties by storage order, not id."),
+        ("test_timelines_are_exact",),
+    ),
+    "for_contact lists every contact's activities": (
+        _timeline("any_contact", "for_contact ignores the contact id."),
+        ("test_timelines_are_exact", "test_activities_of_a_contact_in_a_window"),
+    ),
+    "for_subject ties in storage order": (
+        _history("ties_by_insertion", "for_subject breaks ties by storage order, not id."),
+        ("test_timelines_are_exact",),
+    ),
+}
+"""Each mutant's name: its store class and the kit tests that must fail on it."""
