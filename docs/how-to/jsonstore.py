@@ -8,6 +8,7 @@ walks through this module and runs crmkit's conformance kit on it.
 
 import json
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -22,6 +23,7 @@ from crmkit.errors import (
     Duplicate,
     InvalidRule,
     NotFound,
+    StillReferenced,
     StorageError,
     ValidationError,
 )
@@ -32,23 +34,28 @@ from crmkit.models import (
     Consent,
     Contact,
     Deal,
+    EmailAddress,
     Entity,
     Lead,
     Segment,
     StageChange,
     SubjectKind,
     Task,
+    TaskKind,
+    TaskStatus,
     Ticket,
 )
 from crmkit.models.rules import Rule
 from crmkit.segmentation import Context, compile_selector
 from crmkit.serialization import make_converter
 from crmkit.storage import (
+    REFERRERS,
     Cursor,
     Order,
     Page,
     Store,
     UnitOfWork,
+    groupable_fields,
     sortable_fields,
     validate_tenant,
 )
@@ -97,13 +104,13 @@ class JsonUnitOfWork:
         self.store = store
         self.open = True
         self._copies: dict[tuple[str, str], Table] = {}
-        self.contacts = JsonRepository(self, Contact)
+        self.contacts = JsonContacts(self, Contact)
         self.accounts = JsonRepository(self, Account)
         self.leads = JsonRepository(self, Lead)
         self.deals = JsonRepository(self, Deal)
         self.tickets = JsonRepository(self, Ticket)
         self.activities = JsonActivities(self, Activity)
-        self.tasks = JsonRepository(self, Task)
+        self.tasks = JsonTasks(self, Task)
         self.segments = JsonRepository(self, Segment)
         self.consents = JsonRepository(self, Consent)
         self.stage_history = JsonStageHistory(self, StageChange)
@@ -158,8 +165,12 @@ class JsonRepository(Generic[E]):
         table = self.unit.table(self._entity)
         if check_item(item, self._entity).id in table:
             raise Duplicate(self._name, item.id)
+        self._check_unique([item])
         table[item.id] = self._dump(item)
         return item
+
+    def _check_unique(self, items: list[E]) -> None:
+        """Raise Duplicate for a unique key besides the id (contacts: their e-mail)."""
 
     def add_many(self, items: Iterable[E], /) -> int:
         table = self.unit.table(self._entity)
@@ -168,6 +179,7 @@ class JsonRepository(Generic[E]):
             if check_item(item, self._entity, f"[{index}]").id in table or item.id in staged:
                 raise Duplicate(self._name, item.id, index=index)
             staged[item.id] = self._dump(item)
+        self._check_unique([self._load(document) for document in staged.values()])
         table.update(staged)
         return len(staged)
 
@@ -176,6 +188,7 @@ class JsonRepository(Generic[E]):
         if stored.version != item.version:
             raise ConcurrencyConflict(self._name, item.id, item.version, stored.version)
         new = attrs.evolve(item, version=item.version + 1)
+        self._check_unique([new])
         self.unit.table(self._entity)[item.id] = self._dump(new)
         return new
 
@@ -183,6 +196,16 @@ class JsonRepository(Generic[E]):
         stored = self.get(id)
         if version is not None and stored.version != version:
             raise ConcurrencyConflict(self._name, id, version, stored.version)
+        referrers = []
+        for entity, field in REFERRERS.get(self._name, ()):
+            table = self.unit.table(entity)
+            for document in table.values():
+                other = converter.structure(json.loads(document), entity)
+                if getattr(other, field) == id:
+                    referrers.append((entity.entity_name, other.id))
+                    break
+        if referrers:
+            raise StillReferenced(self._name, id, referrers)
         del self.unit.table(self._entity)[id]
 
     def all(self) -> list[E]:
@@ -238,6 +261,13 @@ class JsonRepository(Generic[E]):
     def count(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> int:
         return len(self._select(rule, now))
 
+    def count_by(
+        self, field: str, rule: Rule | None = None, /, *, now: datetime | None = None
+    ) -> dict[Any, int]:
+        if not isinstance(field, str) or field not in groupable_fields(self._entity):
+            raise ValidationError("field", field, f"{self._name}s cannot be counted by it")
+        return dict(Counter(getattr(item, field) for item in self._select(rule, now)))
+
     def ids(self, rule: Rule | None = None, /, *, now: datetime | None = None) -> list[UUID]:
         return sorted(item.id for item in self._select(rule, now))
 
@@ -255,6 +285,60 @@ class JsonRepository(Generic[E]):
         while page.next is not None:
             page = self.find(rule, order=Order("id"), limit=batch_size, after=page.next, now=now)
             yield from page
+
+
+class JsonContacts(JsonRepository[Contact]):
+    def with_email(self, email: EmailAddress, /) -> list[Contact]:
+        if not isinstance(email, EmailAddress):
+            raise ValidationError("email", email, "expected an EmailAddress")
+        wanted = email.casefold()
+        found = [c for c in self.all() if c.email is not None and c.email.casefold() == wanted]
+        return sorted(found, key=lambda c: (c.created_at, c.id))
+
+    def _check_unique(self, items: list[Contact]) -> None:
+        """One contact per folded e-mail address (the default identity policy)."""
+        seen: dict[str, UUID] = {
+            c.email.casefold(): c.id for c in self.all() if c.email is not None
+        }
+        for index, item in enumerate(items):
+            if item.email is None:
+                continue
+            key = item.email.casefold()
+            if seen.get(key, item.id) != item.id:
+                raise Duplicate("contact", str(item.email), index=index, field="email")
+            seen[key] = item.id
+
+
+class JsonTasks(JsonRepository[Task]):
+    def select(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        kind: TaskKind | None = None,
+        assignee: str | None = None,
+        contact_id: UUID | None = None,
+        due_until: datetime | None = None,
+    ) -> list[Task]:
+        if status is not None and not isinstance(status, TaskStatus):
+            raise ValidationError("status", status, "expected a TaskStatus or None")
+        if kind is not None and not isinstance(kind, TaskKind):
+            raise ValidationError("kind", kind, "expected a TaskKind or None")
+        if assignee is not None and not isinstance(assignee, str):
+            raise ValidationError("assignee", assignee, "expected a str or None")
+        if contact_id is not None:
+            check_id(contact_id, "contact_id")
+        if due_until is not None:
+            check_time(due_until, "due_until")
+        found = [
+            t
+            for t in self.all()
+            if (status is None or t.status is status)
+            and (kind is None or t.kind is kind)
+            and (assignee is None or t.assignee == assignee)
+            and (contact_id is None or t.contact_id == contact_id)
+            and (due_until is None or t.due_at <= due_until)
+        ]
+        return sorted(found, key=lambda t: (t.due_at, t.id))
 
 
 class JsonActivities(JsonRepository[Activity]):
@@ -296,6 +380,18 @@ class JsonStageHistory(JsonRepository[StageChange]):
             raise ValidationError("subject", subject, "expected a SubjectKind")
         check_id(subject_id, "subject_id")
         found = [c for c in self.all() if c.subject is subject and c.subject_id == subject_id]
+        return sorted(found, key=lambda c: (c.at, c.id))
+
+    def for_subjects(
+        self, subject: SubjectKind, subject_ids: Iterable[UUID], /
+    ) -> list[StageChange]:
+        if not isinstance(subject, SubjectKind):
+            raise ValidationError("subject", subject, "expected a SubjectKind")
+        given: object = subject_ids
+        if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+            raise ValidationError("subject_ids", given, "expected a collection of UUIDs")
+        wanted = {check_id(i, f"subject_ids[{n}]") for n, i in enumerate(subject_ids)}
+        found = [c for c in self.all() if c.subject is subject and c.subject_id in wanted]
         return sorted(found, key=lambda c: (c.at, c.id))
 
 
