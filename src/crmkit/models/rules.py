@@ -362,6 +362,14 @@ class Condition:
     def __invert__(self) -> "Not":
         return Not(self)
 
+    def __bool__(self) -> bool:
+        # ``a and b`` would silently keep only ``b``; ``if condition:`` means nothing.
+        raise TypeError(
+            "a rule condition has no truth value: combine conditions with & (and), "
+            "| (or) and ~ (not) instead of 'and', 'or' and 'not'; test for a missing "
+            "condition with 'is None'"
+        )
+
     def children(self) -> tuple["Condition", ...]:
         """The conditions directly below this one."""
         return ()
