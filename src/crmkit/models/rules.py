@@ -23,7 +23,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum, StrEnum
 from types import MappingProxyType
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar
 from uuid import UUID
 
 import attrs
@@ -352,12 +352,12 @@ class Condition:
     def __and__(self, other: "Condition") -> "And":
         if not isinstance(other, Condition):
             return NotImplemented
-        return And((*_flat(self, And), *_flat(other, And)))
+        return _joined(And, (*_flat(self, And), *_flat(other, And)))
 
     def __or__(self, other: "Condition") -> "Or":
         if not isinstance(other, Condition):
             return NotImplemented
-        return Or((*_flat(self, Or), *_flat(other, Or)))
+        return _joined(Or, (*_flat(self, Or), *_flat(other, Or)))
 
     def __invert__(self) -> "Not":
         return Not(self)
@@ -377,6 +377,17 @@ class Condition:
 
 def _flat(condition: Condition, kind: type["And"] | type["Or"]) -> tuple[Condition, ...]:
     return condition.items if type(condition) is kind else (condition,)
+
+
+_Joined = TypeVar("_Joined", "And", "Or")
+
+
+def _joined(kind: type[_Joined], items: tuple[Condition, ...]) -> _Joined:
+    """``kind(items)`` for items already known to be conditions, without checking each
+    one again: ``a | b | c | ...`` over n conditions stays linear in checks."""
+    node = object.__new__(kind)
+    object.__setattr__(node, "items", items)
+    return node
 
 
 @attrs.frozen

@@ -12,11 +12,13 @@ the reverse. Selecting needs only "the rule is TRUE".
 """
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, TypeVar
 from uuid import UUID
+
+import attrs
 
 from crmkit.errors import InvalidRule
 from crmkit.models import Activity
@@ -222,17 +224,34 @@ def _remember(memo: dict[Any, Any], key: Any, value: Any) -> Any:
 
 
 def _leaves(node: Condition, positive: bool, into: list[tuple[Condition, bool]]) -> None:
-    """The conditions under And, Or and Not, with whether their TRUE (or FALSE) counts
-    (each once; conditions may hold unhashable literals, so compared with ``==``)."""
-    match node:
-        case Not(item=item):
-            _leaves(item, not positive, into)
-        case And(items=items) | Or(items=items):
-            for item in items:
-                _leaves(item, positive, into)
-        case _:
-            if not any(p is positive and n == node for n, p in into):
-                into.append((node, positive))
+    """The conditions under And, Or and Not, with whether their TRUE (or FALSE) counts,
+    each once, in the order first met; linear in the size of the rule (each leaf is
+    looked up by a structural key, not compared with every leaf found before)."""
+    seen = {(_key(found), polarity) for found, polarity in into}
+    pending = [(node, positive)]
+    while pending:
+        current, polarity = pending.pop()
+        match current:
+            case Not(item=item):
+                pending.append((item, not polarity))
+            case And(items=items) | Or(items=items):
+                pending.extend((item, polarity) for item in reversed(items))
+            case _:
+                key = (_key(current), polarity)
+                if key not in seen:
+                    seen.add(key)
+                    into.append((current, polarity))
+
+
+def _key(value: object) -> Hashable:
+    """A hashable key equal for equal conditions (nodes compare literals by type and
+    value, so the key holds both: ``1``, ``1.0`` and ``True`` differ)."""
+    if isinstance(value, Condition):
+        names = attrs.fields(type(value))  # type: ignore[arg-type]
+        return (type(value), tuple(_key(getattr(value, a.name)) for a in names))
+    if isinstance(value, tuple):
+        return tuple(_key(item) for item in value)
+    return (type(value), value)
 
 
 def _field_of(node: Condition) -> str | None:
