@@ -18,7 +18,7 @@ that read better live in :mod:`crmkit.segmentation`.
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum, StrEnum
@@ -53,6 +53,10 @@ from crmkit.models._values import (
 __all__ = [
     "ACTIVITY_FIELDS",
     "FIELDS",
+    "MAX_IN_VALUES",
+    "MAX_RULE_CONDITIONS",
+    "MAX_RULE_DEPTH",
+    "MAX_SEGMENT_DEPTH",
     "ActivityCondition",
     "And",
     "Between",
@@ -75,11 +79,31 @@ __all__ = [
     "Scalar",
     "TextMatch",
     "TextOp",
+    "check_bounds",
     "field_spec",
 ]
 
 Scalar: TypeAlias = str | int | float | Decimal | bool | date | datetime | UUID | Money
 """A literal a rule compares with."""
+
+MAX_RULE_DEPTH: Final = 64
+"""How deep conditions may nest: ``And``, ``Or``, ``Not`` and activity filters each add a
+level. An ``in segment`` condition counts as one level more plus the levels of the
+segment's own rule (its segment rules counted in the same way), because every store
+evaluates a segment rule in place of the condition."""
+
+MAX_RULE_CONDITIONS: Final = 5_000
+"""How many conditions (nodes) a rule may hold, counting the segment rules it names
+(each time it names them) and activity filters."""
+
+MAX_IN_VALUES: Final = 10_000
+"""How many values the ``IN`` lists of a rule may hold together (the segment rules it
+names included). Every store binds one ``IN`` list as one parameter (an array or a JSON
+document), so a list of this size is as cheap to send as a short one."""
+
+MAX_SEGMENT_DEPTH: Final = 16
+"""How many segments may be nested: a rule naming segment ``A`` whose rule names
+segment ``B``, ... names at most this many segments in a chain."""
 
 
 class Op(StrEnum):
@@ -402,6 +426,8 @@ class Compare(Condition):
 def _check_values(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if not isinstance(value, tuple) or not value:
         raise InvalidRule(attribute.name, value, "expected a non-empty tuple of values")
+    if len(value) > MAX_IN_VALUES:
+        raise InvalidRule(attribute.name, len(value), _too_many_values())
     for item in value:
         if item is not None and not _is_scalar(item):
             raise InvalidRule(attribute.name, item, "expected a finite literal value or None")
@@ -598,8 +624,8 @@ class Rule:
     where: Condition = attrs.field(validator=attrs.validators.instance_of(Condition))
 
     def __attrs_post_init__(self) -> None:
-        checked = _Checker(FIELDS[self.entity], "custom", self.entity).check(self.where)
-        object.__setattr__(self, "where", checked)
+        checker = _Checker(FIELDS[self.entity], "custom", self.entity, _Budget())
+        object.__setattr__(self, "where", checker.check(self.where, 0, "where"))
 
     def walk(self) -> Iterator[Condition]:
         """Every condition of the rule, depth first."""
@@ -610,29 +636,122 @@ class Rule:
             pending.extend(reversed(node.children()))
 
 
+def _too_deep() -> str:
+    return f"conditions nest deeper than {MAX_RULE_DEPTH} levels (MAX_RULE_DEPTH)"
+
+
+def _too_many_conditions() -> str:
+    return f"a rule holds at most {MAX_RULE_CONDITIONS} conditions (MAX_RULE_CONDITIONS)"
+
+
+def _too_many_values() -> str:
+    return f"the IN lists of a rule hold at most {MAX_IN_VALUES} values (MAX_IN_VALUES)"
+
+
+@attrs.define
+class _Budget:
+    """What a rule has used of its bounds so far (conditions and IN values)."""
+
+    conditions: int = 0
+    values: int = 0
+
+    def spend(self, node: Condition, path: str) -> None:
+        self.conditions += 1
+        if self.conditions > MAX_RULE_CONDITIONS:
+            raise InvalidRule(path, self.conditions, _too_many_conditions())
+        if isinstance(node, In):
+            self.values += len(node.values)
+            if self.values > MAX_IN_VALUES:
+                raise InvalidRule(path, self.values, _too_many_values())
+
+
+def check_bounds(rule: Rule, segment: "Callable[[UUID], Rule | None]") -> None:
+    """Raise :class:`InvalidRule` if ``rule``, with the rules of the segments it names
+    put in their place, exceeds :data:`MAX_RULE_DEPTH`, :data:`MAX_RULE_CONDITIONS`,
+    :data:`MAX_IN_VALUES` or :data:`MAX_SEGMENT_DEPTH`; the error names the limit and
+    the path (``where.items[2]``, and the segment ids for a chain).
+
+    ``segment`` gives the rule of a segment by id (``None`` for a static or missing
+    segment: the interpreters report missing segments and cycles themselves). Every
+    interpreter calls this before it evaluates or compiles a rule; it walks without
+    recursion and stops at the first bound exceeded, so no input costs more than the
+    bounds allow.
+    """
+    budget = _Budget()
+    pending: list[tuple[Condition, int, str, tuple[UUID, ...]]] = [(rule.where, 0, "where", ())]
+    while pending:
+        node, depth, path, chain = pending.pop()
+        if depth > MAX_RULE_DEPTH:
+            raise InvalidRule(path, depth, _too_deep() + _counted(chain))
+        budget.spend(node, path)
+        if isinstance(node, InSegment) and node.segment_id not in chain:
+            inner = segment(node.segment_id)
+            if inner is None:
+                continue
+            nested = (*chain, node.segment_id)
+            if len(nested) > MAX_SEGMENT_DEPTH:
+                names = " > ".join(str(s) for s in nested)
+                raise InvalidRule(
+                    "segment_id",
+                    node.segment_id,
+                    f"segments nest deeper than {MAX_SEGMENT_DEPTH} (MAX_SEGMENT_DEPTH): {names}",
+                )
+            pending.append((inner.where, depth + 1, f"{path}->segment.where", nested))
+            continue
+        pending.extend(
+            (child, depth + 1, f"{path}{_step(node, index)}", chain)
+            for index, child in enumerate(node.children())
+        )
+
+
+def _step(node: Condition, index: int) -> str:
+    if isinstance(node, And | Or):
+        return f".items[{index}]"
+    return ".where" if isinstance(node, ActivityCondition) else ".item"
+
+
+def _counted(chain: tuple[UUID, ...]) -> str:
+    return f", counting the rules of segments {', '.join(map(str, chain))}" if chain else ""
+
+
 class _Checker:
     """Checks names and literal types; returns the condition with normalised literals."""
 
     def __init__(
-        self, fields: Mapping[str, FieldSpec], prefix: str, entity: RuleEntity | None
+        self,
+        fields: Mapping[str, FieldSpec],
+        prefix: str,
+        entity: RuleEntity | None,
+        budget: _Budget,
     ) -> None:
         self.fields = fields
         self.prefix = prefix
         self.entity = entity
+        self.budget = budget
 
     def spec(self, name: str) -> FieldSpec:
         return field_spec(name, self.fields, self.prefix)
 
-    def check(self, node: Condition, depth: int = 0) -> Condition:  # noqa: PLR0912, PLR0915
-        if depth > _MAX_DEPTH:
-            raise InvalidRule("where", depth, f"conditions nest deeper than {_MAX_DEPTH} levels")
+    def check(self, node: Condition, depth: int, path: str) -> Condition:  # noqa: PLR0912, PLR0915
+        if depth > MAX_RULE_DEPTH:
+            raise InvalidRule(path, depth, _too_deep())
+        if isinstance(node, Condition):
+            self.budget.spend(node, path)
         match node:
             case And(items=items):
-                return And(tuple(self.check(i, depth + 1) for i in items))
+                return And(
+                    tuple(
+                        self.check(i, depth + 1, f"{path}.items[{n}]") for n, i in enumerate(items)
+                    )
+                )
             case Or(items=items):
-                return Or(tuple(self.check(i, depth + 1) for i in items))
+                return Or(
+                    tuple(
+                        self.check(i, depth + 1, f"{path}.items[{n}]") for n, i in enumerate(items)
+                    )
+                )
             case Not(item=item):
-                return Not(self.check(item, depth + 1))
+                return Not(self.check(item, depth + 1, f"{path}.item"))
             case Compare(field=name, op=op, value=value):
                 spec = self.spec(name)
                 if op in _ORDERING and not spec.kind.ordered:
@@ -689,7 +808,9 @@ class _Checker:
                     raise InvalidRule("kind", node.kind, "activity conditions do not nest")
                 if where is None:
                     return node
-                inner = _Checker(ACTIVITY_FIELDS, "properties", None).check(where, depth + 1)
+                inner = _Checker(ACTIVITY_FIELDS, "properties", None, self.budget).check(
+                    where, depth + 1, f"{path}.where"
+                )
                 return attrs.evolve(node, where=inner)
         raise InvalidRule("where", node, "not a condition of the rule language")
 
@@ -705,7 +826,6 @@ _ORDERED: Final = frozenset(
     }
 )
 _TEXTUAL: Final = frozenset({FieldType.TEXT, FieldType.EMAIL, FieldType.PHONE, FieldType.JSON})
-_MAX_DEPTH: Final = 64
 _INT64: Final = 2**63
 
 

@@ -45,6 +45,7 @@ from crmkit.models.rules import (
     RuleEntity,
     TextMatch,
     TextOp,
+    check_bounds,
     field_spec,
 )
 from crmkit.segmentation._semantics import (
@@ -130,6 +131,7 @@ def compile_sum(terms: Sequence[tuple[Rule, float]], context: Context) -> Summer
             or not math.isfinite(weight)
         ):
             raise InvalidRule(f"terms[{index}]", weight, "expected a finite number")
+        _check_bounds(rule, context)
         test = compiler.expression(rule.where, positive=True)
         parts.append(f"({compiler.constant(float(weight))} if {test} else 0.0)")
     source = f"def sums(entities):\n    return [{' + '.join(parts)} for o in entities]\n"
@@ -166,6 +168,7 @@ def compile_keyed(
         if not isinstance(rule, Rule) or rule.entity is not entity:
             found = getattr(rule, "entity", rule)
             raise InvalidRule(f"rules[{index}]", found, f"expected a rule over {entity}")
+        _check_bounds(rule, context)
         compiler.expression(rule.where, positive=True)  # checks the rule (names, segments)
         _leaves(rule.where, True, needs)
     by_field: dict[str, list[tuple[Condition, bool]]] = {}
@@ -306,7 +309,18 @@ def compile_activity_filter(condition: ActivityCondition, now: datetime) -> Pred
     return selected
 
 
+def _check_bounds(rule: Rule, context: Context) -> None:
+    """The bounds of ``rule`` with the segment rules of ``context`` in place."""
+
+    def segment_rule(segment_id: UUID) -> Rule | None:
+        segment = context.segments.get(segment_id)
+        return None if segment is None else segment.rule
+
+    check_bounds(rule, segment_rule)
+
+
 def _compiler(rule: Rule, context: Context) -> "_Compiler":
+    _check_bounds(rule, context)
     return _Compiler(
         context, FIELDS[rule.entity], "custom", rule.entity, segments={}, segment_path=()
     )

@@ -33,6 +33,7 @@ from crmkit.models.rules import (
     Rule,
     RuleEntity,
     TextMatch,
+    check_bounds,
     field_spec,
 )
 from crmkit.segmentation._semantics import (
@@ -56,8 +57,14 @@ def evaluate(rule: Rule, entity: object, context: Context) -> bool | None:
     ``in segment`` condition names a segment missing from the context, or when segment
     rules refer to each other in a cycle.
     """
+    check_bounds(rule, lambda segment_id: _rule_of(context, segment_id))
     fields = FIELDS[rule.entity]
     return _Interpreter(context, fields, "custom", rule.entity, ()).truth(rule.where, entity)
+
+
+def _rule_of(context: Context, segment_id: UUID) -> Rule | None:
+    segment = context.segments.get(segment_id)
+    return None if segment is None else segment.rule
 
 
 def _and(values: list[bool | None]) -> bool | None:
