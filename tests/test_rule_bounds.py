@@ -321,3 +321,19 @@ def test_a_big_in_list_matches_exactly_its_values(store: Store) -> None:
         assert unit.contacts.count(outside) == 30
         unknown = contacts_where(custom("n").not_in(*numbers[:-1], None))
         assert unit.contacts.count(unknown) == 0  # NOT IN with a NULL is never TRUE
+
+
+def test_wide_rules_are_not_chained_into_deep_sql(store: Store) -> None:
+    # SQL parsers chain `a OR b OR c ...` one level per term and SQLite refuses more than
+    # 1,000 levels: OR and AND are sent as balanced groups.
+    people = [Contact.new(first_name=f"n{i}", custom={"n": i}) for i in range(10)]
+    wide = contacts_where(Or(tuple(custom("n") == i for i in range(3, 1503))))
+    deep_and = contacts_where(And(tuple(custom("n") != i for i in range(5, 1505))))
+    context = Context(now=NOW)
+    with _fresh(store).unit_of_work() as unit:
+        unit.contacts.add_many(people)
+        for rule in (wide, deep_and):
+            expected = {p.id for p in people if evaluate(rule, p, context) is True}
+            assert set(unit.contacts.ids(rule, now=NOW)) == expected
+        assert unit.contacts.count(wide) == 7
+        assert unit.contacts.count(deep_and) == 5

@@ -200,8 +200,9 @@ def _joined(join: Callable[..., _Bool], parts: list[_Bool]) -> _Bool:
     refuses expressions deeper than 1,000); groups keep the depth logarithmic.
     """
     while len(parts) > _GROUP:
+        # A plain group of ORs would be flattened into the OR around it.
         parts = [
-            join(*parts[start : start + _GROUP]).self_group()
+            sa.type_coerce(join(*parts[start : start + _GROUP]), sa.Boolean).self_group()
             for start in range(0, len(parts), _GROUP)
         ]
     return join(*parts)
