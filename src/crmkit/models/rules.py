@@ -52,6 +52,7 @@ from crmkit.models._values import (
 
 __all__ = [
     "ACTIVITY_FIELDS",
+    "CONTACT_FIELDS_OF",
     "FIELDS",
     "MAX_IN_VALUES",
     "MAX_RULE_CONDITIONS",
@@ -80,7 +81,9 @@ __all__ = [
     "TextMatch",
     "TextOp",
     "check_bounds",
+    "contact_condition",
     "field_spec",
+    "on_contact",
 ]
 
 Scalar: TypeAlias = str | int | float | Decimal | bool | date | datetime | UUID | Money
@@ -104,6 +107,8 @@ document), so a list of this size is as cheap to send as a short one."""
 MAX_SEGMENT_DEPTH: Final = 16
 """How many segments may be nested: a rule naming segment ``A`` whose rule names
 segment ``B``, ... names at most this many segments in a chain."""
+
+_CONTACT: Final = "contact."
 
 
 class Op(StrEnum):
@@ -496,11 +501,21 @@ def _check_tag(_instance: object, attribute: "attrs.Attribute[Any]", value: Any)
         raise InvalidRule(attribute.name, value, error.reason) from None
 
 
+def _check_tags_field(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value not in ("tags", f"{_CONTACT}tags"):
+        raise InvalidRule(attribute.name, value, "expected 'tags' or 'contact.tags'")
+
+
 @attrs.frozen
 class HasTag(Condition):
-    """The entity carries ``tag`` (compared case-insensitively); never UNKNOWN."""
+    """The entity carries ``tag`` (compared case-insensitively); never UNKNOWN.
+
+    ``field`` is ``"tags"``, or ``"contact.tags"`` for the tags of a lead's, deal's or
+    ticket's contact (see :func:`on_contact`).
+    """
 
     tag: str = attrs.field(converter=_normal_tag, validator=_check_tag)
+    field: str = attrs.field(default="tags", validator=_check_tags_field)
 
 
 def _check_days(instance: "RelativeDate", attribute: "attrs.Attribute[Any]", value: Any) -> None:
@@ -732,11 +747,25 @@ class _Checker:
     def spec(self, name: str) -> FieldSpec:
         return field_spec(name, self.fields, self.prefix)
 
+    def contact_leaf(self, node: Condition, depth: int, path: str) -> Condition:
+        """A condition on the contact's fields, checked as a contact rule would be."""
+        inner = contact_condition(node)
+        assert inner is not None
+        checker = _Checker(FIELDS[RuleEntity.CONTACT], "custom", RuleEntity.CONTACT, self.budget)
+        self.budget.conditions -= 1  # counted once, as the node it is
+        try:
+            checked = checker.check(inner, depth, path)
+        except InvalidRule as error:
+            raise error.within("contact") if not error.field.startswith(path) else error from None
+        return on_contact(checked)
+
     def check(self, node: Condition, depth: int, path: str) -> Condition:  # noqa: PLR0912, PLR0915
         if depth > MAX_RULE_DEPTH:
             raise InvalidRule(path, depth, _too_deep())
         if isinstance(node, Condition):
             self.budget.spend(node, path)
+        if self.entity in CONTACT_FIELDS_OF and _reads_contact(node):
+            return self.contact_leaf(node, depth, path)
         match node:
             case And(items=items):
                 return And(
@@ -790,7 +819,9 @@ class _Checker:
                 if not spec.kind.textual:
                     raise InvalidRule(name, value, f"{spec.kind} fields have no text matches")
                 return node
-            case HasTag(tag=tag):
+            case HasTag(tag=tag, field=name):
+                if name != "tags":
+                    raise InvalidRule(name, tag, "only lead, deal and ticket rules have a contact")
                 if "tags" not in self.fields:
                     raise InvalidRule("tags", tag, f"{self.entity or 'activity'} has no tags")
                 return node
@@ -923,3 +954,69 @@ def _literal(spec: FieldSpec, value: object) -> Scalar:  # noqa: PLR0912, PLR091
         case FieldType.TAGS:
             raise InvalidRule(name, value, "tags are matched with has_tag(), not compared")
     raise AssertionError(spec.kind)  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------- contacts
+
+CONTACT_FIELDS_OF: Final = frozenset({RuleEntity.LEAD, RuleEntity.DEAL, RuleEntity.TICKET})
+"""The entities whose rules may name their contact's fields: ``contact.country``,
+``contact.custom.plan``, ``contact.tags`` (in :class:`HasTag`), every field of
+:data:`FIELDS` ``[contact]``. The contact is the one ``contact_id`` names, in the same
+tenant; an entity without one (a deal without ``contact_id``, or whose contact is not
+stored) has a contact whose every field is missing, with no tags and no custom fields:
+``contact.country == "DE"`` is UNKNOWN for it, ``contact.country`` ``is_null()`` TRUE."""
+
+_FIELD_LEAVES: Final = (Compare, In, Between, IsNull, TextMatch, RelativeDate)
+
+
+def _reads_contact(node: Condition) -> bool:
+    """Whether ``node`` is a leaf naming a field of the contact."""
+    if isinstance(node, HasTag):
+        return node.field != "tags"
+    return isinstance(node, _FIELD_LEAVES) and node.field.startswith(_CONTACT)
+
+
+def contact_condition(node: Condition) -> Condition | None:
+    """The condition over the contact that ``node`` is, when every leaf of ``node``
+    names a field of the contact (``contact.country``), with ``contact.`` taken off the
+    names; ``None`` when some leaf reads anything else (or ``node`` is an ``in segment``
+    or activity condition). The inverse of :func:`on_contact`."""
+    match node:
+        case And(items=items) | Or(items=items):
+            inner = [contact_condition(item) for item in items]
+            if any(item is None for item in inner):
+                return None
+            kind = And if isinstance(node, And) else Or
+            return kind(tuple(i for i in inner if i is not None))
+        case Not(item=item):
+            found = contact_condition(item)
+            return None if found is None else Not(found)
+        case HasTag(field=name) if name != "tags":
+            return attrs.evolve(node, field="tags")
+        case _ if isinstance(node, _FIELD_LEAVES) and node.field.startswith(_CONTACT):
+            return attrs.evolve(node, field=node.field.removeprefix(_CONTACT))
+    return None
+
+
+def on_contact(condition: Condition) -> Condition:
+    """``condition``, written over a contact, as a condition of a lead, deal or ticket
+    rule on that entity's contact: every field name gets ``contact.`` in front.
+
+    >>> on_contact(Compare("country", Op.EQ, "DE")).field
+    'contact.country'
+
+    The condition may hold field conditions, tags and ``&``, ``|``, ``~``; an activity or
+    ``in segment`` condition raises :class:`~crmkit.errors.InvalidRule` (activity
+    conditions of a lead rule already read its contact's activities).
+    """
+    match condition:
+        case And(items=items) | Or(items=items):
+            kind = And if isinstance(condition, And) else Or
+            return kind(tuple(on_contact(item) for item in items))
+        case Not(item=item):
+            return Not(on_contact(item))
+        case HasTag(field="tags"):
+            return attrs.evolve(condition, field=f"{_CONTACT}tags")
+        case _ if isinstance(condition, _FIELD_LEAVES) and not condition.field.startswith(_CONTACT):
+            return attrs.evolve(condition, field=_CONTACT + condition.field)
+    raise InvalidRule("where", condition, "only field and tag conditions apply to the contact")

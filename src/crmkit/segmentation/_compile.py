@@ -24,6 +24,7 @@ from crmkit.errors import InvalidRule
 from crmkit.models import Activity
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
+    CONTACT_FIELDS_OF,
     FIELDS,
     ActivityCondition,
     And,
@@ -46,9 +47,11 @@ from crmkit.models.rules import (
     TextMatch,
     TextOp,
     check_bounds,
+    contact_condition,
     field_spec,
 )
 from crmkit.segmentation._semantics import (
+    MISSING_CONTACT,
     OPS,
     Context,
     activity_window,
@@ -78,6 +81,11 @@ _FEW: Final = 8
 _SOME: Final = 32
 # Kinds whose equal values mean the same to every condition (JSON: ``1 == True``).
 _BY_VALUE: Final = frozenset(FieldType) - {FieldType.JSON}
+
+# Contact fields as seen from a lead, deal or ticket: the contact may be missing.
+_OPTIONAL_CONTACT_FIELDS: Final = {
+    name: attrs.evolve(spec, required=False) for name, spec in FIELDS[RuleEntity.CONTACT].items()
+}
 
 _SYMBOLS: Final = {Op.EQ: "==", Op.NE: "!=", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 # Fields whose values compare with Python's operators directly (no JSON or currency rules).
@@ -393,6 +401,10 @@ class _Compiler:
 
     def expression(self, node: Condition, *, positive: bool) -> str:  # noqa: PLR0912
         """Source of "``node`` is TRUE" (``positive``) or "``node`` is FALSE"."""
+        if self.entity in CONTACT_FIELDS_OF:
+            inner = contact_condition(node)
+            if inner is not None:
+                return self.on_contact(inner, positive=positive)
         match node:
             case Not(item=item):
                 return self.expression(item, positive=not positive)
@@ -462,6 +474,29 @@ class _Compiler:
                 measured = self.constant(self.activities(node))
                 return _polar(f"{measured}(o)", positive)
         raise InvalidRule("where", node, "not a condition of the rule language")
+
+    def on_contact(self, inner: Condition, *, positive: bool) -> str:
+        """Source of "``inner`` is TRUE (or FALSE) for the entity's contact": ``inner``
+        compiled as a contact condition into a function, applied to the contact found in
+        the context (:data:`MISSING_CONTACT` when there is none). Every contact field
+        may be missing then, so none is taken as always present."""
+        compiler = _Compiler(
+            self.context,
+            _OPTIONAL_CONTACT_FIELDS,
+            "custom",
+            RuleEntity.CONTACT,
+            segments={},
+            segment_path=(),
+        )
+        body = compiler.expression(inner, positive=positive)
+        test = compiler.define("test", f"def test(o):\n    return {body}\n")
+        contacts, missing = self.context.contacts, MISSING_CONTACT
+
+        def contact(o: Any) -> Any:
+            contact_id = o.contact_id
+            return missing if contact_id is None else contacts.get(contact_id, missing)
+
+        return f"{self.constant(test)}({self.constant(contact)}(o))"
 
     def json_true(self, value: str, op: Op, literal: object) -> str:
         """ "``value <op> literal`` is TRUE" for a custom field and a text or number

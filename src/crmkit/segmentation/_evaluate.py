@@ -13,6 +13,7 @@ from crmkit.errors import InvalidRule
 from crmkit.models import Activity
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
+    CONTACT_FIELDS_OF,
     FIELDS,
     ActivityCondition,
     And,
@@ -34,6 +35,7 @@ from crmkit.models.rules import (
     RuleEntity,
     TextMatch,
     check_bounds,
+    contact_condition,
     field_spec,
 )
 from crmkit.segmentation._semantics import (
@@ -41,6 +43,7 @@ from crmkit.segmentation._semantics import (
     Context,
     activity_window,
     compare,
+    contact_of,
     field_value,
     in_window,
     text_matches,
@@ -98,6 +101,13 @@ class _Interpreter:
         return field_spec(name, self.fields, self.prefix)
 
     def truth(self, node: Condition, obj: Any) -> bool | None:  # noqa: PLR0912
+        if self.entity in CONTACT_FIELDS_OF:
+            inner = contact_condition(node)
+            if inner is not None:  # the contact's fields: evaluated on the contact
+                contact = _Interpreter(
+                    self.context, FIELDS[RuleEntity.CONTACT], "custom", RuleEntity.CONTACT, ()
+                )
+                return contact.truth(inner, contact_of(self.context, obj))
         match node:
             case And(items=items):
                 return _and([self.truth(i, obj) for i in items])

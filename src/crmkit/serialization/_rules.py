@@ -145,6 +145,8 @@ def unstructure_condition(node: Condition) -> dict[str, object]:
     data: dict[str, object] = {"node": tag}
     for key in _NODES[tag][1]:
         value = getattr(node, key)
+        if tag == "has_tag" and key == "field" and value == "tags":
+            continue  # the entity's own tags: written as before contact tags existed
         if isinstance(value, Condition):
             data[key] = unstructure_condition(value)
         elif key in ("items",):
@@ -254,7 +256,7 @@ _NODES: Final[dict[str, tuple[type[Condition], _Fields]]] = {
     "between": (Between, {"field": _FIELD, "low": _LITERAL, "high": _LITERAL}),
     "is_null": (IsNull, {"field": _FIELD, "negated": (_boolean, False)}),
     "text": (TextMatch, {"field": _FIELD, "op": (_enum(TextOp), True), "value": (_text, True)}),
-    "has_tag": (HasTag, {"tag": (_text, True)}),
+    "has_tag": (HasTag, {"tag": (_text, True), "field": (_text, False)}),
     "relative_date": (
         RelativeDate,
         {"field": _FIELD, "window": (_enum(DateWindow), True), "days": (_days, False)},

@@ -28,9 +28,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.errors import InvalidRule, StorageError
-from crmkit.models import Activity, Money, Segment
+from crmkit.models import Activity, Contact, Money, Segment
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
+    CONTACT_FIELDS_OF,
     FIELDS,
     ActivityCondition,
     And,
@@ -53,9 +54,11 @@ from crmkit.models.rules import (
     TextMatch,
     TextOp,
     check_bounds,
+    contact_condition,
     field_spec,
 )
-from crmkit.segmentation._semantics import OPS, activity_window, window_bounds
+from crmkit.segmentation import Context, evaluate
+from crmkit.segmentation._semantics import MISSING_CONTACT, OPS, activity_window, window_bounds
 from crmkit.storage.sql._codec import NANOS, decimal_parts
 from crmkit.storage.sql._schema import Schema
 from crmkit.storage.sql.types import sqlite_timestamp
@@ -290,6 +293,10 @@ class _Scope:
     # ------------------------------------------------------------------ conditions
 
     def sql(self, node: Condition) -> _Bool:  # noqa: PLR0912 - one case per node
+        if self.entity in CONTACT_FIELDS_OF:
+            inner = contact_condition(node)
+            if inner is not None:
+                return self.on_contact(inner)
         match node:
             case And(items=items):
                 return _joined(sa.and_, [self.sql(i) for i in items])
@@ -505,6 +512,31 @@ class _Scope:
             return tags.bool_op("?")(wanted)
         each = sa.func.json_each(tags).table_valued("value")
         return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == wanted))
+
+    # ------------------------------------------------------------------ the contact
+
+    def on_contact(self, inner: Condition) -> _Bool:
+        """``inner`` (a condition over a contact) for the contact of this row: one
+        correlated subquery on the contacts of the tenant by ``(tenant, id)``, the
+        contacts' primary key. It yields 1, 0 or 2 for TRUE, FALSE, UNKNOWN and no row
+        when the contact is missing; then the answer is that of the Python interpreter
+        for a contact whose every field is missing (``is_null()`` TRUE, say)."""
+        contacts = self.c.schema.table(Contact).alias()
+        scope = _Scope(
+            self.c, contacts, FIELDS[RuleEntity.CONTACT], "custom", RuleEntity.CONTACT, ()
+        )
+        test = scope.sql(inner)
+        code = sa.case((test, 1), (sa.not_(test), 0), else_=2)
+        found = (
+            sa.select(code)
+            .where(contacts.c.tenant == self.c.tenant, contacts.c.id == self.column("contact_id"))
+            .scalar_subquery()
+        )
+        missing = evaluate(
+            Rule(RuleEntity.CONTACT, inner), MISSING_CONTACT, Context(now=self.c.now)
+        )
+        default = 2 if missing is None else int(missing)
+        return sa.func.nullif(sa.func.coalesce(found, default), 2) == 1
 
     # ------------------------------------------------------------------ segments
 
