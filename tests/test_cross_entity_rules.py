@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmkit.errors import InvalidRule
+from crmkit.errors import InvalidRule, ValidationError
 from crmkit.models import (
     ActivityKind,
     Contact,
@@ -227,3 +227,12 @@ def test_scoring_reads_the_contact_from_the_context() -> None:
     model = ScoringModel(name="m", criteria=(german,))
     assert model.compile(Context(now=NOW, contacts={ada.id: ada})).score(lead).total == 10
     assert model.compile(Context(now=NOW)).score(lead).total == 0
+
+
+def test_columns_cannot_score_contact_fields() -> None:
+    pytest.importorskip("numpy")
+    german = Criterion("german", leads_where(field("contact.country") == "DE"), 10)
+    compiled = ScoringModel(name="m", criteria=(german,)).compile(Context(now=NOW))
+    with pytest.raises(ValidationError, match="contact's fields") as caught:
+        compiled.totals_columns({"channel": ["form"]})
+    assert caught.value.field == "criteria[0]"
