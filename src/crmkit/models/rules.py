@@ -693,12 +693,19 @@ def check_bounds(rule: Rule, segment: "Callable[[UUID], Rule | None]") -> None:
     bounds allow.
     """
     budget = _Budget()
-    pending: list[tuple[Condition, int, str, tuple[UUID, ...]]] = [(rule.where, 0, "where", ())]
+    # A path is built as text only for an error: (parent path, parent, index) until then.
+    pending: list[tuple[Condition, int, Any, tuple[UUID, ...]]] = [(rule.where, 0, "where", ())]
     while pending:
         node, depth, path, chain = pending.pop()
         if depth > MAX_RULE_DEPTH:
-            raise InvalidRule(path, depth, _too_deep() + _counted(chain))
-        budget.spend(node, path)
+            raise InvalidRule(_path(path), depth, _too_deep() + _counted(chain))
+        budget.conditions += 1
+        if budget.conditions > MAX_RULE_CONDITIONS:
+            raise InvalidRule(_path(path), budget.conditions, _too_many_conditions())
+        if isinstance(node, In):
+            budget.values += len(node.values)
+            if budget.values > MAX_IN_VALUES:
+                raise InvalidRule(_path(path), budget.values, _too_many_values())
         if isinstance(node, InSegment) and node.segment_id not in chain:
             inner = segment(node.segment_id)
             if inner is None:
@@ -711,12 +718,23 @@ def check_bounds(rule: Rule, segment: "Callable[[UUID], Rule | None]") -> None:
                     node.segment_id,
                     f"segments nest deeper than {MAX_SEGMENT_DEPTH} (MAX_SEGMENT_DEPTH): {names}",
                 )
-            pending.append((inner.where, depth + 1, f"{path}->segment.where", nested))
+            pending.append((inner.where, depth + 1, (path, None, -1), nested))
             continue
-        pending.extend(
-            (child, depth + 1, f"{path}{_step(node, index)}", chain)
-            for index, child in enumerate(node.children())
-        )
+        children = node.children()
+        if children:
+            pending.extend(
+                (child, depth + 1, (path, node, index), chain)
+                for index, child in enumerate(children)
+            )
+
+
+def _path(path: Any) -> str:
+    """The text of a path kept as ``(parent path, parent, index)`` links."""
+    steps: list[str] = []
+    while not isinstance(path, str):
+        path, parent, index = path
+        steps.append("->segment.where" if parent is None else _step(parent, index))
+    return path + "".join(reversed(steps))
 
 
 def _step(node: Condition, index: int) -> str:
@@ -983,11 +1001,14 @@ def contact_condition(node: Condition) -> Condition | None:
     or activity condition). The inverse of :func:`on_contact`."""
     match node:
         case And(items=items) | Or(items=items):
-            inner = [contact_condition(item) for item in items]
-            if any(item is None for item in inner):
-                return None
+            inner = []
+            for item in items:
+                found = contact_condition(item)
+                if found is None:
+                    return None  # stops at the first condition on anything else
+                inner.append(found)
             kind = And if isinstance(node, And) else Or
-            return kind(tuple(i for i in inner if i is not None))
+            return kind(tuple(inner))
         case Not(item=item):
             found = contact_condition(item)
             return None if found is None else Not(found)
