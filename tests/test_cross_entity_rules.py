@@ -61,6 +61,8 @@ from tests.storage_support import postgres_store, sqlite_store
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 CONVERTER = make_converter()
+UNIQUE = (lambda c: c.id, lambda c: str(c.email or c.id).casefold())
+"""Contacts with distinct ids and e-mail addresses (a store may keep one per address)."""
 
 
 @pytest.fixture(scope="module", params=["memory", "sqlite", "postgresql"])
@@ -149,7 +151,7 @@ def _mixed(entity: RuleEntity) -> st.SearchStrategy[Condition]:
 
 @st.composite
 def _world(draw: st.DrawFn, entity: RuleEntity) -> tuple[list[Contact], list[Any]]:
-    people = draw(st.lists(cst.rule_contacts(), min_size=1, max_size=4, unique_by=lambda c: c.id))
+    people = draw(st.lists(cst.rule_contacts(), min_size=1, max_size=4, unique_by=UNIQUE))
     owners = [p.id for p in people] + [uuid4()]  # a contact that is not stored
     if entity is RuleEntity.DEAL:
         owners.append(None)  # a deal without a contact
