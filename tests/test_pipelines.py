@@ -540,3 +540,105 @@ def test_check_update_refuses_records_and_changes_that_break_the_stage() -> None
     assert (record.value.state, record.value.codes) == ("won", ("closed",))
     assert closed_state(won) == "won"
     assert closed_state(deal()) is None
+
+
+# ---------------------------------------------------------------------------- size
+
+
+def _big(size: int, mode: TransitionMode) -> Pipeline:
+    keys = [f"s{i}" for i in range(size - 2)]
+    stages = [Stage(key=key, label=key.upper()) for key in keys]
+    stages += [
+        Stage(key="won", label="Won", probability=Decimal(1), kind=StageKind.WON),
+        Stage(key="lost", label="Lost", kind=StageKind.LOST),
+    ]
+    transitions: list[tuple[str, str]] = []
+    if mode is TransitionMode.EXPLICIT:
+        transitions = [(a, b) for a, b in zip(keys, [*keys[1:], "won"], strict=True)]
+        transitions += [(key, "lost") for key in keys]
+    return Pipeline(
+        key="big",
+        label="Big",
+        subject=SubjectKind.DEAL,
+        stages=stages,
+        mode=mode,
+        transitions=transitions,
+    )
+
+
+@pytest.mark.parametrize("mode", list(TransitionMode))
+def test_a_pipeline_of_a_thousand_stages_builds(mode: TransitionMode) -> None:
+    # Validation was cubic (96 s for 1,000 stages); it is linear now. Speed is measured
+    # by benchmarks/, this only proves that such a pipeline is valid and usable.
+    pipeline = _big(1000, mode)
+    assert len(pipeline.stages) == 1000
+    targets = [s.key for s in pipeline.targets("s997")]
+    if mode is TransitionMode.ANY:
+        assert len(targets) == 999
+    else:
+        assert targets == ["won", "lost"]
+    broken = list(pipeline.stages)
+    broken.insert(1, attrs.evolve(broken[0], key="island"))
+    explicit = _big(1000, TransitionMode.EXPLICIT).transitions
+    with pytest.raises(InvalidPipeline, match="cannot be reached") as caught:
+        attrs.evolve(pipeline, stages=broken, mode=TransitionMode.EXPLICIT, transitions=explicit)
+    unreachable = [p.value for p in caught.value.problems if "reached" in p.reason]
+    assert unreachable == [["island"]]
+
+
+def _brute_force(pipeline: Pipeline) -> tuple[set[str], list[str]]:
+    """Reachable stages and dead ends by listing every move (the old, cubic way)."""
+    keys = [s.key for s in pipeline.stages]
+    seen, todo = {keys[0]}, [keys[0]]
+    while todo:
+        source = todo.pop()
+        for target in keys:
+            if pipeline.allows(source, target) and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    stuck = [
+        s.key
+        for s in pipeline.stages
+        if not s.closed and not any(pipeline.allows(s.key, k) for k in keys)
+    ]
+    return seen, stuck
+
+
+@st.composite
+def _any_moves(draw: st.DrawFn) -> Pipeline:
+    """Pipelines that may be invalid (unreachable stages, dead ends), built unchecked."""
+    size = draw(st.integers(1, 6))
+    kinds = draw(st.lists(st.sampled_from(StageKind), min_size=size, max_size=size))
+    stages = tuple(
+        Stage(
+            key=f"k{i}",
+            label="L",
+            kind=kind,
+            probability=Decimal(1) if kind is StageKind.WON else Decimal(0),
+        )
+        for i, kind in enumerate(kinds)
+    )
+    keys = [s.key for s in stages]
+    pairs = draw(st.lists(st.tuples(st.sampled_from(keys), st.sampled_from(keys)), max_size=10))
+    pipeline = object.__new__(Pipeline)
+    values = {
+        "key": "p",
+        "label": "P",
+        "subject": SubjectKind.DEAL,
+        "stages": stages,
+        "mode": draw(st.sampled_from(TransitionMode)),
+        "transitions": tuple(sorted(set(pairs))),
+        "lost_reason_required": True,
+        "reopen": draw(st.booleans()),
+    }
+    for name, value in values.items():
+        object.__setattr__(pipeline, name, value)
+    return pipeline
+
+
+@given(_any_moves())
+@settings(max_examples=300, deadline=None)
+def test_reachability_and_dead_ends_match_listing_every_move(pipeline: Pipeline) -> None:
+    seen, stuck = _brute_force(pipeline)
+    assert set(pipeline._unreachable()) == {s.key for s in pipeline.stages} - seen
+    assert pipeline._stuck() == stuck

@@ -208,6 +208,28 @@ def test_and_or_flatten_and_not_wraps() -> None:
         a & True  # type: ignore[operator]
 
 
+@pytest.mark.parametrize(
+    "misuse",
+    [
+        lambda a, b: a and b,
+        lambda a, b: a or b,
+        lambda a, b: not a,
+        lambda a, b: bool(a),
+        lambda a, b: 1 if a else 0,
+        lambda a, b: any([a, b]),
+    ],
+    ids=["and", "or", "not", "bool", "if", "any"],
+)
+def test_conditions_refuse_truthiness(misuse: Any) -> None:
+    # `a and b` would silently keep only b: every node refuses to be a truth value and
+    # names the operators to use instead (as SQLAlchemy and numpy do).
+    a, b = field("country") == "DE", has_tag("vip")
+    for node in (a, b, a & b, a | b, ~a, field("x").is_in(1, 2), contacts_where(a).where):
+        with pytest.raises(TypeError, match=r"& \(and\), \| \(or\) and ~ \(not\)"):
+            misuse(node, b)
+    assert (a & b) == And((a, b))  # equality still answers a plain bool
+
+
 def test_field_refs_are_not_hashable() -> None:
     with pytest.raises(TypeError):
         hash(field("country"))

@@ -300,7 +300,7 @@ class Pipeline:
         unreachable = list(self._unreachable())
         if unreachable:
             yield Problem("stages", unreachable, "cannot be reached from the first stage")
-        stuck = [s.key for s in self.stages if not s.closed and not self.targets(s.key)]
+        stuck = self._stuck()
         if stuck:
             yield Problem("stages", stuck, "open stages that no move leaves (a dead end)")
 
@@ -350,33 +350,21 @@ class Pipeline:
     def allows(self, source: str, target: str) -> bool:
         """Whether the pipeline's transition policy allows ``source`` -> ``target``
         (stage requirements aside)."""
-        if source == target:
-            return False
-        position = {s.key: i for i, s in enumerate(self.stages)}
-        if source not in position or target not in position:
-            return False
-        origin, goal = self.stages[position[source]], self.stages[position[target]]
-        if self.mode is TransitionMode.EXPLICIT:
-            return (source, target) in self.transitions
-        if origin.closed:
-            return self.reopen and not goal.closed
-        if goal.closed:
-            return True
-        return self.mode is TransitionMode.ANY or position[target] > position[source]
+        return _Moves(self).allows(source, target)
 
     def targets(self, source: str) -> list[Stage]:
         """The stages the policy allows moving to from ``source``, in pipeline order."""
-        return [s for s in self.stages if self.allows(source, s.key)]
+        moves = _Moves(self)
+        return [s for s in self.stages if moves.allows(source, s.key)]
 
     def _unreachable(self) -> Iterator[str]:
-        seen = {self.stages[0].key}
-        todo = [self.stages[0].key]
-        while todo:
-            for stage in self.targets(todo.pop()):
-                if stage.key not in seen:
-                    seen.add(stage.key)
-                    todo.append(stage.key)
+        seen = _Moves(self).reachable()
         return (s.key for s in self.stages if s.key not in seen)
+
+    def _stuck(self) -> list[str]:
+        """The open stages no move leaves (linear: no stage's targets are listed)."""
+        moves = _Moves(self)
+        return [s.key for s in self.stages if not s.closed and not moves.leaves(s.key)]
 
     def to_mermaid(self) -> str:
         """The pipeline as a Mermaid state diagram (``stateDiagram-v2``)."""
@@ -400,3 +388,94 @@ def _is_custom_name(name: str) -> bool:
 def _id(key: str) -> str:
     """A stage key as a Mermaid state id (letters, digits and ``_``)."""
     return "s_" + re.sub(r"[^a-z0-9_]", lambda m: f"_{ord(m.group()):x}_", key)
+
+
+class _Moves:
+    """The moves of one pipeline, with constant-time look-ups (built in linear time).
+
+    Validation asks which stages are reachable and which open stages no move leaves;
+    both are answered in time linear in the stages and transitions, never by listing
+    every stage's targets (which is quadratic, and cubic when repeated per stage).
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.position = {s.key: i for i, s in enumerate(pipeline.stages)}
+        self.pairs: frozenset[object] = frozenset(pipeline.transitions)
+        self._moves: dict[str, list[str]] | None = None
+        opened = [i for i, s in enumerate(pipeline.stages) if not s.closed]
+        self.any_closed = len(opened) < len(pipeline.stages)
+        self.last_open = opened[-1] if opened else -1
+
+    def allows(self, source: str, target: str) -> bool:
+        if source == target:
+            return False
+        position = self.position
+        if source not in position or target not in position:
+            return False
+        pipeline = self.pipeline
+        origin, goal = pipeline.stages[position[source]], pipeline.stages[position[target]]
+        if pipeline.mode is TransitionMode.EXPLICIT:
+            return (source, target) in self.pairs
+        if origin.closed:
+            return pipeline.reopen and not goal.closed
+        if goal.closed:
+            return True
+        return pipeline.mode is TransitionMode.ANY or position[target] > position[source]
+
+    def _explicit(self) -> dict[str, list[str]]:
+        """The allowed moves of an explicit pipeline, by source stage (built once)."""
+        if self._moves is None:
+            self._moves = {}
+            for pair in self.pipeline.transitions:
+                if isinstance(pair, tuple) and len(pair) == 2 and self.allows(*pair):
+                    self._moves.setdefault(pair[0], []).append(pair[1])
+        return self._moves
+
+    def leaves(self, source: str) -> bool:
+        """Whether any move leaves the stage ``source``."""
+        pipeline = self.pipeline
+        if pipeline.mode is TransitionMode.EXPLICIT:
+            return source in self._explicit()
+        here = self.position[source]
+        if pipeline.stages[here].closed:
+            return pipeline.reopen and self.last_open >= 0
+        if self.any_closed:
+            return True
+        if pipeline.mode is TransitionMode.ANY:
+            return len(self.position) > 1
+        return here < self.last_open
+
+    def reachable(self) -> set[str]:
+        """The keys of the stages reachable from the first stage."""
+        stages = self.pipeline.stages
+        first = stages[0].key
+        if self.pipeline.mode is TransitionMode.EXPLICIT:
+            moves = self._explicit()
+            seen, todo = {first}, [first]
+            while todo:
+                for target in moves.get(todo.pop(), ()):
+                    if target not in seen:
+                        seen.add(target)
+                        todo.append(target)
+            return seen
+        # Forward and any: from an open stage every closed stage, and every open stage
+        # (any) or every later one (forward); from a closed stage, with reopen, every
+        # open stage. Closed under these rules in a few linear passes.
+        opened = [i for i, s in enumerate(stages) if not s.closed]
+        closed = [i for i, s in enumerate(stages) if s.closed]
+        reached = {0}
+        while True:
+            before = len(reached)
+            open_reached = [i for i in reached if not stages[i].closed]
+            if open_reached:
+                reached.update(closed)
+                lowest = min(open_reached)
+                if self.pipeline.mode is TransitionMode.ANY:
+                    reached.update(opened)
+                else:
+                    reached.update(i for i in opened if i > lowest)
+            if self.pipeline.reopen and any(stages[i].closed for i in reached):
+                reached.update(opened)
+            if len(reached) == before:
+                return {stages[i].key for i in reached}

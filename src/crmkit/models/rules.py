@@ -18,12 +18,12 @@ that read better live in :mod:`crmkit.segmentation`.
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum, StrEnum
 from types import MappingProxyType
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar
 from uuid import UUID
 
 import attrs
@@ -52,7 +52,12 @@ from crmkit.models._values import (
 
 __all__ = [
     "ACTIVITY_FIELDS",
+    "CONTACT_FIELDS_OF",
     "FIELDS",
+    "MAX_IN_VALUES",
+    "MAX_RULE_CONDITIONS",
+    "MAX_RULE_DEPTH",
+    "MAX_SEGMENT_DEPTH",
     "ActivityCondition",
     "And",
     "Between",
@@ -75,11 +80,35 @@ __all__ = [
     "Scalar",
     "TextMatch",
     "TextOp",
+    "check_bounds",
+    "contact_condition",
     "field_spec",
+    "on_contact",
 ]
 
 Scalar: TypeAlias = str | int | float | Decimal | bool | date | datetime | UUID | Money
 """A literal a rule compares with."""
+
+MAX_RULE_DEPTH: Final = 64
+"""How deep conditions may nest: ``And``, ``Or``, ``Not`` and activity filters each add a
+level. An ``in segment`` condition counts as one level more plus the levels of the
+segment's own rule (its segment rules counted in the same way), because every store
+evaluates a segment rule in place of the condition."""
+
+MAX_RULE_CONDITIONS: Final = 5_000
+"""How many conditions (nodes) a rule may hold, counting the segment rules it names
+(each time it names them) and activity filters."""
+
+MAX_IN_VALUES: Final = 10_000
+"""How many values the ``IN`` lists of a rule may hold together (the segment rules it
+names included). Every store binds one ``IN`` list as one parameter (an array or a JSON
+document), so a list of this size is as cheap to send as a short one."""
+
+MAX_SEGMENT_DEPTH: Final = 16
+"""How many segments may be nested: a rule naming segment ``A`` whose rule names
+segment ``B``, ... names at most this many segments in a chain."""
+
+_CONTACT: Final = "contact."
 
 
 class Op(StrEnum):
@@ -352,15 +381,23 @@ class Condition:
     def __and__(self, other: "Condition") -> "And":
         if not isinstance(other, Condition):
             return NotImplemented
-        return And((*_flat(self, And), *_flat(other, And)))
+        return _joined(And, (*_flat(self, And), *_flat(other, And)))
 
     def __or__(self, other: "Condition") -> "Or":
         if not isinstance(other, Condition):
             return NotImplemented
-        return Or((*_flat(self, Or), *_flat(other, Or)))
+        return _joined(Or, (*_flat(self, Or), *_flat(other, Or)))
 
     def __invert__(self) -> "Not":
         return Not(self)
+
+    def __bool__(self) -> bool:
+        # ``a and b`` would silently keep only ``b``; ``if condition:`` means nothing.
+        raise TypeError(
+            "a rule condition has no truth value: combine conditions with & (and), "
+            "| (or) and ~ (not) instead of 'and', 'or' and 'not'; test for a missing "
+            "condition with 'is None'"
+        )
 
     def children(self) -> tuple["Condition", ...]:
         """The conditions directly below this one."""
@@ -369,6 +406,17 @@ class Condition:
 
 def _flat(condition: Condition, kind: type["And"] | type["Or"]) -> tuple[Condition, ...]:
     return condition.items if type(condition) is kind else (condition,)
+
+
+_Joined = TypeVar("_Joined", "And", "Or")
+
+
+def _joined(kind: type[_Joined], items: tuple[Condition, ...]) -> _Joined:
+    """``kind(items)`` for items already known to be conditions, without checking each
+    one again: ``a | b | c | ...`` over n conditions stays linear in checks."""
+    node = object.__new__(kind)
+    object.__setattr__(node, "items", items)
+    return node
 
 
 @attrs.frozen
@@ -383,6 +431,8 @@ class Compare(Condition):
 def _check_values(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if not isinstance(value, tuple) or not value:
         raise InvalidRule(attribute.name, value, "expected a non-empty tuple of values")
+    if len(value) > MAX_IN_VALUES:
+        raise InvalidRule(attribute.name, len(value), _too_many_values())
     for item in value:
         if item is not None and not _is_scalar(item):
             raise InvalidRule(attribute.name, item, "expected a finite literal value or None")
@@ -451,11 +501,21 @@ def _check_tag(_instance: object, attribute: "attrs.Attribute[Any]", value: Any)
         raise InvalidRule(attribute.name, value, error.reason) from None
 
 
+def _check_tags_field(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value not in ("tags", f"{_CONTACT}tags"):
+        raise InvalidRule(attribute.name, value, "expected 'tags' or 'contact.tags'")
+
+
 @attrs.frozen
 class HasTag(Condition):
-    """The entity carries ``tag`` (compared case-insensitively); never UNKNOWN."""
+    """The entity carries ``tag`` (compared case-insensitively); never UNKNOWN.
+
+    ``field`` is ``"tags"``, or ``"contact.tags"`` for the tags of a lead's, deal's or
+    ticket's contact (see :func:`on_contact`).
+    """
 
     tag: str = attrs.field(converter=_normal_tag, validator=_check_tag)
+    field: str = attrs.field(default="tags", validator=_check_tags_field)
 
 
 def _check_days(instance: "RelativeDate", attribute: "attrs.Attribute[Any]", value: Any) -> None:
@@ -579,8 +639,8 @@ class Rule:
     where: Condition = attrs.field(validator=attrs.validators.instance_of(Condition))
 
     def __attrs_post_init__(self) -> None:
-        checked = _Checker(FIELDS[self.entity], "custom", self.entity).check(self.where)
-        object.__setattr__(self, "where", checked)
+        checker = _Checker(FIELDS[self.entity], "custom", self.entity, _Budget())
+        object.__setattr__(self, "where", checker.check(self.where, 0, "where"))
 
     def walk(self) -> Iterator[Condition]:
         """Every condition of the rule, depth first."""
@@ -591,29 +651,154 @@ class Rule:
             pending.extend(reversed(node.children()))
 
 
+def _too_deep() -> str:
+    return f"conditions nest deeper than {MAX_RULE_DEPTH} levels (MAX_RULE_DEPTH)"
+
+
+def _too_many_conditions() -> str:
+    return f"a rule holds at most {MAX_RULE_CONDITIONS} conditions (MAX_RULE_CONDITIONS)"
+
+
+def _too_many_values() -> str:
+    return f"the IN lists of a rule hold at most {MAX_IN_VALUES} values (MAX_IN_VALUES)"
+
+
+@attrs.define
+class _Budget:
+    """What a rule has used of its bounds so far (conditions and IN values)."""
+
+    conditions: int = 0
+    values: int = 0
+
+    def spend(self, node: Condition, path: str) -> None:
+        self.conditions += 1
+        if self.conditions > MAX_RULE_CONDITIONS:
+            raise InvalidRule(path, self.conditions, _too_many_conditions())
+        if isinstance(node, In):
+            self.values += len(node.values)
+            if self.values > MAX_IN_VALUES:
+                raise InvalidRule(path, self.values, _too_many_values())
+
+
+def check_bounds(rule: Rule, segment: "Callable[[UUID], Rule | None]") -> None:
+    """Raise :class:`InvalidRule` if ``rule``, with the rules of the segments it names
+    put in their place, exceeds :data:`MAX_RULE_DEPTH`, :data:`MAX_RULE_CONDITIONS`,
+    :data:`MAX_IN_VALUES` or :data:`MAX_SEGMENT_DEPTH`; the error names the limit and
+    the path (``where.items[2]``, and the segment ids for a chain).
+
+    ``segment`` gives the rule of a segment by id (``None`` for a static or missing
+    segment: the interpreters report missing segments and cycles themselves). Every
+    interpreter calls this before it evaluates or compiles a rule; it walks without
+    recursion and stops at the first bound exceeded, so no input costs more than the
+    bounds allow.
+    """
+    budget = _Budget()
+    # A path is built as text only for an error: (parent path, parent, index) until then.
+    pending: list[tuple[Condition, int, Any, tuple[UUID, ...]]] = [(rule.where, 0, "where", ())]
+    while pending:
+        node, depth, path, chain = pending.pop()
+        if depth > MAX_RULE_DEPTH:
+            raise InvalidRule(_path(path), depth, _too_deep() + _counted(chain))
+        budget.conditions += 1
+        if budget.conditions > MAX_RULE_CONDITIONS:
+            raise InvalidRule(_path(path), budget.conditions, _too_many_conditions())
+        if isinstance(node, In):
+            budget.values += len(node.values)
+            if budget.values > MAX_IN_VALUES:
+                raise InvalidRule(_path(path), budget.values, _too_many_values())
+        if isinstance(node, InSegment) and node.segment_id not in chain:
+            inner = segment(node.segment_id)
+            if inner is None:
+                continue
+            nested = (*chain, node.segment_id)
+            if len(nested) > MAX_SEGMENT_DEPTH:
+                names = " > ".join(str(s) for s in nested)
+                raise InvalidRule(
+                    "segment_id",
+                    node.segment_id,
+                    f"segments nest deeper than {MAX_SEGMENT_DEPTH} (MAX_SEGMENT_DEPTH): {names}",
+                )
+            pending.append((inner.where, depth + 1, (path, None, -1), nested))
+            continue
+        children = node.children()
+        if children:
+            pending.extend(
+                (child, depth + 1, (path, node, index), chain)
+                for index, child in enumerate(children)
+            )
+
+
+def _path(path: Any) -> str:
+    """The text of a path kept as ``(parent path, parent, index)`` links."""
+    steps: list[str] = []
+    while not isinstance(path, str):
+        path, parent, index = path
+        steps.append("->segment.where" if parent is None else _step(parent, index))
+    return path + "".join(reversed(steps))
+
+
+def _step(node: Condition, index: int) -> str:
+    if isinstance(node, And | Or):
+        return f".items[{index}]"
+    return ".where" if isinstance(node, ActivityCondition) else ".item"
+
+
+def _counted(chain: tuple[UUID, ...]) -> str:
+    return f", counting the rules of segments {', '.join(map(str, chain))}" if chain else ""
+
+
 class _Checker:
     """Checks names and literal types; returns the condition with normalised literals."""
 
     def __init__(
-        self, fields: Mapping[str, FieldSpec], prefix: str, entity: RuleEntity | None
+        self,
+        fields: Mapping[str, FieldSpec],
+        prefix: str,
+        entity: RuleEntity | None,
+        budget: _Budget,
     ) -> None:
         self.fields = fields
         self.prefix = prefix
         self.entity = entity
+        self.budget = budget
 
     def spec(self, name: str) -> FieldSpec:
         return field_spec(name, self.fields, self.prefix)
 
-    def check(self, node: Condition, depth: int = 0) -> Condition:  # noqa: PLR0912, PLR0915
-        if depth > _MAX_DEPTH:
-            raise InvalidRule("where", depth, f"conditions nest deeper than {_MAX_DEPTH} levels")
+    def contact_leaf(self, node: Condition, depth: int, path: str) -> Condition:
+        """A condition on the contact's fields, checked as a contact rule would be."""
+        inner = contact_condition(node)
+        assert inner is not None
+        checker = _Checker(FIELDS[RuleEntity.CONTACT], "custom", RuleEntity.CONTACT, self.budget)
+        self.budget.conditions -= 1  # counted once, as the node it is
+        try:
+            checked = checker.check(inner, depth, path)
+        except InvalidRule as error:
+            raise error.within("contact") if not error.field.startswith(path) else error from None
+        return on_contact(checked)
+
+    def check(self, node: Condition, depth: int, path: str) -> Condition:  # noqa: PLR0912, PLR0915
+        if depth > MAX_RULE_DEPTH:
+            raise InvalidRule(path, depth, _too_deep())
+        if isinstance(node, Condition):
+            self.budget.spend(node, path)
+        if self.entity in CONTACT_FIELDS_OF and _reads_contact(node):
+            return self.contact_leaf(node, depth, path)
         match node:
             case And(items=items):
-                return And(tuple(self.check(i, depth + 1) for i in items))
+                return And(
+                    tuple(
+                        self.check(i, depth + 1, f"{path}.items[{n}]") for n, i in enumerate(items)
+                    )
+                )
             case Or(items=items):
-                return Or(tuple(self.check(i, depth + 1) for i in items))
+                return Or(
+                    tuple(
+                        self.check(i, depth + 1, f"{path}.items[{n}]") for n, i in enumerate(items)
+                    )
+                )
             case Not(item=item):
-                return Not(self.check(item, depth + 1))
+                return Not(self.check(item, depth + 1, f"{path}.item"))
             case Compare(field=name, op=op, value=value):
                 spec = self.spec(name)
                 if op in _ORDERING and not spec.kind.ordered:
@@ -652,7 +837,9 @@ class _Checker:
                 if not spec.kind.textual:
                     raise InvalidRule(name, value, f"{spec.kind} fields have no text matches")
                 return node
-            case HasTag(tag=tag):
+            case HasTag(tag=tag, field=name):
+                if name != "tags":
+                    raise InvalidRule(name, tag, "only lead, deal and ticket rules have a contact")
                 if "tags" not in self.fields:
                     raise InvalidRule("tags", tag, f"{self.entity or 'activity'} has no tags")
                 return node
@@ -670,7 +857,9 @@ class _Checker:
                     raise InvalidRule("kind", node.kind, "activity conditions do not nest")
                 if where is None:
                     return node
-                inner = _Checker(ACTIVITY_FIELDS, "properties", None).check(where, depth + 1)
+                inner = _Checker(ACTIVITY_FIELDS, "properties", None, self.budget).check(
+                    where, depth + 1, f"{path}.where"
+                )
                 return attrs.evolve(node, where=inner)
         raise InvalidRule("where", node, "not a condition of the rule language")
 
@@ -686,7 +875,6 @@ _ORDERED: Final = frozenset(
     }
 )
 _TEXTUAL: Final = frozenset({FieldType.TEXT, FieldType.EMAIL, FieldType.PHONE, FieldType.JSON})
-_MAX_DEPTH: Final = 64
 _INT64: Final = 2**63
 
 
@@ -784,3 +972,72 @@ def _literal(spec: FieldSpec, value: object) -> Scalar:  # noqa: PLR0912, PLR091
         case FieldType.TAGS:
             raise InvalidRule(name, value, "tags are matched with has_tag(), not compared")
     raise AssertionError(spec.kind)  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------- contacts
+
+CONTACT_FIELDS_OF: Final = frozenset({RuleEntity.LEAD, RuleEntity.DEAL, RuleEntity.TICKET})
+"""The entities whose rules may name their contact's fields: ``contact.country``,
+``contact.custom.plan``, ``contact.tags`` (in :class:`HasTag`), every field of
+:data:`FIELDS` ``[contact]``. The contact is the one ``contact_id`` names, in the same
+tenant; an entity without one (a deal without ``contact_id``, or whose contact is not
+stored) has a contact whose every field is missing, with no tags and no custom fields:
+``contact.country == "DE"`` is UNKNOWN for it, ``contact.country`` ``is_null()`` TRUE."""
+
+_FIELD_LEAVES: Final = (Compare, In, Between, IsNull, TextMatch, RelativeDate)
+
+
+def _reads_contact(node: Condition) -> bool:
+    """Whether ``node`` is a leaf naming a field of the contact."""
+    if isinstance(node, HasTag):
+        return node.field != "tags"
+    return isinstance(node, _FIELD_LEAVES) and node.field.startswith(_CONTACT)
+
+
+def contact_condition(node: Condition) -> Condition | None:
+    """The condition over the contact that ``node`` is, when every leaf of ``node``
+    names a field of the contact (``contact.country``), with ``contact.`` taken off the
+    names; ``None`` when some leaf reads anything else (or ``node`` is an ``in segment``
+    or activity condition). The inverse of :func:`on_contact`."""
+    match node:
+        case And(items=items) | Or(items=items):
+            inner = []
+            for item in items:
+                found = contact_condition(item)
+                if found is None:
+                    return None  # stops at the first condition on anything else
+                inner.append(found)
+            kind = And if isinstance(node, And) else Or
+            return kind(tuple(inner))
+        case Not(item=item):
+            found = contact_condition(item)
+            return None if found is None else Not(found)
+        case HasTag(field=name) if name != "tags":
+            return attrs.evolve(node, field="tags")
+        case _ if isinstance(node, _FIELD_LEAVES) and node.field.startswith(_CONTACT):
+            return attrs.evolve(node, field=node.field.removeprefix(_CONTACT))
+    return None
+
+
+def on_contact(condition: Condition) -> Condition:
+    """``condition``, written over a contact, as a condition of a lead, deal or ticket
+    rule on that entity's contact: every field name gets ``contact.`` in front.
+
+    >>> on_contact(Compare("country", Op.EQ, "DE")).field
+    'contact.country'
+
+    The condition may hold field conditions, tags and ``&``, ``|``, ``~``; an activity or
+    ``in segment`` condition raises :class:`~crmkit.errors.InvalidRule` (activity
+    conditions of a lead rule already read its contact's activities).
+    """
+    match condition:
+        case And(items=items) | Or(items=items):
+            kind = And if isinstance(condition, And) else Or
+            return kind(tuple(on_contact(item) for item in items))
+        case Not(item=item):
+            return Not(on_contact(item))
+        case HasTag(field="tags"):
+            return attrs.evolve(condition, field=f"{_CONTACT}tags")
+        case _ if isinstance(condition, _FIELD_LEAVES) and not condition.field.startswith(_CONTACT):
+            return attrs.evolve(condition, field=_CONTACT + condition.field)
+    raise InvalidRule("where", condition, "only field and tag conditions apply to the contact")

@@ -44,7 +44,14 @@ import attrs
 from crmkit._extras import import_extra
 from crmkit.errors import NotFound, Problem, ValidationError
 from crmkit.models import Activity, Contact, Deal, Lead
-from crmkit.models.rules import ActivityCondition, InSegment, Rule, RuleEntity
+from crmkit.models.rules import (
+    CONTACT_FIELDS_OF,
+    ActivityCondition,
+    InSegment,
+    Rule,
+    RuleEntity,
+    contact_condition,
+)
 from crmkit.scoring._columns import ColumnRules, column_length
 from crmkit.segmentation import (
     Context,
@@ -620,6 +627,16 @@ class CompiledModel:
         """Reject the criteria that columns cannot evaluate (activities, segments)."""
         for index, criterion in enumerate(self.model.criteria):
             for node in criterion.rule.walk():
+                if (
+                    criterion.rule.entity in CONTACT_FIELDS_OF
+                    and contact_condition(node) is not None
+                ):
+                    raise _fail(
+                        f"criteria[{index}]",
+                        criterion.name,
+                        f"criterion {criterion.name!r} names the contact's fields, which "
+                        "columns of the entity do not hold: score the entities with totals()",
+                    )
                 if isinstance(node, ActivityCondition | InSegment):
                     what = "an activity" if isinstance(node, ActivityCondition) else "an in segment"
                     raise _fail(

@@ -5,6 +5,7 @@ them (:func:`field`, :func:`contacts_where`, ...), evaluates them with SQL's
 three-valued logic (:func:`evaluate`, :func:`compile_rule`) and computes segments.
 """
 
+from crmkit.models.rules import on_contact
 from crmkit.segmentation._ab import ProportionTest, assign_variant, two_proportion_test
 from crmkit.segmentation._builder import (
     ActivityQuery,
@@ -69,6 +70,7 @@ __all__ = [
     "in_segment",
     "leads_where",
     "members",
+    "on_contact",
     "overlap",
     "prop",
     "rfm_group",

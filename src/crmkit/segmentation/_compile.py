@@ -12,16 +12,19 @@ the reverse. Selecting needs only "the rule is TRUE".
 """
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, TypeVar
 from uuid import UUID
 
+import attrs
+
 from crmkit.errors import InvalidRule
 from crmkit.models import Activity
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
+    CONTACT_FIELDS_OF,
     FIELDS,
     ActivityCondition,
     And,
@@ -43,9 +46,12 @@ from crmkit.models.rules import (
     RuleEntity,
     TextMatch,
     TextOp,
+    check_bounds,
+    contact_condition,
     field_spec,
 )
 from crmkit.segmentation._semantics import (
+    MISSING_CONTACT,
     OPS,
     Context,
     activity_window,
@@ -75,6 +81,11 @@ _FEW: Final = 8
 _SOME: Final = 32
 # Kinds whose equal values mean the same to every condition (JSON: ``1 == True``).
 _BY_VALUE: Final = frozenset(FieldType) - {FieldType.JSON}
+
+# Contact fields as seen from a lead, deal or ticket: the contact may be missing.
+_OPTIONAL_CONTACT_FIELDS: Final = {
+    name: attrs.evolve(spec, required=False) for name, spec in FIELDS[RuleEntity.CONTACT].items()
+}
 
 _SYMBOLS: Final = {Op.EQ: "==", Op.NE: "!=", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 # Fields whose values compare with Python's operators directly (no JSON or currency rules).
@@ -128,6 +139,7 @@ def compile_sum(terms: Sequence[tuple[Rule, float]], context: Context) -> Summer
             or not math.isfinite(weight)
         ):
             raise InvalidRule(f"terms[{index}]", weight, "expected a finite number")
+        _check_bounds(rule, context)
         test = compiler.expression(rule.where, positive=True)
         parts.append(f"({compiler.constant(float(weight))} if {test} else 0.0)")
     source = f"def sums(entities):\n    return [{' + '.join(parts)} for o in entities]\n"
@@ -164,6 +176,7 @@ def compile_keyed(
         if not isinstance(rule, Rule) or rule.entity is not entity:
             found = getattr(rule, "entity", rule)
             raise InvalidRule(f"rules[{index}]", found, f"expected a rule over {entity}")
+        _check_bounds(rule, context)
         compiler.expression(rule.where, positive=True)  # checks the rule (names, segments)
         _leaves(rule.where, True, needs)
     by_field: dict[str, list[tuple[Condition, bool]]] = {}
@@ -222,17 +235,34 @@ def _remember(memo: dict[Any, Any], key: Any, value: Any) -> Any:
 
 
 def _leaves(node: Condition, positive: bool, into: list[tuple[Condition, bool]]) -> None:
-    """The conditions under And, Or and Not, with whether their TRUE (or FALSE) counts
-    (each once; conditions may hold unhashable literals, so compared with ``==``)."""
-    match node:
-        case Not(item=item):
-            _leaves(item, not positive, into)
-        case And(items=items) | Or(items=items):
-            for item in items:
-                _leaves(item, positive, into)
-        case _:
-            if not any(p is positive and n == node for n, p in into):
-                into.append((node, positive))
+    """The conditions under And, Or and Not, with whether their TRUE (or FALSE) counts,
+    each once, in the order first met; linear in the size of the rule (each leaf is
+    looked up by a structural key, not compared with every leaf found before)."""
+    seen = {(_key(found), polarity) for found, polarity in into}
+    pending = [(node, positive)]
+    while pending:
+        current, polarity = pending.pop()
+        match current:
+            case Not(item=item):
+                pending.append((item, not polarity))
+            case And(items=items) | Or(items=items):
+                pending.extend((item, polarity) for item in reversed(items))
+            case _:
+                key = (_key(current), polarity)
+                if key not in seen:
+                    seen.add(key)
+                    into.append((current, polarity))
+
+
+def _key(value: object) -> Hashable:
+    """A hashable key equal for equal conditions (nodes compare literals by type and
+    value, so the key holds both: ``1``, ``1.0`` and ``True`` differ)."""
+    if isinstance(value, Condition):
+        names = attrs.fields(type(value))  # type: ignore[arg-type]
+        return (type(value), tuple(_key(getattr(value, a.name)) for a in names))
+    if isinstance(value, tuple):
+        return tuple(_key(item) for item in value)
+    return (type(value), value)
 
 
 def _field_of(node: Condition) -> str | None:
@@ -287,7 +317,18 @@ def compile_activity_filter(condition: ActivityCondition, now: datetime) -> Pred
     return selected
 
 
+def _check_bounds(rule: Rule, context: Context) -> None:
+    """The bounds of ``rule`` with the segment rules of ``context`` in place."""
+
+    def segment_rule(segment_id: UUID) -> Rule | None:
+        segment = context.segments.get(segment_id)
+        return None if segment is None else segment.rule
+
+    check_bounds(rule, segment_rule)
+
+
 def _compiler(rule: Rule, context: Context) -> "_Compiler":
+    _check_bounds(rule, context)
     return _Compiler(
         context, FIELDS[rule.entity], "custom", rule.entity, segments={}, segment_path=()
     )
@@ -360,6 +401,10 @@ class _Compiler:
 
     def expression(self, node: Condition, *, positive: bool) -> str:  # noqa: PLR0912
         """Source of "``node`` is TRUE" (``positive``) or "``node`` is FALSE"."""
+        if self.entity in CONTACT_FIELDS_OF:
+            inner = contact_condition(node)
+            if inner is not None:
+                return self.on_contact(inner, positive=positive)
         match node:
             case Not(item=item):
                 return self.expression(item, positive=not positive)
@@ -429,6 +474,29 @@ class _Compiler:
                 measured = self.constant(self.activities(node))
                 return _polar(f"{measured}(o)", positive)
         raise InvalidRule("where", node, "not a condition of the rule language")
+
+    def on_contact(self, inner: Condition, *, positive: bool) -> str:
+        """Source of "``inner`` is TRUE (or FALSE) for the entity's contact": ``inner``
+        compiled as a contact condition into a function, applied to the contact found in
+        the context (:data:`MISSING_CONTACT` when there is none). Every contact field
+        may be missing then, so none is taken as always present."""
+        compiler = _Compiler(
+            self.context,
+            _OPTIONAL_CONTACT_FIELDS,
+            "custom",
+            RuleEntity.CONTACT,
+            segments={},
+            segment_path=(),
+        )
+        body = compiler.expression(inner, positive=positive)
+        test = compiler.define("test", f"def test(o):\n    return {body}\n")
+        contacts, missing = self.context.contacts, MISSING_CONTACT
+
+        def contact(o: Any) -> Any:
+            contact_id = o.contact_id
+            return missing if contact_id is None else contacts.get(contact_id, missing)
+
+        return f"{self.constant(test)}({self.constant(contact)}(o))"
 
     def json_true(self, value: str, op: Op, literal: object) -> str:
         """ "``value <op> literal`` is TRUE" for a custom field and a text or number

@@ -13,6 +13,7 @@ from crmkit.errors import InvalidRule
 from crmkit.models import Activity
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
+    CONTACT_FIELDS_OF,
     FIELDS,
     ActivityCondition,
     And,
@@ -33,6 +34,8 @@ from crmkit.models.rules import (
     Rule,
     RuleEntity,
     TextMatch,
+    check_bounds,
+    contact_condition,
     field_spec,
 )
 from crmkit.segmentation._semantics import (
@@ -40,6 +43,7 @@ from crmkit.segmentation._semantics import (
     Context,
     activity_window,
     compare,
+    contact_of,
     field_value,
     in_window,
     text_matches,
@@ -56,8 +60,14 @@ def evaluate(rule: Rule, entity: object, context: Context) -> bool | None:
     ``in segment`` condition names a segment missing from the context, or when segment
     rules refer to each other in a cycle.
     """
+    check_bounds(rule, lambda segment_id: _rule_of(context, segment_id))
     fields = FIELDS[rule.entity]
     return _Interpreter(context, fields, "custom", rule.entity, ()).truth(rule.where, entity)
+
+
+def _rule_of(context: Context, segment_id: UUID) -> Rule | None:
+    segment = context.segments.get(segment_id)
+    return None if segment is None else segment.rule
 
 
 def _and(values: list[bool | None]) -> bool | None:
@@ -91,6 +101,13 @@ class _Interpreter:
         return field_spec(name, self.fields, self.prefix)
 
     def truth(self, node: Condition, obj: Any) -> bool | None:  # noqa: PLR0912
+        if self.entity in CONTACT_FIELDS_OF:
+            inner = contact_condition(node)
+            if inner is not None:  # the contact's fields: evaluated on the contact
+                contact = _Interpreter(
+                    self.context, FIELDS[RuleEntity.CONTACT], "custom", RuleEntity.CONTACT, ()
+                )
+                return contact.truth(inner, contact_of(self.context, obj))
         match node:
             case And(items=items):
                 return _and([self.truth(i, obj) for i in items])

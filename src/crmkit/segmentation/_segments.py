@@ -9,7 +9,7 @@ import attrs
 
 from crmkit.errors import InvalidRule, ValidationError
 from crmkit.models import Contact, Deal, Lead, Segment, Ticket
-from crmkit.models.rules import InSegment, Rule, RuleEntity
+from crmkit.models.rules import MAX_SEGMENT_DEPTH, InSegment, Rule, RuleEntity
 from crmkit.segmentation._compile import compile_selector
 from crmkit.segmentation._semantics import Context
 
@@ -88,23 +88,39 @@ def overlap(a: Segment, b: Segment, contacts: Iterable[Contact], context: Contex
 
 
 def check_segments(segments: Mapping[UUID, Segment]) -> None:
-    """Raise :class:`~crmkit.errors.InvalidRule` if segment rules name a missing segment
-    or refer to each other in a cycle (``A`` is "in segment ``B``", ``B`` "in ``A``")."""
-    done: set[UUID] = set()
+    """Raise :class:`~crmkit.errors.InvalidRule` if segment rules name a missing segment,
+    refer to each other in a cycle (``A`` is "in segment ``B``", ``B`` "in ``A``") or nest
+    more than :data:`~crmkit.models.rules.MAX_SEGMENT_DEPTH` segments deep."""
+    heights: dict[UUID, int] = {}
 
-    def visit(segment_id: UUID, path: tuple[UUID, ...]) -> None:
+    def height(segment_id: UUID, path: tuple[UUID, ...]) -> int:
+        """How many segments deep a rule naming ``segment_id`` nests (1: no others)."""
         if segment_id in path:
             raise InvalidRule("segment_id", segment_id, "segment rules refer to each other")
-        if segment_id in done:
-            return
+        known = heights.get(segment_id)
+        if known is not None:
+            return known
+        chain = (*path, segment_id)
+        if len(chain) > MAX_SEGMENT_DEPTH:
+            names = " > ".join(map(str, chain))
+            reason = f"segments nest deeper than {MAX_SEGMENT_DEPTH} (MAX_SEGMENT_DEPTH): {names}"
+            raise InvalidRule("segment_id", segment_id, reason)
         segment = segments.get(segment_id)
         if segment is None:
             raise InvalidRule("segment_id", segment_id, "no such segment")
-        if segment.rule is not None:
-            for node in segment.rule.walk():
-                if isinstance(node, InSegment):
-                    visit(node.segment_id, (*path, segment_id))
-        done.add(segment_id)
+        below = [
+            height(node.segment_id, chain)
+            for node in (segment.rule.walk() if segment.rule is not None else ())
+            if isinstance(node, InSegment)
+        ]
+        found = heights[segment_id] = 1 + max(below, default=0)
+        if found > MAX_SEGMENT_DEPTH:
+            reason = (
+                f"segments nest deeper than {MAX_SEGMENT_DEPTH} (MAX_SEGMENT_DEPTH) "
+                f"below {segment_id}"
+            )
+            raise InvalidRule("segment_id", segment_id, reason)
+        return found
 
     for segment_id in segments:
-        visit(segment_id, ())
+        height(segment_id, ())

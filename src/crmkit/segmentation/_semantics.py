@@ -20,21 +20,24 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, Final
 from uuid import UUID
 
 import attrs
 
 from crmkit.clock import ensure_utc
-from crmkit.models import Activity, Segment
+from crmkit.models import Activity, Contact, Segment
 from crmkit.models.rules import DateWindow, FieldSpec, FieldType, Op, TextOp
 
 __all__ = [
+    "MISSING_CONTACT",
     "OPS",
     "Context",
     "activity_window",
     "comparable",
     "compare",
+    "contact_of",
     "field_value",
     "in_window",
     "text_matches",
@@ -58,12 +61,29 @@ class Context:
     ``now`` (aware; kept in UTC) fixes relative dates, calendar months and activity
     windows for the whole evaluation;
     ``activities`` maps a contact id to that contact's activities; ``segments`` holds
-    the segments that ``in segment`` conditions may name.
+    the segments that ``in segment`` conditions may name; ``contacts`` maps a contact id
+    to the contact, for the ``contact.<field>`` conditions of lead, deal and ticket rules
+    (a contact missing from it has every field missing, as if it were not stored).
     """
 
     now: datetime = attrs.field(converter=ensure_utc)
     activities: Mapping[UUID, Sequence[Activity]] = attrs.field(factory=dict)
     segments: Mapping[UUID, Segment] = attrs.field(factory=dict)
+    contacts: Mapping[UUID, Contact] = attrs.field(factory=dict)
+
+
+MISSING_CONTACT: Final[Any] = SimpleNamespace(
+    **{a.name: None for a in attrs.fields(Contact)} | {"tags": frozenset(), "custom": {}}
+)
+"""The contact of an entity without one: every field missing, no tags, no custom fields."""
+
+
+def contact_of(context: Context, entity: Any) -> Any:
+    """The contact of a lead, deal or ticket, or :data:`MISSING_CONTACT`."""
+    contact_id = entity.contact_id
+    if contact_id is None:
+        return MISSING_CONTACT
+    return context.contacts.get(contact_id, MISSING_CONTACT)
 
 
 def field_value(spec: FieldSpec, obj: object) -> Any:

@@ -16,6 +16,9 @@ from uuid import UUID
 from crmkit.errors import MISSING, Problem, ValidationError
 from crmkit.models import ActivityKind, Money, parse_decimal
 from crmkit.models.rules import (
+    MAX_IN_VALUES,
+    MAX_RULE_CONDITIONS,
+    MAX_RULE_DEPTH,
     ActivityCondition,
     And,
     Between,
@@ -142,6 +145,8 @@ def unstructure_condition(node: Condition) -> dict[str, object]:
     data: dict[str, object] = {"node": tag}
     for key in _NODES[tag][1]:
         value = getattr(node, key)
+        if tag == "has_tag" and key == "field" and value == "tags":
+            continue  # the entity's own tags: written as before contact tags existed
         if isinstance(value, Condition):
             data[key] = unstructure_condition(value)
         elif key in ("items",):
@@ -159,32 +164,49 @@ def unstructure_condition(node: Condition) -> dict[str, object]:
     return data
 
 
-_MAX_DEPTH: Final = 64
+def _beyond_bounds(obj: object) -> tuple[object, str] | None:
+    """``(value, reason)`` if the JSON nests deeper, or holds more conditions or listed
+    values, than any valid rule may (see :data:`~crmkit.models.rules.MAX_RULE_DEPTH`);
+    else ``None``.
 
-
-def _too_deep(obj: object) -> int | None:
-    """The depth at which JSON nests deeper than any valid rule may, else ``None``.
-
-    Checked without recursion, so that no input can exhaust the stack.
+    Checked without recursion and before any node is built, so that no input can
+    exhaust the stack or build a million-value list only to reject it.
     """
-    limit = 2 * _MAX_DEPTH + 8  # a node and its item list per level, plus literals
+    limit = 2 * MAX_RULE_DEPTH + 8  # a node and its item list per level, plus literals
+    conditions = values = 0
     pending = [(obj, 0)]
     while pending:
         item, depth = pending.pop()
         if depth > limit:
-            return depth
+            return depth, f"conditions nest deeper than {MAX_RULE_DEPTH} levels (MAX_RULE_DEPTH)"
         if isinstance(item, Mapping):
+            if "node" in item:
+                conditions += 1
+                listed = item.get("values")
+                values += len(listed) if isinstance(listed, list | tuple) else 0
+                if conditions > MAX_RULE_CONDITIONS:
+                    return conditions, (
+                        f"a rule holds at most {MAX_RULE_CONDITIONS} conditions "
+                        "(MAX_RULE_CONDITIONS)"
+                    )
+                if values > MAX_IN_VALUES:
+                    return values, (
+                        f"the IN lists of a rule hold at most {MAX_IN_VALUES} values "
+                        "(MAX_IN_VALUES)"
+                    )
             pending.extend((value, depth + 1) for value in item.values())
         elif isinstance(item, list | tuple):
+            if len(item) > MAX_IN_VALUES + MAX_RULE_CONDITIONS:
+                return len(item), f"a list of a rule holds at most {MAX_IN_VALUES} values"
             pending.extend((value, depth + 1) for value in item)
     return None
 
 
 def structure_condition(obj: object, _: object = None) -> Condition:
     """Read a condition tree; every problem is reported with its path."""
-    depth = _too_deep(obj)
-    if depth is not None:
-        raise fail(depth, f"conditions nest deeper than {_MAX_DEPTH} levels")
+    beyond = _beyond_bounds(obj)
+    if beyond is not None:
+        raise fail(*beyond)
     return _structure_node(obj)
 
 
@@ -234,7 +256,7 @@ _NODES: Final[dict[str, tuple[type[Condition], _Fields]]] = {
     "between": (Between, {"field": _FIELD, "low": _LITERAL, "high": _LITERAL}),
     "is_null": (IsNull, {"field": _FIELD, "negated": (_boolean, False)}),
     "text": (TextMatch, {"field": _FIELD, "op": (_enum(TextOp), True), "value": (_text, True)}),
-    "has_tag": (HasTag, {"tag": (_text, True)}),
+    "has_tag": (HasTag, {"tag": (_text, True), "field": (_text, False)}),
     "relative_date": (
         RelativeDate,
         {"field": _FIELD, "window": (_enum(DateWindow), True), "days": (_days, False)},

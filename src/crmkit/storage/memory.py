@@ -221,7 +221,8 @@ class MemoryUnitOfWork:
                 assert isinstance(activity, Activity)
                 activities.setdefault(activity.contact_id, []).append(activity)
         segments = cast(Mapping[UUID, Segment], self._store._table(Segment))
-        return Context(now, activities, segments)
+        contacts = cast(Mapping[UUID, Contact], self._store._table(Contact))
+        return Context(now, activities, segments, contacts)
 
 
 def _walk_all(rule: Rule, unit: MemoryUnitOfWork) -> Iterator[Any]:

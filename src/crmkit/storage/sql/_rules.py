@@ -14,6 +14,7 @@ where SQL and Python differ, the compiler spells Python's meaning out
 * money in another currency is UNKNOWN; sums of money add integers exactly.
 """
 
+import json
 import math
 import operator
 from collections.abc import Callable, Mapping
@@ -23,12 +24,14 @@ from typing import Any, Final, cast
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
-from crmkit.errors import InvalidRule
-from crmkit.models import Activity, Money, Segment
+from crmkit.errors import InvalidRule, StorageError
+from crmkit.models import Activity, Contact, Money, Segment
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
+    CONTACT_FIELDS_OF,
     FIELDS,
     ActivityCondition,
     And,
@@ -50,11 +53,15 @@ from crmkit.models.rules import (
     RuleEntity,
     TextMatch,
     TextOp,
+    check_bounds,
+    contact_condition,
     field_spec,
 )
-from crmkit.segmentation._semantics import OPS, activity_window, window_bounds
+from crmkit.segmentation import Context, evaluate
+from crmkit.segmentation._semantics import MISSING_CONTACT, OPS, activity_window, window_bounds
 from crmkit.storage.sql._codec import NANOS, decimal_parts
 from crmkit.storage.sql._schema import Schema
+from crmkit.storage.sql.types import sqlite_timestamp
 
 __all__ = ["RuleCompiler"]
 
@@ -143,11 +150,83 @@ def _float_compare(column: ColumnElement[Any], op: Op, literal: Any) -> _Bool:
     return column >= above
 
 
+_GROUP: Final = 100
+_ELEMENTS: Final[Mapping[FieldType, sa.types.TypeEngine[Any]]] = {
+    FieldType.UUID: postgresql.UUID(as_uuid=True),
+    FieldType.BOOL: sa.Boolean(),
+    FieldType.DATE: sa.Date(),
+    FieldType.DATETIME: postgresql.TIMESTAMP(timezone=True),
+}
+
+
+def _stored(kind: FieldType, literal: Any, *, postgres: bool) -> Any:
+    """A literal as the column stores it, for a JSON list (SQLite) or an array."""
+    if postgres:
+        return literal
+    if kind is FieldType.UUID:
+        return literal.hex
+    if kind is FieldType.DATETIME:
+        return sqlite_timestamp(literal)
+    if kind is FieldType.DATE:
+        return literal.isoformat()
+    return int(literal) if kind is FieldType.BOOL else literal
+
+
+def _number(literal: Any, *, floating: bool) -> int | float | None:
+    """A number literal as a value of the column (float or integer) that is equal to it
+    exactly, or ``None`` when no value of the column can be equal to it."""
+    if floating:
+        if isinstance(literal, float):
+            return literal
+        near = float(literal)
+        return near if near == literal else None
+    if isinstance(literal, int):
+        return literal
+    whole = int(literal) if float(literal).is_integer() else None
+    return whole if whole is not None and whole == literal else None
+
+
+def _decimal_pair(literal: Decimal) -> tuple[int, int] | None:
+    """``(units, nanos)`` of a decimal a column can hold, else ``None`` (never equal)."""
+    if abs(literal) >= _LIMIT:
+        return None
+    try:
+        return decimal_parts(literal)
+    except StorageError:  # more than 12 places: no stored value equals it
+        return None
+
+
+def _joined(join: Callable[..., _Bool], parts: list[_Bool]) -> _Bool:
+    """``join(*parts)`` as a balanced tree of groups of at most :data:`_GROUP` parts.
+
+    SQL parsers build ``a OR b OR c ...`` as a chain one level deeper per term (SQLite
+    refuses expressions deeper than 1,000); groups keep the depth logarithmic.
+    """
+    while len(parts) > _GROUP:
+        # A plain group of ORs would be flattened into the OR around it.
+        parts = [
+            sa.type_coerce(join(*parts[start : start + _GROUP]), sa.Boolean).self_group()
+            for start in range(0, len(parts), _GROUP)
+        ]
+    return join(*parts)
+
+
+def _match_or_unknown(match: _Bool | None, unknown: bool, value: ColumnElement[Any]) -> _Bool:
+    """``IN`` from the test ``match`` against the non-NULL values of the list: TRUE when
+    it matches; else UNKNOWN when the list held a NULL (``unknown``), else FALSE; always
+    UNKNOWN for a NULL ``value``. ``match`` is ``None`` when no listed value can match."""
+    if match is None:
+        return _null() if unknown else _false_unless_null(value)
+    if unknown:
+        return sa.case((match, sa.true()), else_=_null())
+    return match
+
+
 class RuleCompiler:
     """Compiles rules over one schema, dialect, tenant and ``now``.
 
     ``segment`` looks a segment up by id in the same tenant (``None`` when missing), for
-    ``in segment`` conditions.
+    ``in segment`` conditions; each segment is looked up once per compiler.
     """
 
     def __init__(
@@ -162,10 +241,27 @@ class RuleCompiler:
         self.postgres = dialect == "postgresql"
         self.tenant = tenant
         self.now = now
-        self.segment = segment
+        self._lookup = segment
+        self._segments: dict[UUID, Segment | None] = {}
+
+    def segment(self, segment_id: UUID) -> Segment | None:
+        """The segment ``segment_id`` of the tenant, read once."""
+        if segment_id not in self._segments:
+            self._segments[segment_id] = self._lookup(segment_id)
+        return self._segments[segment_id]
+
+    def segment_rule(self, segment_id: UUID) -> Rule | None:
+        found = self.segment(segment_id)
+        return None if found is None else found.rule
 
     def where(self, rule: Rule, table: sa.Table) -> _Bool:
-        """The condition selecting the rows of ``table`` for which ``rule`` is TRUE."""
+        """The condition selecting the rows of ``table`` for which ``rule`` is TRUE.
+
+        Raises :class:`~crmkit.errors.InvalidRule` before compiling anything when the
+        rule, with the rules of its segments in place, exceeds the bounds of
+        :func:`~crmkit.models.rules.check_bounds`.
+        """
+        check_bounds(rule, self.segment_rule)
         return _Scope(self, table, FIELDS[rule.entity], "custom", rule.entity, ()).sql(rule.where)
 
 
@@ -197,20 +293,25 @@ class _Scope:
     # ------------------------------------------------------------------ conditions
 
     def sql(self, node: Condition) -> _Bool:  # noqa: PLR0912 - one case per node
+        if self.entity in CONTACT_FIELDS_OF:
+            inner = contact_condition(node)
+            if inner is not None:
+                return self.on_contact(inner)
         match node:
             case And(items=items):
-                return sa.and_(*(self.sql(i) for i in items))
+                return _joined(sa.and_, [self.sql(i) for i in items])
             case Or(items=items):
-                return sa.or_(*(self.sql(i) for i in items))
+                return _joined(sa.or_, [self.sql(i) for i in items])
+            case Not(item=Not(item=item)):
+                return self.sql(item)  # NOT NOT x is x in three-valued logic too
             case Not(item=item):
                 return sa.not_(self.sql(item))
             case Compare(field=name, op=op, value=literal):
                 return self.compare(self.spec(name), op, literal)
             case In(field=name, values=values, negated=negated):
-                spec = self.spec(name)
-                if negated:
-                    return sa.and_(*(self.compare(spec, Op.NE, v) for v in values))
-                return sa.or_(*(self.compare(spec, Op.EQ, v) for v in values))
+                # NOT IN is the AND of inequalities: NOT (IN), in three-valued logic.
+                found = self.in_list(self.spec(name), values)
+                return sa.not_(found) if negated else found
             case Between(field=name, low=low, high=high):
                 spec = self.spec(name)
                 return sa.and_(self.compare(spec, Op.GE, low), self.compare(spec, Op.LE, high))
@@ -263,6 +364,80 @@ class _Scope:
                     return _float_compare(column, op, literal)
                 return _apply(op, column, literal)
         return _apply(op, self.column(spec.name), literal)
+
+    # ------------------------------------------------------------------ IN lists
+
+    def in_list(self, spec: FieldSpec, values: tuple[Any, ...]) -> _Bool:
+        """``field IN (values)`` with the interpreter's meaning (the OR of equalities),
+        the list bound as one parameter: an array on PostgreSQL (``= ANY``), a JSON
+        array read by ``json_each`` on SQLite. Never one parameter per value."""
+        literals = [v for v in values if v is not None]
+        unknown = len(literals) < len(values)
+        kind = spec.kind
+        if kind is FieldType.JSON:
+            return self.json_in(spec, literals, unknown)
+        if kind is FieldType.DECIMAL:
+            units, nanos = self.column(f"{spec.name}_units"), self.column(f"{spec.name}_nanos")
+            pairs = [p for p in map(_decimal_pair, literals) if p is not None]
+            text = sa.cast(units, sa.Text) + ":" + sa.cast(nanos, sa.Text)
+            match = self.listed(text, [f"{u}:{n}" for u, n in pairs], sa.Text()) if pairs else None
+            return _match_or_unknown(match, unknown, units)
+        column = self.column(spec.name)
+        element: sa.types.TypeEngine[Any]
+        if kind is FieldType.NUMBER:
+            floating = isinstance(column.type, sa.Double)
+            literals = [
+                n for n in (_number(v, floating=floating) for v in literals) if n is not None
+            ]
+            element = sa.Double() if floating else sa.BigInteger()
+        else:
+            literals = [_stored(kind, v, postgres=self.c.postgres) for v in literals]
+            element = _ELEMENTS.get(kind, sa.Text())
+        match = self.listed(column, literals, element) if literals else None
+        return _match_or_unknown(match, unknown, column)
+
+    def listed(
+        self, value: ColumnElement[Any], literals: list[Any], element: sa.types.TypeEngine[Any]
+    ) -> _Bool:
+        """``value`` equals one of ``literals`` (no NULL among them), bound as one value."""
+        if self.c.postgres:
+            array = postgresql.ARRAY(element)
+            bound = sa.cast(sa.bindparam(None, literals, type_=array), array)
+            return value == sa.any_(bound)
+        document = sa.bindparam(None, json.dumps(literals), type_=sa.Text())
+        each = sa.func.json_each(document).table_valued("value")
+        return value.in_(sa.select(each.c.value))
+
+    def json_in(self, spec: FieldSpec, literals: list[Any], unknown: bool) -> _Bool:
+        """IN for a custom field: only values of the stored JSON type can match it; a
+        value of another type in the list makes a non-match UNKNOWN (as comparing)."""
+        kind, value = self.json_parts(spec)
+        groups: dict[type, list[Any]] = {}
+        for literal in literals:
+            python: type = float
+            if isinstance(literal, bool | str):
+                python = type(literal)
+            groups.setdefault(python, []).append(literal)
+        whens: list[tuple[_Bool, _Bool]] = []
+        for python, group in groups.items():
+            others = unknown or len(groups) > 1
+            if self.c.postgres:
+                same = kind == _POSTGRES_JSON_TYPES[python]
+                if python is float:
+                    numbers = [Decimal(repr(v) if isinstance(v, float) else v) for v in group]
+                    match = self.listed(sa.cast(value, sa.Numeric), numbers, sa.Numeric())
+                elif python is bool:
+                    match = self.listed(sa.cast(value, sa.Boolean), group, sa.Boolean())
+                else:
+                    match = self.listed(value, group, sa.Text())
+            else:
+                same = kind.in_(_SQLITE_JSON_TYPES[python])
+                bound = [int(v) for v in group] if python is bool else group
+                match = self.listed(value, bound, sa.Text())
+            whens.append((same, _match_or_unknown(match, others, value)))
+        if not whens:
+            return _null()
+        return sa.case(*whens, else_=_null())
 
     def json_parts(
         self, spec: FieldSpec, folded: bool = False
@@ -338,6 +513,31 @@ class _Scope:
         each = sa.func.json_each(tags).table_valued("value")
         return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == wanted))
 
+    # ------------------------------------------------------------------ the contact
+
+    def on_contact(self, inner: Condition) -> _Bool:
+        """``inner`` (a condition over a contact) for the contact of this row: one
+        correlated subquery on the contacts of the tenant by ``(tenant, id)``, the
+        contacts' primary key. It yields 1, 0 or 2 for TRUE, FALSE, UNKNOWN and no row
+        when the contact is missing; then the answer is that of the Python interpreter
+        for a contact whose every field is missing (``is_null()`` TRUE, say)."""
+        contacts = self.c.schema.table(Contact).alias()
+        scope = _Scope(
+            self.c, contacts, FIELDS[RuleEntity.CONTACT], "custom", RuleEntity.CONTACT, ()
+        )
+        test = scope.sql(inner)
+        code = sa.case((test, 1), (sa.not_(test), 0), else_=2)
+        found = (
+            sa.select(code)
+            .where(contacts.c.tenant == self.c.tenant, contacts.c.id == self.column("contact_id"))
+            .scalar_subquery()
+        )
+        missing = evaluate(
+            Rule(RuleEntity.CONTACT, inner), MISSING_CONTACT, Context(now=self.c.now)
+        )
+        default = 2 if missing is None else int(missing)
+        return sa.func.nullif(sa.func.coalesce(found, default), 2) == 1
+
     # ------------------------------------------------------------------ segments
 
     def member(self, segment_id: UUID) -> _Bool:
@@ -365,7 +565,9 @@ class _Scope:
             self.entity,
             (*self.segment_path, segment_id),
         )
-        return sa.case((inner.sql(segment.rule.where), sa.true()), else_=sa.false())
+        # TRUE, or FALSE for FALSE and UNKNOWN (a segment holds whom its rule selects);
+        # one level of nesting per segment, where CASE took several of the parser's.
+        return inner.sql(segment.rule.where).is_(sa.true())
 
     # ------------------------------------------------------------------ activities
 
