@@ -13,7 +13,7 @@ from typing import Final
 
 import attrs
 
-from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.clock import SYSTEM_CLOCK, Clock, clock_now
 from crmkit.errors import TransitionNotAllowed, ValidationError
 from crmkit.lifecycle._moved import Moved, Unmet
 from crmkit.models import Contact, LifecycleStage, StageChange, SubjectKind
@@ -103,7 +103,7 @@ def can_move_contact(contact: Contact, to: LifecycleStage) -> tuple[Unmet, ...]:
 def _moved(
     contact: Contact, to: LifecycleStage, by: str | None, reason: str | None, clock: Clock
 ) -> Moved[Contact]:
-    now = clock.now()
+    now = clock_now(clock)
     change = StageChange.new(
         subject=SubjectKind.CONTACT,
         subject_id=contact.id,

@@ -7,14 +7,13 @@ fields the contact does not have yet; nothing a person or an earlier import ente
 overwritten.
 """
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any, Final
 
 import attrs
 
-from crmkit.clock import SYSTEM_CLOCK, Clock, FixedClock
+from crmkit.clock import SYSTEM_CLOCK, Clock, FixedClock, clock_now
 from crmkit.errors import Problem, TransitionNotAllowed, ValidationError
 from crmkit.lifecycle._contacts import LifecycleEvent, advance_contact
 from crmkit.lifecycle._machine import PipelineMachine
@@ -36,6 +35,7 @@ from crmkit.models import (
     SubjectKind,
     normalise_tags,
 )
+from crmkit.models._fields import finite
 
 __all__ = [
     "Captured",
@@ -71,6 +71,13 @@ def _tags(value: Iterable[str]) -> frozenset[str]:
         raise error.within("tags") from None
 
 
+def _custom(value: Mapping[str, JSONScalar]) -> CustomFields:
+    try:
+        return CustomFields(value)
+    except ValidationError as error:
+        raise error.within("custom") from None
+
+
 def _email(value: str) -> EmailAddress:
     try:
         return EmailAddress(value)
@@ -95,7 +102,7 @@ class Touchpoint:
     country: str | None = None
     language: str | None = None
     tags: frozenset[str] = attrs.field(default=frozenset(), converter=_tags)
-    custom: Mapping[str, JSONScalar] = attrs.field(factory=dict)
+    custom: Mapping[str, JSONScalar] = attrs.field(factory=CustomFields, converter=_custom)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
@@ -189,7 +196,7 @@ def capture_lead(
         if existing.email is None or existing.email.casefold() != touch.email.casefold():
             raise ValidationError("existing", existing.email, f"does not match {touch.email}")
     found = _attributes(touch, enrich)
-    now = clock.now()
+    now = clock_now(clock)
     clock = FixedClock(now)  # one moment: the entities and their history agree
     if existing is None:
         contact = Contact.new(
@@ -275,13 +282,9 @@ def score_lead(
     and the contact becomes an MQL."""
     lead, contact = _check_lead(lead, contact)
     for name, value in (("score", score), ("threshold", threshold)):
-        try:
-            usable = not isinstance(value, bool) and math.isfinite(value)
-        except (TypeError, OverflowError):
-            usable = False
-        if not usable:
+        if not finite(value):
             raise ValidationError(name, value, "expected a finite number")
-    now = clock.now()
+    now = clock_now(clock)
     updated = attrs.evolve(lead, score=float(score), updated_at=now)
     moved = None
     if score >= threshold and lead.status is not LeadStatus.DISQUALIFIED:
@@ -289,11 +292,18 @@ def score_lead(
     return Qualified(updated, moved)
 
 
+def _check_user(name: str, value: object) -> None:
+    """A user id (who did it): text that is not blank."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(name, value, "expected a user id (non-blank text)")
+
+
 def accept_lead(lead: Lead, contact: Contact, *, by: str, clock: Clock = SYSTEM_CLOCK) -> Qualified:
     """Sales accepts the lead: it is qualified and its contact becomes an SQL."""
     lead, contact = _check_lead(lead, contact)
+    _check_user("by", by)
     _open(lead, LeadStatus.QUALIFIED.value)
-    now = clock.now()
+    now = clock_now(clock)
     updated = attrs.evolve(
         lead, status=LeadStatus.QUALIFIED, owner=lead.owner or by, updated_at=now
     )
@@ -309,7 +319,10 @@ def disqualify_lead(lead: Lead, *, reason: str, clock: Clock = SYSTEM_CLOCK) -> 
     if not isinstance(reason, str) or not reason.strip():
         raise ValidationError("reason", reason, "a disqualified lead needs a reason")
     return attrs.evolve(
-        lead, status=LeadStatus.DISQUALIFIED, disqualified_reason=reason, updated_at=clock.now()
+        lead,
+        status=LeadStatus.DISQUALIFIED,
+        disqualified_reason=reason,
+        updated_at=clock_now(clock),
     )
 
 
@@ -337,6 +350,8 @@ def convert_lead(
 ) -> Converted:
     """Turn ``lead`` into a deal in the first stage of ``machine``'s pipeline."""
     lead, contact = _check_lead(lead, contact)
+    if by is not None:
+        _check_user("by", by)
     if not isinstance(machine, PipelineMachine) or machine.pipeline.subject is not SubjectKind.DEAL:
         raise ValidationError("machine", machine, "expected the machine of a deal pipeline")
     _open(lead, "converted")

@@ -6,7 +6,7 @@ from uuid import UUID
 
 import attrs
 
-from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
+from crmkit.clock import SYSTEM_CLOCK, Clock, clock_now, ensure_utc
 from crmkit.errors import TransitionNotAllowed, ValidationError
 from crmkit.models import Contact, LifecycleStage, Task, TaskKind, TaskStatus
 
@@ -34,14 +34,14 @@ def _check_task(task: object, to: TaskStatus) -> Task:
 def complete_task(task: Task, *, clock: Clock = SYSTEM_CLOCK) -> Task:
     """Mark an open task done now."""
     task = _check_task(task, TaskStatus.DONE)
-    now = clock.now()
+    now = clock_now(clock)
     return attrs.evolve(task, status=TaskStatus.DONE, completed_at=now, updated_at=now)
 
 
 def cancel_task(task: Task, *, clock: Clock = SYSTEM_CLOCK) -> Task:
     """Cancel an open task."""
     task = _check_task(task, TaskStatus.CANCELLED)
-    return attrs.evolve(task, status=TaskStatus.CANCELLED, updated_at=clock.now())
+    return attrs.evolve(task, status=TaskStatus.CANCELLED, updated_at=clock_now(clock))
 
 
 @attrs.frozen
@@ -52,12 +52,21 @@ class FollowUps:
     due_soon: tuple[Task, ...]
 
 
+def _later(at: datetime, delta: timedelta) -> datetime | None:
+    """``at + delta``; ``None`` when that is after the last time a datetime can hold."""
+    try:
+        return at + delta
+    except OverflowError:
+        return None
+
+
 def follow_ups(tasks: Iterable[Task], *, now: datetime, within: timedelta) -> FollowUps:
     """Sort the open ``tasks`` into overdue (due before ``now``) and due within
     ``within`` from ``now``; done and cancelled tasks are left out."""
     now = ensure_utc(now, "now")
     if not isinstance(within, timedelta) or within < timedelta(0):
         raise ValidationError("within", within, "expected a timedelta >= 0")
+    horizon = _later(now, within)
     late: list[Task] = []
     soon: list[Task] = []
     for index, task in enumerate(tasks):
@@ -67,7 +76,7 @@ def follow_ups(tasks: Iterable[Task], *, now: datetime, within: timedelta) -> Fo
             continue
         if task.due_at < now:
             late.append(task)
-        elif task.due_at <= now + within:
+        elif horizon is None or task.due_at <= horizon:
             soon.append(task)
 
     def key(task: Task) -> tuple[datetime, UUID]:
@@ -119,7 +128,7 @@ def check_ins_due(
     """
     if not isinstance(plan, CheckInPlan):
         raise ValidationError("plan", plan, "expected a CheckInPlan")
-    now = clock.now()
+    now = clock_now(clock)
     open_for: set[UUID] = set()
     last_done: dict[UUID, datetime] = {}
     for task in tasks:
@@ -136,10 +145,15 @@ def check_ins_due(
         if contact.lifecycle_stage not in plan.stages or contact.id in open_for:
             continue
         since = last_done.get(contact.id, contact.created_at)
+        due = _later(since, plan.every)
+        if due is None:
+            raise ValidationError(
+                "plan.every", plan.every, f"the check-in of {contact.id} falls after year 9999"
+            )
         made.append(
             Task.new(
                 title=f"{plan.title}: {contact.display_name}",
-                due_at=max(since + plan.every, now),
+                due_at=max(due, now),
                 kind=TaskKind.CHECK_IN,
                 assignee=plan.assignee or contact.owner,
                 contact_id=contact.id,

@@ -1,8 +1,8 @@
 """Query shapes shared by every adapter: ordering, keyset cursors and pages."""
 
 import base64
-import binascii
 import json
+import math
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
@@ -60,15 +60,22 @@ class Cursor:
         Raises :class:`~crmkit.errors.ValidationError` (field ``cursor``) for anything
         that is not such a token.
         """
+        if not isinstance(token, str):
+            raise ValidationError("cursor", token, "not a cursor of this query")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             field, descending, value, id_ = json.loads(raw)
             order = check_order(Order(field, descending), entity)
             column = columns(entity)[field]
             return cls(order, _load(column, value), UUID(id_))
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
-            if isinstance(error, ValidationError):
-                raise
+        except (
+            ValueError,  # also binascii.Error, UnicodeDecodeError and JSON's errors
+            TypeError,
+            OverflowError,  # a number too large for a float
+            RecursionError,  # arrays nested too deep for the JSON reader
+        ) as error:
+            if isinstance(error, ValidationError) and error.field:
+                raise  # the token's order is not one of this entity
             raise ValidationError("cursor", token, "not a cursor of this query") from None
 
 
@@ -94,7 +101,9 @@ def _load(column: Column, value: Any) -> Any:
             assert column.enum is not None
             return column.enum(value)
         case Kind.FLOAT if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            number = float(value)  # OverflowError for an int beyond a float
+            if math.isfinite(number):  # as every stored float is
+                return number
         case Kind.INT if type(value) is int:
             return value
         case Kind.BOOL if type(value) is bool:

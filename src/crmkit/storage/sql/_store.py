@@ -685,7 +685,8 @@ class _Repository(Generic[_E]):
     def _after(self, order: Order, after: Cursor) -> Any:
         column = self._table.c[order.field]
         id_ = self._table.c.id
-        value = after.value
+        # Bound with the column's type: SQLAlchemy refuses ``column > True`` written plainly.
+        value = None if after.value is None else sa.literal(after.value, column.type)
         nullable = columns(self._entity)[order.field].optional
         if not order.descending:
             if value is None:
