@@ -205,6 +205,34 @@ def test_a_cursor_token_must_be_a_string() -> None:
     assert caught.value.field == "cursor"
 
 
+@pytest.mark.parametrize(
+    ("field_name", "value"),
+    [
+        ("probability_manual", [1]),
+        ("probability_manual", "x"),
+        ("title", 5),
+        ("created_at", "x"),
+        ("created_at", datetime(2026, 1, 1)),  # naive
+        ("id", "x"),
+        ("status", 3),
+        ("title", 10**5000),
+        ("expected_close", datetime(2026, 1, 1, tzinfo=UTC)),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_a_cursor_whose_value_is_not_one_of_its_field(
+    store: Store, field_name: str, value: object
+) -> None:
+    """Made by hand rather than read from a token: once a TypeError (memory) or a driver
+    error (SQL) on comparing the value."""
+    order = Order(field_name)
+    with store.unit_of_work() as unit:
+        unit.deals.add(Deal.new(title="Engine", pipeline="sales", stage="new"))
+        with pytest.raises(ValidationError) as caught:
+            unit.deals.find(order=order, after=Cursor(order, value, uuid4()))
+    assert caught.value.field == "after.value"
+
+
 # ------------------------------------------------------------------ numbers
 
 

@@ -19,7 +19,13 @@ from typing import Any, Generic, TypeVar, cast
 import attrs
 
 from crmkit.clock import SYSTEM_CLOCK, Clock
-from crmkit.errors import InvalidPipeline, Problem, TransitionNotAllowed, ValidationError
+from crmkit.errors import (
+    InvalidPipeline,
+    Problem,
+    TransitionNotAllowed,
+    ValidationError,
+    short_repr,
+)
 from crmkit.lifecycle._moved import Moved, Unmet
 from crmkit.lifecycle._pipeline import Pipeline, Stage, StageKind
 from crmkit.models import Deal, DealStatus, Lead, LeadStatus, Money, StageChange, SubjectKind
@@ -53,7 +59,9 @@ class Guards:
             raise ValidationError("checks", self.checks, "expected a mapping of names to callables")
         for name, check in self.checks.items():
             if not isinstance(name, str) or not callable(check):
-                raise ValidationError(f"checks[{name!r}]", check, "expected a name -> callable")
+                raise ValidationError(
+                    f"checks[{short_repr(name)}]", check, "expected a name -> callable"
+                )
 
     def __contains__(self, name: object) -> bool:
         return name in self.checks

@@ -10,7 +10,7 @@ from crmkit.clock import Clock, ensure_utc
 from crmkit.errors import InvalidRule, ValidationError
 from crmkit.models import ActivityKind, Entity, SubjectKind
 from crmkit.models.rules import Rule, RuleEntity
-from crmkit.storage._query import Cursor, Order, Page, check_order
+from crmkit.storage._query import Cursor, Order, Page, check_cursor, check_order
 
 __all__ = [
     "check_batch_size",
@@ -121,13 +121,11 @@ def query_now(now: datetime | None, clock: Clock) -> datetime:
 
 
 def start_after(order: Order | None, after: Cursor | None, entity: type[Entity]) -> Order:
-    """The checked order of a query; a cursor must come from a query in the same order."""
+    """The checked order of a query; a cursor must come from a query in the same order
+    (see :func:`check_cursor`, which the adapters call to read the cursor itself)."""
     order = check_order(Order() if order is None else order, entity)
     if after is not None:
-        if not isinstance(after, Cursor):
-            raise ValidationError("after", after, "expected a Cursor")
-        if after.order != order:
-            raise ValidationError("after", after, "this cursor belongs to another order")
+        check_cursor(after, order, entity)
     return order
 
 
