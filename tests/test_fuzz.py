@@ -477,7 +477,7 @@ _CONVERTER = make_converter()
 def _mutated(data: Any, draw: st.DrawFn) -> Any:
     """``data`` (unstructured JSON) with one leaf or key swapped for something hostile."""
     if isinstance(data, dict) and data and draw(st.integers(0, 3)):
-        key = draw(st.sampled_from(sorted(data, key=str)))
+        key = draw(st.sampled_from(sorted(data, key=_show)))
         return {**data, key: _mutated(data[key], draw)}
     if isinstance(data, list) and data and draw(st.integers(0, 3)):
         index = draw(st.integers(0, len(data) - 1))

@@ -8,7 +8,7 @@ import base64
 import json
 import math
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -21,6 +21,7 @@ from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.errors import ValidationError
 from crmkit.lifecycle import (
+    BusinessCalendar,
     CheckInPlan,
     Pipeline,
     Stage,
@@ -513,3 +514,42 @@ def test_naive_bayes_rejects_values_of_another_type_than_in_training() -> None:
     assert model.log_odds({"vip": True, "visits": 3.0}) == model.log_odds(
         {"vip": True, "visits": 3}
     )
+
+
+def test_fitted_models_built_by_hand_are_type_checked() -> None:
+    """Wrongly typed parts once failed as AttributeError or TypeError inside the checks."""
+    with pytest.raises(ValidationError) as caught:
+        LogisticScorer(intercept=0.0, numeric=[("x", 0.0, 1.0, 1.0)])  # type: ignore[list-item]
+    assert caught.value.field == "numeric[0]"
+    with pytest.raises(ValidationError) as caught:
+        LogisticScorer(intercept=0.0, categorical=iter([]))  # type: ignore[arg-type]
+    assert caught.value.field == "categorical"
+    with pytest.raises(ValidationError) as caught:
+        LogisticScorer(intercept=10**400)
+    assert caught.value.field == "intercept"
+    with pytest.raises(ValidationError) as caught:
+        NaiveBayesScorer(alpha=1.0, teams=[{"team": ""}])  # type: ignore[list-item]
+    assert caught.value.field == "teams[0]"
+    with pytest.raises(ValidationError) as caught:
+        NaiveBayesScorer(alpha=10**400, teams=())
+    assert "alpha" in {p.field for p in caught.value.problems}
+    for fit in (LogisticScorer.fit, NaiveBayesScorer.fit):
+        with pytest.raises(ValidationError) as caught:
+            fit(None)  # type: ignore[arg-type]
+        assert caught.value.field == "examples"
+
+
+def test_business_calendars_read_hours_and_holidays_strictly() -> None:
+    with pytest.raises(ValidationError) as caught:
+        BusinessCalendar.weekly("Europe/Berlin", frozenset({0}))  # type: ignore[arg-type]
+    assert caught.value.field == "hours"
+    with pytest.raises(ValidationError) as caught:
+        BusinessCalendar.weekly("Europe/Berlin", {0: [(time(9),)]})  # type: ignore[list-item]
+    assert caught.value.field == "hours[0][0]"
+    with pytest.raises(ValidationError) as caught:
+        BusinessCalendar.weekly("Europe/Berlin", {0: [(time(9), time(17))]}, holidays=[[1]])  # type: ignore[list-item]
+    assert caught.value.field == "holidays"
+    calendar = BusinessCalendar.weekly("Europe/Berlin", {0: [(time(9), time(17))]})
+    with pytest.raises(ValidationError) as caught:
+        calendar.with_holidays([{}])  # type: ignore[list-item]
+    assert caught.value.field == "days"

@@ -46,6 +46,7 @@ from crmkit.scoring._data import (
     kind_of,
 )
 from crmkit.scoring._explain import Explanation, FeatureContribution, explanation, sigmoid
+from crmkit.scoring._shape import shape_problems, to_tuple
 
 __all__ = ["FieldCounts", "LevelCounts", "NaiveBayesScorer", "NumericBins", "TeamCounts"]
 
@@ -116,14 +117,16 @@ class NaiveBayesScorer:
     """
 
     alpha: float
-    teams: tuple[TeamCounts, ...]
-    bins: tuple[NumericBins, ...] = ()
+    teams: tuple[TeamCounts, ...] = attrs.field(converter=to_tuple)
+    bins: tuple[NumericBins, ...] = attrs.field(default=(), converter=to_tuple)
     team_field: str | None = None
     stage_field: str | None = None
-    stage_order: tuple[str, ...] = ()
+    stage_order: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
 
     def __attrs_post_init__(self) -> None:
-        problems = []
+        problems = shape_problems(self)
+        if problems:  # the checks below need the types right
+            raise ValidationError.of(problems)
         if not isinstance(self.alpha, float | int) or not finite(self.alpha) or self.alpha <= 0:
             problems.append(Problem("alpha", self.alpha, "expected a positive finite number"))
         if not self.teams or self.teams[0].team != _ALL:

@@ -215,7 +215,7 @@ def deal_examples(
 
 def checked_examples(examples: Iterable[Example], *, minimum: int = 2) -> list[Example]:
     """``examples`` as a list; every item an :class:`Example`, both outcomes present."""
-    if isinstance(examples, str | bytes | Mapping):
+    if isinstance(examples, str | bytes | Mapping) or not isinstance(examples, Iterable):
         raise ValidationError("examples", examples, "expected an iterable of Example")
     found = list(examples)
     for index, example in enumerate(found):

@@ -32,6 +32,7 @@ from crmkit.scoring._data import (
     field_kinds,
 )
 from crmkit.scoring._explain import Explanation, FeatureContribution, explanation, sigmoid
+from crmkit.scoring._shape import shape_problems, to_tuple
 
 if TYPE_CHECKING:
     import numpy
@@ -101,13 +102,15 @@ class LogisticScorer:
     """
 
     intercept: float
-    numeric: tuple[NumericWeight, ...] = ()
-    categorical: tuple[CategoryWeights, ...] = ()
+    numeric: tuple[NumericWeight, ...] = attrs.field(default=(), converter=to_tuple)
+    categorical: tuple[CategoryWeights, ...] = attrs.field(default=(), converter=to_tuple)
     l2: float = 1.0
     _function: Callable[[Record], float] = attrs.field(init=False, eq=False, repr=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
-        problems: list[Problem] = []
+        problems = shape_problems(self)
+        if problems:  # the checks below need the types right
+            raise ValidationError.of(problems)
         numbers = [("intercept", self.intercept), ("l2", self.l2)]
         for i, n in enumerate(self.numeric):
             numbers += [(f"numeric[{i}].{a}", getattr(n, a)) for a in ("mean", "scale", "weight")]
