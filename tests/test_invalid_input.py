@@ -553,3 +553,15 @@ def test_business_calendars_read_hours_and_holidays_strictly() -> None:
     with pytest.raises(ValidationError) as caught:
         calendar.with_holidays([{}])  # type: ignore[list-item]
     assert caught.value.field == "days"
+
+
+@pytest.mark.parametrize("values", [None, 5, "ids", {"a": 1}])
+def test_bulk_calls_take_collections(store: Store, values: object) -> None:
+    """``get_many(None)`` and ``add_many(5)`` once raised TypeError."""
+    with store.unit_of_work() as unit:
+        with pytest.raises(ValidationError) as caught:
+            unit.contacts.get_many(values)  # type: ignore[arg-type]
+        assert caught.value.field == "ids"
+        with pytest.raises(ValidationError) as caught:
+            unit.contacts.add_many(values)  # type: ignore[arg-type]
+        assert caught.value.field == "items"

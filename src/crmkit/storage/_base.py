@@ -1,7 +1,7 @@
 """Checks and algorithms every adapter shares, so that they cannot disagree."""
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Final, TypeVar
 from uuid import UUID
@@ -18,6 +18,7 @@ __all__ = [
     "check_item",
     "check_kinds",
     "check_limit",
+    "check_many",
     "check_rule",
     "check_subject",
     "check_tenant",
@@ -70,6 +71,13 @@ def check_id(value: object, field: str = "id") -> UUID:
     if not isinstance(value, UUID):
         raise ValidationError(field, value, "expected a UUID")
     return value
+
+
+def check_many(values: object, field: str) -> Iterable[object]:
+    """``values`` if it is a collection (not text, not a mapping) to read items from."""
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise ValidationError(field, values, "expected a collection (a list, a generator, ...)")
+    return values
 
 
 def check_kinds(kinds: Iterable[ActivityKind] | None) -> frozenset[ActivityKind] | None:
