@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from crmkit.errors import ValidationError
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "FixedClock", "SystemClock", "ensure_utc"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "FixedClock", "SystemClock", "clock_now", "ensure_utc"]
 
 
 @runtime_checkable
@@ -37,6 +37,15 @@ def ensure_utc(value: object, field: str = "") -> datetime:
         return value.astimezone(UTC)
     except OverflowError:
         raise ValidationError(field, value, "lies outside the years 1 to 9999 in UTC") from None
+
+
+def clock_now(clock: object, field: str = "clock") -> datetime:
+    """``clock.now()``, checked: a :class:`ValidationError` naming ``field`` when ``clock``
+    is not a clock or its time is not an aware datetime (as UTC)."""
+    now = getattr(clock, "now", None)
+    if not callable(now):
+        raise ValidationError(field, clock, "expected a Clock (an object with now())")
+    return ensure_utc(now(), f"{field}.now()")
 
 
 class SystemClock:

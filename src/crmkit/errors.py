@@ -35,6 +35,7 @@ __all__ = [
     "StorageError",
     "TransitionNotAllowed",
     "ValidationError",
+    "short_repr",
 ]
 
 
@@ -59,10 +60,27 @@ MISSING: Final = _Missing()
 """Stands for the rejected value when a required field was absent from the input."""
 
 
-# Rejected values are shown bounded: a huge or deeply nested input stays a short message.
-_REPR = reprlib.Repr()  # Python 3.11 takes no keyword arguments here
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 4, 120, 120
+class _BoundedRepr(reprlib.Repr):
+    """Reprs of rejected values, bounded: a huge or deeply nested input stays a short
+    message, and an int too long for ``repr`` (over ``sys.get_int_max_str_digits()``
+    digits) is named by its size instead of failing the message."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:
+            return f"<int of {x.bit_length()} bits>"
+
+
+_REPR = _BoundedRepr()  # Python 3.11 takes no keyword arguments here
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 4, 120, 120, 120
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 8
+
+
+def short_repr(value: object) -> str:
+    """The bounded repr that messages show of a rejected value (never raises for an int
+    too long to print, a deep nesting or a huge collection)."""
+    return _REPR.repr(value)
 
 
 class CrmkitError(Exception):
@@ -97,7 +115,8 @@ class Problem:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"Problem(field={self.field!r}, value={self.value!r}, reason={self.reason!r})"
+        value = _REPR.repr(self.value)
+        return f"Problem(field={self.field!r}, value={value}, reason={self.reason!r})"
 
     def __str__(self) -> str:
         where = self.field or "value"

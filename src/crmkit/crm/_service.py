@@ -823,7 +823,7 @@ class CRM:
         if len(text) > REPLY_LIMIT:
             raise ValidationError("text", text, f"at most {REPLY_LIMIT:,} characters")
         replies = CUSTOMER_REPLY_KINDS if by is None else AGENT_REPLY_KINDS
-        if kind not in replies:
+        if not isinstance(kind, ActivityKind) or kind not in replies:
             who = "a customer's" if by is None else "an agent's"
             allowed = ", ".join(sorted(k.value for k in replies))
             raise ValidationError("kind", kind, f"{who} reply is one of: {allowed}")

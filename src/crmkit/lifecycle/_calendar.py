@@ -23,7 +23,7 @@ import attrs
 
 from crmkit._extras import import_extra
 from crmkit.clock import ensure_utc
-from crmkit.errors import Problem, ValidationError
+from crmkit.errors import Problem, ValidationError, short_repr
 
 __all__ = [
     "BusinessCalendar",
@@ -83,6 +83,22 @@ def _to_week(value: Iterable[Iterable[WorkingHours]]) -> tuple[tuple[WorkingHour
         return value  # type: ignore[return-value]  # the check names it
 
 
+def _day_hours(day: int, spans: object) -> tuple[WorkingHours, ...]:
+    """The working hours of weekday ``day`` from ``[(start, end), ...]``."""
+    where = f"hours[{day}]"
+    if isinstance(spans, str | bytes | Mapping) or not isinstance(spans, Iterable):
+        raise ValidationError(where, spans, "expected a list of (start, end) pairs")
+    found = []
+    for index, span in enumerate(spans):
+        if isinstance(span, str | bytes) or not isinstance(span, Sequence) or len(span) != 2:
+            raise ValidationError(f"{where}[{index}]", span, "expected a (start, end) pair")
+        try:
+            found.append(WorkingHours(*span))
+        except ValidationError as error:
+            raise error.within(f"{where}[{index}]") from None
+    return tuple(found)
+
+
 def _to_dates(value: Iterable[date]) -> frozenset[date]:
     try:
         return frozenset(value)
@@ -126,7 +142,7 @@ class BusinessCalendar:
         if not isinstance(holidays, frozenset):
             yield Problem("holidays", holidays, "expected a set of dates")
         else:
-            for day in sorted(holidays, key=repr):
+            for day in sorted(holidays, key=short_repr):
                 if not isinstance(day, date) or isinstance(day, datetime):
                     yield Problem("holidays", day, "expected a date (not a datetime)")
 
@@ -160,17 +176,20 @@ class BusinessCalendar:
 
         Weekdays missing from ``hours`` are days off.
         """
-        unknown = sorted(set(hours) - set(range(7)), key=repr)
+        if not isinstance(hours, Mapping):
+            raise ValidationError("hours", hours, "expected {weekday: [(start, end), ...]}")
+        unknown = sorted(set(hours) - set(range(7)), key=short_repr)
         if unknown:
             raise ValidationError("hours", unknown[0], "weekdays are 0 (Monday) to 6 (Sunday)")
-        week = tuple(
-            tuple(WorkingHours(start, end) for start, end in hours.get(day, ())) for day in range(7)
-        )
-        return cls(timezone, week, frozenset(holidays))
+        week = tuple(_day_hours(day, hours.get(day, ())) for day in range(7))
+        return cls(timezone, week, holidays)  # the converter reads it
 
     def with_holidays(self, days: Iterable[date]) -> "BusinessCalendar":
         """The same calendar with ``days`` added to its holidays."""
-        return attrs.evolve(self, holidays=self.holidays | frozenset(days))
+        more: object = _to_dates(days)
+        if not isinstance(more, frozenset):
+            raise ValidationError("days", days, "expected a collection of dates")
+        return attrs.evolve(self, holidays=self.holidays | more)
 
     def with_public_holidays(
         self, country: str, years: Iterable[int], *, subdivision: str | None = None

@@ -7,7 +7,6 @@ fields the contact does not have yet; nothing a person or an earlier import ente
 overwritten.
 """
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any, Final
@@ -38,6 +37,7 @@ from crmkit.models import (
     SubjectKind,
     normalise_tags,
 )
+from crmkit.models._fields import finite
 
 __all__ = [
     "Captured",
@@ -73,6 +73,13 @@ def _tags(value: Iterable[str]) -> frozenset[str]:
         raise error.within("tags") from None
 
 
+def _custom(value: Mapping[str, JSONScalar]) -> CustomFields:
+    try:
+        return CustomFields(value)
+    except ValidationError as error:
+        raise error.within("custom") from None
+
+
 def _email(value: str | None) -> EmailAddress | None:
     if value is None:
         return None
@@ -103,7 +110,7 @@ class Touchpoint:
     country: str | None = None
     language: str | None = None
     tags: frozenset[str] = attrs.field(default=frozenset(), converter=_tags)
-    custom: Mapping[str, JSONScalar] = attrs.field(factory=dict)
+    custom: Mapping[str, JSONScalar] = attrs.field(factory=CustomFields, converter=_custom)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
@@ -336,11 +343,7 @@ def score_lead(
     and the contact becomes an MQL."""
     lead, contact = _check_lead(lead, contact)
     for name, value in (("score", score), ("threshold", threshold)):
-        try:
-            usable = not isinstance(value, bool) and math.isfinite(value)
-        except (TypeError, OverflowError):
-            usable = False
-        if not usable:
+        if not finite(value):
             raise ValidationError(name, value, "expected a finite number")
     now = ensure_utc(at, "at")
     updated = attrs.evolve(lead, score=float(score), updated_at=now)
@@ -350,9 +353,16 @@ def score_lead(
     return Qualified(updated, moved)
 
 
+def _check_user(name: str, value: object) -> None:
+    """A user id (who did it): text that is not blank."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(name, value, "expected a user id (non-blank text)")
+
+
 def accept_lead(lead: Lead, contact: Contact, *, by: str, at: datetime) -> Qualified:
     """Sales accepts the lead: it is qualified and its contact becomes an SQL."""
     lead, contact = _check_lead(lead, contact)
+    _check_user("by", by)
     _open(lead, LeadStatus.QUALIFIED.value)
     now = ensure_utc(at, "at")
     updated = attrs.evolve(
@@ -402,6 +412,8 @@ def convert_lead(
 ) -> Converted:
     """Turn ``lead`` into a deal in the first stage of ``machine``'s pipeline."""
     lead, contact = _check_lead(lead, contact)
+    if by is not None:
+        _check_user("by", by)
     if not isinstance(machine, PipelineMachine) or machine.pipeline.subject is not SubjectKind.DEAL:
         raise ValidationError("machine", machine, "expected the machine of a deal pipeline")
     _open(lead, "converted")

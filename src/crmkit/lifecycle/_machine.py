@@ -34,6 +34,7 @@ from crmkit.errors import (
     Problem,
     TransitionNotAllowed,
     ValidationError,
+    short_repr,
 )
 from crmkit.lifecycle._moved import Moved, Unmet
 from crmkit.lifecycle._pipeline import Pipeline, Stage, StageKind
@@ -68,7 +69,9 @@ class Guards:
             raise ValidationError("checks", self.checks, "expected a mapping of names to callables")
         for name, check in self.checks.items():
             if not isinstance(name, str) or not callable(check):
-                raise ValidationError(f"checks[{name!r}]", check, "expected a name -> callable")
+                raise ValidationError(
+                    f"checks[{short_repr(name)}]", check, "expected a name -> callable"
+                )
 
     def __contains__(self, name: object) -> bool:
         return name in self.checks
@@ -365,12 +368,15 @@ class PipelineMachine(Generic[_Subject]):
 def _people(
     by: object, reason: object, approved_by: object
 ) -> tuple[str | None, str | None, str | None]:
-    """``by``, ``reason`` and ``approved_by`` trimmed, blank as ``None``; anything but text
-    raises ``ValidationError`` naming the argument."""
+    """``by``, ``reason`` and ``approved_by`` trimmed, a blank reason as ``None``; anything
+    but text, and a blank person (``by=""`` is not "no one": that is ``None``), raises
+    ``ValidationError`` naming the argument."""
     found: list[str | None] = []
     for name, value in (("by", by), ("reason", reason), ("approved_by", approved_by)):
         if value is not None and not isinstance(value, str):
             raise ValidationError(name, value, "expected text or None")
+        if isinstance(value, str) and not value.strip() and name != "reason":
+            raise ValidationError(name, value, "a user id must not be blank (None: no one)")
         found.append(value.strip() or None if isinstance(value, str) else None)
     return found[0], found[1], found[2]
 

@@ -63,7 +63,7 @@ class TransitionMode(StrEnum):
     """Only the ``(from, to)`` pairs listed in ``Pipeline.transitions``."""
 
 
-def _wrong(value: object, kind: type) -> bool:
+def _wrong(value: object, kind: type | tuple[type, ...]) -> bool:
     """Whether ``value`` is not a ``kind`` (for values typed as one but read from anywhere)."""
     return not isinstance(value, kind)
 
@@ -78,7 +78,12 @@ def _collection(value: object) -> list[Any] | None:
 
 def _names(value: Iterable[str]) -> frozenset[str]:
     items = _collection(value)
-    return value if items is None else frozenset(items)  # type: ignore[return-value]
+    if items is None:
+        return value  # type: ignore[return-value]
+    try:
+        return frozenset(items)
+    except TypeError:  # an unhashable item: kept in a tuple, for the check to name it
+        return tuple(items)  # type: ignore[return-value]
 
 
 def _guard_names(value: Iterable[str]) -> tuple[str, ...]:
@@ -91,8 +96,12 @@ def _pairs(value: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     items = _collection(value)
     if items is None:
         return value  # type: ignore[return-value]
-    pairs = {tuple(p) if isinstance(p, list | tuple) else p for p in items}
-    return tuple(sorted(pairs, key=repr))
+    pairs = [tuple(p) if isinstance(p, list | tuple) else p for p in items]
+    try:
+        unique = set(pairs)
+    except TypeError:  # an unhashable pair or key: kept as given, for the check to name it
+        return tuple(pairs)
+    return tuple(sorted(unique, key=repr))
 
 
 def _check_key(what: str, value: object) -> None:
@@ -130,7 +139,8 @@ class StageRequirements:
     def __attrs_post_init__(self) -> None:
         problems: list[Problem] = []
         for name, value in (("required_fields", self.required_fields), ("guards", self.guards)):
-            if _wrong(value, frozenset if name == "required_fields" else tuple):
+            # required_fields is a tuple when an item was unhashable (named just below)
+            if _wrong(value, (frozenset, tuple) if name == "required_fields" else tuple):
                 problems.append(Problem(name, value, "expected a collection of names"))
         if problems:
             raise ValidationError.of(problems)
@@ -148,7 +158,8 @@ class StageRequirements:
                 problems.append(
                     Problem(f"guards[{index}]", guard, "a guard name is a lower-case identifier")
                 )
-        if len(set(self.guards)) != len(self.guards):
+        named = [guard for guard in self.guards if isinstance(guard, str)]
+        if len(set(named)) != len(named):
             problems.append(Problem("guards", self.guards, "names a guard twice"))
         if problems:
             raise ValidationError.of(problems)
@@ -311,7 +322,7 @@ class Pipeline:
             return
         closed = {s.key for s in self.stages if s.closed}
         for pair in self.transitions:
-            if _wrong(pair, tuple) or len(pair) != 2:
+            if _wrong(pair, tuple) or len(pair) != 2 or not all(isinstance(k, str) for k in pair):
                 yield Problem("transitions", pair, "expected (from, to) pairs of stage keys")
                 continue
             source, target = pair

@@ -52,12 +52,21 @@ class FollowUps:
     due_soon: tuple[Task, ...]
 
 
+def _later(at: datetime, delta: timedelta) -> datetime | None:
+    """``at + delta``; ``None`` when that is after the last time a datetime can hold."""
+    try:
+        return at + delta
+    except OverflowError:
+        return None
+
+
 def follow_ups(tasks: Iterable[Task], *, now: datetime, within: timedelta) -> FollowUps:
     """Sort the open ``tasks`` into overdue (due before ``now``) and due within
     ``within`` from ``now``; done and cancelled tasks are left out."""
     now = ensure_utc(now, "now")
     if not isinstance(within, timedelta) or within < timedelta(0):
         raise ValidationError("within", within, "expected a timedelta >= 0")
+    horizon = _later(now, within)
     late: list[Task] = []
     soon: list[Task] = []
     for index, task in enumerate(tasks):
@@ -67,7 +76,7 @@ def follow_ups(tasks: Iterable[Task], *, now: datetime, within: timedelta) -> Fo
             continue
         if task.due_at < now:
             late.append(task)
-        elif task.due_at <= now + within:
+        elif horizon is None or task.due_at <= horizon:
             soon.append(task)
 
     def key(task: Task) -> tuple[datetime, UUID]:
@@ -137,10 +146,15 @@ def check_ins_due(
         if contact.lifecycle_stage not in plan.stages or contact.id in open_for:
             continue
         since = last_done.get(contact.id, contact.created_at)
+        due = _later(since, plan.every)
+        if due is None:
+            raise ValidationError(
+                "plan.every", plan.every, f"the check-in of {contact.id} falls after year 9999"
+            )
         made.append(
             Task.new(
                 title=f"{plan.title}: {contact.display_name}",
-                due_at=max(since + plan.every, now),
+                due_at=max(due, now),
                 kind=TaskKind.CHECK_IN,
                 assignee=plan.assignee or contact.owner,
                 contact_id=contact.id,

@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 
 import attrs
 
-from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.clock import SYSTEM_CLOCK, Clock, clock_now
 from crmkit.errors import Problem, ValidationError
 from crmkit.models import _fields as f
 from crmkit.models._enums import (
@@ -114,7 +114,7 @@ def _quick_check_of(cls: type) -> Callable[[object], bool]:
 
 
 def _stamp(clock: Clock) -> dict[str, Any]:
-    now = clock.now()
+    now = clock_now(clock)
     return {"id": uuid4(), "version": 1, "created_at": now, "updated_at": now}
 
 
@@ -776,7 +776,9 @@ class Segment(Entity):
     rule: Rule | None = attrs.field(
         default=None, metadata=f.check(f.optional(f.value_of(Rule, "a Rule")))
     )
-    members: frozenset[UUID] = attrs.field(default=frozenset(), metadata=f.check(f.uuid_set))
+    members: frozenset[UUID] = attrs.field(
+        default=frozenset(), converter=f.to_uuid_set, metadata=f.check(f.uuid_set)
+    )
     description: str | None = attrs.field(
         default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_LONG))
     )
@@ -809,7 +811,7 @@ class Segment(Entity):
             name=name,
             kind=SegmentKind.STATIC if rule is None else SegmentKind.DYNAMIC,
             rule=rule,
-            members=frozenset(members or ()),
+            members=() if members is None else members,
             description=description,
         )
 

@@ -19,7 +19,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from crmkit.clock import ensure_utc
-from crmkit.errors import ValidationError
+from crmkit.errors import Problem, ValidationError
 from crmkit.models._invalid import or_invalid
 from crmkit.models._values import (
     CountryCode,
@@ -157,10 +157,21 @@ def int_between(low: int, high: int = INT64 - 1) -> Check:
     return is_int
 
 
+def finite(value: object) -> bool:
+    """Whether ``value`` is a number (not a bool) that is finite as a float: an int too
+    large for a float, a NaN (signalling or quiet) and infinities are not."""
+    if isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 def is_finite_float(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, float | int):
         raise ValidationError("", value, "expected a number")
-    if not math.isfinite(value):
+    if not finite(value):
         raise ValidationError("", value, "must be a finite number")
 
 
@@ -171,6 +182,27 @@ def is_probability(value: object) -> None:
         raise ValidationError("", value, "a probability lies between 0 and 1")
     if value.as_tuple().exponent < -12:  # type: ignore[operator]
         raise ValidationError("", value, "a probability has at most 12 decimal places")
+
+
+def _uuids(value: Iterable[UUID]) -> frozenset[UUID]:
+    if isinstance(value, frozenset):
+        return value
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise ValidationError("", value, "expected a collection of UUIDs")
+    items = list(value)
+    problems = [
+        Problem(f"[{index}]", item, "expected a UUID")
+        for index, item in enumerate(items)
+        if not isinstance(item, UUID)
+    ]
+    if problems:
+        raise ValidationError.of(problems)
+    return frozenset(items)
+
+
+def to_uuid_set(value: Iterable[UUID]) -> frozenset[UUID]:
+    """A frozenset of the UUIDs of a collection; any other item is named by its index."""
+    return or_invalid(_uuids, value)  # type: ignore[no-any-return]
 
 
 def uuid_set(value: object) -> None:

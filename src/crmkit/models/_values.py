@@ -28,7 +28,7 @@ from typing import Any, Final, Self, TypeAlias
 import attrs
 
 from crmkit._extras import import_extra
-from crmkit.errors import CurrencyMismatch, MissingExtra, ValidationError
+from crmkit.errors import CurrencyMismatch, MissingExtra, ValidationError, short_repr
 from crmkit.models._invalid import or_invalid, problems_of
 from crmkit.models._iso import COUNTRY_CODES, CURRENCY_MINOR_UNITS, LANGUAGE_CODES
 
@@ -498,7 +498,7 @@ class Money:
         return self.amount >= self._amount_of(other, "compare")
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency}"
+        return f"{self.amount:f} {self.currency}"  # plain notation: never 1E+6
 
 
 # ---------------------------------------------------------------------------- tags
@@ -574,7 +574,7 @@ def has_surrogate(text: str) -> bool:
 
 
 def _key_path(key: object) -> str:
-    return key if isinstance(key, str) and key.isidentifier() else f"[{key!r}]"
+    return key if isinstance(key, str) and key.isidentifier() else f"[{short_repr(key)}]"
 
 
 class CustomFields(Mapping[str, JSONScalar]):

@@ -32,16 +32,21 @@ from typing import Final
 import attrs
 
 from crmkit.errors import Problem, ValidationError
+from crmkit.models._fields import finite
 from crmkit.scoring._data import (
+    BOOL,
     NUMBER,
+    TEXT,
     Example,
     FeatureValue,
     Record,
     check_record,
     checked_examples,
     field_kinds,
+    kind_of,
 )
 from crmkit.scoring._explain import Explanation, FeatureContribution, explanation, sigmoid
+from crmkit.scoring._shape import shape_problems, to_tuple
 
 __all__ = ["FieldCounts", "LevelCounts", "NaiveBayesScorer", "NumericBins", "TeamCounts"]
 
@@ -59,10 +64,12 @@ class LevelCounts:
 
 @attrs.frozen
 class FieldCounts:
-    """The counts of every value of one feature."""
+    """The counts of every value of one feature, of ``kind`` ``"number"``, ``"bool"`` or
+    ``"text"`` (``None``: not recorded, values of any type are looked up)."""
 
     name: str
     levels: tuple[LevelCounts, ...]
+    kind: str | None = None
 
 
 @attrs.frozen
@@ -110,19 +117,17 @@ class NaiveBayesScorer:
     """
 
     alpha: float
-    teams: tuple[TeamCounts, ...]
-    bins: tuple[NumericBins, ...] = ()
+    teams: tuple[TeamCounts, ...] = attrs.field(converter=to_tuple)
+    bins: tuple[NumericBins, ...] = attrs.field(default=(), converter=to_tuple)
     team_field: str | None = None
     stage_field: str | None = None
-    stage_order: tuple[str, ...] = ()
+    stage_order: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
 
     def __attrs_post_init__(self) -> None:
-        problems = []
-        if (
-            not isinstance(self.alpha, float | int)
-            or not math.isfinite(self.alpha)
-            or self.alpha <= 0
-        ):
+        problems = shape_problems(self)
+        if problems:  # the checks below need the types right
+            raise ValidationError.of(problems)
+        if not isinstance(self.alpha, float | int) or not finite(self.alpha) or self.alpha <= 0:
             problems.append(Problem("alpha", self.alpha, "expected a positive finite number"))
         if not self.teams or self.teams[0].team != _ALL:
             problems.append(Problem("teams", self.teams, "the first counts are of all examples"))
@@ -149,12 +154,15 @@ class NaiveBayesScorer:
             for team in self.teams
         }
         object.__setattr__(self, "_tables", tables)
+        kinds = {f.name: f.kind for team in self.teams for f in team.fields if f.kind}
+        object.__setattr__(self, "_kinds", kinds)
         object.__setattr__(self, "_edges", {b.name: b.edges for b in self.bins})
 
     _tables: dict[str, dict[str, dict[str, tuple[int, int]]]] = attrs.field(
         init=False, eq=False, repr=False, hash=False
     )
     _edges: dict[str, tuple[float, ...]] = attrs.field(init=False, eq=False, repr=False, hash=False)
+    _kinds: dict[str, str] = attrs.field(init=False, eq=False, repr=False, hash=False)
 
     @classmethod
     def fit(  # noqa: PLR0912
@@ -170,7 +178,7 @@ class NaiveBayesScorer:
         """Count won and lost examples per feature value (per team with ``team_field``)."""
         if isinstance(alpha, bool) or not isinstance(alpha, int | float):
             raise ValidationError("alpha", alpha, "expected a positive finite number")
-        if not math.isfinite(alpha) or alpha <= 0:
+        if not finite(alpha) or alpha <= 0:
             raise ValidationError("alpha", alpha, "expected a positive finite number")
         if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 1000:
             raise ValidationError("bins", bins, "expected an int from 2 to 1000")
@@ -226,6 +234,7 @@ class NaiveBayesScorer:
                     FieldCounts(
                         name,
                         tuple(LevelCounts(lv, *counted[team][name][lv]) for lv in sorted(levels)),
+                        kinds.get(name) or None,
                     )
                     for name, levels in sorted(counted[team].items())
                 ),
@@ -253,6 +262,8 @@ class NaiveBayesScorer:
     def explain(self, record: Record) -> Explanation:
         """Per-feature log-odds of ``record``; they add up to its log-odds."""
         problems = check_record(record)
+        if not problems:
+            problems = self._wrong_kinds(record)
         if problems:
             raise ValidationError.of(problems)
         team = self._team(record)
@@ -287,6 +298,20 @@ class NaiveBayesScorer:
             p_lost = (counts[1] + alpha) / (lost_total + alpha * size)
             parts.append(FeatureContribution(name, value, math.log(p_won / p_lost)))
         return explanation(baseline, parts)
+
+    def _wrong_kinds(self, record: Record) -> list[Problem]:
+        """Values of another type than the feature had in training (``1`` for a
+        true/false feature, the text ``"true"``, a number for a text feature), which would
+        otherwise be looked up as unseen values or, worse, match a level by its text."""
+        problems = []
+        for name, value in record.items():
+            kind = self._kinds.get(name)
+            if value is None or kind is None or name == self.team_field:
+                continue
+            if kind_of(value) != kind:
+                expected = {NUMBER: "a number", BOOL: "true or false", TEXT: "text"}[kind]
+                problems.append(Problem(name, value, f"expected {expected}"))
+        return problems
 
     def log_odds(self, record: Record) -> float:
         """The log-odds of winning for ``record``."""

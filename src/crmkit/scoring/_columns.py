@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime
 from types import SimpleNamespace
 from typing import Any, Final
 
-from crmkit.errors import ValidationError
+from crmkit.errors import ValidationError, short_repr
 from crmkit.models.rules import (
     FIELDS,
     And,
@@ -97,9 +97,13 @@ _MANY: Final = 8  # IN lists longer than this use numpy.isin on text columns
 def column_length(where: str, name: str, column: object) -> int:
     """The length of a column, or :class:`ValidationError` for a value that is none."""
     if isinstance(column, str | bytes) or not hasattr(column, "__len__"):
-        raise ValidationError(f"{where}[{name!r}]", column, "expected a sequence or numpy array")
+        raise ValidationError(
+            f"{where}[{short_repr(name)}]", column, "expected a sequence or numpy array"
+        )
     if getattr(column, "ndim", 1) != 1:
-        raise ValidationError(f"{where}[{name!r}]", column, "expected a one-dimensional column")
+        raise ValidationError(
+            f"{where}[{short_repr(name)}]", column, "expected a one-dimensional column"
+        )
     return len(column)
 
 
@@ -307,7 +311,7 @@ class ColumnRules:
     # ------------------------------------------------------------------ columns
 
     def label(self, name: str) -> str:
-        return f"{self.where}[{name!r}]"
+        return f"{self.where}[{short_repr(name)}]"
 
     def raw(self, name: str) -> list[Any]:
         """The column's values as Python objects (masked entries are ``None``)."""

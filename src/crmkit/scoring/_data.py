@@ -8,7 +8,6 @@ records with the same names that rules use (``source``, ``custom.plan``, and
 past leads and of new ones are built alike.
 """
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from types import MappingProxyType
@@ -19,6 +18,7 @@ import attrs
 
 from crmkit.errors import NotFound, Problem, ValidationError
 from crmkit.models import Contact, Deal, DealStatus, Lead, LeadStatus
+from crmkit.models._fields import finite
 
 __all__ = [
     "Example",
@@ -49,7 +49,8 @@ def check_record(record: object, where: str = "record") -> list[Problem]:
             problems.append(Problem(where, name, "a feature name is a non-empty string"))
         elif value is not None and not isinstance(value, str | int | float):
             problems.append(Problem(f"{where}.{name}", value, "expected text, a number or bool"))
-        elif isinstance(value, float) and not math.isfinite(value):
+        elif isinstance(value, int | float) and not isinstance(value, bool) and not finite(value):
+            # NaN, infinity and ints beyond a float's range (10**400)
             problems.append(Problem(f"{where}.{name}", value, "expected a finite number"))
     return problems
 
@@ -214,7 +215,7 @@ def deal_examples(
 
 def checked_examples(examples: Iterable[Example], *, minimum: int = 2) -> list[Example]:
     """``examples`` as a list; every item an :class:`Example`, both outcomes present."""
-    if isinstance(examples, str | bytes | Mapping):
+    if isinstance(examples, str | bytes | Mapping) or not isinstance(examples, Iterable):
         raise ValidationError("examples", examples, "expected an iterable of Example")
     found = list(examples)
     for index, example in enumerate(found):

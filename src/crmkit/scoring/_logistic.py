@@ -21,6 +21,7 @@ import attrs
 
 from crmkit._extras import import_extra
 from crmkit.errors import Problem, ValidationError
+from crmkit.models._fields import finite
 from crmkit.scoring._data import (
     TEXT,
     Example,
@@ -31,6 +32,7 @@ from crmkit.scoring._data import (
     field_kinds,
 )
 from crmkit.scoring._explain import Explanation, FeatureContribution, explanation, sigmoid
+from crmkit.scoring._shape import shape_problems, to_tuple
 
 if TYPE_CHECKING:
     import numpy
@@ -83,7 +85,7 @@ def _have_numpy() -> bool:
 
 
 def _check_l2(l2: object) -> float:
-    if isinstance(l2, bool) or not isinstance(l2, int | float) or not math.isfinite(l2):
+    if isinstance(l2, bool) or not isinstance(l2, int | float) or not finite(l2):
         raise ValidationError("l2", l2, "expected a positive finite number")
     if l2 <= 0:
         raise ValidationError("l2", l2, "expected a positive finite number")
@@ -100,13 +102,15 @@ class LogisticScorer:
     """
 
     intercept: float
-    numeric: tuple[NumericWeight, ...] = ()
-    categorical: tuple[CategoryWeights, ...] = ()
+    numeric: tuple[NumericWeight, ...] = attrs.field(default=(), converter=to_tuple)
+    categorical: tuple[CategoryWeights, ...] = attrs.field(default=(), converter=to_tuple)
     l2: float = 1.0
     _function: Callable[[Record], float] = attrs.field(init=False, eq=False, repr=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
-        problems: list[Problem] = []
+        problems = shape_problems(self)
+        if problems:  # the checks below need the types right
+            raise ValidationError.of(problems)
         numbers = [("intercept", self.intercept), ("l2", self.l2)]
         for i, n in enumerate(self.numeric):
             numbers += [(f"numeric[{i}].{a}", getattr(n, a)) for a in ("mean", "scale", "weight")]
@@ -115,7 +119,7 @@ class LogisticScorer:
                 problems.append(Problem(f"categorical[{i}].weights", c.weights, "one per level"))
             numbers += [(f"categorical[{i}].weights", w) for w in c.weights]
         for name, value in numbers:
-            if not isinstance(value, float | int) or not math.isfinite(value):
+            if not isinstance(value, float | int) or not finite(value):
                 problems.append(Problem(name, value, "expected a finite number"))
         for i, n in enumerate(self.numeric):
             if isinstance(n.scale, float | int) and n.scale <= 0:
@@ -306,10 +310,25 @@ class LogisticScorer:
 
 def _mean_scale(records: Sequence[Record], name: str) -> tuple[float, float]:
     values = [float(v) for r in records if (v := r.get(name)) is not None]
-    mean = math.fsum(values) / len(values)
-    variance = math.fsum((v - mean) ** 2 for v in values) / len(values)
-    scale = math.sqrt(variance)
+    try:
+        mean, scale = _moments(values, 1.0)
+    except OverflowError:  # squares beyond a float (values near 1e154): in units of the largest
+        mean, scale = _moments(values, max(map(abs, values)))
     return mean, scale if scale > 1e-12 else 1.0
+
+
+def _moments(values: Sequence[float], unit: float) -> tuple[float, float]:
+    """Mean and standard deviation of ``values``, computed in multiples of ``unit``."""
+    shrunk = [v / unit for v in values]
+    mean = math.fsum(shrunk) / len(shrunk)
+    variance = math.fsum((v - mean) ** 2 for v in shrunk) / len(shrunk)
+    return mean * unit, math.sqrt(variance) * unit
+
+
+def _standard(value: float, mean: float, scale: float) -> float:
+    """``(value - mean) / scale``, also where ``value - mean`` alone exceeds a float."""
+    found = (value - mean) / scale
+    return found if math.isfinite(found) else value / scale - mean / scale
 
 
 def _design(
@@ -331,7 +350,7 @@ def _design(
         for column, (name, (mean, scale)) in enumerate(zip(numeric, stats, strict=True), 1):
             value = record.get(name)
             if value is not None:
-                row.append((column, (float(value) - mean) / scale))
+                row.append((column, _standard(float(value), mean, scale)))
         for name, where in zip(text, positions, strict=True):
             value = record.get(name)
             if value is not None:

@@ -6,7 +6,7 @@ where higher means more likely to win; ``probabilities`` numbers from 0 to 1.
 
 import math
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -34,20 +34,52 @@ __all__ = [
 def _check(
     labels: Iterable[bool], scores: Iterable[float], *, probabilities: bool = False
 ) -> tuple[list[bool], list[float]]:
-    ys, xs = list(labels), list(scores)
+    """The labels as bools and the scores as floats. Any iterable works, numpy arrays
+    included; numpy's bools and numbers count as Python's."""
+    ys, xs = _items("labels", labels), _items("scores", scores)
     if len(ys) != len(xs):
         raise ValidationError("scores", len(xs), f"expected {len(ys)} scores, one per label")
     if not ys:
         raise ValidationError("labels", ys, "expected at least one label")
+    found_ys = []
     for index, y in enumerate(ys):
-        if not isinstance(y, bool):
+        if not isinstance(y, bool) and not _numpy_kind(y, "b"):
             raise ValidationError(f"labels[{index}]", y, "expected True (won) or False")
+        found_ys.append(bool(y))
+    found_xs = []
     for index, x in enumerate(xs):
-        if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        number = _number(x)
+        if number is None:
             raise ValidationError(f"scores[{index}]", x, "expected a finite number")
-        if probabilities and not 0.0 <= x <= 1.0:
+        if probabilities and not 0.0 <= number <= 1.0:
             raise ValidationError(f"scores[{index}]", x, "expected a probability from 0 to 1")
-    return ys, [float(x) for x in xs]
+        found_xs.append(number)
+    return found_ys, found_xs
+
+
+def _items(name: str, values: object) -> list[object]:
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise ValidationError(name, values, "expected a sequence (a list, a numpy array, ...)")
+    return list(values)
+
+
+def _numpy_kind(value: object, kinds: str) -> bool:
+    """Whether ``value`` is a numpy scalar (or 0-d array) of one of the dtype ``kinds``."""
+    dtype = getattr(value, "dtype", None)
+    return getattr(dtype, "kind", None) in tuple(kinds) and getattr(value, "ndim", 1) == 0
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a finite float, if it is a real number (not a bool)."""
+    if isinstance(value, bool):
+        return None
+    if not isinstance(value, int | float) and not _numpy_kind(value, "iuf"):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int beyond a float's range
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _both(ys: Sequence[bool]) -> None:
@@ -135,7 +167,7 @@ def calibration_table(
     ys, ps = _check(labels, probabilities, probabilities=True)
     grouped: dict[int, list[tuple[bool, float]]] = {}
     for y, p in zip(ys, ps, strict=True):
-        grouped.setdefault(min(int(p * bins), bins - 1), []).append((y, p))
+        grouped.setdefault(_bin_of(p, bins), []).append((y, p))
     return tuple(
         CalibrationBin(
             low=k / bins,
@@ -148,13 +180,26 @@ def calibration_table(
     )
 
 
+def _bin_of(p: float, bins: int) -> int:
+    """The bin ``k`` with ``k / bins <= p < (k + 1) / bins`` (the last bin also holds 1),
+    compared with the very bounds the table reports (``int(p * bins)`` alone can be one
+    off where the product rounds across an integer)."""
+    k = min(int(p * bins), bins - 1)
+    while k > 0 and p < k / bins:
+        k -= 1
+    while k < bins - 1 and p >= (k + 1) / bins:
+        k += 1
+    return k
+
+
 @attrs.frozen
 class DecileLift:
     """One tenth of the cases, from the highest scores (decile 1) down."""
 
     decile: int
     count: int
-    won: int
+    won: float
+    """The won cases (tied scores shared evenly, so possibly a fraction)."""
     won_rate: float
     lift: float
     """``won_rate`` over the won rate of all cases."""
@@ -162,21 +207,38 @@ class DecileLift:
 
 def lift_by_decile(labels: Iterable[bool], scores: Iterable[float]) -> tuple[DecileLift, ...]:
     """Won rate and lift per decile of the score, highest first. Cases are sorted by
-    score, highest first (ties in their given order), and cut into ten groups whose sizes
-    differ by at most one."""
+    score, highest first, and cut into ten groups whose sizes differ by at most one.
+
+    Cases with tied scores cannot be told apart, so their won cases are shared evenly
+    over the places they take: a decile holding some of a tie counts that share (``won``
+    may then be a fraction), and the result does not depend on the order of the input.
+    """
     ys, xs = _check(labels, scores)
     _both(ys)
     order = sorted(range(len(xs)), key=lambda i: -xs[i])
+    share = [0.0] * len(order)  # the won share of each place in that order
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and xs[order[end + 1]] == xs[order[start]]:
+            end += 1
+        tied = range(start, end + 1)
+        mean = sum(ys[order[k]] for k in tied) / len(tied)
+        for k in tied:
+            share[k] = mean
+        start = end + 1
     base = sum(ys) / len(ys)
     n = len(ys)
     found = []
     for decile in range(10):
-        chunk = order[n * decile // 10 : n * (decile + 1) // 10]
-        if not chunk:
+        low, high = n * decile // 10, n * (decile + 1) // 10
+        if low == high:
             continue
-        won = sum(ys[i] for i in chunk)
-        rate = won / len(chunk)
-        found.append(DecileLift(decile + 1, len(chunk), won, rate, rate / base))
+        won = math.fsum(share[low:high])
+        if won.is_integer():
+            won = int(won)
+        rate = won / (high - low)
+        found.append(DecileLift(decile + 1, high - low, won, rate, rate / base))
     return tuple(found)
 
 
@@ -257,6 +319,16 @@ def cross_validate(
         raise ValidationError("repeats", repeats, "expected an int >= 1")
     found = checked_examples(examples)
     labels = [e.won for e in found]
+    if isinstance(folds, int) and not isinstance(folds, bool) and folds >= 2:
+        for outcome, what in ((True, "won"), (False, "lost")):
+            count = labels.count(outcome)
+            if count < folds:
+                raise ValidationError(
+                    "folds",
+                    folds,
+                    f"only {count} {what} examples: every fold needs at least one "
+                    f"(use at most {count} folds, or more examples)",
+                )
     results = []
     for repeat in range(repeats):
         for k, (train, test) in enumerate(stratified_folds(labels, folds, seed + repeat)):

@@ -44,6 +44,7 @@ import attrs
 from crmkit._extras import import_extra
 from crmkit.errors import NotFound, Problem, ValidationError
 from crmkit.models import Activity, Contact, Deal, Lead
+from crmkit.models._fields import finite
 from crmkit.models.rules import (
     CONTACT_FIELDS_OF,
     ActivityCondition,
@@ -111,7 +112,7 @@ def _is_number(value: object) -> bool:
 
 
 def _check_finite(field: str, value: object, *, low: float = -_MAX_POINTS) -> Problem | None:
-    if not _is_number(value) or not math.isfinite(value):  # type: ignore[arg-type]
+    if not _is_number(value) or not finite(value):
         return Problem(field, value, "expected a finite number")
     if not low <= value <= _MAX_POINTS:  # type: ignore[operator]
         return Problem(field, value, f"expected a number from {low:g} to {_MAX_POINTS:g}")
@@ -130,7 +131,14 @@ def _raise_problems(problems: Sequence[Problem | None]) -> None:
 
 
 def _to_float(value: Any) -> Any:
-    return float(value) if _is_number(value) else value
+    """A number as a float; anything else, and an int beyond a float's range, unchanged
+    (for the class's check to reject, naming the field)."""
+    if not _is_number(value):
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        return value
 
 
 def _text(field: str, value: object, *, limit: int = 200) -> Problem | None:

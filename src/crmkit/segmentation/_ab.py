@@ -32,7 +32,7 @@ from uuid import UUID
 
 import attrs
 
-from crmkit.errors import ValidationError
+from crmkit.errors import ValidationError, short_repr
 
 __all__ = ["ProportionTest", "assign_variant", "two_proportion_test"]
 
@@ -168,7 +168,9 @@ def _check_variants(variants: object) -> dict[str, Fraction]:
     weights: dict[str, Fraction] = {}
     for name, weight in variants.items():
         if not isinstance(name, str) or not name.strip():
-            raise ValidationError(f"variants[{name!r}]", name, "a variant is named by a text")
+            raise ValidationError(
+                f"variants[{short_repr(name)}]", name, "a variant is named by a text"
+            )
         if (
             isinstance(weight, bool)
             or not isinstance(weight, float | int)
@@ -176,7 +178,9 @@ def _check_variants(variants: object) -> dict[str, Fraction]:
             or weight <= 0
         ):
             raise ValidationError(
-                f"variants[{name!r}]", weight, "a weight is a finite number greater than 0"
+                f"variants[{short_repr(name)}]",
+                weight,
+                "a weight is a finite number greater than 0",
             )
         weights[name] = Fraction(weight)
     return weights

@@ -18,7 +18,7 @@ the storage adapter's SQL compiler follows the same rules.
 import calendar
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any, Final
@@ -137,22 +137,31 @@ def text_matches(op: TextOp, value: object, literal: str) -> bool | None:
     return text.endswith(part)
 
 
+_FIRST: Final = datetime.min.replace(tzinfo=UTC)
+_LAST: Final = datetime.max.replace(tzinfo=UTC)
+
+
 def window_bounds(
     window: DateWindow, days: int | None, now: datetime, *, dates: bool
 ) -> tuple[Any, Any, bool]:
     """``(low, high, high_inclusive)`` of a date window; ``None`` is an open end."""
     if window is DateWindow.THIS_MONTH:
         first = now.date().replace(day=1)
+        start = first if dates else datetime(first.year, first.month, 1, tzinfo=now.tzinfo)
+        if first.year == date.max.year and first.month == 12:  # no following month
+            return start, date.max if dates else _LAST, True
         last_day = calendar.monthrange(first.year, first.month)[1]
         following = first + timedelta(days=last_day)
         if dates:
             return first, following, False
-        start = datetime(first.year, first.month, 1, tzinfo=now.tzinfo)
         end = datetime(following.year, following.month, 1, tzinfo=now.tzinfo)
         return start, end, False
     assert days is not None
     anchor: date | datetime = now.date() if dates else now
-    cutoff = anchor - timedelta(days=days)
+    try:
+        cutoff = anchor - timedelta(days=days)
+    except OverflowError:  # before year 1: every value is later, as it is than the first
+        cutoff = date.min if dates else _FIRST
     if window is DateWindow.WITHIN_LAST:
         return cutoff, anchor, True
     return None, cutoff, False

@@ -48,6 +48,7 @@ from crmkit.models import (
     CustomFields,
     EmailAddress,
     LanguageCode,
+    Money,
     PhoneNumber,
 )
 from crmkit.models.rules import Condition
@@ -66,6 +67,7 @@ from crmkit.serialization._scalars import (
     structure_int,
     structure_str,
     structure_uuid,
+    unstructure_money,
 )
 
 __all__ = [
@@ -116,6 +118,7 @@ def make_converter() -> CrmkitConverter:
     _register_values(converter)
     register_durations(converter)
     converter.register_structure_hook_factory(_is_sequence, _sequence_factory)
+    converter.register_structure_hook_factory(_is_fixed_tuple, _fixed_tuple_factory)
     converter.register_structure_hook_factory(_is_set, _set_factory)
     converter.register_structure_hook_factory(_is_mapping, _mapping_factory)
     converter.register_structure_hook_factory(_is_optional, _optional_structure_factory)
@@ -216,6 +219,34 @@ def _is_sequence(t: Any) -> bool:
     return origin in (list, abc.Sequence, abc.MutableSequence)
 
 
+def _is_fixed_tuple(t: Any) -> bool:
+    args = get_args(t)
+    return get_origin(t) is tuple and bool(args) and Ellipsis not in args
+
+
+def _fixed_tuple_factory(t: Any, converter: cattrs.Converter) -> Callable[[object, type], Any]:
+    """``tuple[A, B]``: a JSON array of exactly that many items (a string such as ``"ab"``
+    is not the pair ``("a", "b")``)."""
+    item_types = get_args(t)
+    hooks = [converter.get_structure_hook(item) for item in item_types]
+
+    def structure(obj: object, _: type) -> Any:
+        if isinstance(obj, str | bytes | Mapping) or not isinstance(obj, list | tuple):
+            raise fail(obj, f"expected a list of {len(item_types)} items")
+        if len(obj) != len(item_types):
+            raise fail(obj, f"expected a list of {len(item_types)} items")
+        located = ((_child("", index), value) for index, value in enumerate(obj))
+        reads = iter(zip(hooks, item_types, strict=True))
+
+        def read(value: object) -> Any:
+            hook, item_type = next(reads)
+            return hook(value, item_type)
+
+        return tuple(read_each(located, read))
+
+    return structure
+
+
 def _is_set(t: Any) -> bool:
     return get_origin(t) in (set, frozenset, abc.Set, abc.MutableSet)
 
@@ -289,6 +320,7 @@ def _register_values(converter: CrmkitConverter) -> None:
     for value_type in _VALUE_TYPES:
         converter.register_structure_hook(value_type, _value_structure_factory(value_type))
         converter.register_unstructure_hook(value_type, str)
+    converter.register_unstructure_hook(Money, unstructure_money)
     converter.register_structure_hook(CustomFields, _structure_custom)
     converter.register_unstructure_hook(CustomFields, dict)
     # Tags and member lists are written sorted, so equal sets give equal JSON.

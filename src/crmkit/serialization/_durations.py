@@ -22,7 +22,8 @@ __all__ = ["register_durations"]
 
 _DURATION: Final = re.compile(
     r"(?P<sign>-)?P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)(?:\.(?P<fraction>\d{1,6}))?S)?)?\Z"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)(?:\.(?P<fraction>\d{1,6}))?S)?)?\Z",
+    re.ASCII,  # digits 0-9 only: "PT\u0661H" (an Arabic-Indic one) is no duration
 )
 
 

@@ -46,6 +46,7 @@ from crmkit.serialization._scalars import (
     structure_enum,
     structure_str,
     structure_uuid,
+    unstructure_money,
 )
 
 __all__ = ["structure_condition", "unstructure_condition"]
@@ -68,7 +69,7 @@ def _encode_literal(value: object) -> object:
     if isinstance(value, UUID):
         return {"uuid": str(value)}
     if isinstance(value, Money):
-        return {"money": {"amount": str(value.amount), "currency": value.currency}}
+        return {"money": unstructure_money(value)}
     raise TypeError(f"not a rule literal: {value!r}")  # pragma: no cover - nodes check this
 
 

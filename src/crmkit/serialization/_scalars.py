@@ -11,7 +11,7 @@ from uuid import UUID
 
 from crmkit.clock import ensure_utc
 from crmkit.errors import Problem, ValidationError
-from crmkit.models import parse_decimal
+from crmkit.models import Money, parse_decimal
 
 
 def fail(obj: object, reason: str) -> ValidationError:
@@ -78,6 +78,12 @@ def structure_date(obj: object, _: type) -> date:
         return date.fromisoformat(obj)
     except ValueError:
         raise fail(obj, "not an ISO 8601 date (YYYY-MM-DD)") from None
+
+
+def unstructure_money(value: Money) -> dict[str, str]:
+    """Money as ``{"amount": "1000000", "currency": "EUR"}``: the amount in plain notation
+    (never ``1E+6``), with the places it was given."""
+    return {"amount": f"{value.amount:f}", "currency": value.currency}
 
 
 def structure_decimal(obj: object, _: type) -> Decimal:

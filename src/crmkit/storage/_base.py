@@ -1,7 +1,7 @@
 """Checks and algorithms every adapter shares, so that they cannot disagree."""
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Final, TypeVar, cast
 from uuid import UUID
@@ -21,7 +21,7 @@ from crmkit.models import (
 )
 from crmkit.models.rules import Rule, RuleEntity
 from crmkit.storage._columns import groupable
-from crmkit.storage._query import Cursor, Order, Page, check_order
+from crmkit.storage._query import Cursor, Order, Page, check_cursor, check_order
 
 __all__ = [
     "TaskQuery",
@@ -33,6 +33,7 @@ __all__ = [
     "check_item",
     "check_kinds",
     "check_limit",
+    "check_many",
     "check_rule",
     "check_subject",
     "check_tenant",
@@ -102,6 +103,13 @@ def check_id(value: object, field: str = "id") -> UUID:
     if not isinstance(value, UUID):
         raise ValidationError(field, value, "expected a UUID")
     return value
+
+
+def check_many(values: object, field: str) -> Iterable[object]:
+    """``values`` if it is a collection (not text, not a mapping) to read items from."""
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise ValidationError(field, values, "expected a collection (a list, a generator, ...)")
+    return values
 
 
 def check_kinds(kinds: Iterable[ActivityKind] | None) -> frozenset[ActivityKind] | None:
@@ -212,13 +220,11 @@ def query_now(now: datetime | None, clock: Clock) -> datetime:
 
 
 def start_after(order: Order | None, after: Cursor | None, entity: type[Entity]) -> Order:
-    """The checked order of a query; a cursor must come from a query in the same order."""
+    """The checked order of a query; a cursor must come from a query in the same order
+    (see :func:`check_cursor`, which the adapters call to read the cursor itself)."""
     order = check_order(Order() if order is None else order, entity)
     if after is not None:
-        if not isinstance(after, Cursor):
-            raise ValidationError("after", after, "expected a Cursor")
-        if after.order != order:
-            raise ValidationError("after", after, "this cursor belongs to another order")
+        check_cursor(after, order, entity)
     return order
 
 

@@ -1,8 +1,8 @@
 """Query shapes shared by every adapter: ordering, keyset cursors and pages."""
 
 import base64
-import binascii
 import json
+import math
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
@@ -13,9 +13,10 @@ import attrs
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import Entity
+from crmkit.models._fields import finite
 from crmkit.storage._columns import Column, Kind, columns, sortable
 
-__all__ = ["Cursor", "Order", "Page", "check_order", "sort_key"]
+__all__ = ["Cursor", "Order", "Page", "check_cursor", "check_order", "sort_key"]
 
 _E = TypeVar("_E", bound=Entity)
 
@@ -60,15 +61,22 @@ class Cursor:
         Raises :class:`~crmkit.errors.ValidationError` (field ``cursor``) for anything
         that is not such a token.
         """
+        if not isinstance(token, str):
+            raise ValidationError("cursor", token, "not a cursor of this query")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             field, descending, value, id_ = json.loads(raw)
             order = check_order(Order(field, descending), entity)
             column = columns(entity)[field]
             return cls(order, _load(column, value), UUID(id_))
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
-            if isinstance(error, ValidationError):
-                raise
+        except (
+            ValueError,  # also binascii.Error, UnicodeDecodeError and JSON's errors
+            TypeError,
+            OverflowError,  # a number too large for a float
+            RecursionError,  # arrays nested too deep for the JSON reader
+        ) as error:
+            if isinstance(error, ValidationError) and error.field:
+                raise  # the token's order is not one of this entity
             raise ValidationError("cursor", token, "not a cursor of this query") from None
 
 
@@ -94,7 +102,9 @@ def _load(column: Column, value: Any) -> Any:
             assert column.enum is not None
             return column.enum(value)
         case Kind.FLOAT if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            number = float(value)  # OverflowError for an int beyond a float
+            if math.isfinite(number):  # as every stored float is
+                return number
         case Kind.INT if type(value) is int:
             return value
         case Kind.BOOL if type(value) is bool:
@@ -102,6 +112,45 @@ def _load(column: Column, value: Any) -> Any:
         case Kind.TEXT if type(value) is str:
             return value
     raise ValueError(value)
+
+
+def _fits(column: Column, value: Any) -> bool:
+    """Whether ``value`` is a value of ``column`` as a cursor holds it (``None`` too)."""
+    match column.kind:
+        case _ if value is None:
+            return True
+        case Kind.DATETIME:
+            return isinstance(value, datetime) and value.utcoffset() is not None
+        case Kind.DATE:
+            return isinstance(value, date) and not isinstance(value, datetime)
+        case Kind.UUID:
+            return isinstance(value, UUID)
+        case Kind.ENUM:
+            return column.enum is not None and isinstance(value, column.enum)
+        case Kind.FLOAT:
+            return isinstance(value, int | float) and not isinstance(value, bool) and finite(value)
+        case Kind.INT:
+            return isinstance(value, int) and not isinstance(value, bool)
+        case Kind.BOOL:
+            return isinstance(value, bool)
+        case Kind.TEXT:
+            return isinstance(value, str)
+    return False
+
+
+def check_cursor(after: object, order: Order, entity: type[Entity]) -> Cursor:
+    """``after`` if it is a cursor of a query on ``entity`` in ``order``: its value one of
+    the ordering field (an aware datetime for a time) and its id a UUID."""
+    if not isinstance(after, Cursor):
+        raise ValidationError("after", after, "expected a Cursor")
+    if after.order != order:
+        raise ValidationError("after", after, "this cursor belongs to another order")
+    column = columns(entity)[order.field]
+    if not _fits(column, after.value) or not isinstance(after.id, UUID):
+        raise ValidationError(
+            "after.value", after.value, f"not a value of {entity.entity_name}.{order.field}"
+        )
+    return after
 
 
 @attrs.frozen

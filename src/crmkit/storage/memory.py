@@ -55,6 +55,7 @@ from crmkit.storage._base import (
     check_item,
     check_kinds,
     check_limit,
+    check_many,
     check_rule,
     check_subject,
     check_tenant,
@@ -263,7 +264,7 @@ class _Repository(Generic[_E]):
 
     def get_many(self, ids: Iterable[UUID], /) -> Mapping[UUID, _E]:
         table = self._table
-        wanted = [check_id(i, f"ids[{n}]") for n, i in enumerate(ids)]
+        wanted = [check_id(i, f"ids[{n}]") for n, i in enumerate(check_many(ids, "ids"))]
         return {i: cast(_E, table[i]) for i in wanted if i in table}
 
     def add(self, item: _E, /) -> _E:
@@ -280,6 +281,7 @@ class _Repository(Generic[_E]):
         (none here; contacts have their e-mail)."""
 
     def add_many(self, items: Iterable[_E], /) -> int:
+        check_many(items, "items")
         table = self._table
         staged: dict[UUID, _E] = {}
         for index, item in enumerate(items):

@@ -64,7 +64,7 @@ def _money(value: Money | None) -> tuple[str | None, str | None, int | None, int
     if value is None:
         return None, None, None, None
     units, nanos = decimal_parts(value.amount)
-    return str(value.amount), value.currency, units, nanos
+    return f"{value.amount:f}", value.currency, units, nanos
 
 
 @lru_cache(maxsize=4096)  # tag sets repeat across contacts; frozensets are hashable

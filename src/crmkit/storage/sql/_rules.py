@@ -20,6 +20,7 @@ import operator
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Context as DecimalContext
 from typing import Any, Final, cast
 from uuid import UUID
 
@@ -75,6 +76,9 @@ def _apply(op: Op, left: Any, right: Any) -> _Bool:
 
 _LIMIT: Final = Decimal(10) ** 18
 _PLACES: Final = Decimal(1).scaleb(-12)
+_WIDE: Final = DecimalContext(prec=40)
+"""Room for every literal under ``_LIMIT`` at 12 places (the default context's 28 digits
+cannot quantize 10^16 or more to 12 places)."""
 _SQLITE_JSON_TYPES: Final = {str: ("text",), float: ("integer", "real"), bool: ("true", "false")}
 _POSTGRES_JSON_TYPES: Final = {str: "string", float: "number", bool: "boolean"}
 
@@ -110,10 +114,10 @@ def _decimal_compare(
 ) -> _Bool:
     """A stored decimal (at most 12 places, under 10^18) ``<op> literal``, exactly."""
     if abs(literal) < _LIMIT:
-        floor = literal.quantize(_PLACES, ROUND_FLOOR)
+        floor = literal.quantize(_PLACES, ROUND_FLOOR, _WIDE)
         if floor == literal:
             return _pair_compare(units, nanos, op, *decimal_parts(floor))
-        ceiling = literal.quantize(_PLACES, ROUND_CEILING)
+        ceiling = literal.quantize(_PLACES, ROUND_CEILING, _WIDE)
         if op is Op.EQ:
             return _false_unless_null(units)
         if op is Op.NE:

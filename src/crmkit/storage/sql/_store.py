@@ -56,6 +56,7 @@ from crmkit.storage._base import (
     check_item,
     check_kinds,
     check_limit,
+    check_many,
     check_rule,
     check_subject,
     check_tenant,
@@ -772,7 +773,7 @@ class _Repository(Generic[_E]):
         return found
 
     def get_many(self, ids: Iterable[UUID], /) -> Mapping[UUID, _E]:
-        wanted = [check_id(i, f"ids[{n}]") for n, i in enumerate(ids)]
+        wanted = [check_id(i, f"ids[{n}]") for n, i in enumerate(check_many(ids, "ids"))]
         found: dict[UUID, _E] = {}
         for start in range(0, len(wanted), _ID_CHUNK):
             chunk = wanted[start : start + _ID_CHUNK]
@@ -837,6 +838,7 @@ class _Repository(Generic[_E]):
         return None
 
     def add_many(self, items: Iterable[_E], /) -> int:
+        check_many(items, "items")
         unit = self._unit
         if unit.store.dialect == "postgresql" and self._codec.members_field is None:
             return self._copy_many(items)
