@@ -1387,7 +1387,10 @@ class StoreContract:
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join()
+            thread.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), _c(
+            "units of work in several threads end (no deadlock)"
+        )
         assert failures == [], _c(
             "concurrent writers: a unit that waits succeeds; a lost race is ConcurrencyConflict"
         )
