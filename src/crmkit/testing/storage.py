@@ -725,7 +725,7 @@ class StoreContract:
             except BaseException as error:
                 failures.append(error)
 
-        reader = threading.Thread(target=read)
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         with fresh.unit_of_work() as unit:
             unit.contacts.add(contact)
@@ -1383,7 +1383,7 @@ class StoreContract:
                 except BaseException as error:
                     failures.append(error)
 
-        threads = [threading.Thread(target=work) for _ in range(4)]
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
