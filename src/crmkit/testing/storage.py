@@ -737,7 +737,7 @@ class StoreContract(QueryContract):
             except BaseException as error:
                 failures.append(error)
 
-        reader = threading.Thread(target=read)
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         with fresh.unit_of_work() as unit:
             unit.contacts.add(contact)
@@ -1395,11 +1395,14 @@ class StoreContract(QueryContract):
                 except BaseException as error:
                     failures.append(error)
 
-        threads = [threading.Thread(target=work) for _ in range(4)]
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join()
+            thread.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), _c(
+            "units of work in several threads end (no deadlock)"
+        )
         assert failures == [], _c(
             "concurrent writers: a unit that waits succeeds; a lost race is ConcurrencyConflict"
         )
