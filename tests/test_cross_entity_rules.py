@@ -38,7 +38,7 @@ from crmkit.models.rules import (
     RuleEntity,
     contact_condition,
 )
-from crmkit.scoring import Criterion, ScoringModel
+from crmkit.scoring import Criterion, ScoringModel, score
 from crmkit.segmentation import (
     Context,
     activity,
@@ -229,6 +229,7 @@ def test_scoring_reads_the_contact_from_the_context() -> None:
     model = ScoringModel(name="m", criteria=(german,))
     assert model.compile(Context(now=NOW, contacts={ada.id: ada})).score(lead).total == 10
     assert model.compile(Context(now=NOW)).score(lead).total == 0
+    assert score(model, lead, Context(now=NOW), contact=ada).total == 10  # as rescore_lead
 
 
 def test_columns_cannot_score_contact_fields() -> None:

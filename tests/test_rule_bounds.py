@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from crmkit.errors import InvalidRule, ValidationError
-from crmkit.models import Contact, Segment
+from crmkit.models import Contact, Segment, Ticket, TicketChannel, TicketStatus
 from crmkit.models.rules import (
     FIELDS,
     MAX_IN_VALUES,
@@ -49,6 +50,7 @@ from crmkit.segmentation import (
     in_segment,
     members,
     select,
+    tickets_where,
 )
 from crmkit.segmentation._semantics import field_value
 from crmkit.serialization import make_converter
@@ -339,3 +341,28 @@ def test_wide_rules_are_not_chained_into_deep_sql(store: Store) -> None:
             assert set(unit.contacts.ids(rule, now=NOW)) == expected
         assert unit.contacts.count(wide) == 7
         assert unit.contacts.count(deep_and) == 5
+
+
+def test_in_lists_of_numbers_no_column_can_hold(store: Store) -> None:
+    # An integer column holds 64-bit integers: a float like 1e30 is a whole number
+    # that equals none of them, and must not reach the database as an integer.
+    tickets = [
+        attrs.evolve(
+            Ticket.new(subject="s", contact_id=uuid4(), channel=TicketChannel.EMAIL),
+            status=TicketStatus.SOLVED,
+            csat=csat,
+        )
+        for csat in (3, None, 5)
+    ]
+    rules = [
+        tickets_where(field("csat").is_in(1e30, 3.0, 2**62)),
+        tickets_where(field("csat").not_in(1e30, 5)),
+        tickets_where(field("csat").is_in(1e30, None)),
+    ]
+    context = Context(now=NOW)
+    with _fresh(store).unit_of_work() as unit:
+        unit.tickets.add_many(tickets)
+        for rule in rules:
+            expected = {t.id for t in tickets if evaluate(rule, t, context) is True}
+            assert set(unit.tickets.ids(rule, now=NOW)) == expected
+        assert unit.tickets.ids(rules[0], now=NOW) == [tickets[0].id]

@@ -363,7 +363,8 @@ class CompiledModel:
     second, again the totals of :meth:`score`, bit for bit.
 
     ``contact`` / ``contacts`` give the contacts for the contact rules of a lead or deal
-    model; they are required only when the model has contact rules.
+    model; they are required only when the model has contact rules. The
+    ``contact.<field>`` conditions of the entity's own rules read ``context.contacts``.
     """
 
     def __init__(self, model: ScoringModel, context: Context) -> None:
@@ -829,7 +830,13 @@ def score(
     To score many entities, or on every write, compile the model once with
     :meth:`ScoringModel.compile` and call :meth:`CompiledModel.score` or
     :meth:`CompiledModel.totals`.
+
+    A given ``contact`` also answers the ``contact.<field>`` conditions of the entity's
+    own rules (a compiled model reads those from ``context.contacts``).
     """
+    known = context.contacts if isinstance(context, Context) else None
+    if known is not None and isinstance(contact, Contact) and contact.id not in known:
+        context = attrs.evolve(context, contacts={**known, contact.id: contact})
     return CompiledModel(model, context).score(entity, contact=contact)
 
 

@@ -155,6 +155,7 @@ def _float_compare(column: ColumnElement[Any], op: Op, literal: Any) -> _Bool:
 
 
 _GROUP: Final = 100
+_INT64: Final = 2**63
 _ELEMENTS: Final[Mapping[FieldType, sa.types.TypeEngine[Any]]] = {
     FieldType.UUID: postgresql.UUID(as_uuid=True),
     FieldType.BOOL: sa.Boolean(),
@@ -187,7 +188,9 @@ def _number(literal: Any, *, floating: bool) -> int | float | None:
     if isinstance(literal, int):
         return literal
     whole = int(literal) if float(literal).is_integer() else None
-    return whole if whole is not None and whole == literal else None
+    if whole is None or whole != literal or not -_INT64 <= whole < _INT64:
+        return None  # an integer column holds 64-bit integers only
+    return whole
 
 
 def _decimal_pair(literal: Decimal) -> tuple[int, int] | None:
