@@ -317,6 +317,8 @@ class JsonTasks(JsonRepository[Task]):
         kind: TaskKind | None = None,
         assignee: str | None = None,
         contact_id: UUID | None = None,
+        deal_id: UUID | None = None,
+        ticket_id: UUID | None = None,
         due_until: datetime | None = None,
     ) -> list[Task]:
         if status is not None and not isinstance(status, TaskStatus):
@@ -325,8 +327,13 @@ class JsonTasks(JsonRepository[Task]):
             raise ValidationError("kind", kind, "expected a TaskKind or None")
         if assignee is not None and not isinstance(assignee, str):
             raise ValidationError("assignee", assignee, "expected a str or None")
-        if contact_id is not None:
-            check_id(contact_id, "contact_id")
+        for name, value in (
+            ("contact_id", contact_id),
+            ("deal_id", deal_id),
+            ("ticket_id", ticket_id),
+        ):
+            if value is not None:
+                check_id(value, name)
         if due_until is not None:
             check_time(due_until, "due_until")
         found = [
@@ -336,6 +343,8 @@ class JsonTasks(JsonRepository[Task]):
             and (kind is None or t.kind is kind)
             and (assignee is None or t.assignee == assignee)
             and (contact_id is None or t.contact_id == contact_id)
+            and (deal_id is None or t.deal_id == deal_id)
+            and (ticket_id is None or t.ticket_id == ticket_id)
             and (due_until is None or t.due_at <= due_until)
         ]
         return sorted(found, key=lambda t: (t.due_at, t.id))

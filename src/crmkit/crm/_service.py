@@ -1209,9 +1209,13 @@ class CRM:
             self._delete_contact(unit, cast(Contact, contact))
         deals = {d.id for d in self._fresh(unit, "deal", referrers)}
         tickets = {t.id for t in self._fresh(unit, "ticket", referrers)}
-        for task in unit.tasks.iterate():
-            if task.deal_id in deals or task.ticket_id in tickets or task.contact_id == id:
-                unit.tasks.delete(task.id)
+        doomed = {t.id: t for t in referrers.get("task", [])}
+        for deal_id in deals:
+            doomed.update((t.id, t) for t in unit.tasks.select(deal_id=deal_id))
+        for ticket_id in tickets:
+            doomed.update((t.id, t) for t in unit.tasks.select(ticket_id=ticket_id))
+        for task_id in sorted(doomed):
+            unit.tasks.delete(task_id)
         for activity in referrers.get("activity", []):
             unit.activities.delete(activity.id)
         for consent in referrers.get("consent", []):

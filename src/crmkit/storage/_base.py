@@ -178,6 +178,8 @@ class TaskQuery:
     assignee: str | None
     contact_id: UUID | None
     due_until: datetime | None
+    deal_id: UUID | None = None
+    ticket_id: UUID | None = None
 
     def matches(self, task: Task) -> bool:
         """Whether ``task`` passes every filter (what the memory store evaluates)."""
@@ -186,12 +188,21 @@ class TaskQuery:
             and (self.kind is None or task.kind is self.kind)
             and (self.assignee is None or task.assignee == self.assignee)
             and (self.contact_id is None or task.contact_id == self.contact_id)
+            and (self.deal_id is None or task.deal_id == self.deal_id)
+            and (self.ticket_id is None or task.ticket_id == self.ticket_id)
             and (self.due_until is None or task.due_at <= self.due_until)
         )
 
 
 def task_query(
-    status: object, kind: object, assignee: object, contact_id: object, due_until: object
+    *,
+    status: object,
+    kind: object,
+    assignee: object,
+    contact_id: object,
+    due_until: object,
+    deal_id: object = None,
+    ticket_id: object = None,
 ) -> TaskQuery:
     """The filters of a task query, checked."""
     if status is not None and not isinstance(status, TaskStatus):
@@ -202,7 +213,9 @@ def task_query(
         raise ValidationError("assignee", assignee, "expected a str or None")
     contact = None if contact_id is None else check_id(contact_id, "contact_id")
     due = None if due_until is None else ensure_utc(cast(datetime, due_until), "due_until")
-    return TaskQuery(status, kind, assignee, contact, due)
+    deal = None if deal_id is None else check_id(deal_id, "deal_id")
+    ticket = None if ticket_id is None else check_id(ticket_id, "ticket_id")
+    return TaskQuery(status, kind, assignee, contact, due, deal, ticket)
 
 
 def check_group_field(field: object, entity: type[Entity]) -> str:

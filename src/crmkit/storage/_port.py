@@ -211,10 +211,13 @@ class TaskRepository(Repository[Task], Protocol):
         kind: TaskKind | None = None,
         assignee: str | None = None,
         contact_id: UUID | None = None,
+        deal_id: UUID | None = None,
+        ticket_id: UUID | None = None,
         due_until: datetime | None = None,
     ) -> list[Task]:
         """The tasks that match every filter given (``None`` leaves one out), by
-        ``due_at`` then ``id``; ``due_until`` keeps tasks due at or before it."""
+        ``due_at`` then ``id``; ``due_until`` keeps tasks due at or before it. Each
+        filter is served by an index: the cost follows the tasks found, not the table."""
         ...
 
 

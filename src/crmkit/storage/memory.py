@@ -417,9 +417,19 @@ class _Tasks(_Repository[Task]):
         kind: TaskKind | None = None,
         assignee: str | None = None,
         contact_id: UUID | None = None,
+        deal_id: UUID | None = None,
+        ticket_id: UUID | None = None,
         due_until: datetime | None = None,
     ) -> list[Task]:
-        query = task_query(status, kind, assignee, contact_id, due_until)
+        query = task_query(
+            status=status,
+            kind=kind,
+            assignee=assignee,
+            contact_id=contact_id,
+            due_until=due_until,
+            deal_id=deal_id,
+            ticket_id=ticket_id,
+        )
         found = [t for t in cast(Iterable[Task], self._table.values()) if query.matches(t)]
         return sorted(found, key=lambda t: (t.due_at, t.id))
 

@@ -135,6 +135,8 @@ class QueryContract:
 
     def test_task_select_filters_and_orders(self, fresh: Store) -> None:
         contacts = [uuid4(), uuid4()]
+        deals = [uuid4(), uuid4(), uuid4()]
+        tickets = [uuid4(), uuid4()]
         tasks = []
         combinations = product(TaskStatus, (TaskKind.FOLLOW_UP, TaskKind.CALL), ("ann", None))
         for n, (status, kind, assignee) in enumerate(combinations):
@@ -145,6 +147,8 @@ class QueryContract:
                 kind=kind,
                 assignee=assignee,
                 contact_id=contacts[n % 2],
+                deal_id=deals[n % 3] if n % 3 else None,
+                ticket_id=tickets[n % 2] if n % 4 else None,
                 clock=FixedClock(_T0 - timedelta(days=1)),
             )
             done = _T0 if status is TaskStatus.DONE else None
@@ -165,6 +169,9 @@ class QueryContract:
             {"assignee": "ann"},
             {"assignee": "zed"},
             {"contact_id": contacts[1]},
+            {"deal_id": deals[1]},
+            {"ticket_id": tickets[0]},
+            {"deal_id": deals[2], "ticket_id": tickets[1]},
             {"due_until": bound},
             {"status": TaskStatus.OPEN, "assignee": "ann", "due_until": bound},
             {"status": TaskStatus.DONE, "kind": TaskKind.FOLLOW_UP, "contact_id": contacts[0]},

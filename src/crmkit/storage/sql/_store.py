@@ -1158,9 +1158,19 @@ class _Tasks(_Repository[Task]):
         kind: TaskKind | None = None,
         assignee: str | None = None,
         contact_id: UUID | None = None,
+        deal_id: UUID | None = None,
+        ticket_id: UUID | None = None,
         due_until: datetime | None = None,
     ) -> list[Task]:
-        query = task_query(status, kind, assignee, contact_id, due_until)
+        query = task_query(
+            status=status,
+            kind=kind,
+            assignee=assignee,
+            contact_id=contact_id,
+            due_until=due_until,
+            deal_id=deal_id,
+            ticket_id=ticket_id,
+        )
         table = self._table
         statement = self._base()
         if query.status is not None:
@@ -1171,6 +1181,10 @@ class _Tasks(_Repository[Task]):
             statement = statement.where(table.c.assignee == query.assignee)
         if query.contact_id is not None:
             statement = statement.where(table.c.contact_id == query.contact_id)
+        if query.deal_id is not None:
+            statement = statement.where(table.c.deal_id == query.deal_id)
+        if query.ticket_id is not None:
+            statement = statement.where(table.c.ticket_id == query.ticket_id)
         if query.due_until is not None:
             statement = statement.where(table.c.due_at <= query.due_until)
         return self._load(statement.order_by(table.c.due_at, table.c.id))
