@@ -2,11 +2,18 @@
 
 import os
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
+from crmkit.clock import FixedClock
+from crmkit.storage import MemoryStore, Store
 from crmkit.storage.sql import SqlStore, open_store
+
+STORES = ["memory", "sqlite", "postgresql"]
+"""The stores a use-case test runs on (the ``params`` of its ``store`` fixture)."""
 
 POSTGRES_URL = os.environ.get("CRMKIT_TEST_POSTGRES_URL")
 POSTGRES_REQUIRED = os.environ.get("CRMKIT_REQUIRE_POSTGRES") == "1"
@@ -35,3 +42,18 @@ def postgres_store(tenant: str = "tests") -> Iterator[SqlStore]:
     store = open_store(postgres_url(), tenant=tenant)
     yield store
     store.close()
+
+
+def stepping_store(kind: str, tmp_path: Path, now: datetime, name: str) -> Iterator[Store]:
+    """A store of ``kind`` (one of :data:`STORES`) for one test: a tenant of its own
+    (the PostgreSQL server is shared), and a clock that starts at ``now`` and steps one
+    second per reading, so that every event has its own time."""
+    clock = FixedClock(now, step=timedelta(seconds=1))
+    tenant = f"{name}-{uuid4().hex[:12]}"
+    if kind == "memory":
+        yield MemoryStore(tenant, clock=clock)
+        return
+    url = f"sqlite:///{tmp_path / 'crm.db'}" if kind == "sqlite" else postgres_url()
+    made = open_store(url, tenant=tenant, clock=clock)
+    yield made
+    made.close()

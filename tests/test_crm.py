@@ -53,8 +53,7 @@ from crmkit.models import (
 from crmkit.scoring import Criterion, Group, ScoringModel
 from crmkit.segmentation import activity, contacts_where, field, leads_where, prop
 from crmkit.storage import MemoryStore, Store
-from crmkit.storage.sql import open_store
-from tests.storage_support import postgres_url
+from tests.storage_support import STORES, stepping_store
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -86,17 +85,9 @@ def in_stock(deal: object, stage: Stage) -> str | None:
     return None
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    clock = FixedClock(NOW, step=timedelta(seconds=1))  # every event its own time
-    tenant = f"crm-{uuid4().hex[:12]}"  # a tenant of its own: the server is shared
-    if request.param == "memory":
-        yield MemoryStore(tenant=tenant, clock=clock)
-        return
-    url = f"sqlite:///{tmp_path / 'crm.db'}" if request.param == "sqlite" else postgres_url()
-    made = open_store(url, tenant=tenant, clock=clock)
-    yield made
-    made.close()
+    yield from stepping_store(request.param, tmp_path, NOW, "crm")
 
 
 def crm_of(store: Store, **changes: object) -> CRM:

@@ -3,14 +3,13 @@ requirements, and the service creates, updates and deletes contacts and accounts
 leads, rescores many leads, attaches repeat touches and captures phone-only touches."""
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
 
-from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.errors import (
     ClosedRecord,
@@ -38,9 +37,8 @@ from crmkit.models import (
 )
 from crmkit.scoring import Criterion, ScoringModel
 from crmkit.segmentation import contacts_where, field
-from crmkit.storage import MemoryStore, Store
-from crmkit.storage.sql import open_store
-from tests.storage_support import postgres_url
+from crmkit.storage import Store
+from tests.storage_support import STORES, stepping_store
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -84,17 +82,9 @@ INBOUND = Pipeline(
 )
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    clock = FixedClock(NOW, step=timedelta(seconds=1))
-    tenant = f"rec-{uuid4().hex[:12]}"
-    if request.param == "memory":
-        yield MemoryStore(tenant=tenant, clock=clock)
-        return
-    url = f"sqlite:///{tmp_path / 'crm.db'}" if request.param == "sqlite" else postgres_url()
-    made = open_store(url, tenant=tenant, clock=clock)
-    yield made
-    made.close()
+    yield from stepping_store(request.param, tmp_path, NOW, "rec")
 
 
 def crm_of(store: Store, **options: object) -> CRM:

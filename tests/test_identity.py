@@ -26,7 +26,7 @@ from crmkit.models import (
 )
 from crmkit.storage import MemoryStore, Store
 from crmkit.storage.sql import open_store
-from tests.storage_support import postgres_url
+from tests.storage_support import STORES, postgres_url, stepping_store
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 SALES = Pipeline(
@@ -46,16 +46,9 @@ def _url(kind: str, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'crm.db'}" if kind == "sqlite" else postgres_url()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    clock = FixedClock(NOW, step=timedelta(seconds=1))
-    tenant = f"id-{uuid4().hex[:12]}"
-    if request.param == "memory":
-        yield MemoryStore(tenant, clock=clock)
-        return
-    made = open_store(_url(request.param, tmp_path), tenant=tenant, clock=clock)
-    yield made
-    made.close()
+    yield from stepping_store(request.param, tmp_path, NOW, "id")
 
 
 def touch(email: str, source: str = "web") -> Touchpoint:

@@ -22,10 +22,9 @@ from crmkit.serialization import (
     structure_new,
     structure_patch,
 )
-from crmkit.storage import ENTITIES, MemoryStore, Store
-from crmkit.storage.sql import open_store
+from crmkit.storage import ENTITIES, Store
 from crmkit.testing import strategies as cst
-from tests.storage_support import postgres_url
+from tests.storage_support import STORES, stepping_store
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CLOCK = FixedClock(NOW)
@@ -161,17 +160,9 @@ def test_a_patch_refuses_null_for_required_fields_and_checks_the_whole_entity() 
     assert other.value.field == "item"
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    clock = FixedClock(NOW, step=timedelta(seconds=1))
-    tenant = f"pay-{uuid4().hex[:12]}"
-    if request.param == "memory":
-        yield MemoryStore(tenant=tenant, clock=clock)
-        return
-    url = f"sqlite:///{tmp_path / 'crm.db'}" if request.param == "sqlite" else postgres_url()
-    made = open_store(url, tenant=tenant, clock=clock)
-    yield made
-    made.close()
+    yield from stepping_store(request.param, tmp_path, NOW, "pay")
 
 
 def test_json_in_json_out_through_the_crm_with_a_stale_version(store: Store) -> None:

@@ -4,34 +4,23 @@ once with a clear error, instead of waiting for the busy timeout (issue 11)."""
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 
-from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.errors import StorageError
 from crmkit.models import Contact
-from crmkit.storage import MemoryStore, Store
-from crmkit.storage.sql import open_store
-from tests.storage_support import postgres_url
+from crmkit.storage import Store
+from tests.storage_support import STORES, stepping_store
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    clock = FixedClock(NOW, step=timedelta(seconds=1))
-    tenant = f"nest-{uuid4().hex[:12]}"
-    if request.param == "memory":
-        yield MemoryStore(tenant=tenant, clock=clock)
-        return
-    url = f"sqlite:///{tmp_path / 'crm.db'}" if request.param == "sqlite" else postgres_url()
-    made = open_store(url, tenant=tenant, clock=clock)
-    yield made
-    made.close()
+    yield from stepping_store(request.param, tmp_path, NOW, "nest")
 
 
 def test_a_crm_call_inside_an_open_unit_fails_at_once(store: Store) -> None:
