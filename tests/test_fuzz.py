@@ -464,7 +464,7 @@ def _name_of(function: Callable[..., Any]) -> str:
 
 
 @pytest.mark.parametrize("constructor", CONSTRUCTORS, ids=_name_of)
-@_fuzz(60)
+@_fuzz(20)
 @given(data=st.data())
 def test_constructors_raise_only_crmkit_errors(constructor: Callable[..., Any], data: Any) -> None:
     args, kwargs = data.draw(arguments(constructor), label="arguments")
@@ -496,7 +496,7 @@ def _mutated(data: Any, draw: st.DrawFn) -> Any:
 
 
 @pytest.mark.parametrize("cls", _structured_types(), ids=lambda c: getattr(c, "__name__", str(c)))
-@_fuzz(60)
+@_fuzz(20)
 @given(data=st.data())
 def test_structure_raises_only_crmkit_errors(cls: Any, data: Any) -> None:
     value = data.draw(_plausible(cls, 0), label="value")
@@ -622,7 +622,7 @@ CRM_METHODS = [
 
 
 @pytest.mark.parametrize("method", CRM_METHODS)
-@_fuzz(40)
+@_fuzz(12)
 @given(data=st.data())
 def test_crm_methods_raise_only_crmkit_errors(method: str, data: Any) -> None:
     world = _world(MemoryStore(tenant="fuzz", clock=FixedClock(_NOW)))
@@ -677,7 +677,7 @@ def _repository_known(world: World, repository: Any) -> dict[str, st.SearchStrat
 
 
 @pytest.mark.parametrize(("repository", "method"), _repository_methods())
-@_fuzz(30)
+@_fuzz(8)
 @given(data=st.data())
 def test_repository_methods_raise_only_crmkit_errors(
     repository: str, method: str, data: Any

@@ -549,6 +549,9 @@ def test_business_calendars_read_hours_and_holidays_strictly() -> None:
     with pytest.raises(ValidationError) as caught:
         BusinessCalendar.weekly("Europe/Berlin", {0: [(time(9), time(17))]}, holidays=[[1]])  # type: ignore[list-item]
     assert caught.value.field == "holidays"
+    with pytest.raises(ValidationError) as caught:
+        BusinessCalendar.workdays("Europe/Berlin", time(9), time(17), holidays=None)  # type: ignore[arg-type]
+    assert caught.value.field == "holidays"
     calendar = BusinessCalendar.weekly("Europe/Berlin", {0: [(time(9), time(17))]})
     with pytest.raises(ValidationError) as caught:
         calendar.with_holidays([{}])  # type: ignore[list-item]

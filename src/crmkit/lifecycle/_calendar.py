@@ -162,7 +162,7 @@ class BusinessCalendar:
     ) -> "BusinessCalendar":
         """Monday to Friday from ``start`` to ``end``; weekends off."""
         hours = (WorkingHours(start, end),)
-        return cls(timezone, (hours,) * 5 + ((),) * 2, frozenset(holidays))
+        return cls(timezone, (hours,) * 5 + ((),) * 2, holidays)
 
     @classmethod
     def weekly(
