@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 
 import crmkit.lifecycle
 import crmkit.models
+import crmkit.models.rules
 import crmkit.scoring
 import crmkit.segmentation
 import crmkit.storage
@@ -437,7 +438,14 @@ def _show(value: object) -> str:
 
 def _public_classes() -> list[type]:
     found = []
-    for module in (crmkit.models, crmkit.lifecycle, crmkit.scoring, crmkit.segmentation):
+    modules = (
+        crmkit.models,
+        crmkit.models.rules,
+        crmkit.lifecycle,
+        crmkit.scoring,
+        crmkit.segmentation,
+    )
+    for module in modules:
         for name in module.__all__:
             obj = getattr(module, name)
             if (
@@ -469,6 +477,31 @@ def _name_of(function: Callable[..., Any]) -> str:
 def test_constructors_raise_only_crmkit_errors(constructor: Callable[..., Any], data: Any) -> None:
     args, kwargs = data.draw(arguments(constructor), label="arguments")
     call(constructor, args, kwargs)
+
+
+# Domain functions known to let other errors escape for some wrongly typed arguments
+# (AttributeError, TypeError): open work, named in issue 12's note. Remove a name once it
+# is fixed; a name listed here that no longer fails is not detected, so keep it short.
+_NOT_YET: frozenset[str] = frozenset()
+
+
+def _public_functions() -> list[Callable[..., Any]]:
+    found = []
+    for module in (crmkit.lifecycle, crmkit.scoring, crmkit.segmentation):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj) and name not in _NOT_YET:
+                found.append(obj)
+    return found
+
+
+@pytest.mark.parametrize("function", _public_functions(), ids=_name_of)
+@_fuzz(10)
+@given(data=st.data())
+def test_domain_functions_raise_only_crmkit_errors(function: Callable[..., Any], data: Any) -> None:
+    """The pure functions of the domain packages, which the CRM methods build on."""
+    args, kwargs = data.draw(arguments(function), label="arguments")
+    call(function, args, kwargs)
 
 
 # ------------------------------------------------------------------ structure

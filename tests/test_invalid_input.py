@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import attrs
@@ -19,7 +20,7 @@ import pytest
 
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
-from crmkit.errors import ValidationError
+from crmkit.errors import InvalidRule, ValidationError
 from crmkit.lifecycle import (
     BusinessCalendar,
     CheckInPlan,
@@ -47,7 +48,15 @@ from crmkit.models import (
     TaskKind,
     TicketChannel,
 )
-from crmkit.models.rules import DateWindow, RelativeDate, Rule, RuleEntity
+from crmkit.models.rules import (
+    DateWindow,
+    InSegment,
+    IsNull,
+    Not,
+    RelativeDate,
+    Rule,
+    RuleEntity,
+)
 from crmkit.scoring import (
     Example,
     LogisticScorer,
@@ -568,3 +577,28 @@ def test_bulk_calls_take_collections(store: Store, values: object) -> None:
         with pytest.raises(ValidationError) as caught:
             unit.contacts.add_many(values)  # type: ignore[arg-type]
         assert caught.value.field == "items"
+
+
+@pytest.mark.parametrize(
+    ("make", "field_name"),
+    [
+        (lambda: Rule(RuleEntity.CONTACT, None), "where"),
+        (lambda: Not(5), "item"),
+        (lambda: InSegment("not an id"), "segment_id"),
+        (lambda: IsNull("country", negated=1), "negated"),
+        (lambda: contacts_where(()), "where"),
+    ],
+    ids=["rule", "not", "in-segment", "is-null", "builder"],
+)
+def test_rule_nodes_raise_invalid_rule_not_type_error(make: Any, field_name: str) -> None:
+    """attrs' ``instance_of`` validators raised TypeError."""
+    with pytest.raises(InvalidRule) as caught:
+        make()
+    assert caught.value.field == field_name
+
+
+def test_sorting_rejected_values_does_not_print_them() -> None:
+    """Sorting problems by ``str`` of a value once failed on an int too long to print."""
+    with pytest.raises(ValidationError) as caught:
+        StageRequirements(required_fields=[10**5000, "amount"])  # type: ignore[list-item]
+    assert caught.value.field == "required_fields"
