@@ -30,8 +30,14 @@ from crmkit.lifecycle import (
     StageRequirements,
     Touchpoint,
     TransitionMode,
+    add_business_time,
+    breached,
     check_ins_due,
+    due_within,
     follow_ups,
+    record_csat,
+    ticket_events,
+    timeline,
 )
 from crmkit.models import (
     Activity,
@@ -64,18 +70,30 @@ from crmkit.scoring import (
     brier_score,
     calibration_table,
     cross_validate,
+    lead_examples,
     lift_by_decile,
     log_loss,
     pr_auc,
     roc_auc,
+    stratified_folds,
+    wilson_interval,
 )
 from crmkit.segmentation import (
     Context,
     activity,
+    assign_variant,
+    check_segments,
+    compile_rule,
+    compile_sum,
     contacts_where,
+    custom,
     deals_where,
     evaluate,
     field,
+    members,
+    rfm_group,
+    select,
+    two_proportion_test,
 )
 from crmkit.serialization import make_converter
 from crmkit.storage import Cursor, MemoryStore, Order, Store
@@ -602,3 +620,48 @@ def test_sorting_rejected_values_does_not_print_them() -> None:
     with pytest.raises(ValidationError) as caught:
         StageRequirements(required_fields=[10**5000, "amount"])  # type: ignore[list-item]
     assert caught.value.field == "required_fields"
+
+
+# ------------------------------------------------------------------ domain functions
+
+
+_RULE = contacts_where(field("country") == "DE")
+_CONTEXT = Context(NOW)
+_SEGMENT = Segment.new(name="VIP", members=[])
+
+
+@pytest.mark.parametrize(
+    ("call", "field_name"),
+    [
+        (lambda: timeline(activities=[1]), "activities[0]"),
+        (lambda: ticket_events(None, [], []), "ticket"),  # type: ignore[arg-type]
+        (lambda: breached([{}]), "reports[0]"),  # type: ignore[list-item]
+        (lambda: breached([], metric="soon"), "metric"),
+        (lambda: due_within(None, timedelta(hours=1)), "reports"),  # type: ignore[arg-type]
+        (lambda: select(_RULE, [1], _CONTEXT), "entities[0]"),
+        (lambda: members(None, [], _CONTEXT), "segment"),  # type: ignore[arg-type]
+        (lambda: members(_SEGMENT, [(1,)], _CONTEXT), "contacts[0]"),
+        (lambda: check_segments([]), "segments"),  # type: ignore[arg-type]
+        (lambda: evaluate(_RULE, [], _CONTEXT), "entity"),
+        (lambda: evaluate(None, [], _CONTEXT), "rule"),  # type: ignore[arg-type]
+        (lambda: compile_rule({}, _CONTEXT), "rule"),  # type: ignore[arg-type]
+        (lambda: compile_sum([("x", 1)], _CONTEXT), "terms[0]"),  # type: ignore[list-item]
+        (lambda: Context(NOW, activities=[]), "activities"),  # type: ignore[arg-type]
+        (lambda: custom(10**5000), "key"),  # type: ignore[arg-type]
+        (lambda: wilson_interval(10**400, 10**400), "count"),
+        (lambda: two_proportion_test(10**400, 10**400, 1, 2), "n_a"),
+        (lambda: assign_variant("exp", uuid4(), {"a": 10**400}), "variants['a']"),
+        (lambda: rfm_group(1, 1, bins=10**5000), "bins"),
+        (lambda: stratified_folds(None), "labels"),  # type: ignore[arg-type]
+        (lambda: lead_examples(None), "leads"),  # type: ignore[arg-type]
+        (lambda: record_csat([], 5, at=NOW), "ticket"),  # type: ignore[arg-type]
+        (lambda: add_business_time([], NOW, timedelta(hours=1)), "calendar"),  # type: ignore[arg-type]
+        (lambda: check_ins_due([1], [], CheckInPlan(every=timedelta(days=1))), "contacts[0]"),  # type: ignore[list-item]
+    ],
+    ids=lambda value: "" if callable(value) else str(value),
+)
+def test_domain_functions_name_the_wrong_argument(call: Any, field_name: str) -> None:
+    """Each raised AttributeError, TypeError, OverflowError or ValueError before."""
+    with pytest.raises(ValidationError) as caught:
+        call()
+    assert caught.value.field == field_name

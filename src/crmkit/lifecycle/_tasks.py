@@ -9,6 +9,7 @@ import attrs
 from crmkit.clock import SYSTEM_CLOCK, Clock, clock_now, ensure_utc
 from crmkit.errors import TransitionNotAllowed, ValidationError
 from crmkit.models import Contact, LifecycleStage, Task, TaskKind, TaskStatus
+from crmkit.models._fields import expect_items
 
 __all__ = [
     "CheckInPlan",
@@ -126,6 +127,8 @@ def check_ins_due(
 
     ``tasks`` are the contacts' existing check-in tasks (other tasks are ignored).
     """
+    contacts = expect_items(contacts, Contact, "contacts", "Contact")
+    tasks = expect_items(tasks, Task, "tasks", "Task")
     if not isinstance(plan, CheckInPlan):
         raise ValidationError("plan", plan, "expected a CheckInPlan")
     now = clock_now(clock)

@@ -26,6 +26,7 @@ from uuid import UUID
 import attrs
 
 from crmkit.clock import ensure_utc
+from crmkit.errors import ValidationError
 from crmkit.models import Activity, Segment
 from crmkit.models.rules import DateWindow, FieldSpec, FieldType, Op, TextOp
 
@@ -64,6 +65,11 @@ class Context:
     now: datetime = attrs.field(converter=ensure_utc)
     activities: Mapping[UUID, Sequence[Activity]] = attrs.field(factory=dict)
     segments: Mapping[UUID, Segment] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("activities", "segments"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValidationError(name, getattr(self, name), "expected a mapping by id")
 
 
 def field_value(spec: FieldSpec, obj: object) -> Any:
