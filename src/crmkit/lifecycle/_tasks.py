@@ -70,9 +70,7 @@ def follow_ups(tasks: Iterable[Task], *, now: datetime, within: timedelta) -> Fo
     horizon = _later(now, within)
     late: list[Task] = []
     soon: list[Task] = []
-    for index, task in enumerate(tasks):
-        if not isinstance(task, Task):
-            raise ValidationError(f"tasks[{index}]", task, "expected a Task")
+    for task in expect_items(tasks, Task, "tasks", "a Task"):
         if task.status is not TaskStatus.OPEN:
             continue
         if task.due_at < now:
