@@ -314,7 +314,7 @@ def test_check_segments_accepts_a_shared_dependency() -> None:
 def test_select_refuses_entities_of_another_kind() -> None:
     with pytest.raises(ValidationError, match="selects Deal objects") as caught:
         select(deals_where(field("owner") == "x"), [ADA], CONTEXT)
-    assert caught.value.field == "entities"
+    assert caught.value.field == "entities[0]"
     assert select(deals_where(field("owner") == "x"), [], CONTEXT) == []
 
 

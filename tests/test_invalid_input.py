@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import attrs
@@ -19,7 +20,7 @@ import pytest
 
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
-from crmkit.errors import ValidationError
+from crmkit.errors import InvalidRule, ValidationError
 from crmkit.lifecycle import (
     BusinessCalendar,
     CheckInPlan,
@@ -29,8 +30,14 @@ from crmkit.lifecycle import (
     StageRequirements,
     Touchpoint,
     TransitionMode,
+    add_business_time,
+    breached,
     check_ins_due,
+    due_within,
     follow_ups,
+    record_csat,
+    ticket_events,
+    timeline,
 )
 from crmkit.models import (
     Activity,
@@ -47,7 +54,15 @@ from crmkit.models import (
     TaskKind,
     TicketChannel,
 )
-from crmkit.models.rules import DateWindow, RelativeDate, Rule, RuleEntity
+from crmkit.models.rules import (
+    DateWindow,
+    InSegment,
+    IsNull,
+    Not,
+    RelativeDate,
+    Rule,
+    RuleEntity,
+)
 from crmkit.scoring import (
     Example,
     LogisticScorer,
@@ -55,18 +70,30 @@ from crmkit.scoring import (
     brier_score,
     calibration_table,
     cross_validate,
+    lead_examples,
     lift_by_decile,
     log_loss,
     pr_auc,
     roc_auc,
+    stratified_folds,
+    wilson_interval,
 )
 from crmkit.segmentation import (
     Context,
     activity,
+    assign_variant,
+    check_segments,
+    compile_rule,
+    compile_sum,
     contacts_where,
+    custom,
     deals_where,
     evaluate,
     field,
+    members,
+    rfm_group,
+    select,
+    two_proportion_test,
 )
 from crmkit.serialization import make_converter
 from crmkit.storage import Cursor, MemoryStore, Order, Store
@@ -549,6 +576,9 @@ def test_business_calendars_read_hours_and_holidays_strictly() -> None:
     with pytest.raises(ValidationError) as caught:
         BusinessCalendar.weekly("Europe/Berlin", {0: [(time(9), time(17))]}, holidays=[[1]])  # type: ignore[list-item]
     assert caught.value.field == "holidays"
+    with pytest.raises(ValidationError) as caught:
+        BusinessCalendar.workdays("Europe/Berlin", time(9), time(17), holidays=None)  # type: ignore[arg-type]
+    assert caught.value.field == "holidays"
     calendar = BusinessCalendar.weekly("Europe/Berlin", {0: [(time(9), time(17))]})
     with pytest.raises(ValidationError) as caught:
         calendar.with_holidays([{}])  # type: ignore[list-item]
@@ -565,3 +595,73 @@ def test_bulk_calls_take_collections(store: Store, values: object) -> None:
         with pytest.raises(ValidationError) as caught:
             unit.contacts.add_many(values)  # type: ignore[arg-type]
         assert caught.value.field == "items"
+
+
+@pytest.mark.parametrize(
+    ("make", "field_name"),
+    [
+        (lambda: Rule(RuleEntity.CONTACT, None), "where"),
+        (lambda: Not(5), "item"),
+        (lambda: InSegment("not an id"), "segment_id"),
+        (lambda: IsNull("country", negated=1), "negated"),
+        (lambda: contacts_where(()), "where"),
+    ],
+    ids=["rule", "not", "in-segment", "is-null", "builder"],
+)
+def test_rule_nodes_raise_invalid_rule_not_type_error(make: Any, field_name: str) -> None:
+    """attrs' ``instance_of`` validators raised TypeError."""
+    with pytest.raises(InvalidRule) as caught:
+        make()
+    assert caught.value.field == field_name
+
+
+def test_sorting_rejected_values_does_not_print_them() -> None:
+    """Sorting problems by ``str`` of a value once failed on an int too long to print."""
+    with pytest.raises(ValidationError) as caught:
+        StageRequirements(required_fields=[10**5000, "amount"])  # type: ignore[list-item]
+    assert caught.value.field == "required_fields"
+
+
+# ------------------------------------------------------------------ domain functions
+
+
+_RULE = contacts_where(field("country") == "DE")
+_CONTEXT = Context(NOW)
+_SEGMENT = Segment.new(name="VIP", members=[])
+
+
+@pytest.mark.parametrize(
+    ("call", "field_name"),
+    [
+        (lambda: timeline(activities=[1]), "activities[0]"),
+        (lambda: ticket_events(None, [], []), "ticket"),  # type: ignore[arg-type]
+        (lambda: breached([{}]), "reports[0]"),  # type: ignore[list-item]
+        (lambda: breached([], metric="soon"), "metric"),
+        (lambda: due_within(None, timedelta(hours=1)), "reports"),  # type: ignore[arg-type]
+        (lambda: select(_RULE, [1], _CONTEXT), "entities[0]"),
+        (lambda: members(None, [], _CONTEXT), "segment"),  # type: ignore[arg-type]
+        (lambda: members(_SEGMENT, [(1,)], _CONTEXT), "contacts[0]"),
+        (lambda: check_segments([]), "segments"),  # type: ignore[arg-type]
+        (lambda: evaluate(_RULE, [], _CONTEXT), "entity"),
+        (lambda: evaluate(None, [], _CONTEXT), "rule"),  # type: ignore[arg-type]
+        (lambda: compile_rule({}, _CONTEXT), "rule"),  # type: ignore[arg-type]
+        (lambda: compile_sum([("x", 1)], _CONTEXT), "terms[0]"),  # type: ignore[list-item]
+        (lambda: Context(NOW, activities=[]), "activities"),  # type: ignore[arg-type]
+        (lambda: custom(10**5000), "key"),  # type: ignore[arg-type]
+        (lambda: wilson_interval(10**400, 10**400), "count"),
+        (lambda: two_proportion_test(10**400, 10**400, 1, 2), "n_a"),
+        (lambda: assign_variant("exp", uuid4(), {"a": 10**400}), "variants['a']"),
+        (lambda: rfm_group(1, 1, bins=10**5000), "bins"),
+        (lambda: stratified_folds(None), "labels"),  # type: ignore[arg-type]
+        (lambda: lead_examples(None), "leads"),  # type: ignore[arg-type]
+        (lambda: record_csat([], 5, at=NOW), "ticket"),  # type: ignore[arg-type]
+        (lambda: add_business_time([], NOW, timedelta(hours=1)), "calendar"),  # type: ignore[arg-type]
+        (lambda: check_ins_due([1], [], CheckInPlan(every=timedelta(days=1))), "contacts[0]"),  # type: ignore[list-item]
+    ],
+    ids=lambda value: "" if callable(value) else str(value),
+)
+def test_domain_functions_name_the_wrong_argument(call: Any, field_name: str) -> None:
+    """Each raised AttributeError, TypeError, OverflowError or ValueError before."""
+    with pytest.raises(ValidationError) as caught:
+        call()
+    assert caught.value.field == field_name

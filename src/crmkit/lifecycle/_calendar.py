@@ -24,6 +24,7 @@ import attrs
 from crmkit._extras import import_extra
 from crmkit.clock import ensure_utc
 from crmkit.errors import Problem, ValidationError, short_repr
+from crmkit.models._fields import expect
 
 __all__ = [
     "BusinessCalendar",
@@ -162,7 +163,7 @@ class BusinessCalendar:
     ) -> "BusinessCalendar":
         """Monday to Friday from ``start`` to ``end``; weekends off."""
         hours = (WorkingHours(start, end),)
-        return cls(timezone, (hours,) * 5 + ((),) * 2, frozenset(holidays))
+        return cls(timezone, (hours,) * 5 + ((),) * 2, holidays)
 
     @classmethod
     def weekly(
@@ -346,6 +347,7 @@ def add_business_time(
     >>> add_business_time(office, friday_4pm, timedelta(hours=2)).isoformat()
     '2026-03-09T10:00:00+00:00'
     """
+    expect(calendar, (BusinessCalendar, type(None)), "calendar", "a BusinessCalendar or None")
     start = ensure_utc(start, "start")
     remaining = _duration(duration, "duration")
     if calendar is None:
@@ -384,6 +386,7 @@ def business_time_between(
     ... ))
     '2:00:00'
     """
+    expect(calendar, (BusinessCalendar, type(None)), "calendar", "a BusinessCalendar or None")
     start = ensure_utc(start, "start")
     end = ensure_utc(end, "end")
     if end < start:

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import attrs
 
-from crmkit.errors import InvalidPipeline, Problem, ValidationError
+from crmkit.errors import InvalidPipeline, Problem, ValidationError, short_repr
 from crmkit.models import Deal, Entity, Lead, Money, SubjectKind
 from crmkit.models._fields import is_key, is_probability, text
 
@@ -101,7 +101,7 @@ def _pairs(value: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         unique = set(pairs)
     except TypeError:  # an unhashable pair or key: kept as given, for the check to name it
         return tuple(pairs)
-    return tuple(sorted(unique, key=repr))
+    return tuple(sorted(unique, key=short_repr))
 
 
 def _check_key(what: str, value: object) -> None:
@@ -146,7 +146,7 @@ class StageRequirements:
             raise ValidationError.of(problems)
         problems = [
             Problem("required_fields", name, "expected a field name")
-            for name in sorted(self.required_fields, key=str)
+            for name in sorted(self.required_fields, key=short_repr)
             if not isinstance(name, str) or not name
         ]
         if self.minimum_amount is not None and _wrong(self.minimum_amount, Money):

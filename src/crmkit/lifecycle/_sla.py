@@ -42,6 +42,8 @@ from crmkit.models import (
     TicketPriority,
     TicketStatus,
 )
+from crmkit.models._fields import expect, expect_items
+from crmkit.models._shape import shape_problems
 from crmkit.models.rules import Rule, RuleEntity
 from crmkit.segmentation import Context, evaluate
 
@@ -203,6 +205,9 @@ def ticket_events(
 
       Replies before the ticket's creation are skipped.
     """
+    expect(ticket, Ticket, "ticket", "a Ticket")
+    history = expect_items(history, StageChange, "history", "StageChange")
+    activities = expect_items(activities, Activity, "activities", "Activity")
     given: list[object] = list(history)
     changes: list[StageChange] = []
     problems: list[Problem] = []
@@ -426,6 +431,11 @@ class SlaTimer:
     breached_at: datetime | None
     breaches: int
 
+    def __attrs_post_init__(self) -> None:
+        problems = shape_problems(self)
+        if problems:
+            raise ValidationError.of(problems)
+
     @property
     def running(self) -> bool:
         """The clock is counting now (started, not stopped, not paused)."""
@@ -444,6 +454,11 @@ class SlaReport:
     now: datetime
     policy: str | None
     timers: tuple[SlaTimer, ...]
+
+    def __attrs_post_init__(self) -> None:
+        problems = shape_problems(self)
+        if problems:
+            raise ValidationError.of(problems)
 
     def timer(self, metric: SlaMetric | str) -> SlaTimer | None:
         """The timer of ``metric``; ``None`` when the policy sets no such target."""
@@ -494,7 +509,9 @@ class _Watch:
 
 
 def _policies(value: SlaPolicies | Iterable[SlaPolicy]) -> SlaPolicies:
-    return value if isinstance(value, SlaPolicies) else SlaPolicies(tuple(value))
+    if isinstance(value, SlaPolicies):
+        return value
+    return SlaPolicies(tuple(expect_items(value, SlaPolicy, "policies", "SlaPolicy")))
 
 
 def _checked_events(events: Iterable[TicketEvent], created_at: datetime) -> list[TicketEvent]:
@@ -527,6 +544,8 @@ def sla_status(
     when no event lies after ``now`` the events must replay to the ticket's status.
     Raises :class:`~crmkit.errors.ValidationError` naming ``now`` or ``events`` otherwise.
     """
+    expect(ticket, Ticket, "ticket", "a Ticket")
+    events = expect_items(events, TicketEvent, "events", "TicketEvent")
     when = ensure_utc(now, "now")
     if when < ticket.created_at:
         raise ValidationError("now", now, "is earlier than the ticket's creation")
@@ -677,6 +696,16 @@ class _Replay:
 # ---------------------------------------------------------------------------- queries
 
 
+def _metric(metric: object) -> "SlaMetric | None":
+    if metric is None:
+        return None
+    try:
+        return SlaMetric(metric)  # type: ignore[arg-type]  # anything else: ValueError
+    except ValueError:
+        allowed = ", ".join(m.value for m in SlaMetric)
+        raise ValidationError("metric", metric, f"expected one of: {allowed}") from None
+
+
 def breached(
     reports: Iterable[SlaReport], metric: SlaMetric | str | None = None
 ) -> list[SlaReport]:
@@ -685,7 +714,8 @@ def breached(
     A breach counts whether the ticket is still open or not, and for next response in any
     cycle; filter on :attr:`SlaTimer.running` for the live queue.
     """
-    wanted = None if metric is None else SlaMetric(metric)
+    reports = expect_items(reports, SlaReport, "reports", "SlaReport")
+    wanted = _metric(metric)
     found: list[tuple[datetime, str, SlaReport]] = []
     for report in reports:
         times = [
@@ -706,9 +736,10 @@ def due_within(
     """The running, not yet breached timers due within ``within`` of their report's
     ``now`` (``time_to_breach <= within``), soonest first: the queue to work next.
     """
+    reports = expect_items(reports, SlaReport, "reports", "SlaReport")
     if not isinstance(within, timedelta) or within < _ZERO:
         raise ValidationError("within", within, "expected a timedelta, not negative")
-    wanted = None if metric is None else SlaMetric(metric)
+    wanted = _metric(metric)
     found: list[tuple[datetime, str, str, SlaReport, SlaTimer]] = []
     for report in reports:
         for timer in report.timers:

@@ -9,6 +9,7 @@ import attrs
 from crmkit.clock import FixedClock, ensure_utc
 from crmkit.errors import TransitionNotAllowed, ValidationError
 from crmkit.models import Contact, LifecycleStage, Task, TaskKind, TaskStatus
+from crmkit.models._fields import expect_items
 
 __all__ = [
     "CheckInPlan",
@@ -69,9 +70,7 @@ def follow_ups(tasks: Iterable[Task], *, now: datetime, within: timedelta) -> Fo
     horizon = _later(now, within)
     late: list[Task] = []
     soon: list[Task] = []
-    for index, task in enumerate(tasks):
-        if not isinstance(task, Task):
-            raise ValidationError(f"tasks[{index}]", task, "expected a Task")
+    for task in expect_items(tasks, Task, "tasks", "a Task"):
         if task.status is not TaskStatus.OPEN:
             continue
         if task.due_at < now:
@@ -126,6 +125,8 @@ def check_ins_due(
 
     ``tasks`` are the contacts' existing check-in tasks (other tasks are ignored).
     """
+    contacts = expect_items(contacts, Contact, "contacts", "Contact")
+    tasks = expect_items(tasks, Task, "tasks", "Task")
     if not isinstance(plan, CheckInPlan):
         raise ValidationError("plan", plan, "expected a CheckInPlan")
     now = ensure_utc(now, "now")

@@ -23,6 +23,7 @@ from crmkit.clock import FixedClock, ensure_utc
 from crmkit.errors import TransitionNotAllowed, ValidationError
 from crmkit.lifecycle._moved import Moved, Unmet
 from crmkit.models import StageChange, SubjectKind, Ticket, TicketStatus
+from crmkit.models._fields import expect
 
 __all__ = [
     "TICKET_TRANSITIONS",
@@ -69,6 +70,7 @@ def can_move_ticket(ticket: Ticket, to: TicketStatus | str) -> tuple[Unmet, ...]
     >>> [u.code for u in can_move_ticket(ticket, "closed")]
     ['transition']
     """
+    expect(ticket, Ticket, "ticket", "a Ticket")
     target = _status(to, "to")
     current = ticket.status
     unmet: list[Unmet] = []
@@ -120,6 +122,7 @@ def move_ticket(
     not a status, ``at`` is naive or earlier than the ticket's ``updated_at``, or ``by``
     or ``reason`` are not valid text.
     """
+    expect(ticket, Ticket, "ticket", "a Ticket")
     target = _status(to, "to")
     when = _at(ticket, at)
     unmet = can_move_ticket(ticket, target)
@@ -153,6 +156,7 @@ def record_csat(ticket: Ticket, score: int, *, at: datetime) -> Ticket:
     :class:`~crmkit.errors.ValidationError` naming ``score`` (not an int from 1 to 5),
     ``status`` (the ticket is not solved; a closed ticket is final) or ``at``.
     """
+    expect(ticket, Ticket, "ticket", "a Ticket")
     if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
         raise ValidationError("score", score, "expected a CSAT score, an int from 1 to 5")
     if ticket.status is not _S.SOLVED:

@@ -18,6 +18,7 @@ from crmkit.models import (
     TaskStatus,
     Ticket,
 )
+from crmkit.models._fields import expect_items
 
 __all__ = ["TimelineEntry", "TimelineKind", "timeline"]
 
@@ -81,6 +82,11 @@ def timeline(
     activities, deals and tickets opened, stage changes (a lead's, deal's or ticket's
     before the contact's move it causes), tasks; then by id. The same data always gives
     the same timeline."""
+    activities = expect_items(activities, Activity, "activities", "Activity")
+    stage_changes = expect_items(stage_changes, StageChange, "stage_changes", "StageChange")
+    deals = expect_items(deals, Deal, "deals", "Deal")
+    tickets = expect_items(tickets, Ticket, "tickets", "Ticket")
+    tasks = expect_items(tasks, Task, "tasks", "Task")
     entries: list[TimelineEntry] = []
     for activity in activities:
         text = activity.kind.value.replace("_", " ")

@@ -213,6 +213,23 @@ def uuid_set(value: object) -> None:
             raise ValidationError("", item, "expected a UUID")
 
 
+def expect(value: object, cls: type | tuple[type, ...], field: str, what: str) -> None:
+    """A :class:`ValidationError` naming ``field`` unless ``value`` is a ``cls``."""
+    if not isinstance(value, cls):
+        raise ValidationError(field, value, f"expected {what}")
+
+
+def expect_items(values: object, cls: type | tuple[type, ...], field: str, what: str) -> list[Any]:
+    """The items of the collection ``values``, each a ``cls`` (else a
+    :class:`ValidationError` naming ``field`` or ``field[index]``)."""
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise ValidationError(field, values, f"expected a collection of {what}")
+    items = list(values)
+    for index, item in enumerate(items):
+        expect(item, cls, f"{field}[{index}]", what)
+    return items
+
+
 # ---------------------------------------------------------------------------- converters
 
 

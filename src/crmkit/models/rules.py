@@ -364,6 +364,16 @@ def _check_scalar(_instance: object, attribute: "attrs.Attribute[Any]", value: A
         raise InvalidRule(attribute.name, value, "expected a finite literal value")
 
 
+def _instance_of(cls: type, what: str) -> Any:
+    """attrs' ``instance_of``, raising :class:`InvalidRule` (not ``TypeError``)."""
+
+    def check(_instance: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+        if not isinstance(value, cls):
+            raise InvalidRule(attribute.name, value, f"expected {what}")
+
+    return check
+
+
 def _check_enum(enum: type[Enum]) -> Any:
     def check(_instance: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
         if not isinstance(value, enum):
@@ -450,7 +460,7 @@ class In(Condition):
 
     field: str = attrs.field(validator=_check_field_name)
     values: tuple[Scalar | None, ...] = attrs.field(validator=_check_values, eq=_typed)
-    negated: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    negated: bool = attrs.field(default=False, validator=_instance_of(bool, "True or False"))
 
 
 @attrs.frozen
@@ -467,7 +477,7 @@ class IsNull(Condition):
     """``field IS NULL`` (``IS NOT NULL`` when ``negated``); never UNKNOWN."""
 
     field: str = attrs.field(validator=_check_field_name)
-    negated: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    negated: bool = attrs.field(default=False, validator=_instance_of(bool, "True or False"))
 
 
 def _check_text(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
@@ -540,7 +550,7 @@ class RelativeDate(Condition):
 class InSegment(Condition):
     """The contact is a member of the segment ``segment_id`` (contact rules only)."""
 
-    segment_id: UUID = attrs.field(validator=attrs.validators.instance_of(UUID))
+    segment_id: UUID = attrs.field(validator=_instance_of(UUID, "a UUID"))
 
 
 def _check_condition(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
@@ -617,7 +627,7 @@ class Or(Condition):
 class Not(Condition):
     """TRUE when the item is FALSE, FALSE when it is TRUE, UNKNOWN when it is UNKNOWN."""
 
-    item: Condition = attrs.field(validator=attrs.validators.instance_of(Condition))
+    item: Condition = attrs.field(validator=_instance_of(Condition, "a condition"))
 
     def children(self) -> tuple[Condition, ...]:
         return (self.item,)
@@ -636,7 +646,7 @@ class Rule:
     """
 
     entity: RuleEntity = attrs.field(validator=_check_enum(RuleEntity))
-    where: Condition = attrs.field(validator=attrs.validators.instance_of(Condition))
+    where: Condition = attrs.field(validator=_instance_of(Condition, "a condition"))
 
     def __attrs_post_init__(self) -> None:
         checker = _Checker(FIELDS[self.entity], "custom", self.entity, _Budget())

@@ -33,6 +33,7 @@ import attrs
 
 from crmkit.errors import Problem, ValidationError
 from crmkit.models._fields import finite
+from crmkit.models._shape import shape_problems, to_tuple
 from crmkit.scoring._data import (
     BOOL,
     NUMBER,
@@ -46,7 +47,6 @@ from crmkit.scoring._data import (
     kind_of,
 )
 from crmkit.scoring._explain import Explanation, FeatureContribution, explanation, sigmoid
-from crmkit.scoring._shape import shape_problems, to_tuple
 
 __all__ = ["FieldCounts", "LevelCounts", "NaiveBayesScorer", "NumericBins", "TeamCounts"]
 

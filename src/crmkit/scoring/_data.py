@@ -18,7 +18,7 @@ import attrs
 
 from crmkit.errors import NotFound, Problem, ValidationError
 from crmkit.models import Contact, Deal, DealStatus, Lead, LeadStatus
-from crmkit.models._fields import finite
+from crmkit.models._fields import expect_items, finite
 
 __all__ = [
     "Example",
@@ -162,6 +162,8 @@ def _lookup(
 ) -> Contact | None:
     if contacts is None or contact_id is None:
         return None
+    if not isinstance(contacts, Mapping):
+        raise ValidationError("contacts", contacts, "expected a mapping of ids to Contacts")
     found = contacts.get(contact_id)
     if found is None:
         raise NotFound("contact", str(contact_id))
@@ -178,6 +180,7 @@ def lead_examples(
     ``contacts`` maps contact ids to contacts to add the contact's features (every lead's
     contact must be there).
     """
+    leads = expect_items(leads, Lead, "leads", "Lead")
     found = []
     for index, lead in enumerate(leads):
         if not isinstance(lead, Lead):
@@ -200,6 +203,7 @@ def deal_examples(
     stage: bool = False,
 ) -> list[Example]:
     """Examples from won and lost deals (open deals are skipped); see :func:`deal_record`."""
+    deals = expect_items(deals, Deal, "deals", "Deal")
     found = []
     for index, deal in enumerate(deals):
         if not isinstance(deal, Deal):

@@ -22,6 +22,7 @@ import attrs
 from crmkit._extras import import_extra
 from crmkit.errors import Problem, ValidationError
 from crmkit.models._fields import finite
+from crmkit.models._shape import shape_problems, to_tuple
 from crmkit.scoring._data import (
     TEXT,
     Example,
@@ -32,7 +33,6 @@ from crmkit.scoring._data import (
     field_kinds,
 )
 from crmkit.scoring._explain import Explanation, FeatureContribution, explanation, sigmoid
-from crmkit.scoring._shape import shape_problems, to_tuple
 
 if TYPE_CHECKING:
     import numpy

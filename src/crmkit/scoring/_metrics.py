@@ -250,6 +250,8 @@ def stratified_folds(
     about the same share of won cases. The same seed gives the same folds."""
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValidationError("folds", folds, "expected an int >= 2")
+    if isinstance(labels, str | bytes | Mapping) or not isinstance(labels, Sequence):
+        raise ValidationError("labels", labels, "expected a sequence of True and False")
     if folds > len(labels):
         raise ValidationError("folds", folds, f"more folds than the {len(labels)} cases")
     rng = random.Random(seed)

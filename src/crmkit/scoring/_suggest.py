@@ -22,6 +22,7 @@ from statistics import NormalDist
 import attrs
 
 from crmkit.errors import InvalidRule, ValidationError
+from crmkit.models._fields import finite
 from crmkit.models.rules import Compare, Condition, HasTag, Op, Rule, RuleEntity
 from crmkit.scoring._data import Example, checked_examples
 from crmkit.scoring._rules import Criterion
@@ -31,8 +32,8 @@ __all__ = ["Suggestion", "suggest_criteria", "wilson_interval"]
 
 def wilson_interval(won: int, count: int, confidence: float = 0.95) -> tuple[float, float]:
     """The Wilson score interval of the rate ``won / count`` at ``confidence``."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValidationError("count", count, "expected an int >= 1")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count < 2**63:
+        raise ValidationError("count", count, "expected an int from 1 to 2**63 - 1")
     if isinstance(won, bool) or not isinstance(won, int) or not 0 <= won <= count:
         raise ValidationError("won", won, f"expected an int from 0 to {count}")
     if not isinstance(confidence, float) or not 0.5 <= confidence < 1:
@@ -104,7 +105,7 @@ def suggest_criteria(  # noqa: PLR0912
         raise ValidationError("min_count", min_count, "expected an int >= 1")
     if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
         raise ValidationError("scale", scale, "expected a positive number")
-    if not math.isfinite(scale):
+    if not finite(scale):
         raise ValidationError("scale", scale, "expected a positive number")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValidationError("limit", limit, "expected an int >= 1")

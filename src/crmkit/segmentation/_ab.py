@@ -33,6 +33,7 @@ from uuid import UUID
 import attrs
 
 from crmkit.errors import ValidationError, short_repr
+from crmkit.models._fields import finite
 
 __all__ = ["ProportionTest", "assign_variant", "two_proportion_test"]
 
@@ -174,7 +175,7 @@ def _check_variants(variants: object) -> dict[str, Fraction]:
         if (
             isinstance(weight, bool)
             or not isinstance(weight, float | int)
-            or not math.isfinite(weight)
+            or not finite(weight)
             or weight <= 0
         ):
             raise ValidationError(
@@ -191,6 +192,7 @@ def _check_count(name: str, value: object, low: int, high: int | None = None) ->
         isinstance(value, bool)
         or not isinstance(value, int)
         or value < low
+        or value >= 2**63  # a count a database can hold; and short enough to print
         or (high is not None and value > high)
     ):
         bounds = f"at least {low}" if high is None else f"from {low} to {high}"

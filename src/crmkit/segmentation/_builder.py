@@ -15,6 +15,7 @@
 
 from uuid import UUID
 
+from crmkit.errors import InvalidRule
 from crmkit.models import ActivityKind, Money, Segment
 from crmkit.models.rules import (
     ActivityCondition,
@@ -130,14 +131,20 @@ def field(name: str) -> FieldRef:
     return FieldRef(name)
 
 
+def _key(key: object) -> str:
+    if not isinstance(key, str):
+        raise InvalidRule("key", key, "expected the name of a custom field or property")
+    return key
+
+
 def custom(key: str) -> FieldRef:
     """The custom field ``key`` of the rule's entity: ``custom("plan") == "pro"``."""
-    return FieldRef(f"custom.{key}")
+    return FieldRef(f"custom.{_key(key)}")
 
 
 def prop(key: str) -> FieldRef:
     """The property ``key`` of an activity, in an activity filter: ``prop("url")``."""
-    return FieldRef(f"properties.{key}")
+    return FieldRef(f"properties.{_key(key)}")
 
 
 def has_tag(tag: str) -> HasTag:

@@ -20,8 +20,10 @@ from uuid import UUID
 
 import attrs
 
-from crmkit.errors import InvalidRule
+from crmkit.clock import ensure_utc
+from crmkit.errors import InvalidRule, ValidationError
 from crmkit.models import Activity
+from crmkit.models._fields import expect, expect_items
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
     CONTACT_FIELDS_OF,
@@ -101,6 +103,8 @@ def compile_rule(rule: Rule, context: Context) -> Predicate:
     segments are read from ``context``. Raises :class:`~crmkit.errors.InvalidRule` for
     an unknown segment or segments whose rules refer to each other in a cycle.
     """
+    expect(rule, Rule, "rule", "a Rule")
+    expect(context, Context, "context", "a Context")
     return _compiler(rule, context).function(rule.where)
 
 
@@ -110,6 +114,8 @@ def compile_selector(rule: Rule, context: Context) -> Selector:
     The same test as :func:`compile_rule`, written into one list comprehension, which
     spares a function call per entity on large collections.
     """
+    expect(rule, Rule, "rule", "a Rule")
+    expect(context, Context, "context", "a Context")
     return _compiler(rule, context).selector(rule.where)
 
 
@@ -124,6 +130,11 @@ def compile_sum(terms: Sequence[tuple[Rule, float]], context: Context) -> Summer
     :class:`~crmkit.errors.InvalidRule` as :func:`compile_rule` does, and when the rules
     select different kinds of entity or a weight is not a finite number.
     """
+    expect(context, Context, "context", "a Context")
+    terms = expect_items(terms, tuple, "terms", "(rule, weight) pairs")
+    for index, term in enumerate(terms):
+        if len(term) != 2 or not isinstance(term[0], Rule):
+            raise InvalidRule(f"terms[{index}]", term, "expected a (rule, weight) pair")
     if not terms:
         return lambda entities: [0.0 for _ in entities]
     entity = terms[0][0].entity
@@ -167,6 +178,10 @@ def compile_keyed(
     All rules must select the same kind of entity; raises
     :class:`~crmkit.errors.InvalidRule` as :func:`compile_rule` does.
     """
+    expect(context, Context, "context", "a Context")
+    rules = expect_items(rules, Rule, "rules", "Rule")
+    if not callable(function):
+        raise ValidationError("function", function, "expected a callable")
     if not rules:
         return lambda entities: _constant(entities, function)
     entity = rules[0].entity
@@ -298,6 +313,8 @@ def compile_activity_filter(condition: ActivityCondition, now: datetime) -> Pred
     """A function ``activity -> bool``: whether the activity counts for ``condition``
     evaluated at ``now``: it is of the condition's kind, occurred up to ``now`` (and
     within its ``within_days``), and its ``where`` filter is TRUE."""
+    expect(condition, ActivityCondition, "condition", "an ActivityCondition")
+    now = ensure_utc(now, "now")
     kind = condition.kind
     window = activity_window(condition.within_days, now)
     where: Predicate | None = None

@@ -9,8 +9,9 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from crmkit.errors import InvalidRule
-from crmkit.models import Activity
+from crmkit.errors import InvalidRule, ValidationError
+from crmkit.models import Activity, Contact, Deal, Lead, Ticket
+from crmkit.models._fields import expect
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
     CONTACT_FIELDS_OF,
@@ -60,9 +61,18 @@ def evaluate(rule: Rule, entity: object, context: Context) -> bool | None:
     ``in segment`` condition names a segment missing from the context, or when segment
     rules refer to each other in a cycle.
     """
+    expect(rule, Rule, "rule", "a Rule")
+    expect(context, Context, "context", "a Context")
     check_bounds(rule, lambda segment_id: _rule_of(context, segment_id))
     fields = FIELDS[rule.entity]
-    return _Interpreter(context, fields, "custom", rule.entity, ()).truth(rule.where, entity)
+    try:
+        return _Interpreter(context, fields, "custom", rule.entity, ()).truth(rule.where, entity)
+    except AttributeError:  # not an object with the rule's fields
+        if isinstance(entity, Contact | Lead | Deal | Ticket | Activity):
+            raise  # a bug, not the caller's input
+        raise ValidationError(
+            "entity", entity, f"a {rule.entity} rule reads the fields of a {rule.entity}"
+        ) from None
 
 
 def _rule_of(context: Context, segment_id: UUID) -> Rule | None:

@@ -290,8 +290,8 @@ def _to_quintile(score: int, bins: int) -> int:
 
 
 def _check_bins(bins: object) -> None:
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
-        raise ValidationError("bins", bins, "the number of bins is an integer of at least 2")
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 1000:
+        raise ValidationError("bins", bins, "the number of bins is an integer from 2 to 1000")
 
 
 def _check_score(name: str, score: object, bins: int) -> None:

@@ -1,14 +1,14 @@
 """Segments: who is in them, how many, and how two segments overlap."""
 
 from collections.abc import Iterable, Mapping
-from itertools import chain
 from typing import Final, TypeVar
 from uuid import UUID
 
 import attrs
 
-from crmkit.errors import InvalidRule, ValidationError
+from crmkit.errors import InvalidRule, ValidationError, short_repr
 from crmkit.models import Contact, Deal, Lead, Segment, Ticket
+from crmkit.models._fields import expect, expect_items
 from crmkit.models.rules import MAX_SEGMENT_DEPTH, InSegment, Rule, RuleEntity
 from crmkit.segmentation._compile import compile_selector
 from crmkit.segmentation._semantics import Context
@@ -30,18 +30,20 @@ def select(rule: Rule, entities: Iterable[_E], context: Context) -> list[_E]:
     """The entities for which ``rule`` is TRUE, in their order (the rule compiled once).
 
     Raises :class:`~crmkit.errors.ValidationError` when the entities are not of the kind
-    the rule selects (a deal rule over contacts); the first entity is checked.
+    the rule selects (a deal rule over contacts), naming the first such ``entities[i]``.
     """
-    remaining = iter(entities)
-    first = next(remaining, None)
-    if first is None:
-        return []
+    expect(rule, Rule, "rule", "a Rule")
+    expect(context, Context, "context", "a Context")
     expected = _ENTITY_TYPES[rule.entity]
-    if not isinstance(first, expected):
-        raise ValidationError(
-            "entities", first, f"a {rule.entity} rule selects {expected.__name__} objects"
-        )
-    return compile_selector(rule, context)(chain((first,), remaining))
+    items = expect_items(entities, object, "entities", f"{expected.__name__} objects")
+    for index, item in enumerate(items):
+        if not isinstance(item, expected):
+            raise ValidationError(
+                f"entities[{index}]",
+                item,
+                f"a {rule.entity} rule selects {expected.__name__} objects",
+            )
+    return compile_selector(rule, context)(items)
 
 
 def members(segment: Segment, contacts: Iterable[Contact], context: Context) -> list[Contact]:
@@ -50,14 +52,19 @@ def members(segment: Segment, contacts: Iterable[Contact], context: Context) -> 
     A dynamic segment re-evaluates its rule (as of ``context.now``); a static segment
     keeps the contacts on its member list.
     """
+    expect(segment, Segment, "segment", "a Segment")
+    expect(context, Context, "context", "a Context")
     if segment.rule is None:
-        return [c for c in contacts if c.id in segment.members]
+        found = expect_items(contacts, Contact, "contacts", "Contact")
+        return [c for c in found if c.id in segment.members]
     catalogue = {**context.segments, segment.id: segment}
     return select(segment.rule, contacts, attrs.evolve(context, segments=catalogue))
 
 
 def segment_size(segment: Segment, contacts: Iterable[Contact], context: Context) -> int:
     """The number of contacts of ``contacts`` in ``segment``."""
+    expect(segment, Segment, "segment", "a Segment")
+    expect(context, Context, "context", "a Context")
     return len(members(segment, contacts, context))
 
 
@@ -81,6 +88,9 @@ class Overlap:
 
 def overlap(a: Segment, b: Segment, contacts: Iterable[Contact], context: Context) -> Overlap:
     """Counts of contacts in ``a`` only, ``b`` only and both."""
+    expect(a, Segment, "a", "a Segment")
+    expect(b, Segment, "b", "a Segment")
+    expect(context, Context, "context", "a Context")
     pool = list(contacts)
     in_a = {c.id for c in members(a, pool, context)}
     in_b = {c.id for c in members(b, pool, context)}
@@ -91,6 +101,10 @@ def check_segments(segments: Mapping[UUID, Segment]) -> None:
     """Raise :class:`~crmkit.errors.InvalidRule` if segment rules name a missing segment,
     refer to each other in a cycle (``A`` is "in segment ``B``", ``B`` "in ``A``") or nest
     more than :data:`~crmkit.models.rules.MAX_SEGMENT_DEPTH` segments deep."""
+    if not isinstance(segments, Mapping):
+        raise ValidationError("segments", segments, "expected a mapping of ids to Segments")
+    for key, value in segments.items():
+        expect(value, Segment, f"segments[{short_repr(key)}]", "a Segment")
     heights: dict[UUID, int] = {}
 
     def height(segment_id: UUID, path: tuple[UUID, ...]) -> int:

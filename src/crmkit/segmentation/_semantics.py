@@ -27,6 +27,7 @@ from uuid import UUID
 import attrs
 
 from crmkit.clock import ensure_utc
+from crmkit.errors import ValidationError
 from crmkit.models import Activity, Contact, Segment
 from crmkit.models.rules import DateWindow, FieldSpec, FieldType, Op, TextOp
 
@@ -70,6 +71,11 @@ class Context:
     activities: Mapping[UUID, Sequence[Activity]] = attrs.field(factory=dict)
     segments: Mapping[UUID, Segment] = attrs.field(factory=dict)
     contacts: Mapping[UUID, Contact] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("activities", "segments", "contacts"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValidationError(name, getattr(self, name), "expected a mapping by id")
 
 
 MISSING_CONTACT: Final[Any] = SimpleNamespace(
