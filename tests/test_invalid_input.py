@@ -389,7 +389,7 @@ def test_check_ins_past_year_9999_are_refused() -> None:
     )
     plan = CheckInPlan(every=timedelta.max)
     with pytest.raises(ValidationError) as caught:
-        check_ins_due([customer], [], plan, clock=FixedClock(NOW))
+        check_ins_due([customer], [], plan, now=NOW)
     assert caught.value.field == "plan.every"
     crm = CRM(MemoryStore(clock=FixedClock(NOW)))
     with crm.store.unit_of_work() as unit:
@@ -656,7 +656,10 @@ _SEGMENT = Segment.new(name="VIP", members=[])
         (lambda: lead_examples(None), "leads"),  # type: ignore[arg-type]
         (lambda: record_csat([], 5, at=NOW), "ticket"),  # type: ignore[arg-type]
         (lambda: add_business_time([], NOW, timedelta(hours=1)), "calendar"),  # type: ignore[arg-type]
-        (lambda: check_ins_due([1], [], CheckInPlan(every=timedelta(days=1))), "contacts[0]"),  # type: ignore[list-item]
+        (
+            lambda: check_ins_due([1], [], CheckInPlan(every=timedelta(days=1)), now=NOW),  # type: ignore[list-item]
+            "contacts[0]",
+        ),
     ],
     ids=lambda value: "" if callable(value) else str(value),
 )

@@ -322,7 +322,7 @@ class Pipeline:
             return
         closed = {s.key for s in self.stages if s.closed}
         for pair in self.transitions:
-            if _wrong(pair, tuple) or len(pair) != 2 or not all(isinstance(k, str) for k in pair):
+            if not _is_pair(pair):
                 yield Problem("transitions", pair, "expected (from, to) pairs of stage keys")
                 continue
             source, target = pair
@@ -401,6 +401,15 @@ def _id(key: str) -> str:
     return "s_" + re.sub(r"[^a-z0-9_]", lambda m: f"_{ord(m.group()):x}_", key)
 
 
+def _is_pair(pair: object) -> bool:
+    """Whether ``pair`` is a ``(from, to)`` tuple of two stage keys (strings)."""
+    return (
+        not _wrong(pair, tuple)
+        and len(pair) == 2  # type: ignore[arg-type]
+        and all(isinstance(k, str) for k in pair)  # type: ignore[attr-defined]
+    )
+
+
 class _Moves:
     """The moves of one pipeline, with constant-time look-ups (built in linear time).
 
@@ -412,7 +421,10 @@ class _Moves:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.position = {s.key: i for i, s in enumerate(pipeline.stages)}
-        self.pairs: frozenset[object] = frozenset(pipeline.transitions)
+        # Only well-formed pairs: the others are reported by the pipeline's checks.
+        self.pairs: frozenset[object] = frozenset(
+            pair for pair in pipeline.transitions if _is_pair(pair)
+        )
         self._moves: dict[str, list[str]] | None = None
         opened = [i for i, s in enumerate(pipeline.stages) if not s.closed]
         self.any_closed = len(opened) < len(pipeline.stages)
@@ -439,7 +451,7 @@ class _Moves:
         if self._moves is None:
             self._moves = {}
             for pair in self.pipeline.transitions:
-                if isinstance(pair, tuple) and len(pair) == 2 and self.allows(*pair):
+                if _is_pair(pair) and self.allows(*pair):
                     self._moves.setdefault(pair[0], []).append(pair[1])
         return self._moves
 
