@@ -167,20 +167,11 @@ def upgrade(
         assert engine is not None
         with engine.begin() as connection:
             return _upgrade(connection, tables, unique_emails, Operations, MigrationContext)
-    except (sa.exc.SQLAlchemyError, engine_error(target)) as error:
+    except sa.exc.SQLAlchemyError as error:
         raise StorageError(f"the upgrade failed, nothing was changed: {error}") from error
     finally:
         if owned and engine is not None:
             engine.dispose()
-
-
-def engine_error(target: object) -> type[BaseException]:
-    """The driver's error class of ``target``'s dialect (caught as StorageError)."""
-    bind = target if isinstance(target, Engine | Connection) else None
-    if bind is None:
-        return sa.exc.DBAPIError
-    dbapi = bind.dialect.loaded_dbapi
-    return dbapi.Error if dbapi is not None else sa.exc.DBAPIError
 
 
 def _upgrade(

@@ -362,20 +362,16 @@ def open_store(
     tables = schema(prefix)
     if not callable(getattr(clock, "now", None)):
         raise ValidationError("clock", clock, "expected a Clock (an object with now())")
-    if isinstance(target, Connection):
+    engine, owned = engine_of(target)
+    if engine is None:  # a host's connection, whose transaction the store joins
+        assert isinstance(target, Connection)
         if target.dialect.name == "sqlite" and target.engine not in _CONFIGURED:
             raise StorageError(
                 "call configure_sqlite(engine) before its first connection, then join one"
             )
         store = SqlStore(tables, tenant, clock, engine=None, connection=target, owned=False)
-    elif isinstance(target, Engine):
-        if target.dialect.name == "sqlite":
-            configure_sqlite(target)
-        store = SqlStore(tables, tenant, clock, engine=target, connection=None, owned=False)
-    elif isinstance(target, str | sa.URL):
-        store = SqlStore(tables, tenant, clock, engine=_engine(target), connection=None, owned=True)
     else:
-        raise ValidationError("target", target, "expected a URL, an Engine or a Connection")
+        store = SqlStore(tables, tenant, clock, engine=engine, connection=None, owned=owned)
     described = str(target.engine.url if isinstance(target, Connection) else store._url())
     try:
         with store._errors():
