@@ -956,25 +956,28 @@ class _Repository(Generic[_E]):
         item = check_item(item, self._entity)
         new = attrs.evolve(item, version=item.version + 1)
         row = self._codec.encode(self._tenant, new)
-        with self._unit.store._errors(), self._unit._savepoint() as connection:
-            params = (*row[2:], row[0], row[1], item.version)
+        params = (*row[2:], row[0], row[1], item.version)
+        with self._unit.store._errors():
             try:
-                with self._unit._savepoint() as inner:
-                    cursor = self._raw(inner).execute(self._sql.update, params)
+                with self._unit._savepoint() as connection:
+                    cursor = self._raw(connection).execute(self._sql.update, params)
+                    if cursor.rowcount != 1:
+                        actual = self._stored_version(item.id)
+                        if actual is None:
+                            raise NotFound(self._name, item.id)
+                        raise ConcurrencyConflict(self._name, item.id, item.version, actual)
+                    if self._codec.members_field is not None:
+                        self._delete_members(connection, item.id)
+                        self._write_members(connection, [new])
             except Exception as error:
+                # Read what the row collides with once its savepoint has rolled back
+                # (PostgreSQL refuses every query in a failed transaction until then).
+                taken = None
                 if self._unit.store._is_integrity_error(error):
                     taken = self._taken_key([item], 0)
-                    if taken is not None:
-                        raise taken from None
+                if taken is not None:
+                    raise taken from None
                 raise
-            if cursor.rowcount != 1:
-                actual = self._stored_version(item.id)
-                if actual is None:
-                    raise NotFound(self._name, item.id)
-                raise ConcurrencyConflict(self._name, item.id, item.version, actual)
-            if self._codec.members_field is not None:
-                self._delete_members(connection, item.id)
-                self._write_members(connection, [new])
         return new
 
     def delete(self, id: UUID, /, *, version: int | None = None) -> None:
