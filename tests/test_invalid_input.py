@@ -668,3 +668,11 @@ def test_domain_functions_name_the_wrong_argument(call: Any, field_name: str) ->
     with pytest.raises(ValidationError) as caught:
         call()
     assert caught.value.field == field_name
+
+
+@pytest.mark.parametrize("kinds", [NOW, NOW.date(), [[1]], "page_view"], ids=str)
+def test_activity_kinds_of_a_timeline_query(store: Store, kinds: object) -> None:
+    """A date, a datetime or an unhashable item once raised TypeError."""
+    with store.unit_of_work() as unit, pytest.raises(ValidationError) as caught:
+        unit.activities.for_contact(uuid4(), kinds=kinds)  # type: ignore[arg-type]
+    assert caught.value.field == "kinds"

@@ -116,13 +116,12 @@ def check_kinds(kinds: Iterable[ActivityKind] | None) -> frozenset[ActivityKind]
     """The activity kinds of a timeline query (``None``: all kinds)."""
     if kinds is None:
         return None
-    if isinstance(kinds, str):
-        raise ValidationError("kinds", kinds, "expected a collection of ActivityKind")
-    found = frozenset(kinds)
-    for kind in found:
+    found: set[ActivityKind] = set()
+    for kind in check_many(kinds, "kinds"):
         if not isinstance(kind, ActivityKind):
             raise ValidationError("kinds", kind, "expected an ActivityKind")
-    return found
+        found.add(kind)
+    return frozenset(found)
 
 
 def check_window(
