@@ -162,10 +162,8 @@ def check_email(email: object) -> EmailAddress:
 
 
 def check_ids(ids: object, field: str = "ids") -> list[UUID]:
-    """The ids of a many-id query, each checked, in order (a string is refused)."""
-    if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
-        raise ValidationError(field, ids, "expected a collection of UUIDs")
-    return [check_id(i, f"{field}[{n}]") for n, i in enumerate(ids)]
+    """The ids of a many-id query, each checked (``field[n]``), in order."""
+    return [check_id(i, f"{field}[{n}]") for n, i in enumerate(check_many(ids, field))]
 
 
 @attrs.frozen

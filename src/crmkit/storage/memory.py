@@ -264,7 +264,7 @@ class _Repository(Generic[_E]):
 
     def get_many(self, ids: Iterable[UUID], /) -> Mapping[UUID, _E]:
         table = self._table
-        wanted = [check_id(i, f"ids[{n}]") for n, i in enumerate(check_many(ids, "ids"))]
+        wanted = check_ids(ids)
         return {i: cast(_E, table[i]) for i in wanted if i in table}
 
     def add(self, item: _E, /) -> _E:

@@ -769,7 +769,7 @@ class _Repository(Generic[_E]):
         return found
 
     def get_many(self, ids: Iterable[UUID], /) -> Mapping[UUID, _E]:
-        wanted = [check_id(i, f"ids[{n}]") for n, i in enumerate(check_many(ids, "ids"))]
+        wanted = check_ids(ids)
         found: dict[UUID, _E] = {}
         for start in range(0, len(wanted), _ID_CHUNK):
             chunk = wanted[start : start + _ID_CHUNK]
