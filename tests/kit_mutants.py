@@ -1448,3 +1448,126 @@ MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     ),
 }
 """Each mutant's name: its store class and the kit tests that must fail on it."""
+
+# ---------------------------------------------------------------------------- look-ups
+
+
+class _WithEmailExact:
+    """``with_email`` compares the address as stored, with case."""
+
+    def with_email(self, email: Any, /) -> list[Any]:
+        found = [c for c in self._table.values() if c.email == email]  # type: ignore[attr-defined]
+        return sorted(found, key=lambda c: (c.created_at, c.id))
+
+
+class _WithEmailEveryTenant:
+    """``with_email`` reads the contacts of every tenant."""
+
+    def with_email(self, email: Any, /) -> list[Any]:
+        tables = self._unit._store._db.tables  # type: ignore[attr-defined]
+        found = [
+            c
+            for (_, name), table in list(tables.items())
+            if name == "contact"
+            for c in table.values()
+            if c.email is not None and c.email.casefold() == email.casefold()
+        ]
+        return sorted(found, key=lambda c: (c.created_at, c.id))
+
+
+class _SharedAddresses:
+    """Contacts may share a folded e-mail address although the policy says one each."""
+
+    def _check_keys(self, items: Any, offset: int) -> None:
+        return None
+
+
+class _TaskSelectBroken:
+    exclusive: ClassVar[bool] = False
+    no_assignee: ClassVar[bool] = False
+
+    def select(self, **given: Any) -> list[Any]:
+        due_until = given.pop("due_until", None)
+        if self.no_assignee:
+            given.pop("assignee", None)
+        found = [
+            t
+            for t in self._table.values()  # type: ignore[attr-defined]
+            if all(getattr(t, k) == v for k, v in given.items() if v is not None)
+            and (
+                due_until is None
+                or (t.due_at < due_until if self.exclusive else t.due_at <= due_until)
+            )
+        ]
+        return sorted(found, key=lambda t: (t.due_at, t.id))
+
+
+class _CountByIgnoresTheRule:
+    def count_by(self, field: str, rule: Any = None, /, *, now: Any = None) -> dict[Any, int]:
+        counts: dict[Any, int] = {}
+        for item in self._table.values():  # type: ignore[attr-defined]
+            counts[getattr(item, field)] = counts.get(getattr(item, field), 0) + 1
+        return counts
+
+
+class _ForSubjectsAnyKind:
+    def for_subjects(self, subject: Any, subject_ids: Any, /) -> list[Any]:
+        wanted = set(subject_ids)
+        found = [c for c in self._table.values() if c.subject_id in wanted]  # type: ignore[attr-defined]
+        return sorted(found, key=lambda c: (c.at, c.id))
+
+
+class _DeleteOrphans:
+    """``delete`` removes an entity that others still refer to."""
+
+    def delete(self, id: UUID, /, *, version: int | None = None) -> None:
+        table = self._table  # type: ignore[attr-defined]
+        stored = table.get(check_id(id))
+        if stored is None:
+            raise NotFound(self._entity.entity_name, id)  # type: ignore[attr-defined]
+        if version is not None and stored.version != version:
+            raise ConcurrencyConflict(self._entity.entity_name, id, version, stored.version)  # type: ignore[attr-defined]
+        self._unit._write(table, id, None)  # type: ignore[attr-defined]
+
+
+def _mixing(name: str, mixin: type, doc: str, **flags: bool) -> type[MutantStore]:
+    mixed = type(f"_{name}", (mixin,), flags) if flags else mixin
+    return type(name, (MutantStore,), {"mixin": mixed, "__doc__": doc})
+
+
+LOOK_UP_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
+    "with_email compares with case": (
+        _mixing("WithEmailExact", _WithEmailExact, "with_email compares with case."),
+        ("test_with_email_compares_without_case_oldest_first",),
+    ),
+    "with_email reads every tenant": (
+        _mixing("WithEmailEveryTenant", _WithEmailEveryTenant, "with_email reads all tenants."),
+        ("test_with_email_compares_without_case_oldest_first",),
+    ),
+    "contacts share an address": (
+        _mixing("SharedAddresses", _SharedAddresses, "one contact per address is not kept."),
+        ("test_one_contact_per_address_by_default",),
+    ),
+    "tasks.select due_until exclusive": (
+        _mixing("DueUntilExclusive", _TaskSelectBroken, "due_until is exclusive.", exclusive=True),
+        ("test_task_select_filters_and_orders",),
+    ),
+    "tasks.select ignores the assignee": (
+        _mixing("NoAssignee", _TaskSelectBroken, "assignee is ignored.", no_assignee=True),
+        ("test_task_select_filters_and_orders",),
+    ),
+    "count_by ignores the rule": (
+        _mixing("CountByAll", _CountByIgnoresTheRule, "count_by counts every entity."),
+        ("test_count_by_counts_per_value_in_the_store",),
+    ),
+    "for_subjects ignores the kind": (
+        _mixing("ForSubjectsAnyKind", _ForSubjectsAnyKind, "for_subjects ignores the kind."),
+        ("test_stage_history_of_many_subjects",),
+    ),
+    "delete orphans what refers to it": (
+        _mixing("DeleteOrphans", _DeleteOrphans, "delete ignores references."),
+        ("test_a_delete_that_would_orphan_is_refused",),
+    ),
+}
+
+MUTANTS.update(LOOK_UP_MUTANTS)

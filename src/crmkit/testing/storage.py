@@ -27,8 +27,7 @@ fixture is registered behind the adapter author's back.
 """
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
@@ -102,6 +101,7 @@ except ImportError as _exc:  # pragma: no cover - exercised without the extra on
     raise MissingExtra("test", "pytest and hypothesis", "crmkit.testing.storage") from _exc
 
 from crmkit.testing import strategies as cst
+from crmkit.testing._contract import _c, _raises
 from crmkit.testing._queries import QueryContract
 
 __all__ = ["Capabilities", "StoreContract", "repository_of"]
@@ -191,33 +191,6 @@ def _fresh(store: Store) -> Store:
 
 def _ids(items: Any) -> list[UUID]:
     return [item.id for item in items]
-
-
-def _c(contract: str) -> str:
-    """The message of a failed check: the contract of the port that the store broke."""
-    return f"contract: {contract}"
-
-
-class _Caught:
-    """What :func:`_raises` caught."""
-
-    value: Any = None
-
-
-@contextmanager
-def _raises(kind: type[Exception], contract: str) -> Iterator[_Caught]:
-    """Like ``pytest.raises``, but a failure names the contract (and any other error)."""
-    caught = _Caught()
-    try:
-        yield caught
-    except kind as error:
-        caught.value = error
-        return
-    except Exception as error:
-        pytest.fail(
-            f"{_c(contract)}: expected {kind.__name__}, got {type(error).__name__}: {error}"
-        )
-    pytest.fail(f"{_c(contract)}: expected {kind.__name__}, nothing was raised")
 
 
 def _bounded(items: Iterable[_E], most: int, contract: str) -> list[_E]:
