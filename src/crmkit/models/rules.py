@@ -291,6 +291,7 @@ FIELDS: Final[Mapping[RuleEntity, Mapping[str, FieldSpec]]] = MappingProxyType(
             *_COMMON,
             FieldSpec("subject", T.TEXT, required=True),
             FieldSpec("contact_id", T.UUID, required=True),
+            FieldSpec("account_id", T.UUID),
             FieldSpec("status", T.ENUM, TicketStatus, required=True),
             FieldSpec("priority", T.ENUM, TicketPriority, required=True),
             FieldSpec("channel", T.ENUM, TicketChannel, required=True),
