@@ -86,6 +86,7 @@ def test_a_new_payload_needs_its_required_fields_and_no_nulls_for_them() -> None
                 "status": "disqualified",
             },
             clock=CLOCK,
+            trusted=True,
         )
     assert invariant.value.field == "$.disqualified_reason"
     for root in (None, [1], "contact"):
@@ -204,7 +205,7 @@ def test_every_entity_reads_back_from_its_new_and_patch_payloads(entity: type[En
     @given(cst.for_type(entity), cst.for_type(entity))
     def check(item: Entity, other: Entity) -> None:
         payload = {k: v for k, v in converter.unstructure(item).items() if k not in _STAMPS}
-        made = structure_new(entity, payload, clock=FixedClock(item.created_at))
+        made = structure_new(entity, payload, clock=FixedClock(item.created_at), trusted=True)
         assert _fields(made) == _fields(item)
         assert (made.version, made.created_at) == (1, item.created_at)
         patched = apply_patch(
@@ -217,3 +218,19 @@ def test_every_entity_reads_back_from_its_new_and_patch_payloads(entity: type[En
         assert (patched.id, patched.version) == (other.id, other.version)
 
     check()
+
+
+def test_a_form_cannot_set_what_use_cases_own() -> None:
+    posted = {"email": "eve@example.com", "lifecycle_stage": "customer"}
+    with pytest.raises(ValidationError) as caught:
+        structure_new(Contact, posted, clock=CLOCK)
+    assert caught.value.field == "$.lifecycle_stage"
+    deal = {"title": "Free", "pipeline": "sales", "stage": "won", "status": "won"}
+    with pytest.raises(ValidationError) as won:
+        structure_new(Deal, deal, clock=CLOCK)
+    assert {p.field for p in won.value.problems} == {"$.status"}
+    imported = structure_new(Contact, posted, clock=CLOCK, trusted=True)
+    assert imported.lifecycle_stage.value == "customer"
+    with pytest.raises(ValidationError) as flag:
+        structure_new(Contact, posted, clock=CLOCK, trusted="yes")  # type: ignore[arg-type]
+    assert flag.value.field == "trusted"

@@ -10,7 +10,7 @@ from cattrs.errors import ClassValidationError, IterableValidationError
 
 from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import MISSING, Problem, ValidationError
-from crmkit.models import Entity
+from crmkit.models import Contact, Deal, Entity, Lead, Task, Ticket
 
 if TYPE_CHECKING:
     from crmkit.serialization import CrmkitConverter
@@ -25,6 +25,26 @@ _STAMPS: Final = {
     "created_at": "is read-only: set from the clock when the entity is created",
     "updated_at": "is read-only: set from the clock on every change",
 }
+_MANAGED: Final[Mapping[type[Entity], Mapping[str, str]]] = {
+    Contact: {"lifecycle_stage": "moves through the contact lifecycle's use cases"},
+    Lead: {
+        "status": "changes through the lead's use cases",
+        "score": "is set by scoring",
+        "pipeline": "is set when a lead enters a pipeline",
+        "stage": "changes through moves",
+        "disqualified_reason": "is set by disqualify_lead",
+        "deal_id": "is set by convert_lead",
+    },
+    Deal: {
+        "status": "changes through moves",
+        "closed_at": "is set when the deal closes",
+        "lost_reason": "is set when the deal is lost",
+    },
+    Ticket: {"status": "changes through the ticket workflow", "csat": "is set by record_csat"},
+    Task: {"status": "changes through complete_task and cancel_task", "completed_at": "likewise"},
+}
+"""The fields a use case owns, per entity: :func:`structure_new` refuses them in
+payloads from outside (a web form must not create a customer or a won deal)."""
 _PATCH_READ_ONLY: Final = {name: _STAMPS[name] for name in ("id", "created_at", "updated_at")}
 _default: list["CrmkitConverter"] = []
 
@@ -63,10 +83,16 @@ def structure_new(
     *,
     clock: Clock = SYSTEM_CLOCK,
     converter: "CrmkitConverter | None" = None,
+    trusted: bool = False,
 ) -> _E:
     """A new entity of ``cls`` from a JSON payload of its fields, as ``cls.new()`` makes
     one: ``id``, ``version`` and the timestamps come from crmkit and ``clock`` and are
     refused in the payload.
+
+    The fields that use cases own (a contact's ``lifecycle_stage``, a deal's ``status``,
+    a lead's ``status`` and ``score``, a ticket's ``status``, ...) are
+    refused too, so that a public form cannot create a customer or a won deal. Pass
+    ``trusted=True`` for data you trust, such as an import from your own system.
 
     Fields with defaults may be left out. Reading is as strict as
     :meth:`CrmkitConverter.structure`: unknown fields, wrongly typed values and missing
@@ -75,9 +101,12 @@ def structure_new(
     """
     cls = _entity_class(cls)  # type: ignore[assignment]
     fields = _object(payload)
+    if not isinstance(trusted, bool):
+        raise ValidationError("trusted", trusted, "expected True or False")
+    owned = {} if trusted else _MANAGED.get(cls, {})
     problems = [
         Problem(_path(name), fields[name], reason)
-        for name, reason in _STAMPS.items()
+        for name, reason in {**_STAMPS, **owned}.items()
         if name in fields
     ]
     now = clock.now()
@@ -87,7 +116,7 @@ def structure_new(
         "created_at": now.isoformat(),
         "updated_at": now.isoformat(),
     }
-    given = {k: v for k, v in fields.items() if k not in _STAMPS}
+    given = {k: v for k, v in fields.items() if k not in _STAMPS and k not in owned}
     try:
         made = _converter(converter).structure({**given, **stamps}, cls)
     except ValidationError as error:
