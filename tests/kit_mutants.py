@@ -1478,7 +1478,7 @@ class _WithEmailEveryTenant:
 class _SharedAddresses:
     """Contacts may share a folded e-mail address although the policy says one each."""
 
-    def _check_keys(self, items: Any, offset: int) -> None:
+    def _check_keys(self, items: Any, offset: int | None) -> None:
         return None
 
 

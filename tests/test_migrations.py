@@ -126,6 +126,8 @@ def test_an_old_database_is_refused_until_upgraded_and_keeps_its_data(
     assert f"ix_{prefix}contacts_email_created_at_id" in indexes
     assert f"ux_{prefix}contacts_email_key" in indexes
     assert upgrade(url, prefix=prefix).changed is False  # current: nothing to do
+    with pytest.raises(StorageError, match="unique_emails"):  # nor a policy change
+        upgrade(url, prefix=prefix, unique_emails=False)
 
 
 def test_shared_addresses_stop_the_upgrade_until_the_host_decides(

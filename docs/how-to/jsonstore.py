@@ -165,12 +165,13 @@ class JsonRepository(Generic[E]):
         table = self.unit.table(self._entity)
         if check_item(item, self._entity).id in table:
             raise Duplicate(self._name, item.id)
-        self._check_unique([item])
+        self._check_unique([item], bulk=False)
         table[item.id] = self._dump(item)
         return item
 
-    def _check_unique(self, items: list[E]) -> None:
-        """Raise Duplicate for a unique key besides the id (contacts: their e-mail)."""
+    def _check_unique(self, items: list[E], *, bulk: bool) -> None:
+        """Raise Duplicate for a unique key besides the id (contacts: their e-mail);
+        ``bulk``: name the item's index, as add_many does."""
 
     def add_many(self, items: Iterable[E], /) -> int:
         table = self.unit.table(self._entity)
@@ -179,7 +180,7 @@ class JsonRepository(Generic[E]):
             if check_item(item, self._entity, f"[{index}]").id in table or item.id in staged:
                 raise Duplicate(self._name, item.id, index=index)
             staged[item.id] = self._dump(item)
-        self._check_unique([self._load(document) for document in staged.values()])
+        self._check_unique([self._load(document) for document in staged.values()], bulk=True)
         table.update(staged)
         return len(staged)
 
@@ -188,7 +189,7 @@ class JsonRepository(Generic[E]):
         if stored.version != item.version:
             raise ConcurrencyConflict(self._name, item.id, item.version, stored.version)
         new = attrs.evolve(item, version=item.version + 1)
-        self._check_unique([new])
+        self._check_unique([new], bulk=False)
         self.unit.table(self._entity)[item.id] = self._dump(new)
         return new
 
@@ -295,7 +296,7 @@ class JsonContacts(JsonRepository[Contact]):
         found = [c for c in self.all() if c.email is not None and c.email.casefold() == wanted]
         return sorted(found, key=lambda c: (c.created_at, c.id))
 
-    def _check_unique(self, items: list[Contact]) -> None:
+    def _check_unique(self, items: list[Contact], *, bulk: bool) -> None:
         """One contact per folded e-mail address (the default identity policy)."""
         seen: dict[str, UUID] = {
             c.email.casefold(): c.id for c in self.all() if c.email is not None
@@ -305,7 +306,8 @@ class JsonContacts(JsonRepository[Contact]):
                 continue
             key = item.email.casefold()
             if seen.get(key, item.id) != item.id:
-                raise Duplicate("contact", str(item.email), index=index, field="email")
+                at = index if bulk else None
+                raise Duplicate("contact", str(item.email), index=at, field="email")
             seen[key] = item.id
 
 

@@ -272,11 +272,11 @@ class _Repository(Generic[_E]):
         table = self._table
         if item.id in table:
             raise Duplicate(self._entity.entity_name, item.id)
-        self._check_keys([item], 0)
+        self._check_keys([item], None)
         self._unit._write(table, item.id, item)
         return item
 
-    def _check_keys(self, items: list[_E], offset: int) -> None:
+    def _check_keys(self, items: list[_E], offset: int | None) -> None:
         """Raise :class:`Duplicate` for a unique key besides the id that ``items`` take
         (none here; contacts have their e-mail)."""
 
@@ -305,7 +305,7 @@ class _Repository(Generic[_E]):
                 self._entity.entity_name, item.id, item.version, stored.version
             )
         new = attrs.evolve(item, version=item.version + 1)
-        self._check_keys([new], 0)
+        self._check_keys([new], None)
         self._unit._write(table, item.id, new)
         return new
 
@@ -395,7 +395,7 @@ class _Contacts(_Repository[Contact]):
         ids = self._unit._emails().get(check_email(email).casefold(), ())
         return sorted((cast(Contact, table[i]) for i in ids), key=lambda c: (c.created_at, c.id))
 
-    def _check_keys(self, items: list[Contact], offset: int) -> None:
+    def _check_keys(self, items: list[Contact], offset: int | None) -> None:
         if not self._unit._store.unique_emails:
             return
         index = self._unit._emails()
@@ -405,7 +405,8 @@ class _Contacts(_Repository[Contact]):
                 continue
             key = item.email.casefold()
             if key in seen or index.get(key, set()) - {item.id}:
-                raise Duplicate("contact", str(item.email), index=offset + number, field="email")
+                at = None if offset is None else offset + number
+                raise Duplicate("contact", str(item.email), index=at, field="email")
             seen.add(key)
 
 

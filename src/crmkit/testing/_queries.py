@@ -102,6 +102,7 @@ class QueryContract:
         with fresh.unit_of_work() as unit:
             with _raises(Duplicate, "add refuses a second contact with a folded address") as taken:
                 unit.contacts.add(_contact("ADA@example.org"))
+            assert taken.value.index is None, _c("Duplicate of a single add names no index")
             assert taken.value.field == "email", (
                 "contract: a second contact with a folded address raises Duplicate(field='email')"
             )

@@ -206,4 +206,10 @@ def _upgrade(
     policy = connection.execute(
         sa.select(meta.c.value).where(meta.c.key == IDENTITY_KEY)
     ).scalar_one_or_none()
-    return Upgrade(found, SCHEMA_VERSION, policy != SHARED)
+    unique_now = policy != SHARED
+    if unique_emails is not None and unique_emails != unique_now:
+        raise StorageError(
+            f"unique_emails={unique_emails} differs from the database's identity policy "
+            f"({policy}): an upgrade chooses the policy of a schema 1 database only"
+        )
+    return Upgrade(found, SCHEMA_VERSION, unique_now)

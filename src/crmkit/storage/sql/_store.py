@@ -823,13 +823,13 @@ class _Repository(Generic[_E]):
                     raise
                 if self._find_one(item.id) is not None:
                     raise Duplicate(self._name, item.id) from None
-                taken = self._taken_key([item], 0)
+                taken = self._taken_key([item], None)
                 if taken is not None:
                     raise taken from None
                 raise
         return item
 
-    def _taken_key(self, items: Sequence[_E], offset: int) -> Duplicate | None:
+    def _taken_key(self, items: Sequence[_E], offset: int | None) -> Duplicate | None:
         """A unique key other than the id that one of ``items`` repeats (none here)."""
         return None
 
@@ -974,7 +974,7 @@ class _Repository(Generic[_E]):
                 # (PostgreSQL refuses every query in a failed transaction until then).
                 taken = None
                 if self._unit.store._is_integrity_error(error):
-                    taken = self._taken_key([item], 0)
+                    taken = self._taken_key([item], None)
                 if taken is not None:
                     raise taken from None
                 raise
@@ -1132,9 +1132,10 @@ class _Contacts(_Repository[Contact]):
         statement = self._base().where(email_key(table) == wanted)
         return self._load(statement.order_by(table.c.created_at, table.c.id))
 
-    def _taken_key(self, items: Sequence[Contact], offset: int) -> Duplicate | None:
+    def _taken_key(self, items: Sequence[Contact], offset: int | None) -> Duplicate | None:
         """The first of ``items`` whose folded e-mail another contact has, stored or
-        earlier in ``items``."""
+        earlier in ``items`` (``offset``: the index of the first item in a bulk call,
+        ``None`` for a single write)."""
         if not self._unit.store.unique_emails:
             return None
         seen: set[str] = set()
@@ -1144,7 +1145,8 @@ class _Contacts(_Repository[Contact]):
             key = item.email.casefold()
             others = [c for c in self.with_email(item.email) if c.id != item.id]
             if key in seen or others:
-                return Duplicate(self._name, str(item.email), index=offset + index, field="email")
+                at = None if offset is None else offset + index
+                return Duplicate(self._name, str(item.email), index=at, field="email")
             seen.add(key)
         return None
 
