@@ -363,3 +363,21 @@ def test_writers_in_several_processes_lose_no_update(tmp_path: Path) -> None:
     done = sum(d for d, _ in results)
     assert done + sum(c for _, c in results) == 45
     assert final.custom["n"] == done == final.version - 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_in_list_value_with_more_places_than_a_decimal_column_holds(
+    backend: str, tmp_path: Path
+) -> None:
+    # 1e-261 has no (units, nanos) form: it equals no stored probability, and once made
+    # the decimal arithmetic raise Inexact instead of leaving it out of the list.
+    stores = sqlite_store(tmp_path / "in.db") if backend == "sqlite" else postgres_store()
+    store = next(stores)
+    deal = Deal.new(title="Seats", pipeline="sales", stage="new", probability=Decimal("0.25"))
+    with store.unit_of_work() as unit:
+        unit.deals.add(deal)
+        rule = deals_where(field("probability").is_in(-2.946384618371879e-261, 0.25))
+        assert unit.deals.ids(rule) == [deal.id]
+        tiny_only = deals_where(field("probability").is_in(-2.946384618371879e-261))
+        assert unit.deals.count(tiny_only) == 0
+    store.close()

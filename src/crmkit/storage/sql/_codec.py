@@ -38,8 +38,11 @@ _JSON: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 def decimal_parts(value: Decimal) -> tuple[int, int]:
     """``(units, nanos)``: the floor of ``value`` and its fraction in units of 10^-12."""
-    units = value.to_integral_value(ROUND_FLOOR, _EXACT)
-    nanos = _EXACT.multiply(_EXACT.subtract(value, units), Decimal(NANOS))
+    try:
+        units = value.to_integral_value(ROUND_FLOOR, _EXACT)
+        nanos = _EXACT.multiply(_EXACT.subtract(value, units), Decimal(NANOS))
+    except (Inexact, Rounded):  # beyond 80 digits, e.g. 1E-261: no 12-place fraction
+        raise StorageError(f"{value} has more than 12 decimal places") from None
     if nanos != nanos.to_integral_value():
         raise StorageError(f"{value} has more than 12 decimal places")
     return int(units), int(nanos)
