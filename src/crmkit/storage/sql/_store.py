@@ -200,21 +200,18 @@ def create_schema(
         _create(bind, schema(prefix), unique_emails)
 
 
-def _create(connection: Connection, tables: Schema, unique_emails: bool) -> None:
-    if _recorded(connection, tables, str(connection.engine.url)) is not None:
-        return
+def _create(connection: Connection, tables: Schema, unique_emails: bool) -> dict[str, str]:
+    """Create the tables unless they are there (of this schema); the meta facts."""
+    facts = _recorded(connection, tables, str(connection.engine.url))
+    if facts is not None:
+        return facts
     tables.metadata.create_all(connection, checkfirst=True)
     index = tables.email_indexes[0 if unique_emails else 1]
     index.create(connection, checkfirst=True)
     plan_priors(connection, tables)
-    policy = UNIQUE if unique_emails else SHARED
-    connection.execute(
-        sa.insert(tables.meta),
-        [
-            {"key": VERSION_KEY, "value": str(SCHEMA_VERSION)},
-            {"key": IDENTITY_KEY, "value": policy},
-        ],
-    )
+    facts = {VERSION_KEY: str(SCHEMA_VERSION), IDENTITY_KEY: UNIQUE if unique_emails else SHARED}
+    connection.execute(sa.insert(tables.meta), [{"key": k, "value": v} for k, v in facts.items()])
+    return facts
 
 
 def analyze(connection: Connection, names: Sequence[str]) -> None:
@@ -279,37 +276,34 @@ def _enum_column(table: sa.Table, expression: object) -> bool:
     return isinstance(kind, sa.String) and kind.length == 32
 
 
-def _facts(connection: Connection, tables: Schema) -> dict[str, str] | None:
-    """The rows of the meta table; ``None`` when there is no meta table."""
-    if not sa.inspect(connection).has_table(tables.meta.name):
-        return None
-    rows = connection.execute(sa.select(tables.meta.c.key, tables.meta.c.value)).all()
-    return {str(row[0]): str(row[1]) for row in rows}
-
-
-def database_version(connection: Connection, tables: Schema) -> int | None:
+def _meta(connection: Connection, tables: Schema) -> tuple[int | None, dict[str, str]]:
     """The crmkit schema version of the database (``1`` for crmkit 0.1's tables, which
-    record none); ``None`` when it holds no crmkit tables."""
-    facts = _facts(connection, tables)
-    if facts is None:
-        has_tables = sa.inspect(connection).has_table(tables.table(Contact).name)
-        return 1 if has_tables else None
+    record none; ``None`` when it holds no crmkit tables) and the rows of its meta table,
+    read once."""
+    inspector = sa.inspect(connection)
+    if not inspector.has_table(tables.meta.name):
+        return (1 if inspector.has_table(tables.table(Contact).name) else None), {}
+    rows = connection.execute(sa.select(tables.meta.c.key, tables.meta.c.value)).all()
+    facts = {str(row[0]): str(row[1]) for row in rows}
     version = facts.get(VERSION_KEY)
     if version is None or not version.isdigit():
         raise StorageError(f"the table {tables.meta.name} records no schema version")
-    return int(version)
+    return int(version), facts
+
+
+def database_version(connection: Connection, tables: Schema) -> int | None:
+    """The crmkit schema version of the database (see :func:`_meta`)."""
+    return _meta(connection, tables)[0]
 
 
 def _recorded(connection: Connection, tables: Schema, target: str) -> dict[str, str] | None:
     """The meta facts of a database of this crmkit's schema; ``None`` for a database
     without crmkit tables; :class:`SchemaOutdated` for any other version."""
-    version = database_version(connection, tables)
+    version, facts = _meta(connection, tables)
     if version is None:
         return None
     if version != SCHEMA_VERSION:
         raise SchemaOutdated(version, SCHEMA_VERSION, target)
-    facts = _facts(connection, tables)
-    assert facts is not None
     return facts
 
 
@@ -439,9 +433,7 @@ class SqlStore:
                     f"{target} holds no crmkit tables: open it with create=True "
                     "or call create_schema"
                 )
-            _create(connection, self.schema, unique_emails is not False)
-            facts = _recorded(connection, self.schema, target)
-            assert facts is not None
+            facts = _create(connection, self.schema, unique_emails is not False)
         self.unique_emails = facts.get(IDENTITY_KEY, UNIQUE) == UNIQUE
         if unique_emails is not None and unique_emails != self.unique_emails:
             raise StorageError(
