@@ -1,7 +1,9 @@
 """Schema versions and upgrades, from the tables crmkit 0.1 created, with data in them.
 
-``tests/schemas/v1.<dialect>.sql`` is the DDL that crmkit 0.1 (schema 1) ran, frozen:
-the tests build such a database, fill it, and upgrade it in place.
+``tests/schemas/v<N>.<dialect>.sql`` is the DDL that schema N ran, frozen (1: crmkit 0.1;
+2: the first versioned schema, with its ``<prefix>meta`` rows): the tests build such a
+database, fill it, and upgrade it in place. A change of the schema adds the frozen DDL of
+the version it replaces and keeps every older one.
 """
 
 import uuid
@@ -46,11 +48,12 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     engine.dispose()
 
 
-def make_v1(url: str, prefix: str, items: list[Any]) -> None:
-    """A database as crmkit 0.1 left it: its DDL, and ``items`` stored as it stored them."""
+def make_old(url: str, prefix: str, items: list[Any], version: int = 1) -> None:
+    """A database as schema ``version`` left it: its DDL, and ``items`` stored as it
+    stored them (columns added since are left out, and must be empty)."""
     engine = sa.create_engine(url)
     dialect = engine.dialect.name
-    ddl = (SCHEMAS / f"v1.{dialect}.sql").read_text().replace("crm_", prefix)
+    ddl = (SCHEMAS / f"v{version}.{dialect}.sql").read_text().replace("crm_", prefix)
     tables = schema(prefix)
     with engine.begin() as connection:
         for statement in ddl.split(";"):
@@ -62,7 +65,7 @@ def make_v1(url: str, prefix: str, items: list[Any]) -> None:
             name = tables.table(type(item)).name
             old = {c["name"] for c in sa.inspect(connection).get_columns(name)}
             row = dict(zip(encoder.names, encoder.encode("tests", item), strict=True))
-            # Columns added since schema 1 are empty in old rows.
+            # Columns added since are empty in old rows.
             assert all(row[n] is None for n in row if n not in old)
             kept = [n for n in encoder.names if n in old]
             insert = (
@@ -100,7 +103,7 @@ def test_an_old_database_is_refused_until_upgraded_and_keeps_its_data(
     moved = StageChange.new(
         subject=SubjectKind.CONTACT, subject_id=ada.id, to_stage="lead", clock=CLOCK
     )
-    make_v1(url, prefix, [ada, lead, moved])
+    make_old(url, prefix, [ada, lead, moved])
 
     with pytest.raises(SchemaOutdated) as refused:
         open_store(url, tenant="tests", prefix=prefix)
@@ -135,7 +138,7 @@ def test_shared_addresses_stop_the_upgrade_until_the_host_decides(
 ) -> None:
     url, prefix = target
     first, second = person("Bo@x.example", 1), person("bo@X.example", 2)
-    make_v1(url, prefix, [first, second, person("cy@x.example")])
+    make_old(url, prefix, [first, second, person("cy@x.example")])
 
     with pytest.raises(DuplicateEmails) as shared:
         upgrade(url, prefix=prefix)
@@ -175,3 +178,27 @@ def test_a_new_database_records_its_version_and_policy(tmp_path: Path) -> None:
     engine.dispose()
     with pytest.raises(SchemaOutdated, match="newer crmkit"):
         open_store(url)
+
+
+@pytest.mark.parametrize("version", range(2, SCHEMA_VERSION + 1))
+def test_every_versioned_schema_upgrades_with_its_data(
+    target: tuple[str, str], version: int
+) -> None:
+    url, prefix = target
+    ada = person("Ada@Example.org")
+    lead = Lead.new(contact_id=ada.id, source="web", channel=LeadChannel.FORM, clock=CLOCK)
+    moved = StageChange.new(
+        subject=SubjectKind.LEAD, subject_id=lead.id, to_stage="new", clock=CLOCK
+    )
+    make_old(url, prefix, [ada, lead, moved], version)
+
+    done = upgrade(url, prefix=prefix)
+    assert done == Upgrade(version, SCHEMA_VERSION, unique_emails=True)
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        with store.unit_of_work() as unit:
+            assert unit.contacts.get(ada.id) == ada
+            assert unit.leads.get(lead.id) == lead
+            assert unit.stage_history.for_subjects(SubjectKind.LEAD, [lead.id]) == [moved]
+    finally:
+        store.close()
