@@ -1530,6 +1530,25 @@ class _DeleteOrphans:
         self._unit._write(table, id, None)  # type: ignore[attr-defined]
 
 
+class _DanglingWrites:
+    """Writes store references that name nothing."""
+
+    def _check_references(self, items: Any, offset: int | None) -> None:
+        pass
+
+
+class _DanglingBulk:
+    """``add_many`` stores references that name nothing (``add`` and ``update`` check)."""
+
+    def add_many(self, items: Iterable[Any], /) -> int:
+        check = self._check_references  # type: ignore[attr-defined]
+        self._check_references = lambda items, offset: None  # type: ignore[method-assign]
+        try:
+            return super().add_many(items)  # type: ignore[misc, no-any-return]
+        finally:
+            self._check_references = check  # type: ignore[method-assign]
+
+
 def _mixing(name: str, mixin: type, doc: str, **flags: bool) -> type[MutantStore]:
     mixed = type(f"_{name}", (mixin,), flags) if flags else mixin
     return type(name, (MutantStore,), {"mixin": mixed, "__doc__": doc})
@@ -1567,6 +1586,14 @@ LOOK_UP_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "delete orphans what refers to it": (
         _mixing("DeleteOrphans", _DeleteOrphans, "delete ignores references."),
         ("test_a_delete_that_would_orphan_is_refused",),
+    ),
+    "writes store dangling references": (
+        _mixing("DanglingWrites", _DanglingWrites, "add and update ignore references."),
+        ("test_a_write_that_would_dangle_is_refused",),
+    ),
+    "add_many stores dangling references": (
+        _mixing("DanglingBulk", _DanglingBulk, "add_many ignores references."),
+        ("test_a_write_that_would_dangle_is_refused",),
     ),
 }
 

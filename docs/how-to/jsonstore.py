@@ -20,6 +20,7 @@ import attrs
 from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
     ConcurrencyConflict,
+    DanglingReference,
     Duplicate,
     InvalidRule,
     NotFound,
@@ -49,6 +50,7 @@ from crmkit.models.rules import Rule
 from crmkit.segmentation import Context, compile_selector
 from crmkit.serialization import make_converter
 from crmkit.storage import (
+    REFERENCES,
     REFERRERS,
     Cursor,
     Order,
@@ -166,8 +168,18 @@ class JsonRepository(Generic[E]):
         if check_item(item, self._entity).id in table:
             raise Duplicate(self._name, item.id)
         self._check_unique([item], bulk=False)
+        self._check_references([item], bulk=False)
         table[item.id] = self._dump(item)
         return item
+
+    def _check_references(self, items: list[E], *, bulk: bool) -> None:
+        """Raise DanglingReference for a reference that names nothing stored."""
+        for index, item in enumerate(items):
+            for field, target in REFERENCES.get(self._entity, ()):
+                value = getattr(item, field)
+                if value is not None and value not in self.unit.table(target):
+                    where = f"[{index}].{field}" if bulk else field
+                    raise DanglingReference(where, value, f"no {target.entity_name} is stored")
 
     def _check_unique(self, items: list[E], *, bulk: bool) -> None:
         """Raise Duplicate for a unique key besides the id (contacts: their e-mail);
@@ -180,7 +192,9 @@ class JsonRepository(Generic[E]):
             if check_item(item, self._entity, f"[{index}]").id in table or item.id in staged:
                 raise Duplicate(self._name, item.id, index=index)
             staged[item.id] = self._dump(item)
-        self._check_unique([self._load(document) for document in staged.values()], bulk=True)
+        loaded = [self._load(document) for document in staged.values()]
+        self._check_unique(loaded, bulk=True)
+        self._check_references(loaded, bulk=True)
         table.update(staged)
         return len(staged)
 
@@ -190,6 +204,7 @@ class JsonRepository(Generic[E]):
             raise ConcurrencyConflict(self._name, item.id, item.version, stored.version)
         new = attrs.evolve(item, version=item.version + 1)
         self._check_unique([new], bulk=False)
+        self._check_references([new], bulk=False)
         self.unit.table(self._entity)[item.id] = self._dump(new)
         return new
 

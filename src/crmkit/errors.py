@@ -23,6 +23,8 @@ __all__ = [
     "ConcurrencyConflict",
     "CrmkitError",
     "CurrencyMismatch",
+    "DanglingReference",
+    "DanglingReferences",
     "Duplicate",
     "DuplicateEmails",
     "InvalidPipeline",
@@ -206,6 +208,16 @@ class CurrencyMismatch(ValidationError):
 
 class InvalidRule(ValidationError):
     """A rule names an unknown field, or compares a field with a wrongly typed value."""
+
+
+class DanglingReference(ValidationError):
+    """A written entity refers to one that its tenant does not have (a lead whose
+    ``contact_id`` names no stored contact). ``field`` names the reference, with the
+    item's position in a bulk import (``[3].contact_id``) where the store knows it
+    (PostgreSQL checks a bulk ``COPY`` after its last row, and the field comes alone),
+    and ``value`` its id; nothing was written. Write the referred entity first, in the
+    same unit of work or before.
+    """
 
 
 class InvalidPipeline(ValidationError):
@@ -423,6 +435,29 @@ class DuplicateEmails(StorageError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.groups,))
+
+
+class DanglingReferences(StorageError):
+    """The upgrade would declare the references as foreign keys, and stored rows refer
+    to entities that are gone (deleted by a crmkit that did not refuse it).
+
+    ``rows`` holds, for each such reference, the tenant, the referring entity's name and
+    id, the field and the id it names. Delete or repair those rows (or restore what they
+    name) and run the upgrade again (:func:`crmkit.storage.sql.upgrade`). Nothing was
+    changed.
+    """
+
+    def __init__(self, rows: tuple[tuple[str, str, UUID, str, UUID], ...]) -> None:
+        self.rows = rows
+        shown = "; ".join(f"{t}: {e} {i} {f}={m}" for t, e, i, f, m in rows[:5])
+        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+        super().__init__(
+            f"{len(rows)} stored references name entities that are gone ({shown}{more}): "
+            "delete or repair them, then upgrade"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.rows,))
 
 
 class MissingExtra(CrmkitError, ImportError):

@@ -16,7 +16,7 @@ A store is opened for one tenant and never reads or writes another tenant's rows
 """
 
 from crmkit.storage._base import validate_tenant
-from crmkit.storage._columns import ENTITIES, REFERRERS
+from crmkit.storage._columns import ENTITIES, REFERENCES, REFERRERS
 from crmkit.storage._columns import groupable as groupable_fields
 from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
@@ -33,6 +33,7 @@ from crmkit.storage.memory import MemoryStore
 
 __all__ = [
     "ENTITIES",
+    "REFERENCES",
     "REFERRERS",
     "ActivityRepository",
     "ContactRepository",

@@ -37,6 +37,7 @@ from crmkit.models.rules import Rule
 
 __all__ = [
     "ENTITIES",
+    "REFERENCES",
     "REFERRERS",
     "Column",
     "Kind",
@@ -188,3 +189,18 @@ REFERRERS: Final[Mapping[str, tuple[tuple[type[Entity], str], ...]]] = MappingPr
 """Per entity, the fields of other entities that refer to it: a delete is refused while
 one of them does. Stage history is not a reference: it is the record of what happened
 to an entity (the CRM service deletes an entity's own history with it)."""
+
+
+def _references() -> Mapping[type[Entity], tuple[tuple[str, type[Entity]], ...]]:
+    by_name = {entity.entity_name: entity for entity in ENTITIES}
+    found: dict[type[Entity], list[tuple[str, type[Entity]]]] = {}
+    for target, referrers in REFERRERS.items():
+        for entity, field in referrers:
+            found.setdefault(entity, []).append((field, by_name[target]))
+    return MappingProxyType({entity: tuple(refs) for entity, refs in found.items()})
+
+
+REFERENCES: Final = _references()
+"""Per entity class, its reference fields and the entity class each names: the inverse
+of :data:`REFERRERS`. A written entity whose reference names no stored entity of the
+tenant is refused with :class:`~crmkit.errors.DanglingReference`."""

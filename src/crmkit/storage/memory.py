@@ -20,6 +20,7 @@ import attrs
 from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
     ConcurrencyConflict,
+    DanglingReference,
     Duplicate,
     NotFound,
     StillReferenced,
@@ -66,7 +67,7 @@ from crmkit.storage._base import (
     start_after,
     task_query,
 )
-from crmkit.storage._columns import REFERRERS
+from crmkit.storage._columns import REFERENCES, REFERRERS
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page, sort_key
 
@@ -273,8 +274,21 @@ class _Repository(Generic[_E]):
         if item.id in table:
             raise Duplicate(self._entity.entity_name, item.id)
         self._check_keys([item], None)
+        self._check_references([item], None)
         self._unit._write(table, item.id, item)
         return item
+
+    def _check_references(self, items: list[_E], offset: int | None) -> None:
+        """:class:`DanglingReference` for the first reference of ``items`` that names no
+        entity of the tenant."""
+        for number, item in enumerate(items):
+            for field, target in REFERENCES.get(self._entity, ()):
+                value = getattr(item, field)
+                if value is not None and value not in self._unit._store._table(target):
+                    where = field if offset is None else f"[{offset + number}].{field}"
+                    raise DanglingReference(
+                        where, value, f"no {target.entity_name} with this id is stored"
+                    )
 
     def _check_keys(self, items: list[_E], offset: int | None) -> None:
         """Raise :class:`Duplicate` for a unique key besides the id that ``items`` take
@@ -290,6 +304,7 @@ class _Repository(Generic[_E]):
                 raise Duplicate(self._entity.entity_name, item.id, index=index)
             staged[item.id] = item
         self._check_keys(list(staged.values()), 0)
+        self._check_references(list(staged.values()), 0)
         for key, item in staged.items():
             self._unit._write(table, key, item)
         return len(staged)
@@ -306,6 +321,7 @@ class _Repository(Generic[_E]):
             )
         new = attrs.evolve(item, version=item.version + 1)
         self._check_keys([new], None)
+        self._check_references([new], None)
         self._unit._write(table, item.id, new)
         return new
 

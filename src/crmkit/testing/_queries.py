@@ -17,7 +17,13 @@ from uuid import UUID, uuid4
 import attrs
 
 from crmkit.clock import FixedClock
-from crmkit.errors import Duplicate, NotFound, StillReferenced, ValidationError
+from crmkit.errors import (
+    DanglingReference,
+    Duplicate,
+    NotFound,
+    StillReferenced,
+    ValidationError,
+)
 from crmkit.models import (
     Account,
     Activity,
@@ -42,8 +48,9 @@ from crmkit.models import (
     TicketChannel,
 )
 from crmkit.segmentation import contacts_where, field
-from crmkit.storage import ENTITIES, REFERRERS, Repository, Store, UnitOfWork
+from crmkit.storage import ENTITIES, REFERENCES, REFERRERS, Store
 from crmkit.testing._contract import _c, _raises
+from crmkit.testing._referents import repository_of, store_referents
 
 __all__ = ["QueryContract"]
 
@@ -52,12 +59,6 @@ _T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 def _contact(email: str, minutes: int = 0) -> Contact:
     return Contact.new(email=email, clock=FixedClock(_T0 + timedelta(minutes=minutes)))
-
-
-def repository_of(unit: UnitOfWork, entity: type[Entity]) -> Repository[Entity]:
-    """The repository of ``unit`` that stores ``entity``."""
-    names = {"activity": "activities", "stage_change": "stage_history"}
-    return getattr(unit, names.get(entity.entity_name, f"{entity.entity_name}s"))  # type: ignore[no-any-return]
 
 
 def _other(store: Store) -> Store:
@@ -157,10 +158,12 @@ class QueryContract:
             done = _T0 if status is TaskStatus.DONE else None
             tasks.append(attrs.evolve(task, status=status, completed_at=done))
         with fresh.unit_of_work() as unit:
+            store_referents(unit, tasks)
             unit.tasks.add_many(tasks)
             unit.commit()
         twin = _other(fresh)
         with twin.unit_of_work() as unit:
+            store_referents(unit, tasks)
             unit.tasks.add_many(tasks)  # the same ids in another tenant
             unit.tasks.add(attrs.evolve(tasks[0], id=uuid4(), assignee="zed"))
             unit.commit()
@@ -254,16 +257,19 @@ class QueryContract:
         twin = _other(fresh)
         for store in (fresh, twin):
             with store.unit_of_work() as unit:
+                store_referents(unit, [referred])
                 repository_of(unit, entity).add(referred)
                 unit.commit()
         with twin.unit_of_work() as unit:  # children of the same id in another tenant
             for child, item in children:
+                store_referents(unit, [item])
                 repository_of(unit, child).add(item)
             unit.commit()
         with fresh.unit_of_work() as unit:
             repository_of(unit, entity).delete(referred.id)  # nothing here refers to it
             repository_of(unit, entity).add(referred)
             for child, item in children:
+                store_referents(unit, [item])
                 repository_of(unit, child).add(item)
             unit.commit()
         refused = f"delete of a {parent} others refer to raises StillReferenced"
@@ -287,6 +293,52 @@ class QueryContract:
             repository_of(unit, entity).delete(referred.id, version=referred.version)
             assert repository_of(unit, entity).get_many([referred.id]) == {}, _c(
                 f"delete of a {parent} succeeds once nothing refers to it"
+            )
+
+    def test_a_write_that_would_dangle_is_refused(self, store: Store) -> None:
+        for entity, references in REFERENCES.items():
+            for name, target in references:
+                self._check_refused_write(_other(store), entity, name, target)
+
+    def _check_refused_write(
+        self, fresh: Store, entity: type[Entity], name: str, target: type[Entity]
+    ) -> None:
+        referred = _sample(target.entity_name)
+        twin = _other(fresh)
+        with twin.unit_of_work() as unit:  # the same id in another tenant does not count
+            store_referents(unit, [referred])
+            repository_of(unit, target).add(referred)
+            unit.commit()
+        item = _refer(_sample(entity.entity_name), name, referred.id)
+        contract = (
+            f"a write of a {entity.entity_name} whose {name} names no {target.entity_name} "
+            "of the tenant raises DanglingReference naming the field and the id"
+        )
+        with fresh.unit_of_work() as unit:
+            present = _sample(target.entity_name)  # what the item may refer to instead
+            store_referents(unit, [present])
+            repository_of(unit, target).add(present)
+            loose = _refer(item, name, present.id)
+            store_referents(unit, [loose])
+            repository = repository_of(unit, entity)
+            fine = attrs.evolve(loose, id=uuid4())
+            for write in (repository.add, lambda one: repository.add_many([fine, one])):
+                with _raises(DanglingReference, contract) as caught:
+                    write(item)
+                assert caught.value.field.endswith(name), _c(
+                    f"{contract} (it named {caught.value.field!r})"
+                )
+                assert caught.value.value == referred.id, _c(contract)
+            assert repository.count() == 0, _c("a refused write stores nothing")
+            repository.add(loose)
+            with _raises(DanglingReference, contract):
+                repository.update(item)
+            assert repository.get(loose.id) == loose, _c("a refused update changes nothing")
+            store_referents(unit, [referred])
+            repository_of(unit, target).add(referred)  # in this unit: now it is there
+            assert repository.update(item).version == loose.version + 1, _c(
+                f"a {entity.entity_name} may refer to a {target.entity_name} added earlier "
+                "in the same unit of work"
             )
 
     # ------------------------------------------------------------------ stage history
@@ -332,7 +384,7 @@ class QueryContract:
 
 
 def _sample(name: str) -> Entity:
-    """A valid entity of kind ``name`` that refers to nothing stored."""
+    """A valid entity of kind ``name`` (its references name nothing stored yet)."""
     made: dict[str, Callable[[], Entity]] = {
         "contact": lambda: Contact.new(first_name="Kit"),
         "account": lambda: Account.new(name="Kit"),
@@ -354,7 +406,7 @@ def _sample(name: str) -> Entity:
     return made[name]()
 
 
-def _refer(item: Entity, field: str, to: UUID) -> Entity:
+def _refer(item: Entity, field: str, to: UUID | None) -> Entity:
     """``item`` with its reference ``field`` set to ``to``."""
     changes: dict[str, Any] = {field: to}
     return attrs.evolve(item, **changes)

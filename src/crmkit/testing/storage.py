@@ -39,6 +39,7 @@ import attrs
 from crmkit.clock import FixedClock
 from crmkit.errors import (
     ConcurrencyConflict,
+    DanglingReference,
     Duplicate,
     InvalidRule,
     MissingExtra,
@@ -103,8 +104,9 @@ except ImportError as _exc:  # pragma: no cover - exercised without the extra on
 from crmkit.testing import strategies as cst
 from crmkit.testing._contract import _c, _raises
 from crmkit.testing._queries import QueryContract
+from crmkit.testing._referents import repository_of, store_referents
 
-__all__ = ["Capabilities", "StoreContract", "repository_of"]
+__all__ = ["Capabilities", "StoreContract", "repository_of", "store_referents"]
 
 _ANY: Any = object()
 _GOOD_TENANTS = ("a", "0", "A-b_c.d:e", "kit-0123456789ab", "x" * 64)
@@ -131,18 +133,6 @@ _E = TypeVar("_E", bound=Entity)
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 """The ``now`` of the kit's rule queries."""
 
-_REPOSITORIES = {
-    "contact": "contacts",
-    "account": "accounts",
-    "lead": "leads",
-    "deal": "deals",
-    "ticket": "tickets",
-    "activity": "activities",
-    "task": "tasks",
-    "segment": "segments",
-    "consent": "consents",
-    "stage_change": "stage_history",
-}
 _RULE_DATA = {
     RuleEntity.LEAD: cst.leads,
     RuleEntity.DEAL: cst.deals,
@@ -152,11 +142,6 @@ _KIT = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-def repository_of(unit: UnitOfWork, entity: type[_E]) -> Repository[_E]:
-    """The repository of ``unit`` that stores ``entity``."""
-    return cast(Repository[_E], getattr(unit, _REPOSITORIES[entity.entity_name]))
 
 
 def _email_key(item: Any) -> object:
@@ -266,6 +251,7 @@ class StoreContract(QueryContract):
         def check(items: list[Entity]) -> None:
             tenant = _fresh(store)
             with tenant.unit_of_work() as unit:
+                store_referents(unit, items)
                 repository = repository_of(unit, entity)
                 repository.add(items[0])
                 assert repository.add_many(items[1:]) == len(items) - 1, _c(
@@ -468,6 +454,7 @@ class StoreContract(QueryContract):
             reference = MemoryStore()
             for target in (tenant, reference):
                 with target.unit_of_work() as unit:
+                    store_referents(unit, leads)
                     unit.leads.add_many(leads)
                     unit.commit()
             with reference.unit_of_work() as unit:
@@ -513,6 +500,8 @@ class StoreContract(QueryContract):
         mine += [event(5, ActivityKind.CALL), event(9, ActivityKind.MEETING)]
         others = [event(2, ActivityKind.CALL, uuid4())]
         with fresh.unit_of_work() as unit:
+            unit.contacts.add(contact)
+            store_referents(unit, others)
             for activity in mine + others:
                 unit.activities.append(activity)
             timeline = unit.activities.for_contact(contact.id)
@@ -576,6 +565,7 @@ class StoreContract(QueryContract):
             expected = {p.id for p in people if evaluate(rule, p, context) is True}
             tenant = _fresh(store)
             with tenant.unit_of_work() as unit:
+                store_referents(unit, people)
                 unit.contacts.add_many(people)
                 unit.activities.add_many(a for found in index.values() for a in found)
                 unit.segments.add_many(segments.values())
@@ -602,10 +592,12 @@ class StoreContract(QueryContract):
         def check(data: st.DataObject) -> None:
             items = data.draw(st.lists(_RULE_DATA[entity](), max_size=5, unique_by=_UNIQUE))
             rule: Rule = data.draw(cst.rules(entity, max_leaves=4))
-            context = Context(now=NOW)
-            expected = {i.id for i in items if evaluate(rule, i, context) is True}
             tenant = _fresh(store)
             with tenant.unit_of_work() as unit:
+                stand_ins = store_referents(unit, items)
+                contacts = {c.id: c for c in stand_ins if isinstance(c, Contact)}
+                context = Context(now=NOW, contacts=contacts)
+                expected = {i.id for i in items if evaluate(rule, i, context) is True}
                 repository = repository_of(unit, type(items[0]) if items else _entity_of(entity))
                 repository.add_many(items)
                 assert set(_ids(repository.find(rule, now=NOW))) == expected, _c(
@@ -876,6 +868,7 @@ class StoreContract(QueryContract):
         tied = [attrs.evolve(event(5, ActivityKind.CALL), id=i) for i in ids]
         mine = [event(9, ActivityKind.MEETING), *tied, event(1, ActivityKind.NOTE)]
         with fresh.unit_of_work() as unit:
+            store_referents(unit, [*mine, event(5, ActivityKind.CALL, other)])
             unit.activities.add_many(mine[1:])
             assert unit.activities.append(mine[0]) == mine[0], _c("append returns the activity")
             with _raises(Duplicate, "append of a taken id raises Duplicate (append is add)"):
@@ -1099,6 +1092,7 @@ class StoreContract(QueryContract):
         ]
         with fresh.unit_of_work() as unit:
             unit.deals.add_many(deals.values())
+            unit.contacts.add_many(people.values())
             unit.activities.add_many(events)
             unit.commit()
             for condition, expected in deal_table:
@@ -1330,7 +1324,8 @@ class StoreContract(QueryContract):
         contract: str,
     ) -> None:
         with fresh.unit_of_work() as unit:
-            unit.contacts.add_many(people.values())
+            stored = unit.contacts.get_many(p.id for p in people.values())
+            unit.contacts.add_many(p for p in people.values() if p.id not in stored)
             for condition, expected in table:
                 rule = contacts_where(condition)
                 wanted = sorted(people[k].id for k in expected)
@@ -1472,7 +1467,7 @@ class _AgainstReference(RuleBasedStateMachine):
             with target.unit_of_work() as unit:
                 try:
                     outcome: Any = ("ok", operation(unit))
-                except (NotFound, Duplicate, ConcurrencyConflict) as error:
+                except (NotFound, Duplicate, ConcurrencyConflict, DanglingReference) as error:
                     outcome = ("error", type(error))
                 if commit:
                     unit.commit()

@@ -18,8 +18,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from crmkit._extras import import_extra
-from crmkit.errors import DuplicateEmails, SchemaOutdated, StorageError, ValidationError
-from crmkit.models import Activity, Contact, StageChange
+from crmkit.errors import (
+    DanglingReferences,
+    DuplicateEmails,
+    SchemaOutdated,
+    StorageError,
+    ValidationError,
+)
+from crmkit.models import Activity, Contact, Entity, StageChange
+from crmkit.storage._columns import REFERENCES
 from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
     SCHEMA_VERSION,
@@ -86,13 +93,16 @@ class Upgrade:
         return self.from_version != self.to_version
 
 
-_Step = Callable[[Any, Connection, Schema, bool | None], bool]
+_Step = Callable[[Any, Connection, Schema, bool | None], None]
+"""An upgrade from one version to the next: Alembic's operations, the connection, the
+tables as this crmkit declares them and the requested identity policy (which only the
+step to schema 2 sets)."""
 
 
-def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> bool:
+def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
     """Schema 1 -> 2: indexes that find and order at once, the identity index, the
-    meta table, activities' ``body`` and stage changes' ``expected_close``. Returns the
-    identity policy it set (``True``: unique e-mail)."""
+    meta table (with the identity policy: unique e-mail unless ``unique_emails`` is
+    ``False``), activities' ``body`` and stage changes' ``expected_close``."""
     prefix = tables.meta.name.removesuffix("meta")
     contacts = tables.table(Contact)
     shared = _shared_emails(connection, contacts)
@@ -109,10 +119,96 @@ def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     for entity, name in ((Activity, "body"), (StageChange, "expected_close")):
         table = tables.table(entity)
         ops.add_column(table.name, sa.Column(name, table.c[name].type, nullable=True))
-    return unique
+    connection.execute(
+        sa.insert(tables.meta),
+        [
+            {"key": VERSION_KEY, "value": "2"},
+            {"key": IDENTITY_KEY, "value": UNIQUE if unique else SHARED},
+        ],
+    )
 
 
-_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2})
+def _to_3(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
+    """Schema 2 -> 3: every reference (:data:`~crmkit.storage.REFERENCES`) becomes a
+    foreign key ``(tenant, <field>) -> (tenant, id)``. Stops with
+    :class:`~crmkit.errors.DanglingReferences`, changing nothing, when stored rows
+    refer to entities that are gone."""
+    dangling = _dangling(connection, tables)
+    if dangling:
+        raise DanglingReferences(dangling)
+    if connection.dialect.name == "sqlite":
+        _rebuild_sqlite(connection, tables, list(REFERENCES))
+        return
+    for entity in REFERENCES:
+        table = tables.table(entity)
+        for constraint in table.foreign_key_constraints:
+            ops.create_foreign_key(
+                constraint.name,
+                table.name,
+                constraint.referred_table.name,
+                list(constraint.column_keys),
+                ["tenant", "id"],
+            )
+
+
+def _dangling(
+    connection: Connection, tables: Schema
+) -> tuple[tuple[str, str, UUID, str, UUID], ...]:
+    """Every stored reference that names no entity of its tenant (at most 1000)."""
+    found: list[tuple[str, str, UUID, str, UUID]] = []
+    for entity, references in REFERENCES.items():
+        table = tables.table(entity)
+        for field, target in references:
+            parent = tables.table(target).alias("parent")
+            orphan = (
+                sa.select(table.c.tenant, table.c.id, table.c[field])
+                .outerjoin(
+                    parent,
+                    sa.and_(parent.c.tenant == table.c.tenant, parent.c.id == table.c[field]),
+                )
+                .where(table.c[field].is_not(None), parent.c.id.is_(None))
+                .order_by(table.c.tenant, table.c.id)
+                .limit(1000 - len(found))
+            )
+            found.extend(
+                (tenant, entity.entity_name, id, field, missing)
+                for tenant, id, missing in connection.execute(orphan)
+            )
+            if len(found) >= 1000:
+                return tuple(found)
+    return tuple(found)
+
+
+def _rebuild_sqlite(connection: Connection, tables: Schema, entities: list[type[Entity]]) -> None:
+    """Give ``entities``' tables their declared constraints the way SQLite documents
+    (it cannot add one to a table): rename the old tables aside, create the new ones,
+    copy the rows, drop the old ones, then create the indexes."""
+    connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")  # checked at commit
+    rebuilt = [tables.table(entity) for entity in entities]
+    policy = connection.execute(
+        sa.select(tables.meta.c.value).where(tables.meta.c.key == IDENTITY_KEY)
+    ).scalar_one_or_none()
+    for table in rebuilt:  # before any new table refers to the name
+        connection.exec_driver_sql(f"ALTER TABLE {table.name} RENAME TO {table.name}_old")
+    for table in rebuilt:
+        connection.execute(sa.schema.CreateTable(table))
+    for table in rebuilt:
+        names = ", ".join(column.name for column in table.columns)
+        connection.exec_driver_sql(
+            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {table.name}_old"
+        )
+    for table in rebuilt:
+        connection.exec_driver_sql(f"DROP TABLE {table.name}_old")
+        for index in table.indexes:
+            index.create(connection)
+    contacts = tables.table(Contact)
+    if contacts in rebuilt:
+        tables.email_indexes[1 if policy == SHARED else 0].create(connection)
+    if connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+        raise StorageError("the rebuilt tables break a foreign key")  # pragma: no cover
+
+
+_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2, 2: _to_3})
 """The step that upgrades a database of each version to the next."""
 
 
@@ -187,19 +283,14 @@ def _upgrade(
     if found > SCHEMA_VERSION:
         raise SchemaOutdated(found, SCHEMA_VERSION, str(connection.engine.url))
     ops = operations(context.configure(connection))
-    unique: bool | None = None
     for version in range(found, SCHEMA_VERSION):
-        unique = _STEPS[version](ops, connection, tables, unique_emails)
+        _STEPS[version](ops, connection, tables, unique_emails)
     meta = tables.meta
-    if unique is not None:
+    if found != SCHEMA_VERSION:
         connection.execute(
-            sa.insert(meta),
-            [
-                {"key": VERSION_KEY, "value": str(SCHEMA_VERSION)},
-                {"key": IDENTITY_KEY, "value": UNIQUE if unique else SHARED},
-            ],
+            sa.update(meta).where(meta.c.key == VERSION_KEY).values(value=str(SCHEMA_VERSION))
         )
-    if unique is not None:
+    if found != SCHEMA_VERSION:
         # New indexes: measured statistics where there are rows, priors elsewhere.
         analyze(connection, [t.name for t in tables.metadata.sorted_tables])
         plan_priors(connection, tables)

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from crmkit.errors import ValidationError
 from crmkit.models import Activity, Contact, Entity, Segment
 from crmkit.models.rules import ACTIVITY_FIELDS, FIELDS, FieldType, RuleEntity
-from crmkit.storage._columns import ENTITIES, REFERRERS, Kind, columns, memo
+from crmkit.storage._columns import ENTITIES, REFERENCES, REFERRERS, Kind, columns, memo
 from crmkit.storage.sql.types import JSONText, TagList, Timestamp, UUIDType
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
     "schema",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -47,6 +47,8 @@ SCHEMA_VERSION: Final = 2
    folded e-mail per tenant, partial indexes of references (for refused deletes), the
    ``<prefix>meta`` table, ``Activity.body`` and
    ``StageChange.expected_close``.
+3. Foreign keys: every reference (:data:`~crmkit.storage.REFERENCES`) is declared as
+   ``(tenant, <field>) -> (tenant, id)``.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -268,6 +270,20 @@ def _schema(prefix: str) -> Schema:
             for cols in _INDEXES.get(entity.entity_name, ())
         ]
         tables[entity] = sa.Table(name, meta, *_columns_of(entity), *indexes)
+    for entity, references in REFERENCES.items():
+        table = tables[entity]
+        for column, target in references:
+            parent = tables[target]
+            table.append_constraint(
+                sa.ForeignKeyConstraint(
+                    ["tenant", column],
+                    [parent.c.tenant, parent.c.id],
+                    name=index_name(table.name, (column,), kind="fk"),
+                    # Leads and deals refer to each other: one of the two is added
+                    # after both tables exist (SQLite declares it in CREATE TABLE).
+                    use_alter=ENTITIES.index(target) > ENTITIES.index(entity),
+                )
+            )
     for referrer, column in _unindexed_references():
         table = tables[referrer]
         present = table.c[column].is_not(None)

@@ -1,10 +1,11 @@
 """The SQLAlchemy adapter: a store on SQLite (embedded default) or PostgreSQL."""
 
+import re
 import threading
 import weakref
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
@@ -21,6 +22,7 @@ from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
     ConcurrencyConflict,
     CrmkitError,
+    DanglingReference,
     Duplicate,
     NotFound,
     SchemaOutdated,
@@ -67,7 +69,7 @@ from crmkit.storage._base import (
     start_after,
     task_query,
 )
-from crmkit.storage._columns import REFERRERS, columns, memo
+from crmkit.storage._columns import REFERENCES, REFERRERS, columns, memo
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage.sql._codec import Codec, check_table, codec
@@ -668,6 +670,17 @@ def _uuid_of_hex(value: str) -> UUID:
     return UUID(hex=value)
 
 
+_KEY: Final = re.compile(r"\)=\([^,]*, ([^)]*)\)")
+"""The referred id in PostgreSQL's detail of a foreign key violation."""
+
+
+def _dangling(
+    field: str, value: UUID, target: type[Entity], offset: int | None, number: int
+) -> DanglingReference:
+    where = field if offset is None else f"[{offset + number}].{field}"
+    return DanglingReference(where, value, f"no {target.entity_name} with this id is stored")
+
+
 class _Packed:
     """Optional strings packed in one buffer (a bulk import's unique keys, in bounded
     memory: their UTF-8 bytes and an offset each)."""
@@ -815,11 +828,31 @@ class _Repository(Generic[_E]):
                     raise
                 if self._find_one(item.id) is not None:
                     raise Duplicate(self._name, item.id) from None
-                taken = self._taken_key([item], None)
+                taken = self._taken_key([item], None) or self._dangling([item], None)
                 if taken is not None:
                     raise taken from None
                 raise
         return item
+
+    def _dangling(self, items: Sequence[_E], offset: int | None) -> DanglingReference | None:
+        """The first reference of ``items`` that names no stored entity of the tenant
+        (read after the refused write's savepoint rolled back)."""
+        connection = self._unit._conn()
+        for field, target in REFERENCES.get(self._entity, ()):
+            wanted = list({v for v in (getattr(i, field) for i in items) if v is not None})
+            parent = self._unit.store.schema.table(target)
+            stored: set[UUID] = set()
+            for start in range(0, len(wanted), _ID_CHUNK):
+                statement = sa.select(parent.c.id).where(
+                    parent.c.tenant == self._tenant,
+                    parent.c.id.in_(wanted[start : start + _ID_CHUNK]),
+                )
+                stored.update(connection.execute(statement).scalars())
+            for number, item in enumerate(items):
+                value = getattr(item, field)
+                if value is not None and value not in stored:
+                    return _dangling(field, value, target, offset, number)
+        return None
 
     def _taken_key(self, items: Sequence[_E], offset: int | None) -> Duplicate | None:
         """A unique key other than the id that one of ``items`` repeats (none here)."""
@@ -882,9 +915,28 @@ class _Repository(Generic[_E]):
                 self._bulk_done(total)
             except Exception as error:
                 if unit.store._is_integrity_error(error):
-                    raise self._first_taken(ids, keys) from None
+                    refused = self._copy_refused(error)
+                    raise (refused or self._first_taken(ids, keys)) from None
                 raise
         return total
+
+    def _copy_refused(self, error: Exception) -> DanglingReference | None:
+        """The reference that made PostgreSQL refuse a ``COPY``, read from the driver's
+        diagnostics (the constraint and the key), since the streamed items are gone by
+        then: it names the field and the id, not the item's position (PostgreSQL checks
+        foreign keys after the last row). ``None`` when no foreign key refused it."""
+        diag = getattr(getattr(error, "orig", error), "diag", None)
+        name = getattr(diag, "constraint_name", None)
+        fields = {c.name: c.column_keys[1] for c in self._table.foreign_key_constraints}
+        if name not in fields:
+            return None
+        field = fields[name]
+        target = dict(REFERENCES[self._entity])[field]
+        key = _KEY.search(getattr(diag, "message_detail", None) or "")
+        value: object = key.group(1) if key else None
+        with suppress(ValueError):
+            value = UUID(str(value))
+        return DanglingReference(field, value, f"no {target.entity_name} with this id is stored")
 
     def _key_of(self, item: _E) -> str | None:
         """The unique key of ``item`` besides its id, if its table has one."""
@@ -933,7 +985,7 @@ class _Repository(Generic[_E]):
             if item.id in seen or item.id in stored:
                 return Duplicate(self._name, item.id, index=offset + index)
             seen.add(item.id)
-        taken = self._taken_key(chunk, offset)
+        taken = self._taken_key(chunk, offset) or self._dangling(chunk, offset)
         if taken is not None:
             return taken
         return StorageError(f"a {self._name} row violates a constraint")  # pragma: no cover
@@ -964,9 +1016,9 @@ class _Repository(Generic[_E]):
             except Exception as error:
                 # Read what the row collides with once its savepoint has rolled back
                 # (PostgreSQL refuses every query in a failed transaction until then).
-                taken = None
+                taken: Exception | None = None
                 if self._unit.store._is_integrity_error(error):
-                    taken = self._taken_key([item], None)
+                    taken = self._taken_key([item], None) or self._dangling([item], None)
                 if taken is not None:
                     raise taken from None
                 raise
@@ -978,14 +1030,22 @@ class _Repository(Generic[_E]):
         statement = sa.delete(table).where(table.c.tenant == self._tenant, table.c.id == id)
         if version is not None:
             statement = statement.where(table.c.version == version)
-        with self._unit.store._errors(), self._unit._savepoint() as connection:
-            self._refuse_referenced(connection, id, version)
-            self._delete_members(connection, id)
-            if connection.execute(statement).rowcount != 1:
-                actual = self._stored_version(id)
-                if actual is None:
-                    raise NotFound(self._name, id)
-                raise ConcurrencyConflict(self._name, id, cast(int, version), actual)
+        with self._unit.store._errors():
+            try:
+                with self._unit._savepoint() as connection:
+                    self._refuse_referenced(connection, id, version)
+                    self._delete_members(connection, id)
+                    if connection.execute(statement).rowcount != 1:
+                        actual = self._stored_version(id)
+                        if actual is None:
+                            raise NotFound(self._name, id)
+                        raise ConcurrencyConflict(self._name, id, cast(int, version), actual)
+            except Exception as error:
+                # A referrer committed by another transaction between the check and
+                # the delete: the foreign key refused it; name it.
+                if self._unit.store._is_integrity_error(error):
+                    self._refuse_referenced(self._unit._conn(), id, version)
+                raise
 
     def _refuse_referenced(self, connection: Connection, id: UUID, version: int | None) -> None:
         """:class:`StillReferenced` when other entities of the tenant refer to ``id``
