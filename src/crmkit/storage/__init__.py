@@ -1,8 +1,8 @@
 """Storage: the port every store implements, and the memory adapter.
 
 * :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ContactRepository`,
-  :class:`TaskRepository`, :class:`ActivityRepository` and
-  :class:`StageHistoryRepository` are the port (Protocols);
+  :class:`TaskRepository`, :class:`ActivityRepository`,
+  :class:`StageHistoryRepository` and :class:`MergeRepository` are the port (Protocols);
 * :class:`Order`, :class:`Cursor` and :class:`Page` shape queries;
 * :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
 * :mod:`crmkit.storage.sql` stores in SQLite (the embedded default) or PostgreSQL.
@@ -22,6 +22,7 @@ from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
     ActivityRepository,
     ContactRepository,
+    MergeRepository,
     Repository,
     StageHistoryRepository,
     Store,
@@ -38,6 +39,7 @@ __all__ = [
     "ContactRepository",
     "Cursor",
     "MemoryStore",
+    "MergeRepository",
     "Order",
     "Page",
     "Repository",

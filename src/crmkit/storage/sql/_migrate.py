@@ -86,7 +86,7 @@ class Upgrade:
         return self.from_version != self.to_version
 
 
-_Step = Callable[[Any, Connection, Schema, bool | None], bool]
+_Step = Callable[[Any, Connection, Schema, bool | None], bool | None]
 
 
 def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> bool:
@@ -112,7 +112,16 @@ def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     return unique
 
 
-_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2})
+def _to_3(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
+    """Schema 2 -> 3: the merge records (``<prefix>merges``) and their look-up keys
+    (``<prefix>merge_keys``), both empty; no other table changes. Returns ``None``: the
+    identity policy stays as it is."""
+    del ops, unique_emails  # the new tables are made as schema 3 declares them
+    tables.merges.create(connection)
+    tables.merge_keys.create(connection)
+
+
+_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2, 2: _to_3})
 """The step that upgrades a database of each version to the next."""
 
 
@@ -189,17 +198,17 @@ def _upgrade(
     ops = operations(context.configure(connection))
     unique: bool | None = None
     for version in range(found, SCHEMA_VERSION):
-        unique = _STEPS[version](ops, connection, tables, unique_emails)
+        chosen = _STEPS[version](ops, connection, tables, unique_emails)
+        unique = unique if chosen is None else chosen
     meta = tables.meta
+    if found != SCHEMA_VERSION:
+        connection.execute(sa.delete(meta).where(meta.c.key == VERSION_KEY))
+        connection.execute(sa.insert(meta), {"key": VERSION_KEY, "value": str(SCHEMA_VERSION)})
     if unique is not None:
         connection.execute(
-            sa.insert(meta),
-            [
-                {"key": VERSION_KEY, "value": str(SCHEMA_VERSION)},
-                {"key": IDENTITY_KEY, "value": UNIQUE if unique else SHARED},
-            ],
+            sa.insert(meta), {"key": IDENTITY_KEY, "value": UNIQUE if unique else SHARED}
         )
-    if unique is not None:
+    if found != SCHEMA_VERSION:
         # New indexes: measured statistics where there are rows, priors elsewhere.
         analyze(connection, [t.name for t in tables.metadata.sorted_tables])
         plan_priors(connection, tables)
