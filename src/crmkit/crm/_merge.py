@@ -140,7 +140,6 @@ def plan_merge(
         seen.add(id)
         others.append(_load(unit, kind, id, f"others[{index}]", expected.get(id)))
     check_records(survivor, others, entity)
-    merged = merge(survivor, others, policy, at=at)
     gone = {o.id for o in others}
     fields = {name for _, name in REFERRERS[kind.value]}
     rows: dict[tuple[str, UUID], Entity] = {}
@@ -163,6 +162,8 @@ def plan_merge(
         for row in _scan_consents(unit, survivor.id):
             consents[survivor.id].append(row)
         added.extend(restrictive_consents(consents, survivor.id, at=at))
+    # Fields last: what a host function sees, and does meanwhile, is after every read.
+    merged = merge(survivor, others, policy, at=at)
     plan = MergePlan(
         kind, merged.survivor, tuple(others), merged.changes, tuple(repointed), tuple(added)
     )

@@ -290,9 +290,25 @@ class CRM:
     @staticmethod
     def _contact_by_email(unit: UnitOfWork, email: EmailAddress) -> Contact | None:
         """The (oldest) contact with ``email``, compared without case: an index look-up;
-        when none has it but a merge took it, the contact it was merged into."""
+        when none has it but a merge took it, the contact it was merged into (see
+        :meth:`merge_contacts`)."""
         found = unit.contacts.with_email(email)
         return found[0] if found else _merge.survivor_of(unit, email)
+
+    def _merged_into(
+        self, unit: UnitOfWork, touch: Touchpoint
+    ) -> tuple[Touchpoint, Contact | None]:
+        """For a touch whose address no contact has: the contact a merge folded the
+        address into (the survivor, given the address if it has none), and the touch
+        as that contact's; else the touch and ``None``."""
+        email = cast(EmailAddress, touch.email)
+        survivor = _merge.survivor_of(unit, email)
+        if survivor is None:
+            return touch, None
+        if survivor.email is None:
+            changed = attrs.evolve(survivor, email=email, updated_at=self.clock.now())
+            return touch, unit.contacts.update(changed)
+        return attrs.evolve(touch, email=survivor.email), survivor
 
     @staticmethod
     def _contact_by_phone(unit: UnitOfWork, phone: PhoneNumber) -> Contact | None:
@@ -359,7 +375,10 @@ class CRM:
         owner: str | None,
     ) -> Captured:
         if touch.email is not None:
-            existing = self._contact_by_email(unit, touch.email)
+            found = unit.contacts.with_email(touch.email)
+            existing = found[0] if found else None
+            if existing is None:
+                touch, existing = self._merged_into(unit, touch)
         else:
             existing = self._contact_by_phone(unit, cast(PhoneNumber, touch.phone))
         open_lead = None

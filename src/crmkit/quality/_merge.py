@@ -68,8 +68,8 @@ class Strategy(StrEnum):
       ties go as for ``most_recent``;
     * ``union``: every tag of every record; for custom fields every key, the first
       record that has a key giving its value (the survivor first);
-    * ``concatenate``: the distinct texts of every record, survivor first, joined by a
-      blank line.
+    * ``concatenate``: the distinct texts of every record, survivor first, joined by
+      ``"; "`` (contact and account fields are one line each).
 
     A value is missing when it is ``None``, empty or only white space.
     """
@@ -237,7 +237,7 @@ def _pick(records: Sequence[Entity], name: str, strategy: Strategy) -> Any:
             for value in values:
                 if not _missing(value) and value not in texts:
                     texts.append(value)
-            return "\n\n".join(texts) if texts else values[0]
+            return "; ".join(texts) if texts else values[0]
     raise AssertionError(strategy)  # pragma: no cover - every strategy is matched
 
 
