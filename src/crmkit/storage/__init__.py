@@ -15,7 +15,7 @@ A store is opened for one tenant and never reads or writes another tenant's rows
         uow.commit()
 """
 
-from crmkit.storage._base import validate_tenant
+from crmkit.storage._base import merge_from_json, merge_to_json, validate_tenant
 from crmkit.storage._columns import ENTITIES, REFERRERS
 from crmkit.storage._columns import groupable as groupable_fields
 from crmkit.storage._columns import sortable as sortable_fields
@@ -48,6 +48,8 @@ __all__ = [
     "TaskRepository",
     "UnitOfWork",
     "groupable_fields",
+    "merge_from_json",
+    "merge_to_json",
     "sortable_fields",
     "validate_tenant",
 ]
