@@ -112,6 +112,19 @@ def _versions(versions: object) -> Mapping[UUID, int]:
     return cast(Mapping[UUID, int], versions)
 
 
+def _ids(survivor_id: object, other_ids: object) -> tuple[UUID, list[UUID]]:
+    """The survivor's id and the others', checked."""
+    if not isinstance(survivor_id, UUID):
+        raise ValidationError("survivor", survivor_id, "expected a UUID")
+    if isinstance(other_ids, str | bytes | Mapping) or not isinstance(other_ids, Iterable):
+        raise ValidationError("others", other_ids, "expected a collection of ids")
+    ids = list(other_ids)
+    for index, id in enumerate(ids):
+        if not isinstance(id, UUID):
+            raise ValidationError(f"others[{index}]", id, "expected a UUID")
+    return survivor_id, ids
+
+
 def plan_merge(
     unit: UnitOfWork,
     *,
@@ -127,10 +140,8 @@ def plan_merge(
     if not isinstance(policy, MergePolicy) or policy.entity is not entity:
         raise ValidationError("policy", policy, f"expected a MergePolicy of {entity.__name__}")
     expected = _versions(versions)
-    if isinstance(other_ids, str | bytes | Mapping) or not isinstance(other_ids, Iterable):
-        raise ValidationError("others", other_ids, "expected a collection of ids")
-    ids = list(other_ids)
-    survivor = _load(unit, kind, survivor_id, "survivor", expected.get(cast(UUID, survivor_id)))
+    survivor_id, ids = _ids(survivor_id, other_ids)
+    survivor = _load(unit, kind, survivor_id, "survivor", expected.get(survivor_id))
     seen = {survivor.id}
     others = []
     for index, id in enumerate(ids):

@@ -113,6 +113,20 @@ class MergePolicy:
     entity: type[Entity]
     fields: Mapping[str, Strategy | HostPolicy]
 
+    def __attrs_post_init__(self) -> None:
+        """Refuse a policy made without :meth:`of` that :meth:`of` would refuse, or that
+        leaves a field out."""
+        if not _mergeable(self.entity):
+            raise ValidationError("entity", self.entity, "merges take Contact or Account")
+        if not isinstance(self.fields, Mapping):
+            raise ValidationError("fields", self.fields, "expected a mapping of field names")
+        chosen, problems = _resolve(cast(type[Contact] | type[Account], self.entity), self.fields)
+        missing = sorted(set(chosen) - set(self.fields))
+        problems.extend(Problem(f"policies.{n}", None, "has no policy") for n in missing)
+        if problems:
+            raise ValidationError.of(problems)
+        object.__setattr__(self, "fields", MappingProxyType(chosen))
+
     @classmethod
     def of(
         cls,
@@ -126,45 +140,58 @@ class MergePolicy:
         (``union`` of a name, ``concatenate`` of tags) raises
         :class:`~crmkit.errors.ValidationError` naming ``policies.<field>``.
         """
-        if entity not in _KINDS:
+        if not _mergeable(entity):
             raise ValidationError("entity", entity, "merges take Contact or Account")
         if policies is None:
             policies = {}
         if not isinstance(policies, Mapping):
             raise ValidationError("policies", policies, "expected a mapping of field names")
-        names = [a.name for a in attrs.fields(entity) if a.name not in _OWN]
-        texts = _text_fields(entity)
-        chosen: dict[str, Strategy | HostPolicy] = {
-            n: Strategy.UNION if n in _SETS else Strategy.SURVIVOR for n in names if n not in _FIXED
-        }
-        problems = []
-        for name, given in policies.items():
-            where = f"policies.{name}"
-            if name in _FIXED:
-                problems.append(Problem(where, given, f"takes no policy: it {_FIXED[name]}"))
-                continue
-            if name not in chosen:
-                known = ", ".join(sorted(chosen))
-                problems.append(Problem(where, given, f"a {entity.entity_name} field: {known}"))
-                continue
-            if callable(given) and not isinstance(given, str):
-                chosen[name] = given
-                continue
-            try:
-                strategy = Strategy(given)
-            except ValueError:
-                known = ", ".join(s.value for s in Strategy)
-                problems.append(Problem(where, given, f"no such policy; expected one of {known}"))
-                continue
-            if strategy is Strategy.UNION and name not in _SETS:
-                problems.append(Problem(where, given, "union merges tags and custom fields"))
-            elif strategy is Strategy.CONCATENATE and name not in texts:
-                problems.append(Problem(where, given, "concatenate merges text fields"))
-            else:
-                chosen[name] = strategy
+        chosen, problems = _resolve(entity, policies)
         if problems:
             raise ValidationError.of(problems)
-        return cls(entity, MappingProxyType(chosen))
+        return cls(entity, chosen)
+
+
+def _mergeable(entity: object) -> bool:
+    return entity is Contact or entity is Account
+
+
+def _resolve(
+    entity: type[Contact] | type[Account], policies: Mapping[Any, Any]
+) -> tuple[dict[str, Strategy | HostPolicy], list[Problem]]:
+    """The strategy of every field (the defaults, replaced by ``policies``) and the
+    problems of ``policies``."""
+    names = [a.name for a in attrs.fields(entity) if a.name not in _OWN]
+    texts = _text_fields(entity)
+    chosen: dict[str, Strategy | HostPolicy] = {
+        n: Strategy.UNION if n in _SETS else Strategy.SURVIVOR for n in names if n not in _FIXED
+    }
+    problems = []
+    for name, given in policies.items():
+        where = f"policies.{name}"
+        if name in _FIXED:
+            problems.append(Problem(where, given, f"takes no policy: it {_FIXED[name]}"))
+            continue
+        if name not in chosen:
+            known = ", ".join(sorted(chosen))
+            problems.append(Problem(where, given, f"a {entity.entity_name} field: {known}"))
+            continue
+        if callable(given) and not isinstance(given, str):
+            chosen[name] = given
+            continue
+        try:
+            strategy = Strategy(given)
+        except (ValueError, TypeError):
+            known = ", ".join(s.value for s in Strategy)
+            problems.append(Problem(where, given, f"no such policy; expected one of {known}"))
+            continue
+        if strategy is Strategy.UNION and name not in _SETS:
+            problems.append(Problem(where, given, "union merges tags and custom fields"))
+        elif strategy is Strategy.CONCATENATE and name not in texts:
+            problems.append(Problem(where, given, "concatenate merges text fields"))
+        else:
+            chosen[name] = strategy
+    return chosen, problems
 
 
 @attrs.frozen
@@ -332,10 +359,19 @@ def repoint(
     :data:`~crmkit.storage.REFERRERS`). ``updated_at`` becomes ``at`` (or stays, if it
     is later).
     """
+    if not isinstance(item, Entity):
+        raise ValidationError("item", item, "expected an entity")
+    if not isinstance(kind, MergeKind):
+        raise ValidationError("kind", kind, "expected a MergeKind")
+    merged = frozenset(_uuids(merged, "merged"))
+    if not isinstance(survivor, UUID):
+        raise ValidationError("survivor", survivor, "expected a UUID")
+    names = _REFERENCE_FIELDS[kind] if fields is None else _names(fields)
+    at = ensure_utc(at, "at")
     moves: list[Repointed] = []
     values: dict[str, Any] = {}
     name = item.entity_name
-    for field in _REFERENCE_FIELDS[kind] if fields is None else sorted(fields):
+    for field in names:
         value = getattr(item, field, None)
         if value is not None and value in merged:
             values[field] = survivor
@@ -352,8 +388,27 @@ def repoint(
     if not moves:
         return item, ()
     if not isinstance(item, StageChange):  # history keeps its own time
-        values["updated_at"] = max(ensure_utc(at, "at"), item.updated_at)
+        values["updated_at"] = max(at, item.updated_at)
     return attrs.evolve(item, **values), tuple(moves)
+
+
+def _uuids(values: object, field: str) -> list[UUID]:
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise ValidationError(field, values, "expected a collection of UUIDs")
+    found = list(values)
+    for index, value in enumerate(found):
+        if not isinstance(value, UUID):
+            raise ValidationError(f"{field}[{index}]", value, "expected a UUID")
+    return found
+
+
+def _names(values: object) -> tuple[str, ...]:
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise ValidationError("fields", values, "expected a collection of field names")
+    items = list(values)
+    if not all(isinstance(v, str) for v in items):
+        raise ValidationError("fields", values, "expected field names (str)")
+    return tuple(sorted(set(items)))
 
 
 def _standing(consents: Iterable[Consent]) -> dict[tuple[str, str], Consent]:
@@ -378,6 +433,21 @@ def restrictive_consents(
     changes only this function.
     """
     at = ensure_utc(at, "at")
+    if not isinstance(survivor, UUID):
+        raise ValidationError("survivor", survivor, "expected a UUID")
+    if not isinstance(by_contact, Mapping):
+        raise ValidationError("by_contact", by_contact, "expected a mapping of ids to consents")
+    checked: dict[UUID, list[Consent]] = {}
+    for contact_id, given in by_contact.items():
+        where = f"by_contact[{contact_id!r}]"
+        if not isinstance(contact_id, UUID):
+            raise ValidationError(where, contact_id, "expected a contact id (UUID)")
+        if isinstance(given, str | bytes | Mapping) or not isinstance(given, Iterable):
+            raise ValidationError(where, given, "expected a list of Consents")
+        checked[contact_id] = list(given)
+        if not all(isinstance(c, Consent) for c in checked[contact_id]):
+            raise ValidationError(where, given, "expected a list of Consents")
+    by_contact = checked
     combined = _standing(c for items in by_contact.values() for c in items)
     added = []
     for key, latest in sorted(combined.items()):
@@ -436,6 +506,32 @@ def _entities(value: object, field: str) -> tuple[Entity, ...]:
     return value
 
 
+def _check(field: str, value: object, kind: type) -> None:
+    if not isinstance(value, kind):
+        raise ValidationError(field, value, f"expected a {kind.__name__}")
+
+
+def _check_by(value: object) -> None:
+    if value is not None:
+        _check("by", value, str)
+
+
+def _merged_ids(value: object) -> tuple[UUID, ...]:
+    found = tuple(_uuids(value, "merged_ids"))
+    if not found:
+        raise ValidationError("merged_ids", value, "a merge removes at least one record")
+    return found
+
+
+def _merged_emails(value: object) -> tuple[str, ...]:
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise ValidationError("merged_emails", value, "expected folded e-mail addresses")
+    found = tuple(value)
+    if not all(isinstance(v, str) and v == v.casefold() for v in found):
+        raise ValidationError("merged_emails", value, "expected folded e-mail addresses")
+    return found
+
+
 def _at(value: datetime) -> datetime:
     return ensure_utc(value, "at")
 
@@ -460,13 +556,13 @@ class MergeRecord:
     survivor.
     """
 
-    id: UUID = attrs.field(validator=attrs.validators.instance_of(UUID))
-    kind: MergeKind = attrs.field(validator=attrs.validators.instance_of(MergeKind))
-    survivor_id: UUID = attrs.field(validator=attrs.validators.instance_of(UUID))
-    merged_ids: tuple[UUID, ...]
-    merged_emails: tuple[str, ...] = ()
+    id: UUID = attrs.field(validator=lambda _, a, v: _check(a.name, v, UUID))
+    kind: MergeKind = attrs.field(validator=lambda _, a, v: _check(a.name, v, MergeKind))
+    survivor_id: UUID = attrs.field(validator=lambda _, a, v: _check(a.name, v, UUID))
+    merged_ids: tuple[UUID, ...] = attrs.field(converter=_merged_ids)
+    merged_emails: tuple[str, ...] = attrs.field(default=(), converter=_merged_emails)
     at: datetime = attrs.field(converter=_at)
-    by: str | None = None
+    by: str | None = attrs.field(default=None, validator=lambda _, a, v: _check_by(v))
     before: tuple[Entity, ...] = attrs.field(converter=_before)
     after: tuple[Entity, ...] = attrs.field(converter=_after)
 
