@@ -612,18 +612,43 @@ def _fill(unit: UnitOfWork, rows: list[Any]) -> None:
         by_type[type(row)].add(row)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(populated(), st.sampled_from([None, "most_recent", "most_complete", "concatenate"]))
+@pytest.fixture(scope="module")
+def sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    store = open_store(f"sqlite:///{tmp_path_factory.mktemp('prop') / 'm.db'}", clock=CLOCK)
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize(("kind", "examples"), [("memory", 60), ("sqlite", 15)])
 def test_merge_then_unmerge_leaves_every_repository_as_it_was(
-    world_of: tuple[list[Any], int, list[int]], first_name: str | None
+    kind: str, examples: int, sqlite_file: Store
+) -> None:
+    """On random stores (contacts, accounts, what refers to them, a static segment):
+    a merge moves every reference off the merged contacts, and its undo leaves every
+    repository exactly as it was, on the memory store and on SQLite."""
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(populated(), st.sampled_from([None, "most_recent", "most_complete", "concatenate"]))
+    def check(world_of: tuple[list[Any], int, list[int]], first_name: str | None) -> None:
+        tenant = f"p-{uuid4().hex[:12]}"
+        if kind == "memory":
+            store: Store = MemoryStore(tenant, clock=FixedClock(LATER))
+        else:
+            store = sqlite_file.for_tenant(tenant)
+        merge_and_undo(store, world_of, first_name)
+
+    check()
+
+
+def merge_and_undo(
+    store: Store, world_of: tuple[list[Any], int, list[int]], first_name: str | None
 ) -> None:
     rows, survivor, others = world_of
-    store = MemoryStore(clock=FixedClock(LATER))
     with store.unit_of_work() as unit:
         _fill(unit, rows)
         unit.commit()
     contacts = [r for r in rows if isinstance(r, Contact)]
-    crm = CRM(store)
+    crm = CRM(store, clock=FixedClock(LATER))
     before = snapshot(store)
     policy = MergePolicy.of(Contact, {} if first_name is None else {"first_name": first_name})
 
@@ -670,3 +695,14 @@ def test_strategies_are_documented_in_one_enum() -> None:
         "union",
         "concatenate",
     }
+
+
+def test_merge_errors_survive_pickling() -> None:
+    """Errors cross process boundaries (a worker pool, a task queue) intact."""
+    import pickle  # noqa: PLC0415 - this test alone needs it
+
+    merged = AlreadyMerged("contact", uuid4(), uuid4(), uuid4())
+    conflict = UnmergeConflict(uuid4(), [("lead", uuid4(), "changed since: version 2 -> 3")])
+    for error in (merged, conflict):
+        copy = pickle.loads(pickle.dumps(error))
+        assert (type(copy), str(copy)) == (type(error), str(error))
