@@ -399,6 +399,21 @@ def test_unmerge_of_a_merge_whose_survivor_was_merged_again_is_refused(store: St
     assert cast_id(crm.find_contact("ada.lovelace@example.org")).id == third.id
 
 
+def test_merges_undone_in_reverse_order_restore_the_start(store: Store) -> None:
+    crm = CRM(store)
+    w = world(store)
+    third = crm.create_contact(Contact.new(email="countess@example.net", clock=CLOCK))
+    before = snapshot(store)
+    first = crm.merge_contacts(w.ada.id, [w.lovelace.id])
+    second = crm.merge_contacts(third.id, [w.ada.id])
+    assert crm.merges_of(w.ada.id)[0].id == second.merge_id
+
+    crm.unmerge(cast_id(second.merge_id))
+    crm.unmerge(cast_id(first.merge_id))
+
+    assert snapshot(store) == before
+
+
 def test_accounts_merge_with_their_contacts_deals_and_tickets(store: Store) -> None:
     crm = CRM(store)
     acme = crm.create_account(Account.new(name="ACME", domain="acme.example", clock=CLOCK))
