@@ -55,7 +55,7 @@ from crmkit.storage._base import (
     query_now,
 )
 from crmkit.storage._query import sort_key
-from crmkit.storage.memory import MemoryUnitOfWork
+from crmkit.storage.memory import MemoryUnitOfWork, _Merges
 
 _REPOSITORIES = (
     "contacts",
@@ -1598,3 +1598,88 @@ LOOK_UP_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
 }
 
 MUTANTS.update(LOOK_UP_MUTANTS)
+
+
+# ---------------------------------------------------------------------------- merges
+
+
+class _RestoreAsUpdate:
+    """``restore`` writes as ``update`` does: the version goes up, not back."""
+
+    def restore(self, item: Any, /, *, version: int) -> Any:
+        return super().update(attrs.evolve(item, version=version))  # type: ignore[misc]
+
+
+class _RestoreAnyVersion:
+    """``restore`` overwrites whatever version is stored."""
+
+    def restore(self, item: Any, /, *, version: int) -> Any:
+        self._unit._write(self._table, item.id, item)  # type: ignore[attr-defined]
+        return item
+
+
+class _MergesWithoutAfter(_Merges):
+    def add(self, record: Any, /) -> Any:
+        super().add(attrs.evolve(record, after=()))
+        return record
+
+
+class _MergesWithCase(_Merges):
+    def with_email(self, email: Any, /) -> list[Any]:
+        found = [m for m in self._table.values() if str(email) in m.merged_emails]
+        return sorted(found, key=lambda m: (m.at, m.id))
+
+
+class _MergesOfEveryTenant(_Merges):
+    @property
+    def _table(self) -> dict[UUID, Any]:
+        self._unit._check_open()
+        return self._unit._store._db.tables[("*", "merge")]
+
+
+class _MergesDeleteNothing(_Merges):
+    def delete(self, id: UUID, /) -> None:
+        self.get(id)
+
+
+def _merges_unit(name: str, merges: type[_Merges], doc: str) -> type[MutantStore]:
+    def init(self: MemoryUnitOfWork, store: MemoryStore) -> None:
+        MemoryUnitOfWork.__init__(self, store)
+        self.merges = merges(self)
+
+    unit = type(f"_{name}Unit", (MemoryUnitOfWork,), {"__init__": init})
+    return type(name, (MutantStore,), {"unit_class": unit, "__doc__": doc})
+
+
+_RESTORE = "test_restore_writes_the_item_exactly_with_its_version"
+_RECORDS = "test_merge_records_come_back_equal_and_are_found"
+_UNDO = "test_a_merge_and_its_undo_leave_every_repository_as_it_was"
+
+MERGE_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
+    "restore bumps the version": (
+        _mixing("RestoreAsUpdate", _RestoreAsUpdate, "restore writes a new version."),
+        (_RESTORE, _UNDO),
+    ),
+    "restore ignores the version": (
+        _mixing("RestoreAnyVersion", _RestoreAnyVersion, "restore checks no version."),
+        (_RESTORE,),
+    ),
+    "merge records lose their after-images": (
+        _merges_unit("MergesWithoutAfter", _MergesWithoutAfter, "merges keep no after-images."),
+        (_RECORDS,),
+    ),
+    "merges.with_email compares with case": (
+        _merges_unit("MergesWithCase", _MergesWithCase, "merges.with_email compares with case."),
+        (_RECORDS, _UNDO),
+    ),
+    "merge records of every tenant": (
+        _merges_unit("MergesOfEveryTenant", _MergesOfEveryTenant, "merges ignore the tenant."),
+        (_RECORDS,),
+    ),
+    "merges.delete keeps the record": (
+        _merges_unit("MergesDeleteNothing", _MergesDeleteNothing, "merges.delete deletes nothing."),
+        (_RECORDS,),
+    ),
+}
+
+MUTANTS.update(MERGE_MUTANTS)

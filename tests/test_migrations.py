@@ -10,12 +10,14 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 import pytest
 import sqlalchemy as sa
 
 from crmkit.clock import FixedClock
+from crmkit.crm import CRM
 from crmkit.errors import (
     DanglingReference,
     DanglingReferences,
@@ -242,3 +244,34 @@ def test_references_that_name_nothing_stop_the_upgrade_to_foreign_keys(
             assert (refused.value.field, refused.value.value) == ("contact_id", gone)
     finally:
         store.close()
+
+
+def test_schema_2_upgrades_to_keep_merge_records(target: tuple[str, str]) -> None:
+    """The step to the merge records (schema 3 -> 4) leaves the data as it was, and the
+    upgraded database merges and undoes a merge exactly."""
+    url, prefix = target
+    ada, twin = person("ada@example.org"), person("Ada.L@example.org", 1)
+    lead = Lead.new(contact_id=twin.id, source="web", channel=LeadChannel.FORM, clock=CLOCK)
+    make_old(url, prefix, [ada, twin, lead], version=2)
+
+    done = upgrade(url, prefix=prefix)
+
+    assert (done.from_version, done.to_version) == (2, SCHEMA_VERSION)
+    engine = sa.create_engine(url)
+    names = {name.removeprefix(prefix) for name in sa.inspect(engine).get_table_names()}
+    engine.dispose()
+    assert {"merges", "merge_keys"} <= names
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        crm = CRM(store)
+        merged = crm.merge_contacts(ada.id, [twin.id])
+        assert crm.find_contact("ada.l@example.org") == merged.survivor
+        with store.unit_of_work() as unit:
+            assert unit.leads.get(lead.id).contact_id == ada.id
+        crm.unmerge(cast(UUID, merged.merge_id))
+        with store.unit_of_work() as unit:
+            assert unit.contacts.get_many([ada.id, twin.id]) == {ada.id: ada, twin.id: twin}
+            assert unit.leads.get(lead.id) == lead
+    finally:
+        store.close()
+    assert upgrade(url, prefix=prefix).changed is False

@@ -47,6 +47,7 @@ from crmkit.models import (
     Ticket,
 )
 from crmkit.models.rules import Rule
+from crmkit.quality import MergeRecord
 from crmkit.segmentation import Context, compile_selector
 from crmkit.serialization import make_converter
 from crmkit.storage import (
@@ -58,6 +59,8 @@ from crmkit.storage import (
     Store,
     UnitOfWork,
     groupable_fields,
+    merge_from_json,
+    merge_to_json,
     sortable_fields,
     validate_tenant,
 )
@@ -116,12 +119,17 @@ class JsonUnitOfWork:
         self.segments = JsonRepository(self, Segment)
         self.consents = JsonRepository(self, Consent)
         self.stage_history = JsonStageHistory(self, StageChange)
+        self.merges = JsonMerges(self)
 
     def table(self, entity: type[Entity]) -> Table:
         """This unit's copy of the tenant's table of ``entity``."""
+        return self.table_named(entity.entity_name)
+
+    def table_named(self, name: str) -> Table:
+        """This unit's copy of the tenant's table called ``name``."""
         if not self.open:
             raise StorageError("this unit of work has ended")
-        key = (self.store.tenant, entity.entity_name)
+        key = (self.store.tenant, name)
         if key not in self._copies:
             self._copies[key] = dict(self.store.tables.get(key, {}))
         return self._copies[key]
@@ -207,6 +215,16 @@ class JsonRepository(Generic[E]):
         self._check_references([new], bulk=False)
         self.unit.table(self._entity)[item.id] = self._dump(new)
         return new
+
+    def restore(self, item: E, /, *, version: int) -> E:
+        stored = self.get(check_item(item, self._entity).id)
+        if type(version) is not int or version < 1:
+            raise ValidationError("version", version, "a version is a positive int")
+        if stored.version != version:
+            raise ConcurrencyConflict(self._name, item.id, version, stored.version)
+        self._check_unique([item], bulk=False)
+        self.unit.table(self._entity)[item.id] = self._dump(item)
+        return item
 
     def delete(self, id: UUID, /, *, version: int | None = None) -> None:
         stored = self.get(id)
@@ -419,6 +437,48 @@ class JsonStageHistory(JsonRepository[StageChange]):
         wanted = {check_id(i, f"subject_ids[{n}]") for n, i in enumerate(subject_ids)}
         found = [c for c in self.all() if c.subject is subject and c.subject_id in wanted]
         return sorted(found, key=lambda c: (c.at, c.id))
+
+
+class JsonMerges:
+    """Merge records as JSON documents, written and read by crmkit's own functions."""
+
+    def __init__(self, unit: JsonUnitOfWork) -> None:
+        self.unit = unit
+
+    def _table(self) -> Table:
+        return self.unit.table_named("merge")
+
+    def get(self, id: UUID, /) -> MergeRecord:
+        document = self._table().get(check_id(id))
+        if document is None:
+            raise NotFound("merge", id)
+        return merge_from_json(json.loads(document))
+
+    def add(self, record: MergeRecord, /) -> MergeRecord:
+        if not isinstance(record, MergeRecord):
+            raise ValidationError("record", record, "expected a MergeRecord")
+        table = self._table()
+        if record.id in table:
+            raise Duplicate("merge", record.id)
+        table[record.id] = json.dumps(merge_to_json(record))
+        return record
+
+    def delete(self, id: UUID, /) -> None:
+        self.get(id)
+        del self._table()[id]
+
+    def _all(self) -> list[MergeRecord]:
+        found = [merge_from_json(json.loads(d)) for d in self._table().values()]
+        return sorted(found, key=lambda m: (m.at, m.id))
+
+    def merging(self, merged_id: UUID, /) -> list[MergeRecord]:
+        check_id(merged_id, "merged_id")
+        return [m for m in self._all() if merged_id in m.merged_ids]
+
+    def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
+        if not isinstance(email, EmailAddress):
+            raise ValidationError("email", email, "expected an EmailAddress")
+        return [m for m in self._all() if email.casefold() in m.merged_emails]
 
 
 def sort_key(value: Any, id: UUID) -> tuple[Any, ...]:

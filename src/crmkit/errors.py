@@ -19,6 +19,7 @@ from uuid import UUID
 
 __all__ = [
     "MISSING",
+    "AlreadyMerged",
     "ClosedRecord",
     "ConcurrencyConflict",
     "CrmkitError",
@@ -36,6 +37,7 @@ __all__ = [
     "StillReferenced",
     "StorageError",
     "TransitionNotAllowed",
+    "UnmergeConflict",
     "ValidationError",
     "short_repr",
 ]
@@ -379,6 +381,47 @@ class StillReferenced(_EntityError, ValueError):
     def __str__(self) -> str:
         by = ", ".join(f"{name} {ref}" for name, ref in self.referrers)
         return f"{super().__str__()} by {by}: delete those first, or delete with cascade=True"
+
+
+class AlreadyMerged(_EntityError, ValueError):
+    """A merge named a record that an earlier merge removed: ``merge_id`` is that merge,
+    ``survivor_id`` the record it was merged into."""
+
+    _what = "was merged already"
+
+    def __init__(self, entity: str, id: UUID, merge_id: UUID, survivor_id: UUID) -> None:
+        super().__init__(entity, id)
+        self.merge_id = merge_id
+        self.survivor_id = survivor_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return AlreadyMerged, (self.entity, self.id, self.merge_id, self.survivor_id)
+
+    def __str__(self) -> str:
+        return (
+            f"{super().__str__()} (merge {self.merge_id}) into {self.survivor_id}: "
+            "merge the survivor instead, or undo that merge first"
+        )
+
+
+class UnmergeConflict(CrmkitError, RuntimeError):
+    """An unmerge was refused because rows the merge wrote changed afterwards; undoing
+    it would lose those later edits. Nothing was changed.
+
+    ``changed`` lists ``(entity name, id, what happened)`` for every such row.
+    """
+
+    def __init__(self, merge_id: UUID, changed: Sequence[tuple[str, UUID, str]]) -> None:
+        self.merge_id = merge_id
+        self.changed = tuple(changed)
+        super().__init__(merge_id, self.changed)
+
+    def __str__(self) -> str:
+        rows = "; ".join(f"{name} {id} {what}" for name, id, what in self.changed)
+        return (
+            f"merge {self.merge_id} cannot be undone without losing later edits: {rows}. "
+            "Undo those edits (or the later merge) first, or leave the merge in place"
+        )
 
 
 class StorageError(CrmkitError, RuntimeError):

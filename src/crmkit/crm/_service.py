@@ -12,6 +12,7 @@ from uuid import UUID
 import attrs
 
 from crmkit.clock import Clock, FixedClock
+from crmkit.crm import _merge
 from crmkit.errors import (
     ClosedRecord,
     ConcurrencyConflict,
@@ -87,6 +88,7 @@ from crmkit.models import (
     TicketStatus,
 )
 from crmkit.models.rules import InSegment, Rule
+from crmkit.quality import MergeKind, MergePlan, MergePolicy, MergeRecord
 from crmkit.scoring import ScoreCard, ScoringModel, score
 from crmkit.segmentation import (
     Context,
@@ -276,7 +278,8 @@ class CRM:
     # ------------------------------------------------------------------ step 2: acquire
 
     def find_contact(self, email: str) -> Contact | None:
-        """The contact with this e-mail address (normalised first), if there is one."""
+        """The contact with this e-mail address (normalised first), if there is one: a
+        contact merged into another is found as the one it was merged into."""
         with self.store.unit_of_work() as unit:
             try:
                 address = EmailAddress(email)
@@ -286,9 +289,26 @@ class CRM:
 
     @staticmethod
     def _contact_by_email(unit: UnitOfWork, email: EmailAddress) -> Contact | None:
-        """The (oldest) contact with ``email``, compared without case: an index look-up."""
+        """The (oldest) contact with ``email``, compared without case: an index look-up;
+        when none has it but a merge took it, the contact it was merged into (see
+        :meth:`merge_contacts`)."""
         found = unit.contacts.with_email(email)
-        return found[0] if found else None
+        return found[0] if found else _merge.survivor_of(unit, email)
+
+    def _merged_into(
+        self, unit: UnitOfWork, touch: Touchpoint
+    ) -> tuple[Touchpoint, Contact | None]:
+        """For a touch whose address no contact has: the contact a merge folded the
+        address into (the survivor, given the address if it has none), and the touch
+        as that contact's; else the touch and ``None``."""
+        email = cast(EmailAddress, touch.email)
+        survivor = _merge.survivor_of(unit, email)
+        if survivor is None:
+            return touch, None
+        if survivor.email is None:
+            changed = attrs.evolve(survivor, email=email, updated_at=self.clock.now())
+            return touch, unit.contacts.update(changed)
+        return attrs.evolve(touch, email=survivor.email), survivor
 
     @staticmethod
     def _contact_by_phone(unit: UnitOfWork, phone: PhoneNumber) -> Contact | None:
@@ -355,7 +375,10 @@ class CRM:
         owner: str | None,
     ) -> Captured:
         if touch.email is not None:
-            existing = self._contact_by_email(unit, touch.email)
+            found = unit.contacts.with_email(touch.email)
+            existing = found[0] if found else None
+            if existing is None:
+                touch, existing = self._merged_into(unit, touch)
         else:
             existing = self._contact_by_phone(unit, cast(PhoneNumber, touch.phone))
         open_lead = None
@@ -1158,6 +1181,123 @@ class CRM:
             if cascade:
                 self._cascade(unit, "account", account.id)
             unit.accounts.delete(account.id, version=account.version)  # or StillReferenced
+
+    # ------------------------------------------------------------------ merge, unmerge
+
+    def merge_contacts(
+        self,
+        survivor_id: UUID,
+        others: Iterable[UUID],
+        /,
+        *,
+        policy: MergePolicy | None = None,
+        versions: Mapping[UUID, int] | None = None,
+        dry_run: bool = False,
+        by: str | None = None,
+    ) -> MergePlan[Contact]:
+        """Merge the contacts ``others`` into the contact ``survivor_id``, in one unit of
+        work, and store the :class:`~crmkit.quality.MergeRecord` that :meth:`unmerge`
+        undoes; with ``dry_run=True`` write nothing and return the same plan.
+
+        ``policy`` (default ``MergePolicy.of(Contact)``) merges the fields; every lead,
+        deal, ticket, activity, task, consent, stage change and static segment place of
+        the others moves to the survivor; a withdrawn consent of any of them stays
+        withdrawn (:func:`~crmkit.quality.restrictive_consents`); ``do_not_contact`` is
+        kept if any has it. The others are deleted: their e-mail addresses lead to the
+        survivor in :meth:`find_contact` and :meth:`capture_lead`. ``versions`` (id ->
+        version, as a dry run showed them) makes the merge refuse with
+        :class:`~crmkit.errors.ConcurrencyConflict` if one changed since, as it does if
+        a record changes while it runs. A record merged already raises
+        :class:`~crmkit.errors.AlreadyMerged`; the survivor among the others, an id
+        given twice, or a policy of accounts, :class:`~crmkit.errors.ValidationError`.
+        Whatever fails changes nothing.
+        """
+        return self._merge(
+            MergeKind.CONTACT,
+            survivor_id,
+            others,
+            policy=policy,
+            versions=versions,
+            dry_run=dry_run,
+            by=by,
+        )
+
+    def merge_accounts(
+        self,
+        survivor_id: UUID,
+        others: Iterable[UUID],
+        /,
+        *,
+        policy: MergePolicy | None = None,
+        versions: Mapping[UUID, int] | None = None,
+        dry_run: bool = False,
+        by: str | None = None,
+    ) -> MergePlan[Account]:
+        """Merge accounts as :meth:`merge_contacts` merges contacts: their contacts,
+        deals and tickets move to the survivor."""
+        return self._merge(
+            MergeKind.ACCOUNT,
+            survivor_id,
+            others,
+            policy=policy,
+            versions=versions,
+            dry_run=dry_run,
+            by=by,
+        )
+
+    def _merge(
+        self,
+        kind: MergeKind,
+        survivor_id: UUID,
+        others: Iterable[UUID],
+        *,
+        policy: MergePolicy | None,
+        versions: Mapping[UUID, int] | None,
+        dry_run: bool,
+        by: str | None,
+    ) -> MergePlan[Any]:
+        if not isinstance(dry_run, bool):
+            raise ValidationError("dry_run", dry_run, "expected True or False")
+        if by is not None and not isinstance(by, str):
+            raise ValidationError("by", by, "expected a user name or None")
+        if policy is None:
+            policy = MergePolicy.of(Contact if kind is MergeKind.CONTACT else Account)
+        now = self.clock.now()
+        with self.store.unit_of_work() as unit:
+            plan, writes = _merge.plan_merge(
+                unit,
+                kind=kind,
+                survivor_id=survivor_id,
+                other_ids=others,
+                policy=policy,
+                versions=versions,
+                at=now,
+            )
+            if dry_run:
+                return plan
+            survivor = _merge.repository(unit, kind.value).get(plan.survivor.id)
+            done = _merge.apply_merge(
+                unit, plan=plan, writes=writes, survivor_before=survivor, at=now, by=by
+            )
+            unit.commit()
+            return done
+
+    def unmerge(self, merge_id: UUID, /) -> MergeRecord:
+        """Undo a merge exactly: the merged records come back, every moved reference
+        and every survivor field is as it was (versions included), the rows the merge
+        added go, and so does its record; returns the record.
+
+        Refused with :class:`~crmkit.errors.UnmergeConflict`, changing nothing, when a
+        row the merge wrote has changed since (a later edit of the survivor, of a moved
+        lead, a later merge): undoing would lose that edit. The error names each row.
+        """
+        with self._unit() as unit:
+            return _merge.unmerge(unit, merge_id)
+
+    def merges_of(self, record_id: UUID, /) -> list[MergeRecord]:
+        """The merges that removed the contact or account ``record_id``, oldest first."""
+        with self.store.unit_of_work() as unit:
+            return unit.merges.merging(record_id)
 
     def _evolve(self, item: _E, fields: Mapping[str, Any]) -> _E:
         """``item`` with ``fields`` changed (custom fields merged), stamped now."""

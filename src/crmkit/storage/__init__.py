@@ -1,8 +1,8 @@
 """Storage: the port every store implements, and the memory adapter.
 
 * :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ContactRepository`,
-  :class:`TaskRepository`, :class:`ActivityRepository` and
-  :class:`StageHistoryRepository` are the port (Protocols);
+  :class:`TaskRepository`, :class:`ActivityRepository`,
+  :class:`StageHistoryRepository` and :class:`MergeRepository` are the port (Protocols);
 * :class:`Order`, :class:`Cursor` and :class:`Page` shape queries;
 * :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
 * :mod:`crmkit.storage.sql` stores in SQLite (the embedded default) or PostgreSQL.
@@ -15,13 +15,14 @@ A store is opened for one tenant and never reads or writes another tenant's rows
         uow.commit()
 """
 
-from crmkit.storage._base import validate_tenant
+from crmkit.storage._base import merge_from_json, merge_to_json, validate_tenant
 from crmkit.storage._columns import ENTITIES, REFERENCES, REFERRERS
 from crmkit.storage._columns import groupable as groupable_fields
 from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
     ActivityRepository,
     ContactRepository,
+    MergeRepository,
     Repository,
     StageHistoryRepository,
     Store,
@@ -39,6 +40,7 @@ __all__ = [
     "ContactRepository",
     "Cursor",
     "MemoryStore",
+    "MergeRepository",
     "Order",
     "Page",
     "Repository",
@@ -47,6 +49,8 @@ __all__ = [
     "TaskRepository",
     "UnitOfWork",
     "groupable_fields",
+    "merge_from_json",
+    "merge_to_json",
     "sortable_fields",
     "validate_tenant",
 ]

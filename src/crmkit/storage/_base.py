@@ -3,7 +3,7 @@
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 from uuid import UUID
 
 import attrs
@@ -20,7 +20,9 @@ from crmkit.models import (
     TaskStatus,
 )
 from crmkit.models.rules import Rule, RuleEntity
-from crmkit.storage._columns import groupable
+from crmkit.quality import MergeKind, MergeRecord
+from crmkit.serialization import make_converter
+from crmkit.storage._columns import ENTITIES, groupable
 from crmkit.storage._query import Cursor, Order, Page, check_cursor, check_order
 
 __all__ = [
@@ -34,11 +36,15 @@ __all__ = [
     "check_kinds",
     "check_limit",
     "check_many",
+    "check_merge_record",
     "check_rule",
     "check_subject",
     "check_tenant",
+    "check_version",
     "check_window",
     "iterate_pages",
+    "merge_from_json",
+    "merge_to_json",
     "page_of",
     "query_now",
     "start_after",
@@ -102,6 +108,20 @@ def check_id(value: object, field: str = "id") -> UUID:
     """``value`` if it is a UUID, else a :class:`ValidationError` naming ``field``."""
     if not isinstance(value, UUID):
         raise ValidationError(field, value, "expected a UUID")
+    return value
+
+
+def check_version(value: object, field: str = "version") -> int:
+    """``value`` if it is a version (a positive int), else a :class:`ValidationError`."""
+    if type(value) is not int or value < 1:
+        raise ValidationError(field, value, "a version is a positive int")
+    return value
+
+
+def check_merge_record(value: object) -> MergeRecord:
+    """``value`` if it is a :class:`~crmkit.quality.MergeRecord` (field ``record``)."""
+    if not isinstance(value, MergeRecord):
+        raise ValidationError("record", value, "expected a MergeRecord")
     return value
 
 
@@ -259,3 +279,65 @@ def iterate_pages(
         if page.next is None:
             return
         after = page.next
+
+
+_IMAGE_CLASSES: Final[Mapping[str, type[Entity]]] = {e.entity_name: e for e in ENTITIES}
+_converter = make_converter()
+
+
+def merge_to_json(record: MergeRecord) -> dict[str, Any]:
+    """A merge record as JSON-compatible data, each image tagged with its entity name;
+    :func:`merge_from_json` reads it back equal."""
+    record = check_merge_record(record)
+
+    def images(rows: Iterable[Entity]) -> list[dict[str, Any]]:
+        return [{"entity": r.entity_name, "row": _converter.unstructure(r)} for r in rows]
+
+    return {
+        "id": str(record.id),
+        "kind": record.kind.value,
+        "survivor_id": str(record.survivor_id),
+        "merged_ids": [str(i) for i in record.merged_ids],
+        "merged_emails": list(record.merged_emails),
+        "at": _converter.unstructure(record.at),
+        "by": record.by,
+        "before": images(record.before),
+        "after": images(record.after),
+    }
+
+
+def merge_from_json(data: Any) -> MergeRecord:
+    """The merge record that :func:`merge_to_json` wrote; a
+    :class:`~crmkit.errors.ValidationError` for anything else."""
+    if not isinstance(data, Mapping):
+        raise ValidationError("record", data, "expected a mapping")
+
+    def images(field: str) -> tuple[Entity, ...]:
+        rows = data.get(field)
+        if not isinstance(rows, list):
+            raise ValidationError(field, rows, "expected a list of images")
+        found = []
+        for index, image in enumerate(rows):
+            name = image.get("entity") if isinstance(image, dict) else None
+            entity = _IMAGE_CLASSES.get(name) if isinstance(name, str) else None
+            if entity is None:
+                raise ValidationError(f"{field}[{index}]", image, "expected a tagged entity")
+            found.append(_converter.structure(image.get("row"), entity))
+        return tuple(found)
+
+    try:
+        return MergeRecord(
+            id=_converter.structure(data.get("id"), UUID),
+            kind=MergeKind(str(data.get("kind"))),
+            survivor_id=_converter.structure(data.get("survivor_id"), UUID),
+            merged_ids=tuple(_converter.structure(data.get("merged_ids"), list[UUID])),
+            merged_emails=tuple(_converter.structure(data.get("merged_emails"), list[str])),
+            at=_converter.structure(data.get("at"), datetime),
+            by=_converter.structure(data.get("by"), str | None),  # type: ignore[arg-type]
+            before=images("before"),
+            after=images("after"),
+        )
+    except (TypeError, ValueError) as error:
+        if isinstance(error, ValidationError):
+            raise
+        raise ValidationError("record", data, f"not a merge record: {error}") from None

@@ -39,11 +39,13 @@ from crmkit.models import (
     Ticket,
 )
 from crmkit.models.rules import Rule
+from crmkit.quality import MergeRecord
 from crmkit.storage._query import Cursor, Order, Page
 
 __all__ = [
     "ActivityRepository",
     "ContactRepository",
+    "MergeRepository",
     "Repository",
     "StageHistoryRepository",
     "Store",
@@ -109,6 +111,20 @@ class Repository(Protocol[_E]):
         one), :class:`~crmkit.errors.NotFound` (naming the entity and id) when there is no
         such entity, and :class:`~crmkit.errors.ValidationError` (field ``item``) for an
         item of another entity class, even one with a stored id.
+        """
+        ...
+
+    def restore(self, item: _E, /, *, version: int) -> _E:
+        """Replace the stored entity with ``item`` exactly as it is, its version too,
+        if the stored version is ``version``; returns ``item``.
+
+        What an undo needs (see :meth:`crmkit.crm.CRM.unmerge`): the entity becomes what
+        it was, version included, so that it equals its earlier self. Raises
+        :class:`~crmkit.errors.ConcurrencyConflict` when the stored version is not
+        ``version``, :class:`~crmkit.errors.NotFound` when there is no such entity,
+        :class:`~crmkit.errors.ValidationError` (field ``item`` or ``version``) for an
+        item of another class or a version that is not a positive int, and
+        :class:`~crmkit.errors.Duplicate` for a unique key another entity holds.
         """
         ...
 
@@ -263,6 +279,39 @@ class StageHistoryRepository(Repository[StageChange], Protocol):
         ...
 
 
+class MergeRepository(Protocol):
+    """The stored merges of contacts and accounts (see :class:`crmkit.quality.MergeRecord`).
+
+    A merge record is written once and deleted when the merge is undone; it is never
+    updated. Wrong arguments raise :class:`~crmkit.errors.ValidationError` naming
+    ``id``, ``record``, ``merged_id`` or ``email``.
+    """
+
+    def get(self, id: UUID, /) -> MergeRecord:
+        """The merge with this id; :class:`~crmkit.errors.NotFound` (``merge``) when
+        there is none."""
+        ...
+
+    def add(self, record: MergeRecord, /) -> MergeRecord:
+        """Store a merge record, exactly (every before- and after-image comes back
+        equal); :class:`~crmkit.errors.Duplicate` when its id is taken."""
+        ...
+
+    def delete(self, id: UUID, /) -> None:
+        """Delete the merge record; :class:`~crmkit.errors.NotFound` when there is none."""
+        ...
+
+    def merging(self, merged_id: UUID, /) -> list[MergeRecord]:
+        """The merges that removed the record ``merged_id`` (a contact or account),
+        oldest first (``at``, then ``id``): an index look-up."""
+        ...
+
+    def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
+        """The merges that removed a contact whose e-mail address equals ``email``
+        compared without case (``str.casefold``), oldest first: an index look-up."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository of a store, one repository per entity.
 
@@ -309,6 +358,8 @@ class UnitOfWork(Protocol):
     def consents(self) -> Repository[Consent]: ...
     @property
     def stage_history(self) -> StageHistoryRepository: ...
+    @property
+    def merges(self) -> MergeRepository: ...
 
     def commit(self) -> None:
         """Make everything done so far permanent; the unit stays open for more work.

@@ -46,6 +46,7 @@ from crmkit.models import (
     Ticket,
 )
 from crmkit.models.rules import ActivityCondition, Rule
+from crmkit.quality import MergeRecord
 from crmkit.segmentation import Context, compile_selector
 from crmkit.storage._base import (
     check_batch_size,
@@ -57,9 +58,11 @@ from crmkit.storage._base import (
     check_kinds,
     check_limit,
     check_many,
+    check_merge_record,
     check_rule,
     check_subject,
     check_tenant,
+    check_version,
     check_window,
     iterate_pages,
     page_of,
@@ -74,7 +77,7 @@ from crmkit.storage._query import Cursor, Order, Page, sort_key
 __all__ = ["MemoryStore", "MemoryUnitOfWork"]
 
 _E = TypeVar("_E", bound=Entity)
-_Table = dict[UUID, Entity]
+_Table = dict[UUID, Any]
 _ABSENT: Any = object()
 
 
@@ -181,6 +184,7 @@ class MemoryUnitOfWork:
         self.segments = _Repository(self, Segment)
         self.consents = _Repository(self, Consent)
         self.stage_history = _StageHistory(self, StageChange)
+        self.merges = _Merges(self)
 
     def commit(self) -> None:
         """Keep everything done so far."""
@@ -197,7 +201,7 @@ class MemoryUnitOfWork:
         if not self._open:
             raise StorageError("this unit of work has ended")
 
-    def _write(self, table: _Table, key: UUID, value: Entity | None) -> None:
+    def _write(self, table: _Table, key: UUID, value: object) -> None:
         self._undo.append((table, key, table.get(key, _ABSENT)))
         self._put(table, key, _ABSENT if value is None else value)
 
@@ -324,6 +328,19 @@ class _Repository(Generic[_E]):
         self._check_references([new], None)
         self._unit._write(table, item.id, new)
         return new
+
+    def restore(self, item: _E, /, *, version: int) -> _E:
+        item = check_item(item, self._entity)
+        check_version(version)
+        table = self._table
+        stored = table.get(item.id)
+        if stored is None:
+            raise NotFound(self._entity.entity_name, item.id)
+        if stored.version != version:
+            raise ConcurrencyConflict(self._entity.entity_name, item.id, version, stored.version)
+        self._check_keys([item], None)
+        self._unit._write(table, item.id, item)
+        return item
 
     def delete(self, id: UUID, /, *, version: int | None = None) -> None:
         table = self._table
@@ -513,6 +530,49 @@ class _StageHistory(_Repository[StageChange]):
             if c.subject is subject and c.subject_id in wanted
         ]
         return sorted(found, key=lambda c: (c.at, c.id))
+
+
+class _Merges:
+    """The merge records of the tenant, in the same undo log as every other row."""
+
+    def __init__(self, unit: MemoryUnitOfWork) -> None:
+        self._unit = unit
+
+    @property
+    def _table(self) -> _Table:
+        self._unit._check_open()
+        return self._unit._store._db.tables[(self._unit._store.tenant, "merge")]
+
+    def get(self, id: UUID, /) -> MergeRecord:
+        found = self._table.get(check_id(id))
+        if found is None:
+            raise NotFound("merge", id)
+        return cast(MergeRecord, found)
+
+    def add(self, record: MergeRecord, /) -> MergeRecord:
+        record = check_merge_record(record)
+        table = self._table
+        if record.id in table:
+            raise Duplicate("merge", record.id)
+        self._unit._write(table, record.id, record)
+        return record
+
+    def delete(self, id: UUID, /) -> None:
+        table = self._table
+        if check_id(id) not in table:
+            raise NotFound("merge", id)
+        self._unit._write(table, id, None)
+
+    def _sorted(self, found: Iterable[Any]) -> list[MergeRecord]:
+        return sorted(cast(Iterable[MergeRecord], found), key=lambda m: (m.at, m.id))
+
+    def merging(self, merged_id: UUID, /) -> list[MergeRecord]:
+        check_id(merged_id, "merged_id")
+        return self._sorted(m for m in self._table.values() if merged_id in m.merged_ids)
+
+    def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
+        key = check_email(email).casefold()
+        return self._sorted(m for m in self._table.values() if key in m.merged_emails)
 
 
 if TYPE_CHECKING:  # mypy proves that the adapter implements the port

@@ -208,7 +208,15 @@ def _rebuild_sqlite(connection: Connection, tables: Schema, entities: list[type[
         raise StorageError("the rebuilt tables break a foreign key")  # pragma: no cover
 
 
-_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2, 2: _to_3})
+def _to_4(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
+    """Schema 3 -> 4: the merge records (``<prefix>merges``) and their look-up keys
+    (``<prefix>merge_keys``), both empty; no other table changes."""
+    del ops, unique_emails  # the new tables are made as this crmkit declares them
+    tables.merges.create(connection)
+    tables.merge_keys.create(connection)
+
+
+_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2, 2: _to_3, 3: _to_4})
 """The step that upgrades a database of each version to the next."""
 
 
@@ -290,7 +298,6 @@ def _upgrade(
         connection.execute(
             sa.update(meta).where(meta.c.key == VERSION_KEY).values(value=str(SCHEMA_VERSION))
         )
-    if found != SCHEMA_VERSION:
         # New indexes: measured statistics where there are rows, priors elsewhere.
         analyze(connection, [t.name for t in tables.metadata.sorted_tables])
         plan_priors(connection, tables)

@@ -39,7 +39,7 @@ __all__ = [
     "schema",
 ]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -49,6 +49,8 @@ SCHEMA_VERSION: Final = 3
    ``StageChange.expected_close``.
 3. Foreign keys: every reference (:data:`~crmkit.storage.REFERENCES`) is declared as
    ``(tenant, <field>) -> (tenant, id)``.
+4. The merge records of :meth:`~crmkit.crm.CRM.merge_contacts` and
+   :meth:`~crmkit.crm.CRM.merge_accounts`: ``<prefix>merges`` and ``<prefix>merge_keys``.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -151,6 +153,13 @@ class Schema:
     address, the default identity policy) or not (shared addresses allowed). Neither is
     part of ``metadata``: :func:`~crmkit.storage.sql.create_schema` makes the one the
     database's policy asks for."""
+    merges: sa.Table
+    """The merge records (:class:`~crmkit.quality.MergeRecord`): the survivor, the time
+    and the before- and after-images as JSON text (``body``)."""
+    merge_keys: sa.Table
+    """What finds a merge record: ``id:<hex>`` of each merged record and
+    ``email:<folded address>`` of each address it took, keyed ``(tenant, key,
+    merge_id)``."""
 
     def table(self, entity: type[Entity]) -> sa.Table:
         """The table of ``entity``."""
@@ -325,7 +334,33 @@ def _schema(prefix: str) -> Schema:
         sa.Column("key", _text(64), primary_key=True),
         sa.Column("value", _text(), nullable=False),
     )
-    return Schema(meta, MappingProxyType(tables), members, facts, email_indexes)
+    merges, merge_keys = merge_tables(meta, prefix)
+    return Schema(meta, MappingProxyType(tables), members, facts, email_indexes, merges, merge_keys)
+
+
+def merge_tables(meta: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table]:
+    """The tables of merge records and of their look-up keys, on ``meta`` (schema 3)."""
+    merges = sa.Table(
+        f"{prefix}merges",
+        meta,
+        sa.Column("tenant", _text(64), primary_key=True),
+        sa.Column("id", UUIDType(), primary_key=True),
+        sa.Column("kind", _text(32), nullable=False),
+        sa.Column("survivor_id", UUIDType(), nullable=False),
+        sa.Column("at", Timestamp(), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+    )
+    keys = sa.Table(
+        f"{prefix}merge_keys",
+        meta,
+        sa.Column("tenant", _text(64), primary_key=True),
+        sa.Column("key", _text(), primary_key=True),
+        sa.Column("merge_id", UUIDType(), primary_key=True),
+        sa.ForeignKeyConstraint(
+            ["tenant", "merge_id"], [merges.c.tenant, merges.c.id], ondelete="CASCADE"
+        ),
+    )
+    return merges, keys
 
 
 metadata: Final = schema().metadata

@@ -1,5 +1,6 @@
 """The SQLAlchemy adapter: a store on SQLite (embedded default) or PostgreSQL."""
 
+import json
 import re
 import threading
 import weakref
@@ -49,6 +50,7 @@ from crmkit.models import (
     Ticket,
 )
 from crmkit.models.rules import Rule
+from crmkit.quality import MergeRecord
 from crmkit.storage._base import (
     check_batch_size,
     check_email,
@@ -59,11 +61,15 @@ from crmkit.storage._base import (
     check_kinds,
     check_limit,
     check_many,
+    check_merge_record,
     check_rule,
     check_subject,
     check_tenant,
+    check_version,
     check_window,
     iterate_pages,
+    merge_from_json,
+    merge_to_json,
     page_of,
     query_now,
     start_after,
@@ -548,6 +554,7 @@ class SqlUnitOfWork:
         self.segments = _Repository(self, Segment)
         self.consents = _Repository(self, Consent)
         self.stage_history = _StageHistory(self, StageChange)
+        self.merges = _Merges(self)
 
     def commit(self) -> None:
         """Make everything done so far permanent (when joined: part of the host's).
@@ -998,9 +1005,17 @@ class _Repository(Generic[_E]):
 
     def update(self, item: _E, /) -> _E:
         item = check_item(item, self._entity)
-        new = attrs.evolve(item, version=item.version + 1)
+        return self._replace(attrs.evolve(item, version=item.version + 1), item.version)
+
+    def restore(self, item: _E, /, *, version: int) -> _E:
+        item = check_item(item, self._entity)
+        return self._replace(item, check_version(version))
+
+    def _replace(self, new: _E, version: int) -> _E:
+        """Write ``new`` over the stored row if that is at ``version``."""
+        item = attrs.evolve(new, version=version)  # what a conflict and a taken key name
         row = self._codec.encode(self._tenant, new)
-        params = (*row[2:], row[0], row[1], item.version)
+        params = (*row[2:], row[0], row[1], version)
         with self._unit.store._errors():
             try:
                 with self._unit._savepoint() as connection:
@@ -1294,6 +1309,97 @@ class _StageHistory(_Repository[StageChange]):
             )
             found.extend(self._load(statement))
         return sorted(found, key=lambda c: (c.at, c.id))
+
+
+class _Merges:
+    """The merge records: one row each (the images as JSON text) and one key row per
+    merged id and taken e-mail address, which the look-ups use."""
+
+    def __init__(self, unit: SqlUnitOfWork) -> None:
+        self._unit = unit
+        self._tenant = unit.store.tenant
+        self._table = unit.store.schema.merges
+        self._keys = unit.store.schema.merge_keys
+
+    def _load(self, statement: sa.Select[Any]) -> list[MergeRecord]:
+        with self._unit.store._errors():
+            rows = self._unit._conn().execute(statement).scalars().all()
+            try:
+                return [merge_from_json(json.loads(body)) for body in rows]
+            except CrmkitError as error:
+                raise StorageError(f"a stored merge cannot be read: {error}") from error
+
+    def get(self, id: UUID, /) -> MergeRecord:
+        table = self._table
+        found = self._load(
+            sa.select(table.c.body).where(
+                table.c.tenant == self._tenant, table.c.id == check_id(id)
+            )
+        )
+        if not found:
+            raise NotFound("merge", id)
+        return found[0]
+
+    def add(self, record: MergeRecord, /) -> MergeRecord:
+        record = check_merge_record(record)
+        body = json.dumps(merge_to_json(record), separators=(",", ":"))
+        keys = {f"id:{i.hex}" for i in record.merged_ids}
+        keys.update(f"email:{e}" for e in record.merged_emails)
+        with self._unit.store._errors():
+            try:
+                with self._unit._savepoint() as connection:
+                    connection.execute(
+                        sa.insert(self._table),
+                        {
+                            "tenant": self._tenant,
+                            "id": record.id,
+                            "kind": record.kind.value,
+                            "survivor_id": record.survivor_id,
+                            "at": record.at,
+                            "body": body,
+                        },
+                    )
+                    connection.execute(
+                        sa.insert(self._keys),
+                        [
+                            {"tenant": self._tenant, "key": k, "merge_id": record.id}
+                            for k in sorted(keys)
+                        ],
+                    )
+            except Exception as error:
+                if self._unit.store._is_integrity_error(error):
+                    raise Duplicate("merge", record.id) from None
+                raise
+        return record
+
+    def delete(self, id: UUID, /) -> None:
+        check_id(id)
+        keys, table = self._keys, self._table
+        with self._unit.store._errors(), self._unit._savepoint() as connection:
+            connection.execute(
+                sa.delete(keys).where(keys.c.tenant == self._tenant, keys.c.merge_id == id)
+            )
+            gone = connection.execute(
+                sa.delete(table).where(table.c.tenant == self._tenant, table.c.id == id)
+            )
+            if gone.rowcount != 1:
+                raise NotFound("merge", id)
+
+    def _by_key(self, key: str) -> list[MergeRecord]:
+        table, keys = self._table, self._keys
+        statement = (
+            sa.select(table.c.body)
+            .join(keys, (keys.c.tenant == table.c.tenant) & (keys.c.merge_id == table.c.id))
+            .where(keys.c.tenant == self._tenant, keys.c.key == key)
+            .order_by(table.c.at, table.c.id)
+        )
+        return self._load(statement)
+
+    def merging(self, merged_id: UUID, /) -> list[MergeRecord]:
+        return self._by_key(f"id:{check_id(merged_id, 'merged_id').hex}")
+
+    def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
+        return self._by_key(f"email:{check_email(email).casefold()}")
 
 
 if TYPE_CHECKING:  # mypy proves that the adapter implements the port
