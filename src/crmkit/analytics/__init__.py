@@ -7,4 +7,26 @@ to these functions.
 
 from crmkit.analytics._periods import Granularity, Period, period_of, periods
 
+# -- funnel, pipeline KPIs, forecast (issue 13 parts 1-3) --------------------------
+from crmkit.analytics._replay import (
+    REPLAYED,
+    Reach,
+    Standing,
+    check_ranks,
+    check_replay,
+    replay_reach,
+    replay_standing,
+)
+
 __all__ = ["Granularity", "Period", "period_of", "periods"]
+
+# -- funnel, pipeline KPIs, forecast (issue 13 parts 1-3) --------------------------
+__all__ += [
+    "REPLAYED",
+    "Reach",
+    "Standing",
+    "check_ranks",
+    "check_replay",
+    "replay_reach",
+    "replay_standing",
+]
