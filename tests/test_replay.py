@@ -128,7 +128,7 @@ def _same_standing(found: list, expected: list) -> None:  # type: ignore[type-ar
     group=st.sampled_from((None, "owner", "status")),
     ruled=st.booleans(),
 )
-def test_the_store_replays_deals_as_the_reference_does(
+def test_the_store_replays_deals_as_the_reference_does(  # noqa: PLR0917
     store: Store,
     world: tuple[list[Deal], list[StageChange]],
     hours: int,
