@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from crmkit.analytics._periods import Period
+from crmkit.analytics._periods import Granularity, Period
 from crmkit.analytics._replay import Standing
 from crmkit.errors import ValidationError
 from crmkit.models import DealStatus, Money
@@ -248,6 +248,14 @@ def check_periods(periods: object) -> tuple[Period, ...]:
     if isinstance(periods, str | bytes) or not isinstance(periods, Sequence) or not periods:
         raise ValidationError("periods", periods, "expected a non-empty sequence of Periods")
     for index, period in enumerate(periods):
+        name = f"periods[{index}]"
         if not isinstance(period, Period):
-            raise ValidationError(f"periods[{index}]", period, "expected a Period")
+            raise ValidationError(name, period, "expected a Period")
+        for bound in (period.start, period.end):
+            if not isinstance(bound, datetime) or bound.utcoffset() is None:
+                raise ValidationError(name, period, "a period's bounds are aware datetimes")
+        if period.end <= period.start:
+            raise ValidationError(name, period, "a period ends after it starts")
+        if not isinstance(period.granularity, Granularity):
+            raise ValidationError(name, period, "expected a period of a Granularity")
     return tuple(periods)
