@@ -417,8 +417,8 @@ def main() -> None:
         results[kind] = result
         print(
             f"{kind}: {options.n:,} contacts, {options.n * 3 // 10:,} deals, "
-            f"{result['stage_changes']:,} stage changes (filled in {result['fill_seconds']:.0f} s); "
-            f"peak RSS {result['peak_rss_mb']:.0f} MB"
+            f"{result['stage_changes']:,} stage changes "
+            f"(filled in {result['fill_seconds']:.0f} s); peak RSS {result['peak_rss_mb']:.0f} MB"
         )
         for name, case in result["cases"].items():
             verdict = case["equal"] and case["peak_python_mb"] < MEMORY_TARGET_MB
@@ -430,9 +430,8 @@ def main() -> None:
                 f"ratio {case['ratio']:5.2f}  equal {case['equal']}  "
                 f"python peak {case['peak_python_mb']:6.1f} MB  {'ok' if verdict else 'MISSED'}"
             )
-    print(
-        f"target: at most {TARGET}x the SQL and under {MEMORY_TARGET_MB} MB: {'met' if ok else 'missed'}"
-    )
+    verdict = "met" if ok else "missed"
+    print(f"target: at most {TARGET}x the SQL and under {MEMORY_TARGET_MB} MB: {verdict}")
     if options.json:
         print(json.dumps(results, default=str))
 

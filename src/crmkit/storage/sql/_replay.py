@@ -112,8 +112,11 @@ def _last_moves(
     order = sa.func.row_number().over(
         partition_by=changes.c.subject_id, order_by=(changes.c.at.desc(), changes.c.id.desc())
     )
+    c = changes.c
+    wanted = (c.subject_id, c.pipeline, c.to_stage, c.reason, c.at, c.expected_close)
+    money = (c.amount_currency, c.amount_units, c.amount_nanos)
     return (
-        sa.select(*changes.c, order.label("place"))
+        sa.select(*wanted, *(money if name == "last_move" else ()), order.label("place"))
         .where(*on_changes, changes.c.at < before)
         .subquery(name)
     )
