@@ -22,11 +22,12 @@ from crmkit.analytics import (
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.errors import ValidationError
-from crmkit.lifecycle import Pipeline, Stage, StageKind
+from crmkit.lifecycle import Pipeline, Stage, StageKind, Touchpoint
 from crmkit.models import (
     Contact,
     Deal,
     DealStatus,
+    LeadChannel,
     LifecycleStage,
     Money,
     StageChange,
@@ -294,3 +295,45 @@ def test_bad_input_names_the_field(crm: CRM, call: object, name: str) -> None:
     with pytest.raises(ValidationError) as error:
         call(crm)  # type: ignore[operator]
     assert error.value.field == name
+
+
+def test_a_lead_pipeline_funnel_by_source(store: Store) -> None:
+    inbound = Pipeline(
+        key="inbound",
+        label="Inbound",
+        subject=SubjectKind.LEAD,
+        stages=(
+            Stage(key="new", label="New"),
+            Stage(key="contacted", label="Contacted", probability=Decimal("0.3")),
+            Stage(key="qualified", label="Qualified", probability=Decimal(1), kind=StageKind.WON),
+        ),
+    )
+    crm = CRM(store, pipelines=[inbound], lead_pipeline="inbound")
+    leads = [
+        crm.capture_lead(Touchpoint(email=f"p{n}@example.com", source=source, channel=channel))
+        for n, (source, channel) in enumerate(
+            [
+                ("webinar", LeadChannel.FORM),
+                ("webinar", LeadChannel.CHAT),
+                ("ads", LeadChannel.FORM),
+            ]
+        )
+    ]
+    crm.move_lead(leads[0].lead.id, "contacted", by="ana")
+    crm.move_lead(leads[0].lead.id, "qualified", by="ana")
+    crm.move_lead(leads[2].lead.id, "qualified", by="ana")  # contacted skipped
+    by_source = crm.funnel("inbound", by="source")
+    assert [r.reached for r in by_source.cohort("webinar")] == [2, 1, 1]
+    assert [r.reached for r in by_source.cohort("ads")] == [1, 1, 1]
+    by_channel = crm.funnel("inbound", by="channel")
+    assert [r.reached for r in by_channel.cohort("form")] == [2, 2, 2]
+
+
+def test_forecast_converts_with_a_rate_table(crm: CRM) -> None:
+    forecast = crm.forecast(
+        "sales", periods=[FEB], at=_day(2, 15), rates={"USD": Decimal("0.9")}, currency="EUR"
+    )
+    rows = {r.currency: r for r in forecast.rows}
+    assert set(rows) == {"EUR", None}  # no EUR plus USD: USD converted, no amount apart
+    assert rows["EUR"].commit == Decimal("1800.0")
+    assert rows["EUR"].expected == Decimal("2500.00")  # 1,000 + 300 x 0.2 + 1,800 x 0.8
