@@ -42,6 +42,8 @@ __all__ = ["backtest", "forecast", "funnel", "pipeline_kpis"]
 
 _TICK = timedelta(microseconds=1)
 _BATCH = 1000
+_NONE = "(none)"
+"""The cohort label of subjects without a value in the field grouped by."""
 _STATUS = {StageKind.OPEN: DealStatus.OPEN, StageKind.WON: DealStatus.WON}
 
 
@@ -179,9 +181,9 @@ def funnel(
                     durations = entry_durations(histories, ranks, until)
                 rows.extend(funnel_rows(label, reach, stages, durations))
                 continue
-            keys = sorted({group_label(r.group) or "" for r in reach})
+            keys = sorted({group_label(r.group) or _NONE for r in reach})
             for key in keys:
-                mine = [r for r in reach if (group_label(r.group) or "") == key]
+                mine = [r for r in reach if (group_label(r.group) or _NONE) == key]
                 rows.extend(funnel_rows(key, mine, stages))
     return Funnel(subject, pipeline, until - _TICK, stages, tuple(rows))
 

@@ -1276,12 +1276,13 @@ class CRM:
         deal pipeline as of ``at`` (default: now), counted by the store.
 
         Cohorts: one per value of the subject's field ``by`` (owner, source, channel,
-        ...), one per creation period of ``created`` (contacts created in March), one
-        per contact segment of ``segments``, or one (``all``); ``rule`` narrows every
-        cohort. A pipeline's steps are its open stages, then its won stages. With
-        ``times``, the median and p90 time between stages are measured from the
-        cohort's history, read a thousand subjects at a time (cohorts of ``by`` give
-        counts only); ``times=False`` asks the store for counts alone.
+        ...; ``(none)`` for subjects without one), one per creation period of
+        ``created`` (contacts created in March), one per contact segment of
+        ``segments``, or one (``all``); ``rule`` narrows every cohort. A pipeline's
+        steps are its open stages, then its won stages. With ``times``, the median and
+        p90 time between stages are measured from the cohort's history, read a thousand
+        subjects at a time (cohorts of ``by`` give counts only); ``times=False`` asks
+        the store for counts alone.
         """
         return _kpis.funnel(
             self.store,
