@@ -9,13 +9,14 @@ to its store class and the kit tests that must fail on it.
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
 
 import attrs
 
+from crmkit.analytics import replay_standing
 from crmkit.errors import ConcurrencyConflict, Duplicate, NotFound, StorageError
 from crmkit.models import (
     Activity,
@@ -1517,6 +1518,32 @@ class _ForSubjectsAnyKind:
         return sorted(found, key=lambda c: (c.at, c.id))
 
 
+class _ReachUntilInclusive:
+    """``reach`` counts a move made exactly at ``until``."""
+
+    def reach(self, subject: Any, ranks: Any, /, *, until: Any, **options: Any) -> list[Any]:
+        later = until + timedelta(microseconds=1)
+        return super().reach(subject, ranks, until=later, **options)  # type: ignore[misc, no-any-return]
+
+
+class _StandingFirstOfTies:
+    """``standing`` breaks a tie of ``at`` by the lower id (the first move, not the last)."""
+
+    def standing(self, subject: Any, /, *, until: Any, **options: Any) -> list[Any]:
+        changes = list(self._table.values())  # type: ignore[attr-defined]
+        lowest: dict[Any, UUID] = {}
+        for c in changes:
+            lowest[(c.subject_id, c.at)] = min(lowest.get((c.subject_id, c.at), c.id), c.id)
+        tick = timedelta(microseconds=1)
+        shifted = [
+            c if c.id == lowest[(c.subject_id, c.at)] else attrs.evolve(c, at=c.at - tick)
+            for c in changes
+        ]
+        rule = options.pop("rule", None)
+        subjects = self._unit.deals._select(rule, until)  # type: ignore[attr-defined]
+        return replay_standing(subjects, shifted, subject, until=until, **options)
+
+
 class _DeleteOrphans:
     """``delete`` removes an entity that others still refer to."""
 
@@ -1582,6 +1609,14 @@ LOOK_UP_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "for_subjects ignores the kind": (
         _mixing("ForSubjectsAnyKind", _ForSubjectsAnyKind, "for_subjects ignores the kind."),
         ("test_stage_history_of_many_subjects",),
+    ),
+    "reach counts a move at until": (
+        _mixing("ReachUntilInclusive", _ReachUntilInclusive, "reach's until is inclusive."),
+        ("test_stage_history_replays_for_the_kpis",),
+    ),
+    "standing keeps the first move of a tie": (
+        _mixing("StandingFirstOfTies", _StandingFirstOfTies, "standing breaks ties wrongly."),
+        ("test_stage_history_replays_for_the_kpis",),
     ),
     "delete orphans what refers to it": (
         _mixing("DeleteOrphans", _DeleteOrphans, "delete ignores references."),

@@ -17,6 +17,15 @@ from uuid import UUID
 
 import attrs
 
+from crmkit.analytics import (
+    REPLAYED,
+    Reach,
+    Standing,
+    check_ranks,
+    check_replay,
+    replay_reach,
+    replay_standing,
+)
 from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
     ConcurrencyConflict,
@@ -437,6 +446,60 @@ class JsonStageHistory(JsonRepository[StageChange]):
         wanted = {check_id(i, f"subject_ids[{n}]") for n, i in enumerate(subject_ids)}
         found = [c for c in self.all() if c.subject is subject and c.subject_id in wanted]
         return sorted(found, key=lambda c: (c.at, c.id))
+
+    def _subjects(
+        self, subject: SubjectKind, rule: Rule | None, until: datetime, group: str | None
+    ) -> list[Entity]:
+        """The subjects ``rule`` selects, for the KPI replays below."""
+        entity = REPLAYED[subject]
+        if group is not None and group not in groupable_fields(entity):
+            raise ValidationError("field", group, f"{entity.entity_name}s cannot be grouped by it")
+        repository: JsonRepository[Entity] = getattr(self.unit, f"{entity.entity_name}s")
+        return repository._select(rule, until)
+
+    def reach(
+        self,
+        subject: SubjectKind,
+        ranks: Mapping[str, int],
+        /,
+        *,
+        until: datetime,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[Reach]:
+        """crmkit's reference replay over every document; a database groups instead."""
+        subject, until, pipeline, _, _ = check_replay(subject, until, pipeline)
+        checked = check_ranks(ranks)
+        subjects = self._subjects(subject, rule, until, group)
+        return replay_reach(
+            subjects, self.all(), subject, checked, until=until, pipeline=pipeline, group=group
+        )
+
+    def standing(
+        self,
+        subject: SubjectKind,
+        /,
+        *,
+        until: datetime,
+        since: datetime | None = None,
+        then: datetime | None = None,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[Standing]:
+        subject, until, pipeline, since, then = check_replay(subject, until, pipeline, since, then)
+        subjects = self._subjects(subject, rule, until, group)
+        return replay_standing(
+            subjects,
+            self.all(),
+            subject,
+            until=until,
+            since=since,
+            then=then,
+            pipeline=pipeline,
+            group=group,
+        )
 
 
 class JsonMerges:

@@ -1,7 +1,7 @@
 """The CRM service: one object that runs every use case in one unit of work."""
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -11,8 +11,9 @@ from uuid import UUID
 
 import attrs
 
+from crmkit.analytics import Backtest, Forecast, ForecastCategory, Funnel, Period, PipelineKpis
 from crmkit.clock import Clock, FixedClock
-from crmkit.crm import _merge
+from crmkit.crm import _kpis, _merge
 from crmkit.errors import (
     ClosedRecord,
     ConcurrencyConflict,
@@ -1395,6 +1396,127 @@ class CRM:
     def _delete_history(unit: UnitOfWork, subject: SubjectKind, id: UUID) -> None:
         for change in unit.stage_history.for_subject(subject, id):
             unit.stage_history.delete(change.id)
+
+    # ------------------------------------------------------------------ KPIs: funnel,
+    # pipeline KPIs, forecast (issue 13 parts 1-3; the code is in crmkit.crm._kpis)
+
+    def funnel(
+        self,
+        pipeline: str | None = None,
+        *,
+        by: str | None = None,
+        created: Sequence[Period] = (),
+        segments: Sequence[Segment] = (),
+        rule: Rule | None = None,
+        at: datetime | None = None,
+        times: bool = True,
+    ) -> Funnel:
+        """The funnel of the contact lifecycle (``pipeline`` ``None``) or of a lead or
+        deal pipeline as of ``at`` (default: now), counted by the store.
+
+        Cohorts: one per value of the subject's field ``by`` (owner, source, channel,
+        ...; ``(none)`` for subjects without one), one per creation period of
+        ``created`` (contacts created in March), one per contact segment of
+        ``segments``, or one (``all``); ``rule`` narrows every cohort. A pipeline's
+        steps are its open stages, then its won stages. With ``times``, the median and
+        p90 time between stages are measured from the cohort's history, read a thousand
+        subjects at a time (cohorts of ``by`` give counts only); ``times=False`` asks
+        the store for counts alone.
+        """
+        return _kpis.funnel(
+            self.store,
+            self.pipelines,
+            self.clock.now(),
+            pipeline,
+            by=by,
+            created=created,
+            segments=segments,
+            rule=rule,
+            at=at,
+            times=times,
+        )
+
+    def pipeline_kpis(
+        self,
+        pipeline: str | None = None,
+        *,
+        periods: Sequence[Period],
+        by: str | None = None,
+        rule: Rule | None = None,
+        at: datetime | None = None,
+        quota: Money | None = None,
+        rates: Mapping[str, Decimal] | None = None,
+        currency: str | None = None,
+    ) -> PipelineKpis:
+        """Win rate, deal size, cycle length, lost reasons, open and weighted pipeline,
+        velocity, coverage (against ``quota``) and new revenue of the deals of
+        ``pipeline`` (all deal pipelines when ``None``) per period, per value of the deal
+        field ``by`` (owner, pipeline, ...) and per currency, as of ``at``: replayed
+        from the stage history's snapshots. ``rates`` (units of ``currency`` per unit of
+        another) converts every amount into ``currency``; without them amounts in
+        different currencies are never added."""
+        return _kpis.pipeline_kpis(
+            self.store,
+            self.pipelines,
+            self.clock.now(),
+            pipeline,
+            periods=periods,
+            by=by,
+            rule=rule,
+            at=at,
+            quota=quota,
+            rates=rates,
+            currency=currency,
+        )
+
+    def forecast(
+        self,
+        pipeline: str,
+        *,
+        periods: Sequence[Period],
+        at: datetime | None = None,
+        categories: Mapping[str, ForecastCategory] | None = None,
+        rates: Mapping[str, Decimal] | None = None,
+        currency: str | None = None,
+    ) -> Forecast:
+        """The forecast of a deal pipeline per period as of ``at``: closed (won within
+        the period), commit, best case, pipeline and omitted (open deals expected to
+        close within it, by category: ``categories`` maps open stages, else the stage's
+        probability decides), and the expected revenue from stage probabilities."""
+        return _kpis.forecast(
+            self.store,
+            self.pipelines,
+            self.clock.now(),
+            pipeline,
+            periods=periods,
+            at=at,
+            categories=categories,
+            rates=rates,
+            currency=currency,
+        )
+
+    def forecast_backtest(
+        self,
+        pipeline: str,
+        *,
+        periods: Sequence[Period],
+        at: datetime | None = None,
+        rates: Mapping[str, Decimal] | None = None,
+        currency: str | None = None,
+    ) -> Backtest:
+        """Replay the forecast of a deal pipeline as of each period's start and score it
+        by the period's end: Brier score and reliability table of the stage
+        probabilities, and the expected revenue against what was actually won."""
+        return _kpis.backtest(
+            self.store,
+            self.pipelines,
+            self.clock.now(),
+            pipeline,
+            periods=periods,
+            at=at,
+            rates=rates,
+            currency=currency,
+        )
 
 
 def _editable(entity: type[Entity], changes: Mapping[str, Any]) -> dict[str, Any]:

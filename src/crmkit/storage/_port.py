@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
+from crmkit.analytics import Reach, Standing
 from crmkit.clock import Clock
 from crmkit.models import (
     Account,
@@ -276,6 +277,54 @@ class StageHistoryRepository(Repository[StageChange], Protocol):
     ) -> list[StageChange]:
         """The stage changes of many entities of one kind, in one query: oldest first
         (``at``, then ``id``), whatever the order of ``subject_ids``."""
+        ...
+
+    def reach(
+        self,
+        subject: SubjectKind,
+        ranks: Mapping[str, int],
+        /,
+        *,
+        until: datetime,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[Reach]:
+        """How far the subjects of kind ``subject`` (contact, lead or deal) that ``rule``
+        selects (a rule over that entity, read at ``until``) and that were created before
+        ``until`` got in the stages of ``ranks`` before ``until``, grouped by the store.
+
+        With ``pipeline``, only subjects now in that pipeline and their moves in it count.
+        ``group`` is one of :func:`~crmkit.storage.groupable_fields` of the subject
+        entity (``None``: one group, key ``None``). The rows hold each (group, reached,
+        entered) once, in no order, as :func:`crmkit.analytics.replay_reach` defines
+        them; subjects that reached no ranked stage are left out. Wrong arguments raise
+        :class:`~crmkit.errors.ValidationError` naming ``subject``, ``ranks``,
+        ``until``, ``pipeline``, ``rule`` or ``field`` (the group).
+        """
+        ...
+
+    def standing(
+        self,
+        subject: SubjectKind,
+        /,
+        *,
+        until: datetime,
+        since: datetime | None = None,
+        then: datetime | None = None,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[Standing]:
+        """Where the subjects that ``rule`` selects and that were created before
+        ``until`` stood by their last move before ``until`` (ties by id), with the
+        values it snapshotted, grouped by the store.
+
+        ``since`` keeps subjects whose last move is at or after it (what closed in a
+        period); ``then`` (at or after ``until``) adds the stage each stood in by its last
+        move before ``then`` (a backtest's outcome). Arguments and rows as in
+        :meth:`reach` and :func:`crmkit.analytics.replay_standing`.
+        """
         ...
 
 

@@ -17,6 +17,15 @@ from uuid import UUID
 
 import attrs
 
+from crmkit.analytics import (
+    REPLAYED,
+    Reach,
+    Standing,
+    check_ranks,
+    check_replay,
+    replay_reach,
+    replay_standing,
+)
 from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
     ConcurrencyConflict,
@@ -530,6 +539,60 @@ class _StageHistory(_Repository[StageChange]):
             if c.subject is subject and c.subject_id in wanted
         ]
         return sorted(found, key=lambda c: (c.at, c.id))
+
+    def _subjects(
+        self, subject: SubjectKind, rule: Rule | None, until: datetime, group: str | None
+    ) -> list[Entity]:
+        entity = REPLAYED[subject]
+        if group is not None:
+            check_group_field(group, entity)
+        repository: _Repository[Entity] = _Repository(self._unit, entity)
+        return repository._select(rule, until)
+
+    def reach(
+        self,
+        subject: SubjectKind,
+        ranks: Mapping[str, int],
+        /,
+        *,
+        until: datetime,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[Reach]:
+        subject, until, pipeline, _, _ = check_replay(subject, until, pipeline)
+        checked = check_ranks(ranks)
+        subjects = self._subjects(subject, rule, until, group)
+        changes = cast(Iterable[StageChange], self._table.values())
+        return replay_reach(
+            subjects, changes, subject, checked, until=until, pipeline=pipeline, group=group
+        )
+
+    def standing(
+        self,
+        subject: SubjectKind,
+        /,
+        *,
+        until: datetime,
+        since: datetime | None = None,
+        then: datetime | None = None,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[Standing]:
+        subject, until, pipeline, since, then = check_replay(subject, until, pipeline, since, then)
+        subjects = self._subjects(subject, rule, until, group)
+        changes = cast(Iterable[StageChange], self._table.values())
+        return replay_standing(
+            subjects,
+            changes,
+            subject,
+            until=until,
+            since=since,
+            then=then,
+            pipeline=pipeline,
+            group=group,
+        )
 
 
 class _Merges:

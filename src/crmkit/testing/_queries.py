@@ -10,6 +10,7 @@ ids in two tenants, addresses that differ only in case, a task due exactly at th
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from itertools import product
 from typing import Any
 from uuid import UUID, uuid4
@@ -39,6 +40,7 @@ from crmkit.models import (
     Lead,
     LeadChannel,
     LifecycleStage,
+    Money,
     StageChange,
     SubjectKind,
     Task,
@@ -381,6 +383,93 @@ class QueryContract:
             )
             with _raises(ValidationError, "for_subjects takes a collection of ids"):
                 unit.stage_history.for_subjects(SubjectKind.DEAL, str(deals[0]))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ KPI replays
+
+    def test_stage_history_replays_for_the_kpis(self, fresh: Store) -> None:
+        hour = timedelta(hours=1)
+        clock = FixedClock(_T0)
+        eur = Money(Decimal("10.50"), "EUR")
+        walked = Deal.new(title="A", pipeline="sales", stage="new", owner="ann", clock=clock)
+        tied = Deal.new(title="B", pipeline="sales", stage="new", owner="bo", clock=clock)
+        imported = Deal.new(title="C", pipeline="sales", stage="offer", clock=clock)
+        unborn = Deal.new(
+            title="D", pipeline="sales", stage="new", clock=FixedClock(_T0 + 5 * hour)
+        )
+        first, second = sorted((uuid4(), uuid4()))
+
+        def move(deal: Deal, from_: str | None, to: str, at: datetime, **more: Any) -> StageChange:
+            return StageChange.new(
+                subject=SubjectKind.DEAL,
+                subject_id=deal.id,
+                pipeline="sales",
+                from_stage=from_,
+                to_stage=to,
+                at=at,
+                clock=clock,
+                **more,
+            )
+
+        history = [
+            move(walked, None, "new", _T0),
+            move(walked, "new", "won", _T0 + 2 * hour, amount=eur),
+            move(tied, None, "new", _T0),
+            attrs.evolve(move(tied, "new", "offer", _T0 + hour), id=first),
+            attrs.evolve(move(tied, "offer", "lost", _T0 + hour, reason="too dear"), id=second),
+            move(unborn, None, "new", _T0 + 5 * hour),
+        ]
+        with fresh.unit_of_work() as unit:
+            unit.deals.add_many([walked, tied, imported, unborn])
+            unit.stage_history.add_many(history)
+            unit.commit()
+        twin = _other(fresh)
+        with twin.unit_of_work() as unit:
+            unit.deals.add_many([walked, tied])  # the same ids in another tenant
+            unit.stage_history.add(attrs.evolve(history[0], to_stage="won"))
+            unit.commit()
+        ranks = {"new": 0, "offer": 1, "won": 2}
+        deal = SubjectKind.DEAL
+        with fresh.unit_of_work() as unit:
+            replays = unit.stage_history
+
+            def reach(**options: Any) -> set[tuple[Any, ...]]:
+                rows = replays.reach(deal, ranks, **options)
+                return {(r.group, r.reached, r.entered, r.count) for r in rows}
+
+            later, exactly = _T0 + 3 * hour, _T0 + 2 * hour
+            want: set[tuple[Any, ...]] = {(None, 2, 2, 1), (None, 1, 1, 1), (None, 1, None, 1)}
+            assert reach(until=later) == want, (
+                "contract: reach counts the highest stage entered or left (skipped stages "
+                "pass), a subject without moves at its stage, created before until, one tenant"
+            )
+            want = {(None, 0, 0, 1), (None, 1, 1, 1), (None, 1, None, 1)}
+            assert reach(until=exactly) == want, (
+                "contract: reach counts moves before until only (until is exclusive)"
+            )
+            want = {("ann", 2, 2, 1), ("bo", 1, 1, 1), (None, 1, None, 1)}
+            assert reach(until=later, group="owner") == want, (
+                "contract: reach groups by the subject's field"
+            )
+
+            def standing(**options: Any) -> set[tuple[Any, ...]]:
+                rows = replays.standing(deal, **options)
+                return {
+                    (r.group, r.stage, r.reason, r.currency, r.count, r.amount, r.later)
+                    for r in rows
+                }
+
+            until = _T0 + 3 * hour
+            assert standing(until=until) == {
+                (None, "won", None, "EUR", 1, Decimal("10.50"), None),
+                (None, "lost", "too dear", None, 1, Decimal(0), None),
+            }, "contract: standing takes each subject's last move before until, ties by id"
+            assert standing(
+                until=until, since=_T0 + 2 * hour, then=until + hour, group="owner"
+            ) == {
+                ("ann", "won", None, "EUR", 1, Decimal("10.50"), "won"),
+            }, "contract: standing keeps last moves at or after since, later is the stage at then"
+            (row,) = replays.standing(deal, until=until, since=_T0 + 2 * hour)
+            assert abs(row.age_seconds - 7200.0) < 1.0, _c("age_seconds is creation to move")
 
 
 def _sample(name: str) -> Entity:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
 from crmkit._extras import import_extra
+from crmkit.analytics import REPLAYED, Reach, Standing, check_ranks, check_replay
 from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
     ConcurrencyConflict,
@@ -79,6 +80,7 @@ from crmkit.storage._columns import REFERENCES, REFERRERS, columns, memo
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage.sql._codec import Codec, check_table, codec
+from crmkit.storage.sql._replay import reach_query, read_reach, read_standing, standing_query
 from crmkit.storage.sql._rules import RuleCompiler
 from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
@@ -1309,6 +1311,80 @@ class _StageHistory(_Repository[StageChange]):
             )
             found.extend(self._load(statement))
         return sorted(found, key=lambda c: (c.at, c.id))
+
+    def _subject_where(
+        self, subject: SubjectKind, rule: Rule | None, until: datetime, group: str | None
+    ) -> list[Any]:
+        entity = REPLAYED[subject]
+        if group is not None:
+            check_group_field(group, entity)
+        rule = check_rule(rule, entity)
+        table = self._unit.store.schema.table(entity)
+        conditions: list[Any] = [table.c.tenant == self._tenant]
+        if rule is not None:
+            conditions.append(self._unit._compiler(until).where(rule, table))
+        return conditions
+
+    def reach(
+        self,
+        subject: SubjectKind,
+        ranks: Mapping[str, int],
+        /,
+        *,
+        until: datetime,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[Reach]:
+        subject, until, pipeline, _, _ = check_replay(subject, until, pipeline)
+        checked = check_ranks(ranks)
+        where = self._subject_where(subject, rule, until, group)
+        store = self._unit.store
+        statement = reach_query(
+            store.schema,
+            store.dialect,
+            self._tenant,
+            subject=subject,
+            ranks=checked,
+            until=until,
+            pipeline=pipeline,
+            where=where,
+            group=group,
+        )
+        with store._errors():
+            rows = self._unit._conn().execute(statement).all()
+        return read_reach(rows, subject, group)
+
+    def standing(
+        self,
+        subject: SubjectKind,
+        /,
+        *,
+        until: datetime,
+        since: datetime | None = None,
+        then: datetime | None = None,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[Standing]:
+        subject, until, pipeline, since, then = check_replay(subject, until, pipeline, since, then)
+        where = self._subject_where(subject, rule, until, group)
+        store = self._unit.store
+        statement = standing_query(
+            store.schema,
+            store.dialect,
+            self._tenant,
+            subject=subject,
+            until=until,
+            since=since,
+            then=then,
+            pipeline=pipeline,
+            where=where,
+            group=group,
+        )
+        with store._errors():
+            rows = self._unit._conn().execute(statement).all()
+        return read_standing(rows, subject, group)
 
 
 class _Merges:

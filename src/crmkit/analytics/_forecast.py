@@ -1,0 +1,287 @@
+"""The sales forecast per period (Salesforce's forecast categories) and its backtest.
+
+A deal's category comes from its stage: won is ``closed``, lost ``omitted``, an open
+stage is what the host maps it to, or by default ``commit`` from probability 0.8,
+``best_case`` from 0.5, else ``pipeline``. Expected revenue is what closed plus each open
+deal's amount times its stage probability. The backtest replays the history as of each
+period's start and scores those probabilities against what happened by the period's end.
+"""
+
+import enum
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+
+import attrs
+
+from crmkit.analytics._periods import Period
+from crmkit.analytics._pipeline import StageFacts, convert
+from crmkit.analytics._replay import Standing
+from crmkit.models import DealStatus
+
+__all__ = [
+    "Backtest",
+    "BacktestRow",
+    "Forecast",
+    "ForecastCategory",
+    "ForecastRow",
+    "ReliabilityBin",
+    "backtest_rows",
+    "brier",
+    "category_of",
+    "forecast_rows",
+    "reliability",
+]
+
+_CENT = Decimal("0.01")
+
+
+class ForecastCategory(enum.StrEnum):
+    """Salesforce's forecast categories."""
+
+    CLOSED = "closed"
+    COMMIT = "commit"
+    BEST_CASE = "best_case"
+    PIPELINE = "pipeline"
+    OMITTED = "omitted"
+
+
+def category_of(
+    stage: str, facts: StageFacts, mapping: Mapping[str, ForecastCategory] | None = None
+) -> ForecastCategory:
+    """The category of a deal in ``stage`` (``mapping`` first for open stages)."""
+    if facts.status is DealStatus.WON:
+        return ForecastCategory.CLOSED
+    if facts.status is DealStatus.LOST:
+        return ForecastCategory.OMITTED
+    if mapping is not None and stage in mapping:
+        return ForecastCategory(mapping[stage])
+    if facts.probability >= Decimal("0.8"):
+        return ForecastCategory.COMMIT
+    if facts.probability >= Decimal("0.5"):
+        return ForecastCategory.BEST_CASE
+    return ForecastCategory.PIPELINE
+
+
+@attrs.frozen
+class ForecastRow:
+    """One period's forecast in one currency: ``closed`` is what was won within the
+    period, the other categories the amounts of open deals expected to close within
+    it, ``expected`` is ``closed`` plus each open deal's amount times its stage
+    probability; ``deals`` counts those open deals."""
+
+    period: str
+    currency: str | None
+    closed: Decimal
+    commit: Decimal
+    best_case: Decimal
+    pipeline: Decimal
+    omitted: Decimal
+    expected: Decimal
+    deals: int
+
+
+@attrs.frozen
+class Forecast:
+    """The forecast of ``pipeline`` as of ``at``; ``unscheduled`` counts the open deals
+    whose last move snapshotted no expected close date (they are in no period)."""
+
+    pipeline: str
+    at: datetime
+    rows: tuple[ForecastRow, ...]
+    unscheduled: int
+
+
+def _within(day: date | None, period: Period) -> bool:
+    return day is not None and period.start.date() <= day < period.end.date()
+
+
+def forecast_rows(
+    period: Period,
+    won: Iterable[Standing],
+    open_now: Iterable[Standing],
+    facts: Mapping[tuple[str | None, str], StageFacts],
+    *,
+    mapping: Mapping[str, ForecastCategory] | None = None,
+    rates: Mapping[str, Decimal] | None = None,
+    currency: str | None = None,
+) -> list[ForecastRow]:
+    """One period's rows: ``won`` are the deals closed within it, ``open_now`` the open
+    deals as of the forecast's time (those expected within the period count)."""
+    sums: dict[str | None, dict[str, Decimal]] = {}
+    counts: dict[str | None, int] = {}
+
+    def slot(row: Standing) -> tuple[dict[str, Decimal], Decimal, str | None]:
+        amount, money = convert(row.amount, row.currency, rates, currency)
+        found = sums.setdefault(money, {c.value: Decimal(0) for c in ForecastCategory})
+        found.setdefault("expected", Decimal(0))
+        return found, amount, money
+
+    for row in won:
+        known = facts.get((row.pipeline, row.stage))
+        if known is None or known.status is not DealStatus.WON:
+            continue
+        found, amount, _ = slot(row)
+        found[ForecastCategory.CLOSED] += amount
+        found["expected"] += amount
+    for row in open_now:
+        known = facts.get((row.pipeline, row.stage))
+        if known is None or known.status is not DealStatus.OPEN:
+            continue
+        if not _within(row.expected_close, period):
+            continue
+        found, amount, money = slot(row)
+        found[category_of(row.stage, known, mapping)] += amount
+        found["expected"] += amount * known.probability
+        counts[money] = counts.get(money, 0) + row.count
+    if not sums:
+        sums[currency if rates is not None else None] = {}
+    return [
+        ForecastRow(
+            period=period.label,
+            currency=money,
+            closed=found.get(ForecastCategory.CLOSED, Decimal(0)),
+            commit=found.get(ForecastCategory.COMMIT, Decimal(0)),
+            best_case=found.get(ForecastCategory.BEST_CASE, Decimal(0)),
+            pipeline=found.get(ForecastCategory.PIPELINE, Decimal(0)),
+            omitted=found.get(ForecastCategory.OMITTED, Decimal(0)),
+            expected=found.get("expected", Decimal(0)).quantize(_CENT),
+            deals=counts.get(money, 0),
+        )
+        for money, found in sorted(sums.items(), key=lambda kv: kv[0] or "")
+    ]
+
+
+@attrs.frozen
+class ReliabilityBin:
+    """Deals forecast with a probability in ``[low, high)`` (the last bin includes 1):
+    how many, their mean probability and the share that was won."""
+
+    low: float
+    high: float
+    deals: int
+    mean_probability: float | None
+    won_rate: float | None
+
+
+@attrs.frozen
+class BacktestRow:
+    """One period replayed as of its start, in one currency: the ``deals`` open then and
+    expected to close within it, the revenue ``expected`` from their stage
+    probabilities, how much of it was won by the period's end (``won_of_expected``),
+    everything ``actual``-ly won within the period, and the Brier score of those
+    deals' probabilities (``None`` without deals)."""
+
+    period: str
+    currency: str | None
+    deals: int
+    expected: Decimal
+    won_of_expected: Decimal
+    actual: Decimal
+    error: Decimal
+    brier: float | None
+
+
+@attrs.frozen
+class Backtest:
+    """The backtest of ``pipeline`` as of ``at``: per period and currency, the Brier
+    score over every replayed deal and the reliability table (probabilities in ten
+    bins)."""
+
+    pipeline: str
+    at: datetime
+    rows: tuple[BacktestRow, ...]
+    brier: float | None
+    deals: int
+    reliability: tuple[ReliabilityBin, ...]
+
+
+Outcome = tuple[Decimal, bool, int]
+"""A backtested group of deals: their probability, whether they were won, how many."""
+
+
+def backtest_rows(
+    period: Period,
+    replayed: Iterable[Standing],
+    won: Iterable[Standing],
+    facts: Mapping[tuple[str | None, str], StageFacts],
+    outcomes: list[Outcome],
+    *,
+    rates: Mapping[str, Decimal] | None = None,
+    currency: str | None = None,
+) -> list[BacktestRow]:
+    """One period's rows: ``replayed`` is the standing as of the period's start with the
+    stage at its end as ``later``; ``won`` what closed won within it. The deals scored
+    are appended to ``outcomes`` (for the overall score and reliability)."""
+    rows: dict[str | None, list[Decimal]] = {}
+    scored: dict[str | None, list[Outcome]] = {}
+    for row in replayed:
+        known = facts.get((row.pipeline, row.stage))
+        if known is None or known.status is not DealStatus.OPEN:
+            continue
+        if not _within(row.expected_close, period):
+            continue
+        later = facts.get((row.pipeline, row.later or ""))
+        success = later is not None and later.status is DealStatus.WON
+        amount, money = convert(row.amount, row.currency, rates, currency)
+        total = rows.setdefault(money, [Decimal(0)] * 3)
+        total[0] += amount * known.probability
+        total[1] += amount if success else Decimal(0)
+        scored.setdefault(money, []).append((known.probability, success, row.count))
+    for row in won:
+        known = facts.get((row.pipeline, row.stage))
+        if known is None or known.status is not DealStatus.WON:
+            continue
+        amount, money = convert(row.amount, row.currency, rates, currency)
+        rows.setdefault(money, [Decimal(0)] * 3)[2] += amount
+    if not rows:
+        rows[currency if rates is not None else None] = [Decimal(0)] * 3
+    found = []
+    for money, (expected, won_of, actual) in sorted(rows.items(), key=lambda kv: kv[0] or ""):
+        group = scored.get(money, [])
+        outcomes.extend(group)
+        found.append(
+            BacktestRow(
+                period=period.label,
+                currency=money,
+                deals=sum(n for _, _, n in group),
+                expected=expected.quantize(_CENT),
+                won_of_expected=won_of,
+                actual=actual,
+                error=(actual - expected).quantize(_CENT),
+                brier=brier(group),
+            )
+        )
+    return found
+
+
+def brier(outcomes: Iterable[Outcome]) -> float | None:
+    """The mean squared difference of probability and outcome (``None`` when empty)."""
+    total = 0.0
+    deals = 0
+    for probability, success, count in outcomes:
+        total += count * (float(probability) - (1.0 if success else 0.0)) ** 2
+        deals += count
+    return None if not deals else total / deals
+
+
+def reliability(outcomes: Iterable[Outcome], bins: int = 10) -> tuple[ReliabilityBin, ...]:
+    """The reliability table: ``bins`` equal probability bins, empty ones included."""
+    counts = [0] * bins
+    probabilities = [0.0] * bins
+    wins = [0] * bins
+    for probability, success, count in outcomes:
+        index = min(int(float(probability) * bins), bins - 1)
+        counts[index] += count
+        probabilities[index] += float(probability) * count
+        wins[index] += count if success else 0
+    return tuple(
+        ReliabilityBin(
+            low=k / bins,
+            high=(k + 1) / bins,
+            deals=counts[k],
+            mean_probability=None if not counts[k] else probabilities[k] / counts[k],
+            won_rate=None if not counts[k] else wins[k] / counts[k],
+        )
+        for k in range(bins)
+    )

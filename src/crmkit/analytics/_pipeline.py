@@ -1,0 +1,261 @@
+"""Pipeline KPIs per period: win rate by count and value, average deal size, sales-cycle
+length, lost reasons, open and weighted pipeline, velocity, coverage and new revenue,
+from the :class:`~crmkit.analytics.Standing` rows a store replays from stage history.
+
+Money is never added across currencies: rows are per currency unless the host passes a
+rate table (``rates``: how many units of ``currency`` one unit of another is worth).
+Deals whose moves snapshotted no amount form the rows of currency ``None``.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from crmkit.analytics._periods import Granularity, Period
+from crmkit.analytics._replay import Standing
+from crmkit.errors import ValidationError
+from crmkit.models import DealStatus, Money
+
+__all__ = [
+    "LostReason",
+    "PipelineKpis",
+    "PipelineRow",
+    "StageFacts",
+    "check_periods",
+    "convert",
+    "group_label",
+    "pipeline_rows",
+]
+
+_CENT = Decimal("0.01")
+_DAY = 86400.0
+
+
+@attrs.frozen
+class StageFacts:
+    """What the KPIs need of a pipeline stage: whether it is open, won or lost, and its
+    probability."""
+
+    status: DealStatus
+    probability: Decimal
+
+
+@attrs.frozen
+class LostReason:
+    """How many deals were lost for ``reason`` (``None``: no reason given)."""
+
+    reason: str | None
+    count: int
+
+
+@attrs.frozen
+class PipelineRow:
+    """The KPIs of one group's deals in one currency for one period.
+
+    Won and lost count the deals whose last move before the period's end (or ``at``)
+    closed them within the period; ``win_rate`` is won over won and lost,
+    ``win_rate_by_value`` the same by amount, ``average_deal`` the won amount per won
+    deal, ``cycle_days`` the mean days from a closed deal's creation to its close.
+    ``open``, ``open_amount`` and ``weighted`` (amount times stage probability) are the
+    deals open at the period's end; ``velocity_per_day`` is open deals times average
+    deal times win rate over cycle days; ``coverage`` the amount open at the period's
+    start and expected to close within it, over the quota. ``new_revenue`` is the won
+    amount. Ratios are ``None`` where they would divide by zero."""
+
+    period: str
+    group: str | None
+    currency: str | None
+    won: int
+    lost: int
+    win_rate: float | None
+    won_amount: Decimal
+    lost_amount: Decimal
+    win_rate_by_value: float | None
+    average_deal: Decimal | None
+    cycle_days: float | None
+    open: int
+    open_amount: Decimal
+    weighted: Decimal
+    velocity_per_day: Decimal | None
+    coverage: float | None
+    new_revenue: Decimal
+    lost_reasons: tuple[LostReason, ...]
+
+
+@attrs.frozen
+class PipelineKpis:
+    """Pipeline KPIs as of ``at`` per period, group (the deal field ``by``) and
+    currency."""
+
+    pipeline: str | None
+    by: str | None
+    at: datetime
+    rows: tuple[PipelineRow, ...]
+
+
+def group_label(value: Any) -> str | None:
+    """A group key as text (enum values, UUIDs and dates as their text form)."""
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def convert(
+    amount: Decimal, currency: str | None, rates: Mapping[str, Decimal] | None, to: str | None
+) -> tuple[Decimal, str | None]:
+    """``amount`` in ``to`` by ``rates`` (unchanged without rates or amount)."""
+    if rates is None or currency is None or currency == to:
+        return amount, currency
+    rate = rates.get(currency)
+    if rate is None:
+        raise ValidationError("rates", currency, f"no rate from {currency} to {to}")
+    return amount * rate, to
+
+
+@attrs.define
+class _Totals:
+    won: int = 0
+    lost: int = 0
+    won_amount: Decimal = Decimal(0)
+    lost_amount: Decimal = Decimal(0)
+    age: float = 0.0
+    open: int = 0
+    open_amount: Decimal = Decimal(0)
+    weighted: Decimal = Decimal(0)
+    due: Decimal = Decimal(0)
+    reasons: dict[str | None, int] = attrs.Factory(dict)
+
+
+def _facts(row: Standing, facts: Mapping[tuple[str | None, str], StageFacts]) -> StageFacts | None:
+    return facts.get((row.pipeline, row.stage))
+
+
+def pipeline_rows(
+    period: Period,
+    closed: Iterable[Standing],
+    open_at_end: Iterable[Standing],
+    open_at_start: Iterable[Standing],
+    facts: Mapping[tuple[str | None, str], StageFacts],
+    *,
+    quota: Money | None = None,
+    rates: Mapping[str, Decimal] | None = None,
+    currency: str | None = None,
+) -> list[PipelineRow]:
+    """The rows of one period from three replays: what closed within it (``since`` its
+    start), what was open at its end and what was open at its start. Rows of stages
+    that ``facts`` does not know (a pipeline the host no longer configures) are left
+    out."""
+    totals: dict[tuple[str | None, str | None], _Totals] = {}
+
+    def slot(row: Standing) -> tuple[_Totals, Decimal]:
+        amount, money = convert(row.amount, row.currency, rates, currency)
+        key = (group_label(row.group), money)
+        return totals.setdefault(key, _Totals()), amount
+
+    for row in closed:
+        known = _facts(row, facts)
+        if known is None or known.status is DealStatus.OPEN:
+            continue
+        total, amount = slot(row)
+        total.age += row.age_seconds
+        if known.status is DealStatus.WON:
+            total.won += row.count
+            total.won_amount += amount
+        else:
+            total.lost += row.count
+            total.lost_amount += amount
+            total.reasons[row.reason] = total.reasons.get(row.reason, 0) + row.count
+    for row in open_at_end:
+        known = _facts(row, facts)
+        if known is None or known.status is not DealStatus.OPEN:
+            continue
+        total, amount = slot(row)
+        total.open += row.count
+        total.open_amount += amount
+        total.weighted += amount * known.probability
+    first, last = period.start.date(), period.end.date()
+    for row in open_at_start:
+        known = _facts(row, facts)
+        if known is None or known.status is not DealStatus.OPEN:
+            continue
+        if row.expected_close is not None and first <= row.expected_close < last:
+            total, amount = slot(row)
+            total.due += amount
+    if not totals:
+        totals[(None, currency if rates is not None else None)] = _Totals()
+    return [
+        _row(period, group, money, total, quota)
+        for (group, money), total in sorted(totals.items(), key=lambda kv: _order(kv[0]))
+    ]
+
+
+def _order(key: tuple[str | None, str | None]) -> tuple[str, str]:
+    return (key[0] or "", key[1] or "")
+
+
+def _ratio(part: Decimal | int, whole: Decimal | int) -> float | None:
+    return None if not whole else float(Decimal(part) / Decimal(whole))
+
+
+def _row(
+    period: Period,
+    group: str | None,
+    currency: str | None,
+    total: _Totals,
+    quota: Money | None,
+) -> PipelineRow:
+    closed = total.won + total.lost
+    average = None if not total.won else (total.won_amount / total.won).quantize(_CENT)
+    cycle = None if not closed else total.age / closed / _DAY
+    velocity = None
+    if average is not None and cycle:
+        velocity = (total.open * average * total.won / closed / Decimal(repr(cycle))).quantize(
+            _CENT
+        )
+    coverage = None
+    if quota is not None and quota.currency == currency and quota.amount > 0:
+        coverage = float(total.due / quota.amount)
+    reasons = sorted(total.reasons.items(), key=lambda kv: (-kv[1], kv[0] or ""))
+    return PipelineRow(
+        period=period.label,
+        group=group,
+        currency=currency,
+        won=total.won,
+        lost=total.lost,
+        win_rate=_ratio(total.won, closed),
+        won_amount=total.won_amount,
+        lost_amount=total.lost_amount,
+        win_rate_by_value=_ratio(total.won_amount, total.won_amount + total.lost_amount),
+        average_deal=average,
+        cycle_days=cycle,
+        open=total.open,
+        open_amount=total.open_amount,
+        weighted=total.weighted,
+        velocity_per_day=velocity,
+        coverage=coverage,
+        new_revenue=total.won_amount,
+        lost_reasons=tuple(LostReason(r, n) for r, n in reasons),
+    )
+
+
+def check_periods(periods: object) -> tuple[Period, ...]:
+    """``periods`` as a non-empty tuple of :class:`Period`, or a ValidationError."""
+    if isinstance(periods, Period):
+        return (periods,)
+    if isinstance(periods, str | bytes) or not isinstance(periods, Sequence) or not periods:
+        raise ValidationError("periods", periods, "expected a non-empty sequence of Periods")
+    for index, period in enumerate(periods):
+        name = f"periods[{index}]"
+        if not isinstance(period, Period):
+            raise ValidationError(name, period, "expected a Period")
+        for bound in (period.start, period.end):
+            if not isinstance(bound, datetime) or bound.utcoffset() is None:
+                raise ValidationError(name, period, "a period's bounds are aware datetimes")
+        if period.end <= period.start:
+            raise ValidationError(name, period, "a period ends after it starts")
+        if not isinstance(period.granularity, Granularity):
+            raise ValidationError(name, period, "expected a period of a Granularity")
+    return tuple(periods)

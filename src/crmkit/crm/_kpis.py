@@ -1,0 +1,365 @@
+"""The KPI use cases of :class:`~crmkit.crm.CRM` (funnel, pipeline KPIs, forecast and
+its backtest): each reads the store's grouped replays in one unit of work and hands the
+rows to :mod:`crmkit.analytics`."""
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from crmkit.analytics import (
+    REPLAYED,
+    Backtest,
+    Forecast,
+    ForecastCategory,
+    Funnel,
+    FunnelRow,
+    Period,
+    PipelineKpis,
+    PipelineRow,
+    StageFacts,
+    backtest_rows,
+    brier,
+    check_periods,
+    entry_durations,
+    forecast_rows,
+    funnel_rows,
+    group_label,
+    lifecycle_stages,
+    pipeline_rows,
+    reliability,
+)
+from crmkit.analytics._forecast import BacktestRow, ForecastRow, Outcome
+from crmkit.clock import ensure_utc
+from crmkit.errors import ValidationError
+from crmkit.lifecycle import Pipeline, StageKind
+from crmkit.models import DealStatus, Money, Segment, StageChange, SubjectKind
+from crmkit.models.rules import And, Compare, InSegment, Op, Rule, RuleEntity
+from crmkit.storage import Store, UnitOfWork
+
+__all__ = ["backtest", "forecast", "funnel", "pipeline_kpis"]
+
+_TICK = timedelta(microseconds=1)
+_BATCH = 1000
+_NONE = "(none)"
+"""The cohort label of subjects without a value in the field grouped by."""
+_STATUS = {StageKind.OPEN: DealStatus.OPEN, StageKind.WON: DealStatus.WON}
+
+
+def _as_of(at: datetime | None, now: datetime) -> datetime:
+    """The exclusive bound of "as of ``at``" (inclusive): one microsecond later."""
+    return (now if at is None else ensure_utc(at, "at")) + _TICK
+
+
+def _stages(pipeline: Pipeline) -> tuple[str, ...]:
+    """A pipeline's funnel stages: open stages in order, then won stages (lost ones are
+    an exit, not a step)."""
+    open_ = [s.key for s in pipeline.stages if s.kind is StageKind.OPEN]
+    return (*open_, *(s.key for s in pipeline.stages if s.kind is StageKind.WON))
+
+
+def facts_of(pipelines: Iterable[Pipeline]) -> dict[tuple[str | None, str], StageFacts]:
+    """Every deal pipeline's stages as (pipeline, stage) -> facts."""
+    return {
+        (p.key, s.key): StageFacts(_STATUS.get(s.kind, DealStatus.LOST), s.probability)
+        for p in pipelines
+        if p.subject is SubjectKind.DEAL
+        for s in p.stages
+    }
+
+
+def _both(rule: Rule | None, where: Compare | InSegment | And, entity: RuleEntity) -> Rule:
+    if rule is None:
+        return Rule(entity, where)
+    return Rule(entity, And((rule.where, where)))
+
+
+def _cohorts(
+    entity: RuleEntity,
+    rule: Rule | None,
+    by: str | None,
+    created: Sequence[Period],
+    segments: Sequence[Segment],
+) -> list[tuple[str, Rule | None, str | None]]:
+    """``(label, rule, group)`` per query: one grouped query for ``by``, one query per
+    creation period or segment, or one for all."""
+    if rule is not None and (not isinstance(rule, Rule) or rule.entity is not entity):
+        raise ValidationError("rule", rule, f"expected a rule over {entity.value}s")
+    chosen = sum(1 for option in (by, created, segments) if option)
+    if chosen > 1:
+        raise ValidationError("by", by, "cohorts come from one of by, created or segments")
+    if created:
+        periods = check_periods(created)
+        return [
+            (
+                p.label,
+                _both(
+                    rule,
+                    And(
+                        (
+                            Compare("created_at", Op.GE, p.start),
+                            Compare("created_at", Op.LT, p.end),
+                        )
+                    ),
+                    entity,
+                ),
+                None,
+            )
+            for p in periods
+        ]
+    if segments:
+        if entity is not RuleEntity.CONTACT:
+            raise ValidationError("segments", segments, "segments are sets of contacts")
+        found: list[tuple[str, Rule | None, str | None]] = []
+        for index, segment in enumerate(segments):
+            if not isinstance(segment, Segment):
+                raise ValidationError(f"segments[{index}]", segment, "expected a Segment")
+            found.append((segment.name, _both(rule, InSegment(segment.id), entity), None))
+        return found
+    if by is not None:
+        return [("", rule, by)]
+    return [("all", rule, None)]
+
+
+def _histories(
+    unit: UnitOfWork,
+    subject: SubjectKind,
+    rule: Rule | None,
+    pipeline: str | None,
+    until: datetime,
+) -> Iterator[list[StageChange]]:
+    """The moves of each subject ``rule`` selects, read ``_BATCH`` subjects at a time
+    (only one batch is held)."""
+    repository: Any = getattr(unit, f"{REPLAYED[subject].entity_name}s")
+    ids = repository.ids(rule, now=until)
+    for start in range(0, len(ids), _BATCH):
+        chunk = ids[start : start + _BATCH]
+        by_subject: dict[UUID, list[StageChange]] = {}
+        for change in unit.stage_history.for_subjects(subject, chunk):
+            if pipeline is None or change.pipeline == pipeline:
+                by_subject.setdefault(change.subject_id, []).append(change)
+        yield from by_subject.values()
+
+
+def funnel(
+    store: Store,
+    pipelines: Mapping[str, Pipeline],
+    now: datetime,
+    pipeline: str | None,
+    *,
+    by: str | None,
+    created: Sequence[Period],
+    segments: Sequence[Segment],
+    rule: Rule | None,
+    at: datetime | None,
+    times: bool,
+) -> Funnel:
+    """See :meth:`crmkit.crm.CRM.funnel`."""
+    until = _as_of(at, now)
+    if pipeline is None:
+        subject, stages = SubjectKind.CONTACT, lifecycle_stages()
+    else:
+        found = pipelines.get(pipeline) if isinstance(pipeline, str) else None
+        if found is None or found.subject not in REPLAYED:
+            raise ValidationError("pipeline", pipeline, "no such lead or deal pipeline")
+        subject, stages = found.subject, _stages(found)
+    entity = RuleEntity(REPLAYED[subject].entity_name)
+    ranks = {stage: rank for rank, stage in enumerate(stages)}
+    if not isinstance(times, bool):
+        raise ValidationError("times", times, "expected True or False")
+    rows: list[FunnelRow] = []
+    with store.unit_of_work() as unit:
+        for label, cohort_rule, group in _cohorts(entity, rule, by, created, segments):
+            reach = unit.stage_history.reach(
+                subject, ranks, until=until, pipeline=pipeline, rule=cohort_rule, group=group
+            )
+            if group is None:
+                durations = None
+                if times:
+                    histories = _histories(unit, subject, cohort_rule, pipeline, until)
+                    durations = entry_durations(histories, ranks, until)
+                rows.extend(funnel_rows(label, reach, stages, durations))
+                continue
+            keys = sorted({group_label(r.group) or _NONE for r in reach})
+            for key in keys:
+                mine = [r for r in reach if (group_label(r.group) or _NONE) == key]
+                rows.extend(funnel_rows(key, mine, stages))
+    return Funnel(subject, pipeline, until - _TICK, stages, tuple(rows))
+
+
+def _deal_pipeline(pipelines: Mapping[str, Pipeline], pipeline: str | None) -> None:
+    if pipeline is None:
+        return
+    found = pipelines.get(pipeline) if isinstance(pipeline, str) else None
+    if found is None or found.subject is not SubjectKind.DEAL:
+        raise ValidationError("pipeline", pipeline, "no such deal pipeline")
+
+
+def _money_options(
+    quota: Money | None, rates: Mapping[str, Decimal] | None, currency: str | None
+) -> None:
+    if quota is not None and not isinstance(quota, Money):
+        raise ValidationError("quota", quota, "expected Money or None")
+    if rates is None:
+        if currency is not None:
+            raise ValidationError("currency", currency, "a currency needs rates to convert")
+        return
+    if not isinstance(rates, Mapping) or not isinstance(currency, str):
+        raise ValidationError("rates", rates, "rates map currencies to Decimals, with currency")
+    for code, rate in rates.items():
+        if not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0:
+            raise ValidationError(f"rates[{code!r}]", rate, "expected a positive Decimal")
+
+
+def _deal_rule(rule: Rule | None) -> Rule | None:
+    if rule is not None and (not isinstance(rule, Rule) or rule.entity is not RuleEntity.DEAL):
+        raise ValidationError("rule", rule, "expected a rule over deals")
+    return rule
+
+
+def pipeline_kpis(
+    store: Store,
+    pipelines: Mapping[str, Pipeline],
+    now: datetime,
+    pipeline: str | None,
+    *,
+    periods: Sequence[Period],
+    by: str | None,
+    rule: Rule | None,
+    at: datetime | None,
+    quota: Money | None,
+    rates: Mapping[str, Decimal] | None,
+    currency: str | None,
+) -> PipelineKpis:
+    """See :meth:`crmkit.crm.CRM.pipeline_kpis`."""
+    until = _as_of(at, now)
+    chosen = check_periods(periods)
+    _deal_pipeline(pipelines, pipeline)
+    _money_options(quota, rates, currency)
+    rule = _deal_rule(rule)
+    facts = facts_of(pipelines.values())
+    rows: list[PipelineRow] = []
+    deal = SubjectKind.DEAL
+    with store.unit_of_work() as unit:
+        history = unit.stage_history
+        for period in chosen:
+            end = min(period.end, until)
+            start = min(period.start, end)
+            common: dict[str, Any] = {"pipeline": pipeline, "rule": rule, "group": by}
+            closed = history.standing(deal, until=end, since=start, **common)
+            at_end = history.standing(deal, until=end, **common)
+            at_start = history.standing(deal, until=start, **common)
+            rows.extend(
+                pipeline_rows(
+                    period,
+                    closed,
+                    at_end,
+                    at_start,
+                    facts,
+                    quota=quota,
+                    rates=rates,
+                    currency=currency,
+                )
+            )
+    return PipelineKpis(pipeline, by, until - _TICK, tuple(rows))
+
+
+def forecast(
+    store: Store,
+    pipelines: Mapping[str, Pipeline],
+    now: datetime,
+    pipeline: str,
+    *,
+    periods: Sequence[Period],
+    at: datetime | None,
+    categories: Mapping[str, ForecastCategory] | None,
+    rates: Mapping[str, Decimal] | None,
+    currency: str | None,
+) -> Forecast:
+    """See :meth:`crmkit.crm.CRM.forecast`."""
+    until = _as_of(at, now)
+    chosen = check_periods(periods)
+    if pipeline is None:
+        raise ValidationError("pipeline", pipeline, "no such deal pipeline")
+    _deal_pipeline(pipelines, pipeline)
+    _money_options(None, rates, currency)
+    if categories is not None:
+        if not isinstance(categories, Mapping):
+            raise ValidationError("categories", categories, "expected stage -> category")
+        for stage, category in categories.items():
+            if not isinstance(category, ForecastCategory):
+                raise ValidationError(f"categories[{stage!r}]", category, "not a category")
+    facts = facts_of(pipelines.values())
+    rows: list[ForecastRow] = []
+    deal = SubjectKind.DEAL
+    with store.unit_of_work() as unit:
+        history = unit.stage_history
+        open_now = history.standing(deal, until=until, pipeline=pipeline)
+        for period in chosen:
+            end = min(period.end, until)
+            start = min(period.start, end)
+            won = history.standing(deal, until=end, since=start, pipeline=pipeline)
+            rows.extend(
+                forecast_rows(
+                    period,
+                    won,
+                    open_now,
+                    facts,
+                    mapping=categories,
+                    rates=rates,
+                    currency=currency,
+                )
+            )
+    unscheduled = sum(
+        r.count
+        for r in open_now
+        if r.expected_close is None
+        and (known := facts.get((r.pipeline, r.stage))) is not None
+        and known.status is DealStatus.OPEN
+    )
+    return Forecast(pipeline, until - _TICK, tuple(rows), unscheduled)
+
+
+def backtest(
+    store: Store,
+    pipelines: Mapping[str, Pipeline],
+    now: datetime,
+    pipeline: str,
+    *,
+    periods: Sequence[Period],
+    at: datetime | None,
+    rates: Mapping[str, Decimal] | None,
+    currency: str | None,
+) -> Backtest:
+    """See :meth:`crmkit.crm.CRM.forecast_backtest`."""
+    until = _as_of(at, now)
+    chosen = check_periods(periods)
+    if pipeline is None:
+        raise ValidationError("pipeline", pipeline, "no such deal pipeline")
+    _deal_pipeline(pipelines, pipeline)
+    _money_options(None, rates, currency)
+    facts = facts_of(pipelines.values())
+    rows: list[BacktestRow] = []
+    outcomes: list[Outcome] = []
+    deal = SubjectKind.DEAL
+    with store.unit_of_work() as unit:
+        history = unit.stage_history
+        for period in chosen:
+            end = min(period.end, until)
+            start = min(period.start, end)
+            replayed = history.standing(deal, until=start, then=end, pipeline=pipeline)
+            won = history.standing(deal, until=end, since=start, pipeline=pipeline)
+            rows.extend(
+                backtest_rows(
+                    period, replayed, won, facts, outcomes, rates=rates, currency=currency
+                )
+            )
+    return Backtest(
+        pipeline,
+        until - _TICK,
+        tuple(rows),
+        brier(outcomes),
+        sum(n for _, _, n in outcomes),
+        reliability(outcomes),
+    )

@@ -1,0 +1,208 @@
+"""The stage-history replays of the KPIs (``reach`` and ``standing``) as one grouped SQL
+query each: the database reads the history and returns a row per group, never a row per
+subject."""
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from crmkit.analytics import REPLAYED, Reach, Standing
+from crmkit.models import StageChange, SubjectKind
+from crmkit.storage._columns import columns
+from crmkit.storage.sql._schema import Schema
+
+__all__ = ["reach_query", "read_reach", "read_standing", "standing_query"]
+
+
+def _rank(column: Any, ranks: Mapping[str, int]) -> Any:
+    return sa.case(ranks, value=column, else_=None) if ranks else sa.null()
+
+
+def _greatest(dialect: str, *values: Any) -> Any:
+    """The greatest of ``values``, ``-1`` standing for none (ranks start at 0)."""
+    present = [sa.func.coalesce(v, -1) for v in values]
+    return sa.func.max(*present) if dialect == "sqlite" else sa.func.greatest(*present)
+
+
+def _group_column(table: sa.Table, group: str | None) -> Any:
+    return sa.null() if group is None else table.c[group]
+
+
+def _stage_column(table: sa.Table, subject: SubjectKind) -> Any:
+    return table.c.lifecycle_stage if subject is SubjectKind.CONTACT else table.c.stage
+
+
+def reach_query(
+    tables: Schema,
+    dialect: str,
+    tenant: str,
+    *,
+    subject: SubjectKind,
+    ranks: Mapping[str, int],
+    until: datetime,
+    pipeline: str | None,
+    where: list[Any],
+    group: str | None,
+) -> sa.Select[Any]:
+    """``SELECT group, reached, entered, count(*)`` over the subjects and their moves;
+    ``where`` holds the conditions on the subject table (tenant, rule)."""
+    changes = tables.table(StageChange)
+    subjects = tables.table(REPLAYED[subject])
+    on_changes = [changes.c.tenant == tenant, changes.c.subject == subject.value]
+    if pipeline is not None:
+        on_changes.append(changes.c.pipeline == pipeline)
+    before = changes.c.at < until
+    per_subject = (
+        sa.select(
+            changes.c.subject_id.label("subject_id"),
+            sa.func.max(sa.case((before, _rank(changes.c.to_stage, ranks)))).label("entered"),
+            sa.func.max(sa.case((before, _rank(changes.c.from_stage, ranks)))).label("passed"),
+            sa.func.min(_rank(changes.c.from_stage, ranks)).label("lowest"),
+            sa.func.count(sa.case((before, 1))).label("before"),
+        )
+        .where(*on_changes)
+        .group_by(changes.c.subject_id)
+        .subquery("per_subject")
+    )
+    start = sa.case(
+        (per_subject.c.subject_id.is_(None), _rank(_stage_column(subjects, subject), ranks)),
+        (per_subject.c.before == 0, per_subject.c.lowest),
+        else_=None,
+    )
+    reached = _greatest(dialect, per_subject.c.entered, per_subject.c.passed, start)
+    key = _group_column(subjects, group)
+    conditions = [*where, subjects.c.created_at < until, reached >= 0]
+    if pipeline is not None:
+        conditions.append(subjects.c.pipeline == pipeline)
+    joined = subjects.outerjoin(per_subject, per_subject.c.subject_id == subjects.c.id)
+    rows = (
+        sa.select(key.label("key"), reached.label("reached"), per_subject.c.entered)
+        .select_from(joined)
+        .where(*conditions)
+        .subquery("reach")
+    )
+    keys = [rows.c.reached, rows.c.entered]
+    if group is not None:
+        keys.insert(0, rows.c.key)
+    return sa.select(
+        rows.c.key if group is not None else sa.null(), *keys[-2:], sa.func.count()
+    ).group_by(*keys)
+
+
+def _decoder(subject: SubjectKind, group: str | None) -> Any:
+    if group is None:
+        return lambda value: None
+    enum = columns(REPLAYED[subject])[group].enum
+    if enum is None:
+        return lambda value: value
+    return lambda value: None if value is None else enum(value)
+
+
+def read_reach(rows: Sequence[Any], subject: SubjectKind, group: str | None) -> list[Reach]:
+    decode = _decoder(subject, group)
+    return [Reach(decode(g), int(r), None if e is None else int(e), int(n)) for g, r, e, n in rows]
+
+
+def _last_moves(
+    changes: sa.Table, on_changes: list[Any], before: datetime, name: str
+) -> sa.Subquery:
+    order = sa.func.row_number().over(
+        partition_by=changes.c.subject_id, order_by=(changes.c.at.desc(), changes.c.id.desc())
+    )
+    c = changes.c
+    wanted = (c.subject_id, c.pipeline, c.to_stage, c.reason, c.at, c.expected_close)
+    money = (c.amount_currency, c.amount_units, c.amount_nanos)
+    return (
+        sa.select(*wanted, *(money if name == "last_move" else ()), order.label("place"))
+        .where(*on_changes, changes.c.at < before)
+        .subquery(name)
+    )
+
+
+def _seconds(dialect: str, later: Any, earlier: Any) -> Any:
+    if dialect == "sqlite":
+        return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
+    stamp = sa.DateTime(timezone=True)
+    return sa.extract("epoch", sa.type_coerce(later, stamp) - sa.type_coerce(earlier, stamp))
+
+
+def standing_query(
+    tables: Schema,
+    dialect: str,
+    tenant: str,
+    *,
+    subject: SubjectKind,
+    until: datetime,
+    since: datetime | None,
+    then: datetime | None,
+    pipeline: str | None,
+    where: list[Any],
+    group: str | None,
+) -> sa.Select[Any]:
+    """``SELECT group, pipeline, stage, reason, currency, expected_close, later, count,
+    sum(units), sum(nanos), sum(age)`` over each subject's last move before ``until``."""
+    changes = tables.table(StageChange)
+    subjects = tables.table(REPLAYED[subject])
+    on_changes = [changes.c.tenant == tenant, changes.c.subject == subject.value]
+    if pipeline is not None:
+        on_changes.append(changes.c.pipeline == pipeline)
+    last = _last_moves(changes, on_changes, until, "last_move")
+    joined = subjects.join(last, sa.and_(last.c.subject_id == subjects.c.id, last.c.place == 1))
+    later: Any = sa.null()
+    if then is not None:
+        after = _last_moves(changes, on_changes, then, "later_move")
+        joined = joined.join(
+            after, sa.and_(after.c.subject_id == subjects.c.id, after.c.place == 1)
+        )
+        later = after.c.to_stage
+    conditions = [*where, subjects.c.created_at < until]
+    if since is not None:
+        conditions.append(last.c.at >= since)
+    if pipeline is not None:
+        conditions.append(subjects.c.pipeline == pipeline)
+    keys = (
+        _group_column(subjects, group),
+        last.c.pipeline,
+        last.c.to_stage,
+        last.c.reason,
+        last.c.amount_currency,
+        last.c.expected_close,
+        later,
+    )
+    return (
+        sa.select(
+            *keys,
+            sa.func.count(),
+            sa.func.sum(last.c.amount_units),
+            sa.func.sum(last.c.amount_nanos),
+            sa.func.sum(_seconds(dialect, last.c.at, subjects.c.created_at)),
+        )
+        .select_from(joined)
+        .where(*conditions)
+        .group_by(*(k for k in keys if not isinstance(k, sa.Null)))
+    )
+
+
+def read_standing(rows: Sequence[Any], subject: SubjectKind, group: str | None) -> list[Standing]:
+    decode = _decoder(subject, group)
+    found = []
+    for g, pipeline, stage, reason, currency, close, later, n, units, nanos, age in rows:
+        amount = Decimal(int(units or 0)) + Decimal(int(nanos or 0)).scaleb(-12)
+        found.append(
+            Standing(
+                decode(g),
+                pipeline,
+                stage,
+                reason,
+                currency,
+                close,
+                later,
+                int(n),
+                amount,
+                float(age or 0.0),
+            )
+        )
+    return found
