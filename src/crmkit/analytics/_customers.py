@@ -30,6 +30,7 @@ __all__ = [
     "CohortRow",
     "CustomerFlowRow",
     "CustomerFlows",
+    "CustomerReport",
     "CustomerSpan",
     "RetentionMatrix",
     "RevenueReport",
@@ -410,3 +411,13 @@ def _revenue_row(
         contraction=money(moves["contraction"]),
         churned=money(moves["churned"]),
     )
+
+
+@attrs.frozen(kw_only=True)
+class CustomerReport:
+    """The customer KPIs of one range of periods, as :meth:`crmkit.crm.CRM.customer_report`
+    computes them from the store."""
+
+    flows: CustomerFlows
+    retention: RetentionMatrix
+    revenue: RevenueReport

@@ -41,6 +41,7 @@ __all__ = [
     "Distribution",
     "Nps",
     "Rating",
+    "ServiceReport",
     "ServiceTimes",
     "SlaCompliance",
     "SlaComplianceRow",
@@ -387,3 +388,13 @@ def sla_compliance(outcomes: Iterable[SlaOutcome]) -> SlaCompliance:
             )
         )
     return SlaCompliance(rows=tuple(rows))
+
+
+@attrs.frozen(kw_only=True)
+class ServiceReport:
+    """The service KPIs of the tickets created in one range of periods, as
+    :meth:`crmkit.crm.CRM.service_report` computes them from the store."""
+
+    csat: CsatReport
+    times: ServiceTimes
+    compliance: SlaCompliance
