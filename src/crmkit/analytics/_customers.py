@@ -390,7 +390,7 @@ def _revenue_row(
             moves["churned"] += prev
         elif cur > prev:
             moves["expansion"] += cur - prev
-        else:
+        elif cur < prev:
             moves["contraction"] += prev - cur
     revenue = sum(now.values(), Decimal(0))
 
