@@ -12,10 +12,13 @@ to the end of the calibration period, and ``monetary_value`` the mean value of t
 repeat purchases (0 for a customer with one purchase).
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, TypeVar
 
 import attrs
 
@@ -44,6 +47,8 @@ __all__ = [
 ]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_RATE_LOW: Final = Decimal("1e-12")
+_RATE_HIGH: Final = Decimal("1e12")
 _FEATURE: Final = "customer lifetime value (BG/NBD and Gamma-Gamma fits)"
 
 
@@ -52,6 +57,25 @@ def _modules() -> tuple[Any, Any, Any]:
     special = import_extra("scipy.special", extra="analytics", feature=_FEATURE)
     optimize = import_extra("scipy.optimize", extra="analytics", feature=_FEATURE)
     return np, special, optimize
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _numeric(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``function`` with numpy's floating point warnings off: every result it returns
+    is checked to be finite instead (a :class:`~crmkit.errors.ValidationError` names
+    what gave none), so that no warning turns into an error of the host's."""
+
+    @functools.wraps(function)
+    def quiet(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        np, _, _ = _modules()
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return function(*args, **kwargs)
+
+    return quiet
 
 
 def _customer(value: object) -> str:
@@ -110,6 +134,29 @@ class RfmRow:
     holdout_frequency: int = 0
     holdout_monetary_value: Decimal = Decimal(0)
 
+    def __attrs_post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.customer, str) or not self.customer:
+            problems.append(Problem("customer", self.customer, "expected a customer key"))
+        for name in ("frequency", "recency", "T", "holdout_frequency"):
+            problems.extend(_count(getattr(self, name), name))
+        for name in ("monetary_value", "holdout_monetary_value"):
+            value = getattr(self, name)
+            if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+                problems.append(Problem(name, value, "expected a Decimal >= 0"))
+        if not problems and not (
+            self.recency <= self.T and (self.frequency == 0) == (self.recency == 0)
+        ):
+            problems.append(
+                Problem(
+                    "recency",
+                    self.recency,
+                    f"inconsistent with frequency {self.frequency} and T {self.T}",
+                )
+            )
+        if problems:
+            raise ValidationError.of(problems)
+
 
 @attrs.frozen(kw_only=True)
 class RfmSummary:
@@ -126,6 +173,40 @@ class RfmSummary:
     holdout_periods: int
     rows: tuple[RfmRow, ...]
 
+    def __attrs_post_init__(self) -> None:
+        problems = []
+        currency: object = self.currency
+        if currency is not None and not isinstance(currency, str):
+            problems.append(Problem("currency", currency, "expected a currency code"))
+        if not isinstance(self.unit, timedelta) or self.unit <= timedelta(0):
+            problems.append(Problem("unit", self.unit, "expected a positive timedelta"))
+        for name in ("calibration_end", "observation_end"):
+            try:
+                ensure_utc(getattr(self, name), name)
+            except ValidationError as error:
+                problems.extend(error.problems)
+        problems.extend(_count(self.holdout_periods, "holdout_periods"))
+        rows: object = self.rows
+        if not isinstance(rows, tuple):
+            problems.append(Problem("rows", rows, "expected a tuple of RfmRow"))
+        else:
+            problems.extend(
+                Problem(f"rows[{i}]", row, "expected an RfmRow")
+                for i, row in enumerate(rows)
+                if not isinstance(row, RfmRow)
+            )
+        if problems:
+            raise ValidationError.of(problems)
+
+
+_LARGEST: Final = 2**53  # counts beyond this lose precision as floats
+
+
+def _count(value: object, field: str) -> list[Problem]:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _LARGEST:
+        return [Problem(field, value, "expected a whole number >= 0")]
+    return []
+
 
 def _period(at: datetime, unit: timedelta) -> int:
     return (at - _EPOCH) // unit
@@ -138,8 +219,14 @@ def _rates(rates: Mapping[str, Decimal] | None) -> dict[str, Decimal]:
         raise ValidationError("rates", rates, "expected a mapping of currency to rate")
     checked: dict[str, Decimal] = {}
     for code, rate in rates.items():
-        if not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0:
-            raise ValidationError(f"rates[{code!r}]", rate, "expected a positive Decimal")
+        if (
+            not isinstance(rate, Decimal)
+            or not rate.is_finite()
+            or not _RATE_LOW <= rate <= _RATE_HIGH
+        ):
+            raise ValidationError(
+                f"rates[{code!r}]", rate, "expected a positive Decimal from 1e-12 to 1e12"
+            )
         checked[str(code)] = rate
     return checked
 
@@ -258,6 +345,32 @@ class Estimate:
     value: float
     standard_error: float | None
 
+    def __attrs_post_init__(self) -> None:
+        if not _is_number(self.value):
+            raise ValidationError("value", self.value, "expected a finite number")
+        error = self.standard_error
+        if error is not None and (not _is_number(error) or error < 0):
+            raise ValidationError("standard_error", error, "expected a finite number >= 0")
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _fit_problems(fit: "BgNbdFit | GammaGammaFit", names: Sequence[str]) -> list[Problem]:
+    problems = []
+    for name in names:
+        value = getattr(fit, name)
+        if not isinstance(value, Estimate) or not value.value > 0:
+            problems.append(Problem(name, value, "expected an Estimate with a positive value"))
+    if not _is_number(fit.log_likelihood):
+        problems.append(Problem("log_likelihood", fit.log_likelihood, "expected a finite number"))
+    problems.extend(_count(fit.customers, "customers"))
+    converged: object = fit.converged
+    if not isinstance(converged, bool):
+        problems.append(Problem("converged", converged, "expected a bool"))
+    return problems
+
 
 @attrs.frozen(kw_only=True)
 class BgNbdFit:
@@ -277,15 +390,24 @@ class BgNbdFit:
     unit: timedelta
     converged: bool
 
+    def __attrs_post_init__(self) -> None:
+        problems = _fit_problems(self, ("r", "alpha", "a", "b"))
+        if not isinstance(self.unit, timedelta) or self.unit <= timedelta(0):
+            problems.append(Problem("unit", self.unit, "expected a positive timedelta"))
+        if problems:
+            raise ValidationError.of(problems)
+
     def _params(self, np: Any) -> Any:
         return np.array([self.r.value, self.alpha.value, self.a.value, self.b.value])
 
+    @_numeric
     def p_alive(self, frequency: int, recency: int, T: int) -> float:  # noqa: N803
         """The probability that a customer with this history is still alive at ``T``."""
         np, _, _ = _modules()
         x, t_x, t = _history(np, [frequency], [recency], [T])
         return float(_m.p_alive(np, self._params(np), x, t_x, t)[0])
 
+    @_numeric
     def expected_purchases(
         self,
         frequency: int,
@@ -316,20 +438,35 @@ class GammaGammaFit:
     currency: str
     converged: bool
 
+    def __attrs_post_init__(self) -> None:
+        problems = _fit_problems(self, ("p", "q", "v"))
+        currency: object = self.currency
+        if not isinstance(currency, str):
+            problems.append(Problem("currency", currency, "expected a currency code"))
+        if problems:
+            raise ValidationError.of(problems)
+
+    @_numeric
     def expected_spend(self, frequency: int, monetary_value: Decimal) -> Decimal:
         """The expected value of a future purchase of such a customer (the population
         mean for a customer without repeat purchases); needs ``q > 1``."""
         _require_q(self)
+        np, _, _ = _modules()
+        if not isinstance(monetary_value, Decimal) or not monetary_value.is_finite():
+            raise ValidationError("monetary_value", monetary_value, "expected a finite Decimal")
+        problems = _count(frequency, "frequency")
+        if problems:
+            raise ValidationError.of(problems)
         params = (self.p.value, self.q.value, self.v.value)
-        return _decimal(float(_m.expected_average_spend(params, frequency, float(monetary_value))))
+        value = _m.expected_average_spend(params, np.float64(frequency), float(monetary_value))
+        return _decimal(_finite(np, np.atleast_1d(value), "monetary_value", monetary_value)[0])
 
 
 def _history(np: Any, x: Sequence[int], t_x: Sequence[int], t: Sequence[int]) -> Any:
     problems = []
     for index, (f, r, age) in enumerate(zip(x, t_x, t, strict=True)):
         for name, value in (("frequency", f), ("recency", r), ("T", age)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                problems.append(Problem(name, value, "expected a whole number >= 0"))
+            problems.extend(_count(value, name))
         if not problems and not (r <= age and (f > 0 or r == 0) and (f == 0 or r > 0)):
             problems.append(Problem("recency", r, f"inconsistent with frequency {f} and T {age}"))
         if problems:
@@ -376,6 +513,7 @@ def _arrays(np: Any, summary: RfmSummary) -> tuple[Any, Any, Any]:
     return x, t_x, t
 
 
+@_numeric
 def fit_bg_nbd(summary: RfmSummary) -> BgNbdFit:
     """Fit BG/NBD by maximum likelihood on the calibration period of ``summary``.
 
@@ -416,6 +554,7 @@ def fit_bg_nbd(summary: RfmSummary) -> BgNbdFit:
     )
 
 
+@_numeric
 def fit_gamma_gamma(summary: RfmSummary) -> GammaGammaFit:
     """Fit Gamma-Gamma by maximum likelihood on the customers with repeat purchases of
     positive average value (customers with one purchase carry no spend information).
@@ -477,6 +616,7 @@ class HoldoutCheck:
     root_mean_squared_error: float
 
 
+@_numeric
 def holdout_check(summary: RfmSummary, fit: BgNbdFit) -> HoldoutCheck:
     """Compare the purchases ``fit`` expects in the holdout period of ``summary`` with the
     purchases made. Needs a summary with a holdout period and customers."""
@@ -542,6 +682,7 @@ def _fraction(value: object, field: str, *, upper: Decimal | None) -> Decimal:
     return value
 
 
+@_numeric
 def customer_lifetime_value(
     summary: RfmSummary,
     purchases: BgNbdFit,

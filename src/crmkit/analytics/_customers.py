@@ -21,7 +21,8 @@ from uuid import UUID
 import attrs
 
 from crmkit.analytics._clv import Transaction
-from crmkit.analytics._periods import Granularity, Period, period_of, periods
+from crmkit.analytics._periods import Granularity, Period, period_of
+from crmkit.analytics._range import period_at, report_periods, within_calendar
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import Deal, DealStatus, LifecycleStage, Money, StageChange, SubjectKind
@@ -161,21 +162,6 @@ def transactions_from_deals(deals: Iterable[Deal]) -> list[Transaction]:
     return found
 
 
-def _range(
-    start: datetime, end: datetime, granularity: Granularity, tz: tzinfo
-) -> tuple[Period, ...]:
-    try:
-        granularity = Granularity(granularity)
-    except ValueError:
-        raise ValidationError("granularity", granularity, "expected a Granularity") from None
-    if not isinstance(tz, tzinfo):
-        raise ValidationError("tz", tz, "expected a tzinfo")
-    found = periods(start, end, granularity, tz)
-    if len(found) > 10_000:
-        raise ValidationError("end", end, "more than 10000 periods; choose a longer period")
-    return found
-
-
 # ---------------------------------------------------------------------------- flows
 
 
@@ -218,7 +204,7 @@ def customer_flows(
     ``end``."""
     lives = _spans(spans)
     rows = []
-    for period in _range(start, end, granularity, tz):
+    for period in report_periods(start, end, granularity, tz):
         base = [s for s in lives if _alive(s, period.start)]
         new = sum(1 for s in lives if s.start in period)
         churned = sum(1 for s in lives if s.end is not None and s.end in period)
@@ -272,7 +258,7 @@ def retention_matrix(
     """The cohort retention matrix of the customers who started from ``start`` to
     ``end`` (monthly cohorts by default)."""
     lives = _spans(spans)
-    spans_of = _range(start, end, granularity, tz)
+    spans_of = report_periods(start, end, granularity, tz)
     rows = []
     for index, cohort in enumerate(spans_of):
         members = [s for s in lives if s.start in cohort and start <= s.start < end]
@@ -338,14 +324,17 @@ def revenue_report(
 ) -> RevenueReport:
     """Revenue, revenue per customer and revenue movement per period and currency from
     ``start`` to ``end``; a negative amount is refused (net refunds first)."""
-    spans_of = _range(start, end, granularity, tz)
+    spans_of = report_periods(start, end, granularity, tz)
     if not spans_of:
         return RevenueReport(granularity=Granularity(granularity), rows=())
     gran = spans_of[0].granularity
     first_seen: dict[tuple[str, str], datetime] = {}
     # (currency, period start) -> customer -> revenue
     by_period: dict[tuple[str, datetime], dict[str, Decimal]] = {}
-    before = period_of(spans_of[0].start - timedelta(microseconds=1), gran, tz)
+    first = spans_of[0].start
+    before = within_calendar(
+        lambda: period_of(first - timedelta(microseconds=1), gran, tz), "start", start
+    )
     for index, item in enumerate(transactions):
         if not isinstance(item, Transaction):
             raise ValidationError(f"transactions[{index}]", item, "expected a Transaction")
@@ -356,7 +345,7 @@ def revenue_report(
         key = (item.customer, item.amount.currency)
         first_seen[key] = min(first_seen.get(key, item.at), item.at)
         if before.start <= item.at < end:
-            slot = (item.amount.currency, period_of(item.at, gran, tz).start)
+            slot = (item.amount.currency, period_at(item.at, gran, tz).start)
             customers = by_period.setdefault(slot, {})
             customers[item.customer] = customers.get(item.customer, Decimal(0)) + item.amount.amount
     currencies = sorted({c for c, _ in by_period})

@@ -30,7 +30,8 @@ from typing import Final
 
 import attrs
 
-from crmkit.analytics._periods import Granularity, Period, period_of, periods
+from crmkit.analytics._periods import Granularity
+from crmkit.analytics._range import period_at, report_periods
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import Ticket
@@ -114,21 +115,6 @@ class CsatReport:
     rows: tuple[CsatRow, ...]
 
 
-def _range(
-    start: datetime, end: datetime, granularity: Granularity, tz: tzinfo
-) -> tuple[Period, ...]:
-    try:
-        granularity = Granularity(granularity)
-    except ValueError:
-        raise ValidationError("granularity", granularity, "expected a Granularity") from None
-    if not isinstance(tz, tzinfo):
-        raise ValidationError("tz", tz, "expected a tzinfo")
-    found = periods(start, end, granularity, tz)
-    if len(found) > 10_000:
-        raise ValidationError("end", end, "more than 10000 periods; choose a longer period")
-    return found
-
-
 def csat_report(
     ratings: Iterable[Rating],
     *,
@@ -139,14 +125,14 @@ def csat_report(
 ) -> CsatReport:
     """CSAT per period of ``granularity`` from ``start`` to ``end`` (exclusive), in total
     and per agent; ratings outside the range are left out."""
-    spans = _range(start, end, granularity, tz)
+    spans = report_periods(start, end, granularity, tz)
     tally: dict[tuple[datetime, str | None], list[int]] = {}
     for index, rating in enumerate(ratings):
         if not isinstance(rating, Rating):
             raise ValidationError(f"ratings[{index}]", rating, "expected a Rating")
         if not spans or not spans[0].start <= rating.at < end:
             continue
-        key = period_of(rating.at, spans[0].granularity, tz).start
+        key = period_at(rating.at, spans[0].granularity, tz).start
         tally.setdefault((key, None), []).append(rating.score)
         if rating.agent is not None:
             tally.setdefault((key, rating.agent), []).append(rating.score)
