@@ -3,7 +3,7 @@
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final, TypeVar, cast
@@ -11,8 +11,35 @@ from uuid import UUID
 
 import attrs
 
-from crmkit.analytics import Backtest, Forecast, ForecastCategory, Funnel, Period, PipelineKpis
-from crmkit.clock import Clock, FixedClock
+from crmkit.analytics import (
+    Backtest,
+    CustomerReport,
+    CustomerSpan,
+    Forecast,
+    ForecastCategory,
+    Funnel,
+    Granularity,
+    Period,
+    PipelineKpis,
+    RfmSummary,
+    ServiceReport,
+    SlaOutcome,
+    SlaVerdict,
+    Transaction,
+    csat_report,
+    customer_flows,
+    ratings_from_tickets,
+    retention_matrix,
+    revenue_report,
+    rfm_summary,
+    service_times,
+    sla_compliance,
+    spans_from_purchases,
+    spans_from_stage_changes,
+    transactions_from_activities,
+    transactions_from_deals,
+)
+from crmkit.clock import Clock, FixedClock, ensure_utc
 from crmkit.crm import _kpis, _merge
 from crmkit.errors import (
     ClosedRecord,
@@ -40,6 +67,7 @@ from crmkit.lifecycle import (
     SlaPolicies,
     SlaPolicy,
     SlaReport,
+    SlaState,
     StageKind,
     TimelineEntry,
     Touchpoint,
@@ -1517,6 +1545,149 @@ class CRM:
             rates=rates,
             currency=currency,
         )
+
+    # ------------------------------------------------------------------ analytics:
+    # customers, service and customer lifetime value (issue 13, parts 4 to 6)
+
+    def purchases(self) -> list[Transaction]:
+        """Every stored purchase activity up to now, as CLV and revenue transactions."""
+        now = self.clock.now()
+        with self.store.unit_of_work() as unit:
+            # the port has no activity filter by kind: purchases are picked while iterating
+            bought = [
+                a
+                for a in unit.activities.iterate()
+                if a.kind is ActivityKind.PURCHASE and a.occurred_at <= now
+            ]
+        return transactions_from_activities(bought)
+
+    def customer_report(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        granularity: Granularity = Granularity.MONTH,
+        tz: tzinfo = UTC,
+        inactive_after: timedelta | None = None,
+        revenue_from: str = "purchases",
+    ) -> CustomerReport:
+        """New and churned customers, churn rate, cohort retention and revenue movement per
+        period from ``start`` to ``end`` (exclusive) on the calendar of ``tz``.
+
+        A customer churns by lifecycle (``inactive_after=None``: leaving the customer and
+        evangelist stages; a contact imported at those stages is a customer since its
+        creation) or ``inactive_after`` its last purchase. Revenue comes from purchase
+        activities (``revenue_from="purchases"``) or won deals (``"deals"``: by account,
+        else contact), per currency.
+        """
+        if revenue_from not in ("purchases", "deals"):
+            raise ValidationError("revenue_from", revenue_from, "expected purchases or deals")
+        if inactive_after is not None and (
+            not isinstance(inactive_after, timedelta) or inactive_after <= timedelta(0)
+        ):
+            raise ValidationError("inactive_after", inactive_after, "expected a positive timedelta")
+        now = self.clock.now()
+        needs_purchases = revenue_from == "purchases" or inactive_after is not None
+        bought = self.purchases() if needs_purchases else []
+        with self.store.unit_of_work() as unit:
+            if revenue_from == "deals":
+                won = deals_where(field("status") == DealStatus.WON.value)
+                revenue = transactions_from_deals(unit.deals.iterate(won))
+            else:
+                revenue = bought
+            if inactive_after is None:
+                spans = self._lifecycle_spans(unit)
+            else:
+                spans = spans_from_purchases(bought, inactive_after=inactive_after, now=now)
+        return CustomerReport(
+            flows=customer_flows(spans, start=start, end=end, granularity=granularity, tz=tz),
+            retention=retention_matrix(spans, start=start, end=end, granularity=granularity, tz=tz),
+            revenue=revenue_report(revenue, start=start, end=end, granularity=granularity, tz=tz),
+        )
+
+    @staticmethod
+    def _lifecycle_spans(unit: UnitOfWork) -> list[CustomerSpan]:
+        stages = (LifecycleStage.CUSTOMER.value, LifecycleStage.EVANGELIST.value)
+        customers = unit.contacts.iterate(contacts_where(field("lifecycle_stage").is_in(*stages)))
+        created = {c.id: c.created_at for c in customers}
+        # the port has no filter on stage changes: contact changes are picked while iterating
+        changes = [c for c in unit.stage_history.iterate() if c.subject is SubjectKind.CONTACT]
+        return spans_from_stage_changes(changes, since=created)
+
+    def service_report(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        granularity: Granularity = Granularity.MONTH,
+        tz: tzinfo = UTC,
+    ) -> ServiceReport:
+        """CSAT per period and agent, first-response and resolution times and SLA
+        compliance per policy and target of the tickets created from ``start`` to ``end``
+        (exclusive), their SLA clocks read now."""
+        first = ensure_utc(start, "start")
+        last = ensure_utc(end, "end")
+        now = self.clock.now()
+        created = (field("created_at") >= first) & (field("created_at") < last)
+        with self.store.unit_of_work() as unit:
+            tickets = list(unit.tickets.iterate(tickets_where(created)))
+            reports = [self._sla(unit, ticket, now) for ticket in tickets]
+        outcomes = [outcome for report in reports for outcome in _outcomes(report)]
+        return ServiceReport(
+            csat=csat_report(
+                ratings_from_tickets(tickets), start=first, end=last, granularity=granularity, tz=tz
+            ),
+            times=service_times(outcomes),
+            compliance=sla_compliance(outcomes),
+        )
+
+    def clv_summary(
+        self,
+        *,
+        calibration_end: datetime | None = None,
+        unit: timedelta = timedelta(days=1),
+        currency: str | None = None,
+        rates: Mapping[str, Decimal] | None = None,
+    ) -> RfmSummary:
+        """The RFM summary of the stored purchases up to now, the input of
+        :func:`crmkit.analytics.fit_bg_nbd` and :func:`crmkit.analytics.fit_gamma_gamma`;
+        arguments as :func:`crmkit.analytics.rfm_summary`."""
+        return rfm_summary(
+            self.purchases(),
+            observation_end=self.clock.now(),
+            calibration_end=calibration_end,
+            unit=unit,
+            currency=currency,
+            rates=rates,
+        )
+
+
+_VERDICTS: Final = {
+    SlaState.MET: SlaVerdict.MET,
+    SlaState.BREACHED: SlaVerdict.BREACHED,
+    SlaState.ACTIVE: SlaVerdict.RUNNING,
+    SlaState.AT_RISK: SlaVerdict.RUNNING,
+    SlaState.IDLE: SlaVerdict.IDLE,
+}
+
+
+def _outcomes(report: SlaReport) -> list[SlaOutcome]:
+    """The timers of one SLA report as analytics outcomes (a timer with a breached cycle
+    counts as breached)."""
+    if report.policy is None:
+        return []
+    return [
+        SlaOutcome(
+            ticket=str(report.ticket_id),
+            policy=report.policy,
+            metric=timer.metric.value,
+            target=timer.target,
+            elapsed=timer.elapsed,
+            stopped=timer.stopped_at is not None,
+            verdict=SlaVerdict.BREACHED if timer.breaches else _VERDICTS[timer.state],
+        )
+        for timer in report.timers
+    ]
 
 
 def _editable(entity: type[Entity], changes: Mapping[str, Any]) -> dict[str, Any]:
