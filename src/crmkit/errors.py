@@ -34,6 +34,7 @@ __all__ = [
     "StillReferenced",
     "StorageError",
     "TransitionNotAllowed",
+    "UnknownCountry",
     "ValidationError",
     "short_repr",
 ]
@@ -206,6 +207,11 @@ class CurrencyMismatch(ValidationError):
 
 class InvalidRule(ValidationError):
     """A rule names an unknown field, or compares a field with a wrongly typed value."""
+
+
+class UnknownCountry(ValidationError):
+    """A country name, alias or code that :func:`crmkit.quality.parse_country` does not
+    know; ``field`` names where it was given, ``value`` the text."""
 
 
 class InvalidPipeline(ValidationError):

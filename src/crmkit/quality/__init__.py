@@ -1,0 +1,83 @@
+"""Data quality: normalisation, the completeness audit and duplicate detection.
+
+Pure domain logic over models (no I/O): :mod:`crmkit.crm` runs it against a store.
+Normalisation gives *match keys* and never changes stored data; empty and blank values
+have no key and never match each other.
+"""
+
+# --- normalisation, audit and duplicate detection
+from crmkit.quality._audit import AuditReport, FieldFill, InvalidValue, invalid_values
+from crmkit.quality._blocking import ACCOUNT_KEYS, CONTACT_KEYS, BlockingKey, match_keys
+from crmkit.quality._cluster import Cluster, clusters
+from crmkit.quality._compare import (
+    Comparison,
+    Method,
+    Normaliser,
+    jaro_winkler,
+    levenshtein,
+    token_set,
+)
+from crmkit.quality._match import (
+    ACCOUNT_SPEC,
+    ACCOUNT_WEIGHTS,
+    CONTACT_SPEC,
+    CONTACT_WEIGHTS,
+    BatchResult,
+    Contribution,
+    DuplicateModel,
+    DuplicatePair,
+    DuplicateSpec,
+    Verdict,
+    Weights,
+    default_model,
+    duplicate_pairs,
+    estimate_weights,
+)
+from crmkit.quality._normalise import (
+    company_key,
+    email_key,
+    name_key,
+    parse_country,
+    parse_phone,
+    text_key,
+)
+
+__all__ = [
+    # --- normalisation, audit and duplicate detection
+    "ACCOUNT_KEYS",
+    "ACCOUNT_SPEC",
+    "ACCOUNT_WEIGHTS",
+    "CONTACT_KEYS",
+    "CONTACT_SPEC",
+    "CONTACT_WEIGHTS",
+    "AuditReport",
+    "BatchResult",
+    "BlockingKey",
+    "Cluster",
+    "Comparison",
+    "Contribution",
+    "DuplicateModel",
+    "DuplicatePair",
+    "DuplicateSpec",
+    "FieldFill",
+    "InvalidValue",
+    "Method",
+    "Normaliser",
+    "Verdict",
+    "Weights",
+    "clusters",
+    "company_key",
+    "default_model",
+    "duplicate_pairs",
+    "email_key",
+    "estimate_weights",
+    "invalid_values",
+    "jaro_winkler",
+    "levenshtein",
+    "match_keys",
+    "name_key",
+    "parse_country",
+    "parse_phone",
+    "text_key",
+    "token_set",
+]

@@ -1,0 +1,129 @@
+"""Blocking keys: which pairs of records are compared at all.
+
+Two records are compared when they share the value of at least one blocking key. The
+keys of contacts and accounts that every store indexes (:data:`CONTACT_KEYS`,
+:data:`ACCOUNT_KEYS`) serve both the batch search and the look-up before a contact is
+created; a host may block a batch on any other fields too.
+"""
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import attrs
+
+from crmkit.errors import ValidationError
+from crmkit.models import Account, Contact
+from crmkit.quality._compare import _NORMALISE, Normaliser, field_value
+
+__all__ = [
+    "ACCOUNT_KEYS",
+    "CONTACT_KEYS",
+    "BlockingKey",
+    "match_keys",
+]
+
+
+def _check_fields(_i: object, _a: object, value: Any) -> None:
+    if (
+        not isinstance(value, tuple)
+        or not value
+        or not all(isinstance(f, str) and f.strip() for f in value)
+    ):
+        raise ValidationError("fields", value, "expected a non-empty tuple of field names")
+
+
+def _check_name(_i: object, _a: object, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip() or len(value) > 64:
+        raise ValidationError("name", value, "expected a name of 1 to 64 characters")
+
+
+def _check_prefix(_i: object, _a: object, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError("prefix", value, "expected a whole number of 0 or more")
+
+
+@attrs.frozen
+class BlockingKey:
+    """A key that puts records with the same value into one block.
+
+    The value joins the normalised ``fields`` (each cut to its first ``prefix``
+    characters unless ``prefix`` is 0) with ``|``; a record with any of them missing or
+    blank has no value for this key, so empty values never block together.
+
+    >>> key = BlockingKey("name3", ("first_name", "last_name"), Normaliser.NAME, prefix=3)
+    >>> key.value({"first_name": "Dr. Ada", "last_name": "Lovelace"})
+    'ada|lov'
+    """
+
+    name: str = attrs.field(validator=_check_name)
+    fields: tuple[str, ...] = attrs.field(validator=_check_fields)
+    normaliser: Normaliser = attrs.field(default=Normaliser.TEXT, converter=Normaliser)
+    prefix: int = attrs.field(default=0, validator=_check_prefix)
+
+    def value(self, record: object) -> str | None:
+        """This key's value for ``record``, or ``None``."""
+        normalise = _NORMALISE[self.normaliser]
+        parts = []
+        for field in self.fields:
+            raw = field_value(record, field)
+            if raw is None:
+                return None
+            text = normalise(str(raw))
+            if self.prefix:
+                text = text[: self.prefix]
+            if not text:
+                return None
+            parts.append(text)
+        return "|".join(parts)
+
+
+CONTACT_KEYS: Final[tuple[BlockingKey, ...]] = (
+    BlockingKey("email", ("email",), Normaliser.EMAIL),
+    BlockingKey("phone", ("phone",), Normaliser.RAW),
+    BlockingKey("name", ("first_name", "last_name"), Normaliser.NAME),
+    BlockingKey("name3", ("first_name", "last_name"), Normaliser.NAME, prefix=3),
+    BlockingKey("last_name_country", ("last_name", "country"), Normaliser.NAME),
+)
+"""The blocking keys every store indexes for contacts: the e-mail key (provider rules),
+the E.164 phone, the full name without titles, the first three letters of first and last
+name (catches typos further on), and last name with country (catches changed first
+names)."""
+
+ACCOUNT_KEYS: Final[tuple[BlockingKey, ...]] = (
+    BlockingKey("domain", ("domain",), Normaliser.TEXT),
+    BlockingKey("company", ("name",), Normaliser.COMPANY),
+    BlockingKey("company3_country", ("name", "country"), Normaliser.COMPANY, prefix=3),
+)
+"""The blocking keys every store indexes for accounts: the domain, the company name
+without legal form, and its first three letters with the country."""
+
+
+def match_keys(
+    record: Contact | Account | Any, keys: Sequence[BlockingKey] | None = None
+) -> frozenset[tuple[str, str]]:
+    """The ``(key name, value)`` pairs of ``record`` under ``keys`` (the indexed keys
+    of its entity by default): what a store indexes and what a look-up asks for.
+
+    >>> from crmkit.models import Contact
+    >>> sorted(match_keys(Contact.new(email="A.B+x@gmail.com", first_name="Ab")))
+    [('email', 'ab@gmail.com')]
+    """
+    if keys is None:
+        keys = ACCOUNT_KEYS if isinstance(record, Account) else CONTACT_KEYS
+    found = set()
+    for key in keys:
+        value = key.value(record)
+        if value is not None:
+            found.add((key.name, value))
+    return frozenset(found)
+
+
+def blocks(
+    records: Iterable[tuple[Any, object]], keys: Sequence[BlockingKey]
+) -> dict[tuple[str, str], list[Any]]:
+    """The ids of ``records`` (``(id, record)`` pairs) per shared key value."""
+    found: dict[tuple[str, str], list[Any]] = {}
+    for id, record in records:
+        for key in match_keys(record, keys):
+            found.setdefault(key, []).append(id)
+    return found
