@@ -1530,12 +1530,61 @@ class _DeleteOrphans:
         self._unit._write(table, id, None)  # type: ignore[attr-defined]
 
 
+class _MatchKeysBroken:
+    """``with_match_keys`` of the memory store with one bug, chosen by a flag."""
+
+    every_tenant = False
+    no_limit = False
+    stale = False
+
+    def with_match_keys(self, keys: Any, /, *, limit: int | None = None) -> list[Any]:
+        from crmkit.quality import match_keys  # noqa: PLC0415
+
+        if self.stale:
+            return _StaleKeys.found(self, keys, limit)
+        wanted = set(keys)
+        tables = _all_tenants(self) if self.every_tenant else [self._table]  # type: ignore[attr-defined]
+        found = {e.id: e for t in tables for e in t.values() if match_keys(e) & wanted}
+        ordered = sorted(found.values(), key=lambda e: (e.created_at, e.id))
+        return ordered if limit is None or self.no_limit else ordered[:limit]
+
+
+class _StaleKeys:
+    """Keys are written on add and never removed (updates and deletes leave them)."""
+
+    @staticmethod
+    def found(repository: Any, keys: Any, limit: int | None) -> list[Any]:
+        from crmkit.quality import match_keys  # noqa: PLC0415
+
+        seen = repository._unit.__dict__.setdefault("_stale_keys", {})
+        for item in repository._table.values():
+            for key in match_keys(item):
+                seen.setdefault(key, set()).add(item.id)
+        ids = set().union(*(seen.get(k, set()) for k in keys)) if keys else set()
+        table = repository._table
+        found = [table[i] for i in ids if i in table]
+        ordered = sorted(found, key=lambda e: (e.created_at, e.id))
+        return ordered if limit is None else ordered[:limit]
+
+
 def _mixing(name: str, mixin: type, doc: str, **flags: bool) -> type[MutantStore]:
     mixed = type(f"_{name}", (mixin,), flags) if flags else mixin
     return type(name, (MutantStore,), {"mixin": mixed, "__doc__": doc})
 
 
 LOOK_UP_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
+    "with_match_keys reads every tenant": (
+        _mixing("MatchKeysEveryTenant", _MatchKeysBroken, "all tenants.", every_tenant=True),
+        ("test_match_keys_follow_every_write",),
+    ),
+    "with_match_keys ignores the limit": (
+        _mixing("MatchKeysNoLimit", _MatchKeysBroken, "no limit.", no_limit=True),
+        ("test_match_keys_follow_every_write",),
+    ),
+    "match keys outlive updates and deletes": (
+        _mixing("MatchKeysStale", _MatchKeysBroken, "stale keys.", stale=True),
+        ("test_match_keys_follow_every_write",),
+    ),
     "with_email compares with case": (
         _mixing("WithEmailExact", _WithEmailExact, "with_email compares with case."),
         ("test_with_email_compares_without_case_oldest_first",),

@@ -1,6 +1,7 @@
 """Storage: the port every store implements, and the memory adapter.
 
 * :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ContactRepository`,
+  :class:`AccountRepository`,
   :class:`TaskRepository`, :class:`ActivityRepository` and
   :class:`StageHistoryRepository` are the port (Protocols);
 * :class:`Order`, :class:`Cursor` and :class:`Page` shape queries;
@@ -20,6 +21,7 @@ from crmkit.storage._columns import ENTITIES, REFERRERS
 from crmkit.storage._columns import groupable as groupable_fields
 from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
+    AccountRepository,
     ActivityRepository,
     ContactRepository,
     Repository,
@@ -34,6 +36,7 @@ from crmkit.storage.memory import MemoryStore
 __all__ = [
     "ENTITIES",
     "REFERRERS",
+    "AccountRepository",
     "ActivityRepository",
     "ContactRepository",
     "Cursor",

@@ -19,7 +19,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from crmkit._extras import import_extra
 from crmkit.errors import DuplicateEmails, SchemaOutdated, StorageError, ValidationError
-from crmkit.models import Activity, Contact, StageChange
+from crmkit.models import Account, Activity, Contact, StageChange
+from crmkit.quality import match_keys
+from crmkit.storage.sql._codec import codec
 from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
     SCHEMA_VERSION,
@@ -37,6 +39,7 @@ from crmkit.storage.sql._store import (
     database_version,
     engine_of,
     plan_priors,
+    read_columns,
 )
 
 __all__ = ["Upgrade", "upgrade"]
@@ -86,7 +89,9 @@ class Upgrade:
         return self.from_version != self.to_version
 
 
-_Step = Callable[[Any, Connection, Schema, bool | None], bool]
+_Step = Callable[[Any, Connection, Schema, bool | None], bool | None]
+"""A step: Alembic operations, the connection, the tables, the identity policy asked for;
+returns the identity policy it set, or ``None`` when it set none."""
 
 
 def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> bool:
@@ -112,7 +117,48 @@ def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     return unique
 
 
-_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2})
+def _to_3(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
+    """Schema 2 -> 3: the ``<prefix>match_keys`` table of contacts' and accounts'
+    blocking keys (:func:`crmkit.quality.match_keys`), filled for every stored contact and
+    account of every tenant, read a batch at a time. Changes no identity policy
+    (returns ``None``)."""
+    keys = tables.match_keys
+    keys.create(connection)
+    for entity in (Contact, Account):
+        table = tables.table(entity)
+        entity_codec = codec(entity, connection.dialect.name)
+        decode = entity_codec.decode
+        read = read_columns(table, entity_codec)
+        last: tuple[str, UUID] | None = None
+        while True:
+            statement = sa.select(table.c.tenant, *read).order_by(table.c.tenant, table.c.id)
+            if last is not None:
+                statement = statement.where(sa.tuple_(table.c.tenant, table.c.id) > last)
+            rows = connection.execute(statement.limit(_BACKFILL_BATCH)).all()
+            if not rows:
+                break
+            found: list[dict[str, Any]] = []
+            item: Any = None
+            for row in rows:
+                item = decode(tuple(row[1:]))
+                found.extend(
+                    {
+                        "tenant": row[0],
+                        "entity": entity.entity_name,
+                        "key": key,
+                        "value": value,
+                        "subject_id": item.id,
+                    }
+                    for key, value in match_keys(item)
+                )
+            if found:
+                connection.execute(sa.insert(keys), found)
+            last = (rows[-1][0], item.id)
+
+
+_BACKFILL_BATCH: Final = 5000
+
+_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2, 2: _to_3})
 """The step that upgrades a database of each version to the next."""
 
 
@@ -189,9 +235,11 @@ def _upgrade(
     ops = operations(context.configure(connection))
     unique: bool | None = None
     for version in range(found, SCHEMA_VERSION):
-        unique = _STEPS[version](ops, connection, tables, unique_emails)
+        unique = _STEPS[version](ops, connection, tables, unique_emails) or unique
+        if version == 1:  # schema 1 records nothing; step 1 -> 2 makes the meta table
+            unique = bool(unique)
     meta = tables.meta
-    if unique is not None:
+    if found == 1:
         connection.execute(
             sa.insert(meta),
             [
@@ -199,7 +247,11 @@ def _upgrade(
                 {"key": IDENTITY_KEY, "value": UNIQUE if unique else SHARED},
             ],
         )
-    if unique is not None:
+    elif found < SCHEMA_VERSION:
+        connection.execute(
+            sa.update(meta).where(meta.c.key == VERSION_KEY).values(value=str(SCHEMA_VERSION))
+        )
+    if found < SCHEMA_VERSION:
         # New indexes: measured statistics where there are rows, priors elsewhere.
         analyze(connection, [t.name for t in tables.metadata.sorted_tables])
         plan_priors(connection, tables)

@@ -35,11 +35,12 @@ __all__ = [
     "email_key",
     "fold_fields",
     "index_name",
+    "match_key_table",
     "metadata",
     "schema",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -47,6 +48,9 @@ SCHEMA_VERSION: Final = 2
    folded e-mail per tenant, partial indexes of references (for refused deletes), the
    ``<prefix>meta`` table, ``Activity.body`` and
    ``StageChange.expected_close``.
+3. The ``<prefix>match_keys`` table: the blocking keys of contacts and accounts
+   (:func:`crmkit.quality.match_keys`), one row per key, so that duplicates of a new
+   contact are found by index look-ups; the upgrade computes them for stored rows.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -144,6 +148,9 @@ class Schema:
     meta: sa.Table
     """Facts about the database as a whole (``key``, ``value``): the schema version and
     the identity policy. It has no tenant: every tenant shares one schema."""
+    match_keys: sa.Table
+    """The match keys of contacts and accounts: ``(tenant, entity, key, value,
+    subject_id)``, all of it the primary key, with an index by subject for updates."""
     email_indexes: tuple[sa.Index, sa.Index]
     """The index of contacts' folded e-mail per tenant: unique (one contact per
     address, the default identity policy) or not (shared addresses allowed). Neither is
@@ -309,7 +316,23 @@ def _schema(prefix: str) -> Schema:
         sa.Column("key", _text(64), primary_key=True),
         sa.Column("value", _text(), nullable=False),
     )
-    return Schema(meta, MappingProxyType(tables), members, facts, email_indexes)
+    keys = match_key_table(meta, prefix)
+    return Schema(meta, MappingProxyType(tables), members, facts, keys, email_indexes)
+
+
+def match_key_table(meta: sa.MetaData, prefix: str) -> sa.Table:
+    """The match-key table of schema 3 on ``meta``."""
+    name = f"{prefix}match_keys"
+    return sa.Table(
+        name,
+        meta,
+        sa.Column("tenant", _text(64), primary_key=True),
+        sa.Column("entity", _text(32), primary_key=True),
+        sa.Column("key", _text(64), primary_key=True),
+        sa.Column("value", _text(), primary_key=True),
+        sa.Column("subject_id", UUIDType(), primary_key=True),
+        sa.Index(index_name(name, ("subject_id",)), "tenant", "subject_id"),
+    )
 
 
 metadata: Final = schema().metadata

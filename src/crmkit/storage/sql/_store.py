@@ -47,6 +47,7 @@ from crmkit.models import (
     Ticket,
 )
 from crmkit.models.rules import Rule
+from crmkit.quality import match_keys
 from crmkit.storage._base import (
     check_batch_size,
     check_email,
@@ -57,6 +58,7 @@ from crmkit.storage._base import (
     check_kinds,
     check_limit,
     check_many,
+    check_match_keys,
     check_rule,
     check_subject,
     check_tenant,
@@ -239,7 +241,7 @@ def plan_priors(connection: Connection, tables: Schema) -> None:
     connection.exec_driver_sql("ANALYZE sqlite_schema")  # makes sqlite_stat1 if missing
     known = {row[0] for row in connection.exec_driver_sql("SELECT tbl FROM sqlite_stat1")}
     rows: list[tuple[str, str, str]] = []
-    for table in [*tables.tables.values(), tables.members]:
+    for table in [*tables.tables.values(), tables.members, tables.match_keys]:
         if table.name in known:
             continue
         keys = [None] * (len(table.primary_key.columns) - 1)
@@ -537,7 +539,7 @@ class SqlUnitOfWork:
         self._open = True
         self._bulk: set[str] = set()  # tables filled by a bulk import, analysed on commit
         self.contacts = _Contacts(self, Contact)
-        self.accounts = _Repository(self, Account)
+        self.accounts = _Accounts(self, Account)
         self.leads = _Repository(self, Lead)
         self.deals = _Repository(self, Deal)
         self.tickets = _Repository(self, Ticket)
@@ -646,7 +648,7 @@ def _statements(table: sa.Table, codec: Codec, dialect: Dialect) -> _Statements:
 
 
 @memo
-def _read_columns(table: sa.Table, codec: Codec) -> tuple[sa.ColumnElement[Any], ...]:
+def read_columns(table: sa.Table, codec: Codec) -> tuple[sa.ColumnElement[Any], ...]:
     """The columns ``codec.decode`` reads, without SQLAlchemy's result processing."""
     return tuple(sa.type_coerce(table.c[name], sa.types.NullType()) for name in codec.read_names)
 
@@ -705,7 +707,7 @@ class _Repository(Generic[_E]):
         self._sql = _statements(self._table, self._codec, store.sql_dialect)
         # Read as the driver gives them (the codec converts), so that SQLAlchemy's
         # per-value result processing is skipped.
-        self._read = _read_columns(self._table, self._codec)
+        self._read = read_columns(self._table, self._codec)
         self._read_id: Callable[[Any], UUID] = (
             _same if store.dialect == "postgresql" else _uuid_of_hex
         )
@@ -794,6 +796,32 @@ class _Repository(Generic[_E]):
         if rows:
             connection.execute(sa.insert(table), rows)
 
+    _keyed = False
+    """Whether the store keeps match keys of this entity (contacts and accounts)."""
+
+    def _key_rows(self, items: Iterable[Entity]) -> list[dict[str, Any]]:
+        tenant, name = self._tenant, self._name
+        return [
+            {"tenant": tenant, "entity": name, "key": key, "value": value, "subject_id": item.id}
+            for item in items
+            for key, value in match_keys(item)
+        ]
+
+    def _write_keys(self, connection: Connection, items: Sequence[Entity]) -> None:
+        if not self._keyed:
+            return
+        rows = self._key_rows(items)
+        if rows:
+            connection.execute(sa.insert(self._unit.store.schema.match_keys), rows)
+
+    def _delete_keys(self, connection: Connection, id: UUID) -> None:
+        if not self._keyed:
+            return
+        table = self._unit.store.schema.match_keys
+        connection.execute(
+            sa.delete(table).where(table.c.tenant == self._tenant, table.c.subject_id == id)
+        )
+
     def _delete_members(self, connection: Connection, id: UUID) -> None:
         if self._codec.members_field is None:
             return
@@ -810,6 +838,7 @@ class _Repository(Generic[_E]):
                 with self._unit._savepoint() as connection:
                     self._write_rows(connection, [row])
                     self._write_members(connection, [item])
+                    self._write_keys(connection, [item])
             except Exception as error:
                 if not self._unit.store._is_integrity_error(error):
                     raise
@@ -842,6 +871,7 @@ class _Repository(Generic[_E]):
                     with unit._savepoint():
                         self._write_rows(connection, rows)
                         self._write_members(connection, chunk)
+                        self._write_keys(connection, chunk)
                 except Exception as error:
                     if unit.store._is_integrity_error(error):
                         raise self._duplicate(chunk, total) from None
@@ -865,26 +895,45 @@ class _Repository(Generic[_E]):
         ids = bytearray()
         keys = _Packed()
         key_of = self._key_of
+        match_rows: list[tuple[str, str, str, str, UUID]] = []
+        keyed, name = self._keyed, self._name
         total = 0
         with unit.store._errors():
             try:
-                with (
-                    unit._savepoint() as connection,
-                    self._raw(connection).cursor() as cursor,
-                    cursor.copy(self._sql.copy) as copy,
-                ):
-                    for index, item in enumerate(items):
-                        check_item(item, entity, f"[{index}]")
-                        ids += item.id.bytes
-                        keys.append(key_of(item))
-                        copy.write_row(encode(tenant, item))
-                        total = index + 1
+                with unit._savepoint() as connection:
+                    with (
+                        self._raw(connection).cursor() as cursor,
+                        cursor.copy(self._sql.copy) as copy,
+                    ):
+                        for index, item in enumerate(items):
+                            check_item(item, entity, f"[{index}]")
+                            ids += item.id.bytes
+                            keys.append(key_of(item))
+                            copy.write_row(encode(tenant, item))
+                            if keyed:
+                                match_rows.extend(
+                                    (tenant, name, k, v, item.id) for k, v in match_keys(item)
+                                )
+                            total = index + 1
+                    if match_rows:
+                        self._copy_keys(connection, match_rows)
                 self._bulk_done(total)
             except Exception as error:
                 if unit.store._is_integrity_error(error):
                     raise self._first_taken(ids, keys) from None
                 raise
         return total
+
+    def _copy_keys(
+        self, connection: Connection, rows: list[tuple[str, str, str, str, UUID]]
+    ) -> None:
+        """Write match-key rows with one ``COPY`` (PostgreSQL)."""
+        table = self._unit.store.schema.match_keys
+        columns = ", ".join(c.name for c in table.columns)
+        statement = f"COPY {table.name} ({columns}) FROM STDIN"
+        with self._raw(connection).cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def _key_of(self, item: _E) -> str | None:
         """The unique key of ``item`` besides its id, if its table has one."""
@@ -961,6 +1010,8 @@ class _Repository(Generic[_E]):
                     if self._codec.members_field is not None:
                         self._delete_members(connection, item.id)
                         self._write_members(connection, [new])
+                    self._delete_keys(connection, item.id)
+                    self._write_keys(connection, [new])
             except Exception as error:
                 # Read what the row collides with once its savepoint has rolled back
                 # (PostgreSQL refuses every query in a failed transaction until then).
@@ -981,6 +1032,7 @@ class _Repository(Generic[_E]):
         with self._unit.store._errors(), self._unit._savepoint() as connection:
             self._refuse_referenced(connection, id, version)
             self._delete_members(connection, id)
+            self._delete_keys(connection, id)
             if connection.execute(statement).rowcount != 1:
                 actual = self._stored_version(id)
                 if actual is None:
@@ -1103,7 +1155,39 @@ class _Repository(Generic[_E]):
         return iterate_pages(self.find, rule, batch_size, fixed)
 
 
-class _Contacts(_Repository[Contact]):
+class _Keyed(_Repository[_E]):
+    _keyed = True
+
+    def with_match_keys(
+        self, keys: Iterable[tuple[str, str]], /, *, limit: int | None = None
+    ) -> list[_E]:
+        wanted = check_match_keys(keys)
+        limit = check_limit(limit)
+        if not wanted:
+            return []
+        table, index = self._table, self._unit.store.schema.match_keys
+        found: list[_E] = []
+        step = _ID_CHUNK // 2
+        for start in range(0, len(wanted), step):
+            chunk = wanted[start : start + step]
+            ids = sa.select(index.c.subject_id).where(
+                index.c.tenant == self._tenant,
+                index.c.entity == self._name,
+                sa.or_(*(sa.and_(index.c.key == k, index.c.value == v) for k, v in chunk)),
+            )
+            statement = self._base().where(table.c.id.in_(ids))
+            if len(wanted) <= step:  # one query: the database orders and limits
+                statement = statement.order_by(table.c.created_at, table.c.id).limit(limit)
+            found.extend(self._load(statement))
+        unique = sorted({e.id: e for e in found}.values(), key=lambda e: (e.created_at, e.id))
+        return unique if limit is None else unique[:limit]
+
+
+class _Accounts(_Keyed[Account]):
+    pass
+
+
+class _Contacts(_Keyed[Contact]):
     _key_name = "email"
 
     def _key_of(self, item: Contact) -> str | None:
