@@ -13,7 +13,8 @@ import attrs
 
 from crmkit.errors import ValidationError
 from crmkit.models import Account, Contact
-from crmkit.quality._compare import _NORMALISE, Normaliser, field_value
+from crmkit.quality._compare import _NORMALISE, Normaliser, field_value, to_normaliser
+from crmkit.quality._normalise import as_text
 
 __all__ = [
     "ACCOUNT_KEYS",
@@ -57,7 +58,7 @@ class BlockingKey:
 
     name: str = attrs.field(validator=_check_name)
     fields: tuple[str, ...] = attrs.field(validator=_check_fields)
-    normaliser: Normaliser = attrs.field(default=Normaliser.TEXT, converter=Normaliser)
+    normaliser: Normaliser = attrs.field(default=Normaliser.TEXT, converter=to_normaliser)
     prefix: int = attrs.field(default=0, validator=_check_prefix)
 
     def value(self, record: object) -> str | None:
@@ -68,7 +69,7 @@ class BlockingKey:
             raw = field_value(record, field)
             if raw is None:
                 return None
-            text = normalise(str(raw))
+            text = normalise(as_text(raw, field))
             if self.prefix:
                 text = text[: self.prefix]
             if not text:
@@ -110,6 +111,12 @@ def match_keys(
     """
     if keys is None:
         keys = ACCOUNT_KEYS if isinstance(record, Account) else CONTACT_KEYS
+    given: object = keys
+    if isinstance(given, str | bytes) or not isinstance(given, Sequence):
+        raise ValidationError("keys", keys, "expected a sequence of blocking keys")
+    for index, key in enumerate(keys):
+        if not isinstance(key, BlockingKey):
+            raise ValidationError(f"keys[{index}]", key, "expected a BlockingKey")
     found = set()
     for key in keys:
         value = key.value(record)

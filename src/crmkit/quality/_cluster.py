@@ -47,7 +47,14 @@ def clusters(pairs: Iterable[DuplicatePair], *, max_size: int = 10) -> list[Clus
             x = parent[x]
         return x
 
-    kept = [p for p in pairs if p.verdict is Verdict.DUPLICATE]
+    given: object = pairs
+    if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+        raise ValidationError("pairs", pairs, "expected a collection of duplicate pairs")
+    listed: list[object] = list(given)
+    for index, pair in enumerate(listed):
+        if not isinstance(pair, DuplicatePair):
+            raise ValidationError(f"pairs[{index}]", pair, "expected a DuplicatePair")
+    kept = [p for p in listed if isinstance(p, DuplicatePair) and p.verdict is Verdict.DUPLICATE]
     for pair in kept:
         a, b = root(pair.left), root(pair.right)
         if a != b:

@@ -6,6 +6,7 @@ pure-Python implementation of the same definitions otherwise; both give the same
 in common) to 1 (equal).
 """
 
+import contextlib
 import math
 import sys
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ import attrs
 
 from crmkit._extras import import_extra
 from crmkit.errors import MissingExtra, ValidationError
-from crmkit.quality._normalise import company_key, email_key, name_key, text_key
+from crmkit.quality._normalise import as_text, company_key, email_key, name_key, text_key
 
 __all__ = [
     "Comparison",
@@ -124,6 +125,12 @@ def _pure_token_set(a: str, b: str) -> float:
 # ----------------------------------------------------------------------- dispatch
 
 
+def _check_texts(a: object, b: object) -> None:
+    for name, value in (("a", a), ("b", b)):
+        if not isinstance(value, str):
+            raise ValidationError(name, value, "expected text")
+
+
 def _rapidfuzz() -> Any | None:
     loaded = sys.modules.get("rapidfuzz")
     if loaded is not None:
@@ -141,6 +148,7 @@ def jaro_winkler(a: str, b: str) -> float:
     >>> round(jaro_winkler("martha", "marhta"), 4)
     0.9611
     """
+    _check_texts(a, b)
     fast = _rapidfuzz()
     if fast is None:
         return _pure_jaro_winkler(a, b)
@@ -153,6 +161,7 @@ def levenshtein(a: str, b: str) -> float:
     >>> levenshtein("kitten", "sitting")
     0.5714285714285714
     """
+    _check_texts(a, b)
     fast = _rapidfuzz()
     if fast is None:
         return _pure_levenshtein(a, b)
@@ -165,6 +174,7 @@ def token_set(a: str, b: str) -> float:
     >>> token_set("ada king lovelace", "lovelace ada")
     1.0
     """
+    _check_texts(a, b)
     fast = _rapidfuzz()
     if fast is None:
         return _pure_token_set(a, b)
@@ -221,6 +231,24 @@ _NORMALISE: Final[Mapping[Normaliser, Callable[[str], str]]] = {
 }
 
 
+def to_method(value: object) -> Method:
+    """``value`` as a :class:`Method`, or a ValidationError naming ``method``."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return Method(value)
+    known = ", ".join(m.value for m in Method)
+    raise ValidationError("method", value, f"expected one of {known}")
+
+
+def to_normaliser(value: object) -> Normaliser:
+    """``value`` as a :class:`Normaliser`, or a ValidationError naming ``normaliser``."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return Normaliser(value)
+    known = ", ".join(m.value for m in Normaliser)
+    raise ValidationError("normaliser", value, f"expected one of {known}")
+
+
 def field_value(record: object, field: str) -> object:
     """The value of ``field`` in ``record``: a key of a mapping, ``custom.<key>`` of an
     entity's custom fields, or an attribute."""
@@ -273,9 +301,9 @@ class Comparison:
 
     name: str = attrs.field(validator=_check_name)
     field: str = attrs.field(validator=_check_name)
-    method: Method = attrs.field(default=Method.EXACT, converter=Method)
+    method: Method = attrs.field(default=Method.EXACT, converter=to_method)
     thresholds: tuple[float, ...] = attrs.field(default=(), validator=_check_thresholds)
-    normaliser: Normaliser = attrs.field(default=Normaliser.TEXT, converter=Normaliser)
+    normaliser: Normaliser = attrs.field(default=Normaliser.TEXT, converter=to_normaliser)
 
     @property
     def levels(self) -> int:
@@ -302,7 +330,7 @@ class Comparison:
             return _as_date(value)
         if self.method is Method.NUMBER:
             return _as_number(value)
-        text = _NORMALISE[self.normaliser](str(value))
+        text = _NORMALISE[self.normaliser](as_text(value, self.field))
         return text or None
 
     def level(self, left: object, right: object) -> int | None:

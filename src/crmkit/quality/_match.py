@@ -199,6 +199,19 @@ class DuplicatePair:
         return "\n".join(lines)
 
 
+def _records(records: object) -> list[object]:
+    """``records`` as a list; each needs an id (an ``id`` key or attribute)."""
+    if isinstance(records, str | bytes | Mapping) or not isinstance(records, Iterable):
+        raise ValidationError("records", records, "expected a collection of records")
+    listed = list(records)
+    for index, record in enumerate(listed):
+        try:
+            id_of(record)
+        except (KeyError, AttributeError, TypeError):
+            raise ValidationError(f"records[{index}]", record, "a record needs an id") from None
+    return listed
+
+
 def id_of(record: object) -> Any:
     """The id of a record: its ``id`` key or attribute."""
     if isinstance(record, Mapping):
@@ -386,7 +399,9 @@ def estimate_weights(
     for name, value in (("max_iterations", max_iterations), ("sample", sample)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValidationError(name, value, "expected a whole number of 1 or more")
-    listed = list(records)
+    if not isinstance(spec, DuplicateSpec):
+        raise ValidationError("spec", spec, "expected a DuplicateSpec")
+    listed = _records(records)
     model = DuplicateModel(spec, _seed_weights(spec))
     prepared, vectors = candidate_vectors(model, listed)
     return _estimate(
@@ -499,7 +514,11 @@ def duplicate_pairs(
     """
     if not isinstance(spec, DuplicateSpec):
         raise ValidationError("spec", spec, "expected a DuplicateSpec")
-    listed = list(records)
+    if weights is not None and not isinstance(weights, Weights):
+        raise ValidationError("weights", weights, "expected Weights")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValidationError("seed", seed, "expected a whole number")
+    listed = _records(records)
     model = DuplicateModel(spec, weights if weights is not None else _seed_weights(spec))
     prepared, vectors = candidate_vectors(model, listed)
     if weights is None:

@@ -42,6 +42,17 @@ _TITLES: Final = frozenset(
 )  # fmt: skip
 
 
+def as_text(value: object, field: str = "value") -> str:
+    """``str(value)``, or a :class:`~crmkit.errors.ValidationError` naming ``field`` for a
+    value that has no text (an integer of more than 4300 digits)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except ValueError as error:
+        raise ValidationError(field, value, f"cannot be read as text: {error}") from None
+
+
 def text_key(value: object) -> str:
     """``value`` compared as people read text: NFKC, case-folded, punctuation and runs of
     white space made single spaces, trimmed. ``None``, empty and blank text give ``""``,
@@ -53,7 +64,7 @@ def text_key(value: object) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        value = str(value)
+        value = as_text(value)
     if value.isascii():  # the common case, without regular expressions
         return " ".join(value.translate(_ASCII).lower().split())
     text = unicodedata.normalize("NFKC", value).casefold()
