@@ -16,7 +16,7 @@ import attrs
 from crmkit._extras import import_extra
 from crmkit.errors import MissingExtra
 from crmkit.models import Account, Contact
-from crmkit.quality._normalise import company_key, name_key
+from crmkit.quality._normalise import name_key, only_legal_form
 
 __all__ = ["AuditReport", "FieldFill", "InvalidValue", "invalid_values"]
 
@@ -126,7 +126,7 @@ def invalid_values(record: Contact | Account) -> Iterator[InvalidValue]:
             if problem is not None:
                 yield InvalidValue(entity, record.id, "phone", record.phone, problem)
     else:
-        if not company_key(record.name):
+        if only_legal_form(record.name):
             yield InvalidValue(entity, record.id, "name", record.name, "only a legal form")
         if record.domain is not None and not _DOMAIN.match(record.domain.strip().casefold()):
             yield InvalidValue(entity, record.id, "domain", record.domain, "not a domain name")

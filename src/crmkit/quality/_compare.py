@@ -35,6 +35,8 @@ __all__ = [
 
 def _jaro(a: str, b: str) -> float:
     la, lb = len(a), len(b)
+    if not la and not lb:
+        return 1.0
     if not la or not lb:
         return 0.0
     window = max(0, max(la, lb) // 2 - 1)

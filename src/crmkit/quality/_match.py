@@ -586,9 +586,10 @@ equal e-mail key or phone alone makes a duplicate, an equal name alone a pair to
 ACCOUNT_WEIGHTS: Final = Weights(
     prior=0.01,
     m=((0.04, 0.06, 0.10, 0.80), (0.20, 0.80), (0.05, 0.95)),
-    u=((0.90, 0.07, 0.02, 0.01), (0.9999, 0.0001), (0.40, 0.60)),
+    u=((0.90, 0.07, 0.029, 0.001), (0.9999, 0.0001), (0.40, 0.60)),
 )
-"""Weights for :data:`ACCOUNT_SPEC` before any are estimated."""
+"""Weights for :data:`ACCOUNT_SPEC` before any are estimated: an equal domain makes a
+duplicate, an equal company name alone a pair to review."""
 
 
 def default_model(entity: type[Contact] | type[Account]) -> DuplicateModel:

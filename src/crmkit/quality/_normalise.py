@@ -256,6 +256,14 @@ _LEGAL_FORMS: Final = tuple(
 )  # fmt: skip
 
 
+_LEGAL_FORM_KEYS: Final = frozenset(text_key(form) for form in _LEGAL_FORMS)
+
+
+def only_legal_form(name: str | None) -> bool:
+    """Whether ``name`` is nothing but a legal form ("GmbH", "Ltd."): no company name."""
+    return text_key(name) in _LEGAL_FORM_KEYS
+
+
 def company_key(name: str | None) -> str:
     """The key of a company name: :func:`text_key` without legal forms (GmbH, AG, AB,
     Ltd, Inc, ...) at its end, and without a leading "the".
