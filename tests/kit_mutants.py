@@ -1542,11 +1542,13 @@ class _MatchKeysBroken:
 
         if self.stale:
             return _StaleKeys.found(self, keys, limit)
-        wanted = set(keys)
         tables = _all_tenants(self) if self.every_tenant else [self._table]  # type: ignore[attr-defined]
-        found = {e.id: e for t in tables for e in t.values() if match_keys(e) & wanted}
-        ordered = sorted(found.values(), key=lambda e: (e.created_at, e.id))
-        return ordered if limit is None or self.no_limit else ordered[:limit]
+        entities = sorted((e for t in tables for e in t.values()), key=lambda e: e.id)
+        found = {}
+        for key in set(keys):
+            having = [e for e in entities if key in match_keys(e)]
+            found.update((e.id, e) for e in having[: None if self.no_limit else limit])
+        return sorted(found.values(), key=lambda e: (e.created_at, e.id))
 
 
 class _StaleKeys:
@@ -1560,11 +1562,12 @@ class _StaleKeys:
         for item in repository._table.values():
             for key in match_keys(item):
                 seen.setdefault(key, set()).add(item.id)
-        ids = set().union(*(seen.get(k, set()) for k in keys)) if keys else set()
         table = repository._table
-        found = [table[i] for i in ids if i in table]
-        ordered = sorted(found, key=lambda e: (e.created_at, e.id))
-        return ordered if limit is None else ordered[:limit]
+        found = {}
+        for key in set(keys):
+            ids = sorted(i for i in seen.get(key, ()) if i in table)[:limit]
+            found.update((i, table[i]) for i in ids)
+        return sorted(found.values(), key=lambda e: (e.created_at, e.id))
 
 
 def _mixing(name: str, mixin: type, doc: str, **flags: bool) -> type[MutantStore]:

@@ -309,9 +309,12 @@ class JsonKeyed(JsonRepository[E]):
             wanted.add(pair)
         if limit is not None and (type(limit) is not int or limit < 1):
             raise ValidationError("limit", limit, "a limit is a positive int (or None)")
-        found = [e for e in self.all() if match_keys(e) & wanted]
-        found.sort(key=lambda e: (e.created_at, e.id))
-        return found if limit is None else found[:limit]
+        keyed = sorted((e.id, e, match_keys(e)) for e in self.all())
+        chosen: dict[UUID, E] = {}
+        for key in wanted:  # at most `limit` per key: those with the smallest ids
+            having = [(id, e) for id, e, keys in keyed if key in keys]
+            chosen.update(having[:limit])
+        return sorted(chosen.values(), key=lambda e: (e.created_at, e.id))
 
 
 class JsonAccounts(JsonKeyed[Account]):

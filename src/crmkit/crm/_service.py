@@ -1126,7 +1126,7 @@ class CRM:
 
         The store is asked for the entities that share a blocking key of ``model`` (the
         default model of the candidate's entity, :func:`crmkit.quality.default_model`)
-        with the candidate, by index (no scan, at most ``spec.max_block``); each is
+        with the candidate, by index (no scan, at most ``spec.max_candidates`` per key); each is
         scored, and those at or above the review threshold come back, each pair
         explaining itself (``left`` is the candidate's id). A model must block on keys
         the store indexes (:data:`crmkit.quality.CONTACT_KEYS`, ``ACCOUNT_KEYS``).
@@ -1149,7 +1149,7 @@ class CRM:
             return []
         with self._unit() as unit:
             repository = unit.accounts if entity is Account else unit.contacts
-            found = repository.with_match_keys(keys, limit=model.spec.max_block)
+            found = repository.with_match_keys(keys, limit=model.spec.max_candidates)
         return model.duplicates_of(candidate, found)
 
     def duplicate_pairs(

@@ -63,10 +63,31 @@ class BlockingKey:
 
     def value(self, record: object) -> str | None:
         """This key's value for ``record``, or ``None``."""
+        return self._value_of([field_value(record, field) for field in self.fields])
+
+    def values(self, records: Sequence[object]) -> list[str | None]:
+        """:meth:`value` of each record, computing each distinct combination once."""
+        done: dict[tuple[object, ...], str | None] = {}
+        found = []
+        fields, value_of = self.fields, self._value_of
+        for record in records:
+            if type(record) is dict:
+                raw = tuple([record.get(field) for field in fields])
+            else:
+                raw = tuple([field_value(record, field) for field in fields])
+            try:
+                value = done[raw]
+            except KeyError:
+                value = done[raw] = value_of(raw)
+            except TypeError:  # a value that is no dictionary key
+                value = value_of(raw)
+            found.append(value)
+        return found
+
+    def _value_of(self, raws: Sequence[object]) -> str | None:
         normalise = _NORMALISE[self.normaliser]
         parts = []
-        for field in self.fields:
-            raw = field_value(record, field)
+        for field, raw in zip(self.fields, raws, strict=True):
             if raw is None:
                 return None
             text = normalise(as_text(raw, field))
@@ -117,6 +138,11 @@ def match_keys(
     for index, key in enumerate(keys):
         if not isinstance(key, BlockingKey):
             raise ValidationError(f"keys[{index}]", key, "expected a BlockingKey")
+    return keys_of(record, keys)
+
+
+def keys_of(record: object, keys: Sequence[BlockingKey]) -> frozenset[tuple[str, str]]:
+    """:func:`match_keys` of checked ``keys``."""
     found = set()
     for key in keys:
         value = key.value(record)

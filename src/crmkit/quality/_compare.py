@@ -7,9 +7,10 @@ in common) to 1 (equal).
 """
 
 import contextlib
+import functools
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -215,6 +216,11 @@ _SIMILARITY: Final[Mapping[Method, Callable[[str, str], float]]] = {
     Method.LEVENSHTEIN: levenshtein,
     Method.TOKEN_SET: token_set,
 }
+_PURE: Final[Mapping[Method, Callable[[str, str], float]]] = {
+    Method.JARO_WINKLER: _pure_jaro_winkler,
+    Method.LEVENSHTEIN: _pure_levenshtein,
+    Method.TOKEN_SET: _pure_token_set,
+}
 
 
 def _email_or_blank(value: str) -> str:
@@ -254,7 +260,7 @@ def to_normaliser(value: object) -> Normaliser:
 def field_value(record: object, field: str) -> object:
     """The value of ``field`` in ``record``: a key of a mapping, ``custom.<key>`` of an
     entity's custom fields, or an attribute."""
-    if isinstance(record, Mapping):
+    if type(record) is dict or isinstance(record, Mapping):
         return record.get(field)
     if field.startswith("custom."):
         custom = getattr(record, "custom", None)
@@ -315,17 +321,30 @@ class Comparison:
     @property
     def labels(self) -> tuple[str, ...]:
         """A label per level, from "different" to "equal"."""
-        if self.method in (Method.DATE, Method.NUMBER):
-            unit = "days" if self.method is Method.DATE else "relative"
-            middle = [f"{self.method} within {t} {unit}" for t in reversed(self.thresholds)]
-        else:
-            middle = [f"{self.method} >= {t}" for t in reversed(self.thresholds)]
-        return ("different", *middle, "equal")
+        return _labels(self.method, self.thresholds)
 
     def prepare(self, record: object) -> object:
         """The value this comparison compares of ``record`` (``None`` when there is none):
         normalised text, a date or a number."""
-        value = field_value(record, self.field)
+        return self._prepare_value(field_value(record, self.field))
+
+    def prepare_many(self, records: Sequence[object]) -> list[object]:
+        """:meth:`prepare` of each record, normalising each distinct value once."""
+        done: dict[object, object] = {}
+        found = []
+        field, prepare = self.field, self._prepare_value
+        for record in records:
+            value = record.get(field) if type(record) is dict else field_value(record, field)
+            try:
+                prepared = done[value]
+            except KeyError:
+                prepared = done[value] = prepare(value)
+            except TypeError:  # a value that is no dictionary key
+                prepared = prepare(value)
+            found.append(prepared)
+        return found
+
+    def _prepare_value(self, value: object) -> object:
         if value is None or isinstance(value, bool):
             return None
         if self.method is Method.DATE:
@@ -341,12 +360,23 @@ class Comparison:
 
     def level_of(self, a: object, b: object) -> int | None:
         """The level of two values that :meth:`prepare` gave."""
+        return self.leveller()(a, b)
+
+    def leveller(self) -> Callable[[object, object], int | None]:
+        """:meth:`level_of` with the similarity function chosen once (rapidfuzz when it
+        is installed), for comparing many pairs."""
+        similarity = _raw_similarity(self.method)
+        compare = self._level
+        return lambda a, b: compare(a, b, similarity)
+
+    def _level(
+        self, a: object, b: object, similarity: Callable[[str, str], float] | None
+    ) -> int | None:
         if a is None or b is None:
             return None
         top = len(self.thresholds) + 1
         if a == b:
             return top
-        similarity = _SIMILARITY.get(self.method)
         if similarity is not None:
             score = similarity(str(a), str(b))
             for index, threshold in enumerate(self.thresholds):
@@ -367,6 +397,32 @@ class Comparison:
             if difference <= threshold:
                 return top - 1 - index
         return 0
+
+
+@functools.cache
+def _labels(method: Method, thresholds: tuple[float, ...]) -> tuple[str, ...]:
+    if method in (Method.DATE, Method.NUMBER):
+        unit = "days" if method is Method.DATE else "relative"
+        middle = [f"{method} within {t} {unit}" for t in reversed(thresholds)]
+    else:
+        middle = [f"{method} >= {t}" for t in reversed(thresholds)]
+    return ("different", *middle, "equal")
+
+
+def _raw_similarity(method: Method) -> Callable[[str, str], float] | None:
+    """The similarity function of ``method`` without argument checks, from rapidfuzz
+    when it is installed; ``None`` for methods that are not similarities."""
+    if method not in _SIMILARITY:
+        return None
+    fast = _rapidfuzz()
+    if fast is None:
+        return _PURE[method]
+    if method is Method.JARO_WINKLER:
+        return fast.distance.JaroWinkler.similarity  # type: ignore[no-any-return]
+    if method is Method.LEVENSHTEIN:
+        return fast.distance.Levenshtein.normalized_similarity  # type: ignore[no-any-return]
+    ratio = fast.fuzz.token_set_ratio
+    return lambda a, b: float(ratio(a, b)) / 100
 
 
 def _as_date(value: object) -> date | None:

@@ -12,7 +12,7 @@ labels (as splink and recordlinkage's ECM do); a host may give them instead.
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
@@ -90,7 +90,9 @@ class DuplicateSpec:
     ``duplicate`` and ``review`` are the probabilities from which a pair is a duplicate,
     or worth a person's look; ``max_block`` skips blocks with more records (a key value
     shared by thousands, such as a common surname alone, compares nothing useful);
-    ``max_cluster`` is the size from which a cluster is reported, not trusted.
+    ``max_candidates`` bounds what the look-up before a create compares per blocking key
+    (a common name brings no more than that many, and cannot crowd out a shared e-mail
+    address); ``max_cluster`` is the size from which a cluster is reported, not trusted.
     """
 
     comparisons: tuple[Comparison, ...] = attrs.field(validator=_check_comparisons)
@@ -98,6 +100,7 @@ class DuplicateSpec:
     duplicate: float = attrs.field(default=0.99, validator=_probability("duplicate"))
     review: float = attrs.field(default=0.8, validator=_probability("review"))
     max_block: int = attrs.field(default=1000, validator=_positive("max_block"))
+    max_candidates: int = attrs.field(default=50, validator=_positive("max_candidates"))
     max_cluster: int = attrs.field(default=10, validator=_positive("max_cluster"))
 
     def __attrs_post_init__(self) -> None:
@@ -228,7 +231,10 @@ class DuplicateModel:
 
     spec: DuplicateSpec
     weights: Weights
-    _level_weights: tuple[tuple[float, ...], ...] = attrs.field(init=False)
+    _level_weights: tuple[tuple[float, ...], ...] = attrs.field(init=False, repr=False)
+    _levellers: tuple[Callable[[object, object], int | None], ...] = attrs.field(
+        init=False, repr=False, eq=False
+    )
     _prior_weight: float = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -238,6 +244,8 @@ class DuplicateModel:
             raise ValidationError("weights", self.weights, "expected Weights")
         self.weights.fits(self.spec)
         object.__setattr__(self, "_level_weights", self.weights.level_weights())
+        levellers = tuple(c.leveller() for c in self.spec.comparisons)
+        object.__setattr__(self, "_levellers", levellers)
         prior = self.weights.prior
         object.__setattr__(self, "_prior_weight", math.log2(prior / (1 - prior)))
 
@@ -248,6 +256,25 @@ class DuplicateModel:
     def vector(self, a: tuple[object, ...], b: tuple[object, ...]) -> _Vector:
         """The levels of two prepared records."""
         return tuple(c.level_of(x, y) for c, x, y in zip(self.spec.comparisons, a, b, strict=True))
+
+    def weight(self, vector: _Vector) -> float:
+        """The match weight of a pair whose levels are ``vector``."""
+        total = self._prior_weight
+        for level, weights in zip(vector, self._level_weights, strict=True):
+            if level is not None:
+                total += weights[level]
+        return total
+
+    def kept(self, vectors: Mapping[tuple[Any, Any], _Vector]) -> list[DuplicatePair]:
+        """The pairs of ``vectors`` at or above the review threshold, most likely first."""
+        review = self.spec.review
+        found = [
+            self.pair(a, b, vector)
+            for (a, b), vector in vectors.items()
+            if _sigmoid(self.weight(vector)) >= review
+        ]
+        found.sort(key=lambda p: (-p.weight, str(p.left), str(p.right)))
+        return found
 
     def pair(self, left: Any, right: Any, vector: _Vector) -> DuplicatePair:
         """The pair of ``left`` and ``right`` (ids) whose levels are ``vector``."""
@@ -289,14 +316,8 @@ class DuplicateModel:
     def pairs(self, records: Iterable[object]) -> list[DuplicatePair]:
         """Every pair of ``records`` that shares a blocking key and reaches the review
         threshold, most likely first."""
-        _prepared, vectors = candidate_vectors(self, records)
-        found = []
-        for (a, b), vector in vectors.items():
-            pair = self.pair(a, b, vector)
-            if pair.verdict is not Verdict.DISTINCT:
-                found.append(pair)
-        found.sort(key=lambda p: (-p.weight, str(p.left), str(p.right)))
-        return found
+        _prepared, vectors = candidate_vectors(self, _records(records))
+        return self.kept(vectors)
 
 
 def _sigmoid(weight: float) -> float:
@@ -328,26 +349,36 @@ def candidate_pairs(
 
 
 def candidate_vectors(
-    model: DuplicateModel, records: Iterable[object]
+    model: DuplicateModel, records: Sequence[object]
 ) -> tuple[dict[Any, tuple[object, ...]], dict[tuple[Any, Any], _Vector]]:
-    """The prepared values per id and the level vector of every candidate pair."""
-    from crmkit.quality._blocking import match_keys  # noqa: PLC0415 - no cycle at import
+    """The prepared values per id and the level vector of every candidate pair.
 
-    prepared: dict[Any, tuple[object, ...]] = {}
-    keyed = []
-    for index, record in enumerate(records):
-        id = id_of(record)
-        if id in prepared:
+    Works a column at a time: each comparison prepares, and each blocking key computes,
+    every distinct value once."""
+    ids = [id_of(record) for record in records]
+    seen: set[Any] = set()
+    for index, id in enumerate(ids):
+        if id in seen:
             raise ValidationError(f"records[{index}]", id, "an id was given twice")
-        prepared[id] = model.prepared(record)
-        keyed.append((id, match_keys(record, model.spec.blocking)))
+        seen.add(id)
+    columns = [c.prepare_many(records) for c in model.spec.comparisons]
+    prepared = dict(zip(ids, zip(*columns, strict=True), strict=True)) if columns else {}
+    key_columns = [(k.name, k.values(records)) for k in model.spec.blocking]
+    keyed: list[tuple[Any, frozenset[tuple[str, str]]]] = []
+    for i, id in enumerate(ids):
+        keys = set()
+        for name, values in key_columns:
+            value = values[i]
+            if value is not None:
+                keys.add((name, value))
+        keyed.append((id, frozenset(keys)))
     cache: dict[tuple[int, object, object], int | None] = {}
-    comparisons = model.spec.comparisons
+    levellers = model._levellers
     vectors: dict[tuple[Any, Any], _Vector] = {}
     for a, b in candidate_pairs(model.spec, keyed):
         pa, pb = prepared[a], prepared[b]
         levels: list[int | None] = []
-        for index, comparison in enumerate(comparisons):
+        for index, level_of in enumerate(levellers):
             x, y = pa[index], pb[index]
             if x is None or y is None:
                 levels.append(None)
@@ -355,7 +386,7 @@ def candidate_vectors(
             memo = (index, x, y) if str(x) <= str(y) else (index, y, x)
             level = cache.get(memo, -1)
             if level == -1:
-                level = comparison.level_of(x, y)
+                level = level_of(x, y)
                 cache[memo] = level
             levels.append(level)
         vectors[(a, b)] = tuple(levels)
@@ -381,7 +412,7 @@ def estimate_weights(
     records: Iterable[object],
     *,
     max_iterations: int = 100,
-    tolerance: float = 1e-5,
+    tolerance: float = 1e-4,
     sample: int = 5_000,
     seed: int = 0,
 ) -> Weights:
@@ -426,7 +457,7 @@ def _estimate(
     vectors: Mapping[tuple[Any, Any], _Vector],
     *,
     max_iterations: int = 100,
-    tolerance: float = 1e-5,
+    tolerance: float = 1e-4,
     sample: int = 5_000,
     seed: int = 0,
 ) -> Weights:
@@ -524,13 +555,7 @@ def duplicate_pairs(
     if weights is None:
         learned = _estimate(model, prepared, vectors, seed=seed)
         model = DuplicateModel(spec, learned)
-    found = []
-    for (a, b), vector in vectors.items():
-        pair = model.pair(a, b, vector)
-        if pair.verdict is not Verdict.DISTINCT:
-            found.append(pair)
-    found.sort(key=lambda p: (-p.weight, str(p.left), str(p.right)))
-    return BatchResult(model, tuple(found), len(vectors))
+    return BatchResult(model, tuple(model.kept(vectors)), len(vectors))
 
 
 def _fix(levels: Sequence[float]) -> tuple[float, ...]:

@@ -194,13 +194,15 @@ class ContactRepository(Repository[Contact], Protocol):
         self, keys: Iterable[tuple[str, str]], /, *, limit: int | None = None
     ) -> list[Contact]:
         """The contacts that have at least one of ``keys``, oldest first (``created_at``,
-        then ``id``), at most ``limit`` (``None``: all).
+        then ``id``): for each key at most ``limit`` of them (``None``: all), those with
+        the smallest ids (UUID order), so that one common key cannot crowd out the rest.
 
         A contact's keys are :func:`crmkit.quality.match_keys` of the stored contact:
         ``(name, value)`` pairs of the blocking keys :data:`crmkit.quality.CONTACT_KEYS`
         (the e-mail key, the phone, name keys). The store keeps them current through
         every add, update and delete, and the look-up is an index look-up: its cost
-        follows the contacts found, not the table. ``keys`` must be a collection of
+        follows the contacts found, not the table, and a ``limit`` bounds it however
+        many contacts share a key. ``keys`` must be a collection of
         ``(str, str)`` pairs (else :class:`~crmkit.errors.ValidationError`, field
         ``keys[3]``, or ``keys`` for the collection); a ``limit`` that is not a positive
         int is refused (field ``limit``).

@@ -417,9 +417,8 @@ class _Keyed(_Repository[_E]):
         name = self._entity.entity_name
         ids: set[UUID] = set()
         for key, value in wanted:
-            ids |= index.get((name, key, value), set())
-        found = sorted((cast(_E, table[i]) for i in ids), key=lambda e: (e.created_at, e.id))
-        return found if limit is None else found[:limit]
+            ids.update(sorted(index.get((name, key, value), ()))[:limit])
+        return sorted((cast(_E, table[i]) for i in ids), key=lambda e: (e.created_at, e.id))
 
 
 class _Accounts(_Keyed[Account]):

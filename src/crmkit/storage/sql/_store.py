@@ -1161,26 +1161,35 @@ class _Keyed(_Repository[_E]):
     def with_match_keys(
         self, keys: Iterable[tuple[str, str]], /, *, limit: int | None = None
     ) -> list[_E]:
-        wanted = check_match_keys(keys)
+        wanted = sorted(set(check_match_keys(keys)))
         limit = check_limit(limit)
-        if not wanted:
-            return []
-        table, index = self._table, self._unit.store.schema.match_keys
-        found: list[_E] = []
-        step = _ID_CHUNK // 2
+        index = self._unit.store.schema.match_keys
+        ids: set[UUID] = set()
+        step = 50  # keys per statement: one range of the primary key each
         for start in range(0, len(wanted), step):
-            chunk = wanted[start : start + step]
-            ids = sa.select(index.c.subject_id).where(
-                index.c.tenant == self._tenant,
-                index.c.entity == self._name,
-                sa.or_(*(sa.and_(index.c.key == k, index.c.value == v) for k, v in chunk)),
-            )
-            statement = self._base().where(table.c.id.in_(ids))
-            if len(wanted) <= step:  # one query: the database orders and limits
-                statement = statement.order_by(table.c.created_at, table.c.id).limit(limit)
-            found.extend(self._load(statement))
-        unique = sorted({e.id: e for e in found}.values(), key=lambda e: (e.created_at, e.id))
-        return unique if limit is None else unique[:limit]
+            selects = [
+                sa.select(index.c.subject_id)
+                .where(
+                    index.c.tenant == self._tenant,
+                    index.c.entity == self._name,
+                    index.c.key == key,
+                    index.c.value == value,
+                )
+                .order_by(index.c.subject_id)
+                .limit(limit)
+                .subquery()
+                .select()
+                for key, value in wanted[start : start + step]
+            ]
+            statement = sa.union_all(*selects) if len(selects) > 1 else selects[0]
+            with self._unit.store._errors():
+                rows = self._unit._conn().execute(statement).all()
+            ids.update(self._read_id_of(row[0]) for row in rows)
+        found = self.get_many(sorted(ids)).values()
+        return sorted(found, key=lambda e: (e.created_at, e.id))
+
+    def _read_id_of(self, value: Any) -> UUID:
+        return value if isinstance(value, UUID) else UUID(str(value))
 
 
 class _Accounts(_Keyed[Account]):
