@@ -100,7 +100,7 @@ class DuplicateSpec:
     duplicate: float = attrs.field(default=0.99, validator=_probability("duplicate"))
     review: float = attrs.field(default=0.8, validator=_probability("review"))
     max_block: int = attrs.field(default=1000, validator=_positive("max_block"))
-    max_candidates: int = attrs.field(default=50, validator=_positive("max_candidates"))
+    max_candidates: int = attrs.field(default=20, validator=_positive("max_candidates"))
     max_cluster: int = attrs.field(default=10, validator=_positive("max_cluster"))
 
     def __attrs_post_init__(self) -> None:
@@ -255,7 +255,7 @@ class DuplicateModel:
 
     def vector(self, a: tuple[object, ...], b: tuple[object, ...]) -> _Vector:
         """The levels of two prepared records."""
-        return tuple(c.level_of(x, y) for c, x, y in zip(self.spec.comparisons, a, b, strict=True))
+        return tuple(level(x, y) for level, x, y in zip(self._levellers, a, b, strict=True))
 
     def weight(self, vector: _Vector) -> float:
         """The match weight of a pair whose levels are ``vector``."""
@@ -375,15 +375,17 @@ def candidate_vectors(
     cache: dict[tuple[int, object, object], int | None] = {}
     levellers = model._levellers
     vectors: dict[tuple[Any, Any], _Vector] = {}
+    indexed = list(enumerate(levellers))
     for a, b in candidate_pairs(model.spec, keyed):
         pa, pb = prepared[a], prepared[b]
         levels: list[int | None] = []
-        for index, level_of in enumerate(levellers):
+        for index, level_of in indexed:
             x, y = pa[index], pb[index]
             if x is None or y is None:
                 levels.append(None)
                 continue
-            memo = (index, x, y) if str(x) <= str(y) else (index, y, x)
+            # Values of one comparison are all text, all dates or all numbers.
+            memo = (index, x, y) if x <= y else (index, y, x)
             level = cache.get(memo, -1)
             if level == -1:
                 level = level_of(x, y)

@@ -91,6 +91,8 @@ ANALYZE_AFTER: Final = 10_000
 _PRIOR_ROWS: Final = 1_000_000
 _ANALYSIS_LIMIT: Final = 2000
 _ID_CHUNK: Final = 500
+_KEY_STATEMENTS: dict[tuple[sa.Table, int, bool], Any] = {}
+"""The look-ups of ``with_match_keys`` by match-key table, number of keys and limit."""
 _DIALECTS: Final = ("sqlite", "postgresql")
 _NESTED: Final = (
     "a unit of work of this store is already open in this thread: units of work do not "
@@ -653,9 +655,11 @@ def read_columns(table: sa.Table, codec: Codec) -> tuple[sa.ColumnElement[Any], 
     return tuple(sa.type_coerce(table.c[name], sa.types.NullType()) for name in codec.read_names)
 
 
-def _fetch(connection: Connection, statement: sa.Select[Any]) -> list[Any]:
+def _fetch(
+    connection: Connection, statement: sa.Select[Any], params: Mapping[str, Any] | None = None
+) -> list[Any]:
     """Every row of ``statement`` as the driver's tuples (no per-row work in SQLAlchemy)."""
-    result = connection.execute(statement)
+    result = connection.execute(statement, params)
     try:
         return cast(list[Any], result.cursor.fetchall())
     finally:
@@ -721,11 +725,11 @@ class _Repository(Generic[_E]):
     def _base(self) -> sa.Select[Any]:
         return sa.select(*self._read).where(self._table.c.tenant == self._tenant)
 
-    def _load(self, statement: sa.Select[Any]) -> list[_E]:
+    def _load(self, statement: sa.Select[Any], params: Mapping[str, Any] | None = None) -> list[_E]:
         unit = self._unit
         decode = self._codec.decode
         with unit.store._errors():
-            rows = _fetch(unit._conn(), statement)
+            rows = _fetch(unit._conn(), statement, params)
             try:
                 if self._codec.members_field is None:
                     return [cast(_E, decode(row)) for row in rows]
@@ -1163,33 +1167,50 @@ class _Keyed(_Repository[_E]):
     ) -> list[_E]:
         wanted = sorted(set(check_match_keys(keys)))
         limit = check_limit(limit)
-        index = self._unit.store.schema.match_keys
-        ids: set[UUID] = set()
+        found: dict[UUID, _E] = {}
         step = 50  # keys per statement: one range of the primary key each
         for start in range(0, len(wanted), step):
-            selects = [
+            chunk = wanted[start : start + step]
+            params: dict[str, Any] = {"tenant": self._tenant, "entity": self._name}
+            for n, (key, value) in enumerate(chunk):
+                params[f"k{n}"], params[f"v{n}"] = key, value
+            if limit is not None:
+                params["limit"] = limit
+            statement = self._keys_statement(len(chunk), limit is not None)
+            found.update((e.id, e) for e in self._load(statement, params))
+        return sorted(found.values(), key=lambda e: (e.created_at, e.id))
+
+    def _keys_statement(self, count: int, limited: bool) -> Any:
+        """The entities with any of ``count`` keys (bound parameters ``tenant, entity,
+        k0, v0, ...``, ``limit``), each key a range of the match-key primary key, in one
+        statement built once per shape: SQLAlchemy then finds its compiled form in its
+        cache."""
+        shape = (self._table, count, limited)
+        cached = _KEY_STATEMENTS.get(shape)
+        if cached is not None:
+            return cached
+        index, table = self._unit.store.schema.match_keys, self._table
+        selects = []
+        for n in range(count):
+            select = (
                 sa.select(index.c.subject_id)
                 .where(
-                    index.c.tenant == self._tenant,
-                    index.c.entity == self._name,
-                    index.c.key == key,
-                    index.c.value == value,
+                    index.c.tenant == sa.bindparam("tenant"),
+                    index.c.entity == sa.bindparam("entity"),
+                    index.c.key == sa.bindparam(f"k{n}"),
+                    index.c.value == sa.bindparam(f"v{n}"),
                 )
                 .order_by(index.c.subject_id)
-                .limit(limit)
-                .subquery()
-                .select()
-                for key, value in wanted[start : start + step]
-            ]
-            statement = sa.union_all(*selects) if len(selects) > 1 else selects[0]
-            with self._unit.store._errors():
-                rows = self._unit._conn().execute(statement).all()
-            ids.update(self._read_id_of(row[0]) for row in rows)
-        found = self.get_many(sorted(ids)).values()
-        return sorted(found, key=lambda e: (e.created_at, e.id))
-
-    def _read_id_of(self, value: Any) -> UUID:
-        return value if isinstance(value, UUID) else UUID(str(value))
+            )
+            if limited:
+                select = select.limit(sa.bindparam("limit", type_=sa.Integer()))
+            selects.append(select.subquery().select())
+        ids = sa.union_all(*selects) if count > 1 else selects[0]
+        statement = sa.select(*self._read).where(
+            table.c.tenant == sa.bindparam("tenant"), table.c.id.in_(ids)
+        )
+        _KEY_STATEMENTS[shape] = statement
+        return statement
 
 
 class _Accounts(_Keyed[Account]):
