@@ -82,6 +82,10 @@ def test_phones_are_read_into_e164_and_letters_are_refused() -> None:
     with pytest.raises(ValidationError) as wrong:
         parse_phone("+49 1", field="mobile")
     assert wrong.value.field == "mobile"
+    # The models read typed numbers the same way: no letters read as digits.
+    with pytest.raises(ValidationError) as wrong:
+        Contact.new(phone="+49 30 9O1820", clock=CLOCK)
+    assert (wrong.value.field, wrong.value.value) == ("phone", "+49 30 9O1820")
 
 
 @pytest.mark.parametrize(

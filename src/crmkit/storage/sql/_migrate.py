@@ -235,11 +235,11 @@ def _upgrade(
     ops = operations(context.configure(connection))
     unique: bool | None = None
     for version in range(found, SCHEMA_VERSION):
-        unique = _STEPS[version](ops, connection, tables, unique_emails) or unique
-        if version == 1:  # schema 1 records nothing; step 1 -> 2 makes the meta table
-            unique = bool(unique)
+        chosen = _STEPS[version](ops, connection, tables, unique_emails)
+        if chosen is not None:
+            unique = chosen
     meta = tables.meta
-    if found == 1:
+    if found == 1:  # schema 1 recorded nothing; step 1 -> 2 made the meta table
         connection.execute(
             sa.insert(meta),
             [
