@@ -1576,12 +1576,64 @@ class _DanglingBulk:
             self._check_references = check  # type: ignore[method-assign]
 
 
+class _MatchKeysBroken:
+    """``with_match_keys`` of the memory store with one bug, chosen by a flag."""
+
+    every_tenant = False
+    no_limit = False
+    stale = False
+
+    def with_match_keys(self, keys: Any, /, *, limit: int | None = None) -> list[Any]:
+        from crmkit.quality import match_keys  # noqa: PLC0415
+
+        if self.stale:
+            return _StaleKeys.found(self, keys, limit)
+        tables = _all_tenants(self) if self.every_tenant else [self._table]  # type: ignore[attr-defined]
+        entities = sorted((e for t in tables for e in t.values()), key=lambda e: e.id)
+        found = {}
+        for key in set(keys):
+            having = [e for e in entities if key in match_keys(e)]
+            found.update((e.id, e) for e in having[: None if self.no_limit else limit])
+        return sorted(found.values(), key=lambda e: (e.created_at, e.id))
+
+
+class _StaleKeys:
+    """Keys are written on add and never removed (updates and deletes leave them)."""
+
+    @staticmethod
+    def found(repository: Any, keys: Any, limit: int | None) -> list[Any]:
+        from crmkit.quality import match_keys  # noqa: PLC0415
+
+        seen = repository._unit.__dict__.setdefault("_stale_keys", {})
+        for item in repository._table.values():
+            for key in match_keys(item):
+                seen.setdefault(key, set()).add(item.id)
+        table = repository._table
+        found = {}
+        for key in set(keys):
+            ids = sorted(i for i in seen.get(key, ()) if i in table)[:limit]
+            found.update((i, table[i]) for i in ids)
+        return sorted(found.values(), key=lambda e: (e.created_at, e.id))
+
+
 def _mixing(name: str, mixin: type, doc: str, **flags: bool) -> type[MutantStore]:
     mixed = type(f"_{name}", (mixin,), flags) if flags else mixin
     return type(name, (MutantStore,), {"mixin": mixed, "__doc__": doc})
 
 
 LOOK_UP_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
+    "with_match_keys reads every tenant": (
+        _mixing("MatchKeysEveryTenant", _MatchKeysBroken, "all tenants.", every_tenant=True),
+        ("test_match_keys_follow_every_write",),
+    ),
+    "with_match_keys ignores the limit": (
+        _mixing("MatchKeysNoLimit", _MatchKeysBroken, "no limit.", no_limit=True),
+        ("test_match_keys_follow_every_write",),
+    ),
+    "match keys outlive updates and deletes": (
+        _mixing("MatchKeysStale", _MatchKeysBroken, "stale keys.", stale=True),
+        ("test_match_keys_follow_every_write",),
+    ),
     "with_email compares with case": (
         _mixing("WithEmailExact", _WithEmailExact, "with_email compares with case."),
         ("test_with_email_compares_without_case_oldest_first",),

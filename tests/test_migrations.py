@@ -275,3 +275,35 @@ def test_schema_2_upgrades_to_keep_merge_records(target: tuple[str, str]) -> Non
     finally:
         store.close()
     assert upgrade(url, prefix=prefix).changed is False
+
+
+def test_the_match_key_step_fills_the_keys_of_stored_contacts_and_accounts(
+    target: tuple[str, str],
+) -> None:
+    """Schema 2 had no match keys: the upgrade computes them for every stored contact
+    and account (of every tenant, in batches), so duplicates are found at once."""
+    from crmkit.models import Account  # noqa: PLC0415
+    from crmkit.quality import match_keys  # noqa: PLC0415
+
+    url, prefix = target
+    people = [
+        Contact.new(
+            email=f"p{n}@example.org", first_name="Ada", last_name=f"Lovelace{n}", clock=CLOCK
+        )
+        for n in range(3)
+    ]
+    acme = Account.new(name="ACME GmbH", domain="acme.example", clock=CLOCK)
+    make_old(url, prefix, [*people, acme], 2)
+
+    assert upgrade(url, prefix=prefix).changed
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        with store.unit_of_work() as unit:
+            for contact in people:
+                own = [k for k in match_keys(contact) if k[0] in ("email", "name")]
+                assert unit.contacts.with_match_keys(own) == [contact]
+            oldest_first = sorted(people, key=lambda c: (c.created_at, c.id))
+            assert unit.contacts.with_match_keys([("name3", "ada|lov")]) == oldest_first
+            assert unit.accounts.with_match_keys([("company", "acme")]) == [acme]
+    finally:
+        store.close()

@@ -56,7 +56,7 @@ from crmkit.models import (
     Ticket,
 )
 from crmkit.models.rules import Rule
-from crmkit.quality import MergeRecord
+from crmkit.quality import MergeRecord, match_keys
 from crmkit.segmentation import Context, compile_selector
 from crmkit.serialization import make_converter
 from crmkit.storage import (
@@ -119,7 +119,7 @@ class JsonUnitOfWork:
         self.open = True
         self._copies: dict[tuple[str, str], Table] = {}
         self.contacts = JsonContacts(self, Contact)
-        self.accounts = JsonRepository(self, Account)
+        self.accounts = JsonAccounts(self, Account)
         self.leads = JsonRepository(self, Lead)
         self.deals = JsonRepository(self, Deal)
         self.tickets = JsonRepository(self, Ticket)
@@ -330,7 +330,39 @@ class JsonRepository(Generic[E]):
             yield from page
 
 
-class JsonContacts(JsonRepository[Contact]):
+class JsonKeyed(JsonRepository[E]):
+    """Contacts and accounts: the look-up of possible duplicates by match keys.
+
+    A scan computes every entity's keys (fine for a small example store; an adapter for
+    many entities keeps an index of them, written with each add, update and delete)."""
+
+    def with_match_keys(
+        self, keys: Iterable[tuple[str, str]], /, *, limit: int | None = None
+    ) -> list[E]:
+        if isinstance(keys, str | bytes | Mapping) or not isinstance(keys, Iterable):
+            raise ValidationError("keys", keys, "expected a collection of (name, value) pairs")
+        wanted = set()
+        for index, pair in enumerate(keys):
+            if not (
+                isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+            ):
+                raise ValidationError(f"keys[{index}]", pair, "expected a (name, value) pair")
+            wanted.add(pair)
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ValidationError("limit", limit, "a limit is a positive int (or None)")
+        keyed = sorted((e.id, e, match_keys(e)) for e in self.all())
+        chosen: dict[UUID, E] = {}
+        for key in wanted:  # at most `limit` per key: those with the smallest ids
+            having = [(id, e) for id, e, keys in keyed if key in keys]
+            chosen.update(having[:limit])
+        return sorted(chosen.values(), key=lambda e: (e.created_at, e.id))
+
+
+class JsonAccounts(JsonKeyed[Account]):
+    pass
+
+
+class JsonContacts(JsonKeyed[Contact]):
     def with_email(self, email: EmailAddress, /) -> list[Contact]:
         if not isinstance(email, EmailAddress):
             raise ValidationError("email", email, "expected an EmailAddress")

@@ -37,6 +37,7 @@ __all__ = [
     "StillReferenced",
     "StorageError",
     "TransitionNotAllowed",
+    "UnknownCountry",
     "UnmergeConflict",
     "ValidationError",
     "short_repr",
@@ -220,6 +221,11 @@ class DanglingReference(ValidationError):
     and ``value`` its id; nothing was written. Write the referred entity first, in the
     same unit of work or before.
     """
+
+
+class UnknownCountry(ValidationError):
+    """A country name, alias or code that :func:`crmkit.quality.parse_country` does not
+    know; ``field`` names where it was given, ``value`` the text."""
 
 
 class InvalidPipeline(ValidationError):

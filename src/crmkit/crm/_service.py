@@ -5,6 +5,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, TypeVar, cast
 from uuid import UUID
@@ -116,8 +117,39 @@ from crmkit.models import (
     TicketPriority,
     TicketStatus,
 )
-from crmkit.models.rules import InSegment, Rule
-from crmkit.quality import MergeKind, MergePlan, MergePolicy, MergeRecord
+from crmkit.models.rules import (
+    ActivityCondition,
+    And,
+    Compare,
+    DateWindow,
+    InSegment,
+    IsNull,
+    Measure,
+    Op,
+    Or,
+    RelativeDate,
+    Rule,
+    RuleEntity,
+)
+from crmkit.quality import (
+    ACCOUNT_KEYS,
+    CONTACT_KEYS,
+    AuditReport,
+    BatchResult,
+    DuplicateModel,
+    DuplicatePair,
+    DuplicateSpec,
+    FieldFill,
+    MergeKind,
+    MergePlan,
+    MergePolicy,
+    MergeRecord,
+    Weights,
+    default_model,
+    invalid_values,
+    match_keys,
+)
+from crmkit.quality import duplicate_pairs as _duplicate_pairs
 from crmkit.scoring import ScoreCard, ScoringModel, score
 from crmkit.segmentation import (
     Context,
@@ -130,6 +162,27 @@ from crmkit.segmentation import (
 from crmkit.storage import Order, Repository, Store, UnitOfWork
 
 __all__ = ["CRM", "REPLY_LIMIT"]
+
+_AUDITED_CONTACT_FIELDS: Final = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "country",
+    "language",
+    "account_id",
+    "owner",
+)
+_AUDITED_ACCOUNT_FIELDS: Final = ("domain", "country", "industry", "employees", "owner")
+
+
+def _model_of(model: object, entity: type[Contact] | type[Account]) -> DuplicateModel:
+    if model is None:
+        return default_model(entity)
+    if not isinstance(model, DuplicateModel):
+        raise ValidationError("model", model, "expected a DuplicateModel")
+    return model
+
 
 REPLY_LIMIT: Final = 100_000
 """The longest ticket reply, in characters (an activity's ``body``)."""
@@ -1117,6 +1170,140 @@ class CRM:
                     contacts[contact.id] = moved.entity
                 results.append((Qualified(stored, moved), card))
         return results
+
+    # ------------------------------------------------------------------ data quality
+
+    def find_duplicates(
+        self, candidate: Contact | Account, /, *, model: DuplicateModel | None = None
+    ) -> list[DuplicatePair]:
+        """The stored contacts (or accounts) that ``candidate`` may duplicate, most likely
+        first: call it before :meth:`create_contact`.
+
+        The store is asked for the entities that share a blocking key of ``model`` (the
+        default model of the candidate's entity, :func:`crmkit.quality.default_model`)
+        with the candidate, by index (no scan, at most ``spec.max_candidates`` per key); each is
+        scored, and those at or above the review threshold come back, each pair
+        explaining itself (``left`` is the candidate's id). A model must block on keys
+        the store indexes (:data:`crmkit.quality.CONTACT_KEYS`, ``ACCOUNT_KEYS``).
+        """
+        if not isinstance(candidate, Contact | Account):
+            raise ValidationError("candidate", candidate, "expected a Contact or an Account")
+        entity = type(candidate)
+        model = _model_of(model, entity)
+        indexed = ACCOUNT_KEYS if entity is Account else CONTACT_KEYS
+        unknown = [k.name for k in model.spec.blocking if k not in indexed]
+        if unknown:
+            raise ValidationError(
+                "model",
+                unknown,
+                "find_duplicates blocks on the keys every store indexes "
+                f"({', '.join(k.name for k in indexed)}); use them, or duplicate_pairs",
+            )
+        keys = match_keys(candidate, model.spec.blocking)
+        if not keys:
+            return []
+        with self._unit() as unit:
+            repository = unit.accounts if entity is Account else unit.contacts
+            found = repository.with_match_keys(keys, limit=model.spec.max_candidates)
+        return model.duplicates_of(candidate, found)
+
+    def duplicate_pairs(
+        self,
+        entity: type[Contact] | type[Account] = Contact,
+        /,
+        *,
+        spec: DuplicateSpec | None = None,
+        weights: Weights | None = None,
+    ) -> BatchResult:
+        """The duplicate pairs among all stored contacts (or accounts), for a batch
+        review: :func:`crmkit.quality.duplicate_pairs` over the store's entities, read a
+        batch at a time in one unit of work.
+
+        ``spec`` defaults to the entity's default specification; without ``weights`` they
+        are estimated from the data by EM (no labels needed; a store with fewer than two
+        candidate pairs raises :class:`~crmkit.errors.ValidationError`, field
+        ``records``: pass weights, such as :data:`crmkit.quality.CONTACT_WEIGHTS`).
+        """
+        if entity is not Contact and entity is not Account:
+            raise ValidationError("entity", entity, "expected Contact or Account")
+        if spec is None:
+            spec = default_model(entity).spec
+        if not isinstance(spec, DuplicateSpec):
+            raise ValidationError("spec", spec, "expected a DuplicateSpec")
+        if weights is not None and not isinstance(weights, Weights):
+            raise ValidationError("weights", weights, "expected Weights")
+        with self._unit() as unit:
+            repository = unit.accounts if entity is Account else unit.contacts
+            records: list[Contact | Account] = list(repository.iterate())
+        return _duplicate_pairs(records, spec, weights=weights)
+
+    def audit(self, *, stale_after_days: int = 180) -> AuditReport:
+        """How complete and current the data is, at the CRM clock's now.
+
+        Fill rates per field of contacts and accounts, stale contacts (created more than
+        ``stale_after_days`` days ago, without an activity since then), unreachable
+        contacts (no e-mail and no phone, or do-not-contact) are counted by the store; the
+        invalid values (:func:`crmkit.quality.invalid_values`) need the values and are
+        checked a batch at a time.
+        """
+        if (
+            isinstance(stale_after_days, bool)
+            or not isinstance(stale_after_days, int)
+            or not 1 <= stale_after_days <= 36_500
+        ):
+            raise ValidationError(
+                "stale_after_days", stale_after_days, "expected a number of days from 1 to 36500"
+            )
+        now = self.clock.now()
+        contact_rule = partial(Rule, RuleEntity.CONTACT)
+        with self._unit() as unit:
+            contacts = unit.contacts.count(now=now)
+            fills = [
+                FieldFill(
+                    "contact",
+                    name,
+                    unit.contacts.count(contact_rule(IsNull(name, negated=True)), now=now),
+                    contacts,
+                )
+                for name in _AUDITED_CONTACT_FIELDS
+            ]
+            accounts = unit.accounts.count(now=now)
+            for name in _AUDITED_ACCOUNT_FIELDS:
+                empty = unit.accounts.count_by(name, now=now).get(None, 0)
+                fills.append(FieldFill("account", name, accounts - empty, accounts))
+            quiet = [
+                ActivityCondition(kind, Measure.COUNT, Op.EQ, 0, within_days=stale_after_days)
+                for kind in ActivityKind
+            ]
+            old = RelativeDate("created_at", DateWindow.MORE_THAN_AGO, stale_after_days)
+            stale = unit.contacts.count(contact_rule(And((old, *quiet))), now=now)
+            unreachable = unit.contacts.count(
+                contact_rule(
+                    Or(
+                        (
+                            Compare("do_not_contact", Op.EQ, True),
+                            And((IsNull("email"), IsNull("phone"))),
+                        )
+                    )
+                ),
+                now=now,
+            )
+            invalid = [
+                found
+                for repository in (unit.contacts, unit.accounts)
+                for item in repository.iterate(now=now)
+                for found in invalid_values(item)
+            ]
+        return AuditReport(
+            at=now,
+            contacts=contacts,
+            accounts=accounts,
+            fills=tuple(fills),
+            invalid=tuple(invalid),
+            stale_after_days=stale_after_days,
+            stale=stale,
+            unreachable=unreachable,
+        )
 
     # ------------------------------------------------------------------ contacts, accounts
 

@@ -218,6 +218,7 @@ _SPACE: Final = "[ \u00a0\u2009\u202f]"
 _SEP: Final = rf"(?:{_SPACE}*[./-]{_SPACE}*|{_SPACE}+)"
 _PHONE_FORM: Final = re.compile(rf"\+(?:[0-9]|\([0-9]+\))(?:{_SEP}?(?:[0-9]|\([0-9]+\)))*\Z")
 _PHONE_SEPARATORS: Final = str.maketrans("", "", " \u00a0\u2009\u202f./-()")
+_LETTERS: Final = re.compile(r"[^\W\d_]")
 
 
 class PhoneNumber(str):
@@ -250,7 +251,8 @@ class PhoneNumber(str):
         """Read a number as typed by a person; ``region`` (ISO country) for national ones.
 
         With ``phonenumbers`` installed (extra ``quality``) the number must be valid in
-        its numbering plan; extensions are rejected because E.164 cannot hold them.
+        its numbering plan; extensions are rejected because E.164 cannot hold them, and
+        so are letters (phonenumbers would read ``1-800-FLOWERS`` as digits).
         Without it, national numbers cannot be read and are rejected.
         """
         raw = _text_of(value, "a phone number")
@@ -272,6 +274,8 @@ class PhoneNumber(str):
             raise ValidationError("", raw, f"not a phone number: {exc}") from None
         if number.extension:
             raise ValidationError("", raw, "extensions cannot be stored in E.164 form")
+        if _LETTERS.search(raw):  # phonenumbers reads "1-800-FLOWERS" and "9O1" as digits
+            raise ValidationError("", raw, "a phone number has no letters")
         if not pn.is_valid_number(number):
             raise ValidationError("", raw, "not a valid number in its country's numbering plan")
         return cls(pn.format_number(number, pn.PhoneNumberFormat.E164))

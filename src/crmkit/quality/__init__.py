@@ -1,8 +1,40 @@
-"""Data quality: normalisation, audits, duplicates and their reversible merge.
+"""Data quality: normalisation, the completeness audit, duplicate detection and the
+reversible merge of duplicates.
 
-The domain layer of DESIGN.md: nothing here does I/O; :class:`crmkit.crm.CRM` loads
-the records, asks these functions what to write, and writes it in one unit of work.
+The domain layer of DESIGN.md: nothing here does I/O; :class:`crmkit.crm.CRM` loads the
+records, asks these functions what to write, and writes it in one unit of work.
+Normalisation gives *match keys* and never changes stored data; empty and blank values
+have no key and never match each other.
 """
+
+# --- normalisation, audit and duplicate detection
+from crmkit.quality._audit import AuditReport, FieldFill, InvalidValue, invalid_values
+from crmkit.quality._blocking import ACCOUNT_KEYS, CONTACT_KEYS, BlockingKey, match_keys
+from crmkit.quality._cluster import Cluster, clusters
+from crmkit.quality._compare import (
+    Comparison,
+    Method,
+    Normaliser,
+    jaro_winkler,
+    levenshtein,
+    token_set,
+)
+from crmkit.quality._match import (
+    ACCOUNT_SPEC,
+    ACCOUNT_WEIGHTS,
+    CONTACT_SPEC,
+    CONTACT_WEIGHTS,
+    BatchResult,
+    Contribution,
+    DuplicateModel,
+    DuplicatePair,
+    DuplicateSpec,
+    Verdict,
+    Weights,
+    default_model,
+    duplicate_pairs,
+    estimate_weights,
+)
 
 # Merge and unmerge (issue 14, part 4).
 from crmkit.quality._merge import (
@@ -19,19 +51,62 @@ from crmkit.quality._merge import (
     repoint,
     restrictive_consents,
 )
+from crmkit.quality._normalise import (
+    company_key,
+    email_key,
+    name_key,
+    parse_country,
+    parse_phone,
+    text_key,
+)
 
 __all__ = [
-    # Merge and unmerge (issue 14, part 4).
+    "ACCOUNT_KEYS",
+    "ACCOUNT_SPEC",
+    "ACCOUNT_WEIGHTS",
+    "CONTACT_KEYS",
+    "CONTACT_SPEC",
+    "CONTACT_WEIGHTS",
+    "AuditReport",
+    "BatchResult",
+    "BlockingKey",
+    "Cluster",
+    "Comparison",
+    "Contribution",
+    "DuplicateModel",
+    "DuplicatePair",
+    "DuplicateSpec",
     "FieldChange",
+    "FieldFill",
     "HostPolicy",
+    "InvalidValue",
     "MergeKind",
     "MergePlan",
     "MergePolicy",
     "MergeRecord",
     "Merged",
+    "Method",
+    "Normaliser",
     "Repointed",
     "Strategy",
+    "Verdict",
+    "Weights",
+    "clusters",
+    "company_key",
+    "default_model",
+    "duplicate_pairs",
+    "email_key",
+    "estimate_weights",
+    "invalid_values",
+    "jaro_winkler",
+    "levenshtein",
+    "match_keys",
     "merge",
+    "name_key",
+    "parse_country",
+    "parse_phone",
     "repoint",
     "restrictive_consents",
+    "text_key",
+    "token_set",
 ]

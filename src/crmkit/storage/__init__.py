@@ -1,7 +1,7 @@
 """Storage: the port every store implements, and the memory adapter.
 
 * :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ContactRepository`,
-  :class:`TaskRepository`, :class:`ActivityRepository`,
+  :class:`AccountRepository`, :class:`TaskRepository`, :class:`ActivityRepository`,
   :class:`StageHistoryRepository` and :class:`MergeRepository` are the port (Protocols);
 * :class:`Order`, :class:`Cursor` and :class:`Page` shape queries;
 * :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
@@ -20,6 +20,7 @@ from crmkit.storage._columns import ENTITIES, REFERENCES, REFERRERS
 from crmkit.storage._columns import groupable as groupable_fields
 from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
+    AccountRepository,
     ActivityRepository,
     ContactRepository,
     MergeRepository,
@@ -36,6 +37,7 @@ __all__ = [
     "ENTITIES",
     "REFERENCES",
     "REFERRERS",
+    "AccountRepository",
     "ActivityRepository",
     "ContactRepository",
     "Cursor",

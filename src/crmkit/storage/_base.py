@@ -36,6 +36,7 @@ __all__ = [
     "check_kinds",
     "check_limit",
     "check_many",
+    "check_match_keys",
     "check_merge_record",
     "check_rule",
     "check_subject",
@@ -102,6 +103,21 @@ def check_item(item: object, entity: type[_E], field: str = "item") -> _E:
     if not isinstance(item, entity):
         raise ValidationError(field, item, f"expected a {entity.__name__}")
     return item
+
+
+def check_match_keys(keys: object) -> list[tuple[str, str]]:
+    """``keys`` as a list of ``(name, value)`` text pairs, or a :class:`ValidationError`
+    naming ``keys`` or the position of the first wrong pair (``keys[3]``)."""
+    found = []
+    for index, pair in enumerate(check_many(keys, "keys")):
+        if (
+            not isinstance(pair, tuple)
+            or len(pair) != 2
+            or not all(isinstance(part, str) for part in pair)
+        ):
+            raise ValidationError(f"keys[{index}]", pair, "expected a (name, value) pair of text")
+        found.append((pair[0], pair[1]))
+    return found
 
 
 def check_id(value: object, field: str = "id") -> UUID:

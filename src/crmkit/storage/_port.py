@@ -44,6 +44,7 @@ from crmkit.quality import MergeRecord
 from crmkit.storage._query import Cursor, Order, Page
 
 __all__ = [
+    "AccountRepository",
     "ActivityRepository",
     "ContactRepository",
     "MergeRepository",
@@ -206,6 +207,25 @@ class Repository(Protocol[_E]):
 class ContactRepository(Repository[Contact], Protocol):
     """Contacts, with the look-ups that identify a person."""
 
+    def with_match_keys(
+        self, keys: Iterable[tuple[str, str]], /, *, limit: int | None = None
+    ) -> list[Contact]:
+        """The contacts that have at least one of ``keys``, oldest first (``created_at``,
+        then ``id``): for each key at most ``limit`` of them (``None``: all), those with
+        the smallest ids (UUID order), so that one common key cannot crowd out the rest.
+
+        A contact's keys are :func:`crmkit.quality.match_keys` of the stored contact:
+        ``(name, value)`` pairs of the blocking keys :data:`crmkit.quality.CONTACT_KEYS`
+        (the e-mail key, the phone, name keys). The store keeps them current through
+        every add, update and delete, and the look-up is an index look-up: its cost
+        follows the contacts found, not the table, and a ``limit`` bounds it however
+        many contacts share a key. ``keys`` must be a collection of
+        ``(str, str)`` pairs (else :class:`~crmkit.errors.ValidationError`, field
+        ``keys[3]``, or ``keys`` for the collection); a ``limit`` that is not a positive
+        int is refused (field ``limit``).
+        """
+        ...
+
     def with_email(self, email: EmailAddress, /) -> list[Contact]:
         """The contacts whose e-mail address equals ``email`` compared without case
         (``str.casefold`` of the whole address), oldest first (``created_at``, then
@@ -215,6 +235,18 @@ class ContactRepository(Repository[Contact], Protocol):
         at most one. The look-up is an index look-up: its cost does not grow with the
         number of contacts.
         """
+        ...
+
+
+class AccountRepository(Repository[Account], Protocol):
+    """Accounts, with the look-up of possible duplicates."""
+
+    def with_match_keys(
+        self, keys: Iterable[tuple[str, str]], /, *, limit: int | None = None
+    ) -> list[Account]:
+        """The accounts that have at least one of ``keys``, as
+        :meth:`ContactRepository.with_match_keys` (the keys of
+        :data:`crmkit.quality.ACCOUNT_KEYS`: domain, company name without legal form)."""
         ...
 
 
@@ -390,7 +422,7 @@ class UnitOfWork(Protocol):
     @property
     def contacts(self) -> ContactRepository: ...
     @property
-    def accounts(self) -> Repository[Account]: ...
+    def accounts(self) -> AccountRepository: ...
     @property
     def leads(self) -> Repository[Lead]: ...
     @property

@@ -55,7 +55,7 @@ from crmkit.models import (
     Ticket,
 )
 from crmkit.models.rules import ActivityCondition, Rule
-from crmkit.quality import MergeRecord
+from crmkit.quality import MergeRecord, match_keys
 from crmkit.segmentation import Context, compile_selector
 from crmkit.storage._base import (
     check_batch_size,
@@ -67,6 +67,7 @@ from crmkit.storage._base import (
     check_kinds,
     check_limit,
     check_many,
+    check_match_keys,
     check_merge_record,
     check_rule,
     check_subject,
@@ -102,6 +103,10 @@ class _Database:
         # Per tenant: folded e-mail -> ids of the contacts with it (the identity index).
         self.emails: defaultdict[str, defaultdict[str, set[UUID]]] = defaultdict(
             lambda: defaultdict(set)
+        )
+        # Per tenant: (entity name, key name, value) -> ids (the match-key index).
+        self.match_keys: defaultdict[str, defaultdict[tuple[str, str, str], set[UUID]]] = (
+            defaultdict(lambda: defaultdict(set))
         )
 
 
@@ -184,7 +189,7 @@ class MemoryUnitOfWork:
         self._undo: list[tuple[_Table, UUID, Any]] = []
         self._open = True
         self.contacts = _Contacts(self, Contact)
-        self.accounts = _Repository(self, Account)
+        self.accounts = _Accounts(self, Account)
         self.leads = _Repository(self, Lead)
         self.deals = _Repository(self, Deal)
         self.tickets = _Repository(self, Ticket)
@@ -219,12 +224,23 @@ class MemoryUnitOfWork:
         before = table.get(key)
         if isinstance(before, Contact) and before.email is not None:
             self._emails()[before.email.casefold()].discard(key)
+        if isinstance(before, Contact | Account):
+            index = self._match_keys()
+            for name, found in match_keys(before):
+                index[(before.entity_name, name, found)].discard(key)
         if value is _ABSENT:
             table.pop(key, None)
             return
         table[key] = value
         if isinstance(value, Contact) and value.email is not None:
             self._emails()[value.email.casefold()].add(key)
+        if isinstance(value, Contact | Account):
+            index = self._match_keys()
+            for name, found in match_keys(value):
+                index[(value.entity_name, name, found)].add(key)
+
+    def _match_keys(self) -> defaultdict[tuple[str, str, str], set[UUID]]:
+        return self._store._db.match_keys[self._store.tenant]
 
     def _emails(self) -> defaultdict[str, set[UUID]]:
         return self._store._db.emails[self._store.tenant]
@@ -431,7 +447,26 @@ class _Marker:
         self.id = id
 
 
-class _Contacts(_Repository[Contact]):
+class _Keyed(_Repository[_E]):
+    def with_match_keys(
+        self, keys: Iterable[tuple[str, str]], /, *, limit: int | None = None
+    ) -> list[_E]:
+        wanted = check_match_keys(keys)
+        limit = check_limit(limit)
+        table = self._table
+        index = self._unit._match_keys()
+        name = self._entity.entity_name
+        ids: set[UUID] = set()
+        for key, value in wanted:
+            ids.update(sorted(index.get((name, key, value), ()))[:limit])
+        return sorted((cast(_E, table[i]) for i in ids), key=lambda e: (e.created_at, e.id))
+
+
+class _Accounts(_Keyed[Account]):
+    pass
+
+
+class _Contacts(_Keyed[Contact]):
     def with_email(self, email: EmailAddress, /) -> list[Contact]:
         table = self._table
         ids = self._unit._emails().get(check_email(email).casefold(), ())

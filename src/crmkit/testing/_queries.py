@@ -137,6 +137,83 @@ class QueryContract:
             )
             assert renamed.email == EmailAddress("o@x.org")
 
+    # ------------------------------------------------------------------ match keys
+
+    def test_match_keys_follow_every_write(self, fresh: Store) -> None:
+        """``with_match_keys`` finds contacts and accounts by the keys of what is stored
+        now: after an add, an update, a delete and a rollback, in the store's tenant."""
+        at = FixedClock(_T0)
+        ada = Contact.new(
+            email="ada.lovelace@gmail.com", first_name="Ada", last_name="Lovelace", clock=at
+        )
+        ann = Contact.new(
+            first_name="Ann", last_name="Lovell", country=CountryCode("GB"),
+            clock=FixedClock(_T0 + timedelta(minutes=1)),
+        )  # fmt: skip
+        anne = Contact.new(
+            first_name="Anne", last_name="Lovelock", clock=FixedClock(_T0 + timedelta(minutes=2))
+        )
+        acme = Account.new(name="ACME GmbH", domain="acme.example", clock=at)
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add(ann)
+            unit.contacts.add_many([ada, anne])
+            unit.accounts.add(acme)
+            unit.commit()
+        twin = _other(fresh)
+        with twin.unit_of_work() as unit:
+            unit.contacts.add(ada)
+            unit.commit()
+        by_mail = [("email", "adalovelace@gmail.com")]  # the key of ada.lovelace+x@gmail.com
+        with fresh.unit_of_work() as unit:
+            contacts = unit.contacts
+            assert contacts.with_match_keys(by_mail) == [ada], _c(
+                "with_match_keys finds a contact by the key of its e-mail address"
+            )
+            both = [*by_mail, ("name3", "ann|lov")]
+            assert contacts.with_match_keys(both) == [ada, ann, anne], _c(
+                "with_match_keys finds any of the keys, oldest first"
+            )
+            first = min(ann, anne, key=lambda c: c.id)
+            assert contacts.with_match_keys(both, limit=1) == [ada, first], _c(
+                "with_match_keys keeps at most limit contacts per key, the smallest ids"
+            )
+            assert contacts.with_match_keys([("name", "ada|lovelace king")]) == [], _c(
+                "with_match_keys compares whole keys"
+            )
+            assert unit.accounts.with_match_keys([("company", "acme")]) == [acme], _c(
+                "accounts are found by the company name without its legal form"
+            )
+            renamed = contacts.update(attrs.evolve(ada, last_name="King"))
+            assert contacts.with_match_keys([("name", "ada|lovelace")]) == [], _c(
+                "an update removes the keys of the values it replaced"
+            )
+            assert contacts.with_match_keys([("name", "ada|king")]) == [renamed], _c(
+                "an update adds the keys of the new values"
+            )
+            contacts.delete(ann.id)
+            assert contacts.with_match_keys([("name3", "ann|lov")]) == [anne], _c(
+                "a delete removes the contact's keys"
+            )
+            unit.rollback()
+            assert contacts.with_match_keys([("name", "ada|lovelace")]) == [ada], _c(
+                "a rollback restores the keys"
+            )
+            assert contacts.with_match_keys([("name3", "ann|lov")]) == [ann, anne], _c(
+                "a rollback restores the keys of a deleted contact"
+            )
+            assert contacts.with_match_keys([]) == [], _c("no keys find nothing")
+            for wrong, name in (("email", "keys"), ([("email",)], "keys[0]"), ([1], "keys[0]")):
+                with _raises(ValidationError, "with_match_keys checks its keys") as caught:
+                    contacts.with_match_keys(wrong)  # type: ignore[arg-type]
+                assert caught.value.field == name, _c(f"a wrong key names field {name}")
+            with _raises(ValidationError, "with_match_keys checks its limit") as caught:
+                contacts.with_match_keys(by_mail, limit=0)
+            assert caught.value.field == "limit", _c("a wrong limit names field limit")
+        with twin.unit_of_work() as unit:
+            assert unit.contacts.with_match_keys([("name3", "ann|lov")]) == [], _c(
+                "with_match_keys reads the store's tenant only"
+            )
+
     # ------------------------------------------------------------------ tasks
 
     def test_task_select_filters_and_orders(self, fresh: Store) -> None:

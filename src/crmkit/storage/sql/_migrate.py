@@ -25,8 +25,10 @@ from crmkit.errors import (
     StorageError,
     ValidationError,
 )
-from crmkit.models import Activity, Contact, Entity, StageChange
+from crmkit.models import Account, Activity, Contact, Entity, StageChange
+from crmkit.quality import match_keys
 from crmkit.storage._columns import REFERENCES
+from crmkit.storage.sql._codec import codec
 from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
     SCHEMA_VERSION,
@@ -44,6 +46,7 @@ from crmkit.storage.sql._store import (
     database_version,
     engine_of,
     plan_priors,
+    read_columns,
 )
 
 __all__ = ["Upgrade", "upgrade"]
@@ -216,7 +219,47 @@ def _to_4(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     tables.merge_keys.create(connection)
 
 
-_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2, 2: _to_3, 3: _to_4})
+def _to_5(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
+    """Schema 4 -> 5: the ``<prefix>match_keys`` table of contacts' and accounts'
+    blocking keys (:func:`crmkit.quality.match_keys`), filled for every stored contact and
+    account of every tenant, read a batch at a time."""
+    keys = tables.match_keys
+    keys.create(connection)
+    for entity in (Contact, Account):
+        table = tables.table(entity)
+        entity_codec = codec(entity, connection.dialect.name)
+        decode = entity_codec.decode
+        read = read_columns(table, entity_codec)
+        last: tuple[str, UUID] | None = None
+        while True:
+            statement = sa.select(table.c.tenant, *read).order_by(table.c.tenant, table.c.id)
+            if last is not None:
+                statement = statement.where(sa.tuple_(table.c.tenant, table.c.id) > last)
+            rows = connection.execute(statement.limit(_BACKFILL_BATCH)).all()
+            if not rows:
+                break
+            found: list[dict[str, Any]] = []
+            item: Any = None
+            for row in rows:
+                item = decode(tuple(row[1:]))
+                found.extend(
+                    {
+                        "tenant": row[0],
+                        "entity": entity.entity_name,
+                        "key": key,
+                        "value": value,
+                        "subject_id": item.id,
+                    }
+                    for key, value in match_keys(item)
+                )
+            if found:
+                connection.execute(sa.insert(keys), found)
+            last = (rows[-1][0], item.id)
+
+
+_BACKFILL_BATCH: Final = 5000
+
+_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5})
 """The step that upgrades a database of each version to the next."""
 
 

@@ -35,11 +35,12 @@ __all__ = [
     "email_key",
     "fold_fields",
     "index_name",
+    "match_key_table",
     "metadata",
     "schema",
 ]
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -51,6 +52,9 @@ SCHEMA_VERSION: Final = 4
    ``(tenant, <field>) -> (tenant, id)``.
 4. The merge records of :meth:`~crmkit.crm.CRM.merge_contacts` and
    :meth:`~crmkit.crm.CRM.merge_accounts`: ``<prefix>merges`` and ``<prefix>merge_keys``.
+5. The ``<prefix>match_keys`` table: the blocking keys of contacts and accounts
+   (:func:`crmkit.quality.match_keys`), one row per key, so that duplicates of a new
+   contact are found by index look-ups; the upgrade computes them for stored rows.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -148,6 +152,9 @@ class Schema:
     meta: sa.Table
     """Facts about the database as a whole (``key``, ``value``): the schema version and
     the identity policy. It has no tenant: every tenant shares one schema."""
+    match_keys: sa.Table
+    """The match keys of contacts and accounts: ``(tenant, entity, key, value,
+    subject_id)``, all of it the primary key, with an index by subject for updates."""
     email_indexes: tuple[sa.Index, sa.Index]
     """The index of contacts' folded e-mail per tenant: unique (one contact per
     address, the default identity policy) or not (shared addresses allowed). Neither is
@@ -335,11 +342,14 @@ def _schema(prefix: str) -> Schema:
         sa.Column("value", _text(), nullable=False),
     )
     merges, merge_keys = merge_tables(meta, prefix)
-    return Schema(meta, MappingProxyType(tables), members, facts, email_indexes, merges, merge_keys)
+    keys = match_key_table(meta, prefix)
+    return Schema(
+        meta, MappingProxyType(tables), members, facts, keys, email_indexes, merges, merge_keys
+    )
 
 
 def merge_tables(meta: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table]:
-    """The tables of merge records and of their look-up keys, on ``meta`` (schema 3)."""
+    """The tables of merge records and of their look-up keys, on ``meta`` (schema 4)."""
     merges = sa.Table(
         f"{prefix}merges",
         meta,
@@ -361,6 +371,21 @@ def merge_tables(meta: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table]:
         ),
     )
     return merges, keys
+
+
+def match_key_table(meta: sa.MetaData, prefix: str) -> sa.Table:
+    """The match-key table (schema 5) on ``meta``."""
+    name = f"{prefix}match_keys"
+    return sa.Table(
+        name,
+        meta,
+        sa.Column("tenant", _text(64), primary_key=True),
+        sa.Column("entity", _text(32), primary_key=True),
+        sa.Column("key", _text(64), primary_key=True),
+        sa.Column("value", _text(), primary_key=True),
+        sa.Column("subject_id", UUIDType(), primary_key=True),
+        sa.Index(index_name(name, ("subject_id",)), "tenant", "subject_id"),
+    )
 
 
 metadata: Final = schema().metadata

@@ -51,7 +51,7 @@ from crmkit.models import (
     Ticket,
 )
 from crmkit.models.rules import Rule
-from crmkit.quality import MergeRecord
+from crmkit.quality import MergeRecord, match_keys
 from crmkit.storage._base import (
     check_batch_size,
     check_email,
@@ -62,6 +62,7 @@ from crmkit.storage._base import (
     check_kinds,
     check_limit,
     check_many,
+    check_match_keys,
     check_merge_record,
     check_rule,
     check_subject,
@@ -99,6 +100,8 @@ ANALYZE_AFTER: Final = 10_000
 _PRIOR_ROWS: Final = 1_000_000
 _ANALYSIS_LIMIT: Final = 2000
 _ID_CHUNK: Final = 500
+_KEY_STATEMENTS: dict[tuple[sa.Table, int, bool], Any] = {}
+"""The look-ups of ``with_match_keys`` by match-key table, number of keys and limit."""
 _DIALECTS: Final = ("sqlite", "postgresql")
 _NESTED: Final = (
     "a unit of work of this store is already open in this thread: units of work do not "
@@ -249,7 +252,7 @@ def plan_priors(connection: Connection, tables: Schema) -> None:
     connection.exec_driver_sql("ANALYZE sqlite_schema")  # makes sqlite_stat1 if missing
     known = {row[0] for row in connection.exec_driver_sql("SELECT tbl FROM sqlite_stat1")}
     rows: list[tuple[str, str, str]] = []
-    for table in [*tables.tables.values(), tables.members]:
+    for table in [*tables.tables.values(), tables.members, tables.match_keys]:
         if table.name in known:
             continue
         keys = [None] * (len(table.primary_key.columns) - 1)
@@ -547,7 +550,7 @@ class SqlUnitOfWork:
         self._open = True
         self._bulk: set[str] = set()  # tables filled by a bulk import, analysed on commit
         self.contacts = _Contacts(self, Contact)
-        self.accounts = _Repository(self, Account)
+        self.accounts = _Accounts(self, Account)
         self.leads = _Repository(self, Lead)
         self.deals = _Repository(self, Deal)
         self.tickets = _Repository(self, Ticket)
@@ -657,14 +660,16 @@ def _statements(table: sa.Table, codec: Codec, dialect: Dialect) -> _Statements:
 
 
 @memo
-def _read_columns(table: sa.Table, codec: Codec) -> tuple[sa.ColumnElement[Any], ...]:
+def read_columns(table: sa.Table, codec: Codec) -> tuple[sa.ColumnElement[Any], ...]:
     """The columns ``codec.decode`` reads, without SQLAlchemy's result processing."""
     return tuple(sa.type_coerce(table.c[name], sa.types.NullType()) for name in codec.read_names)
 
 
-def _fetch(connection: Connection, statement: sa.Select[Any]) -> list[Any]:
+def _fetch(
+    connection: Connection, statement: sa.Select[Any], params: Mapping[str, Any] | None = None
+) -> list[Any]:
     """Every row of ``statement`` as the driver's tuples (no per-row work in SQLAlchemy)."""
-    result = connection.execute(statement)
+    result = connection.execute(statement, params)
     try:
         return cast(list[Any], result.cursor.fetchall())
     finally:
@@ -727,7 +732,7 @@ class _Repository(Generic[_E]):
         self._sql = _statements(self._table, self._codec, store.sql_dialect)
         # Read as the driver gives them (the codec converts), so that SQLAlchemy's
         # per-value result processing is skipped.
-        self._read = _read_columns(self._table, self._codec)
+        self._read = read_columns(self._table, self._codec)
         self._read_id: Callable[[Any], UUID] = (
             _same if store.dialect == "postgresql" else _uuid_of_hex
         )
@@ -741,11 +746,11 @@ class _Repository(Generic[_E]):
     def _base(self) -> sa.Select[Any]:
         return sa.select(*self._read).where(self._table.c.tenant == self._tenant)
 
-    def _load(self, statement: sa.Select[Any]) -> list[_E]:
+    def _load(self, statement: sa.Select[Any], params: Mapping[str, Any] | None = None) -> list[_E]:
         unit = self._unit
         decode = self._codec.decode
         with unit.store._errors():
-            rows = _fetch(unit._conn(), statement)
+            rows = _fetch(unit._conn(), statement, params)
             try:
                 if self._codec.members_field is None:
                     return [cast(_E, decode(row)) for row in rows]
@@ -816,6 +821,32 @@ class _Repository(Generic[_E]):
         if rows:
             connection.execute(sa.insert(table), rows)
 
+    _keyed = False
+    """Whether the store keeps match keys of this entity (contacts and accounts)."""
+
+    def _key_rows(self, items: Iterable[Entity]) -> list[dict[str, Any]]:
+        tenant, name = self._tenant, self._name
+        return [
+            {"tenant": tenant, "entity": name, "key": key, "value": value, "subject_id": item.id}
+            for item in items
+            for key, value in match_keys(item)
+        ]
+
+    def _write_keys(self, connection: Connection, items: Sequence[Entity]) -> None:
+        if not self._keyed:
+            return
+        rows = self._key_rows(items)
+        if rows:
+            connection.execute(sa.insert(self._unit.store.schema.match_keys), rows)
+
+    def _delete_keys(self, connection: Connection, id: UUID) -> None:
+        if not self._keyed:
+            return
+        table = self._unit.store.schema.match_keys
+        connection.execute(
+            sa.delete(table).where(table.c.tenant == self._tenant, table.c.subject_id == id)
+        )
+
     def _delete_members(self, connection: Connection, id: UUID) -> None:
         if self._codec.members_field is None:
             return
@@ -832,6 +863,7 @@ class _Repository(Generic[_E]):
                 with self._unit._savepoint() as connection:
                     self._write_rows(connection, [row])
                     self._write_members(connection, [item])
+                    self._write_keys(connection, [item])
             except Exception as error:
                 if not self._unit.store._is_integrity_error(error):
                     raise
@@ -884,6 +916,7 @@ class _Repository(Generic[_E]):
                     with unit._savepoint():
                         self._write_rows(connection, rows)
                         self._write_members(connection, chunk)
+                        self._write_keys(connection, chunk)
                 except Exception as error:
                     if unit.store._is_integrity_error(error):
                         raise self._duplicate(chunk, total) from None
@@ -907,20 +940,28 @@ class _Repository(Generic[_E]):
         ids = bytearray()
         keys = _Packed()
         key_of = self._key_of
+        match_rows: list[tuple[str, str, str, str, UUID]] = []
+        keyed, name = self._keyed, self._name
         total = 0
         with unit.store._errors():
             try:
-                with (
-                    unit._savepoint() as connection,
-                    self._raw(connection).cursor() as cursor,
-                    cursor.copy(self._sql.copy) as copy,
-                ):
-                    for index, item in enumerate(items):
-                        check_item(item, entity, f"[{index}]")
-                        ids += item.id.bytes
-                        keys.append(key_of(item))
-                        copy.write_row(encode(tenant, item))
-                        total = index + 1
+                with unit._savepoint() as connection:
+                    with (
+                        self._raw(connection).cursor() as cursor,
+                        cursor.copy(self._sql.copy) as copy,
+                    ):
+                        for index, item in enumerate(items):
+                            check_item(item, entity, f"[{index}]")
+                            ids += item.id.bytes
+                            keys.append(key_of(item))
+                            copy.write_row(encode(tenant, item))
+                            if keyed:
+                                match_rows.extend(
+                                    (tenant, name, k, v, item.id) for k, v in match_keys(item)
+                                )
+                            total = index + 1
+                    if match_rows:
+                        self._copy_keys(connection, match_rows)
                 self._bulk_done(total)
             except Exception as error:
                 if unit.store._is_integrity_error(error):
@@ -946,6 +987,17 @@ class _Repository(Generic[_E]):
         with suppress(ValueError):
             value = UUID(str(value))
         return DanglingReference(field, value, f"no {target.entity_name} with this id is stored")
+
+    def _copy_keys(
+        self, connection: Connection, rows: list[tuple[str, str, str, str, UUID]]
+    ) -> None:
+        """Write match-key rows with one ``COPY`` (PostgreSQL)."""
+        table = self._unit.store.schema.match_keys
+        columns = ", ".join(c.name for c in table.columns)
+        statement = f"COPY {table.name} ({columns}) FROM STDIN"
+        with self._raw(connection).cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def _key_of(self, item: _E) -> str | None:
         """The unique key of ``item`` besides its id, if its table has one."""
@@ -1030,6 +1082,8 @@ class _Repository(Generic[_E]):
                     if self._codec.members_field is not None:
                         self._delete_members(connection, item.id)
                         self._write_members(connection, [new])
+                    self._delete_keys(connection, item.id)
+                    self._write_keys(connection, [new])
             except Exception as error:
                 # Read what the row collides with once its savepoint has rolled back
                 # (PostgreSQL refuses every query in a failed transaction until then).
@@ -1052,6 +1106,7 @@ class _Repository(Generic[_E]):
                 with self._unit._savepoint() as connection:
                     self._refuse_referenced(connection, id, version)
                     self._delete_members(connection, id)
+                    self._delete_keys(connection, id)
                     if connection.execute(statement).rowcount != 1:
                         actual = self._stored_version(id)
                         if actual is None:
@@ -1180,7 +1235,65 @@ class _Repository(Generic[_E]):
         return iterate_pages(self.find, rule, batch_size, fixed)
 
 
-class _Contacts(_Repository[Contact]):
+class _Keyed(_Repository[_E]):
+    _keyed = True
+
+    def with_match_keys(
+        self, keys: Iterable[tuple[str, str]], /, *, limit: int | None = None
+    ) -> list[_E]:
+        wanted = sorted(set(check_match_keys(keys)))
+        limit = check_limit(limit)
+        found: dict[UUID, _E] = {}
+        step = 50  # keys per statement: one range of the primary key each
+        for start in range(0, len(wanted), step):
+            chunk = wanted[start : start + step]
+            params: dict[str, Any] = {"tenant": self._tenant, "entity": self._name}
+            for n, (key, value) in enumerate(chunk):
+                params[f"k{n}"], params[f"v{n}"] = key, value
+            if limit is not None:
+                params["limit"] = limit
+            statement = self._keys_statement(len(chunk), limit is not None)
+            found.update((e.id, e) for e in self._load(statement, params))
+        return sorted(found.values(), key=lambda e: (e.created_at, e.id))
+
+    def _keys_statement(self, count: int, limited: bool) -> Any:
+        """The entities with any of ``count`` keys (bound parameters ``tenant, entity,
+        k0, v0, ...``, ``limit``), each key a range of the match-key primary key, in one
+        statement built once per shape: SQLAlchemy then finds its compiled form in its
+        cache."""
+        shape = (self._table, count, limited)
+        cached = _KEY_STATEMENTS.get(shape)
+        if cached is not None:
+            return cached
+        index, table = self._unit.store.schema.match_keys, self._table
+        selects = []
+        for n in range(count):
+            select = (
+                sa.select(index.c.subject_id)
+                .where(
+                    index.c.tenant == sa.bindparam("tenant"),
+                    index.c.entity == sa.bindparam("entity"),
+                    index.c.key == sa.bindparam(f"k{n}"),
+                    index.c.value == sa.bindparam(f"v{n}"),
+                )
+                .order_by(index.c.subject_id)
+            )
+            if limited:
+                select = select.limit(sa.bindparam("limit", type_=sa.Integer()))
+            selects.append(select.subquery().select())
+        ids = sa.union_all(*selects) if count > 1 else selects[0]
+        statement = sa.select(*self._read).where(
+            table.c.tenant == sa.bindparam("tenant"), table.c.id.in_(ids)
+        )
+        _KEY_STATEMENTS[shape] = statement
+        return statement
+
+
+class _Accounts(_Keyed[Account]):
+    pass
+
+
+class _Contacts(_Keyed[Contact]):
     _key_name = "email"
 
     def _key_of(self, item: Contact) -> str | None:
