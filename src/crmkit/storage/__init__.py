@@ -1,8 +1,8 @@
 """Storage: the port every store implements, and the memory adapter.
 
 * :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ContactRepository`,
-  :class:`TaskRepository`, :class:`ActivityRepository` and
-  :class:`StageHistoryRepository` are the port (Protocols);
+  :class:`TaskRepository`, :class:`ActivityRepository`, :class:`ConsentRepository`,
+  :class:`DoNotContactRepository` and :class:`StageHistoryRepository` are the port (Protocols);
 * :class:`Order`, :class:`Cursor` and :class:`Page` shape queries;
 * :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
 * :mod:`crmkit.storage.sql` stores in SQLite (the embedded default) or PostgreSQL.
@@ -21,7 +21,9 @@ from crmkit.storage._columns import groupable as groupable_fields
 from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
     ActivityRepository,
+    ConsentRepository,
     ContactRepository,
+    DoNotContactRepository,
     Repository,
     StageHistoryRepository,
     Store,
@@ -35,8 +37,10 @@ __all__ = [
     "ENTITIES",
     "REFERRERS",
     "ActivityRepository",
+    "ConsentRepository",
     "ContactRepository",
     "Cursor",
+    "DoNotContactRepository",
     "MemoryStore",
     "Order",
     "Page",

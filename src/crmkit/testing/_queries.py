@@ -56,7 +56,11 @@ def _contact(email: str, minutes: int = 0) -> Contact:
 
 def repository_of(unit: UnitOfWork, entity: type[Entity]) -> Repository[Entity]:
     """The repository of ``unit`` that stores ``entity``."""
-    names = {"activity": "activities", "stage_change": "stage_history"}
+    names = {
+        "activity": "activities",
+        "stage_change": "stage_history",
+        "do_not_contact": "do_not_contact",
+    }
     return getattr(unit, names.get(entity.entity_name, f"{entity.entity_name}s"))  # type: ignore[no-any-return]
 
 

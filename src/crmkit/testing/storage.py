@@ -102,6 +102,7 @@ except ImportError as _exc:  # pragma: no cover - exercised without the extra on
 
 from crmkit.testing import strategies as cst
 from crmkit.testing._contract import _c, _raises
+from crmkit.testing._privacy import ReachabilityContract
 from crmkit.testing._queries import QueryContract
 
 __all__ = ["Capabilities", "StoreContract", "repository_of"]
@@ -141,6 +142,7 @@ _REPOSITORIES = {
     "task": "tasks",
     "segment": "segments",
     "consent": "consents",
+    "do_not_contact": "do_not_contact",
     "stage_change": "stage_history",
 }
 _RULE_DATA = {
@@ -239,7 +241,7 @@ def _pages(
     pytest.fail(_c("paging ends: each next cursor moves past the last item of its page"))
 
 
-class StoreContract(QueryContract):
+class StoreContract(QueryContract, ReachabilityContract):
     """The contract of the storage port. Subclass it and provide a ``store`` fixture."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from crmkit._extras import import_extra
 from crmkit.errors import DuplicateEmails, SchemaOutdated, StorageError, ValidationError
-from crmkit.models import Activity, Contact, StageChange
+from crmkit.models import Activity, Consent, Contact, DoNotContact, StageChange
 from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
     SCHEMA_VERSION,
@@ -86,7 +86,9 @@ class Upgrade:
         return self.from_version != self.to_version
 
 
-_Step = Callable[[Any, Connection, Schema, bool | None], bool]
+_Step = Callable[[Any, Connection, Schema, bool | None], bool | None]
+"""A step: Alembic operations, the connection, the tables, the identity policy asked
+for; returns the identity policy it set, or ``None`` when it leaves the policy alone."""
 
 
 def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> bool:
@@ -101,7 +103,16 @@ def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     unique = unique_emails is not False
     for name, cols in _V1_INDEXES:
         ops.drop_index(index_name(f"{prefix}{name}", cols), table_name=f"{prefix}{name}")
-    for table in tables.tables.values():
+    for entity, table in tables.tables.items():
+        if entity is DoNotContact:
+            continue  # schema 3's table, made by _to_3
+        if entity is Consent:  # schema 2's index; _to_3 replaces it
+            ops.create_index(
+                index_name(table.name, _V2_CONSENT_INDEX),
+                table.name,
+                ["tenant", *_V2_CONSENT_INDEX],
+            )
+            continue
         for index in table.indexes:  # as schema 2 declares them, partial ones included
             index.create(connection)
     tables.email_indexes[0 if unique else 1].create(connection)
@@ -112,7 +123,45 @@ def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     return unique
 
 
-_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2})
+_V2_CONSENT_INDEX: Final = ("contact_id", "channel", "purpose")
+
+_CONSENT_COLUMNS: Final = (
+    "legal_basis",
+    "contact_point",
+    "evidence_form",
+    "evidence_text",
+    "evidence_ip",
+)
+
+
+def _to_3(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
+    """Schema 2 -> 3, the consent ledger: consents gain ``legal_basis``,
+    ``contact_point`` and the evidence columns; their index ends with ``decided_at, id``;
+    the do-not-contact ledger table is created. Every stored consent becomes a ledger
+    entry as it is (its status and ``decided_at`` are the decision), with the legal
+    basis ``consent`` (the only one schema 2 knew) and no contact point or evidence
+    (schema 2 recorded none). On SQLite ``legal_basis`` keeps the column default
+    ``'consent'`` (SQLite cannot drop a default in place; crmkit always writes the
+    column)."""
+    consents = tables.table(Consent)
+    prefix = tables.meta.name.removesuffix("meta")
+    ops.drop_index(index_name(f"{prefix}consents", _V2_CONSENT_INDEX), table_name=consents.name)
+    for name in _CONSENT_COLUMNS:
+        column = consents.c[name]
+        if name == "legal_basis":
+            added = sa.Column(name, column.type, nullable=False, server_default="consent")
+            ops.add_column(consents.name, added)
+            if connection.dialect.name == "postgresql":
+                ops.alter_column(consents.name, name, server_default=None)
+        else:
+            ops.add_column(consents.name, sa.Column(name, column.type, nullable=True))
+    for index in consents.indexes:
+        index.create(connection)
+    blocks = tables.table(DoNotContact)
+    blocks.create(connection)  # with its indexes
+
+
+_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2, 2: _to_3})
 """The step that upgrades a database of each version to the next."""
 
 
@@ -189,9 +238,10 @@ def _upgrade(
     ops = operations(context.configure(connection))
     unique: bool | None = None
     for version in range(found, SCHEMA_VERSION):
-        unique = _STEPS[version](ops, connection, tables, unique_emails)
+        chosen = _STEPS[version](ops, connection, tables, unique_emails)
+        unique = unique if chosen is None else chosen
     meta = tables.meta
-    if unique is not None:
+    if unique is not None:  # from schema 1, which had no meta table
         connection.execute(
             sa.insert(meta),
             [
@@ -199,7 +249,11 @@ def _upgrade(
                 {"key": IDENTITY_KEY, "value": UNIQUE if unique else SHARED},
             ],
         )
-    if unique is not None:
+    elif found != SCHEMA_VERSION:
+        connection.execute(
+            sa.update(meta).where(meta.c.key == VERSION_KEY).values(value=str(SCHEMA_VERSION))
+        )
+    if found != SCHEMA_VERSION:
         # New indexes: measured statistics where there are rows, priors elsewhere.
         analyze(connection, [t.name for t in tables.metadata.sorted_tables])
         plan_priors(connection, tables)

@@ -39,7 +39,7 @@ __all__ = [
     "schema",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -47,6 +47,10 @@ SCHEMA_VERSION: Final = 2
    folded e-mail per tenant, partial indexes of references (for refused deletes), the
    ``<prefix>meta`` table, ``Activity.body`` and
    ``StageChange.expected_close``.
+3. The consent ledger: ``Consent`` gains ``legal_basis``, ``contact_point`` and the
+   evidence (``evidence_form``, ``evidence_text``, ``evidence_ip``), its index ends with
+   ``decided_at, id`` (the decision in force is an index look-up); the
+   ``<prefix>do_not_contact`` table (the do-not-contact ledger).
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -63,6 +67,7 @@ _TABLE_NAMES: Final[Mapping[str, str]] = MappingProxyType(
         "task": "tasks",
         "segment": "segments",
         "consent": "consents",
+        "do_not_contact": "do_not_contact",
         "stage_change": "stage_changes",
     }
 )
@@ -112,7 +117,8 @@ _INDEXES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
             ("contact_id", "due_at", "id"),
         ),
         "segment": (("name",),),
-        "consent": (("contact_id", "channel", "purpose"),),
+        "consent": (("contact_id", "channel", "purpose", "decided_at", "id"),),
+        "do_not_contact": (("contact_id", "channel", "decided_at", "id"),),
         "stage_change": (("subject", "subject_id", "at", "id"),),
     }
 )
