@@ -609,7 +609,8 @@ class ReachCheck(StrEnum):
     phone number for phone, SMS and messaging (post is not checked: crmkit stores no
     postal address)."""
     DO_NOT_CONTACT = "do_not_contact"
-    """No do-not-contact block is in force for the channel."""
+    """The contact is not marked ``do_not_contact`` (every channel) and no do-not-contact
+    block is in force for the channel."""
     CONSENT = "consent"
     """The person decided for the channel and purpose (a pending request is no decision)."""
     WITHDRAWN = "withdrawn"

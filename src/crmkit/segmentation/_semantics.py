@@ -232,7 +232,8 @@ def failed_checks(node: Reachable, contact: Contact, context: Context) -> list[R
     if ReachCheck.CONTACT_POINT in checks and contact_point(contact, node.channel) is None:
         failed.append(ReachCheck.CONTACT_POINT)
     blocks = context.blocks.get(contact.id, ())
-    if ReachCheck.DO_NOT_CONTACT in checks and current_block(blocks, node.channel) is not None:
+    blocked = contact.do_not_contact or current_block(blocks, node.channel) is not None
+    if ReachCheck.DO_NOT_CONTACT in checks and blocked:
         failed.append(ReachCheck.DO_NOT_CONTACT)
     decision = current_consent(context.consents.get(contact.id, ()), node.channel, node.purpose)
     if ReachCheck.CONSENT in checks and decision is None:

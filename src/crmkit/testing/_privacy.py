@@ -1,7 +1,8 @@
 """The contracts of the consent and do-not-contact ledgers and of ``reachable`` rules.
 
 The fixed table of :meth:`ReachabilityContract.test_reachable_follows_the_ledgers` holds
-one contact per way of being (un)reachable: no address, blocked, a block lifted, no
+one contact per way of being (un)reachable: no address, marked do-not-contact, blocked,
+a block lifted, no
 decision, a pending request only, withdrawn, a withdrawal and a grant at the same time,
 expired at exactly now, over the frequency cap, and reachable ones, so that an adapter
 that gets any check wrong fails it on every run.
@@ -103,8 +104,10 @@ def _table() -> tuple[dict[str, Contact], list[Any], dict[str, set[ReachCheck]]]
         "capped",
         "other_purpose",
         "blocked_lifted_same_time",
+        "marked",
     ]
     people = _people(names)
+    people["marked"] = attrs.evolve(people["marked"], do_not_contact=True)
     people["no_address"] = attrs.evolve(people["no_address"], email=None)
     p = people
     granted, withdrawn = ConsentStatus.GRANTED, ConsentStatus.WITHDRAWN
@@ -132,6 +135,7 @@ def _table() -> tuple[dict[str, Contact], list[Any], dict[str, set[ReachCheck]]]
         _sent(p["capped"], 8),  # outside the 7 days
         _consent(p["other_purpose"], granted, purpose="sales"),
         _consent(p["blocked_lifted_same_time"], granted),
+        _consent(p["marked"], granted),
         attrs.evolve(_block(p["blocked_lifted_same_time"], days_ago=3), id=_LOW),
         attrs.evolve(_block(p["blocked_lifted_same_time"], days_ago=3, lifted=True), id=_HIGH),
     ]
@@ -149,6 +153,7 @@ def _table() -> tuple[dict[str, Contact], list[Any], dict[str, set[ReachCheck]]]
         "capped": {ReachCheck.FREQUENCY_CAP},
         "other_purpose": {ReachCheck.CONSENT},
         "blocked_lifted_same_time": {ReachCheck.DO_NOT_CONTACT},
+        "marked": {ReachCheck.DO_NOT_CONTACT},
     }
     return people, rows, fails
 

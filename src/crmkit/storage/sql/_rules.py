@@ -644,6 +644,7 @@ class _Scope:
             point = "email" if channel is ConsentChannel.EMAIL else "phone"
             parts.append(self.column(point).is_not(None))
         if ReachCheck.DO_NOT_CONTACT in checks:
+            parts.append(self.column("do_not_contact") == sa.false())
             parts.append(sa.not_(self.blocked(channel)))
         consent = {ReachCheck.CONSENT, ReachCheck.WITHDRAWN, ReachCheck.EXPIRED}
         if consent <= checks:  # the three in one: the decision in force is a live grant
