@@ -110,7 +110,7 @@ class ConsentPolicy:
     >>> policy.check_purpose("ads")
     Traceback (most recent call last):
     ...
-    crmkit.errors.UndeclaredPurpose: purpose: 'ads' -- not a declared purpose (newsletter)
+    crmkit.errors.UndeclaredPurpose: purpose: not a declared purpose (newsletter) (got 'ads')
     """
 
     purposes: frozenset[str] = attrs.field(converter=_purposes)
