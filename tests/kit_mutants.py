@@ -1617,11 +1617,19 @@ class _LedgerNewestFirst:
 
 CONSENT_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "reachable ignores do-not-contact blocks": (
-        type("ReachableIgnoresBlocks", (MutantStore,), {"unit_class": _NoBlocks}),
+        type(
+            "ReachableIgnoresBlocks",
+            (MutantStore,),
+            {"unit_class": _NoBlocks, "__doc__": "reachable ignores do-not-contact blocks."},
+        ),
         ("test_reachable_follows_the_ledgers",),
     ),
     "reachable keeps the first decision": (
-        type("ReachableFirstDecision", (MutantStore,), {"unit_class": _FirstDecisionOnly}),
+        type(
+            "ReachableFirstDecision",
+            (MutantStore,),
+            {"unit_class": _FirstDecisionOnly, "__doc__": "a later decision changes nothing."},
+        ),
         ("test_reachable_follows_the_ledgers",),
     ),
     "ledgers read every tenant": (

@@ -26,7 +26,7 @@ from crmkit.models import (
     is_expired,
 )
 from crmkit.models import contact_point as point_of
-from crmkit.models._fields import is_key
+from crmkit.models._fields import expect, expect_items, is_key
 from crmkit.models.rules import Reachable
 
 __all__ = [
@@ -165,6 +165,9 @@ def consent_entry(
     """A new ledger entry for ``contact``, recorded at ``at`` (decided then unless
     ``decided_at`` says when), covering the contact's current address for the channel
     (none for post)."""
+    expect(contact, Contact, "contact", "a Contact")
+    channel = check_channel(channel)
+    expect(status, ConsentStatus, "status", "a ConsentStatus")
     if not isinstance(evidence, Evidence):
         raise ValidationError("evidence", evidence, "expected an Evidence")
     if not isinstance(legal_basis, LegalBasis):
@@ -234,7 +237,7 @@ def consent_states(entries: Iterable[Consent], now: datetime) -> list[ConsentSta
     """The state in force of every channel and purpose that ``entries`` (one contact's
     ledger) mention, ordered by channel and purpose."""
     now = ensure_utc(now)
-    ledger = list(entries)
+    ledger: list[Consent] = expect_items(entries, Consent, "entries", "Consent entries")
     pairs = sorted({(e.channel, e.purpose) for e in ledger}, key=lambda p: (p[0].value, p[1]))
     states = []
     for channel, purpose in pairs:

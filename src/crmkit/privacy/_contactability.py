@@ -7,10 +7,10 @@ out, the first check it failed, in the order of
 queries (:func:`exclusion_steps`); no contact is loaded to explain an exclusion.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 from uuid import UUID, uuid4
 
 import attrs
@@ -18,7 +18,9 @@ import attrs
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import ConsentChannel, Contact, DoNotContact, DoNotContactReason
+from crmkit.models._fields import expect, expect_items, is_key
 from crmkit.models.rules import And, Condition, Reachable, ReachCheck, Rule, RuleEntity
+from crmkit.privacy._consent import check_channel
 
 __all__ = ["Audience", "block_entry", "exclusion_steps"]
 
@@ -37,6 +39,8 @@ def block_entry(
     """A do-not-contact ledger entry for ``contact`` on ``channel``, decided at ``at``:
     a block for ``reason``, or with ``lifted`` the end of the blocks before it (its
     reason says why the block is lifted: ``asked`` when the person asked for it)."""
+    expect(contact, Contact, "contact", "a Contact")
+    channel = check_channel(channel)
     if not isinstance(reason, DoNotContactReason):
         raise ValidationError("reason", reason, "expected a DoNotContactReason")
     at = ensure_utc(at)
@@ -65,6 +69,8 @@ def exclusion_steps(where: Condition, reachable: Reachable) -> list[tuple[ReachC
     >>> [check.value for check, _ in steps][:3]
     ['contact_point', 'do_not_contact', 'consent']
     """
+    expect(where, Condition, "where", "a condition")
+    expect(reachable, Reachable, "reachable", "a Reachable condition")
     steps = []
     checked: set[ReachCheck] = set()
     for check in _ORDER:
@@ -79,7 +85,29 @@ def exclusion_steps(where: Condition, reachable: Reachable) -> list[tuple[ReachC
 
 
 def _frozen(counts: Mapping[ReachCheck, int]) -> Mapping[ReachCheck, int]:
+    if not isinstance(counts, Mapping):
+        raise ValidationError("excluded", counts, "expected counts by ReachCheck")
+    for check, number in counts.items():
+        expect(check, ReachCheck, "excluded", "ReachCheck keys")
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise ValidationError(f"excluded.{check.value}", number, "expected a count")
     return MappingProxyType(dict(counts))
+
+
+def _key(_: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    try:
+        is_key(value)
+    except ValidationError as error:
+        raise error.within(attribute.name) from None
+
+
+def _ids(ids: Iterable[UUID]) -> tuple[UUID, ...]:
+    return tuple(expect_items(ids, UUID, "contact_ids", "contact ids"))
+
+
+def _count(_: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(attribute.name, value, "expected a count")
 
 
 @attrs.frozen
@@ -92,11 +120,11 @@ class Audience:
     every exclusion.
     """
 
-    channel: ConsentChannel
-    purpose: str
-    at: datetime
-    contact_ids: tuple[UUID, ...]
-    segment_size: int
+    channel: ConsentChannel = attrs.field(converter=check_channel)
+    purpose: str = attrs.field(validator=_key)
+    at: datetime = attrs.field(converter=ensure_utc)
+    contact_ids: tuple[UUID, ...] = attrs.field(converter=_ids)
+    segment_size: int = attrs.field(validator=_count)
     excluded: Mapping[ReachCheck, int] = attrs.field(converter=_frozen)
 
     @property
