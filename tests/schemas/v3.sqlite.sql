@@ -81,7 +81,7 @@ CREATE TABLE crm_consents (
 	PRIMARY KEY (tenant, id)
 );
 
-CREATE INDEX ix_crm_consents_contact_id_channel_purpose_decided_at_id ON crm_consents (tenant, contact_id, channel, purpose, decided_at, id);
+CREATE INDEX ix_crm_consents_contact_id_channel_purpose_decided_at__94d5e8b5 ON crm_consents (tenant, contact_id, channel, purpose, decided_at, id, status, expires_at);
 
 CREATE TABLE crm_contacts (
 	tenant VARCHAR(64) NOT NULL, 
@@ -186,7 +186,7 @@ CREATE TABLE crm_do_not_contact (
 	PRIMARY KEY (tenant, id)
 );
 
-CREATE INDEX ix_crm_do_not_contact_contact_id_channel_decided_at_id ON crm_do_not_contact (tenant, contact_id, channel, decided_at, id);
+CREATE INDEX ix_crm_do_not_contact_contact_id_channel_decided_at_id_lifted ON crm_do_not_contact (tenant, contact_id, channel, decided_at, id, lifted);
 
 CREATE TABLE crm_leads (
 	tenant VARCHAR(64) NOT NULL, 

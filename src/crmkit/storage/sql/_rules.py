@@ -645,7 +645,7 @@ class _Scope:
             parts.append(self.column(point).is_not(None))
         if ReachCheck.DO_NOT_CONTACT in checks:
             parts.append(self.column("do_not_contact") == sa.false())
-            parts.append(sa.not_(self.blocked(channel)))
+        # The most selective subquery first: SQLite evaluates the terms in this order.
         consent = {ReachCheck.CONSENT, ReachCheck.WITHDRAWN, ReachCheck.EXPIRED}
         if consent <= checks:  # the three in one: the decision in force is a live grant
             parts.append(self.decision(node, ConsentStatus.GRANTED, live=True))
@@ -656,6 +656,8 @@ class _Scope:
                 parts.append(sa.not_(self.decision(node, ConsentStatus.WITHDRAWN)))
             if ReachCheck.EXPIRED in checks:
                 parts.append(sa.not_(self.decision(node, ConsentStatus.GRANTED, expired=True)))
+        if ReachCheck.DO_NOT_CONTACT in checks:
+            parts.append(sa.not_(self.blocked(channel)))
         if ReachCheck.FREQUENCY_CAP in checks and node.max_messages is not None:
             cap = ActivityCondition(
                 MESSAGE_KINDS[channel],

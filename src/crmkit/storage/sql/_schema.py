@@ -48,9 +48,9 @@ SCHEMA_VERSION: Final = 3
    ``<prefix>meta`` table, ``Activity.body`` and
    ``StageChange.expected_close``.
 3. The consent ledger: ``Consent`` gains ``legal_basis``, ``contact_point`` and the
-   evidence (``evidence_form``, ``evidence_text``, ``evidence_ip``), its index ends with
-   ``decided_at, id`` (the decision in force is an index look-up); the
-   ``<prefix>do_not_contact`` table (the do-not-contact ledger).
+   evidence (``evidence_form``, ``evidence_text``, ``evidence_ip``); its index covers
+   the decision in force (``contact_id, channel, purpose, decided_at, id, status,
+   expires_at``); the ``<prefix>do_not_contact`` table (the do-not-contact ledger).
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -117,8 +117,11 @@ _INDEXES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
             ("contact_id", "due_at", "id"),
         ),
         "segment": (("name",),),
-        "consent": (("contact_id", "channel", "purpose", "decided_at", "id"),),
-        "do_not_contact": (("contact_id", "channel", "decided_at", "id"),),
+        # The ledgers: covering indexes, so that "the entry in force" reads no table row.
+        "consent": (
+            ("contact_id", "channel", "purpose", "decided_at", "id", "status", "expires_at"),
+        ),
+        "do_not_contact": (("contact_id", "channel", "decided_at", "id", "lifted"),),
         "stage_change": (("subject", "subject_id", "at", "id"),),
     }
 )
