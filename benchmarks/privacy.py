@@ -248,8 +248,8 @@ def run_sqlite(folder: Path, n: int, repeat: int) -> dict[str, Any]:
 
 
 def run_postgres(url: str, n: int, repeat: int) -> dict[str, Any]:
-    reset_postgres(url)
-    store = open_store(url, tenant=TENANT, prefix=PREFIX, create=False)
+    reset_postgres(url, drop_only=True)
+    store = open_store(url, tenant=TENANT, prefix=PREFIX)
     try:
         began = time.perf_counter()
         fill(store, n)
@@ -298,10 +298,11 @@ def main() -> None:
     backends = ["sqlite"]
     with tempfile.TemporaryDirectory(prefix="crmkit-bench-") as folder:
         results.update(run_sqlite(Path(folder), args.n, args.repeat))
+    report(results, backends)  # SQLite's numbers, before PostgreSQL's run
     if postgres_url:
         backends.append("postgres")
         results.update(run_postgres(postgres_url, args.n, args.repeat))
-    report(results, backends)
+        report(results, backends)
     if args.json:
         print(json.dumps(results))
 

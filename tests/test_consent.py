@@ -206,7 +206,9 @@ def test_expired_and_tampered_tokens_are_refused_and_change_nothing(store: Store
     body, signature = request.token.split(".")
     flipped = "A" if signature[0] != "A" else "B"
     forged = issue_token(request.consent, secret=b"x" * 32, expires_at=NOW + timedelta(days=9))
-    for bad in (f"{body}.{flipped}{signature[1:]}", f"{body}x.{signature}", forged, "", "a.b"):
+    respelled = (f"{body[:2]}\x00{body[2:]}.{signature}", f"{body}.{signature}=")  # same bytes
+    tampered = (f"{body}.{flipped}{signature[1:]}", f"{body}x.{signature}", forged, "", "a.b")
+    for bad in (*tampered, *respelled):
         with pytest.raises(InvalidToken) as caught:
             crm.confirm_consent(bad)
         assert caught.value.field == "token"

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Final
 from uuid import UUID
@@ -30,6 +31,7 @@ MIN_SECRET_BYTES: Final = 32
 _VERSION: Final = "c1"
 _MAX_TOKEN: Final = 512
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @attrs.frozen
@@ -56,7 +58,15 @@ def _encode(data: bytes) -> str:
 
 
 def _decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of canonical unpadded base64url text; anything else (characters that
+    the decoder would skip, non-zero padding bits) raises ``ValueError``, so that one
+    token has one spelling."""
+    if not _BASE64URL.fullmatch(text):
+        raise ValueError(text)
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _encode(data) != text:
+        raise ValueError(text)
+    return data
 
 
 def _sign(secret: bytes, payload: bytes) -> bytes:

@@ -635,7 +635,8 @@ class _Scope:
 
     def reachable(self, node: Reachable) -> _Bool:
         """The checks of ``node`` (see :func:`crmkit.segmentation._semantics.failed_checks`),
-        ANDed; each is TRUE or FALSE, never NULL."""
+        ANDed; each is TRUE or FALSE, never NULL (the ids the subqueries list are never
+        NULL)."""
         if self.entity is not RuleEntity.CONTACT:
             raise InvalidRule("channel", node.channel, "only contacts are reachable")
         checks, channel = node.checks, node.channel
@@ -645,7 +646,6 @@ class _Scope:
             parts.append(self.column(point).is_not(None))
         if ReachCheck.DO_NOT_CONTACT in checks:
             parts.append(self.column("do_not_contact") == sa.false())
-        # The most selective subquery first: SQLite evaluates the terms in this order.
         consent = {ReachCheck.CONSENT, ReachCheck.WITHDRAWN, ReachCheck.EXPIRED}
         if consent <= checks:  # the three in one: the decision in force is a live grant
             parts.append(self.decision(node, ConsentStatus.GRANTED, live=True))
@@ -659,35 +659,33 @@ class _Scope:
         if ReachCheck.DO_NOT_CONTACT in checks:
             parts.append(sa.not_(self.blocked(channel)))
         if ReachCheck.FREQUENCY_CAP in checks and node.max_messages is not None:
-            cap = ActivityCondition(
-                MESSAGE_KINDS[channel],
-                Measure.COUNT,
-                Op.LT,
-                node.max_messages,
-                within_days=node.within_days,
-            )
-            parts.append(self.activities(cap))
+            parts.append(self.under_cap(node))
         return sa.and_(sa.true(), *parts)
+
+    # Each check is "the contact's id is (not) among the ids a subquery lists": the
+    # subquery does not depend on the contact, so the database runs it once (SQLite
+    # fills a temporary index, PostgreSQL hashes it) instead of once per contact.
 
     def _ledger(
         self, node: Reachable, name: str, owner: ColumnElement[Any] | None = None
     ) -> tuple[sa.FromClause, list[_Bool]]:
-        """The consent entries of the contact (of ``owner``, a contact id column of an
-        enclosing subquery, when given) for the node's channel and purpose, pending
-        requests left out."""
+        """The tenant's consent entries (of the contact ``owner`` names, when given) for
+        the node's channel and purpose, pending requests left out."""
         table = self.c.schema.table(ConsentEntry).alias(name)
-        return table, [
+        filters = [
             table.c.tenant == self.c.tenant,
-            table.c.contact_id == (self.column("id") if owner is None else owner),
             table.c.channel == node.channel.value,
             table.c.purpose == node.purpose,
             table.c.status != ConsentStatus.PENDING.value,
         ]
+        if owner is not None:
+            filters.append(table.c.contact_id == owner)
+        return table, filters
 
     def decided(self, node: Reachable) -> _Bool:
         """The contact has a decision (an entry granted or withdrawn)."""
         table, filters = self._ledger(node, "consent")
-        return sa.exists(sa.select(sa.literal(1)).select_from(table).where(*filters))
+        return self.column("id").in_(sa.select(table.c.contact_id).where(*filters))
 
     def decision(
         self, node: Reachable, status: ConsentStatus, *, live: bool = False, expired: bool = False
@@ -720,9 +718,8 @@ class _Scope:
             filters.append(sa.or_(entry.c.expires_at.is_(None), entry.c.expires_at > self.c.now))
         if expired:
             filters.append(entry.c.expires_at <= self.c.now)
-        return sa.exists(
-            sa.select(sa.literal(1)).select_from(entry).where(*filters, sa.not_(superseded))
-        )
+        chosen = sa.select(entry.c.contact_id).where(*filters, sa.not_(superseded))
+        return self.column("id").in_(chosen)
 
     def blocked(self, channel: ConsentChannel) -> _Bool:
         """A do-not-contact block of ``channel`` is in force: a block with no later entry
@@ -752,8 +749,29 @@ class _Scope:
                 ),
             )
         )
-        return sa.exists(
-            sa.select(sa.literal(1))
-            .select_from(entry)
-            .where(*of(entry, self.column("id")), sa.not_(entry.c.lifted), sa.not_(superseded))
+        chosen = sa.select(entry.c.contact_id).where(
+            entry.c.tenant == self.c.tenant,
+            entry.c.channel == channel.value,
+            sa.not_(entry.c.lifted),
+            sa.not_(superseded),
         )
+        return self.column("id").in_(chosen)
+
+    def under_cap(self, node: Reachable) -> _Bool:
+        """Fewer than ``max_messages`` messages of the channel in the window: the
+        contact is not among those with as many or more."""
+        assert node.max_messages is not None
+        table = self.c.schema.table(Activity).alias("message")
+        low, high, _ = activity_window(node.within_days, self.c.now)
+        scope = _Scope(self.c, table, ACTIVITY_FIELDS, "properties", None, ())
+        capped = (
+            sa.select(table.c.contact_id)
+            .where(
+                table.c.tenant == self.c.tenant,
+                table.c.kind == MESSAGE_KINDS[node.channel].value,
+                scope.window(table.c.occurred_at, low, high, inclusive=True),
+            )
+            .group_by(table.c.contact_id)
+            .having(sa.func.count() >= node.max_messages)
+        )
+        return self.column("id").not_in(capped)
