@@ -12,9 +12,10 @@ where SQL and Python differ, the compiler spells Python's meaning out
   more than 12 places or out of range is turned into the nearest bound that gives the
   same answer for every storable value;
 * money in another currency is UNKNOWN; sums of money add integers exactly;
-* ``reachable`` is a conjunction of (NOT) EXISTS subqueries on the consent and
-  do-not-contact ledgers, each served by the ledger's index, which ends with
-  ``decided_at, id``: "the entry in force" is "an entry with no later one".
+* ``reachable`` is a conjunction of ``id [NOT] IN (subquery)`` tests on the consent and
+  do-not-contact ledgers and the messages, each subquery independent of the contact
+  (run once) and served by a covering index: "the entry in force" is "an entry with no
+  later one".
 """
 
 import json
