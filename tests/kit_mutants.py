@@ -21,6 +21,8 @@ from crmkit.errors import ConcurrencyConflict, Duplicate, NotFound, StorageError
 from crmkit.models import (
     Activity,
     ActivityKind,
+    Consent,
+    ConsentStatus,
     Entity,
     LifecycleStage,
     Money,
@@ -68,6 +70,7 @@ _REPOSITORIES = (
     "tasks",
     "segments",
     "consents",
+    "do_not_contact",
     "stage_history",
 )
 _MIXED: dict[tuple[type, type], type] = {}
@@ -1770,3 +1773,70 @@ MERGE_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
 }
 
 MUTANTS.update(MERGE_MUTANTS)
+# ---------------------------------------------------------------------------- consent
+
+
+class _NoBlocks(MemoryUnitOfWork):
+    def _context(self, rule: Rule, now: datetime) -> Context:
+        return attrs.evolve(super()._context(rule, now), blocks={})
+
+
+class _FirstDecisionOnly(MemoryUnitOfWork):
+    def _context(self, rule: Rule, now: datetime) -> Context:
+        context = super()._context(rule, now)
+        kept: dict[UUID, list[Consent]] = {}
+        for contact_id, entries in context.consents.items():
+            seen: set[tuple[object, str]] = set()
+            for entry in sorted(entries, key=lambda e: (e.decided_at, e.id)):
+                key = (entry.channel, entry.purpose)
+                if entry.status is ConsentStatus.PENDING or key not in seen:
+                    kept.setdefault(contact_id, []).append(entry)
+                if entry.status is not ConsentStatus.PENDING:
+                    seen.add(key)
+        return attrs.evolve(context, consents=kept)
+
+
+class _LedgerOfEveryTenant:
+    def for_contact(self, contact_id: UUID, /, **_: Any) -> list[Any]:
+        found = [
+            e
+            for table in _all_tenants(self)
+            for e in table.values()
+            if getattr(e, "contact_id", None) == contact_id
+        ]
+        return sorted(found, key=lambda e: (e.decided_at, e.id))
+
+
+class _LedgerNewestFirst:
+    def for_contact(self, contact_id: UUID, /, **options: Any) -> list[Any]:
+        return list(reversed(super().for_contact(contact_id, **options)))  # type: ignore[misc]
+
+
+CONSENT_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
+    "reachable ignores do-not-contact blocks": (
+        type(
+            "ReachableIgnoresBlocks",
+            (MutantStore,),
+            {"unit_class": _NoBlocks, "__doc__": "reachable ignores do-not-contact blocks."},
+        ),
+        ("test_reachable_follows_the_ledgers",),
+    ),
+    "reachable keeps the first decision": (
+        type(
+            "ReachableFirstDecision",
+            (MutantStore,),
+            {"unit_class": _FirstDecisionOnly, "__doc__": "a later decision changes nothing."},
+        ),
+        ("test_reachable_follows_the_ledgers",),
+    ),
+    "ledgers read every tenant": (
+        _mixing("LedgersEveryTenant", _LedgerOfEveryTenant, "for_contact reads every tenant."),
+        ("test_ledgers_list_a_contact_s_entries_oldest_first",),
+    ),
+    "ledgers list the newest first": (
+        _mixing("LedgersNewestFirst", _LedgerNewestFirst, "for_contact lists newest first."),
+        ("test_ledgers_list_a_contact_s_entries_oldest_first",),
+    ),
+}
+
+MUTANTS.update(CONSENT_MUTANTS)

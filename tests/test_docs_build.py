@@ -20,6 +20,7 @@ REFERENCE_MODULES = [
     "crmkit.lifecycle",
     "crmkit.scoring",
     "crmkit.segmentation",
+    "crmkit.privacy",
     "crmkit.storage",
     "crmkit.storage.memory",
     "crmkit.storage.sql",

@@ -41,6 +41,7 @@ from hypothesis import strategies as st
 import crmkit.lifecycle
 import crmkit.models
 import crmkit.models.rules
+import crmkit.privacy
 import crmkit.quality
 import crmkit.scoring
 import crmkit.segmentation
@@ -50,6 +51,7 @@ from crmkit.crm import CRM
 from crmkit.errors import CrmkitError
 from crmkit.lifecycle import CheckInPlan, Pipeline, SlaPolicy, Stage, StageKind, Touchpoint
 from crmkit.models import (
+    ConsentChannel,
     LeadChannel,
     Money,
     SubjectKind,
@@ -58,6 +60,7 @@ from crmkit.models import (
     TicketChannel,
 )
 from crmkit.models.rules import Rule, RuleEntity
+from crmkit.privacy import ConsentPolicy, FrequencyCap
 from crmkit.serialization import make_converter
 from crmkit.storage import MemoryStore, Store
 from crmkit.storage.sql import open_store
@@ -193,7 +196,14 @@ _SCALARS = st.one_of(
 
 def _all_enum_members() -> list[enum.Enum]:
     found: list[enum.Enum] = []
-    modules = (crmkit.models, crmkit.lifecycle, crmkit.scoring, crmkit.segmentation, crmkit.quality)
+    modules = (
+        crmkit.models,
+        crmkit.lifecycle,
+        crmkit.scoring,
+        crmkit.segmentation,
+        crmkit.quality,
+        crmkit.privacy,
+    )
     for module in modules:
         for name in module.__all__:
             obj = getattr(module, name)
@@ -451,6 +461,7 @@ def _public_classes() -> list[type]:
         crmkit.scoring,
         crmkit.segmentation,
         crmkit.quality,
+        crmkit.privacy,
     )
     for module in modules:
         for name in module.__all__:
@@ -488,7 +499,13 @@ def test_constructors_raise_only_crmkit_errors(constructor: Callable[..., Any], 
 
 def _public_functions() -> list[Callable[..., Any]]:
     found = []
-    for module in (crmkit.lifecycle, crmkit.scoring, crmkit.segmentation, crmkit.quality):
+    for module in (
+        crmkit.lifecycle,
+        crmkit.scoring,
+        crmkit.segmentation,
+        crmkit.quality,
+        crmkit.privacy,
+    ):
         for name in module.__all__:
             obj = getattr(module, name)
             if inspect.isfunction(obj):
@@ -615,7 +632,8 @@ class World:
             "activity": cst.activities().map(
                 lambda a: attrs.evolve(a, contact_id=self.ids["contact"][0])
             ),
-            "channel": st.sampled_from(TicketChannel),
+            "channel": st.one_of(st.sampled_from(TicketChannel), st.sampled_from(ConsentChannel)),
+            "purpose": st.sampled_from(["newsletter", "sales", "ads"]),
         }
 
 
@@ -625,6 +643,8 @@ def _world(store: Store) -> World:
         pipelines=[SALES, INBOUND],
         lead_pipeline="inbound",
         sla_policies=[SlaPolicy(name="all", first_response=timedelta(hours=4))],
+        consent_policy=ConsentPolicy({"newsletter", "sales"}, caps={"email": FrequencyCap(2, 7)}),
+        token_secret=b"fuzz" * 8,
         clock=FixedClock(_NOW, step=timedelta(seconds=1)),
     )
     touch = Touchpoint(
@@ -679,6 +699,7 @@ REPOSITORIES = (
     "tasks",
     "segments",
     "consents",
+    "do_not_contact",
     "stage_history",
 )
 

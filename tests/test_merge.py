@@ -550,6 +550,7 @@ def test_merge_and_unmerge_cover_every_reference_the_storage_knows() -> None:
         ("activity", "contact_id"),
         ("task", "contact_id"),
         ("consent", "contact_id"),
+        ("do_not_contact", "contact_id"),
         ("contact", "account_id"),
         ("deal", "account_id"),
         ("ticket", "account_id"),

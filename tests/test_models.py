@@ -22,6 +22,8 @@ from crmkit.models import (
     Contact,
     Deal,
     DealStatus,
+    DoNotContact,
+    DoNotContactReason,
     Entity,
     Lead,
     LeadChannel,
@@ -143,6 +145,13 @@ def test_every_entity_has_a_new_constructor(clock: FixedClock) -> None:
             to_stage="new",
             clock=clock,
         ),
+        DoNotContact.new(
+            contact_id=contact.id,
+            channel=ConsentChannel.SMS,
+            reason=DoNotContactReason.BOUNCED,
+            source="bounce-handler",
+            clock=clock,
+        ),
     ]
     assert {type(e) for e in made} == set(ENTITY_TYPES)
     assert all(e.version == 1 and e.created_at == T0 for e in made)
@@ -151,6 +160,7 @@ def test_every_entity_has_a_new_constructor(clock: FixedClock) -> None:
     assert made[7].kind is SegmentKind.STATIC  # type: ignore[attr-defined]
     assert made[8].decided_at == T0  # type: ignore[attr-defined]
     assert made[9].at == T0  # type: ignore[attr-defined]
+    assert made[10].decided_at == T0  # type: ignore[attr-defined]
 
 
 # Fields that describe a later state than creation: new() leaves them at their default,
@@ -174,7 +184,7 @@ def test_new_takes_every_field_of_a_new_entity(entity_type: type[Entity]) -> Non
 def test_entity_names() -> None:
     assert [t.entity_name for t in ENTITY_TYPES] == [
         "contact", "account", "lead", "deal", "ticket", "activity", "task", "segment",
-        "consent", "stage_change",
+        "consent", "do_not_contact", "stage_change",
     ]  # fmt: skip
 
 

@@ -44,6 +44,7 @@ from crmkit.models import (
     Consent,
     Contact,
     Deal,
+    DoNotContact,
     EmailAddress,
     Entity,
     Lead,
@@ -126,7 +127,8 @@ class JsonUnitOfWork:
         self.activities = JsonActivities(self, Activity)
         self.tasks = JsonTasks(self, Task)
         self.segments = JsonRepository(self, Segment)
-        self.consents = JsonRepository(self, Consent)
+        self.consents = JsonConsents(self, Consent)
+        self.do_not_contact = JsonDoNotContact(self, DoNotContact)
         self.stage_history = JsonStageHistory(self, StageChange)
         self.merges = JsonMerges(self)
 
@@ -261,13 +263,12 @@ class JsonRepository(Generic[E]):
             return self.all()
         if not isinstance(rule, Rule) or rule.entity != self._name:
             raise InvalidRule("rule", rule, f"not a rule over {self._name}s")
-        activities: dict[UUID, list[Activity]] = {}
-        for activity in self.unit.activities.all():
-            activities.setdefault(activity.contact_id, []).append(activity)
         context = Context(
             now=now,
-            activities=activities,
+            activities=by_contact(self.unit.activities.all()),
             segments={segment.id: segment for segment in self.unit.segments.all()},
+            consents=by_contact(self.unit.consents.all()),
+            blocks=by_contact(self.unit.do_not_contact.all()),
         )
         return compile_selector(rule, context)(self.all())
 
@@ -457,6 +458,28 @@ class JsonActivities(JsonRepository[Activity]):
             and (until is None or a.occurred_at < until)
         ]
         return sorted(found, key=lambda a: (a.occurred_at, a.id))
+
+
+class JsonConsents(JsonRepository[Consent]):
+    def for_contact(self, contact_id: UUID, /) -> list[Consent]:
+        check_id(contact_id, "contact_id")
+        found = [c for c in self.all() if c.contact_id == contact_id]
+        return sorted(found, key=lambda c: (c.decided_at, c.id))
+
+
+class JsonDoNotContact(JsonRepository[DoNotContact]):
+    def for_contact(self, contact_id: UUID, /) -> list[DoNotContact]:
+        check_id(contact_id, "contact_id")
+        found = [b for b in self.all() if b.contact_id == contact_id]
+        return sorted(found, key=lambda b: (b.decided_at, b.id))
+
+
+def by_contact(items: Iterable[Any]) -> dict[UUID, list[Any]]:
+    """``items`` (activities, ledger entries) grouped by their ``contact_id``."""
+    found: dict[UUID, list[Any]] = {}
+    for item in items:
+        found.setdefault(item.contact_id, []).append(item)
+    return found
 
 
 class JsonStageHistory(JsonRepository[StageChange]):

@@ -30,13 +30,16 @@ __all__ = [
     "DuplicateEmails",
     "InvalidPipeline",
     "InvalidRule",
+    "InvalidToken",
     "MissingExtra",
     "NotFound",
     "Problem",
     "SchemaOutdated",
     "StillReferenced",
     "StorageError",
+    "TokenExpired",
     "TransitionNotAllowed",
+    "UndeclaredPurpose",
     "UnknownCountry",
     "UnmergeConflict",
     "ValidationError",
@@ -230,6 +233,24 @@ class UnknownCountry(ValidationError):
 
 class InvalidPipeline(ValidationError):
     """A pipeline definition is inconsistent (duplicate, unknown or unreachable stages)."""
+
+
+# ---------------------------------------------------------------------------- consent
+
+
+class UndeclaredPurpose(ValidationError):
+    """A consent, request or audience names a purpose the host did not declare in its
+    :class:`~crmkit.privacy.ConsentPolicy` (field ``purpose``)."""
+
+
+class InvalidToken(ValidationError):
+    """A double opt-in confirmation token is malformed, was not signed with the host's
+    secret (tampered), or its request was decided since (field ``token``)."""
+
+
+class TokenExpired(InvalidToken):
+    """A double opt-in confirmation token is genuine but its time ran out (field
+    ``token``; the request stays pending, a new request sends a new token)."""
 
 
 class _EntityError(CrmkitError):

@@ -43,6 +43,7 @@ _REPOSITORIES: Final[Mapping[str, str]] = {
     "task": "tasks",
     "segment": "segments",
     "consent": "consents",
+    "do_not_contact": "do_not_contact",
     "stage_change": "stage_history",
 }
 _CHAIN: Final = 100  # merges followed from a merged e-mail to its survivor, at most

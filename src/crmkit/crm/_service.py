@@ -42,6 +42,7 @@ from crmkit.analytics import (
 )
 from crmkit.clock import Clock, FixedClock, ensure_utc
 from crmkit.crm import _kpis, _merge
+from crmkit.crm._consent import ConsentUseCases, check_secret
 from crmkit.errors import (
     ClosedRecord,
     ConcurrencyConflict,
@@ -131,6 +132,7 @@ from crmkit.models.rules import (
     Rule,
     RuleEntity,
 )
+from crmkit.privacy import ConsentPolicy
 from crmkit.quality import (
     ACCOUNT_KEYS,
     CONTACT_KEYS,
@@ -246,7 +248,7 @@ _MANAGED: Final = {
 }
 
 
-class CRM:
+class CRM(ConsentUseCases):
     """A store, a clock and the configured pipelines, wired: the friendly entry point.
 
     Every method is one use case and runs in one unit of work: either everything it
@@ -261,6 +263,9 @@ class CRM:
     start in; ``sla_policies`` are the ticket SLA policies, the first that matches a ticket
     applies; ``repeat_touch`` says what a touch from a contact with an open lead does:
     ``"attach"`` (the default) records it on that lead, ``"new_lead"`` opens another.
+    ``consent_policy`` declares the consent purposes and frequency caps (the consent use
+    cases and :meth:`audience` need it); ``token_secret`` (at least 32 bytes) signs
+    double opt-in tokens.
 
     The CRM reads its clock once per use case and passes that time to the domain
     functions, so everything one call records carries the same time. Units of work do
@@ -271,7 +276,7 @@ class CRM:
     are the way back.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0912 - one check per option
         self,
         store: Store,
         *,
@@ -283,6 +288,8 @@ class CRM:
         lead_pipeline: str | None = None,
         sla_policies: Iterable[SlaPolicy] = (),
         repeat_touch: str = "attach",
+        consent_policy: ConsentPolicy | None = None,
+        token_secret: bytes | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.store = store
@@ -327,6 +334,10 @@ class CRM:
         if repeat_touch not in _REPEAT_TOUCH:
             raise ValidationError("repeat_touch", repeat_touch, "expected 'attach' or 'new_lead'")
         self.repeat_touch = repeat_touch
+        if consent_policy is not None and not isinstance(consent_policy, ConsentPolicy):
+            raise ValidationError("consent_policy", consent_policy, "expected a ConsentPolicy")
+        self.consent_policy = consent_policy
+        self._token_secret = check_secret(token_secret)
 
     @property
     def pipelines(self) -> Mapping[str, Pipeline]:
@@ -1548,11 +1559,11 @@ class CRM:
             (name, list(repository.find(rule, limit=limit).items))
             for name, repository, rule in ruled
         ]
-        # Consents have no query by contact yet (the privacy issue adds one): scanned.
         if kind != "account":
             found.append(("activity", list(unit.activities.for_contact(id))))
             found.append(("task", list[Entity](unit.tasks.select(contact_id=id))))
-            found.append(("consent", [c for c in unit.consents.iterate() if c.contact_id == id]))
+            found.append(("consent", list[Entity](unit.consents.for_contact(id))))
+            found.append(("do_not_contact", list[Entity](unit.do_not_contact.for_contact(id))))
         return [(name, items) for name, items in found if items]
 
     def _cascade(self, unit: UnitOfWork, kind: str, id: UUID) -> None:
@@ -1574,6 +1585,8 @@ class CRM:
             unit.activities.delete(activity.id)
         for consent in referrers.get("consent", []):
             unit.consents.delete(consent.id)
+        for block in referrers.get("do_not_contact", []):
+            unit.do_not_contact.delete(block.id)
         leads = [cast(Lead, lead) for lead in referrers.get("lead", [])]
         for lead in leads:  # a lead and its deal refer to each other: cut one link first
             if lead.deal_id is not None:

@@ -10,6 +10,7 @@ from crmkit.models._entities import (
     Consent,
     Contact,
     Deal,
+    DoNotContact,
     Entity,
     Lead,
     Segment,
@@ -22,8 +23,10 @@ from crmkit.models._enums import (
     ConsentChannel,
     ConsentStatus,
     DealStatus,
+    DoNotContactReason,
     LeadChannel,
     LeadStatus,
+    LegalBasis,
     LifecycleStage,
     SegmentKind,
     SubjectKind,
@@ -33,6 +36,7 @@ from crmkit.models._enums import (
     TicketPriority,
     TicketStatus,
 )
+from crmkit.models._ledger import contact_point, current_block, current_consent, is_expired
 from crmkit.models._values import (
     COUNTRIES,
     CURRENCIES,
@@ -58,6 +62,7 @@ ENTITY_TYPES: tuple[type[Entity], ...] = (
     Task,
     Segment,
     Consent,
+    DoNotContact,
     StageChange,
 )
 """Every entity class, in the order of the customer lifecycle."""
@@ -78,6 +83,8 @@ __all__ = [
     "CustomFields",
     "Deal",
     "DealStatus",
+    "DoNotContact",
+    "DoNotContactReason",
     "EmailAddress",
     "Entity",
     "JSONScalar",
@@ -85,6 +92,7 @@ __all__ = [
     "Lead",
     "LeadChannel",
     "LeadStatus",
+    "LegalBasis",
     "LifecycleStage",
     "Money",
     "PhoneNumber",
@@ -99,6 +107,10 @@ __all__ = [
     "TicketChannel",
     "TicketPriority",
     "TicketStatus",
+    "contact_point",
+    "current_block",
+    "current_consent",
+    "is_expired",
     "normalise_tags",
     "parse_decimal",
 ]

@@ -25,8 +25,10 @@ from crmkit.models._enums import (
     ConsentChannel,
     ConsentStatus,
     DealStatus,
+    DoNotContactReason,
     LeadChannel,
     LeadStatus,
+    LegalBasis,
     LifecycleStage,
     SegmentKind,
     SubjectKind,
@@ -54,6 +56,7 @@ __all__ = [
     "Consent",
     "Contact",
     "Deal",
+    "DoNotContact",
     "Entity",
     "Lead",
     "Segment",
@@ -65,6 +68,8 @@ __all__ = [
 _NAME: Final = f.text(200)
 _TITLE: Final = f.text(500)
 _LONG: Final = f.text(100_000, single_line=False)
+_POINT: Final = f.text(320)
+"""A contact point: an e-mail address (at most 320 characters) or a phone number."""
 _USER: Final = f.text(200)
 """Owners, assignees and actors are the host application's user ids."""
 
@@ -821,10 +826,18 @@ class Segment(Entity):
 
 @attrs.frozen(kw_only=True)
 class Consent(Entity):
-    """A contact's permission (or its withdrawal) for one channel and purpose.
+    """One entry of a contact's consent ledger: a decision (or a request awaiting one)
+    for one channel and purpose.
 
+    The ledger is append-only: a later entry supersedes an earlier one, none is changed.
     ``decided_at`` is when the person decided (which may precede ``created_at`` for
     imported records); ``source`` is where it was given (form, double opt-in, call, ...).
+    ``contact_point`` is the e-mail address or phone number the entry covers;
+    ``legal_basis`` why processing for the purpose is lawful. The evidence is the form
+    (``evidence_form``), the version of the text the person agreed to
+    (``evidence_text``) and the IP address it came from (``evidence_ip``).
+    ``expires_at`` ends a grant. :func:`crmkit.models.current_consent` derives the
+    current state.
     """
 
     entity_name: ClassVar[str] = "consent"
@@ -837,6 +850,21 @@ class Consent(Entity):
     decided_at: datetime = attrs.field(converter=f.to_utc, metadata=f.check(f.is_utc))
     expires_at: datetime | None = attrs.field(
         default=None, converter=f.to_utc_opt, metadata=f.check(f.optional(f.is_utc))
+    )
+    legal_basis: LegalBasis = attrs.field(
+        default=LegalBasis.CONSENT, metadata=f.check(f.member(LegalBasis))
+    )
+    contact_point: str | None = attrs.field(
+        default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_POINT))
+    )
+    evidence_form: str | None = attrs.field(
+        default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_NAME))
+    )
+    evidence_text: str | None = attrs.field(
+        default=None, converter=f.to_text_opt, metadata=f.check(f.optional(_NAME))
+    )
+    evidence_ip: str | None = attrs.field(
+        default=None, converter=f.to_ip_opt, metadata=f.check(f.optional(f.is_ip))
     )
 
     def _invariants(self) -> Iterator[Problem]:
@@ -855,9 +883,14 @@ class Consent(Entity):
         source: str,
         decided_at: datetime | None = None,
         expires_at: datetime | None = None,
+        legal_basis: LegalBasis = LegalBasis.CONSENT,
+        contact_point: str | None = None,
+        evidence_form: str | None = None,
+        evidence_text: str | None = None,
+        evidence_ip: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> Self:
-        """A consent decision; ``decided_at`` defaults to the clock's now."""
+        """A consent ledger entry; ``decided_at`` defaults to the clock's now."""
         stamp = _stamp(clock)
         return cls(
             **stamp,
@@ -868,6 +901,58 @@ class Consent(Entity):
             source=source,
             decided_at=stamp["created_at"] if decided_at is None else decided_at,
             expires_at=expires_at,
+            legal_basis=legal_basis,
+            contact_point=contact_point,
+            evidence_form=evidence_form,
+            evidence_text=evidence_text,
+            evidence_ip=evidence_ip,
+        )
+
+
+# ---------------------------------------------------------------------------- do not contact
+
+
+@attrs.frozen(kw_only=True)
+class DoNotContact(Entity):
+    """One entry of a contact's do-not-contact ledger for one channel: a block (with
+    its reason) or, with ``lifted=True``, the end of the blocks before it.
+
+    Append-only like the consent ledger: :func:`crmkit.models.current_block` gives the
+    block in force. ``decided_at`` is when it was decided; ``source`` who or what
+    decided it (a bounce handler, a complaint loop, an agent).
+    """
+
+    entity_name: ClassVar[str] = "do_not_contact"
+
+    contact_id: UUID = attrs.field(metadata=f.check(f.is_uuid))
+    channel: ConsentChannel = attrs.field(metadata=f.check(f.member(ConsentChannel)))
+    reason: DoNotContactReason = attrs.field(metadata=f.check(f.member(DoNotContactReason)))
+    source: str = attrs.field(converter=f.to_text, metadata=f.check(_NAME))
+    decided_at: datetime = attrs.field(converter=f.to_utc, metadata=f.check(f.is_utc))
+    lifted: bool = attrs.field(default=False, metadata=f.check(f.is_bool))
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        contact_id: UUID,
+        channel: ConsentChannel,
+        reason: DoNotContactReason,
+        source: str,
+        decided_at: datetime | None = None,
+        lifted: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> Self:
+        """A do-not-contact ledger entry; ``decided_at`` defaults to the clock's now."""
+        stamp = _stamp(clock)
+        return cls(
+            **stamp,
+            contact_id=contact_id,
+            channel=channel,
+            reason=reason,
+            source=source,
+            decided_at=stamp["created_at"] if decided_at is None else decided_at,
+            lifted=lifted,
         )
 
 

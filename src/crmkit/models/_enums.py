@@ -7,8 +7,10 @@ __all__ = [
     "ConsentChannel",
     "ConsentStatus",
     "DealStatus",
+    "DoNotContactReason",
     "LeadChannel",
     "LeadStatus",
+    "LegalBasis",
     "LifecycleStage",
     "SegmentKind",
     "SubjectKind",
@@ -104,6 +106,10 @@ class ActivityKind(StrEnum):
     DOWNLOAD = "download"
     EVENT_SIGNUP = "event_signup"
     PROMO_CODE = "promo_code"
+    SMS_SENT = "sms_sent"
+    LETTER_SENT = "letter_sent"
+    MESSAGE_SENT = "message_sent"
+    """A message sent through a messenger (WhatsApp, Signal, ...)."""
 
 
 class TaskKind(StrEnum):
@@ -139,8 +145,39 @@ class ConsentChannel(StrEnum):
 
 
 class ConsentStatus(StrEnum):
+    """The decision a consent ledger entry records.
+
+    ``PENDING`` is a request awaiting confirmation (double opt-in): it is not a
+    decision, so it neither grants nor withdraws anything.
+    """
+
+    PENDING = "pending"
     GRANTED = "granted"
     WITHDRAWN = "withdrawn"
+
+
+class LegalBasis(StrEnum):
+    """Why processing for a purpose is lawful (GDPR article 6 (1) a to f)."""
+
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGAL_OBLIGATION = "legal_obligation"
+    VITAL_INTEREST = "vital_interest"
+    PUBLIC_TASK = "public_task"
+    LEGITIMATE_INTEREST = "legitimate_interest"
+
+
+class DoNotContactReason(StrEnum):
+    """Why a channel of a contact is blocked."""
+
+    BOUNCED = "bounced"
+    """Messages could not be delivered (a hard bounce, an unknown number)."""
+    COMPLAINED = "complained"
+    """The person reported a message as spam or complained."""
+    ASKED = "asked"
+    """The person asked not to be contacted on this channel."""
+    LEGAL = "legal"
+    """A legal reason: a court order, a Robinson list, a block list."""
 
 
 class SubjectKind(StrEnum):

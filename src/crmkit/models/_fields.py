@@ -9,6 +9,7 @@ Converters are module-level named functions because mypy's attrs plugin derives 
 ``__init__`` parameter types from their signatures.
 """
 
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -145,6 +146,29 @@ def is_key(value: object) -> None:
         raise ValidationError(
             "", value, "expected a key: lower-case letters, digits, '_', '.', '-' (1-63)"
         )
+
+
+def is_ip(value: object) -> None:
+    """An IPv4 or IPv6 address in its normal text form."""
+    if not isinstance(value, str):
+        raise ValidationError("", value, "expected an IPv4 or IPv6 address")
+    try:
+        normal = str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValidationError("", value, "expected an IPv4 or IPv6 address") from None
+    if normal != value:
+        raise ValidationError("", value, f"expected the address in normal form ({normal})")
+
+
+def to_ip_opt(value: str | None) -> str | None:
+    """An IP address in its normal form (``::1``, not ``0::1``); other values unchanged,
+    for the check to report."""
+    if isinstance(value, str):
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            return value
+    return value
 
 
 def int_between(low: int, high: int = INT64 - 1) -> Check:

@@ -32,6 +32,7 @@ from crmkit.clock import ensure_utc
 from crmkit.errors import InvalidRule, ValidationError
 from crmkit.models._enums import (
     ActivityKind,
+    ConsentChannel,
     DealStatus,
     LeadChannel,
     LeadStatus,
@@ -58,6 +59,7 @@ __all__ = [
     "MAX_RULE_CONDITIONS",
     "MAX_RULE_DEPTH",
     "MAX_SEGMENT_DEPTH",
+    "MESSAGE_KINDS",
     "ActivityCondition",
     "And",
     "Between",
@@ -74,6 +76,8 @@ __all__ = [
     "Not",
     "Op",
     "Or",
+    "ReachCheck",
+    "Reachable",
     "RelativeDate",
     "Rule",
     "RuleEntity",
@@ -109,6 +113,7 @@ MAX_SEGMENT_DEPTH: Final = 16
 segment ``B``, ... names at most this many segments in a chain."""
 
 _CONTACT: Final = "contact."
+_PURPOSE: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}\Z")
 
 
 class Op(StrEnum):
@@ -596,6 +601,92 @@ class ActivityCondition(Condition):
         return () if self.where is None else (self.where,)
 
 
+class ReachCheck(StrEnum):
+    """One check of :class:`Reachable`, in the order an audience reports exclusions."""
+
+    CONTACT_POINT = "contact_point"
+    """The contact has an address for the channel: an e-mail address for e-mail, a
+    phone number for phone, SMS and messaging (post is not checked: crmkit stores no
+    postal address)."""
+    DO_NOT_CONTACT = "do_not_contact"
+    """The contact is not marked ``do_not_contact`` (every channel) and no do-not-contact
+    block is in force for the channel."""
+    CONSENT = "consent"
+    """The person decided for the channel and purpose (a pending request is no decision)."""
+    WITHDRAWN = "withdrawn"
+    """The latest decision is not a withdrawal."""
+    EXPIRED = "expired"
+    """The latest decision is not a grant that expired at or before now."""
+    FREQUENCY_CAP = "frequency_cap"
+    """Fewer than ``max_messages`` messages of the channel in the last ``within_days``
+    days (no check when the node has no cap)."""
+
+
+MESSAGE_KINDS: Final[Mapping[ConsentChannel, ActivityKind]] = MappingProxyType(
+    {
+        ConsentChannel.EMAIL: ActivityKind.EMAIL_SENT,
+        ConsentChannel.SMS: ActivityKind.SMS_SENT,
+        ConsentChannel.PHONE: ActivityKind.CALL,
+        ConsentChannel.POST: ActivityKind.LETTER_SENT,
+        ConsentChannel.MESSAGING: ActivityKind.MESSAGE_SENT,
+    }
+)
+"""The activity that records a message sent on each channel: what a frequency cap counts."""
+
+
+def _check_purpose(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, str) or not _PURPOSE.match(value):
+        raise InvalidRule(
+            attribute.name, value, "expected a key: lower-case letters, digits, '_', '.', '-'"
+        )
+
+
+def _check_cap(instance: "Reachable", attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000
+    ):
+        raise InvalidRule(attribute.name, value, "expected a number of messages from 1 to 1000000")
+
+
+def _check_capped(instance: "Reachable", attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    _check_within(instance, attribute, value)
+    if (value is None) != (instance.max_messages is None):
+        raise InvalidRule(attribute.name, value, "a frequency cap needs max_messages and days")
+
+
+def _to_checks(value: Any) -> Any:
+    if isinstance(value, (list, tuple, set)):
+        return frozenset(value)
+    return value
+
+
+def _check_checks(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
+    if not isinstance(value, frozenset) or not all(isinstance(c, ReachCheck) for c in value):
+        raise InvalidRule(attribute.name, value, "expected a set of ReachCheck members")
+
+
+@attrs.frozen
+class Reachable(Condition):
+    """The contact may be sent a message on ``channel`` for ``purpose`` now.
+
+    TRUE when every check of ``checks`` (all by default, see :class:`ReachCheck`)
+    passes: the contact has an address for the channel; no do-not-contact block is in
+    force for it; the latest consent decision for the channel and purpose (the
+    ledger entry granted or withdrawn with the latest ``decided_at``; at the same time a
+    withdrawal wins) is a grant that has not expired at now; and, with a frequency cap,
+    fewer than ``max_messages`` messages (:data:`MESSAGE_KINDS`) of the channel occurred
+    in the last ``within_days`` days. Otherwise FALSE: never UNKNOWN. Contact rules only.
+    """
+
+    channel: ConsentChannel = attrs.field(validator=_check_enum(ConsentChannel))
+    purpose: str = attrs.field(validator=_check_purpose)
+    max_messages: int | None = attrs.field(default=None, validator=_check_cap)
+    within_days: int | None = attrs.field(default=None, validator=_check_capped)
+    checks: frozenset[ReachCheck] = attrs.field(
+        default=frozenset(ReachCheck), converter=_to_checks, validator=_check_checks
+    )
+
+
 def _check_items(_instance: object, attribute: "attrs.Attribute[Any]", value: Any) -> None:
     if not isinstance(value, tuple) or not value:
         raise InvalidRule(attribute.name, value, "expected a non-empty tuple of conditions")
@@ -862,6 +953,10 @@ class _Checker:
             case InSegment(segment_id=segment_id):
                 if self.entity is not RuleEntity.CONTACT:
                     raise InvalidRule("segment_id", segment_id, "only contacts are in segments")
+                return node
+            case Reachable(channel=channel):
+                if self.entity is not RuleEntity.CONTACT:
+                    raise InvalidRule("channel", channel, "only contacts are reachable")
                 return node
             case ActivityCondition(where=where):
                 if self.entity is None:

@@ -20,6 +20,7 @@ from crmkit.segmentation._builder import (
     in_segment,
     leads_where,
     prop,
+    reachable,
     tickets_where,
 )
 from crmkit.segmentation._compile import (
@@ -73,6 +74,7 @@ __all__ = [
     "on_contact",
     "overlap",
     "prop",
+    "reachable",
     "rfm_group",
     "rfm_scores",
     "segment_size",

@@ -16,7 +16,7 @@
 from uuid import UUID
 
 from crmkit.errors import InvalidRule
-from crmkit.models import ActivityKind, Money, Segment
+from crmkit.models import ActivityKind, ConsentChannel, Money, Segment
 from crmkit.models.rules import (
     ActivityCondition,
     Between,
@@ -29,6 +29,7 @@ from crmkit.models.rules import (
     IsNull,
     Measure,
     Op,
+    Reachable,
     RelativeDate,
     Rule,
     RuleEntity,
@@ -50,6 +51,7 @@ __all__ = [
     "in_segment",
     "leads_where",
     "prop",
+    "reachable",
     "tickets_where",
 ]
 
@@ -223,6 +225,19 @@ def activity(
 ) -> ActivityQuery:
     """The contact's activities of ``kind`` for which ``where`` holds, in the last days."""
     return ActivityQuery(kind, where, within_days)
+
+
+def reachable(
+    channel: ConsentChannel,
+    purpose: str,
+    *,
+    max_messages: int | None = None,
+    within_days: int | None = None,
+) -> Reachable:
+    """The contact may be sent a message on ``channel`` for ``purpose`` (see
+    :class:`~crmkit.models.rules.Reachable`); with ``max_messages`` and ``within_days``,
+    also fewer than ``max_messages`` messages in the last ``within_days`` days."""
+    return Reachable(channel, purpose, max_messages, within_days)
 
 
 def contacts_where(condition: Condition) -> Rule:

@@ -43,6 +43,7 @@ from crmkit.models.rules import (
     Not,
     Op,
     Or,
+    Reachable,
     RelativeDate,
     Rule,
     RuleEntity,
@@ -59,6 +60,7 @@ from crmkit.segmentation._semantics import (
     activity_window,
     compare,
     in_window,
+    reachable,
     window_bounds,
 )
 
@@ -416,7 +418,7 @@ class _Compiler:
         name = self.constant(function)
         return f"({name}({', '.join(arguments)}) is {positive})"
 
-    def expression(self, node: Condition, *, positive: bool) -> str:  # noqa: PLR0912
+    def expression(self, node: Condition, *, positive: bool) -> str:  # noqa: PLR0912, PLR0915
         """Source of "``node`` is TRUE" (``positive``) or "``node`` is FALSE"."""
         if self.entity in CONTACT_FIELDS_OF:
             inner = contact_condition(node)
@@ -490,6 +492,13 @@ class _Compiler:
             case ActivityCondition():
                 measured = self.constant(self.activities(node))
                 return _polar(f"{measured}(o)", positive)
+            case Reachable():
+                context = self.context
+
+                def reached(o: Any) -> bool:
+                    return reachable(node, o, context)
+
+                return _polar(f"{self.constant(reached)}(o)", positive)
         raise InvalidRule("where", node, "not a condition of the rule language")
 
     def on_contact(self, inner: Condition, *, positive: bool) -> str:

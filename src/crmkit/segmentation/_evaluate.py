@@ -31,6 +31,7 @@ from crmkit.models.rules import (
     Not,
     Op,
     Or,
+    Reachable,
     RelativeDate,
     Rule,
     RuleEntity,
@@ -47,6 +48,7 @@ from crmkit.segmentation._semantics import (
     contact_of,
     field_value,
     in_window,
+    reachable,
     text_matches,
     window_bounds,
 )
@@ -159,6 +161,8 @@ class _Interpreter:
                 return self.member(segment_id, obj)
             case ActivityCondition():
                 return self.activities(node, obj)
+            case Reachable():
+                return reachable(node, obj, self.context)
         raise InvalidRule("where", node, "not a condition of the rule language")
 
     def member(self, segment_id: UUID, obj: Any) -> bool:

@@ -13,6 +13,7 @@ the storage adapter's SQL compiler follows the same rules.
   ``None`` in the list behaves as in SQL. ``BETWEEN`` is ``low <= x AND x <= high``.
 * Text matches compare ``str.casefold()`` of both sides; tags likewise.
 * Activities count up to ``now`` only, and from ``within_days`` days before it when given.
+* ``reachable`` is TRUE or FALSE, never UNKNOWN (:func:`reachable`).
 """
 
 import calendar
@@ -28,8 +29,28 @@ import attrs
 
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
-from crmkit.models import Activity, Contact, Segment
-from crmkit.models.rules import DateWindow, FieldSpec, FieldType, Op, TextOp
+from crmkit.models import (
+    Activity,
+    Consent,
+    ConsentStatus,
+    Contact,
+    DoNotContact,
+    Segment,
+    contact_point,
+    current_block,
+    current_consent,
+    is_expired,
+)
+from crmkit.models.rules import (
+    MESSAGE_KINDS,
+    DateWindow,
+    FieldSpec,
+    FieldType,
+    Op,
+    Reachable,
+    ReachCheck,
+    TextOp,
+)
 
 __all__ = [
     "MISSING_CONTACT",
@@ -41,6 +62,7 @@ __all__ = [
     "contact_of",
     "field_value",
     "in_window",
+    "reachable",
     "text_matches",
     "window_bounds",
 ]
@@ -64,16 +86,20 @@ class Context:
     ``activities`` maps a contact id to that contact's activities; ``segments`` holds
     the segments that ``in segment`` conditions may name; ``contacts`` maps a contact id
     to the contact, for the ``contact.<field>`` conditions of lead, deal and ticket rules
-    (a contact missing from it has every field missing, as if it were not stored).
+    (a contact missing from it has every field missing, as if it were not stored);
+    ``consents`` and ``blocks`` map a contact id to its consent and do-not-contact
+    ledger entries, for ``reachable`` conditions.
     """
 
     now: datetime = attrs.field(converter=ensure_utc)
     activities: Mapping[UUID, Sequence[Activity]] = attrs.field(factory=dict)
     segments: Mapping[UUID, Segment] = attrs.field(factory=dict)
     contacts: Mapping[UUID, Contact] = attrs.field(factory=dict)
+    consents: Mapping[UUID, Sequence[Consent]] = attrs.field(factory=dict)
+    blocks: Mapping[UUID, Sequence[DoNotContact]] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
-        for name in ("activities", "segments", "contacts"):
+        for name in ("activities", "segments", "contacts", "consents", "blocks"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValidationError(name, getattr(self, name), "expected a mapping by id")
 
@@ -189,3 +215,48 @@ def activity_window(within_days: int | None, now: datetime) -> tuple[Any, Any, b
     if within_days is None:
         return None, now, True
     return window_bounds(DateWindow.WITHIN_LAST, within_days, now, dates=False)
+
+
+def failed_checks(node: Reachable, contact: Contact, context: Context) -> list[ReachCheck]:
+    """The checks of ``node`` that ``contact`` fails at ``context.now``, in the order of
+    :class:`~crmkit.models.rules.ReachCheck`.
+
+    The consent checks read the decision in force
+    (:func:`~crmkit.models.current_consent`): ``CONSENT`` fails without one,
+    ``WITHDRAWN`` when it is a withdrawal, ``EXPIRED`` when it is a grant expired at or
+    before now; the frequency cap counts the channel's messages (``MESSAGE_KINDS``) in
+    the activity window of ``within_days`` (see :func:`activity_window`).
+    """
+    failed: list[ReachCheck] = []
+    checks = node.checks
+    if ReachCheck.CONTACT_POINT in checks and contact_point(contact, node.channel) is None:
+        failed.append(ReachCheck.CONTACT_POINT)
+    blocks = context.blocks.get(contact.id, ())
+    blocked = contact.do_not_contact or current_block(blocks, node.channel) is not None
+    if ReachCheck.DO_NOT_CONTACT in checks and blocked:
+        failed.append(ReachCheck.DO_NOT_CONTACT)
+    decision = current_consent(context.consents.get(contact.id, ()), node.channel, node.purpose)
+    if ReachCheck.CONSENT in checks and decision is None:
+        failed.append(ReachCheck.CONSENT)
+    withdrawn = decision is not None and decision.status is ConsentStatus.WITHDRAWN
+    if ReachCheck.WITHDRAWN in checks and withdrawn:
+        failed.append(ReachCheck.WITHDRAWN)
+    expired = decision is not None and not withdrawn and is_expired(decision, context.now)
+    if ReachCheck.EXPIRED in checks and expired:
+        failed.append(ReachCheck.EXPIRED)
+    if ReachCheck.FREQUENCY_CAP in checks and node.max_messages is not None:
+        kind = MESSAGE_KINDS[node.channel]
+        window = activity_window(node.within_days, context.now)
+        sent = sum(
+            1
+            for a in context.activities.get(contact.id, ())
+            if a.kind is kind and in_window(a.occurred_at, window)
+        )
+        if sent >= node.max_messages:
+            failed.append(ReachCheck.FREQUENCY_CAP)
+    return failed
+
+
+def reachable(node: Reachable, contact: Contact, context: Context) -> bool:
+    """Whether ``contact`` passes every check of ``node`` (see :func:`failed_checks`)."""
+    return not failed_checks(node, contact, context)

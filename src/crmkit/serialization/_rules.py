@@ -14,7 +14,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from crmkit.errors import MISSING, Problem, ValidationError
-from crmkit.models import ActivityKind, Money, parse_decimal
+from crmkit.models import ActivityKind, ConsentChannel, Money, parse_decimal
 from crmkit.models.rules import (
     MAX_IN_VALUES,
     MAX_RULE_CONDITIONS,
@@ -33,6 +33,8 @@ from crmkit.models.rules import (
     Not,
     Op,
     Or,
+    Reachable,
+    ReachCheck,
     RelativeDate,
     TextMatch,
     TextOp,
@@ -119,6 +121,12 @@ def _days(obj: object) -> int | None:
     raise fail(obj, "expected a whole number of days or null")
 
 
+def _count(obj: object) -> int:
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return obj
+    raise fail(obj, "expected a whole number")
+
+
 def _enum(enum: type[Enum]) -> Decoder:
     return lambda obj: structure_enum(obj, enum)
 
@@ -152,6 +160,8 @@ def unstructure_condition(node: Condition) -> dict[str, object]:
             data[key] = unstructure_condition(value)
         elif key in ("items",):
             data[key] = [unstructure_condition(item) for item in value]
+        elif key == "checks":
+            data[key] = sorted(check.value for check in value)
         elif key == "values":
             data[key] = [_encode_literal(item) for item in value]
         elif isinstance(value, Enum):
@@ -272,6 +282,16 @@ _NODES: Final[dict[str, tuple[type[Condition], _Fields]]] = {
             "value": _LITERAL,
             "where": (_optional(_structure_node), False),
             "within_days": (_days, False),
+        },
+    ),
+    "reachable": (
+        Reachable,
+        {
+            "channel": (_enum(ConsentChannel), True),
+            "purpose": (_text, True),
+            "max_messages": (_optional(_count), False),
+            "within_days": (_days, False),
+            "checks": (_list_of(_enum(ReachCheck)), False),
         },
     ),
     "and": (And, {"items": (_list_of(_structure_node), True)}),

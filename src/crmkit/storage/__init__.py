@@ -2,6 +2,7 @@
 
 * :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ContactRepository`,
   :class:`AccountRepository`, :class:`TaskRepository`, :class:`ActivityRepository`,
+  :class:`ConsentRepository`, :class:`DoNotContactRepository`,
   :class:`StageHistoryRepository` and :class:`MergeRepository` are the port (Protocols);
 * :class:`Order`, :class:`Cursor` and :class:`Page` shape queries;
 * :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
@@ -22,7 +23,9 @@ from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
     AccountRepository,
     ActivityRepository,
+    ConsentRepository,
     ContactRepository,
+    DoNotContactRepository,
     MergeRepository,
     Repository,
     StageHistoryRepository,
@@ -39,8 +42,10 @@ __all__ = [
     "REFERRERS",
     "AccountRepository",
     "ActivityRepository",
+    "ConsentRepository",
     "ContactRepository",
     "Cursor",
+    "DoNotContactRepository",
     "MemoryStore",
     "MergeRepository",
     "Order",

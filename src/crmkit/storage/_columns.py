@@ -25,6 +25,7 @@ from crmkit.models import (
     Contact,
     CustomFields,
     Deal,
+    DoNotContact,
     Entity,
     Lead,
     Money,
@@ -100,6 +101,7 @@ ENTITIES: Final[tuple[type[Entity], ...]] = (
     Task,
     Segment,
     Consent,
+    DoNotContact,
     StageChange,
 )
 """Every stored entity class, in the order their tables are created."""
@@ -179,6 +181,7 @@ REFERRERS: Final[Mapping[str, tuple[tuple[type[Entity], str], ...]]] = MappingPr
             (Activity, "contact_id"),
             (Task, "contact_id"),
             (Consent, "contact_id"),
+            (DoNotContact, "contact_id"),
         ),
         "account": ((Contact, "account_id"), (Deal, "account_id"), (Ticket, "account_id")),
         "lead": ((Deal, "lead_id"),),

@@ -28,6 +28,7 @@ from crmkit.models import (
     Consent,
     Contact,
     Deal,
+    DoNotContact,
     EmailAddress,
     Entity,
     Lead,
@@ -46,7 +47,9 @@ from crmkit.storage._query import Cursor, Order, Page
 __all__ = [
     "AccountRepository",
     "ActivityRepository",
+    "ConsentRepository",
     "ContactRepository",
+    "DoNotContactRepository",
     "MergeRepository",
     "Repository",
     "StageHistoryRepository",
@@ -296,6 +299,28 @@ class ActivityRepository(Repository[Activity], Protocol):
         ...
 
 
+class ConsentRepository(Repository[Consent], Protocol):
+    """The consent ledger: entries are added, never changed (crmkit's use cases only
+    add; :func:`crmkit.models.current_consent` derives the state in force)."""
+
+    def for_contact(self, contact_id: UUID, /) -> list[Consent]:
+        """A contact's consent entries, oldest decision first (``decided_at``, then
+        ``id``); an index look-up. A ``contact_id`` that is not a UUID raises
+        :class:`~crmkit.errors.ValidationError` (field ``contact_id``)."""
+        ...
+
+
+class DoNotContactRepository(Repository[DoNotContact], Protocol):
+    """The do-not-contact ledger: blocks per channel and their lifts, added, never
+    changed (:func:`crmkit.models.current_block` derives the block in force)."""
+
+    def for_contact(self, contact_id: UUID, /) -> list[DoNotContact]:
+        """A contact's do-not-contact entries, oldest first (``decided_at``, then
+        ``id``); an index look-up. A ``contact_id`` that is not a UUID raises
+        :class:`~crmkit.errors.ValidationError` (field ``contact_id``)."""
+        ...
+
+
 class StageHistoryRepository(Repository[StageChange], Protocol):
     """Stage changes of contacts, leads, deals and tickets."""
 
@@ -436,7 +461,9 @@ class UnitOfWork(Protocol):
     @property
     def segments(self) -> Repository[Segment]: ...
     @property
-    def consents(self) -> Repository[Consent]: ...
+    def consents(self) -> ConsentRepository: ...
+    @property
+    def do_not_contact(self) -> DoNotContactRepository: ...
     @property
     def stage_history(self) -> StageHistoryRepository: ...
     @property

@@ -43,6 +43,7 @@ from crmkit.models import (
     Consent,
     Contact,
     Deal,
+    DoNotContact,
     EmailAddress,
     Entity,
     Lead,
@@ -54,7 +55,7 @@ from crmkit.models import (
     TaskStatus,
     Ticket,
 )
-from crmkit.models.rules import ActivityCondition, Rule
+from crmkit.models.rules import ActivityCondition, Reachable, Rule
 from crmkit.quality import MergeRecord, match_keys
 from crmkit.segmentation import Context, compile_selector
 from crmkit.storage._base import (
@@ -196,7 +197,8 @@ class MemoryUnitOfWork:
         self.activities = _Activities(self, Activity)
         self.tasks = _Tasks(self, Task)
         self.segments = _Repository(self, Segment)
-        self.consents = _Repository(self, Consent)
+        self.consents = _Consents(self, Consent)
+        self.do_not_contact = _Blocks(self, DoNotContact)
         self.stage_history = _StageHistory(self, StageChange)
         self.merges = _Merges(self)
 
@@ -247,13 +249,23 @@ class MemoryUnitOfWork:
 
     def _context(self, rule: Rule, now: datetime) -> Context:
         activities: dict[UUID, list[Activity]] = {}
-        if any(isinstance(node, ActivityCondition) for node in _walk_all(rule, self)):
+        consents: dict[UUID, list[Consent]] = {}
+        blocks: dict[UUID, list[DoNotContact]] = {}
+        nodes = list(_walk_all(rule, self))
+        if any(isinstance(node, ActivityCondition | Reachable) for node in nodes):
             for activity in self._store._table(Activity).values():
                 assert isinstance(activity, Activity)
                 activities.setdefault(activity.contact_id, []).append(activity)
+        if any(isinstance(node, Reachable) for node in nodes):
+            for consent in self._store._table(Consent).values():
+                assert isinstance(consent, Consent)
+                consents.setdefault(consent.contact_id, []).append(consent)
+            for block in self._store._table(DoNotContact).values():
+                assert isinstance(block, DoNotContact)
+                blocks.setdefault(block.contact_id, []).append(block)
         segments = cast(Mapping[UUID, Segment], self._store._table(Segment))
         contacts = cast(Mapping[UUID, Contact], self._store._table(Contact))
-        return Context(now, activities, segments, contacts)
+        return Context(now, activities, segments, contacts, consents, blocks)
 
 
 def _walk_all(rule: Rule, unit: MemoryUnitOfWork) -> Iterator[Any]:
@@ -550,6 +562,22 @@ def _activity_query(
         return until is None or a.occurred_at < until
 
     return matches
+
+
+class _Consents(_Repository[Consent]):
+    def for_contact(self, contact_id: UUID, /) -> list[Consent]:
+        check_id(contact_id, "contact_id")
+        found = cast(Iterable[Consent], self._table.values())
+        mine = [c for c in found if c.contact_id == contact_id]
+        return sorted(mine, key=lambda c: (c.decided_at, c.id))
+
+
+class _Blocks(_Repository[DoNotContact]):
+    def for_contact(self, contact_id: UUID, /) -> list[DoNotContact]:
+        check_id(contact_id, "contact_id")
+        found = cast(Iterable[DoNotContact], self._table.values())
+        mine = [b for b in found if b.contact_id == contact_id]
+        return sorted(mine, key=lambda b: (b.decided_at, b.id))
 
 
 class _StageHistory(_Repository[StageChange]):

@@ -35,6 +35,8 @@ from crmkit.models import (
     Contact,
     CountryCode,
     Deal,
+    DoNotContact,
+    DoNotContactReason,
     EmailAddress,
     Entity,
     Lead,
@@ -566,6 +568,12 @@ def _sample(name: str) -> Entity:
             channel=ConsentChannel.EMAIL,
             purpose="newsletter",
             status=ConsentStatus.GRANTED,
+            source="kit",
+        ),
+        "do_not_contact": lambda: DoNotContact.new(
+            contact_id=uuid4(),
+            channel=ConsentChannel.EMAIL,
+            reason=DoNotContactReason.BOUNCED,
             source="kit",
         ),
     }

@@ -21,7 +21,11 @@ __all__ = ["repository_of", "store_referents"]
 
 _E = TypeVar("_E", bound=Entity)
 
-_REPOSITORIES = {"activity": "activities", "stage_change": "stage_history"}
+_REPOSITORIES = {
+    "activity": "activities",
+    "stage_change": "stage_history",
+    "do_not_contact": "do_not_contact",
+}
 
 
 def repository_of(unit: UnitOfWork, entity: type[_E]) -> Repository[_E]:

@@ -26,6 +26,7 @@ from crmkit.errors import MissingExtra
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
     FIELDS,
+    MESSAGE_KINDS,
     ActivityCondition,
     And,
     Between,
@@ -42,6 +43,8 @@ from crmkit.models.rules import (
     Not,
     Op,
     Or,
+    Reachable,
+    ReachCheck,
     RelativeDate,
     Rule,
     RuleEntity,
@@ -70,6 +73,8 @@ from crmkit.models import (
     CustomFields,
     Deal,
     DealStatus,
+    DoNotContact,
+    DoNotContactReason,
     EmailAddress,
     Entity,
     JSONScalar,
@@ -77,6 +82,7 @@ from crmkit.models import (
     Lead,
     LeadChannel,
     LeadStatus,
+    LegalBasis,
     LifecycleStage,
     Money,
     PhoneNumber,
@@ -99,8 +105,11 @@ __all__ = [
     "EMAIL_SAMPLE",
     "LANGUAGE_SAMPLE",
     "PHONE_SAMPLE",
+    "REACH_CHANNELS",
+    "REACH_PURPOSES",
     "TAG_SAMPLE",
     "WORDS",
+    "Ledgers",
     "accounts",
     "activities",
     "activity_indexes",
@@ -112,14 +121,17 @@ __all__ = [
     "currencies",
     "custom_fields",
     "deals",
+    "do_not_contacts",
     "emails",
     "entities",
     "for_type",
     "keys",
     "language_codes",
     "leads",
+    "ledgers",
     "money",
     "phone_numbers",
+    "reachable_atoms",
     "rule_contacts",
     "rules",
     "segments",
@@ -428,6 +440,24 @@ def consents(draw: st.DrawFn) -> Consent:
         source=draw(texts(30)),
         decided_at=decided,
         expires_at=None if lasts is None else decided + lasts,
+        legal_basis=draw(st.sampled_from(LegalBasis)),
+        contact_point=draw(_optional(st.one_of(st.sampled_from(EMAIL_SAMPLE), texts(40)))),
+        evidence_form=draw(_optional(texts(30))),
+        evidence_text=draw(_optional(texts(30))),
+        evidence_ip=draw(_optional(st.ip_addresses().map(str))),
+    )
+
+
+@st.composite
+def do_not_contacts(draw: st.DrawFn) -> DoNotContact:
+    return DoNotContact(
+        **_stamp(draw),
+        contact_id=draw(st.uuids()),
+        channel=draw(st.sampled_from(ConsentChannel)),
+        reason=draw(st.sampled_from(DoNotContactReason)),
+        source=draw(texts(30)),
+        decided_at=draw(aware_datetimes(max_value=datetime(2090, 1, 1))),
+        lifted=draw(st.booleans()),
     )
 
 
@@ -597,19 +627,102 @@ def _activity_atom(draw: st.DrawFn) -> ActivityCondition:
     )
 
 
+REACH_PURPOSES = ("newsletter", "sales")
+"""The purposes of :func:`reachable_atoms` and :func:`ledgers`."""
+REACH_CHANNELS = (ConsentChannel.EMAIL, ConsentChannel.SMS, ConsentChannel.POST)
+"""The channels of :func:`reachable_atoms` and :func:`ledgers`."""
+
+
+@st.composite
+def reachable_atoms(draw: st.DrawFn) -> Reachable:
+    """``reachable`` conditions over :data:`REACH_CHANNELS` and :data:`REACH_PURPOSES`,
+    with or without a frequency cap, checking all or a random part of the checks."""
+    capped = draw(st.booleans())
+    every = draw(st.booleans())
+    checks = frozenset(ReachCheck) if every else draw(st.frozensets(st.sampled_from(ReachCheck)))
+    return Reachable(
+        draw(st.sampled_from(REACH_CHANNELS)),
+        draw(st.sampled_from(REACH_PURPOSES)),
+        draw(st.integers(1, 3)) if capped else None,
+        draw(st.integers(1, 30)) if capped else None,
+        checks,
+    )
+
+
+@attrs.frozen
+class Ledgers:
+    """Consent and do-not-contact entries and messages drawn by :func:`ledgers`."""
+
+    consents: list[Consent]
+    blocks: list[DoNotContact]
+    messages: list[Activity]
+
+
+@st.composite
+def ledgers(draw: st.DrawFn, people: Sequence[Contact], *, now: datetime) -> Ledgers:
+    """Up to four consent entries, two do-not-contact entries and three messages per
+    contact, over :data:`REACH_CHANNELS` and :data:`REACH_PURPOSES`, decided at a few
+    shared times around ``now`` (so that ties and expiries at ``now`` happen)."""
+    times = [now - timedelta(days=d) for d in (40, 10, 1)] + [now, now + timedelta(days=1)]
+    consents: list[Consent] = []
+    blocks: list[DoNotContact] = []
+    messages: list[Activity] = []
+    for person in people:
+        for _ in range(draw(st.integers(0, 4))):
+            decided = draw(st.sampled_from(times[:3]))
+            expiry = draw(st.sampled_from([None, *(t for t in times if t > decided)]))
+            consents.append(
+                Consent(
+                    **_stamp(draw),
+                    contact_id=person.id,
+                    channel=draw(st.sampled_from(REACH_CHANNELS)),
+                    purpose=draw(st.sampled_from(REACH_PURPOSES)),
+                    status=draw(st.sampled_from(ConsentStatus)),
+                    source="form",
+                    decided_at=decided,
+                    expires_at=expiry,
+                )
+            )
+        for _ in range(draw(st.integers(0, 2))):
+            blocks.append(  # noqa: PERF401 - one draw after another
+                DoNotContact(
+                    **_stamp(draw),
+                    contact_id=person.id,
+                    channel=draw(st.sampled_from(REACH_CHANNELS)),
+                    reason=draw(st.sampled_from(DoNotContactReason)),
+                    source="bounces",
+                    decided_at=draw(st.sampled_from(times[:3])),
+                    lifted=draw(st.booleans()),
+                )
+            )
+        for _ in range(draw(st.integers(0, 3))):
+            channel = draw(st.sampled_from(REACH_CHANNELS))
+            messages.append(
+                Activity(
+                    **_stamp(draw),
+                    contact_id=person.id,
+                    kind=MESSAGE_KINDS[channel],
+                    occurred_at=draw(st.sampled_from(times)),
+                )
+            )
+    return Ledgers(consents, blocks, messages)
+
+
 def conditions(
     entity: RuleEntity = RuleEntity.CONTACT,
     *,
     segment_ids: Sequence[UUID] = (),
     max_leaves: int = 6,
     activities: bool = True,
+    reachability: bool = False,
 ) -> st.SearchStrategy[Condition]:
     """Valid conditions for ``entity``: every node type, nested ``And``/``Or``/``Not``.
 
     Literals come from small pools (:data:`WORDS`, a few countries, :data:`CUSTOM_KEYS`)
     so that they meet data drawn from the same pools. ``in segment`` conditions appear
     only when ``segment_ids`` names segments to refer to; activity conditions only when
-    ``activities`` (the default).
+    ``activities`` (the default); ``reachable`` conditions (:func:`reachable_atoms`) of
+    contact rules only with ``reachability``.
     """
     fields = FIELDS[entity]
     leaves = [_field_atom(fields, "custom")]
@@ -620,6 +733,8 @@ def conditions(
         leaves.append(st.one_of(tag_words, tags_of_one()).map(HasTag))
     if segment_ids and entity is RuleEntity.CONTACT:
         leaves.append(st.sampled_from(list(segment_ids)).map(InSegment))
+    if reachability and entity is RuleEntity.CONTACT:
+        leaves.append(reachable_atoms())
     return st.recursive(
         st.one_of(leaves),
         lambda inner: st.one_of(
@@ -641,10 +756,15 @@ def rules(
     segment_ids: Sequence[UUID] = (),
     max_leaves: int = 6,
     activities: bool = True,
+    reachability: bool = False,
 ) -> st.SearchStrategy[Rule]:
     """Valid rules over ``entity`` (see :func:`conditions`)."""
     found = conditions(
-        entity, segment_ids=segment_ids, max_leaves=max_leaves, activities=activities
+        entity,
+        segment_ids=segment_ids,
+        max_leaves=max_leaves,
+        activities=activities,
+        reachability=reachability,
     )
     return found.map(lambda c: Rule(entity, c))
 
@@ -727,6 +847,7 @@ _BY_TYPE: dict[type[Entity], Callable[[], st.SearchStrategy[Any]]] = {
     Task: tasks,
     Segment: segments,
     Consent: consents,
+    DoNotContact: do_not_contacts,
     StageChange: stage_changes,
 }
 

@@ -25,9 +25,8 @@ from crmkit.errors import (
     StorageError,
     ValidationError,
 )
-from crmkit.models import Account, Activity, Contact, Entity, StageChange
+from crmkit.models import Account, Activity, Consent, Contact, DoNotContact, StageChange
 from crmkit.quality import match_keys
-from crmkit.storage._columns import REFERENCES
 from crmkit.storage.sql._codec import codec
 from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
@@ -48,6 +47,7 @@ from crmkit.storage.sql._store import (
     plan_priors,
     read_columns,
 )
+from crmkit.storage.sql.types import UUIDType
 
 __all__ = ["Upgrade", "upgrade"]
 
@@ -96,6 +96,48 @@ class Upgrade:
         return self.from_version != self.to_version
 
 
+_V2_INDEXES: Final[tuple[tuple[str, tuple[str, ...], bool], ...]] = (
+    ("accounts", ("created_at",), False),
+    ("accounts", ("domain",), False),
+    ("activities", ("contact_id", "kind", "occurred_at"), False),
+    ("activities", ("contact_id", "occurred_at", "id"), False),
+    ("activities", ("deal_id",), True),
+    ("activities", ("occurred_at",), False),
+    ("activities", ("ticket_id",), True),
+    ("consents", ("contact_id", "channel", "purpose"), False),
+    ("contacts", ("account_id", "created_at", "id"), False),
+    ("contacts", ("country",), False),
+    ("contacts", ("created_at",), False),
+    ("contacts", ("email", "created_at", "id"), False),
+    ("contacts", ("lifecycle_stage",), False),
+    ("contacts", ("phone", "created_at", "id"), False),
+    ("deals", ("account_id", "created_at", "id"), False),
+    ("deals", ("contact_id", "created_at", "id"), False),
+    ("deals", ("created_at",), False),
+    ("deals", ("lead_id",), True),
+    ("deals", ("pipeline", "stage"), False),
+    ("deals", ("status",), False),
+    ("leads", ("contact_id", "created_at", "id"), False),
+    ("leads", ("created_at",), False),
+    ("leads", ("deal_id",), True),
+    ("leads", ("score",), False),
+    ("leads", ("status", "score"), False),
+    ("segments", ("name",), False),
+    ("stage_changes", ("subject", "subject_id", "at", "id"), False),
+    ("tasks", ("assignee", "status", "due_at", "id"), False),
+    ("tasks", ("contact_id", "due_at", "id"), False),
+    ("tasks", ("deal_id",), True),
+    ("tasks", ("status", "due_at", "id"), False),
+    ("tasks", ("ticket_id",), True),
+    ("tickets", ("account_id",), True),
+    ("tickets", ("contact_id", "created_at", "id"), False),
+    ("tickets", ("created_at",), False),
+    ("tickets", ("status", "priority"), False),
+)
+"""The indexes of schema 2 besides the e-mail one: (table, columns after ``tenant``,
+partial: only rows whose single column is not null), as ``_to_2`` creates them."""
+
+
 _Step = Callable[[Any, Connection, Schema, bool | None], None]
 """An upgrade from one version to the next: Alembic's operations, the connection, the
 tables as this crmkit declares them and the requested identity policy (which only the
@@ -114,9 +156,13 @@ def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     unique = unique_emails is not False
     for name, cols in _V1_INDEXES:
         ops.drop_index(index_name(f"{prefix}{name}", cols), table_name=f"{prefix}{name}")
-    for table in tables.tables.values():
-        for index in table.indexes:  # as schema 2 declares them, partial ones included
-            index.create(connection)
+    for name, cols, partial in _V2_INDEXES:
+        indexed = f"{prefix}{name}"
+        where = f" WHERE {cols[0]} IS NOT NULL" if partial else ""
+        connection.exec_driver_sql(
+            f"CREATE INDEX {index_name(indexed, cols)} ON {indexed} "
+            f"(tenant, {', '.join(cols)}){where}"
+        )
     tables.email_indexes[0 if unique else 1].create(connection)
     tables.meta.create(connection)
     for entity, name in ((Activity, "body"), (StageChange, "expected_close")):
@@ -131,82 +177,127 @@ def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     )
 
 
+_V3_FOREIGN_KEYS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("contacts", "account_id", "accounts"),
+    ("leads", "contact_id", "contacts"),
+    ("leads", "deal_id", "deals"),
+    ("deals", "contact_id", "contacts"),
+    ("deals", "account_id", "accounts"),
+    ("deals", "lead_id", "leads"),
+    ("tickets", "contact_id", "contacts"),
+    ("tickets", "account_id", "accounts"),
+    ("activities", "contact_id", "contacts"),
+    ("activities", "deal_id", "deals"),
+    ("activities", "ticket_id", "tickets"),
+    ("tasks", "contact_id", "contacts"),
+    ("tasks", "deal_id", "deals"),
+    ("tasks", "ticket_id", "tickets"),
+    ("consents", "contact_id", "contacts"),
+)
+"""The references that schema 3 declares as foreign keys: (table, field, referred table),
+with the table prefix left out."""
+
+_ENTITY_NAMES: Final = {
+    "contacts": "contact",
+    "leads": "lead",
+    "deals": "deal",
+    "tickets": "ticket",
+    "activities": "activity",
+    "tasks": "task",
+    "consents": "consent",
+}
+
+
 def _to_3(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
     """Schema 2 -> 3: every reference (:data:`~crmkit.storage.REFERENCES`) becomes a
     foreign key ``(tenant, <field>) -> (tenant, id)``. Stops with
     :class:`~crmkit.errors.DanglingReferences`, changing nothing, when stored rows
     refer to entities that are gone."""
-    dangling = _dangling(connection, tables)
+    prefix = tables.meta.name.removesuffix("meta")
+    dangling = _dangling(connection, prefix)
     if dangling:
         raise DanglingReferences(dangling)
     if connection.dialect.name == "sqlite":
-        _rebuild_sqlite(connection, tables, list(REFERENCES))
+        _rebuild_sqlite(connection, prefix)
         return
-    for entity in REFERENCES:
-        table = tables.table(entity)
-        for constraint in table.foreign_key_constraints:
-            ops.create_foreign_key(
-                constraint.name,
-                table.name,
-                constraint.referred_table.name,
-                list(constraint.column_keys),
-                ["tenant", "id"],
-            )
+    for name, field, target in _V3_FOREIGN_KEYS:
+        table = f"{prefix}{name}"
+        ops.create_foreign_key(
+            index_name(table, (field,), kind="fk"),
+            table,
+            f"{prefix}{target}",
+            ["tenant", field],
+            ["tenant", "id"],
+        )
 
 
-def _dangling(
-    connection: Connection, tables: Schema
-) -> tuple[tuple[str, str, UUID, str, UUID], ...]:
+def _dangling(connection: Connection, prefix: str) -> tuple[tuple[str, str, UUID, str, UUID], ...]:
     """Every stored reference that names no entity of its tenant (at most 1000)."""
     found: list[tuple[str, str, UUID, str, UUID]] = []
-    for entity, references in REFERENCES.items():
-        table = tables.table(entity)
-        for field, target in references:
-            parent = tables.table(target).alias("parent")
-            orphan = (
-                sa.select(table.c.tenant, table.c.id, table.c[field])
-                .outerjoin(
-                    parent,
-                    sa.and_(parent.c.tenant == table.c.tenant, parent.c.id == table.c[field]),
-                )
-                .where(table.c[field].is_not(None), parent.c.id.is_(None))
-                .order_by(table.c.tenant, table.c.id)
-                .limit(1000 - len(found))
+    for name, field, target in _V3_FOREIGN_KEYS:
+        table = sa.table(
+            f"{prefix}{name}",
+            sa.column("tenant"),
+            sa.column("id", UUIDType()),
+            sa.column(field, UUIDType()),
+        )
+        parent = sa.table(f"{prefix}{target}", sa.column("tenant"), sa.column("id")).alias("p")
+        orphan = (
+            sa.select(table.c.tenant, table.c.id, table.c[field])
+            .outerjoin(
+                parent, sa.and_(parent.c.tenant == table.c.tenant, parent.c.id == table.c[field])
             )
-            found.extend(
-                (tenant, entity.entity_name, id, field, missing)
-                for tenant, id, missing in connection.execute(orphan)
-            )
-            if len(found) >= 1000:
-                return tuple(found)
+            .where(table.c[field].is_not(None), parent.c.id.is_(None))
+            .order_by(table.c.tenant, table.c.id)
+            .limit(1000 - len(found))
+        )
+        found.extend(
+            (tenant, _ENTITY_NAMES[name], id, field, missing)
+            for tenant, id, missing in connection.execute(orphan)
+        )
+        if len(found) >= 1000:
+            break
     return tuple(found)
 
 
-def _rebuild_sqlite(connection: Connection, tables: Schema, entities: list[type[Entity]]) -> None:
-    """Give ``entities``' tables their declared constraints the way SQLite documents
-    (it cannot add one to a table): rename the old tables aside, create the new ones,
-    copy the rows, drop the old ones, then create the indexes."""
+def _rebuild_sqlite(connection: Connection, prefix: str) -> None:
+    """Give the referring tables their foreign keys the way SQLite documents (it cannot
+    add one to a table): keep each table's own ``CREATE`` statement and indexes from
+    ``sqlite_master``, rename the table aside, create it again with the constraints
+    added, copy the rows, drop the old one and create its indexes again. The tables
+    keep their columns exactly as the database has them."""
     connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")  # checked at commit
-    rebuilt = [tables.table(entity) for entity in entities]
-    policy = connection.execute(
-        sa.select(tables.meta.c.value).where(tables.meta.c.key == IDENTITY_KEY)
-    ).scalar_one_or_none()
-    for table in rebuilt:  # before any new table refers to the name
-        connection.exec_driver_sql(f"ALTER TABLE {table.name} RENAME TO {table.name}_old")
-    for table in rebuilt:
-        connection.execute(sa.schema.CreateTable(table))
-    for table in rebuilt:
-        names = ", ".join(column.name for column in table.columns)
-        connection.exec_driver_sql(
-            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {table.name}_old"
+    wanted: dict[str, list[str]] = {}
+    for name, field, target in _V3_FOREIGN_KEYS:
+        table = f"{prefix}{name}"
+        wanted.setdefault(table, []).append(
+            f"CONSTRAINT {index_name(table, (field,), kind='fk')} FOREIGN KEY(tenant, {field}) "
+            f"REFERENCES {prefix}{target} (tenant, id)"
         )
-    for table in rebuilt:
-        connection.exec_driver_sql(f"DROP TABLE {table.name}_old")
-        for index in table.indexes:
-            index.create(connection)
-    contacts = tables.table(Contact)
-    if contacts in rebuilt:
-        tables.email_indexes[1 if policy == SHARED else 0].create(connection)
+    kept: dict[str, tuple[str, list[str]]] = {}
+    for table in wanted:
+        create = connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).scalar_one()
+        indexes = connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+            "AND sql IS NOT NULL",
+            (table,),
+        ).scalars()
+        kept[table] = (create, list(indexes))
+    for table in wanted:  # before any new table refers to the name
+        connection.exec_driver_sql(f"ALTER TABLE {table} RENAME TO {table}_old")
+    for table, constraints in wanted.items():
+        create = kept[table][0].rstrip()
+        assert create.endswith(")"), create
+        body = ",\n\t".join(constraints)
+        connection.exec_driver_sql(f"{create[:-1].rstrip()},\n\t{body}\n)")
+    for table in wanted:
+        connection.exec_driver_sql(f"INSERT INTO {table} SELECT * FROM {table}_old")
+    for table in wanted:
+        connection.exec_driver_sql(f"DROP TABLE {table}_old")
+        for index in kept[table][1]:
+            connection.exec_driver_sql(index)
     if connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
         raise StorageError("the rebuilt tables break a foreign key")  # pragma: no cover
 
@@ -259,7 +350,47 @@ def _to_5(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
 
 _BACKFILL_BATCH: Final = 5000
 
-_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5})
+_V2_CONSENT_INDEX: Final = ("contact_id", "channel", "purpose")
+
+_CONSENT_COLUMNS: Final = (
+    "legal_basis",
+    "contact_point",
+    "evidence_form",
+    "evidence_text",
+    "evidence_ip",
+)
+
+
+def _to_6(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
+    """Schema 5 -> 6, the consent ledger: consents gain ``legal_basis``,
+    ``contact_point`` and the evidence columns; their index ends with ``decided_at, id``;
+    the do-not-contact ledger table is created. Every stored consent becomes a ledger
+    entry as it is (its status and ``decided_at`` are the decision), with the legal
+    basis ``consent`` (the only one schema 2 knew) and no contact point or evidence
+    (schema 2 recorded none). On SQLite ``legal_basis`` keeps the column default
+    ``'consent'`` (SQLite cannot drop a default in place; crmkit always writes the
+    column)."""
+    consents = tables.table(Consent)
+    prefix = tables.meta.name.removesuffix("meta")
+    ops.drop_index(index_name(f"{prefix}consents", _V2_CONSENT_INDEX), table_name=consents.name)
+    for name in _CONSENT_COLUMNS:
+        column = consents.c[name]
+        if name == "legal_basis":
+            added = sa.Column(name, column.type, nullable=False, server_default="consent")
+            ops.add_column(consents.name, added)
+            if connection.dialect.name == "postgresql":
+                ops.alter_column(consents.name, name, server_default=None)
+        else:
+            ops.add_column(consents.name, sa.Column(name, column.type, nullable=True))
+    for index in consents.indexes:
+        index.create(connection)
+    blocks = tables.table(DoNotContact)
+    blocks.create(connection)  # with its indexes
+
+
+_STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
+    {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6}
+)
 """The step that upgrades a database of each version to the next."""
 
 

@@ -11,7 +11,11 @@ where SQL and Python differ, the compiler spells Python's meaning out
 * decimals and money compare as ``(units, nanos)`` integer pairs, exactly; a literal with
   more than 12 places or out of range is turned into the nearest bound that gives the
   same answer for every storable value;
-* money in another currency is UNKNOWN; sums of money add integers exactly.
+* money in another currency is UNKNOWN; sums of money add integers exactly;
+* ``reachable`` is a conjunction of ``id [NOT] IN (subquery)`` tests on the consent and
+  do-not-contact ledgers and the messages, each subquery independent of the contact
+  (run once) and served by a covering index: "the entry in force" is "an entry with no
+  later one".
 """
 
 import json
@@ -29,11 +33,21 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.errors import InvalidRule, StorageError
-from crmkit.models import Activity, Contact, Money, Segment
+from crmkit.models import (
+    Activity,
+    ConsentChannel,
+    ConsentStatus,
+    Contact,
+    DoNotContact,
+    Money,
+    Segment,
+)
+from crmkit.models import Consent as ConsentEntry
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
     CONTACT_FIELDS_OF,
     FIELDS,
+    MESSAGE_KINDS,
     ActivityCondition,
     And,
     Between,
@@ -49,6 +63,8 @@ from crmkit.models.rules import (
     Not,
     Op,
     Or,
+    Reachable,
+    ReachCheck,
     RelativeDate,
     Rule,
     RuleEntity,
@@ -339,6 +355,8 @@ class _Scope:
                 return self.member(segment_id)
             case ActivityCondition():
                 return self.activities(node)
+            case Reachable():
+                return self.reachable(node)
         raise InvalidRule("where", node, "not a condition of the rule language")
 
     def window(self, value: ColumnElement[Any], low: Any, high: Any, inclusive: bool) -> _Bool:
@@ -613,3 +631,148 @@ class _Scope:
         whole = total(units + nanos // NANOS)
         rest = total(nanos % NANOS)
         return _pair_compare(whole, rest, node.op, low_units, low_nanos)
+
+    # ------------------------------------------------------------------ reachability
+
+    def reachable(self, node: Reachable) -> _Bool:
+        """The checks of ``node`` (see :func:`crmkit.segmentation._semantics.failed_checks`),
+        ANDed; each is TRUE or FALSE, never NULL (the ids the subqueries list are never
+        NULL)."""
+        if self.entity is not RuleEntity.CONTACT:
+            raise InvalidRule("channel", node.channel, "only contacts are reachable")
+        checks, channel = node.checks, node.channel
+        parts: list[_Bool] = []
+        if ReachCheck.CONTACT_POINT in checks and channel is not ConsentChannel.POST:
+            point = "email" if channel is ConsentChannel.EMAIL else "phone"
+            parts.append(self.column(point).is_not(None))
+        if ReachCheck.DO_NOT_CONTACT in checks:
+            parts.append(self.column("do_not_contact") == sa.false())
+        consent = {ReachCheck.CONSENT, ReachCheck.WITHDRAWN, ReachCheck.EXPIRED}
+        if consent <= checks:  # the three in one: the decision in force is a live grant
+            parts.append(self.decision(node, ConsentStatus.GRANTED, live=True))
+        else:
+            if ReachCheck.CONSENT in checks:
+                parts.append(self.decided(node))
+            if ReachCheck.WITHDRAWN in checks:
+                parts.append(sa.not_(self.decision(node, ConsentStatus.WITHDRAWN)))
+            if ReachCheck.EXPIRED in checks:
+                parts.append(sa.not_(self.decision(node, ConsentStatus.GRANTED, expired=True)))
+        if ReachCheck.DO_NOT_CONTACT in checks:
+            parts.append(sa.not_(self.blocked(channel)))
+        if ReachCheck.FREQUENCY_CAP in checks and node.max_messages is not None:
+            parts.append(self.under_cap(node))
+        return sa.and_(sa.true(), *parts)
+
+    # Each check is "the contact's id is (not) among the ids a subquery lists": the
+    # subquery does not depend on the contact, so the database runs it once (SQLite
+    # fills a temporary index, PostgreSQL hashes it) instead of once per contact.
+
+    def _ledger(
+        self, node: Reachable, name: str, owner: ColumnElement[Any] | None = None
+    ) -> tuple[sa.FromClause, list[_Bool]]:
+        """The tenant's consent entries (of the contact ``owner`` names, when given) for
+        the node's channel and purpose, pending requests left out."""
+        table = self.c.schema.table(ConsentEntry).alias(name)
+        filters = [
+            table.c.tenant == self.c.tenant,
+            table.c.channel == node.channel.value,
+            table.c.purpose == node.purpose,
+            table.c.status != ConsentStatus.PENDING.value,
+        ]
+        if owner is not None:
+            filters.append(table.c.contact_id == owner)
+        return table, filters
+
+    def decided(self, node: Reachable) -> _Bool:
+        """The contact has a decision (an entry granted or withdrawn)."""
+        table, filters = self._ledger(node, "consent")
+        return self.column("id").in_(sa.select(table.c.contact_id).where(*filters))
+
+    def decision(
+        self, node: Reachable, status: ConsentStatus, *, live: bool = False, expired: bool = False
+    ) -> _Bool:
+        """The decision in force has ``status`` (and, for a grant, has not expired at
+        now with ``live``, has with ``expired``): an entry with no later decision, later
+        meaning a later ``decided_at``, or the same one and (a withdrawal over a grant)
+        a greater id."""
+        entry, filters = self._ledger(node, "consent")
+        later, later_filters = self._ledger(node, "consent_later", entry.c.contact_id)
+        same_time = later.c.decided_at == entry.c.decided_at
+        if status is ConsentStatus.WITHDRAWN:
+            outranks = sa.and_(
+                later.c.status == ConsentStatus.WITHDRAWN.value, later.c.id > entry.c.id
+            )
+        else:
+            outranks = sa.or_(
+                later.c.status == ConsentStatus.WITHDRAWN.value, later.c.id > entry.c.id
+            )
+        superseded = sa.exists(
+            sa.select(sa.literal(1))
+            .select_from(later)
+            .where(
+                *later_filters,
+                sa.or_(later.c.decided_at > entry.c.decided_at, sa.and_(same_time, outranks)),
+            )
+        )
+        filters.append(entry.c.status == status.value)
+        if live:
+            filters.append(sa.or_(entry.c.expires_at.is_(None), entry.c.expires_at > self.c.now))
+        if expired:
+            filters.append(entry.c.expires_at <= self.c.now)
+        chosen = sa.select(entry.c.contact_id).where(*filters, sa.not_(superseded))
+        return self.column("id").in_(chosen)
+
+    def blocked(self, channel: ConsentChannel) -> _Bool:
+        """A do-not-contact block of ``channel`` is in force: a block with no later entry
+        (a later ``decided_at``, or the same one, not a lift, and a greater id)."""
+        ledger = self.c.schema.table(DoNotContact)
+        entry, later = ledger.alias("block"), ledger.alias("block_later")
+
+        def of(table: sa.FromClause, owner: ColumnElement[Any]) -> list[_Bool]:
+            return [
+                table.c.tenant == self.c.tenant,
+                table.c.contact_id == owner,
+                table.c.channel == channel.value,
+            ]
+
+        superseded = sa.exists(
+            sa.select(sa.literal(1))
+            .select_from(later)
+            .where(
+                *of(later, entry.c.contact_id),
+                sa.or_(
+                    later.c.decided_at > entry.c.decided_at,
+                    sa.and_(
+                        later.c.decided_at == entry.c.decided_at,
+                        sa.not_(later.c.lifted),
+                        later.c.id > entry.c.id,
+                    ),
+                ),
+            )
+        )
+        chosen = sa.select(entry.c.contact_id).where(
+            entry.c.tenant == self.c.tenant,
+            entry.c.channel == channel.value,
+            sa.not_(entry.c.lifted),
+            sa.not_(superseded),
+        )
+        return self.column("id").in_(chosen)
+
+    def under_cap(self, node: Reachable) -> _Bool:
+        """Fewer than ``max_messages`` messages of the channel in the window: the
+        contact is not among those with as many or more."""
+        assert node.max_messages is not None
+        table = self.c.schema.table(Activity).alias("message")
+        low, high, _ = activity_window(node.within_days, self.c.now)
+        scope = _Scope(self.c, table, ACTIVITY_FIELDS, "properties", None, ())
+        capped = (
+            sa.select(table.c.contact_id)
+            .where(
+                table.c.tenant == self.c.tenant,
+                table.c.kind == MESSAGE_KINDS[node.channel].value,
+                scope.window(table.c.occurred_at, low, high, inclusive=True),
+            )
+            .group_by(table.c.contact_id)
+            .having(sa.func.count() >= node.max_messages)
+        )
+        return self.column("id").not_in(capped)

@@ -40,7 +40,7 @@ __all__ = [
     "schema",
 ]
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -55,6 +55,10 @@ SCHEMA_VERSION: Final = 5
 5. The ``<prefix>match_keys`` table: the blocking keys of contacts and accounts
    (:func:`crmkit.quality.match_keys`), one row per key, so that duplicates of a new
    contact are found by index look-ups; the upgrade computes them for stored rows.
+6. The consent ledger: ``Consent`` gains ``legal_basis``, ``contact_point`` and the
+   evidence (``evidence_form``, ``evidence_text``, ``evidence_ip``); its index covers
+   the decision in force (``contact_id, channel, purpose, decided_at, id, status,
+   expires_at``); the ``<prefix>do_not_contact`` table (the do-not-contact ledger).
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -71,6 +75,7 @@ _TABLE_NAMES: Final[Mapping[str, str]] = MappingProxyType(
         "task": "tasks",
         "segment": "segments",
         "consent": "consents",
+        "do_not_contact": "do_not_contact",
         "stage_change": "stage_changes",
     }
 )
@@ -120,7 +125,11 @@ _INDEXES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
             ("contact_id", "due_at", "id"),
         ),
         "segment": (("name",),),
-        "consent": (("contact_id", "channel", "purpose"),),
+        # The ledgers: covering indexes, so that "the entry in force" reads no table row.
+        "consent": (
+            ("contact_id", "channel", "purpose", "decided_at", "id", "status", "expires_at"),
+        ),
+        "do_not_contact": (("contact_id", "channel", "decided_at", "id", "lifted"),),
         "stage_change": (("subject", "subject_id", "at", "id"),),
     }
 )

@@ -39,6 +39,7 @@ from crmkit.models import (
     Consent,
     Contact,
     Deal,
+    DoNotContact,
     EmailAddress,
     Entity,
     Lead,
@@ -557,7 +558,8 @@ class SqlUnitOfWork:
         self.activities = _Activities(self, Activity)
         self.tasks = _Tasks(self, Task)
         self.segments = _Repository(self, Segment)
-        self.consents = _Repository(self, Consent)
+        self.consents = _Consents(self, Consent)
+        self.do_not_contact = _Blocks(self, DoNotContact)
         self.stage_history = _StageHistory(self, StageChange)
         self.merges = _Merges(self)
 
@@ -1398,6 +1400,22 @@ class _Activities(_Repository[Activity]):
         if high is not None:
             statement = statement.where(table.c.occurred_at < high)
         return self._load(statement.order_by(table.c.occurred_at, table.c.id))
+
+
+class _Consents(_Repository[Consent]):
+    def for_contact(self, contact_id: UUID, /) -> list[Consent]:
+        check_id(contact_id, "contact_id")
+        table = self._table
+        statement = self._base().where(table.c.contact_id == contact_id)
+        return self._load(statement.order_by(table.c.decided_at, table.c.id))
+
+
+class _Blocks(_Repository[DoNotContact]):
+    def for_contact(self, contact_id: UUID, /) -> list[DoNotContact]:
+        check_id(contact_id, "contact_id")
+        table = self._table
+        statement = self._base().where(table.c.contact_id == contact_id)
+        return self._load(statement.order_by(table.c.decided_at, table.c.id))
 
 
 class _StageHistory(_Repository[StageChange]):
