@@ -17,7 +17,17 @@ import sqlalchemy as sa
 
 from crmkit.clock import FixedClock
 from crmkit.errors import Duplicate, DuplicateEmails, SchemaOutdated, StorageError
-from crmkit.models import Contact, EmailAddress, Lead, LeadChannel, StageChange, SubjectKind
+from crmkit.models import (
+    AuditAction,
+    AuditEntry,
+    Contact,
+    EmailAddress,
+    Erasure,
+    Lead,
+    LeadChannel,
+    StageChange,
+    SubjectKind,
+)
 from crmkit.storage.sql import (
     SCHEMA_VERSION,
     Upgrade,
@@ -180,7 +190,7 @@ def test_a_new_database_records_its_version_and_policy(tmp_path: Path) -> None:
         open_store(url)
 
 
-@pytest.mark.parametrize("version", range(2, SCHEMA_VERSION + 1))
+@pytest.mark.parametrize("version", range(2, SCHEMA_VERSION))
 def test_every_versioned_schema_upgrades_with_its_data(
     target: tuple[str, str], version: int
 ) -> None:
@@ -200,5 +210,19 @@ def test_every_versioned_schema_upgrades_with_its_data(
             assert unit.contacts.get(ada.id) == ada
             assert unit.leads.get(lead.id) == lead
             assert unit.stage_history.for_subjects(SubjectKind.LEAD, [lead.id]) == [moved]
+            # Schema 3's privacy tables exist and work.
+            erased = Erasure.new(contact_id=ada.id, by="dpo", reason="asked", clock=CLOCK)
+            unit.erasures.add(erased)
+            entry = AuditEntry.new(
+                subject=SubjectKind.CONTACT,
+                subject_id=ada.id,
+                action=AuditAction.ERASED,
+                clock=CLOCK,
+            )
+            unit.audit.add(entry)
+            unit.commit()
+        with store.unit_of_work() as unit:
+            assert unit.erasures.get(ada.id) == erased
+            assert unit.audit.for_subject(SubjectKind.CONTACT, ada.id) == [entry]
     finally:
         store.close()

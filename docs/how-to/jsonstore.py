@@ -31,15 +31,18 @@ from crmkit.models import (
     Account,
     Activity,
     ActivityKind,
+    AuditEntry,
     Consent,
     Contact,
     Deal,
     EmailAddress,
     Entity,
+    Erasure,
     Lead,
     Segment,
     StageChange,
     SubjectKind,
+    Suppression,
     Task,
     TaskKind,
     TaskStatus,
@@ -56,6 +59,7 @@ from crmkit.storage import (
     Store,
     UnitOfWork,
     groupable_fields,
+    references,
     sortable_fields,
     validate_tenant,
 )
@@ -113,7 +117,10 @@ class JsonUnitOfWork:
         self.tasks = JsonTasks(self, Task)
         self.segments = JsonRepository(self, Segment)
         self.consents = JsonRepository(self, Consent)
-        self.stage_history = JsonStageHistory(self, StageChange)
+        self.stage_history = JsonHistory(self, StageChange)
+        self.suppressions = JsonRepository(self, Suppression)
+        self.erasures = JsonRepository(self, Erasure)
+        self.audit = JsonHistory(self, AuditEntry)
 
     def table(self, entity: type[Entity]) -> Table:
         """This unit's copy of the tenant's table of ``entity``."""
@@ -211,6 +218,13 @@ class JsonRepository(Generic[E]):
 
     def all(self) -> list[E]:
         return [self._load(document) for document in self.unit.table(self._entity).values()]
+
+    def referring(self, field: str, id: UUID, /) -> list[E]:
+        if field not in references(self._entity):
+            raise ValidationError("field", field, "expected one of the entity's references")
+        check_id(id)
+        found = [item for item in self.all() if getattr(item, field) == id]
+        return sorted(found, key=lambda item: (item.created_at, item.id))
 
     def _select(self, rule: Rule | None, now: datetime | None) -> list[E]:
         """The entities ``rule`` selects, evaluated by crmkit's rule interpreter."""
@@ -385,17 +399,18 @@ class JsonActivities(JsonRepository[Activity]):
         return sorted(found, key=lambda a: (a.occurred_at, a.id))
 
 
-class JsonStageHistory(JsonRepository[StageChange]):
-    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
+H = TypeVar("H", StageChange, AuditEntry)
+
+
+class JsonHistory(JsonRepository[H]):
+    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[H]:
         if not isinstance(subject, SubjectKind):
             raise ValidationError("subject", subject, "expected a SubjectKind")
         check_id(subject_id, "subject_id")
         found = [c for c in self.all() if c.subject is subject and c.subject_id == subject_id]
         return sorted(found, key=lambda c: (c.at, c.id))
 
-    def for_subjects(
-        self, subject: SubjectKind, subject_ids: Iterable[UUID], /
-    ) -> list[StageChange]:
+    def for_subjects(self, subject: SubjectKind, subject_ids: Iterable[UUID], /) -> list[H]:
         if not isinstance(subject, SubjectKind):
             raise ValidationError("subject", subject, "expected a SubjectKind")
         given: object = subject_ids

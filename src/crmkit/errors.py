@@ -25,6 +25,7 @@ __all__ = [
     "CurrencyMismatch",
     "Duplicate",
     "DuplicateEmails",
+    "Erased",
     "InvalidPipeline",
     "InvalidRule",
     "MissingExtra",
@@ -33,6 +34,7 @@ __all__ = [
     "SchemaOutdated",
     "StillReferenced",
     "StorageError",
+    "Suppressed",
     "TransitionNotAllowed",
     "ValidationError",
     "short_repr",
@@ -367,6 +369,33 @@ class StillReferenced(_EntityError, ValueError):
     def __str__(self) -> str:
         by = ", ".join(f"{name} {ref}" for name, ref in self.referrers)
         return f"{super().__str__()} by {by}: delete those first, or delete with cascade=True"
+
+
+class Erased(_EntityError, ValueError):
+    """The person was erased already: their records hold no personal data to export or
+    erase again. ``id`` is the erased contact's id (the tombstone id)."""
+
+    _what = "was erased (asked to be forgotten): nothing personal is left"
+
+
+class Suppressed(CrmkitError, ValueError):
+    """A capture, import or new contact matches a person who asked to be forgotten.
+
+    ``field`` names what matched (``"email"`` or ``"phone"``); the value is not kept in
+    the error, as it is not kept in the store. Show the host's user the message: the
+    person can be added again only after they opt in again
+    (:meth:`crmkit.crm.CRM.lift_suppression`).
+    """
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(field)
+
+    def __str__(self) -> str:
+        return (
+            f"this person asked to be forgotten (their {self.field} is on the suppression "
+            "list): they can be added again only after they opt in again"
+        )
 
 
 class StorageError(CrmkitError, RuntimeError):

@@ -19,6 +19,7 @@ from crmkit.models._entities import (
 )
 from crmkit.models._enums import (
     ActivityKind,
+    AuditAction,
     ConsentChannel,
     ConsentStatus,
     DealStatus,
@@ -33,6 +34,7 @@ from crmkit.models._enums import (
     TicketPriority,
     TicketStatus,
 )
+from crmkit.models._privacy import AuditEntry, Erasure, Suppression
 from crmkit.models._values import (
     COUNTRIES,
     CURRENCIES,
@@ -59,6 +61,9 @@ ENTITY_TYPES: tuple[type[Entity], ...] = (
     Segment,
     Consent,
     StageChange,
+    Suppression,
+    Erasure,
+    AuditEntry,
 )
 """Every entity class, in the order of the customer lifecycle."""
 
@@ -70,6 +75,8 @@ __all__ = [
     "Account",
     "Activity",
     "ActivityKind",
+    "AuditAction",
+    "AuditEntry",
     "Consent",
     "ConsentChannel",
     "ConsentStatus",
@@ -80,6 +87,7 @@ __all__ = [
     "DealStatus",
     "EmailAddress",
     "Entity",
+    "Erasure",
     "JSONScalar",
     "LanguageCode",
     "Lead",
@@ -92,6 +100,7 @@ __all__ = [
     "SegmentKind",
     "StageChange",
     "SubjectKind",
+    "Suppression",
     "Task",
     "TaskKind",
     "TaskStatus",

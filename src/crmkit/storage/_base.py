@@ -20,7 +20,7 @@ from crmkit.models import (
     TaskStatus,
 )
 from crmkit.models.rules import Rule, RuleEntity
-from crmkit.storage._columns import groupable
+from crmkit.storage._columns import groupable, references
 from crmkit.storage._query import Cursor, Order, Page, check_cursor, check_order
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "check_kinds",
     "check_limit",
     "check_many",
+    "check_reference",
     "check_rule",
     "check_subject",
     "check_tenant",
@@ -259,3 +260,15 @@ def iterate_pages(
         if page.next is None:
             return
         after = page.next
+
+
+def check_reference(field: object, entity: type[Entity]) -> str:
+    """``field`` if :meth:`~crmkit.storage.Repository.referring` can look ``entity`` up
+    by it (one of :func:`~crmkit.storage.references`)."""
+    allowed = references(entity)
+    if not isinstance(field, str) or field not in allowed:
+        names = ", ".join(sorted(allowed)) or "none"
+        raise ValidationError(
+            "field", field, f"{entity.entity_name}s are looked up by reference fields: {names}"
+        )
+    return field

@@ -21,15 +21,18 @@ import attrs
 from crmkit.models import (
     Account,
     Activity,
+    AuditEntry,
     Consent,
     Contact,
     CustomFields,
     Deal,
     Entity,
+    Erasure,
     Lead,
     Money,
     Segment,
     StageChange,
+    Suppression,
     Task,
     Ticket,
 )
@@ -38,11 +41,13 @@ from crmkit.models.rules import Rule
 __all__ = [
     "ENTITIES",
     "REFERRERS",
+    "REPOSITORIES",
     "Column",
     "Kind",
     "columns",
     "groupable",
     "memo",
+    "references",
     "sortable",
 ]
 
@@ -100,8 +105,32 @@ ENTITIES: Final[tuple[type[Entity], ...]] = (
     Segment,
     Consent,
     StageChange,
+    Suppression,
+    Erasure,
+    AuditEntry,
 )
 """Every stored entity class, in the order their tables are created."""
+
+REPOSITORIES: Final[Mapping[type[Entity], str]] = MappingProxyType(
+    {
+        Contact: "contacts",
+        Account: "accounts",
+        Lead: "leads",
+        Deal: "deals",
+        Ticket: "tickets",
+        Activity: "activities",
+        Task: "tasks",
+        Segment: "segments",
+        Consent: "consents",
+        StageChange: "stage_history",
+        Suppression: "suppressions",
+        Erasure: "erasures",
+        AuditEntry: "audit",
+    }
+)
+"""Per stored entity class, the name of its repository on a
+:class:`~crmkit.storage.UnitOfWork` (``REPOSITORIES[Deal] == "deals"``): code that must
+visit every repository (an export) goes through this table, not a list of its own."""
 
 
 def _kind(tp: Any) -> Kind:  # noqa: PLR0912 - one branch per storage kind
@@ -188,3 +217,13 @@ REFERRERS: Final[Mapping[str, tuple[tuple[type[Entity], str], ...]]] = MappingPr
 """Per entity, the fields of other entities that refer to it: a delete is refused while
 one of them does. Stage history is not a reference: it is the record of what happened
 to an entity (the CRM service deletes an entity's own history with it)."""
+
+
+@memo
+def references(entity: type[Entity]) -> frozenset[str]:
+    """The fields of ``entity`` that :data:`REFERRERS` lists as references to another
+    entity (``references(Deal) == {"contact_id", "account_id", "lead_id"}``): what
+    :meth:`~crmkit.storage.Repository.referring` may look up."""
+    return frozenset(
+        name for referrers in REFERRERS.values() for kind, name in referrers if kind is entity
+    )

@@ -30,15 +30,18 @@ from crmkit.models import (
     Account,
     Activity,
     ActivityKind,
+    AuditEntry,
     Consent,
     Contact,
     Deal,
     EmailAddress,
     Entity,
+    Erasure,
     Lead,
     Segment,
     StageChange,
     SubjectKind,
+    Suppression,
     Task,
     TaskKind,
     TaskStatus,
@@ -56,6 +59,7 @@ from crmkit.storage._base import (
     check_kinds,
     check_limit,
     check_many,
+    check_reference,
     check_rule,
     check_subject,
     check_tenant,
@@ -73,6 +77,7 @@ from crmkit.storage._query import Cursor, Order, Page, sort_key
 __all__ = ["MemoryStore", "MemoryUnitOfWork"]
 
 _E = TypeVar("_E", bound=Entity)
+_H = TypeVar("_H", StageChange, AuditEntry)
 _Table = dict[UUID, Entity]
 _ABSENT: Any = object()
 
@@ -180,6 +185,9 @@ class MemoryUnitOfWork:
         self.segments = _Repository(self, Segment)
         self.consents = _Repository(self, Consent)
         self.stage_history = _StageHistory(self, StageChange)
+        self.suppressions = _Repository(self, Suppression)
+        self.erasures = _Repository(self, Erasure)
+        self.audit = _History(self, AuditEntry)
 
     def commit(self) -> None:
         """Keep everything done so far."""
@@ -329,6 +337,12 @@ class _Repository(Generic[_E]):
             raise StillReferenced(name, id, found)
         self._unit._write(table, id, None)
 
+    def referring(self, field: str, id: UUID, /) -> list[_E]:
+        field = check_reference(field, self.entity)
+        check_id(id)
+        found = [e for e in self._table.values() if getattr(e, field) == id]
+        return cast(list[_E], sorted(found, key=lambda e: (e.created_at, e.id)))
+
     def _select(self, rule: Rule | None, now: datetime | None) -> list[_E]:
         rule = check_rule(rule, self._entity)
         fixed = query_now(now, self._unit._store.clock)  # checked with or without a rule
@@ -475,28 +489,32 @@ def _activity_query(
     return matches
 
 
-class _StageHistory(_Repository[StageChange]):
-    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
+class _History(_Repository[_H]):
+    """The records of what happened to subjects: stage changes, audit entries."""
+
+    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[_H]:
         subject = check_subject(subject)
         check_id(subject_id, "subject_id")
         found = [
             c
-            for c in cast(Iterable[StageChange], self._table.values())
+            for c in cast(Iterable[_H], self._table.values())
             if c.subject is subject and c.subject_id == subject_id
         ]
         return sorted(found, key=lambda c: (c.at, c.id))
 
-    def for_subjects(
-        self, subject: SubjectKind, subject_ids: Iterable[UUID], /
-    ) -> list[StageChange]:
+    def for_subjects(self, subject: SubjectKind, subject_ids: Iterable[UUID], /) -> list[_H]:
         subject = check_subject(subject)
         wanted = set(check_ids(subject_ids, "subject_ids"))
         found = [
             c
-            for c in cast(Iterable[StageChange], self._table.values())
+            for c in cast(Iterable[_H], self._table.values())
             if c.subject is subject and c.subject_id in wanted
         ]
         return sorted(found, key=lambda c: (c.at, c.id))
+
+
+class _StageHistory(_History[StageChange]):
+    pass
 
 
 if TYPE_CHECKING:  # mypy proves that the adapter implements the port

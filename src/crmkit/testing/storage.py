@@ -75,6 +75,7 @@ from crmkit.segmentation import (
 )
 from crmkit.storage import (
     ENTITIES,
+    REPOSITORIES,
     Cursor,
     MemoryStore,
     Order,
@@ -131,18 +132,6 @@ _E = TypeVar("_E", bound=Entity)
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 """The ``now`` of the kit's rule queries."""
 
-_REPOSITORIES = {
-    "contact": "contacts",
-    "account": "accounts",
-    "lead": "leads",
-    "deal": "deals",
-    "ticket": "tickets",
-    "activity": "activities",
-    "task": "tasks",
-    "segment": "segments",
-    "consent": "consents",
-    "stage_change": "stage_history",
-}
 _RULE_DATA = {
     RuleEntity.LEAD: cst.leads,
     RuleEntity.DEAL: cst.deals,
@@ -156,7 +145,7 @@ _KIT = settings(
 
 def repository_of(unit: UnitOfWork, entity: type[_E]) -> Repository[_E]:
     """The repository of ``unit`` that stores ``entity``."""
-    return cast(Repository[_E], getattr(unit, _REPOSITORIES[entity.entity_name]))
+    return cast(Repository[_E], getattr(unit, REPOSITORIES[entity]))
 
 
 def _email_key(item: Any) -> object:

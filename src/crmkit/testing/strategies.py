@@ -62,6 +62,8 @@ from crmkit.models import (
     Account,
     Activity,
     ActivityKind,
+    AuditAction,
+    AuditEntry,
     Consent,
     ConsentChannel,
     ConsentStatus,
@@ -72,6 +74,7 @@ from crmkit.models import (
     DealStatus,
     EmailAddress,
     Entity,
+    Erasure,
     JSONScalar,
     LanguageCode,
     Lead,
@@ -84,6 +87,7 @@ from crmkit.models import (
     SegmentKind,
     StageChange,
     SubjectKind,
+    Suppression,
     Task,
     TaskKind,
     TaskStatus,
@@ -104,6 +108,7 @@ __all__ = [
     "accounts",
     "activities",
     "activity_indexes",
+    "audit_entries",
     "aware_datetimes",
     "conditions",
     "consents",
@@ -114,6 +119,7 @@ __all__ = [
     "deals",
     "emails",
     "entities",
+    "erasures",
     "for_type",
     "keys",
     "language_codes",
@@ -124,6 +130,7 @@ __all__ = [
     "rules",
     "segments",
     "stage_changes",
+    "suppressions",
     "tags",
     "tags_of_one",
     "tasks",
@@ -453,6 +460,46 @@ def stage_changes(draw: st.DrawFn) -> StageChange:
     )
 
 
+@st.composite
+def suppressions(draw: st.DrawFn) -> Suppression:
+    digest = draw(st.binary(min_size=32, max_size=32)).hex()
+    return Suppression(
+        **{**_stamp(draw), "id": Suppression.id_for(digest)},
+        kind=draw(st.sampled_from(["email", "phone"])),
+        digest=digest,
+        erasure_id=draw(_optional(st.uuids())),
+    )
+
+
+@st.composite
+def erasures(draw: st.DrawFn) -> Erasure:
+    contact_id = draw(st.uuids())
+    return Erasure(
+        **{**_stamp(draw), "id": contact_id},
+        contact_id=contact_id,
+        by=draw(users()),
+        reason=draw(texts()),
+        at=draw(aware_datetimes()),
+        approved_by=draw(_optional(users())),
+        records=draw(st.integers(0, 10**6)),
+    )
+
+
+@st.composite
+def audit_entries(draw: st.DrawFn) -> AuditEntry:
+    return AuditEntry(
+        **_stamp(draw),
+        subject=draw(st.sampled_from(SubjectKind)),
+        subject_id=draw(st.uuids()),
+        action=draw(st.sampled_from(AuditAction)),
+        at=draw(aware_datetimes()),
+        field=draw(_optional(keys())),
+        before=draw(_optional(texts())),
+        after=draw(_optional(texts())),
+        by=draw(_optional(users())),
+    )
+
+
 # ---------------------------------------------------------------------------- rules
 
 CUSTOM_KEYS = ("plan", "seats", "trial", "score")
@@ -728,6 +775,9 @@ _BY_TYPE: dict[type[Entity], Callable[[], st.SearchStrategy[Any]]] = {
     Segment: segments,
     Consent: consents,
     StageChange: stage_changes,
+    Suppression: suppressions,
+    Erasure: erasures,
+    AuditEntry: audit_entries,
 }
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from crmkit._extras import import_extra
 from crmkit.errors import DuplicateEmails, SchemaOutdated, StorageError, ValidationError
-from crmkit.models import Activity, Contact, StageChange
+from crmkit.models import Activity, AuditEntry, Contact, Erasure, StageChange, Suppression
 from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
     SCHEMA_VERSION,
@@ -101,7 +101,10 @@ def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     unique = unique_emails is not False
     for name, cols in _V1_INDEXES:
         ops.drop_index(index_name(f"{prefix}{name}", cols), table_name=f"{prefix}{name}")
+    present = set(sa.inspect(connection).get_table_names())
     for table in tables.tables.values():
+        if table.name not in present:
+            continue  # a table of a later schema: its own step creates it
         for index in table.indexes:  # as schema 2 declares them, partial ones included
             index.create(connection)
     tables.email_indexes[0 if unique else 1].create(connection)
@@ -112,7 +115,25 @@ def _to_2(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     return unique
 
 
-_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2})
+def _to_3(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> bool:
+    """Schema 2 -> 3 (privacy): the new tables of suppressions, erasures and the audit
+    trail, with their indexes, as this schema declares them; no existing table changes.
+    Returns the identity policy the database records, which this step keeps (in a chain
+    from schema 1, where no policy is recorded yet, the one ``_to_2`` chose)."""
+    del ops  # the step only adds tables
+    for entity in (Suppression, Erasure, AuditEntry):
+        tables.table(entity).create(connection)  # with its indexes
+    meta = tables.meta
+    policy = connection.execute(
+        sa.select(meta.c.value).where(meta.c.key == IDENTITY_KEY)
+    ).scalar_one_or_none()
+    connection.execute(sa.delete(meta).where(meta.c.key.in_([VERSION_KEY, IDENTITY_KEY])))
+    if policy is None:
+        return unique_emails is not False
+    return bool(policy != SHARED)
+
+
+_STEPS: Final[Mapping[int, _Step]] = MappingProxyType({1: _to_2, 2: _to_3})
 """The step that upgrades a database of each version to the next."""
 
 

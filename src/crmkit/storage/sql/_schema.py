@@ -39,7 +39,7 @@ __all__ = [
     "schema",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -47,6 +47,10 @@ SCHEMA_VERSION: Final = 2
    folded e-mail per tenant, partial indexes of references (for refused deletes), the
    ``<prefix>meta`` table, ``Activity.body`` and
    ``StageChange.expected_close``.
+3. Privacy: the tables ``<prefix>suppressions`` (keyed hashes of erased people's
+   e-mail and phone), ``<prefix>erasures`` (who erased whom, when and why) and
+   ``<prefix>audit_entries`` (field-level change history of contacts and deals, and
+   the log of exports and erasures).
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -64,6 +68,9 @@ _TABLE_NAMES: Final[Mapping[str, str]] = MappingProxyType(
         "segment": "segments",
         "consent": "consents",
         "stage_change": "stage_changes",
+        "suppression": "suppressions",
+        "erasure": "erasures",
+        "audit_entry": "audit_entries",
     }
 )
 
@@ -114,6 +121,7 @@ _INDEXES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
         "segment": (("name",),),
         "consent": (("contact_id", "channel", "purpose"),),
         "stage_change": (("subject", "subject_id", "at", "id"),),
+        "audit_entry": (("subject", "subject_id", "at", "id"),),
     }
 )
 

@@ -32,15 +32,18 @@ from crmkit.models import (
     Account,
     Activity,
     ActivityKind,
+    AuditEntry,
     Consent,
     Contact,
     Deal,
     EmailAddress,
     Entity,
+    Erasure,
     Lead,
     Segment,
     StageChange,
     SubjectKind,
+    Suppression,
     Task,
     TaskKind,
     TaskStatus,
@@ -57,6 +60,7 @@ from crmkit.storage._base import (
     check_kinds,
     check_limit,
     check_many,
+    check_reference,
     check_rule,
     check_subject,
     check_tenant,
@@ -83,6 +87,7 @@ from crmkit.storage.sql._schema import (
 __all__ = ["SqlStore", "SqlUnitOfWork", "configure_sqlite", "create_schema", "open_store"]
 
 _E = TypeVar("_E", bound=Entity)
+_H = TypeVar("_H", StageChange, AuditEntry)
 _CHUNK: Final = 5000
 ANALYZE_AFTER: Final = 10_000
 """An ``add_many`` of this many rows or more analyses its table when its unit commits."""
@@ -546,6 +551,9 @@ class SqlUnitOfWork:
         self.segments = _Repository(self, Segment)
         self.consents = _Repository(self, Consent)
         self.stage_history = _StageHistory(self, StageChange)
+        self.suppressions = _Repository(self, Suppression)
+        self.erasures = _Repository(self, Erasure)
+        self.audit = _History(self, AuditEntry)
 
     def commit(self) -> None:
         """Make everything done so far permanent (when joined: part of the host's).
@@ -753,6 +761,12 @@ class _Repository(Generic[_E]):
     def _find_one(self, id: UUID) -> _E | None:
         found = self._load(self._base().where(self._table.c.id == id))
         return found[0] if found else None
+
+    def referring(self, field: str, id: UUID, /) -> list[_E]:
+        field = check_reference(field, self._entity)
+        table = self._table
+        statement = self._base().where(table.c[field] == check_id(id))
+        return self._load(statement.order_by(table.c.created_at, table.c.id))
 
     def get(self, id: UUID, /) -> _E:
         found = self._find_one(check_id(id))
@@ -1210,8 +1224,10 @@ class _Activities(_Repository[Activity]):
         return self._load(statement.order_by(table.c.occurred_at, table.c.id))
 
 
-class _StageHistory(_Repository[StageChange]):
-    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
+class _History(_Repository[_H]):
+    """The records of what happened to subjects: stage changes, audit entries."""
+
+    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[_H]:
         subject = check_subject(subject)
         check_id(subject_id, "subject_id")
         table = self._table
@@ -1220,13 +1236,11 @@ class _StageHistory(_Repository[StageChange]):
         )
         return self._load(statement.order_by(table.c.at, table.c.id))
 
-    def for_subjects(
-        self, subject: SubjectKind, subject_ids: Iterable[UUID], /
-    ) -> list[StageChange]:
+    def for_subjects(self, subject: SubjectKind, subject_ids: Iterable[UUID], /) -> list[_H]:
         subject = check_subject(subject)
         wanted = sorted(set(check_ids(subject_ids, "subject_ids")))
         table = self._table
-        found: list[StageChange] = []
+        found: list[_H] = []
         for start in range(0, len(wanted), _ID_CHUNK):
             chunk = wanted[start : start + _ID_CHUNK]
             statement = self._base().where(
@@ -1234,6 +1248,10 @@ class _StageHistory(_Repository[StageChange]):
             )
             found.extend(self._load(statement))
         return sorted(found, key=lambda c: (c.at, c.id))
+
+
+class _StageHistory(_History[StageChange]):
+    pass
 
 
 if TYPE_CHECKING:  # mypy proves that the adapter implements the port
