@@ -506,6 +506,38 @@ class SqlStore:
                 self._lock.release()
             self._active.open = False
 
+    def scrub(self) -> None:
+        """Remove overwritten data from the database's files, after an erasure.
+
+        An erasure overwrites a person's values, but a database keeps the old bytes in
+        free pages and its log until they are reused. On SQLite this checkpoints the
+        write-ahead log, rebuilds the file (``VACUUM``) and truncates the log to zero
+        bytes: afterwards neither file holds an erased value. On PostgreSQL it runs
+        ``VACUUM`` on crmkit's tables, so that the old row versions are freed. It needs
+        no unit of work open on the database, and a store opened on an engine (not on
+        a joined connection). Failures raise :class:`~crmkit.errors.StorageError`.
+        """
+        if self._closed:
+            raise StorageError("this store is closed")
+        if self.engine is None:
+            raise StorageError("scrub needs a store opened on an engine, not a connection")
+        with self._errors():
+            if self.dialect == "sqlite":
+                raw = self.engine.raw_connection()
+                try:
+                    cursor = raw.cursor()
+                    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    cursor.execute("VACUUM")
+                    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    cursor.close()
+                finally:
+                    raw.close()
+                return
+            options = {"isolation_level": "AUTOCOMMIT"}
+            with self.engine.connect().execution_options(**options) as connection:
+                for table in self.schema.metadata.sorted_tables:
+                    connection.exec_driver_sql(f"VACUUM {table.name}")
+
     def close(self) -> None:
         """Dispose of the engine if the store opened it; the store cannot be used after."""
         self._closed = True
