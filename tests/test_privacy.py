@@ -4,10 +4,12 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
@@ -39,7 +41,7 @@ from crmkit.privacy import (
     RetentionPolicy,
     identifier_digest,
 )
-from crmkit.storage import REFERRERS, REPOSITORIES, Store
+from crmkit.storage import REFERRERS, REPOSITORIES, MemoryStore, Store
 from tests.storage_support import STORES, stepping_store
 from tests.test_crm import crm_of
 
@@ -411,3 +413,66 @@ def test_the_audit_trail_records_changes_in_the_same_unit(crm: CRM) -> None:
         crm.update_contact(ada.id, country="XX", by="sam")
     assert len(crm.audit_trail(SubjectKind.CONTACT, ada.id)) == 3
     assert crm.audit_trail(SubjectKind.CONTACT, uuid4()) == []
+
+
+# ---------------------------------------------------------------------------- property
+
+
+@st.composite
+def people(draw: st.DrawFn) -> list[tuple[str, str, str, int, int]]:
+    """2 to 4 people: e-mail, first and last name, how many notes and tickets."""
+    count = draw(st.integers(2, 4))
+    words = st.text(alphabet="abcdefghijklmnopqrstuvwxyzäöüß", min_size=1, max_size=8)
+    return [
+        (
+            f"person{n}.{draw(words)}@example.com",
+            f"Firstx{n}{draw(words)}",
+            f"Lastx{n}{draw(words)}",
+            draw(st.integers(0, 3)),
+            draw(st.integers(0, 2)),
+        )
+        for n in range(count)
+    ]
+
+
+def stored_about(crm: CRM, contact_id: UUID) -> dict[str, object]:
+    """A person's records as the store holds them (without the export's audit log)."""
+    bundle = crm.export_person(contact_id, by="check")
+    return {name: docs for name, docs in bundle.sections.items() if name != "audit"}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(people(), st.data())
+def test_export_erase_export_leaves_nothing_personal_and_nobody_else_changed(
+    crowd: list[tuple[str, str, str, int, int]], data: st.DataObject
+) -> None:
+    crm = CRM(MemoryStore(clock=FixedClock(T0, step=timedelta(seconds=1))), privacy_secret=SECRET)
+    ids, personal = [], []
+    for email, first, last, notes, tickets in crowd:
+        touch = Touchpoint(
+            email=email, first_name=first, last_name=last, source="web", channel=LeadChannel.FORM
+        )
+        contact = crm.capture_lead(touch).contact
+        texts = [email, first, last]
+        for n in range(notes):
+            body = f"{first} note {n}"
+            crm.record_activity(
+                Activity.new(contact_id=contact.id, kind=ActivityKind.NOTE, body=body)
+            )
+        for n in range(tickets):
+            crm.open_ticket(contact.id, subject=f"{last} ticket {n}", channel=TicketChannel.CHAT)
+        crm.update_contact(contact.id, first_name=f"{first}y", by="sam")
+        ids.append(contact.id)
+        personal.append([*texts, f"{first}y"])
+    target = data.draw(st.sampled_from(range(len(ids))))
+    others = {i: stored_about(crm, i) for n, i in enumerate(ids) if n != target}
+
+    first_export = crm.export_person(ids[target], by="dpo")
+    assert contains_any(first_export.to_json(), tuple(personal[target]))
+    crm.erase_person(ids[target], by="dpo", reason="asked")
+    second = crm.export_person(ids[target], by="dpo")
+
+    leaves = set(second.texts())
+    assert not leaves & set(personal[target])
+    assert contains_any(second.to_json(), tuple(personal[target])) == []
+    assert {i: stored_about(crm, i) for i in others} == others
