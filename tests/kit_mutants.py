@@ -20,6 +20,7 @@ from crmkit.errors import ConcurrencyConflict, Duplicate, NotFound, StorageError
 from crmkit.models import (
     Activity,
     ActivityKind,
+    Consent,
     Entity,
     LifecycleStage,
     Money,
@@ -68,6 +69,9 @@ _REPOSITORIES = (
     "segments",
     "consents",
     "stage_history",
+    "suppressions",
+    "erasures",
+    "audit",
 )
 _MIXED: dict[tuple[type, type], type] = {}
 _OPS: dict[Op, Callable[[Any, Any], bool]] = {
@@ -1530,6 +1534,19 @@ class _DeleteOrphans:
         self._unit._write(table, id, None)  # type: ignore[attr-defined]
 
 
+class _ReferringEveryTenant:
+    def referring(self, field: str, id: UUID, /) -> list[Any]:
+        found = [e for t in _all_tenants(self) for e in t.values() if getattr(e, field) == id]
+        return sorted(found, key=lambda e: (e.created_at, e.id))
+
+
+class _ReferringSkipsConsents:
+    def referring(self, field: str, id: UUID, /) -> list[Any]:
+        if self._entity is Consent:  # type: ignore[attr-defined]
+            return []  # an adapter that forgot a repository: the export misses it
+        return super().referring(field, id)  # type: ignore[misc, no-any-return]
+
+
 def _mixing(name: str, mixin: type, doc: str, **flags: bool) -> type[MutantStore]:
     mixed = type(f"_{name}", (mixin,), flags) if flags else mixin
     return type(name, (MutantStore,), {"mixin": mixed, "__doc__": doc})
@@ -1563,6 +1580,14 @@ LOOK_UP_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "for_subjects ignores the kind": (
         _mixing("ForSubjectsAnyKind", _ForSubjectsAnyKind, "for_subjects ignores the kind."),
         ("test_stage_history_of_many_subjects",),
+    ),
+    "referring reads every tenant": (
+        _mixing("ReferringEveryTenant", _ReferringEveryTenant, "referring reads all tenants."),
+        ("test_referring_finds_every_referrer_in_the_tenant_only",),
+    ),
+    "referring misses a repository": (
+        _mixing("ReferringSkipsConsents", _ReferringSkipsConsents, "consents are not found."),
+        ("test_an_export_misses_no_repository",),
     ),
     "delete orphans what refers to it": (
         _mixing("DeleteOrphans", _DeleteOrphans, "delete ignores references."),
