@@ -72,6 +72,9 @@ _REPOSITORIES = (
     "consents",
     "do_not_contact",
     "stage_history",
+    "suppressions",
+    "erasures",
+    "audit",
 )
 _MIXED: dict[tuple[type, type], type] = {}
 _OPS: dict[Op, Callable[[Any, Any], bool]] = {
@@ -1619,6 +1622,19 @@ class _StaleKeys:
         return sorted(found.values(), key=lambda e: (e.created_at, e.id))
 
 
+class _ReferringEveryTenant:
+    def referring(self, field: str, id: UUID, /) -> list[Any]:
+        found = [e for t in _all_tenants(self) for e in t.values() if getattr(e, field) == id]
+        return sorted(found, key=lambda e: (e.created_at, e.id))
+
+
+class _ReferringSkipsConsents:
+    def referring(self, field: str, id: UUID, /) -> list[Any]:
+        if self._entity is Consent:  # type: ignore[attr-defined]
+            return []  # an adapter that forgot a repository: the export misses it
+        return super().referring(field, id)  # type: ignore[misc, no-any-return]
+
+
 def _mixing(name: str, mixin: type, doc: str, **flags: bool) -> type[MutantStore]:
     mixed = type(f"_{name}", (mixin,), flags) if flags else mixin
     return type(name, (MutantStore,), {"mixin": mixed, "__doc__": doc})
@@ -1672,6 +1688,14 @@ LOOK_UP_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "standing keeps the first move of a tie": (
         _mixing("StandingFirstOfTies", _StandingFirstOfTies, "standing breaks ties wrongly."),
         ("test_stage_history_replays_for_the_kpis",),
+    ),
+    "referring reads every tenant": (
+        _mixing("ReferringEveryTenant", _ReferringEveryTenant, "referring reads all tenants."),
+        ("test_referring_finds_every_referrer_in_the_tenant_only",),
+    ),
+    "referring misses a repository": (
+        _mixing("ReferringSkipsConsents", _ReferringSkipsConsents, "consents are not found."),
+        ("test_an_export_misses_no_repository",),
     ),
     "delete orphans what refers to it": (
         _mixing("DeleteOrphans", _DeleteOrphans, "delete ignores references."),

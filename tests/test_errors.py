@@ -10,6 +10,7 @@ from crmkit.errors import (
     CrmkitError,
     CurrencyMismatch,
     Duplicate,
+    Erased,
     InvalidPipeline,
     InvalidRule,
     MissingExtra,
@@ -17,6 +18,7 @@ from crmkit.errors import (
     Problem,
     StillReferenced,
     StorageError,
+    Suppressed,
     TransitionNotAllowed,
     ValidationError,
 )
@@ -37,6 +39,8 @@ from crmkit.errors import (
         (ClosedRecord("deal", uuid4(), "won", "won", "CRM.reopen_deal"), ValueError),
         (StillReferenced("contact", uuid4(), [("lead", uuid4())]), ValueError),
         (MissingExtra("quality", "phonenumbers", "phone validation"), ImportError),
+        (Erased("contact", uuid4()), ValueError),
+        (Suppressed("email"), ValueError),
     ],
 )
 def test_every_error_is_a_crmkit_error_and_its_builtin(error: Exception, builtin: type) -> None:

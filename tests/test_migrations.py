@@ -26,7 +26,17 @@ from crmkit.errors import (
     SchemaOutdated,
     StorageError,
 )
-from crmkit.models import Contact, EmailAddress, Lead, LeadChannel, StageChange, SubjectKind
+from crmkit.models import (
+    AuditAction,
+    AuditEntry,
+    Contact,
+    EmailAddress,
+    Erasure,
+    Lead,
+    LeadChannel,
+    StageChange,
+    SubjectKind,
+)
 from crmkit.storage.sql import (
     SCHEMA_VERSION,
     Upgrade,
@@ -209,6 +219,20 @@ def test_every_versioned_schema_upgrades_with_its_data(
             assert unit.contacts.get(ada.id) == ada
             assert unit.leads.get(lead.id) == lead
             assert unit.stage_history.for_subjects(SubjectKind.LEAD, [lead.id]) == [moved]
+            # The privacy tables (schema 7) exist and work.
+            erased = Erasure.new(contact_id=ada.id, by="dpo", reason="asked", clock=CLOCK)
+            unit.erasures.add(erased)
+            entry = AuditEntry.new(
+                subject=SubjectKind.CONTACT,
+                subject_id=ada.id,
+                action=AuditAction.ERASED,
+                clock=CLOCK,
+            )
+            unit.audit.add(entry)
+            unit.commit()
+        with store.unit_of_work() as unit:
+            assert unit.erasures.get(ada.id) == erased
+            assert unit.audit.for_subject(SubjectKind.CONTACT, ada.id) == [entry]
     finally:
         store.close()
 

@@ -16,6 +16,8 @@ from crmkit.models import (
     Account,
     Activity,
     ActivityKind,
+    AuditAction,
+    AuditEntry,
     Consent,
     ConsentChannel,
     ConsentStatus,
@@ -25,6 +27,7 @@ from crmkit.models import (
     DoNotContact,
     DoNotContactReason,
     Entity,
+    Erasure,
     Lead,
     LeadChannel,
     LeadStatus,
@@ -34,6 +37,7 @@ from crmkit.models import (
     SegmentKind,
     StageChange,
     SubjectKind,
+    Suppression,
     Task,
     TaskStatus,
     Ticket,
@@ -152,6 +156,17 @@ def test_every_entity_has_a_new_constructor(clock: FixedClock) -> None:
             source="bounce-handler",
             clock=clock,
         ),
+        Suppression.new(kind="email", digest="ab" * 32, clock=clock),
+        Erasure.new(contact_id=contact.id, by="dpo", reason="asked to be forgotten", clock=clock),
+        AuditEntry.new(
+            subject=SubjectKind.CONTACT,
+            subject_id=contact.id,
+            action=AuditAction.CHANGED,
+            field="first_name",
+            before='"Ada"',
+            after='"Ada L."',
+            clock=clock,
+        ),
     ]
     assert {type(e) for e in made} == set(ENTITY_TYPES)
     assert all(e.version == 1 and e.created_at == T0 for e in made)
@@ -161,6 +176,9 @@ def test_every_entity_has_a_new_constructor(clock: FixedClock) -> None:
     assert made[8].decided_at == T0  # type: ignore[attr-defined]
     assert made[9].at == T0  # type: ignore[attr-defined]
     assert made[10].decided_at == T0  # type: ignore[attr-defined]
+    assert made[11].id == Suppression.id_for("ab" * 32)
+    assert made[12].id == contact.id  # an erasure is found by the erased contact's id
+    assert made[13].at == T0  # type: ignore[attr-defined]
 
 
 # Fields that describe a later state than creation: new() leaves them at their default,
@@ -184,7 +202,7 @@ def test_new_takes_every_field_of_a_new_entity(entity_type: type[Entity]) -> Non
 def test_entity_names() -> None:
     assert [t.entity_name for t in ENTITY_TYPES] == [
         "contact", "account", "lead", "deal", "ticket", "activity", "task", "segment",
-        "consent", "do_not_contact", "stage_change",
+        "consent", "do_not_contact", "stage_change", "suppression", "erasure", "audit_entry",
     ]  # fmt: skip
 
 

@@ -14,7 +14,17 @@ from hypothesis import given, settings
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.errors import MISSING, ConcurrencyConflict, ValidationError
-from crmkit.models import Account, Contact, Deal, Entity, Lead, LeadChannel, LeadStatus
+from crmkit.models import (
+    Account,
+    Contact,
+    Deal,
+    Entity,
+    Erasure,
+    Lead,
+    LeadChannel,
+    LeadStatus,
+    Suppression,
+)
 from crmkit.serialization import (
     Patch,
     apply_patch,
@@ -197,7 +207,12 @@ def _fields(item: Any) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("entity", ENTITIES, ids=lambda e: e.entity_name)
+# A suppression's id is its digest's, an erasure's the erased contact's: the privacy use
+# cases make them, never a payload of fields.
+_FROM_PAYLOADS = [e for e in ENTITIES if e not in (Suppression, Erasure)]
+
+
+@pytest.mark.parametrize("entity", _FROM_PAYLOADS, ids=lambda e: e.entity_name)
 def test_every_entity_reads_back_from_its_new_and_patch_payloads(entity: type[Entity]) -> None:
     converter = make_converter()
 

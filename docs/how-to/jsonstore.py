@@ -41,16 +41,19 @@ from crmkit.models import (
     Account,
     Activity,
     ActivityKind,
+    AuditEntry,
     Consent,
     Contact,
     Deal,
     DoNotContact,
     EmailAddress,
     Entity,
+    Erasure,
     Lead,
     Segment,
     StageChange,
     SubjectKind,
+    Suppression,
     Task,
     TaskKind,
     TaskStatus,
@@ -71,6 +74,7 @@ from crmkit.storage import (
     groupable_fields,
     merge_from_json,
     merge_to_json,
+    references,
     sortable_fields,
     validate_tenant,
 )
@@ -131,6 +135,9 @@ class JsonUnitOfWork:
         self.do_not_contact = JsonDoNotContact(self, DoNotContact)
         self.stage_history = JsonStageHistory(self, StageChange)
         self.merges = JsonMerges(self)
+        self.suppressions = JsonRepository(self, Suppression)
+        self.erasures = JsonRepository(self, Erasure)
+        self.audit = JsonHistory(self, AuditEntry)
 
     def table(self, entity: type[Entity]) -> Table:
         """This unit's copy of the tenant's table of ``entity``."""
@@ -255,6 +262,13 @@ class JsonRepository(Generic[E]):
 
     def all(self) -> list[E]:
         return [self._load(document) for document in self.unit.table(self._entity).values()]
+
+    def referring(self, field: str, id: UUID, /) -> list[E]:
+        if field not in references(self._entity):
+            raise ValidationError("field", field, "expected one of the entity's references")
+        check_id(id)
+        found = [item for item in self.all() if getattr(item, field) == id]
+        return sorted(found, key=lambda item: (item.created_at, item.id))
 
     def _select(self, rule: Rule | None, now: datetime | None) -> list[E]:
         """The entities ``rule`` selects, evaluated by crmkit's rule interpreter."""
@@ -482,17 +496,18 @@ def by_contact(items: Iterable[Any]) -> dict[UUID, list[Any]]:
     return found
 
 
-class JsonStageHistory(JsonRepository[StageChange]):
-    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
+H = TypeVar("H", StageChange, AuditEntry)
+
+
+class JsonHistory(JsonRepository[H]):
+    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[H]:
         if not isinstance(subject, SubjectKind):
             raise ValidationError("subject", subject, "expected a SubjectKind")
         check_id(subject_id, "subject_id")
         found = [c for c in self.all() if c.subject is subject and c.subject_id == subject_id]
         return sorted(found, key=lambda c: (c.at, c.id))
 
-    def for_subjects(
-        self, subject: SubjectKind, subject_ids: Iterable[UUID], /
-    ) -> list[StageChange]:
+    def for_subjects(self, subject: SubjectKind, subject_ids: Iterable[UUID], /) -> list[H]:
         if not isinstance(subject, SubjectKind):
             raise ValidationError("subject", subject, "expected a SubjectKind")
         given: object = subject_ids
@@ -502,6 +517,8 @@ class JsonStageHistory(JsonRepository[StageChange]):
         found = [c for c in self.all() if c.subject is subject and c.subject_id in wanted]
         return sorted(found, key=lambda c: (c.at, c.id))
 
+
+class JsonStageHistory(JsonHistory[StageChange]):
     def _subjects(
         self, subject: SubjectKind, rule: Rule | None, until: datetime, group: str | None
     ) -> list[Entity]:

@@ -28,6 +28,7 @@ __all__ = [
     "DanglingReferences",
     "Duplicate",
     "DuplicateEmails",
+    "Erased",
     "InvalidPipeline",
     "InvalidRule",
     "InvalidToken",
@@ -37,6 +38,7 @@ __all__ = [
     "SchemaOutdated",
     "StillReferenced",
     "StorageError",
+    "Suppressed",
     "TokenExpired",
     "TransitionNotAllowed",
     "UndeclaredPurpose",
@@ -448,6 +450,33 @@ class UnmergeConflict(CrmkitError, RuntimeError):
         return (
             f"merge {self.merge_id} cannot be undone without losing later edits: {rows}. "
             "Undo those edits (or the later merge) first, or leave the merge in place"
+        )
+
+
+class Erased(_EntityError, ValueError):
+    """The person was erased already: their records hold no personal data to export or
+    erase again. ``id`` is the erased contact's id (the tombstone id)."""
+
+    _what = "was erased (asked to be forgotten): nothing personal is left"
+
+
+class Suppressed(CrmkitError, ValueError):
+    """A capture, import or new contact matches a person who asked to be forgotten.
+
+    ``field`` names what matched (``"email"`` or ``"phone"``); the value is not kept in
+    the error, as it is not kept in the store. Show the host's user the message: the
+    person can be added again only after they opt in again
+    (:meth:`crmkit.crm.CRM.lift_suppression`).
+    """
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(field)
+
+    def __str__(self) -> str:
+        return (
+            f"this person asked to be forgotten (their {self.field} is on the suppression "
+            "list): they can be added again only after they opt in again"
         )
 
 

@@ -29,29 +29,17 @@ from crmkit.quality import (
 )
 from crmkit.quality._merge import check_records
 from crmkit.segmentation import contacts_where, deals_where, field, leads_where, tickets_where
-from crmkit.storage import REFERRERS, Repository, UnitOfWork
+from crmkit.storage import REFERRERS, REPOSITORIES, Repository, UnitOfWork
 
 __all__ = ["apply_merge", "plan_merge", "survivor_of", "unmerge"]
 
-_REPOSITORIES: Final[Mapping[str, str]] = {
-    "contact": "contacts",
-    "account": "accounts",
-    "lead": "leads",
-    "deal": "deals",
-    "ticket": "tickets",
-    "activity": "activities",
-    "task": "tasks",
-    "segment": "segments",
-    "consent": "consents",
-    "do_not_contact": "do_not_contact",
-    "stage_change": "stage_history",
-}
 _CHAIN: Final = 100  # merges followed from a merged e-mail to its survivor, at most
 
 
 def repository(unit: UnitOfWork, entity: str) -> Repository[Any]:
     """The repository of the entity called ``entity``."""
-    return cast(Repository[Any], getattr(unit, _REPOSITORIES[entity]))
+    found = next(e for e in REPOSITORIES if e.entity_name == entity)
+    return cast(Repository[Any], getattr(unit, REPOSITORIES[found]))
 
 
 def _referrers(unit: UnitOfWork, kind: MergeKind, id: UUID) -> list[Entity]:

@@ -42,7 +42,9 @@ from crmkit.analytics import (
 )
 from crmkit.clock import Clock, FixedClock, ensure_utc
 from crmkit.crm import _kpis, _merge
+from crmkit.crm._audited import AuditedUnit
 from crmkit.crm._consent import ConsentUseCases, check_secret
+from crmkit.crm._privacy import PrivacyCases, privacy_options
 from crmkit.errors import (
     ClosedRecord,
     ConcurrencyConflict,
@@ -248,7 +250,7 @@ _MANAGED: Final = {
 }
 
 
-class CRM(ConsentUseCases):
+class CRM(ConsentUseCases, PrivacyCases):
     """A store, a clock and the configured pipelines, wired: the friendly entry point.
 
     Every method is one use case and runs in one unit of work: either everything it
@@ -266,6 +268,11 @@ class CRM(ConsentUseCases):
     ``consent_policy`` declares the consent purposes and frequency caps (the consent use
     cases and :meth:`audience` need it); ``token_secret`` (at least 32 bytes) signs
     double opt-in tokens.
+    ``privacy_secret`` (random bytes, 16 or more, kept by the host) keys the hashes of
+    the suppression list: :meth:`erase_person` needs it, and with it capture, new
+    contacts and imports refuse an erased person (:class:`~crmkit.errors.Suppressed`);
+    ``four_eyes`` names the privacy use cases (``"export"``, ``"erasure"``) that need
+    the approval of a second person.
 
     The CRM reads its clock once per use case and passes that time to the domain
     functions, so everything one call records carries the same time. Units of work do
@@ -291,6 +298,8 @@ class CRM(ConsentUseCases):
         consent_policy: ConsentPolicy | None = None,
         token_secret: bytes | None = None,
         clock: Clock | None = None,
+        privacy_secret: bytes | None = None,
+        four_eyes: Iterable[str] = (),
     ) -> None:
         self.store = store
         self.clock: Clock = store.clock if clock is None else clock
@@ -338,6 +347,7 @@ class CRM(ConsentUseCases):
             raise ValidationError("consent_policy", consent_policy, "expected a ConsentPolicy")
         self.consent_policy = consent_policy
         self._token_secret = check_secret(token_secret)
+        self.privacy_secret, self.four_eyes = privacy_options(privacy_secret, four_eyes)
 
     @property
     def pipelines(self) -> Mapping[str, Pipeline]:
@@ -358,9 +368,11 @@ class CRM(ConsentUseCases):
         return machine  # type: ignore[return-value]
 
     @contextmanager
-    def _unit(self) -> Iterator[UnitOfWork]:
+    def _unit(self, by: str | None = None) -> Iterator[UnitOfWork]:
+        """A unit of work that commits when the block ends without an exception and
+        writes the audit trail of the contacts and deals it stores (``by``: who acts)."""
         with self.store.unit_of_work() as unit:
-            yield unit
+            yield AuditedUnit(unit, by if isinstance(by, str) else None)
             unit.commit()
 
     @staticmethod
@@ -488,6 +500,7 @@ class CRM(ConsentUseCases):
         )
         contact = captured.contact
         if captured.contact_created:
+            self._refuse_suppressed(unit, contact.email, contact.phone)
             unit.contacts.add(contact)
         elif captured.contact_changed:
             contact = unit.contacts.update(contact)
@@ -568,7 +581,7 @@ class CRM(ConsentUseCases):
 
     def accept_lead(self, lead_id: UUID, *, by: str) -> Qualified:
         """Sales accepts a lead: it is qualified and its contact becomes an SQL."""
-        with self._unit() as unit:
+        with self._unit(by) as unit:
             now = self.clock.now()
             lead = unit.leads.get(lead_id)
             qualified = accept_lead(lead, unit.contacts.get(lead.contact_id), by=by, at=now)
@@ -602,7 +615,7 @@ class CRM(ConsentUseCases):
         deal, its stage history, the converted lead and the contact's move to
         opportunity are stored together."""
         machine = self._deal_machine(pipeline)
-        with self._unit() as unit:
+        with self._unit(by) as unit:
             now = self.clock.now()
             lead = unit.leads.get(lead_id)
             contact = unit.contacts.get(lead.contact_id)
@@ -642,8 +655,10 @@ class CRM(ConsentUseCases):
         owner: str | None = None,
         custom: Mapping[str, JSONScalar] | None = None,
         version: int | None = None,
+        by: str | None = None,
     ) -> Deal:
-        """Change a deal's details; what is not given stays as it is.
+        """Change a deal's details; what is not given stays as it is. The audit trail
+        records each changed field, with ``by`` (who changes it) when given.
 
         Stage, status and the closing fields change only through moves. A probability
         given here is kept from then on (``probability_manual``); ``custom`` adds to
@@ -657,7 +672,7 @@ class CRM(ConsentUseCases):
         emptied, the amount below the stage's minimum): that raises
         :class:`~crmkit.errors.TransitionNotAllowed` naming the requirement.
         """
-        with self._unit() as unit:
+        with self._unit(by) as unit:
             deal = self._expect(unit.deals.get(deal_id), version)
             changes: dict[str, Any] = {
                 name: value
@@ -719,7 +734,7 @@ class CRM(ConsentUseCases):
         requirements apply as for every move. A deal reopened from won does not move its
         contact back in the lifecycle (use :meth:`reset_contact` for that).
         """
-        with self._unit() as unit:
+        with self._unit(by) as unit:
             deal = unit.deals.get(deal_id)
             machine = self._deal_machine(deal.pipeline)
             moved = machine.reopen(
@@ -741,7 +756,7 @@ class CRM(ConsentUseCases):
         """Move a disqualified or qualified lead of a lead pipeline back to the open stage
         ``to`` (see :meth:`reopen_deal`); its status becomes ``working``. A converted
         lead is never reopened: its deal goes on."""
-        with self._unit() as unit:
+        with self._unit(by) as unit:
             lead = unit.leads.get(lead_id)
             machine = self._lead_machine(lead)
             moved = machine.reopen(
@@ -801,7 +816,7 @@ class CRM(ConsentUseCases):
     ) -> Moved[Deal]:
         """The deal's move to stage ``to``, or to the first won or lost stage of its
         pipeline when ``to`` is a kind, read and written in one unit of work."""
-        with self._unit() as unit:
+        with self._unit(by) as unit:
             deal = unit.deals.get(deal_id)
             machine = self._deal_machine(deal.pipeline)
             state = closed_state(deal)
@@ -833,7 +848,7 @@ class CRM(ConsentUseCases):
     ) -> Moved[Lead]:
         """Move a lead through its lead pipeline (``lead.pipeline``); a closed lead moves
         only through :meth:`reopen_lead`."""
-        with self._unit() as unit:
+        with self._unit(by) as unit:
             lead = unit.leads.get(lead_id)
             machine = self._lead_machine(lead)
             self._refuse_closed_lead(lead)
@@ -849,7 +864,7 @@ class CRM(ConsentUseCases):
     ) -> Moved[Contact] | None:
         """Advance a contact for a domain event the host observed (a referral, promoter
         feedback, ...); ``None`` when the contact is already as far."""
-        with self._unit() as unit:
+        with self._unit(by) as unit:
             contact = unit.contacts.get(contact_id)
             moved = advance_contact(contact, event, by=by, at=self.clock.now())
             return self._stored_move(unit, moved)
@@ -858,7 +873,7 @@ class CRM(ConsentUseCases):
         self, contact_id: UUID, to: LifecycleStage, *, by: str, reason: str
     ) -> Moved[Contact]:
         """Put a contact back (or anywhere) in the lifecycle, saying who and why."""
-        with self._unit() as unit:
+        with self._unit(by) as unit:
             contact = unit.contacts.get(contact_id)
             moved = reset_contact(contact, to, by=by, reason=reason, at=self.clock.now())
             stored = self._stored_move(unit, moved)
@@ -943,7 +958,7 @@ class CRM(ConsentUseCases):
             who = "a customer's" if by is None else "an agent's"
             allowed = ", ".join(sorted(k.value for k in replies))
             raise ValidationError("kind", kind, f"{who} reply is one of: {allowed}")
-        with self._unit() as unit:
+        with self._unit(by) as unit:
             now = self.clock.now()
             ticket = unit.tickets.get(ticket_id)
             if ticket.status is TicketStatus.CLOSED:
@@ -970,7 +985,7 @@ class CRM(ConsentUseCases):
         self, ticket_id: UUID, to: TicketStatus, *, by: str, reason: str | None = None
     ) -> Moved[Ticket]:
         """Move a ticket through the ticket workflow (see ``TICKET_TRANSITIONS``)."""
-        with self._unit() as unit:
+        with self._unit(by) as unit:
             ticket = unit.tickets.get(ticket_id)
             return self._move_ticket(unit, ticket, to, by, reason, at=self.clock.now())
 
@@ -1326,10 +1341,38 @@ class CRM(ConsentUseCases):
         with self._unit() as unit:
             if contact.account_id is not None:
                 unit.accounts.get(contact.account_id)  # NotFound for an unknown account
+            self._refuse_suppressed(unit, contact.email, contact.phone)
             return unit.contacts.add(contact)
 
+    def import_contacts(self, contacts: Iterable[Contact], /) -> int:
+        """Store many new contacts, all or none (as ``add_many``); returns how many.
+
+        A contact of a person who asked to be forgotten refuses the whole import with
+        :class:`~crmkit.errors.Suppressed` (its field says which identifier matched),
+        and a wrong item with a :class:`~crmkit.errors.ValidationError` naming its
+        index; nothing is stored then.
+        """
+        if isinstance(contacts, str | bytes | Mapping) or not isinstance(contacts, Iterable):
+            raise ValidationError("contacts", contacts, "expected a collection of Contacts")
+        items = list(contacts)
+        for index, contact in enumerate(items):
+            if not isinstance(contact, Contact):
+                raise ValidationError(f"[{index}]", contact, "expected a Contact")
+        with self._unit() as unit:
+            # Checked before the store reads the items: a bulk add may stream them
+            # (COPY on PostgreSQL), and no other query can run on its connection then.
+            for contact in items:
+                self._refuse_suppressed(unit, contact.email, contact.phone)
+            return unit.contacts.add_many(items)
+
     def update_contact(
-        self, contact_id: UUID, /, *, version: int | None = None, **changes: Any
+        self,
+        contact_id: UUID,
+        /,
+        *,
+        version: int | None = None,
+        by: str | None = None,
+        **changes: Any,
     ) -> Contact:
         """Change a contact's fields; what is not given stays as it is, ``None`` clears
         an optional field.
@@ -1341,10 +1384,13 @@ class CRM(ConsentUseCases):
         the timestamps are crmkit's. ``version`` is the version the change was based on:
         another version stored raises :class:`~crmkit.errors.ConcurrencyConflict`. The
         change is one unit of work; the stored version goes up by one and
-        ``updated_at`` is the CRM clock's now.
+        ``updated_at`` is the CRM clock's now. The audit trail records each changed
+        field, with ``by`` (who changes it) when given. A new e-mail address or phone
+        number of a person who asked to be forgotten raises
+        :class:`~crmkit.errors.Suppressed`.
         """
         fields = _editable(Contact, changes)
-        with self._unit() as unit:
+        with self._unit(by) as unit:
             contact = self._expect(unit.contacts.get(contact_id), version)
             if not fields:
                 return contact
@@ -1356,7 +1402,13 @@ class CRM(ConsentUseCases):
                 if not isinstance(account_id, UUID):
                     raise ValidationError("account_id", account_id, "expected a UUID")
                 unit.accounts.get(account_id)
-            return unit.contacts.update(self._evolve(contact, fields))
+            updated = self._evolve(contact, fields)
+            self._refuse_suppressed(
+                unit,
+                None if updated.email == contact.email else updated.email,
+                None if updated.phone == contact.phone else updated.phone,
+            )
+            return unit.contacts.update(updated)
 
     def delete_contact(
         self, contact_id: UUID, /, *, version: int | None = None, cascade: bool = False

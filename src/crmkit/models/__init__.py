@@ -20,6 +20,7 @@ from crmkit.models._entities import (
 )
 from crmkit.models._enums import (
     ActivityKind,
+    AuditAction,
     ConsentChannel,
     ConsentStatus,
     DealStatus,
@@ -37,6 +38,7 @@ from crmkit.models._enums import (
     TicketStatus,
 )
 from crmkit.models._ledger import contact_point, current_block, current_consent, is_expired
+from crmkit.models._privacy import AuditEntry, Erasure, Suppression
 from crmkit.models._values import (
     COUNTRIES,
     CURRENCIES,
@@ -64,6 +66,9 @@ ENTITY_TYPES: tuple[type[Entity], ...] = (
     Consent,
     DoNotContact,
     StageChange,
+    Suppression,
+    Erasure,
+    AuditEntry,
 )
 """Every entity class, in the order of the customer lifecycle."""
 
@@ -75,6 +80,8 @@ __all__ = [
     "Account",
     "Activity",
     "ActivityKind",
+    "AuditAction",
+    "AuditEntry",
     "Consent",
     "ConsentChannel",
     "ConsentStatus",
@@ -87,6 +94,7 @@ __all__ = [
     "DoNotContactReason",
     "EmailAddress",
     "Entity",
+    "Erasure",
     "JSONScalar",
     "LanguageCode",
     "Lead",
@@ -100,6 +108,7 @@ __all__ = [
     "SegmentKind",
     "StageChange",
     "SubjectKind",
+    "Suppression",
     "Task",
     "TaskKind",
     "TaskStatus",

@@ -4,6 +4,7 @@ from enum import StrEnum
 
 __all__ = [
     "ActivityKind",
+    "AuditAction",
     "ConsentChannel",
     "ConsentStatus",
     "DealStatus",
@@ -187,3 +188,12 @@ class SubjectKind(StrEnum):
     LEAD = "lead"
     DEAL = "deal"
     TICKET = "ticket"
+
+
+class AuditAction(StrEnum):
+    """What an audit entry records."""
+
+    CREATED = "created"
+    CHANGED = "changed"
+    EXPORTED = "exported"
+    ERASED = "erased"

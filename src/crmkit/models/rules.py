@@ -275,6 +275,7 @@ FIELDS: Final[Mapping[RuleEntity, Mapping[str, FieldSpec]]] = MappingProxyType(
             FieldSpec("owner", T.TEXT),
             FieldSpec("pipeline", T.TEXT),
             FieldSpec("stage", T.TEXT),
+            FieldSpec("deal_id", T.UUID),
         ),
         RuleEntity.DEAL: _specs(
             *_COMMON,

@@ -3,7 +3,8 @@
 * :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ContactRepository`,
   :class:`AccountRepository`, :class:`TaskRepository`, :class:`ActivityRepository`,
   :class:`ConsentRepository`, :class:`DoNotContactRepository`,
-  :class:`StageHistoryRepository` and :class:`MergeRepository` are the port (Protocols);
+  :class:`StageHistoryRepository`, :class:`MergeRepository` and :class:`AuditRepository`
+  are the port (Protocols); :data:`REPOSITORIES` names the repository of each entity;
 * :class:`Order`, :class:`Cursor` and :class:`Page` shape queries;
 * :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
 * :mod:`crmkit.storage.sql` stores in SQLite (the embedded default) or PostgreSQL.
@@ -17,12 +18,13 @@ A store is opened for one tenant and never reads or writes another tenant's rows
 """
 
 from crmkit.storage._base import merge_from_json, merge_to_json, validate_tenant
-from crmkit.storage._columns import ENTITIES, REFERENCES, REFERRERS
+from crmkit.storage._columns import ENTITIES, REFERENCES, REFERRERS, REPOSITORIES, references
 from crmkit.storage._columns import groupable as groupable_fields
 from crmkit.storage._columns import sortable as sortable_fields
 from crmkit.storage._port import (
     AccountRepository,
     ActivityRepository,
+    AuditRepository,
     ConsentRepository,
     ContactRepository,
     DoNotContactRepository,
@@ -40,8 +42,10 @@ __all__ = [
     "ENTITIES",
     "REFERENCES",
     "REFERRERS",
+    "REPOSITORIES",
     "AccountRepository",
     "ActivityRepository",
+    "AuditRepository",
     "ConsentRepository",
     "ContactRepository",
     "Cursor",
@@ -58,6 +62,7 @@ __all__ = [
     "groupable_fields",
     "merge_from_json",
     "merge_to_json",
+    "references",
     "sortable_fields",
     "validate_tenant",
 ]

@@ -22,7 +22,7 @@ from crmkit.models import (
 from crmkit.models.rules import Rule, RuleEntity
 from crmkit.quality import MergeKind, MergeRecord
 from crmkit.serialization import make_converter
-from crmkit.storage._columns import ENTITIES, groupable
+from crmkit.storage._columns import ENTITIES, groupable, references
 from crmkit.storage._query import Cursor, Order, Page, check_cursor, check_order
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "check_many",
     "check_match_keys",
     "check_merge_record",
+    "check_reference",
     "check_rule",
     "check_subject",
     "check_tenant",
@@ -357,3 +358,15 @@ def merge_from_json(data: Any) -> MergeRecord:
         if isinstance(error, ValidationError):
             raise
         raise ValidationError("record", data, f"not a merge record: {error}") from None
+
+
+def check_reference(field: object, entity: type[Entity]) -> str:
+    """``field`` if :meth:`~crmkit.storage.Repository.referring` can look ``entity`` up
+    by it (one of :func:`~crmkit.storage.references`)."""
+    allowed = references(entity)
+    if not isinstance(field, str) or field not in allowed:
+        names = ", ".join(sorted(allowed)) or "none"
+        raise ValidationError(
+            "field", field, f"{entity.entity_name}s are looked up by reference fields: {names}"
+        )
+    return field

@@ -21,16 +21,19 @@ import attrs
 from crmkit.models import (
     Account,
     Activity,
+    AuditEntry,
     Consent,
     Contact,
     CustomFields,
     Deal,
     DoNotContact,
     Entity,
+    Erasure,
     Lead,
     Money,
     Segment,
     StageChange,
+    Suppression,
     Task,
     Ticket,
 )
@@ -40,11 +43,13 @@ __all__ = [
     "ENTITIES",
     "REFERENCES",
     "REFERRERS",
+    "REPOSITORIES",
     "Column",
     "Kind",
     "columns",
     "groupable",
     "memo",
+    "references",
     "sortable",
 ]
 
@@ -103,8 +108,33 @@ ENTITIES: Final[tuple[type[Entity], ...]] = (
     Consent,
     DoNotContact,
     StageChange,
+    Suppression,
+    Erasure,
+    AuditEntry,
 )
 """Every stored entity class, in the order their tables are created."""
+
+REPOSITORIES: Final[Mapping[type[Entity], str]] = MappingProxyType(
+    {
+        Contact: "contacts",
+        Account: "accounts",
+        Lead: "leads",
+        Deal: "deals",
+        Ticket: "tickets",
+        Activity: "activities",
+        Task: "tasks",
+        Segment: "segments",
+        Consent: "consents",
+        DoNotContact: "do_not_contact",
+        StageChange: "stage_history",
+        Suppression: "suppressions",
+        Erasure: "erasures",
+        AuditEntry: "audit",
+    }
+)
+"""Per stored entity class, the name of its repository on a
+:class:`~crmkit.storage.UnitOfWork` (``REPOSITORIES[Deal] == "deals"``): code that must
+visit every repository (an export) goes through this table, not a list of its own."""
 
 
 def _kind(tp: Any) -> Kind:  # noqa: PLR0912 - one branch per storage kind
@@ -207,3 +237,13 @@ REFERENCES: Final = _references()
 """Per entity class, its reference fields and the entity class each names: the inverse
 of :data:`REFERRERS`. A written entity whose reference names no stored entity of the
 tenant is refused with :class:`~crmkit.errors.DanglingReference`."""
+
+
+@memo
+def references(entity: type[Entity]) -> frozenset[str]:
+    """The fields of ``entity`` that :data:`REFERRERS` lists as references to another
+    entity (``references(Deal) == {"contact_id", "account_id", "lead_id"}``): what
+    :meth:`~crmkit.storage.Repository.referring` may look up."""
+    return frozenset(
+        name for referrers in REFERRERS.values() for kind, name in referrers if kind is entity
+    )

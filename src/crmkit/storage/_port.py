@@ -25,16 +25,19 @@ from crmkit.models import (
     Account,
     Activity,
     ActivityKind,
+    AuditEntry,
     Consent,
     Contact,
     Deal,
     DoNotContact,
     EmailAddress,
     Entity,
+    Erasure,
     Lead,
     Segment,
     StageChange,
     SubjectKind,
+    Suppression,
     Task,
     TaskKind,
     TaskStatus,
@@ -47,6 +50,7 @@ from crmkit.storage._query import Cursor, Order, Page
 __all__ = [
     "AccountRepository",
     "ActivityRepository",
+    "AuditRepository",
     "ConsentRepository",
     "ContactRepository",
     "DoNotContactRepository",
@@ -67,7 +71,7 @@ class Repository(Protocol[_E]):
     A wrong argument raises :class:`~crmkit.errors.ValidationError` whose ``field`` is
     the parameter's name (``id``, ``item``, ``limit``, ``order``, ``after``, ``now``,
     ``batch_size``, ``contact_id``, ``kinds``, ``since``, ``until``, ``subject``,
-    ``subject_id``), or the position in a collection (``ids[3]`` for :meth:`get_many`,
+    ``subject_id``, ``field``), or the position in a collection (``ids[3]`` for :meth:`get_many`,
     ``[3]`` for :meth:`add_many`), and changes nothing.
     """
 
@@ -143,6 +147,18 @@ class Repository(Protocol[_E]):
         tenant refer to it (:data:`~crmkit.storage.REFERRERS` lists who refers to
         what), :class:`~crmkit.errors.StillReferenced` names a referrer of every kind
         that does, after those two checks; nothing is deleted then.
+        """
+        ...
+
+    def referring(self, field: str, id: UUID, /) -> list[_E]:
+        """The entities whose reference ``field`` holds ``id``, oldest first
+        (``created_at``, then ``id``): a contact's leads are ``leads.referring("contact_id",
+        contact.id)``.
+
+        ``field`` is one of :func:`~crmkit.storage.references` of the entity (the fields
+        :data:`~crmkit.storage.REFERRERS` lists); another raises
+        :class:`~crmkit.errors.ValidationError` (field ``field``). The look-up is an
+        index look-up: its cost follows the entities found, not the table.
         """
         ...
 
@@ -418,6 +434,21 @@ class MergeRepository(Protocol):
         ...
 
 
+class AuditRepository(Repository[AuditEntry], Protocol):
+    """The audit trail: field-level changes of contacts and deals, exports, erasures."""
+
+    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[AuditEntry]:
+        """The audit entries of one entity, oldest first (``at``, then ``id``)."""
+        ...
+
+    def for_subjects(
+        self, subject: SubjectKind, subject_ids: Iterable[UUID], /
+    ) -> list[AuditEntry]:
+        """The audit entries of many entities of one kind, in one query: oldest first
+        (``at``, then ``id``), whatever the order of ``subject_ids``."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository of a store, one repository per entity.
 
@@ -468,6 +499,21 @@ class UnitOfWork(Protocol):
     def stage_history(self) -> StageHistoryRepository: ...
     @property
     def merges(self) -> MergeRepository: ...
+    @property
+    def suppressions(self) -> Repository[Suppression]:
+        """The keyed hashes of erased people's identifiers (see
+        :class:`~crmkit.models.Suppression`)."""
+        ...
+
+    @property
+    def erasures(self) -> Repository[Erasure]:
+        """The erasure records, by the erased contact's id."""
+        ...
+
+    @property
+    def audit(self) -> AuditRepository:
+        """The audit trail."""
+        ...
 
     def commit(self) -> None:
         """Make everything done so far permanent; the unit stays open for more work.

@@ -40,16 +40,19 @@ from crmkit.models import (
     Account,
     Activity,
     ActivityKind,
+    AuditEntry,
     Consent,
     Contact,
     Deal,
     DoNotContact,
     EmailAddress,
     Entity,
+    Erasure,
     Lead,
     Segment,
     StageChange,
     SubjectKind,
+    Suppression,
     Task,
     TaskKind,
     TaskStatus,
@@ -70,6 +73,7 @@ from crmkit.storage._base import (
     check_many,
     check_match_keys,
     check_merge_record,
+    check_reference,
     check_rule,
     check_subject,
     check_tenant,
@@ -88,6 +92,7 @@ from crmkit.storage._query import Cursor, Order, Page, sort_key
 __all__ = ["MemoryStore", "MemoryUnitOfWork"]
 
 _E = TypeVar("_E", bound=Entity)
+_H = TypeVar("_H", StageChange, AuditEntry)
 _Table = dict[UUID, Any]
 _ABSENT: Any = object()
 
@@ -201,6 +206,9 @@ class MemoryUnitOfWork:
         self.do_not_contact = _Blocks(self, DoNotContact)
         self.stage_history = _StageHistory(self, StageChange)
         self.merges = _Merges(self)
+        self.suppressions = _Repository(self, Suppression)
+        self.erasures = _Repository(self, Erasure)
+        self.audit = _History(self, AuditEntry)
 
     def commit(self) -> None:
         """Keep everything done so far."""
@@ -399,6 +407,12 @@ class _Repository(Generic[_E]):
             raise StillReferenced(name, id, found)
         self._unit._write(table, id, None)
 
+    def referring(self, field: str, id: UUID, /) -> list[_E]:
+        field = check_reference(field, self.entity)
+        check_id(id)
+        found = [e for e in self._table.values() if getattr(e, field) == id]
+        return cast(list[_E], sorted(found, key=lambda e: (e.created_at, e.id)))
+
     def _select(self, rule: Rule | None, now: datetime | None) -> list[_E]:
         rule = check_rule(rule, self._entity)
         fixed = query_now(now, self._unit._store.clock)  # checked with or without a rule
@@ -580,29 +594,74 @@ class _Blocks(_Repository[DoNotContact]):
         return sorted(mine, key=lambda b: (b.decided_at, b.id))
 
 
-class _StageHistory(_Repository[StageChange]):
-    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
+class _History(_Repository[_H]):
+    """The records of what happened to subjects: stage changes, audit entries."""
+
+    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[_H]:
         subject = check_subject(subject)
         check_id(subject_id, "subject_id")
         found = [
             c
-            for c in cast(Iterable[StageChange], self._table.values())
+            for c in cast(Iterable[_H], self._table.values())
             if c.subject is subject and c.subject_id == subject_id
         ]
         return sorted(found, key=lambda c: (c.at, c.id))
 
-    def for_subjects(
-        self, subject: SubjectKind, subject_ids: Iterable[UUID], /
-    ) -> list[StageChange]:
+    def for_subjects(self, subject: SubjectKind, subject_ids: Iterable[UUID], /) -> list[_H]:
         subject = check_subject(subject)
         wanted = set(check_ids(subject_ids, "subject_ids"))
         found = [
             c
-            for c in cast(Iterable[StageChange], self._table.values())
+            for c in cast(Iterable[_H], self._table.values())
             if c.subject is subject and c.subject_id in wanted
         ]
         return sorted(found, key=lambda c: (c.at, c.id))
 
+
+class _Merges:
+    """The merge records of the tenant, in the same undo log as every other row."""
+
+    def __init__(self, unit: MemoryUnitOfWork) -> None:
+        self._unit = unit
+
+    @property
+    def _table(self) -> _Table:
+        self._unit._check_open()
+        return self._unit._store._db.tables[(self._unit._store.tenant, "merge")]
+
+    def get(self, id: UUID, /) -> MergeRecord:
+        found = self._table.get(check_id(id))
+        if found is None:
+            raise NotFound("merge", id)
+        return cast(MergeRecord, found)
+
+    def add(self, record: MergeRecord, /) -> MergeRecord:
+        record = check_merge_record(record)
+        table = self._table
+        if record.id in table:
+            raise Duplicate("merge", record.id)
+        self._unit._write(table, record.id, record)
+        return record
+
+    def delete(self, id: UUID, /) -> None:
+        table = self._table
+        if check_id(id) not in table:
+            raise NotFound("merge", id)
+        self._unit._write(table, id, None)
+
+    def _sorted(self, found: Iterable[Any]) -> list[MergeRecord]:
+        return sorted(cast(Iterable[MergeRecord], found), key=lambda m: (m.at, m.id))
+
+    def merging(self, merged_id: UUID, /) -> list[MergeRecord]:
+        check_id(merged_id, "merged_id")
+        return self._sorted(m for m in self._table.values() if merged_id in m.merged_ids)
+
+    def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
+        key = check_email(email).casefold()
+        return self._sorted(m for m in self._table.values() if key in m.merged_emails)
+
+
+class _StageHistory(_History[StageChange]):
     def _subjects(
         self, subject: SubjectKind, rule: Rule | None, until: datetime, group: str | None
     ) -> list[Entity]:
@@ -656,49 +715,6 @@ class _StageHistory(_Repository[StageChange]):
             pipeline=pipeline,
             group=group,
         )
-
-
-class _Merges:
-    """The merge records of the tenant, in the same undo log as every other row."""
-
-    def __init__(self, unit: MemoryUnitOfWork) -> None:
-        self._unit = unit
-
-    @property
-    def _table(self) -> _Table:
-        self._unit._check_open()
-        return self._unit._store._db.tables[(self._unit._store.tenant, "merge")]
-
-    def get(self, id: UUID, /) -> MergeRecord:
-        found = self._table.get(check_id(id))
-        if found is None:
-            raise NotFound("merge", id)
-        return cast(MergeRecord, found)
-
-    def add(self, record: MergeRecord, /) -> MergeRecord:
-        record = check_merge_record(record)
-        table = self._table
-        if record.id in table:
-            raise Duplicate("merge", record.id)
-        self._unit._write(table, record.id, record)
-        return record
-
-    def delete(self, id: UUID, /) -> None:
-        table = self._table
-        if check_id(id) not in table:
-            raise NotFound("merge", id)
-        self._unit._write(table, id, None)
-
-    def _sorted(self, found: Iterable[Any]) -> list[MergeRecord]:
-        return sorted(cast(Iterable[MergeRecord], found), key=lambda m: (m.at, m.id))
-
-    def merging(self, merged_id: UUID, /) -> list[MergeRecord]:
-        check_id(merged_id, "merged_id")
-        return self._sorted(m for m in self._table.values() if merged_id in m.merged_ids)
-
-    def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
-        key = check_email(email).casefold()
-        return self._sorted(m for m in self._table.values() if key in m.merged_emails)
 
 
 if TYPE_CHECKING:  # mypy proves that the adapter implements the port

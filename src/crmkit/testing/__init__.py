@@ -12,6 +12,8 @@ try:  # pytest rewrites the kit's asserts, so a failing contract shows the value
 except ImportError:  # pragma: no cover - the kit then cannot run anyway
     pass
 else:
-    pytest.register_assert_rewrite("crmkit.testing.storage", "crmkit.testing._queries")
+    pytest.register_assert_rewrite(
+        "crmkit.testing.storage", "crmkit.testing._queries", "crmkit.testing._privacy"
+    )
 
 __all__: list[str] = []

@@ -15,23 +15,16 @@ from crmkit.models import (
     Ticket,
     TicketChannel,
 )
-from crmkit.storage import REFERENCES, Repository, UnitOfWork
+from crmkit.storage import REFERENCES, REPOSITORIES, Repository, UnitOfWork
 
 __all__ = ["repository_of", "store_referents"]
 
 _E = TypeVar("_E", bound=Entity)
 
-_REPOSITORIES = {
-    "activity": "activities",
-    "stage_change": "stage_history",
-    "do_not_contact": "do_not_contact",
-}
-
 
 def repository_of(unit: UnitOfWork, entity: type[_E]) -> Repository[_E]:
     """The repository of ``unit`` that stores ``entity``."""
-    name = entity.entity_name
-    return cast(Repository[_E], getattr(unit, _REPOSITORIES.get(name, f"{name}s")))
+    return cast(Repository[_E], getattr(unit, REPOSITORIES[entity]))
 
 
 def store_referents(unit: UnitOfWork, items: Iterable[Entity]) -> list[Entity]:

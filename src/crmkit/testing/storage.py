@@ -103,6 +103,7 @@ except ImportError as _exc:  # pragma: no cover - exercised without the extra on
 
 from crmkit.testing import strategies as cst
 from crmkit.testing._contract import _c, _raises
+from crmkit.testing._export import PrivacyContract
 from crmkit.testing._merges import MergeContract
 from crmkit.testing._privacy import ReachabilityContract
 from crmkit.testing._queries import QueryContract
@@ -226,7 +227,7 @@ def _pages(
     pytest.fail(_c("paging ends: each next cursor moves past the last item of its page"))
 
 
-class StoreContract(QueryContract, MergeContract, ReachabilityContract):
+class StoreContract(QueryContract, MergeContract, ReachabilityContract, PrivacyContract):
     """The contract of the storage port. Subclass it and provide a ``store`` fixture."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()

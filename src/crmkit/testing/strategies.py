@@ -65,6 +65,8 @@ from crmkit.models import (
     Account,
     Activity,
     ActivityKind,
+    AuditAction,
+    AuditEntry,
     Consent,
     ConsentChannel,
     ConsentStatus,
@@ -77,6 +79,7 @@ from crmkit.models import (
     DoNotContactReason,
     EmailAddress,
     Entity,
+    Erasure,
     JSONScalar,
     LanguageCode,
     Lead,
@@ -90,6 +93,7 @@ from crmkit.models import (
     SegmentKind,
     StageChange,
     SubjectKind,
+    Suppression,
     Task,
     TaskKind,
     TaskStatus,
@@ -113,6 +117,7 @@ __all__ = [
     "accounts",
     "activities",
     "activity_indexes",
+    "audit_entries",
     "aware_datetimes",
     "conditions",
     "consents",
@@ -124,6 +129,7 @@ __all__ = [
     "do_not_contacts",
     "emails",
     "entities",
+    "erasures",
     "for_type",
     "keys",
     "language_codes",
@@ -136,6 +142,7 @@ __all__ = [
     "rules",
     "segments",
     "stage_changes",
+    "suppressions",
     "tags",
     "tags_of_one",
     "tasks",
@@ -480,6 +487,46 @@ def stage_changes(draw: st.DrawFn) -> StageChange:
         reason=draw(_optional(texts())),
         amount=draw(_optional(money(negative=False))),
         probability=draw(_optional(_probabilities())),
+    )
+
+
+@st.composite
+def suppressions(draw: st.DrawFn) -> Suppression:
+    digest = draw(st.binary(min_size=32, max_size=32)).hex()
+    return Suppression(
+        **{**_stamp(draw), "id": Suppression.id_for(digest)},
+        kind=draw(st.sampled_from(["email", "phone"])),
+        digest=digest,
+        erasure_id=draw(_optional(st.uuids())),
+    )
+
+
+@st.composite
+def erasures(draw: st.DrawFn) -> Erasure:
+    contact_id = draw(st.uuids())
+    return Erasure(
+        **{**_stamp(draw), "id": contact_id},
+        contact_id=contact_id,
+        by=draw(users()),
+        reason=draw(texts()),
+        at=draw(aware_datetimes()),
+        approved_by=draw(_optional(users())),
+        records=draw(st.integers(0, 10**6)),
+    )
+
+
+@st.composite
+def audit_entries(draw: st.DrawFn) -> AuditEntry:
+    return AuditEntry(
+        **_stamp(draw),
+        subject=draw(st.sampled_from(SubjectKind)),
+        subject_id=draw(st.uuids()),
+        action=draw(st.sampled_from(AuditAction)),
+        at=draw(aware_datetimes()),
+        field=draw(_optional(keys())),
+        before=draw(_optional(texts())),
+        after=draw(_optional(texts())),
+        by=draw(_optional(users())),
     )
 
 
@@ -849,6 +896,9 @@ _BY_TYPE: dict[type[Entity], Callable[[], st.SearchStrategy[Any]]] = {
     Consent: consents,
     DoNotContact: do_not_contacts,
     StageChange: stage_changes,
+    Suppression: suppressions,
+    Erasure: erasures,
+    AuditEntry: audit_entries,
 }
 
 

@@ -25,7 +25,17 @@ from crmkit.errors import (
     StorageError,
     ValidationError,
 )
-from crmkit.models import Account, Activity, Consent, Contact, DoNotContact, StageChange
+from crmkit.models import (
+    Account,
+    Activity,
+    AuditEntry,
+    Consent,
+    Contact,
+    DoNotContact,
+    Erasure,
+    StageChange,
+    Suppression,
+)
 from crmkit.quality import match_keys
 from crmkit.storage.sql._codec import codec
 from crmkit.storage.sql._schema import (
@@ -388,8 +398,15 @@ def _to_6(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     blocks.create(connection)  # with its indexes
 
 
+def _to_7(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
+    """Schema 6 -> 7, the privacy records: the tables of suppressions, erasures and the
+    audit trail, with their indexes; no existing table changes."""
+    for entity in (Suppression, Erasure, AuditEntry):
+        tables.table(entity).create(connection)  # with its indexes
+
+
 _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
-    {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6}
+    {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7}
 )
 """The step that upgrades a database of each version to the next."""
 

@@ -40,7 +40,7 @@ __all__ = [
     "schema",
 ]
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -59,6 +59,10 @@ SCHEMA_VERSION: Final = 6
    evidence (``evidence_form``, ``evidence_text``, ``evidence_ip``); its index covers
    the decision in force (``contact_id, channel, purpose, decided_at, id, status,
    expires_at``); the ``<prefix>do_not_contact`` table (the do-not-contact ledger).
+7. Privacy records: the tables ``<prefix>suppressions`` (keyed hashes of erased people's
+   e-mail and phone), ``<prefix>erasures`` (who erased whom, when and why) and
+   ``<prefix>audit_entries`` (field-level change history of contacts and deals, and
+   the log of exports and erasures).
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -77,6 +81,9 @@ _TABLE_NAMES: Final[Mapping[str, str]] = MappingProxyType(
         "consent": "consents",
         "do_not_contact": "do_not_contact",
         "stage_change": "stage_changes",
+        "suppression": "suppressions",
+        "erasure": "erasures",
+        "audit_entry": "audit_entries",
     }
 )
 
@@ -131,6 +138,7 @@ _INDEXES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
         ),
         "do_not_contact": (("contact_id", "channel", "decided_at", "id", "lifted"),),
         "stage_change": (("subject", "subject_id", "at", "id"),),
+        "audit_entry": (("subject", "subject_id", "at", "id"),),
     }
 )
 

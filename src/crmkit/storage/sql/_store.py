@@ -36,16 +36,19 @@ from crmkit.models import (
     Account,
     Activity,
     ActivityKind,
+    AuditEntry,
     Consent,
     Contact,
     Deal,
     DoNotContact,
     EmailAddress,
     Entity,
+    Erasure,
     Lead,
     Segment,
     StageChange,
     SubjectKind,
+    Suppression,
     Task,
     TaskKind,
     TaskStatus,
@@ -65,6 +68,7 @@ from crmkit.storage._base import (
     check_many,
     check_match_keys,
     check_merge_record,
+    check_reference,
     check_rule,
     check_subject,
     check_tenant,
@@ -95,6 +99,7 @@ from crmkit.storage.sql._schema import (
 __all__ = ["SqlStore", "SqlUnitOfWork", "configure_sqlite", "create_schema", "open_store"]
 
 _E = TypeVar("_E", bound=Entity)
+_H = TypeVar("_H", StageChange, AuditEntry)
 _CHUNK: Final = 5000
 ANALYZE_AFTER: Final = 10_000
 """An ``add_many`` of this many rows or more analyses its table when its unit commits."""
@@ -515,6 +520,38 @@ class SqlStore:
                 self._lock.release()
             self._active.open = False
 
+    def scrub(self) -> None:
+        """Remove overwritten data from the database's files, after an erasure.
+
+        An erasure overwrites a person's values, but a database keeps the old bytes in
+        free pages and its log until they are reused. On SQLite this checkpoints the
+        write-ahead log, rebuilds the file (``VACUUM``) and truncates the log to zero
+        bytes: afterwards neither file holds an erased value. On PostgreSQL it runs
+        ``VACUUM`` on crmkit's tables, so that the old row versions are freed. It needs
+        no unit of work open on the database, and a store opened on an engine (not on
+        a joined connection). Failures raise :class:`~crmkit.errors.StorageError`.
+        """
+        if self._closed:
+            raise StorageError("this store is closed")
+        if self.engine is None:
+            raise StorageError("scrub needs a store opened on an engine, not a connection")
+        with self._errors():
+            if self.dialect == "sqlite":
+                raw = self.engine.raw_connection()
+                try:
+                    cursor = raw.cursor()
+                    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    cursor.execute("VACUUM")
+                    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    cursor.close()
+                finally:
+                    raw.close()
+                return
+            options = {"isolation_level": "AUTOCOMMIT"}
+            with self.engine.connect().execution_options(**options) as connection:
+                for table in self.schema.metadata.sorted_tables:
+                    connection.exec_driver_sql(f"VACUUM {table.name}")
+
     def close(self) -> None:
         """Dispose of the engine if the store opened it; the store cannot be used after."""
         self._closed = True
@@ -562,6 +599,9 @@ class SqlUnitOfWork:
         self.do_not_contact = _Blocks(self, DoNotContact)
         self.stage_history = _StageHistory(self, StageChange)
         self.merges = _Merges(self)
+        self.suppressions = _Repository(self, Suppression)
+        self.erasures = _Repository(self, Erasure)
+        self.audit = _History(self, AuditEntry)
 
     def commit(self) -> None:
         """Make everything done so far permanent (when joined: part of the host's).
@@ -782,6 +822,12 @@ class _Repository(Generic[_E]):
     def _find_one(self, id: UUID) -> _E | None:
         found = self._load(self._base().where(self._table.c.id == id))
         return found[0] if found else None
+
+    def referring(self, field: str, id: UUID, /) -> list[_E]:
+        field = check_reference(field, self._entity)
+        table = self._table
+        statement = self._base().where(table.c[field] == check_id(id))
+        return self._load(statement.order_by(table.c.created_at, table.c.id))
 
     def get(self, id: UUID, /) -> _E:
         found = self._find_one(check_id(id))
@@ -1418,8 +1464,10 @@ class _Blocks(_Repository[DoNotContact]):
         return self._load(statement.order_by(table.c.decided_at, table.c.id))
 
 
-class _StageHistory(_Repository[StageChange]):
-    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[StageChange]:
+class _History(_Repository[_H]):
+    """The records of what happened to subjects: stage changes, audit entries."""
+
+    def for_subject(self, subject: SubjectKind, subject_id: UUID, /) -> list[_H]:
         subject = check_subject(subject)
         check_id(subject_id, "subject_id")
         table = self._table
@@ -1428,13 +1476,11 @@ class _StageHistory(_Repository[StageChange]):
         )
         return self._load(statement.order_by(table.c.at, table.c.id))
 
-    def for_subjects(
-        self, subject: SubjectKind, subject_ids: Iterable[UUID], /
-    ) -> list[StageChange]:
+    def for_subjects(self, subject: SubjectKind, subject_ids: Iterable[UUID], /) -> list[_H]:
         subject = check_subject(subject)
         wanted = sorted(set(check_ids(subject_ids, "subject_ids")))
         table = self._table
-        found: list[StageChange] = []
+        found: list[_H] = []
         for start in range(0, len(wanted), _ID_CHUNK):
             chunk = wanted[start : start + _ID_CHUNK]
             statement = self._base().where(
@@ -1442,80 +1488,6 @@ class _StageHistory(_Repository[StageChange]):
             )
             found.extend(self._load(statement))
         return sorted(found, key=lambda c: (c.at, c.id))
-
-    def _subject_where(
-        self, subject: SubjectKind, rule: Rule | None, until: datetime, group: str | None
-    ) -> list[Any]:
-        entity = REPLAYED[subject]
-        if group is not None:
-            check_group_field(group, entity)
-        rule = check_rule(rule, entity)
-        table = self._unit.store.schema.table(entity)
-        conditions: list[Any] = [table.c.tenant == self._tenant]
-        if rule is not None:
-            conditions.append(self._unit._compiler(until).where(rule, table))
-        return conditions
-
-    def reach(
-        self,
-        subject: SubjectKind,
-        ranks: Mapping[str, int],
-        /,
-        *,
-        until: datetime,
-        pipeline: str | None = None,
-        rule: Rule | None = None,
-        group: str | None = None,
-    ) -> list[Reach]:
-        subject, until, pipeline, _, _ = check_replay(subject, until, pipeline)
-        checked = check_ranks(ranks)
-        where = self._subject_where(subject, rule, until, group)
-        store = self._unit.store
-        statement = reach_query(
-            store.schema,
-            store.dialect,
-            self._tenant,
-            subject=subject,
-            ranks=checked,
-            until=until,
-            pipeline=pipeline,
-            where=where,
-            group=group,
-        )
-        with store._errors():
-            rows = self._unit._conn().execute(statement).all()
-        return read_reach(rows, subject, group)
-
-    def standing(
-        self,
-        subject: SubjectKind,
-        /,
-        *,
-        until: datetime,
-        since: datetime | None = None,
-        then: datetime | None = None,
-        pipeline: str | None = None,
-        rule: Rule | None = None,
-        group: str | None = None,
-    ) -> list[Standing]:
-        subject, until, pipeline, since, then = check_replay(subject, until, pipeline, since, then)
-        where = self._subject_where(subject, rule, until, group)
-        store = self._unit.store
-        statement = standing_query(
-            store.schema,
-            store.dialect,
-            self._tenant,
-            subject=subject,
-            until=until,
-            since=since,
-            then=then,
-            pipeline=pipeline,
-            where=where,
-            group=group,
-        )
-        with store._errors():
-            rows = self._unit._conn().execute(statement).all()
-        return read_standing(rows, subject, group)
 
 
 class _Merges:
@@ -1607,6 +1579,82 @@ class _Merges:
 
     def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
         return self._by_key(f"email:{check_email(email).casefold()}")
+
+
+class _StageHistory(_History[StageChange]):
+    def _subject_where(
+        self, subject: SubjectKind, rule: Rule | None, until: datetime, group: str | None
+    ) -> list[Any]:
+        entity = REPLAYED[subject]
+        if group is not None:
+            check_group_field(group, entity)
+        rule = check_rule(rule, entity)
+        table = self._unit.store.schema.table(entity)
+        conditions: list[Any] = [table.c.tenant == self._tenant]
+        if rule is not None:
+            conditions.append(self._unit._compiler(until).where(rule, table))
+        return conditions
+
+    def reach(
+        self,
+        subject: SubjectKind,
+        ranks: Mapping[str, int],
+        /,
+        *,
+        until: datetime,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[Reach]:
+        subject, until, pipeline, _, _ = check_replay(subject, until, pipeline)
+        checked = check_ranks(ranks)
+        where = self._subject_where(subject, rule, until, group)
+        store = self._unit.store
+        statement = reach_query(
+            store.schema,
+            store.dialect,
+            self._tenant,
+            subject=subject,
+            ranks=checked,
+            until=until,
+            pipeline=pipeline,
+            where=where,
+            group=group,
+        )
+        with store._errors():
+            rows = self._unit._conn().execute(statement).all()
+        return read_reach(rows, subject, group)
+
+    def standing(
+        self,
+        subject: SubjectKind,
+        /,
+        *,
+        until: datetime,
+        since: datetime | None = None,
+        then: datetime | None = None,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[Standing]:
+        subject, until, pipeline, since, then = check_replay(subject, until, pipeline, since, then)
+        where = self._subject_where(subject, rule, until, group)
+        store = self._unit.store
+        statement = standing_query(
+            store.schema,
+            store.dialect,
+            self._tenant,
+            subject=subject,
+            until=until,
+            since=since,
+            then=then,
+            pipeline=pipeline,
+            where=where,
+            group=group,
+        )
+        with store._errors():
+            rows = self._unit._conn().execute(statement).all()
+        return read_standing(rows, subject, group)
 
 
 if TYPE_CHECKING:  # mypy proves that the adapter implements the port

@@ -1,0 +1,157 @@
+"""Export (access and portability): one person's records as a bundle with a manifest,
+written as one JSON document or as CSV files."""
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Final
+from uuid import UUID
+
+import attrs
+
+from crmkit.models import Entity, Segment
+from crmkit.serialization import CrmkitConverter, make_converter
+
+__all__ = ["EXPORT_FORMAT", "Bundle", "Manifest", "bundle_of"]
+
+EXPORT_FORMAT: Final = 1
+"""The version of the bundle's layout, in its manifest."""
+
+_converter: Final = make_converter()
+Document = Mapping[str, Any]
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@attrs.frozen
+class Manifest:
+    """What a bundle holds: per section (repository) how many records and the SHA-256
+    of their canonical JSON, for whom, from which tenant, when and by whom."""
+
+    tenant: str
+    contact_id: UUID
+    exported_at: datetime
+    by: str | None
+    counts: Mapping[str, int]
+    checksums: Mapping[str, str]
+    format: int = EXPORT_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as JSON-compatible data."""
+        return {
+            "format": self.format,
+            "tenant": self.tenant,
+            "contact_id": str(self.contact_id),
+            "exported_at": self.exported_at.isoformat(),
+            "by": self.by,
+            "counts": dict(self.counts),
+            "checksums": dict(self.checksums),
+        }
+
+
+@attrs.frozen
+class Bundle:
+    """Everything stored about one person: ``sections`` maps a repository's name
+    (``"contacts"``, ``"leads"``, ``"activities"``, ...) to its records as JSON
+    documents, in the form :func:`~crmkit.serialization.make_converter` writes;
+    ``"segments"`` lists the segments the person is a member of (id, name, kind: never
+    the other members)."""
+
+    manifest: Manifest
+    sections: Mapping[str, tuple[Document, ...]]
+
+    def to_json(self) -> str:
+        """The bundle as one JSON document: ``{"manifest": ..., "data": {...}}``."""
+        data = {name: list(docs) for name, docs in self.sections.items()}
+        return json.dumps(
+            {"manifest": self.manifest.to_dict(), "data": data}, ensure_ascii=False, indent=1
+        )
+
+    def to_csv(self) -> dict[str, str]:
+        """The bundle as CSV files by name: ``<section>.csv`` for each section (one row
+        per record, one column per field; values that are not text are JSON) and
+        ``manifest.json``."""
+        files = {"manifest.json": json.dumps(self.manifest.to_dict(), indent=1)}
+        for name, docs in self.sections.items():
+            columns = sorted({key for doc in docs for key in doc})
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(columns)
+            for doc in docs:
+                writer.writerow([_cell(doc.get(column)) for column in columns])
+            files[f"{name}.csv"] = out.getvalue()
+        return files
+
+    def verify(self) -> bool:
+        """Whether every section still has the count and checksum of the manifest."""
+        return all(
+            self.manifest.counts.get(name) == len(docs)
+            and self.manifest.checksums.get(name) == _checksum(docs)
+            for name, docs in self.sections.items()
+        ) and set(self.manifest.counts) == set(self.sections)
+
+    def texts(self) -> Iterator[str]:
+        """Every text value in the bundle's records (for checks such as "no personal
+        value is left")."""
+        for docs in self.sections.values():
+            for doc in docs:
+                yield from _texts(doc)
+
+
+def _texts(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _texts(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _texts(item)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return _canonical(value)
+
+
+def _checksum(docs: Iterable[Document]) -> str:
+    return hashlib.sha256(_canonical(list(docs)).encode()).hexdigest()
+
+
+def bundle_of(
+    *,
+    tenant: str,
+    contact_id: UUID,
+    records: Mapping[str, Iterable[Entity]],
+    segments: Iterable[Segment],
+    at: datetime,
+    by: str | None = None,
+    converter: CrmkitConverter | None = None,
+) -> Bundle:
+    """The bundle of a person's ``records`` (by repository name, each section in the
+    order given) and the ``segments`` they are a member of, exported ``at``."""
+    convert = _converter if converter is None else converter
+    sections: dict[str, tuple[Document, ...]] = {
+        name: tuple(convert.unstructure(item) for item in items) for name, items in records.items()
+    }
+    sections["segments"] = tuple(
+        {"id": str(s.id), "name": s.name, "kind": s.kind.value} for s in segments
+    )
+    manifest = Manifest(
+        tenant=tenant,
+        contact_id=contact_id,
+        exported_at=at,
+        by=by,
+        counts=MappingProxyType({name: len(docs) for name, docs in sections.items()}),
+        checksums=MappingProxyType({name: _checksum(docs) for name, docs in sections.items()}),
+    )
+    return Bundle(manifest, MappingProxyType(sections))

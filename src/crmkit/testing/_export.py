@@ -1,0 +1,152 @@
+"""Contracts behind export and erasure (mixed into ``StoreContract``): every repository
+is there, ``referring`` finds every record that refers to a person, in the store's
+tenant only, and an export through :class:`~crmkit.crm.CRM` misses no repository."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from uuid import UUID, uuid4
+
+from crmkit.clock import FixedClock
+from crmkit.crm import CRM
+from crmkit.errors import ValidationError
+from crmkit.models import (
+    Activity,
+    ActivityKind,
+    AuditAction,
+    AuditEntry,
+    Consent,
+    ConsentChannel,
+    ConsentStatus,
+    Contact,
+    Deal,
+    Entity,
+    Lead,
+    LeadChannel,
+    SubjectKind,
+    Task,
+    Ticket,
+    TicketChannel,
+)
+from crmkit.storage import ENTITIES, REFERRERS, REPOSITORIES, Repository, Store
+from crmkit.testing._contract import _c, _raises
+
+__all__ = ["PrivacyContract"]
+
+_T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+_CLOCK = FixedClock(_T0)
+
+_SAMPLES: Final[dict[type[Entity], Callable[[UUID], Entity]]] = {
+    Lead: lambda c: Lead.new(contact_id=c, source="web", channel=LeadChannel.FORM, clock=_CLOCK),
+    Deal: lambda c: Deal.new(
+        title="Seats", pipeline="sales", stage="new", contact_id=c, clock=_CLOCK
+    ),
+    Ticket: lambda c: Ticket.new(
+        subject="Help", contact_id=c, channel=TicketChannel.CHAT, clock=_CLOCK
+    ),
+    Activity: lambda c: Activity.new(contact_id=c, kind=ActivityKind.NOTE, body="hi", clock=_CLOCK),
+    Task: lambda c: Task.new(
+        title="Call", due_at=_T0 + timedelta(days=1), contact_id=c, clock=_CLOCK
+    ),
+    Consent: lambda c: Consent.new(
+        contact_id=c,
+        channel=ConsentChannel.EMAIL,
+        purpose="newsletter",
+        status=ConsentStatus.GRANTED,
+        source="form",
+        clock=_CLOCK,
+    ),
+}
+"""One record per entity that refers to contacts; a new referrer needs a sample here."""
+
+
+def _repository(unit: Any, entity: type[Entity]) -> Repository[Any]:
+    return getattr(unit, REPOSITORIES[entity])  # type: ignore[no-any-return]
+
+
+def _person(store: Store, email: str) -> tuple[Contact, dict[type[Entity], Entity]]:
+    """A contact with one record in every repository that refers to contacts."""
+    contact = Contact.new(email=email, first_name="Ada", clock=_CLOCK)
+    made: dict[type[Entity], Entity] = {}
+    with store.unit_of_work() as unit:
+        unit.contacts.add(contact)
+        for entity, _ in REFERRERS["contact"]:
+            sample = _SAMPLES.get(entity)
+            assert sample is not None, f"the kit has no sample {entity.entity_name} (add one)"
+            made[entity] = _repository(unit, entity).add(sample(contact.id))
+        unit.commit()
+    return contact, made
+
+
+class PrivacyContract:
+    """What export and erasure need of a store."""
+
+    def test_every_entity_has_its_repository(self, fresh: Store) -> None:
+        with fresh.unit_of_work() as unit:
+            for entity in ENTITIES:
+                repository = getattr(unit, REPOSITORIES[entity], None)
+                assert repository is not None, _c(f"a unit of work has {REPOSITORIES[entity]}")
+                assert repository.entity is entity, _c(
+                    f"{REPOSITORIES[entity]} stores {entity.__name__}s"
+                )
+
+    def test_referring_finds_every_referrer_in_the_tenant_only(self, fresh: Store) -> None:
+        ada, made = _person(fresh, "ada@example.org")
+        _person(fresh, "bo@example.org")  # someone else, in the same tenant
+        twin = fresh.for_tenant(f"kit-{uuid4().hex[:12]}")
+        with twin.unit_of_work() as unit:  # the same ids in another tenant
+            unit.contacts.add(ada)
+            for entity, item in made.items():
+                _repository(unit, entity).add(item)
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            for entity, field in REFERRERS["contact"]:
+                found = _repository(unit, entity).referring(field, ada.id)
+                assert found == [made[entity]], _c(
+                    f"{REPOSITORIES[entity]}.referring({field!r}, id) finds what refers to "
+                    "the contact, in the store's tenant only"
+                )
+            with _raises(ValidationError, "referring takes a reference field") as wrong:
+                unit.leads.referring("source", ada.id)
+            assert wrong.value.field == "field", _c("referring's error names field 'field'")
+            with _raises(ValidationError, "referring takes a UUID") as bad_id:
+                unit.leads.referring("contact_id", "ada")  # type: ignore[arg-type]
+            assert bad_id.value.field == "id", _c("referring's error names field 'id'")
+
+    def test_an_export_misses_no_repository(self, fresh: Store) -> None:
+        ada, made = _person(fresh, "ada@example.org")
+        _person(fresh, "bo@example.org")
+        bundle = CRM(fresh, clock=_CLOCK).export_person(ada.id, by="kit")
+        for entity in made:
+            name = REPOSITORIES[entity]
+            assert bundle.manifest.counts.get(name) == 1, _c(
+                f"an export holds the person's {name} (found through referring)"
+            )
+        assert bundle.manifest.counts.get("contacts") == 1, _c("an export holds the contact")
+
+    def test_the_audit_trail_of_subjects(self, fresh: Store) -> None:
+        one, two = uuid4(), uuid4()
+        entries = [
+            AuditEntry.new(
+                subject=subject,
+                subject_id=id,
+                action=AuditAction.CHANGED,
+                at=_T0 + timedelta(minutes=minute),
+                field="first_name",
+                clock=_CLOCK,
+            )
+            for minute, (subject, id) in enumerate(
+                [(SubjectKind.CONTACT, one), (SubjectKind.DEAL, one), (SubjectKind.CONTACT, two)]
+            )
+        ]
+        with fresh.unit_of_work() as unit:
+            unit.audit.add_many(reversed(entries))
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            assert unit.audit.for_subject(SubjectKind.CONTACT, one) == [entries[0]], _c(
+                "audit.for_subject gives the entries of one kind of subject and id"
+            )
+            both = unit.audit.for_subjects(SubjectKind.CONTACT, [two, one])
+            assert both == [entries[0], entries[2]], _c(
+                "audit.for_subjects gives the entries oldest first, of that kind only"
+            )
