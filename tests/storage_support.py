@@ -3,10 +3,12 @@
 import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
+import sqlalchemy as sa
 
 from crmkit.clock import FixedClock
 from crmkit.storage import MemoryStore, Store
@@ -20,16 +22,37 @@ POSTGRES_REQUIRED = os.environ.get("CRMKIT_REQUIRE_POSTGRES") == "1"
 POSTGRES_OFF = os.environ.get("CRMKIT_POSTGRES") == "none"
 
 
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+"""The pytest-xdist worker running this process (``gw0``, ...), or ``None``."""
+
+
 def postgres_url() -> str:
-    """The test server's URL; skips only when CRMKIT_POSTGRES=none says there is none."""
+    """The test server's URL; skips only when CRMKIT_POSTGRES=none says there is none.
+
+    Under pytest-xdist each worker gets a database of its own on that server, made
+    afresh for the run (``<database>_<worker>``), so that workers never race to create
+    the same tables and a run never meets tables an older crmkit left behind.
+    """
     if POSTGRES_URL:
-        return POSTGRES_URL
+        return POSTGRES_URL if WORKER is None else _worker_database(POSTGRES_URL, WORKER)
     if POSTGRES_OFF and not POSTGRES_REQUIRED:
         pytest.skip("CRMKIT_POSTGRES=none: no PostgreSQL server for this run")
     pytest.fail(
         "no PostgreSQL server: run the suite with `bash scripts/test` (it starts one), set "
         "CRMKIT_TEST_POSTGRES_URL, or set CRMKIT_POSTGRES=none to skip these tests"
     )
+
+
+@cache
+def _worker_database(url: str, worker: str) -> str:
+    given = sa.engine.make_url(url)
+    name = f"{given.database}_{worker}"
+    engine = sa.create_engine(given, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine.dispose()
+    return given.set(database=name).render_as_string(hide_password=False)
 
 
 def sqlite_store(path: Path, tenant: str = "tests") -> Iterator[SqlStore]:
