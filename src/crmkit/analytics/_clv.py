@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, ParamSpec, TypeVar
+from uuid import UUID
 
 import attrs
 
@@ -78,21 +79,28 @@ def _numeric(function: Callable[_P, _R]) -> Callable[_P, _R]:
     return quiet
 
 
-def _customer(value: object) -> str:
-    return str(value) if not isinstance(value, str) else value
+def customer_key(value: object) -> str:
+    """A customer key as text: a UUID as its canonical form, text as it is; anything else
+    is left for the check of :func:`check_customer_key` to refuse."""
+    return str(value) if isinstance(value, UUID) else value  # type: ignore[return-value]
+
+
+def check_customer_key(value: object) -> None:
+    """Refuse a customer key that is not 1 to 200 characters of text."""
+    if not isinstance(value, str) or not 0 < len(value) <= 200:
+        raise ValidationError("customer", value, "expected a customer key (text or UUID)")
 
 
 @attrs.frozen
 class Transaction:
     """One purchase of a customer (any stable key: a contact id, an order system's id)."""
 
-    customer: str = attrs.field(converter=_customer)
+    customer: str = attrs.field(converter=customer_key)
     at: datetime
     amount: Money
 
     def __attrs_post_init__(self) -> None:
-        if not self.customer:
-            raise ValidationError("customer", self.customer, "expected a customer key")
+        check_customer_key(self.customer)
         object.__setattr__(self, "at", ensure_utc(self.at, "at"))
         if not isinstance(self.amount, Money):
             raise ValidationError("amount", self.amount, "expected Money")
@@ -135,9 +143,11 @@ class RfmRow:
     holdout_monetary_value: Decimal = Decimal(0)
 
     def __attrs_post_init__(self) -> None:
-        problems = []
-        if not isinstance(self.customer, str) or not self.customer:
-            problems.append(Problem("customer", self.customer, "expected a customer key"))
+        problems: list[Problem] = []
+        try:
+            check_customer_key(self.customer)
+        except ValidationError as error:
+            problems.extend(error.problems)
         for name in ("frequency", "recency", "T", "holdout_frequency"):
             problems.extend(_count(getattr(self, name), name))
         for name in ("monetary_value", "holdout_monetary_value"):
@@ -354,7 +364,12 @@ class Estimate:
 
 
 def _is_number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def _fit_problems(fit: "BgNbdFit | GammaGammaFit", names: Sequence[str]) -> list[Problem]:

@@ -20,7 +20,7 @@ from uuid import UUID
 
 import attrs
 
-from crmkit.analytics._clv import Transaction
+from crmkit.analytics._clv import Transaction, check_customer_key, customer_key
 from crmkit.analytics._periods import Granularity, Period, period_of
 from crmkit.analytics._range import period_at, report_periods, within_calendar
 from crmkit.clock import ensure_utc
@@ -48,19 +48,16 @@ _PLACES = Decimal("1e-12")
 CUSTOMER_STAGES = frozenset({LifecycleStage.CUSTOMER, LifecycleStage.EVANGELIST})
 
 
-def _customer(value: object) -> str:
-    return value if isinstance(value, str) else str(value)
-
-
 @attrs.frozen
 class CustomerSpan:
     """One customer from ``start`` to churning at ``end`` (``None``: still a customer)."""
 
-    customer: str = attrs.field(converter=_customer)
+    customer: str = attrs.field(converter=customer_key)
     start: datetime
     end: datetime | None = None
 
     def __attrs_post_init__(self) -> None:
+        check_customer_key(self.customer)
         object.__setattr__(self, "start", ensure_utc(self.start, "start"))
         if self.end is not None:
             object.__setattr__(self, "end", ensure_utc(self.end, "end"))
