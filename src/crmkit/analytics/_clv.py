@@ -28,6 +28,7 @@ from crmkit.analytics import _clv_math as _m
 from crmkit.clock import ensure_utc
 from crmkit.errors import CurrencyMismatch, Problem, ValidationError
 from crmkit.models import Activity, ActivityKind, Money
+from crmkit.models._fields import expect_items
 
 __all__ = [
     "BgNbdFit",
@@ -113,7 +114,7 @@ def transactions_from_activities(activities: Iterable[Activity]) -> list[Transac
     (field ``activities[i].amount``), because its value is unknown.
     """
     found: list[Transaction] = []
-    for index, activity in enumerate(activities):
+    for index, activity in enumerate(expect_items(activities, Activity, "activities", "Activitys")):
         if not isinstance(activity, Activity):
             raise ValidationError(f"activities[{index}]", activity, "expected an Activity")
         if activity.kind is not ActivityKind.PURCHASE:
@@ -229,6 +230,8 @@ def _rates(rates: Mapping[str, Decimal] | None) -> dict[str, Decimal]:
         raise ValidationError("rates", rates, "expected a mapping of currency to rate")
     checked: dict[str, Decimal] = {}
     for code, rate in rates.items():
+        if not isinstance(code, str):
+            raise ValidationError("rates", code, "expected currency codes as keys")
         if (
             not isinstance(rate, Decimal)
             or not rate.is_finite()
@@ -272,7 +275,9 @@ def rfm_summary(
     table = _rates(rates)
     # customer -> period -> summed amount
     spend: dict[str, dict[int, Decimal]] = {}
-    for index, item in enumerate(transactions):
+    for index, item in enumerate(
+        expect_items(transactions, Transaction, "transactions", "Transactions")
+    ):
         if not isinstance(item, Transaction):
             raise ValidationError(f"transactions[{index}]", item, "expected a Transaction")
         if item.at > end:
