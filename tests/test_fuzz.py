@@ -38,6 +38,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+import crmkit.analytics
 import crmkit.lifecycle
 import crmkit.models
 import crmkit.models.rules
@@ -192,7 +193,13 @@ _SCALARS = st.one_of(
 
 def _all_enum_members() -> list[enum.Enum]:
     found: list[enum.Enum] = []
-    for module in (crmkit.models, crmkit.lifecycle, crmkit.scoring, crmkit.segmentation):
+    for module in (
+        crmkit.models,
+        crmkit.lifecycle,
+        crmkit.scoring,
+        crmkit.segmentation,
+        crmkit.analytics,
+    ):
         for name in module.__all__:
             obj = getattr(module, name)
             if isinstance(obj, type) and issubclass(obj, enum.Enum):
@@ -448,6 +455,7 @@ def _public_classes() -> list[type]:
         crmkit.lifecycle,
         crmkit.scoring,
         crmkit.segmentation,
+        crmkit.analytics,
     )
     for module in modules:
         for name in module.__all__:
@@ -485,7 +493,7 @@ def test_constructors_raise_only_crmkit_errors(constructor: Callable[..., Any], 
 
 def _public_functions() -> list[Callable[..., Any]]:
     found = []
-    for module in (crmkit.lifecycle, crmkit.scoring, crmkit.segmentation):
+    for module in (crmkit.lifecycle, crmkit.scoring, crmkit.segmentation, crmkit.analytics):
         for name in module.__all__:
             obj = getattr(module, name)
             if inspect.isfunction(obj):
