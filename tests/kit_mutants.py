@@ -718,6 +718,44 @@ def _timeline(flag: str, doc: str) -> type[MutantStore]:
     return type(f"Timeline_{flag}", (MutantStore,), {"mixin": mixin, "__doc__": doc})
 
 
+class _OfKindsUntilInclusive:
+    def of_kinds(
+        self,
+        kinds: Iterable[ActivityKind],
+        /,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        found: list[Activity] = super().of_kinds(kinds, since=since)  # type: ignore[misc]
+        return [a for a in found if until is None or a.occurred_at <= until]
+
+
+class OfKindsUntilInclusive(MutantStore):
+    """of_kinds keeps the activities at ``until`` (the window's end is inclusive)."""
+
+    mixin = _OfKindsUntilInclusive
+
+
+class _OfKindsEveryKind:
+    def of_kinds(
+        self,
+        kinds: Iterable[ActivityKind],
+        /,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        check_kinds(kinds)
+        return super().of_kinds(list(ActivityKind), since=since, until=until)  # type: ignore[misc,no-any-return]
+
+
+class OfKindsEveryKind(MutantStore):
+    """of_kinds lists the activities of every kind."""
+
+    mixin = _OfKindsEveryKind
+
+
 class _ForSubjectBroken:
     any_kind: ClassVar[bool] = False
     newest_first: ClassVar[bool] = False
@@ -1448,6 +1486,14 @@ MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "for_contact lists every contact's activities": (
         _timeline("any_contact", "for_contact ignores the contact id."),
         ("test_timelines_are_exact", "test_activities_of_a_contact_in_a_window"),
+    ),
+    "of_kinds includes until": (
+        OfKindsUntilInclusive,
+        ("test_activities_of_kinds_across_contacts",),
+    ),
+    "of_kinds ignores the kinds": (
+        OfKindsEveryKind,
+        ("test_activities_of_kinds_across_contacts",),
     ),
     "for_subject ties in storage order": (
         _history("ties_by_insertion", "for_subject breaks ties by storage order, not id."),

@@ -238,12 +238,15 @@ def test_predictions_and_clv(simulated: list[Transaction]) -> None:
         (r.clv.amount for r in report.rows), reverse=True
     )
     # a customer with one purchase is valued at the population's mean spend
-    single = next(r for r in report.rows if r.customer == split.rows[0].customer)
+    once = next(r.customer for r in split.rows if r.frequency == 0)
+    single = next(r for r in report.rows if r.customer == once)
     population = spend.expected_spend(0, Decimal(0))
     assert population == pytest.approx(
         Decimal(spend.p.value * spend.v.value / (spend.q.value - 1)), rel=Decimal("1e-6")
     )
+    assert single.expected_spend == Money(population, "USD").rounded()
     assert single.clv.currency == "USD"
+    assert single.clv.amount > 0
     undiscounted = customer_lifetime_value(
         split, purchases, spend, discount_rate=Decimal(0), margin=Decimal(1)
     )

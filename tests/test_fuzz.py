@@ -38,6 +38,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+import crmkit.analytics
 import crmkit.lifecycle
 import crmkit.models
 import crmkit.models.rules
@@ -203,6 +204,7 @@ def _all_enum_members() -> list[enum.Enum]:
         crmkit.segmentation,
         crmkit.quality,
         crmkit.privacy,
+        crmkit.analytics,
     )
     for module in modules:
         for name in module.__all__:
@@ -462,6 +464,7 @@ def _public_classes() -> list[type]:
         crmkit.segmentation,
         crmkit.quality,
         crmkit.privacy,
+        crmkit.analytics,
     )
     for module in modules:
         for name in module.__all__:
@@ -505,6 +508,7 @@ def _public_functions() -> list[Callable[..., Any]]:
         crmkit.segmentation,
         crmkit.quality,
         crmkit.privacy,
+        crmkit.analytics,
     ):
         for name in module.__all__:
             obj = getattr(module, name)

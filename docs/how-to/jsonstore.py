@@ -473,6 +473,31 @@ class JsonActivities(JsonRepository[Activity]):
         ]
         return sorted(found, key=lambda a: (a.occurred_at, a.id))
 
+    def of_kinds(
+        self,
+        kinds: Iterable[ActivityKind],
+        /,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        if isinstance(kinds, str | bytes | Mapping) or not isinstance(kinds, Iterable):
+            raise ValidationError("kinds", kinds, "expected a collection of ActivityKind")
+        wanted = frozenset(kinds)
+        for kind in wanted:
+            if not isinstance(kind, ActivityKind):
+                raise ValidationError("kinds", kind, "expected an ActivityKind")
+        since = None if since is None else check_time(since, "since")
+        until = None if until is None else check_time(until, "until")
+        found = [
+            a
+            for a in self.all()
+            if a.kind in wanted
+            and (since is None or a.occurred_at >= since)
+            and (until is None or a.occurred_at < until)
+        ]
+        return sorted(found, key=lambda a: (a.occurred_at, a.id))
+
 
 class JsonConsents(JsonRepository[Consent]):
     def for_contact(self, contact_id: UUID, /) -> list[Consent]:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, ParamSpec, TypeVar
+from uuid import UUID
 
 import attrs
 
@@ -27,6 +28,7 @@ from crmkit.analytics import _clv_math as _m
 from crmkit.clock import ensure_utc
 from crmkit.errors import CurrencyMismatch, Problem, ValidationError
 from crmkit.models import Activity, ActivityKind, Money
+from crmkit.models._fields import expect_items
 
 __all__ = [
     "BgNbdFit",
@@ -78,21 +80,28 @@ def _numeric(function: Callable[_P, _R]) -> Callable[_P, _R]:
     return quiet
 
 
-def _customer(value: object) -> str:
-    return str(value) if not isinstance(value, str) else value
+def customer_key(value: object) -> str:
+    """A customer key as text: a UUID as its canonical form, text as it is; anything else
+    is left for the check of :func:`check_customer_key` to refuse."""
+    return str(value) if isinstance(value, UUID) else value  # type: ignore[return-value]
+
+
+def check_customer_key(value: object) -> None:
+    """Refuse a customer key that is not 1 to 200 characters of text."""
+    if not isinstance(value, str) or not 0 < len(value) <= 200:
+        raise ValidationError("customer", value, "expected a customer key (text or UUID)")
 
 
 @attrs.frozen
 class Transaction:
     """One purchase of a customer (any stable key: a contact id, an order system's id)."""
 
-    customer: str = attrs.field(converter=_customer)
+    customer: str = attrs.field(converter=customer_key)
     at: datetime
     amount: Money
 
     def __attrs_post_init__(self) -> None:
-        if not self.customer:
-            raise ValidationError("customer", self.customer, "expected a customer key")
+        check_customer_key(self.customer)
         object.__setattr__(self, "at", ensure_utc(self.at, "at"))
         if not isinstance(self.amount, Money):
             raise ValidationError("amount", self.amount, "expected Money")
@@ -105,7 +114,7 @@ def transactions_from_activities(activities: Iterable[Activity]) -> list[Transac
     (field ``activities[i].amount``), because its value is unknown.
     """
     found: list[Transaction] = []
-    for index, activity in enumerate(activities):
+    for index, activity in enumerate(expect_items(activities, Activity, "activities", "Activitys")):
         if not isinstance(activity, Activity):
             raise ValidationError(f"activities[{index}]", activity, "expected an Activity")
         if activity.kind is not ActivityKind.PURCHASE:
@@ -135,9 +144,11 @@ class RfmRow:
     holdout_monetary_value: Decimal = Decimal(0)
 
     def __attrs_post_init__(self) -> None:
-        problems = []
-        if not isinstance(self.customer, str) or not self.customer:
-            problems.append(Problem("customer", self.customer, "expected a customer key"))
+        problems: list[Problem] = []
+        try:
+            check_customer_key(self.customer)
+        except ValidationError as error:
+            problems.extend(error.problems)
         for name in ("frequency", "recency", "T", "holdout_frequency"):
             problems.extend(_count(getattr(self, name), name))
         for name in ("monetary_value", "holdout_monetary_value"):
@@ -219,6 +230,8 @@ def _rates(rates: Mapping[str, Decimal] | None) -> dict[str, Decimal]:
         raise ValidationError("rates", rates, "expected a mapping of currency to rate")
     checked: dict[str, Decimal] = {}
     for code, rate in rates.items():
+        if not isinstance(code, str):
+            raise ValidationError("rates", code, "expected currency codes as keys")
         if (
             not isinstance(rate, Decimal)
             or not rate.is_finite()
@@ -262,7 +275,9 @@ def rfm_summary(
     table = _rates(rates)
     # customer -> period -> summed amount
     spend: dict[str, dict[int, Decimal]] = {}
-    for index, item in enumerate(transactions):
+    for index, item in enumerate(
+        expect_items(transactions, Transaction, "transactions", "Transactions")
+    ):
         if not isinstance(item, Transaction):
             raise ValidationError(f"transactions[{index}]", item, "expected a Transaction")
         if item.at > end:
@@ -354,7 +369,12 @@ class Estimate:
 
 
 def _is_number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def _fit_problems(fit: "BgNbdFit | GammaGammaFit", names: Sequence[str]) -> list[Problem]:

@@ -20,12 +20,13 @@ from uuid import UUID
 
 import attrs
 
-from crmkit.analytics._clv import Transaction
+from crmkit.analytics._clv import Transaction, check_customer_key, customer_key
 from crmkit.analytics._periods import Granularity, Period, period_of
 from crmkit.analytics._range import period_at, report_periods, within_calendar
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import Deal, DealStatus, LifecycleStage, Money, StageChange, SubjectKind
+from crmkit.models._fields import expect_items
 
 __all__ = [
     "CohortRow",
@@ -48,19 +49,16 @@ _PLACES = Decimal("1e-12")
 CUSTOMER_STAGES = frozenset({LifecycleStage.CUSTOMER, LifecycleStage.EVANGELIST})
 
 
-def _customer(value: object) -> str:
-    return value if isinstance(value, str) else str(value)
-
-
 @attrs.frozen
 class CustomerSpan:
     """One customer from ``start`` to churning at ``end`` (``None``: still a customer)."""
 
-    customer: str = attrs.field(converter=_customer)
+    customer: str = attrs.field(converter=customer_key)
     start: datetime
     end: datetime | None = None
 
     def __attrs_post_init__(self) -> None:
+        check_customer_key(self.customer)
         object.__setattr__(self, "start", ensure_utc(self.start, "start"))
         if self.end is not None:
             object.__setattr__(self, "end", ensure_utc(self.end, "end"))
@@ -70,7 +68,7 @@ class CustomerSpan:
 
 def _spans(spans: Iterable[CustomerSpan]) -> list[CustomerSpan]:
     found = []
-    for index, span in enumerate(spans):
+    for index, span in enumerate(expect_items(spans, CustomerSpan, "spans", "CustomerSpans")):
         if not isinstance(span, CustomerSpan):
             raise ValidationError(f"spans[{index}]", span, "expected a CustomerSpan")
         found.append(span)
@@ -92,7 +90,9 @@ def spans_from_purchases(
     at = ensure_utc(now, "now")
     first: dict[str, datetime] = {}
     last: dict[str, datetime] = {}
-    for index, item in enumerate(transactions):
+    for index, item in enumerate(
+        expect_items(transactions, Transaction, "transactions", "Transactions")
+    ):
         if not isinstance(item, Transaction):
             raise ValidationError(f"transactions[{index}]", item, "expected a Transaction")
         if item.at > at:
@@ -121,11 +121,18 @@ def spans_from_stage_changes(
     ``stages`` and churn when their last change moves them out (a customer who came back
     is a customer). ``since`` gives the start of customers without such a change (imported
     at the stage: their creation time). Changes of other subjects are ignored."""
-    wanted = {LifecycleStage(s).value for s in stages}
+    try:
+        wanted = {LifecycleStage(s).value for s in expect_items(stages, object, "stages", "")}
+    except (TypeError, ValueError) as error:
+        if isinstance(error, ValidationError):
+            raise
+        raise ValidationError("stages", stages, "expected lifecycle stages") from None
+    if since is not None and not isinstance(since, Mapping):
+        raise ValidationError("since", since, "expected a mapping of contact id to time")
     starts: dict[UUID, datetime] = {}
     ends: dict[UUID, datetime | None] = {}
     ordered = []
-    for index, change in enumerate(changes):
+    for index, change in enumerate(expect_items(changes, StageChange, "changes", "StageChanges")):
         if not isinstance(change, StageChange):
             raise ValidationError(f"changes[{index}]", change, "expected a StageChange")
         if change.subject is SubjectKind.CONTACT:
@@ -138,6 +145,8 @@ def spans_from_stage_changes(
         if change.subject_id in starts:
             ends[change.subject_id] = None if inside else change.at
     for contact, at in (since or {}).items():
+        if not isinstance(contact, UUID):
+            raise ValidationError("since", contact, "expected contact ids (UUIDs) as keys")
         if contact not in starts:
             starts[contact] = ensure_utc(at, f"since[{contact}]")
             ends[contact] = None
@@ -148,7 +157,7 @@ def transactions_from_deals(deals: Iterable[Deal]) -> list[Transaction]:
     """The won deals with an amount as transactions of their account (else their contact),
     at their close time; deals with neither, open or lost deals are left out."""
     found = []
-    for index, deal in enumerate(deals):
+    for index, deal in enumerate(expect_items(deals, Deal, "deals", "Deals")):
         if not isinstance(deal, Deal):
             raise ValidationError(f"deals[{index}]", deal, "expected a Deal")
         customer = deal.account_id or deal.contact_id
@@ -335,7 +344,9 @@ def revenue_report(
     before = within_calendar(
         lambda: period_of(first - timedelta(microseconds=1), gran, tz), "start", start
     )
-    for index, item in enumerate(transactions):
+    for index, item in enumerate(
+        expect_items(transactions, Transaction, "transactions", "Transactions")
+    ):
         if not isinstance(item, Transaction):
             raise ValidationError(f"transactions[{index}]", item, "expected a Transaction")
         if item.amount.amount < 0:

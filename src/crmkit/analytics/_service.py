@@ -35,6 +35,7 @@ from crmkit.analytics._range import period_at, report_periods
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import Ticket
+from crmkit.models._fields import expect_items
 
 __all__ = [
     "CsatReport",
@@ -85,7 +86,7 @@ def ratings_from_tickets(tickets: Iterable[Ticket]) -> list[Rating]:
     ``updated_at`` (which :func:`crmkit.lifecycle.record_csat` sets) and attributed to its
     assignee."""
     found = []
-    for index, ticket in enumerate(tickets):
+    for index, ticket in enumerate(expect_items(tickets, Ticket, "tickets", "Tickets")):
         if not isinstance(ticket, Ticket):
             raise ValidationError(f"tickets[{index}]", ticket, "expected a Ticket")
         if ticket.csat is not None:
@@ -127,7 +128,7 @@ def csat_report(
     and per agent; ratings outside the range are left out."""
     spans = report_periods(start, end, granularity, tz)
     tally: dict[tuple[datetime, str | None], list[int]] = {}
-    for index, rating in enumerate(ratings):
+    for index, rating in enumerate(expect_items(ratings, Rating, "ratings", "Ratings")):
         if not isinstance(rating, Rating):
             raise ValidationError(f"ratings[{index}]", rating, "expected a Rating")
         if not spans or not spans[0].start <= rating.at < end:
@@ -186,7 +187,7 @@ def nps(answers: Iterable[int], *, confidence: float = 0.95) -> Nps:
     ):
         raise ValidationError("confidence", confidence, "expected a number between 0 and 1")
     counts = [0, 0, 0]  # detractors, passives, promoters
-    for index, answer in enumerate(answers):
+    for index, answer in enumerate(expect_items(answers, object, "answers", "answers")):
         value = _score(answer, f"answers[{index}]", 0, 10)
         counts[0 if value <= 6 else 1 if value <= 8 else 2] += 1
     detractors, passives, promoters = counts
@@ -237,7 +238,7 @@ def _rank(ordered: Sequence[timedelta], share: float) -> timedelta:
 def distribution(durations: Iterable[timedelta]) -> Distribution:
     """The distribution of ``durations`` (negative ones are refused)."""
     values = []
-    for index, value in enumerate(durations):
+    for index, value in enumerate(expect_items(durations, object, "durations", "durations")):
         if not isinstance(value, timedelta) or value < timedelta(0):
             raise ValidationError(f"durations[{index}]", value, "expected a timedelta >= 0")
         values.append(value)
@@ -304,7 +305,7 @@ class SlaOutcome:
 
 def _outcomes(outcomes: Iterable[SlaOutcome]) -> list[SlaOutcome]:
     found = []
-    for index, outcome in enumerate(outcomes):
+    for index, outcome in enumerate(expect_items(outcomes, SlaOutcome, "outcomes", "SlaOutcomes")):
         if not isinstance(outcome, SlaOutcome):
             raise ValidationError(f"outcomes[{index}]", outcome, "expected an SlaOutcome")
         found.append(outcome)

@@ -1804,14 +1804,9 @@ class CRM(ConsentUseCases, PrivacyCases):
     def purchases(self) -> list[Transaction]:
         """Every stored purchase activity up to now, as CLV and revenue transactions."""
         now = self.clock.now()
-        with self.store.unit_of_work() as unit:
-            # the port has no activity filter by kind: purchases are picked while iterating
-            bought = [
-                a
-                for a in unit.activities.iterate()
-                if a.kind is ActivityKind.PURCHASE and a.occurred_at <= now
-            ]
-        return transactions_from_activities(bought)
+        with self.store.unit_of_work() as unit:  # the store filters the purchases
+            bought = unit.activities.of_kinds([ActivityKind.PURCHASE])
+        return transactions_from_activities(a for a in bought if a.occurred_at <= now)
 
     def customer_report(
         self,

@@ -314,6 +314,23 @@ class ActivityRepository(Repository[Activity], Protocol):
         """
         ...
 
+    def of_kinds(
+        self,
+        kinds: Iterable[ActivityKind],
+        /,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        """The activities of ``kinds`` (none when empty) of every contact of the tenant,
+        from ``since`` (inclusive) to ``until`` (exclusive), oldest first, ties by id.
+
+        The store filters them (the purchases behind revenue and lifetime value are read
+        without the other activities). Wrong arguments raise
+        :class:`~crmkit.errors.ValidationError` naming ``kinds``, ``since`` or ``until``.
+        """
+        ...
+
 
 class ConsentRepository(Repository[Consent], Protocol):
     """The consent ledger: entries are added, never changed (crmkit's use cases only

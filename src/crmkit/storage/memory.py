@@ -555,6 +555,26 @@ class _Activities(_Repository[Activity]):
         found = [a for a in self._table.values() if query(cast(Activity, a))]
         return sorted(cast(list[Activity], found), key=lambda a: (a.occurred_at, a.id))
 
+    def of_kinds(
+        self,
+        kinds: Iterable[ActivityKind],
+        /,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        check_many(kinds, "kinds")  # required: None is no collection
+        wanted = check_kinds(kinds) or frozenset()
+        low, high = check_window(since, until)
+        found = [
+            a
+            for a in cast(list[Activity], list(self._table.values()))
+            if a.kind in wanted
+            and (low is None or a.occurred_at >= low)
+            and (high is None or a.occurred_at < high)
+        ]
+        return sorted(found, key=lambda a: (a.occurred_at, a.id))
+
 
 def _activity_query(
     contact_id: UUID,

@@ -522,6 +522,42 @@ class StoreContract(QueryContract, MergeContract, ReachabilityContract, PrivacyC
                 "for_contact: since is inclusive, until exclusive"
             )
 
+    def test_activities_of_kinds_across_contacts(self, fresh: Store) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        ada, bob = Contact.new(first_name="Ada"), Contact.new(first_name="Bob")
+
+        def event(days: int, kind: ActivityKind, who: Contact) -> Activity:
+            return Activity.new(
+                contact_id=who.id, kind=kind, occurred_at=start + timedelta(days=days)
+            )
+
+        bought = [
+            event(4, ActivityKind.PURCHASE, bob),
+            event(1, ActivityKind.PURCHASE, ada),
+            event(9, ActivityKind.PURCHASE, ada),
+        ]
+        rest = [event(2, ActivityKind.CALL, ada), event(3, ActivityKind.NOTE, bob)]
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many([ada, bob])
+            unit.activities.add_many(bought + rest)
+            purchases = unit.activities.of_kinds([ActivityKind.PURCHASE])
+            assert purchases == sorted(bought, key=lambda a: a.occurred_at), _c(
+                "of_kinds lists the activities of those kinds of every contact, oldest first"
+            )
+            both = unit.activities.of_kinds([ActivityKind.PURCHASE, ActivityKind.CALL])
+            assert [a.occurred_at.day for a in both] == [2, 3, 5, 10], _c(
+                "of_kinds lists every kind asked for"
+            )
+            assert unit.activities.of_kinds([]) == [], _c("of_kinds([]) lists nothing")
+            window = unit.activities.of_kinds(
+                [ActivityKind.PURCHASE],
+                since=start + timedelta(days=1),
+                until=start + timedelta(days=9),
+            )
+            assert [a.occurred_at.day for a in window] == [2, 5], _c(
+                "of_kinds: since is inclusive, until exclusive"
+            )
+
     def test_stage_history_of_one_subject(self, fresh: Store) -> None:
         deal_id = uuid4()
         at = datetime(2026, 1, 1, tzinfo=UTC)
@@ -671,6 +707,7 @@ class StoreContract(QueryContract, MergeContract, ReachabilityContract, PrivacyC
             ("ids", unit.contacts.ids),
             ("iterate", lambda: list(islice(unit.contacts.iterate(), 3))),
             ("activities.for_contact", lambda: unit.activities.for_contact(stored.id)),
+            ("activities.of_kinds", lambda: unit.activities.of_kinds([ActivityKind.NOTE])),
             (
                 "stage_history.for_subject",
                 lambda: unit.stage_history.for_subject(SubjectKind.DEAL, stored.id),
@@ -843,6 +880,9 @@ class StoreContract(QueryContract, MergeContract, ReachabilityContract, PrivacyC
                 ("kinds", "call", lambda: unit.activities.for_contact(a, kinds=["call"])),  # type: ignore[list-item]
                 ("since", naive, lambda: unit.activities.for_contact(a, since=naive)),
                 ("until", naive, lambda: unit.activities.for_contact(a, until=naive)),
+                ("kinds", None, lambda: unit.activities.of_kinds(None)),  # type: ignore[arg-type]
+                ("kinds", "call", lambda: unit.activities.of_kinds(["call"])),  # type: ignore[list-item]
+                ("until", naive, lambda: unit.activities.of_kinds([], until=naive)),
                 ("subject", "deal", lambda: unit.stage_history.for_subject("deal", a)),  # type: ignore[arg-type]
                 (
                     "subject_id",

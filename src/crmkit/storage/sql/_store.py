@@ -1447,6 +1447,27 @@ class _Activities(_Repository[Activity]):
             statement = statement.where(table.c.occurred_at < high)
         return self._load(statement.order_by(table.c.occurred_at, table.c.id))
 
+    def of_kinds(
+        self,
+        kinds: Iterable[ActivityKind],
+        /,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        check_many(kinds, "kinds")  # required: None is no collection
+        wanted = check_kinds(kinds) or frozenset()
+        low, high = check_window(since, until)
+        if not wanted:
+            return []
+        table = self._table
+        statement = self._base().where(table.c.kind.in_(sorted(k.value for k in wanted)))
+        if low is not None:
+            statement = statement.where(table.c.occurred_at >= low)
+        if high is not None:
+            statement = statement.where(table.c.occurred_at < high)
+        return self._load(statement.order_by(table.c.occurred_at, table.c.id))
+
 
 class _Consents(_Repository[Consent]):
     def for_contact(self, contact_id: UUID, /) -> list[Consent]:
