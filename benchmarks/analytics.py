@@ -48,7 +48,7 @@ from crmkit._extras import import_extra
 from crmkit.analytics import Granularity, lifecycle_stages, period_of, pipeline_rows
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
-from crmkit.crm._kpis import facts_of
+from crmkit.crm._kpis import facts_of, stages_of
 from crmkit.lifecycle import Pipeline, Stage, StageKind
 from crmkit.models import (
     Contact,
@@ -228,11 +228,17 @@ def crm_funnel(crm: CRM) -> list[int]:
 
 def crm_win_rate(store: Store) -> dict[str, tuple[int, int]]:
     until = NOW + timedelta(microseconds=1)
+    facts = facts_of([SALES])
     with store.unit_of_work() as unit:
         closed = unit.stage_history.standing(
-            SubjectKind.DEAL, until=until, since=YEAR.start, pipeline="sales", group="owner"
+            SubjectKind.DEAL,
+            until=until,
+            since=YEAR.start,
+            pipeline="sales",
+            group="owner",
+            stages=stages_of(facts, DealStatus.WON, DealStatus.LOST),
         )
-    rows = pipeline_rows(YEAR, closed, (), (), facts_of([SALES]))
+    rows = pipeline_rows(YEAR, closed, (), (), facts)
     return _per_owner((r.group, r.won, r.lost) for r in rows)
 
 

@@ -23,6 +23,7 @@ from crmkit.analytics import (
     Standing,
     check_ranks,
     check_replay,
+    check_stages,
     replay_reach,
     replay_standing,
 )
@@ -546,8 +547,10 @@ class _StageHistory(_Repository[StageChange]):
         pipeline: str | None = None,
         rule: Rule | None = None,
         group: str | None = None,
+        stages: Iterable[str] | None = None,
     ) -> list[Standing]:
         subject, until, pipeline, since, then = check_replay(subject, until, pipeline, since, then)
+        kept = check_stages(stages)
         subjects = self._subjects(subject, rule, until, group)
         changes = cast(Iterable[StageChange], self._table.values())
         return replay_standing(
@@ -559,6 +562,7 @@ class _StageHistory(_Repository[StageChange]):
             then=then,
             pipeline=pipeline,
             group=group,
+            stages=kept,
         )
 
 
