@@ -48,7 +48,7 @@ from crmkit._extras import import_extra
 from crmkit.analytics import Granularity, lifecycle_stages, period_of, pipeline_rows
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
-from crmkit.crm._kpis import facts_of
+from crmkit.crm._kpis import facts_of, stages_of
 from crmkit.lifecycle import Pipeline, Stage, StageKind
 from crmkit.models import (
     Contact,
@@ -187,35 +187,29 @@ class Fill:
             yield deal, moves
 
     def fill(self, store: Store) -> tuple[float, int]:
-        """Store everything with ``add_many``; seconds taken and stage changes stored."""
+        """Store everything with ``add_many`` in bounded memory (the entities first, then
+        their moves, generated again from the same seed); seconds taken and moves stored."""
         started = time.perf_counter()
-        moves: list[StageChange] = []
         count = 0
-
-        def flush(unit: Any) -> None:
-            nonlocal count
-            unit.stage_history.add_many(moves)
-            count += len(moves)
-            moves.clear()
-
-        for name, source in (("contacts", self.contacts()), ("deals", self.deals())):
+        for name, source in (("contacts", self.contacts), ("deals", self.deals)):
             with store.unit_of_work() as unit:
-
-                def entities(source: Iterator[Any] = source, unit: Any = unit) -> Iterator[Any]:
-                    for entity, history in source:
-                        moves.extend(history)
-                        yield entity
-
-                getattr(unit, name).add_many(entities())
+                getattr(unit, name).add_many(entity for entity, _ in source())
                 unit.commit()
-            for start in range(0, len(moves), 200_000):
-                chunk = moves[start : start + 200_000]
-                with store.unit_of_work() as unit:
-                    unit.stage_history.add_many(chunk)
-                    unit.commit()
-                count += len(chunk)
-            moves.clear()
+            batch: list[StageChange] = []
+            for _, moves in source():
+                batch.extend(moves)
+                if len(batch) >= 100_000:
+                    count += self._store_moves(store, batch)
+            count += self._store_moves(store, batch)
         return time.perf_counter() - started, count
+
+    @staticmethod
+    def _store_moves(store: Store, batch: list[StageChange]) -> int:
+        with store.unit_of_work() as unit:
+            stored = unit.stage_history.add_many(batch)
+            unit.commit()
+        batch.clear()
+        return stored
 
 
 # ---------------------------------------------------------------------------- crmkit
@@ -228,11 +222,17 @@ def crm_funnel(crm: CRM) -> list[int]:
 
 def crm_win_rate(store: Store) -> dict[str, tuple[int, int]]:
     until = NOW + timedelta(microseconds=1)
+    facts = facts_of([SALES])
     with store.unit_of_work() as unit:
         closed = unit.stage_history.standing(
-            SubjectKind.DEAL, until=until, since=YEAR.start, pipeline="sales", group="owner"
+            SubjectKind.DEAL,
+            until=until,
+            since=YEAR.start,
+            pipeline="sales",
+            group="owner",
+            stages=stages_of(facts, DealStatus.WON, DealStatus.LOST),
         )
-    rows = pipeline_rows(YEAR, closed, (), (), facts_of([SALES]))
+    rows = pipeline_rows(YEAR, closed, (), (), facts)
     return _per_owner((r.group, r.won, r.lost) for r in rows)
 
 

@@ -1596,6 +1596,14 @@ class _StandingFirstOfTies:
         return replay_standing(subjects, shifted, subject, until=until, **options)
 
 
+class _StandingIgnoresStages:
+    """``standing`` keeps every subject, whatever ``stages`` says."""
+
+    def standing(self, subject: Any, /, **options: Any) -> list[Any]:
+        options.pop("stages", None)
+        return super().standing(subject, **options)  # type: ignore[misc, no-any-return]
+
+
 class _DeleteOrphans:
     """``delete`` removes an entity that others still refer to."""
 
@@ -1742,6 +1750,10 @@ LOOK_UP_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "referring misses a repository": (
         _mixing("ReferringSkipsConsents", _ReferringSkipsConsents, "consents are not found."),
         ("test_an_export_misses_no_repository",),
+    ),
+    "standing ignores stages": (
+        _mixing("StandingAnyStage", _StandingIgnoresStages, "standing ignores stages."),
+        ("test_stage_history_replays_for_the_kpis",),
     ),
     "delete orphans what refers to it": (
         _mixing("DeleteOrphans", _DeleteOrphans, "delete ignores references."),

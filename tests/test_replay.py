@@ -127,6 +127,7 @@ def _same_standing(found: list, expected: list) -> None:  # type: ignore[type-ar
     pipeline=st.sampled_from((None, "sales")),
     group=st.sampled_from((None, "owner", "status")),
     ruled=st.booleans(),
+    stages=st.one_of(st.none(), st.frozensets(st.sampled_from(STAGES))),
 )
 def test_the_store_replays_deals_as_the_reference_does(  # noqa: PLR0917
     store: Store,
@@ -135,6 +136,7 @@ def test_the_store_replays_deals_as_the_reference_does(  # noqa: PLR0917
     pipeline: str | None,
     group: str | None,
     ruled: bool,
+    stages: frozenset[str] | None,
 ) -> None:
     deals, changes = world
     fresh = _fresh(store)
@@ -163,6 +165,7 @@ def test_the_store_replays_deals_as_the_reference_does(  # noqa: PLR0917
             pipeline=pipeline,
             rule=rule,
             group=group,
+            stages=stages,
         )
         _same_standing(
             standing,
@@ -175,6 +178,7 @@ def test_the_store_replays_deals_as_the_reference_does(  # noqa: PLR0917
                 then=then,
                 pipeline=pipeline,
                 group=group,
+                stages=stages,
             ),
         )
         plain = unit.stage_history.standing(SubjectKind.DEAL, until=until, group=group)
@@ -244,6 +248,8 @@ def test_replay_arguments_are_checked(store: Store) -> None:
             (lambda: history.reach(deal, RANKS, until=T0, group="created_at"), "field"),
             (lambda: history.standing(deal, until=T0, since=later), "since"),
             (lambda: history.standing(deal, until=T0, then=earlier), "then"),
+            (lambda: history.standing(deal, until=T0, stages="won"), "stages"),
+            (lambda: history.standing(deal, until=T0, stages=[1]), "stages"),
         ]
         for call, name in cases:
             with pytest.raises(ValidationError) as error:

@@ -23,6 +23,7 @@ from crmkit.analytics import (
     Standing,
     check_ranks,
     check_replay,
+    check_stages,
     replay_reach,
     replay_standing,
 )
@@ -584,8 +585,10 @@ class JsonStageHistory(JsonHistory[StageChange]):
         pipeline: str | None = None,
         rule: Rule | None = None,
         group: str | None = None,
+        stages: Iterable[str] | None = None,
     ) -> list[Standing]:
         subject, until, pipeline, since, then = check_replay(subject, until, pipeline, since, then)
+        kept = check_stages(stages)
         subjects = self._subjects(subject, rule, until, group)
         return replay_standing(
             subjects,
@@ -596,6 +599,7 @@ class JsonStageHistory(JsonHistory[StageChange]):
             then=then,
             pipeline=pipeline,
             group=group,
+            stages=kept,
         )
 
 

@@ -78,6 +78,7 @@ from crmkit.analytics._replay import (
     Standing,
     check_ranks,
     check_replay,
+    check_stages,
     replay_reach,
     replay_standing,
 )
@@ -126,6 +127,7 @@ __all__ += [
     "check_periods",
     "check_ranks",
     "check_replay",
+    "check_stages",
     "convert",
     "entry_durations",
     "forecast_rows",

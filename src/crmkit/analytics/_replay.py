@@ -30,6 +30,7 @@ __all__ = [
     "Standing",
     "check_ranks",
     "check_replay",
+    "check_stages",
     "replay_reach",
     "replay_standing",
 ]
@@ -93,6 +94,19 @@ def check_ranks(ranks: object) -> dict[str, int]:
             raise ValidationError("ranks", ranks, "ranks map stage keys to ints from 0")
         checked[key] = rank
     return checked
+
+
+def check_stages(stages: object) -> frozenset[str] | None:
+    """``stages`` as a frozenset of stage keys (``None`` stays ``None``), or a
+    ValidationError naming ``stages``."""
+    if stages is None:
+        return None
+    if isinstance(stages, str | bytes) or not isinstance(stages, Iterable):
+        raise ValidationError("stages", stages, "expected a collection of stage keys")
+    found = frozenset(stages)
+    if not all(isinstance(stage, str) for stage in found):
+        raise ValidationError("stages", stages, "expected a collection of stage keys")
+    return found
 
 
 def check_replay(
@@ -193,17 +207,20 @@ def replay_standing(
     then: datetime | None = None,
     pipeline: str | None = None,
     group: str | None = None,
+    stages: frozenset[str] | None = None,
 ) -> list[Standing]:
     """:class:`Standing` rows of ``subjects`` (already selected by a rule) created before
     ``until``: each subject's last move before ``until`` (by ``at``, then id), kept when
-    it is at or after ``since``; with ``then``, ``later`` is the stage of its last move
-    before ``then``."""
+    it is at or after ``since`` and (with ``stages``) went to one of ``stages``; with
+    ``then``, ``later`` is the stage of its last move before ``then``."""
     totals: dict[tuple[Any, ...], list[Any]] = {}
     for item, history in _histories(subjects, changes, subject, until, pipeline):
         before = [c for c in history if c.at < until]
         if not before or (since is not None and before[-1].at < since):
             continue
         last = before[-1]
+        if stages is not None and last.to_stage not in stages:
+            continue
         later = None
         if then is not None:
             later = [c for c in history if c.at < then][-1].to_stage

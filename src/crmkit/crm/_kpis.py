@@ -69,6 +69,13 @@ def facts_of(pipelines: Iterable[Pipeline]) -> dict[tuple[str | None, str], Stag
     }
 
 
+def stages_of(
+    facts: Mapping[tuple[str | None, str], StageFacts], *statuses: DealStatus
+) -> frozenset[str]:
+    """The stage keys of these kinds, for the store to filter the last moves by."""
+    return frozenset(stage for (_, stage), known in facts.items() if known.status in statuses)
+
+
 def _both(rule: Rule | None, where: Compare | InSegment | And, entity: RuleEntity) -> Rule:
     if rule is None:
         return Rule(entity, where)
@@ -239,6 +246,8 @@ def pipeline_kpis(
     _money_options(quota, rates, currency)
     rule = _deal_rule(rule)
     facts = facts_of(pipelines.values())
+    ended = stages_of(facts, DealStatus.WON, DealStatus.LOST)
+    open_ = stages_of(facts, DealStatus.OPEN)
     rows: list[PipelineRow] = []
     deal = SubjectKind.DEAL
     with store.unit_of_work() as unit:
@@ -247,9 +256,9 @@ def pipeline_kpis(
             end = min(period.end, until)
             start = min(period.start, end)
             common: dict[str, Any] = {"pipeline": pipeline, "rule": rule, "group": by}
-            closed = history.standing(deal, until=end, since=start, **common)
-            at_end = history.standing(deal, until=end, **common)
-            at_start = history.standing(deal, until=start, **common)
+            closed = history.standing(deal, until=end, since=start, stages=ended, **common)
+            at_end = history.standing(deal, until=end, stages=open_, **common)
+            at_start = history.standing(deal, until=start, stages=open_, **common)
             rows.extend(
                 pipeline_rows(
                     period,
@@ -291,15 +300,19 @@ def forecast(
             if not isinstance(category, ForecastCategory):
                 raise ValidationError(f"categories[{stage!r}]", category, "not a category")
     facts = facts_of(pipelines.values())
+    won_stages = stages_of(facts, DealStatus.WON)
     rows: list[ForecastRow] = []
     deal = SubjectKind.DEAL
     with store.unit_of_work() as unit:
         history = unit.stage_history
-        open_now = history.standing(deal, until=until, pipeline=pipeline)
+        open_ = stages_of(facts, DealStatus.OPEN)
+        open_now = history.standing(deal, until=until, pipeline=pipeline, stages=open_)
         for period in chosen:
             end = min(period.end, until)
             start = min(period.start, end)
-            won = history.standing(deal, until=end, since=start, pipeline=pipeline)
+            won = history.standing(
+                deal, until=end, since=start, pipeline=pipeline, stages=won_stages
+            )
             rows.extend(
                 forecast_rows(
                     period,
@@ -340,6 +353,7 @@ def backtest(
     _deal_pipeline(pipelines, pipeline)
     _money_options(None, rates, currency)
     facts = facts_of(pipelines.values())
+    open_, won_stages = stages_of(facts, DealStatus.OPEN), stages_of(facts, DealStatus.WON)
     rows: list[BacktestRow] = []
     outcomes: list[Outcome] = []
     deal = SubjectKind.DEAL
@@ -348,8 +362,12 @@ def backtest(
         for period in chosen:
             end = min(period.end, until)
             start = min(period.start, end)
-            replayed = history.standing(deal, until=start, then=end, pipeline=pipeline)
-            won = history.standing(deal, until=end, since=start, pipeline=pipeline)
+            replayed = history.standing(
+                deal, until=start, then=end, pipeline=pipeline, stages=open_
+            )
+            won = history.standing(
+                deal, until=end, since=start, pipeline=pipeline, stages=won_stages
+            )
             rows.extend(
                 backtest_rows(
                     period, replayed, won, facts, outcomes, rates=rates, currency=currency

@@ -405,14 +405,16 @@ class StageHistoryRepository(Repository[StageChange], Protocol):
         pipeline: str | None = None,
         rule: Rule | None = None,
         group: str | None = None,
+        stages: Iterable[str] | None = None,
     ) -> list[Standing]:
         """Where the subjects that ``rule`` selects and that were created before
         ``until`` stood by their last move before ``until`` (ties by id), with the
         values it snapshotted, grouped by the store.
 
         ``since`` keeps subjects whose last move is at or after it (what closed in a
-        period); ``then`` (at or after ``until``) adds the stage each stood in by its last
-        move before ``then`` (a backtest's outcome). Arguments and rows as in
+        period); ``stages`` keeps subjects whose last move went to one of them (what is
+        won or lost, what is open); ``then`` (at or after ``until``) adds the stage each
+        stood in by its last move before ``then`` (a backtest's outcome). Arguments and rows as in
         :meth:`reach` and :func:`crmkit.analytics.replay_standing`.
         """
         ...

@@ -23,6 +23,7 @@ from crmkit.analytics import (
     Standing,
     check_ranks,
     check_replay,
+    check_stages,
     replay_reach,
     replay_standing,
 )
@@ -721,8 +722,10 @@ class _StageHistory(_History[StageChange]):
         pipeline: str | None = None,
         rule: Rule | None = None,
         group: str | None = None,
+        stages: Iterable[str] | None = None,
     ) -> list[Standing]:
         subject, until, pipeline, since, then = check_replay(subject, until, pipeline, since, then)
+        kept = check_stages(stages)
         subjects = self._subjects(subject, rule, until, group)
         changes = cast(Iterable[StageChange], self._table.values())
         return replay_standing(
@@ -734,6 +737,7 @@ class _StageHistory(_History[StageChange]):
             then=then,
             pipeline=pipeline,
             group=group,
+            stages=kept,
         )
 
 

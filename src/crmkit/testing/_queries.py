@@ -547,6 +547,9 @@ class QueryContract:
             ) == {
                 ("ann", "won", None, "EUR", 1, Decimal("10.50"), "won"),
             }, "contract: standing keeps last moves at or after since, later is the stage at then"
+            assert standing(until=until, stages=["lost", "offer"]) == {
+                (None, "lost", "too dear", None, 1, Decimal(0), None),
+            }, "contract: standing keeps subjects whose last move went to one of stages"
             (row,) = replays.standing(deal, until=until, since=_T0 + 2 * hour)
             assert abs(row.age_seconds - 7200.0) < 1.0, _c("age_seconds is creation to move")
 

@@ -141,6 +141,7 @@ def standing_query(
     pipeline: str | None,
     where: list[Any],
     group: str | None,
+    stages: frozenset[str] | None = None,
 ) -> sa.Select[Any]:
     """``SELECT group, pipeline, stage, reason, currency, expected_close, later, count,
     sum(units), sum(nanos), sum(age)`` over each subject's last move before ``until``."""
@@ -161,6 +162,8 @@ def standing_query(
     conditions = [*where, subjects.c.created_at < until]
     if since is not None:
         conditions.append(last.c.at >= since)
+    if stages is not None:
+        conditions.append(last.c.to_stage.in_(sorted(stages)) if stages else sa.false())
     if pipeline is not None:
         conditions.append(subjects.c.pipeline == pipeline)
     keys = (

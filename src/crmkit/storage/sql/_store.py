@@ -19,7 +19,14 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
 from crmkit._extras import import_extra
-from crmkit.analytics import REPLAYED, Reach, Standing, check_ranks, check_replay
+from crmkit.analytics import (
+    REPLAYED,
+    Reach,
+    Standing,
+    check_ranks,
+    check_replay,
+    check_stages,
+)
 from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
     ConcurrencyConflict,
@@ -1657,8 +1664,10 @@ class _StageHistory(_History[StageChange]):
         pipeline: str | None = None,
         rule: Rule | None = None,
         group: str | None = None,
+        stages: Iterable[str] | None = None,
     ) -> list[Standing]:
         subject, until, pipeline, since, then = check_replay(subject, until, pipeline, since, then)
+        kept = check_stages(stages)
         where = self._subject_where(subject, rule, until, group)
         store = self._unit.store
         statement = standing_query(
@@ -1672,6 +1681,7 @@ class _StageHistory(_History[StageChange]):
             pipeline=pipeline,
             where=where,
             group=group,
+            stages=kept,
         )
         with store._errors():
             rows = self._unit._conn().execute(statement).all()
