@@ -41,6 +41,7 @@ from hypothesis import strategies as st
 import crmkit.lifecycle
 import crmkit.models
 import crmkit.models.rules
+import crmkit.privacy
 import crmkit.scoring
 import crmkit.segmentation
 import crmkit.storage
@@ -485,7 +486,7 @@ def test_constructors_raise_only_crmkit_errors(constructor: Callable[..., Any], 
 
 def _public_functions() -> list[Callable[..., Any]]:
     found = []
-    for module in (crmkit.lifecycle, crmkit.scoring, crmkit.segmentation):
+    for module in (crmkit.lifecycle, crmkit.scoring, crmkit.segmentation, crmkit.privacy):
         for name in module.__all__:
             obj = getattr(module, name)
             if inspect.isfunction(obj):
@@ -610,6 +611,15 @@ class World:
                 lambda a: attrs.evolve(a, contact_id=self.ids["contact"][0])
             ),
             "channel": st.sampled_from(TicketChannel),
+            "policy": st.builds(
+                crmkit.privacy.RetentionPolicy,
+                st.none() | st.integers(1, 40),
+                st.none() | st.integers(1, 400),
+                st.none() | st.integers(1, 5),
+                st.sampled_from(crmkit.privacy.RetentionAction),
+            ),
+            "approved_by": st.sampled_from(["legal", "ada", None]),
+            "dry_run": st.booleans(),
         }
 
 
@@ -620,6 +630,7 @@ def _world(store: Store) -> World:
         lead_pipeline="inbound",
         sla_policies=[SlaPolicy(name="all", first_response=timedelta(hours=4))],
         clock=FixedClock(_NOW, step=timedelta(seconds=1)),
+        privacy_secret=b"fuzz-secret-0123456789",
     )
     touch = Touchpoint(
         email=f"{uuid4().hex[:8]}@example.com", source="form", channel=LeadChannel.FORM
@@ -663,18 +674,7 @@ def test_crm_methods_raise_only_crmkit_errors(method: str, data: Any) -> None:
         call(function, args, kwargs)
 
 
-REPOSITORIES = (
-    "contacts",
-    "accounts",
-    "leads",
-    "deals",
-    "tickets",
-    "activities",
-    "tasks",
-    "segments",
-    "consents",
-    "stage_history",
-)
+REPOSITORIES = tuple(crmkit.storage.REPOSITORIES.values())
 
 
 def _repository_methods() -> list[tuple[str, str]]:
