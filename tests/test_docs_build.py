@@ -25,6 +25,7 @@ REFERENCE_MODULES = [
     "crmkit.storage.memory",
     "crmkit.storage.sql",
     "crmkit.storage.sql.types",
+    "crmkit.privacy",
     "crmkit.errors",
     "crmkit.clock",
     "crmkit.serialization",

@@ -638,6 +638,15 @@ class World:
             ),
             "channel": st.one_of(st.sampled_from(TicketChannel), st.sampled_from(ConsentChannel)),
             "purpose": st.sampled_from(["newsletter", "sales", "ads"]),
+            "policy": st.builds(
+                crmkit.privacy.RetentionPolicy,
+                st.none() | st.integers(1, 40),
+                st.none() | st.integers(1, 400),
+                st.none() | st.integers(1, 5),
+                st.sampled_from(crmkit.privacy.RetentionAction),
+            ),
+            "approved_by": st.sampled_from(["legal", "ada", None]),
+            "dry_run": st.booleans(),
         }
 
 
@@ -650,6 +659,7 @@ def _world(store: Store) -> World:
         consent_policy=ConsentPolicy({"newsletter", "sales"}, caps={"email": FrequencyCap(2, 7)}),
         token_secret=b"fuzz" * 8,
         clock=FixedClock(_NOW, step=timedelta(seconds=1)),
+        privacy_secret=b"fuzz-secret-0123456789",
     )
     touch = Touchpoint(
         email=f"{uuid4().hex[:8]}@example.com", source="form", channel=LeadChannel.FORM
@@ -693,19 +703,7 @@ def test_crm_methods_raise_only_crmkit_errors(method: str, data: Any) -> None:
         call(function, args, kwargs)
 
 
-REPOSITORIES = (
-    "contacts",
-    "accounts",
-    "leads",
-    "deals",
-    "tickets",
-    "activities",
-    "tasks",
-    "segments",
-    "consents",
-    "do_not_contact",
-    "stage_history",
-)
+REPOSITORIES = tuple(crmkit.storage.REPOSITORIES.values())
 
 
 def _repository_methods() -> list[tuple[str, str]]:

@@ -44,7 +44,7 @@ class Suppression(Entity):
 
     ``kind`` says which (``"email"`` or ``"phone"``); ``digest`` is the HMAC-SHA256 of
     the normalised identifier under the host's secret, in hex. The id is derived from
-    the digest (:func:`crmkit.privacy.suppression_id`), so a look-up is a look-up by id.
+    the digest (:meth:`id_for`), so a look-up is a look-up by id.
     ``erasure_id`` is the erasure that made it (``None``: added by the host).
     """
 

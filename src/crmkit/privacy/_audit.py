@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import uuid4
 
+from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import AuditAction, AuditEntry, Contact, Deal, Entity, SubjectKind
 from crmkit.serialization import make_converter
@@ -27,6 +28,12 @@ def _subject(item: Entity) -> SubjectKind:
     if not isinstance(item, AUDITED):
         raise ValidationError("item", item, "the audit trail records contacts and deals")
     return SubjectKind(item.entity_name)
+
+
+def _who(by: object) -> str | None:
+    if by is not None and not isinstance(by, str):
+        raise ValidationError("by", by, "expected the host's user id or None")
+    return by
 
 
 def _entry(
@@ -62,6 +69,8 @@ def audit_changes(
     ...     ada, attrs.evolve(ada, first_name="Ada L."), at=now, by="sam")]
     [('first_name', '"Ada"', '"Ada L."')]
     """
+    _subject(before)
+    at, by = ensure_utc(at, "at"), _who(by)
     if type(before) is not type(after) or before.id != after.id:
         raise ValidationError("after", after, "expected another version of the same entity")
     old: Mapping[str, Any] = _converter.unstructure(before)
@@ -83,6 +92,7 @@ def audit_changes(
 
 def audit_event(item: Entity, action: AuditAction, *, at: datetime, by: str | None) -> AuditEntry:
     """An entry saying that ``item`` was created, exported or erased ``at`` by ``by``."""
-    if action is AuditAction.CHANGED:
+    at, by = ensure_utc(at, "at"), _who(by)
+    if not isinstance(action, AuditAction) or action is AuditAction.CHANGED:
         raise ValidationError("action", action, "a change is recorded by audit_changes")
     return _entry(item, action, at, by)

@@ -17,6 +17,7 @@ from uuid import UUID
 
 import attrs
 
+from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import (
     Account,
@@ -154,6 +155,9 @@ def anonymise(item: _E, *, at: datetime) -> _E:
     >>> (gone.id == ada.id, gone.email, gone.first_name, gone.do_not_contact)
     (True, None, None, True)
     """
+    if not isinstance(item, Entity):
+        raise ValidationError("item", item, "expected an entity")
+    at = ensure_utc(at, "at")
     if isinstance(item, AuditEntry):
         subject = _SUBJECTS[item.subject.value]
         if item.field is None or item.field not in PERSONAL_FIELDS[subject]:
@@ -196,6 +200,8 @@ def identifier_digest(secret: bytes, kind: str, value: str) -> str:
     True
     """
     check_secret(secret)
+    if not isinstance(value, str):
+        raise ValidationError("value", value, "expected an e-mail address or phone number")
     if kind == "email":
         normal = EmailAddress(value).casefold()
     elif kind == "phone":
@@ -211,6 +217,10 @@ def suppressions_of(
 ) -> list[Suppression]:
     """The suppressions that keep ``contact`` from being re-created: one for its e-mail
     address and one for its phone number, those it has."""
+    if not isinstance(contact, Contact):
+        raise ValidationError("contact", contact, "expected a Contact")
+    check_secret(secret)
+    at = ensure_utc(at, "at")
     made = []
     for kind, value in (("email", contact.email), ("phone", contact.phone)):
         if value is not None:

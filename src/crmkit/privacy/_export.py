@@ -13,6 +13,8 @@ from uuid import UUID
 
 import attrs
 
+from crmkit.clock import ensure_utc
+from crmkit.errors import ValidationError
 from crmkit.models import Entity, Segment
 from crmkit.serialization import CrmkitConverter, make_converter
 
@@ -140,12 +142,17 @@ def bundle_of(
     """The bundle of a person's ``records`` (by repository name, each section in the
     order given) and the ``segments`` they are a member of, exported ``at``."""
     convert = _converter if converter is None else converter
-    sections: dict[str, tuple[Document, ...]] = {
-        name: tuple(convert.unstructure(item) for item in items) for name, items in records.items()
-    }
-    sections["segments"] = tuple(
-        {"id": str(s.id), "name": s.name, "kind": s.kind.value} for s in segments
-    )
+    if not isinstance(convert, CrmkitConverter):
+        raise ValidationError("converter", converter, "expected a CrmkitConverter or None")
+    if not isinstance(tenant, str):
+        raise ValidationError("tenant", tenant, "expected a tenant key")
+    if not isinstance(contact_id, UUID):
+        raise ValidationError("contact_id", contact_id, "expected a UUID")
+    at = ensure_utc(at, "at")
+    if by is not None and not isinstance(by, str):
+        raise ValidationError("by", by, "expected the host's user id or None")
+    sections = _sections(records, convert)
+    sections["segments"] = _segments(segments)
     manifest = Manifest(
         tenant=tenant,
         contact_id=contact_id,
@@ -155,3 +162,32 @@ def bundle_of(
         checksums=MappingProxyType({name: _checksum(docs) for name, docs in sections.items()}),
     )
     return Bundle(manifest, MappingProxyType(sections))
+
+
+def _sections(records: object, convert: CrmkitConverter) -> dict[str, tuple[Document, ...]]:
+    if not isinstance(records, Mapping):
+        raise ValidationError("records", records, "expected a mapping of sections to entities")
+    sections: dict[str, tuple[Document, ...]] = {}
+    for name, items in records.items():
+        if not isinstance(name, str) or isinstance(items, str | bytes | Mapping):
+            raise ValidationError("records", name, "expected entities by section name")
+        if not isinstance(items, Iterable):
+            raise ValidationError(f"records.{name}", items, "expected entities")
+        checked = []
+        for index, item in enumerate(items):
+            if not isinstance(item, Entity):
+                raise ValidationError(f"records.{name}[{index}]", item, "expected an entity")
+            checked.append(convert.unstructure(item))
+        sections[name] = tuple(checked)
+    return sections
+
+
+def _segments(segments: object) -> tuple[Document, ...]:
+    if isinstance(segments, str | bytes | Mapping) or not isinstance(segments, Iterable):
+        raise ValidationError("segments", segments, "expected segments")
+    found = []
+    for index, segment in enumerate(segments):
+        if not isinstance(segment, Segment):
+            raise ValidationError(f"segments[{index}]", segment, "expected a Segment")
+        found.append({"id": str(segment.id), "name": segment.name, "kind": segment.kind.value})
+    return tuple(found)
