@@ -34,6 +34,7 @@ from crmkit.segmentation import Context, evaluate
 from crmkit.storage import Store
 from crmkit.testing import strategies as cst
 from crmkit.testing._contract import _c, _raises
+from crmkit.testing._referents import store_referents
 
 __all__ = ["ReachabilityContract"]
 
@@ -253,6 +254,7 @@ class ReachabilityContract:
             expected = sorted(p.id for p in people if evaluate(rule, p, context) is True)
             tenant = store.for_tenant(f"kit-{uuid4().hex[:12]}")
             with tenant.unit_of_work() as unit:
+                store_referents(unit, people)
                 unit.contacts.add_many(people)
                 unit.consents.add_many(drawn.consents)
                 unit.do_not_contact.add_many(drawn.blocks)
