@@ -136,6 +136,16 @@ def test_unknown_channels_and_undeclared_purposes_change_nothing(
     assert all_consents(crm) == []
 
 
+def test_a_decision_cannot_be_dated_in_the_future(crm: CRM) -> None:
+    ada = person(crm, "ada")
+    with pytest.raises(ValidationError) as caught:
+        crm.withdraw_consent(
+            ada.id, EMAIL, "newsletter", source="import", decided_at=NOW + timedelta(days=9)
+        )
+    assert caught.value.field == "decided_at"
+    assert all_consents(crm) == []
+
+
 def test_consent_of_an_unknown_contact_is_not_found(crm: CRM) -> None:
     with pytest.raises(NotFound):
         crm.record_consent(uuid4(), EMAIL, "newsletter", source="form")

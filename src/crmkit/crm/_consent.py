@@ -101,7 +101,7 @@ class ConsentUseCases:
         decided_at: datetime | None = None,
     ) -> Consent:
         """Add a grant to the contact's consent ledger (``decided_at``, default now, is
-        when the person decided: earlier for an imported record)."""
+        when the person decided: earlier for an imported record, never later than now)."""
         return self._decide(
             contact_id,
             channel,
@@ -151,6 +151,8 @@ class ConsentUseCases:
     ) -> Consent:
         channel, purpose = self._checked(channel, purpose)
         now = self.clock.now()
+        if decided_at is not None and ensure_utc(decided_at) > now:
+            raise ValidationError("decided_at", decided_at, "is later than now")
         with self._unit() as unit:
             contact = unit.contacts.get(check_id(contact_id, "contact_id"))
             entry = consent_entry(
