@@ -41,6 +41,7 @@ from crmkit.quality._normalise import (
     parse_phone,
     text_key,
 )
+from crmkit.quality._splink import splink_pairs
 
 __all__ = [
     # --- normalisation, audit and duplicate detection
@@ -78,6 +79,7 @@ __all__ = [
     "name_key",
     "parse_country",
     "parse_phone",
+    "splink_pairs",
     "text_key",
     "token_set",
 ]
