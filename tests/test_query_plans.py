@@ -28,7 +28,8 @@ from crmkit.segmentation import deals_where, field, leads_where, tickets_where
 from crmkit.storage.sql import SqlStore, SqlUnitOfWork, open_store
 
 CLOCK = FixedClock(datetime(2026, 12, 1, tzinfo=UTC))
-WHOLE_TENANT = re.compile(r"\((tenant=\?)\)$|^SCAN ")
+# A scan of a table; "SCAN anon_1" reads the rows of a subquery (a co-routine), not a table.
+WHOLE_TENANT = re.compile(r"\((tenant=\?)\)$|^SCAN (?!anon_\d+$)")
 
 
 @pytest.fixture
@@ -92,6 +93,15 @@ LOOK_UPS: dict[str, Callable[[SqlUnitOfWork], Any]] = {
         status=TaskStatus.OPEN, assignee="ann", due_until=CLOCK.now()
     ),
     "tasks of a contact": lambda u: u.tasks.select(contact_id=SOMEONE),
+    "possible duplicates of a contact (one key)": lambda u: u.contacts.with_match_keys(
+        [("email", "ada@example.org")], limit=20
+    ),
+    "possible duplicates of a contact (many keys)": lambda u: u.contacts.with_match_keys(
+        [("email", "ada@example.org"), ("name", "ada|lovelace"), ("name3", "ada|lov")], limit=20
+    ),
+    "possible duplicates of an account": lambda u: u.accounts.with_match_keys(
+        [("company", "acme"), ("domain", "acme.example")]
+    ),
 }
 
 

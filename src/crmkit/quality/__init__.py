@@ -59,6 +59,7 @@ from crmkit.quality._normalise import (
     parse_phone,
     text_key,
 )
+from crmkit.quality._splink import splink_pairs
 
 __all__ = [
     "ACCOUNT_KEYS",
@@ -107,6 +108,7 @@ __all__ = [
     "parse_phone",
     "repoint",
     "restrictive_consents",
+    "splink_pairs",
     "text_key",
     "token_set",
 ]
