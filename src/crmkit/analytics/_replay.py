@@ -83,15 +83,20 @@ class Standing:
     age_seconds: float
 
 
+MAX_RANK = 10_000
+"""The highest stage rank accepted: no pipeline has more stages, and the funnel loops
+over the ranks."""
+
+
 def check_ranks(ranks: object) -> dict[str, int]:
-    """``ranks`` as a dict of stage key to a rank (an int from 0), or a ValidationError
-    naming ``ranks``."""
+    """``ranks`` as a dict of stage key to a rank (an int from 0 to :data:`MAX_RANK`), or
+    a ValidationError naming ``ranks``."""
     if not isinstance(ranks, Mapping) or not ranks:
         raise ValidationError("ranks", ranks, "expected a non-empty mapping of stage to rank")
     checked: dict[str, int] = {}
     for key, rank in ranks.items():
-        if not isinstance(key, str) or type(rank) is not int or rank < 0:
-            raise ValidationError("ranks", ranks, "ranks map stage keys to ints from 0")
+        if not isinstance(key, str) or type(rank) is not int or not 0 <= rank <= MAX_RANK:
+            raise ValidationError("ranks", ranks, f"ranks map stage keys to ints 0..{MAX_RANK}")
         checked[key] = rank
     return checked
 
