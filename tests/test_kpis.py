@@ -344,3 +344,17 @@ def test_entry_durations_refuses_a_huge_rank_instead_of_looping() -> None:
     with pytest.raises(ValidationError) as caught:
         entry_durations([], {"won": 10**18}, datetime(2026, 3, 2, tzinfo=UTC))
     assert caught.value.field == "ranks"
+
+
+def test_category_of_and_brier_refuse_bad_facts_and_outcomes() -> None:
+    from crmkit.analytics import StageFacts, brier, category_of, check_stages  # noqa: PLC0415
+
+    with pytest.raises(ValidationError) as caught:
+        category_of("open", StageFacts(DealStatus.OPEN, Decimal("sNaN")))
+    assert caught.value.field == "facts.probability"
+    with pytest.raises(ValidationError) as caught:
+        brier([()])  # type: ignore[list-item]
+    assert caught.value.field == "outcomes"
+    with pytest.raises(ValidationError) as caught:
+        check_stages([["won"]])
+    assert caught.value.field == "stages"

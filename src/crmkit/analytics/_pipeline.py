@@ -96,6 +96,21 @@ class PipelineKpis:
     rows: tuple[PipelineRow, ...]
 
 
+def check_facts(facts: object, field: str) -> StageFacts:
+    """``facts`` as :class:`StageFacts` with a DealStatus and a probability from 0 to 1,
+    or a ValidationError naming ``field``."""
+    if not isinstance(facts, StageFacts):
+        raise ValidationError(field, facts, "expected StageFacts")
+    probability = facts.probability
+    if not isinstance(facts.status, DealStatus):
+        raise ValidationError(f"{field}.status", facts.status, "expected a DealStatus")
+    if not isinstance(probability, Decimal) or not probability.is_finite():
+        raise ValidationError(f"{field}.probability", probability, "expected a Decimal 0..1")
+    if not 0 <= probability <= 1:
+        raise ValidationError(f"{field}.probability", probability, "expected a Decimal 0..1")
+    return facts
+
+
 def group_label(value: Any) -> str | None:
     """A group key as text (enum values, UUIDs and dates as their text form)."""
     if value is None:

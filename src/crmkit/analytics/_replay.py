@@ -108,10 +108,10 @@ def check_stages(stages: object) -> frozenset[str] | None:
         return None
     if isinstance(stages, str | bytes) or not isinstance(stages, Iterable):
         raise ValidationError("stages", stages, "expected a collection of stage keys")
-    found = frozenset(stages)
+    found = tuple(stages)  # items are checked before hashing: a list item is refused
     if not all(isinstance(stage, str) for stage in found):
         raise ValidationError("stages", stages, "expected a collection of stage keys")
-    return found
+    return frozenset(found)
 
 
 def check_replay(
