@@ -74,6 +74,11 @@ def lifecycle_stages() -> tuple[str, ...]:
 
 def nearest_rank(values: Sequence[timedelta], q: float) -> timedelta | None:
     """The ``q``-quantile of sorted ``values`` by nearest rank (``None`` when empty)."""
+    supplied: object = values  # checked as the object a host may pass
+    if isinstance(supplied, str | bytes) or not isinstance(supplied, Sequence):
+        raise ValidationError("values", values, "expected a sequence of timedeltas")
+    if isinstance(q, bool) or not isinstance(q, int | float) or not 0 <= q <= 1:
+        raise ValidationError("q", q, "expected a number from 0 to 1")
     if not values:
         return None
     return values[max(0, math.ceil(q * len(values)) - 1)]
