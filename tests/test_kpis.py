@@ -358,3 +358,11 @@ def test_category_of_and_brier_refuse_bad_facts_and_outcomes() -> None:
     with pytest.raises(ValidationError) as caught:
         check_stages([["won"]])
     assert caught.value.field == "stages"
+
+
+def test_group_label_refuses_an_int_too_long_to_print() -> None:
+    from crmkit.analytics import group_label  # noqa: PLC0415
+
+    with pytest.raises(ValidationError) as caught:
+        group_label(10**5000)
+    assert caught.value.field == "value"

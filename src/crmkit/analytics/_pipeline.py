@@ -32,6 +32,7 @@ __all__ = [
 
 _CENT = Decimal("0.01")
 _DAY = 86400.0
+_MAX_INT_BITS = 13_000  # about 3,900 digits: str() refuses ints over 4,300
 
 
 @attrs.frozen
@@ -115,7 +116,10 @@ def group_label(value: Any) -> str | None:
     """A group key as text (enum values, UUIDs and dates as their text form)."""
     if value is None:
         return None
-    return str(getattr(value, "value", value))
+    text = getattr(value, "value", value)
+    if isinstance(text, int) and text.bit_length() > _MAX_INT_BITS:
+        raise ValidationError("value", value, "an integer group key has at most 4000 digits")
+    return str(text)
 
 
 def convert(
