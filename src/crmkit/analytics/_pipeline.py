@@ -7,10 +7,12 @@ rate table (``rates``: how many units of ``currency`` one unit of another is wor
 Deals whose moves snapshotted no amount form the rows of currency ``None``.
 """
 
+import enum
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import attrs
 
@@ -116,7 +118,9 @@ def group_label(value: Any) -> str | None:
     """A group key as text (enum values, UUIDs and dates as their text form)."""
     if value is None:
         return None
-    text = getattr(value, "value", value)
+    text = value.value if isinstance(value, enum.Enum) else value
+    if not isinstance(text, str | int | float | Decimal | UUID | date):
+        raise ValidationError("value", value, "expected a scalar group key")
     if isinstance(text, int) and text.bit_length() > _MAX_INT_BITS:
         raise ValidationError("value", value, "an integer group key has at most 4000 digits")
     return str(text)
