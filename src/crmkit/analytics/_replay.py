@@ -149,6 +149,15 @@ def _histories(
     until: datetime,
     pipeline: str | None,
 ) -> list[tuple[Entity, list[StageChange]]]:
+    for name, items in (("subjects", subjects), ("changes", changes)):
+        if not isinstance(items, Iterable):
+            raise ValidationError(name, items, "expected an iterable")
+    subjects = list(subjects)
+    changes = list(changes)
+    if not all(isinstance(s, Entity) for s in subjects):
+        raise ValidationError("subjects", subjects, "expected entities")
+    if not all(isinstance(c, StageChange) for c in changes):
+        raise ValidationError("changes", changes, "expected StageChanges")
     chosen = [
         s
         for s in subjects
