@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 _CENT = Decimal("0.01")
+_MAX_BINS = 1_000
 _MAX_COUNT = 10**15  # more deals than any CRM holds
 
 
@@ -295,7 +296,14 @@ def brier(outcomes: Iterable[Outcome]) -> float | None:
 
 
 def reliability(outcomes: Iterable[Outcome], bins: int = 10) -> tuple[ReliabilityBin, ...]:
-    """The reliability table: ``bins`` equal probability bins, empty ones included."""
+    """The reliability table: ``bins`` equal probability bins (1 to 1,000), empty ones
+    included."""
+    if type(bins) is not int or not 1 <= bins <= _MAX_BINS:
+        raise ValidationError("bins", bins, f"expected an int from 1 to {_MAX_BINS}")
+    supplied: object = outcomes  # checked as the object a host may pass
+    if isinstance(supplied, str | bytes) or not isinstance(supplied, Iterable):
+        raise ValidationError("outcomes", outcomes, "expected (probability, won, count) triples")
+    outcomes = [_outcome(outcome) for outcome in outcomes]
     counts = [0] * bins
     probabilities = [0.0] * bins
     wins = [0] * bins
