@@ -16,6 +16,7 @@ from crmkit.analytics import (
     Funnel,
     Granularity,
     PipelineKpis,
+    entry_durations,
     period_of,
     periods,
 )
@@ -337,3 +338,31 @@ def test_forecast_converts_with_a_rate_table(crm: CRM) -> None:
     assert set(rows) == {"EUR", None}  # no EUR plus USD: USD converted, no amount apart
     assert rows["EUR"].commit == Decimal("1800.0")
     assert rows["EUR"].expected == Decimal("2500.00")  # 1,000 + 300 x 0.2 + 1,800 x 0.8
+
+
+def test_entry_durations_refuses_a_huge_rank_instead_of_looping() -> None:
+    with pytest.raises(ValidationError) as caught:
+        entry_durations([], {"won": 10**18}, datetime(2026, 3, 2, tzinfo=UTC))
+    assert caught.value.field == "ranks"
+
+
+def test_category_of_and_brier_refuse_bad_facts_and_outcomes() -> None:
+    from crmkit.analytics import StageFacts, brier, category_of, check_stages  # noqa: PLC0415
+
+    with pytest.raises(ValidationError) as caught:
+        category_of("open", StageFacts(DealStatus.OPEN, Decimal("sNaN")))
+    assert caught.value.field == "facts.probability"
+    with pytest.raises(ValidationError) as caught:
+        brier([()])  # type: ignore[list-item]
+    assert caught.value.field == "outcomes"
+    with pytest.raises(ValidationError) as caught:
+        check_stages([["won"]])
+    assert caught.value.field == "stages"
+
+
+def test_group_label_refuses_an_int_too_long_to_print() -> None:
+    from crmkit.analytics import group_label  # noqa: PLC0415
+
+    with pytest.raises(ValidationError) as caught:
+        group_label(10**5000)
+    assert caught.value.field == "value"

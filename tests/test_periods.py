@@ -1,6 +1,6 @@
 """Reporting periods: every instant falls in exactly one period, labels are the calendar's."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -69,3 +69,23 @@ def test_naive_times_are_refused() -> None:
     assert naive.value.field == "at"
     with pytest.raises(ValidationError):
         periods(datetime(2026, 1, 1, tzinfo=UTC), "2026-02-01", Granularity.DAY)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"tz": []}, "tz"),
+        ({"granularity": "fortnight"}, "granularity"),
+        ({"at": datetime.max.replace(tzinfo=UTC), "granularity": Granularity.YEAR}, "at"),
+        ({"at": datetime(1, 1, 1, 5, tzinfo=UTC), "tz": timezone(timedelta(hours=-12))}, "at"),
+    ],
+)
+def test_period_of_refuses_bad_arguments_naming_them(kwargs: dict[str, object], field: str) -> None:
+    arguments: dict[str, object] = {
+        "at": datetime(2026, 3, 2, tzinfo=UTC),
+        "granularity": Granularity.DAY,
+        **kwargs,
+    }
+    with pytest.raises(ValidationError) as caught:
+        period_of(**arguments)  # type: ignore[arg-type]
+    assert caught.value.field == field

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 
 from crmkit.errors import InvalidRule, ValidationError
-from crmkit.models import ActivityKind, LifecycleStage, Money
+from crmkit.models import ActivityKind, ConsentChannel, LifecycleStage, Money
 from crmkit.models.rules import (
     ActivityCondition,
     And,
@@ -25,6 +25,7 @@ from crmkit.models.rules import (
     Not,
     Op,
     Or,
+    Reachable,
     RelativeDate,
     Rule,
     RuleEntity,
@@ -425,3 +426,9 @@ def test_the_reference_table_lists_the_registry() -> None:
             kind = spec.kind.value + (f" ({spec.enum.__name__})" if spec.enum else "")
             expected.add(f"| `{name}` | {kind} | {'yes' if spec.required else ''} |")
     assert rows == expected
+
+
+def test_reachable_refuses_unhashable_checks_naming_the_field() -> None:
+    with pytest.raises(InvalidRule) as caught:
+        Reachable(channel=ConsentChannel.EMAIL, purpose="news", checks=[[1]])  # type: ignore[arg-type]
+    assert caught.value.field == "checks"

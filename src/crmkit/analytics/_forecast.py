@@ -15,8 +15,9 @@ from decimal import Decimal
 import attrs
 
 from crmkit.analytics._periods import Period
-from crmkit.analytics._pipeline import StageFacts, convert
+from crmkit.analytics._pipeline import StageFacts, check_facts, convert
 from crmkit.analytics._replay import Standing
+from crmkit.errors import ValidationError
 from crmkit.models import DealStatus
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 _CENT = Decimal("0.01")
+_MAX_BINS = 1_000
+_MAX_COUNT = 10**15  # more deals than any CRM holds
 
 
 class ForecastCategory(enum.StrEnum):
@@ -50,12 +53,19 @@ def category_of(
     stage: str, facts: StageFacts, mapping: Mapping[str, ForecastCategory] | None = None
 ) -> ForecastCategory:
     """The category of a deal in ``stage`` (``mapping`` first for open stages)."""
+    facts = check_facts(facts, "facts")
     if facts.status is DealStatus.WON:
         return ForecastCategory.CLOSED
     if facts.status is DealStatus.LOST:
         return ForecastCategory.OMITTED
-    if mapping is not None and stage in mapping:
-        return ForecastCategory(mapping[stage])
+    if mapping is not None:
+        if not isinstance(mapping, Mapping):
+            raise ValidationError("mapping", mapping, "expected a mapping of stage to category")
+        if isinstance(stage, str) and stage in mapping:
+            category = mapping[stage]
+            if not isinstance(category, ForecastCategory):
+                raise ValidationError(f"mapping.{stage}", category, "expected a ForecastCategory")
+            return category
     if facts.probability >= Decimal("0.8"):
         return ForecastCategory.COMMIT
     if facts.probability >= Decimal("0.5"):
@@ -255,18 +265,45 @@ def backtest_rows(
     return found
 
 
+def _outcome(outcome: object) -> Outcome:
+    """``outcome`` as a checked (probability from 0 to 1, won, count from 0) triple."""
+    if (
+        not isinstance(outcome, tuple)
+        or len(outcome) != 3
+        or not isinstance(outcome[0], Decimal)
+        or not outcome[0].is_finite()
+        or not 0 <= outcome[0] <= 1
+        or not isinstance(outcome[1], bool)
+        or type(outcome[2]) is not int
+        or not 0 <= outcome[2] <= _MAX_COUNT
+    ):
+        raise ValidationError("outcomes", outcome, "expected (probability, won, count) triples")
+    return outcome[0], outcome[1], outcome[2]
+
+
 def brier(outcomes: Iterable[Outcome]) -> float | None:
     """The mean squared difference of probability and outcome (``None`` when empty)."""
+    supplied: object = outcomes  # checked as the object a host may pass
+    if isinstance(supplied, str | bytes) or not isinstance(supplied, Iterable):
+        raise ValidationError("outcomes", outcomes, "expected (probability, won, count) triples")
     total = 0.0
     deals = 0
-    for probability, success, count in outcomes:
+    for outcome in outcomes:
+        probability, success, count = _outcome(outcome)
         total += count * (float(probability) - (1.0 if success else 0.0)) ** 2
         deals += count
     return None if not deals else total / deals
 
 
 def reliability(outcomes: Iterable[Outcome], bins: int = 10) -> tuple[ReliabilityBin, ...]:
-    """The reliability table: ``bins`` equal probability bins, empty ones included."""
+    """The reliability table: ``bins`` equal probability bins (1 to 1,000), empty ones
+    included."""
+    if type(bins) is not int or not 1 <= bins <= _MAX_BINS:
+        raise ValidationError("bins", bins, f"expected an int from 1 to {_MAX_BINS}")
+    supplied: object = outcomes  # checked as the object a host may pass
+    if isinstance(supplied, str | bytes) or not isinstance(supplied, Iterable):
+        raise ValidationError("outcomes", outcomes, "expected (probability, won, count) triples")
+    outcomes = [_outcome(outcome) for outcome in outcomes]
     counts = [0] * bins
     probabilities = [0.0] * bins
     wins = [0] * bins

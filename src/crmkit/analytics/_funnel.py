@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from crmkit.analytics._replay import Reach
+from crmkit.analytics._replay import Reach, check_ranks
+from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import LifecycleStage, StageChange, SubjectKind
 
@@ -73,6 +74,11 @@ def lifecycle_stages() -> tuple[str, ...]:
 
 def nearest_rank(values: Sequence[timedelta], q: float) -> timedelta | None:
     """The ``q``-quantile of sorted ``values`` by nearest rank (``None`` when empty)."""
+    supplied: object = values  # checked as the object a host may pass
+    if isinstance(supplied, str | bytes) or not isinstance(supplied, Sequence):
+        raise ValidationError("values", values, "expected a sequence of timedeltas")
+    if isinstance(q, bool) or not isinstance(q, int | float) or not 0 <= q <= 1:
+        raise ValidationError("q", q, "expected a number from 0 to 1")
     if not values:
         return None
     return values[max(0, math.ceil(q * len(values)) - 1)]
@@ -84,9 +90,18 @@ def entry_durations(
     """For each rank ``k`` from 1, the time each subject took from first reaching rank
     ``k - 1`` or beyond to first reaching ``k`` or beyond, by its moves before ``until``
     (subjects whose history records only one of the two are left out)."""
+    ranks = check_ranks(ranks)
+    until = ensure_utc(until, "until")
+    supplied: object = histories  # checked as the object a host may pass
+    if isinstance(supplied, str | bytes) or not isinstance(supplied, Iterable):
+        raise ValidationError("histories", histories, "expected sequences of StageChanges")
     found: dict[int, list[timedelta]] = {}
     top = max(ranks.values(), default=-1)
     for history in histories:
+        if not isinstance(history, Sequence) or not all(
+            isinstance(change, StageChange) for change in history
+        ):
+            raise ValidationError("histories", history, "expected sequences of StageChanges")
         first: dict[int, datetime] = {}
         for change in history:
             rank = ranks.get(change.to_stage)

@@ -95,11 +95,20 @@ def _aware(value: object, field: str) -> datetime:
 
 def period_of(at: datetime, granularity: Granularity, tz: tzinfo = UTC) -> Period:
     """The period of ``granularity`` that holds ``at``, on the calendar of ``tz``."""
-    local = _aware(at, "at").astimezone(tz)
-    granularity = Granularity(granularity)
-    first = _first_day(local.date(), granularity)
+    _aware(at, "at")
+    if not isinstance(tz, tzinfo):
+        raise ValidationError("tz", tz, "expected a tzinfo")
+    known = {g.value: g for g in Granularity}
+    if not isinstance(granularity, str) or granularity not in known:
+        raise ValidationError("granularity", granularity, "expected a Granularity")
+    granularity = known[granularity]
+    try:  # the calendar ends at years 1 and 9999: a period past either has no bounds
+        first = _first_day(at.astimezone(tz).date(), granularity)
+        after = _after(first, granularity)
+    except (OverflowError, ValueError):
+        raise ValidationError("at", at, "its period falls outside years 1 to 9999") from None
     start = datetime.combine(first, time(), tz)
-    end = datetime.combine(_after(first, granularity), time(), tz)
+    end = datetime.combine(after, time(), tz)
     return Period(start, end, granularity)
 
 

@@ -7,10 +7,12 @@ rate table (``rates``: how many units of ``currency`` one unit of another is wor
 Deals whose moves snapshotted no amount form the rows of currency ``None``.
 """
 
+import enum
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import attrs
 
@@ -32,6 +34,7 @@ __all__ = [
 
 _CENT = Decimal("0.01")
 _DAY = 86400.0
+_MAX_INT_BITS = 13_000  # about 3,900 digits: str() refuses ints over 4,300
 
 
 @attrs.frozen
@@ -96,11 +99,31 @@ class PipelineKpis:
     rows: tuple[PipelineRow, ...]
 
 
+def check_facts(facts: object, field: str) -> StageFacts:
+    """``facts`` as :class:`StageFacts` with a DealStatus and a probability from 0 to 1,
+    or a ValidationError naming ``field``."""
+    if not isinstance(facts, StageFacts):
+        raise ValidationError(field, facts, "expected StageFacts")
+    probability = facts.probability
+    if not isinstance(facts.status, DealStatus):
+        raise ValidationError(f"{field}.status", facts.status, "expected a DealStatus")
+    if not isinstance(probability, Decimal) or not probability.is_finite():
+        raise ValidationError(f"{field}.probability", probability, "expected a Decimal 0..1")
+    if not 0 <= probability <= 1:
+        raise ValidationError(f"{field}.probability", probability, "expected a Decimal 0..1")
+    return facts
+
+
 def group_label(value: Any) -> str | None:
     """A group key as text (enum values, UUIDs and dates as their text form)."""
     if value is None:
         return None
-    return str(getattr(value, "value", value))
+    text = value.value if isinstance(value, enum.Enum) else value
+    if not isinstance(text, str | int | float | Decimal | UUID | date):
+        raise ValidationError("value", value, "expected a scalar group key")
+    if isinstance(text, int) and text.bit_length() > _MAX_INT_BITS:
+        raise ValidationError("value", value, "an integer group key has at most 4000 digits")
+    return str(text)
 
 
 def convert(

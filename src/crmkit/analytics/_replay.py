@@ -83,15 +83,20 @@ class Standing:
     age_seconds: float
 
 
+MAX_RANK = 10_000
+"""The highest stage rank accepted: no pipeline has more stages, and the funnel loops
+over the ranks."""
+
+
 def check_ranks(ranks: object) -> dict[str, int]:
-    """``ranks`` as a dict of stage key to a rank (an int from 0), or a ValidationError
-    naming ``ranks``."""
+    """``ranks`` as a dict of stage key to a rank (an int from 0 to :data:`MAX_RANK`), or
+    a ValidationError naming ``ranks``."""
     if not isinstance(ranks, Mapping) or not ranks:
         raise ValidationError("ranks", ranks, "expected a non-empty mapping of stage to rank")
     checked: dict[str, int] = {}
     for key, rank in ranks.items():
-        if not isinstance(key, str) or type(rank) is not int or rank < 0:
-            raise ValidationError("ranks", ranks, "ranks map stage keys to ints from 0")
+        if not isinstance(key, str) or type(rank) is not int or not 0 <= rank <= MAX_RANK:
+            raise ValidationError("ranks", ranks, f"ranks map stage keys to ints 0..{MAX_RANK}")
         checked[key] = rank
     return checked
 
@@ -103,10 +108,10 @@ def check_stages(stages: object) -> frozenset[str] | None:
         return None
     if isinstance(stages, str | bytes) or not isinstance(stages, Iterable):
         raise ValidationError("stages", stages, "expected a collection of stage keys")
-    found = frozenset(stages)
+    found = tuple(stages)  # items are checked before hashing: a list item is refused
     if not all(isinstance(stage, str) for stage in found):
         raise ValidationError("stages", stages, "expected a collection of stage keys")
-    return found
+    return frozenset(found)
 
 
 def check_replay(
@@ -144,6 +149,15 @@ def _histories(
     until: datetime,
     pipeline: str | None,
 ) -> list[tuple[Entity, list[StageChange]]]:
+    for name, items in (("subjects", subjects), ("changes", changes)):
+        if not isinstance(items, Iterable):
+            raise ValidationError(name, items, "expected an iterable")
+    subjects = list(subjects)
+    changes = list(changes)
+    if not all(isinstance(s, Entity) for s in subjects):
+        raise ValidationError("subjects", subjects, "expected entities")
+    if not all(isinstance(c, StageChange) for c in changes):
+        raise ValidationError("changes", changes, "expected StageChanges")
     chosen = [
         s
         for s in subjects

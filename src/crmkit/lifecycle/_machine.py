@@ -114,6 +114,8 @@ def closed_state(entity: Deal | Lead, pipeline: Pipeline | None = None) -> str |
         return None if entity.status is DealStatus.OPEN else entity.status.value
     if not isinstance(entity, Lead):
         raise ValidationError("entity", entity, "expected a Deal or a Lead")
+    if pipeline is not None and not isinstance(pipeline, Pipeline):
+        raise ValidationError("pipeline", pipeline, "expected a Pipeline or None")
     if entity.deal_id is not None:
         return "converted"
     if entity.status is LeadStatus.DISQUALIFIED:

@@ -656,7 +656,9 @@ def _check_capped(instance: "Reachable", attribute: "attrs.Attribute[Any]", valu
 
 
 def _to_checks(value: Any) -> Any:
-    if isinstance(value, (list, tuple, set)):
+    # Only ReachCheck members are converted: anything else (an unhashable item among
+    # them) is left for the validator, which names the field.
+    if isinstance(value, (list, tuple, set)) and all(isinstance(c, ReachCheck) for c in value):
         return frozenset(value)
     return value
 
