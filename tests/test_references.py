@@ -13,10 +13,11 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+import sqlalchemy as sa
 
 from crmkit.errors import DanglingReference, StillReferenced
 from crmkit.models import Contact, Lead, LeadChannel
-from crmkit.storage.sql import SqlStore, open_store
+from crmkit.storage.sql import SqlStore, open_store, schema
 from tests.storage_support import postgres_url
 
 
@@ -102,3 +103,32 @@ def test_a_delete_while_a_referrer_is_written_is_refused(
     with deleter.unit_of_work() as unit:
         assert unit.contacts.get(ada.id) == ada
         assert unit.leads.get(lead.id) == lead
+
+
+def test_sqlite_declares_every_foreign_key_after_postgresql_created_the_tables(
+    tmp_path: Path,
+) -> None:
+    # PostgreSQL adds the keys of the leads-deals cycle with ALTER TABLE, which marks the
+    # shared constraint objects as not to be declared inline; SQLite must still get them.
+    prefix = f"fk{uuid4().hex[:8]}_"
+    server = open_store(postgres_url(), tenant="order", prefix=prefix)
+    server.close()
+    embedded = open_store(f"sqlite:///{tmp_path / 'crm.db'}", tenant="order", prefix=prefix)
+    try:
+        assert embedded.engine is not None
+        with embedded.engine.connect() as connection:
+            declared = {
+                (table, row[3])
+                for table in (f"{prefix}leads", f"{prefix}contacts", f"{prefix}deals")
+                for row in connection.exec_driver_sql(f"PRAGMA foreign_key_list({table})")
+            }
+        assert (f"{prefix}leads", "deal_id") in declared
+        assert (f"{prefix}deals", "lead_id") in declared
+        assert (f"{prefix}contacts", "account_id") in declared
+    finally:
+        embedded.close()
+        engine = sa.create_engine(postgres_url())
+        with engine.begin() as connection:
+            for table in reversed(schema(prefix).metadata.sorted_tables):
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table.name} CASCADE")
+        engine.dispose()

@@ -314,7 +314,10 @@ def _schema(prefix: str) -> Schema:
                     name=index_name(table.name, (column,), kind="fk"),
                     # Leads and deals refer to each other: one of the two is added
                     # after both tables exist (SQLite declares it in CREATE TABLE).
-                    use_alter=ENTITIES.index(target) > ENTITIES.index(entity),
+                    use_alter=(
+                        ENTITIES.index(target) > ENTITIES.index(entity)
+                        and any(t is entity for _, t in REFERENCES.get(target, ()))
+                    ),
                 )
             )
     for referrer, column in _unindexed_references():

@@ -226,11 +226,29 @@ def create_schema(
         _create(bind, schema(prefix), unique_emails)
 
 
+def _declare_inline(tables: Schema) -> None:
+    """Let SQLite declare every foreign key in its ``CREATE TABLE``.
+
+    The foreign keys of a cycle (leads and deals) are ``use_alter`` ones: on PostgreSQL
+    ``create_all`` adds them with ``ALTER TABLE ... ADD CONSTRAINT`` after the tables,
+    and SQLAlchemy then marks each such constraint object as never to be declared
+    inline again. The constraint objects belong to the process-wide :func:`schema`, so
+    a SQLite database created afterwards in the same process would lose those keys;
+    SQLite cannot add them later, so they are made inline-able again first.
+    """
+    for table in tables.metadata.tables.values():
+        for key in table.foreign_key_constraints:
+            if key.use_alter:
+                key._create_rule = None
+
+
 def _create(connection: Connection, tables: Schema, unique_emails: bool) -> dict[str, str]:
     """Create the tables unless they are there (of this schema); the meta facts."""
     facts = _recorded(connection, tables, str(connection.engine.url))
     if facts is not None:
         return facts
+    if not connection.dialect.supports_alter:
+        _declare_inline(tables)
     tables.metadata.create_all(connection, checkfirst=True)
     index = tables.email_indexes[0 if unique_emails else 1]
     index.create(connection, checkfirst=True)
