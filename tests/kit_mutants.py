@@ -47,7 +47,7 @@ from crmkit.models.rules import (
     TextOp,
 )
 from crmkit.segmentation import Context, evaluate
-from crmkit.storage import Cursor, MemoryStore, Order, Page
+from crmkit.storage import REPOSITORIES, Cursor, MemoryStore, Order, Page
 from crmkit.storage._base import (
     check_id,
     check_item,
@@ -60,22 +60,7 @@ from crmkit.storage._base import (
 from crmkit.storage._query import sort_key
 from crmkit.storage.memory import MemoryUnitOfWork, _Merges
 
-_REPOSITORIES = (
-    "contacts",
-    "accounts",
-    "leads",
-    "deals",
-    "tickets",
-    "activities",
-    "tasks",
-    "segments",
-    "consents",
-    "do_not_contact",
-    "stage_history",
-    "suppressions",
-    "erasures",
-    "audit",
-)
+_REPOSITORIES = tuple(REPOSITORIES.values())
 _MIXED: dict[tuple[type, type], type] = {}
 _OPS: dict[Op, Callable[[Any, Any], bool]] = {
     Op.EQ: operator.eq,

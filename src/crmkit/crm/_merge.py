@@ -36,10 +36,12 @@ __all__ = ["apply_merge", "plan_merge", "survivor_of", "unmerge"]
 _CHAIN: Final = 100  # merges followed from a merged e-mail to its survivor, at most
 
 
-def repository(unit: UnitOfWork, entity: str) -> Repository[Any]:
-    """The repository of the entity called ``entity``."""
-    found = next(e for e in REPOSITORIES if e.entity_name == entity)
-    return cast(Repository[Any], getattr(unit, REPOSITORIES[found]))
+def repository(unit: UnitOfWork, entity: type[Entity] | MergeKind) -> Repository[Any]:
+    """The repository of ``unit`` that stores ``entity`` (or the records a merge of
+    ``kind`` merges)."""
+    if isinstance(entity, MergeKind):
+        entity = Contact if entity is MergeKind.CONTACT else Account
+    return cast(Repository[Any], getattr(unit, REPOSITORIES[entity]))
 
 
 def _referrers(unit: UnitOfWork, kind: MergeKind, id: UUID) -> list[Entity]:
@@ -61,7 +63,7 @@ def _referrers(unit: UnitOfWork, kind: MergeKind, id: UUID) -> list[Entity]:
     for entity, name in REFERRERS[kind.value]:
         query = queries.get((entity.entity_name, name))
         if query is None:  # no query by this reference in the port (consents): a scan
-            rows = repository(unit, entity.entity_name).iterate()
+            rows = repository(unit, entity).iterate()
             found.extend(r for r in rows if getattr(r, name) == id)
         else:
             found.extend(query())
@@ -76,7 +78,7 @@ def _load(
 ) -> Contact | Account:
     if not isinstance(id, UUID):
         raise ValidationError(field_name, id, "expected a UUID")
-    repo = repository(unit, kind.value)
+    repo = repository(unit, kind)
     try:
         record = cast(Contact | Account, repo.get(id))
     except NotFound:
@@ -189,14 +191,14 @@ def apply_merge(
     after: list[Entity] = []
     for old, new in writes:
         before.append(old)
-        after.append(repository(unit, new.entity_name).update(new))
-    after.extend(repository(unit, row.entity_name).add(row) for row in plan.added)
+        after.append(repository(unit, type(new)).update(new))
+    after.extend(repository(unit, type(row)).add(row) for row in plan.added)
     for other in plan.merged:
         before.append(other)
-        repository(unit, other.entity_name).delete(other.id, version=other.version)
+        repository(unit, type(other)).delete(other.id, version=other.version)
     survivor = plan.survivor
     if plan.changes:
-        survivor = repository(unit, survivor.entity_name).update(survivor)
+        survivor = repository(unit, type(survivor)).update(survivor)
     after.append(survivor)
     emails = _taken_emails(survivor_before, survivor, plan.merged)
     record = MergeRecord(
@@ -257,7 +259,7 @@ def survivor_of(unit: UnitOfWork, email: EmailAddress) -> Contact | None:
 
 
 def _stored(unit: UnitOfWork, row: Entity) -> Entity | None:
-    return repository(unit, row.entity_name).get_many([row.id]).get(row.id)
+    return repository(unit, type(row)).get_many([row.id]).get(row.id)
 
 
 def unmerge(unit: UnitOfWork, merge_id: object) -> MergeRecord:
@@ -272,17 +274,17 @@ def unmerge(unit: UnitOfWork, merge_id: object) -> MergeRecord:
     kept = {(r.entity_name, r.id): r for r in record.after}
     survivor = next(r for r in record.before if r.id == record.survivor_id)
     # The survivor's e-mail first, so a merged contact's address is free again.
-    repository(unit, survivor.entity_name).restore(
+    repository(unit, type(survivor)).restore(
         survivor, version=kept[(survivor.entity_name, survivor.id)].version
     )
     for row in record.removed:
-        repository(unit, row.entity_name).add(row)
+        repository(unit, type(row)).add(row)
     for row in record.before:
         done = kept.get((row.entity_name, row.id))
         if done is not None and row.id != record.survivor_id:
-            repository(unit, row.entity_name).restore(row, version=done.version)
+            repository(unit, type(row)).restore(row, version=done.version)
     for row in record.added:
-        repository(unit, row.entity_name).delete(row.id, version=row.version)
+        repository(unit, type(row)).delete(row.id, version=row.version)
     unit.merges.delete(record.id)
     return record
 

@@ -1554,7 +1554,7 @@ class CRM(ConsentUseCases, PrivacyCases):
             )
             if dry_run:
                 return plan
-            survivor = _merge.repository(unit, kind.value).get(plan.survivor.id)
+            survivor = _merge.repository(unit, kind).get(plan.survivor.id)
             done = _merge.apply_merge(
                 unit, plan=plan, writes=writes, survivor_before=survivor, at=now, by=by
             )
