@@ -34,6 +34,7 @@ from crmkit.privacy import (
     issue_token,
     verify_token,
 )
+from crmkit.privacy._secrets import check_key
 from crmkit.storage import Store, UnitOfWork
 from crmkit.storage._base import check_id
 
@@ -57,11 +58,7 @@ def check_secret(secret: object) -> bytes | None:
     """``secret`` (``None`` or at least :data:`MIN_SECRET_BYTES` bytes), else an error."""
     if secret is None:
         return None
-    if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
-        raise ValidationError(
-            "token_secret", "<hidden>", f"expected bytes, at least {MIN_SECRET_BYTES} of them"
-        )
-    return secret
+    return check_key(secret, "token_secret", MIN_SECRET_BYTES)
 
 
 class ConsentUseCases:

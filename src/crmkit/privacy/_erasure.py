@@ -39,6 +39,7 @@ from crmkit.models import (
     Task,
     Ticket,
 )
+from crmkit.privacy._secrets import check_key
 
 __all__ = [
     "ERASED_TEXT",
@@ -179,11 +180,7 @@ def anonymise(item: _E, *, at: datetime) -> _E:
 
 def check_secret(secret: object) -> bytes:
     """``secret`` if it can key the suppression hashes: ``bytes`` of 16 or more."""
-    if not isinstance(secret, bytes) or len(secret) < 16:
-        raise ValidationError(
-            "privacy_secret", "<hidden>", "expected bytes of at least 16 (a random key)"
-        )
-    return secret
+    return check_key(secret, "privacy_secret", 16)
 
 
 def identifier_digest(secret: bytes, kind: str, value: str) -> str:

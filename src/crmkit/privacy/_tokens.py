@@ -22,6 +22,7 @@ import attrs
 from crmkit.clock import ensure_utc
 from crmkit.errors import InvalidToken, TokenExpired, ValidationError
 from crmkit.models import Consent, ConsentChannel, ConsentStatus
+from crmkit.privacy._secrets import check_key
 
 __all__ = ["MIN_SECRET_BYTES", "TokenClaims", "issue_token", "verify_token"]
 
@@ -46,11 +47,7 @@ class TokenClaims:
 
 
 def _check_secret(secret: object) -> bytes:
-    if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
-        raise ValidationError(
-            "secret", "<hidden>", f"expected bytes, at least {MIN_SECRET_BYTES} of them"
-        )
-    return secret
+    return check_key(secret, "secret", MIN_SECRET_BYTES)
 
 
 def _encode(data: bytes) -> str:
