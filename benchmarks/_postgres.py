@@ -19,11 +19,12 @@ def postgres_dsn(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def reset_postgres(url: str, *, drop_only: bool = False) -> None:
-    """Drop the benchmark's tables (prefix ``bench_``) and, unless told, create them anew."""
+def reset_postgres(url: str, *, drop_only: bool = False, prefix: str = PREFIX) -> None:
+    """Drop the benchmark's tables (prefix ``bench_`` unless told) and, unless told,
+    create them anew."""
     engine = sa.create_engine(url)
     try:
-        tables = schema(PREFIX).metadata
+        tables = schema(prefix).metadata
         tables.drop_all(engine)
         if not drop_only:
             tables.create_all(engine)
