@@ -109,3 +109,11 @@ def test_messages_name_what_went_wrong() -> None:
 def test_missing_is_a_singleton_that_pickles() -> None:
     assert repr(MISSING) == "<missing>"
     assert pickle.loads(pickle.dumps(MISSING)) is MISSING
+
+
+def test_a_field_name_that_is_not_text_does_not_break_the_message() -> None:
+    # A host passing a wrong value as a field name (found by the fuzz test: a huge int
+    # whose str() raises) still gets the typed error with a readable message.
+    error = ValidationError(10**5000, "xx", "not a country")  # type: ignore[arg-type]
+    assert error.field == "<int>"
+    assert str(error) == "<int>: not a country (got 'xx')"

@@ -107,7 +107,9 @@ class Problem:
     __slots__ = ("field", "reason", "value")
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        self.field = field
+        # A caller's field name that is not text (a wrong argument) must not break the
+        # message: it is shown by its type.
+        self.field = field if isinstance(field, str) else f"<{type(field).__name__}>"
         self.value = value
         self.reason = reason
 

@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 import attrs
 
 from crmkit.clock import Clock, ensure_utc
-from crmkit.errors import InvalidToken, NotFound, ValidationError
+from crmkit.errors import Erased, InvalidToken, NotFound, ValidationError
 from crmkit.models import (
     Consent,
     ConsentChannel,
@@ -59,6 +59,28 @@ def check_secret(secret: object) -> bytes | None:
     if secret is None:
         return None
     return check_key(secret, "token_secret", MIN_SECRET_BYTES)
+
+
+def refuse_erased(unit: UnitOfWork, contact_id: UUID) -> None:
+    """:class:`~crmkit.errors.Erased` when ``contact_id`` is an erased person's tombstone:
+    no use case writes personal data to it again (a primary-key look-up)."""
+    if unit.erasures.get_many([contact_id]):
+        raise Erased("contact", contact_id)
+
+
+def _merged_into(unit: UnitOfWork, signed: UUID, holder: UUID) -> bool:
+    """Whether the contact a token was signed for, ``signed``, is the contact whose
+    ledger now holds the request, ``holder``: the same, or merged into it (a merge moves
+    the ledger to the survivor, perhaps in several steps)."""
+    seen = {signed}
+    current = signed
+    while current != holder:
+        merges = unit.merges.merging(current)
+        if not merges or merges[-1].survivor_id in seen:
+            return False
+        current = merges[-1].survivor_id
+        seen.add(current)
+    return True
 
 
 class ConsentUseCases:
@@ -148,10 +170,12 @@ class ConsentUseCases:
     ) -> Consent:
         channel, purpose = self._checked(channel, purpose)
         now = self.clock.now()
-        if decided_at is not None and ensure_utc(decided_at) > now:
+        if decided_at is not None and ensure_utc(decided_at, "decided_at") > now:
             raise ValidationError("decided_at", decided_at, "is later than now")
         with self._unit() as unit:
             contact = unit.contacts.get(check_id(contact_id, "contact_id"))
+            if status is not ConsentStatus.WITHDRAWN:  # a withdrawal only protects
+                refuse_erased(unit, contact.id)
             entry = consent_entry(
                 contact,
                 channel,
@@ -168,7 +192,7 @@ class ConsentUseCases:
 
     def consents(self, contact_id: UUID, *, now: datetime | None = None) -> list[ConsentState]:
         """The consent in force for every channel and purpose in the contact's ledger."""
-        at = self.clock.now() if now is None else ensure_utc(now)
+        at = self.clock.now() if now is None else ensure_utc(now, "now")
         with self.store.unit_of_work() as unit:
             contact = unit.contacts.get(check_id(contact_id, "contact_id"))
             return consent_states(unit.consents.for_contact(contact.id), at)
@@ -203,6 +227,7 @@ class ConsentUseCases:
         now = self.clock.now()
         with self._unit() as unit:
             contact = unit.contacts.get(check_id(contact_id, "contact_id"))
+            refuse_erased(unit, contact.id)
             entry = consent_entry(
                 contact, channel, purpose, ConsentStatus.PENDING, source=source, at=now,
                 evidence=evidence,
@@ -235,10 +260,11 @@ class ConsentUseCases:
                 request = unit.consents.get(claims.consent_id)
             except NotFound:
                 raise InvalidToken("token", token, "its request is no longer stored") from None
-            if request.contact_id != claims.contact_id or request.status is not (
-                ConsentStatus.PENDING
+            if request.status is not ConsentStatus.PENDING or not _merged_into(
+                unit, claims.contact_id, request.contact_id
             ):
                 raise InvalidToken("token", token, "it names no pending request")
+            refuse_erased(unit, request.contact_id)
             later = [
                 e
                 for e in unit.consents.for_contact(request.contact_id)
@@ -326,7 +352,7 @@ class ConsentUseCases:
         no address for the channel, do-not-contact, no decision, withdrawn, expired, over
         the channel's frequency cap. Filtering and counting run in the store."""
         channel, purpose = self._checked(channel, purpose)
-        at = self.clock.now() if now is None else ensure_utc(now)
+        at = self.clock.now() if now is None else ensure_utc(now, "now")
         where = _segment_condition(segment)
         reachable = self._policy().reachable(channel, purpose)
         with self.store.unit_of_work() as unit:

@@ -10,6 +10,7 @@ from uuid import UUID
 import attrs
 
 from crmkit.clock import Clock
+from crmkit.crm._consent import refuse_erased
 from crmkit.errors import Erased, Suppressed, ValidationError
 from crmkit.models import (
     AuditAction,
@@ -38,6 +39,7 @@ from crmkit.privacy import (
     suppressions_of,
 )
 from crmkit.storage import REFERRERS, REPOSITORIES, Repository, Store, UnitOfWork
+from crmkit.storage._base import check_id
 
 __all__ = ["FOUR_EYES", "PrivacyCases", "privacy_options"]
 
@@ -212,6 +214,7 @@ class PrivacyCases:
         :class:`~crmkit.errors.Erased`; with ``four_eyes`` including ``"erasure"``,
         ``approved_by`` must name a second person. Nothing is changed on any error.
         """
+        contact_id = check_id(contact_id, "contact_id")
         secret = check_secret(self.privacy_secret)
         who = cast(str, _user("by", by, required=True))
         approver = self._approved("erasure", who, approved_by)
@@ -269,6 +272,11 @@ class PrivacyCases:
                     yield name, identifier_digest(self.privacy_secret, name, cast(str, value))
                 except ValidationError as error:
                     raise error.within(name) from None
+
+    def _refuse_erased(self, unit: UnitOfWork, contact_id: UUID) -> None:
+        """:class:`~crmkit.errors.Erased` when ``contact_id`` is an erased person's
+        tombstone: no use case writes personal data to it again (a primary-key look-up)."""
+        refuse_erased(unit, contact_id)
 
     def _refuse_suppressed(self, unit: UnitOfWork, email: object, phone: object) -> None:
         """:class:`~crmkit.errors.Suppressed` when ``email`` or ``phone`` belongs to a

@@ -51,6 +51,7 @@ from crmkit.errors import (
     Duplicate,
     NotFound,
     Problem,
+    Suppressed,
     TransitionNotAllowed,
     ValidationError,
 )
@@ -486,6 +487,9 @@ class CRM(ConsentUseCases, PrivacyCases):
                 touch, existing = self._merged_into(unit, touch)
         else:
             existing = self._contact_by_phone(unit, cast(PhoneNumber, touch.phone))
+        if existing is not None and unit.erasures.get_many([existing.id]):
+            # Found by an address kept for a merge into a person erased since.
+            raise Suppressed("email" if touch.email is not None else "phone")
         open_lead = None
         if existing is not None and self.repeat_touch == "attach":
             open_lead = self._open_lead_of(unit, existing.id)
@@ -902,6 +906,7 @@ class CRM(ConsentUseCases, PrivacyCases):
         ``tags`` if given (normalised as every entity's tags)."""
         with self._unit() as unit:
             contact = unit.contacts.get(contact_id)
+            self._refuse_erased(unit, contact.id)
             ticket = Ticket.new(
                 subject=subject,
                 contact_id=contact.id,
@@ -961,6 +966,7 @@ class CRM(ConsentUseCases, PrivacyCases):
         with self._unit(by) as unit:
             now = self.clock.now()
             ticket = unit.tickets.get(ticket_id)
+            self._refuse_erased(unit, ticket.contact_id)
             if ticket.status is TicketStatus.CLOSED:
                 raise TransitionNotAllowed(
                     "ticket", ticket.status.value, "reply", ["a closed ticket takes no replies"]
@@ -1031,6 +1037,7 @@ class CRM(ConsentUseCases, PrivacyCases):
             raise ValidationError("activity", activity, "expected an Activity")
         with self._unit() as unit:
             unit.contacts.get(activity.contact_id)  # NotFound for an unknown contact
+            self._refuse_erased(unit, activity.contact_id)
             return unit.activities.append(activity)
 
     def create_task(self, task: Task) -> Task:
@@ -1040,6 +1047,7 @@ class CRM(ConsentUseCases, PrivacyCases):
         with self._unit() as unit:
             if task.contact_id is not None:
                 unit.contacts.get(task.contact_id)
+                self._refuse_erased(unit, task.contact_id)
             if task.deal_id is not None:
                 unit.deals.get(task.deal_id)
             if task.ticket_id is not None:
@@ -1392,6 +1400,7 @@ class CRM(ConsentUseCases, PrivacyCases):
         fields = _editable(Contact, changes)
         with self._unit(by) as unit:
             contact = self._expect(unit.contacts.get(contact_id), version)
+            self._refuse_erased(unit, contact.id)
             if not fields:
                 return contact
             phone = fields.get("phone")
@@ -1552,6 +1561,9 @@ class CRM(ConsentUseCases, PrivacyCases):
                 versions=versions,
                 at=now,
             )
+            if kind is MergeKind.CONTACT:  # a tombstone takes no one's personal data
+                for record in (plan.survivor, *plan.merged):
+                    self._refuse_erased(unit, record.id)
             if dry_run:
                 return plan
             survivor = _merge.repository(unit, kind).get(plan.survivor.id)

@@ -172,7 +172,7 @@ def consent_entry(
         raise ValidationError("evidence", evidence, "expected an Evidence")
     if not isinstance(legal_basis, LegalBasis):
         raise ValidationError("legal_basis", legal_basis, "expected a LegalBasis")
-    at = ensure_utc(at)
+    at = ensure_utc(at, "at")
     point = None if channel is ConsentChannel.POST else point_of(contact, channel)
     return Consent(
         id=uuid4(),
@@ -236,7 +236,7 @@ class ConsentState:
 def consent_states(entries: Iterable[Consent], now: datetime) -> list[ConsentState]:
     """The state in force of every channel and purpose that ``entries`` (one contact's
     ledger) mention, ordered by channel and purpose."""
-    now = ensure_utc(now)
+    now = ensure_utc(now, "now")
     ledger: list[Consent] = expect_items(entries, Consent, "entries", "Consent entries")
     pairs = sorted({(e.channel, e.purpose) for e in ledger}, key=lambda p: (p[0].value, p[1]))
     states = []

@@ -43,7 +43,7 @@ def block_entry(
     channel = check_channel(channel)
     if not isinstance(reason, DoNotContactReason):
         raise ValidationError("reason", reason, "expected a DoNotContactReason")
-    at = ensure_utc(at)
+    at = ensure_utc(at, "at")
     return DoNotContact(
         id=uuid4(),
         version=1,

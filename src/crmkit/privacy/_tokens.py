@@ -79,7 +79,7 @@ def issue_token(request: Consent, *, secret: bytes, expires_at: datetime) -> str
     key = _check_secret(secret)
     if not isinstance(request, Consent) or request.status is not ConsentStatus.PENDING:
         raise ValidationError("request", request, "expected a pending Consent")
-    until = ensure_utc(expires_at)
+    until = ensure_utc(expires_at, "expires_at")
     stamp = (until - _EPOCH) // timedelta(microseconds=1)
     claims = ":".join(
         [
@@ -102,7 +102,7 @@ def verify_token(token: object, *, secret: bytes, now: datetime) -> TokenClaims:
     and :class:`~crmkit.errors.TokenExpired` when ``now`` is at or after its expiry.
     """
     key = _check_secret(secret)
-    now = ensure_utc(now)
+    now = ensure_utc(now, "now")
     if not isinstance(token, str) or len(token) > _MAX_TOKEN or token.count(".") != 1:
         raise InvalidToken("token", token, "not a confirmation token")
     body, signature = token.split(".")
