@@ -224,7 +224,7 @@ class Automation:
         self.pipelines: Mapping[str, Pipeline] | None = None
         if pipelines is not None:
             self.pipelines = _pipelines(pipelines)
-        self.check(self.pipelines or {})
+        self.check(self.pipelines)
         self._by_name = {rule.name: rule for rule in self.rules}
         self._programs = {rule.name: rule.program for rule in self.rules}
 
@@ -236,7 +236,7 @@ class Automation:
         rules = rules_from_json(data)
         return cls(rules, **options)
 
-    def check(self, pipelines: Mapping[str, Pipeline]) -> None:
+    def check(self, pipelines: Mapping[str, Pipeline] | None) -> None:
         """Check the rules against ``pipelines`` and the automation's calendars,
         senders and hooks (raises :class:`~crmkit.errors.InvalidAutomation` or
         :class:`~crmkit.errors.UnknownReference`)."""

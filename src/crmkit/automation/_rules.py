@@ -408,14 +408,15 @@ def emits(action: Action, pipelines: Mapping[str, Pipeline]) -> frozenset[str]:
 def check_rules(
     rules: Sequence[AutomationRule],
     *,
-    pipelines: Mapping[str, Pipeline],
+    pipelines: Mapping[str, Pipeline] | None,
     calendars: Mapping[str, BusinessCalendar],
     senders: Iterable[str],
     hooks: Iterable[str],
     root: str = "rules",
 ) -> None:
     """Check ``rules`` against the configuration: every pipeline, stage, calendar,
-    sender and hook they name must exist (else :class:`~crmkit.errors.UnknownReference`
+    sender and hook they name must exist (``pipelines`` ``None``: not known yet, not
+    checked) (else :class:`~crmkit.errors.UnknownReference`
     naming the path, ``rules[0].actions[1].calendar``), a stage move must fit the
     rule's subject, and no rules may trigger each other in a cycle unless each of
     them allows it (else :class:`~crmkit.errors.InvalidAutomation` naming the cycle).
@@ -435,7 +436,7 @@ def check_rules(
     if problems:
         unknown = all(p.reason.startswith("no ") for p in problems)
         raise (UnknownReference if unknown else InvalidAutomation).of(problems)
-    cycle = find_cycle(rules, pipelines)
+    cycle = find_cycle(rules, {} if pipelines is None else pipelines)
     if cycle is not None:
         names = " -> ".join(rules[i].name for i in cycle)
         first = cycle[0]
@@ -450,7 +451,7 @@ def check_rules(
 def _reference_problems(  # noqa: PLR0917 - one check per kind of reference
     rule: AutomationRule,
     action: Action,
-    pipelines: Mapping[str, Pipeline],
+    pipelines: Mapping[str, Pipeline] | None,
     calendars: Mapping[str, BusinessCalendar],
     senders: frozenset[str],
     hooks: frozenset[str],
@@ -467,8 +468,8 @@ def _reference_problems(  # noqa: PLR0917 - one check per kind of reference
             ZoneInfo(action.timezone)
         except (ValueError, OSError, KeyError):
             yield Problem("timezone", action.timezone, "no such time zone (an IANA name)")
-    if isinstance(action, MoveStage):
-        yield from _move_problems(rule, action, pipelines)
+    if isinstance(action, MoveStage) and (pipelines is not None or action.pipeline is None):
+        yield from _move_problems(rule, action, {} if pipelines is None else pipelines)
 
 
 def _move_problems(
@@ -559,10 +560,14 @@ def next_time_of_day(after: datetime, at: time, zone: ZoneInfo) -> datetime:
 def _wall(day: Any, at: time, zone: ZoneInfo) -> datetime:
     naive = datetime.combine(day, at)
     first = naive.replace(tzinfo=zone, fold=0)
-    back = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
-    if back != naive:  # skipped by a change forward: the instant of the change
-        return naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    return first.astimezone(UTC)
+    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == naive:
+        return first.astimezone(UTC)
+    # Skipped by a change forward: the first whole minute the clock shows a later time
+    # (the change itself; the search starts before it, with the offset after it).
+    moment = naive.replace(tzinfo=zone, fold=1).astimezone(UTC).replace(second=0, microsecond=0)
+    while moment.astimezone(zone).replace(tzinfo=None) < naive:
+        moment += timedelta(minutes=1)
+    return moment
 
 
 def wait_until(
