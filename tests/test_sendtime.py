@@ -64,7 +64,8 @@ def test_clicks_count_and_other_activities_do_not() -> None:
         opened(contact, at_hour(50), ActivityKind.PAGE_VIEW),
     ]
     profile = engagement_profile(items, "UTC")
-    assert sum(profile) == 1 and profile[10] == 1
+    assert sum(profile) == 1
+    assert profile[10] == 1
 
 
 def test_smoothing_moves_a_contact_with_few_opens_to_the_segment() -> None:
@@ -83,7 +84,8 @@ def test_smoothing_moves_a_contact_with_few_opens_to_the_segment() -> None:
 def test_nobody_engaged_gives_no_hour() -> None:
     contact = uuid4()
     hours = best_send_hours({}, {contact: "UTC"})
-    assert hours.segment is None and dict(hours.contacts) == {}
+    assert hours.segment is None
+    assert dict(hours.contacts) == {}
     assert sum(hours.profile) == 0
 
 
@@ -145,14 +147,17 @@ def test_shifting_every_open_shifts_every_best_hour(
 
     base = best_send_hours(activities(timedelta(0)), zones, prior=prior)
     by_weeks = best_send_hours(activities(timedelta(weeks=weeks)), zones, prior=prior)
-    assert by_weeks == base and dict(by_weeks.contacts) == dict(base.contacts)
+    assert by_weeks == base
+    assert dict(by_weeks.contacts) == dict(base.contacts)
     shifted = best_send_hours(activities(timedelta(hours=shift)), zones, prior=prior)
     assert shifted.profile == base.profile[-shift % 168 :] + base.profile[: -shift % 168]
     everyone = [h for hours in groups for h in hours]
     if not everyone:
-        assert shifted.segment is None and base.segment is None
+        assert shifted.segment is None
+        assert base.segment is None
         return
-    assert base.segment is not None and shifted.segment is not None
+    assert base.segment is not None
+    assert shifted.segment is not None
     for i, hours in zip(ids, groups, strict=True):
         original = scores(hours, everyone, prior)
         back = (shifted.contacts[i].hour_of_week - shift) % HOURS_OF_WEEK
@@ -189,7 +194,8 @@ def test_smoothing_limits(mine: list[int], theirs: list[int], prior: float) -> N
     zones = {me: "UTC", them: "UTC"}
     own = [mine.count(h) for h in range(HOURS_OF_WEEK)]
     alone = best_send_hours(activities, zones, prior=0).contacts[me]
-    assert alone.hour_of_week == own.index(max(own)) and alone.own_weight == 1
+    assert alone.hour_of_week == own.index(max(own))
+    assert alone.own_weight == 1
     segment = best_send_hours(activities, zones, prior=1e9)
     assert segment.segment is not None
     mixed = best_send_hours(activities, zones, prior=prior).contacts[me]
