@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import time, timedelta
 from typing import Any, ClassVar, Final
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
@@ -63,6 +64,35 @@ def _valid(check: Callable[[Any], None]) -> Callable[[Any, "attrs.Attribute[Any]
     return validate
 
 
+def typed(
+    kind: type | tuple[type, ...], what: str
+) -> Callable[[Any, "attrs.Attribute[Any]", Any], None]:
+    """An attrs validator of a result's field: a ``kind``, else a ValidationError naming
+    the field (``bool`` is no ``int`` here)."""
+
+    def validate(_: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+        wrong = isinstance(value, bool) and bool not in (
+            kind if isinstance(kind, tuple) else (kind,)
+        )
+        if wrong or not isinstance(value, kind):
+            raise ValidationError(attribute.name, value, f"expected {what}")
+
+    return validate
+
+
+def typed_items(kind: type, what: str) -> Callable[[Any, "attrs.Attribute[Any]", Any], None]:
+    """An attrs validator of a tuple of ``kind`` items."""
+
+    def validate(_: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+        if not isinstance(value, tuple):
+            raise ValidationError(attribute.name, value, f"expected a tuple of {what}")
+        for index, item in enumerate(value):
+            if not isinstance(item, kind):
+                raise ValidationError(f"{attribute.name}[{index}]", item, f"expected {what}")
+
+    return validate
+
+
 def _optional(check: Callable[[Any], None]) -> Callable[[Any, "attrs.Attribute[Any]", Any], None]:
     return _valid(f.optional(check))
 
@@ -87,6 +117,15 @@ def _positive_duration(value: object) -> None:
 def _time_of_day(value: object) -> None:
     if not isinstance(value, time) or value.tzinfo is not None:
         raise ValidationError("", value, "expected a time of day without a time zone ('09:00')")
+
+
+def _zone_name(value: object) -> None:
+    if not isinstance(value, str) or not value or "\x00" in value or len(value) > 200:
+        raise ValidationError("", value, "expected an IANA time zone name")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValidationError("", value, "unknown time zone (an IANA name)") from None
 
 
 def _rule(value: object) -> None:
@@ -311,7 +350,7 @@ class WaitUntil(Action):
 
     tag: ClassVar[str] = "wait_until"
     at: time = attrs.field(validator=_valid(_time_of_day))
-    timezone: str | None = attrs.field(default=None, validator=_optional(_NAME))
+    timezone: str | None = attrs.field(default=None, validator=_optional(_zone_name))
 
 
 @attrs.frozen

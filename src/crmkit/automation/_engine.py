@@ -21,7 +21,7 @@ from uuid import UUID, uuid5
 
 import attrs
 
-from crmkit.automation._actions import SendMessage
+from crmkit.automation._actions import SendMessage, _tuple, typed, typed_items
 from crmkit.automation._rules import (
     AutomationRule,
     Instruction,
@@ -32,6 +32,7 @@ from crmkit.automation._rules import (
     rules_from_json,
 )
 from crmkit.automation._sendtime import check_zone
+from crmkit.clock import ensure_utc
 from crmkit.errors import AutomationLoop, ValidationError
 from crmkit.lifecycle import BusinessCalendar, Pipeline
 from crmkit.models import ConsentChannel, Contact, CustomFields
@@ -56,18 +57,27 @@ NAMESPACE: Final = UUID("5f0c1c8e-53a4-4c39-9d1a-6a8f4f1a7e20")
 _NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,62}\Z")
 
 
+def _utc(_: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    try:
+        ensure_utc(value, attribute.name)
+    except ValidationError:
+        raise
+    except Exception:
+        raise ValidationError(attribute.name, value, "expected an aware datetime") from None
+
+
 @attrs.frozen
 class Message:
     """What a sender is asked to send: ``template`` to ``contact`` on ``channel`` for
     ``purpose``. ``message_id`` is the same when a step runs twice (a worker died
     between sending and recording): a sender that keeps it sends once."""
 
-    message_id: UUID
-    contact: Contact
-    channel: ConsentChannel
-    purpose: str
-    template: str
-    rule: str
+    message_id: UUID = attrs.field(validator=typed(UUID, "a UUID"))
+    contact: Contact = attrs.field(validator=typed(Contact, "a Contact"))
+    channel: ConsentChannel = attrs.field(validator=typed(ConsentChannel, "a ConsentChannel"))
+    purpose: str = attrs.field(validator=typed(str, "a purpose key"))
+    template: str = attrs.field(validator=typed(str, "a template name"))
+    rule: str = attrs.field(validator=typed(str, "a rule name"))
 
 
 @attrs.frozen
@@ -75,13 +85,13 @@ class HookCall:
     """What a host hook is called with: the step's id (the idempotency key of whatever
     the hook does), the rule, the hook's ``params`` and the subject it runs on."""
 
-    step_id: UUID
-    rule: str
-    hook: str
-    params: CustomFields
-    subject: str
-    subject_id: UUID
-    event_type: str | None
+    step_id: UUID = attrs.field(validator=typed(UUID, "a UUID"))
+    rule: str = attrs.field(validator=typed(str, "a rule name"))
+    hook: str = attrs.field(validator=typed(str, "a hook name"))
+    params: CustomFields = attrs.field(validator=typed(CustomFields, "CustomFields"))
+    subject: str = attrs.field(validator=typed(str, "a subject kind"))
+    subject_id: UUID = attrs.field(validator=typed(UUID, "a UUID"))
+    event_type: str | None = attrs.field(validator=typed((str, type(None)), "an event type"))
 
 
 Sender = Callable[[Message], None]
@@ -94,12 +104,12 @@ Hook = Callable[[Any, HookCall], None]
 class PlannedStep:
     """A step to schedule: the arguments of ``CRM.schedule_step``."""
 
-    step_id: UUID
-    kind: str
-    payload: Mapping[str, Any]
-    due_at: datetime
-    subject: str | None
-    subject_id: UUID | None
+    step_id: UUID = attrs.field(validator=typed(UUID, "a UUID"))
+    kind: str = attrs.field(validator=typed(str, "a step kind"))
+    payload: Mapping[str, Any] = attrs.field(validator=typed(Mapping, "a mapping"))
+    due_at: datetime = attrs.field(validator=_utc)
+    subject: str | None = attrs.field(validator=typed((str, type(None)), "a subject kind"))
+    subject_id: UUID | None = attrs.field(validator=typed((UUID, type(None)), "a UUID"))
 
 
 @attrs.frozen
@@ -108,9 +118,11 @@ class StepResult:
     create_task: created"``), whether the sequence stopped, and the steps to schedule
     next."""
 
-    done: tuple[str, ...]
-    next: tuple[PlannedStep, ...] = ()
-    stopped: bool = False
+    done: tuple[str, ...] = attrs.field(converter=_tuple, validator=typed_items(str, "texts"))
+    next: tuple[PlannedStep, ...] = attrs.field(
+        default=(), converter=_tuple, validator=typed_items(PlannedStep, "PlannedSteps")
+    )
+    stopped: bool = attrs.field(default=False, validator=typed(bool, "True or False"))
 
 
 class AutomationHost(Protocol):

@@ -48,11 +48,17 @@ def speed_to_lead(
         trigger=OnEvent("lead.captured"),
         condition=condition,
         actions=(
-            AssignRoundRobin(tuple(team)),
+            AssignRoundRobin(_team(team)),
             CreateTask("Call the new lead", due_in=within, calendar=calendar, kind=TaskKind.CALL),
         ),
         description="Speed to lead: assign every new lead and call it within minutes.",
     )
+
+
+def _team(team: object) -> tuple[str, ...]:
+    if isinstance(team, str | bytes) or not isinstance(team, Iterable):
+        raise InvalidAutomation("team", team, "expected a list of owner names")
+    return tuple(team)
 
 
 def _days(value: timedelta) -> int:
@@ -63,6 +69,13 @@ def _days(value: timedelta) -> int:
 
 def no_reply_since(days: int, kinds: Iterable[ActivityKind] = REPLY_KINDS) -> Rule:
     """The contact rule "no reply (``kinds``) in the last ``days`` days"."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 36_500:
+        raise InvalidAutomation("days", days, "expected a whole number of days from 1 to 36500")
+    if isinstance(kinds, str | bytes) or not isinstance(kinds, Iterable):
+        raise InvalidAutomation("kinds", kinds, "expected activity kinds")
+    kinds = list(kinds)
+    if not kinds or not all(isinstance(kind, ActivityKind) for kind in kinds):
+        raise InvalidAutomation("kinds", kinds, "expected at least one ActivityKind")
     answered: tuple[Condition, ...] = tuple(
         activity(kind, within_days=days).exists() for kind in kinds
     )
@@ -105,7 +118,12 @@ def quarterly_check_in(
 ) -> AutomationRule:
     """Every ``every`` (a quarter by default), a check-in task for each contact in
     ``stages`` (customers and evangelists), for its owner, due ``due_in`` later."""
-    wanted = tuple(LifecycleStage(s).value for s in stages)
+    if isinstance(stages, str | bytes) or not isinstance(stages, Iterable):
+        raise InvalidAutomation("stages", stages, "expected lifecycle stages")
+    chosen = list(stages)
+    if not all(isinstance(stage, LifecycleStage) for stage in chosen):
+        raise InvalidAutomation("stages", chosen, "expected LifecycleStages")
+    wanted = tuple(stage.value for stage in chosen)
     if not wanted:
         raise InvalidAutomation("stages", (), "expected at least one lifecycle stage")
     return AutomationRule(
@@ -149,7 +167,7 @@ def sla_escalation(
         name=f"{name}_breach",
         trigger=OnEvent("sla.breached"),
         actions=(
-            AssignRoundRobin(tuple(team)),
+            AssignRoundRobin(_team(team)),
             CreateTask(
                 "SLA breached: take over the ticket",
                 due_in=answer_within,

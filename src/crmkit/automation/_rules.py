@@ -41,8 +41,10 @@ from crmkit.automation._actions import (
     Wait,
     WaitUntil,
     _valid,
+    typed,
 )
 from crmkit.automation._catalog import EVENT_SUBJECTS, check_event_type
+from crmkit.automation._sendtime import check_zone
 from crmkit.clock import ensure_utc
 from crmkit.errors import (
     InvalidAutomation,
@@ -144,7 +146,12 @@ class OnSchedule(Trigger):
 
     def starts(self, period: int) -> datetime:
         """When period ``period`` starts."""
-        return self.anchor + self.every * period
+        if isinstance(period, bool) or not isinstance(period, int):
+            raise ValidationError("period", period, "expected a whole number")
+        try:
+            return self.anchor + self.every * period
+        except OverflowError:
+            raise ValidationError("period", period, "reaches beyond the years 1 to 9999") from None
 
 
 Trigger.__crmkit_variants__.update({OnEvent.tag: OnEvent, OnSchedule.tag: OnSchedule})
@@ -272,9 +279,9 @@ class Instruction:
     does not hold (for a check, ``None``: stop); after a branch's ``then`` part,
     ``jump`` skips its ``otherwise`` part (``action`` is ``None`` then)."""
 
-    path: str
-    action: Action | None
-    jump: int | None = None
+    path: str = attrs.field(validator=typed(str, "a path"))
+    action: Action | None = attrs.field(validator=typed((Action, type(None)), "a step or None"))
+    jump: int | None = attrs.field(default=None, validator=typed((int, type(None)), "an index"))
 
 
 def compile_steps(actions: Sequence[Action]) -> tuple[Instruction, ...]:
@@ -283,7 +290,7 @@ def compile_steps(actions: Sequence[Action]) -> tuple[Instruction, ...]:
     ``then`` part past the ``otherwise`` part. Jumps only go forward, so a sequence
     runs each instruction at most once."""
     program: list[Instruction] = []
-    _compile(actions, "actions", program, 0)
+    _compile(f.expect_items(actions, Action, "actions", "steps"), "actions", program, 0)
     return tuple(program)
 
 
@@ -344,6 +351,7 @@ def _automation_error(error: ValidationError) -> InvalidAutomation:
 
 def rules_to_json(rules: Iterable[AutomationRule]) -> list[dict[str, Any]]:
     """Rules as JSON data that :func:`rules_from_json` reads back equal."""
+    rules = f.expect_items(rules, AutomationRule, "rules", "AutomationRules")
     return [_CONVERTER.unstructure(rule, unstructure_as=AutomationRule) for rule in rules]
 
 
@@ -393,6 +401,8 @@ _MOVE_EMITS: Final[Mapping[SubjectKind, Mapping[StageKind, frozenset[str]]]] = {
 
 def emits(action: Action, pipelines: Mapping[str, Pipeline]) -> frozenset[str]:
     """The event types ``action`` records when it runs."""
+    f.expect(action, Action, "action", "a step of a rule")
+    pipelines = _pipelines(pipelines)
     if isinstance(action, CallHook):
         return action.emits
     if isinstance(action, MoveStage):
@@ -421,12 +431,16 @@ def check_rules(
     rule's subject, and no rules may trigger each other in a cycle unless each of
     them allows it (else :class:`~crmkit.errors.InvalidAutomation` naming the cycle).
     """
-    senders, hooks = frozenset(senders), frozenset(hooks)
+    if not isinstance(root, str):
+        raise ValidationError("root", root, "expected a path")
+    rules = f.expect_items(rules, AutomationRule, root, "AutomationRules")
+    senders, hooks = _names(senders, "senders"), _names(hooks, "hooks")
+    pipelines = None if pipelines is None else _pipelines(pipelines)
+    if not isinstance(calendars, Mapping):
+        raise ValidationError("calendars", calendars, "expected a mapping of names to calendars")
     _unique(rules, root)
     problems: list[Problem] = []
     for index, rule in enumerate(rules):
-        if not isinstance(rule, AutomationRule):
-            raise InvalidAutomation(f"{root}[{index}]", rule, "expected an AutomationRule")
         where = f"{root}[{index}]"
         for path, action in _walk(rule.actions, "actions"):
             problems.extend(
@@ -463,11 +477,6 @@ def _reference_problems(  # noqa: PLR0917 - one check per kind of reference
         yield Problem("sender", action.sender, f"no such message sender ({_known(senders)})")
     if isinstance(action, CallHook) and action.hook not in hooks:
         yield Problem("hook", action.hook, f"no such hook ({_known(hooks)})")
-    if isinstance(action, WaitUntil) and action.timezone is not None:
-        try:
-            ZoneInfo(action.timezone)
-        except (ValueError, OSError, KeyError):
-            yield Problem("timezone", action.timezone, "no such time zone (an IANA name)")
     if isinstance(action, MoveStage) and (pipelines is not None or action.pipeline is None):
         yield from _move_problems(rule, action, {} if pipelines is None else pipelines)
 
@@ -495,8 +504,28 @@ def _move_problems(
         )
 
 
+def _names(value: object, field: str) -> frozenset[str]:
+    """The names of a collection (or a mapping's keys), each a string."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ValidationError(field, value, "expected a collection of names")
+    names = list(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise ValidationError(field, name, "expected a name (a string)")
+    return frozenset(names)
+
+
+def _pipelines(value: object) -> Mapping[str, Pipeline]:
+    if not isinstance(value, Mapping):
+        raise ValidationError("pipelines", value, "expected a mapping of keys to Pipelines")
+    for key, pipeline in value.items():
+        if not isinstance(pipeline, Pipeline):
+            raise ValidationError(f"pipelines[{key!r}]", pipeline, "expected a Pipeline")
+    return value
+
+
 def _known(names: Iterable[str]) -> str:
-    listed = sorted(names)
+    listed = sorted(names, key=str)
     return "configured: " + (", ".join(listed) if listed else "none")
 
 
@@ -505,6 +534,8 @@ def find_cycle(
 ) -> list[int] | None:
     """The positions of rules that trigger each other in a cycle (the first repeated at
     the end), among rules that do not all allow it; ``None`` when there is none."""
+    rules = f.expect_items(rules, AutomationRule, "rules", "AutomationRules")
+    pipelines = _pipelines(pipelines)
     leads_to: dict[int, list[int]] = {}
     triggered: dict[str, list[int]] = {}
     for index, rule in enumerate(rules):
@@ -548,13 +579,18 @@ def next_time_of_day(after: datetime, at: time, zone: ZoneInfo) -> datetime:
     ``at`` (in UTC). On a day the clock skips ``at`` (set forward), the instant the
     day's clock reaches it after the change; when it occurs twice, the first."""
     after = ensure_utc(after, "after")
-    local = after.astimezone(zone)
-    day = local.date()
-    for offset in range(3):
-        candidate = _wall(day + timedelta(days=offset), at, zone)
-        if candidate >= after:
-            return candidate
-    raise ValidationError("after", after, "reaches beyond the year 9999")  # pragma: no cover
+    if not isinstance(at, time) or at.tzinfo is not None:
+        raise ValidationError("at", at, "expected a time of day without a time zone")
+    zone = check_zone(zone, "zone")
+    try:
+        day = after.astimezone(zone).date()
+        for offset in range(3):
+            candidate = _wall(day + timedelta(days=offset), at, zone)
+            if candidate >= after:
+                return candidate
+    except OverflowError:
+        pass
+    raise ValidationError("after", after, "reaches beyond the year 9999")
 
 
 def _wall(day: Any, at: time, zone: ZoneInfo) -> datetime:
@@ -580,10 +616,17 @@ def wait_until(
     """When the sequence goes on after the wait ``action`` that starts at ``now``:
     ``duration`` of business time later on the action's calendar, or the next
     ``at`` in the action's time zone (else ``zone``, the contact's)."""
+    f.expect(action, (Wait, WaitUntil), "action", "a Wait or a WaitUntil")
+    if not isinstance(calendars, Mapping):
+        raise ValidationError("calendars", calendars, "expected a mapping of names to calendars")
     if isinstance(action, Wait):
-        calendar = None if action.calendar is None else calendars[action.calendar]
+        calendar = None
+        if action.calendar is not None:
+            calendar = calendars.get(action.calendar)
+            if not isinstance(calendar, BusinessCalendar):
+                raise UnknownReference("calendar", action.calendar, "no such business calendar")
         return add_business_time(calendar, now, action.duration)
-    target = zone if action.timezone is None else ZoneInfo(action.timezone)
+    target = check_zone(zone if action.timezone is None else action.timezone, "zone")
     return next_time_of_day(now, action.at, target)
 
 
@@ -592,13 +635,19 @@ def chain_depth(cause: UUID | None, cause_of: Callable[[UUID], UUID | None], *, 
     ``cause_of`` (the cause recorded for an event or a step id, ``None`` at the root)
     until the root, or until more than ``limit`` (then ``limit + 1``). A cause seen
     twice ends the walk as over the limit, so a malformed chain cannot loop."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ValidationError("limit", limit, "expected a whole number >= 0")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 10_000:
+        raise ValidationError("limit", limit, "expected a whole number from 0 to 10000")
+    if not callable(cause_of):
+        raise ValidationError("cause_of", cause_of, "expected a callable")
     depth, seen = 0, set()
+    field = "cause"
     while cause is not None:
+        if not isinstance(cause, UUID):
+            raise ValidationError(field, cause, "expected an event or step id (a UUID) or None")
         if cause in seen or depth > limit:
             return limit + 1
         seen.add(cause)
         depth += 1
         cause = cause_of(cause)
+        field = "cause_of"
     return depth

@@ -13,12 +13,13 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
+from crmkit.automation._actions import typed
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import Activity, ActivityKind, Contact
@@ -59,7 +60,11 @@ def hour_of_week(at: datetime, zone: ZoneInfo | str) -> int:
     >>> hour_of_week(datetime(2026, 3, 3, 8, 30, tzinfo=UTC), "Europe/Berlin")  # Tue 09:30
     33
     """
-    local = ensure_utc(at, "at").astimezone(check_zone(zone, "zone"))
+    at = ensure_utc(at, "at")
+    try:
+        local = at.astimezone(check_zone(zone, "zone"))
+    except OverflowError:
+        raise ValidationError("at", at, "lies beyond the years 1 to 9999 in that zone") from None
     return local.weekday() * 24 + local.hour
 
 
@@ -95,6 +100,21 @@ def engagement_profile(activities: Iterable[Activity], zone: ZoneInfo | str) -> 
     return tuple(counts)
 
 
+def _whole(low: int, high: int) -> Any:
+    def validate(_: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValidationError(
+                attribute.name, value, f"expected a whole number from {low} to {high}"
+            )
+
+    return validate
+
+
+def _weight(_: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValidationError(attribute.name, value, "expected a share from 0 to 1")
+
+
 @attrs.frozen
 class SendHour:
     """The best hour of the week to send: ``hour_of_week`` (0 is Monday 00:00) in
@@ -103,10 +123,10 @@ class SendHour:
     ``own_weight`` is the share of the contact's own engagements in its score (1 for a
     segment): near 0 it is mostly the segment's hour."""
 
-    hour_of_week: int
-    timezone: str | None
-    engagements: int
-    own_weight: float
+    hour_of_week: int = attrs.field(validator=_whole(0, HOURS_OF_WEEK - 1))
+    timezone: str | None = attrs.field(validator=typed((str, type(None)), "a time zone name"))
+    engagements: int = attrs.field(validator=_whole(0, 2**63 - 1))
+    own_weight: float = attrs.field(validator=_weight)
 
     @property
     def weekday(self) -> int:
@@ -123,20 +143,38 @@ class SendHour:
         contact's hour (one with a time zone)."""
         if self.timezone is None:
             raise ValidationError("timezone", None, "a segment's hour is in each member's zone")
-        zone = ZoneInfo(self.timezone)
-        local = ensure_utc(at, "at").astimezone(zone)
-        monday = (local - timedelta(days=local.weekday())).date()
-        for week in range(3):
-            day = monday + timedelta(days=7 * week + self.weekday)
-            naive = datetime(day.year, day.month, day.day, self.hour)
-            start = naive.replace(tzinfo=zone).astimezone(UTC)
-            if start >= at:
-                return start
-        raise ValidationError("at", at, "reaches beyond the year 9999")  # pragma: no cover
+        zone = check_zone(self.timezone, "timezone")
+        at = ensure_utc(at, "at")
+        try:
+            local = at.astimezone(zone)
+            monday = (local - timedelta(days=local.weekday())).date()
+            for week in range(3):
+                day = monday + timedelta(days=7 * week + self.weekday)
+                naive = datetime(day.year, day.month, day.day, self.hour)
+                start = naive.replace(tzinfo=zone).astimezone(UTC)
+                if start >= at:
+                    return start
+        except OverflowError:
+            pass
+        raise ValidationError("at", at, "reaches beyond the year 9999")
 
 
 def _frozen(value: Mapping[UUID, SendHour]) -> Mapping[UUID, SendHour]:
+    if not isinstance(value, Mapping):
+        raise ValidationError("contacts", value, "expected a mapping of contact id to SendHour")
+    for key, item in value.items():
+        if not isinstance(key, UUID) or not isinstance(item, SendHour):
+            raise ValidationError("contacts", key, "expected contact ids mapped to SendHours")
     return MappingProxyType(dict(value))
+
+
+def _profile(_: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    if (
+        not isinstance(value, tuple)
+        or len(value) != HOURS_OF_WEEK
+        or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in value)
+    ):
+        raise ValidationError(attribute.name, value, "expected 168 counts (whole numbers >= 0)")
 
 
 @attrs.frozen
@@ -145,9 +183,9 @@ class SendHours:
     nobody engaged) and each contact's (``contacts``; a contact is missing only when
     nobody of the group engaged)."""
 
-    segment: SendHour | None
+    segment: SendHour | None = attrs.field(validator=typed((SendHour, type(None)), "a SendHour"))
     contacts: Mapping[UUID, SendHour] = attrs.field(converter=_frozen, eq=False)
-    profile: tuple[int, ...] = attrs.field(eq=False)
+    profile: tuple[int, ...] = attrs.field(eq=False, validator=_profile)
 
 
 def _best(scores: Sequence[float]) -> int:
@@ -175,8 +213,8 @@ def best_send_hours(
     if (
         isinstance(prior, bool)
         or not isinstance(prior, int | float)
-        or not math.isfinite(prior)
         or not 0 <= prior <= 1e9
+        or not math.isfinite(prior)
     ):
         raise ValidationError("prior", prior, "expected a number from 0 to 1e9")
     strays = [key for key in activities if key not in zones]

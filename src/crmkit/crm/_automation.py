@@ -301,13 +301,17 @@ class AutomationUseCases:
 
     def run_automation_step(self, automation: Automation, step: Any, /) -> StepResult:
         """Run ``step`` (an ``automation.action`` or ``automation.sweep`` step of
-        ``automation``): the instructions of its rule from the step's index on, up to
-        the next wait (whose end is the next step's due time), a failed check or the
-        end. A sweep starts the rule's sequence for every entity its condition selects
-        and plans the next sweep."""
+        ``automation``, as the durable steps store it, or a
+        :class:`~crmkit.automation.PlannedStep`): the instructions of its rule from the
+        step's index on, up to the next wait (whose end is the next step's due time), a
+        failed check or the end. A sweep starts the rule's sequence for every entity its
+        condition selects and plans the next sweep."""
         if not isinstance(automation, Automation):
             raise ValidationError("automation", automation, "expected an Automation")
-        step_id = _uuid(getattr(step, "id", None), "step.id")
+        if isinstance(step, PlannedStep):  # run by hand, before it was ever stored
+            step_id = step.step_id
+        else:
+            step_id = _uuid(getattr(step, "id", None), "step.id")
         payload = getattr(step, "payload", None)
         if not isinstance(payload, Mapping):
             raise ValidationError("step.payload", payload, "expected a mapping")
@@ -348,6 +352,8 @@ class AutomationUseCases:
         period = _payload_field(payload, "period")
         if isinstance(period, bool) or not isinstance(period, int):
             raise ValidationError("payload.period", period, "expected a whole number")
+        if automation.sweep_id(name, period) != step_id:
+            raise ValidationError("step.id", step_id, "is not the id of this rule's sweep")
         now = self.clock.now()
         entity = rule.trigger.entity
         where = rule.condition if rule.condition is not None else None
