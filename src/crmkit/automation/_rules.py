@@ -49,6 +49,7 @@ from crmkit.clock import ensure_utc
 from crmkit.errors import (
     InvalidAutomation,
     Problem,
+    UnknownAction,
     UnknownReference,
     ValidationError,
 )
@@ -299,6 +300,8 @@ def _compile(actions: Sequence[Action], path: str, program: list[Instruction], d
         raise InvalidAutomation(path, len(actions), f"branches nest at most {MAX_NESTING} deep")
     for index, action in enumerate(actions):
         where = f"{path}[{index}]"
+        if type(action) not in ACTION_EMITS and not isinstance(action, MoveStage | CallHook):
+            raise UnknownAction(where, action, "not a step type of crmkit.automation")
         if not isinstance(action, Branch):
             program.append(Instruction(where, action))
             continue
@@ -412,7 +415,10 @@ def emits(action: Action, pipelines: Mapping[str, Pipeline]) -> frozenset[str]:
         if pipeline is None or action.stage not in {s.key for s in pipeline.stages}:
             return frozenset()
         return _MOVE_EMITS[pipeline.subject][pipeline.stage(action.stage).kind]
-    return ACTION_EMITS[type(action)]
+    found = ACTION_EMITS.get(type(action))
+    if found is None:
+        raise UnknownAction("action", action, "not a step type of crmkit.automation")
+    return found
 
 
 def check_rules(
