@@ -3,6 +3,7 @@ starts, and the step executors, run directly with a step built here (the durable
 and the dispatcher call the same methods). Every executor is idempotent by step id: a
 step run twice does nothing new."""
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -43,7 +44,7 @@ from crmkit.automation import (
     speed_to_lead,
 )
 from crmkit.crm import CRM
-from crmkit.errors import UnknownReference, ValidationError
+from crmkit.errors import AutomationLoop, UnknownReference, ValidationError
 from crmkit.lifecycle import (
     BusinessCalendar,
     Pipeline,
@@ -504,3 +505,79 @@ def test_malformed_steps_raise_validation_errors_and_change_nothing(store: Store
     with pytest.raises(ValidationError):
         crm.automation_plan(automation, Event("contact.created", "planet", contact.id))
     assert step.kind == ACTION_STEP
+
+
+# ------------------------------------------------------------------ the install glue
+
+
+class RecordingHost:
+    """A CRM with the three calls of the events and steps interfaces recorded in lists
+    (the real ones land with the other parts of issue 16), and the causes of ids."""
+
+    def __init__(self, crm: CRM) -> None:
+        self.crm = crm
+        self.subscribed: list[tuple[str, str]] = []
+        self.handlers: dict[str, Any] = {}
+        self.runners: dict[str, Any] = {}
+        self.scheduled: dict[UUID, PlannedStep] = {}
+        self.causes: dict[UUID, UUID | None] = {}
+
+    def subscribe(self, event_type: str, handler: Any, *, name: str, max_attempts: int = 5) -> None:
+        self.subscribed.append((event_type, name))
+        self.handlers[event_type] = handler
+
+    def schedule_step(
+        self,
+        kind: str,
+        payload: Any,
+        *,
+        due_at: datetime,
+        step_id: Any = None,
+        subject: Any = None,
+        subject_id: Any = None,
+    ) -> None:
+        self.scheduled.setdefault(
+            step_id, PlannedStep(step_id, kind, payload, due_at, subject, subject_id)
+        )
+
+    def register_runner(self, kind: str, runner: Any) -> None:
+        self.runners[kind] = runner
+
+    def cause_of(self, id: UUID) -> UUID | None:
+        return self.causes.get(id)
+
+    def __getattr__(self, name: str) -> Any:  # the automation use cases: the CRM's
+        return getattr(self.crm, name)
+
+
+def test_install_subscribes_registers_and_schedules_through_the_interfaces(store: Store) -> None:
+    crm = make_crm(store)
+    host = RecordingHost(crm)
+    automation = Automation(
+        [speed_to_lead(["ann"]), quarterly_check_in(), *sla_escalation(["esc"])], name="sales_ops"
+    )
+    automation.install(host)  # type: ignore[arg-type]
+    assert host.subscribed == [
+        ("lead.captured", "sales_ops:lead.captured"),
+        ("sla.at_risk", "sales_ops:sla.at_risk"),
+        ("sla.breached", "sales_ops:sla.breached"),
+    ]
+    assert set(host.runners) == {ACTION_STEP, SWEEP_STEP}
+    (sweep,) = host.scheduled.values()
+    assert sweep.kind == SWEEP_STEP
+    lead = lead_of(crm, "glue@example.com")
+    event = Event("lead.captured", "lead", lead.id)
+    host.handlers["lead.captured"](host, event)
+    host.handlers["lead.captured"](host, event)  # delivered twice: one step
+    (step,) = [p for p in host.scheduled.values() if p.kind == ACTION_STEP]
+    host.runners[ACTION_STEP](host, Step.of(step))
+    with crm.store.unit_of_work() as unit:
+        assert unit.leads.get(lead.id).owner == "ann"
+    # a chain of causes deeper than max_depth is refused, and nothing is scheduled
+    chain = [uuid4() for _ in range(10)]
+    host.causes.update(itertools.pairwise(chain))
+    deep = Event("lead.captured", "lead", lead.id, caused_by=chain[0])
+    before = dict(host.scheduled)
+    with pytest.raises(AutomationLoop):
+        host.handlers["lead.captured"](host, deep)
+    assert host.scheduled == before

@@ -318,9 +318,8 @@ class Automation:
         return uuid5(NAMESPACE, f"{self.name}:{rule}:{period}")
 
     def depth(self, cause: UUID | None, cause_of: Callable[[UUID], UUID | None]) -> int:
-        """How long the chain of causes behind an event caused by ``cause`` is (see
-        :func:`~crmkit.automation.chain_depth`); beyond ``max_depth`` raises
-        :class:`~crmkit.errors.AutomationLoop`... by the caller, which knows the event."""
+        """How long the chain of causes behind an event caused by ``cause`` is, counted
+        up to ``max_depth + 1`` (see :func:`~crmkit.automation.chain_depth`)."""
         return chain_depth(cause, cause_of, limit=self.max_depth)
 
     # ------------------------------------------------------------------ the glue
