@@ -158,7 +158,7 @@ class AutomationUseCases:
         raise NotImplementedError
 
     @property
-    def _crm(self) -> "CRM":
+    def _as_crm(self) -> "CRM":
         return cast("CRM", self)
 
     # ------------------------------------------------------------------ small use cases
@@ -227,12 +227,12 @@ class AutomationUseCases:
         purposes of the messages it sends (:class:`~crmkit.errors.UnknownReference`)."""
         if not isinstance(automation, Automation):
             raise ValidationError("automation", automation, "expected an Automation")
-        automation.check(self._crm.pipelines)
+        automation.check(self._as_crm.pipelines)
         for index, rule in enumerate(automation.rules):
             for instruction in automation.program(rule.name):
                 where = f"rules[{index}].{instruction.path}"
                 action = instruction.action
-                if isinstance(action, Rescore) and self._crm.scoring is None:
+                if isinstance(action, Rescore) and self._as_crm.scoring is None:
                     raise UnknownReference(where, "rescore", "this CRM has no scoring model")
                 if isinstance(action, SendMessage):
                     if self.consent_policy is None:
@@ -254,7 +254,7 @@ class AutomationUseCases:
         planned = []
         for rule in automation.scheduled:
             trigger = cast(OnSchedule, rule.trigger)
-            planned.append(_sweep(automation, rule.name, trigger.period(now) + 1, trigger))
+            planned.append(_sweep_step(automation, rule.name, trigger.period(now) + 1, trigger))
         return planned
 
     # ------------------------------------------------------------------ events
@@ -272,12 +272,12 @@ class AutomationUseCases:
         if not rules:
             return []
         now = self.clock.now()
-        subject, subject_id = self._event_subject(getattr(event, "subject", None), subject_id)
+        subject, subject_id = self._rule_event_subject(getattr(event, "subject", None), subject_id)
         planned = []
         for rule in rules:
             if rule.subject != subject:
                 continue
-            if rule.condition is not None and not self._holds(
+            if rule.condition is not None and not self._rule_holds(
                 rule.condition, subject, subject_id, now
             ):
                 continue
@@ -285,7 +285,7 @@ class AutomationUseCases:
             planned.append(run.planned(0, now))
         return planned
 
-    def _event_subject(self, subject: object, subject_id: UUID) -> tuple[str, UUID]:
+    def _rule_event_subject(self, subject: object, subject_id: UUID) -> tuple[str, UUID]:
         """The subject a rule runs on: the event's, or an activity's contact."""
         if subject == "activity":
             with self.store.unit_of_work() as unit:
@@ -317,7 +317,7 @@ class AutomationUseCases:
             raise ValidationError("step.payload", payload, "expected a mapping")
         kind = getattr(step, "kind", None)
         if kind == SWEEP_STEP:
-            return self._sweep(automation, step_id, payload)
+            return self._rule_sweep(automation, step_id, payload)
         if kind != ACTION_STEP:
             raise ValidationError("step.kind", kind, f"expected {ACTION_STEP} or {SWEEP_STEP}")
         name = _payload_field(payload, "rule")
@@ -340,9 +340,9 @@ class AutomationUseCases:
         )
         if Automation.step_id(run.origin, name, index) != step_id:
             raise ValidationError("step.id", step_id, "is not the id of this rule's step")
-        return self._run(run, index)
+        return self._rule_run(run, index)
 
-    def _sweep(
+    def _rule_sweep(
         self, automation: Automation, step_id: UUID, payload: Mapping[str, Any]
     ) -> StepResult:
         name = _payload_field(payload, "rule")
@@ -363,7 +363,7 @@ class AutomationUseCases:
                 ids = [
                     i
                     for i in repository.ids(now=now)
-                    if self._holds_in(unit, where, entity.value, i, now)
+                    if self._rule_holds_in(unit, where, entity.value, i, now)
                 ]
             else:
                 ids = repository.ids(where, now=now)
@@ -374,10 +374,10 @@ class AutomationUseCases:
             for i in ids
         ]
         following = max(period + 1, rule.trigger.period(now) + 1)
-        planned.append(_sweep(automation, name, following, rule.trigger))
+        planned.append(_sweep_step(automation, name, following, rule.trigger))
         return StepResult((f"sweep {name}: {len(ids)} started",), tuple(planned))
 
-    def _run(self, run: _Run, index: int) -> StepResult:
+    def _rule_run(self, run: _Run, index: int) -> StepResult:
         program = run.automation.program(run.rule)
         done: list[str] = []
         now = self.clock.now()
@@ -389,12 +389,12 @@ class AutomationUseCases:
                 continue
             step_id = Automation.step_id(run.origin, run.rule, index)
             try:
-                subject = self._subject(run.subject, run.subject_id)
+                subject = self._rule_subject(run.subject, run.subject_id)
             except NotFound:
                 done.append(f"{instruction.path} {action.tag}: the {run.subject} is gone")
                 return StepResult(tuple(done), stopped=True)
             if isinstance(action, Wait | WaitUntil):
-                zone = self._zone(run.automation, subject)
+                zone = self._rule_zone(run.automation, subject)
                 due = wait_until(action, now, calendars=run.automation.calendars, zone=zone)
                 done.append(f"{instruction.path} {action.tag}: until {due.isoformat()}")
                 if due > now:
@@ -402,7 +402,7 @@ class AutomationUseCases:
                 index += 1
                 continue
             if isinstance(action, Check | Branch):
-                holds = self._holds(action.rule, run.subject, run.subject_id, now)
+                holds = self._rule_holds(action.rule, run.subject, run.subject_id, now)
                 done.append(
                     f"{instruction.path} {action.tag}: {'holds' if holds else 'does not hold'}"
                 )
@@ -410,18 +410,18 @@ class AutomationUseCases:
                     return StepResult(tuple(done), stopped=True)
                 index = index + 1 if holds else _jump(instruction.jump, index)
                 continue
-            outcome = self._perform(run, action, step_id, subject, now)
+            outcome = self._rule_perform(run, action, step_id, subject, now)
             done.append(f"{instruction.path} {action.tag}: {outcome}")
             index += 1
         return StepResult(tuple(done))
 
     # ------------------------------------------------------------------ reading
 
-    def _subject(self, kind: str, subject_id: UUID) -> Entity:
+    def _rule_subject(self, kind: str, subject_id: UUID) -> Entity:
         with self.store.unit_of_work() as unit:
             return cast(Entity, _repository(unit, kind).get(subject_id))
 
-    def _contact_of(self, subject: Entity) -> Contact | None:
+    def _rule_contact_of(self, subject: Entity) -> Contact | None:
         if isinstance(subject, Contact):
             return subject
         contact_id = getattr(subject, "contact_id", None)
@@ -430,20 +430,20 @@ class AutomationUseCases:
         with self.store.unit_of_work() as unit:
             return unit.contacts.get_many([contact_id]).get(contact_id)
 
-    def _zone(self, automation: Automation, subject: Entity) -> ZoneInfo:
-        contact = self._contact_of(subject)
+    def _rule_zone(self, automation: Automation, subject: Entity) -> ZoneInfo:
+        contact = self._rule_contact_of(subject)
         if contact is None:
             return ZoneInfo(automation.default_timezone)
         return contact_zone(contact, automation.timezone_field, automation.default_timezone)
 
-    def _holds(self, rule: Rule, subject: str, subject_id: UUID, now: datetime) -> bool:
+    def _rule_holds(self, rule: Rule, subject: str, subject_id: UUID, now: datetime) -> bool:
         """Whether ``rule`` is TRUE for the subject (a contact rule: for its contact),
         counted by the store as every rule is."""
         with self.store.unit_of_work() as unit:
-            return self._holds_in(unit, rule, subject, subject_id, now)
+            return self._rule_holds_in(unit, rule, subject, subject_id, now)
 
     @staticmethod
-    def _holds_in(
+    def _rule_holds_in(
         unit: UnitOfWork, rule: Rule, subject: str, subject_id: UUID, now: datetime
     ) -> bool:
         if rule.entity.value != subject:
@@ -459,16 +459,16 @@ class AutomationUseCases:
 
     # ------------------------------------------------------------------ actions
 
-    def _perform(
+    def _rule_perform(
         self, run: _Run, action: Action, step_id: UUID, subject: Entity, now: datetime
     ) -> str:
         by = f"automation:{run.rule}"
         if isinstance(action, CreateTask):
-            return self._create_task(run, action, step_id, subject, now)
+            return self._rule_create_task(run, action, step_id, subject, now)
         if isinstance(action, AssignRoundRobin | AssignByCapacity | AssignByTerritory):
-            return self._assign(run, action, subject, now)
+            return self._rule_assign(run, action, subject, now)
         if isinstance(action, AddTag | RemoveTag):
-            contact = self._contact_of(subject)
+            contact = self._rule_contact_of(subject)
             if contact is None:
                 return f"skipped: the {run.subject} has no contact"
             tags = (
@@ -478,20 +478,20 @@ class AutomationUseCases:
             )
             if tags == contact.tags:
                 return "unchanged"
-            self._crm.update_contact(contact.id, tags=tags, by=by)
+            self._as_crm.update_contact(contact.id, tags=tags, by=by)
             return "done"
         if isinstance(action, AddToSegment):
-            contact = self._contact_of(subject)
+            contact = self._rule_contact_of(subject)
             if contact is None:
                 return f"skipped: the {run.subject} has no contact"
             self.add_to_segment(action.segment_id, contact.id)
             return "done"
         if isinstance(action, MoveStage):
-            return self._move(run, action, subject, by)
+            return self._rule_move(run, action, subject, by)
         if isinstance(action, Rescore):
-            return self._rescore(run, subject)
+            return self._rule_rescore(run, subject)
         if isinstance(action, SendMessage):
-            return self._send(run, action, step_id, subject, now)
+            return self._rule_send(run, action, step_id, subject, now)
         if isinstance(action, CallHook):
             call = HookCall(
                 step_id,
@@ -506,7 +506,7 @@ class AutomationUseCases:
             return "called"
         raise ValidationError("action", action, "not an action this CRM runs")  # pragma: no cover
 
-    def _create_task(
+    def _rule_create_task(
         self, run: _Run, action: CreateTask, step_id: UUID, subject: Entity, now: datetime
     ) -> str:
         task_id = uuid5(step_id, "task")
@@ -538,12 +538,12 @@ class AutomationUseCases:
             clock=FixedClock(now),
         )
         try:
-            self._crm.create_task(attrs.evolve(task, id=task_id))
+            self._as_crm.create_task(attrs.evolve(task, id=task_id))
         except Duplicate:  # a twin run stored it meanwhile
             return "created before"
         return "created"
 
-    def _assign(
+    def _rule_assign(
         self,
         run: _Run,
         action: AssignRoundRobin | AssignByCapacity | AssignByTerritory,
@@ -554,24 +554,24 @@ class AutomationUseCases:
         if field is None:
             return f"skipped: a {run.subject} has no owner"
         current = getattr(subject, field)
-        owner = self._choose_owner(run, action, field, current, now)
+        owner = self._rule_choose_owner(run, action, field, current, now)
         if owner is None or owner == current:
             return f"unchanged: with {current}"
         by = f"automation:{run.rule}"
         try:
             if isinstance(subject, Lead):
-                self._crm.update_lead(subject.id, owner=owner)
+                self._as_crm.update_lead(subject.id, owner=owner)
             elif isinstance(subject, Deal):
-                self._crm.update_deal(subject.id, owner=owner, by=by)
+                self._as_crm.update_deal(subject.id, owner=owner, by=by)
             elif isinstance(subject, Contact):
-                self._crm.update_contact(subject.id, owner=owner, by=by)
+                self._as_crm.update_contact(subject.id, owner=owner, by=by)
             else:
                 self.assign_ticket(subject.id, owner)
         except ClosedRecord:
             return f"skipped: the {run.subject} is closed"
         return f"assigned to {owner}"
 
-    def _choose_owner(
+    def _rule_choose_owner(
         self,
         run: _Run,
         action: AssignRoundRobin | AssignByCapacity | AssignByTerritory,
@@ -583,7 +583,7 @@ class AutomationUseCases:
         with a member of the team stays with them, so a step run twice assigns once."""
         if isinstance(action, AssignByTerritory):
             for territory in action.territories:
-                if self._holds(territory.rule, run.subject, run.subject_id, now):
+                if self._rule_holds(territory.rule, run.subject, run.subject_id, now):
                     return territory.owner
             return action.otherwise
         if isinstance(action, AssignRoundRobin):
@@ -608,17 +608,17 @@ class AutomationUseCases:
         ]
         return action.team[min(free)[1]].owner if free else action.overflow
 
-    def _move(self, run: _Run, action: MoveStage, subject: Entity, by: str) -> str:
+    def _rule_move(self, run: _Run, action: MoveStage, subject: Entity, by: str) -> str:
         reason = f"automation rule {run.rule}"
         try:
             if action.pipeline is None:
-                contact = self._contact_of(subject)
+                contact = self._rule_contact_of(subject)
                 if contact is None:
                     return f"skipped: the {run.subject} has no contact"
                 target = LifecycleStage(action.stage)
                 if _ahead(contact.lifecycle_stage, target):
                     return f"unchanged: the contact is {contact.lifecycle_stage.value}"
-                self._crm.reset_contact(contact.id, target, by=by, reason=reason)
+                self._as_crm.reset_contact(contact.id, target, by=by, reason=reason)
                 return f"moved to {target.value}"
             if not isinstance(subject, Deal | Lead):
                 return f"skipped: a {run.subject} has no pipeline stage"
@@ -627,21 +627,21 @@ class AutomationUseCases:
             if subject.stage == action.stage:
                 return f"unchanged: in {action.stage}"
             if isinstance(subject, Deal):
-                self._crm.move_deal(subject.id, action.stage, by=by, reason=reason)
+                self._as_crm.move_deal(subject.id, action.stage, by=by, reason=reason)
             else:
-                self._crm.move_lead(subject.id, action.stage, by=by, reason=reason)
+                self._as_crm.move_lead(subject.id, action.stage, by=by, reason=reason)
         except TransitionNotAllowed as refused:  # requirements unmet, a closed record
             return f"refused: {refused}"
         return f"moved to {action.stage}"
 
-    def _rescore(self, run: _Run, subject: Entity) -> str:
+    def _rule_rescore(self, run: _Run, subject: Entity) -> str:
         if isinstance(subject, Lead):
             try:
-                self._crm.rescore_lead(subject.id)
+                self._as_crm.rescore_lead(subject.id)
             except ClosedRecord:
                 return "skipped: the lead is closed"
             return "rescored 1 lead"
-        contact = self._contact_of(subject)
+        contact = self._rule_contact_of(subject)
         if contact is None:
             return f"skipped: the {run.subject} has no contact"
         statuses = _OPEN["lead"]
@@ -649,13 +649,13 @@ class AutomationUseCases:
             rule = Rule(RuleEntity.LEAD, And((Compare("contact_id", Op.EQ, contact.id), statuses)))
             ids = [lead.id for lead in unit.leads.iterate(rule) if lead.deal_id is None]
         if ids:
-            self._crm.rescore_leads(ids)
+            self._as_crm.rescore_leads(ids)
         return f"rescored {len(ids)} leads"
 
-    def _send(
+    def _rule_send(
         self, run: _Run, action: SendMessage, step_id: UUID, subject: Entity, now: datetime
     ) -> str:
-        contact = self._contact_of(subject)
+        contact = self._rule_contact_of(subject)
         if contact is None:
             return f"skipped: the {run.subject} has no contact"
         activity_id = uuid5(step_id, "message")
@@ -680,7 +680,7 @@ class AutomationUseCases:
             clock=FixedClock(now),
         )
         try:
-            self._crm.record_activity(attrs.evolve(record, id=activity_id))
+            self._as_crm.record_activity(attrs.evolve(record, id=activity_id))
         except Duplicate:
             return "sent before"
         return "sent"
@@ -719,7 +719,7 @@ def _repository(unit: UnitOfWork, kind: str) -> Repository[Any]:
     return repositories[kind]
 
 
-def _sweep(automation: Automation, rule: str, period: int, trigger: OnSchedule) -> PlannedStep:
+def _sweep_step(automation: Automation, rule: str, period: int, trigger: OnSchedule) -> PlannedStep:
     return PlannedStep(
         step_id=automation.sweep_id(rule, period),
         kind=SWEEP_STEP,
