@@ -261,7 +261,8 @@ class AssignByTerritory(Action):
 
 @attrs.frozen
 class AddTag(Action):
-    """Add ``tag`` to the subject (a lead's or a task's contact, which hold its tags)."""
+    """Add the tag ``name`` to the subject's contact (the contact itself, or the
+    contact of a lead, deal, ticket or task)."""
 
     tag: ClassVar[str] = "add_tag"
     name: str = attrs.field(validator=_valid(_NAME))
@@ -269,7 +270,7 @@ class AddTag(Action):
 
 @attrs.frozen
 class RemoveTag(Action):
-    """Remove ``tag`` from the subject (a lead's or a task's contact)."""
+    """Remove the tag ``name`` from the subject's contact."""
 
     tag: ClassVar[str] = "remove_tag"
     name: str = attrs.field(validator=_valid(_NAME))
