@@ -39,6 +39,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import crmkit.analytics
+import crmkit.automation
 import crmkit.lifecycle
 import crmkit.models
 import crmkit.models.rules
@@ -205,6 +206,7 @@ def _all_enum_members() -> list[enum.Enum]:
         crmkit.quality,
         crmkit.privacy,
         crmkit.analytics,
+        crmkit.automation,
     )
     for module in modules:
         for name in module.__all__:
@@ -465,6 +467,7 @@ def _public_classes() -> list[type]:
         crmkit.quality,
         crmkit.privacy,
         crmkit.analytics,
+        crmkit.automation,
     )
     for module in modules:
         for name in module.__all__:
@@ -517,6 +520,7 @@ def _public_functions() -> list[Any]:
         crmkit.quality,
         crmkit.privacy,
         crmkit.analytics,
+        crmkit.automation,
     ):
         for name in module.__all__:
             obj = getattr(module, name)
@@ -602,6 +606,102 @@ INBOUND = Pipeline(
 )
 
 
+# ------------------------------------------------------------------ automation
+
+_AUTOMATION = crmkit.automation.Automation(
+    [
+        crmkit.automation.speed_to_lead(["ada", "bob"], calendar="office"),
+        crmkit.automation.follow_up_after_no_reply(calendar="office"),
+        crmkit.automation.quarterly_check_in(),
+        *crmkit.automation.sla_escalation(["esc"]),
+        crmkit.automation.AutomationRule(
+            "everything",
+            crmkit.automation.OnEvent("contact.created"),
+            [
+                crmkit.automation.AddTag("x"),
+                crmkit.automation.WaitUntil(time(9)),
+                crmkit.automation.SendMessage("mail", ConsentChannel.EMAIL, "newsletter", "hi"),
+                crmkit.automation.MoveStage("mql"),
+                crmkit.automation.CallHook("hook"),
+            ],
+        ),
+    ],
+    calendars={
+        "office": crmkit.lifecycle.BusinessCalendar.workdays("Europe/Berlin", time(9), time(17))
+    },
+    senders={"mail": lambda message: None},
+    hooks={"hook": lambda crm, call: None},
+)
+
+
+@attrs.frozen
+class _Event:
+    id: Any
+    type: Any
+    subject: Any
+    subject_id: Any
+    caused_by: Any = None
+
+
+@attrs.frozen
+class _Step:
+    id: Any
+    kind: Any
+    payload: Any
+
+
+_EVENT_TYPES = st.sampled_from(sorted(crmkit.automation.EVENT_SUBJECTS))
+_SUBJECTS = st.sampled_from(["contact", "lead", "deal", "ticket", "task", "activity", "x"])
+
+
+def _automation_known(ids: st.SearchStrategy[UUID]) -> dict[str, st.SearchStrategy[Any]]:
+    """Events and steps for the automation use cases: plausible ones (a rule's real
+    step, of a stored subject) with a field swapped for something hostile now and then."""
+    payloads = st.fixed_dictionaries(
+        {
+            "rule": st.sampled_from([r.name for r in _AUTOMATION.rules]) | HOSTILE,
+            "index": st.integers(-1, 6) | HOSTILE,
+            "origin": st.uuids().map(str) | HOSTILE,
+            "subject": _SUBJECTS,
+            "subject_id": ids.map(str) | HOSTILE,
+            "period": st.integers(-5, 10**6) | HOSTILE,
+        }
+    )
+
+    def real_id(payload: dict[str, Any]) -> Any:
+        try:
+            origin = UUID(payload["origin"])
+            return crmkit.automation.Automation.step_id(origin, payload["rule"], payload["index"])
+        except Exception:
+            return uuid4()
+
+    steps = payloads.flatmap(
+        lambda p: st.builds(
+            _Step,
+            st.just(real_id(p)) | st.uuids(),
+            st.sampled_from([crmkit.automation.ACTION_STEP, crmkit.automation.SWEEP_STEP])
+            | HOSTILE,
+            st.just(p) | HOSTILE,
+        )
+    )
+    events = st.builds(
+        _Event, st.uuids() | HOSTILE, _EVENT_TYPES | HOSTILE, _SUBJECTS, ids | HOSTILE
+    )
+    return {"automation": st.just(_AUTOMATION), "event": events, "step": steps}
+
+
+@pytest.mark.parametrize("rule", _AUTOMATION.rules, ids=lambda r: r.name)
+@_fuzz(30)
+@given(data=st.data())
+def test_rules_from_json_raise_only_crmkit_errors(rule: Any, data: Any) -> None:
+    """Rule building from JSON: a valid document with one part swapped for something
+    hostile raises an automation error, never anything else."""
+    document = crmkit.automation.rules_to_json([rule])
+    hostile = _mutated(document, data.draw)
+    call(crmkit.automation.rules_from_json, [hostile], {})
+    call(crmkit.automation.Automation.from_json, [hostile], {})
+
+
 @attrs.define
 class World:
     """A CRM over a store with one of each entity, and what a call may name."""
@@ -660,7 +760,7 @@ class World:
             ),
             "approved_by": st.sampled_from(["legal", "ada", None]),
             "dry_run": st.booleans(),
-        }
+        } | _automation_known(every)
 
 
 def _world(store: Store) -> World:

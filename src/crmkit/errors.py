@@ -20,6 +20,7 @@ from uuid import UUID
 __all__ = [
     "MISSING",
     "AlreadyMerged",
+    "AutomationLoop",
     "ClosedRecord",
     "ConcurrencyConflict",
     "CrmkitError",
@@ -29,6 +30,7 @@ __all__ = [
     "Duplicate",
     "DuplicateEmails",
     "Erased",
+    "InvalidAutomation",
     "InvalidPipeline",
     "InvalidRule",
     "InvalidToken",
@@ -42,7 +44,10 @@ __all__ = [
     "TokenExpired",
     "TransitionNotAllowed",
     "UndeclaredPurpose",
+    "UnknownAction",
     "UnknownCountry",
+    "UnknownEventType",
+    "UnknownReference",
     "UnmergeConflict",
     "ValidationError",
     "short_repr",
@@ -237,6 +242,46 @@ class UnknownCountry(ValidationError):
 
 class InvalidPipeline(ValidationError):
     """A pipeline definition is inconsistent (duplicate, unknown or unreachable stages)."""
+
+
+# ---------------------------------------------------------------------------- automation
+
+
+class InvalidAutomation(ValidationError):
+    """An automation rule is inconsistent: a wrong field, rules that trigger each other
+    in a cycle, a condition on the wrong entity. ``field`` is the JSON path of the
+    problem (``$[0].actions[2].due_in``) when the rules were read from JSON."""
+
+
+class UnknownAction(InvalidAutomation):
+    """An automation rule names an action type crmkit does not have (field ``...type``)."""
+
+
+class UnknownEventType(InvalidAutomation):
+    """An automation rule is triggered by, or declares, an event type crmkit does not
+    record (field ``...trigger.event`` or ``...emits``)."""
+
+
+class UnknownReference(InvalidAutomation):
+    """An automation rule names what the CRM or the automation is not configured with: a
+    pipeline, a stage of it, a business calendar, a message sender or a host hook."""
+
+
+class AutomationLoop(CrmkitError, RuntimeError):
+    """Rules triggered each other deeper than the automation's ``max_depth``: the chain
+    of causes of ``event_id`` is ``depth`` long. Raised by the automation's event
+    handler, so the dispatcher records it as a failed delivery (and, after its
+    attempts, a dead letter): the loop is reported and ends, never runs on."""
+
+    def __init__(self, event_id: UUID, depth: int, limit: int) -> None:
+        self.event_id, self.depth, self.limit = event_id, depth, limit
+        super().__init__(event_id, depth, limit)
+
+    def __str__(self) -> str:
+        return (
+            f"automation loop: event {self.event_id} has a chain of causes {self.depth} "
+            f"long, more than the automation's max_depth ({self.limit})"
+        )
 
 
 # ---------------------------------------------------------------------------- consent

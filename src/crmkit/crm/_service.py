@@ -43,6 +43,7 @@ from crmkit.analytics import (
 from crmkit.clock import Clock, FixedClock, ensure_utc
 from crmkit.crm import _kpis, _merge
 from crmkit.crm._audited import AuditedUnit
+from crmkit.crm._automation import AutomationUseCases
 from crmkit.crm._consent import ConsentUseCases, check_secret
 from crmkit.crm._privacy import PrivacyCases, privacy_options
 from crmkit.errors import (
@@ -251,7 +252,7 @@ _MANAGED: Final = {
 }
 
 
-class CRM(ConsentUseCases, PrivacyCases):
+class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
     """A store, a clock and the configured pipelines, wired: the friendly entry point.
 
     Every method is one use case and runs in one unit of work: either everything it

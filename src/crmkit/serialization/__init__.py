@@ -125,7 +125,50 @@ def make_converter() -> CrmkitConverter:
     converter.register_structure_hook_factory(_is_condition, _condition_structure_factory)
     converter.register_unstructure_hook_func(_is_condition, unstructure_condition)
     converter.register_structure_hook_factory(attrs.has, _attrs_structure_factory)
+    # After attrs.has: later registrations win, and a tagged base is an attrs class too.
+    converter.register_structure_hook_factory(_is_tagged, _tagged_structure_factory)
+    converter.register_unstructure_hook_factory(_is_tagged, _tagged_unstructure_factory)
     return converter
+
+
+# ---------------------------------------------------------------------------- tagged unions
+
+
+def _is_tagged(t: Any) -> bool:
+    """A base class whose subclasses are told apart in JSON by a ``"type"`` key: it holds
+    ``__crmkit_variants__`` (tag -> subclass) and may name the error class of an unknown
+    tag in ``__crmkit_unknown__`` (the automation actions, for example)."""
+    return isinstance(t, type) and "__crmkit_variants__" in vars(t)
+
+
+def _tagged_structure_factory(cl: type[Any], converter: cattrs.Converter) -> Callable[..., Any]:
+    variants: Mapping[str, type[Any]] = vars(cl)["__crmkit_variants__"]
+    unknown: type[ValidationError] = getattr(cl, "__crmkit_unknown__", ValidationError)
+
+    def structure(obj: object, _: type) -> Any:
+        if not isinstance(obj, Mapping):
+            raise fail(obj, f"expected an object with a 'type' key for {cl.__name__}")
+        tag = obj.get("type", MISSING)
+        if tag is MISSING:
+            raise ValidationError("type", MISSING, "required field is missing")
+        if not isinstance(tag, str) or tag not in variants:
+            raise unknown("type", tag, f"expected one of: {', '.join(sorted(variants))}")
+        variant = variants[tag]
+        rest = {key: value for key, value in obj.items() if key != "type"}
+        return converter.get_structure_hook(variant)(rest, variant)
+
+    return structure
+
+
+def _tagged_unstructure_factory(cl: type[Any], converter: cattrs.Converter) -> Callable[..., Any]:
+    variants: Mapping[str, type[Any]] = vars(cl)["__crmkit_variants__"]
+    tags = {variant: tag for tag, variant in variants.items()}
+
+    def unstructure(value: Any) -> Any:
+        variant = type(value)
+        return {"type": tags[variant], **converter.unstructure(value, unstructure_as=variant)}
+
+    return unstructure
 
 
 def _is_condition(t: Any) -> bool:

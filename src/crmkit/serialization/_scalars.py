@@ -109,11 +109,13 @@ def read_each(pairs: Iterable[tuple[str, object]], read: Callable[[object], Any]
     """``read`` every value of ``(path, value)`` pairs; all problems, each under its path."""
     items: list[Any] = []
     problems: list[Problem] = []
+    kinds: set[type[ValidationError]] = set()
     for where, value in pairs:
         try:
             items.append(read(value))
         except ValidationError as error:
+            kinds.add(type(error))
             problems.extend(p.within(where) for p in error.problems)
-    if problems:
-        raise ValidationError.of(problems)
+    if problems:  # errors of one kind keep it (an InvalidRule stays one)
+        raise (kinds.pop() if len(kinds) == 1 else ValidationError).of(problems)
     return items
