@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from crmkit.analytics import ForecastCategory, Granularity, period_of
 from crmkit.crm import CRM
+from crmkit.errors import ValidationError
 from crmkit.lifecycle import Pipeline, Stage, StageKind, Touchpoint
 from crmkit.models import LeadChannel, Money, SubjectKind
 from crmkit.storage import Store
@@ -67,3 +69,76 @@ def test_funnel_times_leave_out_subjects_that_skipped_a_stage(store: Store) -> N
     assert abs(rows["proposal"].median_time - timedelta(days=10)) < timedelta(minutes=1)
     assert rows["won"].median_time is not None
     assert abs(rows["won"].median_time - timedelta(days=20)) < timedelta(minutes=1)
+
+
+def test_report_money_comes_at_the_currency_exponent_on_every_store(store: Store) -> None:
+    """#12, #22: ``4500.50`` on every store, not SQLite's ``4500.500000000000``, and
+    ``0.00`` for the deals without an amount rather than ``0E-12``."""
+    crm = CRM(store, pipelines=[SALES])
+    a, _open, c = _deals(crm, ("1000", "2000", "1500.5"))
+    touch = Touchpoint(email="none@x.org", source="web", channel=LeadChannel.FORM)
+    lead = crm.capture_lead(touch).lead
+    no_amount = crm.convert_lead(lead.id, pipeline="sales", title="none").deal.id
+    _advance(store, 5)
+    for deal in (a, c, no_amount):
+        crm.win_deal(deal, by="x")
+    month = [period_of(store.clock.now(), Granularity.MONTH)]
+    rows = {r.currency: r for r in crm.pipeline_kpis("sales", periods=month).rows}
+    assert str(rows["EUR"].won_amount) == str(rows["EUR"].new_revenue) == "2500.50"
+    assert str(rows["EUR"].open_amount) == "2000.00"
+    assert str(rows["EUR"].weighted) == "400.00"
+    assert str(rows[None].won_amount) == "0.00"
+    forecast = {r.currency: r for r in crm.forecast("sales", periods=month).rows}
+    assert str(forecast["EUR"].closed) == "2500.50"
+    assert str(forecast[None].closed) == "0.00"
+
+
+def test_forecast_categories_name_unknown_and_closed_stages(store: Store) -> None:
+    """#11 (and #13: a category's string value is accepted like the member)."""
+    crm = CRM(store, pipelines=[SALES])
+    touch = Touchpoint(email="a@x.org", source="web", channel=LeadChannel.FORM)
+    lead = crm.capture_lead(touch).lead
+    close = (START + timedelta(days=3)).date()
+    crm.convert_lead(
+        lead.id, pipeline="sales", title="a", amount=Money("1000", "EUR"), expected_close=close
+    )
+    month = [period_of(START, Granularity.MONTH)]
+    for wrong, field in (
+        ({"negotation": ForecastCategory.COMMIT}, "categories['negotation']"),
+        ({"won": ForecastCategory.PIPELINE}, "categories['won']"),
+        ({"discovery": "certain"}, "categories['discovery']"),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            crm.forecast("sales", periods=month, categories=wrong)  # type: ignore[arg-type]
+        assert refused.value.field == field
+    by_value = crm.forecast("sales", periods=month, categories={"discovery": "commit"})  # type: ignore[dict-item]
+    by_member = crm.forecast(
+        "sales", periods=month, categories={"discovery": ForecastCategory.COMMIT}
+    )
+    assert by_value.rows == by_member.rows
+    assert by_member.rows[0].commit == Decimal("1000.00")
+
+
+def test_rate_tables_take_currency_codes_in_any_case(store: Store) -> None:
+    """#20: ``{"usd": ...}`` and ``currency="eur"`` are EUR and USD, as in Money; a bogus
+    code is refused as one, not reported as a missing rate."""
+    crm = CRM(store, pipelines=[SALES])
+    (a,) = _deals(crm, ("1000",))
+    _advance(store, 1)
+    crm.win_deal(a, by="x")
+    month = [period_of(store.clock.now(), Granularity.MONTH)]
+    lower = crm.pipeline_kpis("sales", periods=month, rates={"usd": Decimal("0.9")}, currency="eur")
+    upper = crm.pipeline_kpis("sales", periods=month, rates={"USD": Decimal("0.9")}, currency="EUR")
+    assert lower.rows == upper.rows
+    assert lower.rows[0].currency == "EUR"
+    with pytest.raises(ValidationError) as bogus:
+        crm.pipeline_kpis("sales", periods=month, rates={"USD": Decimal("0.9")}, currency="EURO")
+    assert bogus.value.field == "currency"
+    with pytest.raises(ValidationError) as twice:
+        crm.forecast(
+            "sales",
+            periods=month,
+            rates={"USD": Decimal("0.9"), "usd": Decimal("0.8")},
+            currency="EUR",
+        )
+    assert twice.value.field.startswith("rates[")

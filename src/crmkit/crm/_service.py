@@ -1762,7 +1762,11 @@ class CRM(ConsentUseCases, PrivacyCases):
         """The forecast of a deal pipeline per period as of ``at``: closed (won within
         the period), commit, best case, pipeline and omitted (open deals expected to
         close within it, by category: ``categories`` maps open stages, else the stage's
-        probability decides), and the expected revenue from stage probabilities."""
+        probability decides), and the expected revenue from stage probabilities.
+        ``categories`` values are :class:`~crmkit.analytics.ForecastCategory` members
+        or their values (``"commit"``); a key that is no open stage of the pipeline (a
+        typo, a won or lost stage) raises :class:`~crmkit.errors.ValidationError`
+        naming ``categories['key']``."""
         return _kpis.forecast(
             self.store,
             self.pipelines,
