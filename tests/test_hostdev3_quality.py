@@ -124,3 +124,12 @@ def test_two_mailboxes_of_people_with_one_name_are_no_certain_duplicate() -> Non
     weights = CONTACT_WEIGHTS.level_weights()
     email = [c.name for c in CONTACT_SPEC.comparisons].index("email")
     assert weights[email][0] <= -3, "a different address is strong evidence against"
+
+
+def test_the_audit_of_no_records_reports_no_rate() -> None:
+    """#21: 0 of 0 filled is no rate (``None``), and the summary has no 100% line."""
+    report = CRM(MemoryStore(clock=CLOCK)).audit()
+    fill = report.fill("account", "domain")
+    assert (fill.filled, fill.total, fill.rate) == (0, 0, None)
+    assert "100%" not in report.summary()
+    assert "account." not in report.summary()
