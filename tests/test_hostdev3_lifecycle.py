@@ -1,0 +1,64 @@
+"""Regression tests for the lifecycle findings of the hostdev3 evaluation, on memory,
+SQLite and PostgreSQL: a merge that demoted a customer (#7), a won deal reopened and
+lost (#10)."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from crmkit.crm import CRM
+from crmkit.errors import ValidationError
+from crmkit.lifecycle import Pipeline, Stage, StageKind, Touchpoint
+from crmkit.models import Contact, LeadChannel, LifecycleStage, Money, SubjectKind
+from crmkit.quality import MergePolicy, Strategy
+from crmkit.storage import Store
+from tests.storage_support import STORES, stepping_store
+
+START = datetime(2026, 1, 5, 9, tzinfo=UTC)
+SALES = Pipeline(
+    key="sales",
+    label="Sales",
+    subject=SubjectKind.DEAL,
+    stages=(
+        Stage(key="discovery", label="D", probability=Decimal("0.2")),
+        Stage(key="proposal", label="P", probability=Decimal("0.5")),
+        Stage(key="won", label="W", probability=Decimal(1), kind=StageKind.WON),
+        Stage(key="lost", label="L", kind=StageKind.LOST),
+    ),
+)
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    yield from stepping_store(request.param, tmp_path, START, "hostdev3l")
+
+
+def _won_customer(crm: CRM, email: str) -> tuple[object, object]:
+    touch = Touchpoint(email=email, first_name="Ada", source="web", channel=LeadChannel.FORM)
+    lead = crm.capture_lead(touch).lead
+    deal = crm.convert_lead(lead.id, pipeline="sales", title="a", amount=Money("1000", "EUR")).deal
+    crm.win_deal(deal.id, by="ann")
+    return lead.contact_id, deal.id
+
+
+def test_a_merge_keeps_the_furthest_lifecycle_stage(store: Store) -> None:
+    """#7: merging a customer into a subscriber leaves a customer, by default."""
+    crm = CRM(store, pipelines=[SALES])
+    buyer, _deal = _won_customer(crm, "buyer@x.org")
+    sub = crm.create_contact(Contact.new(email="ada@home.org", first_name="Ada", clock=store.clock))
+    assert sub.lifecycle_stage is LifecycleStage.SUBSCRIBER
+    plan = crm.merge_contacts(sub.id, [buyer], dry_run=True)
+    assert ("lifecycle_stage", LifecycleStage.SUBSCRIBER, LifecycleStage.CUSTOMER) in [
+        (c.field, c.before, c.after) for c in plan.changes
+    ]
+    done = crm.merge_contacts(sub.id, [buyer])
+    assert done.survivor.lifecycle_stage is LifecycleStage.CUSTOMER
+    assert [c.id for c in crm.customers()] == [sub.id]
+    keep = MergePolicy.of(Contact, {"lifecycle_stage": "survivor"})
+    assert keep.fields["lifecycle_stage"] is Strategy.SURVIVOR
+    with pytest.raises(ValidationError) as wrong:
+        MergePolicy.of(Contact, {"phone": "furthest"})
+    assert wrong.value.field == "policies.phone"
