@@ -62,3 +62,34 @@ def test_a_merge_keeps_the_furthest_lifecycle_stage(store: Store) -> None:
     with pytest.raises(ValidationError) as wrong:
         MergePolicy.of(Contact, {"phone": "furthest"})
     assert wrong.value.field == "policies.phone"
+
+
+REOPENABLE = Pipeline(
+    key="sales",
+    label="Sales",
+    subject=SubjectKind.DEAL,
+    stages=SALES.stages,
+    reopen=True,
+)
+
+
+def test_a_won_deal_reopened_is_no_purchase_any_more(store: Store) -> None:
+    """#10: won, reopened and lost: the contact is no customer; a contact with another
+    won deal stays one."""
+    crm = CRM(store, pipelines=[REOPENABLE])
+    one, deal = _won_customer(crm, "one@x.org")
+    two, first = _won_customer(crm, "two@x.org")
+    touch = Touchpoint(email="two@x.org", source="web", channel=LeadChannel.FORM)
+    lead = crm.capture_lead(touch).lead
+    second = crm.convert_lead(lead.id, pipeline="sales", title="b").deal.id
+    crm.win_deal(second, by="ann")
+    assert {c.id for c in crm.customers()} == {one, two}
+    crm.reopen_deal(deal, to="proposal", by="ann", reason="customer cancelled")
+    crm.lose_deal(deal, by="ann", reason="cancelled")
+    crm.reopen_deal(first, to="proposal", by="ann", reason="customer cancelled")
+    assert {c.id for c in crm.customers()} == {two}
+    with store.unit_of_work() as unit:
+        assert unit.contacts.get(one).lifecycle_stage is LifecycleStage.OPPORTUNITY
+    last = crm.history(SubjectKind.CONTACT, one)[-1]
+    assert (last.from_stage, last.to_stage) == ("customer", "opportunity")
+    assert last.reason == "deal reopened: customer cancelled"

@@ -731,18 +731,39 @@ class CRM(ConsentUseCases, PrivacyCases):
         (``Pipeline(reopen=True)``, or the pair in mode ``explicit``); and when the
         stage the deal leaves required approval to enter (a four-eyes win), a second
         person must approve the reopen too (``approved_by``). The target stage's own
-        requirements apply as for every move. A deal reopened from won does not move its
-        contact back in the lifecycle (use :meth:`reset_contact` for that).
+        requirements apply as for every move.
+
+        A deal reopened from won was the contact's purchase no more: when it was the
+        contact's only won deal and the contact is a customer (the stage winning it
+        gave), the contact goes back to ``opportunity`` (it has an open deal again), a
+        reset recorded in its stage history with the same ``by`` and ``reason``. A
+        contact with another won deal stays a customer, and an evangelist stays one.
         """
         with self._unit(by) as unit:
             deal = unit.deals.get(deal_id)
             machine = self._deal_machine(deal.pipeline)
-            moved = machine.reopen(
-                deal, to, by=by, reason=reason, approved_by=approved_by, at=self.clock.now()
-            )
+            now = self.clock.now()
+            moved = machine.reopen(deal, to, by=by, reason=reason, approved_by=approved_by, at=now)
             stored = unit.deals.update(moved.entity)
             unit.stage_history.add(moved.change)
+            if deal.status is DealStatus.WON and deal.contact_id is not None:
+                self._unwin_contact(unit, deal.contact_id, by=by, reason=reason, at=now)
         return Moved(stored, moved.change)
+
+    def _unwin_contact(
+        self, unit: UnitOfWork, contact_id: UUID, *, by: str, reason: str, at: datetime
+    ) -> None:
+        """Put a customer whose only won deal was reopened back to ``opportunity``."""
+        contact = unit.contacts.get(contact_id)
+        if contact.lifecycle_stage is not LifecycleStage.CUSTOMER:
+            return
+        won = (field("contact_id") == contact_id) & (field("status") == DealStatus.WON.value)
+        if unit.deals.count(deals_where(won)):
+            return
+        moved = reset_contact(
+            contact, LifecycleStage.OPPORTUNITY, by=by, reason=f"deal reopened: {reason}", at=at
+        )
+        self._stored_move(unit, moved)
 
     def reopen_lead(
         self,
