@@ -4,7 +4,7 @@ exponent on every store (#12, #22), forecast categories naming unknown stages (#
 rate tables in any case (#20)."""
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -142,3 +142,41 @@ def test_rate_tables_take_currency_codes_in_any_case(store: Store) -> None:
             currency="EUR",
         )
     assert twice.value.field.startswith("rates[")
+
+
+def test_deal_updates_reach_the_forecast_and_kpis_as_of_their_time(store: Store) -> None:
+    """#3: an update of amount and expected close is replayed from its time on; as of a
+    time before it, the values before it."""
+    crm = CRM(store, pipelines=[SALES])
+    touch = Touchpoint(email="a@x.org", source="web", channel=LeadChannel.FORM)
+    lead = crm.capture_lead(touch).lead
+    deal = crm.convert_lead(
+        lead.id,
+        pipeline="sales",
+        title="a",
+        amount=Money("1000", "EUR"),
+        expected_close=date(2026, 1, 25),
+    ).deal
+    before = store.clock.now()
+    _advance(store, 2)
+    crm.update_deal(deal.id, amount=Money("50000", "USD"), expected_close=date(2026, 3, 10))
+    jan, mar = (period_of(datetime(2026, m, 1, tzinfo=UTC), Granularity.MONTH) for m in (1, 3))
+    now = {(r.period, r.currency): r for r in crm.forecast("sales", periods=[jan, mar]).rows}
+    assert now[("2026-03", "USD")].pipeline == Decimal("50000.00")
+    assert now[("2026-03", "USD")].deals == 1
+    assert all(r.deals == 0 for (period, _), r in now.items() if period == "2026-01")
+    then = crm.forecast("sales", periods=[jan], at=before).rows
+    assert [(r.currency, r.pipeline, r.deals) for r in then] == [("EUR", Decimal("1000.00"), 1)]
+    (kpi,) = crm.pipeline_kpis("sales", periods=[jan]).rows
+    assert (kpi.currency, kpi.open, kpi.open_amount) == ("USD", 1, Decimal("50000.00"))
+    history = crm.history(SubjectKind.DEAL, deal.id)
+    assert [(c.from_stage, c.to_stage, c.reason) for c in history][-1] == (
+        "discovery",
+        "discovery",
+        "updated",
+    )
+    crm.update_deal(deal.id, title="renamed")  # no value of the replay changed
+    assert len(crm.history(SubjectKind.DEAL, deal.id)) == len(history)
+    rows = {r.stage: r for r in crm.funnel("sales").rows}
+    assert rows["discovery"].reached == 1
+    assert rows["proposal"].reached == 0

@@ -431,7 +431,9 @@ def test_stage_change_invariants(clock: FixedClock) -> None:
     )
     assert change.probability == Decimal("0.4")
     with pytest.raises(ValidationError, match="equals from_stage"):
-        attrs.evolve(change, to_stage="new")
+        attrs.evolve(change, subject=SubjectKind.LEAD, to_stage="new")
+    # a deal's update snapshot stays in its stage (update_deal records it)
+    assert attrs.evolve(change, to_stage="new").from_stage == "new"
     with pytest.raises(ValidationError, match="contact lifecycle has no pipeline"):
         attrs.evolve(change, subject=SubjectKind.CONTACT)
 

@@ -250,6 +250,25 @@ _MANAGED: Final = {
 }
 
 
+def _update_snapshot(deal: Deal, by: str | None, at: datetime) -> StageChange:
+    """The history entry of an update of a deal's amount, probability or expected
+    close: it stays in the deal's stage and snapshots the new values."""
+    return StageChange.new(
+        subject=SubjectKind.DEAL,
+        subject_id=deal.id,
+        pipeline=deal.pipeline,
+        from_stage=deal.stage,
+        to_stage=deal.stage,
+        at=at,
+        by=by,
+        reason="updated",
+        amount=deal.amount,
+        probability=deal.probability,
+        expected_close=deal.expected_close,
+        clock=FixedClock(at),
+    )
+
+
 class CRM(ConsentUseCases, PrivacyCases):
     """A store, a clock and the configured pipelines, wired: the friendly entry point.
 
@@ -666,6 +685,12 @@ class CRM(ConsentUseCases, PrivacyCases):
         ``version``, when given, is the version the change was based on: another
         version stored raises :class:`~crmkit.errors.ConcurrencyConflict`.
 
+        A change of the amount, probability or expected close is recorded in the
+        deal's stage history as an entry that stays in its stage (``from_stage ==
+        to_stage``, reason ``"updated"``) with the new values, so that the funnel,
+        pipeline KPIs, forecast and backtest, which replay the history as of their
+        time, read the values the deal had then: the new ones from the update on.
+
         A won or lost deal is a record: any change raises
         :class:`~crmkit.errors.ClosedRecord` (reopen it first, :meth:`reopen_deal`). An
         open deal's change must not break its stage's requirements (a required field
@@ -692,8 +717,13 @@ class CRM(ConsentUseCases, PrivacyCases):
                 changes["custom"] = {**deal.custom, **custom}
             if not changes:
                 return self._check_deal_update(deal, deal)
-            updated = attrs.evolve(deal, **changes, updated_at=self.clock.now())
-            return unit.deals.update(self._check_deal_update(deal, updated))
+            now = self.clock.now()
+            updated = attrs.evolve(deal, **changes, updated_at=now)
+            stored = unit.deals.update(self._check_deal_update(deal, updated))
+            snapshot = (stored.amount, stored.probability, stored.expected_close)
+            if snapshot != (deal.amount, deal.probability, deal.expected_close):
+                unit.stage_history.add(_update_snapshot(stored, by, now))
+            return stored
 
     def _check_deal_update(self, before: Deal, after: Deal) -> Deal:
         machine = self._machines.get(before.pipeline)

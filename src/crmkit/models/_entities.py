@@ -966,7 +966,10 @@ class StageChange(Entity):
     ``from_stage`` is ``None`` for the first stage; ``pipeline`` is ``None`` for the
     contact lifecycle. ``amount``, ``probability`` and ``expected_close`` snapshot a
     deal as it was at the move (as Salesforce's opportunity history does), so history and
-    analytics show the values a deal moved with, not the ones it has now.
+    analytics show the values a deal moved with, not the ones it has now. A deal's entry
+    may stay in its stage (``from_stage == to_stage``): the snapshot ``update_deal``
+    records when it changes the amount, probability or expected close, so that a replay
+    as of any time reads the values the deal had then.
     """
 
     entity_name: ClassVar[str] = "stage_change"
@@ -993,7 +996,7 @@ class StageChange(Entity):
 
     def _invariants(self) -> Iterator[Problem]:
         yield from super()._invariants()
-        if self.from_stage == self.to_stage:
+        if self.from_stage == self.to_stage and self.subject is not SubjectKind.DEAL:
             yield Problem("to_stage", self.to_stage, "equals from_stage")
         if self.subject is SubjectKind.CONTACT:
             if self.pipeline is not None:
