@@ -10,11 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from crmkit.analytics import ForecastCategory, Granularity, period_of
+from crmkit.analytics import (
+    ForecastCategory,
+    Granularity,
+    Transaction,
+    period_of,
+    spans_from_purchases,
+)
 from crmkit.crm import CRM
 from crmkit.errors import ValidationError
 from crmkit.lifecycle import Pipeline, Stage, StageKind, Touchpoint
-from crmkit.models import LeadChannel, Money, SubjectKind
+from crmkit.models import Activity, ActivityKind, Contact, LeadChannel, Money, SubjectKind
 from crmkit.storage import Store
 from tests.storage_support import STORES, stepping_store
 
@@ -180,3 +186,40 @@ def test_deal_updates_reach_the_forecast_and_kpis_as_of_their_time(store: Store)
     rows = {r.stage: r for r in crm.funnel("sales").rows}
     assert rows["discovery"].reached == 1
     assert rows["proposal"].reached == 0
+
+
+def test_inactivity_churn_splits_a_customer_at_each_long_gap(store: Store) -> None:
+    """#9: a customer silent for longer than ``inactive_after`` churned then, and the
+    purchase after the gap is a reactivation (new), so a past month's churn stays put."""
+    crm = CRM(store)
+    contact = crm.create_contact(Contact.new(email="buyer@x.org", clock=store.clock))
+    jan = datetime(2025, 1, 10, tzinfo=UTC)
+    for day in (0, 20, 200):  # a gap of 180 days after the second purchase
+        crm.record_activity(
+            Activity.new(
+                contact_id=contact.id,
+                kind=ActivityKind.PURCHASE,
+                occurred_at=jan + timedelta(days=day),
+                amount=Money("10", "EUR"),
+                clock=store.clock,
+            )
+        )
+    report = crm.customer_report(
+        start=datetime(2025, 1, 1, tzinfo=UTC),
+        end=datetime(2025, 9, 1, tzinfo=UTC),
+        inactive_after=timedelta(days=90),
+    )
+    flows = {r.period: (r.customers_at_start, r.new, r.churned) for r in report.flows.rows}
+    assert flows["2025-01"] == (0, 1, 0)
+    assert flows["2025-04"] == (1, 0, 1)  # churned 90 days after 30 January
+    assert flows["2025-05"] == (0, 0, 0)
+    assert flows["2025-07"] == (0, 1, 0)  # back on 29 July: reactivated
+    spans = spans_from_purchases(
+        [Transaction("c", jan + timedelta(days=d), Money("1", "EUR")) for d in (0, 20, 200)],
+        inactive_after=timedelta(days=90),
+        now=START,
+    )
+    assert [(s.start, s.end) for s in spans] == [
+        (jan, jan + timedelta(days=110)),
+        (jan + timedelta(days=200), jan + timedelta(days=290)),
+    ]

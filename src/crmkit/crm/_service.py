@@ -1878,7 +1878,9 @@ class CRM(ConsentUseCases, PrivacyCases):
 
         A customer churns by lifecycle (``inactive_after=None``: leaving the customer and
         evangelist stages; a contact imported at those stages is a customer since its
-        creation) or ``inactive_after`` its last purchase. Revenue comes from purchase
+        creation) or by inactivity: ``inactive_after`` after the last purchase before
+        a longer gap (a purchase after the gap makes it a customer again, counted as
+        new: a reactivation). Revenue comes from purchase
         activities (``revenue_from="purchases"``) or won deals (``"deals"``: by account,
         else contact), per currency.
         """
