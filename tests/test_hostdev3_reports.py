@@ -20,7 +20,15 @@ from crmkit.analytics import (
 from crmkit.crm import CRM
 from crmkit.errors import ValidationError
 from crmkit.lifecycle import Pipeline, Stage, StageKind, Touchpoint
-from crmkit.models import Activity, ActivityKind, Contact, LeadChannel, Money, SubjectKind
+from crmkit.models import (
+    Activity,
+    ActivityKind,
+    Contact,
+    LeadChannel,
+    Money,
+    SubjectKind,
+    TicketChannel,
+)
 from crmkit.storage import Store
 from tests.storage_support import STORES, stepping_store
 
@@ -223,3 +231,27 @@ def test_inactivity_churn_splits_a_customer_at_each_long_gap(store: Store) -> No
         (jan, jan + timedelta(days=110)),
         (jan + timedelta(days=200), jan + timedelta(days=290)),
     ]
+
+
+def test_a_rating_counts_in_the_month_its_ticket_was_solved(store: Store) -> None:
+    """#15: created on 28 February, solved and rated on 1 March, closed later: in the
+    March report, not lost between two monthly reports."""
+    crm = CRM(store)
+    contact = crm.create_contact(Contact.new(email="c@x.org", clock=store.clock))
+    store.clock.set(datetime(2026, 2, 28, 12, tzinfo=UTC))  # type: ignore[attr-defined]
+    ticket = crm.open_ticket(contact.id, subject="help", channel=TicketChannel.EMAIL)
+    store.clock.set(datetime(2026, 3, 1, 9, tzinfo=UTC))  # type: ignore[attr-defined]
+    crm.solve_ticket(ticket.id, by="agent")
+    crm.record_csat(ticket.id, 5)
+    store.clock.set(datetime(2026, 4, 2, 9, tzinfo=UTC))  # type: ignore[attr-defined]
+    crm.close_ticket(ticket.id, by="agent")
+
+    def responses(start: datetime, end: datetime) -> dict[str, int]:
+        rows = crm.service_report(start=start, end=end).csat.rows
+        return {r.period: r.responses for r in rows if r.agent is None}
+
+    feb, mar, apr = (datetime(2026, m, 1, tzinfo=UTC) for m in (2, 3, 4))
+    assert responses(feb, mar) == {"2026-02": 0}
+    assert responses(mar, apr) == {"2026-03": 1}
+    assert responses(feb, apr) == {"2026-02": 0, "2026-03": 1}
+    assert sum(responses(apr, datetime(2026, 5, 1, tzinfo=UTC)).values()) == 0

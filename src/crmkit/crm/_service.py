@@ -22,6 +22,7 @@ from crmkit.analytics import (
     Granularity,
     Period,
     PipelineKpis,
+    Rating,
     RfmSummary,
     ServiceReport,
     SlaOutcome,
@@ -29,7 +30,6 @@ from crmkit.analytics import (
     Transaction,
     csat_report,
     customer_flows,
-    ratings_from_tickets,
     retention_matrix,
     revenue_report,
     rfm_summary,
@@ -1926,21 +1926,40 @@ class CRM(ConsentUseCases, PrivacyCases):
         granularity: Granularity = Granularity.MONTH,
         tz: tzinfo = UTC,
     ) -> ServiceReport:
-        """CSAT per period and agent, first-response and resolution times and SLA
-        compliance per policy and target of the tickets created from ``start`` to ``end``
-        (exclusive), their SLA clocks read now."""
+        """CSAT per period and agent of the tickets solved from ``start`` to ``end``
+        (exclusive), and first-response and resolution times and SLA compliance per
+        policy and target of the tickets created in that window, their SLA clocks read
+        now.
+
+        A rating belongs to the period in which its ticket was (last) solved, whatever
+        the ticket's creation: a ticket created on 28 February and solved and rated on
+        1 March counts in March, so monthly reports add up to the quarter's. The solve
+        time comes from the ticket's stage history and stays put when the ticket is
+        closed or touched later."""
         first = ensure_utc(start, "start")
         last = ensure_utc(end, "end")
         now = self.clock.now()
         created = (field("created_at") >= first) & (field("created_at") < last)
+        # a ticket solved in the window was created before its end and changed after its
+        # start; its solve time is in its history
+        rated = (
+            field("csat").is_not_null()
+            & (field("created_at") < last)
+            & (field("updated_at") >= first)
+        )
         with self.store.unit_of_work() as unit:
             tickets = list(unit.tickets.iterate(tickets_where(created)))
             reports = [self._sla(unit, ticket, now) for ticket in tickets]
+            ratings = [
+                Rating(solved, ticket.csat, ticket.assignee)
+                for ticket in unit.tickets.iterate(tickets_where(rated))
+                if ticket.csat is not None
+                and (solved := _solved_at(unit, ticket)) is not None
+                and first <= solved < last
+            ]
         outcomes = [outcome for report in reports for outcome in _outcomes(report)]
         return ServiceReport(
-            csat=csat_report(
-                ratings_from_tickets(tickets), start=first, end=last, granularity=granularity, tz=tz
-            ),
+            csat=csat_report(ratings, start=first, end=last, granularity=granularity, tz=tz),
             times=service_times(outcomes),
             compliance=sla_compliance(outcomes),
         )
@@ -1964,6 +1983,16 @@ class CRM(ConsentUseCases, PrivacyCases):
             currency=currency,
             rates=rates,
         )
+
+
+def _solved_at(unit: UnitOfWork, ticket: Ticket) -> datetime | None:
+    """When ``ticket`` was last moved to solved (``None``: its history has no such
+    move, as for a ticket stored solved by an import: then its ``updated_at``)."""
+    history = unit.stage_history.for_subject(SubjectKind.TICKET, ticket.id)
+    solved = [c.at for c in history if c.to_stage == TicketStatus.SOLVED.value]
+    if solved:
+        return max(solved)
+    return ticket.updated_at if ticket.status in _DONE else None
 
 
 _VERDICTS: Final = {
