@@ -26,9 +26,11 @@ from crmkit.models import (
     Contact,
     LeadChannel,
     Money,
+    Segment,
     SubjectKind,
     TicketChannel,
 )
+from crmkit.segmentation import contacts_where, field
 from crmkit.storage import Store
 from tests.storage_support import STORES, stepping_store
 
@@ -255,3 +257,26 @@ def test_a_rating_counts_in_the_month_its_ticket_was_solved(store: Store) -> Non
     assert responses(mar, apr) == {"2026-03": 1}
     assert responses(feb, apr) == {"2026-02": 0, "2026-03": 1}
     assert sum(responses(apr, datetime(2026, 5, 1, tzinfo=UTC)).values()) == 0
+
+
+def test_segment_cohorts_say_where_they_apply(store: Store) -> None:
+    """#16: a deal funnel's segment cohort is refused with what a deal funnel takes, an
+    unstored segment as one that must be stored first; a stored one cohorts."""
+    crm = CRM(store, pipelines=[SALES])
+    _deals(crm, ("1000",))
+    german = Segment.new(
+        name="German", rule=contacts_where(field("email").is_not_null()), clock=store.clock
+    )
+    with pytest.raises(ValidationError) as deals:
+        crm.funnel("sales", segments=[german], times=False)
+    assert deals.value.field == "segments"
+    assert "lifecycle funnel only" in str(deals.value)
+    with pytest.raises(ValidationError) as unstored:
+        crm.funnel(segments=[german], times=False)
+    assert unstored.value.field == "segments[0]"
+    assert "not stored" in str(unstored.value)
+    with store.unit_of_work() as unit:
+        unit.segments.add(german)
+        unit.commit()
+    rows = crm.funnel(segments=[german], times=False).cohort("German")
+    assert rows[0].reached == 1

@@ -117,7 +117,13 @@ def _cohorts(
         ]
     if segments:
         if entity is not RuleEntity.CONTACT:
-            raise ValidationError("segments", segments, "segments are sets of contacts")
+            raise ValidationError(
+                "segments",
+                segments,
+                f"segment cohorts apply to the lifecycle funnel only (no pipeline): a "
+                f"{entity.value} funnel cohorts by a field (by=...) or by creation periods "
+                f"(created=...), or takes a rule over {entity.value}s (rule=...)",
+            )
         found: list[tuple[str, Rule | None, str | None]] = []
         for index, segment in enumerate(segments):
             if not isinstance(segment, Segment):
@@ -177,7 +183,16 @@ def funnel(
         raise ValidationError("times", times, "expected True or False")
     rows: list[FunnelRow] = []
     with store.unit_of_work() as unit:
-        for label, cohort_rule, group in _cohorts(entity, rule, by, created, segments):
+        cohorts = _cohorts(entity, rule, by, created, segments)
+        for index, segment in enumerate(segments or ()):
+            if isinstance(segment, Segment) and not unit.segments.get_many([segment.id]):
+                raise ValidationError(
+                    f"segments[{index}]",
+                    segment.name,
+                    "not stored: a segment cohort reads the members of a stored segment "
+                    "(add it to the store first: unit.segments.add)",
+                )
+        for label, cohort_rule, group in cohorts:
             reach = unit.stage_history.reach(
                 subject, ranks, until=until, pipeline=pipeline, rule=cohort_rule, group=group
             )
