@@ -119,14 +119,14 @@ def test_forecast_categories_name_unknown_and_closed_stages(store: Store) -> Non
         lead.id, pipeline="sales", title="a", amount=Money("1000", "EUR"), expected_close=close
     )
     month = [period_of(START, Granularity.MONTH)]
-    for wrong, field in (
+    for wrong, name in (
         ({"negotation": ForecastCategory.COMMIT}, "categories['negotation']"),
         ({"won": ForecastCategory.PIPELINE}, "categories['won']"),
         ({"discovery": "certain"}, "categories['discovery']"),
     ):
         with pytest.raises(ValidationError) as refused:
             crm.forecast("sales", periods=month, categories=wrong)  # type: ignore[arg-type]
-        assert refused.value.field == field
+        assert refused.value.field == name
     by_value = crm.forecast("sales", periods=month, categories={"discovery": "commit"})  # type: ignore[dict-item]
     by_member = crm.forecast(
         "sales", periods=month, categories={"discovery": ForecastCategory.COMMIT}
