@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crmkit.crm import CRM
-from crmkit.errors import ValidationError
+from crmkit.errors import Duplicate, ValidationError
 from crmkit.lifecycle import Pipeline, Stage, StageKind, Touchpoint
 from crmkit.models import Contact, LeadChannel, LifecycleStage, Money, SubjectKind
 from crmkit.quality import MergePolicy, Strategy
@@ -93,3 +93,35 @@ def test_a_won_deal_reopened_is_no_purchase_any_more(store: Store) -> None:
     last = crm.history(SubjectKind.CONTACT, one)[-1]
     assert (last.from_stage, last.to_stage) == ("customer", "opportunity")
     assert last.reason == "deal reopened: customer cancelled"
+
+
+def test_a_plus_tag_signup_finds_the_contact_of_its_mailbox(store: Store) -> None:
+    """#18: ``AdaLovelace+news@gmail.com`` is ``ada.lovelace@gmail.com``'s mailbox."""
+    crm = CRM(store)
+    ada = crm.create_contact(
+        Contact.new(email="ada.lovelace@gmail.com", first_name="Ada", clock=store.clock)
+    )
+    touch = Touchpoint(
+        email="AdaLovelace+news@gmail.com", source="newsletter", channel=LeadChannel.FORM
+    )
+    captured = crm.capture_lead(touch)
+    assert captured.contact.id == ada.id
+    assert not captured.contact_created
+    assert captured.contact.email == "ada.lovelace@gmail.com"
+    other = Touchpoint(email="grace+x@gmail.com", source="newsletter", channel=LeadChannel.FORM)
+    assert crm.capture_lead(other).contact_created
+
+
+def test_an_import_names_both_items_of_one_address(store: Store) -> None:
+    """#18: two spellings of one address in a batch: the error names both items."""
+    crm = CRM(store)
+    people = [Contact.new(email=f"p{n}@x.org", clock=store.clock) for n in range(3)] + [
+        Contact.new(email="ÅSA.ROSSI@gmail.com", clock=store.clock)
+    ]
+    people.insert(1, Contact.new(email="åsa.rossi@gmail.com", clock=store.clock))
+    with pytest.raises(Duplicate) as clash:
+        crm.import_contacts(people)
+    assert (clash.value.field, clash.value.index, clash.value.other_index) == ("email", 4, 1)
+    assert "item [4] has the address of item [1]" in str(clash.value)
+    with store.unit_of_work() as unit:
+        assert unit.contacts.count() == 0, "nothing was stored"

@@ -8,8 +8,11 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
+from crmkit.errors import ValidationError
 from crmkit.models import Contact
 from crmkit.quality import (
     CONTACT_SPEC,
@@ -19,6 +22,8 @@ from crmkit.quality import (
     Verdict,
     duplicate_pairs,
     estimate_weights,
+    parse_country,
+    parse_phone,
 )
 from crmkit.storage import MemoryStore
 from tests.test_quality import _people
@@ -133,3 +138,27 @@ def test_the_audit_of_no_records_reports_no_rate() -> None:
     assert (fill.filled, fill.total, fill.rate) == (0, 0, None)
     assert "100%" not in report.summary()
     assert "account." not in report.summary()
+
+
+def test_messy_import_values_are_read() -> None:
+    """#18: ``0049`` numbers, more country spellings, a blank address named as empty."""
+    assert parse_phone("0049 30 901820") == "+4930901820"
+    assert parse_phone("0049 30 901820", "DE") == "+4930901820"
+    assert parse_phone("030 901820", "DE") == "+4930901820"
+    for text, code in [
+        ("Nederland", "NL"),
+        ("Brasil", "BR"),
+        ("Korea", "KR"),
+        ("South Korea", "KR"),
+        ("D", "DE"),
+        ("A", "AT"),
+        ("EL", "GR"),
+        ("Polska", "PL"),
+        ("Deutschland", "DE"),
+        ("UK", "GB"),
+    ]:
+        assert parse_country(text) == code, text
+    with pytest.raises(ValidationError) as blank:
+        Contact.new(email="   ")
+    assert blank.value.field == "email"
+    assert "empty" in str(blank.value)

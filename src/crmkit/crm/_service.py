@@ -150,6 +150,7 @@ from crmkit.quality import (
     MergeRecord,
     Weights,
     default_model,
+    email_key,
     invalid_values,
     match_keys,
 )
@@ -267,6 +268,23 @@ def _update_snapshot(deal: Deal, by: str | None, at: datetime) -> StageChange:
         expected_close=deal.expected_close,
         clock=FixedClock(at),
     )
+
+
+def _within_batch(clash: Duplicate, items: Sequence[Contact]) -> Duplicate:
+    """``clash`` naming the earlier item of ``items`` with the same address, if one has
+    it (the store only knows the item it refused)."""
+    if clash.field != "email" or clash.index is None or not 0 <= clash.index < len(items):
+        return clash
+    address = items[clash.index].email
+    if address is None:
+        return clash
+    folded = address.casefold()
+    for index, contact in enumerate(items[: clash.index]):
+        if contact.email is not None and contact.email.casefold() == folded:
+            return Duplicate(
+                clash.entity, clash.id, index=clash.index, field="email", other_index=index
+            )
+    return clash
 
 
 class CRM(ConsentUseCases, PrivacyCases):
@@ -423,11 +441,19 @@ class CRM(ConsentUseCases, PrivacyCases):
         self, unit: UnitOfWork, touch: Touchpoint
     ) -> tuple[Touchpoint, Contact | None]:
         """For a touch whose address no contact has: the contact a merge folded the
-        address into (the survivor, given the address if it has none), and the touch
-        as that contact's; else the touch and ``None``."""
+        address into (the survivor, given the address if it has none), else the one
+        contact with the same mailbox (:func:`crmkit.quality.email_key`:
+        ``AdaLovelace+news@gmail.com`` is ``ada.lovelace@gmail.com``), and the touch as
+        that contact's; else the touch and ``None``."""
         email = cast(EmailAddress, touch.email)
         survivor = _merge.survivor_of(unit, email)
         if survivor is None:
+            # the same mailbox by its provider's rules (Gmail ignores dots and +tags):
+            # the one contact whose e-mail key it is
+            key = email_key(email)
+            same = unit.contacts.with_match_keys([("email", key)], limit=2) if key else []
+            if len(same) == 1 and same[0].email is not None:
+                return attrs.evolve(touch, email=same[0].email), same[0]
             return touch, None
         if survivor.email is None:
             changed = attrs.evolve(survivor, email=email, updated_at=self.clock.now())
@@ -463,8 +489,11 @@ class CRM(ConsentUseCases, PrivacyCases):
         return lead
 
     def capture_lead(self, touch: Touchpoint, *, owner: str | None = None) -> Captured:
-        """Capture a lead from an inbound touchpoint: match the contact by e-mail (or, for
-        a touch without one, by E.164 phone number) or create it, fill what it lacks
+        """Capture a lead from an inbound touchpoint: match the contact by e-mail (the
+        address itself, an address a merge took, else the one contact with the same
+        mailbox by :func:`crmkit.quality.email_key`: ``AdaLovelace+news@gmail.com``
+        finds ``ada.lovelace@gmail.com``, whose address stays as it is; or, for a touch
+        without one, by E.164 phone number) or create it, fill what it lacks
         (touchpoint, then enrichment), add the lead and the timeline activity, and
         advance the contact to ``lead``.
 
@@ -1401,7 +1430,12 @@ class CRM(ConsentUseCases, PrivacyCases):
         A contact of a person who asked to be forgotten refuses the whole import with
         :class:`~crmkit.errors.Suppressed` (its field says which identifier matched),
         and a wrong item with a :class:`~crmkit.errors.ValidationError` naming its
-        index; nothing is stored then.
+        index; nothing is stored then. Two items with one address (compared without
+        case, as the store compares them) raise :class:`~crmkit.errors.Duplicate` naming
+        both (``index`` and ``other_index``); drop or merge one and import again. Empty
+        strings are not read as missing values: :meth:`Contact.new
+        <crmkit.models.Contact.new>` refuses an empty or blank field, naming it, so map
+        a CSV's empty cells to ``None`` when you build the contacts.
         """
         if isinstance(contacts, str | bytes | Mapping) or not isinstance(contacts, Iterable):
             raise ValidationError("contacts", contacts, "expected a collection of Contacts")
@@ -1409,12 +1443,15 @@ class CRM(ConsentUseCases, PrivacyCases):
         for index, contact in enumerate(items):
             if not isinstance(contact, Contact):
                 raise ValidationError(f"[{index}]", contact, "expected a Contact")
-        with self._unit() as unit:
-            # Checked before the store reads the items: a bulk add may stream them
-            # (COPY on PostgreSQL), and no other query can run on its connection then.
-            for contact in items:
-                self._refuse_suppressed(unit, contact.email, contact.phone)
-            return unit.contacts.add_many(items)
+        try:
+            with self._unit() as unit:
+                # Checked before the store reads the items: a bulk add may stream them
+                # (COPY on PostgreSQL), and no other query can run on its connection.
+                for contact in items:
+                    self._refuse_suppressed(unit, contact.email, contact.phone)
+                return unit.contacts.add_many(items)
+        except Duplicate as clash:
+            raise _within_batch(clash, items) from None
 
     def update_contact(
         self,
