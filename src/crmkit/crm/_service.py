@@ -120,6 +120,7 @@ from crmkit.models import (
     TicketPriority,
     TicketStatus,
 )
+from crmkit.models._fields import to_member
 from crmkit.models.rules import (
     ActivityCondition,
     And,
@@ -1034,6 +1035,7 @@ class CRM(ConsentUseCases, PrivacyCases):
         if len(text) > REPLY_LIMIT:
             raise ValidationError("text", text, f"at most {REPLY_LIMIT:,} characters")
         replies = CUSTOMER_REPLY_KINDS if by is None else AGENT_REPLY_KINDS
+        kind = to_member(ActivityKind)(kind)
         if not isinstance(kind, ActivityKind) or kind not in replies:
             who = "a customer's" if by is None else "an agent's"
             allowed = ", ".join(sorted(k.value for k in replies))

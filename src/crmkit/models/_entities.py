@@ -148,6 +148,10 @@ class Entity:
         problems = []
         for name, check in _checks_of(type(self)):
             value = getattr(self, name)
+            enum = getattr(check, "enum", None)  # a member check reads a member's value
+            if enum is not None and isinstance(value, str) and not isinstance(value, enum):
+                value = f.to_member(enum)(value)
+                object.__setattr__(self, name, value)
             if type(value) is Invalid:  # its converter could not read it
                 problems.extend(problems_of(name, value))
                 continue
