@@ -3,6 +3,7 @@ SQLite and PostgreSQL: funnel times over skipped stages (#5), money at the curre
 exponent on every store (#12, #22), forecast categories naming unknown stages (#11),
 rate tables in any case (#20)."""
 
+import random
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -14,6 +15,7 @@ from crmkit.analytics import (
     ForecastCategory,
     Granularity,
     Transaction,
+    brier,
     period_of,
     spans_from_purchases,
 )
@@ -280,3 +282,18 @@ def test_segment_cohorts_say_where_they_apply(store: Store) -> None:
         unit.commit()
     rows = crm.funnel(segments=[german], times=False).cohort("German")
     assert rows[0].reached == 1
+
+
+def test_brier_is_the_same_float_in_any_order() -> None:
+    """#22: the stores return outcomes in different orders; the score does not change."""
+    rng = random.Random(3)
+    outcomes = [
+        (Decimal(str(round(rng.random(), 3))), rng.random() < 0.5, rng.randrange(1, 4))
+        for _ in range(200)
+    ]
+    scores = set()
+    for seed in range(20):
+        shuffled = outcomes[:]
+        random.Random(seed).shuffle(shuffled)
+        scores.add(brier(shuffled))
+    assert len(scores) == 1
