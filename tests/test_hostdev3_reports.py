@@ -19,6 +19,7 @@ from crmkit.analytics import (
     period_of,
     spans_from_purchases,
 )
+from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.errors import ValidationError
 from crmkit.lifecycle import Pipeline, Stage, StageKind, Touchpoint
@@ -297,3 +298,19 @@ def test_brier_is_the_same_float_in_any_order() -> None:
         random.Random(seed).shuffle(shuffled)
         scores.add(brier(shuffled))
     assert len(scores) == 1
+
+
+def test_an_update_and_a_move_at_one_instant_leave_the_moved_stage(store: Store) -> None:
+    """#3: ``update_deal`` then ``move_deal`` at the same time (a clock that does not
+    move): the replay stands the deal in the stage it moved to, with the new amount."""
+    still = FixedClock(START)
+    crm = CRM(store, pipelines=[SALES], clock=still)
+    deals = _deals(crm, ("1000",) * 6)  # several ids: no luck in which id is smaller
+    still.advance(timedelta(hours=1))
+    for deal in deals:
+        crm.update_deal(deal, amount=Money("2000", "EUR"))
+        crm.move_deal(deal, "proposal", by="x")
+    month = [period_of(START, Granularity.MONTH)]
+    (row,) = crm.pipeline_kpis("sales", periods=month).rows
+    assert (row.open, row.open_amount) == (6, Decimal("12000.00"))
+    assert row.weighted == Decimal("6000.00")  # all in proposal (0.5)
