@@ -120,7 +120,7 @@ from crmkit.models import (
     TicketPriority,
     TicketStatus,
 )
-from crmkit.models._fields import to_member
+from crmkit.models._fields import member_of, to_member
 from crmkit.models.rules import (
     ActivityCondition,
     And,
@@ -962,7 +962,9 @@ class CRM(ConsentUseCases, PrivacyCases):
         return stored
 
     def history(self, subject: SubjectKind, subject_id: UUID) -> list[StageChange]:
-        """The stage history of one contact, lead, deal or ticket, oldest first."""
+        """The stage history of one contact, lead, deal or ticket, oldest first
+        (``subject`` a :class:`~crmkit.models.SubjectKind` or its value)."""
+        subject = member_of(SubjectKind, subject, "subject")
         with self.store.unit_of_work() as unit:
             return unit.stage_history.for_subject(subject, subject_id)
 

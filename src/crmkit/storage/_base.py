@@ -19,7 +19,6 @@ from crmkit.models import (
     TaskKind,
     TaskStatus,
 )
-from crmkit.models._fields import member_of
 from crmkit.models.rules import Rule, RuleEntity
 from crmkit.quality import MergeKind, MergeRecord
 from crmkit.serialization import make_converter
@@ -156,7 +155,9 @@ def check_kinds(kinds: Iterable[ActivityKind] | None) -> frozenset[ActivityKind]
         return None
     found: set[ActivityKind] = set()
     for kind in check_many(kinds, "kinds"):
-        found.add(member_of(ActivityKind, kind, "kinds"))
+        if not isinstance(kind, ActivityKind):
+            raise ValidationError("kinds", kind, "expected an ActivityKind")
+        found.add(kind)
     return frozenset(found)
 
 
@@ -170,8 +171,10 @@ def check_window(
 
 
 def check_subject(subject: object) -> SubjectKind:
-    """``subject`` as a :class:`~crmkit.models.SubjectKind` (the member or its value)."""
-    return member_of(SubjectKind, subject, "subject")
+    """``subject`` if it is a :class:`~crmkit.models.SubjectKind`."""
+    if not isinstance(subject, SubjectKind):
+        raise ValidationError("subject", subject, "expected a SubjectKind")
+    return subject
 
 
 def check_limit(limit: object) -> int | None:
