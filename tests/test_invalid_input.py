@@ -355,7 +355,7 @@ def test_unhashable_transitions() -> None:
 # ------------------------------------------------------------------ CRM and lifecycle
 
 
-@pytest.mark.parametrize("kind", [[], {}, "email_sent", None])
+@pytest.mark.parametrize("kind", [[], {}, "e-mail", None])
 def test_reply_to_ticket_with_a_kind_that_is_no_activity_kind(kind: object) -> None:
     crm = CRM(MemoryStore(clock=FixedClock(NOW)))
     contact = crm.capture_lead(

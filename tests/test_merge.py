@@ -710,6 +710,7 @@ def test_strategies_are_documented_in_one_enum() -> None:
         "most_complete",
         "union",
         "concatenate",
+        "furthest",
     }
 
 

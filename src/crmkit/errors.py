@@ -327,7 +327,8 @@ class Duplicate(_EntityError, ValueError):
 
     ``index`` is the position of the offending item when it came from a bulk import;
     ``field`` names the unique key when it is not the id (``"email"``: one contact per
-    address), and ``id`` is then the key's value.
+    address), and ``id`` is then the key's value; ``other_index`` is the position of the
+    earlier item of the same import that has the key (``None``: a stored entity has it).
     """
 
     _what = "already exists"
@@ -339,25 +340,33 @@ class Duplicate(_EntityError, ValueError):
         *,
         index: int | None = None,
         field: str | None = None,
+        other_index: int | None = None,
     ) -> None:
         super().__init__(entity, id)
         self.index = index
         self.field = field
+        self.other_index = other_index
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _duplicate, (self.entity, self.id, self.index, self.field)
+        return _duplicate, (self.entity, self.id, self.index, self.field, self.other_index)
 
     def __str__(self) -> str:
         where = "" if self.index is None else f" (item [{self.index}])"
+        if self.other_index is not None:
+            where = f" (item [{self.index}] has the address of item [{self.other_index}])"
         if self.field is None:
             return f"{super().__str__()}{where}"
         return f"a {self.entity} with {self.field} {self.id!r} already exists{where}"
 
 
 def _duplicate(
-    entity: str, id: UUID | str, index: int | None, field: str | None = None
+    entity: str,
+    id: UUID | str,
+    index: int | None,
+    field: str | None = None,
+    other_index: int | None = None,
 ) -> "Duplicate":
-    return Duplicate(entity, id, index=index, field=field)
+    return Duplicate(entity, id, index=index, field=field, other_index=other_index)
 
 
 class ConcurrencyConflict(CrmkitError, RuntimeError):

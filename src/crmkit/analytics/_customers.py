@@ -6,8 +6,9 @@ A customer's life is a :class:`CustomerSpan`: from becoming a customer to churni
 
 * by **lifecycle**: :func:`spans_from_stage_changes` reads when a contact entered the
   customer stages and whether its last change left them;
-* by **inactivity**: :func:`spans_from_purchases` starts a customer at the first purchase
-  and churns it ``inactive_after`` the last one, once that lies in the past at ``now``.
+* by **inactivity**: :func:`spans_from_purchases` starts a customer at a purchase and
+  churns it ``inactive_after`` the last purchase before a longer gap, once that lies in
+  the past at ``now``; a purchase after the gap starts a new span (a reactivation).
 
 Revenue comes from purchases or won deals as :class:`~crmkit.analytics.Transaction`, and
 is reported per currency: EUR is never added to USD.
@@ -84,12 +85,15 @@ def _positive(value: object, field: str) -> timedelta:
 def spans_from_purchases(
     transactions: Iterable[Transaction], *, inactive_after: timedelta, now: datetime
 ) -> list[CustomerSpan]:
-    """Churn by inactivity: a customer from the first purchase (up to ``now``), churned
-    ``inactive_after`` the last purchase when that lies at or before ``now``."""
+    """Churn by inactivity: a customer from a purchase (up to ``now``), churned
+    ``inactive_after`` the last purchase before a gap longer than that, once it lies at
+    or before ``now``. A customer who buys again after such a gap starts a new span
+    (reactivated: counted as new in that period), so a past period's churn does not
+    change when a lapsed customer comes back later; customers appear once per span,
+    ordered by customer and start."""
     _positive(inactive_after, "inactive_after")
     at = ensure_utc(now, "now")
-    first: dict[str, datetime] = {}
-    last: dict[str, datetime] = {}
+    bought: dict[str, list[datetime]] = {}
     for index, item in enumerate(
         expect_items(transactions, Transaction, "transactions", "Transactions")
     ):
@@ -97,18 +101,26 @@ def spans_from_purchases(
             raise ValidationError(f"transactions[{index}]", item, "expected a Transaction")
         if item.at > at:
             continue
-        first[item.customer] = min(first.get(item.customer, item.at), item.at)
-        last[item.customer] = max(last.get(item.customer, item.at), item.at)
+        bought.setdefault(item.customer, []).append(item.at)
     spans = []
-    for customer in sorted(first):
-        try:
-            churn: datetime | None = last[customer] + inactive_after
-        except OverflowError:
-            churn = None
-        spans.append(
-            CustomerSpan(customer, first[customer], churn if churn and churn <= at else None)
-        )
+    for customer in sorted(bought):
+        times = sorted(bought[customer])
+        begun = times[0]
+        for previous, following in zip(times, [*times[1:], None], strict=True):
+            churn = _plus(previous, inactive_after)
+            if following is not None and (churn is None or following <= churn):
+                continue  # bought again in time: the same span goes on
+            spans.append(CustomerSpan(customer, begun, churn if churn and churn <= at else None))
+            if following is not None:
+                begun = following
     return spans
+
+
+def _plus(moment: datetime, span: timedelta) -> datetime | None:
+    try:
+        return moment + span
+    except OverflowError:
+        return None
 
 
 def spans_from_stage_changes(

@@ -8,6 +8,7 @@ period's start and scores those probabilities against what happened by the perio
 """
 
 import enum
+import math
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -15,7 +16,7 @@ from decimal import Decimal
 import attrs
 
 from crmkit.analytics._periods import Period
-from crmkit.analytics._pipeline import StageFacts, check_facts, convert
+from crmkit.analytics._pipeline import StageFacts, check_facts, convert, minor
 from crmkit.analytics._replay import Standing
 from crmkit.errors import ValidationError
 from crmkit.models import DealStatus
@@ -34,7 +35,6 @@ __all__ = [
     "reliability",
 ]
 
-_CENT = Decimal("0.01")
 _MAX_BINS = 1_000
 _MAX_COUNT = 10**15  # more deals than any CRM holds
 
@@ -150,12 +150,12 @@ def forecast_rows(
         ForecastRow(
             period=period.label,
             currency=money,
-            closed=found.get(ForecastCategory.CLOSED, Decimal(0)),
-            commit=found.get(ForecastCategory.COMMIT, Decimal(0)),
-            best_case=found.get(ForecastCategory.BEST_CASE, Decimal(0)),
-            pipeline=found.get(ForecastCategory.PIPELINE, Decimal(0)),
-            omitted=found.get(ForecastCategory.OMITTED, Decimal(0)),
-            expected=found.get("expected", Decimal(0)).quantize(_CENT),
+            closed=minor(found.get(ForecastCategory.CLOSED, Decimal(0)), money),
+            commit=minor(found.get(ForecastCategory.COMMIT, Decimal(0)), money),
+            best_case=minor(found.get(ForecastCategory.BEST_CASE, Decimal(0)), money),
+            pipeline=minor(found.get(ForecastCategory.PIPELINE, Decimal(0)), money),
+            omitted=minor(found.get(ForecastCategory.OMITTED, Decimal(0)), money),
+            expected=minor(found.get("expected", Decimal(0)), money),
             deals=counts.get(money, 0),
         )
         for money, found in sorted(sums.items(), key=lambda kv: kv[0] or "")
@@ -255,10 +255,10 @@ def backtest_rows(
                 period=period.label,
                 currency=money,
                 deals=sum(n for _, _, n in group),
-                expected=expected.quantize(_CENT),
-                won_of_expected=won_of,
-                actual=actual,
-                error=(actual - expected).quantize(_CENT),
+                expected=minor(expected, money),
+                won_of_expected=minor(won_of, money),
+                actual=minor(actual, money),
+                error=minor(actual - expected, money),
                 brier=brier(group),
             )
         )
@@ -286,13 +286,14 @@ def brier(outcomes: Iterable[Outcome]) -> float | None:
     supplied: object = outcomes  # checked as the object a host may pass
     if isinstance(supplied, str | bytes) or not isinstance(supplied, Iterable):
         raise ValidationError("outcomes", outcomes, "expected (probability, won, count) triples")
-    total = 0.0
+    squares = []
     deals = 0
     for outcome in outcomes:
         probability, success, count = _outcome(outcome)
-        total += count * (float(probability) - (1.0 if success else 0.0)) ** 2
+        squares.append(count * (float(probability) - (1.0 if success else 0.0)) ** 2)
         deals += count
-    return None if not deals else total / deals
+    # fsum: the same float whatever order a store returns the outcomes in
+    return None if not deals else math.fsum(squares) / deals
 
 
 def reliability(outcomes: Iterable[Outcome], bins: int = 10) -> tuple[ReliabilityBin, ...]:

@@ -36,8 +36,10 @@ class FunnelRow:
     or imported there). ``step_conversion`` is ``reached`` over the previous stage's,
     ``overall_conversion`` over the first stage's (``None`` for the first stage, or when
     the stage divided by has no subject). ``median_time`` and ``p90_time`` are the time
-    from first reaching the previous stage to first reaching this one (nearest rank,
-    over the ``timed`` subjects whose history records both; ``None`` when none does)."""
+    from first entering the previous stage to first entering this one (nearest rank,
+    over the ``timed`` subjects whose history records an entry into both stages; a
+    subject that skipped either stage is not timed for this step; ``None`` when none
+    is)."""
 
     cohort: str
     stage: str
@@ -87,9 +89,12 @@ def nearest_rank(values: Sequence[timedelta], q: float) -> timedelta | None:
 def entry_durations(
     histories: Iterable[Sequence[StageChange]], ranks: Mapping[str, int], until: datetime
 ) -> dict[int, list[timedelta]]:
-    """For each rank ``k`` from 1, the time each subject took from first reaching rank
-    ``k - 1`` or beyond to first reaching ``k`` or beyond, by its moves before ``until``
-    (subjects whose history records only one of the two are left out)."""
+    """For each rank ``k`` from 1, the time each subject took from first entering rank
+    ``k - 1`` to first entering rank ``k``, by its moves before ``until``. Only subjects
+    whose history records an entry into both stages count: one that skipped either
+    stage (straight from ``k - 1`` to a later one, or into ``k`` from an earlier one) is
+    left out of that step rather than counted as a zero-length step, and so is one that
+    first entered ``k`` before ``k - 1`` (it moved back)."""
     ranks = check_ranks(ranks)
     until = ensure_utc(until, "until")
     supplied: object = histories  # checked as the object a host may pass
@@ -107,11 +112,10 @@ def entry_durations(
             rank = ranks.get(change.to_stage)
             if rank is None or change.at >= until:
                 continue
-            for k in range(rank + 1):
-                if k not in first or change.at < first[k]:
-                    first[k] = change.at
+            if rank not in first or change.at < first[rank]:
+                first[rank] = change.at
         for k in range(1, top + 1):
-            if k in first and k - 1 in first:
+            if k in first and k - 1 in first and first[k] >= first[k - 1]:
                 found.setdefault(k, []).append(first[k] - first[k - 1])
     return found
 

@@ -19,7 +19,7 @@ import attrs
 from crmkit.analytics._periods import Granularity, Period
 from crmkit.analytics._replay import Standing
 from crmkit.errors import ValidationError
-from crmkit.models import DealStatus, Money
+from crmkit.models import CURRENCIES, DealStatus, Money
 
 __all__ = [
     "LostReason",
@@ -156,6 +156,14 @@ def _facts(row: Standing, facts: Mapping[tuple[str | None, str], StageFacts]) ->
     return facts.get((row.pipeline, row.stage))
 
 
+def minor(amount: Decimal, currency: str | None) -> Decimal:
+    """``amount`` at the exponent of ``currency``'s minor unit (cents for ``None``, the
+    rows of deals without an amount), so that every store gives the same ``Decimal``
+    whatever scale its sums come back in (SQLite's ``4500.500000000000``, ``0E-12``)."""
+    places = CURRENCIES.get(currency, 2) if currency is not None else 2
+    return amount.quantize(Decimal(1).scaleb(-places))
+
+
 def pipeline_rows(
     period: Period,
     closed: Iterable[Standing],
@@ -231,7 +239,9 @@ def _row(
     quota: Money | None,
 ) -> PipelineRow:
     closed = total.won + total.lost
-    average = None if not total.won else (total.won_amount / total.won).quantize(_CENT)
+    for name in ("won_amount", "lost_amount", "open_amount", "weighted", "due"):
+        setattr(total, name, minor(getattr(total, name), currency))
+    average = None if not total.won else minor(total.won_amount / total.won, currency)
     cycle = None if not closed else total.age / closed / _DAY
     velocity = None
     if average is not None and cycle:

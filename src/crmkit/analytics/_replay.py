@@ -172,7 +172,7 @@ def _histories(
             and (pipeline is None or change.pipeline == pipeline)
         ):
             by_subject[change.subject_id].append(change)
-    return [(s, sorted(by_subject.get(s.id, ()), key=lambda c: (c.at, c.id))) for s in chosen]
+    return [(s, sorted(by_subject.get(s.id, ()), key=_order)) for s in chosen]
 
 
 def _best(*ranks: int | None) -> int | None:
@@ -211,6 +211,14 @@ def replay_reach(
     return [Reach(g, r, e, n) for (g, r, e), n in counts.items()]
 
 
+def _order(change: StageChange) -> tuple[datetime, bool, UUID]:
+    """History order: by ``at``; at one instant a move comes after an update snapshot
+    (``from_stage == to_stage``, which ``update_deal`` records), so an update and the
+    move right after it at the same time leave the deal in the stage it moved to; then
+    by id."""
+    return (change.at, change.from_stage != change.to_stage, change.id)
+
+
 def replay_standing(
     subjects: Iterable[Entity],
     changes: Iterable[StageChange],
@@ -224,7 +232,8 @@ def replay_standing(
     stages: frozenset[str] | None = None,
 ) -> list[Standing]:
     """:class:`Standing` rows of ``subjects`` (already selected by a rule) created before
-    ``until``: each subject's last move before ``until`` (by ``at``, then id), kept when
+    ``until``: each subject's last move before ``until`` (by ``at``, a move after an
+    update snapshot of the same instant, then id), kept when
     it is at or after ``since`` and (with ``stages``) went to one of ``stages``; with
     ``then``, ``later`` is the stage of its last move before ``then``."""
     totals: dict[tuple[Any, ...], list[Any]] = {}

@@ -19,6 +19,7 @@ from crmkit.models import (
     LegalBasis,
     Segment,
 )
+from crmkit.models._fields import member_of
 from crmkit.models.rules import Condition, InSegment, ReachCheck, Rule, RuleEntity
 from crmkit.privacy import (
     MIN_SECRET_BYTES,
@@ -322,8 +323,7 @@ class ConsentUseCases:
         lifted: bool,
     ) -> DoNotContact:
         channel = check_channel(channel)
-        if not isinstance(reason, DoNotContactReason):
-            raise ValidationError("reason", reason, "expected a DoNotContactReason")
+        reason = member_of(DoNotContactReason, reason, "reason")
         now = self.clock.now()
         with self._unit() as unit:
             contact = unit.contacts.get(check_id(contact_id, "contact_id"))

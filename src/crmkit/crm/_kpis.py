@@ -34,7 +34,7 @@ from crmkit.analytics._forecast import BacktestRow, ForecastRow, Outcome
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.lifecycle import Pipeline, StageKind
-from crmkit.models import DealStatus, Money, Segment, StageChange, SubjectKind
+from crmkit.models import CURRENCIES, DealStatus, Money, Segment, StageChange, SubjectKind
 from crmkit.models.rules import And, Compare, InSegment, Op, Rule, RuleEntity
 from crmkit.storage import Store, UnitOfWork
 
@@ -117,7 +117,13 @@ def _cohorts(
         ]
     if segments:
         if entity is not RuleEntity.CONTACT:
-            raise ValidationError("segments", segments, "segments are sets of contacts")
+            raise ValidationError(
+                "segments",
+                segments,
+                f"segment cohorts apply to the lifecycle funnel only (no pipeline): a "
+                f"{entity.value} funnel cohorts by a field (by=...) or by creation periods "
+                f"(created=...), or takes a rule over {entity.value}s (rule=...)",
+            )
         found: list[tuple[str, Rule | None, str | None]] = []
         for index, segment in enumerate(segments):
             if not isinstance(segment, Segment):
@@ -177,7 +183,16 @@ def funnel(
         raise ValidationError("times", times, "expected True or False")
     rows: list[FunnelRow] = []
     with store.unit_of_work() as unit:
-        for label, cohort_rule, group in _cohorts(entity, rule, by, created, segments):
+        cohorts = _cohorts(entity, rule, by, created, segments)
+        for index, segment in enumerate(segments or ()):
+            if isinstance(segment, Segment) and not unit.segments.get_many([segment.id]):
+                raise ValidationError(
+                    f"segments[{index}]",
+                    segment.name,
+                    "not stored: a segment cohort reads the members of a stored segment "
+                    "(add it to the store first: unit.segments.add)",
+                )
+        for label, cohort_rule, group in cohorts:
             reach = unit.stage_history.reach(
                 subject, ranks, until=until, pipeline=pipeline, rule=cohort_rule, group=group
             )
@@ -205,18 +220,34 @@ def _deal_pipeline(pipelines: Mapping[str, Pipeline], pipeline: str | None) -> N
 
 def _money_options(
     quota: Money | None, rates: Mapping[str, Decimal] | None, currency: str | None
-) -> None:
+) -> tuple[dict[str, Decimal] | None, str | None]:
+    """``rates`` and ``currency`` checked, their codes normalised as :class:`Money`
+    normalises them (``"eur"`` is ``EUR``; ``"EURO"`` is no ISO 4217 code)."""
     if quota is not None and not isinstance(quota, Money):
         raise ValidationError("quota", quota, "expected Money or None")
     if rates is None:
         if currency is not None:
             raise ValidationError("currency", currency, "a currency needs rates to convert")
-        return
+        return None, None
     if not isinstance(rates, Mapping) or not isinstance(currency, str):
         raise ValidationError("rates", rates, "rates map currencies to Decimals, with currency")
+    checked: dict[str, Decimal] = {}
     for code, rate in rates.items():
+        name = f"rates[{code!r}]"
         if not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0:
-            raise ValidationError(f"rates[{code!r}]", rate, "expected a positive Decimal")
+            raise ValidationError(name, rate, "expected a positive Decimal")
+        normal = _currency_code(name, code)
+        if normal in checked:
+            raise ValidationError(name, code, f"a second rate for {normal}")
+        checked[normal] = rate
+    return checked, _currency_code("currency", currency)
+
+
+def _currency_code(name: str, code: object) -> str:
+    normal = code.strip().upper() if isinstance(code, str) else None
+    if normal is None or not normal.isascii() or normal not in CURRENCIES:
+        raise ValidationError(name, code, "not an ISO 4217 currency code")
+    return normal
 
 
 def _deal_rule(rule: Rule | None) -> Rule | None:
@@ -243,7 +274,7 @@ def pipeline_kpis(
     until = _as_of(at, now)
     chosen = check_periods(periods)
     _deal_pipeline(pipelines, pipeline)
-    _money_options(quota, rates, currency)
+    rates, currency = _money_options(quota, rates, currency)
     rule = _deal_rule(rule)
     facts = facts_of(pipelines.values())
     ended = stages_of(facts, DealStatus.WON, DealStatus.LOST)
@@ -274,6 +305,37 @@ def pipeline_kpis(
     return PipelineKpis(pipeline, by, until - _TICK, tuple(rows))
 
 
+def _categories(
+    chosen: Pipeline, categories: Mapping[str, ForecastCategory] | None
+) -> dict[str, ForecastCategory] | None:
+    """``categories`` checked against the pipeline: each key an open stage of it, each
+    value a :class:`ForecastCategory` or its value (``"commit"``)."""
+    if categories is None:
+        return None
+    if not isinstance(categories, Mapping):
+        raise ValidationError("categories", categories, "expected stage -> category")
+    kinds = {stage.key: stage.kind for stage in chosen.stages}
+    checked: dict[str, ForecastCategory] = {}
+    given: Mapping[Any, object] = categories  # checked as the object a host may pass
+    for stage, category in given.items():
+        name = f"categories[{stage!r}]"
+        if stage not in kinds:
+            raise ValidationError(name, stage, f"no such stage in pipeline {chosen.key!r}")
+        if not isinstance(stage, str) or kinds[stage] is not StageKind.OPEN:
+            raise ValidationError(
+                name, stage, "a won or lost stage is always closed or omitted, never mapped"
+            )
+        if isinstance(category, ForecastCategory):
+            checked[stage] = category
+        elif isinstance(category, str) and category in {c.value for c in ForecastCategory}:
+            checked[stage] = ForecastCategory(category)
+        else:
+            raise ValidationError(
+                name, category, f"not a category (one of {[c.value for c in ForecastCategory]})"
+            )
+    return checked
+
+
 def forecast(
     store: Store,
     pipelines: Mapping[str, Pipeline],
@@ -292,13 +354,8 @@ def forecast(
     if pipeline is None:
         raise ValidationError("pipeline", pipeline, "no such deal pipeline")
     _deal_pipeline(pipelines, pipeline)
-    _money_options(None, rates, currency)
-    if categories is not None:
-        if not isinstance(categories, Mapping):
-            raise ValidationError("categories", categories, "expected stage -> category")
-        for stage, category in categories.items():
-            if not isinstance(category, ForecastCategory):
-                raise ValidationError(f"categories[{stage!r}]", category, "not a category")
+    rates, currency = _money_options(None, rates, currency)
+    categories = _categories(pipelines[pipeline], categories)
     facts = facts_of(pipelines.values())
     won_stages = stages_of(facts, DealStatus.WON)
     rows: list[ForecastRow] = []
@@ -351,7 +408,7 @@ def backtest(
     if pipeline is None:
         raise ValidationError("pipeline", pipeline, "no such deal pipeline")
     _deal_pipeline(pipelines, pipeline)
-    _money_options(None, rates, currency)
+    rates, currency = _money_options(None, rates, currency)
     facts = facts_of(pipelines.values())
     open_, won_stages = stages_of(facts, DealStatus.OPEN), stages_of(facts, DealStatus.WON)
     rows: list[BacktestRow] = []

@@ -25,6 +25,7 @@ from crmkit.models import (
     Suppression,
     Ticket,
 )
+from crmkit.models._fields import member_of
 from crmkit.models.rules import And, Compare, InSegment, Op, Rule, RuleEntity
 from crmkit.privacy import (
     Bundle,
@@ -397,7 +398,9 @@ class PrivacyCases:
 
     def audit_trail(self, subject: SubjectKind, subject_id: UUID, /) -> list[AuditEntry]:
         """The audit trail of a contact or deal, oldest first: its field changes (who,
-        when, before -> after), and for a contact its exports and erasure."""
+        when, before -> after), and for a contact its exports and erasure. ``subject``
+        is a :class:`~crmkit.models.SubjectKind` or its value."""
+        subject = member_of(SubjectKind, subject, "subject")
         with self.store.unit_of_work() as unit:
             return unit.audit.for_subject(subject, subject_id)
 

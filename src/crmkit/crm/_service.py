@@ -22,6 +22,7 @@ from crmkit.analytics import (
     Granularity,
     Period,
     PipelineKpis,
+    Rating,
     RfmSummary,
     ServiceReport,
     SlaOutcome,
@@ -29,7 +30,6 @@ from crmkit.analytics import (
     Transaction,
     csat_report,
     customer_flows,
-    ratings_from_tickets,
     retention_matrix,
     revenue_report,
     rfm_summary,
@@ -122,6 +122,7 @@ from crmkit.models import (
     TicketPriority,
     TicketStatus,
 )
+from crmkit.models._fields import member_of, to_member
 from crmkit.models.rules import (
     ActivityCondition,
     And,
@@ -152,6 +153,7 @@ from crmkit.quality import (
     MergeRecord,
     Weights,
     default_model,
+    email_key,
     invalid_values,
     match_keys,
 )
@@ -250,6 +252,42 @@ _MANAGED: Final = {
     "disqualified_reason": "is set by disqualify_lead",
     "deal_id": "is set by convert_lead",
 }
+
+
+def _update_snapshot(deal: Deal, by: str | None, at: datetime) -> StageChange:
+    """The history entry of an update of a deal's amount, probability or expected
+    close: it stays in the deal's stage and snapshots the new values."""
+    return StageChange.new(
+        subject=SubjectKind.DEAL,
+        subject_id=deal.id,
+        pipeline=deal.pipeline,
+        from_stage=deal.stage,
+        to_stage=deal.stage,
+        at=at,
+        by=by,
+        reason="updated",
+        amount=deal.amount,
+        probability=deal.probability,
+        expected_close=deal.expected_close,
+        clock=FixedClock(at),
+    )
+
+
+def _within_batch(clash: Duplicate, items: Sequence[Contact]) -> Duplicate:
+    """``clash`` naming the earlier item of ``items`` with the same address, if one has
+    it (the store only knows the item it refused)."""
+    if clash.field != "email" or clash.index is None or not 0 <= clash.index < len(items):
+        return clash
+    address = items[clash.index].email
+    if address is None:
+        return clash
+    folded = address.casefold()
+    for index, contact in enumerate(items[: clash.index]):
+        if contact.email is not None and contact.email.casefold() == folded:
+            return Duplicate(
+                clash.entity, clash.id, index=clash.index, field="email", other_index=index
+            )
+    return clash
 
 
 class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
@@ -406,11 +444,19 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
         self, unit: UnitOfWork, touch: Touchpoint
     ) -> tuple[Touchpoint, Contact | None]:
         """For a touch whose address no contact has: the contact a merge folded the
-        address into (the survivor, given the address if it has none), and the touch
-        as that contact's; else the touch and ``None``."""
+        address into (the survivor, given the address if it has none), else the one
+        contact with the same mailbox (:func:`crmkit.quality.email_key`:
+        ``AdaLovelace+news@gmail.com`` is ``ada.lovelace@gmail.com``), and the touch as
+        that contact's; else the touch and ``None``."""
         email = cast(EmailAddress, touch.email)
         survivor = _merge.survivor_of(unit, email)
         if survivor is None:
+            # the same mailbox by its provider's rules (Gmail ignores dots and +tags):
+            # the one contact whose e-mail key it is
+            key = email_key(email)
+            same = unit.contacts.with_match_keys([("email", key)], limit=2) if key else []
+            if len(same) == 1 and same[0].email is not None:
+                return attrs.evolve(touch, email=same[0].email), same[0]
             return touch, None
         if survivor.email is None:
             changed = attrs.evolve(survivor, email=email, updated_at=self.clock.now())
@@ -446,8 +492,11 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
         return lead
 
     def capture_lead(self, touch: Touchpoint, *, owner: str | None = None) -> Captured:
-        """Capture a lead from an inbound touchpoint: match the contact by e-mail (or, for
-        a touch without one, by E.164 phone number) or create it, fill what it lacks
+        """Capture a lead from an inbound touchpoint: match the contact by e-mail (the
+        address itself, an address a merge took, else the one contact with the same
+        mailbox by :func:`crmkit.quality.email_key`: ``AdaLovelace+news@gmail.com``
+        finds ``ada.lovelace@gmail.com``, whose address stays as it is; or, for a touch
+        without one, by E.164 phone number) or create it, fill what it lacks
         (touchpoint, then enrichment), add the lead and the timeline activity, and
         advance the contact to ``lead``.
 
@@ -671,6 +720,12 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
         ``version``, when given, is the version the change was based on: another
         version stored raises :class:`~crmkit.errors.ConcurrencyConflict`.
 
+        A change of the amount, probability or expected close is recorded in the
+        deal's stage history as an entry that stays in its stage (``from_stage ==
+        to_stage``, reason ``"updated"``) with the new values, so that the funnel,
+        pipeline KPIs, forecast and backtest, which replay the history as of their
+        time, read the values the deal had then: the new ones from the update on.
+
         A won or lost deal is a record: any change raises
         :class:`~crmkit.errors.ClosedRecord` (reopen it first, :meth:`reopen_deal`). An
         open deal's change must not break its stage's requirements (a required field
@@ -697,8 +752,13 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
                 changes["custom"] = {**deal.custom, **custom}
             if not changes:
                 return self._check_deal_update(deal, deal)
-            updated = attrs.evolve(deal, **changes, updated_at=self.clock.now())
-            return unit.deals.update(self._check_deal_update(deal, updated))
+            now = self.clock.now()
+            updated = attrs.evolve(deal, **changes, updated_at=now)
+            stored = unit.deals.update(self._check_deal_update(deal, updated))
+            snapshot = (stored.amount, stored.probability, stored.expected_close)
+            if snapshot != (deal.amount, deal.probability, deal.expected_close):
+                unit.stage_history.add(_update_snapshot(stored, by, now))
+            return stored
 
     def _check_deal_update(self, before: Deal, after: Deal) -> Deal:
         machine = self._machines.get(before.pipeline)
@@ -736,18 +796,39 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
         (``Pipeline(reopen=True)``, or the pair in mode ``explicit``); and when the
         stage the deal leaves required approval to enter (a four-eyes win), a second
         person must approve the reopen too (``approved_by``). The target stage's own
-        requirements apply as for every move. A deal reopened from won does not move its
-        contact back in the lifecycle (use :meth:`reset_contact` for that).
+        requirements apply as for every move.
+
+        A deal reopened from won was the contact's purchase no more: when it was the
+        contact's only won deal and the contact is a customer (the stage winning it
+        gave), the contact goes back to ``opportunity`` (it has an open deal again), a
+        reset recorded in its stage history with the same ``by`` and ``reason``. A
+        contact with another won deal stays a customer, and an evangelist stays one.
         """
         with self._unit(by) as unit:
             deal = unit.deals.get(deal_id)
             machine = self._deal_machine(deal.pipeline)
-            moved = machine.reopen(
-                deal, to, by=by, reason=reason, approved_by=approved_by, at=self.clock.now()
-            )
+            now = self.clock.now()
+            moved = machine.reopen(deal, to, by=by, reason=reason, approved_by=approved_by, at=now)
             stored = unit.deals.update(moved.entity)
             unit.stage_history.add(moved.change)
+            if deal.status is DealStatus.WON and deal.contact_id is not None:
+                self._unwin_contact(unit, deal.contact_id, by=by, reason=reason, at=now)
         return Moved(stored, moved.change)
+
+    def _unwin_contact(
+        self, unit: UnitOfWork, contact_id: UUID, *, by: str, reason: str, at: datetime
+    ) -> None:
+        """Put a customer whose only won deal was reopened back to ``opportunity``."""
+        contact = unit.contacts.get(contact_id)
+        if contact.lifecycle_stage is not LifecycleStage.CUSTOMER:
+            return
+        won = (field("contact_id") == contact_id) & (field("status") == DealStatus.WON.value)
+        if unit.deals.count(deals_where(won)):
+            return
+        moved = reset_contact(
+            contact, LifecycleStage.OPPORTUNITY, by=by, reason=f"deal reopened: {reason}", at=at
+        )
+        self._stored_move(unit, moved)
 
     def reopen_lead(
         self,
@@ -886,7 +967,9 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
         return stored
 
     def history(self, subject: SubjectKind, subject_id: UUID) -> list[StageChange]:
-        """The stage history of one contact, lead, deal or ticket, oldest first."""
+        """The stage history of one contact, lead, deal or ticket, oldest first
+        (``subject`` a :class:`~crmkit.models.SubjectKind` or its value)."""
+        subject = member_of(SubjectKind, subject, "subject")
         with self.store.unit_of_work() as unit:
             return unit.stage_history.for_subject(subject, subject_id)
 
@@ -960,6 +1043,7 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
         if len(text) > REPLY_LIMIT:
             raise ValidationError("text", text, f"at most {REPLY_LIMIT:,} characters")
         replies = CUSTOMER_REPLY_KINDS if by is None else AGENT_REPLY_KINDS
+        kind = to_member(ActivityKind)(kind)
         if not isinstance(kind, ActivityKind) or kind not in replies:
             who = "a customer's" if by is None else "an agent's"
             allowed = ", ".join(sorted(k.value for k in replies))
@@ -1359,7 +1443,12 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
         A contact of a person who asked to be forgotten refuses the whole import with
         :class:`~crmkit.errors.Suppressed` (its field says which identifier matched),
         and a wrong item with a :class:`~crmkit.errors.ValidationError` naming its
-        index; nothing is stored then.
+        index; nothing is stored then. Two items with one address (compared without
+        case, as the store compares them) raise :class:`~crmkit.errors.Duplicate` naming
+        both (``index`` and ``other_index``); drop or merge one and import again. Empty
+        strings are not read as missing values: :meth:`Contact.new
+        <crmkit.models.Contact.new>` refuses an empty or blank field, naming it, so map
+        a CSV's empty cells to ``None`` when you build the contacts.
         """
         if isinstance(contacts, str | bytes | Mapping) or not isinstance(contacts, Iterable):
             raise ValidationError("contacts", contacts, "expected a collection of Contacts")
@@ -1367,12 +1456,15 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
         for index, contact in enumerate(items):
             if not isinstance(contact, Contact):
                 raise ValidationError(f"[{index}]", contact, "expected a Contact")
-        with self._unit() as unit:
-            # Checked before the store reads the items: a bulk add may stream them
-            # (COPY on PostgreSQL), and no other query can run on its connection then.
-            for contact in items:
-                self._refuse_suppressed(unit, contact.email, contact.phone)
-            return unit.contacts.add_many(items)
+        try:
+            with self._unit() as unit:
+                # Checked before the store reads the items: a bulk add may stream them
+                # (COPY on PostgreSQL), and no other query can run on its connection.
+                for contact in items:
+                    self._refuse_suppressed(unit, contact.email, contact.phone)
+                return unit.contacts.add_many(items)
+        except Duplicate as clash:
+            raise _within_batch(clash, items) from None
 
     def update_contact(
         self,
@@ -1775,7 +1867,11 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
         """The forecast of a deal pipeline per period as of ``at``: closed (won within
         the period), commit, best case, pipeline and omitted (open deals expected to
         close within it, by category: ``categories`` maps open stages, else the stage's
-        probability decides), and the expected revenue from stage probabilities."""
+        probability decides), and the expected revenue from stage probabilities.
+        ``categories`` values are :class:`~crmkit.analytics.ForecastCategory` members
+        or their values (``"commit"``); a key that is no open stage of the pipeline (a
+        typo, a won or lost stage) raises :class:`~crmkit.errors.ValidationError`
+        naming ``categories['key']``."""
         return _kpis.forecast(
             self.store,
             self.pipelines,
@@ -1836,7 +1932,9 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
 
         A customer churns by lifecycle (``inactive_after=None``: leaving the customer and
         evangelist stages; a contact imported at those stages is a customer since its
-        creation) or ``inactive_after`` its last purchase. Revenue comes from purchase
+        creation) or by inactivity: ``inactive_after`` after the last purchase before
+        a longer gap (a purchase after the gap makes it a customer again, counted as
+        new: a reactivation). Revenue comes from purchase
         activities (``revenue_from="purchases"``) or won deals (``"deals"``: by account,
         else contact), per currency.
         """
@@ -1882,21 +1980,40 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
         granularity: Granularity = Granularity.MONTH,
         tz: tzinfo = UTC,
     ) -> ServiceReport:
-        """CSAT per period and agent, first-response and resolution times and SLA
-        compliance per policy and target of the tickets created from ``start`` to ``end``
-        (exclusive), their SLA clocks read now."""
+        """CSAT per period and agent of the tickets solved from ``start`` to ``end``
+        (exclusive), and first-response and resolution times and SLA compliance per
+        policy and target of the tickets created in that window, their SLA clocks read
+        now.
+
+        A rating belongs to the period in which its ticket was (last) solved, whatever
+        the ticket's creation: a ticket created on 28 February and solved and rated on
+        1 March counts in March, so monthly reports add up to the quarter's. The solve
+        time comes from the ticket's stage history and stays put when the ticket is
+        closed or touched later."""
         first = ensure_utc(start, "start")
         last = ensure_utc(end, "end")
         now = self.clock.now()
         created = (field("created_at") >= first) & (field("created_at") < last)
+        # a ticket solved in the window was created before its end and changed after its
+        # start; its solve time is in its history
+        rated = (
+            field("csat").is_not_null()
+            & (field("created_at") < last)
+            & (field("updated_at") >= first)
+        )
         with self.store.unit_of_work() as unit:
             tickets = list(unit.tickets.iterate(tickets_where(created)))
             reports = [self._sla(unit, ticket, now) for ticket in tickets]
+            ratings = [
+                Rating(solved, ticket.csat, ticket.assignee)
+                for ticket in unit.tickets.iterate(tickets_where(rated))
+                if ticket.csat is not None
+                and (solved := _solved_at(unit, ticket)) is not None
+                and first <= solved < last
+            ]
         outcomes = [outcome for report in reports for outcome in _outcomes(report)]
         return ServiceReport(
-            csat=csat_report(
-                ratings_from_tickets(tickets), start=first, end=last, granularity=granularity, tz=tz
-            ),
+            csat=csat_report(ratings, start=first, end=last, granularity=granularity, tz=tz),
             times=service_times(outcomes),
             compliance=sla_compliance(outcomes),
         )
@@ -1920,6 +2037,16 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
             currency=currency,
             rates=rates,
         )
+
+
+def _solved_at(unit: UnitOfWork, ticket: Ticket) -> datetime | None:
+    """When ``ticket`` was last moved to solved (``None``: its history has no such
+    move, as for a ticket stored solved by an import: then its ``updated_at``)."""
+    history = unit.stage_history.for_subject(SubjectKind.TICKET, ticket.id)
+    solved = [c.at for c in history if c.to_stage == TicketStatus.SOLVED.value]
+    if solved:
+        return max(solved)
+    return ticket.updated_at if ticket.status in _DONE else None
 
 
 _VERDICTS: Final = {

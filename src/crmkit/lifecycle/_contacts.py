@@ -18,6 +18,7 @@ from crmkit.clock import FixedClock, ensure_utc
 from crmkit.errors import TransitionNotAllowed, ValidationError
 from crmkit.lifecycle._moved import Moved, Unmet
 from crmkit.models import Contact, LifecycleStage, StageChange, SubjectKind
+from crmkit.models._fields import member_of
 
 __all__ = [
     "FUNNEL",
@@ -71,9 +72,7 @@ _EVENT_STAGE: Final = {
 
 
 def _stage(value: object) -> LifecycleStage:
-    if not isinstance(value, LifecycleStage):
-        raise ValidationError("to", value, "expected a LifecycleStage")
-    return value
+    return member_of(LifecycleStage, value, "to")
 
 
 def _check_contact(contact: object) -> Contact:
@@ -174,8 +173,7 @@ def advance_contact(
     """Advance ``contact`` for a domain event; ``None`` when it is already as far or
     further, or outside the funnel (``other``)."""
     contact = _check_contact(contact)
-    if not isinstance(event, LifecycleEvent):
-        raise ValidationError("event", event, "expected a LifecycleEvent")
+    event = member_of(LifecycleEvent, event, "event")
     current, to = contact.lifecycle_stage, event.stage
     if current is LifecycleStage.OTHER or _RANK[to] <= _RANK[current]:
         return None

@@ -37,7 +37,7 @@ from crmkit.models import (
     SubjectKind,
     normalise_tags,
 )
-from crmkit.models._fields import finite
+from crmkit.models._fields import finite, member_of
 
 __all__ = [
     "Captured",
@@ -115,8 +115,7 @@ class Touchpoint:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
             raise ValidationError("source", self.source, "a lead needs its source")
-        if not isinstance(self.channel, LeadChannel):
-            raise ValidationError("channel", self.channel, "expected a LeadChannel")
+        object.__setattr__(self, "channel", member_of(LeadChannel, self.channel, "channel"))
         if self.phone is not None and not isinstance(self.phone, PhoneNumber):
             region = self.country if isinstance(self.country, str) else None
             try:

@@ -65,6 +65,14 @@ def _change_text(change: StageChange) -> str:
         if change.from_stage is None
         else f"{change.from_stage} -> {change.to_stage}"
     )
+    if change.from_stage == change.to_stage:  # a deal's update: the values it snapshots
+        values = [
+            str(value)
+            for value in (change.amount, change.expected_close and f"close {change.expected_close}")
+            if value
+        ]
+        step = f"{change.to_stage}, {', '.join(values) or 'values'} updated"
+        return f"{what}: {step}" + (f" by {change.by}" if change.by else "")
     extra = f" ({change.reason})" if change.reason else ""
     by = f" by {change.by}" if change.by else ""
     return f"{what}: {step}{by}{extra}"

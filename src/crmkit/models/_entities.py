@@ -148,6 +148,10 @@ class Entity:
         problems = []
         for name, check in _checks_of(type(self)):
             value = getattr(self, name)
+            enum = getattr(check, "enum", None)  # a member check reads a member's value
+            if enum is not None and isinstance(value, str) and not isinstance(value, enum):
+                value = f.to_member(enum)(value)
+                object.__setattr__(self, name, value)
             if type(value) is Invalid:  # its converter could not read it
                 problems.extend(problems_of(name, value))
                 continue
@@ -966,7 +970,10 @@ class StageChange(Entity):
     ``from_stage`` is ``None`` for the first stage; ``pipeline`` is ``None`` for the
     contact lifecycle. ``amount``, ``probability`` and ``expected_close`` snapshot a
     deal as it was at the move (as Salesforce's opportunity history does), so history and
-    analytics show the values a deal moved with, not the ones it has now.
+    analytics show the values a deal moved with, not the ones it has now. A deal's entry
+    may stay in its stage (``from_stage == to_stage``): the snapshot ``update_deal``
+    records when it changes the amount, probability or expected close, so that a replay
+    as of any time reads the values the deal had then.
     """
 
     entity_name: ClassVar[str] = "stage_change"
@@ -993,7 +1000,7 @@ class StageChange(Entity):
 
     def _invariants(self) -> Iterator[Problem]:
         yield from super()._invariants()
-        if self.from_stage == self.to_stage:
+        if self.from_stage == self.to_stage and self.subject is not SubjectKind.DEAL:
             yield Problem("to_stage", self.to_stage, "equals from_stage")
         if self.subject is SubjectKind.CONTACT:
             if self.pipeline is not None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from uuid import UUID
 
 from crmkit.clock import ensure_utc
@@ -36,6 +36,7 @@ from crmkit.models._values import (
 )
 
 Check = Callable[[Any], None]
+_EnumT = TypeVar("_EnumT", bound=Enum)
 """Raises ``ValidationError`` (field ``""``: the value itself) when a value is invalid."""
 
 CHECK_KEY: Final = "crmkit.check"
@@ -107,6 +108,30 @@ def value_of(cls: type, what: str) -> Check:
     return is_value
 
 
+def to_member(enum: type[Enum]) -> Callable[[object], Any]:
+    """A converter reading a member's value (``"email"``) as the member; any other
+    value is left for :func:`member` to refuse, naming the field."""
+
+    def convert(value: object) -> Any:
+        if isinstance(value, str) and not isinstance(value, enum):
+            for candidate in enum:
+                if candidate.value == value:
+                    return candidate
+        return value
+
+    return convert
+
+
+def member_of(enum: type[_EnumT], value: object, field: str) -> _EnumT:
+    """``value`` as a member of ``enum`` (the member or its value), or
+    :class:`~crmkit.errors.ValidationError` naming ``field`` and the allowed values."""
+    converted = to_member(enum)(value)
+    if isinstance(converted, enum):
+        return converted
+    allowed = ", ".join(str(m.value) for m in enum)
+    raise ValidationError(field, value, f"expected {enum.__name__}, one of: {allowed}")
+
+
 def member(enum: type[Enum]) -> Check:
     allowed = ", ".join(str(m.value) for m in enum)
 
@@ -114,6 +139,7 @@ def member(enum: type[Enum]) -> Check:
         if not isinstance(value, enum):
             raise ValidationError("", value, f"expected {enum.__name__}, one of: {allowed}")
 
+    is_member.enum = enum  # type: ignore[attr-defined]  # entities read a value as the member
     return is_member
 
 

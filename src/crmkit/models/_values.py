@@ -187,6 +187,8 @@ class EmailAddress(str):
     def __new__(cls, value: str) -> Self:
         raw = _text_of(value, "an e-mail address")
         text = raw.strip()
+        if not text:
+            raise ValidationError("", raw, "must not be empty (no address: None)")
         if text.count("@") != 1:
             raise ValidationError("", raw, "an e-mail address needs exactly one '@'")
         local, _, domain = text.partition("@")
@@ -249,6 +251,8 @@ class PhoneNumber(str):
     @classmethod
     def parse(cls, value: str, region: str | None = None) -> Self:
         """Read a number as typed by a person; ``region`` (ISO country) for national ones.
+        Without a region, a leading ``00`` is read as the international prefix
+        (``"0049 30 901820"`` is ``+4930901820``).
 
         With ``phonenumbers`` installed (extra ``quality``) the number must be valid in
         its numbering plan; extensions are rejected because E.164 cannot hold them, and
@@ -257,6 +261,10 @@ class PhoneNumber(str):
         """
         raw = _text_of(value, "a phone number")
         country = None if region is None else CountryCode(region)
+        stripped = raw.strip()
+        if country is None and stripped.startswith("00") and stripped[2:3].isdigit():
+            # "0049 30 ..." : the international call prefix most of the world dials
+            raw = "+" + stripped[2:]
         try:
             pn: Any = import_extra("phonenumbers", extra="quality", feature="phone validation")
         except MissingExtra:

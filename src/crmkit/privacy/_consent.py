@@ -26,7 +26,7 @@ from crmkit.models import (
     is_expired,
 )
 from crmkit.models import contact_point as point_of
-from crmkit.models._fields import expect, expect_items, is_key
+from crmkit.models._fields import expect, expect_items, is_key, member_of
 from crmkit.models.rules import Reachable
 
 __all__ = [
@@ -170,8 +170,7 @@ def consent_entry(
     expect(status, ConsentStatus, "status", "a ConsentStatus")
     if not isinstance(evidence, Evidence):
         raise ValidationError("evidence", evidence, "expected an Evidence")
-    if not isinstance(legal_basis, LegalBasis):
-        raise ValidationError("legal_basis", legal_basis, "expected a LegalBasis")
+    legal_basis = member_of(LegalBasis, legal_basis, "legal_basis")
     at = ensure_utc(at, "at")
     point = None if channel is ConsentChannel.POST else point_of(contact, channel)
     return Consent(

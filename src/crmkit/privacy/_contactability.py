@@ -18,7 +18,7 @@ import attrs
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import ConsentChannel, Contact, DoNotContact, DoNotContactReason
-from crmkit.models._fields import expect, expect_items, is_key
+from crmkit.models._fields import expect, expect_items, is_key, member_of
 from crmkit.models.rules import And, Condition, Reachable, ReachCheck, Rule, RuleEntity
 from crmkit.privacy._consent import check_channel
 
@@ -41,8 +41,7 @@ def block_entry(
     reason says why the block is lifted: ``asked`` when the person asked for it)."""
     expect(contact, Contact, "contact", "a Contact")
     channel = check_channel(channel)
-    if not isinstance(reason, DoNotContactReason):
-        raise ValidationError("reason", reason, "expected a DoNotContactReason")
+    reason = member_of(DoNotContactReason, reason, "reason")
     at = ensure_utc(at, "at")
     return DoNotContact(
         id=uuid4(),

@@ -31,9 +31,10 @@ class FieldFill:
     total: int
 
     @property
-    def rate(self) -> float:
-        """The share of records with a value, 1.0 when there are none."""
-        return self.filled / self.total if self.total else 1.0
+    def rate(self) -> float | None:
+        """The share of records with a value; ``None`` when there are none (0 of 0 is
+        no rate, as every ratio of nothing in crmkit's reports)."""
+        return self.filled / self.total if self.total else None
 
 
 @attrs.frozen
@@ -79,7 +80,8 @@ class AuditReport:
         ]
         lines.extend(
             f"  {fill.entity}.{fill.field}: {fill.rate:.0%} filled"
-            for fill in sorted(self.fills, key=lambda f: (f.rate, f.entity, f.field))
+            for fill in sorted(self.fills, key=lambda f: (f.rate or 0.0, f.entity, f.field))
+            if fill.rate is not None  # no records of the entity: no line
         )
         return "\n".join(lines)
 

@@ -31,6 +31,8 @@ __all__ = [
     "DuplicateModel",
     "DuplicatePair",
     "DuplicateSpec",
+    "FitDiagnostic",
+    "FitProblem",
     "Verdict",
     "Weights",
     "duplicate_pairs",
@@ -46,6 +48,29 @@ class Verdict(StrEnum):
     DUPLICATE = "duplicate"
     REVIEW = "review"
     DISTINCT = "distinct"
+
+
+class FitProblem(StrEnum):
+    """Why weights estimated without labels are not to be trusted."""
+
+    NOT_CONVERGED = "not_converged"
+    """Expectation maximisation stopped at ``max_iterations`` still moving."""
+    INVERTED = "inverted"
+    """EM learnt agreement on a comparison as evidence against a duplicate (a label
+    switch: its "duplicates" are something else); the weights were fitted again with
+    ``m / u`` held rising with the level, which leaves such a comparison at no weight."""
+    UNOBSERVED = "unobserved"
+    """No candidate pair agrees on a comparison, so its weights could not be learnt."""
+
+
+@attrs.frozen
+class FitDiagnostic:
+    """One reason not to trust weights estimated without labels."""
+
+    problem: FitProblem
+    comparison: str | None
+    """The comparison concerned (``None`` for the model as a whole)."""
+    detail: str
 
 
 def _probability(name: str) -> Any:
@@ -426,7 +451,12 @@ def estimate_weights(
     from expectation maximisation over the candidate pairs with ``u`` held: each round
     gives every distinct level vector the probability of being a duplicate, then
     re-estimates ``m`` and the prior from those probabilities, until no value moves more
-    than ``tolerance``. Fewer than two records or candidate pairs raise
+    than ``tolerance``. Where EM learnt disagreement on a comparison as evidence of a
+    duplicate (``m > u``), or equality as evidence against (a label switch), it runs
+    again with
+    ``m / u`` held rising with the level in every round (a closer agreement is never
+    less evidence, as splink and recordlinkage expect), and :func:`duplicate_pairs`
+    reports it (:attr:`FitProblem.INVERTED`). Fewer than two records or candidate pairs raise
     :class:`~crmkit.errors.ValidationError` (field ``records``).
     """
     for name, value in (("max_iterations", max_iterations), ("sample", sample)):
@@ -437,7 +467,7 @@ def estimate_weights(
     listed = _records(records)
     model = DuplicateModel(spec, _seed_weights(spec))
     prepared, vectors = candidate_vectors(model, listed)
-    return _estimate(
+    weights, _diagnostics = _estimate(
         model,
         prepared,
         vectors,
@@ -446,6 +476,7 @@ def estimate_weights(
         sample=sample,
         seed=seed,
     )
+    return weights
 
 
 def _seed_weights(spec: DuplicateSpec) -> Weights:
@@ -462,7 +493,7 @@ def _estimate(
     tolerance: float = 1e-4,
     sample: int = 5_000,
     seed: int = 0,
-) -> Weights:
+) -> tuple[Weights, tuple[FitDiagnostic, ...]]:
     if len(prepared) < 2 or len(vectors) < 2:
         raise ValidationError(
             "records", len(vectors), "fewer than two candidate pairs to learn from"
@@ -480,13 +511,55 @@ def _estimate(
     return _em(comparisons, Counter(vectors.values()), u, max_iterations, tolerance)
 
 
+def _monotone(counts: Sequence[float], u: Sequence[float]) -> list[float]:
+    """``m`` from expected duplicate ``counts`` per level, with ``m / u`` rising with the
+    level (a closer agreement is never less evidence of a duplicate): the most likely
+    ``m`` under that constraint, by pooling adjacent levels that violate it."""
+    blocks: list[list[float]] = []  # [count, u, levels]
+    for count, share in zip(counts, u, strict=True):
+        blocks.append([count, share, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] * blocks[-1][1] > blocks[-1][0] * blocks[-2][1]:
+            last = blocks.pop()
+            blocks[-1] = [blocks[-1][0] + last[0], blocks[-1][1] + last[1], blocks[-1][2] + last[2]]
+    total = sum(b[0] for b in blocks)
+    m: list[float] = []
+    for count, share, levels in blocks:
+        ratio = count / share / total if total > 0 else 1.0
+        m.extend([ratio] * int(levels))
+    return [r * share for r, share in zip(m, u, strict=True)]
+
+
 def _em(
     comparisons: Sequence[Comparison],
     counted: Mapping[_Vector, int],
     u: list[list[float]],
     max_iterations: int,
     tolerance: float,
-) -> Weights:
+) -> tuple[Weights, tuple[FitDiagnostic, ...]]:
+    """EM as it comes; where it learnt that agreement on a comparison is no more
+    evidence of a duplicate than disagreement (a label switch), EM again with ``m / u``
+    held rising in every round, and that comparison reported."""
+    free, converged = _rounds(comparisons, counted, u, max_iterations, tolerance, held=False)
+    inverted = [
+        comparison.name
+        for comparison, levels in zip(comparisons, free.level_weights(), strict=True)
+        if levels[0] > 1e-9 or levels[-1] < -1e-9
+    ]
+    if not inverted:
+        return free, _diagnose(comparisons, counted, free, converged, max_iterations, inverted=())
+    held, converged = _rounds(comparisons, counted, u, max_iterations, tolerance, held=True)
+    return held, _diagnose(comparisons, counted, held, converged, max_iterations, inverted=inverted)
+
+
+def _rounds(
+    comparisons: Sequence[Comparison],
+    counted: Mapping[_Vector, int],
+    u: list[list[float]],
+    max_iterations: int,
+    tolerance: float,
+    *,
+    held: bool,
+) -> tuple[Weights, bool]:
     totals = sum(counted.values())
     m = [list(_initial(c.levels)) for c in comparisons]
     present = [
@@ -494,6 +567,7 @@ def _em(
         for vector, count in counted.items()
     ]
     prior = 0.5
+    converged = False
     for _ in range(max_iterations):
         m_counts = [[0.0] * c.levels for c in comparisons]
         u_counts = [[0.0] * c.levels for c in comparisons]
@@ -508,8 +582,11 @@ def _em(
             for k, level in levels:
                 m_counts[k][level] += g * count
                 u_counts[k][level] += (1.0 - g) * count
-        new_m = [list(_normalised(c)) for c in m_counts]
         new_u = [list(_normalised(c)) for c in u_counts]
+        if held:
+            new_m = [_monotone(c, us) for c, us in zip(m_counts, new_u, strict=True)]
+        else:
+            new_m = [list(_normalised(c)) for c in m_counts]
         new_prior = min(max(matched / totals, _EPSILON), 1 - _EPSILON)
         moved = max(
             abs(new_prior - prior),
@@ -518,8 +595,48 @@ def _em(
         )
         m, u, prior = new_m, new_u, new_prior
         if moved < tolerance:
+            converged = True
             break
-    return Weights(prior, tuple(_fix(x) for x in m), tuple(_fix(x) for x in u))
+    return Weights(prior, tuple(_fix(x) for x in m), tuple(_fix(x) for x in u)), converged
+
+
+def _diagnose(
+    comparisons: Sequence[Comparison],
+    counted: Mapping[_Vector, int],
+    weights: Weights,
+    converged: bool,
+    max_iterations: int,
+    *,
+    inverted: Sequence[str],
+) -> tuple[FitDiagnostic, ...]:
+    found = [
+        FitDiagnostic(
+            FitProblem.INVERTED,
+            name,
+            "the fit learnt agreement on it as evidence against a duplicate (a label "
+            "switch); it was fitted again with closer levels held to weigh more",
+        )
+        for name in inverted
+    ]
+    if not converged:
+        found.append(
+            FitDiagnostic(
+                FitProblem.NOT_CONVERGED,
+                None,
+                f"still moving after {max_iterations} rounds of expectation maximisation",
+            )
+        )
+    for k, comparison in enumerate(comparisons):
+        agreeing = sum(n for vector, n in counted.items() if (vector[k] or 0) > 0)
+        if not agreeing:
+            found.append(
+                FitDiagnostic(
+                    FitProblem.UNOBSERVED,
+                    comparison.name,
+                    "no candidate pair agrees on it, so its weights could not be learnt",
+                )
+            )
+    return tuple(found)
 
 
 @attrs.frozen
@@ -531,6 +648,17 @@ class BatchResult:
     """The pairs at or above the review threshold, most likely first."""
     compared: int
     """How many candidate pairs blocking gave."""
+    diagnostics: tuple[FitDiagnostic, ...] = ()
+    """Why the weights estimated without labels are not to be trusted (empty when they
+    look sound, or when the caller gave the weights)."""
+
+    @property
+    def degenerate(self) -> bool:
+        """Whether the estimated model is not to be trusted (any diagnostic but
+        :attr:`FitProblem.UNOBSERVED`, which leaves the comparison without weight and
+        harms nothing): then no pair is called :attr:`Verdict.DUPLICATE` (they come
+        back as :attr:`Verdict.REVIEW` at most)."""
+        return _degenerate(self.diagnostics)
 
 
 def duplicate_pairs(
@@ -543,7 +671,12 @@ def duplicate_pairs(
     """The duplicate pairs among ``records`` (entities, or mappings with an ``id``).
 
     Without ``weights`` they are estimated from the same records
-    (:func:`estimate_weights`); the candidate pairs are compared once for both.
+    (:func:`estimate_weights`); the candidate pairs are compared once for both. When
+    that estimate looks degenerate (a comparison whose agreement EM learnt as evidence
+    against, or no convergence),
+    :attr:`BatchResult.diagnostics` says why and no pair is called a
+    duplicate: the would-be duplicates come back as pairs to review, so that a host that
+    merges :attr:`Verdict.DUPLICATE` pairs merges nothing on a model it cannot trust.
     """
     if not isinstance(spec, DuplicateSpec):
         raise ValidationError("spec", spec, "expected a DuplicateSpec")
@@ -554,10 +687,21 @@ def duplicate_pairs(
     listed = _records(records)
     model = DuplicateModel(spec, weights if weights is not None else _seed_weights(spec))
     prepared, vectors = candidate_vectors(model, listed)
-    if weights is None:
-        learned = _estimate(model, prepared, vectors, seed=seed)
-        model = DuplicateModel(spec, learned)
-    return BatchResult(model, tuple(model.kept(vectors)), len(vectors))
+    if weights is not None:
+        return BatchResult(model, tuple(model.kept(vectors)), len(vectors))
+    learned, diagnostics = _estimate(model, prepared, vectors, seed=seed)
+    model = DuplicateModel(spec, learned)
+    pairs = model.kept(vectors)
+    if _degenerate(diagnostics):
+        pairs = [
+            attrs.evolve(p, verdict=Verdict.REVIEW) if p.verdict is Verdict.DUPLICATE else p
+            for p in pairs
+        ]
+    return BatchResult(model, tuple(pairs), len(vectors), diagnostics)
+
+
+def _degenerate(diagnostics: Iterable[FitDiagnostic]) -> bool:
+    return any(d.problem is not FitProblem.UNOBSERVED for d in diagnostics)
 
 
 def _fix(levels: Sequence[float]) -> tuple[float, ...]:
@@ -595,20 +739,22 @@ CONTACT_WEIGHTS: Final = Weights(
     m=(
         (0.03, 0.04, 0.08, 0.85),
         (0.02, 0.03, 0.05, 0.90),
-        (0.25, 0.05, 0.70),
+        (0.10, 0.05, 0.85),
         (0.30, 0.70),
         (0.05, 0.95),
     ),
     u=(
         (0.90, 0.05, 0.02, 0.03),
         (0.90, 0.05, 0.03, 0.02),
-        (0.99899, 0.001, 0.00001),
+        (0.97999, 0.02, 0.00001),
         (0.9999, 0.0001),
         (0.40, 0.60),
     ),
 )
 """Weights for :data:`CONTACT_SPEC` before any are estimated from the host's data: an
-equal e-mail key or phone alone makes a duplicate, an equal name alone a pair to review."""
+equal e-mail key or phone alone makes a duplicate; an equal name with a similar address
+(``ada.smith1@`` and ``ada.smith2@``: two mailboxes as often as a typo) a pair to review;
+a different address weighs strongly against, so an equal name alone is no duplicate."""
 
 ACCOUNT_WEIGHTS: Final = Weights(
     prior=0.01,

@@ -24,6 +24,7 @@ from crmkit.models import (
     Contact,
     CustomFields,
     Entity,
+    LifecycleStage,
     Segment,
     StageChange,
     SubjectKind,
@@ -69,7 +70,10 @@ class Strategy(StrEnum):
     * ``union``: every tag of every record; for custom fields every key, the first
       record that has a key giving its value (the survivor first);
     * ``concatenate``: the distinct texts of every record, survivor first, joined by
-      ``"; "`` (contact and account fields are one line each).
+      ``"; "`` (contact and account fields are one line each);
+    * ``furthest``: a contact's lifecycle stage furthest along among the records
+      (``other`` only when every record has it), the default of ``lifecycle_stage``:
+      a merge never demotes a customer.
 
     A value is missing when it is ``None``, empty or only white space.
     """
@@ -79,6 +83,7 @@ class Strategy(StrEnum):
     MOST_COMPLETE = "most_complete"
     UNION = "union"
     CONCATENATE = "concatenate"
+    FURTHEST = "furthest"
 
 
 _KINDS: Final[Mapping[type[Entity], MergeKind]] = MappingProxyType(
@@ -89,6 +94,7 @@ _FIXED: Final[Mapping[str, str]] = MappingProxyType(
     {"do_not_contact": "merges to the most restrictive value (True if any record has it)"}
 )
 _SETS: Final = frozenset({"tags", "custom"})
+_STAGE: Final = "lifecycle_stage"
 
 
 def _text_fields(entity: type[Entity]) -> frozenset[str]:
@@ -103,8 +109,10 @@ class MergePolicy:
     function per field, checked when the policy is built.
 
     :meth:`of` builds one: every field not named keeps the survivor's value, except tags
-    and custom fields, which are united. ``do_not_contact`` always merges to the most
-    restrictive value and takes no policy.
+    and custom fields, which are united, and a contact's ``lifecycle_stage``, which
+    becomes the furthest stage among the records (``furthest``: a merge never demotes
+    a customer; name ``survivor`` to keep the survivor's). ``do_not_contact`` always
+    merges to the most restrictive value and takes no policy.
 
     >>> MergePolicy.of(Contact, {"phone": "most_recent"}).fields["phone"]
     <Strategy.MOST_RECENT: 'most_recent'>
@@ -166,6 +174,8 @@ def _resolve(
     chosen: dict[str, Strategy | HostPolicy] = {
         n: Strategy.UNION if n in _SETS else Strategy.SURVIVOR for n in names if n not in _FIXED
     }
+    if _STAGE in chosen:
+        chosen[_STAGE] = Strategy.FURTHEST
     problems = []
     for name, given in policies.items():
         where = f"policies.{name}"
@@ -189,6 +199,8 @@ def _resolve(
             problems.append(Problem(where, given, "union merges tags and custom fields"))
         elif strategy is Strategy.CONCATENATE and name not in texts:
             problems.append(Problem(where, given, "concatenate merges text fields"))
+        elif strategy is Strategy.FURTHEST and name != _STAGE:
+            problems.append(Problem(where, given, "furthest merges a contact's lifecycle_stage"))
         else:
             chosen[name] = strategy
     return chosen, problems
@@ -265,6 +277,10 @@ def _pick(records: Sequence[Entity], name: str, strategy: Strategy) -> Any:
                 if not _missing(value) and value not in texts:
                     texts.append(value)
             return "; ".join(texts) if texts else values[0]
+        case Strategy.FURTHEST:
+            order = [stage for stage in LifecycleStage if stage is not LifecycleStage.OTHER]
+            known = [v for v in values if v in order]
+            return max(known, key=order.index) if known else values[0]
     raise AssertionError(strategy)  # pragma: no cover - every strategy is matched
 
 

@@ -157,51 +157,53 @@ def parse_phone(text: str, region: str | None = None, *, field: str = "phone") -
 # Country names and aliases in English, German and Swedish, as text_key gives them,
 # beside the ISO codes themselves. Countries not listed are read by their code.
 _COUNTRY_NAMES: Final[dict[str, tuple[str, ...]]] = {
-    "AT": ("austria", "österreich", "osterreich", "österrike"),
+    "AT": ("austria", "österreich", "osterreich", "österrike", "a"),
     "AU": ("australia", "australien"),
-    "BE": ("belgium", "belgien"),
+    "BE": ("belgium", "belgien", "belgië", "belgie", "belgique", "b"),
     "BG": ("bulgaria", "bulgarien"),
-    "BR": ("brazil", "brasilien"),
+    "BR": ("brazil", "brasilien", "brasil"),
     "CA": ("canada", "kanada"),
     "CH": ("switzerland", "schweiz", "suisse", "svizzera"),
     "CN": ("china", "kina", "people s republic of china"),
     "CY": ("cyprus", "zypern", "cypern"),
-    "CZ": ("czechia", "czech republic", "tschechien", "tjeckien"),
-    "DE": ("germany", "deutschland", "tyskland", "federal republic of germany", "brd"),
+    "CZ": ("czechia", "czech republic", "tschechien", "tjeckien", "česko", "cesko"),
+    "DE": ("germany", "deutschland", "tyskland", "federal republic of germany", "brd", "d"),
     "DK": ("denmark", "dänemark", "danemark", "danmark"),
-    "EE": ("estonia", "estland"),
-    "ES": ("spain", "spanien", "españa", "espana"),
-    "FI": ("finland", "finnland", "suomi"),
-    "FR": ("france", "frankreich", "frankrike"),
+    "EE": ("estonia", "estland", "eesti"),
+    "ES": ("spain", "spanien", "españa", "espana", "e"),
+    "FI": ("finland", "finnland", "suomi", "fin"),
+    "FR": ("france", "frankreich", "frankrike", "f"),
     "GB": (
         "uk", "u k", "united kingdom", "great britain", "britain", "england", "scotland",
         "wales", "northern ireland", "vereinigtes königreich", "grossbritannien",
         "großbritannien", "storbritannien", "förenade kungariket",
     ),
-    "GR": ("greece", "griechenland", "grekland"),
-    "HR": ("croatia", "kroatien"),
-    "HU": ("hungary", "ungarn", "ungern"),
-    "IE": ("ireland", "irland"),
+    "GR": ("greece", "griechenland", "grekland", "hellas", "ellada", "el"),
+    "HR": ("croatia", "kroatien", "hrvatska"),
+    "HU": ("hungary", "ungarn", "ungern", "magyarország", "magyarorszag"),
+    "IE": ("ireland", "irland", "éire", "eire", "irl"),
     "IN": ("india", "indien"),
     "IS": ("iceland", "island"),
-    "IT": ("italy", "italien", "italia"),
+    "IT": ("italy", "italien", "italia", "i"),
     "JP": ("japan",),
     "LI": ("liechtenstein",),
     "LT": ("lithuania", "litauen"),
-    "LU": ("luxembourg", "luxemburg"),
+    "LU": ("luxembourg", "luxemburg", "l"),
     "LV": ("latvia", "lettland"),
     "MT": ("malta",),
-    "MX": ("mexico", "mexiko"),
-    "NL": ("netherlands", "the netherlands", "holland", "niederlande", "nederländerna"),
-    "NO": ("norway", "norwegen", "norge"),
+    "MX": ("mexico", "mexiko", "méxico"),
+    "NL": (
+        "netherlands", "the netherlands", "holland", "niederlande", "nederländerna", "nederland",
+    ),
+    "NO": ("norway", "norwegen", "norge", "n"),
     "NZ": ("new zealand", "neuseeland", "nya zeeland"),
-    "PL": ("poland", "polen"),
-    "PT": ("portugal",),
+    "PL": ("poland", "polen", "polska"),
+    "PT": ("portugal", "p"),
     "RO": ("romania", "rumänien", "rumanien"),
     "RU": ("russia", "russland", "ryssland", "russian federation"),
-    "SE": ("sweden", "schweden", "sverige"),
-    "SI": ("slovenia", "slowenien", "slovenien"),
-    "SK": ("slovakia", "slowakei", "slovakien"),
+    "SE": ("sweden", "schweden", "sverige", "s"),
+    "SI": ("slovenia", "slowenien", "slovenien", "slovenija"),
+    "SK": ("slovakia", "slowakei", "slovakien", "slovensko"),
     "TR": ("turkey", "türkiye", "turkiye", "türkei", "turkei", "turkiet"),
     "UA": ("ukraine", "ukraina"),
     "US": (
@@ -209,6 +211,24 @@ _COUNTRY_NAMES: Final[dict[str, tuple[str, ...]]] = {
         "vereinigte staaten", "vereinigte staaten von amerika", "amerika", "förenta staterna",
     ),
     "ZA": ("south africa", "südafrika", "sudafrika", "sydafrika"),
+    "KR": (
+        "korea", "south korea", "republic of korea", "korea republic of", "südkorea",
+        "sudkorea", "sydkorea",
+    ),
+    "SG": ("singapore", "singapur"),
+    "IL": ("israel",),
+    "AE": (
+        "united arab emirates", "uae", "vereinigte arabische emirate", "vae",
+        "förenade arabemiraten",
+    ),
+    "AR": ("argentina", "argentinien"),
+    "CL": ("chile",),
+    "CO": ("colombia", "kolumbien"),
+    "HK": ("hong kong", "hongkong"),
+    "TW": ("taiwan",),
+    "ID": ("indonesia", "indonesien"),
+    "TH": ("thailand",),
+    "EG": ("egypt", "ägypten", "agypten", "egypten"),
 }  # fmt: skip
 
 _COUNTRY_KEYS: Final[dict[str, str]] = {
@@ -218,9 +238,12 @@ _COUNTRY_KEYS: Final[dict[str, str]] = {
 
 def parse_country(text: str, *, field: str = "country") -> CountryCode:
     """The ISO 3166-1 code of a country given by its code, or by its name or a common
-    alias in English, German or Swedish (``"UK"`` is GB, ``"Deutschland"`` DE,
-    ``"Sverige"`` SE); anything else raises :class:`~crmkit.errors.UnknownCountry`
-    naming ``field`` and the text.
+    alias in English, German or Swedish, the country's own name for the European ones
+    (``"Nederland"``, ``"Polska"``), the international vehicle codes of European
+    countries that are no ISO code (``"D"`` DE, ``"A"`` AT, ``"S"`` SE) and the EU's
+    ``"EL"`` for Greece (``"UK"`` is GB, ``"Deutschland"`` DE, ``"Sverige"`` SE);
+    anything else raises :class:`~crmkit.errors.UnknownCountry` naming ``field`` and
+    the text.
 
     >>> parse_country("Deutschland"), parse_country(" uk "), parse_country("se")
     (CountryCode('DE'), CountryCode('GB'), CountryCode('SE'))

@@ -109,8 +109,12 @@ def read_reach(rows: Sequence[Any], subject: SubjectKind, group: str | None) -> 
 def _last_moves(
     changes: sa.Table, on_changes: list[Any], before: datetime, name: str
 ) -> sa.Subquery:
+    # at one instant, a move after an update snapshot (from_stage = to_stage), as in
+    # crmkit.analytics.replay_standing
+    snapshot = sa.case((changes.c.from_stage == changes.c.to_stage, 0), else_=1)
     order = sa.func.row_number().over(
-        partition_by=changes.c.subject_id, order_by=(changes.c.at.desc(), changes.c.id.desc())
+        partition_by=changes.c.subject_id,
+        order_by=(changes.c.at.desc(), snapshot.desc(), changes.c.id.desc()),
     )
     c = changes.c
     wanted = (c.subject_id, c.pipeline, c.to_stage, c.reason, c.at, c.expected_close)
