@@ -20,7 +20,7 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from crmkit.analytics import customer_lifetime_value, fit_bg_nbd, fit_gamma_gamma
 from crmkit.cli._common import EXIT_OK, command_parser, writable, write_atomically
@@ -283,8 +283,13 @@ def _reach(
     rnd = random.Random(1)
     sent: dict[str, list[bool]] = {"A": [], "B": []}
     activities: list[Activity] = []
-    for contact_id in audience.contact_ids:
-        variant = assign_variant("march-newsletter", contact_id, {"A": 1, "B": 1})
+    with crm.store.unit_of_work() as unit:
+        reached = unit.contacts.get_many(audience.contact_ids)
+    # Ids are random: the variant is drawn from a stable id of the e-mail address, so that
+    # every run of the demo tells the same test (a host passes its contacts' ids).
+    for email, contact_id in sorted((c.email or "", c.id) for c in reached.values()):
+        stable = uuid5(NAMESPACE_URL, f"mailto:{email}")
+        variant = assign_variant("march-newsletter", stable, {"A": 1, "B": 1})
         opened = rnd.random() < (0.25 if variant == "A" else 0.6)
         sent[variant].append(opened)
         activities.extend(
@@ -360,7 +365,9 @@ def _grow(
                        [[g, str(n)] for g, n in groups.most_common()]))  # fmt: skip
     similar = similar_contacts(bought, to=ada, k=3)
     say("customers whose purchases are most like Ada's: "
-        + ", ".join(f"{names[s.contact_id]} ({s.score:.2f})" for s in similar))  # fmt: skip
+        + ", ".join(f"{names[s.contact_id]} ({s.score:.2f})"
+                    for s in sorted(similar, key=lambda s: (-s.score, names[s.contact_id])))
+    )  # fmt: skip
     tasks = crm.schedule_check_ins(
         CheckInPlan(every=timedelta(days=90), title="Quarterly check-in", assignee="carla")
     )
