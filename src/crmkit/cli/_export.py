@@ -2,6 +2,7 @@
 ``exported`` entry in their audit trail."""
 
 import argparse
+from pathlib import Path
 
 from crmkit.cli._common import (
     EXIT_OK,
@@ -42,6 +43,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", metavar="FILE", help="write the JSON document to FILE")
     where.add_argument("--csv", metavar="FOLDER", help="write CSV files into FOLDER (made)")
+    parser.add_argument(
+        "--json", action="store_true", help="the export is one JSON document already (default)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,8 +54,6 @@ def run(args: argparse.Namespace) -> int:
         writable(args.out, "--out")
     folder = None
     if args.csv is not None:
-        from pathlib import Path  # noqa: PLC0415
-
         folder = Path(args.csv)
         writable(str(folder / "manifest.json") if folder.is_dir() else args.csv, "--csv")
     with opened_store(args) as store:

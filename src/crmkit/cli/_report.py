@@ -7,6 +7,7 @@ browser test). Every number comes from the analytics and quality use cases of
 """
 
 import argparse
+import contextlib
 import statistics
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Final
+from uuid import UUID
 
 import attrs
 
@@ -70,6 +72,8 @@ class Section:
     headers: tuple[str, ...] = ()
     rows: tuple[tuple[str, ...], ...] = ()
     note: str | None = None
+    more: tuple[tuple[str, tuple[str, ...], tuple[tuple[str, ...], ...]], ...] = ()
+    """Further tables: (summary, headers, rows)."""
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -603,26 +607,29 @@ def _clv(crm: CRM, tiles: list[tuple[str, str]]) -> Section:
     if not purchases:
         return Section("clv", "Customer lifetime value", "", note="No purchases stored yet.")
     currency = Counter(t.amount.currency for t in purchases).most_common(1)[0][0]
-    values: list[float]
+    by_customer: dict[str, float]
     try:
         summary = crm.clv_summary(currency=currency)
         bg = fit_bg_nbd(summary)
         gg = fit_gamma_gamma(summary)
-        values = [float(r.clv.amount) for r in customer_lifetime_value(summary, bg, gg).rows]
+        report = customer_lifetime_value(summary, bg, gg)
+        by_customer = {r.customer: float(r.clv.amount) for r in report.rows}
         what = (
             f"The predicted value of each customer over the next 12 months in {currency} "
-            f"(BG/NBD and Gamma-Gamma fitted on {summary.rows and len(summary.rows)} "
-            "customers' purchases, 1% discount a month)."
+            f"(BG/NBD and Gamma-Gamma fitted on {len(summary.rows)} customers' purchases, "
+            "1% discount a month)."
         )
         note = None
     except CrmkitError as error:
-        spent: Counter[str] = Counter()
+        by_customer = {}
         for t in purchases:
             if t.amount.currency == currency:
-                spent[t.customer] += float(t.amount.amount)  # type: ignore[assignment]
-        values = list(spent.values())
+                by_customer[t.customer] = by_customer.get(t.customer, 0.0) + float(t.amount.amount)
         what = f"What each customer has spent so far in {currency}."
         note = f"No lifetime value predicted ({error}); the chart shows the spend so far."
+    values = list(by_customer.values())
+    top = sorted(by_customer.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    names = _names(crm, [key for key, _ in top])
     edges, counts = _histogram(values)
     labels = [f"{_money(low)}-{_money(high)}" for low, high in edges]
     if values:
@@ -643,7 +650,25 @@ def _clv(crm: CRM, tiles: list[tuple[str, str]]) -> Section:
         ("value", "customers"),
         tuple((label, str(c)) for label, c in zip(labels, counts, strict=True)),
         note,
+        (
+            (
+                "the ten most valuable customers",
+                ("customer", f"value ({currency})"),
+                tuple((names.get(key, key), _money(value)) for key, value in top),
+            ),
+        ),
     )
+
+
+def _names(crm: CRM, keys: Sequence[str]) -> dict[str, str]:
+    """The display names of the contacts whose ids ``keys`` spell."""
+    ids = {}
+    for key in keys:
+        with contextlib.suppress(ValueError):
+            ids[UUID(key)] = key
+    with crm.store.unit_of_work() as unit:
+        found = unit.contacts.get_many(list(ids))
+    return {ids[i]: c.display_name for i, c in found.items()}
 
 
 def _histogram(
@@ -782,6 +807,8 @@ def _page(
             parts.append('<div class="charts">' + "".join(section.charts) + "</div>")
         if section.rows:
             parts.append(_table(section.headers, section.rows, open_=not section.charts))
+        for summary, headers, rows in section.more:
+            parts.append(_table(headers, rows, open_=False, summary=summary))
         parts.append("</section>")
     parts.append(
         f"</main><footer>made by crmkit {esc(__version__)}; opens offline, no data leaves "
@@ -790,10 +817,16 @@ def _page(
     return "\n".join(parts)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, open_: bool) -> str:
+def _table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    open_: bool,
+    summary: str = "the table",
+) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
     return (
-        f"<details{' open' if open_ else ''}><summary>the table ({len(rows)} rows)</summary>"
+        f"<details{' open' if open_ else ''}><summary>{esc(summary)} ({len(rows)} rows)</summary>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></details>"
     )

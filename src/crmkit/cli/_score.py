@@ -18,7 +18,7 @@ from crmkit.cli._common import (
     structured,
 )
 from crmkit.cli._table import render_table
-from crmkit.lifecycle import Qualified
+from crmkit.lifecycle import Qualified, closed_state
 from crmkit.models import LeadStatus
 from crmkit.scoring import ScoreCard, ScoringModel
 from crmkit.segmentation import field, leads_where
@@ -72,8 +72,13 @@ def run(args: argparse.Namespace) -> int:
         if chosen:
             ids = chosen
         else:
+            unconverted = field("status").is_in(*_OPEN) & field("deal_id").is_null()
             with store.unit_of_work() as unit:
-                ids = unit.leads.ids(leads_where(field("status").is_in(*_OPEN)))
+                ids = [
+                    lead.id
+                    for lead in unit.leads.iterate(leads_where(unconverted))
+                    if closed_state(lead, crm.pipelines.get(lead.pipeline or "")) is None
+                ]
         results: list[tuple[Qualified, ScoreCard]] = []
         for start in range(0, len(ids), _BATCH):
             results += crm.rescore_leads(ids[start : start + _BATCH])
