@@ -11,7 +11,7 @@ import contextlib
 import statistics
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Final
@@ -25,12 +25,14 @@ from crmkit.analytics import (
     Granularity,
     Period,
     ReliabilityBin,
+    csat_report,
     customer_lifetime_value,
     fit_bg_nbd,
     fit_gamma_gamma,
     nps,
     period_of,
     periods,
+    ratings_from_tickets,
 )
 from crmkit.cli import _svg
 from crmkit.cli._common import (
@@ -48,9 +50,27 @@ from crmkit.crm import CRM
 from crmkit.errors import CrmkitError
 from crmkit.lifecycle import Pipeline, StageKind
 from crmkit.models import ActivityKind, LifecycleStage, SubjectKind
+from crmkit.segmentation import field, tickets_where
 
-__all__ = ["NPS_PROPERTY", "Section", "build_report", "kpi_sections", "register", "run"]
+__all__ = [
+    "AUDIT_SAMPLE",
+    "INACTIVE_AFTER",
+    "NPS_PROPERTY",
+    "SLA_MONTHS",
+    "Section",
+    "build_report",
+    "kpi_sections",
+    "register",
+    "run",
+]
 
+SLA_MONTHS: Final = 3
+"""SLA compliance covers the tickets of the last three months (each ticket's clocks are
+replayed from its history)."""
+AUDIT_SAMPLE: Final = 20_000
+"""Invalid values are looked for in this many contacts and accounts (each) at most."""
+INACTIVE_AFTER: Final = timedelta(days=180)
+"""In the retention heatmap, a customer has left this long after their last purchase."""
 NPS_PROPERTY: Final = "nps"
 """NPS answers are ``form_submitted`` activities with this property, an int 0 to 10."""
 
@@ -139,26 +159,40 @@ def kpi_sections(crm: CRM, *, months: int = 6) -> list[Section]:
     ]
 
 
-def build_report(crm: CRM, *, months: int = 12, title: str = "crmkit report") -> str:
+def build_report(
+    crm: CRM,
+    *,
+    months: int = 12,
+    title: str = "crmkit report",
+    timings: dict[str, float] | None = None,
+) -> str:
     """The report of ``crm``'s store as one HTML document, as of the CRM clock's now,
-    over the last ``months`` months."""
+    over the last ``months`` months; ``timings`` (when given) receives the seconds each
+    section took, by its key."""
     now = crm.clock.now()
     history = _months(now, months)
     current = history[-1]
     deal_pipelines = [p for p in crm.pipelines.values() if p.subject is SubjectKind.DEAL]
     tiles: list[tuple[str, str]] = []
-    sections = [
-        _funnel(crm, deal_pipelines, tiles),
-        _pipeline(crm, deal_pipelines, now, tiles),
-        _forecast(crm, deal_pipelines, current),
-        _calibration(crm, deal_pipelines, history),
-        _win_rate(crm, deal_pipelines, history, tiles),
-        _retention(crm, history),
-        _sla(crm, history),
-        _csat(crm, history, tiles),
-        _clv(crm, tiles),
-        _quality(crm, tiles),
+    makers: list[Callable[[], Section]] = [
+        lambda: _funnel(crm, deal_pipelines, tiles),
+        lambda: _pipeline(crm, deal_pipelines, now, tiles),
+        lambda: _forecast(crm, deal_pipelines, current),
+        lambda: _calibration(crm, deal_pipelines, history),
+        lambda: _win_rate(crm, deal_pipelines, history, tiles),
+        lambda: _retention(crm, history),
+        lambda: _sla(crm, history[-SLA_MONTHS:]),
+        lambda: _csat(crm, history, tiles),
+        lambda: _clv(crm, tiles),
+        lambda: _quality(crm, tiles),
     ]
+    sections = []
+    for make in makers:
+        started = time.perf_counter()
+        section = make()
+        if timings is not None:
+            timings[section.key] = time.perf_counter() - started
+        sections.append(section)
     return _page(
         title, now=now, history=history, tiles=tiles, sections=sections, tenant=crm.store.tenant
     )
@@ -443,7 +477,9 @@ def _win_rate(
 
 
 def _retention(crm: CRM, history: Sequence[Period]) -> Section:
-    report = crm.customer_report(start=history[0].start, end=history[-1].end)
+    report = crm.customer_report(
+        start=history[0].start, end=history[-1].end, inactive_after=INACTIVE_AFTER
+    )
     cohorts = [r for r in report.retention.rows if r.size]
     width = max((len(r.rates) for r in cohorts), default=0)
     charts = (
@@ -463,8 +499,9 @@ def _retention(crm: CRM, history: Sequence[Period]) -> Section:
     return Section(
         "retention",
         "Cohort retention",
-        "Customers grouped by the month they became customers; each cell is the share "
-        "still a customer that many months later.",
+        "Customers grouped by the month of their first purchase; each cell is the share "
+        f"still a customer that many months later (a customer leaves {INACTIVE_AFTER.days} "
+        "days after the last purchase).",
         charts,
         ("cohort", "customers", *(f"+{i}" for i in range(width))),
         tuple((r.cohort, str(r.size), *(_pct(x) for x in r.rates)) for r in cohorts),
@@ -493,7 +530,8 @@ def _sla(crm: CRM, history: Sequence[Period]) -> Section:
     return Section(
         "sla",
         "SLA compliance",
-        "Per SLA policy and target, the share of the tickets created in this time whose "
+        f"Per SLA policy and target, the share of the tickets created in the last "
+        f"{len(history)} months ({history[0].label} to {history[-1].label}) whose "
         "target was met (tickets still running are counted apart). Median first response "
         f"{_duration(times.first_response.median)}, median resolution "
         f"{_duration(times.resolution.median)}.",
@@ -529,7 +567,13 @@ def _duration(value: timedelta | None) -> str:
 
 
 def _csat(crm: CRM, history: Sequence[Period], tiles: list[tuple[str, str]]) -> Section:
-    report = crm.service_report(start=history[0].start, end=history[-1].end).csat
+    start, end = history[0].start, history[-1].end
+    rated = tickets_where(
+        (field("created_at") >= start) & (field("created_at") < end) & field("csat").is_not_null()
+    )
+    with crm.store.unit_of_work() as unit:  # the store picks the rated tickets
+        ratings = ratings_from_tickets(unit.tickets.iterate(rated))
+    report = csat_report(ratings, start=start, end=end)
     overall = [r for r in report.rows if r.agent is None]
     answers = _nps_answers(crm, history[0].start, history[-1].end)
     score = nps(answers)
@@ -685,7 +729,8 @@ def _histogram(
 
 
 def _quality(crm: CRM, tiles: list[tuple[str, str]]) -> Section:
-    audit = crm.audit()
+    audit = crm.audit(sample=AUDIT_SAMPLE)
+    sampled = audit.contacts > AUDIT_SAMPLE or audit.accounts > AUDIT_SAMPLE
     fills = [f for f in audit.fills if f.total]
     share = 1 - audit.unreachable / audit.contacts if audit.contacts else None
     if share is not None:
@@ -698,6 +743,8 @@ def _quality(crm: CRM, tiles: list[tuple[str, str]]) -> Section:
         f"that has a value in each field. {audit.stale:,} contacts are stale (no activity "
         f"for {audit.stale_after_days} days), {audit.unreachable:,} unreachable (no e-mail "
         f"and no phone, or do-not-contact), {len(audit.invalid):,} values invalid"
+        + (f" among the first {AUDIT_SAMPLE:,} records by id (a uniform sample)" if sampled
+           else "")
         + (": " + ", ".join(f"{name} {n}" for name, n in invalid.most_common(5)) if invalid
            else "") + ".",
         (
