@@ -53,9 +53,7 @@ from crmkit.storage.sql import open_store
 
 TARGET_SECONDS = 30.0
 POLICIES = (
-    SlaPolicy(
-        name="standard", first_response=timedelta(hours=8), resolution=timedelta(days=3)
-    ),
+    SlaPolicy(name="standard", first_response=timedelta(hours=8), resolution=timedelta(days=3)),
 )
 
 

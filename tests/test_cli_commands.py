@@ -5,7 +5,6 @@ an output path that cannot be written, a rule that is not JSON."""
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -101,17 +100,12 @@ def uuid(text: str) -> object:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[list[str], dict[str, str]]]:
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     """The ``--db`` and ``--tenant`` options of a seeded store, and its ids."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'crm.db'}"
-    else:
-        url = postgres_url()
+    url = f"sqlite:///{tmp_path / 'crm.db'}" if request.param == "sqlite" else postgres_url()
     tenant = f"cli-{uuid4().hex[:10]}"
     ids = seed(url, tenant)
-    yield ["--db", url, "--tenant", tenant], ids
+    return ["--db", url, "--tenant", tenant], ids
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

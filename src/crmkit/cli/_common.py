@@ -177,7 +177,12 @@ def _setup(spec: str) -> Callable[[Store], CRM]:
         raise UsageError(f"--setup {spec!r}: {module_name} has no function {name}")
 
     def made(store: Store) -> CRM:
-        crm = function(store)
+        try:
+            crm = function(store)
+        except CrmkitError:
+            raise
+        except Exception as error:  # the host's code: say what it raised, where
+            raise UsageError(f"--setup {spec!r} raised {error!r}") from error
         if not isinstance(crm, CRM):
             raise UsageError(f"--setup {spec!r} returned {type(crm).__name__}, not a CRM")
         return crm
