@@ -64,10 +64,9 @@ class Shop(Fill):
         return itertools.islice(super().deals(), self.n // 50)
 
 
-def extras(fill: Fill) -> Iterator[tuple[str, list[Any]]]:
-    """Tickets, purchases and NPS answers of contacts of ``fill`` (by its seed)."""
+def extras(fill: Fill, ids: list[Any]) -> Iterator[tuple[str, list[Any]]]:
+    """Tickets, purchases and NPS answers of the contacts ``ids`` (by the fill's seed)."""
     rng = random.Random(fill.seed + 7)
-    ids = [contact.id for contact, _ in fill.contacts()]
     tickets = []
     for i in range(fill.n // 100):
         opened = NOW - timedelta(seconds=rng.randrange(360 * 86_400))
@@ -123,13 +122,36 @@ def extras(fill: Fill) -> Iterator[tuple[str, list[Any]]]:
 
 
 def fill_store(store: Store, fill: Fill) -> float:
+    """Store the data in one pass over each generator, 50,000 entities per unit of work."""
     started = time.perf_counter()
-    fill.fill(store)
-    for name, items in extras(fill):
+    for name, source in (("contacts", fill.contacts), ("deals", fill.deals)):
+        entities: list[Any] = []
+        moves: list[Any] = []
+        for entity, history in source():
+            entities.append(entity)
+            moves.extend(history)
+            if len(entities) >= 50_000:
+                _store(store, name, entities, moves)
+        _store(store, name, entities, moves)
+    for name, items in extras(fill, _contact_ids(store)):
         with store.unit_of_work() as unit:
             getattr(unit, name).add_many(items)
             unit.commit()
     return time.perf_counter() - started
+
+
+def _store(store: Store, name: str, entities: list[Any], moves: list[Any]) -> None:
+    with store.unit_of_work() as unit:
+        getattr(unit, name).add_many(entities)
+        unit.stage_history.add_many(moves)
+        unit.commit()
+    entities.clear()
+    moves.clear()
+
+
+def _contact_ids(store: Store) -> list[Any]:
+    with store.unit_of_work() as unit:
+        return unit.contacts.ids()
 
 
 def baseline_sqlite(path: Path) -> float:
@@ -155,18 +177,21 @@ def baseline_postgres() -> float:
 def measure(store: Store, samples: int, baseline: float, filled: float) -> dict[str, Any]:
     crm = CRM(store, pipelines=[SALES], sla_policies=POLICIES)
     runs = []
+    cpu = []
     sections: dict[str, float] = {}
     size = 0
     for _ in range(samples):
         sections = {}
-        started = time.perf_counter()
+        started, used = time.perf_counter(), time.process_time()
         page = build_report(crm, timings=sections)
         runs.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - used)
         size = len(page.encode())
     seconds = statistics.median(runs)
     return {
         "fill_s": round(filled, 1),
         "report_s": round(seconds, 2),
+        "report_cpu_s": round(statistics.median(cpu), 2),
         "baseline_s": round(baseline, 2),
         "ratio": round(seconds / baseline, 1),
         "target_s": TARGET_SECONDS,
@@ -214,12 +239,14 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     print(f"report of {args.n:,} contacts (target: under {TARGET_SECONDS:.0f} s)")
-    print(f"{'store':<11} {'fill s':>8} {'report s':>9} {'scan s':>7} {'ratio':>6}  met  sections")
+    print(f"{'store':<11} {'fill s':>8} {'report s':>9} {'cpu s':>6} {'scan s':>7} {'ratio':>6}"
+          "  met  slowest sections (s)")  # fmt: skip
     for store in ("sqlite", "postgresql"):
         if store in results:
             r = results[store]
             slow = sorted(r["sections_s"].items(), key=lambda kv: -kv[1])[:4]
-            print(f"{store:<11} {r['fill_s']:>8} {r['report_s']:>9} {r['baseline_s']:>7} "
+            print(f"{store:<11} {r['fill_s']:>8} {r['report_s']:>9} {r['report_cpu_s']:>6} "
+                  f"{r['baseline_s']:>7} "
                   f"{r['ratio']:>6}  {'yes' if r['met'] else 'NO ':<4} "
                   + ", ".join(f"{k} {v}" for k, v in slow))  # fmt: skip
     sys.stdout.flush()
