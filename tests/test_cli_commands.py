@@ -335,3 +335,14 @@ def test_a_file_that_is_not_a_crmkit_database(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("crmkit segment: ")
     assert "Traceback" not in done.stderr
+
+
+def test_a_command_that_creates_its_database_may_name_a_new_file(tmp_path: Path) -> None:
+    from crmkit.cli._common import UsageError, database_url  # noqa: PLC0415
+
+    new = tmp_path / "new.db"
+    assert database_url(str(new), must_exist=False) == f"sqlite:///{new}"
+    assert database_url(f"sqlite:///{new}", must_exist=False) == f"sqlite:///{new}"
+    with pytest.raises(UsageError, match="does not exist"):
+        database_url(str(new))
+    assert not new.exists()

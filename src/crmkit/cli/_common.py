@@ -39,6 +39,7 @@ __all__ = [
     "add_json_option",
     "add_person_options",
     "command_parser",
+    "database_url",
     "dump_json",
     "find_person",
     "host_crm",
@@ -119,17 +120,18 @@ def add_person_options(parser: argparse.ArgumentParser) -> None:
     who.add_argument("--email", metavar="ADDRESS", help="the contact's e-mail address")
 
 
-def database_url(db: str | None) -> str:
-    """The SQLAlchemy URL of ``--db``; a SQLite file must exist (no command but the
-    demo and the import creates a database)."""
+def database_url(db: str | None, *, must_exist: bool = True) -> str:
+    """The SQLAlchemy URL of ``--db``; a SQLite file must exist unless ``must_exist`` is
+    false (a command that creates a database: the demo, an import)."""
     if not db:
         raise UsageError("no database: pass --db URL or set CRMKIT_DB")
     if "://" in db:
-        if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
+        if must_exist and db.startswith("sqlite:///") and db != "sqlite:///:memory:":
             _existing(Path(db.removeprefix("sqlite:///")), db)
         return db
     path = Path(db).expanduser()
-    _existing(path, db)
+    if must_exist:
+        _existing(path, db)
     return f"sqlite:///{path.resolve()}"
 
 
