@@ -164,7 +164,7 @@ def baseline_sqlite(path: Path) -> float:
 
 
 def baseline_postgres() -> float:
-    psycopg = import_extra("psycopg", "postgres", "this benchmark")
+    psycopg = import_extra("psycopg", extra="postgres", feature="this benchmark")
     started = time.perf_counter()
     with psycopg.connect(postgres_dsn(os.environ[POSTGRES_ENV])) as connection:
         rows = connection.execute(
