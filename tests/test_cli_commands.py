@@ -346,3 +346,19 @@ def test_a_command_that_creates_its_database_may_name_a_new_file(tmp_path: Path)
     with pytest.raises(UsageError, match="does not exist"):
         database_url(str(new))
     assert not new.exists()
+
+
+def test_a_chart_with_nothing_to_draw_is_left_out_and_said_so(tmp_path: Path) -> None:
+    from crmkit.cli._report import build_report  # noqa: PLC0415
+
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    seed(url, "default")
+    later = FixedClock(datetime(2030, 6, 1, tzinfo=UTC))  # no deal is due then
+    store = open_store(url, clock=later)
+    page = build_report(CRM(store, pipelines=[SALES]))
+    store.close()
+    forecast = page.split('<section id="forecast">')[1].split("</section>")[0]
+    assert "<svg" not in forecast
+    assert "Nothing to draw for this time" in forecast
+    assert "<td>2030-06</td>" in forecast  # the table is still there, with its zeros
+    assert 'data-chart="funnel"' in page

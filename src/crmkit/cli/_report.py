@@ -848,12 +848,17 @@ def _page(
         parts.append(f'<section id="{esc(section.key)}"><h2>{esc(section.title)}</h2>')
         if section.intro:
             parts.append(f"<p>{esc(section.intro)}</p>")
-        if section.note:
-            parts.append(f'<p class="note">{esc(section.note)}</p>')
-        if section.charts:
-            parts.append('<div class="charts">' + "".join(section.charts) + "</div>")
+        # A chart without a mark (every value zero or missing) is left out, and said so.
+        charts = [chart for chart in section.charts if 'class="mark"' in chart]
+        note = section.note
+        if note is None and len(charts) < len(section.charts):
+            note = "Nothing to draw for this time: every value is zero or missing."
+        if note:
+            parts.append(f'<p class="note">{esc(note)}</p>')
+        if charts:
+            parts.append('<div class="charts">' + "".join(charts) + "</div>")
         if section.rows:
-            parts.append(_table(section.headers, section.rows, open_=not section.charts))
+            parts.append(_table(section.headers, section.rows, open_=not charts))
         for summary, headers, rows in section.more:
             parts.append(_table(headers, rows, open_=False, summary=summary))
         parts.append("</section>")
