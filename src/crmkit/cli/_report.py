@@ -391,8 +391,14 @@ def _calibration(crm: CRM, pipelines: Sequence[Pipeline], history: Sequence[Peri
     bins: dict[tuple[float, float], list[float]] = {}
     rows = []
     scored = []
+    # Whole quarters of the history before this one: each is one replay of the pipeline.
+    current = period_of(history[-1].start, Granularity.QUARTER)
+    quarters = [
+        q for q in periods(history[0].start, current.start, Granularity.QUARTER)
+        if q.start >= history[0].start
+    ] or [current]  # fmt: skip
     for pipeline in pipelines:
-        backtest = crm.forecast_backtest(pipeline.key, periods=history[:-1] or history)
+        backtest = crm.forecast_backtest(pipeline.key, periods=quarters)
         if backtest.brier is not None:
             scored.append((pipeline.label, backtest.brier, backtest.deals))
         for b in backtest.reliability:
@@ -413,7 +419,7 @@ def _calibration(crm: CRM, pipelines: Sequence[Pipeline], history: Sequence[Peri
     return Section(
         "calibration",
         "Forecast calibration",
-        "Each past month's forecast replayed as of its first day and scored at its end: "
+        "Each past quarter's forecast replayed as of its first day and scored at its end: "
         "per probability bin, the stage probability against the share actually won (the "
         "dashed diagonal is a perfect forecast). "
         + (brier + " (0 is perfect, 0.25 a coin toss)." if brier else ""),
