@@ -69,7 +69,7 @@ SLA_MONTHS: Final = 3
 replayed from its history)."""
 AUDIT_SAMPLE: Final = 20_000
 """Invalid values are looked for in this many contacts and accounts (each) at most."""
-INACTIVE_AFTER: Final = timedelta(days=180)
+INACTIVE_AFTER: Final = timedelta(days=90)
 """In the retention heatmap, a customer has left this long after their last purchase."""
 NPS_PROPERTY: Final = "nps"
 """NPS answers are ``form_submitted`` activities with this property, an int 0 to 10."""
