@@ -18,8 +18,10 @@ stopping at the first::
     CRMKIT_FUZZ_EXAMPLES=200 CRMKIT_FUZZ_LOG=/tmp/fuzz.tsv pytest tests/test_fuzz.py
 """
 
+import contextlib
 import enum
 import inspect
+import io
 import math
 import os
 import reprlib
@@ -898,3 +900,61 @@ def test_sqlite_crm_and_repositories_raise_only_crmkit_errors(
     else:
         repository, method = data.draw(st.sampled_from(_repository_methods()), label="method")
         _repository_calls(sqlite_world, repository, method, data)
+
+
+# ------------------------------------------------------------------ the command line
+
+_CLI_OPTIONS = (
+    "--db", "--tenant", "--setup", "--rule", "--rule-file", "--name", "--list", "--save",
+    "--count", "--limit", "--json", "--model", "--lead", "--accounts", "--estimate",
+    "--contact", "--email", "--by", "--reason", "--yes", "--approved-by", "--out", "--csv",
+    "--months", "--title", "--help",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cli_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A small SQLite store for the commands, and the values worth passing them."""
+    folder = tmp_path_factory.mktemp("cli-fuzz")
+    store = open_store(f"sqlite:///{folder / 'crm.db'}", clock=FixedClock(_NOW))
+    crm = CRM(store)
+    captured = crm.capture_lead(
+        Touchpoint(email="ada@example.com", source="web", channel=LeadChannel.FORM)
+    )
+    store.close()
+    rule = '{"entity": "contact", "where": {"node": "compare", "field": "country", "op": "eq", "value": "DE"}}'  # noqa: E501
+    values = [
+        str(folder / "crm.db"), f"sqlite:///{folder / 'crm.db'}", str(folder / "none.db"),
+        "sqlite:///:memory:", "postgresql+psycopg://nobody@127.0.0.1:1/none", "",
+        "-1", "0", "3", "1e9", "x", "\x00", "é" * 3, "{}", '{"entity":', rule, "[]",
+        str(captured.contact.id), str(captured.lead.id), str(uuid4()), "ada@example.com",
+        "not-an-email", str(folder / "out.html"), str(folder / "no" / "out.html"),
+        str(folder), str(folder / "export"), "os:getcwd", "json:loads", "no.such:thing",
+        "crmkit.cli:main", "default", "other tenant",
+    ]  # fmt: skip
+    return folder, values
+
+
+@_fuzz(60)
+@given(data=st.data())
+def test_the_command_line_exits_cleanly(cli_world: tuple[Path, list[str]], data: Any) -> None:
+    """Any command line: an exit status of 0, 1 or 2 and never a traceback."""
+    folder, values = cli_world
+    from crmkit.cli import main  # noqa: PLC0415
+
+    command = data.draw(st.sampled_from(["segment", "score", "dedupe", "export", "erase",
+                                         "report"]), label="command")  # fmt: skip
+    words = data.draw(
+        st.lists(st.one_of(st.sampled_from(_CLI_OPTIONS), st.sampled_from(values),
+                           st.text(max_size=8)), max_size=8),
+        label="words",
+    )  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status: object = main([command, *words])
+        except SystemExit as stopped:  # argparse: --help (0) or a usage error (2)
+            status = stopped.code
+    assert status in (0, 1, 2), (command, words, status, err.getvalue())
+    assert "Traceback" not in err.getvalue()
+    assert sorted(p.name for p in folder.iterdir() if p.suffix == ".part") == []

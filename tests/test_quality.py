@@ -406,3 +406,21 @@ def test_the_audit_counts_fill_stale_unreachable_and_invalid(store: Store) -> No
     with pytest.raises(ValidationError) as wrong:
         crm.audit(stale_after_days=0)
     assert wrong.value.field == "stale_after_days"
+
+
+def test_the_audit_checks_a_sample_of_the_values_when_asked(store: Store) -> None:
+    crm = CRM(store)
+    people = [_contact(first_name=f"R2D{i}", email=f"r{i}@example.org") for i in range(5)]
+    for contact in people:
+        crm.create_contact(contact)
+    full = crm.audit()
+    assert len(full.invalid) == 5
+    sampled = crm.audit(sample=2)
+    # The first two by id: a uniform sample, as ids are random.
+    assert [v.id for v in sampled.invalid] == sorted(c.id for c in people)[:2]
+    assert (sampled.contacts, sampled.fill("contact", "first_name").filled) == (5, 5)
+    assert len(crm.audit(sample=100).invalid) == 5
+    for wrong in (0, -1, True, 2.5, "3"):
+        with pytest.raises(ValidationError) as refused:
+            crm.audit(sample=wrong)  # type: ignore[arg-type]
+        assert refused.value.field == "sample"

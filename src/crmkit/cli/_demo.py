@@ -1,26 +1,38 @@
-"""``crmkit demo``: steps 2 to 4 of the customer lifecycle on the embedded SQLite store.
+"""``crmkit demo``: the five steps of the customer lifecycle on the embedded SQLite store.
 
-A small story, told with the simulated clock of a :class:`~crmkit.clock.FixedClock` so
-that every run prints the same dates: people are reached and become leads (step 2),
-leads are scored, qualified, converted and won or lost (step 3), and a new customer is
-served through a ticket with SLA timers (step 4). Everything goes through
-:class:`crmkit.crm.CRM` into a SQLite file, and the tables at the end are read back
-from it.
+A small story, told with the simulated clock of a :class:`~crmkit.clock.FixedClock` and
+seeded random numbers so that every run prints the same: after a year of history
+(:mod:`crmkit.cli._demo_history`), a segment's reachable audience gets a newsletter
+whose two subject lines are A/B tested (step 1), people become leads (step 2), leads
+are scored, qualified, converted and won or lost (step 3), a new customer is served
+through a ticket with SLA timers (step 4), and customers are grouped by RFM, matched to
+similar ones, scheduled for check-ins, valued (CLV) and offered an upsell (step 5); the
+KPIs close it. Everything goes through :class:`crmkit.crm.CRM` into a SQLite file, and
+the tables at the end are read back from it.
 """
 
-from collections.abc import Callable, Mapping
+import argparse
+import random
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
+from crmkit.analytics import customer_lifetime_value, fit_bg_nbd, fit_gamma_gamma
+from crmkit.cli._common import EXIT_OK, command_parser, writable, write_atomically
+from crmkit.cli._demo_history import make_history
 from crmkit.cli._table import render_table
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
-from crmkit.errors import TransitionNotAllowed, ValidationError
+from crmkit.errors import MissingExtra, TransitionNotAllowed, ValidationError
 from crmkit.lifecycle import (
     BusinessCalendar,
     Captured,
+    CheckInPlan,
     Guards,
     Pipeline,
     SlaPolicy,
@@ -32,25 +44,41 @@ from crmkit.lifecycle import (
 from crmkit.models import (
     Activity,
     ActivityKind,
+    ConsentChannel,
     Deal,
     EmailAddress,
     LeadChannel,
     Money,
+    Segment,
     SubjectKind,
     Task,
     TicketChannel,
     TicketPriority,
     TicketStatus,
 )
+from crmkit.privacy import ConsentPolicy
 from crmkit.scoring import Band, Criterion, Decay, DecayKind, Group, ScoringModel
-from crmkit.segmentation import activity, contacts_where, field, leads_where, prop
+from crmkit.segmentation import (
+    activity,
+    assign_variant,
+    contacts_where,
+    deals_where,
+    field,
+    leads_where,
+    prop,
+    rfm_scores,
+    similar_contacts,
+    two_proportion_test,
+)
 from crmkit.storage import Order
 from crmkit.storage.sql import open_store
 
-__all__ = ["DEMO_START", "run_demo"]
+__all__ = ["DEMO_START", "register", "run", "run_demo"]
 
 DEMO_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 """Monday morning, when the story begins."""
+_HISTORY = 120
+"""How many people the year before the story has."""
 
 SALES = Pipeline(
     key="sales",
@@ -133,8 +161,58 @@ SUPPORT = (
 )
 
 
-def run_demo(write: Callable[[str], object], *, url: str, start: datetime = DEMO_START) -> None:
-    """Tell the story into the store at ``url``, from ``start``, writing through ``write``."""
+_EXAMPLES = """\
+  crmkit demo                                  tell the story in a temporary database
+  crmkit demo --db demo.db                     keep the data (tenant 'demo') to look at
+  crmkit demo --report demo.html               and write the report of the demo's data
+  crmkit report --db demo.db --tenant demo --out again.html"""
+
+
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add ``crmkit demo`` to the command line."""
+    parser = command_parser(
+        subparsers,
+        "demo",
+        summary="tell the five steps of the customer lifecycle on SQLite",
+        description="Run the customer lifecycle through crmkit.crm.CRM on the embedded "
+        "SQLite store, with a simulated clock (every run prints the same): reach (a "
+        "segment, an A/B test of two subject lines, consent respected), acquire leads, "
+        "convert them, serve customers, grow (RFM groups, similar customers, a check-in, "
+        "customer lifetime value, an upsell deal), then the KPIs.",
+        examples=_EXAMPLES,
+    )
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help="the SQLite file to keep the demo's data in (default: a temporary file)",
+    )
+    parser.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the HTML report of the demo's data (as crmkit report does)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out ``crmkit demo``."""
+    report = None if args.report is None else writable(args.report, "--report")
+    if args.db:
+        run_demo(print, url=f"sqlite:///{Path(args.db).resolve()}", report=report)
+        return EXIT_OK
+    with tempfile.TemporaryDirectory(prefix="crmkit-demo-") as folder:
+        run_demo(print, url=f"sqlite:///{Path(folder) / 'demo.db'}", report=report)
+    return EXIT_OK
+
+
+def run_demo(
+    write: Callable[[str], object],
+    *,
+    url: str,
+    start: datetime = DEMO_START,
+    report: Path | None = None,
+) -> None:
+    """Tell the story into the store at ``url``, from ``start``, writing through ``write``;
+    with ``report``, write the HTML report of the demo's data to that file."""
     # A second passes with every reading: each event has a time of its own, and the
     # timeline keeps the order in which things happened.
     clock = FixedClock(start, step=timedelta(seconds=1))
@@ -152,21 +230,191 @@ def run_demo(write: Callable[[str], object], *, url: str, start: datetime = DEMO
             enrich=_enrich,
             scoring=SCORING,
             sla_policies=SUPPORT,
+            consent_policy=ConsentPolicy({"newsletter"}),
         )
-        _story(crm, clock, write)
+        _story(crm, clock, write, start)
+        if report is not None:
+            from crmkit.cli._report import build_report  # noqa: PLC0415 - only when asked
+
+            written = write_atomically(str(report), build_report(crm), "--report")
+            write(f"\nThe report of the demo's data: {written}")
     finally:
         store.close()
 
 
-def _story(crm: CRM, clock: FixedClock, write: Callable[[str], object]) -> None:
+def _story(crm: CRM, clock: FixedClock, write: Callable[[str], object], start: datetime) -> None:
     def say(text: str) -> None:
         write(f"{clock.now():%a %d %b %H:%M}  {text}")
 
-    write(f"crmkit demo: steps 2 to 4 of the customer lifecycle, on SQLite ({crm.store.tenant})")
+    write(f"crmkit demo: the five steps of the customer lifecycle, on SQLite ({crm.store.tenant})")
+    write(f"\nThe year before: {_HISTORY} people, their leads, deals, purchases and tickets")
+    make_history(crm, clock, start=start, people=_HISTORY)
+    with crm.store.unit_of_work() as unit:
+        counts = [unit.contacts.count(), unit.deals.count(), unit.tickets.count()]
+    write(f"  {counts[0]} contacts, {counts[1]} deals and {counts[2]} tickets stored")
+    clock.set(start - timedelta(days=3))
+    _reach(crm, clock, say, write)
+    clock.set(start)
     ada, linus, sara, again = _acquire(crm, clock, say, write)
     _convert(crm, clock, say, write, (ada, linus, sara, again))
     _serve(crm, clock, say, write, ada.contact.id)
-    _tables(crm, write, ada.contact.id)
+    _grow(crm, clock, say, write, ada.contact.id)
+    _kpis(crm, write)
+    _tables(crm, write, ada.contact.id, (ada.contact.id, linus.contact.id, sara.contact.id))
+
+
+def _reach(
+    crm: CRM, clock: FixedClock, say: Callable[[str], None], write: Callable[[str], object]
+) -> None:
+    write("\nStep 1: reach the audience")
+    segment = Segment.new(
+        name="DACH and Nordics",
+        rule=contacts_where(field("country").is_in("DE", "AT", "CH", "SE")),
+        clock=clock,
+    )
+    with crm.store.unit_of_work() as unit:
+        unit.segments.add(segment)
+        unit.commit()
+    audience = crm.audience(segment.id, ConsentChannel.EMAIL, "newsletter")
+    excluded = ", ".join(f"{n} {check}" for check, n in audience.excluded.items() if n)
+    say(f"segment '{segment.name}': {audience.segment_size} contacts; {audience.size} may get "
+        f"the newsletter by e-mail (left out: {excluded or 'nobody'})")  # fmt: skip
+    lines = {"A": "Our March news", "B": "3 ways to close deals faster in March"}
+    rnd = random.Random(1)
+    sent: dict[str, list[bool]] = {"A": [], "B": []}
+    activities: list[Activity] = []
+    with crm.store.unit_of_work() as unit:
+        reached = unit.contacts.get_many(audience.contact_ids)
+    # Ids are random: the variant is drawn from a stable id of the e-mail address, so that
+    # every run of the demo tells the same test (a host passes its contacts' ids).
+    for email, contact_id in sorted((c.email or "", c.id) for c in reached.values()):
+        stable = uuid5(NAMESPACE_URL, f"mailto:{email}")
+        variant = assign_variant("march-newsletter", stable, {"A": 1, "B": 1})
+        opened = rnd.random() < (0.25 if variant == "A" else 0.6)
+        sent[variant].append(opened)
+        activities.extend(
+            Activity.new(
+                contact_id=contact_id,
+                kind=kind,
+                subject=lines[variant],
+                properties={"campaign": "march-newsletter", "variant": variant},
+                clock=clock,
+            )
+            for kind in (ActivityKind.EMAIL_SENT, *([ActivityKind.EMAIL_OPENED] * opened))
+        )
+    with crm.store.unit_of_work() as unit:
+        unit.activities.add_many(activities)
+        unit.commit()
+    say("A/B test of two subject lines, each contact assigned by a stable hash:")
+    write(
+        render_table(
+            ["variant", "subject line", "sent", "opened", "open rate"],
+            [
+                [v, lines[v], str(len(o)), str(sum(o)), f"{sum(o) / len(o):.0%}"]
+                for v, o in sent.items()
+            ],
+        )
+    )
+    test = two_proportion_test(sum(sent["A"]), len(sent["A"]), sum(sent["B"]), len(sent["B"]))
+    verdict = (
+        "significant at 95%: B goes to the rest of the list"
+        if test.significant
+        else "not significant at 95%: keep testing before choosing"
+    )
+    write(f"  B's open rate is {abs(100 * test.difference):.0f} points "
+          f"{'higher' if test.difference >= 0 else 'lower'} (95% interval "
+          f"{100 * test.ci_low:+.0f} to {100 * test.ci_high:+.0f}), p = {test.p_value:.3f}: "
+          f"{verdict}")  # fmt: skip
+
+
+def _grow(
+    crm: CRM,
+    clock: FixedClock,
+    say: Callable[[str], None],
+    write: Callable[[str], object],
+    ada: UUID,
+) -> None:
+    write("\nStep 5: grow and upsell")
+    clock.set(datetime(2026, 3, 16, 9, 0, tzinfo=UTC))
+    crm.record_activity(
+        Activity.new(
+            contact_id=ada,
+            kind=ActivityKind.PURCHASE,
+            amount=Money("1200.00", "EUR"),
+            properties={"product": "analytics"},
+            clock=clock,
+        )
+    )
+    crm.record_activity(
+        Activity.new(
+            contact_id=ada,
+            kind=ActivityKind.PURCHASE,
+            amount=Money("450.00", "EUR"),
+            properties={"product": "training"},
+            clock=clock,
+        )
+    )
+    say("Ada buys the analytics module and a training")
+    with crm.store.unit_of_work() as unit:
+        bought = unit.activities.of_kinds([ActivityKind.PURCHASE], until=clock.now())
+        names = {c.id: c.display_name for c in unit.contacts.iterate()}
+    scores = rfm_scores(bought, as_of=clock.now(), currency="EUR")
+    groups = Counter(s.group for s in scores.values())
+    say(f"RFM groups of the {len(scores)} customers who bought (recency, frequency, money):")
+    write(render_table(["RFM group", "customers"],
+                       [[g, str(n)] for g, n in groups.most_common()]))  # fmt: skip
+    similar = similar_contacts(bought, to=ada, k=3)
+    say("customers whose purchases are most like Ada's: "
+        + ", ".join(f"{names[s.contact_id]} ({s.score:.2f})"
+                    for s in sorted(similar, key=lambda s: (-s.score, names[s.contact_id])))
+    )  # fmt: skip
+    tasks = crm.schedule_check_ins(
+        CheckInPlan(every=timedelta(days=90), title="Quarterly check-in", assignee="carla")
+    )
+    mine = next((t for t in tasks if t.contact_id == ada), None)
+    due = f", Ada's due {mine.due_at:%a %d %b}" if mine is not None else ""
+    say(f"check-ins every 90 days: {len(tasks)} tasks for Carla{due}")
+    say(_clv_line(crm, ada, names))
+    upsell = crm.capture_lead(
+        Touchpoint(email="ada.lovelace@example.com", source="upsell", channel=LeadChannel.OTHER)
+    )
+    deal = crm.convert_lead(
+        upsell.lead.id,
+        pipeline="sales",
+        title="Lovelace Analytics: 15 more seats",
+        amount=Money("9000.00", "EUR"),
+        expected_close=(clock.now() + timedelta(days=30)).date(),
+        by="ben",
+    ).deal
+    say(f"Ben opens the upsell deal '{deal.title}' ({deal.amount}) in stage {deal.stage}")
+
+
+def _clv_line(crm: CRM, ada: UUID, names: Mapping[UUID, str]) -> str:
+    """Ada's customer lifetime value, or why it cannot be predicted here."""
+    try:
+        summary = crm.clv_summary(currency="EUR")
+        values = customer_lifetime_value(summary, fit_bg_nbd(summary), fit_gamma_gamma(summary))
+    except MissingExtra as missing:
+        return f"customer lifetime value: {missing}"
+    rows = {row.customer: row for row in values.rows}
+    amounts = sorted(row.clv.amount for row in values.rows)
+    median = amounts[len(amounts) // 2]
+    row = rows.get(str(ada))
+    ada_text = f"Ada's is {row.clv} (P(alive) {row.p_alive:.0%}); " if row is not None else ""
+    top = values.rows[0]
+    return (
+        f"customer lifetime value over 12 months (BG/NBD and Gamma-Gamma): {ada_text}"
+        f"median {median} EUR, highest {names.get(UUID(top.customer), top.customer)} {top.clv}"
+    )
+
+
+def _kpis(crm: CRM, write: Callable[[str], object]) -> None:
+    from crmkit.cli._report import kpi_sections  # noqa: PLC0415 - the report's tables
+
+    write("\nThe KPIs")
+    for section in kpi_sections(crm):
+        write(f"\n{section.title}")
+        write(render_table(section.headers, [list(r) for r in section.rows]))
 
 
 def _acquire(
@@ -359,10 +607,13 @@ def _hours(delta: timedelta) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}"
 
 
-def _tables(crm: CRM, write: Callable[[str], object], person: UUID) -> None:
+def _tables(crm: CRM, write: Callable[[str], object], person: UUID, people: Sequence[UUID]) -> None:
     with crm.store.unit_of_work() as unit:
-        contacts = unit.contacts.find(order=Order("created_at")).items
-        deals = unit.deals.find(order=Order("created_at")).items
+        found = unit.contacts.get_many(people)
+        contacts = [found[p] for p in people]
+        deals = unit.deals.find(
+            deals_where(field("contact_id").is_in(*people)), order=Order("created_at")
+        ).items
     names = {c.id: c.display_name for c in contacts}
     write("\nContacts (read back from the store)")
     write(

@@ -1356,15 +1356,21 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
             records: list[Contact | Account] = list(repository.iterate())
         return _duplicate_pairs(records, spec, weights=weights)
 
-    def audit(self, *, stale_after_days: int = 180) -> AuditReport:
+    def audit(self, *, stale_after_days: int = 180, sample: int | None = None) -> AuditReport:
         """How complete and current the data is, at the CRM clock's now.
 
         Fill rates per field of contacts and accounts, stale contacts (created more than
         ``stale_after_days`` days ago, without an activity since then), unreachable
         contacts (no e-mail and no phone, or do-not-contact) are counted by the store; the
         invalid values (:func:`crmkit.quality.invalid_values`) need the values and are
-        checked a batch at a time.
+        checked a batch at a time: of every contact and account, or with ``sample`` of the
+        first ``sample`` of each by id (ids are random, so a uniform sample), which
+        bounds the time a large store takes.
         """
+        if sample is not None and (
+            isinstance(sample, bool) or not isinstance(sample, int) or sample < 1
+        ):
+            raise ValidationError("sample", sample, "expected a whole number of records >= 1")
         if (
             isinstance(stale_after_days, bool)
             or not isinstance(stale_after_days, int)
@@ -1407,11 +1413,14 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
                 ),
                 now=now,
             )
-            invalid = [
-                found
+            checked: list[Iterable[Contact | Account]] = [
+                repository.iterate(now=now)
+                if sample is None
+                else repository.find(order=Order("id"), limit=sample, now=now).items
                 for repository in (unit.contacts, unit.accounts)
-                for item in repository.iterate(now=now)
-                for found in invalid_values(item)
+            ]
+            invalid = [
+                found for items in checked for item in items for found in invalid_values(item)
             ]
         return AuditReport(
             at=now,
