@@ -1,5 +1,6 @@
 """The SQLAlchemy adapter: a store on SQLite (embedded default) or PostgreSQL."""
 
+import hashlib
 import json
 import re
 import threading
@@ -7,7 +8,7 @@ import weakref
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 from uuid import UUID
@@ -15,6 +16,8 @@ from uuid import UUID
 import attrs
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
@@ -27,7 +30,15 @@ from crmkit.analytics import (
     check_replay,
     check_stages,
 )
-from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.automation import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Recorded,
+    event_from_json,
+    event_to_json,
+)
+from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
 from crmkit.errors import (
     ConcurrencyConflict,
     CrmkitError,
@@ -90,6 +101,17 @@ from crmkit.storage._base import (
     task_query,
 )
 from crmkit.storage._columns import REFERENCES, REFERRERS, columns, memo
+from crmkit.storage._outbox import (
+    check_claim,
+    check_count,
+    check_events,
+    check_handler,
+    check_handlers,
+    check_position,
+    check_settled,
+    check_status,
+    check_types,
+)
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage.sql._codec import Codec, check_table, codec
@@ -102,6 +124,7 @@ from crmkit.storage.sql._schema import (
     email_key,
     schema,
 )
+from crmkit.storage.sql.types import Timestamp
 
 __all__ = ["SqlStore", "SqlUnitOfWork", "configure_sqlite", "create_schema", "open_store"]
 
@@ -627,6 +650,7 @@ class SqlUnitOfWork:
         self.suppressions = _Repository(self, Suppression)
         self.erasures = _Repository(self, Erasure)
         self.audit = _History(self, AuditEntry)
+        self.outbox = _Outbox(self)
 
     def commit(self) -> None:
         """Make everything done so far permanent (when joined: part of the host's).
@@ -1704,6 +1728,338 @@ class _StageHistory(_History[StageChange]):
         with store._errors():
             rows = self._unit._conn().execute(statement).all()
         return read_standing(rows, subject, group)
+
+
+_PENDING: Final = DeliveryStatus.PENDING.value
+_TEXT: Final = sa.Text()
+
+
+class _Outbox:
+    """The outbox: events by position per tenant, their deliveries and the handlers'
+    cursors. Appending takes the tenant's outbox lock until the transaction ends (a
+    transaction-level advisory lock on PostgreSQL; SQLite runs one writer at a time),
+    so positions are given in commit order; claims use ``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL."""
+
+    def __init__(self, unit: SqlUnitOfWork) -> None:
+        self._unit = unit
+        store = unit.store
+        self._tenant = store.tenant
+        self._events = store.schema.outbox
+        self._deliveries = store.schema.deliveries
+        self._cursors = store.schema.outbox_cursors
+        self._postgres = store.dialect == "postgresql"
+        digest = hashlib.blake2b(
+            f"{self._events.name}:{self._tenant}".encode(), digest_size=8
+        ).digest()
+        self._lock_key = int.from_bytes(digest, "big", signed=True)
+
+    def _run(self, statement: Any, params: Any = None) -> Any:
+        with self._unit.store._errors():
+            return self._unit._conn().execute(statement, params)
+
+    def _decode(self, body: str) -> Event:
+        try:
+            return event_from_json(json.loads(body))
+        except (CrmkitError, ValueError) as error:
+            raise StorageError(f"a stored event cannot be read: {error}") from error
+
+    def append(self, events: Iterable[Event], /) -> int:
+        found = check_events(events)
+        if not found:
+            return 0
+        table = self._events
+        if self._postgres:
+            self._run(sa.select(sa.func.pg_advisory_xact_lock(self._lock_key)))
+        taken = self.known([e.id for e in found])
+        last = self._run(
+            sa.select(sa.func.coalesce(sa.func.max(table.c.position), 0)).where(
+                table.c.tenant == self._tenant
+            )
+        ).scalar_one()
+        rows: list[dict[str, Any]] = []
+        for item in found:
+            if item.id in taken:
+                continue
+            taken.add(item.id)
+            last += 1
+            rows.append(
+                {
+                    "tenant": self._tenant,
+                    "position": last,
+                    "id": item.id,
+                    "type": item.type,
+                    "subject": item.subject,
+                    "subject_id": item.subject_id,
+                    "occurred_at": item.occurred_at,
+                    "caused_by": item.caused_by,
+                    "body": json.dumps(event_to_json(item), separators=(",", ":")),
+                }
+            )
+        if rows:
+            self._run(sa.insert(table), rows)
+        return len(rows)
+
+    def read(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: Iterable[str] | None = None,
+        subject_id: UUID | None = None,
+    ) -> list[Recorded]:
+        start, most, kinds = check_position(after), check_count(limit), check_types(types)
+        table = self._events
+        statement = sa.select(table.c.position, table.c.body).where(
+            table.c.tenant == self._tenant, table.c.position > start
+        )
+        if kinds is not None:
+            statement = statement.where(table.c.type.in_(sorted(kinds)))
+        if subject_id is not None:
+            statement = statement.where(table.c.subject_id == check_id(subject_id, "subject_id"))
+        rows = self._run(statement.order_by(table.c.position).limit(most)).all()
+        return [Recorded(row[0], self._decode(row[1])) for row in rows]
+
+    def known(self, ids: Iterable[UUID], /) -> set[UUID]:
+        wanted = list(dict.fromkeys(check_ids(ids, "ids")))
+        table = self._events
+        found: set[UUID] = set()
+        for start in range(0, len(wanted), _ID_CHUNK):
+            chunk = wanted[start : start + _ID_CHUNK]
+            found.update(
+                self._run(
+                    sa.select(table.c.id).where(
+                        table.c.tenant == self._tenant, table.c.id.in_(chunk)
+                    )
+                ).scalars()
+            )
+        return found
+
+    def fan_out(
+        self, handler: str, types: Iterable[str] | None, /, *, at: datetime, limit: int = 1000
+    ) -> int:
+        name, kinds = check_handler(handler), check_types(types)
+        when, most = ensure_utc(at, "at"), check_count(limit)
+        cursors, events, deliveries = self._cursors, self._events, self._deliveries
+        insert = (pg_insert if self._postgres else sqlite_insert)(cursors)
+        self._run(
+            insert.values(tenant=self._tenant, handler=name, position=0).on_conflict_do_nothing()
+        )
+        mine = (cursors.c.tenant == self._tenant) & (cursors.c.handler == name)
+        start = self._run(
+            sa.select(cursors.c.position).where(mine).with_for_update(skip_locked=True)
+        ).scalar_one_or_none()
+        if start is None:
+            return 0  # another unit is making this handler's deliveries right now
+        last = self._run(
+            sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)).where(
+                events.c.tenant == self._tenant
+            )
+        ).scalar_one()
+        end = min(start + most, last)
+        if end <= start:
+            return 0
+        chosen = sa.select(
+            events.c.tenant,
+            sa.literal(name, _TEXT).label("handler"),
+            events.c.position,
+            events.c.id,
+            events.c.type,
+            events.c.subject_id,
+            sa.literal(_PENDING, _TEXT).label("status"),
+            sa.literal(0).label("attempts"),
+            sa.literal(when, Timestamp()).label("next_at"),
+        ).where(
+            events.c.tenant == self._tenant,
+            events.c.position > start,
+            events.c.position <= end,
+        )
+        if kinds is not None:
+            chosen = chosen.where(events.c.type.in_(sorted(kinds)))
+        made = self._run(
+            sa.insert(deliveries).from_select(
+                [
+                    "tenant",
+                    "handler",
+                    "position",
+                    "event_id",
+                    "event_type",
+                    "subject_id",
+                    "status",
+                    "attempts",
+                    "next_at",
+                ],
+                chosen,
+            )
+        ).rowcount
+        self._run(sa.update(cursors).where(mine).values(position=end))
+        return int(made)
+
+    def _delivery(self, row: Any) -> Delivery:
+        return Delivery(
+            position=row.position,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            handler=row.handler,
+            subject_id=row.subject_id,
+            status=DeliveryStatus(row.status),
+            attempts=row.attempts,
+            next_at=row.next_at,
+            claim=row.claim,
+            leased_until=row.leased_until,
+            error=row.error,
+            finished_at=row.finished_at,
+        )
+
+    def claim(
+        self,
+        handlers: Iterable[str],
+        /,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        claim: UUID,
+    ) -> list[tuple[Delivery, Event]]:
+        names = check_handlers(handlers)
+        at, lease, most, token = check_claim(now, lease, limit, claim)
+        if not names:
+            return []
+        table = self._deliveries
+        earlier = table.alias("earlier")
+        blocked = (
+            sa.select(sa.literal(1))
+            .where(
+                earlier.c.tenant == table.c.tenant,
+                earlier.c.handler == table.c.handler,
+                earlier.c.subject_id == table.c.subject_id,
+                earlier.c.status == _PENDING,
+                earlier.c.position < table.c.position,
+            )
+            .exists()
+        )
+        heads = (
+            sa.select(table)
+            .where(
+                table.c.tenant == self._tenant,
+                table.c.status == _PENDING,
+                table.c.handler.in_(names),
+                table.c.next_at <= at,
+                sa.or_(table.c.leased_until.is_(None), table.c.leased_until <= at),
+                ~blocked,
+            )
+            .order_by(table.c.position, table.c.handler)
+            .limit(most)
+            .with_for_update(skip_locked=True, of=table)
+        )
+        rows = self._run(heads).all()
+        if not rows:
+            return []
+        until = at + lease
+        keys = [(row.handler, row.position) for row in rows]
+        self._run(
+            sa.update(table)
+            .where(
+                table.c.tenant == self._tenant,
+                sa.tuple_(table.c.handler, table.c.position).in_(keys),
+            )
+            .values(claim=token, leased_until=until)
+        )
+        events = self._events
+        bodies = dict(
+            self._run(
+                sa.select(events.c.position, events.c.body).where(
+                    events.c.tenant == self._tenant,
+                    events.c.position.in_(sorted({row.position for row in rows})),
+                )
+            ).all()
+        )
+        decoded = {position: self._decode(body) for position, body in bodies.items()}
+        return [
+            (
+                attrs.evolve(self._delivery(row), claim=token, leased_until=until),
+                decoded[row.position],
+            )
+            for row in rows
+        ]
+
+    def settle(self, delivery: Delivery, /) -> bool:
+        outcome = check_settled(delivery)
+        table = self._deliveries
+        done = self._run(
+            sa.update(table)
+            .where(
+                table.c.tenant == self._tenant,
+                table.c.handler == outcome.handler,
+                table.c.position == outcome.position,
+                table.c.claim == outcome.claim,
+            )
+            .values(
+                status=outcome.status.value,
+                attempts=outcome.attempts,
+                next_at=outcome.next_at,
+                error=outcome.error,
+                finished_at=outcome.finished_at,
+                claim=None,
+                leased_until=None,
+            )
+        )
+        return bool(done.rowcount == 1)
+
+    def deliveries(
+        self,
+        *,
+        handler: str | None = None,
+        status: DeliveryStatus | None = None,
+        event_id: UUID | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        wanted, most = check_status(status), check_count(limit)
+        table = self._deliveries
+        statement = sa.select(table).where(table.c.tenant == self._tenant)
+        if handler is not None:
+            statement = statement.where(table.c.handler == check_handler(handler))
+        if wanted is not None:
+            statement = statement.where(table.c.status == wanted.value)
+        if event_id is not None:
+            statement = statement.where(table.c.event_id == check_id(event_id, "event_id"))
+        rows = self._run(statement.order_by(table.c.position, table.c.handler).limit(most))
+        return [self._delivery(row) for row in rows.all()]
+
+    def retry(self, event_id: UUID, handler: str, /, *, at: datetime) -> Delivery:
+        check_id(event_id, "event_id")
+        name, when = check_handler(handler), ensure_utc(at, "at")
+        found = self.deliveries(handler=name, event_id=event_id, limit=1)
+        if not found:
+            raise NotFound("delivery", event_id)
+        if found[0].status is not DeliveryStatus.DEAD:
+            raise ValidationError("status", found[0].status, "only a dead delivery is retried")
+        table = self._deliveries
+        self._run(
+            sa.update(table)
+            .where(
+                table.c.tenant == self._tenant,
+                table.c.handler == name,
+                table.c.position == found[0].position,
+            )
+            .values(
+                status=_PENDING,
+                attempts=0,
+                next_at=when,
+                claim=None,
+                leased_until=None,
+                finished_at=None,
+            )
+        )
+        return attrs.evolve(
+            found[0],
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_at=when,
+            claim=None,
+            leased_until=None,
+            finished_at=None,
+        )
 
 
 if TYPE_CHECKING:  # mypy proves that the adapter implements the port
