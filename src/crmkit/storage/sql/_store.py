@@ -1877,7 +1877,8 @@ class _Outbox:
         if kinds is not None:
             chosen = chosen.where(events.c.type.in_(sorted(kinds)))
         made = self._run(
-            sa.insert(deliveries).from_select(
+            sa.insert(deliveries)
+            .from_select(
                 [
                     "tenant",
                     "handler",
@@ -1891,9 +1892,10 @@ class _Outbox:
                 ],
                 chosen,
             )
-        ).rowcount
+            .returning(deliveries.c.position)
+        ).all()
         self._run(sa.update(cursors).where(mine).values(position=end))
-        return int(made)
+        return len(made)
 
     def _delivery(self, row: Any) -> Delivery:
         return Delivery(
