@@ -771,17 +771,19 @@ class JsonOutbox:
             raise ValidationError("lease", lease, "expected a positive timedelta")
         names, now = set(handlers), check_time(now, "now")
         check_count(limit, "limit")
-        heads: dict[tuple[str, UUID], Delivery] = {}
-        for delivery in self.deliveries(status=DeliveryStatus.PENDING, limit=2**62):
-            if delivery.handler in names:  # the first pending delivery of each subject
-                heads.setdefault((delivery.handler, delivery.subject_id), delivery)
+        stopped: set[tuple[str, UUID]] = set()  # lanes: (handler, subject id)
         taken: list[tuple[Delivery, Event]] = []
-        for delivery in sorted(heads.values(), key=lambda d: (d.position, d.handler)):
-            lease_over = delivery.leased_until is None or delivery.leased_until <= now
-            if len(taken) < limit and lease_over and cast(datetime, delivery.next_at) <= now:
-                leased = attrs.evolve(delivery, claim=claim, leased_until=now + lease)
-                self._put(leased)
-                taken.append((leased, self._event(delivery.position)))
+        for delivery in self.deliveries(status=DeliveryStatus.PENDING, limit=2**62):
+            lane = (delivery.handler, delivery.subject_id)
+            if delivery.handler not in names or lane in stopped or len(taken) == limit:
+                continue
+            leased = delivery.leased_until is not None and delivery.leased_until > now
+            if leased or cast(datetime, delivery.next_at) > now:
+                stopped.add(lane)  # the rest of its lane waits behind it
+                continue
+            mine = attrs.evolve(delivery, claim=claim, leased_until=now + lease)
+            self._put(mine)
+            taken.append((mine, self._event(delivery.position)))
         return taken
 
     def settle(self, delivery: Delivery, /) -> bool:

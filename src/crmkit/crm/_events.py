@@ -193,7 +193,14 @@ class EventUseCases:
         report: DispatchReport,
     ) -> DispatchReport:
         outcomes: list[Delivery] = []
+        released: set[tuple[str, int]] = set()
+        stopped: set[tuple[str, UUID]] = set()
         for delivery, event in claimed:
+            lane = (delivery.handler, delivery.subject_id)
+            if lane in stopped:  # an earlier event of its subject failed: it waits
+                outcomes.append(delivery)
+                released.add((delivery.handler, delivery.position))
+                continue
             subscription = subscriptions[delivery.handler]
             try:
                 with caused_by(event.id):
@@ -201,6 +208,7 @@ class EventUseCases:
             except Exception as error:
                 attempts = delivery.attempts + 1
                 text = f"{type(error).__name__}: {error}"[:2000]
+                stopped.add(lane)
                 if attempts >= subscription.max_attempts:
                     outcome = attrs.evolve(
                         delivery,
@@ -219,7 +227,9 @@ class EventUseCases:
         counts = {"delivered": 0, "failed": 0, "dead": 0, "lost": 0}
         with self.store.unit_of_work() as unit:
             for outcome in outcomes:
-                if not unit.outbox.settle(outcome):
+                if (outcome.handler, outcome.position) in released:
+                    unit.outbox.settle(outcome)  # not called: its lease ends, as it was
+                elif not unit.outbox.settle(outcome):
                     counts["lost"] += 1
                 elif outcome.status is DeliveryStatus.DONE:
                     counts["delivered"] += 1

@@ -255,8 +255,8 @@ def changed(before: Entity | None, after: Entity, cause: UUID | None) -> list[Ev
             if a.name not in _UNTRACKED and getattr(before, a.name) != getattr(after, a.name)
         )
     )
-    if not fields:
-        return []
+    if not fields and before.version == after.version:
+        return []  # nothing was written (an update always counts a version)
     at = after.updated_at
     if isinstance(after, Activity):
         return [

@@ -482,8 +482,8 @@ class OutboxRepository(Protocol):
 
     Handlers are named (``handler``): :meth:`fan_out` makes one pending
     :class:`~crmkit.automation.Delivery` per event of the handler's types, in order;
-    :meth:`claim` leases due deliveries to one dispatcher, the first pending one of each
-    (handler, subject) only, so that a handler gets the events of one subject in
+    :meth:`claim` leases due deliveries to one dispatcher, from the first pending one of
+    each (handler, subject) on, so that a handler gets the events of one subject in
     commit order and two dispatchers never hold the same delivery at once;
     :meth:`settle` records how the call ended. Wrong arguments raise
     :class:`~crmkit.errors.ValidationError` naming the parameter.
@@ -542,12 +542,16 @@ class OutboxRepository(Protocol):
         """Lease up to ``limit`` due deliveries of ``handlers`` to the claim ``claim``,
         by position, with their events.
 
-        A delivery is due when it is pending, its ``next_at`` has come, no lease on it
-        runs past ``now`` and no earlier pending delivery to the same handler has the
-        same subject id. The returned deliveries carry ``claim`` and ``leased_until =
-        now + lease``; the store keeps them leased (another claim skips them, without
-        waiting on a unit that claims at the same time) until :meth:`settle` or the lease
-        ends.
+        The pending deliveries of one handler and one subject id form a lane, by
+        position. A delivery is claimed when it and every pending delivery before it in
+        its lane are due: their ``next_at`` has come and no lease on them runs past
+        ``now``. So a lane is claimed from its head, and a run of it at once; a delivery
+        waits while an earlier one of its lane is leased or waits for a retry. The
+        returned deliveries carry ``claim`` and ``leased_until = now + lease``; the store
+        keeps them leased (another claim skips them, without waiting on a unit that
+        claims at the same time) until :meth:`settle` or the lease ends. A dispatcher
+        that fails on a delivery settles the rest of its run unchanged (releasing them),
+        so the lane keeps its order.
         """
         ...
 

@@ -853,18 +853,18 @@ class _Outbox:
         names = set(check_handlers(handlers))
         at, lease, most, token = check_claim(now, lease, limit, claim)
         deliveries = self._named("outbox_deliveries")
-        heads: dict[tuple[str, UUID], Delivery] = {}
+        lanes: dict[tuple[str, UUID], list[Delivery]] = {}
         for delivery in sorted(deliveries.values(), key=lambda d: d.position):
-            key = (delivery.handler, delivery.subject_id)
             if delivery.handler in names and delivery.status is DeliveryStatus.PENDING:
-                heads.setdefault(key, delivery)
-        due = [
-            d
-            for d in heads.values()
-            if d.next_at is not None
-            and d.next_at <= at
-            and (d.leased_until is None or d.leased_until <= at)
-        ]
+                lanes.setdefault((delivery.handler, delivery.subject_id), []).append(delivery)
+        due: list[Delivery] = []
+        for lane in lanes.values():
+            for delivery in lane:  # the head of each lane, and the due ones right after it
+                if delivery.next_at is None or delivery.next_at > at:
+                    break
+                if delivery.leased_until is not None and delivery.leased_until > at:
+                    break
+                due.append(delivery)
         due.sort(key=lambda d: (d.position, d.handler))
         stored = self._named("outbox")
         taken: list[tuple[Delivery, Event]] = []

@@ -210,34 +210,48 @@ class OutboxContract:
         subject = uuid4()
         first, second, other = _event(subject), _event(subject, 1), _event()
         _append(fresh, [first, second, other])
-        claimed = _claim(fresh, ["h"], now=_T0)
-        assert [e.id for _, e in claimed] == [first.id, other.id], _c(
-            "claim gives the first pending delivery of each subject only, by position, "
-            "with its event"
-        )
-        delivery = claimed[0][0]
-        assert (delivery.claim is not None, delivery.leased_until) == (True, _T0 + _LEASE), _c(
+        ((held, event),) = _claim(fresh, ["h"], now=_T0, limit=1)
+        assert event == first, _c("claim gives deliveries by position, at most limit, with events")
+        assert (held.claim is not None, held.leased_until) == (True, _T0 + _LEASE), _c(
             "a claimed delivery carries its claim and leased_until = now + lease"
         )
-        assert _claim(fresh, ["h"], now=_T0 + timedelta(seconds=30)) == [], _c(
-            "a leased delivery is not claimed again before its lease ends, and the next "
-            "event of its subject waits for it"
+        half = _T0 + _LEASE / 2
+        ((taken, _),) = _claim(fresh, ["h"], now=half)
+        assert taken.event_id == other.id, _c(
+            "a leased delivery is not claimed again before its lease ends, and the later "
+            "events of its subject wait behind it (other subjects do not)"
         )
-        retaken = _claim(fresh, ["h"], now=_T0 + _LEASE + timedelta(seconds=1), limit=1)
-        assert [e.id for _, e in retaken] == [first.id], _c(
-            "once the lease has run out, another claim takes the delivery"
+        failed = attrs.evolve(held, attempts=1, error="E: no", next_at=_T0 + _LEASE * 10)
+        assert _settle(fresh, failed), _c("settle with the holding claim returns True")
+        waiting = _claim(fresh, ["h"], now=_T0 + _LEASE * 5)
+        assert [e.id for _, e in waiting] == [other.id], _c(
+            "a failed delivery waits for its next_at, and the events of its subject with it "
+            "(a delivery of another subject whose lease ran out is claimed again)"
         )
-        done = attrs.evolve(delivery, status=DeliveryStatus.DONE, finished_at=_T0)
+        later = _T0 + _LEASE * 10
+        run = _claim(fresh, ["h"], now=later)
+        assert [e.id for _, e in run] == [first.id, second.id, other.id], _c(
+            "claim gives the first pending delivery of each subject and the due ones after "
+            "it, by position; a delivery whose lease ran out is claimed again"
+        )
+        done = attrs.evolve(taken, status=DeliveryStatus.DONE, finished_at=half)
         assert _settle(fresh, done) is False, _c(
-            "settle with a claim that lost its lease writes nothing and returns False"
+            "settle by a claim whose lease ran out (another claim took the delivery over) "
+            "writes nothing and returns False"
         )
-        ok = attrs.evolve(retaken[0][0], status=DeliveryStatus.DONE, finished_at=_T0)
-        assert _settle(fresh, ok) is True, _c("settle with the holding claim returns True")
-        later = _T0 + _LEASE * 3
-        assert [e.id for _, e in _claim(fresh, ["h"], now=later)] == [second.id, other.id], _c(
-            "a done delivery is never claimed again; the next event of its subject is (and "
-            "a delivery whose lease ran out)"
+        for delivery, _ in run:
+            finished = attrs.evolve(delivery, status=DeliveryStatus.DONE, finished_at=later)
+            assert _settle(fresh, finished), _c("settle records a done delivery")
+        assert _claim(fresh, ["h"], now=later + _LEASE * 100) == [], _c(
+            "a done delivery is never claimed again"
         )
+        with fresh.unit_of_work() as unit:
+            stored = unit.outbox.deliveries(handler="h", status=DeliveryStatus.DONE)
+            assert [(d.position, d.claim, d.leased_until) for d in stored] == [
+                (1, None, None),
+                (2, None, None),
+                (3, None, None),
+            ], _c("settle ends the lease")
 
     def test_failed_deliveries_wait_and_dead_ones_are_retried(self, fresh: Store) -> None:
         event = _event()

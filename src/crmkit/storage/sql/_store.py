@@ -1954,9 +1954,10 @@ class _Outbox:
             .limit(most)
             .with_for_update(skip_locked=True, of=table)
         )
-        rows = self._run(heads).all()
+        rows = list(self._run(heads).all())
         if not rows:
             return []
+        rows = self._runs(rows, at, most)
         until = at + lease
         keys = [(row.handler, row.position) for row in rows]
         self._run(
@@ -1984,6 +1985,36 @@ class _Outbox:
             )
             for row in rows
         ]
+
+    def _runs(self, heads: list[Any], at: datetime, most: int) -> list[Any]:
+        """The heads (leased to this claim by the caller, so no other claim takes their
+        lanes) and the due deliveries right after each in its lane, at most ``most``."""
+        table = self._deliveries
+        lanes = sorted({(row.handler, row.subject_id) for row in heads})
+        found: dict[tuple[str, int], Any] = {(row.handler, row.position): row for row in heads}
+        followers = self._run(
+            sa.select(table)
+            .where(
+                table.c.tenant == self._tenant,
+                table.c.status == _PENDING,
+                sa.tuple_(table.c.handler, table.c.subject_id).in_(lanes),
+                table.c.position > min(row.position for row in heads),
+            )
+            .order_by(table.c.position)
+            .limit(most)
+        ).all()
+        head_of = {(row.handler, row.subject_id): row.position for row in heads}
+        stopped: set[tuple[str, UUID]] = set()
+        for row in followers:
+            lane = (row.handler, row.subject_id)
+            if row.position <= head_of[lane] or lane in stopped:
+                continue
+            leased = row.leased_until is not None and row.leased_until > at
+            if row.next_at is None or row.next_at > at or leased:
+                stopped.add(lane)
+                continue
+            found[(row.handler, row.position)] = row
+        return sorted(found.values(), key=lambda r: (r.position, r.handler))[:most]
 
     def settle(self, delivery: Delivery, /) -> bool:
         outcome = check_settled(delivery)
