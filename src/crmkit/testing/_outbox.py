@@ -210,14 +210,17 @@ class OutboxContract:
         subject = uuid4()
         first, second, other = _event(subject), _event(subject, 1), _event()
         _append(fresh, [first, second, other])
-        ((held, event),) = _claim(fresh, ["h"], now=_T0, limit=1)
-        assert event == first, _c("claim gives deliveries by position, at most limit, with events")
+        claimed = _claim(fresh, ["h"], now=_T0, limit=1)
+        assert [e for _, e in claimed] == [first], _c(
+            "claim gives deliveries by position, at most limit, with their events"
+        )
+        held = claimed[0][0]
         assert (held.claim is not None, held.leased_until) == (True, _T0 + _LEASE), _c(
             "a claimed delivery carries its claim and leased_until = now + lease"
         )
         half = _T0 + _LEASE / 2
-        ((taken, _),) = _claim(fresh, ["h"], now=half)
-        assert taken.event_id == other.id, _c(
+        claimed = _claim(fresh, ["h"], now=half)
+        assert [d.event_id for d, _ in claimed] == [other.id], _c(
             "a leased delivery is not claimed again before its lease ends, and the later "
             "events of its subject wait behind it (other subjects do not)"
         )
@@ -234,7 +237,7 @@ class OutboxContract:
             "claim gives the first pending delivery of each subject and the due ones after "
             "it, by position; a delivery whose lease ran out is claimed again"
         )
-        done = attrs.evolve(taken, status=DeliveryStatus.DONE, finished_at=half)
+        done = attrs.evolve(claimed[0][0], status=DeliveryStatus.DONE, finished_at=half)
         assert _settle(fresh, done) is False, _c(
             "settle by a claim whose lease ran out (another claim took the delivery over) "
             "writes nothing and returns False"
@@ -256,14 +259,18 @@ class OutboxContract:
     def test_failed_deliveries_wait_and_dead_ones_are_retried(self, fresh: Store) -> None:
         event = _event()
         _append(fresh, [event])
-        (delivery, _), *_ = _claim(fresh, ["h"], now=_T0)
+        claimed = _claim(fresh, ["h"], now=_T0)
+        assert len(claimed) == 1, _c("claim gives the due delivery")
+        delivery = claimed[0][0]
         retry_at = _T0 + timedelta(minutes=10)
         failed = attrs.evolve(delivery, attempts=1, error="ValueError: no", next_at=retry_at)
         assert _settle(fresh, failed), _c("settle records a failed attempt")
         assert _claim(fresh, ["h"], now=retry_at - timedelta(seconds=1)) == [], _c(
             "a pending delivery is not claimed before its next_at"
         )
-        (again, _), *_ = _claim(fresh, ["h"], now=retry_at)
+        claimed = _claim(fresh, ["h"], now=retry_at)
+        assert len(claimed) == 1, _c("a failed delivery is claimed again at its next_at")
+        again = claimed[0][0]
         assert (again.attempts, again.error) == (1, "ValueError: no"), _c(
             "a claimed delivery carries its attempts and last error"
         )
