@@ -119,7 +119,9 @@ class EventUseCases:
         ``max_attempts`` failures its delivery is dead (see :meth:`dead_letters`).
         """
         check_handler(name, "name")
-        if event_type != ALL_EVENTS and event_type not in EVENT_TYPES:
+        if not isinstance(event_type, str) or (
+            event_type != ALL_EVENTS and event_type not in EVENT_TYPES
+        ):
             raise ValidationError("event_type", event_type, "no such event type (EVENT_TYPES)")
         if not callable(handler):
             raise ValidationError("handler", handler, "expected a callable(crm, event)")

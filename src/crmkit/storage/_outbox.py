@@ -58,11 +58,11 @@ def check_types(types: object) -> frozenset[str] | None:
         return None
     if isinstance(types, str) or not isinstance(types, Iterable):
         raise ValidationError("types", types, "expected a collection of event types or None")
-    found = frozenset(types)
+    found = list(types)
     for kind in found:
         if not isinstance(kind, str) or not kind:
             raise ValidationError("types", kind, "expected an event type name")
-    return found
+    return frozenset(found)
 
 
 def check_position(value: object, field: str = "after") -> int:
