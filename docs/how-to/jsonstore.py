@@ -795,6 +795,9 @@ class JsonOutbox:
         self._put(attrs.evolve(delivery, claim=None, leased_until=None))
         return True
 
+    def settle_many(self, deliveries: Iterable[Delivery], /) -> list[bool]:
+        return [self.settle(delivery) for delivery in deliveries]
+
     def retry(self, event_id: UUID, handler: str, /, *, at: datetime) -> Delivery:
         found = self.deliveries(handler=check_handler(handler), event_id=event_id, limit=1)
         if not found:

@@ -16,7 +16,7 @@ from uuid import UUID
 
 import attrs
 
-from crmkit.automation._events import Event
+from crmkit.automation._events import Event, quick_check
 from crmkit.errors import ValidationError
 from crmkit.models._shape import shape_problems
 
@@ -92,6 +92,8 @@ class Delivery:
     finished_at: datetime | None = None
 
     def __attrs_post_init__(self) -> None:
+        if quick_check(self):
+            return
         problems = shape_problems(self)
         if problems:
             raise ValidationError.of(problems)

@@ -13,13 +13,15 @@ personal data: no names, addresses, phone numbers or free texts.
 converter (:func:`crmkit.serialization.make_converter`).
 """
 
-from collections.abc import Iterator, Mapping
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from functools import cache
 from types import MappingProxyType
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 from uuid import UUID
 
 import attrs
@@ -126,6 +128,40 @@ def caused_by(cause: UUID | None) -> Iterator[None]:
         _CAUSE.reset(token)
 
 
+_ZERO: Final = timedelta(0)
+_QUICK: dict[type, list[tuple[str, Callable[[object], bool]]]] = {}
+
+
+def _is(hint: Any) -> Callable[[object], bool]:
+    """A fast test that a value has the annotated type ``hint`` (the shapes events and
+    deliveries use); :func:`shape_problems` names what is wrong when it fails."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        (inner,) = [a for a in args if a is not type(None)]
+        test = _is(inner)
+        return lambda value: value is None or test(value)
+    if typing.get_origin(hint) is tuple:
+        item = _is(args[0])
+        return lambda value: isinstance(value, tuple) and all(item(v) for v in value)
+    if hint is float:
+        return lambda value: type(value) in (int, float)
+    if hint is int:
+        return lambda value: type(value) is int
+    if isinstance(hint, type):
+        return lambda value: isinstance(value, hint)
+    return lambda value: False  # pragma: no cover - the slow check decides
+
+
+def quick_check(obj: object) -> bool:
+    """Whether every field of the attrs instance ``obj`` has its annotated type, fast."""
+    cls = type(obj)
+    tests = _QUICK.get(cls)
+    if tests is None:
+        hints = typing.get_type_hints(cls)
+        tests = _QUICK[cls] = [(a.name, _is(hints[a.name])) for a in attrs.fields(cast(Any, cls))]
+    return all(test(getattr(obj, name)) for name, test in tests)
+
+
 @attrs.frozen(kw_only=True)
 class Event:
     """The base class of every domain event (see the module documentation)."""
@@ -139,6 +175,8 @@ class Event:
     caused_by: UUID | None = None
 
     def __attrs_post_init__(self) -> None:
+        if quick_check(self) and self.subject and self.occurred_at.utcoffset() == _ZERO:
+            return
         problems = shape_problems(self)
         if not problems:
             at = self.occurred_at

@@ -228,18 +228,19 @@ class EventUseCases:
             outcomes.append(outcome)
         counts = {"delivered": 0, "failed": 0, "dead": 0, "lost": 0}
         with self.store.unit_of_work() as unit:
-            for outcome in outcomes:
-                if (outcome.handler, outcome.position) in released:
-                    unit.outbox.settle(outcome)  # not called: its lease ends, as it was
-                elif not unit.outbox.settle(outcome):
-                    counts["lost"] += 1
-                elif outcome.status is DeliveryStatus.DONE:
-                    counts["delivered"] += 1
-                elif outcome.status is DeliveryStatus.DEAD:
-                    counts["dead"] += 1
-                else:
-                    counts["failed"] += 1
+            recorded = unit.outbox.settle_many(outcomes)
             unit.commit()
+        for outcome, kept in zip(outcomes, recorded, strict=True):
+            if (outcome.handler, outcome.position) in released:
+                continue  # not called: settled as it was, its lease ends
+            if not kept:
+                counts["lost"] += 1
+            elif outcome.status is DeliveryStatus.DONE:
+                counts["delivered"] += 1
+            elif outcome.status is DeliveryStatus.DEAD:
+                counts["dead"] += 1
+            else:
+                counts["failed"] += 1
         return DispatchReport(
             delivered=report.delivered + counts["delivered"],
             failed=report.failed + counts["failed"],

@@ -19,6 +19,7 @@ __all__ = [
     "check_handlers",
     "check_position",
     "check_settled",
+    "check_settled_many",
     "check_status",
     "check_types",
 ]
@@ -105,3 +106,16 @@ def check_settled(delivery: object) -> Delivery:
     if delivery.status is DeliveryStatus.PENDING and delivery.next_at is None:
         raise ValidationError("delivery.next_at", None, "a pending delivery needs its next_at")
     return delivery
+
+
+def check_settled_many(deliveries: object) -> list[Delivery]:
+    """Deliveries to settle, each checked by :func:`check_settled`."""
+    if isinstance(deliveries, Delivery) or not isinstance(deliveries, Iterable):
+        raise ValidationError("deliveries", deliveries, "expected a collection of deliveries")
+    found = list(deliveries)
+    for index, delivery in enumerate(found):
+        try:
+            check_settled(delivery)
+        except ValidationError as error:
+            raise error.within(f"deliveries[{index}]") from None
+    return found

@@ -562,6 +562,10 @@ class OutboxRepository(Protocol):
         another claim took the delivery, nothing is written)."""
         ...
 
+    def settle_many(self, deliveries: Iterable[Delivery], /) -> list[bool]:
+        """:meth:`settle` of each delivery, in one go: whether each was recorded."""
+        ...
+
     def deliveries(
         self,
         *,

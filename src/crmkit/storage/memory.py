@@ -96,6 +96,7 @@ from crmkit.storage._outbox import (
     check_handlers,
     check_position,
     check_settled,
+    check_settled_many,
     check_status,
     check_types,
 )
@@ -882,6 +883,9 @@ class _Outbox:
             return False
         self._write("outbox_deliveries", key, attrs.evolve(outcome, claim=None, leased_until=None))
         return True
+
+    def settle_many(self, deliveries: Iterable[Delivery], /) -> list[bool]:
+        return [self.settle(d) for d in check_settled_many(deliveries)]
 
     def deliveries(
         self,

@@ -108,7 +108,7 @@ from crmkit.storage._outbox import (
     check_handler,
     check_handlers,
     check_position,
-    check_settled,
+    check_settled_many,
     check_status,
     check_types,
 )
@@ -1768,37 +1768,58 @@ class _Outbox:
         found = check_events(events)
         if not found:
             return 0
-        table = self._events
         if self._postgres:
             self._run(sa.select(sa.func.pg_advisory_xact_lock(self._lock_key)))
-        taken = self.known([e.id for e in found])
-        last = self._run(
-            sa.select(sa.func.coalesce(sa.func.max(table.c.position), 0)).where(
-                table.c.tenant == self._tenant
-            )
-        ).scalar_one()
-        rows: list[dict[str, Any]] = []
-        for item in found:
-            if item.id in taken:
-                continue
-            taken.add(item.id)
-            last += 1
-            rows.append(
-                {
-                    "tenant": self._tenant,
-                    "position": last,
-                    "id": item.id,
-                    "type": item.type,
-                    "subject": item.subject,
-                    "subject_id": item.subject_id,
-                    "occurred_at": item.occurred_at,
-                    "caused_by": item.caused_by,
-                    "body": json.dumps(event_to_json(item), separators=(",", ":")),
-                }
-            )
-        if rows:
-            self._run(sa.insert(table), rows)
-        return len(rows)
+        rows = [
+            {
+                "tenant": self._tenant,
+                "id": item.id,
+                "type": item.type,
+                "subject": item.subject,
+                "subject_id": item.subject_id,
+                "occurred_at": item.occurred_at,
+                "caused_by": item.caused_by,
+                "body": json.dumps(event_to_json(item), separators=(",", ":")),
+            }
+            for item in found
+        ]
+        # One statement per event, each numbered after the rows before it; an id the
+        # outbox holds is skipped without using up a position.
+        if not self._postgres:  # SQLite counts the rows of executemany
+            return int(self._run(self._append_statement(), rows).rowcount)
+        before = self._last()
+        self._run(self._append_statement(), rows)
+        return self._last() - before
+
+    def _last(self) -> int:
+        table = self._events
+        return int(
+            self._run(
+                sa.select(sa.func.coalesce(sa.func.max(table.c.position), 0)).where(
+                    table.c.tenant == self._tenant
+                )
+            ).scalar_one()
+        )
+
+    def _append_statement(self) -> Any:
+        table = self._events
+        after = (
+            sa.select(sa.func.coalesce(sa.func.max(table.c.position), 0) + 1)
+            .where(table.c.tenant == sa.bindparam("tenant"))
+            .scalar_subquery()
+        )
+        insert = (pg_insert if self._postgres else sqlite_insert)(table).values(
+            tenant=sa.bindparam("tenant"),
+            position=after,
+            id=sa.bindparam("id"),
+            type=sa.bindparam("type"),
+            subject=sa.bindparam("subject"),
+            subject_id=sa.bindparam("subject_id"),
+            occurred_at=sa.bindparam("occurred_at"),
+            caused_by=sa.bindparam("caused_by"),
+            body=sa.bindparam("body"),
+        )
+        return insert.on_conflict_do_nothing(index_elements=["tenant", "id"])
 
     def read(
         self,
@@ -2017,27 +2038,85 @@ class _Outbox:
         return sorted(found.values(), key=lambda r: (r.position, r.handler))[:most]
 
     def settle(self, delivery: Delivery, /) -> bool:
-        outcome = check_settled(delivery)
-        table = self._deliveries
-        done = self._run(
-            sa.update(table)
-            .where(
-                table.c.tenant == self._tenant,
-                table.c.handler == outcome.handler,
-                table.c.position == outcome.position,
-                table.c.claim == outcome.claim,
-            )
-            .values(
-                status=outcome.status.value,
-                attempts=outcome.attempts,
-                next_at=outcome.next_at,
-                error=outcome.error,
-                finished_at=outcome.finished_at,
-                claim=None,
-                leased_until=None,
-            )
+        return self.settle_many([delivery])[0]
+
+    def settle_many(self, deliveries: Iterable[Delivery], /) -> list[bool]:
+        outcomes = check_settled_many(deliveries)
+        if not self._postgres:  # one writer at a time: read what is held, then write
+            return self._settle_sqlite(outcomes)
+        if not outcomes:
+            return []
+        # One statement, its arrays bound as eight parameters (however many outcomes):
+        # only the rows their claims still hold change, and those come back.
+        columns = {
+            "h": [o.handler for o in outcomes],
+            "p": [o.position for o in outcomes],
+            "c": [o.claim for o in outcomes],
+            "s": [o.status.value for o in outcomes],
+            "a": [o.attempts for o in outcomes],
+            "n": [o.next_at for o in outcomes],
+            "e": [o.error for o in outcomes],
+            "f": [o.finished_at for o in outcomes],
+        }
+        rows = self._run(self._settle_statement(), {"tenant": self._tenant, **columns}).all()
+        done = {(row[0], row[1]) for row in rows}
+        return [(o.handler, o.position) in done for o in outcomes]
+
+    def _settle_statement(self) -> Any:
+        name = self._deliveries.name  # crmkit's own table name (a checked prefix)
+        return sa.text(
+            f"UPDATE {name} AS d SET status = o.s, attempts = o.a, next_at = o.n, "
+            "error = o.e, finished_at = o.f, claim = NULL, leased_until = NULL "
+            "FROM unnest(CAST(:h AS text[]), CAST(:p AS bigint[]), CAST(:c AS uuid[]), "
+            "CAST(:s AS text[]), CAST(:a AS integer[]), CAST(:n AS timestamptz[]), "
+            "CAST(:e AS text[]), CAST(:f AS timestamptz[])) AS o (h, p, c, s, a, n, e, f) "
+            "WHERE d.tenant = :tenant AND d.handler = o.h AND d.position = o.p "
+            "AND d.claim = o.c RETURNING d.handler, d.position"
         )
-        return bool(done.rowcount == 1)
+
+    def _settle_sqlite(self, outcomes: list[Delivery]) -> list[bool]:
+        if not outcomes:
+            return []
+        table = self._deliveries
+        claims = sorted({o.claim for o in outcomes if o.claim is not None})
+        held_now = sa.select(table.c.handler, table.c.position, table.c.claim).where(
+            table.c.tenant == self._tenant, table.c.claim.in_(claims)
+        )
+        held = {tuple(row) for row in self._run(held_now).all()}
+        kept = [(o.handler, o.position, o.claim) in held for o in outcomes]
+        rows = [
+            {
+                "h": o.handler,
+                "p": o.position,
+                "s": o.status.value,
+                "a": o.attempts,
+                "n": o.next_at,
+                "e": o.error,
+                "f": o.finished_at,
+            }
+            for o, ok in zip(outcomes, kept, strict=True)
+            if ok
+        ]
+        if rows:
+            statement = (
+                sa.update(table)
+                .where(
+                    table.c.tenant == self._tenant,
+                    table.c.handler == sa.bindparam("h"),
+                    table.c.position == sa.bindparam("p"),
+                )
+                .values(
+                    status=sa.bindparam("s"),
+                    attempts=sa.bindparam("a"),
+                    next_at=sa.bindparam("n", type_=Timestamp()),
+                    error=sa.bindparam("e"),
+                    finished_at=sa.bindparam("f", type_=Timestamp()),
+                    claim=None,
+                    leased_until=None,
+                )
+            )
+            self._run(statement, rows)
+        return kept
 
     def deliveries(
         self,
