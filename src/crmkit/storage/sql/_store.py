@@ -1980,15 +1980,7 @@ class _Outbox:
             return []
         rows = self._runs(rows, at, most)
         until = at + lease
-        keys = [(row.handler, row.position) for row in rows]
-        self._run(
-            sa.update(table)
-            .where(
-                table.c.tenant == self._tenant,
-                sa.tuple_(table.c.handler, table.c.position).in_(keys),
-            )
-            .values(claim=token, leased_until=until)
-        )
+        self._lease([(row.handler, row.position) for row in rows], token, until)
         events = self._events
         bodies = dict(
             self._run(
@@ -2013,16 +2005,29 @@ class _Outbox:
         table = self._deliveries
         lanes = sorted({(row.handler, row.subject_id) for row in heads})
         found: dict[tuple[str, int], Any] = {(row.handler, row.position): row for row in heads}
+        if self._postgres:
+            given = (
+                sa.text(
+                    "SELECT * FROM unnest(CAST(:h AS text[]), CAST(:s AS uuid[])) AS lane (h, s)"
+                )
+                .columns(sa.column("h"), sa.column("s"))
+                .subquery("lane")
+            )
+            chosen = (table.c.handler == given.c.h) & (table.c.subject_id == given.c.s)
+            statement = sa.select(table).join(given, chosen)
+            params: dict[str, Any] = {"h": [h for h, _ in lanes], "s": [s for _, s in lanes]}
+        else:
+            lane_of = sa.tuple_(table.c.handler, table.c.subject_id)
+            statement, params = sa.select(table).where(lane_of.in_(lanes)), {}
         followers = self._run(
-            sa.select(table)
-            .where(
+            statement.where(
                 table.c.tenant == self._tenant,
                 table.c.status == _PENDING,
-                sa.tuple_(table.c.handler, table.c.subject_id).in_(lanes),
                 table.c.position > min(row.position for row in heads),
             )
             .order_by(table.c.position)
-            .limit(most)
+            .limit(most),
+            params,
         ).all()
         head_of = {(row.handler, row.subject_id): row.position for row in heads}
         stopped: set[tuple[str, UUID]] = set()
@@ -2036,6 +2041,37 @@ class _Outbox:
                 continue
             found[(row.handler, row.position)] = row
         return sorted(found.values(), key=lambda r: (r.position, r.handler))[:most]
+
+    def _lease(self, keys: list[tuple[str, int]], claim: UUID, until: datetime) -> None:
+        """Lease the deliveries ``keys`` (handler, position) to ``claim``: one statement
+        with two array parameters on PostgreSQL, executemany in SQLite's process."""
+        table = self._deliveries
+        if self._postgres:
+            self._run(
+                sa.text(
+                    f"UPDATE {table.name} AS d SET claim = :claim, leased_until = :until "
+                    "FROM unnest(CAST(:h AS text[]), CAST(:p AS bigint[])) AS k (h, p) "
+                    "WHERE d.tenant = :tenant AND d.handler = k.h AND d.position = k.p"
+                ),
+                {
+                    "claim": claim,
+                    "until": until,
+                    "tenant": self._tenant,
+                    "h": [h for h, _ in keys],
+                    "p": [p for _, p in keys],
+                },
+            )
+            return
+        statement = (
+            sa.update(table)
+            .where(
+                table.c.tenant == self._tenant,
+                table.c.handler == sa.bindparam("h"),
+                table.c.position == sa.bindparam("p"),
+            )
+            .values(claim=claim, leased_until=until)
+        )
+        self._run(statement, [{"h": h, "p": p} for h, p in keys])
 
     def settle(self, delivery: Delivery, /) -> bool:
         return self.settle_many([delivery])[0]
