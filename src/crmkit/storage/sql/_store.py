@@ -1731,6 +1731,7 @@ class _StageHistory(_History[StageChange]):
 
 
 _PENDING: Final = DeliveryStatus.PENDING.value
+_PENDING_SQL: Final = sa.literal_column(f"'{_PENDING}'")
 _TEXT: Final = sa.Text()
 
 
@@ -1956,7 +1957,7 @@ class _Outbox:
                 earlier.c.tenant == table.c.tenant,
                 earlier.c.handler == table.c.handler,
                 earlier.c.subject_id == table.c.subject_id,
-                earlier.c.status == _PENDING,
+                earlier.c.status == _PENDING_SQL,  # literal: the partial index applies
                 earlier.c.position < table.c.position,
             )
             .exists()
