@@ -1731,7 +1731,7 @@ class _StageHistory(_History[StageChange]):
 
 
 _PENDING: Final = DeliveryStatus.PENDING.value
-_PENDING_SQL: Final = sa.literal_column(f"'{_PENDING}'")
+_PENDING_SQL: Final[sa.ColumnClause[str]] = sa.literal_column(f"'{_PENDING}'")
 _TEXT: Final = sa.Text()
 
 
