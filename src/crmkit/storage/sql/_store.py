@@ -108,6 +108,7 @@ from crmkit.storage._outbox import (
     check_handler,
     check_handlers,
     check_position,
+    check_settled,
     check_settled_many,
     check_status,
     check_types,
@@ -2075,7 +2076,7 @@ class _Outbox:
         self._run(statement, [{"h": h, "p": p} for h, p in keys])
 
     def settle(self, delivery: Delivery, /) -> bool:
-        return self.settle_many([delivery])[0]
+        return self.settle_many([check_settled(delivery)])[0]
 
     def settle_many(self, deliveries: Iterable[Delivery], /) -> list[bool]:
         outcomes = check_settled_many(deliveries)
