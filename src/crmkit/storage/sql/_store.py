@@ -1732,6 +1732,8 @@ class _StageHistory(_History[StageChange]):
 
 
 _PENDING: Final = DeliveryStatus.PENDING.value
+_OUTBOX_STATEMENTS: dict[tuple[sa.Table, str, bool], Any] = {}
+"""Statements of the outbox built once per table (building one costs more than running it)."""
 _PENDING_SQL: Final[sa.ColumnClause[str]] = sa.literal_column(f"'{_PENDING}'")
 _TEXT: Final = sa.Text()
 
@@ -1804,6 +1806,14 @@ class _Outbox:
         )
 
     def _append_statement(self) -> Any:
+        table = self._events
+        key = (table, "append", self._postgres)  # one table may serve both dialects
+        found = _OUTBOX_STATEMENTS.get(key)
+        if found is None:
+            found = _OUTBOX_STATEMENTS[key] = self._build_append()
+        return found
+
+    def _build_append(self) -> Any:
         table = self._events
         after = (
             sa.select(sa.func.coalesce(sa.func.max(table.c.position), 0) + 1)
