@@ -1733,6 +1733,7 @@ class _StageHistory(_History[StageChange]):
 
 _PENDING: Final = DeliveryStatus.PENDING.value
 _OUTBOX_STATEMENTS: dict[tuple[sa.Table, str, bool], Any] = {}
+_APPENDED: Final = ("id", "type", "subject", "subject_id", "occurred_at", "caused_by", "body")
 """Statements of the outbox built once per table (building one costs more than running it)."""
 _PENDING_SQL: Final[sa.ColumnClause[str]] = sa.literal_column(f"'{_PENDING}'")
 _TEXT: Final = sa.Text()
@@ -1791,9 +1792,29 @@ class _Outbox:
         # outbox holds is skipped without using up a position.
         if not self._postgres:  # SQLite counts the rows of executemany
             return int(self._run(self._append_statement(), rows).rowcount)
-        before = self._last()
-        self._run(self._append_statement(), rows)
-        return self._last() - before
+        fresh = list({row["id"]: row for row in reversed(rows)}.values())[::-1]
+        arrays: dict[str, Any] = {name: [row[name] for row in fresh] for name in _APPENDED}
+        arrays["ord"] = list(range(len(fresh)))
+        return len(self._run(self._append_arrays(), {"tenant": self._tenant, **arrays}).all())
+
+    def _append_arrays(self) -> Any:
+        """PostgreSQL: the events as arrays, one statement: the ids the outbox holds are
+        left out, the others numbered after the last position, in order."""
+        name = self._events.name  # crmkit's own table name (a checked prefix)
+        return sa.text(
+            f"INSERT INTO {name} (tenant, position, id, type, subject, subject_id, "
+            "occurred_at, caused_by, body) "
+            f"SELECT CAST(:tenant AS text), (SELECT coalesce(max(position), 0) FROM {name} "
+            "WHERE tenant = CAST(:tenant AS text)) + row_number() OVER (ORDER BY e.ord), "
+            "e.id, e.type, e.subject, e.subject_id, e.occurred_at, e.caused_by, e.body "
+            "FROM unnest(CAST(:ord AS integer[]), CAST(:id AS uuid[]), CAST(:type AS text[]), "
+            "CAST(:subject AS text[]), CAST(:subject_id AS uuid[]), "
+            "CAST(:occurred_at AS timestamptz[]), CAST(:caused_by AS uuid[]), "
+            "CAST(:body AS text[])) "
+            "AS e (ord, id, type, subject, subject_id, occurred_at, caused_by, body) "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {name} AS o WHERE o.tenant = CAST(:tenant AS text) "
+            "AND o.id = e.id) ORDER BY e.ord RETURNING position"
+        )
 
     def _last(self) -> int:
         table = self._events
