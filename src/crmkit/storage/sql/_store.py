@@ -1983,16 +1983,18 @@ class _Outbox:
             return []
         table = self._deliveries
         earlier = table.alias("earlier")
-        blocked = (
-            sa.select(sa.literal(1))
+        # The head of each lane: a correlated look-up of the lane's first pending
+        # position (one probe of the partial index per candidate, whatever the planner's
+        # statistics say).
+        first = (
+            sa.select(sa.func.min(earlier.c.position))
             .where(
                 earlier.c.tenant == table.c.tenant,
                 earlier.c.handler == table.c.handler,
                 earlier.c.subject_id == table.c.subject_id,
                 earlier.c.status == _PENDING_SQL,  # literal: the partial index applies
-                earlier.c.position < table.c.position,
             )
-            .exists()
+            .scalar_subquery()
         )
         heads = (
             sa.select(table)
@@ -2002,7 +2004,7 @@ class _Outbox:
                 table.c.handler.in_(names),
                 table.c.next_at <= at,
                 sa.or_(table.c.leased_until.is_(None), table.c.leased_until <= at),
-                ~blocked,
+                table.c.position == first,
             )
             .order_by(table.c.position, table.c.handler)
             .limit(most)
