@@ -17,6 +17,7 @@ from uuid import UUID
 import attrs
 
 from crmkit.analytics import replay_standing
+from crmkit.automation import Delivery, DeliveryStatus, Event, Recorded
 from crmkit.errors import ConcurrencyConflict, Duplicate, NotFound, StorageError
 from crmkit.models import (
     Activity,
@@ -58,7 +59,7 @@ from crmkit.storage._base import (
     query_now,
 )
 from crmkit.storage._query import sort_key
-from crmkit.storage.memory import MemoryUnitOfWork, _Merges
+from crmkit.storage.memory import MemoryUnitOfWork, _Merges, _Outbox
 
 _REPOSITORIES = tuple(REPOSITORIES.values())
 _MIXED: dict[tuple[type, type], type] = {}
@@ -1907,3 +1908,161 @@ CONSENT_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
 }
 
 MUTANTS.update(CONSENT_MUTANTS)
+
+
+# ---------------------------------------------------------------------------- the outbox
+
+
+def _outbox_unit(outbox: type[_Outbox]) -> type[MemoryUnitOfWork]:
+    class _Unit(MemoryUnitOfWork):
+        def __init__(self, store: MemoryStore) -> None:
+            super().__init__(store)
+            self.outbox = outbox(self)
+
+    return _Unit
+
+
+def _outbox_mutant(name: str, outbox: type[_Outbox], doc: str) -> type[MutantStore]:
+    return type(name, (MutantStore,), {"unit_class": _outbox_unit(outbox), "__doc__": doc})
+
+
+class _OutboxOutsideTheUndoLog(_Outbox):
+    def _write(self, name: str, key: object, value: object) -> None:
+        self._named(name)[key] = value  # not undone by a rollback
+
+
+class _OutboxReversed(_Outbox):
+    def append(self, events: Iterable[Event], /) -> int:
+        return super().append(list(reversed(list(events))))
+
+
+class _OutboxKeepsDuplicates(_Outbox):
+    def append(self, events: Iterable[Event], /) -> int:
+        found = list(events)
+        stored = self._named("outbox")
+        for event in found:
+            position = len(stored) + 1
+            self._write("outbox", position, Recorded(position, event))
+            self._write("outbox_ids", event.id, position)
+        return len(found)
+
+
+class _OutboxIgnoresLeases(_Outbox):
+    def claim(self, handlers: Iterable[str], /, **options: Any) -> list[tuple[Delivery, Event]]:
+        table = self._named("outbox_deliveries")
+        for key, delivery in list(table.items()):
+            table[key] = attrs.evolve(delivery, leased_until=None)  # forgets every lease
+        return super().claim(handlers, **options)
+
+
+class _OutboxEverySubject(_Outbox):
+    def claim(
+        self,
+        handlers: Iterable[str],
+        /,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        claim: UUID,
+    ) -> list[tuple[Delivery, Event]]:
+        names, stored = set(handlers), self._named("outbox")
+        taken: list[tuple[Delivery, Event]] = []
+        for delivery in sorted(self._named("outbox_deliveries").values(), key=lambda d: d.position):
+            if (
+                delivery.handler in names
+                and delivery.status is DeliveryStatus.PENDING
+                and delivery.next_at <= now
+                and (delivery.leased_until is None or delivery.leased_until <= now)
+                and len(taken) < limit
+            ):  # every due delivery, not the first of each subject
+                leased = attrs.evolve(delivery, claim=claim, leased_until=now + lease)
+                self._write("outbox_deliveries", (delivery.handler, delivery.position), leased)
+                taken.append((leased, stored[delivery.position].event))
+        return taken
+
+
+class _OutboxSettlesAnyClaim(_Outbox):
+    def settle(self, delivery: Delivery, /) -> bool:
+        stored = self._named("outbox_deliveries").get((delivery.handler, delivery.position))
+        if stored is not None:
+            delivery = attrs.evolve(delivery, claim=stored.claim)
+        return super().settle(delivery)
+
+
+class _OutboxFansOutTwice(_Outbox):
+    def fan_out(self, handler: str, types: Any, /, **options: Any) -> int:
+        made = super().fan_out(handler, types, **options)
+        self._named("outbox_cursors").pop(handler, None)  # the cursor never moves
+        return made
+
+
+class _OutboxNoNextAt(_Outbox):
+    def claim(self, handlers: Iterable[str], /, **options: Any) -> list[tuple[Delivery, Event]]:
+        table = self._named("outbox_deliveries")
+        for key, delivery in list(table.items()):
+            if delivery.status is DeliveryStatus.PENDING:
+                table[key] = attrs.evolve(delivery, next_at=_EPOCH)
+        return super().claim(handlers, **options)
+
+
+class _OutboxReadsEveryTenant(_Outbox):
+    def _named(self, name: str) -> dict[Any, Any]:
+        self._unit._check_open()
+        return self._unit._store._db.tables[("kit", name)]  # the kit's own tenant
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class _Unlocked(MutantStore):
+    """Units run at once: a unit that appended does not hold the outbox."""
+
+    def _lock(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+
+OUTBOX_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
+    "the outbox keeps rolled-back events": (
+        _outbox_mutant("OutboxKeepsRollback", _OutboxOutsideTheUndoLog, "appends are kept."),
+        ("test_the_outbox_keeps_nothing_of_a_rolled_back_unit",),
+    ),
+    "the outbox appends in reverse": (
+        _outbox_mutant("OutboxReversed", _OutboxReversed, "append reverses its events."),
+        ("test_the_outbox_appends_in_order",),
+    ),
+    "the outbox keeps duplicate ids": (
+        _outbox_mutant("OutboxDuplicates", _OutboxKeepsDuplicates, "ids appended twice."),
+        ("test_the_outbox_appends_in_order",),
+    ),
+    "claims ignore leases": (
+        _outbox_mutant("ClaimsIgnoreLeases", _OutboxIgnoresLeases, "leases are forgotten."),
+        ("test_claims_follow_subjects_and_leases",),
+    ),
+    "claims ignore the subject order": (
+        _outbox_mutant("ClaimsEverySubject", _OutboxEverySubject, "not one per subject."),
+        ("test_claims_follow_subjects_and_leases",),
+    ),
+    "settle ignores the claim": (
+        _outbox_mutant("SettleAnyClaim", _OutboxSettlesAnyClaim, "a lost lease settles."),
+        ("test_claims_follow_subjects_and_leases",),
+    ),
+    "fan-out makes deliveries twice": (
+        _outbox_mutant("FanOutTwice", _OutboxFansOutTwice, "the cursor never moves."),
+        ("test_deliveries_are_made_per_handler_and_type",),
+    ),
+    "claims ignore next_at": (
+        _outbox_mutant("ClaimsIgnoreNextAt", _OutboxNoNextAt, "a retry is due at once."),
+        ("test_failed_deliveries_wait_and_dead_ones_are_retried",),
+    ),
+    "the outbox reads another tenant's": (
+        _outbox_mutant("OutboxOneTenant", _OutboxReadsEveryTenant, "one outbox for all."),
+        ("test_the_outbox_appends_in_order",),
+    ),
+    "appends do not wait for each other": (
+        _Unlocked,
+        ("test_positions_follow_commit_order",),
+    ),
+}
+
+MUTANTS.update(OUTBOX_MUTANTS)

@@ -762,7 +762,51 @@ class World:
             ),
             "approved_by": st.sampled_from(["legal", "ada", None]),
             "dry_run": st.booleans(),
+            "event_type": st.sampled_from([*crmkit.automation.EVENT_TYPES, "*", "lead.sneezed"]),
+            "handler": st.sampled_from(_HANDLERS),
+            "name": st.sampled_from(["speed-to-lead", "", " ", "x" * 300]),
+            "handlers": st.lists(st.sampled_from(["speed-to-lead", "h"]), max_size=2),
+            "events": st.lists(cst.events(), max_size=3),
+            "event_id": st.uuids(),
         } | _automation_known(every)
+
+
+def _quiet(_: CRM, __: Any) -> None:
+    return None
+
+
+def _raising(_: CRM, __: Any) -> None:
+    raise RuntimeError("the host's handler fails")
+
+
+def _busy(crm: CRM, event: Any) -> None:
+    crm.record_activity(
+        crmkit.models.Activity.new(
+            contact_id=event.subject_id, kind=crmkit.models.ActivityKind.NOTE
+        )
+    )
+
+
+_HANDLERS = (_quiet, _raising, _busy)
+
+
+def _outbox_methods() -> list[str]:
+    with MemoryStore().unit_of_work() as unit:
+        return [n for n, _ in inspect.getmembers(unit.outbox, inspect.ismethod) if n[0] != "_"]
+
+
+@pytest.mark.parametrize("method", _outbox_methods())
+@_fuzz(12)
+@given(data=st.data())
+def test_outbox_methods_raise_only_crmkit_errors(method: str, data: Any) -> None:
+    world = _world(MemoryStore(tenant="fuzz", clock=FixedClock(_NOW)))
+    world.crm.subscribe("*", _quiet, name="h")
+    world.crm.dispatch()
+    with world.crm.store.unit_of_work() as unit:
+        function = getattr(unit.outbox, method)
+        args, kwargs = data.draw(arguments(function, world.known()), label="arguments")
+        call(function, args, kwargs)
+        unit.rollback()
 
 
 def _world(store: Store) -> World:

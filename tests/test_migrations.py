@@ -301,6 +301,47 @@ def test_schema_2_upgrades_to_keep_merge_records(target: tuple[str, str]) -> Non
     assert upgrade(url, prefix=prefix).changed is False
 
 
+def test_schema_7_upgrades_to_the_outbox(target: tuple[str, str]) -> None:
+    """The step to the outbox (schema 7 -> 8) keeps every row, adds the outbox, its
+    deliveries and the handlers' cursors, empty, with their indexes; the upgraded
+    database records the events of use cases and delivers them."""
+    url, prefix = target
+    ada = person("ada@example.org")
+    lead = Lead.new(contact_id=ada.id, source="web", channel=LeadChannel.FORM, clock=CLOCK)
+    entry = AuditEntry.new(
+        subject=SubjectKind.CONTACT, subject_id=ada.id, action=AuditAction.EXPORTED, clock=CLOCK
+    )
+    make_old(url, prefix, [ada, lead, entry], version=7)
+
+    done = upgrade(url, prefix=prefix)
+
+    assert (done.from_version, done.to_version) == (7, SCHEMA_VERSION)
+    assert {
+        f"ux_{prefix}outbox_id",
+        f"ix_{prefix}outbox_subject_id_position",
+    } <= index_names(url, f"{prefix}outbox")
+    assert f"ix_{prefix}outbox_deliveries_handler_subject_id_position" in index_names(
+        url, f"{prefix}outbox_deliveries"
+    )
+    store = open_store(url, tenant="tests", prefix=prefix, clock=CLOCK)
+    try:
+        with store.unit_of_work() as unit:
+            assert unit.contacts.get(ada.id) == ada
+            assert unit.leads.get(lead.id) == lead
+            assert unit.audit.for_subject(SubjectKind.CONTACT, ada.id) == [entry]
+            assert unit.outbox.read() == []  # no events are made up for old rows
+        crm = CRM(store)
+        seen: list[str] = []
+        crm.subscribe("*", lambda _, event: seen.append(event.type), name="all")
+        crm.update_contact(ada.id, first_name="Ada")
+        assert [r.event.type for r in crm.events()] == ["contact.changed"]
+        assert crm.dispatch().delivered == 1
+        assert seen == ["contact.changed"]
+    finally:
+        store.close()
+    assert upgrade(url, prefix=prefix).changed is False
+
+
 def test_the_match_key_step_fills_the_keys_of_stored_contacts_and_accounts(
     target: tuple[str, str],
 ) -> None:

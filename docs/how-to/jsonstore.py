@@ -11,8 +11,8 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from uuid import UUID
 
 import attrs
@@ -26,6 +26,14 @@ from crmkit.analytics import (
     check_stages,
     replay_reach,
     replay_standing,
+)
+from crmkit.automation import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Recorded,
+    event_from_json,
+    event_to_json,
 )
 from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
@@ -139,6 +147,7 @@ class JsonUnitOfWork:
         self.suppressions = JsonRepository(self, Suppression)
         self.erasures = JsonRepository(self, Erasure)
         self.audit = JsonHistory(self, AuditEntry)
+        self.outbox = JsonOutbox(self)
 
     def table(self, entity: type[Entity]) -> Table:
         """This unit's copy of the tenant's table of ``entity``."""
@@ -643,6 +652,175 @@ class JsonMerges:
         if not isinstance(email, EmailAddress):
             raise ValidationError("email", email, "expected an EmailAddress")
         return [m for m in self._all() if email.casefold() in m.merged_emails]
+
+
+class JsonOutbox:
+    """The outbox: events by position (1, 2, 3 ... per tenant), deliveries by handler and
+    position, each handler's cursor. One unit of work runs at a time, so positions
+    follow commit order; a rollback drops the unit's copies, events included."""
+
+    def __init__(self, unit: JsonUnitOfWork) -> None:
+        self.unit = unit
+
+    def _table(self, name: str) -> dict[Any, str]:
+        return cast(dict[Any, str], self.unit.table_named(name))
+
+    def _event(self, position: int) -> Event:
+        return event_from_json(json.loads(self._table("outbox")[position]))
+
+    def _delivery(self, document: str) -> Delivery:
+        return converter.structure(json.loads(document), Delivery)
+
+    def _put(self, delivery: Delivery) -> None:
+        key = f"{delivery.handler}\n{delivery.position}"
+        self._table("outbox_deliveries")[key] = json.dumps(converter.unstructure(delivery))
+
+    def append(self, events: Iterable[Event], /) -> int:
+        found = list(events)
+        for index, event in enumerate(found):
+            if not isinstance(event, Event):
+                raise ValidationError(f"events[{index}]", event, "expected an Event")
+        table, ids = self._table("outbox"), self._table("outbox_ids")
+        made = 0
+        for event in found:
+            if event.id not in ids:
+                position = len(table) + 1
+                table[position] = json.dumps(event_to_json(event))
+                ids[event.id] = str(position)
+                made += 1
+        return made
+
+    def read(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: Iterable[str] | None = None,
+        subject_id: UUID | None = None,
+    ) -> list[Recorded]:
+        check_count(after, "after", least=0)
+        check_count(limit, "limit")
+        kinds = None if types is None else set(types)
+        found: list[Recorded] = []
+        for position in range(after + 1, len(self._table("outbox")) + 1):
+            event = self._event(position)
+            if (kinds is None or event.type in kinds) and subject_id in (None, event.subject_id):
+                found.append(Recorded(position, event))
+                if len(found) == limit:
+                    break
+        return found
+
+    def known(self, ids: Iterable[UUID], /) -> set[UUID]:
+        stored = self._table("outbox_ids")
+        return {check_id(i, "ids") for i in ids if i in stored}
+
+    def fan_out(
+        self, handler: str, types: Iterable[str] | None, /, *, at: datetime, limit: int = 1000
+    ) -> int:
+        check_handler(handler)
+        cursors, kinds = self._table("outbox_cursors"), None if types is None else set(types)
+        start = int(cursors.get(handler, "0"))
+        end = min(start + limit, len(self._table("outbox")))
+        made = 0
+        for position in range(start + 1, end + 1):
+            event = self._event(position)
+            if kinds is None or event.type in kinds:
+                made += 1
+                self._put(
+                    Delivery(
+                        position=position,
+                        event_id=event.id,
+                        event_type=event.type,
+                        handler=handler,
+                        subject_id=event.subject_id,
+                        next_at=check_time(at, "at"),
+                    )
+                )
+        cursors[handler] = str(max(start, end))
+        return made
+
+    def deliveries(
+        self,
+        *,
+        handler: str | None = None,
+        status: DeliveryStatus | None = None,
+        event_id: UUID | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        check_count(limit, "limit")
+        found = [
+            d
+            for d in map(self._delivery, self._table("outbox_deliveries").values())
+            if handler in (None, d.handler)
+            and status in (None, d.status)
+            and event_id in (None, d.event_id)
+        ]
+        return sorted(found, key=lambda d: (d.position, d.handler))[:limit]
+
+    def claim(
+        self,
+        handlers: Iterable[str],
+        /,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        claim: UUID,
+    ) -> list[tuple[Delivery, Event]]:
+        if not isinstance(lease, timedelta) or lease <= timedelta(0):
+            raise ValidationError("lease", lease, "expected a positive timedelta")
+        names, now = set(handlers), check_time(now, "now")
+        check_count(limit, "limit")
+        stopped: set[tuple[str, UUID]] = set()  # lanes: (handler, subject id)
+        taken: list[tuple[Delivery, Event]] = []
+        for delivery in self.deliveries(status=DeliveryStatus.PENDING, limit=2**62):
+            lane = (delivery.handler, delivery.subject_id)
+            if delivery.handler not in names or lane in stopped or len(taken) == limit:
+                continue
+            leased = delivery.leased_until is not None and delivery.leased_until > now
+            if leased or cast(datetime, delivery.next_at) > now:
+                stopped.add(lane)  # the rest of its lane waits behind it
+                continue
+            mine = attrs.evolve(delivery, claim=claim, leased_until=now + lease)
+            self._put(mine)
+            taken.append((mine, self._event(delivery.position)))
+        return taken
+
+    def settle(self, delivery: Delivery, /) -> bool:
+        if not isinstance(delivery, Delivery):
+            raise ValidationError("delivery", delivery, "expected a Delivery")
+        stored = self._table("outbox_deliveries").get(f"{delivery.handler}\n{delivery.position}")
+        if stored is None or self._delivery(stored).claim != delivery.claim:
+            return False  # another claim took it over after the lease ran out
+        self._put(attrs.evolve(delivery, claim=None, leased_until=None))
+        return True
+
+    def settle_many(self, deliveries: Iterable[Delivery], /) -> list[bool]:
+        return [self.settle(delivery) for delivery in deliveries]
+
+    def retry(self, event_id: UUID, handler: str, /, *, at: datetime) -> Delivery:
+        found = self.deliveries(handler=check_handler(handler), event_id=event_id, limit=1)
+        if not found:
+            raise NotFound("delivery", event_id)
+        if found[0].status is not DeliveryStatus.DEAD:
+            raise ValidationError("status", found[0].status, "only a dead delivery is retried")
+        again = attrs.evolve(
+            found[0], status=DeliveryStatus.PENDING, attempts=0, next_at=at, finished_at=None
+        )
+        self._put(again)
+        return again
+
+
+def check_count(value: object, field: str, least: int = 1) -> int:
+    if type(value) is not int or value < least:
+        raise ValidationError(field, value, f"expected an int >= {least}")
+    return value
+
+
+def check_handler(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("handler", value, "expected a handler name")
+    return value
 
 
 def sort_key(value: Any, id: UUID) -> tuple[Any, ...]:

@@ -1,29 +1,45 @@
-"""A unit of work that writes the audit trail of the contacts and deals it stores.
+"""A unit of work that writes the audit trail of the contacts and deals it stores, and
+the domain events of everything it writes.
 
 The CRM's write use cases run in this unit: every add of a contact or deal records a
 ``created`` entry, every update one ``changed`` entry per changed field (read against the
 stored version), in the same transaction as the change itself.
+
+Every write of every repository (add, update, restore, delete; merges and erasures too)
+is turned into its domain events (:mod:`crmkit.crm._outbox`), kept in memory, and
+appended to the outbox just before the unit commits: an event is stored if and only if
+its change is. A rollback forgets the events noted since the last commit.
 """
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
+from crmkit.automation import Event, current_cause
+from crmkit.crm import _outbox
 from crmkit.models import (
+    Account,
+    Activity,
     AuditAction,
     AuditEntry,
+    Consent,
     Contact,
     Deal,
+    DoNotContact,
     EmailAddress,
+    Entity,
     Erasure,
     Lead,
     Segment,
+    StageChange,
     Suppression,
+    Task,
     Ticket,
 )
 from crmkit.models.rules import Rule
 from crmkit.privacy import audit_changes, audit_event
+from crmkit.quality import MergeRecord
 from crmkit.storage import (
     AccountRepository,
     ActivityRepository,
@@ -34,6 +50,7 @@ from crmkit.storage import (
     DoNotContactRepository,
     MergeRepository,
     Order,
+    OutboxRepository,
     Page,
     Repository,
     StageHistoryRepository,
@@ -44,10 +61,101 @@ from crmkit.storage import (
 __all__ = ["AuditedUnit"]
 
 _A = TypeVar("_A", bound=Contact | Deal)
+_E = TypeVar("_E", bound=Entity)
+
+
+class _Noted(Generic[_E]):
+    """A repository whose writes note their domain events in the unit; reads (and
+    every other method) go to the repository itself."""
+
+    def __init__(self, inner: Any, unit: "AuditedUnit") -> None:
+        self._inner = inner
+        self._unit = unit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def add(self, item: _E, /) -> _E:
+        stored: _E = self._inner.add(item)
+        self._unit.note(_outbox.added(stored, self._unit.cause))
+        return stored
+
+    def append(self, item: _E, /) -> _E:
+        stored: _E = self._inner.append(item)
+        self._unit.note(_outbox.added(stored, self._unit.cause))
+        return stored
+
+    def add_many(self, items: Iterable[_E], /) -> int:
+        events: list[Event] = []
+        cause = self._unit.cause
+
+        def noted() -> Iterator[_E]:
+            for item in items:
+                yield item
+                if isinstance(item, Entity):
+                    events.extend(_outbox.added(item, cause))
+
+        count: int = self._inner.add_many(noted())
+        self._unit.note(events)
+        return count
+
+    def _before(self, item: _E) -> _E | None:
+        if not self._unit.recording or not isinstance(item, Entity):
+            return None
+        return cast(Mapping[UUID, _E], self._inner.get_many([item.id])).get(item.id)
+
+    def update(self, item: _E, /) -> _E:
+        before = self._before(item)
+        stored: _E = self._inner.update(item)
+        self._unit.note(_outbox.changed(before, stored, self._unit.cause))
+        return stored
+
+    def restore(self, item: _E, /, *, version: int) -> _E:
+        before = self._before(item)
+        stored: _E = self._inner.restore(item, version=version)
+        self._unit.note(_outbox.changed(before, stored, self._unit.cause))
+        return stored
+
+    def delete(self, id: UUID, /, *, version: int | None = None) -> None:
+        before = None
+        if self._unit.recording and isinstance(id, UUID):
+            before = self._inner.get_many([id]).get(id)
+        self._inner.delete(id, version=version)
+        if before is not None:
+            self._unit.note(_outbox.deleted(before, self._unit.now(), self._unit.cause))
+
+
+class _NotedMerges:
+    """The merge records, noting the events of merges and of their undoing."""
+
+    def __init__(self, inner: MergeRepository, unit: "AuditedUnit") -> None:
+        self._inner = inner
+        self._unit = unit
+
+    def get(self, id: UUID, /) -> MergeRecord:
+        return self._inner.get(id)
+
+    def add(self, record: MergeRecord, /) -> MergeRecord:
+        stored = self._inner.add(record)
+        self._unit.note(_outbox.merged(stored, self._unit.cause))
+        return stored
+
+    def delete(self, id: UUID, /) -> None:
+        before = self._inner.get(id) if self._unit.recording else None
+        self._inner.delete(id)
+        if before is not None:
+            self._unit.note(_outbox.unmerged(before, self._unit.now(), self._unit.cause))
+
+    def merging(self, merged_id: UUID, /) -> list[MergeRecord]:
+        return self._inner.merging(merged_id)
+
+    def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
+        return self._inner.with_email(email)
 
 
 class _Audited(Generic[_A]):
-    """A contacts or deals repository that records the audit trail of its writes."""
+    """A contacts or deals repository that records the audit trail of its writes (when
+    its unit audits) and notes their events."""
 
     def __init__(self, inner: Repository[_A], unit: "AuditedUnit") -> None:
         self._inner: Repository[_A] = inner
@@ -66,18 +174,25 @@ class _Audited(Generic[_A]):
     def add(self, item: _A, /) -> _A:
         stored = self._inner.add(item)
         self._unit.record([audit_event(stored, AuditAction.CREATED, **self._unit.stamp(stored))])
+        self._unit.note(_outbox.added(stored, self._unit.cause))
         return stored
 
     def add_many(self, items: Iterable[_A], /) -> int:
         entries: list[AuditEntry] = []
+        events: list[Event] = []
+        cause = self._unit.cause
 
         def noted() -> Iterator[_A]:
             for item in items:
                 yield item
-                entries.append(audit_event(item, AuditAction.CREATED, **self._unit.stamp(item)))
+                if self._unit.audits:
+                    entries.append(audit_event(item, AuditAction.CREATED, **self._unit.stamp(item)))
+                if self._unit.recording:
+                    events.extend(_outbox.added(item, cause))
 
         count = self._inner.add_many(noted())
         self._unit.record(entries)
+        self._unit.note(events)
         return count
 
     def update(self, item: _A, /) -> _A:
@@ -85,6 +200,7 @@ class _Audited(Generic[_A]):
         stored = self._inner.update(item)
         if before is not None:
             self._unit.record(audit_changes(before, stored, **self._unit.stamp(stored)))
+            self._unit.note(_outbox.changed(before, stored, self._unit.cause))
         return stored
 
     def restore(self, item: _A, /, *, version: int) -> _A:
@@ -92,10 +208,14 @@ class _Audited(Generic[_A]):
         stored = self._inner.restore(item, version=version)
         if before is not None:
             self._unit.record(audit_changes(before, stored, **self._unit.stamp(stored)))
+            self._unit.note(_outbox.changed(before, stored, self._unit.cause))
         return stored
 
     def delete(self, id: UUID, /, *, version: int | None = None) -> None:
+        before = self._inner.get_many([id]).get(id) if isinstance(id, UUID) else None
         self._inner.delete(id, version=version)
+        if before is not None:
+            self._unit.note(_outbox.deleted(before, self._unit.now(), self._unit.cause))
 
     def referring(self, field: str, id: UUID, /) -> list[_A]:
         return self._inner.referring(field, id)
@@ -145,60 +265,102 @@ class _AuditedContacts(_Audited[Contact]):
 
 class AuditedUnit:
     """``unit`` with audited contacts and deals; ``by`` is who acts (``None``: not
-    known), and every entry is stamped with the changed entity's ``updated_at``."""
+    known), and every entry is stamped with the changed entity's ``updated_at``.
 
-    def __init__(self, unit: UnitOfWork, by: str | None) -> None:
+    ``audits=False`` writes no audit entries (merges and erasures keep their own
+    records); ``events=False`` records no domain events (a private switch, for the
+    benchmark of their cost); ``clock`` gives the time of deletions' events.
+    """
+
+    def __init__(
+        self,
+        unit: UnitOfWork,
+        by: str | None,
+        *,
+        clock: Callable[[], datetime],
+        audits: bool = True,
+        events: bool = True,
+    ) -> None:
         self.inner = unit
         self.by = by
+        self.audits = audits
+        self.recording = events
+        self.cause = current_cause()
+        self._clock = clock
+        self._now: datetime | None = None
+        self._events: list[Event] = []
         self.contacts = _AuditedContacts(unit.contacts, self)
         self.deals = _Audited(unit.deals, self)
+        self._leads = _Noted[Lead](unit.leads, self)
+        self._accounts = _Noted[Account](unit.accounts, self)
+        self._tickets = _Noted[Ticket](unit.tickets, self)
+        self._activities = _Noted[Activity](unit.activities, self)
+        self._tasks = _Noted[Task](unit.tasks, self)
+        self._segments = _Noted[Segment](unit.segments, self)
+        self._consents = _Noted[Consent](unit.consents, self)
+        self._blocks = _Noted[DoNotContact](unit.do_not_contact, self)
+        self._history = _Noted[StageChange](unit.stage_history, self)
+        self._erasures = _Noted[Erasure](unit.erasures, self)
+        self._merges = _NotedMerges(unit.merges, self)
 
     def stamp(self, item: Contact | Deal) -> dict[str, Any]:
         return {"at": item.updated_at, "by": self.by}
 
     def record(self, entries: Iterable[AuditEntry]) -> None:
-        for entry in entries:
-            self.inner.audit.add(entry)
+        if self.audits:
+            for entry in entries:
+                self.inner.audit.add(entry)
+
+    def note(self, events: Iterable[Event]) -> None:
+        """Keep ``events`` for the outbox, appended when the unit commits."""
+        if self.recording:
+            self._events.extend(events)
+
+    def now(self) -> datetime:
+        """The time of events that no stored record dates (deletions): read once."""
+        if self._now is None:
+            self._now = self._clock()
+        return self._now
 
     @property
     def accounts(self) -> AccountRepository:
-        return self.inner.accounts
+        return cast(AccountRepository, self._accounts)
 
     @property
     def leads(self) -> Repository[Lead]:
-        return self.inner.leads
+        return cast(Repository[Lead], self._leads)
 
     @property
     def tickets(self) -> Repository[Ticket]:
-        return self.inner.tickets
+        return cast(Repository[Ticket], self._tickets)
 
     @property
     def activities(self) -> ActivityRepository:
-        return self.inner.activities
+        return cast(ActivityRepository, self._activities)
 
     @property
     def tasks(self) -> TaskRepository:
-        return self.inner.tasks
+        return cast(TaskRepository, self._tasks)
 
     @property
     def segments(self) -> Repository[Segment]:
-        return self.inner.segments
+        return cast(Repository[Segment], self._segments)
 
     @property
     def consents(self) -> ConsentRepository:
-        return self.inner.consents
+        return cast(ConsentRepository, self._consents)
 
     @property
     def do_not_contact(self) -> DoNotContactRepository:
-        return self.inner.do_not_contact
+        return cast(DoNotContactRepository, self._blocks)
 
     @property
     def merges(self) -> MergeRepository:
-        return self.inner.merges
+        return self._merges
 
     @property
     def stage_history(self) -> StageHistoryRepository:
-        return self.inner.stage_history
+        return cast(StageHistoryRepository, self._history)
 
     @property
     def suppressions(self) -> Repository[Suppression]:
@@ -206,14 +368,22 @@ class AuditedUnit:
 
     @property
     def erasures(self) -> Repository[Erasure]:
-        return self.inner.erasures
+        return cast(Repository[Erasure], self._erasures)
 
     @property
     def audit(self) -> AuditRepository:
         return self.inner.audit
 
+    @property
+    def outbox(self) -> OutboxRepository:
+        return self.inner.outbox
+
     def commit(self) -> None:
+        if self._events:
+            events, self._events = self._events, []
+            self.inner.outbox.append(events)
         self.inner.commit()
 
     def rollback(self) -> None:
+        self._events.clear()
         self.inner.rollback()

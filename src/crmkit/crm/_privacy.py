@@ -152,7 +152,9 @@ class PrivacyCases:
     privacy_secret: bytes | None
     four_eyes: frozenset[str]
 
-    def _unit(self, by: str | None = None) -> AbstractContextManager[UnitOfWork]:
+    def _unit(
+        self, by: str | None = None, *, audits: bool = True
+    ) -> AbstractContextManager[UnitOfWork]:
         raise NotImplementedError  # pragma: no cover - CRM's
 
     def _cascade(self, unit: UnitOfWork, kind: str, id: UUID) -> None:
@@ -231,7 +233,7 @@ class PrivacyCases:
             at=now,
             approved_by=approver,
         )
-        with self.store.unit_of_work() as unit:
+        with self._unit(audits=False) as unit:
             contact = unit.contacts.get(contact_id)
             count = self._erase(unit, contact, record, now)
             for suppression in suppressions_of(contact, secret, erasure_id=contact.id, at=now):
@@ -332,7 +334,7 @@ class PrivacyCases:
         now = self.clock.now()
         rules = policy.rules(now)
         anonymising = policy.action is RetentionAction.ANONYMISE
-        with self.store.unit_of_work() as unit:
+        with self._unit(audits=False) as unit:
             contacts = [] if rules.contacts is None else unit.contacts.ids(rules.contacts, now=now)
             if anonymising:
                 erased = unit.erasures.get_many(contacts)

@@ -45,6 +45,7 @@ from crmkit.crm import _kpis, _merge
 from crmkit.crm._audited import AuditedUnit
 from crmkit.crm._automation import AutomationUseCases
 from crmkit.crm._consent import ConsentUseCases, check_secret
+from crmkit.crm._events import EventUseCases
 from crmkit.crm._privacy import PrivacyCases, privacy_options
 from crmkit.errors import (
     ClosedRecord,
@@ -290,7 +291,7 @@ def _within_batch(clash: Duplicate, items: Sequence[Contact]) -> Duplicate:
     return clash
 
 
-class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
+class CRM(ConsentUseCases, PrivacyCases, EventUseCases, AutomationUseCases):
     """A store, a clock and the configured pipelines, wired: the friendly entry point.
 
     Every method is one use case and runs in one unit of work: either everything it
@@ -408,12 +409,20 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
         return machine  # type: ignore[return-value]
 
     @contextmanager
-    def _unit(self, by: str | None = None) -> Iterator[UnitOfWork]:
+    def _unit(self, by: str | None = None, *, audits: bool = True) -> Iterator[UnitOfWork]:
         """A unit of work that commits when the block ends without an exception and
-        writes the audit trail of the contacts and deals it stores (``by``: who acts)."""
+        writes the audit trail of the contacts and deals it stores (``by``: who acts;
+        ``audits=False``: no audit entries) and the domain events of all it writes."""
         with self.store.unit_of_work() as unit:
-            yield AuditedUnit(unit, by if isinstance(by, str) else None)
-            unit.commit()
+            audited = AuditedUnit(
+                unit,
+                by if isinstance(by, str) else None,
+                clock=self.clock.now,
+                audits=audits,
+                events=self._records_events,
+            )
+            yield audited
+            audited.commit()
 
     @staticmethod
     def _record(unit: UnitOfWork, changes: Iterable[StageChange]) -> None:
@@ -1653,7 +1662,7 @@ class CRM(ConsentUseCases, PrivacyCases, AutomationUseCases):
         if policy is None:
             policy = MergePolicy.of(Contact if kind is MergeKind.CONTACT else Account)
         now = self.clock.now()
-        with self.store.unit_of_work() as unit:
+        with self._unit(audits=False) as unit:
             plan, writes = _merge.plan_merge(
                 unit,
                 kind=kind,

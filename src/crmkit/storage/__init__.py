@@ -3,7 +3,8 @@
 * :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ContactRepository`,
   :class:`AccountRepository`, :class:`TaskRepository`, :class:`ActivityRepository`,
   :class:`ConsentRepository`, :class:`DoNotContactRepository`,
-  :class:`StageHistoryRepository`, :class:`MergeRepository` and :class:`AuditRepository`
+  :class:`StageHistoryRepository`, :class:`MergeRepository`, :class:`AuditRepository`
+  and :class:`OutboxRepository`
   are the port (Protocols); :data:`REPOSITORIES` names the repository of each entity;
 * :class:`Order`, :class:`Cursor` and :class:`Page` shape queries;
 * :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
@@ -29,6 +30,7 @@ from crmkit.storage._port import (
     ContactRepository,
     DoNotContactRepository,
     MergeRepository,
+    OutboxRepository,
     Repository,
     StageHistoryRepository,
     Store,
@@ -53,6 +55,7 @@ __all__ = [
     "MemoryStore",
     "MergeRepository",
     "Order",
+    "OutboxRepository",
     "Page",
     "Repository",
     "StageHistoryRepository",

@@ -15,11 +15,12 @@ may do; :class:`Repository` which fields errors name.
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from crmkit.analytics import Reach, Standing
+from crmkit.automation import Delivery, DeliveryStatus, Event, Recorded
 from crmkit.clock import Clock
 from crmkit.models import (
     Account,
@@ -55,6 +56,7 @@ __all__ = [
     "ContactRepository",
     "DoNotContactRepository",
     "MergeRepository",
+    "OutboxRepository",
     "Repository",
     "StageHistoryRepository",
     "Store",
@@ -468,6 +470,121 @@ class AuditRepository(Repository[AuditEntry], Protocol):
         ...
 
 
+class OutboxRepository(Protocol):
+    """The outbox: the domain events of committed units of work, and their deliveries.
+
+    Every event gets a *position*: 1, 2, 3 ... per tenant, without gaps, in the order
+    the units that appended them committed (and in the order of :meth:`append` calls
+    and items within a unit). A unit that has appended holds the outbox of its tenant
+    until it ends, so that a later position is never committed before an earlier one:
+    a reader that has seen position ``p`` will never see a new event at or below
+    ``p``. Events of a unit that rolls back are gone with it, positions included.
+
+    Handlers are named (``handler``): :meth:`fan_out` makes one pending
+    :class:`~crmkit.automation.Delivery` per event of the handler's types, in order;
+    :meth:`claim` leases due deliveries to one dispatcher, from the first pending one of
+    each (handler, subject) on, so that a handler gets the events of one subject in
+    commit order and two dispatchers never hold the same delivery at once;
+    :meth:`settle` records how the call ended. Wrong arguments raise
+    :class:`~crmkit.errors.ValidationError` naming the parameter.
+    """
+
+    def append(self, events: Iterable[Event], /) -> int:
+        """Append ``events`` after every event stored; returns how many were new.
+
+        An event whose id the outbox holds already is skipped (so a sweep that records
+        events with deterministic ids records each once). An item that is not an
+        :class:`~crmkit.automation.Event` raises :class:`~crmkit.errors.ValidationError`
+        (field ``events[3]``) and appends nothing.
+        """
+        ...
+
+    def read(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: Iterable[str] | None = None,
+        subject_id: UUID | None = None,
+    ) -> list[Recorded]:
+        """The events after position ``after``, by position, at most ``limit`` (a
+        positive int), of ``types`` only (all when ``None``) and of one subject id when
+        given."""
+        ...
+
+    def known(self, ids: Iterable[UUID], /) -> set[UUID]:
+        """Which of these event ids the outbox holds."""
+        ...
+
+    def fan_out(
+        self, handler: str, types: Iterable[str] | None, /, *, at: datetime, limit: int = 1000
+    ) -> int:
+        """Make the pending deliveries of the next events to ``handler``.
+
+        Looks at the ``limit`` events after the handler's cursor (0 for a handler not
+        seen before: it gets every stored event), makes a delivery due at ``at`` for each
+        of ``types`` (all when ``None``), moves the cursor past them and returns how many
+        deliveries it made. Two units fanning out for one handler at once never make a
+        delivery twice.
+        """
+        ...
+
+    def claim(
+        self,
+        handlers: Iterable[str],
+        /,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        claim: UUID,
+    ) -> list[tuple[Delivery, Event]]:
+        """Lease up to ``limit`` due deliveries of ``handlers`` to the claim ``claim``,
+        by position, with their events.
+
+        The pending deliveries of one handler and one subject id form a lane, by
+        position. A delivery is claimed when it and every pending delivery before it in
+        its lane are due: their ``next_at`` has come and no lease on them runs past
+        ``now``. So a lane is claimed from its head, and a run of it at once; a delivery
+        waits while an earlier one of its lane is leased or waits for a retry. The
+        returned deliveries carry ``claim`` and ``leased_until = now + lease``; the store
+        keeps them leased (another claim skips them, without waiting on a unit that
+        claims at the same time) until :meth:`settle` or the lease ends. A dispatcher
+        that fails on a delivery settles the rest of its run unchanged (releasing them),
+        so the lane keeps its order.
+        """
+        ...
+
+    def settle(self, delivery: Delivery, /) -> bool:
+        """Record the outcome ``delivery`` (as :meth:`claim` returned it, with a new
+        status, attempts, ``next_at``, error, ``finished_at``) and end its lease, if its
+        claim still holds it; returns whether it did (``False``: the lease ran out and
+        another claim took the delivery, nothing is written)."""
+        ...
+
+    def settle_many(self, deliveries: Iterable[Delivery], /) -> list[bool]:
+        """:meth:`settle` of each delivery, in one go: whether each was recorded."""
+        ...
+
+    def deliveries(
+        self,
+        *,
+        handler: str | None = None,
+        status: DeliveryStatus | None = None,
+        event_id: UUID | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """The deliveries that match every filter given, by position then handler."""
+        ...
+
+    def retry(self, event_id: UUID, handler: str, /, *, at: datetime) -> Delivery:
+        """Make the dead delivery of ``event_id`` to ``handler`` pending again, due at
+        ``at``, with no attempts counted; :class:`~crmkit.errors.NotFound` when there is
+        no such delivery, :class:`~crmkit.errors.ValidationError` (field ``status``)
+        when it is not dead."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository of a store, one repository per entity.
 
@@ -532,6 +649,11 @@ class UnitOfWork(Protocol):
     @property
     def audit(self) -> AuditRepository:
         """The audit trail."""
+        ...
+
+    @property
+    def outbox(self) -> OutboxRepository:
+        """The domain events of committed units and their deliveries to handlers."""
         ...
 
     def commit(self) -> None:

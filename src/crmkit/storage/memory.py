@@ -11,7 +11,7 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from uuid import UUID
 
@@ -27,7 +27,8 @@ from crmkit.analytics import (
     replay_reach,
     replay_standing,
 )
-from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.automation import Delivery, DeliveryStatus, Event, Recorded
+from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
 from crmkit.errors import (
     ConcurrencyConflict,
     DanglingReference,
@@ -87,6 +88,18 @@ from crmkit.storage._base import (
     task_query,
 )
 from crmkit.storage._columns import REFERENCES, REFERRERS
+from crmkit.storage._outbox import (
+    check_claim,
+    check_count,
+    check_events,
+    check_handler,
+    check_handlers,
+    check_position,
+    check_settled,
+    check_settled_many,
+    check_status,
+    check_types,
+)
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page, sort_key
 
@@ -210,6 +223,7 @@ class MemoryUnitOfWork:
         self.suppressions = _Repository(self, Suppression)
         self.erasures = _Repository(self, Erasure)
         self.audit = _History(self, AuditEntry)
+        self.outbox = _Outbox(self)
 
     def commit(self) -> None:
         """Keep everything done so far."""
@@ -739,6 +753,184 @@ class _StageHistory(_History[StageChange]):
             group=group,
             stages=kept,
         )
+
+
+class _Outbox:
+    """The outbox of the tenant: events by position, their ids, the deliveries by
+    (handler, position) and each handler's cursor, all in the unit's undo log. The
+    store's lock runs units one at a time, so positions follow commit order."""
+
+    def __init__(self, unit: MemoryUnitOfWork) -> None:
+        self._unit = unit
+
+    def _named(self, name: str) -> dict[Any, Any]:
+        self._unit._check_open()
+        return self._unit._store._db.tables[(self._unit._store.tenant, name)]
+
+    def _write(self, name: str, key: object, value: object) -> None:
+        self._unit._write(self._named(name), cast(UUID, key), value)
+
+    def append(self, events: Iterable[Event], /) -> int:
+        found = check_events(events)
+        stored, ids = self._named("outbox"), self._named("outbox_ids")
+        position = len(stored)
+        seen: set[UUID] = set()
+        for event in found:
+            if event.id in ids or event.id in seen:
+                continue
+            seen.add(event.id)
+            position += 1
+            self._write("outbox", position, Recorded(position, event))
+            self._write("outbox_ids", event.id, position)
+        return len(seen)
+
+    def read(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: Iterable[str] | None = None,
+        subject_id: UUID | None = None,
+    ) -> list[Recorded]:
+        start, most, kinds = check_position(after), check_count(limit), check_types(types)
+        if subject_id is not None:
+            check_id(subject_id, "subject_id")
+        stored = self._named("outbox")
+        found: list[Recorded] = []
+        for position in range(start + 1, len(stored) + 1):
+            recorded: Recorded = stored[position]
+            event = recorded.event
+            if kinds is not None and event.type not in kinds:
+                continue
+            if subject_id is not None and event.subject_id != subject_id:
+                continue
+            found.append(recorded)
+            if len(found) == most:
+                break
+        return found
+
+    def known(self, ids: Iterable[UUID], /) -> set[UUID]:
+        wanted = check_ids(ids, "ids")
+        stored = self._named("outbox_ids")
+        return {i for i in wanted if i in stored}
+
+    def fan_out(
+        self, handler: str, types: Iterable[str] | None, /, *, at: datetime, limit: int = 1000
+    ) -> int:
+        name, kinds = check_handler(handler), check_types(types)
+        at, most = ensure_utc(at, "at"), check_count(limit)
+        stored, cursors = self._named("outbox"), self._named("outbox_cursors")
+        start = cursors.get(name, 0)
+        end = min(start + most, len(stored))
+        made = 0
+        for position in range(start + 1, end + 1):
+            event: Event = stored[position].event
+            if kinds is not None and event.type not in kinds:
+                continue
+            delivery = Delivery(
+                position=position,
+                event_id=event.id,
+                event_type=event.type,
+                handler=name,
+                subject_id=event.subject_id,
+                next_at=at,
+            )
+            self._write("outbox_deliveries", (name, position), delivery)
+            made += 1
+        if end != start:
+            self._write("outbox_cursors", name, end)
+        return made
+
+    def claim(
+        self,
+        handlers: Iterable[str],
+        /,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        claim: UUID,
+    ) -> list[tuple[Delivery, Event]]:
+        names = set(check_handlers(handlers))
+        at, lease, most, token = check_claim(now, lease, limit, claim)
+        deliveries = self._named("outbox_deliveries")
+        lanes: dict[tuple[str, UUID], list[Delivery]] = {}
+        for delivery in sorted(deliveries.values(), key=lambda d: d.position):
+            if delivery.handler in names and delivery.status is DeliveryStatus.PENDING:
+                lanes.setdefault((delivery.handler, delivery.subject_id), []).append(delivery)
+        due: list[Delivery] = []
+        for lane in lanes.values():
+            for delivery in lane:  # the head of each lane, and the due ones right after it
+                if delivery.next_at is None or delivery.next_at > at:
+                    break
+                if delivery.leased_until is not None and delivery.leased_until > at:
+                    break
+                due.append(delivery)
+        due.sort(key=lambda d: (d.position, d.handler))
+        stored = self._named("outbox")
+        taken: list[tuple[Delivery, Event]] = []
+        for delivery in due[:most]:
+            leased = attrs.evolve(delivery, claim=token, leased_until=at + lease)
+            self._write("outbox_deliveries", (delivery.handler, delivery.position), leased)
+            taken.append((leased, stored[delivery.position].event))
+        return taken
+
+    def settle(self, delivery: Delivery, /) -> bool:
+        outcome = check_settled(delivery)
+        key = (outcome.handler, outcome.position)
+        stored = self._named("outbox_deliveries").get(key)
+        if stored is None or stored.claim != outcome.claim:
+            return False
+        self._write("outbox_deliveries", key, attrs.evolve(outcome, claim=None, leased_until=None))
+        return True
+
+    def settle_many(self, deliveries: Iterable[Delivery], /) -> list[bool]:
+        return [self.settle(d) for d in check_settled_many(deliveries)]
+
+    def deliveries(
+        self,
+        *,
+        handler: str | None = None,
+        status: DeliveryStatus | None = None,
+        event_id: UUID | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        name = None if handler is None else check_handler(handler)
+        wanted, most = check_status(status), check_count(limit)
+        if event_id is not None:
+            check_id(event_id, "event_id")
+        found = [
+            d
+            for d in self._named("outbox_deliveries").values()
+            if (name is None or d.handler == name)
+            and (wanted is None or d.status is wanted)
+            and (event_id is None or d.event_id == event_id)
+        ]
+        found.sort(key=lambda d: (d.position, d.handler))
+        return found[:most]
+
+    def retry(self, event_id: UUID, handler: str, /, *, at: datetime) -> Delivery:
+        check_id(event_id, "event_id")
+        name, when = check_handler(handler), ensure_utc(at, "at")
+        position = self._named("outbox_ids").get(event_id)
+        found: Delivery | None = (
+            None if position is None else self._named("outbox_deliveries").get((name, position))
+        )
+        if found is None:
+            raise NotFound("delivery", event_id)
+        if found.status is not DeliveryStatus.DEAD:
+            raise ValidationError("status", found.status, "only a dead delivery is retried")
+        again = attrs.evolve(
+            found,
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_at=when,
+            claim=None,
+            leased_until=None,
+            finished_at=None,
+        )
+        self._write("outbox_deliveries", (name, found.position), again)
+        return again
 
 
 if TYPE_CHECKING:  # mypy proves that the adapter implements the port

@@ -2,14 +2,17 @@
 is there, ``referring`` finds every record that refers to a person, in the store's
 tenant only, and an export through :class:`~crmkit.crm.CRM` misses no repository."""
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID, uuid4
 
+from crmkit.automation import event_to_json
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.errors import ValidationError
+from crmkit.lifecycle import Touchpoint
 from crmkit.models import (
     Activity,
     ActivityKind,
@@ -132,6 +135,30 @@ class PrivacyContract:
                 f"an export holds the person's {name} (found through referring)"
             )
         assert bundle.manifest.counts.get("contacts") == 1, _c("an export holds the contact")
+
+    def test_the_outbox_holds_no_personal_data(self, fresh: Store) -> None:
+        """Why export and erasure need not visit the outbox: its events carry ids, keys
+        and times, never a person's values (a change names its fields only)."""
+        crm = CRM(fresh, clock=_CLOCK)
+        touch = Touchpoint(
+            email="ada.lovelace@example.org",
+            first_name="Augusta",
+            phone="+442071234567",
+            source="analytical-engine",
+            channel=LeadChannel.FORM,
+        )
+        ada = crm.capture_lead(touch).contact
+        crm.update_contact(ada.id, last_name="Byron-King")
+        crm.export_person(ada.id, by="kit")
+        with fresh.unit_of_work() as unit:
+            recorded = unit.outbox.read(limit=1000)
+        assert recorded, _c("the CRM's use cases record events in the outbox")
+        text = json.dumps([event_to_json(r.event) for r in recorded]).casefold()
+        for value in ("lovelace", "augusta", "2071234567", "analytical-engine", "byron"):
+            assert value not in text, _c(
+                f"events carry no personal data, yet {value!r} is in the outbox (export "
+                "and erasure do not visit it)"
+            )
 
     def test_the_audit_trail_of_subjects(self, fresh: Store) -> None:
         one, two = uuid4(), uuid4()

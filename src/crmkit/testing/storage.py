@@ -105,6 +105,7 @@ from crmkit.testing import strategies as cst
 from crmkit.testing._contract import _c, _raises
 from crmkit.testing._export import PrivacyContract
 from crmkit.testing._merges import MergeContract
+from crmkit.testing._outbox import OutboxContract
 from crmkit.testing._privacy import ReachabilityContract
 from crmkit.testing._queries import QueryContract
 from crmkit.testing._referents import repository_of, store_referents
@@ -227,7 +228,9 @@ def _pages(
     pytest.fail(_c("paging ends: each next cursor moves past the last item of its page"))
 
 
-class StoreContract(QueryContract, MergeContract, ReachabilityContract, PrivacyContract):
+class StoreContract(
+    QueryContract, MergeContract, ReachabilityContract, PrivacyContract, OutboxContract
+):
     """The contract of the storage port. Subclass it and provide a ``store`` fixture."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()

@@ -14,14 +14,18 @@ cross-field invariant of the models (a closed deal has ``closed_at``, a done tas
 ``completed_at``, ...). Entity timestamps lie between 1970 and 2100, in UTC.
 """
 
+import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import attrs
 
+from crmkit.automation import EVENT_TYPES, Event
 from crmkit.errors import MissingExtra
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
@@ -130,6 +134,7 @@ __all__ = [
     "emails",
     "entities",
     "erasures",
+    "events",
     "for_type",
     "keys",
     "language_codes",
@@ -913,3 +918,41 @@ def for_type(cls: type[_E]) -> st.SearchStrategy[_E]:
 def entities() -> st.SearchStrategy[Entity]:
     """Any entity of any type."""
     return st.one_of([make() for make in _BY_TYPE.values()])
+
+
+# ---------------------------------------------------------------------------- events
+
+
+def _event_value(hint: Any) -> st.SearchStrategy[Any]:
+    """Values of one annotated event field (the few shapes events use)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        (inner,) = [a for a in args if a is not type(None)]
+        return _optional(_event_value(inner))
+    if typing.get_origin(hint) is tuple:
+        return st.lists(_event_value(args[0]), max_size=3).map(tuple)
+    simple: dict[Any, st.SearchStrategy[Any]] = {
+        UUID: st.uuids(),
+        datetime: aware_datetimes(),
+        str: keys(),
+        bool: st.booleans(),
+        float: st.floats(allow_nan=False, allow_infinity=False),
+    }
+    if hint in simple:
+        return simple[hint]
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return st.sampled_from(list(hint))
+    raise TypeError(f"no strategy for an event field of type {hint!r}")  # pragma: no cover
+
+
+def _event_of(cls: type[Event]) -> st.SearchStrategy[Event]:
+    hints = typing.get_type_hints(cls)
+    fields = {a.name: _event_value(hints[a.name]) for a in attrs.fields(cls)}
+    fields["subject"] = st.sampled_from(["contact", "lead", "deal", "ticket", "task", "account"])
+    return st.builds(cls, **fields)
+
+
+def events() -> st.SearchStrategy[Event]:
+    """Any domain event of :data:`crmkit.automation.EVENT_TYPES`, every field drawn."""
+    classes = sorted(EVENT_TYPES.values(), key=lambda c: c.type)
+    return st.sampled_from(classes).flatmap(_event_of)

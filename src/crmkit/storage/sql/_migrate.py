@@ -44,6 +44,7 @@ from crmkit.storage.sql._schema import (
     Schema,
     email_key,
     index_name,
+    outbox_tables_v8,
     schema,
 )
 from crmkit.storage.sql._store import (
@@ -405,8 +406,18 @@ def _to_7(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
         tables.table(entity).create(connection)  # with its indexes
 
 
+def _to_8(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
+    """Schema 7 -> 8, the outbox of domain events: the tables ``<prefix>outbox``,
+    ``<prefix>outbox_deliveries`` and ``<prefix>outbox_cursors``, empty (the events of
+    what a database held before are not made up); no existing table changes."""
+    del ops, unique_emails
+    prefix = tables.meta.name.removesuffix("meta")
+    for table in outbox_tables_v8(sa.MetaData(), prefix):
+        table.create(connection)  # with its indexes
+
+
 _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
-    {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7}
+    {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8}
 )
 """The step that upgrades a database of each version to the next."""
 

@@ -37,10 +37,11 @@ __all__ = [
     "index_name",
     "match_key_table",
     "metadata",
+    "outbox_tables_v8",
     "schema",
 ]
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -63,6 +64,9 @@ SCHEMA_VERSION: Final = 7
    e-mail and phone), ``<prefix>erasures`` (who erased whom, when and why) and
    ``<prefix>audit_entries`` (field-level change history of contacts and deals, and
    the log of exports and erasures).
+8. The outbox of domain events: ``<prefix>outbox`` (the events, by position per tenant,
+   in commit order), ``<prefix>outbox_deliveries`` (one row per event and handler) and
+   ``<prefix>outbox_cursors`` (how far each handler's deliveries were made).
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -184,6 +188,13 @@ class Schema:
     """What finds a merge record: ``id:<hex>`` of each merged record and
     ``email:<folded address>`` of each address it took, keyed ``(tenant, key,
     merge_id)``."""
+    outbox: sa.Table
+    """The domain events, keyed ``(tenant, position)``: the event as JSON (``body``)
+    and the columns that find it (``id``, ``type``, ``subject_id``)."""
+    deliveries: sa.Table
+    """The deliveries of events to handlers, keyed ``(tenant, handler, position)``."""
+    outbox_cursors: sa.Table
+    """Per handler, the last position whose deliveries were made."""
 
     def table(self, entity: type[Entity]) -> sa.Table:
         """The table of ``entity``."""
@@ -363,8 +374,19 @@ def _schema(prefix: str) -> Schema:
     )
     merges, merge_keys = merge_tables(meta, prefix)
     keys = match_key_table(meta, prefix)
+    outbox, deliveries, cursors = outbox_tables_v8(meta, prefix)
     return Schema(
-        meta, MappingProxyType(tables), members, facts, keys, email_indexes, merges, merge_keys
+        meta,
+        MappingProxyType(tables),
+        members,
+        facts,
+        keys,
+        email_indexes,
+        merges,
+        merge_keys,
+        outbox,
+        deliveries,
+        cursors,
     )
 
 
@@ -406,6 +428,72 @@ def match_key_table(meta: sa.MetaData, prefix: str) -> sa.Table:
         sa.Column("subject_id", UUIDType(), primary_key=True),
         sa.Index(index_name(name, ("subject_id",)), "tenant", "subject_id"),
     )
+
+
+def outbox_tables_v8(meta: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table, sa.Table]:
+    """The outbox, its deliveries and the handlers' cursors on ``meta``, frozen as schema
+    8 made them: the upgrade to 8 creates them from here. Never change this function; a
+    later schema that changes these tables defines its own and an upgrade step."""
+    name = f"{prefix}outbox"
+    outbox = sa.Table(
+        name,
+        meta,
+        sa.Column("tenant", _text(64), primary_key=True),
+        sa.Column("position", sa.BigInteger(), primary_key=True, autoincrement=False),
+        sa.Column("id", UUIDType(), nullable=False),
+        sa.Column("type", _text(64), nullable=False),
+        sa.Column("subject", _text(32), nullable=False),
+        sa.Column("subject_id", UUIDType(), nullable=False),
+        sa.Column("occurred_at", Timestamp(), nullable=False),
+        sa.Column("caused_by", UUIDType(), nullable=True),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Index(index_name(name, ("id",), kind="ux"), "tenant", "id", unique=True),
+        sa.Index(index_name(name, ("subject_id", "position")), "tenant", "subject_id", "position"),
+    )
+    name = f"{prefix}outbox_deliveries"
+    deliveries = sa.Table(
+        name,
+        meta,
+        sa.Column("tenant", _text(64), primary_key=True),
+        sa.Column("handler", _text(200), primary_key=True),
+        sa.Column("position", sa.BigInteger(), primary_key=True, autoincrement=False),
+        sa.Column("event_id", UUIDType(), nullable=False),
+        sa.Column("event_type", _text(64), nullable=False),
+        sa.Column("subject_id", UUIDType(), nullable=False),
+        sa.Column("status", _text(16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_at", Timestamp(), nullable=True),
+        sa.Column("claim", UUIDType(), nullable=True),
+        sa.Column("leased_until", Timestamp(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("finished_at", Timestamp(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["tenant", "position"],
+            [outbox.c.tenant, outbox.c.position],
+            name=index_name(name, ("position",), kind="fk"),
+            ondelete="CASCADE",
+        ),
+        sa.Index(index_name(name, ("status", "position")), "tenant", "status", "position"),
+        sa.Index(index_name(name, ("event_id",)), "tenant", "event_id"),
+    )
+    pending = deliveries.c.status == "pending"
+    sa.Index(
+        index_name(name, ("handler", "subject_id", "position")),
+        deliveries.c.tenant,
+        deliveries.c.handler,
+        deliveries.c.subject_id,
+        deliveries.c.position,
+        sqlite_where=pending,
+        postgresql_where=pending,
+    )
+    cursors = sa.Table(
+        f"{prefix}outbox_cursors",
+        meta,
+        sa.Column("tenant", _text(64), primary_key=True),
+        sa.Column("handler", _text(200), primary_key=True),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+    )
+    return outbox, deliveries, cursors
 
 
 metadata: Final = schema().metadata

@@ -1,5 +1,6 @@
 """The SQLAlchemy adapter: a store on SQLite (embedded default) or PostgreSQL."""
 
+import hashlib
 import json
 import re
 import threading
@@ -7,7 +8,7 @@ import weakref
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 from uuid import UUID
@@ -15,6 +16,8 @@ from uuid import UUID
 import attrs
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
@@ -27,7 +30,15 @@ from crmkit.analytics import (
     check_replay,
     check_stages,
 )
-from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.automation import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Recorded,
+    event_from_json,
+    event_to_json,
+)
+from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
 from crmkit.errors import (
     ConcurrencyConflict,
     CrmkitError,
@@ -90,6 +101,18 @@ from crmkit.storage._base import (
     task_query,
 )
 from crmkit.storage._columns import REFERENCES, REFERRERS, columns, memo
+from crmkit.storage._outbox import (
+    check_claim,
+    check_count,
+    check_events,
+    check_handler,
+    check_handlers,
+    check_position,
+    check_settled,
+    check_settled_many,
+    check_status,
+    check_types,
+)
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage.sql._codec import Codec, check_table, codec
@@ -102,6 +125,7 @@ from crmkit.storage.sql._schema import (
     email_key,
     schema,
 )
+from crmkit.storage.sql.types import Timestamp
 
 __all__ = ["SqlStore", "SqlUnitOfWork", "configure_sqlite", "create_schema", "open_store"]
 
@@ -627,6 +651,7 @@ class SqlUnitOfWork:
         self.suppressions = _Repository(self, Suppression)
         self.erasures = _Repository(self, Erasure)
         self.audit = _History(self, AuditEntry)
+        self.outbox = _Outbox(self)
 
     def commit(self) -> None:
         """Make everything done so far permanent (when joined: part of the host's).
@@ -1704,6 +1729,520 @@ class _StageHistory(_History[StageChange]):
         with store._errors():
             rows = self._unit._conn().execute(statement).all()
         return read_standing(rows, subject, group)
+
+
+_PENDING: Final = DeliveryStatus.PENDING.value
+_OUTBOX_STATEMENTS: dict[tuple[sa.Table, str, bool], Any] = {}
+_APPENDED: Final = ("id", "type", "subject", "subject_id", "occurred_at", "caused_by", "body")
+"""Statements of the outbox built once per table (building one costs more than running it)."""
+_PENDING_SQL: Final[sa.ColumnClause[str]] = sa.literal_column(f"'{_PENDING}'")
+_TEXT: Final = sa.Text()
+
+
+class _Outbox:
+    """The outbox: events by position per tenant, their deliveries and the handlers'
+    cursors. Appending takes the tenant's outbox lock until the transaction ends (a
+    transaction-level advisory lock on PostgreSQL; SQLite runs one writer at a time),
+    so positions are given in commit order; claims use ``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL."""
+
+    def __init__(self, unit: SqlUnitOfWork) -> None:
+        self._unit = unit
+        store = unit.store
+        self._tenant = store.tenant
+        self._events = store.schema.outbox
+        self._deliveries = store.schema.deliveries
+        self._cursors = store.schema.outbox_cursors
+        self._postgres = store.dialect == "postgresql"
+        digest = hashlib.blake2b(
+            f"{self._events.name}:{self._tenant}".encode(), digest_size=8
+        ).digest()
+        self._lock_key = int.from_bytes(digest, "big", signed=True)
+
+    def _run(self, statement: Any, params: Any = None) -> Any:
+        with self._unit.store._errors():
+            return self._unit._conn().execute(statement, params)
+
+    def _decode(self, body: str) -> Event:
+        try:
+            return event_from_json(json.loads(body))
+        except (CrmkitError, ValueError) as error:
+            raise StorageError(f"a stored event cannot be read: {error}") from error
+
+    def append(self, events: Iterable[Event], /) -> int:
+        found = check_events(events)
+        if not found:
+            return 0
+        if self._postgres:
+            self._run(sa.select(sa.func.pg_advisory_xact_lock(self._lock_key)))
+        rows = [
+            {
+                "tenant": self._tenant,
+                "id": item.id,
+                "type": item.type,
+                "subject": item.subject,
+                "subject_id": item.subject_id,
+                "occurred_at": item.occurred_at,
+                "caused_by": item.caused_by,
+                "body": json.dumps(event_to_json(item), separators=(",", ":")),
+            }
+            for item in found
+        ]
+        # One statement per event, each numbered after the rows before it; an id the
+        # outbox holds is skipped without using up a position.
+        if not self._postgres:  # SQLite counts the rows of executemany
+            return int(self._run(self._append_statement(), rows).rowcount)
+        fresh = list({row["id"]: row for row in reversed(rows)}.values())[::-1]
+        arrays: dict[str, Any] = {name: [row[name] for row in fresh] for name in _APPENDED}
+        arrays["ord"] = list(range(len(fresh)))
+        return len(self._run(self._append_arrays(), {"tenant": self._tenant, **arrays}).all())
+
+    def _append_arrays(self) -> Any:
+        """PostgreSQL: the events as arrays, one statement: the ids the outbox holds are
+        left out, the others numbered after the last position, in order."""
+        name = self._events.name  # crmkit's own table name (a checked prefix)
+        return sa.text(
+            f"INSERT INTO {name} (tenant, position, id, type, subject, subject_id, "
+            "occurred_at, caused_by, body) "
+            f"SELECT CAST(:tenant AS text), (SELECT coalesce(max(position), 0) FROM {name} "
+            "WHERE tenant = CAST(:tenant AS text)) + row_number() OVER (ORDER BY e.ord), "
+            "e.id, e.type, e.subject, e.subject_id, e.occurred_at, e.caused_by, e.body "
+            "FROM unnest(CAST(:ord AS integer[]), CAST(:id AS uuid[]), CAST(:type AS text[]), "
+            "CAST(:subject AS text[]), CAST(:subject_id AS uuid[]), "
+            "CAST(:occurred_at AS timestamptz[]), CAST(:caused_by AS uuid[]), "
+            "CAST(:body AS text[])) "
+            "AS e (ord, id, type, subject, subject_id, occurred_at, caused_by, body) "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {name} AS o WHERE o.tenant = CAST(:tenant AS text) "
+            "AND o.id = e.id) ORDER BY e.ord RETURNING position"
+        )
+
+    def _last(self) -> int:
+        table = self._events
+        return int(
+            self._run(
+                sa.select(sa.func.coalesce(sa.func.max(table.c.position), 0)).where(
+                    table.c.tenant == self._tenant
+                )
+            ).scalar_one()
+        )
+
+    def _append_statement(self) -> Any:
+        table = self._events
+        key = (table, "append", self._postgres)  # one table may serve both dialects
+        found = _OUTBOX_STATEMENTS.get(key)
+        if found is None:
+            found = _OUTBOX_STATEMENTS[key] = self._build_append()
+        return found
+
+    def _build_append(self) -> Any:
+        table = self._events
+        after = (
+            sa.select(sa.func.coalesce(sa.func.max(table.c.position), 0) + 1)
+            .where(table.c.tenant == sa.bindparam("tenant"))
+            .scalar_subquery()
+        )
+        insert = (pg_insert if self._postgres else sqlite_insert)(table).values(
+            tenant=sa.bindparam("tenant"),
+            position=after,
+            id=sa.bindparam("id"),
+            type=sa.bindparam("type"),
+            subject=sa.bindparam("subject"),
+            subject_id=sa.bindparam("subject_id"),
+            occurred_at=sa.bindparam("occurred_at"),
+            caused_by=sa.bindparam("caused_by"),
+            body=sa.bindparam("body"),
+        )
+        return insert.on_conflict_do_nothing(index_elements=["tenant", "id"])
+
+    def read(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: Iterable[str] | None = None,
+        subject_id: UUID | None = None,
+    ) -> list[Recorded]:
+        start, most, kinds = check_position(after), check_count(limit), check_types(types)
+        table = self._events
+        statement = sa.select(table.c.position, table.c.body).where(
+            table.c.tenant == self._tenant, table.c.position > start
+        )
+        if kinds is not None:
+            statement = statement.where(table.c.type.in_(sorted(kinds)))
+        if subject_id is not None:
+            statement = statement.where(table.c.subject_id == check_id(subject_id, "subject_id"))
+        rows = self._run(statement.order_by(table.c.position).limit(most)).all()
+        return [Recorded(row[0], self._decode(row[1])) for row in rows]
+
+    def known(self, ids: Iterable[UUID], /) -> set[UUID]:
+        wanted = list(dict.fromkeys(check_ids(ids, "ids")))
+        table = self._events
+        found: set[UUID] = set()
+        for start in range(0, len(wanted), _ID_CHUNK):
+            chunk = wanted[start : start + _ID_CHUNK]
+            found.update(
+                self._run(
+                    sa.select(table.c.id).where(
+                        table.c.tenant == self._tenant, table.c.id.in_(chunk)
+                    )
+                ).scalars()
+            )
+        return found
+
+    def fan_out(
+        self, handler: str, types: Iterable[str] | None, /, *, at: datetime, limit: int = 1000
+    ) -> int:
+        name, kinds = check_handler(handler), check_types(types)
+        when, most = ensure_utc(at, "at"), check_count(limit)
+        cursors, events, deliveries = self._cursors, self._events, self._deliveries
+        insert = (pg_insert if self._postgres else sqlite_insert)(cursors)
+        self._run(
+            insert.values(tenant=self._tenant, handler=name, position=0).on_conflict_do_nothing()
+        )
+        mine = (cursors.c.tenant == self._tenant) & (cursors.c.handler == name)
+        start = self._run(
+            sa.select(cursors.c.position).where(mine).with_for_update(skip_locked=True)
+        ).scalar_one_or_none()
+        if start is None:
+            return 0  # another unit is making this handler's deliveries right now
+        last = self._run(
+            sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)).where(
+                events.c.tenant == self._tenant
+            )
+        ).scalar_one()
+        end = min(start + most, last)
+        if end <= start:
+            return 0
+        chosen = sa.select(
+            events.c.tenant,
+            sa.literal(name, _TEXT).label("handler"),
+            events.c.position,
+            events.c.id,
+            events.c.type,
+            events.c.subject_id,
+            sa.literal(_PENDING, _TEXT).label("status"),
+            sa.literal(0).label("attempts"),
+            sa.literal(when, Timestamp()).label("next_at"),
+        ).where(
+            events.c.tenant == self._tenant,
+            events.c.position > start,
+            events.c.position <= end,
+        )
+        if kinds is not None:
+            chosen = chosen.where(events.c.type.in_(sorted(kinds)))
+        made = self._run(
+            sa.insert(deliveries)
+            .from_select(
+                [
+                    "tenant",
+                    "handler",
+                    "position",
+                    "event_id",
+                    "event_type",
+                    "subject_id",
+                    "status",
+                    "attempts",
+                    "next_at",
+                ],
+                chosen,
+            )
+            .returning(deliveries.c.position)
+        ).all()
+        self._run(sa.update(cursors).where(mine).values(position=end))
+        return len(made)
+
+    def _delivery(self, row: Any) -> Delivery:
+        return Delivery(
+            position=row.position,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            handler=row.handler,
+            subject_id=row.subject_id,
+            status=DeliveryStatus(row.status),
+            attempts=row.attempts,
+            next_at=row.next_at,
+            claim=row.claim,
+            leased_until=row.leased_until,
+            error=row.error,
+            finished_at=row.finished_at,
+        )
+
+    def claim(
+        self,
+        handlers: Iterable[str],
+        /,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        claim: UUID,
+    ) -> list[tuple[Delivery, Event]]:
+        names = check_handlers(handlers)
+        at, lease, most, token = check_claim(now, lease, limit, claim)
+        if not names:
+            return []
+        table = self._deliveries
+        earlier = table.alias("earlier")
+        # The head of each lane: a correlated look-up of the lane's first pending
+        # position (one probe of the partial index per candidate, whatever the planner's
+        # statistics say).
+        first = (
+            sa.select(sa.func.min(earlier.c.position))
+            .where(
+                earlier.c.tenant == table.c.tenant,
+                earlier.c.handler == table.c.handler,
+                earlier.c.subject_id == table.c.subject_id,
+                earlier.c.status == _PENDING_SQL,  # literal: the partial index applies
+            )
+            .scalar_subquery()
+        )
+        heads = (
+            sa.select(table)
+            .where(
+                table.c.tenant == self._tenant,
+                table.c.status == _PENDING,
+                table.c.handler.in_(names),
+                table.c.next_at <= at,
+                sa.or_(table.c.leased_until.is_(None), table.c.leased_until <= at),
+                table.c.position == first,
+            )
+            .order_by(table.c.position, table.c.handler)
+            .limit(most)
+            .with_for_update(skip_locked=True, of=table)
+        )
+        rows = list(self._run(heads).all())
+        if not rows:
+            return []
+        rows = self._runs(rows, at, most)
+        until = at + lease
+        self._lease([(row.handler, row.position) for row in rows], token, until)
+        events = self._events
+        bodies = dict(
+            self._run(
+                sa.select(events.c.position, events.c.body).where(
+                    events.c.tenant == self._tenant,
+                    events.c.position.in_(sorted({row.position for row in rows})),
+                )
+            ).all()
+        )
+        decoded = {position: self._decode(body) for position, body in bodies.items()}
+        return [
+            (
+                attrs.evolve(self._delivery(row), claim=token, leased_until=until),
+                decoded[row.position],
+            )
+            for row in rows
+        ]
+
+    def _runs(self, heads: list[Any], at: datetime, most: int) -> list[Any]:
+        """The heads (leased to this claim by the caller, so no other claim takes their
+        lanes) and the due deliveries right after each in its lane, at most ``most``."""
+        table = self._deliveries
+        lanes = sorted({(row.handler, row.subject_id) for row in heads})
+        found: dict[tuple[str, int], Any] = {(row.handler, row.position): row for row in heads}
+        if self._postgres:
+            given = (
+                sa.text(
+                    "SELECT * FROM unnest(CAST(:h AS text[]), CAST(:s AS uuid[])) AS lane (h, s)"
+                )
+                .columns(sa.column("h"), sa.column("s"))
+                .subquery("lane")
+            )
+            chosen = (table.c.handler == given.c.h) & (table.c.subject_id == given.c.s)
+            statement = sa.select(table).join(given, chosen)
+            params: dict[str, Any] = {"h": [h for h, _ in lanes], "s": [s for _, s in lanes]}
+        else:
+            lane_of = sa.tuple_(table.c.handler, table.c.subject_id)
+            statement, params = sa.select(table).where(lane_of.in_(lanes)), {}
+        followers = self._run(
+            statement.where(
+                table.c.tenant == self._tenant,
+                table.c.status == _PENDING,
+                table.c.position > min(row.position for row in heads),
+            )
+            .order_by(table.c.position)
+            .limit(most),
+            params,
+        ).all()
+        head_of = {(row.handler, row.subject_id): row.position for row in heads}
+        stopped: set[tuple[str, UUID]] = set()
+        for row in followers:
+            lane = (row.handler, row.subject_id)
+            if row.position <= head_of[lane] or lane in stopped:
+                continue
+            leased = row.leased_until is not None and row.leased_until > at
+            if row.next_at is None or row.next_at > at or leased:
+                stopped.add(lane)
+                continue
+            found[(row.handler, row.position)] = row
+        return sorted(found.values(), key=lambda r: (r.position, r.handler))[:most]
+
+    def _lease(self, keys: list[tuple[str, int]], claim: UUID, until: datetime) -> None:
+        """Lease the deliveries ``keys`` (handler, position) to ``claim``: one statement
+        with two array parameters on PostgreSQL, executemany in SQLite's process."""
+        table = self._deliveries
+        if self._postgres:
+            self._run(
+                sa.text(
+                    f"UPDATE {table.name} AS d SET claim = :claim, leased_until = :until "
+                    "FROM unnest(CAST(:h AS text[]), CAST(:p AS bigint[])) AS k (h, p) "
+                    "WHERE d.tenant = :tenant AND d.handler = k.h AND d.position = k.p"
+                ),
+                {
+                    "claim": claim,
+                    "until": until,
+                    "tenant": self._tenant,
+                    "h": [h for h, _ in keys],
+                    "p": [p for _, p in keys],
+                },
+            )
+            return
+        statement = (
+            sa.update(table)
+            .where(
+                table.c.tenant == self._tenant,
+                table.c.handler == sa.bindparam("h"),
+                table.c.position == sa.bindparam("p"),
+            )
+            .values(claim=claim, leased_until=until)
+        )
+        self._run(statement, [{"h": h, "p": p} for h, p in keys])
+
+    def settle(self, delivery: Delivery, /) -> bool:
+        return self.settle_many([check_settled(delivery)])[0]
+
+    def settle_many(self, deliveries: Iterable[Delivery], /) -> list[bool]:
+        outcomes = check_settled_many(deliveries)
+        if not self._postgres:  # one writer at a time: read what is held, then write
+            return self._settle_sqlite(outcomes)
+        if not outcomes:
+            return []
+        # One statement, its arrays bound as eight parameters (however many outcomes):
+        # only the rows their claims still hold change, and those come back.
+        columns = {
+            "h": [o.handler for o in outcomes],
+            "p": [o.position for o in outcomes],
+            "c": [o.claim for o in outcomes],
+            "s": [o.status.value for o in outcomes],
+            "a": [o.attempts for o in outcomes],
+            "n": [o.next_at for o in outcomes],
+            "e": [o.error for o in outcomes],
+            "f": [o.finished_at for o in outcomes],
+        }
+        rows = self._run(self._settle_statement(), {"tenant": self._tenant, **columns}).all()
+        done = {(row[0], row[1]) for row in rows}
+        return [(o.handler, o.position) in done for o in outcomes]
+
+    def _settle_statement(self) -> Any:
+        name = self._deliveries.name  # crmkit's own table name (a checked prefix)
+        return sa.text(
+            f"UPDATE {name} AS d SET status = o.s, attempts = o.a, next_at = o.n, "
+            "error = o.e, finished_at = o.f, claim = NULL, leased_until = NULL "
+            "FROM unnest(CAST(:h AS text[]), CAST(:p AS bigint[]), CAST(:c AS uuid[]), "
+            "CAST(:s AS text[]), CAST(:a AS integer[]), CAST(:n AS timestamptz[]), "
+            "CAST(:e AS text[]), CAST(:f AS timestamptz[])) AS o (h, p, c, s, a, n, e, f) "
+            "WHERE d.tenant = :tenant AND d.handler = o.h AND d.position = o.p "
+            "AND d.claim = o.c RETURNING d.handler, d.position"
+        )
+
+    def _settle_sqlite(self, outcomes: list[Delivery]) -> list[bool]:
+        if not outcomes:
+            return []
+        table = self._deliveries
+        claims = sorted({o.claim for o in outcomes if o.claim is not None})
+        held_now = sa.select(table.c.handler, table.c.position, table.c.claim).where(
+            table.c.tenant == self._tenant, table.c.claim.in_(claims)
+        )
+        held = {tuple(row) for row in self._run(held_now).all()}
+        kept = [(o.handler, o.position, o.claim) in held for o in outcomes]
+        rows = [
+            {
+                "h": o.handler,
+                "p": o.position,
+                "s": o.status.value,
+                "a": o.attempts,
+                "n": o.next_at,
+                "e": o.error,
+                "f": o.finished_at,
+            }
+            for o, ok in zip(outcomes, kept, strict=True)
+            if ok
+        ]
+        if rows:
+            statement = (
+                sa.update(table)
+                .where(
+                    table.c.tenant == self._tenant,
+                    table.c.handler == sa.bindparam("h"),
+                    table.c.position == sa.bindparam("p"),
+                )
+                .values(
+                    status=sa.bindparam("s"),
+                    attempts=sa.bindparam("a"),
+                    next_at=sa.bindparam("n", type_=Timestamp()),
+                    error=sa.bindparam("e"),
+                    finished_at=sa.bindparam("f", type_=Timestamp()),
+                    claim=None,
+                    leased_until=None,
+                )
+            )
+            self._run(statement, rows)
+        return kept
+
+    def deliveries(
+        self,
+        *,
+        handler: str | None = None,
+        status: DeliveryStatus | None = None,
+        event_id: UUID | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        wanted, most = check_status(status), check_count(limit)
+        table = self._deliveries
+        statement = sa.select(table).where(table.c.tenant == self._tenant)
+        if handler is not None:
+            statement = statement.where(table.c.handler == check_handler(handler))
+        if wanted is not None:
+            statement = statement.where(table.c.status == wanted.value)
+        if event_id is not None:
+            statement = statement.where(table.c.event_id == check_id(event_id, "event_id"))
+        rows = self._run(statement.order_by(table.c.position, table.c.handler).limit(most))
+        return [self._delivery(row) for row in rows.all()]
+
+    def retry(self, event_id: UUID, handler: str, /, *, at: datetime) -> Delivery:
+        check_id(event_id, "event_id")
+        name, when = check_handler(handler), ensure_utc(at, "at")
+        found = self.deliveries(handler=name, event_id=event_id, limit=1)
+        if not found:
+            raise NotFound("delivery", event_id)
+        if found[0].status is not DeliveryStatus.DEAD:
+            raise ValidationError("status", found[0].status, "only a dead delivery is retried")
+        table = self._deliveries
+        self._run(
+            sa.update(table)
+            .where(
+                table.c.tenant == self._tenant,
+                table.c.handler == name,
+                table.c.position == found[0].position,
+            )
+            .values(
+                status=_PENDING,
+                attempts=0,
+                next_at=when,
+                claim=None,
+                leased_until=None,
+                finished_at=None,
+            )
+        )
+        return attrs.evolve(
+            found[0],
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_at=when,
+            claim=None,
+            leased_until=None,
+            finished_at=None,
+        )
 
 
 if TYPE_CHECKING:  # mypy proves that the adapter implements the port

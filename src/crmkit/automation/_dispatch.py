@@ -1,0 +1,117 @@
+"""Delivery of outbox events to handlers: the records and the retry policy.
+
+The outbox (:class:`crmkit.storage.OutboxRepository`) keeps every committed event with
+its *position*: 1, 2, 3 ... per tenant, in commit order. A handler subscribes to event
+types under a unique name; for each event of those types the store keeps one
+:class:`Delivery` per handler, which says whether the handler has received it
+(``done``), must still get it (``pending``, after ``next_at``) or gave up
+(``dead``, after ``max_attempts`` failures). A failed attempt is retried after
+:func:`backoff`, doubling from :data:`RETRY_BASE` up to :data:`RETRY_MAX`.
+"""
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
+from uuid import UUID
+
+import attrs
+
+from crmkit.automation._events import Event, quick_check
+from crmkit.errors import ValidationError
+from crmkit.models._shape import shape_problems
+
+__all__ = [
+    "RETRY_BASE",
+    "RETRY_MAX",
+    "Delivery",
+    "DeliveryStatus",
+    "DispatchReport",
+    "Recorded",
+    "backoff",
+]
+
+RETRY_BASE: Final = timedelta(seconds=10)
+"""The wait after a handler's first failure (doubled after each further one)."""
+RETRY_MAX: Final = timedelta(hours=1)
+"""The longest wait between two attempts."""
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long to wait before the next attempt after ``attempts`` failures (1 or more):
+    ``RETRY_BASE * 2 ** (attempts - 1)``, at most ``RETRY_MAX``."""
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ValidationError("attempts", attempts, "expected an int >= 1")
+    if attempts > 20:
+        return RETRY_MAX
+    wait: timedelta = RETRY_BASE * 2 ** (attempts - 1)
+    return min(wait, RETRY_MAX)
+
+
+@attrs.frozen
+class Recorded:
+    """An event as the outbox holds it: its ``position`` (1, 2, 3 ... per tenant, in
+    commit order) and the event."""
+
+    position: int
+    event: Event
+
+
+class DeliveryStatus(StrEnum):
+    """Where the delivery of one event to one handler stands."""
+
+    PENDING = "pending"
+    """Not yet delivered: due at ``next_at`` (after a failure, later)."""
+    DONE = "done"
+    """The handler returned: it is never called again for this event."""
+    DEAD = "dead"
+    """The handler failed ``max_attempts`` times: a dead letter, until retried."""
+
+
+@attrs.frozen(kw_only=True)
+class Delivery:
+    """The delivery of the event at ``position`` to the handler named ``handler``.
+
+    ``attempts`` counts the calls that failed; ``error`` is the last failure
+    (``"ValueError: the message"``); ``next_at`` is when a pending delivery is due;
+    ``claim`` and ``leased_until`` are set while a dispatcher holds it (another
+    dispatcher may take it over once the lease has run out); ``finished_at`` is when it
+    became done or dead.
+    """
+
+    position: int
+    event_id: UUID
+    event_type: str
+    handler: str
+    subject_id: UUID
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    next_at: datetime | None = None
+    claim: UUID | None = None
+    leased_until: datetime | None = None
+    error: str | None = None
+    finished_at: datetime | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if quick_check(self):
+            return
+        problems = shape_problems(self)
+        if problems:
+            raise ValidationError.of(problems)
+
+
+@attrs.frozen(kw_only=True)
+class DispatchReport:
+    """What one :meth:`crmkit.crm.CRM.dispatch` did: handler calls that returned
+    (``delivered``), that raised and will be retried (``failed``), that raised for the
+    last time (``dead``), and results that were not recorded because the lease ran out
+    and another dispatcher took the delivery over (``lost``)."""
+
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    lost: int = 0
+
+    @property
+    def calls(self) -> int:
+        """How many times a handler was called."""
+        return self.delivered + self.failed + self.dead + self.lost

@@ -1,0 +1,355 @@
+"""The CRM's events: reading the outbox, subscriptions, the dispatcher, the sweep of
+time-based events, dead letters (a mixin of :class:`crmkit.crm.CRM`)."""
+
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+from uuid import UUID, uuid4, uuid5
+
+import attrs
+
+from crmkit.automation import (
+    EVENT_TYPES,
+    Delivery,
+    DeliveryStatus,
+    DispatchReport,
+    Event,
+    Recorded,
+    SlaAtRisk,
+    SlaBreached,
+    TaskDue,
+    TaskOverdue,
+    backoff,
+    caused_by,
+    current_cause,
+)
+from crmkit.clock import Clock, ensure_utc
+from crmkit.errors import ValidationError
+from crmkit.lifecycle import SlaReport, SlaState
+from crmkit.models import TaskStatus, Ticket, TicketStatus
+from crmkit.segmentation import field, tickets_where
+from crmkit.storage import Store, UnitOfWork
+from crmkit.storage._outbox import check_count, check_handler
+
+if TYPE_CHECKING:
+    from crmkit.crm._service import CRM
+
+__all__ = ["ALL_EVENTS", "EventUseCases", "Handler"]
+
+Handler = Callable[["CRM", Event], None]
+"""A handler: called with the CRM and one event, outside any unit of work."""
+
+ALL_EVENTS: Final = "*"
+"""The event type of a subscription to every event."""
+
+_SWEEP: Final = UUID("6f1d3c8e-2b7a-5e44-9a0b-3c5d7e9f1a2b")
+"""The namespace of the ids of the sweep's events (one id per subject, target, level)."""
+_UNSOLVED: Final = tuple(
+    s.value for s in TicketStatus if s not in {TicketStatus.SOLVED, TicketStatus.CLOSED}
+)
+_FAN_OUT: Final = 1000
+_ROUNDS: Final = 100
+
+
+@attrs.frozen
+class _Subscription:
+    handler: Handler
+    types: frozenset[str] | None
+    max_attempts: int
+
+
+class EventUseCases:
+    """Reading the outbox, subscribing handlers, dispatching (see ``CRM``)."""
+
+    store: Store
+    clock: Clock
+    _records_events: bool = True
+    """A private switch: ``False`` records no events (the benchmark of their cost)."""
+
+    def _unit(
+        self, by: str | None = None, *, audits: bool = True
+    ) -> AbstractContextManager[UnitOfWork]:
+        raise NotImplementedError  # pragma: no cover - CRM's
+
+    def _sla(self, unit: UnitOfWork, ticket: Ticket, now: datetime) -> SlaReport:
+        raise NotImplementedError  # pragma: no cover - CRM's
+
+    @property
+    def _subscriptions(self) -> dict[str, _Subscription]:
+        found: dict[str, _Subscription] | None = self.__dict__.get("_subscribed")
+        if found is None:
+            found = self.__dict__["_subscribed"] = {}
+        return found
+
+    # ------------------------------------------------------------------ the outbox
+
+    def events(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: Iterable[str] | None = None,
+        subject_id: UUID | None = None,
+    ) -> list[Recorded]:
+        """The recorded events after position ``after`` (1, 2, 3 ... in commit order), at
+        most ``limit``, of ``types`` and of one subject id if given."""
+        with self.store.unit_of_work() as unit:
+            return unit.outbox.read(after=after, limit=limit, types=types, subject_id=subject_id)
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def subscribe(
+        self,
+        event_type: str,
+        handler: Handler,
+        *,
+        name: str,
+        max_attempts: int = 5,
+    ) -> None:
+        """Call ``handler(crm, event)`` for every event of ``event_type`` (one of
+        :data:`~crmkit.automation.EVENT_TYPES`, or ``"*"`` for all).
+
+        ``name`` identifies the handler in the store: its deliveries are recorded under
+        it, so a handler that returned is never called again for that event, in this
+        process or another. Subscribing the same handler under its name again adds an
+        event type; another handler under a taken name is refused. A new name starts at
+        the beginning of the outbox (it gets every stored event of its types). A handler
+        that raises is called again after :func:`~crmkit.automation.backoff`, and after
+        ``max_attempts`` failures its delivery is dead (see :meth:`dead_letters`).
+        """
+        check_handler(name, "name")
+        if not isinstance(event_type, str) or (
+            event_type != ALL_EVENTS and event_type not in EVENT_TYPES
+        ):
+            raise ValidationError("event_type", event_type, "no such event type (EVENT_TYPES)")
+        if not callable(handler):
+            raise ValidationError("handler", handler, "expected a callable(crm, event)")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+            raise ValidationError("max_attempts", max_attempts, "expected an int from 1 to 100")
+        if not 1 <= max_attempts <= 100:
+            raise ValidationError("max_attempts", max_attempts, "expected an int from 1 to 100")
+        known = self._subscriptions.get(name)
+        types: frozenset[str] | None = None if event_type == ALL_EVENTS else frozenset({event_type})
+        if known is not None:
+            if known.handler is not handler:
+                raise ValidationError("name", name, "another handler is subscribed under it")
+            types = None if known.types is None or types is None else known.types | types
+        self._subscriptions[name] = _Subscription(handler, types, max_attempts)
+
+    def dispatch(
+        self,
+        *,
+        limit: int = 100,
+        now: datetime | None = None,
+        lease: timedelta = timedelta(minutes=5),
+    ) -> DispatchReport:
+        """Deliver up to ``limit`` due events to the subscribed handlers; returns what
+        happened.
+
+        At least once, in commit order per subject and handler: each handler call runs
+        outside any unit of work (it may call use cases, whose events record the event
+        as their cause), and its outcome is recorded per handler after the batch. A
+        handler that raises never undoes the use case that recorded the event: the
+        delivery is retried after a backoff, and is dead after the subscription's
+        ``max_attempts``. Several dispatchers (threads, processes) may run at once: the
+        store leases each delivery to one of them for ``lease``; one that dies leaves
+        its deliveries to be taken again when the lease has run out.
+        """
+        most = check_count(limit)
+        at = self.clock.now() if now is None else ensure_utc(now, "now")
+        if not isinstance(lease, timedelta) or lease <= timedelta(0):
+            raise ValidationError("lease", lease, "expected a positive timedelta")
+        subscriptions = dict(self._subscriptions)
+        report = DispatchReport()
+        for _ in range(_ROUNDS):
+            if report.calls >= most or not subscriptions:
+                break
+            claimed = self._claim(subscriptions, at, lease, most - report.calls)
+            if not claimed:
+                break
+            report = self._deliver(subscriptions, claimed, at, report)
+        return report
+
+    def _claim(
+        self,
+        subscriptions: dict[str, _Subscription],
+        at: datetime,
+        lease: timedelta,
+        limit: int,
+    ) -> list[tuple[Delivery, Event]]:
+        with self.store.unit_of_work() as unit:
+            for name, subscription in subscriptions.items():
+                unit.outbox.fan_out(name, subscription.types, at=at, limit=_FAN_OUT)
+            claimed = unit.outbox.claim(
+                subscriptions, now=at, lease=lease, limit=limit, claim=uuid4()
+            )
+            unit.commit()
+        return claimed
+
+    def _deliver(
+        self,
+        subscriptions: dict[str, _Subscription],
+        claimed: list[tuple[Delivery, Event]],
+        at: datetime,
+        report: DispatchReport,
+    ) -> DispatchReport:
+        outcomes: list[Delivery] = []
+        released: set[tuple[str, int]] = set()
+        stopped: set[tuple[str, UUID]] = set()
+        for delivery, event in claimed:
+            lane = (delivery.handler, delivery.subject_id)
+            if lane in stopped:  # an earlier event of its subject failed: it waits
+                outcomes.append(delivery)
+                released.add((delivery.handler, delivery.position))
+                continue
+            subscription = subscriptions[delivery.handler]
+            try:
+                with caused_by(event.id):
+                    subscription.handler(self, event)  # type: ignore[arg-type]
+            except Exception as error:
+                attempts = delivery.attempts + 1
+                text = f"{type(error).__name__}: {error}"[:2000]
+                stopped.add(lane)
+                if attempts >= subscription.max_attempts:
+                    outcome = attrs.evolve(
+                        delivery,
+                        status=DeliveryStatus.DEAD,
+                        attempts=attempts,
+                        error=text,
+                        finished_at=at,
+                    )
+                else:
+                    outcome = attrs.evolve(
+                        delivery, attempts=attempts, error=text, next_at=at + backoff(attempts)
+                    )
+            else:
+                outcome = attrs.evolve(delivery, status=DeliveryStatus.DONE, finished_at=at)
+            outcomes.append(outcome)
+        counts = {"delivered": 0, "failed": 0, "dead": 0, "lost": 0}
+        with self.store.unit_of_work() as unit:
+            recorded = unit.outbox.settle_many(outcomes)
+            unit.commit()
+        for outcome, kept in zip(outcomes, recorded, strict=True):
+            if (outcome.handler, outcome.position) in released:
+                continue  # not called: settled as it was, its lease ends
+            if not kept:
+                counts["lost"] += 1
+            elif outcome.status is DeliveryStatus.DONE:
+                counts["delivered"] += 1
+            elif outcome.status is DeliveryStatus.DEAD:
+                counts["dead"] += 1
+            else:
+                counts["failed"] += 1
+        return DispatchReport(
+            delivered=report.delivered + counts["delivered"],
+            failed=report.failed + counts["failed"],
+            dead=report.dead + counts["dead"],
+            lost=report.lost + counts["lost"],
+        )
+
+    # ------------------------------------------------------------------ deliveries
+
+    def deliveries(
+        self,
+        *,
+        handler: str | None = None,
+        status: DeliveryStatus | None = None,
+        event_id: UUID | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """The recorded deliveries that match every filter given, by position."""
+        with self.store.unit_of_work() as unit:
+            return unit.outbox.deliveries(
+                handler=handler, status=status, event_id=event_id, limit=limit
+            )
+
+    def dead_letters(self, *, handler: str | None = None, limit: int = 100) -> list[Delivery]:
+        """The deliveries that failed ``max_attempts`` times, with their last error."""
+        return self.deliveries(handler=handler, status=DeliveryStatus.DEAD, limit=limit)
+
+    def retry_dead_letter(
+        self, event_id: UUID, handler: str, *, now: datetime | None = None
+    ) -> Delivery:
+        """Make a dead delivery pending again (due ``now``, attempts counted afresh),
+        once the handler's fault is fixed; the next :meth:`dispatch` calls it."""
+        at = self.clock.now() if now is None else ensure_utc(now, "now")
+        with self.store.unit_of_work() as unit:
+            again = unit.outbox.retry(event_id, handler, at=at)
+            unit.commit()
+        return again
+
+    # ------------------------------------------------------------------ time-based events
+
+    def emit_due_events(
+        self, now: datetime | None = None, *, notice: timedelta = timedelta(hours=1)
+    ) -> list[Event]:
+        """Record the events that time alone makes happen, and return the new ones.
+
+        ``sla.at_risk`` and ``sla.breached`` for the SLA timers of unsolved tickets,
+        ``task.due`` for open tasks due within ``notice`` and ``task.overdue`` for those
+        past due. Each is recorded at most once per subject, target (the timer and its
+        start; the task's due time) and level, however often the sweep runs, even by
+        several processes at once: call it from a scheduler every minute or so.
+        """
+        at = self.clock.now() if now is None else ensure_utc(now, "now")
+        if not isinstance(notice, timedelta) or notice < timedelta(0):
+            raise ValidationError("notice", notice, "expected a timedelta >= 0")
+        cause = current_cause()
+        with self._unit() as unit:
+            found = self._sla_events(unit, at, cause) + self._task_events(unit, at, notice, cause)
+            known = unit.outbox.known([e.id for e in found]) if found else set()
+            fresh = [e for e in found if e.id not in known]
+            unit.note(fresh)  # type: ignore[attr-defined]  # an AuditedUnit
+        return fresh
+
+    def _sla_events(self, unit: UnitOfWork, at: datetime, cause: UUID | None) -> list[Event]:
+        found: list[Event] = []
+        unsolved = tickets_where(field("status").is_in(*_UNSOLVED))
+        for ticket in unit.tickets.iterate(unsolved):
+            report = self._sla(unit, ticket, at)
+            for timer in report.timers:
+                if timer.started_at is None:
+                    continue
+                levels: list[tuple[str, Any]] = []
+                if timer.state in (SlaState.AT_RISK, SlaState.BREACHED):
+                    levels.append((SlaAtRisk.type, SlaAtRisk))
+                if timer.state is SlaState.BREACHED:
+                    levels.append((SlaBreached.type, SlaBreached))
+                target = f"{timer.metric.value}@{timer.started_at.isoformat()}"
+                for level, kind in levels:
+                    found.append(
+                        kind(
+                            id=uuid5(_SWEEP, f"{level}|{ticket.id}|{target}"),
+                            occurred_at=at,
+                            subject="ticket",
+                            subject_id=ticket.id,
+                            caused_by=cause,
+                            metric=timer.metric.value,
+                            due_at=timer.due_at or timer.breached_at,
+                        )
+                    )
+        return found
+
+    @staticmethod
+    def _task_events(
+        unit: UnitOfWork, at: datetime, notice: timedelta, cause: UUID | None
+    ) -> list[Event]:
+        try:
+            until = at + notice
+        except OverflowError:
+            until = datetime.max.replace(tzinfo=at.tzinfo)
+        found: list[Event] = []
+        for task in unit.tasks.select(status=TaskStatus.OPEN, due_until=until):
+            kind: type[TaskDue] | type[TaskOverdue] = TaskOverdue if task.due_at < at else TaskDue
+            found.append(
+                kind(
+                    id=uuid5(_SWEEP, f"{kind.type}|{task.id}|{task.due_at.isoformat()}"),
+                    occurred_at=at,
+                    subject="task",
+                    subject_id=task.id,
+                    caused_by=cause,
+                    due_at=task.due_at,
+                )
+            )
+        return found
