@@ -37,6 +37,7 @@ from crmkit.storage import (
     Page,
     Repository,
     StageHistoryRepository,
+    StepRepository,
     TaskRepository,
     UnitOfWork,
 )
@@ -211,6 +212,10 @@ class AuditedUnit:
     @property
     def audit(self) -> AuditRepository:
         return self.inner.audit
+
+    @property
+    def steps(self) -> StepRepository:
+        return self.inner.steps
 
     def commit(self) -> None:
         self.inner.commit()

@@ -3,7 +3,8 @@
 * :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ContactRepository`,
   :class:`AccountRepository`, :class:`TaskRepository`, :class:`ActivityRepository`,
   :class:`ConsentRepository`, :class:`DoNotContactRepository`,
-  :class:`StageHistoryRepository`, :class:`MergeRepository` and :class:`AuditRepository`
+  :class:`StageHistoryRepository`, :class:`MergeRepository`, :class:`AuditRepository`
+  and :class:`StepRepository`
   are the port (Protocols); :data:`REPOSITORIES` names the repository of each entity;
 * :class:`Order`, :class:`Cursor` and :class:`Page` shape queries;
 * :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
@@ -31,6 +32,7 @@ from crmkit.storage._port import (
     MergeRepository,
     Repository,
     StageHistoryRepository,
+    StepRepository,
     Store,
     TaskRepository,
     UnitOfWork,
@@ -56,6 +58,7 @@ __all__ = [
     "Page",
     "Repository",
     "StageHistoryRepository",
+    "StepRepository",
     "Store",
     "TaskRepository",
     "UnitOfWork",

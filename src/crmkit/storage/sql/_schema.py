@@ -38,9 +38,10 @@ __all__ = [
     "match_key_table",
     "metadata",
     "schema",
+    "step_table",
 ]
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -63,6 +64,8 @@ SCHEMA_VERSION: Final = 7
    e-mail and phone), ``<prefix>erasures`` (who erased whom, when and why) and
    ``<prefix>audit_entries`` (field-level change history of contacts and deals, and
    the log of exports and erasures).
+8. Durable timers: the ``<prefix>steps`` table (:class:`~crmkit.automation.Step`), indexed
+   by ``(tenant, status, due_at, id)`` for the claims of :meth:`~crmkit.crm.CRM.run_due`.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -184,6 +187,9 @@ class Schema:
     """What finds a merge record: ``id:<hex>`` of each merged record and
     ``email:<folded address>`` of each address it took, keyed ``(tenant, key,
     merge_id)``."""
+    steps: sa.Table
+    """The durable timers (:class:`~crmkit.automation.Step`), keyed ``(tenant, id)``,
+    the payload as JSON text, indexed by ``(tenant, status, due_at, id)`` for claims."""
 
     def table(self, entity: type[Entity]) -> sa.Table:
         """The table of ``entity``."""
@@ -364,7 +370,42 @@ def _schema(prefix: str) -> Schema:
     merges, merge_keys = merge_tables(meta, prefix)
     keys = match_key_table(meta, prefix)
     return Schema(
-        meta, MappingProxyType(tables), members, facts, keys, email_indexes, merges, merge_keys
+        meta,
+        MappingProxyType(tables),
+        members,
+        facts,
+        keys,
+        email_indexes,
+        merges,
+        merge_keys,
+        step_table(meta, prefix),
+    )
+
+
+def step_table(meta: sa.MetaData, prefix: str) -> sa.Table:
+    """The table of steps (schema 8) on ``meta``: a row per step, the claim's lease in
+    ``lease`` and ``leased_until``, indexed for the claim's look-up of due steps."""
+    name = f"{prefix}steps"
+    return sa.Table(
+        name,
+        meta,
+        sa.Column("tenant", _text(64), primary_key=True),
+        sa.Column("id", UUIDType(), primary_key=True),
+        sa.Column("kind", _text(100), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("due_at", Timestamp(), nullable=False),
+        sa.Column("created_at", Timestamp(), nullable=False),
+        sa.Column("subject", _text(32), nullable=True),
+        sa.Column("subject_id", UUIDType(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("status", _text(16), nullable=False),
+        sa.Column("lease", UUIDType(), nullable=True),
+        sa.Column("leased_until", Timestamp(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("finished_at", Timestamp(), nullable=True),
+        sa.Index(
+            index_name(name, ("status", "due_at", "id")), "tenant", "status", "due_at", "id"
+        ),
     )
 
 

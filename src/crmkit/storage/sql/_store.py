@@ -27,7 +27,8 @@ from crmkit.analytics import (
     check_replay,
     check_stages,
 )
-from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.automation import Step, StepStatus, claim_step
+from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
 from crmkit.errors import (
     ConcurrencyConflict,
     CrmkitError,
@@ -91,6 +92,12 @@ from crmkit.storage._base import (
 )
 from crmkit.storage._columns import REFERENCES, REFERRERS, columns, memo
 from crmkit.storage._port import Store, UnitOfWork
+from crmkit.storage._steps import (
+    check_claim,
+    check_new_step,
+    check_settled,
+    step_filter,
+)
 from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage.sql._codec import Codec, check_table, codec
 from crmkit.storage.sql._replay import reach_query, read_reach, read_standing, standing_query
@@ -627,6 +634,7 @@ class SqlUnitOfWork:
         self.suppressions = _Repository(self, Suppression)
         self.erasures = _Repository(self, Erasure)
         self.audit = _History(self, AuditEntry)
+        self.steps = _Steps(self)
 
     def commit(self) -> None:
         """Make everything done so far permanent (when joined: part of the host's).
@@ -1625,6 +1633,182 @@ class _Merges:
 
     def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
         return self._by_key(f"email:{check_email(email).casefold()}")
+
+
+_STEP_FIELDS: Final = (
+    "id",
+    "kind",
+    "payload",
+    "due_at",
+    "created_at",
+    "subject",
+    "subject_id",
+    "attempts",
+    "status",
+    "lease",
+    "leased_until",
+    "last_error",
+    "finished_at",
+)
+
+
+class _Steps:
+    """The steps: one row each, the payload as JSON text. A claim selects due rows
+    ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (concurrent claims take different rows and
+    do not wait); on SQLite every unit of work begins ``IMMEDIATE``, so one claim runs
+    at a time. Outcomes are written by one ``UPDATE`` per kind of outcome, guarded by
+    the lease."""
+
+    def __init__(self, unit: SqlUnitOfWork) -> None:
+        self._unit = unit
+        self._tenant = unit.store.tenant
+        self._table = unit.store.schema.steps
+        self._columns = tuple(self._table.c[name] for name in _STEP_FIELDS)
+
+    def _load(self, statement: sa.Select[Any]) -> list[Step]:
+        rows = self._unit._conn().execute(statement).all()
+        try:
+            return [self._decode(row) for row in rows]
+        except CrmkitError as error:
+            raise StorageError(f"a stored step cannot be read: {error}") from error
+
+    @staticmethod
+    def _decode(row: Sequence[Any]) -> Step:
+        values = dict(zip(_STEP_FIELDS, row, strict=True))
+        values["payload"] = json.loads(values["payload"])
+        values["status"] = StepStatus(values["status"])
+        return Step(**values)
+
+    @staticmethod
+    def _encode(step: Step, tenant: str) -> dict[str, Any]:
+        values = {name: getattr(step, name) for name in _STEP_FIELDS}
+        values["payload"] = json.dumps(step.payload, separators=(",", ":"))
+        values["status"] = step.status.value
+        values["tenant"] = tenant
+        return values
+
+    def _select(self) -> sa.Select[Any]:
+        return sa.select(*self._columns).where(self._table.c.tenant == self._tenant)
+
+    def get(self, id: UUID, /) -> Step:
+        check_id(id)
+        with self._unit.store._errors():
+            found = self._load(self._select().where(self._table.c.id == id))
+        if not found:
+            raise NotFound("step", id)
+        return found[0]
+
+    def schedule(self, step: Step, /) -> Step:
+        step = check_new_step(step)
+        table = self._table
+        with self._unit.store._errors():
+            connection = self._unit._conn()
+            if self._unit.store.dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert  # noqa: PLC0415
+            else:
+                from sqlalchemy.dialects.sqlite import insert  # noqa: PLC0415
+            statement = insert(table).values(self._encode(step, self._tenant))
+            added = connection.execute(statement.on_conflict_do_nothing())
+            if added.rowcount == 1:
+                return step
+            found = self._load(self._select().where(table.c.id == step.id))
+        return found[0]
+
+    def claim(self, now: datetime, /, *, lease: UUID, until: datetime, limit: int) -> list[Step]:
+        at = check_claim(now, lease, until, limit)
+        until = ensure_utc(until, "until")
+        table = self._table
+        locking = self._unit.store.dialect == "postgresql"
+        queries = (
+            (StepStatus.RUNNING, table.c.leased_until <= at),
+            (StepStatus.FAILED, table.c.due_at <= at),
+            (StepStatus.PENDING, table.c.due_at <= at),
+        )
+        found: list[Step] = []
+        with self._unit.store._errors():
+            for status, due in queries:
+                statement = (
+                    self._select()
+                    .where(table.c.status == status.value, due)
+                    .order_by(table.c.due_at, table.c.id)
+                    .limit(limit)
+                )
+                if locking:
+                    statement = statement.with_for_update(skip_locked=True)
+                found.extend(self._load(statement))
+            found.sort(key=lambda s: (s.due_at, s.id))
+            claimed = [claim_step(s, lease=lease, until=until) for s in found[:limit]]
+            if claimed:
+                self._unit._conn().execute(
+                    sa.update(table)
+                    .where(table.c.tenant == self._tenant, table.c.id.in_([s.id for s in claimed]))
+                    .values(
+                        status=StepStatus.RUNNING.value,
+                        attempts=table.c.attempts + 1,
+                        lease=lease,
+                        leased_until=until,
+                    )
+                )
+        return claimed
+
+    def settle(self, steps: Iterable[Step], /, *, lease: UUID) -> frozenset[UUID]:
+        outcomes, lease = check_settled(steps, lease)
+        table = self._table
+        groups: dict[tuple[Any, ...], list[UUID]] = {}
+        for step in outcomes:
+            if step.status is StepStatus.DONE:  # due_at and last_error stay the claim's
+                key: tuple[Any, ...] = (step.status.value, step.finished_at)
+            else:
+                key = (step.status.value, step.finished_at, step.due_at, step.last_error)
+            groups.setdefault(key, []).append(step.id)
+        recorded: set[UUID] = set()
+        with self._unit.store._errors():
+            connection = self._unit._conn()
+            for key, ids in groups.items():
+                values: dict[str, Any] = {
+                    "status": key[0],
+                    "finished_at": key[1],
+                    "lease": None,
+                    "leased_until": None,
+                }
+                if len(key) > 2:
+                    values.update(due_at=key[2], last_error=key[3])
+                for start in range(0, len(ids), _ID_CHUNK):
+                    statement = (
+                        sa.update(table)
+                        .where(
+                            table.c.tenant == self._tenant,
+                            table.c.id.in_(ids[start : start + _ID_CHUNK]),
+                            table.c.status == StepStatus.RUNNING.value,
+                            table.c.lease == lease,
+                        )
+                        .values(**values)
+                        .returning(table.c.id)
+                    )
+                    recorded.update(connection.execute(statement).scalars())
+        return frozenset(recorded)
+
+    def select(
+        self,
+        *,
+        status: StepStatus | None = None,
+        kind: str | None = None,
+        subject_id: UUID | None = None,
+        limit: int | None = None,
+    ) -> list[Step]:
+        wanted = step_filter(status, kind, subject_id, limit)
+        table = self._table
+        statement = self._select().order_by(table.c.due_at, table.c.id)
+        if wanted.status is not None:
+            statement = statement.where(table.c.status == wanted.status.value)
+        if wanted.kind is not None:
+            statement = statement.where(table.c.kind == wanted.kind)
+        if wanted.subject_id is not None:
+            statement = statement.where(table.c.subject_id == wanted.subject_id)
+        if wanted.limit is not None:
+            statement = statement.limit(wanted.limit)
+        with self._unit.store._errors():
+            return self._load(statement)
 
 
 class _StageHistory(_History[StageChange]):
