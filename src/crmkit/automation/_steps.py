@@ -104,8 +104,10 @@ def _same_json(read: object, given: object) -> bool:
             and all(type(k) is str and k in read and _same_json(read[k], given[k]) for k in given)
         )
     if isinstance(read, list):
-        return type(given) is list and len(given) == len(read) and all(
-            _same_json(r, g) for r, g in zip(read, given, strict=True)
+        return (
+            type(given) is list
+            and len(given) == len(read)
+            and all(_same_json(r, g) for r, g in zip(read, given, strict=True))
         )
     return type(read) is type(given) and read == given
 
@@ -144,18 +146,20 @@ def _check_step(step: "Step") -> None:
         )
 
 
-def _utc(field: str) -> Any:
-    def convert(value: object) -> datetime:
-        return ensure_utc(value, field)
-
-    return convert
+def _due_at(value: object) -> datetime:
+    return ensure_utc(value, "due_at")
 
 
-def _utc_or_none(field: str) -> Any:
-    def convert(value: object) -> datetime | None:
-        return None if value is None else ensure_utc(value, field)
+def _created_at(value: object) -> datetime:
+    return ensure_utc(value, "created_at")
 
-    return convert
+
+def _leased_until(value: object) -> datetime | None:
+    return None if value is None else ensure_utc(value, "leased_until")
+
+
+def _finished_at(value: object) -> datetime | None:
+    return None if value is None else ensure_utc(value, "finished_at")
 
 
 @attrs.frozen
@@ -177,16 +181,16 @@ class Step:
     id: UUID
     kind: str
     payload: Mapping[str, Any] = attrs.field(converter=check_payload)
-    due_at: datetime = attrs.field(converter=_utc("due_at"))
-    created_at: datetime = attrs.field(converter=_utc("created_at"))
+    due_at: datetime = attrs.field(converter=_due_at)
+    created_at: datetime = attrs.field(converter=_created_at)
     subject: str | None = None
     subject_id: UUID | None = None
     attempts: int = 0
     status: StepStatus = StepStatus.PENDING
     lease: UUID | None = None
-    leased_until: datetime | None = attrs.field(default=None, converter=_utc_or_none("leased_until"))
+    leased_until: datetime | None = attrs.field(default=None, converter=_leased_until)
     last_error: str | None = None
-    finished_at: datetime | None = attrs.field(default=None, converter=_utc_or_none("finished_at"))
+    finished_at: datetime | None = attrs.field(default=None, converter=_finished_at)
 
     def __attrs_post_init__(self) -> None:
         _check_step(self)

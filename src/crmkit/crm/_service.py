@@ -45,6 +45,7 @@ from crmkit.crm import _kpis, _merge
 from crmkit.crm._audited import AuditedUnit
 from crmkit.crm._consent import ConsentUseCases, check_secret
 from crmkit.crm._privacy import PrivacyCases, privacy_options
+from crmkit.crm._steps import StepUseCases
 from crmkit.errors import (
     ClosedRecord,
     ConcurrencyConflict,
@@ -250,7 +251,7 @@ _MANAGED: Final = {
 }
 
 
-class CRM(ConsentUseCases, PrivacyCases):
+class CRM(ConsentUseCases, PrivacyCases, StepUseCases):
     """A store, a clock and the configured pipelines, wired: the friendly entry point.
 
     Every method is one use case and runs in one unit of work: either everything it

@@ -477,8 +477,18 @@ class StepRepository(Protocol):
         pending with no attempts."""
         ...
 
-    def claim(self, now: datetime, /, *, lease: UUID, until: datetime, limit: int) -> list[Step]:
-        """Claim up to ``limit`` steps claimable at ``now`` (see
+    def claim(
+        self,
+        now: datetime,
+        /,
+        *,
+        lease: UUID,
+        until: datetime,
+        limit: int,
+        kinds: Iterable[str] | None = None,
+    ) -> list[Step]:
+        """Claim up to ``limit`` steps (of ``kinds``; ``None``: of every kind) claimable
+        at ``now`` (see
         :func:`~crmkit.automation.is_claimable`), earliest ``due_at`` first (then
         ``id``), and return them claimed (:func:`~crmkit.automation.claim_step` under
         ``lease`` until ``until``, which lies after ``now``).

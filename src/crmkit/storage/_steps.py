@@ -57,9 +57,7 @@ def check_settled(values: object, lease: object) -> tuple[list[Step], UUID]:
     seen: set[UUID] = set()
     for index, value in enumerate(check_many(values, "steps")):
         if not isinstance(value, Step) or value.status not in _OUTCOMES:
-            raise ValidationError(
-                f"steps[{index}]", value, "expected a done, failed or dead Step"
-            )
+            raise ValidationError(f"steps[{index}]", value, "expected a done, failed or dead Step")
         if value.id in seen:
             raise ValidationError(f"steps[{index}]", value, "this step is given twice")
         seen.add(value.id)
@@ -83,16 +81,27 @@ def settled(stored: Step, outcome: Step, lease: UUID) -> Step | None:
     )
 
 
-def check_claim(now: object, lease: object, until: object, limit: object) -> datetime:
-    """The checked ``now`` of a claim (aware, UTC), after checking its other arguments:
-    ``until`` after ``now``, ``lease`` a UUID, ``limit`` from 1 to :data:`MAX_CLAIM`."""
+def check_claim(
+    now: object, lease: object, until: object, limit: object, kinds: object = None
+) -> tuple[datetime, datetime, frozenset[str] | None]:
+    """The checked ``now`` and ``until`` of a claim (aware, UTC) and its kinds, after
+    checking its other arguments: ``until`` after ``now``, ``lease`` a UUID, ``limit``
+    from 1 to :data:`MAX_CLAIM`, ``kinds`` ``None`` or a collection of str."""
     at = ensure_utc(now, "now")
     check_id(lease, "lease")
-    if ensure_utc(until, "until") <= at:
+    end = ensure_utc(until, "until")
+    if end <= at:
         raise ValidationError("until", until, "a lease ends after now")
     if type(limit) is not int or not 1 <= limit <= MAX_CLAIM:
         raise ValidationError("limit", limit, f"expected an int from 1 to {MAX_CLAIM}")
-    return at
+    if kinds is None:
+        return at, end, None
+    found = []
+    for index, kind in enumerate(check_many(kinds, "kinds")):
+        if not isinstance(kind, str):
+            raise ValidationError(f"kinds[{index}]", kind, "expected a str")
+        found.append(kind)
+    return at, end, frozenset(found)
 
 
 @attrs.frozen

@@ -28,7 +28,7 @@ from crmkit.analytics import (
     replay_standing,
 )
 from crmkit.automation import Step, StepStatus, claim_step, is_claimable
-from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
+from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
     ConcurrencyConflict,
     DanglingReference,
@@ -89,6 +89,7 @@ from crmkit.storage._base import (
 )
 from crmkit.storage._columns import REFERENCES, REFERRERS
 from crmkit.storage._port import Store, UnitOfWork
+from crmkit.storage._query import Cursor, Order, Page, sort_key
 from crmkit.storage._steps import (
     check_claim,
     check_new_step,
@@ -96,7 +97,6 @@ from crmkit.storage._steps import (
     settled,
     step_filter,
 )
-from crmkit.storage._query import Cursor, Order, Page, sort_key
 
 __all__ = ["MemoryStore", "MemoryUnitOfWork"]
 
@@ -718,14 +718,27 @@ class _Steps:
         self._unit._write(table, step.id, step)
         return step
 
-    def claim(self, now: datetime, /, *, lease: UUID, until: datetime, limit: int) -> list[Step]:
-        at = check_claim(now, lease, until, limit)
+    def claim(
+        self,
+        now: datetime,
+        /,
+        *,
+        lease: UUID,
+        until: datetime,
+        limit: int,
+        kinds: Iterable[str] | None = None,
+    ) -> list[Step]:
+        at, end, wanted = check_claim(now, lease, until, limit, kinds)
         table = self._table
         due = sorted(
-            (s for s in cast(Iterable[Step], table.values()) if is_claimable(s, at)),
+            (
+                s
+                for s in cast(Iterable[Step], table.values())
+                if is_claimable(s, at) and (wanted is None or s.kind in wanted)
+            ),
             key=lambda s: (s.due_at, s.id),
         )[:limit]
-        claimed = [claim_step(s, lease=lease, until=ensure_utc(until, "until")) for s in due]
+        claimed = [claim_step(s, lease=lease, until=end) for s in due]
         for step in claimed:
             self._unit._write(table, step.id, step)
         return claimed

@@ -429,9 +429,7 @@ def _v8_steps(prefix: str) -> sa.Table:
         sa.Column("leased_until", Timestamp(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("finished_at", Timestamp(), nullable=True),
-        sa.Index(
-            index_name(name, ("status", "due_at", "id")), "tenant", "status", "due_at", "id"
-        ),
+        sa.Index(index_name(name, ("status", "due_at", "id")), "tenant", "status", "due_at", "id"),
     )
 
 

@@ -15,6 +15,7 @@ from uuid import UUID
 import attrs
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
@@ -28,7 +29,7 @@ from crmkit.analytics import (
     check_stages,
 )
 from crmkit.automation import Step, StepStatus, claim_step
-from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
+from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
     ConcurrencyConflict,
     CrmkitError,
@@ -92,13 +93,13 @@ from crmkit.storage._base import (
 )
 from crmkit.storage._columns import REFERENCES, REFERRERS, columns, memo
 from crmkit.storage._port import Store, UnitOfWork
+from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage._steps import (
     check_claim,
     check_new_step,
     check_settled,
     step_filter,
 )
-from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage.sql._codec import Codec, check_table, codec
 from crmkit.storage.sql._replay import reach_query, read_reach, read_standing, standing_query
 from crmkit.storage.sql._rules import RuleCompiler
@@ -1703,21 +1704,28 @@ class _Steps:
         table = self._table
         with self._unit.store._errors():
             connection = self._unit._conn()
-            if self._unit.store.dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert  # noqa: PLC0415
-            else:
-                from sqlalchemy.dialects.sqlite import insert  # noqa: PLC0415
-            statement = insert(table).values(self._encode(step, self._tenant))
+            dialect = postgresql if self._unit.store.dialect == "postgresql" else sqlite
+            statement: Any = dialect.insert(table).values(self._encode(step, self._tenant))
             added = connection.execute(statement.on_conflict_do_nothing())
             if added.rowcount == 1:
                 return step
             found = self._load(self._select().where(table.c.id == step.id))
         return found[0]
 
-    def claim(self, now: datetime, /, *, lease: UUID, until: datetime, limit: int) -> list[Step]:
-        at = check_claim(now, lease, until, limit)
-        until = ensure_utc(until, "until")
+    def claim(
+        self,
+        now: datetime,
+        /,
+        *,
+        lease: UUID,
+        until: datetime,
+        limit: int,
+        kinds: Iterable[str] | None = None,
+    ) -> list[Step]:
+        at, until, wanted = check_claim(now, lease, until, limit, kinds)
         table = self._table
+        if wanted is not None and not wanted:
+            return []
         locking = self._unit.store.dialect == "postgresql"
         queries = (
             (StepStatus.RUNNING, table.c.leased_until <= at),
@@ -1730,6 +1738,7 @@ class _Steps:
                 statement = (
                     self._select()
                     .where(table.c.status == status.value, due)
+                    .where(sa.true() if wanted is None else table.c.kind.in_(sorted(wanted)))
                     .order_by(table.c.due_at, table.c.id)
                     .limit(limit)
                 )
