@@ -13,7 +13,10 @@ except ImportError:  # pragma: no cover - the kit then cannot run anyway
     pass
 else:
     pytest.register_assert_rewrite(
-        "crmkit.testing.storage", "crmkit.testing._queries", "crmkit.testing._privacy"
+        "crmkit.testing.storage",
+        "crmkit.testing._queries",
+        "crmkit.testing._privacy",
+        "crmkit.testing._steps",
     )
 
 __all__: list[str] = []

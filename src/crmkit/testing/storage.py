@@ -108,6 +108,7 @@ from crmkit.testing._merges import MergeContract
 from crmkit.testing._privacy import ReachabilityContract
 from crmkit.testing._queries import QueryContract
 from crmkit.testing._referents import repository_of, store_referents
+from crmkit.testing._steps import StepContract
 
 __all__ = ["Capabilities", "StoreContract", "repository_of", "store_referents"]
 
@@ -227,7 +228,9 @@ def _pages(
     pytest.fail(_c("paging ends: each next cursor moves past the last item of its page"))
 
 
-class StoreContract(QueryContract, MergeContract, ReachabilityContract, PrivacyContract):
+class StoreContract(
+    QueryContract, MergeContract, ReachabilityContract, PrivacyContract, StepContract
+):
     """The contract of the storage port. Subclass it and provide a ``store`` fixture."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()

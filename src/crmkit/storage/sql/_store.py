@@ -1653,6 +1653,9 @@ _STEP_FIELDS: Final = (
 )
 
 
+_STEP_INSERTS: dict[tuple[sa.Table, str], Any] = {}
+
+
 class _Steps:
     """The steps: one row each, the payload as JSON text. A claim selects due rows
     ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (concurrent claims take different rows and
@@ -1691,6 +1694,18 @@ class _Steps:
     def _select(self) -> sa.Select[Any]:
         return sa.select(*self._columns).where(self._table.c.tenant == self._tenant)
 
+    def _insert(self) -> Any:
+        """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``, built once per table and
+        dialect (its compiled form is cached)."""
+        key = (self._table, self._unit.store.dialect)
+        found = _STEP_INSERTS.get(key)
+        if found is None:
+            dialect = postgresql if key[1] == "postgresql" else sqlite
+            insert: Any = dialect.insert(self._table)
+            found = insert.on_conflict_do_nothing().returning(self._table.c.id)
+            _STEP_INSERTS[key] = found
+        return found
+
     def get(self, id: UUID, /) -> Step:
         check_id(id)
         with self._unit.store._errors():
@@ -1704,10 +1719,8 @@ class _Steps:
         table = self._table
         with self._unit.store._errors():
             connection = self._unit._conn()
-            dialect = postgresql if self._unit.store.dialect == "postgresql" else sqlite
-            statement: Any = dialect.insert(table).values(self._encode(step, self._tenant))
-            added = connection.execute(statement.on_conflict_do_nothing())
-            if added.rowcount == 1:
+            added = connection.execute(self._insert(), self._encode(step, self._tenant))
+            if added.first() is not None:
                 return step
             found = self._load(self._select().where(table.c.id == step.id))
         return found[0]
