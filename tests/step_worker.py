@@ -33,8 +33,9 @@ def main() -> None:
         activity = Activity.new(
             contact_id=UUID(step.payload["contact"]), kind=ActivityKind.NOTE, clock=crm.clock
         )
-        with suppress(Duplicate):  # a rerun after a killed worker: stored already
-            crm.record_activity(attrs.evolve(activity, id=uuid5(step.id, "effect")))
+        with suppress(Duplicate), crm.store.unit_of_work() as unit:  # its own unit
+            unit.activities.add(attrs.evolve(activity, id=uuid5(step.id, "effect")))
+            unit.commit()  # a rerun after a killed worker finds it stored: Duplicate
         log.write(f"end {step.id}\n")
 
     crm.register_runner("bar", effect)
