@@ -17,7 +17,7 @@ from uuid import UUID
 import attrs
 
 from crmkit.analytics import replay_standing
-from crmkit.automation import StepStatus, claim_step
+from crmkit.automation import StepStatus, claim_step, is_claimable
 from crmkit.errors import ConcurrencyConflict, Duplicate, NotFound, StorageError
 from crmkit.models import (
     Activity,
@@ -1913,8 +1913,18 @@ MUTANTS.update(CONSENT_MUTANTS)
 
 
 class _StepsClaimUndue(_Steps):
-    def claim(self, now: datetime, /, **options: Any) -> list[Any]:
-        return super().claim(now + timedelta(days=3650), **options)
+    def claim(
+        self, now: datetime, /, *, lease: UUID, until: datetime, limit: int, kinds: Any = None
+    ) -> list[Any]:
+        table = self._table
+        due = sorted(
+            (s for s in table.values() if is_claimable(attrs.evolve(s, due_at=now), now)),
+            key=lambda s: (s.due_at, s.id),
+        )[:limit]
+        claimed = [claim_step(s, lease=lease, until=until) for s in due]
+        for step in claimed:
+            self._unit._write(table, step.id, step)
+        return claimed
 
 
 class _StepsClaimLeased(_Steps):
@@ -1934,8 +1944,14 @@ class _StepsClaimLeased(_Steps):
 
 class _StepsLeaseForever(_Steps):
     def claim(self, now: datetime, /, **options: Any) -> list[Any]:
-        held = {i for i, s in self._table.items() if s.status is StepStatus.RUNNING}
-        return [s for s in super().claim(now, **options) if s.id not in held]
+        table = self._table
+        held = {i: s for i, s in table.items() if s.status is StepStatus.RUNNING}
+        for id in held:  # hidden from the claim, put back unchanged
+            del table[id]
+        try:
+            return super().claim(now, **options)
+        finally:
+            table.update(held)
 
 
 class _StepsClaimDone(_Steps):

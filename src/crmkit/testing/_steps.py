@@ -150,15 +150,18 @@ class StepContract:
         [step] = _steps(1)
         _schedule(fresh, [step])
         first = uuid4()
-        [held] = _claim(fresh, _T0, lease=first)
+        taken = _claim(fresh, _T0, lease=first)
+        assert [s.id for s in taken] == [step.id], _c("a claim takes the due step")
+        held = taken[0]
         assert _claim(fresh, _T0 + _LEASE - _US) == [], _c(
             "no claim gets a step before its lease runs out"
         )
         second = uuid4()
-        [again] = _claim(fresh, _T0 + _LEASE, lease=second)
-        assert (again.id, again.attempts, again.lease) == (step.id, 2, second), _c(
+        found = _claim(fresh, _T0 + _LEASE, lease=second)
+        assert [(s.id, s.attempts, s.lease) for s in found] == [(step.id, 2, second)], _c(
             "a step whose lease ran out is claimed again, one attempt more"
         )
+        again = found[0]
         with fresh.unit_of_work() as unit:
             late = step_done(held, now=_T0 + _LEASE)
             assert unit.steps.settle([late], lease=first) == set(), _c(
@@ -177,7 +180,9 @@ class StepContract:
         failing, dying = _steps(2)
         _schedule(fresh, [failing, dying])
         lease = uuid4()
-        one, two = _claim(fresh, _T0 + _US, lease=lease)
+        claimed = _claim(fresh, _T0 + _US, lease=lease)
+        assert [s.id for s in claimed] == [failing.id, dying.id], _c("a claim takes every due step")
+        one, two = claimed
         failed = step_failed(one, now=_T0 + _US, error="boom", max_attempts=3)
         dead = step_failed(two, now=_T0 + _US, error="gone", max_attempts=1)
         with fresh.unit_of_work() as unit:
@@ -204,7 +209,7 @@ class StepContract:
 
         def work(index: int) -> None:
             try:
-                while True:
+                for _ in range(len(steps)):  # bounded: a claim that keeps nothing repeats
                     got = _claim(fresh, _T0 + timedelta(days=1), limit=7)
                     if not got:
                         return
