@@ -21,6 +21,7 @@ REFERENCE_MODULES = [
     "crmkit.scoring",
     "crmkit.segmentation",
     "crmkit.privacy",
+    "crmkit.automation",
     "crmkit.storage",
     "crmkit.storage.memory",
     "crmkit.storage.sql",
