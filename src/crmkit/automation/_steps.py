@@ -18,7 +18,6 @@ killed is not lost but may run twice. Runners are therefore idempotent by ``step
 
 import enum
 import json
-import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -220,9 +219,22 @@ def new_step(
     )
 
 
+def _check(step: object) -> Step:
+    if not isinstance(step, Step):
+        raise ValidationError("step", step, "expected a Step")
+    return step
+
+
+def _check_positive(value: object, field: str) -> timedelta:
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise ValidationError(field, value, "expected a positive timedelta")
+    return value
+
+
 def is_claimable(step: Step, now: datetime) -> bool:
     """Whether a claim at ``now`` may take ``step``: pending or failed and due, or
     running under a lease that ran out."""
+    step, now = _check(step), ensure_utc(now, "now")
     if step.status is StepStatus.RUNNING:
         assert step.leased_until is not None
         return step.leased_until <= now
@@ -231,6 +243,11 @@ def is_claimable(step: Step, now: datetime) -> bool:
 
 def claim_step(step: Step, *, lease: UUID, until: datetime) -> Step:
     """``step`` claimed under ``lease`` until ``until``: running, one attempt more."""
+    step = _check(step)
+    if step.status not in CLAIMABLE:
+        raise ValidationError("step", step, "a done or dead step is never claimed")
+    if not isinstance(lease, UUID):
+        raise ValidationError("lease", lease, "expected a UUID")
     return attrs.evolve(
         step,
         status=StepStatus.RUNNING,
@@ -242,6 +259,7 @@ def claim_step(step: Step, *, lease: UUID, until: datetime) -> Step:
 
 def step_done(step: Step, *, now: datetime) -> Step:
     """``step`` after its runner returned: done, its lease released."""
+    step = _check(step)
     return attrs.evolve(
         step, status=StepStatus.DONE, lease=None, leased_until=None, finished_at=now
     )
@@ -257,9 +275,13 @@ def retry_delay(
     again: ``base`` doubled per attempt after the first, at most ``cap``."""
     if type(attempts) is not int or attempts < 1:
         raise ValidationError("attempts", attempts, "expected an int >= 1")
-    exponent = min(attempts - 1, 40)
-    seconds = min(base.total_seconds() * 2**exponent, cap.total_seconds())
-    return timedelta(seconds=seconds if math.isfinite(seconds) else cap.total_seconds())
+    _check_positive(base, "base")
+    _check_positive(cap, "cap")
+    try:
+        grown: timedelta = base * 2 ** min(attempts - 1, 64)
+        return min(grown, cap)
+    except OverflowError:  # beyond timedelta's range: the cap is smaller
+        return cap
 
 
 def step_failed(
@@ -273,6 +295,11 @@ def step_failed(
 ) -> Step:
     """``step`` after its runner raised ``error``: dead once it was claimed
     ``max_attempts`` times, else failed and due again after :func:`retry_delay`."""
+    step, now = _check(step), ensure_utc(now, "now")
+    if not isinstance(error, str):
+        raise ValidationError("error", error, "expected a str")
+    if type(max_attempts) is not int or max_attempts < 1:
+        raise ValidationError("max_attempts", max_attempts, "expected an int >= 1")
     error = error[:MAX_ERROR_CHARS]
     if step.attempts >= max_attempts:
         return attrs.evolve(
@@ -289,8 +316,15 @@ def step_failed(
         lease=None,
         leased_until=None,
         last_error=error,
-        due_at=now + retry_delay(max(step.attempts, 1), base=base, cap=cap),
+        due_at=_later(now, retry_delay(max(step.attempts, 1), base=base, cap=cap)),
     )
+
+
+def _later(now: datetime, delay: timedelta) -> datetime:
+    try:
+        return now + delay
+    except OverflowError:
+        raise ValidationError("now", now, "a retry after it lies beyond the year 9999") from None
 
 
 @attrs.frozen

@@ -13,7 +13,7 @@ import attrs
 
 from crmkit.automation import RunReport, Step, StepStatus, new_step, step_done, step_failed
 from crmkit.clock import Clock, ensure_utc
-from crmkit.errors import ValidationError
+from crmkit.errors import CrmkitError, StorageError, ValidationError
 from crmkit.storage import Store
 from crmkit.storage._base import check_id
 from crmkit.storage._steps import MAX_CLAIM
@@ -116,7 +116,9 @@ class StepUseCases:
     def on_step_scheduled(self, listener: Callable[[Step], None], /) -> None:
         """Call ``listener(step)`` after each :meth:`schedule_step` committed: how a task
         queue learns of new work (see :func:`crmkit.crm.procrastinate_tasks`). A
-        listener that raises makes :meth:`schedule_step` raise; the step stays stored."""
+        listener that raises makes :meth:`schedule_step` raise
+        :class:`~crmkit.errors.StorageError` (a crmkit error it raises as it is); the
+        step stays stored, and a worker's :meth:`run_due` runs it when it is due."""
         if not callable(listener):
             raise ValidationError("listener", listener, "expected a callable (step) -> None")
         self._schedule_listeners.append(listener)
@@ -158,7 +160,15 @@ class StepUseCases:
             stored = unit.steps.schedule(step)
             unit.commit()
         for listener in self._schedule_listeners:
-            listener(stored)
+            try:
+                listener(stored)
+            except CrmkitError:
+                raise
+            except Exception as error:
+                raise StorageError(
+                    f"step {stored.id} is stored, but a listener failed: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
         return stored
 
     def step(self, step_id: UUID, /) -> Step:
@@ -204,11 +214,15 @@ class StepUseCases:
         if type(limit) is not int or not 1 <= limit <= MAX_CLAIM:
             raise ValidationError("limit", limit, f"expected an int from 1 to {MAX_CLAIM}")
         _check_delta(lease, "lease")
+        try:
+            until = at + lease
+        except OverflowError:
+            raise ValidationError("lease", lease, "now + lease lies beyond the year 9999") from None
         runners = dict(self._runners)
         token = uuid4()
         with self.store.unit_of_work() as unit:
             claimed = unit.steps.claim(
-                at, lease=token, until=at + lease, limit=limit, kinds=tuple(runners)
+                at, lease=token, until=until, limit=limit, kinds=tuple(runners)
             )
             unit.commit()
         outcomes: list[Step] = []
