@@ -4,12 +4,14 @@
   registered for its kind; :class:`RunReport` says what one run of the due work did;
 * :func:`new_step`, :func:`is_claimable`, :func:`claim_step`, :func:`step_done`,
   :func:`step_failed` and :func:`retry_delay`: a step's life, as pure functions;
-* :func:`check_payload`: what a step's payload may be (a JSON object).
+* :func:`check_payload`, :class:`Payload`, :func:`payload_to_json` and
+  :func:`payload_from_json`: what a step's payload may be (a JSON object) and its text.
 """
 
 from crmkit.automation._steps import (
     MAX_ERROR_CHARS,
     MAX_PAYLOAD_BYTES,
+    Payload,
     RunReport,
     Step,
     StepStatus,
@@ -17,6 +19,8 @@ from crmkit.automation._steps import (
     claim_step,
     is_claimable,
     new_step,
+    payload_from_json,
+    payload_to_json,
     retry_delay,
     step_done,
     step_failed,
@@ -25,6 +29,7 @@ from crmkit.automation._steps import (
 __all__ = [
     "MAX_ERROR_CHARS",
     "MAX_PAYLOAD_BYTES",
+    "Payload",
     "RunReport",
     "Step",
     "StepStatus",
@@ -32,6 +37,8 @@ __all__ = [
     "claim_step",
     "is_claimable",
     "new_step",
+    "payload_from_json",
+    "payload_to_json",
     "retry_delay",
     "step_done",
     "step_failed",

@@ -31,6 +31,7 @@ from crmkit.errors import ValidationError
 __all__ = [
     "MAX_ERROR_CHARS",
     "MAX_PAYLOAD_BYTES",
+    "Payload",
     "RunReport",
     "Step",
     "StepStatus",
@@ -38,6 +39,8 @@ __all__ = [
     "claim_step",
     "is_claimable",
     "new_step",
+    "payload_from_json",
+    "payload_to_json",
     "retry_delay",
     "step_done",
     "step_failed",
@@ -70,12 +73,57 @@ CLAIMABLE: Final = frozenset({StepStatus.PENDING, StepStatus.FAILED, StepStatus.
 """The statuses of steps a claim may take (running ones only once their lease ran out)."""
 
 
-def check_payload(payload: object, field: str = "payload") -> dict[str, Any]:
-    """A fresh copy of ``payload`` if it is a JSON object that comes back equal from
-    JSON (str keys; str, int, finite float, bool, None, lists and objects of them) and
-    is at most :data:`MAX_PAYLOAD_BYTES` long; else a
+class Payload(dict[str, Any]):
+    """A step's payload: a JSON object, checked once (:func:`check_payload`), read-only.
+
+    It compares equal to a ``dict`` with the same items; changing it raises
+    :class:`TypeError`.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("a step's payload is read-only: schedule a step with another")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Payload, (dict(self),))
+
+
+def _not_json(constant: str) -> None:
+    raise ValidationError("payload", constant, "not JSON: NaN and infinities are refused")
+
+
+def payload_from_json(text: str) -> Payload:
+    """The payload stored as JSON ``text`` (what :func:`payload_to_json` wrote); a
+    :class:`~crmkit.errors.ValidationError` for text that is no JSON object."""
+    try:
+        found = json.loads(text, parse_constant=_not_json)
+    except (TypeError, ValueError, RecursionError) as error:
+        if isinstance(error, ValidationError):
+            raise
+        raise ValidationError("payload", text, f"not JSON: {error}") from None
+    if not isinstance(found, dict):
+        raise ValidationError("payload", text, "expected a JSON object")
+    return Payload(found)
+
+
+def payload_to_json(payload: Mapping[str, Any]) -> str:
+    """A checked payload as compact JSON text, read back equal by
+    :func:`payload_from_json`."""
+    return json.dumps(check_payload(payload), allow_nan=False, separators=(",", ":"))
+
+
+def check_payload(payload: object, field: str = "payload") -> Payload:
+    """``payload`` as a read-only :class:`Payload` if it is a JSON object that comes back
+    equal from JSON (str keys; str, int, finite float, bool, None, lists and objects of
+    them) and is at most :data:`MAX_PAYLOAD_BYTES` long; else a
     :class:`~crmkit.errors.ValidationError` naming ``field``. Nothing is converted:
     a tuple, a set, a UUID or a datetime is refused, not turned into text."""
+    if type(payload) is Payload:
+        return payload  # checked when it was made
     if not isinstance(payload, Mapping):
         raise ValidationError(field, payload, "expected a JSON object (a dict with str keys)")
     try:
@@ -91,7 +139,7 @@ def check_payload(payload: object, field: str = "payload") -> dict[str, Any]:
         raise ValidationError(
             field, payload, "does not come back equal from JSON (tuples, non-str keys, ...)"
         )
-    return copy  # type: ignore[no-any-return]
+    return Payload(copy)
 
 
 def _same_json(read: object, given: object) -> bool:

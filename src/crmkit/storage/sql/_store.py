@@ -28,7 +28,13 @@ from crmkit.analytics import (
     check_replay,
     check_stages,
 )
-from crmkit.automation import Step, StepStatus, claim_step
+from crmkit.automation import (
+    Step,
+    StepStatus,
+    claim_step,
+    payload_from_json,
+    payload_to_json,
+)
 from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
     ConcurrencyConflict,
@@ -1679,14 +1685,14 @@ class _Steps:
     @staticmethod
     def _decode(row: Sequence[Any]) -> Step:
         values = dict(zip(_STEP_FIELDS, row, strict=True))
-        values["payload"] = json.loads(values["payload"])
+        values["payload"] = payload_from_json(values["payload"])
         values["status"] = StepStatus(values["status"])
         return Step(**values)
 
     @staticmethod
     def _encode(step: Step, tenant: str) -> dict[str, Any]:
         values = {name: getattr(step, name) for name in _STEP_FIELDS}
-        values["payload"] = json.dumps(step.payload, separators=(",", ":"))
+        values["payload"] = payload_to_json(step.payload)
         values["status"] = step.status.value
         values["tenant"] = tenant
         return values
