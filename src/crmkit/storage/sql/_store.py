@@ -31,7 +31,6 @@ from crmkit.analytics import (
 from crmkit.automation import (
     Step,
     StepStatus,
-    claim_step,
     payload_from_json,
     payload_to_json,
 )
@@ -1690,6 +1689,23 @@ class _Steps:
         return Step(**values)
 
     @staticmethod
+    def _claimed(row: Sequence[Any], lease: UUID, until: datetime) -> Step:
+        """The step of a claimable ``row`` as :func:`~crmkit.automation.claim_step`
+        makes it, built once (the row's own step is never needed)."""
+        values = dict(zip(_STEP_FIELDS, row, strict=True))
+        try:
+            values["payload"] = payload_from_json(values["payload"])
+            values.update(
+                status=StepStatus.RUNNING,
+                attempts=values["attempts"] + 1,
+                lease=lease,
+                leased_until=until,
+            )
+            return Step(**values)
+        except CrmkitError as error:
+            raise StorageError(f"a stored step cannot be read: {error}") from error
+
+    @staticmethod
     def _encode(step: Step, tenant: str) -> dict[str, Any]:
         values = {name: getattr(step, name) for name in _STEP_FIELDS}
         values["payload"] = payload_to_json(step.payload)
@@ -1751,7 +1767,7 @@ class _Steps:
             (StepStatus.FAILED, table.c.due_at <= at),
             (StepStatus.PENDING, table.c.due_at <= at),
         )
-        found: list[Step] = []
+        found: list[Any] = []
         with self._unit.store._errors():
             for status, due in queries:
                 statement = (
@@ -1763,9 +1779,9 @@ class _Steps:
                 )
                 if locking:
                     statement = statement.with_for_update(skip_locked=True)
-                found.extend(self._load(statement))
-            found.sort(key=lambda s: (s.due_at, s.id))
-            claimed = [claim_step(s, lease=lease, until=until) for s in found[:limit]]
+                found.extend(self._unit._conn().execute(statement).all())
+            found.sort(key=lambda row: (row[3], row[0]))  # due_at, id
+            claimed = [self._claimed(row, lease, until) for row in found[:limit]]
             if claimed:
                 self._unit._conn().execute(
                     sa.update(table)
