@@ -1,8 +1,8 @@
-"""What every adapter's step repository checks and how steps travel as JSON, shared so
-that the adapters cannot disagree (see :class:`crmkit.storage.StepRepository`)."""
+"""What every adapter's step repository checks, shared so that the adapters cannot
+disagree (see :class:`crmkit.storage.StepRepository`)."""
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 from uuid import UUID
 
 import attrs
@@ -10,7 +10,6 @@ import attrs
 from crmkit.automation import Step, StepStatus
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
-from crmkit.serialization import make_converter
 from crmkit.storage._base import check_id, check_limit, check_many
 
 __all__ = [
@@ -22,14 +21,10 @@ __all__ = [
     "check_step",
     "settled",
     "step_filter",
-    "step_from_json",
-    "step_to_json",
 ]
 
 MAX_CLAIM: Final = 10_000
 """The most steps one claim may take."""
-
-_converter = make_converter()
 
 
 def check_step(value: object) -> Step:
@@ -131,20 +126,3 @@ def step_filter(status: object, kind: object, subject_id: object, limit: object)
     if subject_id is not None:
         check_id(subject_id, "subject_id")
     return StepFilter(status, kind, subject_id, check_limit(limit))  # type: ignore[arg-type]
-
-
-def step_to_json(step: Step) -> dict[str, Any]:
-    """A step as JSON-compatible data; :func:`step_from_json` reads it back equal."""
-    data: dict[str, Any] = _converter.unstructure(check_step(step))
-    return data
-
-
-def step_from_json(data: Any) -> Step:
-    """The step that :func:`step_to_json` wrote; a
-    :class:`~crmkit.errors.ValidationError` for anything else."""
-    try:
-        return _converter.structure(data, Step)
-    except ValidationError:
-        raise
-    except Exception as error:  # cattrs' structuring errors: the data is no step
-        raise ValidationError("step", data, f"not a stored step: {error}") from None
