@@ -42,7 +42,7 @@ def main() -> None:
     lease = timedelta(seconds=float(lease_seconds))
     log.write(f"pid {os.getpid()}\n")
     while not os.path.exists(stop_path):
-        if not crm.run_due(limit=25, lease=lease).ran:
+        if not crm.run_due(limit=5, lease=lease).ran:
             time.sleep(0.05)
     store.close()
 
