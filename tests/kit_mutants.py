@@ -17,7 +17,15 @@ from uuid import UUID
 import attrs
 
 from crmkit.analytics import replay_standing
-from crmkit.automation import Delivery, DeliveryStatus, Event, Recorded
+from crmkit.automation import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Recorded,
+    StepStatus,
+    claim_step,
+    is_claimable,
+)
 from crmkit.errors import ConcurrencyConflict, Duplicate, NotFound, StorageError
 from crmkit.models import (
     Activity,
@@ -59,7 +67,7 @@ from crmkit.storage._base import (
     query_now,
 )
 from crmkit.storage._query import sort_key
-from crmkit.storage.memory import MemoryUnitOfWork, _Merges, _Outbox
+from crmkit.storage.memory import MemoryUnitOfWork, _Merges, _Outbox, _Steps
 
 _REPOSITORIES = tuple(REPOSITORIES.values())
 _MIXED: dict[tuple[type, type], type] = {}
@@ -2066,3 +2074,140 @@ OUTBOX_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
 }
 
 MUTANTS.update(OUTBOX_MUTANTS)
+# ---------------------------------------------------------------------------- steps
+
+
+class _StepsClaimUndue(_Steps):
+    def claim(
+        self, now: datetime, /, *, lease: UUID, until: datetime, limit: int, kinds: Any = None
+    ) -> list[Any]:
+        table = self._table
+        due = sorted(
+            (s for s in table.values() if is_claimable(attrs.evolve(s, due_at=now), now)),
+            key=lambda s: (s.due_at, s.id),
+        )[:limit]
+        claimed = [claim_step(s, lease=lease, until=until) for s in due]
+        for step in claimed:
+            self._unit._write(table, step.id, step)
+        return claimed
+
+
+class _StepsClaimLeased(_Steps):
+    def claim(
+        self, now: datetime, /, *, lease: UUID, until: datetime, limit: int, kinds: Any = None
+    ) -> list[Any]:
+        table = self._table
+        due = sorted(
+            (s for s in table.values() if s.due_at <= now and s.status in _OPEN),
+            key=lambda s: (s.due_at, s.id),
+        )[:limit]
+        claimed = [claim_step(s, lease=lease, until=until) for s in due]
+        for step in claimed:
+            self._unit._write(table, step.id, step)
+        return claimed
+
+
+class _StepsLeaseForever(_Steps):
+    def claim(self, now: datetime, /, **options: Any) -> list[Any]:
+        table = self._table
+        held = {i: s for i, s in table.items() if s.status is StepStatus.RUNNING}
+        for id in held:  # hidden from the claim, put back unchanged
+            del table[id]
+        try:
+            return super().claim(now, **options)
+        finally:
+            table.update(held)
+
+
+class _StepsClaimDone(_Steps):
+    def claim(self, now: datetime, /, **options: Any) -> list[Any]:
+        table = self._table
+        for key, step in list(table.items()):
+            if step.status in (StepStatus.DONE, StepStatus.DEAD):
+                table[key] = attrs.evolve(step, status=StepStatus.PENDING, finished_at=None)
+        return super().claim(now, **options)
+
+
+class _StepsClaimUnrecorded(_Steps):
+    def claim(self, now: datetime, /, **options: Any) -> list[Any]:
+        claimed = super().claim(now, **options)
+        self._unit.rollback()  # the claim is returned but not kept
+        return claimed
+
+
+class _StepsScheduleOverwrites(_Steps):
+    def schedule(self, step: Any, /) -> Any:
+        self._unit._write(self._table, step.id, step)
+        return step
+
+
+class _StepsSettleAnyLease(_Steps):
+    def settle(self, steps: Any, /, *, lease: UUID) -> frozenset[UUID]:
+        done = set()
+        for step in steps:
+            self._unit._write(self._table, step.id, step)
+            done.add(step.id)
+        return frozenset(done)
+
+
+class _StepsOfEveryTenant(_Steps):
+    @property
+    def _table(self) -> dict[UUID, Any]:
+        self._unit._check_open()
+        return self._unit._store._db.tables[("*", "step")]
+
+
+_OPEN = (StepStatus.PENDING, StepStatus.FAILED, StepStatus.RUNNING)
+
+
+def _steps_unit(name: str, steps: type[_Steps], doc: str) -> type[MutantStore]:
+    def init(self: MemoryUnitOfWork, store: MemoryStore) -> None:
+        MemoryUnitOfWork.__init__(self, store)
+        self.steps = steps(self)
+
+    unit = type(f"_{name}Unit", (MemoryUnitOfWork,), {"__init__": init})
+    return type(name, (MutantStore,), {"unit_class": unit, "__doc__": doc})
+
+
+_SCHEDULED = "test_steps_are_scheduled_once_and_come_back_equal"
+_DUE = "test_a_claim_takes_only_due_steps_earliest_first"
+_LEASED = "test_a_lease_that_runs_out_makes_the_step_claimable_again"
+_RETRIED = "test_failed_steps_are_due_again_and_dead_ones_never"
+_CONCURRENT = "test_concurrent_claims_never_take_the_same_step"
+
+STEP_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
+    "claims take steps not due yet": (
+        _steps_unit("StepsClaimUndue", _StepsClaimUndue, "claim ignores due_at."),
+        (_DUE, _RETRIED),
+    ),
+    "claims take leased steps": (
+        _steps_unit("StepsClaimLeased", _StepsClaimLeased, "claim ignores leases."),
+        (_DUE, _LEASED),
+    ),
+    "leases never run out": (
+        _steps_unit("StepsLeaseForever", _StepsLeaseForever, "a killed worker's step is lost."),
+        (_LEASED,),
+    ),
+    "done and dead steps are claimed again": (
+        _steps_unit("StepsClaimDone", _StepsClaimDone, "done steps are rerun."),
+        (_LEASED, _RETRIED),
+    ),
+    "claims are not recorded": (
+        _steps_unit("StepsClaimUnrecorded", _StepsClaimUnrecorded, "claims are not kept."),
+        (_DUE, _CONCURRENT),
+    ),
+    "schedule overwrites a stored step": (
+        _steps_unit("StepsScheduleOverwrites", _StepsScheduleOverwrites, "not idempotent."),
+        (_SCHEDULED,),
+    ),
+    "settle ignores the lease": (
+        _steps_unit("StepsSettleAnyLease", _StepsSettleAnyLease, "settle checks no lease."),
+        (_LEASED,),
+    ),
+    "steps of every tenant": (
+        _steps_unit("StepsOfEveryTenant", _StepsOfEveryTenant, "steps ignore the tenant."),
+        (_SCHEDULED,),
+    ),
+}
+
+MUTANTS.update(STEP_MUTANTS)

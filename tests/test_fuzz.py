@@ -862,7 +862,8 @@ def test_crm_methods_raise_only_crmkit_errors(method: str, data: Any) -> None:
         call(function, args, kwargs)
 
 
-REPOSITORIES = tuple(crmkit.storage.REPOSITORIES.values())
+REPOSITORIES = (*crmkit.storage.REPOSITORIES.values(), "steps")
+"""Every repository of a unit of work: one per entity, and the steps (durable timers)."""
 
 
 def _repository_methods() -> list[tuple[str, str]]:
@@ -876,7 +877,31 @@ def _repository_methods() -> list[tuple[str, str]]:
         ]
 
 
+def _step_known(world: World) -> dict[str, st.SearchStrategy[Any]]:
+    """What the steps repository's methods may be called with: steps and their times."""
+    known = world.known()
+    step = _attempt(
+        crmkit.automation.new_step,
+        st.sampled_from(["fuzz", ""]) | cst.texts(),
+        values_of(dict[str, Any]),
+        due_at=_DATETIMES,
+        now=_DATETIMES,
+    )
+    known.update(
+        step=step,
+        steps=st.lists(step, max_size=3),
+        now=_DATETIMES,
+        until=_DATETIMES,
+        lease=st.uuids(),
+        limit=st.integers(-1, 20),
+        kinds=st.none() | st.lists(cst.texts(), max_size=2),
+    )
+    return known
+
+
 def _repository_known(world: World, repository: Any) -> dict[str, st.SearchStrategy[Any]]:
+    if not hasattr(repository, "entity"):
+        return _step_known(world)
     entity = repository.entity
     known = world.known()
     fields = sorted(crmkit.storage.sortable_fields(entity))

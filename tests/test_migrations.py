@@ -372,3 +372,41 @@ def test_the_match_key_step_fills_the_keys_of_stored_contacts_and_accounts(
             assert unit.accounts.with_match_keys([("company", "acme")]) == [acme]
     finally:
         store.close()
+
+
+def test_schema_7_upgrades_to_durable_timers_with_its_data(target: tuple[str, str]) -> None:
+    """The step to the steps table (schema 7 -> 8) keeps every row and creates an empty
+    ``<prefix>steps`` with its claim index, on which steps are scheduled and claimed."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from crmkit.automation import StepStatus, new_step  # noqa: PLC0415
+
+    url, prefix = target
+    ada = person("ada@example.org")
+    lead = Lead.new(contact_id=ada.id, source="web", channel=LeadChannel.FORM, clock=CLOCK)
+    erased = Erasure.new(contact_id=ada.id, by="dpo", reason="asked", clock=CLOCK)
+    make_old(url, prefix, [ada, lead, erased], version=7)
+    with pytest.raises(SchemaOutdated):
+        open_store(url, tenant="tests", prefix=prefix)
+
+    assert upgrade(url, prefix=prefix) == Upgrade(7, SCHEMA_VERSION, unique_emails=True)
+    assert f"ix_{prefix}steps_status_due_at_id" in index_names(url, f"{prefix}steps")
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        now = CLOCK.now()
+        step = new_step("follow-up", {"lead": str(lead.id)}, due_at=now, now=now)
+        with store.unit_of_work() as unit:
+            assert unit.contacts.get(ada.id) == ada
+            assert unit.leads.get(lead.id) == lead
+            assert unit.erasures.get(ada.id) == erased
+            assert unit.steps.select() == []
+            unit.steps.schedule(step)
+            unit.commit()
+        with store.unit_of_work() as unit:
+            [claimed] = unit.steps.claim(
+                now, lease=uuid.uuid4(), until=now + timedelta(minutes=1), limit=5
+            )
+            assert (claimed.id, claimed.status) == (step.id, StepStatus.RUNNING)
+    finally:
+        store.close()
+    assert upgrade(url, prefix=prefix).changed is False

@@ -32,8 +32,12 @@ from crmkit.automation import (
     DeliveryStatus,
     Event,
     Recorded,
+    Step,
+    StepStatus,
+    claim_step,
     event_from_json,
     event_to_json,
+    is_claimable,
 )
 from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
@@ -148,6 +152,7 @@ class JsonUnitOfWork:
         self.erasures = JsonRepository(self, Erasure)
         self.audit = JsonHistory(self, AuditEntry)
         self.outbox = JsonOutbox(self)
+        self.steps = JsonSteps(self)
 
     def table(self, entity: type[Entity]) -> Table:
         """This unit's copy of the tenant's table of ``entity``."""
@@ -821,6 +826,112 @@ def check_handler(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError("handler", value, "expected a handler name")
     return value
+
+
+class JsonSteps:
+    """Durable timers as JSON documents. The store runs one unit of work at a time (its
+    lock), so a claim is exclusive until it commits; a database adapter locks the rows
+    it claims instead (``SELECT ... FOR UPDATE SKIP LOCKED``)."""
+
+    def __init__(self, unit: JsonUnitOfWork) -> None:
+        self.unit = unit
+
+    def _all(self) -> dict[UUID, Step]:
+        table = self.unit.table_named("step")
+        return {id: converter.structure(json.loads(d), Step) for id, d in table.items()}
+
+    def _put(self, step: Step) -> None:
+        self.unit.table_named("step")[step.id] = json.dumps(converter.unstructure(step))
+
+    def get(self, id: UUID, /) -> Step:
+        document = self.unit.table_named("step").get(check_id(id))
+        if document is None:
+            raise NotFound("step", id)
+        return converter.structure(json.loads(document), Step)
+
+    def schedule(self, step: Step, /) -> Step:
+        if not isinstance(step, Step) or step.status is not StepStatus.PENDING or step.attempts:
+            raise ValidationError("step", step, "expected a pending Step with no attempts")
+        stored = self._all().get(step.id)
+        if stored is not None:
+            return stored  # idempotent by id
+        self._put(step)
+        return step
+
+    def claim(
+        self,
+        now: datetime,
+        /,
+        *,
+        lease: UUID,
+        until: datetime,
+        limit: int,
+        kinds: Iterable[str] | None = None,
+    ) -> list[Step]:
+        now, until = check_time(now, "now"), check_time(until, "until")
+        check_id(lease, "lease")
+        if until <= now:
+            raise ValidationError("until", until, "a lease ends after now")
+        if type(limit) is not int or limit < 1:
+            raise ValidationError("limit", limit, "expected a positive int")
+        wanted = None if kinds is None else set(kinds)
+        due = sorted(
+            (
+                s
+                for s in self._all().values()
+                if is_claimable(s, now) and (wanted is None or s.kind in wanted)
+            ),
+            key=lambda s: (s.due_at, s.id),
+        )
+        claimed = [claim_step(s, lease=lease, until=until) for s in due[:limit]]
+        for step in claimed:
+            self._put(step)
+        return claimed
+
+    def settle(self, steps: Iterable[Step], /, *, lease: UUID) -> frozenset[UUID]:
+        stored, recorded = self._all(), set()
+        for outcome in steps:
+            if not isinstance(outcome, Step) or outcome.status not in _OUTCOMES:
+                raise ValidationError("steps", outcome, "expected a done, failed or dead Step")
+            held = stored.get(outcome.id)
+            if held is None or held.status is not StepStatus.RUNNING or held.lease != lease:
+                continue  # the lease ran out and another claim took the step
+            self._put(
+                attrs.evolve(
+                    held,
+                    status=outcome.status,
+                    due_at=outcome.due_at,
+                    last_error=outcome.last_error,
+                    finished_at=outcome.finished_at,
+                    lease=None,
+                    leased_until=None,
+                )
+            )
+            recorded.add(outcome.id)
+        return frozenset(recorded)
+
+    def select(
+        self,
+        *,
+        status: StepStatus | None = None,
+        kind: str | None = None,
+        subject_id: UUID | None = None,
+        limit: int | None = None,
+    ) -> list[Step]:
+        found = sorted(
+            (
+                s
+                for s in self._all().values()
+                if (status is None or s.status is status)
+                and (kind is None or s.kind == kind)
+                and (subject_id is None or s.subject_id == subject_id)
+            ),
+            key=lambda s: (s.due_at, s.id),
+        )
+        return found if limit is None else found[:limit]
+
+
+_OUTCOMES = (StepStatus.DONE, StepStatus.FAILED, StepStatus.DEAD)
 
 
 def sort_key(value: Any, id: UUID) -> tuple[Any, ...]:

@@ -15,6 +15,15 @@ Events:
 * :class:`Recorded`, :class:`Delivery`, :class:`DeliveryStatus`,
   :class:`DispatchReport` and :func:`backoff`: the outbox and its deliveries.
 
+Steps (durable timers):
+
+* :class:`Step` and :class:`StepStatus`: work stored to run at a due time, by the runner
+  registered for its kind; :class:`RunReport` says what one run of the due work did;
+* :func:`new_step`, :func:`is_claimable`, :func:`claim_step`, :func:`step_done`,
+  :func:`step_failed` and :func:`retry_delay`: a step's life, as pure functions;
+* :func:`check_payload`, :class:`Payload`, :func:`payload_to_json` and
+  :func:`payload_from_json`: what a step's payload may be (a JSON object) and its text.
+
 Rules:
 
 * :class:`AutomationRule`: a trigger (:class:`OnEvent`, :class:`OnSchedule`), a
@@ -165,6 +174,23 @@ from crmkit.automation._sendtime import (
     engagement_profile,
     hour_of_week,
 )
+from crmkit.automation._steps import (
+    MAX_ERROR_CHARS,
+    MAX_PAYLOAD_BYTES,
+    Payload,
+    RunReport,
+    Step,
+    StepStatus,
+    check_payload,
+    claim_step,
+    is_claimable,
+    new_step,
+    payload_from_json,
+    payload_to_json,
+    retry_delay,
+    step_done,
+    step_failed,
+)
 
 __all__ = [
     "ACTION_EMITS",
@@ -173,6 +199,8 @@ __all__ = [
     "EVENT_SUBJECTS",
     "EVENT_TYPES",
     "HOURS_OF_WEEK",
+    "MAX_ERROR_CHARS",
+    "MAX_PAYLOAD_BYTES",
     "MAX_RULES",
     "REPLY_KINDS",
     "RETRY_BASE",
@@ -231,11 +259,13 @@ __all__ = [
     "MoveStage",
     "OnEvent",
     "OnSchedule",
+    "Payload",
     "PersonErased",
     "PlannedStep",
     "Recorded",
     "RemoveTag",
     "Rescore",
+    "RunReport",
     "Seat",
     "SegmentChanged",
     "SegmentCreated",
@@ -245,7 +275,9 @@ __all__ = [
     "SendMessage",
     "SlaAtRisk",
     "SlaBreached",
+    "Step",
     "StepResult",
+    "StepStatus",
     "TaskCancelled",
     "TaskChanged",
     "TaskCompleted",
@@ -269,7 +301,9 @@ __all__ = [
     "caused_by",
     "chain_depth",
     "check_event_type",
+    "check_payload",
     "check_rules",
+    "claim_step",
     "compile_steps",
     "contact_zone",
     "current_cause",
@@ -280,12 +314,19 @@ __all__ = [
     "find_cycle",
     "follow_up_after_no_reply",
     "hour_of_week",
+    "is_claimable",
+    "new_step",
     "next_time_of_day",
     "no_reply_since",
+    "payload_from_json",
+    "payload_to_json",
     "quarterly_check_in",
+    "retry_delay",
     "rules_from_json",
     "rules_to_json",
     "sla_escalation",
     "speed_to_lead",
+    "step_done",
+    "step_failed",
     "wait_until",
 ]

@@ -54,6 +54,7 @@ from crmkit.storage import (
     Page,
     Repository,
     StageHistoryRepository,
+    StepRepository,
     TaskRepository,
     UnitOfWork,
 )
@@ -377,6 +378,10 @@ class AuditedUnit:
     @property
     def outbox(self) -> OutboxRepository:
         return self.inner.outbox
+
+    @property
+    def steps(self) -> StepRepository:
+        return self.inner.steps
 
     def commit(self) -> None:
         if self._events:

@@ -47,6 +47,7 @@ from crmkit.crm._automation import AutomationUseCases
 from crmkit.crm._consent import ConsentUseCases, check_secret
 from crmkit.crm._events import EventUseCases
 from crmkit.crm._privacy import PrivacyCases, privacy_options
+from crmkit.crm._steps import StepUseCases
 from crmkit.errors import (
     ClosedRecord,
     ConcurrencyConflict,
@@ -291,7 +292,7 @@ def _within_batch(clash: Duplicate, items: Sequence[Contact]) -> Duplicate:
     return clash
 
 
-class CRM(ConsentUseCases, PrivacyCases, EventUseCases, AutomationUseCases):
+class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, AutomationUseCases):
     """A store, a clock and the configured pipelines, wired: the friendly entry point.
 
     Every method is one use case and runs in one unit of work: either everything it

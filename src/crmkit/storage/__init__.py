@@ -3,8 +3,8 @@
 * :class:`Store`, :class:`UnitOfWork`, :class:`Repository`, :class:`ContactRepository`,
   :class:`AccountRepository`, :class:`TaskRepository`, :class:`ActivityRepository`,
   :class:`ConsentRepository`, :class:`DoNotContactRepository`,
-  :class:`StageHistoryRepository`, :class:`MergeRepository`, :class:`AuditRepository`
-  and :class:`OutboxRepository`
+  :class:`StageHistoryRepository`, :class:`MergeRepository`, :class:`AuditRepository`,
+  :class:`OutboxRepository` and :class:`StepRepository`
   are the port (Protocols); :data:`REPOSITORIES` names the repository of each entity;
 * :class:`Order`, :class:`Cursor` and :class:`Page` shape queries;
 * :class:`MemoryStore` (:mod:`crmkit.storage.memory`) is the reference adapter;
@@ -33,6 +33,7 @@ from crmkit.storage._port import (
     OutboxRepository,
     Repository,
     StageHistoryRepository,
+    StepRepository,
     Store,
     TaskRepository,
     UnitOfWork,
@@ -59,6 +60,7 @@ __all__ = [
     "Page",
     "Repository",
     "StageHistoryRepository",
+    "StepRepository",
     "Store",
     "TaskRepository",
     "UnitOfWork",

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from crmkit.analytics import Reach, Standing
-from crmkit.automation import Delivery, DeliveryStatus, Event, Recorded
+from crmkit.automation import Delivery, DeliveryStatus, Event, Recorded, Step, StepStatus
 from crmkit.clock import Clock
 from crmkit.models import (
     Account,
@@ -59,6 +59,7 @@ __all__ = [
     "OutboxRepository",
     "Repository",
     "StageHistoryRepository",
+    "StepRepository",
     "Store",
     "TaskRepository",
     "UnitOfWork",
@@ -455,6 +456,78 @@ class MergeRepository(Protocol):
         ...
 
 
+class StepRepository(Protocol):
+    """The durable timers (:class:`~crmkit.automation.Step`) of the tenant: scheduled
+    once, claimed by workers under a lease, settled once run.
+
+    Wrong arguments raise :class:`~crmkit.errors.ValidationError` naming ``id``,
+    ``step``, ``now``, ``until``, ``lease``, ``limit``, ``status``, ``kind`` or
+    ``subject_id``, and change nothing. A step's own fields are stored exactly: what
+    :meth:`get` returns equals what was written.
+    """
+
+    def get(self, id: UUID, /) -> Step:
+        """The step with this id; :class:`~crmkit.errors.NotFound` (``step``) when there
+        is none."""
+        ...
+
+    def schedule(self, step: Step, /) -> Step:
+        """Store a new pending step and return it; when a step with its id is stored
+        already, store nothing and return the stored one (scheduling is idempotent by
+        id: the same event handled twice schedules its step once). ``step`` must be
+        pending with no attempts."""
+        ...
+
+    def claim(
+        self,
+        now: datetime,
+        /,
+        *,
+        lease: UUID,
+        until: datetime,
+        limit: int,
+        kinds: Iterable[str] | None = None,
+    ) -> list[Step]:
+        """Claim up to ``limit`` steps (of ``kinds``; ``None``: of every kind) claimable
+        at ``now`` (see
+        :func:`~crmkit.automation.is_claimable`), earliest ``due_at`` first (then
+        ``id``), and return them claimed (:func:`~crmkit.automation.claim_step` under
+        ``lease`` until ``until``, which lies after ``now``).
+
+        Once the unit commits, no other claim gets these steps before ``until``, also
+        from other units running at the same time in other threads or processes: the
+        claim locks what it takes (PostgreSQL ``FOR UPDATE SKIP LOCKED``, so concurrent
+        claims take different steps without waiting; SQLite and the memory store run one
+        writer at a time). Done and dead steps are never claimed.
+        """
+        ...
+
+    def settle(self, steps: Iterable[Step], /, *, lease: UUID) -> frozenset[UUID]:
+        """Record the outcomes of runs (``steps``: done, failed or dead, as
+        :func:`~crmkit.automation.step_done` and :func:`~crmkit.automation.step_failed`
+        made them) of the steps claimed under ``lease``; return the ids recorded.
+
+        A step is recorded only while the stored one is still running under ``lease``:
+        its ``status``, ``due_at``, ``last_error`` and ``finished_at`` are written and
+        its lease released; its other fields stay those of its claim. A missing id is
+        one whose lease ran out and which another claim took (that claim's outcome
+        counts); nothing of it is written.
+        """
+        ...
+
+    def select(
+        self,
+        *,
+        status: StepStatus | None = None,
+        kind: str | None = None,
+        subject_id: UUID | None = None,
+        limit: int | None = None,
+    ) -> list[Step]:
+        """The steps that match every filter given (``None`` leaves one out), earliest
+        ``due_at`` first, then ``id``; at most ``limit`` (``None``: all)."""
+        ...
+
+
 class AuditRepository(Repository[AuditEntry], Protocol):
     """The audit trail: field-level changes of contacts and deals, exports, erasures."""
 
@@ -654,6 +727,11 @@ class UnitOfWork(Protocol):
     @property
     def outbox(self) -> OutboxRepository:
         """The domain events of committed units and their deliveries to handlers."""
+        ...
+
+    @property
+    def steps(self) -> StepRepository:
+        """The durable timers (scheduled steps)."""
         ...
 
     def commit(self) -> None:

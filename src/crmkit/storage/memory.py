@@ -27,7 +27,16 @@ from crmkit.analytics import (
     replay_reach,
     replay_standing,
 )
-from crmkit.automation import Delivery, DeliveryStatus, Event, Recorded
+from crmkit.automation import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Recorded,
+    Step,
+    StepStatus,
+    claim_step,
+    is_claimable,
+)
 from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
 from crmkit.errors import (
     ConcurrencyConflict,
@@ -102,6 +111,13 @@ from crmkit.storage._outbox import (
 )
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page, sort_key
+from crmkit.storage._steps import (
+    check_new_step,
+    check_step_claim,
+    check_steps_settled,
+    settled,
+    step_filter,
+)
 
 __all__ = ["MemoryStore", "MemoryUnitOfWork"]
 
@@ -224,6 +240,7 @@ class MemoryUnitOfWork:
         self.erasures = _Repository(self, Erasure)
         self.audit = _History(self, AuditEntry)
         self.outbox = _Outbox(self)
+        self.steps = _Steps(self)
 
     def commit(self) -> None:
         """Keep everything done so far."""
@@ -694,6 +711,86 @@ class _Merges:
     def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
         key = check_email(email).casefold()
         return self._sorted(m for m in self._table.values() if key in m.merged_emails)
+
+
+class _Steps:
+    """The steps of the tenant, in the same undo log as every other row. The memory
+    store runs one unit of work at a time, so a claim is exclusive until it commits."""
+
+    def __init__(self, unit: MemoryUnitOfWork) -> None:
+        self._unit = unit
+
+    @property
+    def _table(self) -> _Table:
+        self._unit._check_open()
+        return self._unit._store._db.tables[(self._unit._store.tenant, "step")]
+
+    def get(self, id: UUID, /) -> Step:
+        found = self._table.get(check_id(id))
+        if found is None:
+            raise NotFound("step", id)
+        return cast(Step, found)
+
+    def schedule(self, step: Step, /) -> Step:
+        step = check_new_step(step)
+        table = self._table
+        stored = table.get(step.id)
+        if stored is not None:
+            return cast(Step, stored)
+        self._unit._write(table, step.id, step)
+        return step
+
+    def claim(
+        self,
+        now: datetime,
+        /,
+        *,
+        lease: UUID,
+        until: datetime,
+        limit: int,
+        kinds: Iterable[str] | None = None,
+    ) -> list[Step]:
+        at, end, wanted = check_step_claim(now, lease, until, limit, kinds)
+        table = self._table
+        due = sorted(
+            (
+                s
+                for s in cast(Iterable[Step], table.values())
+                if is_claimable(s, at) and (wanted is None or s.kind in wanted)
+            ),
+            key=lambda s: (s.due_at, s.id),
+        )[:limit]
+        claimed = [claim_step(s, lease=lease, until=end) for s in due]
+        for step in claimed:
+            self._unit._write(table, step.id, step)
+        return claimed
+
+    def settle(self, steps: Iterable[Step], /, *, lease: UUID) -> frozenset[UUID]:
+        outcomes, lease = check_steps_settled(steps, lease)
+        table = self._table
+        done = set()
+        for outcome in outcomes:
+            stored = cast(Step | None, table.get(outcome.id))
+            new = None if stored is None else settled(stored, outcome, lease)
+            if new is not None:
+                self._unit._write(table, new.id, new)
+                done.add(new.id)
+        return frozenset(done)
+
+    def select(
+        self,
+        *,
+        status: StepStatus | None = None,
+        kind: str | None = None,
+        subject_id: UUID | None = None,
+        limit: int | None = None,
+    ) -> list[Step]:
+        wanted = step_filter(status, kind, subject_id, limit)
+        found = sorted(
+            (s for s in cast(Iterable[Step], self._table.values()) if wanted.matches(s)),
+            key=lambda s: (s.due_at, s.id),
+        )
+        return found if wanted.limit is None else found[: wanted.limit]
 
 
 class _StageHistory(_History[StageChange]):

@@ -17,6 +17,7 @@ else:
         "crmkit.testing._queries",
         "crmkit.testing._privacy",
         "crmkit.testing._outbox",
+        "crmkit.testing._steps",
     )
 
 __all__: list[str] = []

@@ -109,6 +109,7 @@ from crmkit.testing._outbox import OutboxContract
 from crmkit.testing._privacy import ReachabilityContract
 from crmkit.testing._queries import QueryContract
 from crmkit.testing._referents import repository_of, store_referents
+from crmkit.testing._steps import StepContract
 
 __all__ = ["Capabilities", "StoreContract", "repository_of", "store_referents"]
 
@@ -229,7 +230,12 @@ def _pages(
 
 
 class StoreContract(
-    QueryContract, MergeContract, ReachabilityContract, PrivacyContract, OutboxContract
+    QueryContract,
+    MergeContract,
+    ReachabilityContract,
+    PrivacyContract,
+    OutboxContract,
+    StepContract,
 ):
     """The contract of the storage port. Subclass it and provide a ``store`` fixture."""
 

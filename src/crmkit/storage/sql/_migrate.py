@@ -58,7 +58,7 @@ from crmkit.storage.sql._store import (
     plan_priors,
     read_columns,
 )
-from crmkit.storage.sql.types import UUIDType
+from crmkit.storage.sql.types import Timestamp, UUIDType
 
 __all__ = ["Upgrade", "upgrade"]
 
@@ -416,8 +416,44 @@ def _to_8(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
         table.create(connection)  # with its indexes
 
 
+def _v9_steps(prefix: str) -> sa.Table:
+    """The steps table as schema 9 made it, frozen (never the current metadata)."""
+
+    def text(length: int) -> sa.types.TypeEngine[str]:
+        return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+    name = f"{prefix}steps"
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("tenant", text(64), primary_key=True),
+        sa.Column("id", UUIDType(), primary_key=True),
+        sa.Column("kind", text(100), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("due_at", Timestamp(), nullable=False),
+        sa.Column("created_at", Timestamp(), nullable=False),
+        sa.Column("subject", text(32), nullable=True),
+        sa.Column("subject_id", UUIDType(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("status", text(16), nullable=False),
+        sa.Column("lease", UUIDType(), nullable=True),
+        sa.Column("leased_until", Timestamp(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("finished_at", Timestamp(), nullable=True),
+        sa.Index(index_name(name, ("status", "due_at", "id")), "tenant", "status", "due_at", "id"),
+    )
+
+
+def _to_9(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
+    """Schema 8 -> 9, durable timers: the empty ``<prefix>steps`` table with its index
+    ``(tenant, status, due_at, id)``; no existing table changes."""
+    del ops, unique_emails
+    prefix = tables.meta.name.removesuffix("meta")
+    _v9_steps(prefix).create(connection)  # with its index
+
+
 _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
-    {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8}
+    {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8, 8: _to_9}
 )
 """The step that upgrades a database of each version to the next."""
 

@@ -39,9 +39,10 @@ __all__ = [
     "metadata",
     "outbox_tables_v8",
     "schema",
+    "step_table",
 ]
 
-SCHEMA_VERSION: Final = 8
+SCHEMA_VERSION: Final = 9
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -67,6 +68,8 @@ SCHEMA_VERSION: Final = 8
 8. The outbox of domain events: ``<prefix>outbox`` (the events, by position per tenant,
    in commit order), ``<prefix>outbox_deliveries`` (one row per event and handler) and
    ``<prefix>outbox_cursors`` (how far each handler's deliveries were made).
+9. Durable timers: the ``<prefix>steps`` table (:class:`~crmkit.automation.Step`), indexed
+   by ``(tenant, status, due_at, id)`` for the claims of :meth:`~crmkit.crm.CRM.run_due`.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -195,6 +198,9 @@ class Schema:
     """The deliveries of events to handlers, keyed ``(tenant, handler, position)``."""
     outbox_cursors: sa.Table
     """Per handler, the last position whose deliveries were made."""
+    steps: sa.Table
+    """The durable timers (:class:`~crmkit.automation.Step`), keyed ``(tenant, id)``,
+    the payload as JSON text, indexed by ``(tenant, status, due_at, id)`` for claims."""
 
     def table(self, entity: type[Entity]) -> sa.Table:
         """The table of ``entity``."""
@@ -387,6 +393,32 @@ def _schema(prefix: str) -> Schema:
         outbox,
         deliveries,
         cursors,
+        step_table(meta, prefix),
+    )
+
+
+def step_table(meta: sa.MetaData, prefix: str) -> sa.Table:
+    """The table of steps (schema 9) on ``meta``: a row per step, the claim's lease in
+    ``lease`` and ``leased_until``, indexed for the claim's look-up of due steps."""
+    name = f"{prefix}steps"
+    return sa.Table(
+        name,
+        meta,
+        sa.Column("tenant", _text(64), primary_key=True),
+        sa.Column("id", UUIDType(), primary_key=True),
+        sa.Column("kind", _text(100), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("due_at", Timestamp(), nullable=False),
+        sa.Column("created_at", Timestamp(), nullable=False),
+        sa.Column("subject", _text(32), nullable=True),
+        sa.Column("subject_id", UUIDType(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("status", _text(16), nullable=False),
+        sa.Column("lease", UUIDType(), nullable=True),
+        sa.Column("leased_until", Timestamp(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("finished_at", Timestamp(), nullable=True),
+        sa.Index(index_name(name, ("status", "due_at", "id")), "tenant", "status", "due_at", "id"),
     )
 
 

@@ -16,6 +16,7 @@ from uuid import UUID
 import attrs
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Dialect, Engine
@@ -35,8 +36,12 @@ from crmkit.automation import (
     DeliveryStatus,
     Event,
     Recorded,
+    Step,
+    StepStatus,
     event_from_json,
     event_to_json,
+    payload_from_json,
+    payload_to_json,
 )
 from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
 from crmkit.errors import (
@@ -115,6 +120,12 @@ from crmkit.storage._outbox import (
 )
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page
+from crmkit.storage._steps import (
+    check_new_step,
+    check_step_claim,
+    check_steps_settled,
+    step_filter,
+)
 from crmkit.storage.sql._codec import Codec, check_table, codec
 from crmkit.storage.sql._replay import reach_query, read_reach, read_standing, standing_query
 from crmkit.storage.sql._rules import RuleCompiler
@@ -652,6 +663,7 @@ class SqlUnitOfWork:
         self.erasures = _Repository(self, Erasure)
         self.audit = _History(self, AuditEntry)
         self.outbox = _Outbox(self)
+        self.steps = _Steps(self)
 
     def commit(self) -> None:
         """Make everything done so far permanent (when joined: part of the host's).
@@ -1650,6 +1662,220 @@ class _Merges:
 
     def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
         return self._by_key(f"email:{check_email(email).casefold()}")
+
+
+_STEP_FIELDS: Final = (
+    "id",
+    "kind",
+    "payload",
+    "due_at",
+    "created_at",
+    "subject",
+    "subject_id",
+    "attempts",
+    "status",
+    "lease",
+    "leased_until",
+    "last_error",
+    "finished_at",
+)
+
+
+_STEP_INSERTS: dict[tuple[sa.Table, str], Any] = {}
+
+
+class _Steps:
+    """The steps: one row each, the payload as JSON text. A claim selects due rows
+    ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (concurrent claims take different rows and
+    do not wait); on SQLite every unit of work begins ``IMMEDIATE``, so one claim runs
+    at a time. Outcomes are written by one ``UPDATE`` per kind of outcome, guarded by
+    the lease."""
+
+    def __init__(self, unit: SqlUnitOfWork) -> None:
+        self._unit = unit
+        self._tenant = unit.store.tenant
+        self._table = unit.store.schema.steps
+        self._columns = tuple(self._table.c[name] for name in _STEP_FIELDS)
+
+    def _load(self, statement: sa.Select[Any]) -> list[Step]:
+        rows = self._unit._conn().execute(statement).all()
+        try:
+            return [self._decode(row) for row in rows]
+        except CrmkitError as error:
+            raise StorageError(f"a stored step cannot be read: {error}") from error
+
+    @staticmethod
+    def _decode(row: Sequence[Any]) -> Step:
+        values = dict(zip(_STEP_FIELDS, row, strict=True))
+        values["payload"] = payload_from_json(values["payload"])
+        values["status"] = StepStatus(values["status"])
+        return Step(**values)
+
+    @staticmethod
+    def _claimed(row: Sequence[Any], lease: UUID, until: datetime) -> Step:
+        """The step of a claimable ``row`` as :func:`~crmkit.automation.claim_step`
+        makes it, built once (the row's own step is never needed)."""
+        values = dict(zip(_STEP_FIELDS, row, strict=True))
+        try:
+            values["payload"] = payload_from_json(values["payload"])
+            values.update(
+                status=StepStatus.RUNNING,
+                attempts=values["attempts"] + 1,
+                lease=lease,
+                leased_until=until,
+            )
+            return Step(**values)
+        except CrmkitError as error:
+            raise StorageError(f"a stored step cannot be read: {error}") from error
+
+    @staticmethod
+    def _encode(step: Step, tenant: str) -> dict[str, Any]:
+        values = {name: getattr(step, name) for name in _STEP_FIELDS}
+        values["payload"] = payload_to_json(step.payload)
+        values["status"] = step.status.value
+        values["tenant"] = tenant
+        return values
+
+    def _select(self) -> sa.Select[Any]:
+        return sa.select(*self._columns).where(self._table.c.tenant == self._tenant)
+
+    def _insert(self) -> Any:
+        """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``, built once per table and
+        dialect (its compiled form is cached)."""
+        key = (self._table, self._unit.store.dialect)
+        found = _STEP_INSERTS.get(key)
+        if found is None:
+            dialect = postgresql if key[1] == "postgresql" else sqlite
+            insert: Any = dialect.insert(self._table)
+            found = insert.on_conflict_do_nothing().returning(self._table.c.id)
+            _STEP_INSERTS[key] = found
+        return found
+
+    def get(self, id: UUID, /) -> Step:
+        check_id(id)
+        with self._unit.store._errors():
+            found = self._load(self._select().where(self._table.c.id == id))
+        if not found:
+            raise NotFound("step", id)
+        return found[0]
+
+    def schedule(self, step: Step, /) -> Step:
+        step = check_new_step(step)
+        table = self._table
+        with self._unit.store._errors():
+            connection = self._unit._conn()
+            added = connection.execute(self._insert(), self._encode(step, self._tenant))
+            if added.first() is not None:
+                return step
+            found = self._load(self._select().where(table.c.id == step.id))
+        return found[0]
+
+    def claim(
+        self,
+        now: datetime,
+        /,
+        *,
+        lease: UUID,
+        until: datetime,
+        limit: int,
+        kinds: Iterable[str] | None = None,
+    ) -> list[Step]:
+        at, until, wanted = check_step_claim(now, lease, until, limit, kinds)
+        table = self._table
+        if wanted is not None and not wanted:
+            return []
+        locking = self._unit.store.dialect == "postgresql"
+        queries = (
+            (StepStatus.RUNNING, table.c.leased_until <= at),
+            (StepStatus.FAILED, table.c.due_at <= at),
+            (StepStatus.PENDING, table.c.due_at <= at),
+        )
+        found: list[Any] = []
+        with self._unit.store._errors():
+            for status, due in queries:
+                statement = (
+                    self._select()
+                    .where(table.c.status == status.value, due)
+                    .where(sa.true() if wanted is None else table.c.kind.in_(sorted(wanted)))
+                    .order_by(table.c.due_at, table.c.id)
+                    .limit(limit)
+                )
+                if locking:
+                    statement = statement.with_for_update(skip_locked=True)
+                found.extend(self._unit._conn().execute(statement).all())
+            found.sort(key=lambda row: (row[3], row[0]))  # due_at, id
+            claimed = [self._claimed(row, lease, until) for row in found[:limit]]
+            if claimed:
+                self._unit._conn().execute(
+                    sa.update(table)
+                    .where(table.c.tenant == self._tenant, table.c.id.in_([s.id for s in claimed]))
+                    .values(
+                        status=StepStatus.RUNNING.value,
+                        attempts=table.c.attempts + 1,
+                        lease=lease,
+                        leased_until=until,
+                    )
+                )
+        return claimed
+
+    def settle(self, steps: Iterable[Step], /, *, lease: UUID) -> frozenset[UUID]:
+        outcomes, lease = check_steps_settled(steps, lease)
+        table = self._table
+        groups: dict[tuple[Any, ...], list[UUID]] = {}
+        for step in outcomes:
+            if step.status is StepStatus.DONE:  # due_at and last_error stay the claim's
+                key: tuple[Any, ...] = (step.status.value, step.finished_at)
+            else:
+                key = (step.status.value, step.finished_at, step.due_at, step.last_error)
+            groups.setdefault(key, []).append(step.id)
+        recorded: set[UUID] = set()
+        with self._unit.store._errors():
+            connection = self._unit._conn()
+            for key, ids in groups.items():
+                values: dict[str, Any] = {
+                    "status": key[0],
+                    "finished_at": key[1],
+                    "lease": None,
+                    "leased_until": None,
+                }
+                if len(key) > 2:
+                    values.update(due_at=key[2], last_error=key[3])
+                for start in range(0, len(ids), _ID_CHUNK):
+                    statement = (
+                        sa.update(table)
+                        .where(
+                            table.c.tenant == self._tenant,
+                            table.c.id.in_(ids[start : start + _ID_CHUNK]),
+                            table.c.status == StepStatus.RUNNING.value,
+                            table.c.lease == lease,
+                        )
+                        .values(**values)
+                        .returning(table.c.id)
+                    )
+                    recorded.update(connection.execute(statement).scalars())
+        return frozenset(recorded)
+
+    def select(
+        self,
+        *,
+        status: StepStatus | None = None,
+        kind: str | None = None,
+        subject_id: UUID | None = None,
+        limit: int | None = None,
+    ) -> list[Step]:
+        wanted = step_filter(status, kind, subject_id, limit)
+        table = self._table
+        statement = self._select().order_by(table.c.due_at, table.c.id)
+        if wanted.status is not None:
+            statement = statement.where(table.c.status == wanted.status.value)
+        if wanted.kind is not None:
+            statement = statement.where(table.c.kind == wanted.kind)
+        if wanted.subject_id is not None:
+            statement = statement.where(table.c.subject_id == wanted.subject_id)
+        if wanted.limit is not None:
+            statement = statement.limit(wanted.limit)
+        with self._unit.store._errors():
+            return self._load(statement)
 
 
 class _StageHistory(_History[StageChange]):
