@@ -374,8 +374,8 @@ def test_the_match_key_step_fills_the_keys_of_stored_contacts_and_accounts(
         store.close()
 
 
-def test_schema_7_upgrades_to_durable_timers_with_its_data(target: tuple[str, str]) -> None:
-    """The step to the steps table (schema 7 -> 8) keeps every row and creates an empty
+def test_schema_8_upgrades_to_durable_timers_with_its_data(target: tuple[str, str]) -> None:
+    """The step to the steps table (schema 8 -> 9) keeps every row and creates an empty
     ``<prefix>steps`` with its claim index, on which steps are scheduled and claimed."""
     from datetime import timedelta  # noqa: PLC0415
 
@@ -385,11 +385,11 @@ def test_schema_7_upgrades_to_durable_timers_with_its_data(target: tuple[str, st
     ada = person("ada@example.org")
     lead = Lead.new(contact_id=ada.id, source="web", channel=LeadChannel.FORM, clock=CLOCK)
     erased = Erasure.new(contact_id=ada.id, by="dpo", reason="asked", clock=CLOCK)
-    make_old(url, prefix, [ada, lead, erased], version=7)
+    make_old(url, prefix, [ada, lead, erased], version=8)
     with pytest.raises(SchemaOutdated):
         open_store(url, tenant="tests", prefix=prefix)
 
-    assert upgrade(url, prefix=prefix) == Upgrade(7, SCHEMA_VERSION, unique_emails=True)
+    assert upgrade(url, prefix=prefix) == Upgrade(8, SCHEMA_VERSION, unique_emails=True)
     assert f"ix_{prefix}steps_status_due_at_id" in index_names(url, f"{prefix}steps")
     store = open_store(url, tenant="tests", prefix=prefix)
     try:
