@@ -15,8 +15,16 @@ from decimal import Decimal
 import attrs
 
 from crmkit.analytics._periods import Period
-from crmkit.analytics._pipeline import StageFacts, check_facts, convert
-from crmkit.analytics._replay import Standing
+from crmkit.analytics._pipeline import (
+    StageFacts,
+    _convert,
+    cents,
+    check_facts,
+    check_facts_table,
+    check_period,
+    check_rates,
+)
+from crmkit.analytics._replay import Standing, check_rows
 from crmkit.errors import ValidationError
 from crmkit.models import DealStatus
 
@@ -30,11 +38,11 @@ __all__ = [
     "backtest_rows",
     "brier",
     "category_of",
+    "check_mapping",
     "forecast_rows",
     "reliability",
 ]
 
-_CENT = Decimal("0.01")
 _MAX_BINS = 1_000
 _MAX_COUNT = 10**15  # more deals than any CRM holds
 
@@ -64,13 +72,28 @@ def category_of(
         if isinstance(stage, str) and stage in mapping:
             category = mapping[stage]
             if not isinstance(category, ForecastCategory):
-                raise ValidationError(f"mapping.{stage}", category, "expected a ForecastCategory")
+                raise ValidationError(f"mapping[{stage!r}]", category, "not a ForecastCategory")
             return category
     if facts.probability >= Decimal("0.8"):
         return ForecastCategory.COMMIT
     if facts.probability >= Decimal("0.5"):
         return ForecastCategory.BEST_CASE
     return ForecastCategory.PIPELINE
+
+
+def check_mapping(mapping: object) -> Mapping[str, ForecastCategory] | None:
+    """``mapping`` (open stage -> :class:`ForecastCategory`, or ``None``), checked, or a
+    ValidationError naming ``mapping`` or the stage."""
+    if mapping is None:
+        return None
+    if not isinstance(mapping, Mapping):
+        raise ValidationError("mapping", mapping, "expected a mapping of stage to category")
+    for stage, category in mapping.items():
+        if not isinstance(stage, str):
+            raise ValidationError("mapping", stage, "expected stage keys")
+        if not isinstance(category, ForecastCategory):
+            raise ValidationError(f"mapping[{stage!r}]", category, "not a ForecastCategory")
+    return mapping
 
 
 @attrs.frozen
@@ -118,11 +141,17 @@ def forecast_rows(
 ) -> list[ForecastRow]:
     """One period's rows: ``won`` are the deals closed within it, ``open_now`` the open
     deals as of the forecast's time (those expected within the period count)."""
+    period = check_period(period)
+    won = check_rows(won, Standing, "won")
+    open_now = check_rows(open_now, Standing, "open_now")
+    facts = check_facts_table(facts)
+    mapping = check_mapping(mapping)
+    rates, currency = check_rates(rates, currency)
     sums: dict[str | None, dict[str, Decimal]] = {}
     counts: dict[str | None, int] = {}
 
     def slot(row: Standing) -> tuple[dict[str, Decimal], Decimal, str | None]:
-        amount, money = convert(row.amount, row.currency, rates, currency)
+        amount, money = _convert(row.amount, row.currency, rates, currency)
         found = sums.setdefault(money, {c.value: Decimal(0) for c in ForecastCategory})
         found.setdefault("expected", Decimal(0))
         return found, amount, money
@@ -155,7 +184,7 @@ def forecast_rows(
             best_case=found.get(ForecastCategory.BEST_CASE, Decimal(0)),
             pipeline=found.get(ForecastCategory.PIPELINE, Decimal(0)),
             omitted=found.get(ForecastCategory.OMITTED, Decimal(0)),
-            expected=found.get("expected", Decimal(0)).quantize(_CENT),
+            expected=cents(found.get("expected", Decimal(0))),
             deals=counts.get(money, 0),
         )
         for money, found in sorted(sums.items(), key=lambda kv: kv[0] or "")
@@ -223,6 +252,13 @@ def backtest_rows(
     """One period's rows: ``replayed`` is the standing as of the period's start with the
     stage at its end as ``later``; ``won`` what closed won within it. The deals scored
     are appended to ``outcomes`` (for the overall score and reliability)."""
+    period = check_period(period)
+    replayed = check_rows(replayed, Standing, "replayed")
+    won = check_rows(won, Standing, "won")
+    facts = check_facts_table(facts)
+    if not isinstance(outcomes, list):
+        raise ValidationError("outcomes", outcomes, "expected a list to append outcomes to")
+    rates, currency = check_rates(rates, currency)
     rows: dict[str | None, list[Decimal]] = {}
     scored: dict[str | None, list[Outcome]] = {}
     for row in replayed:
@@ -233,7 +269,7 @@ def backtest_rows(
             continue
         later = facts.get((row.pipeline, row.later or ""))
         success = later is not None and later.status is DealStatus.WON
-        amount, money = convert(row.amount, row.currency, rates, currency)
+        amount, money = _convert(row.amount, row.currency, rates, currency)
         total = rows.setdefault(money, [Decimal(0)] * 3)
         total[0] += amount * known.probability
         total[1] += amount if success else Decimal(0)
@@ -242,7 +278,7 @@ def backtest_rows(
         known = facts.get((row.pipeline, row.stage))
         if known is None or known.status is not DealStatus.WON:
             continue
-        amount, money = convert(row.amount, row.currency, rates, currency)
+        amount, money = _convert(row.amount, row.currency, rates, currency)
         rows.setdefault(money, [Decimal(0)] * 3)[2] += amount
     if not rows:
         rows[currency if rates is not None else None] = [Decimal(0)] * 3
@@ -255,10 +291,10 @@ def backtest_rows(
                 period=period.label,
                 currency=money,
                 deals=sum(n for _, _, n in group),
-                expected=expected.quantize(_CENT),
+                expected=cents(expected),
                 won_of_expected=won_of,
                 actual=actual,
-                error=(actual - expected).quantize(_CENT),
+                error=cents(actual - expected),
                 brier=brier(group),
             )
         )

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from crmkit.analytics._replay import Reach, check_ranks
+from crmkit.analytics._replay import MAX_RANK, Reach, check_ranks, check_rows
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import LifecycleStage, StageChange, SubjectKind
@@ -116,6 +116,38 @@ def entry_durations(
     return found
 
 
+def _check_stage_keys(stages: object) -> tuple[str, ...]:
+    if isinstance(stages, str | bytes) or not isinstance(stages, Sequence):
+        raise ValidationError("stages", stages, "expected a sequence of stage keys")
+    if not stages or len(stages) > MAX_RANK + 1:
+        raise ValidationError("stages", stages, f"a funnel has 1 to {MAX_RANK + 1} stages")
+    found = tuple(stages)
+    if not all(isinstance(stage, str) for stage in found):
+        raise ValidationError("stages", stages, "expected a sequence of stage keys")
+    return found
+
+
+def _check_durations(durations: object) -> dict[int, list[timedelta]]:
+    """``durations`` (rank -> times taken to reach it) with each list sorted."""
+    if durations is None:
+        return {}
+    if not isinstance(durations, Mapping):
+        raise ValidationError("durations", durations, "expected rank -> timedeltas")
+    found: dict[int, list[timedelta]] = {}
+    for rank, times in durations.items():
+        if (
+            type(rank) is not int
+            or isinstance(times, str | bytes)
+            or not isinstance(times, Iterable)
+        ):
+            raise ValidationError("durations", durations, "expected rank -> timedeltas")
+        taken = list(times)
+        if not all(isinstance(t, timedelta) for t in taken):
+            raise ValidationError(f"durations[{rank}]", times, "expected timedeltas")
+        found[rank] = sorted(taken)
+    return found
+
+
 def _ratio(part: int, whole: int) -> float | None:
     return None if whole == 0 else part / whole
 
@@ -127,8 +159,11 @@ def funnel_rows(
     durations: Mapping[int, Sequence[timedelta]] | None = None,
 ) -> list[FunnelRow]:
     """The rows of one cohort from its :class:`Reach` rows (ranks index ``stages``)."""
-    if not stages:
-        raise ValidationError("stages", stages, "a funnel needs at least one stage")
+    if not isinstance(cohort, str):
+        raise ValidationError("cohort", cohort, "expected a cohort label")
+    reach = check_rows(reach, Reach, "reach")
+    stages = _check_stage_keys(stages)
+    times = _check_durations(durations)
     size = len(stages)
     reached = [0] * size
     imported = [0] * size
@@ -139,7 +174,7 @@ def funnel_rows(
                 imported[k] += row.count
     rows = []
     for k, stage in enumerate(stages):
-        times = sorted((durations or {}).get(k, ()))
+        taken = times.get(k, [])
         rows.append(
             FunnelRow(
                 cohort=cohort,
@@ -148,9 +183,9 @@ def funnel_rows(
                 imported=imported[k],
                 step_conversion=None if k == 0 else _ratio(reached[k], reached[k - 1]),
                 overall_conversion=None if k == 0 else _ratio(reached[k], reached[0]),
-                median_time=nearest_rank(times, 0.5),
-                p90_time=nearest_rank(times, 0.9),
-                timed=len(times),
+                median_time=nearest_rank(taken, 0.5),
+                p90_time=nearest_rank(taken, 0.9),
+                timed=len(taken),
             )
         )
     return rows

@@ -31,6 +31,7 @@ from crmkit.analytics import (
     reliability,
 )
 from crmkit.analytics._forecast import BacktestRow, ForecastRow, Outcome
+from crmkit.analytics._pipeline import check_quota, check_rates
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.lifecycle import Pipeline, StageKind
@@ -206,17 +207,8 @@ def _deal_pipeline(pipelines: Mapping[str, Pipeline], pipeline: str | None) -> N
 def _money_options(
     quota: Money | None, rates: Mapping[str, Decimal] | None, currency: str | None
 ) -> None:
-    if quota is not None and not isinstance(quota, Money):
-        raise ValidationError("quota", quota, "expected Money or None")
-    if rates is None:
-        if currency is not None:
-            raise ValidationError("currency", currency, "a currency needs rates to convert")
-        return
-    if not isinstance(rates, Mapping) or not isinstance(currency, str):
-        raise ValidationError("rates", rates, "rates map currencies to Decimals, with currency")
-    for code, rate in rates.items():
-        if not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0:
-            raise ValidationError(f"rates[{code!r}]", rate, "expected a positive Decimal")
+    check_quota(quota)
+    check_rates(rates, currency)
 
 
 def _deal_rule(rule: Rule | None) -> Rule | None:
