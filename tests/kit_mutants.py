@@ -1907,3 +1907,40 @@ CONSENT_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
 }
 
 MUTANTS.update(CONSENT_MUTANTS)
+
+
+class _ForgetsForecastCategory:
+    def update(self, item: Any, /) -> Any:
+        if getattr(item, "forecast_category", None) is not None:
+            item = attrs.evolve(item, forecast_category=None)
+        return super().update(item)  # type: ignore[misc]
+
+
+class _CategoryAsText:
+    def count_by(self, field: str, rule: Any = None, /, *, now: Any = None) -> Any:
+        found = super().count_by(field, rule, now=now)  # type: ignore[misc]
+        if field != "forecast_category":
+            return found
+        return {None if k is None else str(k.value): n for k, n in found.items()}
+
+
+MUTANTS.update(
+    {
+        "update forgets a deal's forecast category": (
+            _mixing(
+                "ForgetsForecastCategory",
+                _ForgetsForecastCategory,
+                "update stores every deal without its forecast category.",
+            ),
+            ("test_a_deal_s_forecast_category_round_trips",),
+        ),
+        "count_by gives categories as text": (
+            _mixing(
+                "CategoryAsText",
+                _CategoryAsText,
+                "count_by('forecast_category') keys are strings, not ForecastCategory.",
+            ),
+            ("test_a_deal_s_forecast_category_round_trips",),
+        ),
+    }
+)

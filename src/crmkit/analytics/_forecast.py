@@ -7,7 +7,6 @@ deal's amount times its stage probability. The backtest replays the history as o
 period's start and scores those probabilities against what happened by the period's end.
 """
 
-import enum
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -26,7 +25,7 @@ from crmkit.analytics._pipeline import (
 )
 from crmkit.analytics._replay import Standing, check_rows
 from crmkit.errors import ValidationError
-from crmkit.models import DealStatus
+from crmkit.models import DealStatus, ForecastCategory
 
 __all__ = [
     "Backtest",
@@ -45,16 +44,6 @@ __all__ = [
 
 _MAX_BINS = 1_000
 _MAX_COUNT = 10**15  # more deals than any CRM holds
-
-
-class ForecastCategory(enum.StrEnum):
-    """Salesforce's forecast categories."""
-
-    CLOSED = "closed"
-    COMMIT = "commit"
-    BEST_CASE = "best_case"
-    PIPELINE = "pipeline"
-    OMITTED = "omitted"
 
 
 def category_of(

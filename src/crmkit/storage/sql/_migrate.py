@@ -405,8 +405,24 @@ def _to_7(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
         tables.table(entity).create(connection)  # with its indexes
 
 
+def _to_8_forecast_category(
+    ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None
+) -> None:
+    """Schema 7 -> 8: deals gain the nullable ``forecast_category`` (empty: every stored
+    deal keeps the category of its stage), and activities the index
+    ``(tenant, kind, occurred_at)``. Frozen definitions: the column and index as
+    schema 8 declares them."""
+    del connection, unique_emails
+    prefix = tables.meta.name.removesuffix("meta")
+    text = sa.String(32).with_variant(sa.String(32, collation="C"), "postgresql")
+    ops.add_column(f"{prefix}deals", sa.Column("forecast_category", text, nullable=True))
+    activities = f"{prefix}activities"
+    columns = ("kind", "occurred_at")
+    ops.create_index(index_name(activities, columns), activities, ["tenant", *columns])
+
+
 _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
-    {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7}
+    {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8_forecast_category}
 )
 """The step that upgrades a database of each version to the next."""
 

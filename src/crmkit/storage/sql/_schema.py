@@ -40,7 +40,7 @@ __all__ = [
     "schema",
 ]
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -63,6 +63,10 @@ SCHEMA_VERSION: Final = 7
    e-mail and phone), ``<prefix>erasures`` (who erased whom, when and why) and
    ``<prefix>audit_entries`` (field-level change history of contacts and deals, and
    the log of exports and erasures).
+8. The per-deal forecast category: ``Deal.forecast_category`` (a nullable column of
+   ``<prefix>deals``), and the index ``(tenant, kind, occurred_at)`` of
+   ``<prefix>activities`` that finds the activities of some kinds in time order
+   (``ActivityRepository.of_kinds``) without reading the others.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -124,6 +128,7 @@ _INDEXES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
         "activity": (
             ("contact_id", "occurred_at", "id"),
             ("contact_id", "kind", "occurred_at"),
+            ("kind", "occurred_at"),
             ("occurred_at",),
         ),
         "task": (
