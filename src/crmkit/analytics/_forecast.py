@@ -2,14 +2,17 @@
 
 A deal's category comes from its stage: won is ``closed``, lost ``omitted``, an open
 stage is what the host maps it to, or by default ``commit`` from probability 0.8,
-``best_case`` from 0.5, else ``pipeline``. Expected revenue is what closed plus each open
-deal's amount times its stage probability. The backtest replays the history as of each
+``best_case`` from 0.5, else ``pipeline``; an open deal's own category
+(``Deal.forecast_category``) overrides its stage's. Expected revenue is what closed plus
+each open deal's amount times its stage probability, or times the probability a learned
+scorer (:mod:`crmkit.scoring`) gives the deal. The backtest replays the history as of each
 period's start and scores those probabilities against what happened by the period's end.
 """
 
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
@@ -85,6 +88,33 @@ def check_mapping(mapping: object) -> Mapping[str, ForecastCategory] | None:
     return mapping
 
 
+def _check_overrides(overrides: object) -> Mapping[Any, ForecastCategory]:
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, Mapping):
+        raise ValidationError("overrides", overrides, "expected group -> ForecastCategory")
+    for key, category in overrides.items():
+        if not isinstance(category, ForecastCategory):
+            raise ValidationError(f"overrides[{key!r}]", category, "not a ForecastCategory")
+    return overrides
+
+
+def _check_scores(scores: object) -> dict[Any, Decimal]:
+    if scores is None:
+        return {}
+    if not isinstance(scores, Mapping):
+        raise ValidationError("scores", scores, "expected group -> probability")
+    found: dict[Any, Decimal] = {}
+    for key, score in scores.items():
+        if isinstance(score, bool) or not isinstance(score, int | float | Decimal):
+            raise ValidationError(f"scores[{key!r}]", score, "expected a probability 0..1")
+        value = score if isinstance(score, Decimal) else Decimal(repr(float(score)))
+        if not value.is_finite() or not 0 <= value <= 1:
+            raise ValidationError(f"scores[{key!r}]", score, "expected a probability 0..1")
+        found[key] = value
+    return found
+
+
 @attrs.frozen
 class ForecastRow:
     """One period's forecast in one currency: ``closed`` is what was won within the
@@ -106,12 +136,15 @@ class ForecastRow:
 @attrs.frozen
 class Forecast:
     """The forecast of ``pipeline`` as of ``at``; ``unscheduled`` counts the open deals
-    whose last move snapshotted no expected close date (they are in no period)."""
+    whose last move snapshotted no expected close date (they are in no period).
+    ``expected_from`` says where the open deals' probabilities came from: ``"stage"``
+    (the stage probabilities) or ``"scorer"`` (a learned scorer)."""
 
     pipeline: str
     at: datetime
     rows: tuple[ForecastRow, ...]
     unscheduled: int
+    expected_from: str = "stage"
 
 
 def _within(day: date | None, period: Period) -> bool:
@@ -127,15 +160,26 @@ def forecast_rows(
     mapping: Mapping[str, ForecastCategory] | None = None,
     rates: Mapping[str, Decimal] | None = None,
     currency: str | None = None,
+    overrides: Mapping[Any, ForecastCategory] | None = None,
+    scores: Mapping[Any, Decimal | float] | None = None,
 ) -> list[ForecastRow]:
     """One period's rows: ``won`` are the deals closed within it, ``open_now`` the open
-    deals as of the forecast's time (those expected within the period count)."""
+    deals as of the forecast's time (those expected within the period count).
+
+    ``overrides`` maps the ``group`` of an ``open_now`` row to the category its deals
+    are in, whatever their stage (the per-deal category: rows grouped by
+    ``forecast_category`` map each category to itself, rows grouped by deal id map the
+    ids of deals that have one); ``scores`` maps a row's group (a deal id) to the
+    probability a learned scorer gives it, which replaces the stage probability in
+    ``expected``."""
     period = check_period(period)
     won = check_rows(won, Standing, "won")
     open_now = check_rows(open_now, Standing, "open_now")
     facts = check_facts_table(facts)
     mapping = check_mapping(mapping)
     rates, currency = check_rates(rates, currency)
+    chosen = _check_overrides(overrides)
+    probabilities = _check_scores(scores)
     sums: dict[str | None, dict[str, Decimal]] = {}
     counts: dict[str | None, int] = {}
 
@@ -159,8 +203,9 @@ def forecast_rows(
         if not _within(row.expected_close, period):
             continue
         found, amount, money = slot(row)
-        found[category_of(row.stage, known, mapping)] += amount
-        found["expected"] += amount * known.probability
+        category = chosen.get(row.group) if row.group is not None else None
+        found[category or category_of(row.stage, known, mapping)] += amount
+        found["expected"] += amount * probabilities.get(row.group, known.probability)
         counts[money] = counts.get(money, 0) + row.count
     if not sums:
         sums[currency if rates is not None else None] = {}

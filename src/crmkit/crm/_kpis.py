@@ -19,6 +19,7 @@ from crmkit.analytics import (
     PipelineKpis,
     PipelineRow,
     StageFacts,
+    Standing,
     backtest_rows,
     brier,
     check_periods,
@@ -33,10 +34,11 @@ from crmkit.analytics import (
 from crmkit.analytics._forecast import BacktestRow, ForecastRow, Outcome
 from crmkit.analytics._pipeline import check_quota, check_rates
 from crmkit.clock import ensure_utc
-from crmkit.errors import ValidationError
+from crmkit.errors import CrmkitError, ValidationError
 from crmkit.lifecycle import Pipeline, StageKind
 from crmkit.models import DealStatus, Money, Segment, StageChange, SubjectKind
 from crmkit.models.rules import And, Compare, InSegment, Op, Rule, RuleEntity
+from crmkit.scoring import Predictor, deal_record
 from crmkit.storage import Store, UnitOfWork
 
 __all__ = ["backtest", "forecast", "funnel", "pipeline_kpis"]
@@ -277,8 +279,11 @@ def forecast(
     categories: Mapping[str, ForecastCategory] | None,
     rates: Mapping[str, Decimal] | None,
     currency: str | None,
+    scorer: Predictor | None = None,
 ) -> Forecast:
     """See :meth:`crmkit.crm.CRM.forecast`."""
+    if scorer is not None and not callable(getattr(scorer, "predict_many", None)):
+        raise ValidationError("scorer", scorer, "expected a fitted scorer with predict_many")
     until = _as_of(at, now)
     chosen = check_periods(periods)
     if pipeline is None:
@@ -298,7 +303,13 @@ def forecast(
     with store.unit_of_work() as unit:
         history = unit.stage_history
         open_ = stages_of(facts, DealStatus.OPEN)
-        open_now = history.standing(deal, until=until, pipeline=pipeline, stages=open_)
+        # Grouped by the per-deal category (few rows); with a scorer, one row per deal.
+        group = "forecast_category" if scorer is None else "id"
+        open_now = history.standing(deal, until=until, pipeline=pipeline, stages=open_, group=group)
+        overrides: dict[Any, ForecastCategory] = {c: c for c in ForecastCategory}
+        scores: dict[Any, float] = {}
+        if scorer is not None:
+            overrides, scores = _scored(unit, scorer, open_now, chosen)
         for period in chosen:
             end = min(period.end, until)
             start = min(period.start, end)
@@ -314,6 +325,8 @@ def forecast(
                     mapping=categories,
                     rates=rates,
                     currency=currency,
+                    overrides=overrides,
+                    scores=scores,
                 )
             )
     unscheduled = sum(
@@ -323,7 +336,39 @@ def forecast(
         and (known := facts.get((r.pipeline, r.stage))) is not None
         and known.status is DealStatus.OPEN
     )
-    return Forecast(pipeline, until - _TICK, tuple(rows), unscheduled)
+    expected_from = "stage" if scorer is None else "scorer"
+    return Forecast(pipeline, until - _TICK, tuple(rows), unscheduled, expected_from)
+
+
+def _scored(
+    unit: UnitOfWork, scorer: Predictor, open_now: Sequence[Standing], periods: Sequence[Period]
+) -> tuple[dict[Any, ForecastCategory], dict[Any, float]]:
+    """The per-deal categories and the scorer's probabilities of the open deals (rows
+    grouped by deal id) expected to close within one of ``periods``, read and scored a
+    batch at a time."""
+    first, last = min(p.start for p in periods).date(), max(p.end for p in periods).date()
+    wanted = [
+        r.group
+        for r in open_now
+        if r.expected_close is not None and first <= r.expected_close < last
+    ]
+    overrides: dict[Any, ForecastCategory] = {}
+    scores: dict[Any, float] = {}
+    for start in range(0, len(wanted), _BATCH):
+        deals = list(unit.deals.get_many(wanted[start : start + _BATCH]).values())
+        try:
+            found = scorer.predict_many([deal_record(d) for d in deals])
+        except CrmkitError:
+            raise
+        except Exception as error:  # a host's scorer: its failure is named, not leaked
+            raise ValidationError("scorer", scorer, f"predict_many failed: {error!r}") from None
+        if not isinstance(found, Sequence) or len(found) != len(deals):
+            raise ValidationError("scorer", scorer, "predict_many gave not one score per deal")
+        for deal, score in zip(deals, found, strict=True):
+            scores[deal.id] = score
+            if deal.forecast_category is not None:
+                overrides[deal.id] = deal.forecast_category
+    return overrides, scores
 
 
 def backtest(
