@@ -36,7 +36,6 @@ from crmkit.analytics import (
     service_times,
     sla_compliance,
     spans_from_purchases,
-    spans_from_stage_changes,
     transactions_from_activities,
     transactions_from_deals,
 )
@@ -1884,12 +1883,8 @@ class CRM(ConsentUseCases, PrivacyCases):
 
     @staticmethod
     def _lifecycle_spans(unit: UnitOfWork) -> list[CustomerSpan]:
-        stages = (LifecycleStage.CUSTOMER.value, LifecycleStage.EVANGELIST.value)
-        customers = unit.contacts.iterate(contacts_where(field("lifecycle_stage").is_in(*stages)))
-        created = {c.id: c.created_at for c in customers}
-        # the port has no filter on stage changes: contact changes are picked while iterating
-        changes = [c for c in unit.stage_history.iterate() if c.subject is SubjectKind.CONTACT]
-        return spans_from_stage_changes(changes, since=created)
+        # one row per customer, grouped by the store (never every stage change)
+        return unit.stage_history.customer_spans()
 
     def service_report(
         self,

@@ -20,9 +20,12 @@ from sqlalchemy.pool import StaticPool
 
 from crmkit._extras import import_extra
 from crmkit.analytics import (
+    CUSTOMER_STAGES,
     REPLAYED,
+    CustomerSpan,
     Reach,
     Standing,
+    check_customer_stages,
     check_ranks,
     check_replay,
     check_stages,
@@ -52,6 +55,7 @@ from crmkit.models import (
     Entity,
     Erasure,
     Lead,
+    LifecycleStage,
     Segment,
     StageChange,
     SubjectKind,
@@ -93,7 +97,13 @@ from crmkit.storage._columns import REFERENCES, REFERRERS, columns, memo
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page
 from crmkit.storage.sql._codec import Codec, check_table, codec
-from crmkit.storage.sql._replay import reach_query, read_reach, read_standing, standing_query
+from crmkit.storage.sql._replay import (
+    customer_spans_queries,
+    reach_query,
+    read_reach,
+    read_standing,
+    standing_query,
+)
 from crmkit.storage.sql._rules import RuleCompiler
 from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
@@ -1684,6 +1694,18 @@ class _StageHistory(_History[StageChange]):
         with store._errors():
             rows = self._unit._conn().execute(statement).all()
         return read_reach(rows, subject, group)
+
+    def customer_spans(
+        self, stages: Iterable[LifecycleStage] = CUSTOMER_STAGES, /
+    ) -> list[CustomerSpan]:
+        wanted = frozenset(s.value for s in check_customer_stages(stages))
+        store = self._unit.store
+        moved, imported = customer_spans_queries(store.schema, self._tenant, wanted)
+        with store._errors():
+            connection = self._unit._conn()
+            found = [CustomerSpan(i, s, e) for i, s, e in connection.execute(moved)]
+            found += [CustomerSpan(i, at) for i, at in connection.execute(imported)]
+        return found
 
     def standing(
         self,
