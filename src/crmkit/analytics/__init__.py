@@ -63,6 +63,7 @@ from crmkit.analytics._funnel import (
     funnel_rows,
     lifecycle_stages,
     nearest_rank,
+    stage_durations,
 )
 from crmkit.analytics._periods import Granularity, Period, period_of, periods
 from crmkit.analytics._pipeline import (
@@ -142,6 +143,7 @@ __all__ += [
     "reliability",
     "replay_reach",
     "replay_standing",
+    "stage_durations",
 ]
 
 # --- customers, service and customer lifetime value (issue 13, parts 4 to 6) ---

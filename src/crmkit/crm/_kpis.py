@@ -5,6 +5,7 @@ rows to :mod:`crmkit.analytics`."""
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +31,7 @@ from crmkit.analytics import (
     lifecycle_stages,
     pipeline_rows,
     reliability,
+    stage_durations,
 )
 from crmkit.analytics._forecast import BacktestRow, ForecastRow, Outcome
 from crmkit.analytics._pipeline import check_quota, check_rates
@@ -138,18 +140,61 @@ def _histories(
     rule: Rule | None,
     pipeline: str | None,
     until: datetime,
-) -> Iterator[list[StageChange]]:
-    """The moves of each subject ``rule`` selects, read ``_BATCH`` subjects at a time
-    (only one batch is held)."""
+    *,
+    group: str | None = None,
+) -> Iterator[tuple[str, list[StageChange]]]:
+    """The moves of each subject ``rule`` selects, with its cohort label (the value of
+    ``group``, ``""`` without one), read ``_BATCH`` subjects at a time (only one batch is
+    held)."""
     repository: Any = getattr(unit, f"{REPLAYED[subject].entity_name}s")
-    ids = repository.ids(rule, now=until)
-    for start in range(0, len(ids), _BATCH):
-        chunk = ids[start : start + _BATCH]
+    if group is None:
+        ids = repository.ids(rule, now=until)
+        batches: Iterator[dict[UUID, str]] = (
+            dict.fromkeys(ids[start : start + _BATCH], "") for start in range(0, len(ids), _BATCH)
+        )
+    else:
+        batches = _labelled(repository.iterate(rule, batch_size=_BATCH, now=until), group)
+    for labels in batches:
         by_subject: dict[UUID, list[StageChange]] = {}
-        for change in unit.stage_history.for_subjects(subject, chunk):
+        for change in unit.stage_history.for_subjects(subject, list(labels)):
             if pipeline is None or change.pipeline == pipeline:
                 by_subject.setdefault(change.subject_id, []).append(change)
-        yield from by_subject.values()
+        for subject_id, history in by_subject.items():
+            yield labels[subject_id], history
+
+
+def _labelled(subjects: Iterator[Any], group: str) -> Iterator[dict[UUID, str]]:
+    """The ids of ``subjects`` with their cohort labels, ``_BATCH`` at a time."""
+    batch: dict[UUID, str] = {}
+    for item in subjects:
+        batch[item.id] = group_label(getattr(item, group)) or _NONE
+        if len(batch) >= _BATCH:
+            yield batch
+            batch = {}
+    if batch:
+        yield batch
+
+
+def _times(
+    histories: Iterator[tuple[str, list[StageChange]]],
+    ranks: Mapping[str, int],
+    stages: Sequence[str],
+    until: datetime,
+) -> dict[str, tuple[dict[int, list[timedelta]], dict[str, list[timedelta]]]]:
+    """Per cohort label, the time between stages and the time in each stage, computed a
+    batch of histories at a time."""
+    found: dict[str, tuple[dict[int, list[timedelta]], dict[str, list[timedelta]]]] = {}
+    while batch := list(islice(histories, _BATCH)):
+        by_label: dict[str, list[list[StageChange]]] = {}
+        for label, history in batch:
+            by_label.setdefault(label, []).append(history)
+        for label, group in by_label.items():
+            between, inside = found.setdefault(label, ({}, {}))
+            for k, taken in entry_durations(group, ranks, until).items():
+                between.setdefault(k, []).extend(taken)
+            for stage, taken in stage_durations(group, stages, until).items():
+                inside.setdefault(stage, []).extend(taken)
+    return found
 
 
 def funnel(
@@ -184,17 +229,19 @@ def funnel(
             reach = unit.stage_history.reach(
                 subject, ranks, until=until, pipeline=pipeline, rule=cohort_rule, group=group
             )
+            measured = {}
+            if times:
+                histories = _histories(unit, subject, cohort_rule, pipeline, until, group=group)
+                measured = _times(histories, ranks, stages, until)
             if group is None:
-                durations = None
-                if times:
-                    histories = _histories(unit, subject, cohort_rule, pipeline, until)
-                    durations = entry_durations(histories, ranks, until)
-                rows.extend(funnel_rows(label, reach, stages, durations))
+                between, inside = measured.get("", (None, None))
+                rows.extend(funnel_rows(label, reach, stages, between, inside))
                 continue
             keys = sorted({group_label(r.group) or _NONE for r in reach})
             for key in keys:
                 mine = [r for r in reach if (group_label(r.group) or _NONE) == key]
-                rows.extend(funnel_rows(key, mine, stages))
+                between, inside = measured.get(key, (None, None))
+                rows.extend(funnel_rows(key, mine, stages, between, inside))
     return Funnel(subject, pipeline, until - _TICK, stages, tuple(rows))
 
 
