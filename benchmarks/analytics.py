@@ -3,7 +3,7 @@ bounded memory?
 
 For each store (SQLite in a temporary file and, when ``CRMKIT_TEST_POSTGRES_URL`` is set,
 PostgreSQL with tables of prefix ``bench_``) the script fills the store's tables in bulk
-(``executemany`` on SQLite, ``COPY`` on PostgreSQL, 100,000 rows a batch, each row encoded
+(``executemany`` on SQLite, ``COPY`` on PostgreSQL, 50,000 moves a batch, each row encoded
 by the store's own codec, the first 200 of each kind also built as models, whose checks
 accept them): N contacts (a tenth imported at their stage without history, the rest with
 a creation move and up to three forward moves, some skipping stages), 0.3 N deals of
@@ -233,7 +233,7 @@ class Fill:
 
     def fill(self, kind: str, path: Path) -> tuple[float, int]:
         """Store everything in bulk (``executemany`` on SQLite, ``COPY`` on PostgreSQL,
-        100,000 rows a batch) in bounded memory; seconds taken and moves stored."""
+        50,000 moves a batch) in bounded memory; seconds taken and moves stored."""
         started = time.perf_counter()
         writer = _Writer(kind, path)
         moves_count = 0
@@ -255,7 +255,7 @@ class Fill:
         return time.perf_counter() - started, moves_count
 
 
-_BATCH = 100_000
+_BATCH = 50_000
 
 
 class _Writer:
