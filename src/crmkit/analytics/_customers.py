@@ -58,6 +58,7 @@ __all__ = [
 
 _PLACES = Decimal("1e-12")
 CUSTOMER_STAGES = frozenset({LifecycleStage.CUSTOMER, LifecycleStage.EVANGELIST})
+"""The lifecycle stages of a customer: churn by lifecycle is leaving them."""
 
 
 @attrs.frozen
