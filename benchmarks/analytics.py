@@ -28,7 +28,7 @@ churn month). Memory: the peak of Python allocations (``tracemalloc``) during on
 and the process's peak RSS at the end.
 
 Usage: ``python benchmarks/analytics.py [--n 1000000] [--samples 3]
-[--stores sqlite,postgresql] [--json]``.
+[--stores sqlite,postgresql] [--skip pipeline_kpis] [--json]``.
 """
 
 import argparse
@@ -520,7 +520,7 @@ def _peak_mb(call: Callable[[], Any]) -> float:
         tracemalloc.stop()
 
 
-def measure(kind: str, n: int, samples: int) -> dict[str, Any]:
+def measure(kind: str, n: int, samples: int, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     fill = Fill(n)
     clock = FixedClock(NOW)
     with tempfile.TemporaryDirectory() as folder:
@@ -542,6 +542,8 @@ def measure(kind: str, n: int, samples: int) -> dict[str, Any]:
                 ("pipeline_kpis", lambda: crm_kpis(crm), baseline.win_rate),
                 ("retention matrix", lambda: crm_retention(store), baseline.retention),
             ):
+                if name in skip:
+                    continue
                 mine, found = _timed(ours, samples)
                 base, expected = _timed(theirs, samples)
                 cases[name] = {
@@ -567,6 +569,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--skip", default="", help="cases to leave out, comma-separated")
     options = parser.parse_args()
     kinds = [
         k for k in options.stores.split(",") if k != "postgresql" or POSTGRES_ENV in os.environ
@@ -574,7 +577,8 @@ def main() -> None:
     results: dict[str, Any] = {}
     ok = True
     for kind in kinds:
-        result = measure(kind, options.n, options.samples)
+        skip = frozenset(s for s in options.skip.split(",") if s)
+        result = measure(kind, options.n, options.samples, skip)
         results[kind] = result
         print(
             f"{kind}: {options.n:,} contacts, {options.n * 3 // 10:,} deals, "
