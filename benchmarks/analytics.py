@@ -38,6 +38,7 @@ import random
 import resource
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -520,6 +521,11 @@ def _peak_mb(call: Callable[[], Any]) -> float:
         tracemalloc.stop()
 
 
+def _progress(line: str) -> None:
+    """A line on stderr at once, so that a long run shows what it measured so far."""
+    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+
 def measure(kind: str, n: int, samples: int, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     fill = Fill(n)
     clock = FixedClock(NOW)
@@ -533,6 +539,7 @@ def measure(kind: str, n: int, samples: int, skip: frozenset[str] = frozenset())
         baseline = None
         try:
             seconds, changes = fill.fill(kind, path)
+            _progress(f"{kind}: filled {changes:,} stage changes in {seconds:.0f} s")
             baseline = Baseline(kind, path)
             crm = CRM(store, pipelines=[SALES], clock=clock)
             cases: dict[str, Any] = {}
@@ -553,6 +560,7 @@ def measure(kind: str, n: int, samples: int, skip: frozenset[str] = frozenset())
                     "equal": found == expected,
                     "peak_python_mb": _peak_mb(ours),
                 }
+                _progress(f"{kind}: {name}: {cases[name]}")
         finally:
             if baseline is not None:
                 baseline.close()
