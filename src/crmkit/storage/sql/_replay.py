@@ -66,7 +66,9 @@ def reach_query(
             changes.c.subject_id.label("subject_id"),
             sa.func.max(sa.case((before, _rank(changes.c.to_stage, ranks)))).label("entered"),
             sa.func.max(sa.case((before, _rank(changes.c.from_stage, ranks)))).label("passed"),
-            sa.func.min(_rank(changes.c.from_stage, ranks)).label("lowest"),
+            # only read when no move came before until: the moves after it suffice, and
+            # the rank is computed for those alone
+            sa.func.min(sa.case((~before, _rank(changes.c.from_stage, ranks)))).label("lowest"),
             sa.func.count(sa.case((before, 1))).label("before"),
         )
         .where(*on_changes)
