@@ -1,12 +1,15 @@
-"""Do the funnel and win rate by owner run near hand-written SQL, in bounded memory?
+"""Do the funnel, win rate by owner and cohort retention run near hand-written SQL, in
+bounded memory?
 
 For each store (SQLite in a temporary file and, when ``CRMKIT_TEST_POSTGRES_URL`` is set,
-PostgreSQL with tables of prefix ``bench_``) the script fills a fresh store with its own
-``add_many``: N contacts (a tenth imported at their stage without history, the rest with
-a creation move and one or two forward moves, some skipping stages), 0.3 N deals of 0.01 N
-owners in EUR and USD (a creation move, up to two forward moves, then won or lost for
-seven in ten), so about 3 N stage changes in all. Then it times, ``--samples`` times each
-(the median is reported):
+PostgreSQL with tables of prefix ``bench_``) the script fills the store's tables in bulk
+(``executemany`` on SQLite, ``COPY`` on PostgreSQL, 50,000 moves a batch, each row encoded
+by the store's own codec, the first 200 of each kind also built as models, whose checks
+accept them): N contacts (a tenth imported at their stage without history, the rest with
+a creation move and up to three forward moves, some skipping stages), 0.3 N deals of
+0.01 N owners in EUR and USD (a creation move, up to two forward moves, then won or lost
+for seven in ten), about 3 N stage changes in all. Then it times, ``--samples`` times
+each (the median is reported):
 
 * ``funnel``: ``CRM.funnel(times=False)``, the lifecycle funnel's reached-at-least
   counts, grouped by the store (``StageHistoryRepository.reach``);
@@ -15,13 +18,17 @@ seven in ten), so about 3 N stage changes in all. Then it times, ``--samples`` t
   which is the closed-deal part of ``CRM.pipeline_kpis``;
 * ``pipeline_kpis``: ``CRM.pipeline_kpis`` for the year by owner, which replays three
   times (closed, open at the end, open at the start);
+* ``retention matrix``: the monthly cohort retention matrix of the customers by
+  lifecycle: ``StageHistoryRepository.customer_spans`` (one row per customer, grouped
+  by the database) and :func:`crmkit.analytics.retention_matrix` over them;
 
 each next to a hand-written SQL query through the driver alone (``sqlite3``, psycopg) in
-the same run, whose result is checked equal. Memory: the peak of Python allocations
-(``tracemalloc``) during one call, and the process's peak RSS at the end.
+the same run, whose result is checked equal (the retention query groups by cohort and
+churn month). Memory: the peak of Python allocations (``tracemalloc``) during one call,
+and the process's peak RSS at the end.
 
 Usage: ``python benchmarks/analytics.py [--n 1000000] [--samples 3]
-[--stores sqlite,postgresql] [--json]``.
+[--stores sqlite,postgresql] [--skip pipeline_kpis] [--json]``.
 """
 
 import argparse
@@ -31,6 +38,7 @@ import random
 import resource
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -39,13 +47,22 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
+import attrs
 from _postgres import POSTGRES_ENV, PREFIX, postgres_dsn, reset_postgres
 
 from crmkit._extras import import_extra
-from crmkit.analytics import Granularity, lifecycle_stages, period_of, pipeline_rows
+from crmkit.analytics import (
+    Granularity,
+    lifecycle_stages,
+    period_of,
+    periods,
+    pipeline_rows,
+    retention_matrix,
+)
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.crm._kpis import facts_of, stages_of
@@ -54,13 +71,16 @@ from crmkit.models import (
     Contact,
     Deal,
     DealStatus,
+    Entity,
     LifecycleStage,
     Money,
     StageChange,
     SubjectKind,
 )
+from crmkit.quality import match_keys
 from crmkit.storage import Store
-from crmkit.storage.sql import open_store
+from crmkit.storage.sql import open_store, schema
+from crmkit.storage.sql._codec import codec
 from crmkit.storage.sql.types import sqlite_timestamp
 
 NOW = datetime(2026, 11, 1, 9, tzinfo=UTC)
@@ -89,52 +109,81 @@ def _uuid(rng: random.Random) -> UUID:
     return UUID(int=rng.getrandbits(128), version=4)
 
 
+def _defaults(cls: type[Entity]) -> dict[str, Any]:
+    """Every field of ``cls`` with the value of a valid instance: what a generated row
+    holds unless it sets the field."""
+    templates: dict[type[Entity], Entity] = {
+        Contact: Contact.new(),
+        Deal: Deal.new(title="t", pipeline="sales", stage="discovery"),
+        StageChange: StageChange.new(
+            subject=SubjectKind.CONTACT, subject_id=UUID(int=1), to_stage="lead"
+        ),
+    }
+    template = templates[cls]
+    return {f.name: getattr(template, f.name) for f in attrs.fields(cls)}
+
+
 class Fill:
-    """The generated data of one size."""
+    """The generated data of one size, as rows of plain values (a namespace per entity
+    with every field), stored in bulk through the database driver in the store's own
+    encoding (its codec); the first rows of each kind are also built as models, which
+    check them."""
+
+    CHECKED = 200
 
     def __init__(self, n: int, seed: int = 20261106) -> None:
         self.n = n
         self.seed = seed
         self.owners = max(1, n // 100)
+        self.defaults = {cls: _defaults(cls) for cls in (Contact, Deal, StageChange)}
+        self.checked: Counter[type[Entity]] = Counter()
+
+    def _row(self, cls: type[Entity], **values: Any) -> SimpleNamespace:
+        row = SimpleNamespace(**(self.defaults[cls] | values))
+        if self.checked[cls] < self.CHECKED:  # the model's checks accept the row
+            self.checked[cls] += 1
+            model = cls(**vars(row))
+            assert not isinstance(model, Contact) or not match_keys(model)
+        return row
 
     def _created(self, rng: random.Random) -> datetime:
         return NOW - timedelta(seconds=rng.randrange(600 * 86_400))
 
-    def contacts(self) -> Iterator[tuple[Contact, list[StageChange]]]:
+    def _change(self, rng: random.Random, at: datetime, **values: Any) -> SimpleNamespace:
+        return self._row(StageChange, id=_uuid(rng), created_at=at, updated_at=at, at=at, **values)
+
+    def contacts(self) -> Iterator[tuple[SimpleNamespace, list[SimpleNamespace]]]:
         rng = random.Random(self.seed)
         for _ in range(self.n):
             created = self._created(rng)
-            top = min(int(rng.expovariate(0.7)), len(LIFECYCLE) - 1)
-            contact = Contact(
+            top = min(int(rng.expovariate(0.35)), len(LIFECYCLE) - 1)
+            contact = self._row(
+                Contact,
                 id=_uuid(rng),
-                version=1,
                 created_at=created,
                 updated_at=created,
                 lifecycle_stage=LifecycleStage(LIFECYCLE[top]),
             )
-            moves: list[StageChange] = []
+            moves: list[SimpleNamespace] = []
             if rng.random() >= 0.1:  # a tenth imported at their stage, without history
-                path = sorted({0, top, *rng.sample(range(top + 1), min(top, 1))})
+                path = sorted({0, top, *rng.sample(range(top + 1), min(top, 3))})
                 at, previous = created, None
                 for rank in path:
                     moves.append(
-                        StageChange(
-                            id=_uuid(rng),
-                            version=1,
-                            created_at=at,
-                            updated_at=at,
+                        self._change(
+                            rng,
+                            at,
                             subject=SubjectKind.CONTACT,
                             subject_id=contact.id,
                             from_stage=previous,
                             to_stage=LIFECYCLE[rank],
-                            at=at,
                         )
                     )
                     previous = LIFECYCLE[rank]
                     at += timedelta(hours=rng.randrange(1, 24 * 30))
             yield contact, moves
 
-    def deals(self) -> Iterator[tuple[Deal, list[StageChange]]]:
+    def deals(self) -> Iterator[tuple[SimpleNamespace, list[SimpleNamespace]]]:
         rng = random.Random(self.seed + 1)
         for i in range(self.n * 3 // 10):
             created = self._created(rng)
@@ -149,17 +198,14 @@ class Fill:
             deal_id = _uuid(rng)
             for stage in stages:
                 moves.append(
-                    StageChange(
-                        id=_uuid(rng),
-                        version=1,
-                        created_at=at,
-                        updated_at=at,
+                    self._change(
+                        rng,
+                        at,
                         subject=SubjectKind.DEAL,
                         subject_id=deal_id,
                         pipeline="sales",
                         from_stage=previous,
                         to_stage=stage,
-                        at=at,
                         reason="price" if stage == "lost" else None,
                         amount=money,
                         probability=SALES.stage(stage).probability,
@@ -170,15 +216,15 @@ class Fill:
             last = stages[-1]
             status = {"won": DealStatus.WON, "lost": DealStatus.LOST}.get(last, DealStatus.OPEN)
             closed = None if status is DealStatus.OPEN else moves[-1].at
-            deal = Deal(
+            deal = self._row(
+                Deal,
                 id=deal_id,
-                version=1,
                 created_at=created,
                 updated_at=created,
                 title=f"Deal {i}",
-                pipeline="sales",
                 stage=last,
                 amount=money,
+                probability=SALES.stage(last).probability,
                 status=status,
                 closed_at=closed,
                 lost_reason="price" if status is DealStatus.LOST else None,
@@ -186,30 +232,82 @@ class Fill:
             )
             yield deal, moves
 
-    def fill(self, store: Store) -> tuple[float, int]:
-        """Store everything with ``add_many`` in bounded memory (the entities first, then
-        their moves, generated again from the same seed); seconds taken and moves stored."""
+    def fill(self, kind: str, path: Path) -> tuple[float, int]:
+        """Store everything in bulk (``executemany`` on SQLite, ``COPY`` on PostgreSQL,
+        50,000 moves a batch) in bounded memory; seconds taken and moves stored."""
         started = time.perf_counter()
-        count = 0
-        for name, source in (("contacts", self.contacts), ("deals", self.deals)):
-            with store.unit_of_work() as unit:
-                getattr(unit, name).add_many(entity for entity, _ in source())
-                unit.commit()
-            batch: list[StageChange] = []
-            for _, moves in source():
-                batch.extend(moves)
-                if len(batch) >= 100_000:
-                    count += self._store_moves(store, batch)
-            count += self._store_moves(store, batch)
-        return time.perf_counter() - started, count
+        writer = _Writer(kind, path)
+        moves_count = 0
+        try:
+            for cls, source in ((Contact, self.contacts), (Deal, self.deals)):
+                entities: list[SimpleNamespace] = []
+                moves: list[SimpleNamespace] = []
+                for entity, history in source():
+                    entities.append(entity)
+                    moves.extend(history)
+                    if len(moves) >= _BATCH:
+                        writer.write(cls, entities)
+                        moves_count += writer.write(StageChange, moves)
+                writer.write(cls, entities)
+                moves_count += writer.write(StageChange, moves)
+            writer.analyze()
+        finally:
+            writer.close()
+        return time.perf_counter() - started, moves_count
 
-    @staticmethod
-    def _store_moves(store: Store, batch: list[StageChange]) -> int:
-        with store.unit_of_work() as unit:
-            stored = unit.stage_history.add_many(batch)
-            unit.commit()
-        batch.clear()
-        return stored
+
+_BATCH = 50_000
+
+
+class _Writer:
+    """Rows into the benchmark's tables through the driver alone, encoded by the store's
+    codec (the same values ``add_many`` writes)."""
+
+    def __init__(self, kind: str, path: Path) -> None:
+        self.kind = kind
+        self.tables = schema(PREFIX)
+        if kind == "sqlite":
+            self.connection: Any = sqlite3.connect(path, isolation_level=None)
+        else:
+            psycopg = import_extra("psycopg", extra="postgres", feature="the benchmark")
+            self.connection = psycopg.connect(postgres_dsn(os.environ[POSTGRES_ENV]))
+
+    def write(self, cls: type[Entity], rows: list[SimpleNamespace]) -> int:
+        if not rows:
+            return 0
+        encoder = codec(cls, self.kind)
+        name = self.tables.table(cls).name
+        columns = ", ".join(encoder.names)
+        encoded = [encoder.encode(TENANT, row) for row in rows]
+        if self.kind == "sqlite":
+            marks = ", ".join("?" * len(encoder.names))
+            self.connection.execute("BEGIN")
+            self.connection.executemany(
+                f"INSERT INTO {name} ({columns}) VALUES ({marks})",
+                encoded,
+            )
+            self.connection.execute("COMMIT")
+        else:
+            with (
+                self.connection.cursor() as cursor,
+                cursor.copy(f"COPY {name} ({columns}) FROM STDIN") as copy,
+            ):
+                for row in encoded:
+                    copy.write_row(row)
+            self.connection.commit()
+        count = len(rows)
+        rows.clear()
+        return count
+
+    def analyze(self) -> None:
+        if self.kind == "sqlite":
+            self.connection.execute("ANALYZE")
+        else:
+            self.connection.execute("ANALYZE")
+            self.connection.commit()
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 # ---------------------------------------------------------------------------- crmkit
@@ -239,6 +337,23 @@ def crm_win_rate(store: Store) -> dict[str, tuple[int, int]]:
 def crm_kpis(crm: CRM) -> dict[str, tuple[int, int]]:
     kpis = crm.pipeline_kpis("sales", periods=[YEAR], by="owner", at=NOW)
     return _per_owner((r.group, r.won, r.lost) for r in kpis.rows)
+
+
+COHORTS = periods(
+    period_of(NOW - timedelta(days=620), Granularity.MONTH).start, NOW, Granularity.MONTH
+)
+"""The monthly cohorts of the retention matrix: every month with customers."""
+
+
+def crm_retention(store: Store) -> list[tuple[str, int, tuple[int, ...]]]:
+    """The cohort retention matrix: the store's customer spans (one row per customer,
+    grouped in the database) and crmkit's matrix of them."""
+    with store.unit_of_work() as unit:
+        spans = unit.stage_history.customer_spans()
+    matrix = retention_matrix(
+        spans, start=COHORTS[0].start, end=COHORTS[-1].end, granularity=Granularity.MONTH
+    )
+    return [(row.cohort, row.size, row.retained) for row in matrix.rows]
 
 
 def _per_owner(rows: Any) -> dict[str, tuple[int, int]]:
@@ -290,6 +405,47 @@ def win_rate_sql(mark: str) -> str:
         GROUP BY d.owner, c.to_stage"""
 
 
+def retention_sql(mark: str, month: str) -> str:
+    """Per cohort month (first move into customer or evangelist, or creation for those
+    imported there) and churn month (the last move, if it left them), the customers."""
+    inside = "('customer', 'evangelist')"
+    start, end = month.format("s.start_at"), month.format("s.end_at")
+    return f"""
+        SELECT {start} AS cohort, {end} AS churn, count(*) FROM (
+          SELECT f.first_in AS start_at,
+                 CASE WHEN l.to_stage IN {inside} THEN NULL ELSE l.at END AS end_at
+          FROM (SELECT subject_id, min(CASE WHEN to_stage IN {inside} THEN at END) AS first_in
+                FROM {PREFIX}stage_changes WHERE tenant = {mark} AND subject = 'contact'
+                GROUP BY subject_id) f
+          JOIN (SELECT subject_id, to_stage, at, row_number() OVER (
+                  PARTITION BY subject_id ORDER BY at DESC, id DESC) AS place
+                FROM {PREFIX}stage_changes WHERE tenant = {mark} AND subject = 'contact') l
+            ON l.subject_id = f.subject_id AND l.place = 1
+          WHERE f.first_in IS NOT NULL
+          UNION ALL
+          SELECT k.created_at, NULL FROM {PREFIX}contacts k
+          WHERE k.tenant = {mark} AND k.lifecycle_stage IN {inside}
+            AND NOT EXISTS (SELECT 1 FROM {PREFIX}stage_changes c
+                            WHERE c.tenant = {mark} AND c.subject = 'contact'
+                              AND c.subject_id = k.id AND c.to_stage IN {inside})
+        ) s GROUP BY cohort, churn"""
+
+
+def _matrix_of(rows: list[tuple[str, str | None, int]]) -> list[tuple[str, int, tuple[int, ...]]]:
+    labels = [p.label for p in COHORTS]
+    found = []
+    for index, label in enumerate(labels):
+        members = [(churn, n) for cohort, churn, n in rows if cohort == label]
+        if not members:
+            continue
+        retained = tuple(
+            sum(n for churn, n in members if churn is None or churn > later)
+            for later in labels[index:]
+        )
+        found.append((label, sum(n for _, n in members), retained))
+    return found
+
+
 def _funnel_of(rows: list[tuple[Any, int]]) -> list[int]:
     counts = dict(rows)
     return [sum(n for reached, n in counts.items() if reached >= k) for k in range(len(LIFECYCLE))]
@@ -331,6 +487,15 @@ class Baseline:
         params = (TENANT, self.until, TENANT, self.since, self.until)
         return _win_of(self.connection.execute(statement, params).fetchall())
 
+    def retention(self) -> list[tuple[str, int, tuple[int, ...]]]:
+        if self.kind == "sqlite":
+            month = "substr({}, 1, 7)"
+        else:
+            month = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM')"
+        statement = retention_sql(self.mark, month)
+        params = (TENANT,) * 4
+        return _matrix_of(self.connection.execute(statement, params).fetchall())
+
     def close(self) -> None:
         self.connection.close()
 
@@ -356,7 +521,12 @@ def _peak_mb(call: Callable[[], Any]) -> float:
         tracemalloc.stop()
 
 
-def measure(kind: str, n: int, samples: int) -> dict[str, Any]:
+def _progress(line: str) -> None:
+    """A line on stderr at once, so that a long run shows what it measured so far."""
+    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+
+def measure(kind: str, n: int, samples: int, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     fill = Fill(n)
     clock = FixedClock(NOW)
     with tempfile.TemporaryDirectory() as folder:
@@ -368,19 +538,19 @@ def measure(kind: str, n: int, samples: int) -> dict[str, Any]:
             store = open_store(os.environ[POSTGRES_ENV], tenant=TENANT, prefix=PREFIX, clock=clock)
         baseline = None
         try:
-            seconds, changes = fill.fill(store)
+            seconds, changes = fill.fill(kind, path)
+            _progress(f"{kind}: filled {changes:,} stage changes in {seconds:.0f} s")
             baseline = Baseline(kind, path)
-            if kind == "postgresql":
-                baseline.connection.execute(f"ANALYZE {PREFIX}stage_changes")
-            else:
-                baseline.connection.execute("ANALYZE")
             crm = CRM(store, pipelines=[SALES], clock=clock)
             cases: dict[str, Any] = {}
             for name, ours, theirs in (
                 ("funnel", lambda: crm_funnel(crm), baseline.funnel),
                 ("win rate by owner", lambda: crm_win_rate(store), baseline.win_rate),
                 ("pipeline_kpis", lambda: crm_kpis(crm), baseline.win_rate),
+                ("retention matrix", lambda: crm_retention(store), baseline.retention),
             ):
+                if name in skip:
+                    continue
                 mine, found = _timed(ours, samples)
                 base, expected = _timed(theirs, samples)
                 cases[name] = {
@@ -390,6 +560,7 @@ def measure(kind: str, n: int, samples: int) -> dict[str, Any]:
                     "equal": found == expected,
                     "peak_python_mb": _peak_mb(ours),
                 }
+                _progress(f"{kind}: {name}: {cases[name]}")
         finally:
             if baseline is not None:
                 baseline.close()
@@ -406,6 +577,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--skip", default="", help="cases to leave out, comma-separated")
     options = parser.parse_args()
     kinds = [
         k for k in options.stores.split(",") if k != "postgresql" or POSTGRES_ENV in os.environ
@@ -413,7 +585,8 @@ def main() -> None:
     results: dict[str, Any] = {}
     ok = True
     for kind in kinds:
-        result = measure(kind, options.n, options.samples)
+        skip = frozenset(s for s in options.skip.split(",") if s)
+        result = measure(kind, options.n, options.samples, skip)
         results[kind] = result
         print(
             f"{kind}: {options.n:,} contacts, {options.n * 3 // 10:,} deals, "

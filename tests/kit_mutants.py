@@ -16,7 +16,7 @@ from uuid import UUID
 
 import attrs
 
-from crmkit.analytics import replay_standing
+from crmkit.analytics import CUSTOMER_STAGES, replay_customer_spans, replay_standing
 from crmkit.automation import (
     Delivery,
     DeliveryStatus,
@@ -2211,3 +2211,89 @@ STEP_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
 }
 
 MUTANTS.update(STEP_MUTANTS)
+
+
+class _ForgetsForecastCategory:
+    def update(self, item: Any, /) -> Any:
+        if getattr(item, "forecast_category", None) is not None:
+            item = attrs.evolve(item, forecast_category=None)
+        return super().update(item)  # type: ignore[misc]
+
+
+class _CategoryAsText:
+    def count_by(self, field: str, rule: Any = None, /, *, now: Any = None) -> Any:
+        found = super().count_by(field, rule, now=now)  # type: ignore[misc]
+        if field != "forecast_category":
+            return found
+        return {None if k is None else str(k.value): n for k, n in found.items()}
+
+
+MUTANTS.update(
+    {
+        "update forgets a deal's forecast category": (
+            _mixing(
+                "ForgetsForecastCategory",
+                _ForgetsForecastCategory,
+                "update stores every deal without its forecast category.",
+            ),
+            ("test_a_deal_s_forecast_category_round_trips",),
+        ),
+        "count_by gives categories as text": (
+            _mixing(
+                "CategoryAsText",
+                _CategoryAsText,
+                "count_by('forecast_category') keys are strings, not ForecastCategory.",
+            ),
+            ("test_a_deal_s_forecast_category_round_trips",),
+        ),
+    }
+)
+
+
+class _SpansWithoutChurn(MemoryUnitOfWork):
+    def __init__(self, store: Any) -> None:
+        super().__init__(store)
+        history = self.stage_history
+        spans = history.customer_spans
+
+        def without_churn(stages: Any = CUSTOMER_STAGES, /) -> Any:
+            return [attrs.evolve(s, end=None) for s in spans(stages)]
+
+        history.customer_spans = without_churn  # type: ignore[method-assign]
+
+
+class _SpansOfEveryMove(MemoryUnitOfWork):
+    def __init__(self, store: Any) -> None:
+        super().__init__(store)
+        history = self.stage_history
+
+        def every_subject(stages: Any = CUSTOMER_STAGES, /) -> Any:
+            changes = [
+                attrs.evolve(c, subject=SubjectKind.CONTACT) for c in history._table.values()
+            ]
+            contacts = list(self.contacts._table.values())
+            return replay_customer_spans(contacts, changes, stages)
+
+        history.customer_spans = every_subject  # type: ignore[method-assign]
+
+
+MUTANTS.update(
+    {
+        "customer spans forget churn": (
+            type(
+                "SpansWithoutChurn",
+                (MutantStore,),
+                {"unit_class": _SpansWithoutChurn, "__doc__": "a customer never churns."},
+            ),
+            ("test_customer_spans_follow_the_contact_history",),
+        ),
+        "customer spans count deal moves": (
+            type(
+                "SpansOfEveryMove",
+                (MutantStore,),
+                {"unit_class": _SpansOfEveryMove, "__doc__": "deal moves make customers."},
+            ),
+            ("test_customer_spans_follow_the_contact_history",),
+        ),
+    }
+)

@@ -22,7 +22,7 @@ from crmkit.analytics import (
 )
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
-from crmkit.errors import ValidationError
+from crmkit.errors import ClosedRecord, ValidationError
 from crmkit.lifecycle import Pipeline, Stage, StageKind, Touchpoint
 from crmkit.models import (
     Contact,
@@ -34,6 +34,7 @@ from crmkit.models import (
     StageChange,
     SubjectKind,
 )
+from crmkit.scoring import LogisticScorer, deal_examples, deal_record
 from crmkit.segmentation import deals_where, field
 from crmkit.serialization import make_converter
 from crmkit.storage import Store
@@ -365,3 +366,94 @@ def test_group_label_refuses_an_int_too_long_to_print() -> None:
     with pytest.raises(ValidationError) as caught:
         group_label(10**5000)
     assert caught.value.field == "value"
+
+
+def test_a_deal_s_own_forecast_category_overrides_its_stage(crm: CRM) -> None:
+    d3 = _open_deal(crm, "d3")
+    crm.set_forecast_category(d3.id, ForecastCategory.OMITTED, by="ann")
+    usd = {r.currency: r for r in crm.forecast("sales", periods=[FEB], at=_day(2, 15)).rows}["USD"]
+    assert (usd.commit, usd.omitted, usd.expected) == (Decimal(0), Decimal(2000), Decimal(1600))
+    mapped = crm.forecast(
+        "sales", periods=[FEB], at=_day(2, 15), categories={"negotiation": ForecastCategory.COMMIT}
+    )
+    assert {r.currency: r for r in mapped.rows}["USD"].omitted == Decimal(2000)  # the deal's wins
+    crm.set_forecast_category(d3.id, None)
+    usd = {r.currency: r for r in crm.forecast("sales", periods=[FEB], at=_day(2, 15)).rows}["USD"]
+    assert (usd.commit, usd.omitted) == (Decimal(2000), Decimal(0))
+    with pytest.raises(ValidationError) as caught:
+        crm.set_forecast_category(d3.id, "commit")  # type: ignore[arg-type]
+    assert caught.value.field == "category"
+    with pytest.raises(ClosedRecord):
+        crm.set_forecast_category(_open_deal(crm, "d1").id, ForecastCategory.COMMIT)
+
+
+def _open_deal(crm: CRM, title: str) -> Deal:
+    with crm.store.unit_of_work() as unit:
+        return next(d for d in unit.deals.iterate() if d.title == title)
+
+
+def test_expected_revenue_from_a_learned_scorer(crm: CRM) -> None:
+    """A logistic scorer fitted on the closed deals gives each open deal its probability;
+    the expected revenue is what closed plus the amounts times those probabilities."""
+    with crm.store.unit_of_work() as unit:
+        deals = list(unit.deals.iterate())
+    scorer = LogisticScorer.fit(deal_examples(deals), l2=0.5)
+    forecast = crm.forecast("sales", periods=[FEB], at=_day(2, 15), scorer=scorer)
+    assert forecast.expected_from == "scorer"
+    rows = {r.currency: r for r in forecast.rows}
+    by_title = {d.title: d for d in deals}
+    p3 = Decimal(repr(scorer.predict(deal_record(by_title["d3"]))))
+    p5 = Decimal(repr(scorer.predict(deal_record(by_title["d5"]))))
+    assert rows["USD"].expected == (2000 * p3).quantize(Decimal("0.01"))
+    assert rows["EUR"].expected == (1000 + 300 * p5).quantize(Decimal("0.01"))
+    assert rows["USD"].commit == Decimal(2000)  # the categories stay the stages'
+    assert rows[None].deals == 1
+    stage_only = crm.forecast("sales", periods=[FEB], at=_day(2, 15))
+    assert stage_only.expected_from == "stage"
+    assert {r.currency: r for r in stage_only.rows}["USD"].expected == Decimal("1600.00")
+
+
+class _Broken:
+    def predict_many(self, records: object) -> list[float]:
+        raise ZeroDivisionError
+
+
+class _Wrong:
+    def predict_many(self, records: list[object]) -> list[float]:
+        return [float("nan")] * len(records)
+
+
+def test_a_scorer_that_fails_is_named(crm: CRM) -> None:
+    for scorer, named in ((_Broken(), "scorer"), (_Wrong(), None), (object(), "scorer")):
+        with pytest.raises(ValidationError) as caught:
+            crm.forecast("sales", periods=[FEB], at=_day(2, 15), scorer=scorer)  # type: ignore[arg-type]
+        assert named is None or caught.value.field == named
+        assert named is not None or caught.value.field.startswith("scores[")
+
+
+def test_time_in_stage_is_each_visit_not_the_time_between_stages(crm: CRM) -> None:
+    """Discovery visits: d1 5 days, d2 35 days (left to lost), d3 25 days 10 hours, d5
+    42 days (negotiation skipped); d4 is still there. The time between discovery and
+    proposal (d1 5 days, d3 25 days, d5 42 days: first reaching proposal or beyond) is
+    another measure."""
+    rows = crm.funnel("sales", at=MARCH_1).cohort("all")
+    discovery, proposal, negotiation, won = rows
+    assert discovery.visits == 4
+    assert discovery.median_in_stage == timedelta(days=25, hours=10)
+    assert discovery.p90_in_stage == timedelta(days=42)
+    assert (proposal.visits, proposal.median_in_stage) == (1, timedelta(days=24))
+    assert (negotiation.visits, negotiation.median_in_stage) == (0, None)  # still open
+    assert proposal.median_time == timedelta(days=25, hours=10)  # between, not in
+    assert won.visits == 0
+
+
+def test_cohorts_by_a_field_have_times_too(crm: CRM) -> None:
+    by_owner = crm.funnel("sales", by="owner", at=MARCH_1)
+    ann, bo = by_owner.cohort("ann"), by_owner.cohort("bo")
+    assert (ann[1].timed, ann[1].median_time) == (1, timedelta(days=5))  # d1
+    assert (ann[0].visits, ann[0].median_in_stage) == (2, timedelta(days=5))  # d1, d2
+    assert (bo[0].visits, bo[0].median_in_stage) == (2, timedelta(days=25, hours=10))
+    assert bo[1].timed == 2  # d3 and d5 reached proposal or beyond
+    counts = crm.funnel("sales", by="owner", at=MARCH_1, times=False)
+    assert [r.reached for r in counts.rows] == [r.reached for r in by_owner.rows]
+    assert all(r.timed == 0 and r.visits == 0 for r in counts.rows)

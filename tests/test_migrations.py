@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
+import attrs
 import pytest
 import sqlalchemy as sa
 
@@ -407,6 +408,42 @@ def test_schema_8_upgrades_to_durable_timers_with_its_data(target: tuple[str, st
                 now, lease=uuid.uuid4(), until=now + timedelta(minutes=1), limit=5
             )
             assert (claimed.id, claimed.status) == (step.id, StepStatus.RUNNING)
+    finally:
+        store.close()
+    assert upgrade(url, prefix=prefix).changed is False
+
+
+def test_schema_7_upgrades_to_per_deal_forecast_categories(target: tuple[str, str]) -> None:
+    """Schema 7 had no ``forecast_category``: stored deals keep their stage's category
+    (the column is empty), a category set afterwards is stored, and the activities gain
+    the ``(tenant, kind, occurred_at)`` index that ``of_kinds`` reads."""
+    from crmkit.models import Activity, ActivityKind, Deal, ForecastCategory  # noqa: PLC0415
+
+    url, prefix = target
+    ada = person("ada@example.org")
+    deals = [
+        Deal.new(title=f"Deal {n}", pipeline="sales", stage="proposal", clock=CLOCK)
+        for n in range(3)
+    ]
+    bought = Activity.new(contact_id=ada.id, kind=ActivityKind.PURCHASE, clock=CLOCK)
+    make_old(url, prefix, [ada, *deals, bought], 7)
+    assert f"ix_{prefix}activities_kind_occurred_at" not in index_names(url, f"{prefix}activities")
+
+    assert upgrade(url, prefix=prefix) == Upgrade(7, SCHEMA_VERSION, unique_emails=True)
+    assert f"ix_{prefix}activities_kind_occurred_at" in index_names(url, f"{prefix}activities")
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        with store.unit_of_work() as unit:
+            assert unit.deals.get_many([d.id for d in deals]) == {d.id: d for d in deals}
+            assert all(unit.deals.get(d.id).forecast_category is None for d in deals)
+            assert unit.activities.of_kinds([ActivityKind.PURCHASE]) == [bought]
+            committed = unit.deals.update(
+                attrs.evolve(deals[0], forecast_category=ForecastCategory.COMMIT)
+            )
+            unit.commit()
+        with store.unit_of_work() as unit:
+            assert unit.deals.get(deals[0].id) == committed
+            assert unit.deals.get(deals[0].id).forecast_category is ForecastCategory.COMMIT
     finally:
         store.close()
     assert upgrade(url, prefix=prefix).changed is False

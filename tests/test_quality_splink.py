@@ -68,3 +68,43 @@ def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(MissingExtra) as missing:
         splink_pairs(records, SPEC, weights)
     assert (missing.value.extra, missing.value.package) == ("splink", "splink")
+
+
+def test_splink_trains_m_and_u_with_its_own_em() -> None:
+    """``splink_weights``: u from random pairs and m by splink's EM on each blocking
+    key, on DuckDB; the weights it learns without labels find the duplicates."""
+    from crmkit.quality import Weights, splink_weights  # noqa: PLC0415
+
+    records, truth = _people(random.Random(11), 300)
+    trained = splink_weights(records, SPEC, max_pairs=20_000, seed=3)
+    assert isinstance(trained, Weights)
+    trained.fits(SPEC)
+    for m, u in zip(trained.m, trained.u, strict=True):
+        assert m[-1] > u[-1]  # "equal" is likelier among duplicates than among others
+        assert m[0] < u[0]  # and "different" less likely
+    theirs = splink_pairs(records, SPEC, trained)
+    found = {frozenset((p.left, p.right)) for p in theirs}
+    assert len(found & truth) / len(truth) >= 0.9
+    precision = len(found & truth) / len(found)
+    assert precision >= 0.9
+    started = splink_weights(
+        records, SPEC, start=duplicate_pairs(records, SPEC).model.weights, max_pairs=20_000
+    )
+    assert started.prior == duplicate_pairs(records, SPEC).model.weights.prior
+
+
+def test_splink_training_refuses_bad_arguments() -> None:
+    from crmkit.quality import splink_weights  # noqa: PLC0415
+
+    records, _ = _people(random.Random(2), 5)
+    for kwargs, field in (
+        ({"max_pairs": 0}, "max_pairs"),
+        ({"seed": -1}, "seed"),
+        ({"start": "w"}, "start"),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            splink_weights(records, SPEC, **kwargs)  # type: ignore[arg-type]
+        assert caught.value.field == field
+    with pytest.raises(ValidationError) as caught:
+        splink_weights(records[:1], SPEC)
+    assert caught.value.field == "records"

@@ -18,12 +18,16 @@ from uuid import UUID
 import attrs
 
 from crmkit.analytics import (
+    CUSTOMER_STAGES,
     REPLAYED,
+    CustomerSpan,
     Reach,
     Standing,
+    check_customer_stages,
     check_ranks,
     check_replay,
     check_stages,
+    replay_customer_spans,
     replay_reach,
     replay_standing,
 )
@@ -63,6 +67,7 @@ from crmkit.models import (
     Entity,
     Erasure,
     Lead,
+    LifecycleStage,
     Segment,
     StageChange,
     SubjectKind,
@@ -587,6 +592,13 @@ class JsonStageHistory(JsonHistory[StageChange]):
         return replay_reach(
             subjects, self.all(), subject, checked, until=until, pipeline=pipeline, group=group
         )
+
+    def customer_spans(
+        self, stages: Iterable[LifecycleStage] = CUSTOMER_STAGES, /
+    ) -> list[CustomerSpan]:
+        """crmkit's reference replay over every document."""
+        contacts: list[Contact] = self.unit.contacts.all()
+        return replay_customer_spans(contacts, self.all(), check_customer_stages(stages))
 
     def standing(
         self,

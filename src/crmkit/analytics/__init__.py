@@ -25,6 +25,7 @@ from crmkit.analytics._clv import (
     transactions_from_activities,
 )
 from crmkit.analytics._customers import (
+    CUSTOMER_STAGES,
     CohortRow,
     CustomerFlowRow,
     CustomerFlows,
@@ -33,7 +34,9 @@ from crmkit.analytics._customers import (
     RetentionMatrix,
     RevenueReport,
     RevenueRow,
+    check_customer_stages,
     customer_flows,
+    replay_customer_spans,
     retention_matrix,
     revenue_report,
     spans_from_purchases,
@@ -60,6 +63,7 @@ from crmkit.analytics._funnel import (
     funnel_rows,
     lifecycle_stages,
     nearest_rank,
+    stage_durations,
 )
 from crmkit.analytics._periods import Granularity, Period, period_of, periods
 from crmkit.analytics._pipeline import (
@@ -139,10 +143,12 @@ __all__ += [
     "reliability",
     "replay_reach",
     "replay_standing",
+    "stage_durations",
 ]
 
 # --- customers, service and customer lifetime value (issue 13, parts 4 to 6) ---
 __all__ += [
+    "CUSTOMER_STAGES",
     "BgNbdFit",
     "ClvReport",
     "ClvRow",
@@ -171,6 +177,7 @@ __all__ += [
     "SlaOutcome",
     "SlaVerdict",
     "Transaction",
+    "check_customer_stages",
     "csat_report",
     "customer_flows",
     "customer_lifetime_value",
@@ -180,6 +187,7 @@ __all__ += [
     "holdout_check",
     "nps",
     "ratings_from_tickets",
+    "replay_customer_spans",
     "retention_matrix",
     "revenue_report",
     "rfm_summary",

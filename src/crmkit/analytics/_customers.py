@@ -26,10 +26,19 @@ from crmkit.analytics._periods import Granularity, Period, period_of
 from crmkit.analytics._range import period_at, report_periods, within_calendar
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
-from crmkit.models import Deal, DealStatus, LifecycleStage, Money, StageChange, SubjectKind
+from crmkit.models import (
+    Contact,
+    Deal,
+    DealStatus,
+    LifecycleStage,
+    Money,
+    StageChange,
+    SubjectKind,
+)
 from crmkit.models._fields import expect_items
 
 __all__ = [
+    "CUSTOMER_STAGES",
     "CohortRow",
     "CustomerFlowRow",
     "CustomerFlows",
@@ -38,7 +47,9 @@ __all__ = [
     "RetentionMatrix",
     "RevenueReport",
     "RevenueRow",
+    "check_customer_stages",
     "customer_flows",
+    "replay_customer_spans",
     "retention_matrix",
     "revenue_report",
     "spans_from_purchases",
@@ -48,6 +59,7 @@ __all__ = [
 
 _PLACES = Decimal("1e-12")
 CUSTOMER_STAGES = frozenset({LifecycleStage.CUSTOMER, LifecycleStage.EVANGELIST})
+"""The lifecycle stages of a customer: churn by lifecycle is leaving them."""
 
 
 @attrs.frozen
@@ -163,6 +175,35 @@ def spans_from_stage_changes(
             starts[contact] = ensure_utc(at, f"since[{contact}]")
             ends[contact] = None
     return [CustomerSpan(c, starts[c], ends[c]) for c in sorted(starts, key=str)]
+
+
+def check_customer_stages(stages: object) -> frozenset[LifecycleStage]:
+    """``stages`` as a non-empty frozenset of lifecycle stages, or a ValidationError
+    naming ``stages``."""
+    if isinstance(stages, str | bytes) or not isinstance(stages, Iterable):
+        raise ValidationError("stages", stages, "expected lifecycle stages")
+    try:
+        found = frozenset(LifecycleStage(s) for s in stages)
+    except (TypeError, ValueError):
+        raise ValidationError("stages", stages, "expected lifecycle stages") from None
+    if not found:
+        raise ValidationError("stages", stages, "expected at least one lifecycle stage")
+    return found
+
+
+def replay_customer_spans(
+    contacts: Iterable[Contact],
+    changes: Iterable[StageChange],
+    stages: Iterable[LifecycleStage] = CUSTOMER_STAGES,
+) -> list[CustomerSpan]:
+    """The customer spans of :func:`spans_from_stage_changes` as a store gives them
+    (``StageHistoryRepository.customer_spans``): from every contact change, with the
+    contacts now in ``stages`` (of ``contacts``) that no change moved into them starting
+    at their creation (imported there). The reference a store's grouped query must equal."""
+    wanted = check_customer_stages(stages)
+    listed = expect_items(contacts, Contact, "contacts", "Contacts")
+    since = {c.id: c.created_at for c in listed if c.lifecycle_stage in wanted}
+    return spans_from_stage_changes(changes, stages=wanted, since=since)
 
 
 def transactions_from_deals(deals: Iterable[Deal]) -> list[Transaction]:

@@ -2,24 +2,34 @@
 
 A deal's category comes from its stage: won is ``closed``, lost ``omitted``, an open
 stage is what the host maps it to, or by default ``commit`` from probability 0.8,
-``best_case`` from 0.5, else ``pipeline``. Expected revenue is what closed plus each open
-deal's amount times its stage probability. The backtest replays the history as of each
+``best_case`` from 0.5, else ``pipeline``; an open deal's own category
+(``Deal.forecast_category``) overrides its stage's. Expected revenue is what closed plus
+each open deal's amount times its stage probability, or times the probability a learned
+scorer (:mod:`crmkit.scoring`) gives the deal. The backtest replays the history as of each
 period's start and scores those probabilities against what happened by the period's end.
 """
 
-import enum
 import math
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
 from crmkit.analytics._periods import Period
-from crmkit.analytics._pipeline import StageFacts, check_facts, convert, minor
-from crmkit.analytics._replay import Standing
+from crmkit.analytics._pipeline import (
+    StageFacts,
+    _convert,
+    check_facts,
+    check_facts_table,
+    check_period,
+    check_rates,
+    minor,
+)
+from crmkit.analytics._replay import Standing, check_rows
 from crmkit.errors import ValidationError
-from crmkit.models import DealStatus
+from crmkit.models import DealStatus, ForecastCategory
 
 __all__ = [
     "Backtest",
@@ -31,22 +41,13 @@ __all__ = [
     "backtest_rows",
     "brier",
     "category_of",
+    "check_mapping",
     "forecast_rows",
     "reliability",
 ]
 
 _MAX_BINS = 1_000
 _MAX_COUNT = 10**15  # more deals than any CRM holds
-
-
-class ForecastCategory(enum.StrEnum):
-    """Salesforce's forecast categories."""
-
-    CLOSED = "closed"
-    COMMIT = "commit"
-    BEST_CASE = "best_case"
-    PIPELINE = "pipeline"
-    OMITTED = "omitted"
 
 
 def category_of(
@@ -64,13 +65,55 @@ def category_of(
         if isinstance(stage, str) and stage in mapping:
             category = mapping[stage]
             if not isinstance(category, ForecastCategory):
-                raise ValidationError(f"mapping.{stage}", category, "expected a ForecastCategory")
+                raise ValidationError(f"mapping[{stage!r}]", category, "not a ForecastCategory")
             return category
     if facts.probability >= Decimal("0.8"):
         return ForecastCategory.COMMIT
     if facts.probability >= Decimal("0.5"):
         return ForecastCategory.BEST_CASE
     return ForecastCategory.PIPELINE
+
+
+def check_mapping(mapping: object) -> Mapping[str, ForecastCategory] | None:
+    """``mapping`` (open stage -> :class:`ForecastCategory`, or ``None``), checked, or a
+    ValidationError naming ``mapping`` or the stage."""
+    if mapping is None:
+        return None
+    if not isinstance(mapping, Mapping):
+        raise ValidationError("mapping", mapping, "expected a mapping of stage to category")
+    for stage, category in mapping.items():
+        if not isinstance(stage, str):
+            raise ValidationError("mapping", stage, "expected stage keys")
+        if not isinstance(category, ForecastCategory):
+            raise ValidationError(f"mapping[{stage!r}]", category, "not a ForecastCategory")
+    return mapping
+
+
+def _check_overrides(overrides: object) -> Mapping[Any, ForecastCategory]:
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, Mapping):
+        raise ValidationError("overrides", overrides, "expected group -> ForecastCategory")
+    for key, category in overrides.items():
+        if not isinstance(category, ForecastCategory):
+            raise ValidationError(f"overrides[{key!r}]", category, "not a ForecastCategory")
+    return overrides
+
+
+def _check_scores(scores: object) -> dict[Any, Decimal]:
+    if scores is None:
+        return {}
+    if not isinstance(scores, Mapping):
+        raise ValidationError("scores", scores, "expected group -> probability")
+    found: dict[Any, Decimal] = {}
+    for key, score in scores.items():
+        if isinstance(score, bool) or not isinstance(score, int | float | Decimal):
+            raise ValidationError(f"scores[{key!r}]", score, "expected a probability 0..1")
+        value = score if isinstance(score, Decimal) else Decimal(repr(float(score)))
+        if not value.is_finite() or not 0 <= value <= 1:
+            raise ValidationError(f"scores[{key!r}]", score, "expected a probability 0..1")
+        found[key] = value
+    return found
 
 
 @attrs.frozen
@@ -94,12 +137,15 @@ class ForecastRow:
 @attrs.frozen
 class Forecast:
     """The forecast of ``pipeline`` as of ``at``; ``unscheduled`` counts the open deals
-    whose last move snapshotted no expected close date (they are in no period)."""
+    whose last move snapshotted no expected close date (they are in no period).
+    ``expected_from`` says where the open deals' probabilities came from: ``"stage"``
+    (the stage probabilities) or ``"scorer"`` (a learned scorer)."""
 
     pipeline: str
     at: datetime
     rows: tuple[ForecastRow, ...]
     unscheduled: int
+    expected_from: str = "stage"
 
 
 def _within(day: date | None, period: Period) -> bool:
@@ -115,14 +161,31 @@ def forecast_rows(
     mapping: Mapping[str, ForecastCategory] | None = None,
     rates: Mapping[str, Decimal] | None = None,
     currency: str | None = None,
+    overrides: Mapping[Any, ForecastCategory] | None = None,
+    scores: Mapping[Any, Decimal | float] | None = None,
 ) -> list[ForecastRow]:
     """One period's rows: ``won`` are the deals closed within it, ``open_now`` the open
-    deals as of the forecast's time (those expected within the period count)."""
+    deals as of the forecast's time (those expected within the period count).
+
+    ``overrides`` maps the ``group`` of an ``open_now`` row to the category its deals
+    are in, whatever their stage (the per-deal category: rows grouped by
+    ``forecast_category`` map each category to itself, rows grouped by deal id map the
+    ids of deals that have one); ``scores`` maps a row's group (a deal id) to the
+    probability a learned scorer gives it, which replaces the stage probability in
+    ``expected``."""
+    period = check_period(period)
+    won = check_rows(won, Standing, "won")
+    open_now = check_rows(open_now, Standing, "open_now")
+    facts = check_facts_table(facts)
+    mapping = check_mapping(mapping)
+    rates, currency = check_rates(rates, currency)
+    chosen = _check_overrides(overrides)
+    probabilities = _check_scores(scores)
     sums: dict[str | None, dict[str, Decimal]] = {}
     counts: dict[str | None, int] = {}
 
     def slot(row: Standing) -> tuple[dict[str, Decimal], Decimal, str | None]:
-        amount, money = convert(row.amount, row.currency, rates, currency)
+        amount, money = _convert(row.amount, row.currency, rates, currency)
         found = sums.setdefault(money, {c.value: Decimal(0) for c in ForecastCategory})
         found.setdefault("expected", Decimal(0))
         return found, amount, money
@@ -141,8 +204,9 @@ def forecast_rows(
         if not _within(row.expected_close, period):
             continue
         found, amount, money = slot(row)
-        found[category_of(row.stage, known, mapping)] += amount
-        found["expected"] += amount * known.probability
+        category = chosen.get(row.group) if row.group is not None else None
+        found[category or category_of(row.stage, known, mapping)] += amount
+        found["expected"] += amount * probabilities.get(row.group, known.probability)
         counts[money] = counts.get(money, 0) + row.count
     if not sums:
         sums[currency if rates is not None else None] = {}
@@ -223,6 +287,13 @@ def backtest_rows(
     """One period's rows: ``replayed`` is the standing as of the period's start with the
     stage at its end as ``later``; ``won`` what closed won within it. The deals scored
     are appended to ``outcomes`` (for the overall score and reliability)."""
+    period = check_period(period)
+    replayed = check_rows(replayed, Standing, "replayed")
+    won = check_rows(won, Standing, "won")
+    facts = check_facts_table(facts)
+    if not isinstance(outcomes, list):
+        raise ValidationError("outcomes", outcomes, "expected a list to append outcomes to")
+    rates, currency = check_rates(rates, currency)
     rows: dict[str | None, list[Decimal]] = {}
     scored: dict[str | None, list[Outcome]] = {}
     for row in replayed:
@@ -233,7 +304,7 @@ def backtest_rows(
             continue
         later = facts.get((row.pipeline, row.later or ""))
         success = later is not None and later.status is DealStatus.WON
-        amount, money = convert(row.amount, row.currency, rates, currency)
+        amount, money = _convert(row.amount, row.currency, rates, currency)
         total = rows.setdefault(money, [Decimal(0)] * 3)
         total[0] += amount * known.probability
         total[1] += amount if success else Decimal(0)
@@ -242,7 +313,7 @@ def backtest_rows(
         known = facts.get((row.pipeline, row.stage))
         if known is None or known.status is not DealStatus.WON:
             continue
-        amount, money = convert(row.amount, row.currency, rates, currency)
+        amount, money = _convert(row.amount, row.currency, rates, currency)
         rows.setdefault(money, [Decimal(0)] * 3)[2] += amount
     if not rows:
         rows[currency if rates is not None else None] = [Decimal(0)] * 3

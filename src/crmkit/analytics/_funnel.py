@@ -9,10 +9,11 @@ say how many of a stage's count are such imports, since they have no recorded en
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 import attrs
 
-from crmkit.analytics._replay import Reach, check_ranks
+from crmkit.analytics._replay import MAX_RANK, Reach, check_ranks, check_rows
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import LifecycleStage, StageChange, SubjectKind
@@ -24,6 +25,7 @@ __all__ = [
     "funnel_rows",
     "lifecycle_stages",
     "nearest_rank",
+    "stage_durations",
 ]
 
 
@@ -39,7 +41,10 @@ class FunnelRow:
     from first entering the previous stage to first entering this one (nearest rank,
     over the ``timed`` subjects whose history records an entry into both stages; a
     subject that skipped either stage is not timed for this step; ``None`` when none
-    is)."""
+    is). ``median_in_stage`` and ``p90_in_stage`` are the time spent in this stage
+    itself: from a move into it to the subject's next move, over the ``visits`` that
+    ended before the funnel's time (a skipped stage has no visit; ``None`` without
+    one)."""
 
     cohort: str
     stage: str
@@ -50,6 +55,9 @@ class FunnelRow:
     median_time: timedelta | None
     p90_time: timedelta | None
     timed: int
+    median_in_stage: timedelta | None = None
+    p90_in_stage: timedelta | None = None
+    visits: int = 0
 
 
 @attrs.frozen
@@ -120,6 +128,83 @@ def entry_durations(
     return found
 
 
+def _check_stage_keys(stages: object) -> tuple[str, ...]:
+    if isinstance(stages, str | bytes) or not isinstance(stages, Sequence):
+        raise ValidationError("stages", stages, "expected a sequence of stage keys")
+    if not stages or len(stages) > MAX_RANK + 1:
+        raise ValidationError("stages", stages, f"a funnel has 1 to {MAX_RANK + 1} stages")
+    found = tuple(stages)
+    if not all(isinstance(stage, str) for stage in found):
+        raise ValidationError("stages", stages, "expected a sequence of stage keys")
+    return found
+
+
+def _check_durations(durations: object) -> dict[int, list[timedelta]]:
+    """``durations`` (rank -> times taken to reach it) with each list sorted."""
+    if durations is None:
+        return {}
+    if not isinstance(durations, Mapping):
+        raise ValidationError("durations", durations, "expected rank -> timedeltas")
+    found: dict[int, list[timedelta]] = {}
+    for rank, times in durations.items():
+        if (
+            type(rank) is not int
+            or isinstance(times, str | bytes)
+            or not isinstance(times, Iterable)
+        ):
+            raise ValidationError("durations", durations, "expected rank -> timedeltas")
+        taken = list(times)
+        if not all(isinstance(t, timedelta) for t in taken):
+            raise ValidationError(f"durations[{rank}]", times, "expected timedeltas")
+        found[rank] = sorted(taken)
+    return found
+
+
+def stage_durations(
+    histories: Iterable[Sequence[StageChange]], stages: Sequence[str], until: datetime
+) -> dict[str, list[timedelta]]:
+    """For each of ``stages``, how long each visit of it lasted: from a move into the
+    stage to the subject's next move (each history in time order), for the visits that
+    ended before ``until`` (a subject still in a stage is not counted there)."""
+    until = ensure_utc(until, "until")
+    wanted = frozenset(_check_stage_keys(stages))
+    supplied: object = histories  # checked as the object a host may pass
+    if isinstance(supplied, str | bytes) or not isinstance(supplied, Iterable):
+        raise ValidationError("histories", histories, "expected sequences of StageChanges")
+    found: dict[str, list[timedelta]] = {}
+    for history in histories:
+        if not isinstance(history, Sequence) or not all(
+            isinstance(change, StageChange) for change in history
+        ):
+            raise ValidationError("histories", history, "expected sequences of StageChanges")
+        ordered = sorted((c for c in history if c.at < until), key=lambda c: (c.at, c.id))
+        for entered, left in pairwise(ordered):
+            if entered.to_stage in wanted:
+                found.setdefault(entered.to_stage, []).append(left.at - entered.at)
+    return found
+
+
+def _check_in_stage(in_stage: object) -> dict[str, list[timedelta]]:
+    """``in_stage`` (stage -> visit lengths) with each list sorted."""
+    if in_stage is None:
+        return {}
+    if not isinstance(in_stage, Mapping):
+        raise ValidationError("in_stage", in_stage, "expected stage -> timedeltas")
+    found: dict[str, list[timedelta]] = {}
+    for stage, times in in_stage.items():
+        if (
+            not isinstance(stage, str)
+            or isinstance(times, str | bytes)
+            or not isinstance(times, Iterable)
+        ):
+            raise ValidationError("in_stage", in_stage, "expected stage -> timedeltas")
+        taken = list(times)
+        if not all(isinstance(t, timedelta) for t in taken):
+            raise ValidationError(f"in_stage[{stage!r}]", times, "expected timedeltas")
+        found[stage] = sorted(taken)
+    return found
+
+
 def _ratio(part: int, whole: int) -> float | None:
     return None if whole == 0 else part / whole
 
@@ -129,10 +214,17 @@ def funnel_rows(
     reach: Iterable[Reach],
     stages: Sequence[str],
     durations: Mapping[int, Sequence[timedelta]] | None = None,
+    in_stage: Mapping[str, Sequence[timedelta]] | None = None,
 ) -> list[FunnelRow]:
-    """The rows of one cohort from its :class:`Reach` rows (ranks index ``stages``)."""
-    if not stages:
-        raise ValidationError("stages", stages, "a funnel needs at least one stage")
+    """The rows of one cohort from its :class:`Reach` rows (ranks index ``stages``);
+    ``durations`` (:func:`entry_durations`) give the time between stages, ``in_stage``
+    (:func:`stage_durations`) the time in each stage."""
+    if not isinstance(cohort, str):
+        raise ValidationError("cohort", cohort, "expected a cohort label")
+    reach = check_rows(reach, Reach, "reach")
+    stages = _check_stage_keys(stages)
+    times = _check_durations(durations)
+    spent = _check_in_stage(in_stage)
     size = len(stages)
     reached = [0] * size
     imported = [0] * size
@@ -143,7 +235,8 @@ def funnel_rows(
                 imported[k] += row.count
     rows = []
     for k, stage in enumerate(stages):
-        times = sorted((durations or {}).get(k, ()))
+        taken = times.get(k, [])
+        visits = spent.get(stage, [])
         rows.append(
             FunnelRow(
                 cohort=cohort,
@@ -152,9 +245,12 @@ def funnel_rows(
                 imported=imported[k],
                 step_conversion=None if k == 0 else _ratio(reached[k], reached[k - 1]),
                 overall_conversion=None if k == 0 else _ratio(reached[k], reached[0]),
-                median_time=nearest_rank(times, 0.5),
-                p90_time=nearest_rank(times, 0.9),
-                timed=len(times),
+                median_time=nearest_rank(taken, 0.5),
+                p90_time=nearest_rank(taken, 0.9),
+                timed=len(taken),
+                median_in_stage=nearest_rank(visits, 0.5),
+                p90_in_stage=nearest_rank(visits, 0.9),
+                visits=len(visits),
             )
         )
     return rows

@@ -10,14 +10,14 @@ Deals whose moves snapshotted no amount form the rows of currency ``None``.
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 from uuid import UUID
 
 import attrs
 
 from crmkit.analytics._periods import Granularity, Period
-from crmkit.analytics._replay import Standing
+from crmkit.analytics._replay import MAX_AMOUNT, Standing, check_rows
 from crmkit.errors import ValidationError
 from crmkit.models import CURRENCIES, DealStatus, Money
 
@@ -26,13 +26,19 @@ __all__ = [
     "PipelineKpis",
     "PipelineRow",
     "StageFacts",
+    "cents",
+    "check_facts_table",
+    "check_period",
     "check_periods",
+    "check_quota",
+    "check_rates",
     "convert",
     "group_label",
     "pipeline_rows",
 ]
 
 _CENT = Decimal("0.01")
+_MAX_RATE = Decimal(10) ** 12
 _DAY = 86400.0
 _MAX_INT_BITS = 13_000  # about 3,900 digits: str() refuses ints over 4,300
 
@@ -126,16 +132,89 @@ def group_label(value: Any) -> str | None:
     return str(text)
 
 
-def convert(
+def check_rates(rates: object, currency: object) -> tuple[Mapping[str, Decimal] | None, str | None]:
+    """``rates`` (currency code -> units of ``currency`` per unit of it: a Decimal above
+    0 and at most 10**12) and ``currency``, checked together: rates need a currency to
+    convert to, and a currency needs rates; else a ValidationError naming the field."""
+    if rates is None:
+        if currency is not None:
+            raise ValidationError("currency", currency, "a currency needs rates to convert")
+        return None, None
+    if not isinstance(rates, Mapping):
+        raise ValidationError("rates", rates, "rates map currencies to Decimals")
+    if not isinstance(currency, str):
+        raise ValidationError("currency", currency, "rates need the currency they convert to")
+    for code, rate in rates.items():
+        if not isinstance(code, str):
+            raise ValidationError("rates", code, "expected currency codes as keys")
+        if not isinstance(rate, Decimal) or not rate.is_finite() or not 0 < rate <= _MAX_RATE:
+            raise ValidationError(f"rates[{code!r}]", rate, "expected a Decimal above 0, <= 10**12")
+    return rates, currency
+
+
+def check_facts_table(facts: object) -> Mapping[tuple[str | None, str], StageFacts]:
+    """``facts`` as a mapping of (pipeline, stage) to checked :class:`StageFacts`, or a
+    ValidationError naming ``facts``."""
+    if not isinstance(facts, Mapping):
+        raise ValidationError("facts", facts, "expected (pipeline, stage) -> StageFacts")
+    for key, known in facts.items():
+        if (
+            not isinstance(key, tuple)
+            or len(key) != 2
+            or not isinstance(key[0], str | None)
+            or not isinstance(key[1], str)
+        ):
+            raise ValidationError("facts", key, "expected (pipeline, stage) keys")
+        check_facts(known, f"facts[{key!r}]")
+    return facts
+
+
+def check_period(period: object) -> Period:
+    """``period`` as a checked :class:`Period`, or a ValidationError naming ``period``."""
+    if not isinstance(period, Period):
+        raise ValidationError("period", period, "expected a Period")
+    try:
+        return check_periods((period,))[0]
+    except ValidationError as error:
+        raise ValidationError("period", period, error.reason) from None
+
+
+def cents(value: Decimal) -> Decimal:
+    """``value`` rounded to hundredths, however many digits it has (the default context
+    would refuse a result of more than 28 digits)."""
+    return value.quantize(_CENT, context=Context(prec=max(28, value.adjusted() + 4)))
+
+
+def _convert(
     amount: Decimal, currency: str | None, rates: Mapping[str, Decimal] | None, to: str | None
 ) -> tuple[Decimal, str | None]:
-    """``amount`` in ``to`` by ``rates`` (unchanged without rates or amount)."""
     if rates is None or currency is None or currency == to:
         return amount, currency
     rate = rates.get(currency)
     if rate is None:
         raise ValidationError("rates", currency, f"no rate from {currency} to {to}")
     return amount * rate, to
+
+
+def convert(
+    amount: Decimal, currency: str | None, rates: Mapping[str, Decimal] | None, to: str | None
+) -> tuple[Decimal, str | None]:
+    """``amount`` in ``to`` by ``rates`` (unchanged without rates or amount); a rate
+    that is missing is a ValidationError naming ``rates`` and the currency."""
+    if not isinstance(amount, Decimal) or not amount.is_finite() or abs(amount) > MAX_AMOUNT:
+        raise ValidationError("amount", amount, "expected a finite Decimal up to 10**30")
+    if currency is not None and not isinstance(currency, str):
+        raise ValidationError("currency", currency, "expected a currency code or None")
+    if rates is not None or to is not None:
+        rates, to = check_rates(rates, to)
+    return _convert(amount, currency, rates, to)
+
+
+def check_quota(quota: object) -> Money | None:
+    """``quota`` if it is Money or None, else a ValidationError naming ``quota``."""
+    if quota is not None and not isinstance(quota, Money):
+        raise ValidationError("quota", quota, "expected Money or None")
+    return quota
 
 
 @attrs.define
@@ -179,10 +258,17 @@ def pipeline_rows(
     start), what was open at its end and what was open at its start. Rows of stages
     that ``facts`` does not know (a pipeline the host no longer configures) are left
     out."""
+    period = check_period(period)
+    closed = check_rows(closed, Standing, "closed")
+    open_at_end = check_rows(open_at_end, Standing, "open_at_end")
+    open_at_start = check_rows(open_at_start, Standing, "open_at_start")
+    facts = check_facts_table(facts)
+    quota = check_quota(quota)
+    rates, currency = check_rates(rates, currency)
     totals: dict[tuple[str | None, str | None], _Totals] = {}
 
     def slot(row: Standing) -> tuple[_Totals, Decimal]:
-        amount, money = convert(row.amount, row.currency, rates, currency)
+        amount, money = _convert(row.amount, row.currency, rates, currency)
         key = (group_label(row.group), money)
         return totals.setdefault(key, _Totals()), amount
 
@@ -245,9 +331,7 @@ def _row(
     cycle = None if not closed else total.age / closed / _DAY
     velocity = None
     if average is not None and cycle:
-        velocity = (total.open * average * total.won / closed / Decimal(repr(cycle))).quantize(
-            _CENT
-        )
+        velocity = cents(total.open * average * total.won / closed / Decimal(repr(cycle)))
     coverage = None
     if quota is not None and quota.currency == currency and quota.amount > 0:
         coverage = float(total.due / quota.amount)

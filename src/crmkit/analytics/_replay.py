@@ -11,11 +11,13 @@ The store answers with these rows, grouped in the database;
 from models, which the memory store uses and the conformance kit checks adapters against.
 """
 
+import enum
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import attrs
@@ -23,6 +25,7 @@ import attrs
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.models import Contact, Deal, Entity, Lead, StageChange, SubjectKind
+from crmkit.models._fields import expect_items
 
 __all__ = [
     "REPLAYED",
@@ -30,10 +33,13 @@ __all__ = [
     "Standing",
     "check_ranks",
     "check_replay",
+    "check_rows",
     "check_stages",
     "replay_reach",
     "replay_standing",
 ]
+
+_R = TypeVar("_R", "Reach", "Standing")
 
 REPLAYED: Mapping[SubjectKind, type[Entity]] = {
     SubjectKind.CONTACT: Contact,
@@ -41,6 +47,77 @@ REPLAYED: Mapping[SubjectKind, type[Entity]] = {
     SubjectKind.DEAL: Deal,
 }
 """The subjects whose stage history a store replays, and their entity classes."""
+
+
+MAX_RANK = 10_000
+"""The highest stage rank accepted: no pipeline has more stages, and the funnel loops
+over the ranks."""
+
+MAX_COUNT = 10**15
+"""The most subjects one row counts: more than any CRM holds."""
+
+MAX_AMOUNT = Decimal(10) ** 30
+"""The largest amount (in absolute value) a row may sum: a million deals of the largest
+:class:`~crmkit.models.Money` are far below it, and sums of such rows stay exact."""
+
+_MAX_SECONDS = 1e30  # a count of ages of up to 9999 years each
+_GROUP_TYPES = (str, int, float, Decimal, UUID, date, enum.Enum)
+
+
+def _int_from(low: int, high: int) -> Any:
+    def check(_: object, field: "attrs.Attribute[Any]", value: object) -> None:
+        if type(value) is not int or not low <= value <= high:
+            raise ValidationError(field.name, value, f"expected an int from {low} to {high}")
+
+    return check
+
+
+def _optional(kind: type | tuple[type, ...], what: str) -> Any:
+    def check(_: object, field: "attrs.Attribute[Any]", value: object) -> None:
+        if value is not None and not isinstance(value, kind):
+            raise ValidationError(field.name, value, f"expected {what} or None")
+
+    return check
+
+
+def _text(_: object, field: "attrs.Attribute[Any]", value: object) -> None:
+    if not isinstance(value, str):
+        raise ValidationError(field.name, value, "expected a stage key")
+
+
+def _is_group_key(value: object) -> bool:
+    if value is None or isinstance(value, enum.Enum):
+        return True
+    if not isinstance(value, _GROUP_TYPES):
+        return False
+    if isinstance(value, Decimal):
+        return value.is_finite()
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _group(_: object, field: "attrs.Attribute[Any]", value: object) -> None:
+    if not _is_group_key(value):
+        raise ValidationError(field.name, value, "expected a finite scalar group key or None")
+
+
+def _day(_: object, field: "attrs.Attribute[Any]", value: object) -> None:
+    if value is not None and (not isinstance(value, date) or isinstance(value, datetime)):
+        raise ValidationError(field.name, value, "expected a date or None")
+
+
+def _amount(_: object, field: "attrs.Attribute[Any]", value: object) -> None:
+    if not isinstance(value, Decimal) or not value.is_finite() or abs(value) > MAX_AMOUNT:
+        raise ValidationError(field.name, value, "expected a finite Decimal up to 10**30")
+
+
+def _seconds(_: object, field: "attrs.Attribute[Any]", value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or abs(value) > _MAX_SECONDS
+    ):
+        raise ValidationError(field.name, value, "expected a finite number of seconds")
 
 
 @attrs.frozen
@@ -56,10 +133,10 @@ class Reach:
     (imported) at a stage beyond the ones it entered: the funnel flags those.
     """
 
-    group: Any
-    reached: int
-    entered: int | None
-    count: int
+    group: Any = attrs.field(validator=_group)
+    reached: int = attrs.field(validator=_int_from(0, MAX_RANK))
+    entered: int | None = attrs.field(validator=attrs.validators.optional(_int_from(0, MAX_RANK)))
+    count: int = attrs.field(validator=_int_from(0, MAX_COUNT))
 
 
 @attrs.frozen
@@ -71,21 +148,29 @@ class Standing:
     move. ``later`` is the stage the subjects stood in at the later time of a backtest
     (``None`` without one)."""
 
-    group: Any
-    pipeline: str | None
-    stage: str
-    reason: str | None
-    currency: str | None
-    expected_close: date | None
-    later: str | None
-    count: int
-    amount: Decimal
-    age_seconds: float
+    group: Any = attrs.field(validator=_group)
+    pipeline: str | None = attrs.field(validator=_optional(str, "a pipeline key"))
+    stage: str = attrs.field(validator=_text)
+    reason: str | None = attrs.field(validator=_optional(str, "a text"))
+    currency: str | None = attrs.field(validator=_optional(str, "a currency code"))
+    expected_close: date | None = attrs.field(validator=_day)
+    later: str | None = attrs.field(validator=_optional(str, "a stage key"))
+    count: int = attrs.field(validator=_int_from(0, MAX_COUNT))
+    amount: Decimal = attrs.field(validator=_amount)
+    age_seconds: float = attrs.field(validator=_seconds)
 
 
-MAX_RANK = 10_000
-"""The highest stage rank accepted: no pipeline has more stages, and the funnel loops
-over the ranks."""
+def check_rows(rows: object, cls: type[_R], field: str) -> list[_R]:
+    """The items of the collection ``rows``, each a ``cls`` (a :class:`Reach` or
+    :class:`Standing`, whose constructors check their values), or a ValidationError
+    naming ``field``."""
+    if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
+        raise ValidationError(field, rows, f"expected a collection of {cls.__name__} rows")
+    found = list(rows)
+    for index, row in enumerate(found):
+        if not isinstance(row, cls):
+            raise ValidationError(f"{field}[{index}]", row, f"expected a {cls.__name__}")
+    return found
 
 
 def check_ranks(ranks: object) -> dict[str, int]:
@@ -148,16 +233,14 @@ def _histories(
     subject: SubjectKind,
     until: datetime,
     pipeline: str | None,
+    *,
+    group: str | None,
 ) -> list[tuple[Entity, list[StageChange]]]:
-    for name, items in (("subjects", subjects), ("changes", changes)):
-        if not isinstance(items, Iterable):
-            raise ValidationError(name, items, "expected an iterable")
-    subjects = list(subjects)
-    changes = list(changes)
-    if not all(isinstance(s, Entity) for s in subjects):
-        raise ValidationError("subjects", subjects, "expected entities")
-    if not all(isinstance(c, StageChange) for c in changes):
-        raise ValidationError("changes", changes, "expected StageChanges")
+    entity = REPLAYED[subject]
+    if group is not None and (not isinstance(group, str) or group not in _fields(entity)):
+        raise ValidationError("group", group, f"expected a field of {entity.entity_name}s")
+    subjects = expect_items(subjects, entity, "subjects", entity.__name__)
+    changes = expect_items(changes, StageChange, "changes", "StageChange")
     chosen = [
         s
         for s in subjects
@@ -173,6 +256,20 @@ def _histories(
         ):
             by_subject[change.subject_id].append(change)
     return [(s, sorted(by_subject.get(s.id, ()), key=_order)) for s in chosen]
+
+
+def _fields(entity: type[Entity]) -> frozenset[str]:
+    return frozenset(attrs.fields_dict(entity))
+
+
+def _key(item: Entity, group: str | None) -> Any:
+    """The group key of ``item``: a scalar field's value (a collection is refused)."""
+    if group is None:
+        return None
+    value = getattr(item, group)
+    if not _is_group_key(value):
+        raise ValidationError("group", group, "expected a field with scalar values")
+    return value
 
 
 def _best(*ranks: int | None) -> int | None:
@@ -192,8 +289,10 @@ def replay_reach(
 ) -> list[Reach]:
     """:class:`Reach` rows of ``subjects`` (already selected by a rule) created before
     ``until``, from ``changes``, as a store gives them (in no particular order)."""
+    subject, until, pipeline, _, _ = check_replay(subject, until, pipeline)
+    ranks = check_ranks(ranks)
     counts: dict[tuple[Any, int, int | None], int] = defaultdict(int)
-    for item, history in _histories(subjects, changes, subject, until, pipeline):
+    for item, history in _histories(subjects, changes, subject, until, pipeline, group=group):
         before = [c for c in history if c.at < until]
         entered = _best(*(ranks.get(c.to_stage) for c in before))
         passed = _best(*(ranks.get(c.from_stage) for c in before if c.from_stage is not None))
@@ -202,12 +301,11 @@ def replay_reach(
             stage = _stage_of(item)
             start = None if stage is None else ranks.get(stage)
         elif not before:
-            lowest = [ranks[c.from_stage] for c in history if c.from_stage in ranks]  # type: ignore[index]
+            lowest = [ranks[c.from_stage] for c in history if c.from_stage in ranks]
             start = min(lowest) if lowest else None
         reached = _best(entered, passed, start)
         if reached is not None:
-            key = None if group is None else getattr(item, group)
-            counts[(key, reached, entered)] += 1
+            counts[(_key(item, group), reached, entered)] += 1
     return [Reach(g, r, e, n) for (g, r, e), n in counts.items()]
 
 
@@ -236,8 +334,10 @@ def replay_standing(
     update snapshot of the same instant, then id), kept when
     it is at or after ``since`` and (with ``stages``) went to one of ``stages``; with
     ``then``, ``later`` is the stage of its last move before ``then``."""
+    subject, until, pipeline, since, then = check_replay(subject, until, pipeline, since, then)
+    stages = check_stages(stages)
     totals: dict[tuple[Any, ...], list[Any]] = {}
-    for item, history in _histories(subjects, changes, subject, until, pipeline):
+    for item, history in _histories(subjects, changes, subject, until, pipeline, group=group):
         before = [c for c in history if c.at < until]
         if not before or (since is not None and before[-1].at < since):
             continue
@@ -249,7 +349,7 @@ def replay_standing(
             later = [c for c in history if c.at < then][-1].to_stage
         currency = None if last.amount is None else last.amount.currency
         key = (
-            None if group is None else getattr(item, group),
+            _key(item, group),
             last.pipeline,
             last.to_stage,
             last.reason,

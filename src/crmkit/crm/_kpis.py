@@ -5,6 +5,7 @@ rows to :mod:`crmkit.analytics`."""
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +20,7 @@ from crmkit.analytics import (
     PipelineKpis,
     PipelineRow,
     StageFacts,
+    Standing,
     backtest_rows,
     brier,
     check_periods,
@@ -29,13 +31,16 @@ from crmkit.analytics import (
     lifecycle_stages,
     pipeline_rows,
     reliability,
+    stage_durations,
 )
 from crmkit.analytics._forecast import BacktestRow, ForecastRow, Outcome
+from crmkit.analytics._pipeline import check_quota, check_rates
 from crmkit.clock import ensure_utc
-from crmkit.errors import ValidationError
+from crmkit.errors import CrmkitError, ValidationError
 from crmkit.lifecycle import Pipeline, StageKind
 from crmkit.models import CURRENCIES, DealStatus, Money, Segment, StageChange, SubjectKind
 from crmkit.models.rules import And, Compare, InSegment, Op, Rule, RuleEntity
+from crmkit.scoring import Predictor, deal_record
 from crmkit.storage import Store, UnitOfWork
 
 __all__ = ["backtest", "forecast", "funnel", "pipeline_kpis"]
@@ -141,18 +146,61 @@ def _histories(
     rule: Rule | None,
     pipeline: str | None,
     until: datetime,
-) -> Iterator[list[StageChange]]:
-    """The moves of each subject ``rule`` selects, read ``_BATCH`` subjects at a time
-    (only one batch is held)."""
+    *,
+    group: str | None = None,
+) -> Iterator[tuple[str, list[StageChange]]]:
+    """The moves of each subject ``rule`` selects, with its cohort label (the value of
+    ``group``, ``""`` without one), read ``_BATCH`` subjects at a time (only one batch is
+    held)."""
     repository: Any = getattr(unit, f"{REPLAYED[subject].entity_name}s")
-    ids = repository.ids(rule, now=until)
-    for start in range(0, len(ids), _BATCH):
-        chunk = ids[start : start + _BATCH]
+    if group is None:
+        ids = repository.ids(rule, now=until)
+        batches: Iterator[dict[UUID, str]] = (
+            dict.fromkeys(ids[start : start + _BATCH], "") for start in range(0, len(ids), _BATCH)
+        )
+    else:
+        batches = _labelled(repository.iterate(rule, batch_size=_BATCH, now=until), group)
+    for labels in batches:
         by_subject: dict[UUID, list[StageChange]] = {}
-        for change in unit.stage_history.for_subjects(subject, chunk):
+        for change in unit.stage_history.for_subjects(subject, list(labels)):
             if pipeline is None or change.pipeline == pipeline:
                 by_subject.setdefault(change.subject_id, []).append(change)
-        yield from by_subject.values()
+        for subject_id, history in by_subject.items():
+            yield labels[subject_id], history
+
+
+def _labelled(subjects: Iterator[Any], group: str) -> Iterator[dict[UUID, str]]:
+    """The ids of ``subjects`` with their cohort labels, ``_BATCH`` at a time."""
+    batch: dict[UUID, str] = {}
+    for item in subjects:
+        batch[item.id] = group_label(getattr(item, group)) or _NONE
+        if len(batch) >= _BATCH:
+            yield batch
+            batch = {}
+    if batch:
+        yield batch
+
+
+def _times(
+    histories: Iterator[tuple[str, list[StageChange]]],
+    ranks: Mapping[str, int],
+    stages: Sequence[str],
+    until: datetime,
+) -> dict[str, tuple[dict[int, list[timedelta]], dict[str, list[timedelta]]]]:
+    """Per cohort label, the time between stages and the time in each stage, computed a
+    batch of histories at a time."""
+    found: dict[str, tuple[dict[int, list[timedelta]], dict[str, list[timedelta]]]] = {}
+    while batch := list(islice(histories, _BATCH)):
+        by_label: dict[str, list[list[StageChange]]] = {}
+        for label, history in batch:
+            by_label.setdefault(label, []).append(history)
+        for label, group in by_label.items():
+            between, inside = found.setdefault(label, ({}, {}))
+            for k, taken in entry_durations(group, ranks, until).items():
+                between.setdefault(k, []).extend(taken)
+            for stage, taken in stage_durations(group, stages, until).items():
+                inside.setdefault(stage, []).extend(taken)
+    return found
 
 
 def funnel(
@@ -196,17 +244,19 @@ def funnel(
             reach = unit.stage_history.reach(
                 subject, ranks, until=until, pipeline=pipeline, rule=cohort_rule, group=group
             )
+            measured = {}
+            if times:
+                histories = _histories(unit, subject, cohort_rule, pipeline, until, group=group)
+                measured = _times(histories, ranks, stages, until)
             if group is None:
-                durations = None
-                if times:
-                    histories = _histories(unit, subject, cohort_rule, pipeline, until)
-                    durations = entry_durations(histories, ranks, until)
-                rows.extend(funnel_rows(label, reach, stages, durations))
+                between, inside = measured.get("", (None, None))
+                rows.extend(funnel_rows(label, reach, stages, between, inside))
                 continue
             keys = sorted({group_label(r.group) or _NONE for r in reach})
             for key in keys:
                 mine = [r for r in reach if (group_label(r.group) or _NONE) == key]
-                rows.extend(funnel_rows(key, mine, stages))
+                between, inside = measured.get(key, (None, None))
+                rows.extend(funnel_rows(key, mine, stages, between, inside))
     return Funnel(subject, pipeline, until - _TICK, stages, tuple(rows))
 
 
@@ -221,26 +271,21 @@ def _deal_pipeline(pipelines: Mapping[str, Pipeline], pipeline: str | None) -> N
 def _money_options(
     quota: Money | None, rates: Mapping[str, Decimal] | None, currency: str | None
 ) -> tuple[dict[str, Decimal] | None, str | None]:
-    """``rates`` and ``currency`` checked, their codes normalised as :class:`Money`
-    normalises them (``"eur"`` is ``EUR``; ``"EURO"`` is no ISO 4217 code)."""
-    if quota is not None and not isinstance(quota, Money):
-        raise ValidationError("quota", quota, "expected Money or None")
-    if rates is None:
-        if currency is not None:
-            raise ValidationError("currency", currency, "a currency needs rates to convert")
+    """``quota``, ``rates`` and ``currency`` checked (as the analytics functions check
+    them), the codes normalised as :class:`Money` normalises them (``"eur"`` is
+    ``EUR``; ``"EURO"`` is no ISO 4217 code)."""
+    check_quota(quota)
+    given, target = check_rates(rates, currency)
+    if given is None:
         return None, None
-    if not isinstance(rates, Mapping) or not isinstance(currency, str):
-        raise ValidationError("rates", rates, "rates map currencies to Decimals, with currency")
     checked: dict[str, Decimal] = {}
-    for code, rate in rates.items():
+    for code, rate in given.items():
         name = f"rates[{code!r}]"
-        if not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0:
-            raise ValidationError(name, rate, "expected a positive Decimal")
         normal = _currency_code(name, code)
         if normal in checked:
             raise ValidationError(name, code, f"a second rate for {normal}")
         checked[normal] = rate
-    return checked, _currency_code("currency", currency)
+    return checked, _currency_code("currency", target)
 
 
 def _currency_code(name: str, code: object) -> str:
@@ -347,8 +392,11 @@ def forecast(
     categories: Mapping[str, ForecastCategory] | None,
     rates: Mapping[str, Decimal] | None,
     currency: str | None,
+    scorer: Predictor | None = None,
 ) -> Forecast:
     """See :meth:`crmkit.crm.CRM.forecast`."""
+    if scorer is not None and not callable(getattr(scorer, "predict_many", None)):
+        raise ValidationError("scorer", scorer, "expected a fitted scorer with predict_many")
     until = _as_of(at, now)
     chosen = check_periods(periods)
     if pipeline is None:
@@ -363,7 +411,13 @@ def forecast(
     with store.unit_of_work() as unit:
         history = unit.stage_history
         open_ = stages_of(facts, DealStatus.OPEN)
-        open_now = history.standing(deal, until=until, pipeline=pipeline, stages=open_)
+        # Grouped by the per-deal category (few rows); with a scorer, one row per deal.
+        group = "forecast_category" if scorer is None else "id"
+        open_now = history.standing(deal, until=until, pipeline=pipeline, stages=open_, group=group)
+        overrides: dict[Any, ForecastCategory] = {c: c for c in ForecastCategory}
+        scores: dict[Any, float] = {}
+        if scorer is not None:
+            overrides, scores = _scored(unit, scorer, open_now, chosen)
         for period in chosen:
             end = min(period.end, until)
             start = min(period.start, end)
@@ -379,6 +433,8 @@ def forecast(
                     mapping=categories,
                     rates=rates,
                     currency=currency,
+                    overrides=overrides,
+                    scores=scores,
                 )
             )
     unscheduled = sum(
@@ -388,7 +444,39 @@ def forecast(
         and (known := facts.get((r.pipeline, r.stage))) is not None
         and known.status is DealStatus.OPEN
     )
-    return Forecast(pipeline, until - _TICK, tuple(rows), unscheduled)
+    expected_from = "stage" if scorer is None else "scorer"
+    return Forecast(pipeline, until - _TICK, tuple(rows), unscheduled, expected_from)
+
+
+def _scored(
+    unit: UnitOfWork, scorer: Predictor, open_now: Sequence[Standing], periods: Sequence[Period]
+) -> tuple[dict[Any, ForecastCategory], dict[Any, float]]:
+    """The per-deal categories and the scorer's probabilities of the open deals (rows
+    grouped by deal id) expected to close within one of ``periods``, read and scored a
+    batch at a time."""
+    first, last = min(p.start for p in periods).date(), max(p.end for p in periods).date()
+    wanted = [
+        r.group
+        for r in open_now
+        if r.expected_close is not None and first <= r.expected_close < last
+    ]
+    overrides: dict[Any, ForecastCategory] = {}
+    scores: dict[Any, float] = {}
+    for start in range(0, len(wanted), _BATCH):
+        deals = list(unit.deals.get_many(wanted[start : start + _BATCH]).values())
+        try:
+            found = scorer.predict_many([deal_record(d) for d in deals])
+        except CrmkitError:
+            raise
+        except Exception as error:  # a host's scorer: its failure is named, not leaked
+            raise ValidationError("scorer", scorer, f"predict_many failed: {error!r}") from None
+        if not isinstance(found, Sequence) or len(found) != len(deals):
+            raise ValidationError("scorer", scorer, "predict_many gave not one score per deal")
+        for deal, score in zip(deals, found, strict=True):
+            scores[deal.id] = score
+            if deal.forecast_category is not None:
+                overrides[deal.id] = deal.forecast_category
+    return overrides, scores
 
 
 def backtest(

@@ -4,7 +4,7 @@ Functions of one open unit of work; :class:`crmkit.crm.CRM` opens it, commits it
 holds the clock.
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final, cast
 from uuid import UUID, uuid4
@@ -28,7 +28,6 @@ from crmkit.quality import (
     restrictive_consents,
 )
 from crmkit.quality._merge import check_records
-from crmkit.segmentation import contacts_where, deals_where, field, leads_where, tickets_where
 from crmkit.storage import REFERRERS, REPOSITORIES, Repository, UnitOfWork
 
 __all__ = ["apply_merge", "plan_merge", "survivor_of", "unmerge"]
@@ -46,27 +45,11 @@ def repository(unit: UnitOfWork, entity: type[Entity] | MergeKind) -> Repository
 
 def _referrers(unit: UnitOfWork, kind: MergeKind, id: UUID) -> list[Entity]:
     """Every row that refers to the contact or account ``id``: through the fields of
-    :data:`~crmkit.storage.REFERRERS` (by index where the port has a query, else a
-    scan), its own stage history and the static segments that hold it."""
-    by = field(f"{kind.value}_id") == id
-    queries: dict[tuple[str, str], Callable[[], Iterable[Entity]]] = {
-        ("lead", "contact_id"): lambda: unit.leads.find(leads_where(by)).items,
-        ("deal", "contact_id"): lambda: unit.deals.find(deals_where(by)).items,
-        ("ticket", "contact_id"): lambda: unit.tickets.find(tickets_where(by)).items,
-        ("activity", "contact_id"): lambda: unit.activities.for_contact(id),
-        ("task", "contact_id"): lambda: unit.tasks.select(contact_id=id),
-        ("contact", "account_id"): lambda: unit.contacts.find(contacts_where(by)).items,
-        ("deal", "account_id"): lambda: unit.deals.find(deals_where(by)).items,
-        ("ticket", "account_id"): lambda: unit.tickets.find(tickets_where(by)).items,
-    }
+    :data:`~crmkit.storage.REFERRERS` (``Repository.referring``: an index look-up each),
+    its own stage history and the static segments that hold it."""
     found: list[Entity] = []
     for entity, name in REFERRERS[kind.value]:
-        query = queries.get((entity.entity_name, name))
-        if query is None:  # no query by this reference in the port (consents): a scan
-            rows = repository(unit, entity).iterate()
-            found.extend(r for r in rows if getattr(r, name) == id)
-        else:
-            found.extend(query())
+        found.extend(repository(unit, entity).referring(name, id))
     if kind is MergeKind.CONTACT:
         found.extend(unit.stage_history.for_subject(SubjectKind.CONTACT, id))
         found.extend(s for s in unit.segments.iterate() if id in s.members)
@@ -161,8 +144,7 @@ def plan_merge(
             consents[row.contact_id].append(row)
     added: list[Entity] = []
     if kind is MergeKind.CONTACT:
-        for row in _scan_consents(unit, survivor.id):
-            consents[survivor.id].append(row)
+        consents[survivor.id].extend(unit.consents.referring("contact_id", survivor.id))
         added.extend(restrictive_consents(consents, survivor.id, at=at))
     # Fields last: what a host function sees, and does meanwhile, is after every read.
     merged = merge(survivor, others, policy, at=at)
@@ -170,11 +152,6 @@ def plan_merge(
         kind, merged.survivor, tuple(others), merged.changes, tuple(repointed), tuple(added)
     )
     return plan, writes
-
-
-def _scan_consents(unit: UnitOfWork, contact_id: UUID) -> list[Consent]:
-    # Consents have no query by contact yet (the privacy issue adds one): scanned.
-    return [c for c in unit.consents.iterate() if c.contact_id == contact_id]
 
 
 def apply_merge(

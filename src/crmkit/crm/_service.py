@@ -36,7 +36,6 @@ from crmkit.analytics import (
     service_times,
     sla_compliance,
     spans_from_purchases,
-    spans_from_stage_changes,
     transactions_from_activities,
     transactions_from_deals,
 )
@@ -160,7 +159,7 @@ from crmkit.quality import (
     match_keys,
 )
 from crmkit.quality import duplicate_pairs as _duplicate_pairs
-from crmkit.scoring import ScoreCard, ScoringModel, score
+from crmkit.scoring import Predictor, ScoreCard, ScoringModel, score
 from crmkit.segmentation import (
     Context,
     contacts_where,
@@ -1882,11 +1881,18 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
         categories: Mapping[str, ForecastCategory] | None = None,
         rates: Mapping[str, Decimal] | None = None,
         currency: str | None = None,
+        scorer: Predictor | None = None,
     ) -> Forecast:
         """The forecast of a deal pipeline per period as of ``at``: closed (won within
         the period), commit, best case, pipeline and omitted (open deals expected to
-        close within it, by category: ``categories`` maps open stages, else the stage's
-        probability decides), and the expected revenue from stage probabilities.
+        close within it, by category: a deal's own ``forecast_category`` (see
+        :meth:`set_forecast_category`) first, then ``categories`` maps open stages, else
+        the stage's probability decides), and the expected revenue from stage
+        probabilities, or with ``scorer`` (a fitted
+        :class:`~crmkit.scoring.LogisticScorer` or
+        :class:`~crmkit.scoring.NaiveBayesScorer`, trained on
+        :func:`~crmkit.scoring.deal_examples`) from the probability it gives each open
+        deal's :func:`~crmkit.scoring.deal_record` (the deal as stored now).
         ``categories`` values are :class:`~crmkit.analytics.ForecastCategory` members
         or their values (``"commit"``); a key that is no open stage of the pipeline (a
         typo, a won or lost stage) raises :class:`~crmkit.errors.ValidationError`
@@ -1901,7 +1907,30 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
             categories=categories,
             rates=rates,
             currency=currency,
+            scorer=scorer,
         )
+
+    def set_forecast_category(
+        self,
+        deal_id: UUID,
+        category: ForecastCategory | None,
+        /,
+        *,
+        version: int | None = None,
+        by: str | None = None,
+    ) -> Deal:
+        """Put an open deal in a forecast ``category`` whatever its stage (Salesforce's
+        per-opportunity override), or back to its stage's category with ``None``.
+        ``version`` and ``by`` as in :meth:`update_deal`; a closed deal raises
+        :class:`~crmkit.errors.ClosedRecord`."""
+        if category is not None and not isinstance(category, ForecastCategory):
+            raise ValidationError("category", category, "expected a ForecastCategory or None")
+        with self._unit(by) as unit:
+            deal = self._expect(unit.deals.get(deal_id), version)
+            if deal.forecast_category is category:
+                return self._check_deal_update(deal, deal)
+            changed = attrs.evolve(deal, forecast_category=category, updated_at=self.clock.now())
+            return unit.deals.update(self._check_deal_update(deal, changed))
 
     def forecast_backtest(
         self,
@@ -1984,12 +2013,8 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
 
     @staticmethod
     def _lifecycle_spans(unit: UnitOfWork) -> list[CustomerSpan]:
-        stages = (LifecycleStage.CUSTOMER.value, LifecycleStage.EVANGELIST.value)
-        customers = unit.contacts.iterate(contacts_where(field("lifecycle_stage").is_in(*stages)))
-        created = {c.id: c.created_at for c in customers}
-        # the port has no filter on stage changes: contact changes are picked while iterating
-        changes = [c for c in unit.stage_history.iterate() if c.subject is SubjectKind.CONTACT]
-        return spans_from_stage_changes(changes, since=created)
+        # one row per customer, grouped by the store (never every stage change)
+        return unit.stage_history.customer_spans()
 
     def service_report(
         self,

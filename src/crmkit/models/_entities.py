@@ -26,6 +26,7 @@ from crmkit.models._enums import (
     ConsentStatus,
     DealStatus,
     DoNotContactReason,
+    ForecastCategory,
     LeadChannel,
     LeadStatus,
     LegalBasis,
@@ -461,7 +462,9 @@ class Deal(Entity):
 
     ``closed_at`` is set exactly when the deal is won or lost; ``lost_reason`` is only
     allowed on a lost deal. ``probability_manual`` says the probability was set by hand
-    instead of following the stage.
+    instead of following the stage. ``forecast_category``, when set, is where the open
+    deal counts in the forecast, instead of the category its stage maps to (Salesforce's
+    per-opportunity override).
     """
 
     entity_name: ClassVar[str] = "deal"
@@ -500,6 +503,9 @@ class Deal(Entity):
         converter=f.to_custom,
         metadata=f.check(f.value_of(CustomFields, "custom fields")),
     )
+    forecast_category: ForecastCategory | None = attrs.field(
+        default=None, metadata=f.check(f.optional(f.member(ForecastCategory)))
+    )
 
     def _invariants(self) -> Iterator[Problem]:
         yield from super()._invariants()
@@ -528,6 +534,7 @@ class Deal(Entity):
         owner: str | None = None,
         tags: Iterable[str] = frozenset(),
         custom: Mapping[str, JSONScalar] | None = None,
+        forecast_category: ForecastCategory | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> Self:
         """A new open deal in ``stage`` of ``pipeline``."""
@@ -546,6 +553,7 @@ class Deal(Entity):
             owner=owner,
             tags=tags,
             custom=custom,
+            forecast_category=forecast_category,
         )
 
 

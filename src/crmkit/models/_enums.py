@@ -9,6 +9,7 @@ __all__ = [
     "ConsentStatus",
     "DealStatus",
     "DoNotContactReason",
+    "ForecastCategory",
     "LeadChannel",
     "LeadStatus",
     "LegalBasis",
@@ -66,6 +67,16 @@ class DealStatus(StrEnum):
     OPEN = "open"
     WON = "won"
     LOST = "lost"
+
+
+class ForecastCategory(StrEnum):
+    """Salesforce's forecast categories: where a deal counts in the sales forecast."""
+
+    CLOSED = "closed"
+    COMMIT = "commit"
+    BEST_CASE = "best_case"
+    PIPELINE = "pipeline"
+    OMITTED = "omitted"
 
 
 class TicketStatus(StrEnum):

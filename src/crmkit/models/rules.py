@@ -34,6 +34,7 @@ from crmkit.models._enums import (
     ActivityKind,
     ConsentChannel,
     DealStatus,
+    ForecastCategory,
     LeadChannel,
     LeadStatus,
     LifecycleStage,
@@ -292,6 +293,7 @@ FIELDS: Final[Mapping[RuleEntity, Mapping[str, FieldSpec]]] = MappingProxyType(
             FieldSpec("lost_reason", T.TEXT),
             FieldSpec("owner", T.TEXT),
             FieldSpec("tags", T.TAGS),
+            FieldSpec("forecast_category", T.ENUM, ForecastCategory),
         ),
         RuleEntity.TICKET: _specs(
             *_COMMON,

@@ -61,7 +61,7 @@ from crmkit.quality._normalise import (
     parse_phone,
     text_key,
 )
-from crmkit.quality._splink import splink_pairs
+from crmkit.quality._splink import splink_pairs, splink_weights
 
 __all__ = [
     "ACCOUNT_KEYS",
@@ -113,6 +113,7 @@ __all__ = [
     "repoint",
     "restrictive_consents",
     "splink_pairs",
+    "splink_weights",
     "text_key",
     "token_set",
 ]

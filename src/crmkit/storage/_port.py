@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from crmkit.analytics import Reach, Standing
+from crmkit.analytics import CUSTOMER_STAGES, CustomerSpan, Reach, Standing
 from crmkit.automation import Delivery, DeliveryStatus, Event, Recorded, Step, StepStatus
 from crmkit.clock import Clock
 from crmkit.models import (
@@ -35,6 +35,7 @@ from crmkit.models import (
     Entity,
     Erasure,
     Lead,
+    LifecycleStage,
     Segment,
     StageChange,
     SubjectKind,
@@ -395,6 +396,18 @@ class StageHistoryRepository(Repository[StageChange], Protocol):
         :class:`~crmkit.errors.ValidationError` naming ``subject``, ``ranks``,
         ``until``, ``pipeline``, ``rule`` or ``field`` (the group).
         """
+        ...
+
+    def customer_spans(
+        self, stages: Iterable[LifecycleStage] = CUSTOMER_STAGES, /
+    ) -> list[CustomerSpan]:
+        """Each contact's time as a customer by lifecycle, computed by the store from
+        the contact stage history (one row per customer, never one per change): from the
+        first change into ``stages`` (default customer and evangelist) to the last
+        change if that left them (``end`` ``None``: still inside); a contact now in
+        ``stages`` that no change moved there (imported) from its creation. Rows in no
+        order, as :func:`crmkit.analytics.replay_customer_spans` defines them; bad
+        ``stages`` raise :class:`~crmkit.errors.ValidationError` naming ``stages``."""
         ...
 
     def standing(

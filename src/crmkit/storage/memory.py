@@ -18,12 +18,16 @@ from uuid import UUID
 import attrs
 
 from crmkit.analytics import (
+    CUSTOMER_STAGES,
     REPLAYED,
+    CustomerSpan,
     Reach,
     Standing,
+    check_customer_stages,
     check_ranks,
     check_replay,
     check_stages,
+    replay_customer_spans,
     replay_reach,
     replay_standing,
 )
@@ -60,6 +64,7 @@ from crmkit.models import (
     Entity,
     Erasure,
     Lead,
+    LifecycleStage,
     Segment,
     StageChange,
     SubjectKind,
@@ -821,6 +826,14 @@ class _StageHistory(_History[StageChange]):
         return replay_reach(
             subjects, changes, subject, checked, until=until, pipeline=pipeline, group=group
         )
+
+    def customer_spans(
+        self, stages: Iterable[LifecycleStage] = CUSTOMER_STAGES, /
+    ) -> list[CustomerSpan]:
+        wanted = check_customer_stages(stages)
+        contacts = _Repository(self._unit, Contact)._select(None, None)
+        changes = cast(Iterable[StageChange], self._table.values())
+        return replay_customer_spans(contacts, changes, wanted)
 
     def standing(
         self,

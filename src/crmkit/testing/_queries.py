@@ -553,6 +553,66 @@ class QueryContract:
             (row,) = replays.standing(deal, until=until, since=_T0 + 2 * hour)
             assert abs(row.age_seconds - 7200.0) < 1.0, _c("age_seconds is creation to move")
 
+    def test_customer_spans_follow_the_contact_history(self, fresh: Store) -> None:
+        hour = timedelta(hours=1)
+        clock = FixedClock(_T0)
+        stayed, churned, imported, never, returned = (
+            Contact.new(first_name=name, clock=clock)
+            for name in ("stayed", "churned", "imported", "never", "returned")
+        )
+        imported = attrs.evolve(imported, lifecycle_stage=LifecycleStage.CUSTOMER)
+        stayed = attrs.evolve(stayed, lifecycle_stage=LifecycleStage.EVANGELIST)
+        returned = attrs.evolve(returned, lifecycle_stage=LifecycleStage.CUSTOMER)
+        churned = attrs.evolve(churned, lifecycle_stage=LifecycleStage.OTHER)
+
+        def move(contact: Contact, to: str, at: datetime) -> StageChange:
+            return StageChange.new(
+                subject=SubjectKind.CONTACT, subject_id=contact.id, to_stage=to, at=at, clock=clock
+            )
+
+        history = [
+            move(stayed, "lead", _T0),
+            move(stayed, "customer", _T0 + hour),
+            move(stayed, "evangelist", _T0 + 2 * hour),
+            move(churned, "customer", _T0 + hour),
+            move(churned, "other", _T0 + 3 * hour),
+            move(never, "lead", _T0),
+            move(returned, "customer", _T0 + hour),
+            move(returned, "other", _T0 + 2 * hour),
+            move(returned, "customer", _T0 + 4 * hour),
+            StageChange.new(
+                subject=SubjectKind.DEAL, subject_id=never.id, to_stage="customer", clock=clock
+            ),
+        ]
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many([stayed, churned, imported, never, returned])
+            unit.stage_history.add_many(history)
+            unit.commit()
+        twin = _other(fresh)
+        with twin.unit_of_work() as unit:
+            unit.contacts.add(attrs.evolve(never, lifecycle_stage=LifecycleStage.CUSTOMER))
+            unit.stage_history.add(move(never, "customer", _T0))
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            found = {(s.customer, s.start, s.end) for s in unit.stage_history.customer_spans()}
+            want = {
+                (str(stayed.id), _T0 + hour, None),
+                (str(churned.id), _T0 + hour, _T0 + 3 * hour),
+                (str(imported.id), imported.created_at, None),
+                (str(returned.id), _T0 + hour, None),
+            }
+            assert found == want, (
+                "contract: customer_spans runs from the first move into the stages to the "
+                "last move if it left them, imported customers from creation, contact "
+                "moves of this tenant only"
+            )
+            only = unit.stage_history.customer_spans([LifecycleStage.EVANGELIST])
+            assert {(s.customer, s.start, s.end) for s in only} == {
+                (str(stayed.id), _T0 + 2 * hour, None)
+            }, _c("customer_spans counts the stages it is given")
+            with _raises(ValidationError, "customer_spans refuses what is no lifecycle stage"):
+                unit.stage_history.customer_spans(["vip"])  # type: ignore[list-item]
+
 
 def _sample(name: str) -> Entity:
     """A valid entity of kind ``name`` (its references name nothing stored yet)."""

@@ -53,6 +53,7 @@ from crmkit.models import (
     Contact,
     Deal,
     Entity,
+    ForecastCategory,
     Lead,
     LifecycleStage,
     Money,
@@ -282,6 +283,41 @@ class StoreContract(
                 assert repository.count() == len(items), _c("count() counts what was stored")
 
         check()
+
+    def test_a_deal_s_forecast_category_round_trips(self, fresh: Store) -> None:
+        """The per-deal forecast category: stored, changed, cleared, counted and matched
+        by rules as the deal field ``forecast_category``."""
+        deal = Deal.new(
+            title="x", pipeline="sales", stage="new", forecast_category=ForecastCategory.COMMIT
+        )
+        plain = Deal.new(title="y", pipeline="sales", stage="new")
+        with fresh.unit_of_work() as unit:
+            unit.deals.add_many([deal, plain])
+            assert unit.deals.get(deal.id).forecast_category is ForecastCategory.COMMIT, _c(
+                "a deal's forecast category survives add and get"
+            )
+            commit = deals_where(field("forecast_category") == "commit")
+            assert unit.deals.ids(commit) == [deal.id], _c(
+                "a rule on forecast_category finds the deals set to it"
+            )
+            omitted = unit.deals.update(
+                attrs.evolve(deal, forecast_category=ForecastCategory.OMITTED)
+            )
+            assert unit.deals.get(deal.id) == omitted, _c("update stores a changed category")
+            counted = unit.deals.count_by("forecast_category")
+            assert counted == {ForecastCategory.OMITTED: 1, None: 1}, _c(
+                "count_by groups deals by forecast category (None: the stage decides)"
+            )
+            assert all(k is None or type(k) is ForecastCategory for k in counted), _c(
+                "count_by gives forecast categories as ForecastCategory members"
+            )
+            cleared = unit.deals.update(attrs.evolve(omitted, forecast_category=None))
+            assert unit.deals.get(deal.id) == cleared, _c("update clears the category")
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            assert unit.deals.get(deal.id).forecast_category is None, _c(
+                "a cleared category stays cleared after commit"
+            )
 
     def test_get_of_a_missing_id_is_not_found(self, fresh: Store) -> None:
         missing = uuid4()

@@ -84,6 +84,7 @@ from crmkit.models import (
     EmailAddress,
     Entity,
     Erasure,
+    ForecastCategory,
     JSONScalar,
     LanguageCode,
     Lead,
@@ -365,6 +366,7 @@ def deals(draw: st.DrawFn) -> Deal:
         owner=draw(_optional(users())),
         tags=draw(tags()),
         custom=draw(custom_fields()),
+        forecast_category=draw(_optional(st.sampled_from(ForecastCategory))),
     )
 
 

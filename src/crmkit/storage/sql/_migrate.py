@@ -452,8 +452,22 @@ def _to_9(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
     _v9_steps(prefix).create(connection)  # with its index
 
 
+def _to_10(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
+    """Schema 9 -> 10: deals gain the nullable ``forecast_category`` (empty: every stored
+    deal keeps the category of its stage), and activities the index
+    ``(tenant, kind, occurred_at)``. Frozen definitions: the column and index as
+    schema 10 declares them."""
+    del connection, unique_emails
+    prefix = tables.meta.name.removesuffix("meta")
+    text = sa.String(32).with_variant(sa.String(32, collation="C"), "postgresql")
+    ops.add_column(f"{prefix}deals", sa.Column("forecast_category", text, nullable=True))
+    activities = f"{prefix}activities"
+    columns = ("kind", "occurred_at")
+    ops.create_index(index_name(activities, columns), activities, ["tenant", *columns])
+
+
 _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
-    {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8, 8: _to_9}
+    {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8, 8: _to_9, 9: _to_10}
 )
 """The step that upgrades a database of each version to the next."""
 

@@ -10,11 +10,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from crmkit.analytics import REPLAYED, Reach, Standing
-from crmkit.models import StageChange, SubjectKind
+from crmkit.models import Contact, StageChange, SubjectKind
 from crmkit.storage._columns import columns
 from crmkit.storage.sql._schema import Schema
 
-__all__ = ["reach_query", "read_reach", "read_standing", "standing_query"]
+__all__ = [
+    "customer_spans_queries",
+    "reach_query",
+    "read_reach",
+    "read_standing",
+    "standing_query",
+]
 
 
 def _rank(column: Any, ranks: Mapping[str, int]) -> Any:
@@ -60,7 +66,9 @@ def reach_query(
             changes.c.subject_id.label("subject_id"),
             sa.func.max(sa.case((before, _rank(changes.c.to_stage, ranks)))).label("entered"),
             sa.func.max(sa.case((before, _rank(changes.c.from_stage, ranks)))).label("passed"),
-            sa.func.min(_rank(changes.c.from_stage, ranks)).label("lowest"),
+            # only read when no move came before until: the moves after it suffice, and
+            # the rank is computed for those alone
+            sa.func.min(sa.case((~before, _rank(changes.c.from_stage, ranks)))).label("lowest"),
             sa.func.count(sa.case((before, 1))).label("before"),
         )
         .where(*on_changes)
@@ -213,3 +221,59 @@ def read_standing(rows: Sequence[Any], subject: SubjectKind, group: str | None) 
             )
         )
     return found
+
+
+def customer_spans_queries(
+    tables: Schema, tenant: str, stages: frozenset[str]
+) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """The two queries of ``customer_spans``: ``(contact id, first move into stages,
+    time of the last move if it left them)`` per contact a move took into ``stages``,
+    and ``(contact id, created_at)`` of the contacts now in ``stages`` that no move took
+    there (imported); one row per customer, grouped by the database."""
+    changes = tables.table(StageChange)
+    contacts = tables.table(Contact)
+    inside = changes.c.to_stage.in_(sorted(stages))
+    mine = [changes.c.tenant == tenant, changes.c.subject == SubjectKind.CONTACT.value]
+    first = (
+        sa.select(
+            changes.c.subject_id.label("subject_id"),
+            sa.func.min(sa.case((inside, changes.c.at))).label("first_in"),
+        )
+        .where(*mine)
+        .group_by(changes.c.subject_id)
+        .subquery("first_in")
+    )
+    place = sa.func.row_number().over(
+        partition_by=changes.c.subject_id, order_by=(changes.c.at.desc(), changes.c.id.desc())
+    )
+    last = (
+        sa.select(
+            changes.c.subject_id,
+            changes.c.to_stage,
+            changes.c.at,
+            place.label("place"),
+        )
+        .where(
+            *mine,
+            changes.c.subject_id.in_(
+                sa.select(first.c.subject_id).where(first.c.first_in.is_not(None))
+            ),
+        )
+        .subquery("last_move")
+    )
+    moved = (
+        sa.select(
+            first.c.subject_id,
+            first.c.first_in,
+            sa.case((last.c.to_stage.in_(sorted(stages)), sa.null()), else_=last.c.at),
+        )
+        .select_from(first.join(last, last.c.subject_id == first.c.subject_id))
+        .where(first.c.first_in.is_not(None), last.c.place == 1)
+    )
+    entered = sa.exists().where(*mine, changes.c.subject_id == contacts.c.id, inside)
+    imported = sa.select(contacts.c.id, contacts.c.created_at).where(
+        contacts.c.tenant == tenant,
+        contacts.c.lifecycle_stage.in_(sorted(stages)),
+        ~entered,
+    )
+    return moved, imported

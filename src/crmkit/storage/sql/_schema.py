@@ -42,7 +42,7 @@ __all__ = [
     "step_table",
 ]
 
-SCHEMA_VERSION: Final = 9
+SCHEMA_VERSION: Final = 10
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -70,6 +70,10 @@ SCHEMA_VERSION: Final = 9
    ``<prefix>outbox_cursors`` (how far each handler's deliveries were made).
 9. Durable timers: the ``<prefix>steps`` table (:class:`~crmkit.automation.Step`), indexed
    by ``(tenant, status, due_at, id)`` for the claims of :meth:`~crmkit.crm.CRM.run_due`.
+10. The per-deal forecast category: ``Deal.forecast_category`` (a nullable column of
+    ``<prefix>deals``), and the index ``(tenant, kind, occurred_at)`` of
+    ``<prefix>activities`` that finds the activities of some kinds in time order
+    (``ActivityRepository.of_kinds``) without reading the others.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -131,6 +135,7 @@ _INDEXES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
         "activity": (
             ("contact_id", "occurred_at", "id"),
             ("contact_id", "kind", "occurred_at"),
+            ("kind", "occurred_at"),
             ("occurred_at",),
         ),
         "task": (

@@ -7,7 +7,7 @@ import threading
 import weakref
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
@@ -24,9 +24,12 @@ from sqlalchemy.pool import StaticPool
 
 from crmkit._extras import import_extra
 from crmkit.analytics import (
+    CUSTOMER_STAGES,
     REPLAYED,
+    CustomerSpan,
     Reach,
     Standing,
+    check_customer_stages,
     check_ranks,
     check_replay,
     check_stages,
@@ -68,6 +71,7 @@ from crmkit.models import (
     Entity,
     Erasure,
     Lead,
+    LifecycleStage,
     Segment,
     StageChange,
     SubjectKind,
@@ -127,7 +131,13 @@ from crmkit.storage._steps import (
     step_filter,
 )
 from crmkit.storage.sql._codec import Codec, check_table, codec
-from crmkit.storage.sql._replay import reach_query, read_reach, read_standing, standing_query
+from crmkit.storage.sql._replay import (
+    customer_spans_queries,
+    reach_query,
+    read_reach,
+    read_standing,
+    standing_query,
+)
 from crmkit.storage.sql._rules import RuleCompiler
 from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
@@ -1176,29 +1186,43 @@ class _Repository(Generic[_E]):
         return self._replace(item, check_version(version))
 
     def _replace(self, new: _E, version: int) -> _E:
-        """Write ``new`` over the stored row if that is at ``version``."""
-        item = attrs.evolve(new, version=version)  # what a conflict and a taken key name
+        """Write ``new`` over the stored row if that is at ``version``.
+
+        A row of several statements (match keys, segment members) is written in a
+        SAVEPOINT, so that a refused statement undoes the others; a lone UPDATE on SQLite
+        needs none (SQLite backs out a failed statement alone and the transaction goes
+        on), which makes re-pointing many rows (a merge) several times faster."""
         row = self._codec.encode(self._tenant, new)
         params = (*row[2:], row[0], row[1], version)
+        alone = (
+            self._unit.store.dialect == "sqlite"
+            and not self._keyed
+            and self._codec.members_field is None
+        )
         with self._unit.store._errors():
             try:
-                with self._unit._savepoint() as connection:
+                with (
+                    nullcontext(self._unit._conn()) if alone else self._unit._savepoint() as (
+                        connection
+                    )
+                ):
                     cursor = self._raw(connection).execute(self._sql.update, params)
                     if cursor.rowcount != 1:
-                        actual = self._stored_version(item.id)
+                        actual = self._stored_version(new.id)
                         if actual is None:
-                            raise NotFound(self._name, item.id)
-                        raise ConcurrencyConflict(self._name, item.id, item.version, actual)
+                            raise NotFound(self._name, new.id)
+                        raise ConcurrencyConflict(self._name, new.id, version, actual)
                     if self._codec.members_field is not None:
-                        self._delete_members(connection, item.id)
+                        self._delete_members(connection, new.id)
                         self._write_members(connection, [new])
-                    self._delete_keys(connection, item.id)
+                    self._delete_keys(connection, new.id)
                     self._write_keys(connection, [new])
             except Exception as error:
                 # Read what the row collides with once its savepoint has rolled back
                 # (PostgreSQL refuses every query in a failed transaction until then).
                 taken: Exception | None = None
                 if self._unit.store._is_integrity_error(error):
+                    item = attrs.evolve(new, version=version)  # what the error names
                     taken = self._taken_key([item], None) or self._dangling([item], None)
                 if taken is not None:
                     raise taken from None
@@ -1921,6 +1945,18 @@ class _StageHistory(_History[StageChange]):
         with store._errors():
             rows = self._unit._conn().execute(statement).all()
         return read_reach(rows, subject, group)
+
+    def customer_spans(
+        self, stages: Iterable[LifecycleStage] = CUSTOMER_STAGES, /
+    ) -> list[CustomerSpan]:
+        wanted = frozenset(s.value for s in check_customer_stages(stages))
+        store = self._unit.store
+        moved, imported = customer_spans_queries(store.schema, self._tenant, wanted)
+        with store._errors():
+            connection = self._unit._conn()
+            found = [CustomerSpan(i, s, e) for i, s, e in connection.execute(moved)]
+            found += [CustomerSpan(i, at) for i, at in connection.execute(imported)]
+        return found
 
     def standing(
         self,
