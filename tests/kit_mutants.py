@@ -1799,6 +1799,18 @@ class _MergesDeleteNothing(_Merges):
         self.get(id)
 
 
+class _MergesInvolveNoOne(_Merges):
+    def involving(self, contact_id: UUID, /) -> list[Any]:
+        return []
+
+
+class _MergesAnonymiseKeepsAddresses(_Merges):
+    def anonymise(self, record: Any, /) -> Any:
+        kept = attrs.evolve(record, merged_emails=self.get(record.id).merged_emails)
+        self._unit._write(self._table, record.id, kept)
+        return record
+
+
 def _merges_unit(name: str, merges: type[_Merges], doc: str) -> type[MutantStore]:
     def init(self: MemoryUnitOfWork, store: MemoryStore) -> None:
         MemoryUnitOfWork.__init__(self, store)
@@ -1811,6 +1823,7 @@ def _merges_unit(name: str, merges: type[_Merges], doc: str) -> type[MutantStore
 _RESTORE = "test_restore_writes_the_item_exactly_with_its_version"
 _RECORDS = "test_merge_records_come_back_equal_and_are_found"
 _UNDO = "test_a_merge_and_its_undo_leave_every_repository_as_it_was"
+_INVOLVING = "test_merges_involving_a_contact_and_their_anonymisation"
 
 MERGE_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "restore bumps the version": (
@@ -1832,6 +1845,16 @@ MERGE_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "merge records of every tenant": (
         _merges_unit("MergesOfEveryTenant", _MergesOfEveryTenant, "merges ignore the tenant."),
         (_RECORDS,),
+    ),
+    "merges.involving finds no merge": (
+        _merges_unit("MergesInvolveNoOne", _MergesInvolveNoOne, "merges.involving finds none."),
+        (_INVOLVING, "test_an_export_and_an_erasure_cover_the_person_s_merges"),
+    ),
+    "merges.anonymise keeps the taken addresses": (
+        _merges_unit(
+            "MergesAnonymiseKeeps", _MergesAnonymiseKeepsAddresses, "anonymise keeps addresses."
+        ),
+        (_INVOLVING, "test_an_export_and_an_erasure_cover_the_person_s_merges"),
     ),
     "merges.delete keeps the record": (
         _merges_unit("MergesDeleteNothing", _MergesDeleteNothing, "merges.delete deletes nothing."),

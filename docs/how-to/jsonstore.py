@@ -72,8 +72,10 @@ from crmkit.storage import (
     Page,
     Store,
     UnitOfWork,
+    check_merge_anonymised,
     groupable_fields,
     merge_from_json,
+    merge_involves,
     merge_to_json,
     references,
     sortable_fields,
@@ -643,6 +645,17 @@ class JsonMerges:
         if not isinstance(email, EmailAddress):
             raise ValidationError("email", email, "expected an EmailAddress")
         return [m for m in self._all() if email.casefold() in m.merged_emails]
+
+    def involving(self, contact_id: UUID, /) -> list[MergeRecord]:
+        check_id(contact_id, "contact_id")
+        return [m for m in self._all() if merge_involves(m, contact_id)]
+
+    def anonymise(self, record: MergeRecord, /) -> MergeRecord:
+        if not isinstance(record, MergeRecord):
+            raise ValidationError("record", record, "expected a MergeRecord")
+        record = check_merge_anonymised(self.get(record.id), record)
+        self._table()[record.id] = json.dumps(merge_to_json(record))
+        return record
 
 
 def sort_key(value: Any, id: UUID) -> tuple[Any, ...]:

@@ -37,7 +37,8 @@ from crmkit.privacy import (
     identifier_digest,
     suppressions_of,
 )
-from crmkit.storage import REFERRERS, REPOSITORIES, Repository, Store, UnitOfWork
+from crmkit.quality import MergeKind, MergeRecord
+from crmkit.storage import REFERRERS, REPOSITORIES, Repository, Store, UnitOfWork, merge_to_json
 
 __all__ = ["FOUR_EYES", "PrivacyCases", "privacy_options"]
 
@@ -65,12 +66,53 @@ def _repository(unit: UnitOfWork, entity: type[Entity]) -> Repository[Any]:
     return cast(Repository[Any], getattr(unit, REPOSITORIES[entity]))
 
 
-def _person(unit: UnitOfWork, contact: Contact) -> dict[str, list[Entity]]:
-    """Everything stored about ``contact``, by repository name: what refers to it
+@attrs.frozen
+class _Found:
+    """What is stored about one person: ``records`` by repository name, the ids the
+    person had (the contact's and those of contacts merged into it, through chains of
+    merges) and the merge records that hold their data."""
+
+    records: dict[str, list[Entity]]
+    ids: tuple[UUID, ...]
+    merges: tuple[MergeRecord, ...]
+
+    def mine(self, record: MergeRecord, row: Entity) -> bool:
+        """Whether ``row`` of ``record`` is this person's data: every row of a merge of
+        the person's contacts, and in another merge (of accounts) the person's contact
+        and the rows that refer to it."""
+        if self.owns(record):
+            return True
+        return (isinstance(row, Contact) and row.id in self.ids) or getattr(
+            row, "contact_id", None
+        ) in self.ids
+
+    def owns(self, record: MergeRecord) -> bool:
+        """Whether ``record`` merged the person's contacts (all of it is theirs)."""
+        return record.kind is MergeKind.CONTACT and (
+            record.survivor_id in self.ids or not set(self.ids).isdisjoint(record.merged_ids)
+        )
+
+
+def _merged(unit: UnitOfWork, contact: Contact) -> tuple[tuple[UUID, ...], tuple[MergeRecord, ...]]:
+    """The person's ids (``contact``'s first, then the contacts merged into it) and the
+    merge records holding their data, oldest first."""
+    ids = [contact.id]
+    records: dict[UUID, MergeRecord] = {}
+    for id in ids:  # grows while it runs: a merged contact may have absorbed others
+        for record in unit.merges.involving(id):
+            records.setdefault(record.id, record)
+            if record.kind is MergeKind.CONTACT and record.survivor_id in ids:
+                ids.extend(i for i in record.merged_ids if i not in ids)
+    return tuple(ids), tuple(sorted(records.values(), key=lambda r: (r.at, r.id)))
+
+
+def _person(unit: UnitOfWork, contact: Contact) -> _Found:
+    """Everything stored about ``contact``: what refers to it
     (:data:`~crmkit.storage.REFERRERS`), what refers to those of its leads, deals and
-    tickets without naming another contact, their stage history, its audit trail and
-    its erasure record. Generic over the port: a repository that refers to contacts is
-    found through ``REFERRERS``, not a list here."""
+    tickets without naming another contact, their stage history, its audit trail (and
+    that of the contacts merged into it), its erasure record and its merge records.
+    Generic over the port: a repository that refers to contacts is found through
+    ``REFERRERS``, not a list here."""
     found: dict[type[Entity], dict[UUID, Entity]] = {Contact: {contact.id: contact}}
 
     def put(entity: type[Entity], items: Iterable[Entity]) -> None:
@@ -92,21 +134,56 @@ def _person(unit: UnitOfWork, contact: Contact) -> dict[str, list[Entity]]:
                         if getattr(other, "contact_id", None) in (None, contact.id)
                     ),
                 )
+    ids, merges = _merged(unit, contact)
     history = []
     audit = []
     for entity, items in list(found.items()):
         subject = _SUBJECTS.get(entity.entity_name)
         if subject is not None and items:
-            history.extend(unit.stage_history.for_subjects(subject, list(items)))
-            audit.extend(unit.audit.for_subjects(subject, list(items)))
+            keys = [*items, *ids[1:]] if subject is SubjectKind.CONTACT else list(items)
+            history.extend(unit.stage_history.for_subjects(subject, keys))
+            audit.extend(unit.audit.for_subjects(subject, keys))
     put(next(e for e in REPOSITORIES if e.entity_name == "stage_change"), history)
     put(AuditEntry, audit)
     put(Erasure, unit.erasures.get_many([contact.id]).values())
-    return {
+    records = {
         REPOSITORIES[entity]: list(found.get(entity, {}).values())
         for entity in REPOSITORIES
         if entity in found or entity.entity_name in _SECTIONS
     }
+    return _Found(records, ids, merges)
+
+
+def _merge_documents(found: _Found) -> list[dict[str, Any]]:
+    """The person's merge records as JSON documents, with the images of the person's
+    rows only (an account merge also moved other people's contacts)."""
+    documents = []
+    for record in found.merges:
+        document = merge_to_json(record)
+        for side in ("before", "after"):
+            rows = getattr(record, side)
+            document[side] = [
+                image
+                for image, row in zip(document[side], rows, strict=True)
+                if found.mine(record, row)
+            ]
+        documents.append(document)
+    return documents
+
+
+def _anonymised_merge(found: _Found, record: MergeRecord, now: datetime) -> MergeRecord:
+    """``record`` with the person's rows anonymised and, for a merge of the person's
+    contacts, no taken e-mail address left."""
+
+    def images(rows: tuple[Entity, ...]) -> tuple[Entity, ...]:
+        return tuple(anonymise(r, at=now) if found.mine(record, r) else r for r in rows)
+
+    return attrs.evolve(
+        record,
+        before=images(record.before),
+        after=images(record.after),
+        merged_emails=() if found.owns(record) else record.merged_emails,
+    )
 
 
 _SECTIONS: Final = frozenset(
@@ -186,11 +263,13 @@ class PrivacyCases:
         with self._unit(who) as unit:
             contact = unit.contacts.get(contact_id)
             now = self.clock.now()
+            found = _person(unit, contact)
             made = bundle_of(
                 tenant=self.store.tenant,
                 contact_id=contact.id,
-                records=_person(unit, contact),
+                records=found.records,
                 segments=_memberships(unit, contact.id),
+                merges=_merge_documents(found),
                 at=now,
                 by=who,
             )
@@ -241,13 +320,19 @@ class PrivacyCases:
         if unit.erasures.get_many([contact.id]):
             raise Erased("contact", contact.id)
         count = 0
-        for name, items in _person(unit, contact).items():
+        found = _person(unit, contact)
+        for name, items in found.records.items():
             repository = cast(Repository[Any], getattr(unit, name))
             for item in items:
                 changed = anonymise(item, at=now)
                 if changed is not item:
                     repository.update(changed)
                     count += 1
+        for merge in found.merges:
+            anonymised = _anonymised_merge(found, merge, now)
+            if anonymised != merge:
+                unit.merges.anonymise(anonymised)
+                count += 1
         unit.erasures.add(attrs.evolve(record, records=count))
         unit.audit.add(audit_event(contact, AuditAction.ERASED, at=now, by=record.by))
         return count

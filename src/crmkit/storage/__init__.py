@@ -17,7 +17,13 @@ A store is opened for one tenant and never reads or writes another tenant's rows
         uow.commit()
 """
 
-from crmkit.storage._base import merge_from_json, merge_to_json, validate_tenant
+from crmkit.storage._base import (
+    check_merge_anonymised,
+    merge_from_json,
+    merge_involves,
+    merge_to_json,
+    validate_tenant,
+)
 from crmkit.storage._columns import ENTITIES, REFERENCES, REFERRERS, REPOSITORIES, references
 from crmkit.storage._columns import groupable as groupable_fields
 from crmkit.storage._columns import sortable as sortable_fields
@@ -59,8 +65,10 @@ __all__ = [
     "Store",
     "TaskRepository",
     "UnitOfWork",
+    "check_merge_anonymised",
     "groupable_fields",
     "merge_from_json",
+    "merge_involves",
     "merge_to_json",
     "references",
     "sortable_fields",

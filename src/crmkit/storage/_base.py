@@ -37,6 +37,7 @@ __all__ = [
     "check_limit",
     "check_many",
     "check_match_keys",
+    "check_merge_anonymised",
     "check_merge_record",
     "check_reference",
     "check_rule",
@@ -46,6 +47,7 @@ __all__ = [
     "check_window",
     "iterate_pages",
     "merge_from_json",
+    "merge_involves",
     "merge_to_json",
     "page_of",
     "query_now",
@@ -140,6 +142,49 @@ def check_merge_record(value: object) -> MergeRecord:
     if not isinstance(value, MergeRecord):
         raise ValidationError("record", value, "expected a MergeRecord")
     return value
+
+
+def merge_involves(record: MergeRecord, contact_id: UUID) -> bool:
+    """Whether ``record`` holds data of the contact ``contact_id``: a contact merge that
+    kept or removed it, or an image of the contact itself or of a row that refers to it
+    (``contact_id``), such as a contact an account merge moved."""
+    if record.kind is MergeKind.CONTACT and (
+        record.survivor_id == contact_id or contact_id in record.merged_ids
+    ):
+        return True
+    return any(
+        (row.entity_name == "contact" and row.id == contact_id)
+        or getattr(row, "contact_id", None) == contact_id
+        for row in (*record.before, *record.after)
+    )
+
+
+def check_merge_anonymised(stored: MergeRecord, record: object) -> MergeRecord:
+    """``record`` if it can replace ``stored`` through ``merges.anonymise``: a merge
+    record with the same id, kind, survivor, merged ids, time and author, the same
+    rows (entity and id) in its images, and no taken address that ``stored`` lacks
+    (field ``record``)."""
+    record = check_merge_record(record)
+
+    def rows(images: Iterable[Entity]) -> list[tuple[str, UUID]]:
+        return [(row.entity_name, row.id) for row in images]
+
+    same = (
+        record.id == stored.id
+        and record.kind == stored.kind
+        and record.survivor_id == stored.survivor_id
+        and record.merged_ids == stored.merged_ids
+        and record.at == stored.at
+        and record.by == stored.by
+        and rows(record.before) == rows(stored.before)
+        and rows(record.after) == rows(stored.after)
+        and set(record.merged_emails) <= set(stored.merged_emails)
+    )
+    if not same:
+        raise ValidationError(
+            "record", record.id, "an anonymised merge record changes only values of its rows"
+        )
+    return record
 
 
 def check_many(values: object, field: str) -> Iterable[object]:

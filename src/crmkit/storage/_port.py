@@ -424,8 +424,9 @@ class MergeRepository(Protocol):
     """The stored merges of contacts and accounts (see :class:`crmkit.quality.MergeRecord`).
 
     A merge record is written once and deleted when the merge is undone; it is never
-    updated. Wrong arguments raise :class:`~crmkit.errors.ValidationError` naming
-    ``id``, ``record``, ``merged_id`` or ``email``.
+    updated, except by erasure (:meth:`anonymise`). Wrong arguments raise
+    :class:`~crmkit.errors.ValidationError` naming ``id``, ``record``, ``merged_id``,
+    ``contact_id`` or ``email``.
     """
 
     def get(self, id: UUID, /) -> MergeRecord:
@@ -450,6 +451,22 @@ class MergeRepository(Protocol):
     def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
         """The merges that removed a contact whose e-mail address equals ``email``
         compared without case (``str.casefold``), oldest first: an index look-up."""
+        ...
+
+    def involving(self, contact_id: UUID, /) -> list[MergeRecord]:
+        """The merges that hold data of the contact ``contact_id``, oldest first (``at``,
+        then ``id``): those :func:`~crmkit.storage.merge_involves` accepts (a contact
+        merge that kept or removed it, an image of it or of a row that refers to it).
+        What export and erasure read; its cost follows the tenant's merges."""
+        ...
+
+    def anonymise(self, record: MergeRecord, /) -> MergeRecord:
+        """Replace the stored merge record ``record.id`` by ``record``, its form after
+        an erasure: only values inside its images may differ, and taken addresses may
+        go (:func:`~crmkit.storage.check_merge_anonymised`, else
+        :class:`~crmkit.errors.ValidationError`, field ``record``); a taken address that
+        goes no longer finds the merge in :meth:`with_email`, and no copy of it is
+        kept. :class:`~crmkit.errors.NotFound` when there is no such record."""
         ...
 
 

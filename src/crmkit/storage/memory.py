@@ -73,6 +73,7 @@ from crmkit.storage._base import (
     check_limit,
     check_many,
     check_match_keys,
+    check_merge_anonymised,
     check_merge_record,
     check_reference,
     check_rule,
@@ -81,6 +82,7 @@ from crmkit.storage._base import (
     check_version,
     check_window,
     iterate_pages,
+    merge_involves,
     page_of,
     query_now,
     start_after,
@@ -680,6 +682,16 @@ class _Merges:
     def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
         key = check_email(email).casefold()
         return self._sorted(m for m in self._table.values() if key in m.merged_emails)
+
+    def involving(self, contact_id: UUID, /) -> list[MergeRecord]:
+        check_id(contact_id, "contact_id")
+        return self._sorted(m for m in self._table.values() if merge_involves(m, contact_id))
+
+    def anonymise(self, record: MergeRecord, /) -> MergeRecord:
+        record = check_merge_record(record)
+        record = check_merge_anonymised(self.get(record.id), record)
+        self._unit._write(self._table, record.id, record)
+        return record
 
 
 class _StageHistory(_History[StageChange]):

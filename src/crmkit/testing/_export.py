@@ -22,6 +22,7 @@ from crmkit.models import (
     Deal,
     DoNotContact,
     DoNotContactReason,
+    EmailAddress,
     Entity,
     Lead,
     LeadChannel,
@@ -132,6 +133,28 @@ class PrivacyContract:
                 f"an export holds the person's {name} (found through referring)"
             )
         assert bundle.manifest.counts.get("contacts") == 1, _c("an export holds the contact")
+
+    def test_an_export_and_an_erasure_cover_the_person_s_merges(self, fresh: Store) -> None:
+        crm = CRM(fresh, clock=_CLOCK, privacy_secret=b"kit-secret-0123456789")
+        ada = crm.create_contact(Contact.new(email="ada@example.org", clock=_CLOCK))
+        twin = crm.create_contact(
+            Contact.new(email="lovelace@example.org", last_name="Lovelace", clock=_CLOCK)
+        )
+        crm.merge_contacts(ada.id, [twin.id])
+        bundle = crm.export_person(ada.id, by="kit")
+        assert bundle.manifest.counts.get("merges") == 1, _c(
+            "an export holds the merges of the person's contacts (merges.involving)"
+        )
+        assert "Lovelace" in bundle.to_json(), _c("an export holds a merged contact's data")
+        crm.erase_person(ada.id, by="kit", reason="kit")
+        after = crm.export_person(ada.id, by="kit")
+        assert after.manifest.counts.get("merges") == 1, _c("an erasure keeps the merge record")
+        assert "Lovelace" not in after.to_json(), _c(
+            "an erasure anonymises the merge record's images (merges.anonymise)"
+        )
+        with fresh.unit_of_work() as unit:
+            found = unit.merges.with_email(EmailAddress("lovelace@example.org"))
+        assert found == [], _c("an erasure leaves no merged address of the person")
 
     def test_the_audit_trail_of_subjects(self, fresh: Store) -> None:
         one, two = uuid4(), uuid4()

@@ -74,6 +74,7 @@ from crmkit.storage._base import (
     check_limit,
     check_many,
     check_match_keys,
+    check_merge_anonymised,
     check_merge_record,
     check_reference,
     check_rule,
@@ -83,6 +84,7 @@ from crmkit.storage._base import (
     check_window,
     iterate_pages,
     merge_from_json,
+    merge_involves,
     merge_to_json,
     page_of,
     query_now,
@@ -1625,6 +1627,45 @@ class _Merges:
 
     def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
         return self._by_key(f"email:{check_email(email).casefold()}")
+
+    def involving(self, contact_id: UUID, /) -> list[MergeRecord]:
+        # A scan of the tenant's merges: the body names the contact's id in an image,
+        # or the record is the contact's own merge; merge_involves decides.
+        contact_id = check_id(contact_id, "contact_id")
+        table = self._table
+        statement = (
+            sa.select(table.c.body)
+            .where(
+                table.c.tenant == self._tenant,
+                sa.or_(
+                    table.c.survivor_id == contact_id,
+                    table.c.body.contains(str(contact_id), autoescape=True),
+                ),
+            )
+            .order_by(table.c.at, table.c.id)
+        )
+        return [m for m in self._load(statement) if merge_involves(m, contact_id)]
+
+    def anonymise(self, record: MergeRecord, /) -> MergeRecord:
+        record = check_merge_anonymised(self.get(check_merge_record(record).id), record)
+        body = json.dumps(merge_to_json(record), separators=(",", ":"))
+        table, keys = self._table, self._keys
+        kept = [f"email:{e}" for e in record.merged_emails]
+        with self._unit.store._errors(), self._unit._savepoint() as connection:
+            connection.execute(
+                sa.update(table)
+                .where(table.c.tenant == self._tenant, table.c.id == record.id)
+                .values(body=body)
+            )
+            connection.execute(
+                sa.delete(keys).where(
+                    keys.c.tenant == self._tenant,
+                    keys.c.merge_id == record.id,
+                    keys.c.key.startswith("email:", autoescape=True),
+                    keys.c.key.not_in(kept),
+                )
+            )
+        return record
 
 
 class _StageHistory(_History[StageChange]):
