@@ -1930,3 +1930,55 @@ CONSENT_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
 }
 
 MUTANTS.update(CONSENT_MUTANTS)
+# ---------------------------------------------------------------------------- export, erasure
+
+
+class _DocumentsWithoutVersion:
+    def referring_documents(self, field: str, id: UUID, /) -> list[Any]:
+        found = super().referring_documents(field, id)  # type: ignore[misc]
+        return [{k: v for k, v in d.items() if k != "version"} for d in found]
+
+
+class _EraseEverything:
+    """erase_referring rewrites and counts the entities that hold the values already."""
+
+    def erase_referring(self, field: str, id: UUID, values: Any, /, *, at: datetime) -> int:
+        found = self.referring(field, id)  # type: ignore[attr-defined]
+        super().erase_referring(field, id, values, at=at)  # type: ignore[misc]
+        for item in found:
+            stored = self.get(item.id)  # type: ignore[attr-defined]
+            if stored == item:
+                self.update(attrs.evolve(item, **values))  # type: ignore[attr-defined]
+        return len(found)
+
+
+class _EraseWithoutVersion:
+    def erase_referring(self, field: str, id: UUID, values: Any, /, *, at: datetime) -> int:
+        count = 0
+        for item in self.referring(field, id):  # type: ignore[attr-defined]
+            changes = {k: v for k, v in values.items() if getattr(item, k) != v}
+            if changes:
+                new = attrs.evolve(item, **changes, updated_at=max(at, item.updated_at))
+                self._unit._write(self._table, item.id, new)  # type: ignore[attr-defined]
+                count += 1
+        return count
+
+
+_ERASE = "test_erase_referring_writes_the_values_in_one_go"
+
+PRIVACY_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
+    "referring_documents drop a field": (
+        _mixing("DocumentsWithoutVersion", _DocumentsWithoutVersion, "documents lack version."),
+        ("test_referring_documents_are_the_entities_as_json",),
+    ),
+    "erase_referring rewrites what holds the values": (
+        _mixing("EraseEverything", _EraseEverything, "erase_referring writes every entity."),
+        (_ERASE,),
+    ),
+    "erase_referring keeps the version": (
+        _mixing("EraseWithoutVersion", _EraseWithoutVersion, "erase_referring keeps versions."),
+        (_ERASE,),
+    ),
+}
+
+MUTANTS.update(PRIVACY_MUTANTS)

@@ -41,6 +41,7 @@ from crmkit.privacy import (
     PERSONAL_FIELDS,
     RetentionAction,
     RetentionPolicy,
+    bundle_of,
     identifier_digest,
 )
 from crmkit.storage import REFERRERS, REPOSITORIES, MemoryStore, Store
@@ -179,6 +180,46 @@ def test_an_export_holds_every_repository_that_refers_to_the_person(crm: CRM) ->
     assert [(e.action, e.by) for e in trail if e.action is AuditAction.EXPORTED] == [
         (AuditAction.EXPORTED, "dpo")
     ]
+
+
+def test_an_export_read_as_documents_is_the_bundle_of_the_entities(crm: CRM) -> None:
+    ada = fill_person(crm, "ada@example.com", "Adelheid", "Lovelace", "+4930901820")
+    fill_person(crm, "bo@example.com", "Bodil", "Berg", "+4930901821")
+    crm.record_activity(
+        Activity.new(
+            contact_id=ada.contact.id,
+            deal_id=ada.deal.id,
+            kind=ActivityKind.PURCHASE,
+            amount=Money("0.0000001", "EUR"),
+            properties={"sku": "A-1", "qty": 2, "gift": True, "rate": 0.5, "note": "ä"},
+        )
+    )
+    crm.create_task(  # on Ada's deal, naming no contact: found through the deal
+        Task.new(title="Send the contract", due_at=T0 + timedelta(days=3), deal_id=ada.deal.id)
+    )
+    exported = crm.export_person(ada.contact.id, by="dpo")
+    with crm.store.unit_of_work() as unit:
+        entities: dict[str, list[object]] = {}
+        for entity, field in REFERRERS["contact"]:
+            repository = getattr(unit, REPOSITORIES[entity])
+            entities[REPOSITORIES[entity]] = repository.referring(field, ada.contact.id)
+        entities["tasks"] += unit.tasks.referring("deal_id", ada.deal.id)
+    expected = bundle_of(
+        tenant=exported.manifest.tenant,
+        contact_id=ada.contact.id,
+        records=entities,  # type: ignore[arg-type]
+        segments=(),
+        at=exported.manifest.exported_at,
+    )
+    for name, docs in expected.sections.items():
+        if name in entities:
+            assert exported.sections[name] == docs, name
+            assert exported.manifest.checksums[name] == expected.manifest.checksums[name]
+            assert json.dumps(exported.sections[name]) == json.dumps(docs), name
+    crm.erase_person(ada.contact.id, by="dpo", reason="asked")
+    with crm.store.unit_of_work() as unit:
+        (task,) = unit.tasks.referring("deal_id", ada.deal.id)
+    assert task.title == ERASED_TEXT  # what the deal refers to is erased one by one
 
 
 def test_a_tampered_bundle_fails_its_manifest(crm: CRM) -> None:

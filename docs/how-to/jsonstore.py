@@ -72,7 +72,9 @@ from crmkit.storage import (
     Page,
     Store,
     UnitOfWork,
+    check_erase_values,
     check_merge_anonymised,
+    erased,
     groupable_fields,
     merge_from_json,
     merge_involves,
@@ -272,6 +274,20 @@ class JsonRepository(Generic[E]):
         check_id(id)
         found = [item for item in self.all() if getattr(item, field) == id]
         return sorted(found, key=lambda item: (item.created_at, item.id))
+
+    def referring_documents(self, field: str, id: UUID, /) -> list[dict[str, Any]]:
+        return [converter.unstructure(item) for item in self.referring(field, id)]
+
+    def erase_referring(
+        self, field: str, id: UUID, values: Mapping[str, Any], /, *, at: datetime
+    ) -> int:
+        found = self.referring(field, id)
+        values = check_erase_values(self._entity, values)
+        changed = [erased(item, values, check_time(at, "at")) for item in found]
+        for new in changed:
+            if new is not None:  # erased() counted the version up; update counts it again
+                self.update(attrs.evolve(new, version=new.version - 1))
+        return sum(new is not None for new in changed)
 
     def _select(self, rule: Rule | None, now: datetime | None) -> list[E]:
         """The entities ``rule`` selects, evaluated by crmkit's rule interpreter."""

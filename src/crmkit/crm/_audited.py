@@ -100,6 +100,15 @@ class _Audited(Generic[_A]):
     def referring(self, field: str, id: UUID, /) -> list[_A]:
         return self._inner.referring(field, id)
 
+    def referring_documents(self, field: str, id: UUID, /) -> list[dict[str, Any]]:
+        return self._inner.referring_documents(field, id)
+
+    def erase_referring(
+        self, field: str, id: UUID, values: Mapping[str, Any], /, *, at: datetime
+    ) -> int:
+        # Not audited field by field: that would copy the erased values into the trail.
+        return self._inner.erase_referring(field, id, values, at=at)
+
     def find(
         self,
         rule: Rule | None = None,

@@ -1,7 +1,7 @@
 """The privacy use cases of :class:`~crmkit.crm.CRM`: export, erasure, suppression,
 retention and the audit trail (mixed into ``CRM``)."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Final, cast
@@ -26,6 +26,7 @@ from crmkit.models import (
 )
 from crmkit.models.rules import And, Compare, InSegment, Op, Rule, RuleEntity
 from crmkit.privacy import (
+    PERSONAL_FIELDS,
     Bundle,
     RetentionAction,
     RetentionPlan,
@@ -66,13 +67,17 @@ def _repository(unit: UnitOfWork, entity: type[Entity]) -> Repository[Any]:
     return cast(Repository[Any], getattr(unit, REPOSITORIES[entity]))
 
 
+_Record = Entity | Mapping[str, Any]
+"""A stored record as an export reads it: an entity, or its JSON document."""
+
+
 @attrs.frozen
 class _Found:
     """What is stored about one person: ``records`` by repository name, the ids the
     person had (the contact's and those of contacts merged into it, through chains of
     merges) and the merge records that hold their data."""
 
-    records: dict[str, list[Entity]]
+    records: dict[str, list[_Record]]
     ids: tuple[UUID, ...]
     merges: tuple[MergeRecord, ...]
 
@@ -106,22 +111,36 @@ def _merged(unit: UnitOfWork, contact: Contact) -> tuple[tuple[UUID, ...], tuple
     return tuple(ids), tuple(sorted(records.values(), key=lambda r: (r.at, r.id)))
 
 
+def _key(item: _Record) -> str:
+    return cast(str, item["id"]) if isinstance(item, Mapping) else str(item.id)
+
+
+def _value(item: _Record, field: str) -> str | None:
+    value = item.get(field) if isinstance(item, Mapping) else getattr(item, field, None)
+    return None if value is None else str(value)
+
+
 def _person(unit: UnitOfWork, contact: Contact) -> _Found:
     """Everything stored about ``contact``: what refers to it
     (:data:`~crmkit.storage.REFERRERS`), what refers to those of its leads, deals and
     tickets without naming another contact, their stage history, its audit trail (and
     that of the contacts merged into it), its erasure record and its merge records.
     Generic over the port: a repository that refers to contacts is found through
-    ``REFERRERS``, not a list here."""
-    found: dict[type[Entity], dict[UUID, Entity]] = {Contact: {contact.id: contact}}
+    ``REFERRERS``, not a list here.
 
-    def put(entity: type[Entity], items: Iterable[Entity]) -> None:
+    What refers to the contact and to its leads, deals and tickets is read as JSON
+    documents (``referring_documents``: a store builds them from its rows, without
+    the entities); the rest as entities."""
+    found: dict[type[Entity], dict[str, _Record]] = {Contact: {str(contact.id): contact}}
+    mine = str(contact.id)
+
+    def put(entity: type[Entity], items: Iterable[_Record]) -> None:
         into = found.setdefault(entity, {})
         for item in items:
-            into.setdefault(item.id, item)
+            into.setdefault(_key(item), item)
 
     for entity, field in REFERRERS["contact"]:
-        put(entity, _repository(unit, entity).referring(field, contact.id))
+        put(entity, _repository(unit, entity).referring_documents(field, contact.id))
     for kind in ("lead", "deal", "ticket"):
         owner = next(e for e in REPOSITORIES if e.entity_name == kind)
         for item in list(found.get(owner, {}).values()):
@@ -130,8 +149,10 @@ def _person(unit: UnitOfWork, contact: Contact) -> _Found:
                     entity,
                     (
                         other
-                        for other in _repository(unit, entity).referring(field, item.id)
-                        if getattr(other, "contact_id", None) in (None, contact.id)
+                        for other in _repository(unit, entity).referring_documents(
+                            field, UUID(_key(item))
+                        )
+                        if _value(other, "contact_id") in (None, mine)
                     ),
                 )
     ids, merges = _merged(unit, contact)
@@ -140,7 +161,9 @@ def _person(unit: UnitOfWork, contact: Contact) -> _Found:
     for entity, items in list(found.items()):
         subject = _SUBJECTS.get(entity.entity_name)
         if subject is not None and items:
-            keys = [*items, *ids[1:]] if subject is SubjectKind.CONTACT else list(items)
+            keys = [UUID(key) for key in items]
+            if subject is SubjectKind.CONTACT:
+                keys.extend(ids[1:])
             history.extend(unit.stage_history.for_subjects(subject, keys))
             audit.extend(unit.audit.for_subjects(subject, keys))
     put(next(e for e in REPOSITORIES if e.entity_name == "stage_change"), history)
@@ -319,11 +342,25 @@ class PrivacyCases:
         """Anonymise ``contact``'s records and store ``record``; how many changed."""
         if unit.erasures.get_many([contact.id]):
             raise Erased("contact", contact.id)
-        count = 0
         found = _person(unit, contact)
-        for name, items in found.records.items():
+        count = 0
+        mine = str(contact.id)
+        bulk: dict[type[Entity], list[str]] = {}
+        for entity, field in REFERRERS["contact"]:  # one statement per repository
+            values = PERSONAL_FIELDS.get(entity)
+            if values:
+                bulk.setdefault(entity, []).append(field)
+                count += _repository(unit, entity).erase_referring(
+                    field, contact.id, values, at=now
+                )
+        for name, items in found.records.items():  # the rest one by one
             repository = cast(Repository[Any], getattr(unit, name))
-            for item in items:
+            fields = bulk.get(repository.entity, [])
+            left = [i for i in items if not any(_value(i, f) == mine for f in fields)]
+            wanted = [UUID(i["id"]) for i in left if isinstance(i, Mapping)]
+            models = [i for i in left if isinstance(i, Entity)]
+            models.extend(repository.get_many(wanted).values())
+            for item in models:
                 changed = anonymise(item, at=now)
                 if changed is not item:
                     repository.update(changed)

@@ -134,7 +134,7 @@ def bundle_of(
     *,
     tenant: str,
     contact_id: UUID,
-    records: Mapping[str, Iterable[Entity]],
+    records: Mapping[str, Iterable[Entity | Document]],
     segments: Iterable[Segment],
     at: datetime,
     by: str | None = None,
@@ -142,9 +142,11 @@ def bundle_of(
     merges: Iterable[Document] = (),
 ) -> Bundle:
     """The bundle of a person's ``records`` (by repository name, each section in the
-    order given), the ``segments`` they are a member of and the ``merges`` of their
-    records (JSON documents, as :func:`crmkit.storage.merge_to_json` writes them; the
-    section ``"merges"``), exported ``at``."""
+    order given; each an entity, or the JSON document ``converter`` makes of it, as
+    ``Repository.referring_documents`` reads it), the ``segments`` they are a member
+    of and the ``merges`` of their records (JSON documents, as
+    :func:`crmkit.storage.merge_to_json` writes them; the section ``"merges"``),
+    exported ``at``."""
     convert = _converter if converter is None else converter
     if not isinstance(convert, CrmkitConverter):
         raise ValidationError("converter", converter, "expected a CrmkitConverter or None")
@@ -180,9 +182,14 @@ def _sections(records: object, convert: CrmkitConverter) -> dict[str, tuple[Docu
             raise ValidationError(f"records.{name}", items, "expected entities")
         checked = []
         for index, item in enumerate(items):
-            if not isinstance(item, Entity):
-                raise ValidationError(f"records.{name}[{index}]", item, "expected an entity")
-            checked.append(convert.unstructure(item))
+            if isinstance(item, Entity):
+                checked.append(convert.unstructure(item))
+            elif isinstance(item, Mapping):
+                checked.append(item)
+            else:
+                raise ValidationError(
+                    f"records.{name}[{index}]", item, "expected an entity or its document"
+                )
         sections[name] = tuple(checked)
     return sections
 

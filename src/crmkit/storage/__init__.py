@@ -18,7 +18,9 @@ A store is opened for one tenant and never reads or writes another tenant's rows
 """
 
 from crmkit.storage._base import (
+    check_erase_values,
     check_merge_anonymised,
+    erased,
     merge_from_json,
     merge_involves,
     merge_to_json,
@@ -65,7 +67,9 @@ __all__ = [
     "Store",
     "TaskRepository",
     "UnitOfWork",
+    "check_erase_values",
     "check_merge_anonymised",
+    "erased",
     "groupable_fields",
     "merge_from_json",
     "merge_involves",

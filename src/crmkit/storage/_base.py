@@ -12,6 +12,7 @@ from crmkit.clock import Clock, ensure_utc
 from crmkit.errors import InvalidRule, ValidationError
 from crmkit.models import (
     ActivityKind,
+    CustomFields,
     EmailAddress,
     Entity,
     SubjectKind,
@@ -22,13 +23,14 @@ from crmkit.models import (
 from crmkit.models.rules import Rule, RuleEntity
 from crmkit.quality import MergeKind, MergeRecord
 from crmkit.serialization import make_converter
-from crmkit.storage._columns import ENTITIES, groupable, references
+from crmkit.storage._columns import ENTITIES, Kind, columns, groupable, references
 from crmkit.storage._query import Cursor, Order, Page, check_cursor, check_order
 
 __all__ = [
     "TaskQuery",
     "check_batch_size",
     "check_email",
+    "check_erase_values",
     "check_group_field",
     "check_id",
     "check_ids",
@@ -45,6 +47,7 @@ __all__ = [
     "check_tenant",
     "check_version",
     "check_window",
+    "erased",
     "iterate_pages",
     "merge_from_json",
     "merge_involves",
@@ -142,6 +145,58 @@ def check_merge_record(value: object) -> MergeRecord:
     if not isinstance(value, MergeRecord):
         raise ValidationError("record", value, "expected a MergeRecord")
     return value
+
+
+_ERASABLE: Final = {
+    Kind.TEXT: "a text",
+    Kind.BOOL: "True or False",
+    Kind.TAGS: "a frozenset of tags",
+    Kind.JSON: "CustomFields",
+}
+
+
+def check_erase_values(entity: type[Entity], values: object) -> dict[str, Any]:
+    """``values`` if ``erase_referring`` may write them to ``entity``: a mapping of
+    field names to values, each a text, yes/no, tags or custom field that is no
+    reference, given a value of its type (``None`` where the field is optional), else
+    :class:`~crmkit.errors.ValidationError` (field ``values``, or ``values.<name>``)."""
+    if not isinstance(values, Mapping) or not values:
+        raise ValidationError("values", values, "expected a mapping of fields to values")
+    known = columns(entity)
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        column = known.get(name) if isinstance(name, str) else None
+        if column is None or column.kind not in _ERASABLE or name in references(entity):
+            raise ValidationError(
+                "values",
+                name,
+                f"expected a text, yes/no, tags or custom field of {entity.__name__}",
+            )
+        match column.kind:
+            case Kind.TEXT:
+                fits = isinstance(value, str) or (value is None and column.optional)
+            case Kind.BOOL:
+                fits = isinstance(value, bool)
+            case Kind.TAGS:
+                fits = isinstance(value, frozenset) and all(isinstance(t, str) for t in value)
+            case _:
+                fits = isinstance(value, CustomFields)
+        if not fits:
+            raise ValidationError(f"values.{name}", value, f"expected {_ERASABLE[column.kind]}")
+        checked[name] = value
+    return checked
+
+
+def erased(item: _E, values: Mapping[str, Any], at: datetime) -> _E | None:
+    """``item`` with ``values`` written (version one higher, ``updated_at`` the later
+    of its own and ``at``), or ``None`` when it holds them all already: what
+    ``erase_referring`` writes for one entity."""
+    changes = {k: v for k, v in values.items() if getattr(item, k) != v}
+    if not changes:
+        return None
+    return attrs.evolve(
+        item, **changes, version=item.version + 1, updated_at=max(at, item.updated_at)
+    )
 
 
 def merge_involves(record: MergeRecord, contact_id: UUID) -> bool:

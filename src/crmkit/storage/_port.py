@@ -162,6 +162,31 @@ class Repository(Protocol[_E]):
         """
         ...
 
+    def referring_documents(self, field: str, id: UUID, /) -> list[dict[str, Any]]:
+        """What :meth:`referring` gives, as JSON documents: each equal to what
+        :func:`crmkit.serialization.make_converter` unstructures the entity to, keys
+        in the same order. What an export reads: an adapter may build them from its
+        rows without building the entities (the SQL store does). Arguments and errors
+        as in :meth:`referring`."""
+        ...
+
+    def erase_referring(
+        self, field: str, id: UUID, values: Mapping[str, Any], /, *, at: datetime
+    ) -> int:
+        """Erasure's write: every entity whose reference ``field`` holds ``id`` and
+        that differs from ``values`` (field name -> value) in one of them gets them,
+        with its version one higher and ``updated_at`` the later of its own and ``at``
+        (:func:`~crmkit.storage.erased`); returns how many changed. A database adapter
+        does it in one statement, whatever the number of entities.
+
+        ``values`` may set text, yes/no, tags and custom fields that are no reference
+        (:func:`~crmkit.storage.check_erase_values`, else
+        :class:`~crmkit.errors.ValidationError`, field ``values`` or
+        ``values.<name>``); ``field`` and ``id`` as in :meth:`referring`, ``at`` must
+        be aware (field ``at``). Nothing is changed on an error.
+        """
+        ...
+
     def find(
         self,
         rule: Rule | None = None,

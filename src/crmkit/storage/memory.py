@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 from uuid import UUID
 
 import attrs
@@ -27,7 +27,7 @@ from crmkit.analytics import (
     replay_reach,
     replay_standing,
 )
-from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
 from crmkit.errors import (
     ConcurrencyConflict,
     DanglingReference,
@@ -62,9 +62,11 @@ from crmkit.models import (
 from crmkit.models.rules import ActivityCondition, Reachable, Rule
 from crmkit.quality import MergeRecord, match_keys
 from crmkit.segmentation import Context, compile_selector
+from crmkit.serialization import make_converter
 from crmkit.storage._base import (
     check_batch_size,
     check_email,
+    check_erase_values,
     check_group_field,
     check_id,
     check_ids,
@@ -81,6 +83,7 @@ from crmkit.storage._base import (
     check_tenant,
     check_version,
     check_window,
+    erased,
     iterate_pages,
     merge_involves,
     page_of,
@@ -93,6 +96,8 @@ from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page, sort_key
 
 __all__ = ["MemoryStore", "MemoryUnitOfWork"]
+
+_CONVERTER: Final = make_converter()
 
 _E = TypeVar("_E", bound=Entity)
 _H = TypeVar("_H", StageChange, AuditEntry)
@@ -415,6 +420,24 @@ class _Repository(Generic[_E]):
         check_id(id)
         found = [e for e in self._table.values() if getattr(e, field) == id]
         return cast(list[_E], sorted(found, key=lambda e: (e.created_at, e.id)))
+
+    def referring_documents(self, field: str, id: UUID, /) -> list[dict[str, Any]]:
+        return [_CONVERTER.unstructure(e) for e in self.referring(field, id)]
+
+    def erase_referring(
+        self, field: str, id: UUID, values: Mapping[str, Any], /, *, at: datetime
+    ) -> int:
+        found = self.referring(field, id)
+        values = check_erase_values(self._entity, values)
+        at = ensure_utc(at, "at")
+        count = 0
+        for item in found:
+            new = erased(item, values, at)
+            if new is not None:
+                self._check_keys([new], None)
+                self._unit._write(self._table, new.id, new)
+                count += 1
+        return count
 
     def _select(self, rule: Rule | None, now: datetime | None) -> list[_E]:
         rule = check_rule(rule, self._entity)

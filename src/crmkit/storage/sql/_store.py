@@ -27,7 +27,7 @@ from crmkit.analytics import (
     check_replay,
     check_stages,
 )
-from crmkit.clock import SYSTEM_CLOCK, Clock
+from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
 from crmkit.errors import (
     ConcurrencyConflict,
     CrmkitError,
@@ -66,6 +66,7 @@ from crmkit.quality import MergeRecord, match_keys
 from crmkit.storage._base import (
     check_batch_size,
     check_email,
+    check_erase_values,
     check_group_field,
     check_id,
     check_ids,
@@ -82,6 +83,7 @@ from crmkit.storage._base import (
     check_tenant,
     check_version,
     check_window,
+    erased,
     iterate_pages,
     merge_from_json,
     merge_involves,
@@ -91,10 +93,10 @@ from crmkit.storage._base import (
     start_after,
     task_query,
 )
-from crmkit.storage._columns import REFERENCES, REFERRERS, columns, memo
+from crmkit.storage._columns import REFERENCES, REFERRERS, Kind, columns, memo
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page
-from crmkit.storage.sql._codec import Codec, check_table, codec
+from crmkit.storage.sql._codec import Codec, check_table, codec, erase_columns
 from crmkit.storage.sql._replay import reach_query, read_reach, read_standing, standing_query
 from crmkit.storage.sql._rules import RuleCompiler
 from crmkit.storage.sql._schema import (
@@ -815,9 +817,16 @@ class _Repository(Generic[_E]):
     def _base(self) -> sa.Select[Any]:
         return sa.select(*self._read).where(self._table.c.tenant == self._tenant)
 
-    def _load(self, statement: sa.Select[Any], params: Mapping[str, Any] | None = None) -> list[_E]:
+    def _load(
+        self,
+        statement: sa.Select[Any],
+        params: Mapping[str, Any] | None = None,
+        *,
+        decode: Callable[..., Any] | None = None,
+    ) -> list[Any]:
+        """The entities (or what ``decode``, the codec's ``document``, makes) of the rows."""
         unit = self._unit
-        decode = self._codec.decode
+        decode = self._codec.decode if decode is None else decode
         with unit.store._errors():
             rows = _fetch(unit._conn(), statement, params)
             try:
@@ -855,6 +864,48 @@ class _Repository(Generic[_E]):
         table = self._table
         statement = self._base().where(table.c[field] == check_id(id))
         return self._load(statement.order_by(table.c.created_at, table.c.id))
+
+    def referring_documents(self, field: str, id: UUID, /) -> list[dict[str, Any]]:
+        field = check_reference(field, self._entity)
+        table = self._table
+        statement = self._base().where(table.c[field] == check_id(id))
+        statement = statement.order_by(table.c.created_at, table.c.id)
+        return self._load(statement, decode=self._codec.document)
+
+    def erase_referring(
+        self, field: str, id: UUID, values: Mapping[str, Any], /, *, at: datetime
+    ) -> int:
+        field = check_reference(field, self._entity)
+        id = check_id(id)
+        values = check_erase_values(self._entity, values)
+        at = ensure_utc(at, "at")
+        if self._keyed:  # keys beside the rows: written as update writes them
+            changed = [erased(item, values, at) for item in self.referring(field, id)]
+            for new in changed:
+                if new is not None:
+                    self._replace(new, new.version - 1)
+            return sum(new is not None for new in changed)
+        table = self._table
+        sets: dict[str, Any] = {}
+        differs = []
+        for name, value in values.items():
+            column = columns(self._entity)[name]
+            written = erase_columns(self._entity, column, value)
+            sets.update(written)
+            if column.kind in (Kind.TAGS, Kind.JSON):  # JSON: compared as its text
+                differs.append(sa.cast(table.c[name], sa.Text) != written[name])
+            else:
+                differs.append(table.c[name].is_distinct_from(written[name]))
+        stamp = sa.bindparam("erased_at", at, type_=table.c.updated_at.type)
+        sets["version"] = table.c.version + 1
+        sets["updated_at"] = sa.case((table.c.updated_at < stamp, stamp), else_=table.c.updated_at)
+        statement = (
+            sa.update(table)
+            .where(table.c.tenant == self._tenant, table.c[field] == id, sa.or_(*differs))
+            .values(sets)
+        )
+        with self._unit.store._errors(), self._unit._savepoint() as connection:
+            return int(connection.execute(statement).rowcount)
 
     def get(self, id: UUID, /) -> _E:
         found = self._find_one(check_id(id))
