@@ -1886,6 +1886,16 @@ class _FirstDecisionOnly(MemoryUnitOfWork):
         return attrs.evolve(context, consents=kept)
 
 
+class _AnyAddress(MemoryUnitOfWork):
+    def _context(self, rule: Rule, now: datetime) -> Context:
+        context = super()._context(rule, now)
+        consents = {
+            contact_id: [attrs.evolve(e, contact_point=None) for e in entries]
+            for contact_id, entries in context.consents.items()
+        }
+        return attrs.evolve(context, consents=consents)
+
+
 class _LedgerOfEveryTenant:
     def for_contact(self, contact_id: UUID, /, **_: Any) -> list[Any]:
         found = [
@@ -1916,6 +1926,14 @@ CONSENT_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
             "ReachableFirstDecision",
             (MutantStore,),
             {"unit_class": _FirstDecisionOnly, "__doc__": "a later decision changes nothing."},
+        ),
+        ("test_reachable_follows_the_ledgers",),
+    ),
+    "a grant covers any address": (
+        type(
+            "ReachableAnyAddress",
+            (MutantStore,),
+            {"unit_class": _AnyAddress, "__doc__": "a grant covers every address."},
         ),
         ("test_reachable_follows_the_ledgers",),
     ),

@@ -50,6 +50,7 @@ def _consent(
     expires_at: datetime | None = None,
     purpose: str = "newsletter",
     id: UUID | None = None,
+    contact_point: str | None = None,
 ) -> Consent:
     entry = Consent.new(
         contact_id=who.id,
@@ -59,6 +60,7 @@ def _consent(
         source="form",
         decided_at=_NOW - timedelta(days=days_ago),
         expires_at=expires_at,
+        contact_point=contact_point,
     )
     return entry if id is None else attrs.evolve(entry, id=id)
 
@@ -106,6 +108,8 @@ def _table() -> tuple[dict[str, Contact], list[Any], dict[str, set[ReachCheck]]]
         "other_purpose",
         "blocked_lifted_same_time",
         "marked",
+        "moved",
+        "asked_again",
     ]
     people = _people(names)
     people["marked"] = attrs.evolve(people["marked"], do_not_contact=True)
@@ -137,6 +141,10 @@ def _table() -> tuple[dict[str, Contact], list[Any], dict[str, set[ReachCheck]]]
         _consent(p["other_purpose"], granted, purpose="sales"),
         _consent(p["blocked_lifted_same_time"], granted),
         _consent(p["marked"], granted),
+        # A grant for the address the contact had before is no consent for the new one.
+        _consent(p["moved"], granted, contact_point="moved.before@example.org"),
+        _consent(p["asked_again"], granted, days_ago=20, contact_point="before@example.org"),
+        _consent(p["asked_again"], granted, days_ago=2, contact_point=str(p["asked_again"].email)),
         attrs.evolve(_block(p["blocked_lifted_same_time"], days_ago=3), id=_LOW),
         attrs.evolve(_block(p["blocked_lifted_same_time"], days_ago=3, lifted=True), id=_HIGH),
     ]
@@ -155,6 +163,8 @@ def _table() -> tuple[dict[str, Contact], list[Any], dict[str, set[ReachCheck]]]
         "other_purpose": {ReachCheck.CONSENT},
         "blocked_lifted_same_time": {ReachCheck.DO_NOT_CONTACT},
         "marked": {ReachCheck.DO_NOT_CONTACT},
+        "moved": {ReachCheck.CONSENT},
+        "asked_again": set(),
     }
     return people, rows, fails
 

@@ -12,8 +12,9 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_FLOOR, Context, Decimal, Inexact, Rounded
+from enum import Enum
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, cast
 from uuid import UUID
 
 import attrs
@@ -267,6 +268,17 @@ def _uuid_text(value: str) -> str:
     return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}".lower()
 
 
+_reference_text: Final = lru_cache(maxsize=1024)(_uuid_text)
+
+
+class _Values(dict[Any, Any]):
+    """An enumeration's stored values, each mapped to itself; another is a ValueError
+    (as the enumeration itself raises it)."""
+
+    def __missing__(self, key: Any) -> Any:
+        raise ValueError(f"{key!r} is not a stored value of this enumeration")
+
+
 def _iso_text(value: str) -> str:
     """An aware UTC time's ``isoformat()`` from the fixed-width text SQLite holds
     (``YYYY-MM-DD HH:MM:SS.ffffff``), without parsing it; any other text is parsed."""
@@ -290,8 +302,10 @@ def _document_source(entity: type[Entity], postgres: bool) -> str:  # noqa: PLR0
         at = f"r[{len(names)}]"
         names.append(name)
         match column.kind:
-            case Kind.UUID:
-                expr = f"str({at})" if postgres else f"uuid_text({at})"
+            case Kind.UUID if postgres:
+                expr = f"str({at})"
+            case Kind.UUID:  # a reference repeats from row to row: its text is cached
+                expr = f"uuid_text({at})" if name == "id" else f"reference_text({at})"
             case Kind.DATETIME if postgres:
                 expr = f"{at}.astimezone(UTC).isoformat()"
             case Kind.DATETIME:
@@ -303,7 +317,7 @@ def _document_source(entity: type[Entity], postgres: bool) -> str:  # noqa: PLR0
             case Kind.BOOL if not postgres:
                 expr = f"boolean({at})"
             case Kind.ENUM:
-                expr = f"enum_{name}({at}).value"
+                expr = f"values_{name}[{at}]"
             case Kind.DECIMAL:
                 expr = f"unstructure(Decimal({at}))"
             case Kind.MONEY:
@@ -362,8 +376,13 @@ def codec(entity: type[Entity], dialect: str) -> Codec:
         **decode_namespace,
         "unstructure": _CONVERTER.unstructure,
         "uuid_text": _uuid_text,
+        "reference_text": _reference_text,
         "iso_text": _iso_text,
     }
+    for column in columns(entity).values():
+        if column.kind is Kind.ENUM:
+            values = _Values({m.value: m.value for m in cast(type[Enum], column.enum)})
+            document_namespace[f"values_{column.name}"] = values
     source = _document_source(entity, postgres)
     exec(compile(source, f"<crmkit document {entity.entity_name}>", "exec"), document_namespace)
     members = next((c.name for c in columns(entity).values() if c.kind is Kind.UUID_SET), None)
