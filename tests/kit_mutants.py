@@ -2000,3 +2000,30 @@ PRIVACY_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
 }
 
 MUTANTS.update(PRIVACY_MUTANTS)
+
+
+class _ReachCountsWithoutTheReachable:
+    def reach_counts(self, rule: Any, reachable: Any, /, *, now: Any = None) -> Any:
+        found = super().reach_counts(rule, reachable, now=now)  # type: ignore[misc]
+        return {k: v for k, v in found.items() if k is not None}
+
+
+class _ReachCountsEveryoneReachable:
+    def reach_counts(self, rule: Any, reachable: Any, /, *, now: Any = None) -> Any:
+        return {None: self.count(rule, now=now)}  # type: ignore[attr-defined]
+
+
+_REACH_COUNTS = "test_reach_counts_count_each_contact_by_its_first_failed_check"
+
+MUTANTS.update(
+    {
+        "reach_counts leave out the reachable": (
+            _mixing("ReachCountsNoNone", _ReachCountsWithoutTheReachable, "no None key."),
+            (_REACH_COUNTS,),
+        ),
+        "reach_counts check nothing": (
+            _mixing("ReachCountsNothing", _ReachCountsEveryoneReachable, "no check counted."),
+            (_REACH_COUNTS,),
+        ),
+    }
+)

@@ -60,7 +60,7 @@ from crmkit.models import (
     TaskStatus,
     Ticket,
 )
-from crmkit.models.rules import Rule
+from crmkit.models.rules import Reachable, ReachCheck, Rule
 from crmkit.quality import MergeRecord, match_keys
 from crmkit.segmentation import Context, compile_selector
 from crmkit.serialization import make_converter
@@ -79,6 +79,7 @@ from crmkit.storage import (
     merge_from_json,
     merge_involves,
     merge_to_json,
+    reach_counts_by_steps,
     references,
     sortable_fields,
     validate_tenant,
@@ -397,6 +398,11 @@ class JsonAccounts(JsonKeyed[Account]):
 
 
 class JsonContacts(JsonKeyed[Contact]):
+    def reach_counts(
+        self, rule: Rule, reachable: Reachable, /, *, now: datetime | None = None
+    ) -> dict[ReachCheck | None, int]:
+        return reach_counts_by_steps(self, rule, reachable, now)  # one count per check
+
     def with_email(self, email: EmailAddress, /) -> list[Contact]:
         if not isinstance(email, EmailAddress):
             raise ValidationError("email", email, "expected an EmailAddress")

@@ -22,7 +22,7 @@ from crmkit.models import (
     Suppression,
     Ticket,
 )
-from crmkit.models.rules import Rule
+from crmkit.models.rules import Reachable, ReachCheck, Rule
 from crmkit.privacy import audit_changes, audit_event
 from crmkit.storage import (
     AccountRepository,
@@ -145,6 +145,11 @@ class _AuditedContacts(_Audited[Contact]):
 
     def with_email(self, email: EmailAddress, /) -> list[Contact]:
         return self._contacts.with_email(email)
+
+    def reach_counts(
+        self, rule: Rule, reachable: Reachable, /, *, now: datetime | None = None
+    ) -> dict[ReachCheck | None, int]:
+        return self._contacts.reach_counts(rule, reachable, now=now)
 
     def with_match_keys(
         self, keys: Iterable[tuple[str, str]], /, *, limit: int | None = None

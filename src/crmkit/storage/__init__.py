@@ -24,6 +24,7 @@ from crmkit.storage._base import (
     merge_from_json,
     merge_involves,
     merge_to_json,
+    reach_counts_by_steps,
     validate_tenant,
 )
 from crmkit.storage._columns import ENTITIES, REFERENCES, REFERRERS, REPOSITORIES, references
@@ -74,6 +75,7 @@ __all__ = [
     "merge_from_json",
     "merge_involves",
     "merge_to_json",
+    "reach_counts_by_steps",
     "references",
     "sortable_fields",
     "validate_tenant",

@@ -12,6 +12,7 @@ from crmkit.clock import Clock, ensure_utc
 from crmkit.errors import InvalidRule, ValidationError
 from crmkit.models import (
     ActivityKind,
+    Contact,
     CustomFields,
     EmailAddress,
     Entity,
@@ -20,7 +21,8 @@ from crmkit.models import (
     TaskKind,
     TaskStatus,
 )
-from crmkit.models.rules import Rule, RuleEntity
+from crmkit.models.rules import Reachable, ReachCheck, Rule, RuleEntity
+from crmkit.privacy import exclusion_steps
 from crmkit.quality import MergeKind, MergeRecord
 from crmkit.serialization import make_converter
 from crmkit.storage._columns import ENTITIES, Kind, columns, groupable, references
@@ -41,6 +43,7 @@ __all__ = [
     "check_match_keys",
     "check_merge_anonymised",
     "check_merge_record",
+    "check_reach",
     "check_reference",
     "check_rule",
     "check_subject",
@@ -54,6 +57,7 @@ __all__ = [
     "merge_to_json",
     "page_of",
     "query_now",
+    "reach_counts_by_steps",
     "start_after",
     "task_query",
     "validate_tenant",
@@ -197,6 +201,36 @@ def erased(item: _E, values: Mapping[str, Any], at: datetime) -> _E | None:
     return attrs.evolve(
         item, **changes, version=item.version + 1, updated_at=max(at, item.updated_at)
     )
+
+
+def check_reach(segment: object, reachable: object) -> tuple[Rule, Reachable]:
+    """The arguments of ``reach_counts``: a contact rule (field ``rule``) and a
+    :class:`~crmkit.models.rules.Reachable` condition (field ``reachable``)."""
+    if segment is None:
+        raise ValidationError("rule", segment, "expected a contact rule")
+    rule = cast(Rule, check_rule(segment, Contact))
+    if not isinstance(reachable, Reachable):
+        raise ValidationError("reachable", reachable, "expected a Reachable condition")
+    return rule, reachable
+
+
+def reach_counts_by_steps(
+    contacts: Any, segment: Rule, reachable: Reachable, now: datetime | None
+) -> dict[ReachCheck | None, int]:
+    """``reach_counts`` of a contacts repository through its ``count``: one count per
+    step of :func:`crmkit.privacy.exclusion_steps` (what an adapter without a grouped
+    query gives)."""
+    segment, reachable = check_reach(segment, reachable)
+    before = contacts.count(segment, now=now)
+    counts: dict[ReachCheck | None, int] = {}
+    for check, rule in exclusion_steps(segment.where, reachable):
+        left = contacts.count(rule, now=now)
+        if before - left:
+            counts[check] = before - left
+        before = left
+    if before:
+        counts[None] = before
+    return counts
 
 
 def merge_involves(record: MergeRecord, contact_id: UUID) -> bool:

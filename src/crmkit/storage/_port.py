@@ -43,7 +43,7 @@ from crmkit.models import (
     TaskStatus,
     Ticket,
 )
-from crmkit.models.rules import Rule
+from crmkit.models.rules import Reachable, ReachCheck, Rule
 from crmkit.quality import MergeRecord
 from crmkit.storage._query import Cursor, Order, Page
 
@@ -268,6 +268,20 @@ class ContactRepository(Repository[Contact], Protocol):
         ``keys[3]``, or ``keys`` for the collection); a ``limit`` that is not a positive
         int is refused (field ``limit``).
         """
+        ...
+
+    def reach_counts(
+        self, rule: Rule, reachable: Reachable, /, *, now: datetime | None = None
+    ) -> dict[ReachCheck | None, int]:
+        """How many contacts ``rule`` selects, by the first check of ``reachable`` they
+        fail (in the order of :class:`~crmkit.models.rules.ReachCheck`; the frequency
+        cap only when the node has one), ``None`` for those that pass every check;
+        checks no contact failed are left out. What an audience reports: the SQL store
+        counts them in one grouped query; :func:`~crmkit.storage.reach_counts_by_steps`
+        counts them step by step through :meth:`count`. ``now`` as in :meth:`find`;
+        a ``rule`` that is no contact rule raises
+        :class:`~crmkit.errors.ValidationError` (field ``rule``), a ``reachable`` that
+        is no :class:`~crmkit.models.rules.Reachable` too (field ``reachable``)."""
         ...
 
     def with_email(self, email: EmailAddress, /) -> list[Contact]:

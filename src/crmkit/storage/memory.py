@@ -59,7 +59,7 @@ from crmkit.models import (
     TaskStatus,
     Ticket,
 )
-from crmkit.models.rules import ActivityCondition, Reachable, Rule
+from crmkit.models.rules import ActivityCondition, Reachable, ReachCheck, Rule
 from crmkit.quality import MergeRecord, match_keys
 from crmkit.segmentation import Context, compile_selector
 from crmkit.serialization import make_converter
@@ -88,6 +88,7 @@ from crmkit.storage._base import (
     merge_involves,
     page_of,
     query_now,
+    reach_counts_by_steps,
     start_after,
     task_query,
 )
@@ -519,6 +520,11 @@ class _Accounts(_Keyed[Account]):
 
 
 class _Contacts(_Keyed[Contact]):
+    def reach_counts(
+        self, rule: Rule, reachable: Reachable, /, *, now: datetime | None = None
+    ) -> dict[ReachCheck | None, int]:
+        return reach_counts_by_steps(self, rule, reachable, now)
+
     def with_email(self, email: EmailAddress, /) -> list[Contact]:
         table = self._table
         ids = self._unit._emails().get(check_email(email).casefold(), ())

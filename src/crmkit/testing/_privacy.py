@@ -29,7 +29,7 @@ from crmkit.models import (
     DoNotContact,
     DoNotContactReason,
 )
-from crmkit.models.rules import Reachable, ReachCheck, Rule, RuleEntity
+from crmkit.models.rules import IsNull, Reachable, ReachCheck, Rule, RuleEntity
 from crmkit.segmentation import Context, evaluate
 from crmkit.storage import Store
 from crmkit.testing import strategies as cst
@@ -244,6 +244,35 @@ class ReachabilityContract:
                 assert unit.contacts.count(negated, now=_NOW) == len(people) - len(expected), _c(
                     "reachable is TRUE or FALSE, never UNKNOWN: NOT reachable selects the rest"
                 )
+
+    def test_reach_counts_count_each_contact_by_its_first_failed_check(self, fresh: Store) -> None:
+        if not self.capabilities.rules:
+            return
+        people, rows, fails = _table()
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many(people.values())
+            _store_rows(unit, rows)
+            unit.commit()
+        everyone = Rule(RuleEntity.CONTACT, IsNull("first_name", negated=True))
+        node = Reachable(_EMAIL, "newsletter", 2, 7)
+        expected: dict[ReachCheck | None, int] = {}
+        for failed in fails.values():
+            first = next((check for check in ReachCheck if check in failed), None)
+            expected[first] = expected.get(first, 0) + 1
+        with fresh.unit_of_work() as unit:
+            assert unit.contacts.reach_counts(everyone, node, now=_NOW) == expected, _c(
+                "reach_counts counts each contact once, by the first check it fails (None: "
+                "it passes every check)"
+            )
+            alone = attrs.evolve(node, checks=frozenset({ReachCheck.CONSENT}))
+            undecided = sum(ReachCheck.CONSENT in failed for failed in fails.values())
+            assert unit.contacts.reach_counts(everyone, alone, now=_NOW) == {
+                ReachCheck.CONSENT: undecided,
+                None: len(people) - undecided,
+            }, _c("reach_counts counts the checks the node has, no other")
+            with _raises(ValidationError, "reach_counts needs a Reachable") as wrong:
+                unit.contacts.reach_counts(everyone, "reachable")  # type: ignore[arg-type]
+            assert wrong.value.field == "reachable", _c("reach_counts names 'reachable'")
 
     def test_reachable_selects_what_the_interpreter_selects(self, store: Store) -> None:
         if not self.capabilities.rules:
