@@ -735,14 +735,17 @@ class _Scope:
             filters.append(sa.or_(entry.c.expires_at.is_(None), entry.c.expires_at > self.c.now))
         if expired:
             filters.append(entry.c.expires_at <= self.c.now)
-        filters.append(sa.not_(superseded))
         if not covering or node.channel is ConsentChannel.POST:
-            return self.column("id").in_(sa.select(entry.c.contact_id).where(*filters))
+            chosen = sa.select(entry.c.contact_id).where(*filters, sa.not_(superseded))
+            return self.column("id").in_(chosen)
         # The entry names no address, or the contact's current one: (id, address) pairs.
+        # The cheap test first, so that each entry meets the correlated one once.
         point = self.column("email" if node.channel is ConsentChannel.EMAIL else "phone")
-        unnamed = sa.select(entry.c.contact_id).where(*filters, entry.c.contact_point.is_(None))
+        unnamed = sa.select(entry.c.contact_id).where(
+            *filters, entry.c.contact_point.is_(None), sa.not_(superseded)
+        )
         named = sa.select(entry.c.contact_id, entry.c.contact_point).where(
-            *filters, entry.c.contact_point.is_not(None)
+            *filters, entry.c.contact_point.is_not(None), sa.not_(superseded)
         )
         return sa.or_(
             self.column("id").in_(unnamed),

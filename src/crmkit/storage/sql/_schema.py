@@ -40,7 +40,7 @@ __all__ = [
     "schema",
 ]
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -63,6 +63,9 @@ SCHEMA_VERSION: Final = 7
    e-mail and phone), ``<prefix>erasures`` (who erased whom, when and why) and
    ``<prefix>audit_entries`` (field-level change history of contacts and deals, and
    the log of exports and erasures).
+8. The consent index covers the contact point too (``..., status, expires_at,
+   contact_point``): reachability reads whether the grant in force names the
+   contact's current address without reading a row.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -134,7 +137,10 @@ _INDEXES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
         "segment": (("name",),),
         # The ledgers: covering indexes, so that "the entry in force" reads no table row.
         "consent": (
-            ("contact_id", "channel", "purpose", "decided_at", "id", "status", "expires_at"),
+            (
+                *("contact_id", "channel", "purpose", "decided_at", "id", "status"),
+                *("expires_at", "contact_point"),
+            ),
         ),
         "do_not_contact": (("contact_id", "channel", "decided_at", "id", "lifted"),),
         "stage_change": (("subject", "subject_id", "at", "id"),),
