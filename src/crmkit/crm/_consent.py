@@ -329,7 +329,7 @@ class ConsentUseCases:
         where = _segment_condition(segment)
         reachable = self._policy().reachable(channel, purpose)
         with self.store.unit_of_work() as unit:
-            # Two queries: the exclusions counted by reason in one grouped query, the ids.
+            # The exclusions counted by reason (by the store), then the ids.
             counts = unit.contacts.reach_counts(Rule(RuleEntity.CONTACT, where), reachable, now=at)
             members = unit.contacts.ids(Rule(RuleEntity.CONTACT, And((where, reachable))), now=at)
         excluded = dict.fromkeys(ReachCheck, 0)

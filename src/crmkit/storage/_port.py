@@ -276,9 +276,10 @@ class ContactRepository(Repository[Contact], Protocol):
         """How many contacts ``rule`` selects, by the first check of ``reachable`` they
         fail (in the order of :class:`~crmkit.models.rules.ReachCheck`; the frequency
         cap only when the node has one), ``None`` for those that pass every check;
-        checks no contact failed are left out. What an audience reports: the SQL store
-        counts them in one grouped query; :func:`~crmkit.storage.reach_counts_by_steps`
-        counts them step by step through :meth:`count`. ``now`` as in :meth:`find`;
+        checks no contact failed are left out. What an audience reports, in one call
+        an adapter may answer with one grouped query;
+        :func:`~crmkit.storage.reach_counts_by_steps` counts them step by step through
+        :meth:`count` (what crmkit's stores do). ``now`` as in :meth:`find`;
         a ``rule`` that is no contact rule raises
         :class:`~crmkit.errors.ValidationError` (field ``rule``), a ``reachable`` that
         is no :class:`~crmkit.models.rules.Reachable` too (field ``reachable``)."""

@@ -61,8 +61,7 @@ from crmkit.models import (
     TaskStatus,
     Ticket,
 )
-from crmkit.models.rules import Reachable, ReachCheck, Rule, RuleEntity
-from crmkit.privacy import exclusion_steps
+from crmkit.models.rules import Reachable, ReachCheck, Rule
 from crmkit.quality import MergeRecord, match_keys
 from crmkit.storage._base import (
     check_batch_size,
@@ -78,7 +77,6 @@ from crmkit.storage._base import (
     check_match_keys,
     check_merge_anonymised,
     check_merge_record,
-    check_reach,
     check_reference,
     check_rule,
     check_subject,
@@ -92,6 +90,7 @@ from crmkit.storage._base import (
     merge_to_json,
     page_of,
     query_now,
+    reach_counts_by_steps,
     start_after,
     task_query,
 )
@@ -1427,22 +1426,10 @@ class _Contacts(_Keyed[Contact]):
     def reach_counts(
         self, rule: Rule, reachable: Reachable, /, *, now: datetime | None = None
     ) -> dict[ReachCheck | None, int]:
-        rule, reachable = check_reach(rule, reachable)
+        # Step by step: one grouped query (CASE of the checks, GROUP BY) was measured
+        # far slower (SQLite evaluates the IN subqueries inside CASE row by row).
         fixed = query_now(now, self._unit.store.clock)
-        compiler = self._unit._compiler(fixed)
-        table = self._table
-        cases = []
-        for check, _ in exclusion_steps(rule.where, reachable):  # the checks, in order
-            alone = attrs.evolve(reachable, checks=frozenset({check}))
-            failed = sa.not_(compiler.where(Rule(RuleEntity.CONTACT, alone), table))
-            cases.append((failed, check.value))
-        reason = (sa.case(*cases, else_=sa.null()) if cases else sa.null()).label("reason")
-        statement = (
-            sa.select(reason, sa.func.count()).where(*self._where(rule, fixed)).group_by(reason)
-        )
-        with self._unit.store._errors():
-            rows = self._unit._conn().execute(statement).all()
-        return {None if r is None else ReachCheck(r): int(n) for r, n in rows}
+        return reach_counts_by_steps(self, rule, reachable, fixed)
 
     def _key_of(self, item: Contact) -> str | None:
         if item.email is None or not self._unit.store.unique_emails:
