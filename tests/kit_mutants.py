@@ -1808,6 +1808,18 @@ class _MergesDeleteNothing(_Merges):
         self.get(id)
 
 
+class _MergesInvolveNoOne(_Merges):
+    def involving(self, contact_id: UUID, /) -> list[Any]:
+        return []
+
+
+class _MergesAnonymiseKeepsAddresses(_Merges):
+    def anonymise(self, record: Any, /) -> Any:
+        kept = attrs.evolve(record, merged_emails=self.get(record.id).merged_emails)
+        self._unit._write(self._table, record.id, kept)
+        return record
+
+
 def _merges_unit(name: str, merges: type[_Merges], doc: str) -> type[MutantStore]:
     def init(self: MemoryUnitOfWork, store: MemoryStore) -> None:
         MemoryUnitOfWork.__init__(self, store)
@@ -1820,6 +1832,7 @@ def _merges_unit(name: str, merges: type[_Merges], doc: str) -> type[MutantStore
 _RESTORE = "test_restore_writes_the_item_exactly_with_its_version"
 _RECORDS = "test_merge_records_come_back_equal_and_are_found"
 _UNDO = "test_a_merge_and_its_undo_leave_every_repository_as_it_was"
+_INVOLVING = "test_merges_involving_a_contact_and_their_anonymisation"
 
 MERGE_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "restore bumps the version": (
@@ -1841,6 +1854,16 @@ MERGE_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "merge records of every tenant": (
         _merges_unit("MergesOfEveryTenant", _MergesOfEveryTenant, "merges ignore the tenant."),
         (_RECORDS,),
+    ),
+    "merges.involving finds no merge": (
+        _merges_unit("MergesInvolveNoOne", _MergesInvolveNoOne, "merges.involving finds none."),
+        (_INVOLVING, "test_an_export_and_an_erasure_cover_the_person_s_merges"),
+    ),
+    "merges.anonymise keeps the taken addresses": (
+        _merges_unit(
+            "MergesAnonymiseKeeps", _MergesAnonymiseKeepsAddresses, "anonymise keeps addresses."
+        ),
+        (_INVOLVING, "test_an_export_and_an_erasure_cover_the_person_s_merges"),
     ),
     "merges.delete keeps the record": (
         _merges_unit("MergesDeleteNothing", _MergesDeleteNothing, "merges.delete deletes nothing."),
@@ -1870,6 +1893,16 @@ class _FirstDecisionOnly(MemoryUnitOfWork):
                 if entry.status is not ConsentStatus.PENDING:
                     seen.add(key)
         return attrs.evolve(context, consents=kept)
+
+
+class _AnyAddress(MemoryUnitOfWork):
+    def _context(self, rule: Rule, now: datetime) -> Context:
+        context = super()._context(rule, now)
+        consents = {
+            contact_id: [attrs.evolve(e, contact_point=None) for e in entries]
+            for contact_id, entries in context.consents.items()
+        }
+        return attrs.evolve(context, consents=consents)
 
 
 class _LedgerOfEveryTenant:
@@ -1902,6 +1935,14 @@ CONSENT_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
             "ReachableFirstDecision",
             (MutantStore,),
             {"unit_class": _FirstDecisionOnly, "__doc__": "a later decision changes nothing."},
+        ),
+        ("test_reachable_follows_the_ledgers",),
+    ),
+    "a grant covers any address": (
+        type(
+            "ReachableAnyAddress",
+            (MutantStore,),
+            {"unit_class": _AnyAddress, "__doc__": "a grant covers every address."},
         ),
         ("test_reachable_follows_the_ledgers",),
     ),
@@ -2294,6 +2335,87 @@ MUTANTS.update(
                 {"unit_class": _SpansOfEveryMove, "__doc__": "deal moves make customers."},
             ),
             ("test_customer_spans_follow_the_contact_history",),
+        ),
+    }
+)
+
+
+# ---------------------------------------------------------------------------- export, erasure
+
+
+class _DocumentsWithoutVersion:
+    def referring_documents(self, field: str, id: UUID, /) -> list[Any]:
+        found = super().referring_documents(field, id)  # type: ignore[misc]
+        return [{k: v for k, v in d.items() if k != "version"} for d in found]
+
+
+class _EraseEverything:
+    """erase_referring rewrites and counts the entities that hold the values already."""
+
+    def erase_referring(self, field: str, id: UUID, values: Any, /, *, at: datetime) -> int:
+        found = self.referring(field, id)  # type: ignore[attr-defined]
+        super().erase_referring(field, id, values, at=at)  # type: ignore[misc]
+        for item in found:
+            stored = self.get(item.id)  # type: ignore[attr-defined]
+            if stored == item:
+                self.update(attrs.evolve(item, **values))  # type: ignore[attr-defined]
+        return len(found)
+
+
+class _EraseWithoutVersion:
+    def erase_referring(self, field: str, id: UUID, values: Any, /, *, at: datetime) -> int:
+        count = 0
+        for item in self.referring(field, id):  # type: ignore[attr-defined]
+            changes = {k: v for k, v in values.items() if getattr(item, k) != v}
+            if changes:
+                new = attrs.evolve(item, **changes, updated_at=max(at, item.updated_at))
+                self._unit._write(self._table, item.id, new)  # type: ignore[attr-defined]
+                count += 1
+        return count
+
+
+_ERASE = "test_erase_referring_writes_the_values_in_one_go"
+
+PRIVACY_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
+    "referring_documents drop a field": (
+        _mixing("DocumentsWithoutVersion", _DocumentsWithoutVersion, "documents lack version."),
+        ("test_referring_documents_are_the_entities_as_json",),
+    ),
+    "erase_referring rewrites what holds the values": (
+        _mixing("EraseEverything", _EraseEverything, "erase_referring writes every entity."),
+        (_ERASE,),
+    ),
+    "erase_referring keeps the version": (
+        _mixing("EraseWithoutVersion", _EraseWithoutVersion, "erase_referring keeps versions."),
+        (_ERASE,),
+    ),
+}
+
+MUTANTS.update(PRIVACY_MUTANTS)
+
+
+class _ReachCountsWithoutTheReachable:
+    def reach_counts(self, rule: Any, reachable: Any, /, *, now: Any = None) -> Any:
+        found = super().reach_counts(rule, reachable, now=now)  # type: ignore[misc]
+        return {k: v for k, v in found.items() if k is not None}
+
+
+class _ReachCountsEveryoneReachable:
+    def reach_counts(self, rule: Any, reachable: Any, /, *, now: Any = None) -> Any:
+        return {None: self.count(rule, now=now)}  # type: ignore[attr-defined]
+
+
+_REACH_COUNTS = "test_reach_counts_count_each_contact_by_its_first_failed_check"
+
+MUTANTS.update(
+    {
+        "reach_counts leave out the reachable": (
+            _mixing("ReachCountsNoNone", _ReachCountsWithoutTheReachable, "no None key."),
+            (_REACH_COUNTS,),
+        ),
+        "reach_counts check nothing": (
+            _mixing("ReachCountsNothing", _ReachCountsEveryoneReachable, "no check counted."),
+            (_REACH_COUNTS,),
         ),
     }
 )

@@ -30,6 +30,9 @@ from crmkit.errors import (
 from crmkit.models import (
     AuditAction,
     AuditEntry,
+    Consent,
+    ConsentChannel,
+    ConsentStatus,
     Contact,
     EmailAddress,
     Erasure,
@@ -38,6 +41,8 @@ from crmkit.models import (
     StageChange,
     SubjectKind,
 )
+from crmkit.models.rules import IsNull, Rule, RuleEntity
+from crmkit.privacy import ConsentPolicy
 from crmkit.storage.sql import (
     SCHEMA_VERSION,
     Upgrade,
@@ -46,6 +51,7 @@ from crmkit.storage.sql import (
     upgrade,
 )
 from crmkit.storage.sql._codec import codec
+from crmkit.storage.sql._schema import index_name
 from tests.storage_support import postgres_url
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -447,3 +453,47 @@ def test_schema_7_upgrades_to_per_deal_forecast_categories(target: tuple[str, st
     finally:
         store.close()
     assert upgrade(url, prefix=prefix).changed is False
+
+
+def test_schema_7_upgrades_to_a_consent_index_that_covers_the_contact_point(
+    target: tuple[str, str],
+) -> None:
+    url, prefix = target
+    ada = person("ada@example.org")
+    moved = person("bo@example.org", minute=1)
+    granted = [
+        Consent.new(
+            contact_id=who.id,
+            channel=ConsentChannel.EMAIL,
+            purpose="newsletter",
+            status=ConsentStatus.GRANTED,
+            source="form",
+            contact_point=point,
+            clock=CLOCK,
+        )
+        for who, point in ((ada, "ada@example.org"), (moved, "bo@old.example"))
+    ]
+    make_old(url, prefix, [ada, moved, *granted], 7)
+    table = f"{prefix}consents"
+    before = index_names(url, table)
+
+    assert upgrade(url, prefix=prefix) == Upgrade(7, SCHEMA_VERSION, unique_emails=True)
+
+    after = index_names(url, table)
+    assert after - before == {schema_index(prefix)}
+    assert len(before - after) == 1  # schema 7's index, without the contact point
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        with store.unit_of_work() as unit:
+            assert unit.consents.for_contact(ada.id) == [granted[0]]
+        crm = CRM(store, consent_policy=ConsentPolicy({"newsletter"}))
+        everyone = Rule(RuleEntity.CONTACT, IsNull("email", negated=True))
+        audience = crm.audience(everyone, ConsentChannel.EMAIL, "newsletter")
+        assert audience.contact_ids == (ada.id,)  # Bo's grant names an old address
+    finally:
+        store.close()
+
+
+def schema_index(prefix: str) -> str:
+    columns = ("contact_id", "channel", "purpose", "decided_at", "id", "status", "expires_at")
+    return index_name(f"{prefix}consents", (*columns, "contact_point"))

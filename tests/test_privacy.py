@@ -16,6 +16,7 @@ from crmkit.crm import CRM
 from crmkit.errors import Erased, NotFound, Suppressed, ValidationError
 from crmkit.lifecycle import Touchpoint
 from crmkit.models import (
+    Account,
     Activity,
     ActivityKind,
     AuditAction,
@@ -25,6 +26,7 @@ from crmkit.models import (
     ConsentStatus,
     Contact,
     Deal,
+    EmailAddress,
     LeadChannel,
     Money,
     Segment,
@@ -39,6 +41,7 @@ from crmkit.privacy import (
     PERSONAL_FIELDS,
     RetentionAction,
     RetentionPolicy,
+    bundle_of,
     identifier_digest,
 )
 from crmkit.storage import REFERRERS, REPOSITORIES, MemoryStore, Store
@@ -179,6 +182,46 @@ def test_an_export_holds_every_repository_that_refers_to_the_person(crm: CRM) ->
     ]
 
 
+def test_an_export_read_as_documents_is_the_bundle_of_the_entities(crm: CRM) -> None:
+    ada = fill_person(crm, "ada@example.com", "Adelheid", "Lovelace", "+4930901820")
+    fill_person(crm, "bo@example.com", "Bodil", "Berg", "+4930901821")
+    crm.record_activity(
+        Activity.new(
+            contact_id=ada.contact.id,
+            deal_id=ada.deal.id,
+            kind=ActivityKind.PURCHASE,
+            amount=Money("0.0000001", "EUR"),
+            properties={"sku": "A-1", "qty": 2, "gift": True, "rate": 0.5, "note": "ä"},
+        )
+    )
+    crm.create_task(  # on Ada's deal, naming no contact: found through the deal
+        Task.new(title="Send the contract", due_at=T0 + timedelta(days=3), deal_id=ada.deal.id)
+    )
+    exported = crm.export_person(ada.contact.id, by="dpo")
+    with crm.store.unit_of_work() as unit:
+        entities: dict[str, list[object]] = {}
+        for entity, field in REFERRERS["contact"]:
+            repository = getattr(unit, REPOSITORIES[entity])
+            entities[REPOSITORIES[entity]] = repository.referring(field, ada.contact.id)
+        entities["tasks"] += unit.tasks.referring("deal_id", ada.deal.id)
+    expected = bundle_of(
+        tenant=exported.manifest.tenant,
+        contact_id=ada.contact.id,
+        records=entities,  # type: ignore[arg-type]
+        segments=(),
+        at=exported.manifest.exported_at,
+    )
+    for name, docs in expected.sections.items():
+        if name in entities:
+            assert exported.sections[name] == docs, name
+            assert exported.manifest.checksums[name] == expected.manifest.checksums[name]
+            assert json.dumps(exported.sections[name]) == json.dumps(docs), name
+    crm.erase_person(ada.contact.id, by="dpo", reason="asked")
+    with crm.store.unit_of_work() as unit:
+        (task,) = unit.tasks.referring("deal_id", ada.deal.id)
+    assert task.title == ERASED_TEXT  # what the deal refers to is erased one by one
+
+
 def test_a_tampered_bundle_fails_its_manifest(crm: CRM) -> None:
     ada = fill_person(crm, "ada@example.com", "Adelheid", "Lovelace", "+4930901820")
     bundle = crm.export_person(ada.contact.id, by="dpo")
@@ -295,6 +338,79 @@ def test_erasing_twice_or_without_secret_or_approval_changes_nothing(store: Stor
     assert {k: v for k, v in again.sections.items() if k != "audit"} == {
         k: v for k, v in before.sections.items() if k != "audit"
     }
+
+
+# ---------------------------------------------------------------------------- merges
+
+
+def test_merge_records_are_exported_and_erased_and_cannot_be_undone(crm: CRM) -> None:
+    ada = fill_person(crm, "ada@example.com", "Adelheid", "Lovelace", "+4930901820")
+    twin = fill_person(crm, "a.lovelace@example.org", "Addie", "Byron", "+4930901822")
+    older = crm.create_contact(Contact.new(email="ada.l@example.net", first_name="Ady"))
+    # Two merges in a chain: older into twin, then twin into ada.
+    first = crm.merge_contacts(twin.contact.id, [older.id], by="sam").merge_id
+    second = crm.merge_contacts(ada.contact.id, [twin.contact.id], by="sam").merge_id
+    bo = fill_person(crm, "bo@example.com", "Bodil", "Berg", "+4930901821")
+    bo_before = stored_about(crm, bo.contact.id)
+
+    bundle = crm.export_person(ada.contact.id, by="dpo")
+    merges = bundle.sections["merges"]
+    assert [m["id"] for m in merges] == [str(first), str(second)]
+    text = bundle.to_json()
+    for value in (*twin.texts, "ada.l@example.net", "Ady"):
+        assert value in text, value  # the merged contacts' data is the person's data
+    assert bundle.verify()
+
+    crm.erase_person(ada.contact.id, by="dpo", reason="asked")
+
+    after = crm.export_person(ada.contact.id, by="dpo")
+    assert [m["id"] for m in after.sections["merges"]] == [str(first), str(second)]
+    personal = (*ada.texts, *twin.texts, "ada.l@example.net", "Ady")
+    assert contains_any(after.to_json(), personal) == []
+    with crm.store.unit_of_work() as unit:
+        stored = [unit.merges.get(first), unit.merges.get(second)]
+        assert unit.merges.with_email(EmailAddress("a.lovelace@example.org")) == []
+    assert all(record.merged_emails == () for record in stored)
+    for record in stored:
+        assert contains_any(repr(record), personal) == []
+    # A merged address finds no one: the erased person is suppressed by its own
+    # addresses only, the merged ones are forgotten with the merge's images.
+    assert crm.find_contact("a.lovelace@example.org") is None
+    for merge_id in (second, first):
+        with pytest.raises(Erased) as refused:
+            crm.unmerge(merge_id)
+        assert refused.value.id == ada.contact.id
+    assert stored_about(crm, bo.contact.id) == bo_before
+
+
+def test_an_account_merge_erases_only_the_person_s_rows(crm: CRM) -> None:
+    ada = fill_person(crm, "ada@example.com", "Adelheid", "Lovelace", "+4930901820")
+    bo = fill_person(crm, "bo@example.com", "Bodil", "Berg", "+4930901821")
+    acme = crm.create_account(Account.new(name="Acme"))
+    old = crm.create_account(Account.new(name="Acme GmbH"))
+    for person in (ada, bo):
+        crm.update_contact(person.contact.id, account_id=old.id, by="sam")
+    merge_id = crm.merge_accounts(acme.id, [old.id], by="sam").merge_id
+
+    exported = crm.export_person(ada.contact.id, by="dpo")
+    (document,) = exported.sections["merges"]
+    assert document["id"] == str(merge_id)
+    rows = [image["row"] for image in (*document["before"], *document["after"])]
+    assert rows
+    # Bodil's contact and the accounts are not Ada's data.
+    assert all(row.get("contact_id", row["id"]) == str(ada.contact.id) for row in rows)
+    assert "bo@example.com" not in exported.to_json()
+    bo_before = stored_about(crm, bo.contact.id)
+
+    crm.erase_person(ada.contact.id, by="dpo", reason="asked")
+
+    with crm.store.unit_of_work() as unit:
+        record = unit.merges.get(merge_id)
+    assert contains_any(repr(record), ada.texts) == []
+    assert "bo@example.com" in repr(record)  # Bodil's images are as they were
+    assert stored_about(crm, bo.contact.id) == bo_before
+    with pytest.raises(Erased):
+        crm.unmerge(merge_id)
 
 
 def test_every_field_is_either_personal_or_kept() -> None:
@@ -419,8 +535,9 @@ def test_the_audit_trail_records_changes_in_the_same_unit(crm: CRM) -> None:
 
 
 @st.composite
-def people(draw: st.DrawFn) -> list[tuple[str, str, str, int, int]]:
-    """2 to 4 people: e-mail, first and last name, how many notes and tickets."""
+def people(draw: st.DrawFn) -> list[tuple[str, str, str, int, int, int]]:
+    """2 to 4 people: e-mail, first and last name, how many notes and tickets, and how
+    many duplicate contacts of theirs were merged into them (0 to 2, in a chain)."""
     count = draw(st.integers(2, 4))
     words = st.text(alphabet="abcdefghijklmnopqrstuvwxyzäöüß", min_size=1, max_size=8)
     return [
@@ -429,6 +546,7 @@ def people(draw: st.DrawFn) -> list[tuple[str, str, str, int, int]]:
             f"Firstx{n}{draw(words)}",
             f"Lastx{n}{draw(words)}",
             draw(st.integers(0, 3)),
+            draw(st.integers(0, 2)),
             draw(st.integers(0, 2)),
         )
         for n in range(count)
@@ -444,16 +562,32 @@ def stored_about(crm: CRM, contact_id: UUID) -> dict[str, object]:
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(people(), st.data())
 def test_export_erase_export_leaves_nothing_personal_and_nobody_else_changed(
-    crowd: list[tuple[str, str, str, int, int]], data: st.DataObject
+    crowd: list[tuple[str, str, str, int, int, int]], data: st.DataObject
 ) -> None:
     crm = CRM(MemoryStore(clock=FixedClock(T0, step=timedelta(seconds=1))), privacy_secret=SECRET)
     ids, personal = [], []
-    for email, first, last, notes, tickets in crowd:
+    for email, first, last, notes, tickets, twins in crowd:
         touch = Touchpoint(
             email=email, first_name=first, last_name=last, source="web", channel=LeadChannel.FORM
         )
         contact = crm.capture_lead(touch).contact
         texts = [email, first, last]
+        twin_ids = []
+        for n in range(twins):  # duplicates, merged in a chain: 1 into 0, 0 into contact
+            twin_touch = Touchpoint(
+                email=f"twin{n}.{email}",
+                first_name=f"Twinx{n}{first}",
+                source="fair",
+                channel=LeadChannel.EVENT,
+            )
+            twin = crm.capture_lead(twin_touch).contact
+            crm.record_activity(
+                Activity.new(contact_id=twin.id, kind=ActivityKind.NOTE, body=f"Twinx{n} note")
+            )
+            twin_ids.append(twin.id)
+            texts += [f"twin{n}.{email}", f"Twinx{n}{first}", f"Twinx{n} note"]
+        for into, merged in reversed(list(zip([contact.id, *twin_ids], twin_ids, strict=False))):
+            crm.merge_contacts(into, [merged], by="sam")
         for n in range(notes):
             body = f"{first} note {n}"
             crm.record_activity(
@@ -468,7 +602,7 @@ def test_export_erase_export_leaves_nothing_personal_and_nobody_else_changed(
     others = {i: stored_about(crm, i) for n, i in enumerate(ids) if n != target}
 
     first_export = crm.export_person(ids[target], by="dpo")
-    assert contains_any(first_export.to_json(), tuple(personal[target]))
+    assert contains_any(first_export.to_json(), tuple(personal[target])) == personal[target]
     crm.erase_person(ids[target], by="dpo", reason="asked")
     second = crm.export_person(ids[target], by="dpo")
 

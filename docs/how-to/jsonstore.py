@@ -77,7 +77,7 @@ from crmkit.models import (
     TaskStatus,
     Ticket,
 )
-from crmkit.models.rules import Rule
+from crmkit.models.rules import Reachable, ReachCheck, Rule
 from crmkit.quality import MergeRecord, match_keys
 from crmkit.segmentation import Context, compile_selector
 from crmkit.serialization import make_converter
@@ -89,9 +89,14 @@ from crmkit.storage import (
     Page,
     Store,
     UnitOfWork,
+    check_erase_values,
+    check_merge_anonymised,
+    erased,
     groupable_fields,
     merge_from_json,
+    merge_involves,
     merge_to_json,
+    reach_counts_by_steps,
     references,
     sortable_fields,
     validate_tenant,
@@ -290,6 +295,20 @@ class JsonRepository(Generic[E]):
         found = [item for item in self.all() if getattr(item, field) == id]
         return sorted(found, key=lambda item: (item.created_at, item.id))
 
+    def referring_documents(self, field: str, id: UUID, /) -> list[dict[str, Any]]:
+        return [converter.unstructure(item) for item in self.referring(field, id)]
+
+    def erase_referring(
+        self, field: str, id: UUID, values: Mapping[str, Any], /, *, at: datetime
+    ) -> int:
+        found = self.referring(field, id)
+        values = check_erase_values(self._entity, values)
+        changed = [erased(item, values, check_time(at, "at")) for item in found]
+        for new in changed:
+            if new is not None:  # erased() counted the version up; update counts it again
+                self.update(attrs.evolve(new, version=new.version - 1))
+        return sum(new is not None for new in changed)
+
     def _select(self, rule: Rule | None, now: datetime | None) -> list[E]:
         """The entities ``rule`` selects, evaluated by crmkit's rule interpreter."""
         now = self.unit.store.clock.now() if now is None else check_time(now, "now")
@@ -398,6 +417,11 @@ class JsonAccounts(JsonKeyed[Account]):
 
 
 class JsonContacts(JsonKeyed[Contact]):
+    def reach_counts(
+        self, rule: Rule, reachable: Reachable, /, *, now: datetime | None = None
+    ) -> dict[ReachCheck | None, int]:
+        return reach_counts_by_steps(self, rule, reachable, now)  # one count per check
+
     def with_email(self, email: EmailAddress, /) -> list[Contact]:
         if not isinstance(email, EmailAddress):
             raise ValidationError("email", email, "expected an EmailAddress")
@@ -669,6 +693,17 @@ class JsonMerges:
         if not isinstance(email, EmailAddress):
             raise ValidationError("email", email, "expected an EmailAddress")
         return [m for m in self._all() if email.casefold() in m.merged_emails]
+
+    def involving(self, contact_id: UUID, /) -> list[MergeRecord]:
+        check_id(contact_id, "contact_id")
+        return [m for m in self._all() if merge_involves(m, contact_id)]
+
+    def anonymise(self, record: MergeRecord, /) -> MergeRecord:
+        if not isinstance(record, MergeRecord):
+            raise ValidationError("record", record, "expected a MergeRecord")
+        record = check_merge_anonymised(self.get(record.id), record)
+        self._table()[record.id] = json.dumps(merge_to_json(record))
+        return record
 
 
 class JsonOutbox:

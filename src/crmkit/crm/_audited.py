@@ -37,7 +37,7 @@ from crmkit.models import (
     Task,
     Ticket,
 )
-from crmkit.models.rules import Rule
+from crmkit.models.rules import Reachable, ReachCheck, Rule
 from crmkit.privacy import audit_changes, audit_event
 from crmkit.quality import MergeRecord
 from crmkit.storage import (
@@ -153,6 +153,14 @@ class _NotedMerges:
     def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
         return self._inner.with_email(email)
 
+    def involving(self, contact_id: UUID, /) -> list[MergeRecord]:
+        return self._inner.involving(contact_id)
+
+    def anonymise(self, record: MergeRecord, /) -> MergeRecord:
+        # Erasure's own event (person.erased) says what happened; the anonymised
+        # images are no change of their own.
+        return self._inner.anonymise(record)
+
 
 class _Audited(Generic[_A]):
     """A contacts or deals repository that records the audit trail of its writes (when
@@ -221,6 +229,15 @@ class _Audited(Generic[_A]):
     def referring(self, field: str, id: UUID, /) -> list[_A]:
         return self._inner.referring(field, id)
 
+    def referring_documents(self, field: str, id: UUID, /) -> list[dict[str, Any]]:
+        return self._inner.referring_documents(field, id)
+
+    def erase_referring(
+        self, field: str, id: UUID, values: Mapping[str, Any], /, *, at: datetime
+    ) -> int:
+        # Not audited field by field: that would copy the erased values into the trail.
+        return self._inner.erase_referring(field, id, values, at=at)
+
     def find(
         self,
         rule: Rule | None = None,
@@ -257,6 +274,11 @@ class _AuditedContacts(_Audited[Contact]):
 
     def with_email(self, email: EmailAddress, /) -> list[Contact]:
         return self._contacts.with_email(email)
+
+    def reach_counts(
+        self, rule: Rule, reachable: Reachable, /, *, now: datetime | None = None
+    ) -> dict[ReachCheck | None, int]:
+        return self._contacts.reach_counts(rule, reachable, now=now)
 
     def with_match_keys(
         self, keys: Iterable[tuple[str, str]], /, *, limit: int | None = None

@@ -20,7 +20,7 @@ from crmkit.models import (
     Segment,
 )
 from crmkit.models._fields import member_of
-from crmkit.models.rules import Condition, InSegment, ReachCheck, Rule, RuleEntity
+from crmkit.models.rules import And, Condition, InSegment, ReachCheck, Rule, RuleEntity
 from crmkit.privacy import (
     MIN_SECRET_BYTES,
     Audience,
@@ -31,7 +31,6 @@ from crmkit.privacy import (
     check_channel,
     consent_entry,
     consent_states,
-    exclusion_steps,
     issue_token,
     verify_token,
 )
@@ -356,16 +355,12 @@ class ConsentUseCases:
         where = _segment_condition(segment)
         reachable = self._policy().reachable(channel, purpose)
         with self.store.unit_of_work() as unit:
-            size = unit.contacts.count(Rule(RuleEntity.CONTACT, where), now=at)
-            steps = exclusion_steps(where, reachable)
-            members = unit.contacts.ids(steps[-1][1], now=at)
-            excluded = dict.fromkeys(ReachCheck, 0)
-            before = size
-            for index, (check, rule) in enumerate(steps):
-                last = index == len(steps) - 1
-                left = len(members) if last else unit.contacts.count(rule, now=at)
-                excluded[check] = before - left
-                before = left
+            # The exclusions counted by reason (by the store), then the ids.
+            counts = unit.contacts.reach_counts(Rule(RuleEntity.CONTACT, where), reachable, now=at)
+            members = unit.contacts.ids(Rule(RuleEntity.CONTACT, And((where, reachable))), now=at)
+        excluded = dict.fromkeys(ReachCheck, 0)
+        excluded.update({check: n for check, n in counts.items() if check is not None})
+        size = len(members) + sum(excluded.values())
         return Audience(channel, purpose, at, tuple(members), size, excluded)
 
 

@@ -12,6 +12,7 @@ from uuid import UUID, uuid4
 from crmkit.errors import (
     AlreadyMerged,
     ConcurrencyConflict,
+    Erased,
     NotFound,
     UnmergeConflict,
     ValidationError,
@@ -245,6 +246,9 @@ def unmerge(unit: UnitOfWork, merge_id: object) -> MergeRecord:
     if not isinstance(merge_id, UUID):
         raise ValidationError("merge_id", merge_id, "expected a UUID")
     record = unit.merges.get(merge_id)
+    erased = _erased(unit, record)
+    if erased is not None:
+        raise Erased("contact", erased)
     conflicts = _conflicts(unit, record)
     if conflicts:
         raise UnmergeConflict(record.id, conflicts)
@@ -264,6 +268,26 @@ def unmerge(unit: UnitOfWork, merge_id: object) -> MergeRecord:
         repository(unit, type(row)).delete(row.id, version=row.version)
     unit.merges.delete(record.id)
     return record
+
+
+def _erased(unit: UnitOfWork, record: MergeRecord) -> UUID | None:
+    """The erased contact whose data ``record`` held (an erasure anonymised it), if
+    any: undoing the merge would bring back no personal data, and is refused."""
+    ids = {r.id for r in (*record.before, *record.after) if isinstance(r, Contact)}
+    for row in (*record.before, *record.after):
+        contact_id = getattr(row, "contact_id", None)
+        if contact_id is not None:
+            ids.add(contact_id)
+    if record.kind is MergeKind.CONTACT:
+        target = record.survivor_id
+        for _ in range(_CHAIN):  # the contact the survivor was merged into since
+            ids.add(target)
+            later = unit.merges.merging(target)
+            if not later:
+                break
+            target = later[-1].survivor_id
+    erased = unit.erasures.get_many(sorted(ids))
+    return min(erased) if erased else None
 
 
 def _conflicts(unit: UnitOfWork, record: MergeRecord) -> list[tuple[str, UUID, str]]:

@@ -1,7 +1,7 @@
 """The privacy use cases of :class:`~crmkit.crm.CRM`: export, erasure, suppression,
 retention and the audit trail (mixed into ``CRM``)."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Final, cast
@@ -28,6 +28,7 @@ from crmkit.models import (
 from crmkit.models._fields import member_of
 from crmkit.models.rules import And, Compare, InSegment, Op, Rule, RuleEntity
 from crmkit.privacy import (
+    PERSONAL_FIELDS,
     Bundle,
     RetentionAction,
     RetentionPlan,
@@ -39,7 +40,8 @@ from crmkit.privacy import (
     identifier_digest,
     suppressions_of,
 )
-from crmkit.storage import REFERRERS, REPOSITORIES, Repository, Store, UnitOfWork
+from crmkit.quality import MergeKind, MergeRecord
+from crmkit.storage import REFERRERS, REPOSITORIES, Repository, Store, UnitOfWork, merge_to_json
 from crmkit.storage._base import check_id
 
 __all__ = ["FOUR_EYES", "PrivacyCases", "privacy_options"]
@@ -68,21 +70,80 @@ def _repository(unit: UnitOfWork, entity: type[Entity]) -> Repository[Any]:
     return cast(Repository[Any], getattr(unit, REPOSITORIES[entity]))
 
 
-def _person(unit: UnitOfWork, contact: Contact) -> dict[str, list[Entity]]:
-    """Everything stored about ``contact``, by repository name: what refers to it
-    (:data:`~crmkit.storage.REFERRERS`), what refers to those of its leads, deals and
-    tickets without naming another contact, their stage history, its audit trail and
-    its erasure record. Generic over the port: a repository that refers to contacts is
-    found through ``REFERRERS``, not a list here."""
-    found: dict[type[Entity], dict[UUID, Entity]] = {Contact: {contact.id: contact}}
+_Record = Entity | Mapping[str, Any]
+"""A stored record as an export reads it: an entity, or its JSON document."""
 
-    def put(entity: type[Entity], items: Iterable[Entity]) -> None:
+
+@attrs.frozen
+class _Found:
+    """What is stored about one person: ``records`` by repository name, the ids the
+    person had (the contact's and those of contacts merged into it, through chains of
+    merges) and the merge records that hold their data."""
+
+    records: dict[str, list[_Record]]
+    ids: tuple[UUID, ...]
+    merges: tuple[MergeRecord, ...]
+
+    def mine(self, record: MergeRecord, row: Entity) -> bool:
+        """Whether ``row`` of ``record`` is this person's data: every row of a merge of
+        the person's contacts, and in another merge (of accounts) the person's contact
+        and the rows that refer to it."""
+        if self.owns(record):
+            return True
+        return (isinstance(row, Contact) and row.id in self.ids) or getattr(
+            row, "contact_id", None
+        ) in self.ids
+
+    def owns(self, record: MergeRecord) -> bool:
+        """Whether ``record`` merged the person's contacts (all of it is theirs)."""
+        return record.kind is MergeKind.CONTACT and (
+            record.survivor_id in self.ids or not set(self.ids).isdisjoint(record.merged_ids)
+        )
+
+
+def _merged(unit: UnitOfWork, contact: Contact) -> tuple[tuple[UUID, ...], tuple[MergeRecord, ...]]:
+    """The person's ids (``contact``'s first, then the contacts merged into it) and the
+    merge records holding their data, oldest first."""
+    ids = [contact.id]
+    records: dict[UUID, MergeRecord] = {}
+    for id in ids:  # grows while it runs: a merged contact may have absorbed others
+        for record in unit.merges.involving(id):
+            records.setdefault(record.id, record)
+            if record.kind is MergeKind.CONTACT and record.survivor_id in ids:
+                ids.extend(i for i in record.merged_ids if i not in ids)
+    return tuple(ids), tuple(sorted(records.values(), key=lambda r: (r.at, r.id)))
+
+
+def _key(item: _Record) -> str:
+    return cast(str, item["id"]) if isinstance(item, Mapping) else str(item.id)
+
+
+def _value(item: _Record, field: str) -> str | None:
+    value = item.get(field) if isinstance(item, Mapping) else getattr(item, field, None)
+    return None if value is None else str(value)
+
+
+def _person(unit: UnitOfWork, contact: Contact) -> _Found:
+    """Everything stored about ``contact``: what refers to it
+    (:data:`~crmkit.storage.REFERRERS`), what refers to those of its leads, deals and
+    tickets without naming another contact, their stage history, its audit trail (and
+    that of the contacts merged into it), its erasure record and its merge records.
+    Generic over the port: a repository that refers to contacts is found through
+    ``REFERRERS``, not a list here.
+
+    What refers to the contact and to its leads, deals and tickets is read as JSON
+    documents (``referring_documents``: a store builds them from its rows, without
+    the entities); the rest as entities."""
+    found: dict[type[Entity], dict[str, _Record]] = {Contact: {str(contact.id): contact}}
+    mine = str(contact.id)
+
+    def put(entity: type[Entity], items: Iterable[_Record]) -> None:
         into = found.setdefault(entity, {})
         for item in items:
-            into.setdefault(item.id, item)
+            into.setdefault(_key(item), item)
 
     for entity, field in REFERRERS["contact"]:
-        put(entity, _repository(unit, entity).referring(field, contact.id))
+        put(entity, _repository(unit, entity).referring_documents(field, contact.id))
     for kind in ("lead", "deal", "ticket"):
         owner = next(e for e in REPOSITORIES if e.entity_name == kind)
         for item in list(found.get(owner, {}).values()):
@@ -91,25 +152,64 @@ def _person(unit: UnitOfWork, contact: Contact) -> dict[str, list[Entity]]:
                     entity,
                     (
                         other
-                        for other in _repository(unit, entity).referring(field, item.id)
-                        if getattr(other, "contact_id", None) in (None, contact.id)
+                        for other in _repository(unit, entity).referring_documents(
+                            field, UUID(_key(item))
+                        )
+                        if _value(other, "contact_id") in (None, mine)
                     ),
                 )
+    ids, merges = _merged(unit, contact)
     history = []
     audit = []
     for entity, items in list(found.items()):
         subject = _SUBJECTS.get(entity.entity_name)
         if subject is not None and items:
-            history.extend(unit.stage_history.for_subjects(subject, list(items)))
-            audit.extend(unit.audit.for_subjects(subject, list(items)))
+            keys = [UUID(key) for key in items]
+            if subject is SubjectKind.CONTACT:
+                keys.extend(ids[1:])
+            history.extend(unit.stage_history.for_subjects(subject, keys))
+            audit.extend(unit.audit.for_subjects(subject, keys))
     put(next(e for e in REPOSITORIES if e.entity_name == "stage_change"), history)
     put(AuditEntry, audit)
     put(Erasure, unit.erasures.get_many([contact.id]).values())
-    return {
+    records = {
         REPOSITORIES[entity]: list(found.get(entity, {}).values())
         for entity in REPOSITORIES
         if entity in found or entity.entity_name in _SECTIONS
     }
+    return _Found(records, ids, merges)
+
+
+def _merge_documents(found: _Found) -> list[dict[str, Any]]:
+    """The person's merge records as JSON documents, with the images of the person's
+    rows only (an account merge also moved other people's contacts)."""
+    documents = []
+    for record in found.merges:
+        document = merge_to_json(record)
+        for side in ("before", "after"):
+            rows = getattr(record, side)
+            document[side] = [
+                image
+                for image, row in zip(document[side], rows, strict=True)
+                if found.mine(record, row)
+            ]
+        documents.append(document)
+    return documents
+
+
+def _anonymised_merge(found: _Found, record: MergeRecord, now: datetime) -> MergeRecord:
+    """``record`` with the person's rows anonymised and, for a merge of the person's
+    contacts, no taken e-mail address left."""
+
+    def images(rows: tuple[Entity, ...]) -> tuple[Entity, ...]:
+        return tuple(anonymise(r, at=now) if found.mine(record, r) else r for r in rows)
+
+    return attrs.evolve(
+        record,
+        before=images(record.before),
+        after=images(record.after),
+        merged_emails=() if found.owns(record) else record.merged_emails,
+    )
 
 
 _SECTIONS: Final = frozenset(
@@ -191,11 +291,13 @@ class PrivacyCases:
         with self._unit(who) as unit:
             contact = unit.contacts.get(contact_id)
             now = self.clock.now()
+            found = _person(unit, contact)
             made = bundle_of(
                 tenant=self.store.tenant,
                 contact_id=contact.id,
-                records=_person(unit, contact),
+                records=found.records,
                 segments=_memberships(unit, contact.id),
+                merges=_merge_documents(found),
                 at=now,
                 by=who,
             )
@@ -246,14 +348,34 @@ class PrivacyCases:
         """Anonymise ``contact``'s records and store ``record``; how many changed."""
         if unit.erasures.get_many([contact.id]):
             raise Erased("contact", contact.id)
+        found = _person(unit, contact)
         count = 0
-        for name, items in _person(unit, contact).items():
+        mine = str(contact.id)
+        bulk: dict[type[Entity], list[str]] = {}
+        for entity, field in REFERRERS["contact"]:  # one statement per repository
+            values = PERSONAL_FIELDS.get(entity)
+            if values:
+                bulk.setdefault(entity, []).append(field)
+                count += _repository(unit, entity).erase_referring(
+                    field, contact.id, values, at=now
+                )
+        for name, items in found.records.items():  # the rest one by one
             repository = cast(Repository[Any], getattr(unit, name))
-            for item in items:
+            fields = bulk.get(repository.entity, [])
+            left = [i for i in items if not any(_value(i, f) == mine for f in fields)]
+            wanted = [UUID(i["id"]) for i in left if isinstance(i, Mapping)]
+            models = [i for i in left if isinstance(i, Entity)]
+            models.extend(repository.get_many(wanted).values())
+            for item in models:
                 changed = anonymise(item, at=now)
                 if changed is not item:
                     repository.update(changed)
                     count += 1
+        for merge in found.merges:
+            anonymised = _anonymised_merge(found, merge, now)
+            if anonymised != merge:
+                unit.merges.anonymise(anonymised)
+                count += 1
         unit.erasures.add(attrs.evolve(record, records=count))
         unit.audit.add(audit_event(contact, AuditAction.ERASED, at=now, by=record.by))
         return count

@@ -1692,6 +1692,9 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
         Refused with :class:`~crmkit.errors.UnmergeConflict`, changing nothing, when a
         row the merge wrote has changed since (a later edit of the survivor, of a moved
         lead, a later merge): undoing would lose that edit. The error names each row.
+        Refused with :class:`~crmkit.errors.Erased` when a person whose data the merge
+        record held was erased since (erasure anonymised the record: undoing it would
+        bring back no one, and never the erased data).
         """
         with self._unit() as unit:
             return _merge.unmerge(unit, merge_id)

@@ -38,7 +38,13 @@ from crmkit.models._enums import (
     TicketPriority,
     TicketStatus,
 )
-from crmkit.models._ledger import contact_point, current_block, current_consent, is_expired
+from crmkit.models._ledger import (
+    contact_point,
+    covers_address,
+    current_block,
+    current_consent,
+    is_expired,
+)
 from crmkit.models._privacy import AuditEntry, Erasure, Suppression
 from crmkit.models._values import (
     COUNTRIES,
@@ -119,6 +125,7 @@ __all__ = [
     "TicketPriority",
     "TicketStatus",
     "contact_point",
+    "covers_address",
     "current_block",
     "current_consent",
     "is_expired",

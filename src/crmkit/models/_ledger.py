@@ -13,7 +13,7 @@ from datetime import datetime
 from crmkit.models._entities import Consent, Contact, DoNotContact
 from crmkit.models._enums import ConsentChannel, ConsentStatus
 
-__all__ = ["contact_point", "current_block", "current_consent", "is_expired"]
+__all__ = ["contact_point", "covers_address", "current_block", "current_consent", "is_expired"]
 
 
 def current_consent(
@@ -78,3 +78,25 @@ def contact_point(contact: Contact, channel: ConsentChannel) -> str | None:
         case ConsentChannel.POST:
             return str(contact.id)
     return None if contact.phone is None else str(contact.phone)
+
+
+def covers_address(entry: Consent, contact: Contact) -> bool:
+    """Whether the grant ``entry`` may authorise a message to ``contact``'s current
+    address for its channel: a consent given for one address does not authorise
+    messages to another. ``True`` when the entry names no contact point (recorded
+    without one), when its channel is post (crmkit stores no postal address), or when
+    its contact point is the contact's current address exactly as recorded
+    (:func:`contact_point`; an address changed in case only is a new address too).
+
+    >>> from datetime import datetime, UTC
+    >>> ada = Contact.new(email="ada@example.com")
+    >>> grant = Consent.new(contact_id=ada.id, channel=ConsentChannel.EMAIL,
+    ...                     purpose="newsletter", status=ConsentStatus.GRANTED,
+    ...                     source="form", contact_point="ada@example.com")
+    >>> moved = Contact.new(email="a@b.org")
+    >>> covers_address(grant, ada), covers_address(grant, moved)
+    (True, False)
+    """
+    if entry.contact_point is None or entry.channel is ConsentChannel.POST:
+        return True
+    return entry.contact_point == contact_point(contact, entry.channel)

@@ -63,7 +63,8 @@ class Bundle:
     (``"contacts"``, ``"leads"``, ``"activities"``, ...) to its records as JSON
     documents, in the form :func:`~crmkit.serialization.make_converter` writes;
     ``"segments"`` lists the segments the person is a member of (id, name, kind: never
-    the other members)."""
+    the other members); ``"merges"`` the merges of the person's records, with the
+    images of the person's rows only."""
 
     manifest: Manifest
     sections: Mapping[str, tuple[Document, ...]]
@@ -133,14 +134,19 @@ def bundle_of(
     *,
     tenant: str,
     contact_id: UUID,
-    records: Mapping[str, Iterable[Entity]],
+    records: Mapping[str, Iterable[Entity | Document]],
     segments: Iterable[Segment],
     at: datetime,
     by: str | None = None,
     converter: CrmkitConverter | None = None,
+    merges: Iterable[Document] = (),
 ) -> Bundle:
     """The bundle of a person's ``records`` (by repository name, each section in the
-    order given) and the ``segments`` they are a member of, exported ``at``."""
+    order given; each an entity, or the JSON document ``converter`` makes of it, as
+    ``Repository.referring_documents`` reads it), the ``segments`` they are a member
+    of and the ``merges`` of their records (JSON documents, as
+    :func:`crmkit.storage.merge_to_json` writes them; the section ``"merges"``),
+    exported ``at``."""
     convert = _converter if converter is None else converter
     if not isinstance(convert, CrmkitConverter):
         raise ValidationError("converter", converter, "expected a CrmkitConverter or None")
@@ -153,6 +159,7 @@ def bundle_of(
         raise ValidationError("by", by, "expected the host's user id or None")
     sections = _sections(records, convert)
     sections["segments"] = _segments(segments)
+    sections["merges"] = _documents(merges, "merges")
     manifest = Manifest(
         tenant=tenant,
         contact_id=contact_id,
@@ -175,11 +182,27 @@ def _sections(records: object, convert: CrmkitConverter) -> dict[str, tuple[Docu
             raise ValidationError(f"records.{name}", items, "expected entities")
         checked = []
         for index, item in enumerate(items):
-            if not isinstance(item, Entity):
-                raise ValidationError(f"records.{name}[{index}]", item, "expected an entity")
-            checked.append(convert.unstructure(item))
+            if isinstance(item, Entity):
+                checked.append(convert.unstructure(item))
+            elif isinstance(item, Mapping):
+                checked.append(item)
+            else:
+                raise ValidationError(
+                    f"records.{name}[{index}]", item, "expected an entity or its document"
+                )
         sections[name] = tuple(checked)
     return sections
+
+
+def _documents(documents: object, name: str) -> tuple[Document, ...]:
+    if isinstance(documents, str | bytes | Mapping) or not isinstance(documents, Iterable):
+        raise ValidationError(name, documents, "expected JSON documents")
+    found = []
+    for index, document in enumerate(documents):
+        if not isinstance(document, Mapping):
+            raise ValidationError(f"{name}[{index}]", document, "expected a JSON document")
+        found.append(document)
+    return tuple(found)
 
 
 def _segments(segments: object) -> tuple[Document, ...]:

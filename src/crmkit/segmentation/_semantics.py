@@ -37,6 +37,7 @@ from crmkit.models import (
     DoNotContact,
     Segment,
     contact_point,
+    covers_address,
     current_block,
     current_consent,
     is_expired,
@@ -222,7 +223,9 @@ def failed_checks(node: Reachable, contact: Contact, context: Context) -> list[R
     :class:`~crmkit.models.rules.ReachCheck`.
 
     The consent checks read the decision in force
-    (:func:`~crmkit.models.current_consent`): ``CONSENT`` fails without one,
+    (:func:`~crmkit.models.current_consent`): ``CONSENT`` fails without one, or when
+    it is a grant for another address than the contact's current one
+    (:func:`~crmkit.models.covers_address`),
     ``WITHDRAWN`` when it is a withdrawal, ``EXPIRED`` when it is a grant expired at or
     before now; the frequency cap counts the channel's messages (``MESSAGE_KINDS``) in
     the activity window of ``within_days`` (see :func:`activity_window`).
@@ -236,6 +239,12 @@ def failed_checks(node: Reachable, contact: Contact, context: Context) -> list[R
     if ReachCheck.DO_NOT_CONTACT in checks and blocked:
         failed.append(ReachCheck.DO_NOT_CONTACT)
     decision = current_consent(context.consents.get(contact.id, ()), node.channel, node.purpose)
+    if (
+        decision is not None
+        and decision.status is ConsentStatus.GRANTED
+        and not covers_address(decision, contact)
+    ):
+        decision = None  # a grant for another address is no consent for this one
     if ReachCheck.CONSENT in checks and decision is None:
         failed.append(ReachCheck.CONSENT)
     withdrawn = decision is not None and decision.status is ConsentStatus.WITHDRAWN

@@ -18,7 +18,16 @@ A store is opened for one tenant and never reads or writes another tenant's rows
         uow.commit()
 """
 
-from crmkit.storage._base import merge_from_json, merge_to_json, validate_tenant
+from crmkit.storage._base import (
+    check_erase_values,
+    check_merge_anonymised,
+    erased,
+    merge_from_json,
+    merge_involves,
+    merge_to_json,
+    reach_counts_by_steps,
+    validate_tenant,
+)
 from crmkit.storage._columns import ENTITIES, REFERENCES, REFERRERS, REPOSITORIES, references
 from crmkit.storage._columns import groupable as groupable_fields
 from crmkit.storage._columns import sortable as sortable_fields
@@ -64,9 +73,14 @@ __all__ = [
     "Store",
     "TaskRepository",
     "UnitOfWork",
+    "check_erase_values",
+    "check_merge_anonymised",
+    "erased",
     "groupable_fields",
     "merge_from_json",
+    "merge_involves",
     "merge_to_json",
+    "reach_counts_by_steps",
     "references",
     "sortable_fields",
     "validate_tenant",

@@ -12,6 +12,8 @@ from crmkit.clock import Clock, ensure_utc
 from crmkit.errors import InvalidRule, ValidationError
 from crmkit.models import (
     ActivityKind,
+    Contact,
+    CustomFields,
     EmailAddress,
     Entity,
     SubjectKind,
@@ -19,16 +21,18 @@ from crmkit.models import (
     TaskKind,
     TaskStatus,
 )
-from crmkit.models.rules import Rule, RuleEntity
+from crmkit.models.rules import Reachable, ReachCheck, Rule, RuleEntity
+from crmkit.privacy import exclusion_steps
 from crmkit.quality import MergeKind, MergeRecord
 from crmkit.serialization import make_converter
-from crmkit.storage._columns import ENTITIES, groupable, references
+from crmkit.storage._columns import ENTITIES, Kind, columns, groupable, references
 from crmkit.storage._query import Cursor, Order, Page, check_cursor, check_order
 
 __all__ = [
     "TaskQuery",
     "check_batch_size",
     "check_email",
+    "check_erase_values",
     "check_group_field",
     "check_id",
     "check_ids",
@@ -37,18 +41,23 @@ __all__ = [
     "check_limit",
     "check_many",
     "check_match_keys",
+    "check_merge_anonymised",
     "check_merge_record",
+    "check_reach",
     "check_reference",
     "check_rule",
     "check_subject",
     "check_tenant",
     "check_version",
     "check_window",
+    "erased",
     "iterate_pages",
     "merge_from_json",
+    "merge_involves",
     "merge_to_json",
     "page_of",
     "query_now",
+    "reach_counts_by_steps",
     "start_after",
     "task_query",
     "validate_tenant",
@@ -140,6 +149,131 @@ def check_merge_record(value: object) -> MergeRecord:
     if not isinstance(value, MergeRecord):
         raise ValidationError("record", value, "expected a MergeRecord")
     return value
+
+
+_ERASABLE: Final = {
+    Kind.TEXT: "a text",
+    Kind.BOOL: "True or False",
+    Kind.TAGS: "a frozenset of tags",
+    Kind.JSON: "CustomFields",
+}
+
+
+def check_erase_values(entity: type[Entity], values: object) -> dict[str, Any]:
+    """``values`` if ``erase_referring`` may write them to ``entity``: a mapping of
+    field names to values, each a text, yes/no, tags or custom field that is no
+    reference, given a value of its type (``None`` where the field is optional), else
+    :class:`~crmkit.errors.ValidationError` (field ``values``, or ``values.<name>``)."""
+    if not isinstance(values, Mapping) or not values:
+        raise ValidationError("values", values, "expected a mapping of fields to values")
+    known = columns(entity)
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        column = known.get(name) if isinstance(name, str) else None
+        if column is None or column.kind not in _ERASABLE or name in references(entity):
+            raise ValidationError(
+                "values",
+                name,
+                f"expected a text, yes/no, tags or custom field of {entity.__name__}",
+            )
+        match column.kind:
+            case Kind.TEXT:
+                fits = isinstance(value, str) or (value is None and column.optional)
+            case Kind.BOOL:
+                fits = isinstance(value, bool)
+            case Kind.TAGS:
+                fits = isinstance(value, frozenset) and all(isinstance(t, str) for t in value)
+            case _:
+                fits = isinstance(value, CustomFields)
+        if not fits:
+            raise ValidationError(f"values.{name}", value, f"expected {_ERASABLE[column.kind]}")
+        checked[name] = value
+    return checked
+
+
+def erased(item: _E, values: Mapping[str, Any], at: datetime) -> _E | None:
+    """``item`` with ``values`` written (version one higher, ``updated_at`` the later
+    of its own and ``at``), or ``None`` when it holds them all already: what
+    ``erase_referring`` writes for one entity."""
+    changes = {k: v for k, v in values.items() if getattr(item, k) != v}
+    if not changes:
+        return None
+    return attrs.evolve(
+        item, **changes, version=item.version + 1, updated_at=max(at, item.updated_at)
+    )
+
+
+def check_reach(segment: object, reachable: object) -> tuple[Rule, Reachable]:
+    """The arguments of ``reach_counts``: a contact rule (field ``rule``) and a
+    :class:`~crmkit.models.rules.Reachable` condition (field ``reachable``)."""
+    if segment is None:
+        raise ValidationError("rule", segment, "expected a contact rule")
+    rule = cast(Rule, check_rule(segment, Contact))
+    if not isinstance(reachable, Reachable):
+        raise ValidationError("reachable", reachable, "expected a Reachable condition")
+    return rule, reachable
+
+
+def reach_counts_by_steps(
+    contacts: Any, segment: Rule, reachable: Reachable, now: datetime | None
+) -> dict[ReachCheck | None, int]:
+    """``reach_counts`` of a contacts repository through its ``count``: one count per
+    step of :func:`crmkit.privacy.exclusion_steps` (what an adapter without a grouped
+    query gives)."""
+    segment, reachable = check_reach(segment, reachable)
+    before = contacts.count(segment, now=now)
+    counts: dict[ReachCheck | None, int] = {}
+    for check, rule in exclusion_steps(segment.where, reachable):
+        left = contacts.count(rule, now=now)
+        if before - left:
+            counts[check] = before - left
+        before = left
+    if before:
+        counts[None] = before
+    return counts
+
+
+def merge_involves(record: MergeRecord, contact_id: UUID) -> bool:
+    """Whether ``record`` holds data of the contact ``contact_id``: a contact merge that
+    kept or removed it, or an image of the contact itself or of a row that refers to it
+    (``contact_id``), such as a contact an account merge moved."""
+    if record.kind is MergeKind.CONTACT and (
+        record.survivor_id == contact_id or contact_id in record.merged_ids
+    ):
+        return True
+    return any(
+        (row.entity_name == "contact" and row.id == contact_id)
+        or getattr(row, "contact_id", None) == contact_id
+        for row in (*record.before, *record.after)
+    )
+
+
+def check_merge_anonymised(stored: MergeRecord, record: object) -> MergeRecord:
+    """``record`` if it can replace ``stored`` through ``merges.anonymise``: a merge
+    record with the same id, kind, survivor, merged ids, time and author, the same
+    rows (entity and id) in its images, and no taken address that ``stored`` lacks
+    (field ``record``)."""
+    record = check_merge_record(record)
+
+    def rows(images: Iterable[Entity]) -> list[tuple[str, UUID]]:
+        return [(row.entity_name, row.id) for row in images]
+
+    same = (
+        record.id == stored.id
+        and record.kind == stored.kind
+        and record.survivor_id == stored.survivor_id
+        and record.merged_ids == stored.merged_ids
+        and record.at == stored.at
+        and record.by == stored.by
+        and rows(record.before) == rows(stored.before)
+        and rows(record.after) == rows(stored.after)
+        and set(record.merged_emails) <= set(stored.merged_emails)
+    )
+    if not same:
+        raise ValidationError(
+            "record", record.id, "an anonymised merge record changes only values of its rows"
+        )
+    return record
 
 
 def check_many(values: object, field: str) -> Iterable[object]:

@@ -45,7 +45,7 @@ from crmkit.models import (
     TaskStatus,
     Ticket,
 )
-from crmkit.models.rules import Rule
+from crmkit.models.rules import Reachable, ReachCheck, Rule
 from crmkit.quality import MergeRecord
 from crmkit.storage._query import Cursor, Order, Page
 
@@ -166,6 +166,31 @@ class Repository(Protocol[_E]):
         """
         ...
 
+    def referring_documents(self, field: str, id: UUID, /) -> list[dict[str, Any]]:
+        """What :meth:`referring` gives, as JSON documents: each equal to what
+        :func:`crmkit.serialization.make_converter` unstructures the entity to, keys
+        in the same order. What an export reads: an adapter may build them from its
+        rows without building the entities (the SQL store does). Arguments and errors
+        as in :meth:`referring`."""
+        ...
+
+    def erase_referring(
+        self, field: str, id: UUID, values: Mapping[str, Any], /, *, at: datetime
+    ) -> int:
+        """Erasure's write: every entity whose reference ``field`` holds ``id`` and
+        that differs from ``values`` (field name -> value) in one of them gets them,
+        with its version one higher and ``updated_at`` the later of its own and ``at``
+        (:func:`~crmkit.storage.erased`); returns how many changed. A database adapter
+        does it in one statement, whatever the number of entities.
+
+        ``values`` may set text, yes/no, tags and custom fields that are no reference
+        (:func:`~crmkit.storage.check_erase_values`, else
+        :class:`~crmkit.errors.ValidationError`, field ``values`` or
+        ``values.<name>``); ``field`` and ``id`` as in :meth:`referring`, ``at`` must
+        be aware (field ``at``). Nothing is changed on an error.
+        """
+        ...
+
     def find(
         self,
         rule: Rule | None = None,
@@ -247,6 +272,21 @@ class ContactRepository(Repository[Contact], Protocol):
         ``keys[3]``, or ``keys`` for the collection); a ``limit`` that is not a positive
         int is refused (field ``limit``).
         """
+        ...
+
+    def reach_counts(
+        self, rule: Rule, reachable: Reachable, /, *, now: datetime | None = None
+    ) -> dict[ReachCheck | None, int]:
+        """How many contacts ``rule`` selects, by the first check of ``reachable`` they
+        fail (in the order of :class:`~crmkit.models.rules.ReachCheck`; the frequency
+        cap only when the node has one), ``None`` for those that pass every check;
+        checks no contact failed are left out. What an audience reports, in one call
+        an adapter may answer with one grouped query;
+        :func:`~crmkit.storage.reach_counts_by_steps` counts them step by step through
+        :meth:`count` (what crmkit's stores do). ``now`` as in :meth:`find`;
+        a ``rule`` that is no contact rule raises
+        :class:`~crmkit.errors.ValidationError` (field ``rule``), a ``reachable`` that
+        is no :class:`~crmkit.models.rules.Reachable` too (field ``reachable``)."""
         ...
 
     def with_email(self, email: EmailAddress, /) -> list[Contact]:
@@ -440,8 +480,9 @@ class MergeRepository(Protocol):
     """The stored merges of contacts and accounts (see :class:`crmkit.quality.MergeRecord`).
 
     A merge record is written once and deleted when the merge is undone; it is never
-    updated. Wrong arguments raise :class:`~crmkit.errors.ValidationError` naming
-    ``id``, ``record``, ``merged_id`` or ``email``.
+    updated, except by erasure (:meth:`anonymise`). Wrong arguments raise
+    :class:`~crmkit.errors.ValidationError` naming ``id``, ``record``, ``merged_id``,
+    ``contact_id`` or ``email``.
     """
 
     def get(self, id: UUID, /) -> MergeRecord:
@@ -466,6 +507,22 @@ class MergeRepository(Protocol):
     def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
         """The merges that removed a contact whose e-mail address equals ``email``
         compared without case (``str.casefold``), oldest first: an index look-up."""
+        ...
+
+    def involving(self, contact_id: UUID, /) -> list[MergeRecord]:
+        """The merges that hold data of the contact ``contact_id``, oldest first (``at``,
+        then ``id``): those :func:`~crmkit.storage.merge_involves` accepts (a contact
+        merge that kept or removed it, an image of it or of a row that refers to it).
+        What export and erasure read; its cost follows the tenant's merges."""
+        ...
+
+    def anonymise(self, record: MergeRecord, /) -> MergeRecord:
+        """Replace the stored merge record ``record.id`` by ``record``, its form after
+        an erasure: only values inside its images may differ, and taken addresses may
+        go (:func:`~crmkit.storage.check_merge_anonymised`, else
+        :class:`~crmkit.errors.ValidationError`, field ``record``); a taken address that
+        goes no longer finds the merge in :meth:`with_email`, and no copy of it is
+        kept. :class:`~crmkit.errors.NotFound` when there is no such record."""
         ...
 
 

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 from uuid import UUID
 
 import attrs
@@ -74,12 +74,14 @@ from crmkit.models import (
     TaskStatus,
     Ticket,
 )
-from crmkit.models.rules import ActivityCondition, Reachable, Rule
+from crmkit.models.rules import ActivityCondition, Reachable, ReachCheck, Rule
 from crmkit.quality import MergeRecord, match_keys
 from crmkit.segmentation import Context, compile_selector
+from crmkit.serialization import make_converter
 from crmkit.storage._base import (
     check_batch_size,
     check_email,
+    check_erase_values,
     check_group_field,
     check_id,
     check_ids,
@@ -88,6 +90,7 @@ from crmkit.storage._base import (
     check_limit,
     check_many,
     check_match_keys,
+    check_merge_anonymised,
     check_merge_record,
     check_reference,
     check_rule,
@@ -95,9 +98,12 @@ from crmkit.storage._base import (
     check_tenant,
     check_version,
     check_window,
+    erased,
     iterate_pages,
+    merge_involves,
     page_of,
     query_now,
+    reach_counts_by_steps,
     start_after,
     task_query,
 )
@@ -125,6 +131,8 @@ from crmkit.storage._steps import (
 )
 
 __all__ = ["MemoryStore", "MemoryUnitOfWork"]
+
+_CONVERTER: Final = make_converter()
 
 _E = TypeVar("_E", bound=Entity)
 _H = TypeVar("_H", StageChange, AuditEntry)
@@ -450,6 +458,24 @@ class _Repository(Generic[_E]):
         found = [e for e in self._table.values() if getattr(e, field) == id]
         return cast(list[_E], sorted(found, key=lambda e: (e.created_at, e.id)))
 
+    def referring_documents(self, field: str, id: UUID, /) -> list[dict[str, Any]]:
+        return [_CONVERTER.unstructure(e) for e in self.referring(field, id)]
+
+    def erase_referring(
+        self, field: str, id: UUID, values: Mapping[str, Any], /, *, at: datetime
+    ) -> int:
+        found = self.referring(field, id)
+        values = check_erase_values(self._entity, values)
+        at = ensure_utc(at, "at")
+        count = 0
+        for item in found:
+            new = erased(item, values, at)
+            if new is not None:
+                self._check_keys([new], None)
+                self._unit._write(self._table, new.id, new)
+                count += 1
+        return count
+
     def _select(self, rule: Rule | None, now: datetime | None) -> list[_E]:
         rule = check_rule(rule, self._entity)
         fixed = query_now(now, self._unit._store.clock)  # checked with or without a rule
@@ -530,6 +556,11 @@ class _Accounts(_Keyed[Account]):
 
 
 class _Contacts(_Keyed[Contact]):
+    def reach_counts(
+        self, rule: Rule, reachable: Reachable, /, *, now: datetime | None = None
+    ) -> dict[ReachCheck | None, int]:
+        return reach_counts_by_steps(self, rule, reachable, now)
+
     def with_email(self, email: EmailAddress, /) -> list[Contact]:
         table = self._table
         ids = self._unit._emails().get(check_email(email).casefold(), ())
@@ -716,6 +747,16 @@ class _Merges:
     def with_email(self, email: EmailAddress, /) -> list[MergeRecord]:
         key = check_email(email).casefold()
         return self._sorted(m for m in self._table.values() if key in m.merged_emails)
+
+    def involving(self, contact_id: UUID, /) -> list[MergeRecord]:
+        check_id(contact_id, "contact_id")
+        return self._sorted(m for m in self._table.values() if merge_involves(m, contact_id))
+
+    def anonymise(self, record: MergeRecord, /) -> MergeRecord:
+        record = check_merge_record(record)
+        record = check_merge_anonymised(self.get(record.id), record)
+        self._unit._write(self._table, record.id, record)
+        return record
 
 
 class _Steps:

@@ -9,7 +9,7 @@ inherits them.
 """
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import attrs
@@ -185,6 +185,69 @@ class MergeContract:
             )
         with twin.unit_of_work() as unit:
             assert unit.merges.get(record.id) == record, _c("merges are the tenant's own")
+
+    def test_merges_involving_a_contact_and_their_anonymisation(self, fresh: Store) -> None:
+        survivor_id, merged_id = uuid4(), uuid4()
+        record = _record((survivor_id, merged_id))
+        bo = Contact.new(email="bo@example.com", clock=_CLOCK)
+        moved = attrs.evolve(bo, version=2, account_id=uuid4())
+        accounts = MergeRecord(
+            id=uuid4(),
+            kind=MergeKind.ACCOUNT,
+            survivor_id=moved.account_id,  # type: ignore[arg-type]
+            merged_ids=(uuid4(),),
+            at=_T0 + timedelta(minutes=1),
+            before=(bo,),
+            after=(moved,),
+        )
+        twin = fresh.for_tenant(f"{fresh.tenant}-twin"[:64])
+        with twin.unit_of_work() as unit:
+            unit.merges.add(accounts)
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            unit.merges.add(record)
+            unit.merges.add(accounts)
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            for contact_id, expected, what in (
+                (survivor_id, [record], "the survivor of a contact merge"),
+                (merged_id, [record], "a contact a merge removed"),
+                (bo.id, [accounts], "a contact an account merge moved"),
+                (uuid4(), [], "no merge for a contact in none"),
+            ):
+                assert unit.merges.involving(contact_id) == expected, _c(
+                    f"merges.involving finds {what}, in the tenant only"
+                )
+            with _raises(ValidationError, "merges.involving refuses an id that is not a UUID"):
+                unit.merges.involving("id")  # type: ignore[arg-type]
+            lovelace = cast(Contact, record.before[-1])
+            anonymised = attrs.evolve(
+                record,
+                before=(*record.before[:-1], attrs.evolve(lovelace, email=None)),
+                merged_emails=(),
+            )
+            assert unit.merges.anonymise(anonymised) == anonymised, _c(
+                "merges.anonymise returns the record"
+            )
+            assert unit.merges.get(record.id) == anonymised, _c(
+                "merges.anonymise stores the anonymised images"
+            )
+            assert unit.merges.with_email(EmailAddress("ada.lovelace@example.org")) == [], _c(
+                "a taken address merges.anonymise dropped finds the merge no more"
+            )
+            assert unit.merges.merging(merged_id) == [anonymised], _c(
+                "merges.anonymise keeps the look-up by merged id"
+            )
+            with _raises(ValidationError, "merges.anonymise changes no survivor"):
+                unit.merges.anonymise(attrs.evolve(anonymised, survivor_id=uuid4()))
+            with _raises(ValidationError, "merges.anonymise adds no row"):
+                unit.merges.anonymise(attrs.evolve(anonymised, after=record.after[:-1]))
+            with _raises(NotFound, "merges.anonymise of a missing record is NotFound"):
+                unit.merges.anonymise(attrs.evolve(anonymised, id=uuid4()))
+        with fresh.unit_of_work() as unit:
+            assert unit.merges.get(record.id) == record, _c(
+                "merges.anonymise without commit is rolled back"
+            )
 
     def test_a_merge_and_its_undo_leave_every_repository_as_it_was(self, fresh: Store) -> None:
         crm = CRM(fresh, clock=FixedClock(_T0 + timedelta(days=1)))

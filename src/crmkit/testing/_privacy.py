@@ -29,7 +29,7 @@ from crmkit.models import (
     DoNotContact,
     DoNotContactReason,
 )
-from crmkit.models.rules import Reachable, ReachCheck, Rule, RuleEntity
+from crmkit.models.rules import IsNull, Reachable, ReachCheck, Rule, RuleEntity
 from crmkit.segmentation import Context, evaluate
 from crmkit.storage import Store
 from crmkit.testing import strategies as cst
@@ -50,6 +50,7 @@ def _consent(
     expires_at: datetime | None = None,
     purpose: str = "newsletter",
     id: UUID | None = None,
+    contact_point: str | None = None,
 ) -> Consent:
     entry = Consent.new(
         contact_id=who.id,
@@ -59,6 +60,7 @@ def _consent(
         source="form",
         decided_at=_NOW - timedelta(days=days_ago),
         expires_at=expires_at,
+        contact_point=contact_point,
     )
     return entry if id is None else attrs.evolve(entry, id=id)
 
@@ -106,6 +108,8 @@ def _table() -> tuple[dict[str, Contact], list[Any], dict[str, set[ReachCheck]]]
         "other_purpose",
         "blocked_lifted_same_time",
         "marked",
+        "moved",
+        "asked_again",
     ]
     people = _people(names)
     people["marked"] = attrs.evolve(people["marked"], do_not_contact=True)
@@ -137,6 +141,10 @@ def _table() -> tuple[dict[str, Contact], list[Any], dict[str, set[ReachCheck]]]
         _consent(p["other_purpose"], granted, purpose="sales"),
         _consent(p["blocked_lifted_same_time"], granted),
         _consent(p["marked"], granted),
+        # A grant for the address the contact had before is no consent for the new one.
+        _consent(p["moved"], granted, contact_point="moved.before@example.org"),
+        _consent(p["asked_again"], granted, days_ago=20, contact_point="before@example.org"),
+        _consent(p["asked_again"], granted, days_ago=2, contact_point=str(p["asked_again"].email)),
         attrs.evolve(_block(p["blocked_lifted_same_time"], days_ago=3), id=_LOW),
         attrs.evolve(_block(p["blocked_lifted_same_time"], days_ago=3, lifted=True), id=_HIGH),
     ]
@@ -155,6 +163,8 @@ def _table() -> tuple[dict[str, Contact], list[Any], dict[str, set[ReachCheck]]]
         "other_purpose": {ReachCheck.CONSENT},
         "blocked_lifted_same_time": {ReachCheck.DO_NOT_CONTACT},
         "marked": {ReachCheck.DO_NOT_CONTACT},
+        "moved": {ReachCheck.CONSENT},
+        "asked_again": set(),
     }
     return people, rows, fails
 
@@ -234,6 +244,35 @@ class ReachabilityContract:
                 assert unit.contacts.count(negated, now=_NOW) == len(people) - len(expected), _c(
                     "reachable is TRUE or FALSE, never UNKNOWN: NOT reachable selects the rest"
                 )
+
+    def test_reach_counts_count_each_contact_by_its_first_failed_check(self, fresh: Store) -> None:
+        if not self.capabilities.rules:
+            return
+        people, rows, fails = _table()
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many(people.values())
+            _store_rows(unit, rows)
+            unit.commit()
+        everyone = Rule(RuleEntity.CONTACT, IsNull("first_name", negated=True))
+        node = Reachable(_EMAIL, "newsletter", 2, 7)
+        expected: dict[ReachCheck | None, int] = {}
+        for failed in fails.values():
+            first = next((check for check in ReachCheck if check in failed), None)
+            expected[first] = expected.get(first, 0) + 1
+        with fresh.unit_of_work() as unit:
+            assert unit.contacts.reach_counts(everyone, node, now=_NOW) == expected, _c(
+                "reach_counts counts each contact once, by the first check it fails (None: "
+                "it passes every check)"
+            )
+            alone = attrs.evolve(node, checks=frozenset({ReachCheck.CONSENT}))
+            undecided = sum(ReachCheck.CONSENT in failed for failed in fails.values())
+            assert unit.contacts.reach_counts(everyone, alone, now=_NOW) == {
+                ReachCheck.CONSENT: undecided,
+                None: len(people) - undecided,
+            }, _c("reach_counts counts the checks the node has, no other")
+            with _raises(ValidationError, "reach_counts needs a Reachable") as wrong:
+                unit.contacts.reach_counts(everyone, "reachable")  # type: ignore[arg-type]
+            assert wrong.value.field == "reachable", _c("reach_counts names 'reachable'")
 
     def test_reachable_selects_what_the_interpreter_selects(self, store: Store) -> None:
         if not self.capabilities.rules:

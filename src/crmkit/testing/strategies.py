@@ -106,6 +106,7 @@ from crmkit.models import (
     TicketChannel,
     TicketPriority,
     TicketStatus,
+    contact_point,
 )
 
 __all__ = [
@@ -716,7 +717,8 @@ class Ledgers:
 def ledgers(draw: st.DrawFn, people: Sequence[Contact], *, now: datetime) -> Ledgers:
     """Up to four consent entries, two do-not-contact entries and three messages per
     contact, over :data:`REACH_CHANNELS` and :data:`REACH_PURPOSES`, decided at a few
-    shared times around ``now`` (so that ties and expiries at ``now`` happen)."""
+    shared times around ``now`` (so that ties and expiries at ``now`` happen); a consent
+    names no address, the contact's current one or another."""
     times = [now - timedelta(days=d) for d in (40, 10, 1)] + [now, now + timedelta(days=1)]
     consents: list[Consent] = []
     blocks: list[DoNotContact] = []
@@ -725,16 +727,22 @@ def ledgers(draw: st.DrawFn, people: Sequence[Contact], *, now: datetime) -> Led
         for _ in range(draw(st.integers(0, 4))):
             decided = draw(st.sampled_from(times[:3]))
             expiry = draw(st.sampled_from([None, *(t for t in times if t > decided)]))
+            channel = draw(st.sampled_from(REACH_CHANNELS))
+            other = "old@example.org" if channel is ConsentChannel.EMAIL else "+4930900001"
             consents.append(
                 Consent(
                     **_stamp(draw),
                     contact_id=person.id,
-                    channel=draw(st.sampled_from(REACH_CHANNELS)),
+                    channel=channel,
                     purpose=draw(st.sampled_from(REACH_PURPOSES)),
                     status=draw(st.sampled_from(ConsentStatus)),
                     source="form",
                     decided_at=decided,
                     expires_at=expiry,
+                    # none, the current address, or one the contact had before
+                    contact_point=draw(
+                        st.sampled_from([None, contact_point(person, channel), other])
+                    ),
                 )
             )
         for _ in range(draw(st.integers(0, 2))):

@@ -12,8 +12,9 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_FLOOR, Context, Decimal, Inexact, Rounded
+from enum import Enum
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, cast
 from uuid import UUID
 
 import attrs
@@ -23,10 +24,10 @@ from crmkit.errors import StorageError
 from crmkit.models import CustomFields, Entity, Money
 from crmkit.models.rules import Rule
 from crmkit.serialization import make_converter
-from crmkit.storage._columns import Kind, columns, memo
+from crmkit.storage._columns import Column, Kind, columns, memo
 from crmkit.storage.sql._schema import fold_fields
 
-__all__ = ["Codec", "codec", "decimal_parts", "fold"]
+__all__ = ["Codec", "codec", "decimal_parts", "erase_columns", "fold"]
 
 NANOS: Final = 10**12
 _EXACT: Final = Context(prec=80, traps=[Inexact, Rounded])
@@ -129,6 +130,11 @@ class Codec:
     """``(row, members) -> entity`` from the driver's own values of :attr:`read_names`."""
     members_field: str | None
     """The field held in the members table (static segments), if any."""
+    document: Callable[..., dict[str, Any]]
+    """``(row, members) -> document``: the entity :attr:`decode` would build, as the
+    JSON document :func:`~crmkit.serialization.make_converter` unstructures it to
+    (equal, keys in the same order), without building the entity: ids, times and
+    enumerations are checked for their form, not run through the model's checks."""
 
 
 def _encode_source(  # noqa: PLR0912 - one branch per storage kind
@@ -238,6 +244,100 @@ def _decode_source(  # noqa: PLR0912 - one branch per storage kind
     return names, f"def decode(r, members=frozenset()):\n    return cls(\n        {body}\n    )\n"
 
 
+def erase_columns(entity: type[Entity], column: Column, value: Any) -> dict[str, Any]:
+    """The columns (and their shadows) that hold ``value`` of a text, yes/no, tags or
+    custom field, as an UPDATE binds them (``erase_referring``)."""
+    name = column.name
+    match column.kind:
+        case Kind.TAGS:
+            return dict(zip((name, f"{name}_fold"), _tags(value), strict=True))
+        case Kind.JSON:
+            return dict(zip((name, f"{name}_fold"), _custom(value), strict=True))
+        case Kind.TEXT if name in fold_fields(entity):
+            return {name: value, f"{name}_fold": fold(value)}
+        case Kind.TEXT | Kind.BOOL:
+            return {name: value}
+    raise StorageError(f"{entity.entity_name}.{name} cannot be erased in bulk")  # pragma: no cover
+
+
+def _uuid_text(value: str) -> str:
+    """A UUID's text form from the 32 hex digits SQLite holds (``str(UUID(hex=...))``)."""
+    if len(value) != 32:
+        raise ValueError(f"badly formed hexadecimal UUID string {value!r}")
+    int(value, 16)  # hex digits only, else ValueError
+    return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}".lower()
+
+
+_reference_text: Final = lru_cache(maxsize=1024)(_uuid_text)
+
+
+class _Values(dict[Any, Any]):
+    """An enumeration's stored values, each mapped to itself; another is a ValueError
+    (as the enumeration itself raises it)."""
+
+    def __missing__(self, key: Any) -> Any:
+        raise ValueError(f"{key!r} is not a stored value of this enumeration")
+
+
+def _iso_text(value: str) -> str:
+    """An aware UTC time's ``isoformat()`` from the fixed-width text SQLite holds
+    (``YYYY-MM-DD HH:MM:SS.ffffff``), without parsing it; any other text is parsed."""
+    if len(value) == 26 and value[10] == " " and value[19] == ".":
+        clock = value[11:19] if value.endswith(".000000") else value[11:]
+        return f"{value[:10]}T{clock}+00:00"
+    return datetime.fromisoformat(value).replace(tzinfo=UTC).isoformat()
+
+
+def _document_source(entity: type[Entity], postgres: bool) -> str:  # noqa: PLR0912
+    """The source of ``document``: per column, the converter's JSON form of the value
+    :func:`_decode_source` reads, from the driver's value (through the model's value
+    only for money, decimals, rules and members)."""
+    names: list[str] = []
+    items = []
+    for column in columns(entity).values():
+        name = column.name
+        if column.kind is Kind.UUID_SET:
+            items.append(f"{name!r}: unstructure(members)")
+            continue
+        at = f"r[{len(names)}]"
+        names.append(name)
+        match column.kind:
+            case Kind.UUID if postgres:
+                expr = f"str({at})"
+            case Kind.UUID:  # a reference repeats from row to row: its text is cached
+                expr = f"uuid_text({at})" if name == "id" else f"reference_text({at})"
+            case Kind.DATETIME if postgres:
+                expr = f"{at}.astimezone(UTC).isoformat()"
+            case Kind.DATETIME:
+                expr = f"iso_text({at})"
+            case Kind.DATE if postgres:
+                expr = f"{at}.isoformat()"
+            case Kind.DATE:
+                expr = f"date.fromisoformat({at}).isoformat()"
+            case Kind.BOOL if not postgres:
+                expr = f"boolean({at})"
+            case Kind.ENUM:
+                expr = f"values_{name}[{at}]"
+            case Kind.DECIMAL:
+                expr = f"unstructure(Decimal({at}))"
+            case Kind.MONEY:
+                names.append(f"{name}_currency")
+                expr = f"unstructure(money({at}, r[{len(names) - 1}]))"
+            case Kind.TAGS:
+                expr = f"sorted(json({at}))"
+            case Kind.JSON:
+                expr = f"({{}} if {at} == '{{}}' else unstructure(CustomFields(json({at}))))"
+            case Kind.RULE:
+                expr = f"unstructure(rule({at}))"
+            case _:
+                expr = at
+        if column.optional and expr != at:
+            expr = f"(None if {at} is None else {expr})"
+        items.append(f"{name!r}: {expr}")
+    body = ",\n        ".join(items)
+    return f"def document(r, members=frozenset()):\n    return {{\n        {body}\n    }}\n"
+
+
 @memo
 def codec(entity: type[Entity], dialect: str) -> Codec:
     """The codec of ``entity`` for the dialect named ``dialect``."""
@@ -272,6 +372,19 @@ def codec(entity: type[Entity], dialect: str) -> Codec:
         if column.kind is Kind.ENUM:
             decode_namespace[f"enum_{column.name}"] = column.enum
     exec(compile(decode_source, f"<crmkit decode {entity.entity_name}>", "exec"), decode_namespace)
+    document_namespace = {
+        **decode_namespace,
+        "unstructure": _CONVERTER.unstructure,
+        "uuid_text": _uuid_text,
+        "reference_text": _reference_text,
+        "iso_text": _iso_text,
+    }
+    for column in columns(entity).values():
+        if column.kind is Kind.ENUM:
+            values = _Values({m.value: m.value for m in cast(type[Enum], column.enum)})
+            document_namespace[f"values_{column.name}"] = values
+    source = _document_source(entity, postgres)
+    exec(compile(source, f"<crmkit document {entity.entity_name}>", "exec"), document_namespace)
     members = next((c.name for c in columns(entity).values() if c.kind is Kind.UUID_SET), None)
     return Codec(
         entity,
@@ -280,6 +393,7 @@ def codec(entity: type[Entity], dialect: str) -> Codec:
         tuple(read_names),
         decode_namespace["decode"],
         members,
+        document_namespace["document"],
     )
 
 

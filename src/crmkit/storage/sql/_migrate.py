@@ -362,7 +362,15 @@ def _to_5(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
 _BACKFILL_BATCH: Final = 5000
 
 _V2_CONSENT_INDEX: Final = ("contact_id", "channel", "purpose")
-
+_V7_CONSENT_INDEX: Final = (
+    "contact_id",
+    "channel",
+    "purpose",
+    "decided_at",
+    "id",
+    "status",
+    "expires_at",
+)
 _CONSENT_COLUMNS: Final = (
     "legal_basis",
     "contact_point",
@@ -393,8 +401,8 @@ def _to_6(ops: Any, connection: Connection, tables: Schema, unique_emails: bool 
                 ops.alter_column(consents.name, name, server_default=None)
         else:
             ops.add_column(consents.name, sa.Column(name, column.type, nullable=True))
-    for index in consents.indexes:
-        index.create(connection)
+    columns = ["tenant", *_V7_CONSENT_INDEX]  # schema 6's index (frozen: 11 changed it)
+    ops.create_index(index_name(consents.name, _V7_CONSENT_INDEX), consents.name, columns)
     blocks = tables.table(DoNotContact)
     blocks.create(connection)  # with its indexes
 
@@ -466,8 +474,33 @@ def _to_10(ops: Any, connection: Connection, tables: Schema, unique_emails: bool
     ops.create_index(index_name(activities, columns), activities, ["tenant", *columns])
 
 
+def _to_11(ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None) -> None:
+    """Schema 10 -> 11, the consent index covers the contact point: the index of schemas 6
+    to 10 is dropped and the new one, which ends with ``contact_point``, created (so that
+    reachability, which checks that a grant names the contact's current address,
+    reads no consent row); no data changes."""
+    consents = tables.table(Consent)
+    old = ["tenant", *_V7_CONSENT_INDEX]
+    for index in sa.inspect(connection).get_indexes(consents.name):
+        if list(index["column_names"]) == old:  # by its columns: a long name is hashed
+            ops.drop_index(index["name"], table_name=consents.name)
+    columns = [*old, "contact_point"]
+    ops.create_index(index_name(consents.name, tuple(columns[1:])), consents.name, columns)
+
+
 _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
-    {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8, 8: _to_9, 9: _to_10}
+    {
+        1: _to_2,
+        2: _to_3,
+        3: _to_4,
+        4: _to_5,
+        5: _to_6,
+        6: _to_7,
+        7: _to_8,
+        8: _to_9,
+        9: _to_10,
+        10: _to_11,
+    }
 )
 """The step that upgrades a database of each version to the next."""
 

@@ -648,15 +648,17 @@ class _Scope:
         if ReachCheck.DO_NOT_CONTACT in checks:
             parts.append(self.column("do_not_contact") == sa.false())
         consent = {ReachCheck.CONSENT, ReachCheck.WITHDRAWN, ReachCheck.EXPIRED}
+        granted = ConsentStatus.GRANTED
         if consent <= checks:  # the three in one: the decision in force is a live grant
-            parts.append(self.decision(node, ConsentStatus.GRANTED, live=True))
+            parts.append(self.decision(node, granted, live=True, covering=True))
         else:
             if ReachCheck.CONSENT in checks:
                 parts.append(self.decided(node))
             if ReachCheck.WITHDRAWN in checks:
                 parts.append(sa.not_(self.decision(node, ConsentStatus.WITHDRAWN)))
             if ReachCheck.EXPIRED in checks:
-                parts.append(sa.not_(self.decision(node, ConsentStatus.GRANTED, expired=True)))
+                expired = self.decision(node, granted, expired=True, covering=True)
+                parts.append(sa.not_(expired))
         if ReachCheck.DO_NOT_CONTACT in checks:
             parts.append(sa.not_(self.blocked(channel)))
         if ReachCheck.FREQUENCY_CAP in checks and node.max_messages is not None:
@@ -684,17 +686,31 @@ class _Scope:
         return table, filters
 
     def decided(self, node: Reachable) -> _Bool:
-        """The contact has a decision (an entry granted or withdrawn)."""
-        table, filters = self._ledger(node, "consent")
-        return self.column("id").in_(sa.select(table.c.contact_id).where(*filters))
+        """The contact has a decision (an entry granted or withdrawn) and, where a
+        grant names an address (:func:`~crmkit.models.covers_address`), the decision in
+        force is a withdrawal or a grant for the contact's current address."""
+        if node.channel is ConsentChannel.POST:
+            table, filters = self._ledger(node, "consent")
+            return self.column("id").in_(sa.select(table.c.contact_id).where(*filters))
+        return sa.or_(
+            self.decision(node, ConsentStatus.WITHDRAWN),
+            self.decision(node, ConsentStatus.GRANTED, covering=True),
+        )
 
     def decision(
-        self, node: Reachable, status: ConsentStatus, *, live: bool = False, expired: bool = False
+        self,
+        node: Reachable,
+        status: ConsentStatus,
+        *,
+        live: bool = False,
+        expired: bool = False,
+        covering: bool = False,
     ) -> _Bool:
         """The decision in force has ``status`` (and, for a grant, has not expired at
-        now with ``live``, has with ``expired``): an entry with no later decision, later
-        meaning a later ``decided_at``, or the same one and (a withdrawal over a grant)
-        a greater id."""
+        now with ``live``, has with ``expired``, and names no address or the contact's
+        current one with ``covering``): an entry with no later decision, later meaning
+        a later ``decided_at``, or the same one and (a withdrawal over a grant) a
+        greater id."""
         entry, filters = self._ledger(node, "consent")
         later, later_filters = self._ledger(node, "consent_later", entry.c.contact_id)
         same_time = later.c.decided_at == entry.c.decided_at
@@ -719,8 +735,22 @@ class _Scope:
             filters.append(sa.or_(entry.c.expires_at.is_(None), entry.c.expires_at > self.c.now))
         if expired:
             filters.append(entry.c.expires_at <= self.c.now)
-        chosen = sa.select(entry.c.contact_id).where(*filters, sa.not_(superseded))
-        return self.column("id").in_(chosen)
+        if not covering or node.channel is ConsentChannel.POST:
+            chosen = sa.select(entry.c.contact_id).where(*filters, sa.not_(superseded))
+            return self.column("id").in_(chosen)
+        # The entry names no address, or the contact's current one: (id, address) pairs.
+        # The cheap test first, so that each entry meets the correlated one once.
+        point = self.column("email" if node.channel is ConsentChannel.EMAIL else "phone")
+        unnamed = sa.select(entry.c.contact_id).where(
+            *filters, entry.c.contact_point.is_(None), sa.not_(superseded)
+        )
+        named = sa.select(entry.c.contact_id, entry.c.contact_point).where(
+            *filters, entry.c.contact_point.is_not(None), sa.not_(superseded)
+        )
+        return sa.or_(
+            self.column("id").in_(unnamed),
+            sa.and_(point.is_not(None), sa.tuple_(self.column("id"), point).in_(named)),
+        )
 
     def blocked(self, channel: ConsentChannel) -> _Bool:
         """A do-not-contact block of ``channel`` is in force: a block with no later entry

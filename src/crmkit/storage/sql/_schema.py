@@ -42,7 +42,7 @@ __all__ = [
     "step_table",
 ]
 
-SCHEMA_VERSION: Final = 10
+SCHEMA_VERSION: Final = 11
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -74,6 +74,9 @@ SCHEMA_VERSION: Final = 10
     ``<prefix>deals``), and the index ``(tenant, kind, occurred_at)`` of
     ``<prefix>activities`` that finds the activities of some kinds in time order
     (``ActivityRepository.of_kinds``) without reading the others.
+11. The consent index covers the contact point too (``..., status, expires_at,
+    contact_point``): reachability reads whether the grant in force names the
+    contact's current address without reading a row.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -146,7 +149,10 @@ _INDEXES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
         "segment": (("name",),),
         # The ledgers: covering indexes, so that "the entry in force" reads no table row.
         "consent": (
-            ("contact_id", "channel", "purpose", "decided_at", "id", "status", "expires_at"),
+            (
+                *("contact_id", "channel", "purpose", "decided_at", "id", "status"),
+                *("expires_at", "contact_point"),
+            ),
         ),
         "do_not_contact": (("contact_id", "channel", "decided_at", "id", "lifted"),),
         "stage_change": (("subject", "subject_id", "at", "id"),),
