@@ -29,10 +29,28 @@ EVENT_SUBJECTS: Final[Mapping[str, str]] = MappingProxyType(
         "task.created": "task",
         "task.due": "task",
         "task.overdue": "task",
+        "contact.changed": "contact",
+        "contact.unmerged": "contact",
+        "do_not_contact.changed": "contact",
+        "activity.changed": "contact",
+        "lead.changed": "lead",
+        "lead.moved": "lead",
+        "lead.scored": "lead",
+        "lead.status_changed": "lead",
+        "deal.created": "deal",
+        "deal.changed": "deal",
+        "deal.reopened": "deal",
+        "ticket.changed": "ticket",
+        "ticket.moved": "ticket",
+        "ticket.closed": "ticket",
+        "task.changed": "task",
+        "task.completed": "task",
+        "task.cancelled": "task",
     }
 )
 """Every event type a rule may name, with the kind of its subject (``Event.subject``).
-An ``activity.recorded`` event's subject is the activity's contact."""
+An ``activity.recorded`` event's subject is the activity's contact. The events of
+accounts and segments, and of deletions (the subject is gone), start no rule."""
 
 
 def check_event_type(value: object, field: str) -> str:

@@ -371,15 +371,20 @@ def _unique(rules: Sequence[AutomationRule], root: str) -> None:
 # ---------------------------------------------------------------------------- checks
 
 
+_ASSIGNED: Final = frozenset({"contact.changed", "lead.changed", "deal.changed", "ticket.changed"})
+"""What a change of owner (or a ticket's assignee) records."""
+
 ACTION_EMITS: Final[Mapping[type[Action], frozenset[str]]] = {
     CreateTask: frozenset({"task.created"}),
-    AssignRoundRobin: frozenset(),
-    AssignByCapacity: frozenset(),
-    AssignByTerritory: frozenset(),
-    AddTag: frozenset(),
-    RemoveTag: frozenset(),
-    AddToSegment: frozenset(),
-    Rescore: frozenset({"contact.stage_changed"}),
+    AssignRoundRobin: _ASSIGNED,
+    AssignByCapacity: _ASSIGNED,
+    AssignByTerritory: _ASSIGNED,
+    AddTag: frozenset({"contact.changed"}),
+    RemoveTag: frozenset({"contact.changed"}),
+    AddToSegment: frozenset({"segment.changed"}),
+    Rescore: frozenset(
+        {"lead.scored", "lead.changed", "lead.status_changed", "contact.stage_changed"}
+    ),
     SendMessage: frozenset({"activity.recorded"}),
     Wait: frozenset(),
     WaitUntil: frozenset(),
@@ -395,9 +400,11 @@ _MOVE_EMITS: Final[Mapping[SubjectKind, Mapping[StageKind, frozenset[str]]]] = {
         StageKind.LOST: frozenset({"deal.moved", "deal.lost"}),
     },
     SubjectKind.LEAD: {
-        StageKind.OPEN: frozenset({"contact.stage_changed"}),
-        StageKind.WON: frozenset({"contact.stage_changed", "lead.converted"}),
-        StageKind.LOST: frozenset(),
+        StageKind.OPEN: frozenset({"lead.moved", "lead.changed", "contact.stage_changed"}),
+        StageKind.WON: frozenset(
+            {"lead.moved", "lead.changed", "contact.stage_changed", "lead.converted"}
+        ),
+        StageKind.LOST: frozenset({"lead.moved", "lead.changed"}),
     },
 }
 

@@ -105,6 +105,9 @@ class _Run:
     subject: str
     subject_id: UUID
     event_type: str | None
+    cause: UUID | None = None
+    """What caused the event that started the sequence (its ``caused_by``): the link
+    that :meth:`AutomationUseCases.cause_of` follows to bound chains of rules."""
 
     def payload(self, index: int) -> dict[str, Any]:
         return {
@@ -115,6 +118,7 @@ class _Run:
             "subject": self.subject,
             "subject_id": str(self.subject_id),
             "event_type": self.event_type,
+            "cause": None if self.cause is None else str(self.cause),
         }
 
     def planned(self, index: int, due_at: datetime) -> PlannedStep:
@@ -259,6 +263,27 @@ class AutomationUseCases:
 
     # ------------------------------------------------------------------ events
 
+    def cause_of(self, id: UUID, /) -> UUID | None:
+        """The cause one link further back in a chain of automation: for the id of an
+        automation step, what caused the event that started its sequence (another step,
+        or ``None`` at the root); ``None`` for anything else (an event recorded outside
+        automation, a use case called by a host's handler), which is a root.
+
+        :meth:`Automation.handle <crmkit.automation.Automation.handle>` follows these
+        links from an event's ``caused_by`` to refuse a chain of rules triggering each
+        other beyond its ``max_depth`` (:class:`~crmkit.errors.AutomationLoop`)."""
+        if not isinstance(id, UUID):
+            raise ValidationError("id", id, "expected a UUID")
+        with self.store.unit_of_work() as unit:
+            try:
+                step = unit.steps.get(id)
+            except NotFound:
+                return None
+        if step.kind != ACTION_STEP:
+            return None
+        cause = step.payload.get("cause")
+        return cause if cause is None else _uuid(cause, "payload.cause")
+
     def automation_plan(self, automation: Automation, event: Any, /) -> list[PlannedStep]:
         """The first steps of the rules of ``automation`` that ``event`` starts: each
         rule triggered by the event's type whose condition holds for the event's
@@ -268,6 +293,8 @@ class AutomationUseCases:
         event_id = _uuid(getattr(event, "id", None), "event.id")
         event_type = getattr(event, "type", None)
         subject_id = _uuid(getattr(event, "subject_id", None), "event.subject_id")
+        caused = getattr(event, "caused_by", None)
+        cause = None if caused is None else _uuid(caused, "event.caused_by")
         rules = automation.triggered_by(event_type) if isinstance(event_type, str) else []
         if not rules:
             return []
@@ -281,7 +308,7 @@ class AutomationUseCases:
                 rule.condition, subject, subject_id, now
             ):
                 continue
-            run = _Run(automation, rule.name, event_id, subject, subject_id, event_type)
+            run = _Run(automation, rule.name, event_id, subject, subject_id, event_type, cause)
             planned.append(run.planned(0, now))
         return planned
 
@@ -330,6 +357,7 @@ class AutomationUseCases:
         if subject not in _SUBJECTS:
             raise ValidationError("payload.subject", subject, "not a subject automation runs on")
         event_type = payload.get("event_type")
+        cause = payload.get("cause")
         run = _Run(
             automation,
             name,
@@ -337,6 +365,7 @@ class AutomationUseCases:
             subject,
             _uuid(_payload_field(payload, "subject_id"), "payload.subject_id"),
             event_type if isinstance(event_type, str) else None,
+            None if cause is None else _uuid(cause, "payload.cause"),
         )
         if Automation.step_id(run.origin, name, index) != step_id:
             raise ValidationError("step.id", step_id, "is not the id of this rule's step")
