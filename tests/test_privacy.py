@@ -610,3 +610,20 @@ def test_export_erase_export_leaves_nothing_personal_and_nobody_else_changed(
     assert not leaves & set(personal[target])
     assert contains_any(second.to_json(), tuple(personal[target])) == []
     assert {i: stored_about(crm, i) for i in others} == others
+
+
+def test_csv_files_neutralise_spreadsheet_formulas(store: Store) -> None:
+    # Host trial: a name starting with "=" ran as a formula when the DPO opened the CSV.
+    crm = crm_on(store)
+    evil = '=HYPERLINK("http://evil.example","x")'
+    contact = crm.create_contact(
+        Contact.new(email="zoe@example.org", first_name=evil, last_name="-1+1", clock=crm.clock)
+    )
+    bundle = crm.export_person(contact.id, by="dpo")
+    safe = bundle.to_csv()["contacts.csv"]
+    assert "'=HYPERLINK" in safe
+    assert "'-1+1" in safe
+    assert ",=HYPERLINK" not in safe
+    raw = bundle.to_csv(spreadsheet_safe=False)["contacts.csv"]
+    assert '"=HYPERLINK(""http://evil.example"",""x"")"' in raw
+    assert json.loads(bundle.to_json())["data"]["contacts"][0]["first_name"] == evil

@@ -76,10 +76,16 @@ class Bundle:
             {"manifest": self.manifest.to_dict(), "data": data}, ensure_ascii=False, indent=1
         )
 
-    def to_csv(self) -> dict[str, str]:
+    def to_csv(self, *, spreadsheet_safe: bool = True) -> dict[str, str]:
         """The bundle as CSV files by name: ``<section>.csv`` for each section (one row
         per record, one column per field; values that are not text are JSON) and
-        ``manifest.json``."""
+        ``manifest.json``.
+
+        CSV files are opened in spreadsheets, which run a cell that starts with ``=``,
+        ``+``, ``-``, ``@``, a tab or a carriage return as a formula (CSV injection): with
+        ``spreadsheet_safe`` (the default) such a text cell is written with a leading
+        ``'``, which spreadsheets show as text. ``spreadsheet_safe=False`` writes every
+        value as stored (the JSON of :meth:`to_json` always does)."""
         files = {"manifest.json": json.dumps(self.manifest.to_dict(), indent=1)}
         for name, docs in self.sections.items():
             columns = sorted({key for doc in docs for key in doc})
@@ -87,7 +93,7 @@ class Bundle:
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow(columns)
             for doc in docs:
-                writer.writerow([_cell(doc.get(column)) for column in columns])
+                writer.writerow([_cell(doc.get(column), spreadsheet_safe) for column in columns])
             files[f"{name}.csv"] = out.getvalue()
         return files
 
@@ -118,10 +124,15 @@ def _texts(value: object) -> Iterator[str]:
             yield from _texts(item)
 
 
-def _cell(value: object) -> str:
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object, spreadsheet_safe: bool) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
+        if spreadsheet_safe and value.startswith(_FORMULA_STARTS):
+            return "'" + value
         return value
     return _canonical(value)
 
