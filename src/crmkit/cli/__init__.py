@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from crmkit import __version__
+from crmkit.cli import _import
 from crmkit.cli._demo import run_demo
 from crmkit.errors import CrmkitError
 
@@ -27,12 +28,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the SQLite file to keep the demo's data in (default: a temporary file)",
     )
+    _import.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "import":
+        return _import.run(args)
     if args.command == "demo":
         if args.db:
             try:

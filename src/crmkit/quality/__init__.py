@@ -59,6 +59,14 @@ from crmkit.quality._normalise import (
     parse_phone,
     text_key,
 )
+from crmkit.quality._rows import (
+    FIELD_TYPES,
+    MAX_CELL,
+    ColumnMapping,
+    RecordKind,
+    build_record,
+    read_cells,
+)
 from crmkit.quality._splink import splink_pairs
 
 __all__ = [
@@ -68,10 +76,13 @@ __all__ = [
     "CONTACT_KEYS",
     "CONTACT_SPEC",
     "CONTACT_WEIGHTS",
+    "FIELD_TYPES",
+    "MAX_CELL",
     "AuditReport",
     "BatchResult",
     "BlockingKey",
     "Cluster",
+    "ColumnMapping",
     "Comparison",
     "Contribution",
     "DuplicateModel",
@@ -88,10 +99,12 @@ __all__ = [
     "Merged",
     "Method",
     "Normaliser",
+    "RecordKind",
     "Repointed",
     "Strategy",
     "Verdict",
     "Weights",
+    "build_record",
     "clusters",
     "company_key",
     "default_model",
@@ -106,6 +119,7 @@ __all__ = [
     "name_key",
     "parse_country",
     "parse_phone",
+    "read_cells",
     "repoint",
     "restrictive_consents",
     "splink_pairs",
