@@ -85,7 +85,7 @@ def register(commands: Any) -> None:
         "--timezone", default="UTC", help="the zone of times without an offset (UTC)"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=1000, metavar="N", help="rows per commit (1000)"
+        "--batch-size", type=int, default=2000, metavar="N", help="rows per commit (2000)"
     )
     parser.add_argument("--by", help="who imports, for the audit trail")
 

@@ -157,8 +157,11 @@ class AuditedUnit:
         return {"at": item.updated_at, "by": self.by}
 
     def record(self, entries: Iterable[AuditEntry]) -> None:
-        for entry in entries:
-            self.inner.audit.add(entry)
+        items = list(entries)
+        if len(items) == 1:
+            self.inner.audit.add(items[0])
+        elif items:  # one bulk write (an import audits every contact it creates)
+            self.inner.audit.add_many(items)
 
     @property
     def accounts(self) -> AccountRepository:

@@ -35,6 +35,8 @@ from crmkit.errors import (
 from crmkit.models import Account, Contact, EmailAddress, Entity, Suppression
 from crmkit.privacy import identifier_digest
 from crmkit.quality import (
+    ACCOUNT_KEYS,
+    CONTACT_KEYS,
     ColumnMapping,
     MergePolicy,
     RecordKind,
@@ -54,9 +56,11 @@ _FIELD_LIMIT: Final = 64 << 20
 Cells up to this size are read, and a cell over :data:`~crmkit.quality.MAX_CELL` is a
 problem of its row."""
 _MATCH_KEYS: Final = {
-    RecordKind.CONTACTS: frozenset({"email", "phone"}),
-    RecordKind.ACCOUNTS: frozenset({"domain", "company"}),
+    RecordKind.CONTACTS: tuple(k for k in CONTACT_KEYS if k.name in ("email", "phone")),
+    RecordKind.ACCOUNTS: tuple(k for k in ACCOUNT_KEYS if k.name in ("domain", "company")),
 }
+"""The keys that make a row a duplicate: the same person or organisation for sure, not
+only a similar name."""
 _DELIMITERS: Final = (",", ";", "\t", "|")
 
 
@@ -198,12 +202,28 @@ def _path(value: object, field: str) -> Path:
     return Path(text)
 
 
-def _digest(path: Path) -> str:
+def _digest(path: Path, encoding: str) -> str:
+    """The SHA-256 of the file; reading it checks that it is text in ``encoding``, so
+    that a wrong byte anywhere fails before anything is stored."""
     digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    lines = 0
     try:
         with path.open("rb") as file:
             while chunk := file.read(_CHUNK):
                 digest.update(chunk)
+                held = len(decoder.getstate()[0])
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as error:
+                    at = max(error.start - held, 0)  # in this chunk
+                    line = lines + chunk.count(b"\n", 0, at) + 1
+                    raise _encoding_error(path, encoding, error, line) from None
+                lines += chunk.count(b"\n")
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError as error:
+                raise _encoding_error(path, encoding, error, lines + 1) from None
     except FileNotFoundError:
         raise ImportFileError("file", str(path), "no such file") from None
     except IsADirectoryError:
@@ -457,16 +477,14 @@ class _Importer:
     def match(self, unit: UnitOfWork, rows: list[_Row], now: datetime) -> None:
         """Decide each row that matches a stored record, or an earlier row, by its keys."""
         names = _MATCH_KEYS[self.kind]
-        keys_of = {
-            row.line: [k for k in sorted(match_keys(row.record)) if k[0] in names] for row in rows
-        }
+        keys_of = {row.line: sorted(match_keys(row.record, names)) for row in rows}
         wanted = {key for keys in keys_of.values() for key in keys}
         if not wanted:
             return
         repository = unit.contacts if self.kind is RecordKind.CONTACTS else unit.accounts
         known: dict[tuple[str, str], Entity] = {}
         for record in repository.with_match_keys(wanted, limit=1):
-            for key in match_keys(record):
+            for key in match_keys(record, names):
                 if key in wanted:
                     known.setdefault(key, record)
         owners: dict[UUID, _Row] = {}  # the row of this batch that writes each record
@@ -496,9 +514,8 @@ class _Importer:
                 row.record = merged
                 owners[found.id] = row
             row.outcome = "merged"
-            for key in match_keys(merged):
-                if key[0] in names:
-                    known[key] = merged
+            for key in match_keys(merged, names):
+                known[key] = merged
 
     def write(self, unit: UnitOfWork, rows: list[_Row]) -> None:
         repository = self.repository(unit)
@@ -539,7 +556,7 @@ def import_csv(  # noqa: PLR0912, PLR0915
     mapping: Mapping[str, str | None] | None = None,
     on_duplicate: DuplicateAction | str = DuplicateAction.SKIP,
     rejects: str | os.PathLike[str] | None = None,
-    batch_size: int = 1000,
+    batch_size: int = 2000,
     encoding: str = "utf-8",
     delimiter: str | None = None,
     zone: tzinfo = UTC,
@@ -597,7 +614,7 @@ def import_csv(  # noqa: PLR0912, PLR0915
     if by is not None and not isinstance(by, str):
         raise ValidationError("by", by, "expected a user id (str) or None")
 
-    digest = _digest(source)
+    digest = _digest(source, codec)
     separator = _delimiter(source, codec, delimiter)
     header, total = _scan(source, codec, separator)
     if mapping is None:

@@ -474,6 +474,8 @@ def _header(header: Sequence[str]) -> list[str]:
 _TRUE: Final = frozenset({"true", "yes", "y", "1", "x", "ja", "j", "sant", "wahr"})
 _FALSE: Final = frozenset({"false", "no", "n", "0", "nein", "nej", "falskt", "falsch"})
 _MONEY_TEXT: Final = re.compile(r"\s*([A-Za-z]{3})?\s*([-+0-9.,' ]+?)\s*([A-Za-z]{3}|€|\$|£)?\s*\Z")
+_TAG_SEPARATORS: Final = re.compile(r"[;,|]")
+_DECIMAL_TEXT: Final = re.compile(r"[-+]?\d+(\.\d+)?")
 _SYMBOLS: Final = {"€": "EUR", "$": "USD", "£": "GBP"}
 _GERMAN_DATE: Final = re.compile(
     r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?\Z"
@@ -490,7 +492,7 @@ def _number(text: str) -> Decimal:
         raw = raw.replace(thousands, "").replace(decimal_mark, ".")
     elif raw.count(",") == 1:
         raw = raw.replace(",", ".")
-    if not re.fullmatch(r"[-+]?\d+(\.\d+)?", raw):
+    if not _DECIMAL_TEXT.fullmatch(raw):
         raise ValueError("not a number")
     return Decimal(raw)
 
@@ -537,7 +539,7 @@ def _cell(kind: Any, text: str, zone: tzinfo) -> Any:  # noqa: PLR0912
         case "country":
             return parse_country(text)
         case "tags":
-            return frozenset(t.strip() for t in re.split(r"[;,|]", text) if t.strip())
+            return frozenset(t.strip() for t in _TAG_SEPARATORS.split(text) if t.strip())
         case "bool":
             folded = text.casefold()
             if folded in _TRUE:

@@ -1,0 +1,216 @@
+"""How fast is ``crmkit import contacts FILE.csv`` end to end, next to the store alone?
+
+Writes a CSV file of N contacts (e-mail, first and last name, a country name or code,
+a historical ``created_at``, tags, a phone number on every fifth row, a plan as a custom
+field; 1 in 200 rows carries a problem, 1 in 100 repeats an earlier e-mail address) and,
+in the same run, each in a fresh process and a fresh SQLite file:
+
+* **baseline**: the contacts built beforehand (outside the clock) from the same rows;
+  timed: ``csv.reader`` over the file, then the store's ``add_many`` of the pre-built
+  contacts in one unit of work;
+* **import**: ``python -m crmkit import contacts FILE --db sqlite:///... --json``, the
+  whole command: reading, mapping, normalising, duplicate matching against the store,
+  the suppression check, batches of 1000 committed with the audit trail, and the
+  rejects file.
+
+Reports rows per second of both, their ratio (target: the import at least 0.5x the
+baseline) and the import's peak resident memory (``VmHWM`` of its process; target: under
+300 MB at N = 1,000,000), and checks that the import's counts add up to N.
+
+Usage: ``nice -n 10 python benchmarks/cli_import.py [--n 100000] [--json]``; the stated
+targets are for ``--n 1000000``.
+"""
+
+import argparse
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import uuid4
+
+RATIO_TARGET = 0.5
+RSS_TARGET_MB = 300
+COUNTRIES = ("Deutschland", "DE", "Sverige", "Schweden", "Germany", "AT", "Österreich", "UK")
+HEADER = ["E-Mail", "Vorname", "Nachname", "Land", "Telefon", "Erstellt am", "Tags", "Plan"]
+
+
+def write_csv(path: Path, n: int, seed: int = 20261206) -> None:
+    rng = random.Random(seed)
+    start = datetime(2019, 1, 1, tzinfo=UTC)
+    with path.open("w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file, delimiter=";")
+        writer.writerow(HEADER)
+        for i in range(n):
+            email = f"person{i}@example.com"
+            if i % 100 == 99:
+                email = f"PERSON{i - 50}@example.com"  # a duplicate of an earlier row
+            country = rng.choice(COUNTRIES)
+            if i % 200 == 150:
+                country = "Atlantis"  # a problem: rejected
+            created = start + timedelta(seconds=rng.randrange(5 * 365 * 86_400))
+            writer.writerow(
+                [
+                    email,
+                    f"First{i}",
+                    f"Last{i}",
+                    country,
+                    f"+49 30 {1000000 + i}" if i % 5 == 0 else "",
+                    created.strftime("%Y-%m-%d %H:%M:%S"),
+                    rng.choice(["", "newsletter", "vip, newsletter"]),
+                    rng.choice(["free", "pro", "enterprise"]),
+                ]
+            )
+
+
+def baseline(path: Path, url: str) -> None:
+    """Child process: pre-build the contacts, then time csv.reader + add_many."""
+    from crmkit.clock import SYSTEM_CLOCK  # noqa: PLC0415
+    from crmkit.models import Contact  # noqa: PLC0415
+    from crmkit.quality import parse_country  # noqa: PLC0415
+    from crmkit.storage.sql import open_store  # noqa: PLC0415
+
+    contacts = []
+    seen = set()
+    with path.open(encoding="utf-8", newline="") as file:
+        rows = csv.reader(file, delimiter=";")
+        next(rows)
+        for email, first, last, country, phone, created, tags, plan in rows:
+            if country == "Atlantis" or email.casefold() in seen:
+                continue
+            seen.add(email.casefold())
+            at = datetime.fromisoformat(created).replace(tzinfo=UTC)
+            contact = Contact.new(
+                email=email,
+                first_name=first,
+                last_name=last,
+                country=parse_country(country),
+                phone=phone or None,
+                tags=[t.strip() for t in tags.split(",") if t.strip()],
+                custom={"plan": plan},
+                clock=SYSTEM_CLOCK,
+            )
+            contacts.append(Contact(**{**_fields(contact), "created_at": at}))
+    store = open_store(url, tenant="bench")
+    began = time.perf_counter()
+    with path.open(encoding="utf-8", newline="") as file:
+        for _ in csv.reader(file, delimiter=";"):
+            pass
+    with store.unit_of_work() as unit:
+        unit.contacts.add_many(contacts)
+        unit.commit()
+    seconds = time.perf_counter() - began
+    store.close()
+    print(json.dumps({"seconds": seconds, "stored": len(contacts)}))
+
+
+def _fields(contact: object) -> dict[str, object]:
+    import attrs  # noqa: PLC0415
+
+    return attrs.asdict(contact, recurse=False)  # type: ignore[arg-type]
+
+
+def run_child(arguments: list[str]) -> str:
+    """Run a child process to its end; its standard output."""
+    child = subprocess.run(arguments, capture_output=True, check=False)
+    if child.returncode != 0:
+        raise SystemExit(
+            f"{arguments[:4]} failed ({child.returncode}): {child.stderr.decode()[-2000:]}"
+        )
+    return child.stdout.decode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--child", nargs=2, metavar=("FILE", "URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        baseline(Path(args.child[0]), args.child[1])
+        return
+    with tempfile.TemporaryDirectory(prefix="crmkit-bench-import-") as folder:
+        base = Path(folder)
+        source = base / "contacts.csv"
+        began = time.perf_counter()
+        write_csv(source, args.n)
+        written = time.perf_counter() - began
+        size_mb = source.stat().st_size / 1e6
+        env = dict(os.environ)
+        # The baseline: a fresh process and database.
+        out = run_child(
+            [sys.executable, __file__, "--child", str(source), f"sqlite:///{base / 'base.db'}"]
+        )
+        base_result = json.loads(out.strip().splitlines()[-1])
+        # The import: the command, measured from outside (wall time) and its peak RSS
+        # through a wrapper that reads VmHWM just before the process ends.
+        wrapper = (
+            "import runpy, sys, atexit, json\n"
+            "from pathlib import Path\n"
+            "def peak():\n"
+            "    for line in Path('/proc/self/status').read_text().splitlines():\n"
+            "        if line.startswith('VmHWM:'):\n"
+            "            print(json.dumps({'peak_mb': int(line.split()[1]) / 1024}), file=sys.stderr)\n"
+            "atexit.register(peak)\n"
+            "sys.argv = ['crmkit', *sys.argv[1:]]\n"
+            "runpy.run_module('crmkit', run_name='__main__')\n"
+        )
+        db = base / f"import-{uuid4().hex[:8]}.db"
+        began = time.perf_counter()
+        child = subprocess.run(
+            [sys.executable, "-c", wrapper, "import", "contacts", str(source),
+             "--db", f"sqlite:///{db}", "--json", "--rejects", str(base / "rejects.csv")],
+            capture_output=True, env=env, check=False,
+        )  # fmt: skip
+        import_seconds = time.perf_counter() - began
+        if child.returncode not in (0, 1):
+            raise SystemExit(child.stderr.decode()[-3000:])
+        summary = json.loads(child.stdout)
+        peak = json.loads(child.stderr.decode().strip().splitlines()[-1])["peak_mb"]
+    counted = sum(
+        summary[k] for k in ("created", "merged", "skipped", "rejected", "already_imported")
+    )
+    assert counted == summary["rows"] == args.n, summary
+    base_rate = args.n / base_result["seconds"]
+    import_rate = args.n / import_seconds
+    ratio = import_rate / base_rate
+    results = {
+        "n": args.n,
+        "csv_mb": round(size_mb, 1),
+        "csv_written_s": round(written, 2),
+        "baseline_s": round(base_result["seconds"], 2),
+        "baseline_rows_per_s": round(base_rate),
+        "baseline_stored": base_result["stored"],
+        "import_s": round(import_seconds, 2),
+        "import_rows_per_s": round(import_rate),
+        "ratio": round(ratio, 3),
+        "ratio_target": RATIO_TARGET,
+        "import_peak_mb": round(peak, 1),
+        "rss_target_mb": RSS_TARGET_MB,
+        "created": summary["created"],
+        "skipped": summary["skipped"],
+        "rejected": summary["rejected"],
+    }
+    print(f"crmkit import contacts, {args.n:,} rows ({size_mb:.1f} MB CSV), SQLite")
+    print(f"{'':28}{'seconds':>10}{'rows/s':>12}")
+    print(f"{'csv.reader + add_many':28}{results['baseline_s']:>10}{base_rate:>12,.0f}")
+    print(f"{'crmkit import (command)':28}{results['import_s']:>10}{import_rate:>12,.0f}")
+    verdict = "meets" if ratio >= RATIO_TARGET else "MISSES"
+    print(f"ratio {ratio:.2f}x ({verdict} the {RATIO_TARGET}x target)")
+    verdict = "meets" if peak < RSS_TARGET_MB else "MISSES"
+    print(f"import peak RSS {peak:.0f} MB ({verdict} the {RSS_TARGET_MB} MB target)")
+    print(
+        f"created {summary['created']:,}, skipped {summary['skipped']:,} duplicates, "
+        f"rejected {summary['rejected']:,}; counts add up to {counted:,}"
+    )
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
