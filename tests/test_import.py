@@ -282,7 +282,7 @@ def test_a_bom_semicolons_and_quoted_line_breaks_are_read(sqlite: Store, tmp_pat
     assert contacts_of(store)["ada@example.com"].custom == {"note": "two\r\nlines"}
 
 
-BAD_FILES = [
+BAD_FILES = [  # name, content, the field the error names, what it says
     ("latin1.csv", "E-Mail,Vorname\nada@example.com,Jürgen\n".encode("latin-1"), "encoding",
      "is not utf-8 text"),
     ("empty.csv", b"", "file", "the file is empty"),
@@ -292,12 +292,11 @@ BAD_FILES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("name", "data", "field", "says"), BAD_FILES, ids=[b[0] for b in BAD_FILES]
-)
+@pytest.mark.parametrize("bad", BAD_FILES, ids=[b[0] for b in BAD_FILES])
 def test_an_unreadable_file_is_refused_before_anything_is_stored(
-    store: Store, tmp_path: Path, name: str, data: bytes, field: str, says: str
+    store: Store, tmp_path: Path, bad: tuple[str, bytes, str, str]
 ) -> None:
+    name, data, field, says = bad
     crm = CRM(store)
     crm.create_contact(Contact.new(email="kept@example.com"))
     source = tmp_path / name
