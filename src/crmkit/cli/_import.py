@@ -12,12 +12,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crmkit._extras import import_extra
 from crmkit.crm import CRM, ImportReport, import_csv, read_mapping
-from crmkit.errors import CrmkitError, ImportFileError, MissingExtra
+from crmkit.errors import (
+    CrmkitError,
+    ImportFileError,
+    MissingExtra,
+    StorageError,
+    ValidationError,
+)
 from crmkit.quality import RecordKind
 from crmkit.storage.sql import open_store
 
 __all__ = ["register", "run"]
 
+_OPTIONS: Final = frozenset({"batch_size", "encoding", "delimiter", "on_duplicate", "kind"})
 OK: Final = 0
 DATA: Final = 1
 USAGE: Final = 2
@@ -79,7 +86,10 @@ def register(commands: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--encoding", default="utf-8", help="the file's encoding (utf-8)")
     parser.add_argument(
-        "--delimiter", choices=[",", ";", "tab", "|"], help="the separator (default: guessed)"
+        "--delimiter",
+        choices=[",", ";", "tab", "|"],
+        metavar="SEP",
+        help="the separator: , ; tab | (default: guessed from the header line)",
     )
     parser.add_argument(
         "--timezone", default="UTC", help="the zone of times without an offset (UTC)"
@@ -101,6 +111,17 @@ def _database(value: str | None) -> str | None:
 def _fail(code: int, message: str) -> int:
     print(f"crmkit import: {message}", file=sys.stderr)
     return code
+
+
+def _storage(error: CrmkitError) -> str:
+    """The message of a failure of the database, with what it means for the import."""
+    text = str(error)
+    if "database is locked" in text:
+        return (
+            "the database is locked by another program (waited for it, in vain); "
+            "nothing more was stored: run the same command again when it is free"
+        )
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = open_store(url, tenant=args.tenant)
     except CrmkitError as error:
-        return _fail(DATA, f"cannot open the database: {error}")
+        return _fail(DATA, f"cannot open the database: {_storage(error)}")
     try:
         crm = CRM(store, privacy_secret=secret.encode() if secret else None)
         with _Progress(show=not args.json) as progress:
@@ -146,6 +167,12 @@ def run(args: argparse.Namespace) -> int:
                 by=args.by,
                 progress=progress,
             )
+    except ValidationError as error:
+        wrong_option = error.field in _OPTIONS and not isinstance(error, ImportFileError)
+        code = USAGE if wrong_option else DATA
+        return _fail(code, str(error))
+    except StorageError as error:
+        return _fail(DATA, _storage(error))
     except CrmkitError as error:
         return _fail(DATA, str(error))
     finally:
