@@ -6,7 +6,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
@@ -26,10 +25,10 @@ nope;X;Y;Atlantis;
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     """A database URL and a tenant of its own."""
     url = f"sqlite:///{tmp_path / 'crm.db'}" if request.param == "sqlite" else postgres_url()
-    yield url, f"cli-{uuid4().hex[:10]}"
+    return url, f"cli-{uuid4().hex[:10]}"
 
 
 def emails(url: str, tenant: str) -> list[str]:
@@ -149,16 +148,15 @@ BAD = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("name", "data", "says"), BAD, ids=[b[0] for b in BAD])
+@pytest.mark.parametrize("bad", BAD, ids=[b[0] for b in BAD])
 def test_a_bad_file_exits_1_and_stores_nothing(
     db: tuple[str, str],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    name: str,
-    data: bytes,
-    says: str,
+    bad: tuple[str, bytes, str],
 ) -> None:
     url, tenant = db
+    name, data, says = bad
     source = tmp_path / f"{name}.csv"
     source.write_bytes(data)
     assert main(["import", "contacts", str(source), "--db", url, "--tenant", tenant]) == 1
