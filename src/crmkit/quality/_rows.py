@@ -20,6 +20,7 @@ from uuid import UUID
 
 import attrs
 
+from crmkit.clock import ensure_utc
 from crmkit.errors import ImportFileError, Problem, ValidationError
 from crmkit.models import (
     Account,
@@ -349,6 +350,14 @@ def _check_target(kind: RecordKind, target: str) -> str | None:
     return f"not a field of {kind}: expected one of {known}, {prefix}.<key>[:int|:float|:bool]"
 
 
+def _kind(kind: object) -> RecordKind:
+    try:
+        return RecordKind(kind)  # type: ignore[arg-type]
+    except ValueError:
+        allowed = ", ".join(k.value for k in RecordKind)
+        raise ImportFileError("kind", kind, f"expected one of: {allowed}") from None
+
+
 @attrs.frozen
 class ColumnMapping:
     """Which column of a file fills which field of a :class:`RecordKind`.
@@ -357,8 +366,23 @@ class ColumnMapping:
     for a column left out). Build one with :meth:`guess` or :meth:`given`.
     """
 
-    kind: RecordKind
-    columns: tuple[tuple[str, str | None], ...]
+    kind: RecordKind = attrs.field(converter=_kind)
+    columns: tuple[tuple[str, str | None], ...] = attrs.field()
+
+    @columns.validator
+    def _check(self, _attribute: object, value: object) -> None:
+        if not isinstance(value, tuple) or not all(
+            isinstance(pair, tuple)
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and (pair[1] is None or isinstance(pair[1], str))
+            for pair in value
+        ):
+            raise ImportFileError("columns", value, "expected a tuple of (header, field) pairs")
+        for header, field in value:
+            why = None if field is None else _check_target(self.kind, field)
+            if why is not None:
+                raise ImportFileError(f"columns[{header!r}]", field, why)
 
     @property
     def fields(self) -> dict[str, int]:
@@ -447,14 +471,6 @@ class ColumnMapping:
         if problems:
             raise ImportFileError.of(problems)
         return cls(kind, tuple(columns))
-
-
-def _kind(kind: object) -> RecordKind:
-    try:
-        return RecordKind(kind)  # type: ignore[arg-type]
-    except ValueError:
-        allowed = ", ".join(k.value for k in RecordKind)
-        raise ImportFileError("kind", kind, f"expected one of: {allowed}") from None
 
 
 def _header(header: Sequence[str]) -> list[str]:
@@ -591,7 +607,7 @@ def _custom(kind: str | None, text: str) -> Any:
     return text
 
 
-def read_cells(
+def read_cells(  # noqa: PLR0912 - the checks of the arguments, then one step per cell
     mapping: ColumnMapping, cells: Sequence[str], *, zone: tzinfo = UTC
 ) -> tuple[dict[str, Any], list[Problem]]:
     """The values of one row's ``cells`` by field, read as the field's type, and the
@@ -601,6 +617,15 @@ def read_cells(
     ``zone``. A cell longer than :data:`MAX_CELL` characters, or a row with more or fewer
     cells than the header, is a problem.
     """
+    if not isinstance(mapping, ColumnMapping):
+        raise ValidationError("mapping", mapping, "expected a ColumnMapping")
+    if isinstance(cells, str) or not isinstance(cells, Sequence):
+        raise ValidationError("cells", cells, "expected a sequence of texts")
+    for index, cell in enumerate(cells):
+        if not isinstance(cell, str):
+            raise ValidationError(f"cells[{index}]", cell, "expected a text")
+    if not isinstance(zone, tzinfo):
+        raise ValidationError("zone", zone, "expected a tzinfo")
     values: dict[str, Any] = {}
     problems: list[Problem] = []
     columns = mapping.columns
@@ -665,18 +690,39 @@ def build_record(  # noqa: PLR0912, PLR0915 - one step per kind of field
     column header where ``headers`` (field -> header) knows it.
     """
     kind = _kind(kind)
+    if not isinstance(values, Mapping):
+        raise ValidationError("values", values, "expected a mapping of field -> value")
+    if not isinstance(id, UUID):
+        raise ValidationError("id", id, "expected a UUID")
+    now = ensure_utc(now, "now")
+    if contact_id is not None and not isinstance(contact_id, UUID):
+        raise ValidationError("contact_id", contact_id, "expected a UUID or None")
+    if headers is not None and not isinstance(headers, Mapping):
+        raise ValidationError("headers", headers, "expected a mapping of field -> header")
     fields: dict[str, Any] = {}
     custom: dict[str, Any] = {}
     problems: list[Problem] = []
     for name, value in values.items():
-        prefix, dot, key = name.partition(".")
+        if not isinstance(name, str) or _check_target(kind, name.partition(":")[0]) is not None:
+            problems.append(Problem(str(name), value, f"not a field of {kind}"))
+            continue
+        prefix, dot, key = name.partition(":")[0].partition(".")
         if dot and prefix in ("custom", "properties"):
             custom[key] = value
+        elif FIELD_TYPES[kind][name] in (_MONEY,) and not _is_amount(value):
+            problems.append(Problem(name, value, "expected (amount, currency or None)"))
+        elif FIELD_TYPES[kind][name] == _NAME and not isinstance(value, str):
+            problems.append(Problem(name, value, "expected a name as text"))
         else:
             fields[name] = value
     created = fields.pop("created_at", None) or now
+    try:
+        created = ensure_utc(created, "created_at")
+    except ValidationError as error:
+        problems.extend(error.problems)
+        created = now
     if created > now:
-        problems.append(Problem("created_at", created, "lies in the future"))
+        problems.append(Problem("created_at", created.isoformat(), "lies in the future"))
         created = now
     fields.pop("contact_email", None)
     if "contact_id" in FIELD_TYPES[kind] and contact_id is not None:
@@ -723,6 +769,15 @@ def build_record(  # noqa: PLR0912, PLR0915 - one step per kind of field
         named = headers or {}
         raise ValidationError.of([_named(p, named) for p in problems])
     return record
+
+
+def _is_amount(value: object) -> bool:
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], Decimal)
+        and (value[1] is None or isinstance(value[1], str))
+    )
 
 
 def _named(problem: Problem, headers: Mapping[str, str]) -> Problem:
