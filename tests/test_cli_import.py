@@ -200,3 +200,22 @@ def test_a_locked_database_exits_1_and_stores_nothing(
     err = capsys.readouterr().err
     assert "the database is locked by another program" in err
     assert emails(f"sqlite:///{db}", "default") == []
+
+
+def test_on_a_terminal_a_rich_bar_shows_rows_per_second(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crmkit.cli._import import _Plain, _Progress  # noqa: PLC0415
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    with _Progress(show=True) as update:
+        assert update is not None and not isinstance(update, _Plain)
+        update(500, 1000)
+        update(1000, 1000)
+    assert "1000/1000" in capsys.readouterr().out
+    # Without the cli extra (no rich), plain lines; with --json, nothing.
+    monkeypatch.setitem(sys.modules, "rich.progress", None)
+    with _Progress(show=True) as update:
+        assert isinstance(update, _Plain)
+    with _Progress(show=False) as update:
+        assert update is None
