@@ -209,7 +209,8 @@ def test_on_a_terminal_a_rich_bar_shows_rows_per_second(
 
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     with _Progress(show=True) as update:
-        assert update is not None and not isinstance(update, _Plain)
+        assert update is not None
+        assert not isinstance(update, _Plain)
         update(500, 1000)
         update(1000, 1000)
     assert "1000/1000" in capsys.readouterr().out
