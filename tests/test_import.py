@@ -160,6 +160,31 @@ def test_a_second_run_resumes_without_duplicates(store: Store, tmp_path: Path) -
     assert (again.already_imported, again.created) == (25, 0)
 
 
+@pytest.mark.parametrize("kind", ["contacts", "leads"])
+def test_rows_without_match_keys_resume_by_their_ids(
+    store: Store, tmp_path: Path, kind: str
+) -> None:
+    crm = CRM(store)
+    crm.create_contact(Contact.new(email="ada@example.com"))
+    if kind == "contacts":  # names only: nothing to match them by but their id
+        lines = ["first_name"] + [f"P{i}" for i in range(12)]
+    else:
+        lines = ["email,source,channel"] + [f"ada@example.com,s{i},form" for i in range(12)]
+    source = write(tmp_path / "rows.csv", "\n".join(lines) + "\n")
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_csv(crm, kind, source, batch_size=4, progress=interrupt)
+    report = import_csv(crm, kind, source, batch_size=5)  # other batches than before
+    assert (report.already_imported, report.created, report.rejected) == (8, 4, 0)
+    with store.unit_of_work() as unit:
+        stored = unit.contacts.count() - 1 if kind == "contacts" else unit.leads.count()
+    assert stored == 12
+
+
 DUPLICATES = """\
 email,first_name,last_name,phone,tags
 ADA@example.com,Ada,King,+49 30 901821,new

@@ -37,6 +37,7 @@ from crmkit.privacy import identifier_digest
 from crmkit.quality import (
     ACCOUNT_KEYS,
     CONTACT_KEYS,
+    BlockingKey,
     ColumnMapping,
     MergePolicy,
     RecordKind,
@@ -345,6 +346,8 @@ class _Importer:
         self.zone = zone
         self.by = by
         self.headers = {field.partition(":")[0]: h for h, field in mapping.columns if field}
+        self.resuming = False
+        """Whether rows of an earlier run of the file were met."""
         entity = kind.entity
         self.policy = policy
         if policy is None and entity in (Contact, Account):
@@ -370,6 +373,7 @@ class _Importer:
                 self.plan(unit, rows)
                 self.write(unit, [r for r in rows if r.outcome in ("created", "merged")])
         except (ValidationError, Duplicate, NotFound, Suppressed):
+            self.resuming = True
             for row in rows:
                 row.outcome, row.record = "", None
                 row.problems = []
@@ -385,7 +389,11 @@ class _Importer:
 
     def plan(self, unit: UnitOfWork, rows: list[_Row]) -> None:
         repository = self.repository(unit)
-        stored = repository.get_many([row.id for row in rows])
+        # Rows of an earlier run of this file are looked up by id once one was met (or
+        # row by row); until then they show as a duplicate of themselves (match) or as
+        # a taken id, which sends the batch row by row through this look-up.
+        ids = [row.id for row in rows]
+        stored = repository.get_many(ids) if self.resuming or len(rows) == 1 else {}
         now = self.crm.clock.now()
         pending = []
         for row in rows:
@@ -477,7 +485,7 @@ class _Importer:
     def match(self, unit: UnitOfWork, rows: list[_Row], now: datetime) -> None:
         """Decide each row that matches a stored record, or an earlier row, by its keys."""
         names = _MATCH_KEYS[self.kind]
-        keys_of = {row.line: sorted(match_keys(row.record, names)) for row in rows}
+        keys_of = {row.line: _keys(row.record, names) for row in rows}
         wanted = {key for keys in keys_of.values() for key in keys}
         if not wanted:
             return
@@ -491,6 +499,10 @@ class _Importer:
         for row in rows:
             keys = keys_of[row.line]
             found = next((known[k] for k in keys if k in known), None)
+            if found is not None and found.id == row.id:  # stored by an earlier run
+                row.record, row.outcome = None, "already"
+                self.resuming = True
+                continue
             if found is None or self.action is DuplicateAction.CREATE:
                 for key in keys:
                     known.setdefault(key, row.record)  # type: ignore[arg-type]
@@ -532,6 +544,17 @@ class _Importer:
         for record in updated.values():
             repository.update(record)
         repository.add_many(new.values())
+
+
+def _keys(record: object, keys: tuple[BlockingKey, ...]) -> list[tuple[str, str]]:
+    """The values of ``keys`` that ``record`` has (what :func:`match_keys` gives for
+    them, without checking the keys again for every row)."""
+    found = []
+    for key in keys:
+        value = key.value(record)
+        if value is not None:
+            found.append((key.name, value))
+    return found
 
 
 def _folded(email: object) -> str:

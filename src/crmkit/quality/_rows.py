@@ -8,6 +8,7 @@ values, and :func:`build_record` makes the entity. :func:`crmkit.crm.import_csv`
 them over a file and writes through the store.
 """
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -607,6 +608,19 @@ def _custom(kind: str | None, text: str) -> Any:
     return text
 
 
+@functools.lru_cache(maxsize=64)
+def _plan(mapping: ColumnMapping) -> tuple[tuple[int, str, str, Any, str | None], ...]:
+    """``(index, header, field, type, cast)`` of each mapped column: what
+    :func:`read_cells` does per row, worked out once per mapping."""
+    types = FIELD_TYPES[mapping.kind]
+    plan = []
+    for index, (header, field) in enumerate(mapping.columns):
+        if field is not None:
+            name, _, cast = field.partition(":")
+            plan.append((index, header, name, types.get(name), cast or None))
+    return tuple(plan)
+
+
 def read_cells(  # noqa: PLR0912 - the checks of the arguments, then one step per cell
     mapping: ColumnMapping, cells: Sequence[str], *, zone: tzinfo = UTC
 ) -> tuple[dict[str, Any], list[Problem]]:
@@ -633,29 +647,33 @@ def read_cells(  # noqa: PLR0912 - the checks of the arguments, then one step pe
         problems.append(
             Problem("row", len(cells), f"has {len(cells)} cells, the header {len(columns)}")
         )
-    types = FIELD_TYPES[mapping.kind]
-    for (header, field), raw in zip(columns, cells, strict=False):
-        if len(raw) > MAX_CELL:
-            problems.append(
-                Problem(header, f"<{len(raw)} characters>", f"longer than {MAX_CELL} characters")
-            )
+    huge = set()
+    if cells and max(map(len, cells)) > MAX_CELL:
+        for (header, _), raw in zip(columns, cells, strict=False):
+            if len(raw) > MAX_CELL:
+                huge.add(header)
+                problems.append(
+                    Problem(
+                        header, f"<{len(raw)} characters>", f"longer than {MAX_CELL} characters"
+                    )
+                )
+    count = len(cells)
+    for index, header, name, kind, cast in _plan(mapping):
+        if index >= count or header in huge:
             continue
-        if field is None:
-            continue
-        text = raw.strip()
+        text = cells[index].strip()
         if not text:
             continue
-        name, _, cast = field.partition(":")
         try:
-            if name in types:
-                values[name] = _cell(types[name], text, zone)
+            if kind is not None:
+                values[name] = _cell(kind, text, zone)
             else:
-                values[name] = _custom(cast or None, text)
+                values[name] = _custom(cast, text)
         except ValidationError as error:
             problems.extend(Problem(header, text, p.reason) for p in error.problems)
         except (ValueError, InvalidOperation, OverflowError) as error:
             reason = str(error) if str(error) else "cannot be read"
-            problems.append(Problem(header, text, _reason(types.get(name), reason)))
+            problems.append(Problem(header, text, _reason(kind, reason)))
     return values, problems
 
 
@@ -702,16 +720,17 @@ def build_record(  # noqa: PLR0912, PLR0915 - one step per kind of field
     fields: dict[str, Any] = {}
     custom: dict[str, Any] = {}
     problems: list[Problem] = []
+    types = FIELD_TYPES[kind]
     for name, value in values.items():
-        if not isinstance(name, str) or _check_target(kind, name.partition(":")[0]) is not None:
-            problems.append(Problem(str(name), value, f"not a field of {kind}"))
-            continue
-        prefix, dot, key = name.partition(":")[0].partition(".")
-        if dot and prefix in ("custom", "properties"):
-            custom[key] = value
-        elif FIELD_TYPES[kind][name] in (_MONEY,) and not _is_amount(value):
+        field_type = types.get(name) if isinstance(name, str) else None
+        if field_type is None:  # a custom field, or no field at all
+            if not isinstance(name, str) or _check_target(kind, name) is not None:
+                problems.append(Problem(str(name), value, f"not a field of {kind}"))
+            else:
+                custom[name.partition(":")[0].partition(".")[2]] = value
+        elif field_type == _MONEY and not _is_amount(value):
             problems.append(Problem(name, value, "expected (amount, currency or None)"))
-        elif FIELD_TYPES[kind][name] == _NAME and not isinstance(value, str):
+        elif field_type == _NAME and not isinstance(value, str):
             problems.append(Problem(name, value, "expected a name as text"))
         else:
             fields[name] = value
