@@ -999,7 +999,7 @@ def test_the_command_line_exits_cleanly(cli_world: tuple[Path, list[str]], data:
     folder, values = cli_world
     from crmkit.cli import main  # noqa: PLC0415
 
-    command = data.draw(st.sampled_from(["segment", "score", "dedupe", "export", "erase",
+    command = data.draw(st.sampled_from(["import", "segment", "score", "dedupe", "export", "erase",
                                          "report"]), label="command")  # fmt: skip
     words = data.draw(
         st.lists(st.one_of(st.sampled_from(_CLI_OPTIONS), st.sampled_from(values),
@@ -1015,3 +1015,50 @@ def test_the_command_line_exits_cleanly(cli_world: tuple[Path, list[str]], data:
     assert status in (0, 1, 2), (command, words, status, err.getvalue())
     assert "Traceback" not in err.getvalue()
     assert sorted(p.name for p in folder.iterdir() if p.suffix == ".part") == []
+
+
+# ------------------------------------------------------------------ import of CSV files
+
+_HEADERS = ["email", "E-Mail", "Vorname", "Land", "phone", "created_at", "tags", "custom.plan",
+            "Förnamn", "", "name", "do_not_contact", "lifecycle_stage", "x"]  # fmt: skip
+_CELLS = st.one_of(
+    st.sampled_from(["ada@example.com", "ADA@example.com", "DE", "Sverige", "yes", "customer",
+                     "2021-03-04", "31.12.2020", "+49 30 901820", "a;b", '"', "\r\n", ""]),
+    st.text(max_size=12),
+)  # fmt: skip
+
+
+@st.composite
+def _csv_files(draw: st.DrawFn) -> bytes:
+    """CSV files of contacts: a header of known and unknown names, rows of plausible and
+    hostile cells (quotes, line breaks, wrong counts), in one of several encodings and
+    separators; or bytes of any kind."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=200))
+    separator = draw(st.sampled_from([",", ";", "\t"]))
+    header = draw(st.lists(st.sampled_from(_HEADERS), min_size=1, max_size=6))
+    rows = draw(st.lists(st.lists(_CELLS, max_size=len(header) + 1), max_size=6))
+    lines = [separator.join(header)]
+    lines += [separator.join(row) for row in rows]
+    text = "\n".join(lines) + draw(st.sampled_from(["", "\n", "\r\n"]))
+    encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "latin-1"]))
+    return text.encode(encoding, errors="replace")
+
+
+@_fuzz(60)
+@given(data=_csv_files(), on_duplicate=st.sampled_from(["skip", "merge", "create"]))
+def test_import_csv_raises_only_crmkit_errors_and_counts_every_row(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, on_duplicate: str
+) -> None:
+    from crmkit.crm import import_csv  # noqa: PLC0415
+
+    folder = tmp_path_factory.mktemp("import")
+    source = folder / "in.csv"
+    source.write_bytes(data)
+    crm = CRM(MemoryStore("fuzz", clock=FixedClock(_NOW)))
+    report = call(import_csv, [crm, "contacts", source], {"on_duplicate": on_duplicate})
+    if report is not None:
+        done = report.created + report.merged + report.skipped + report.rejected
+        assert done + report.already_imported == report.rows
+        with crm.store.unit_of_work() as unit:
+            assert unit.contacts.count() == report.created

@@ -30,6 +30,7 @@ __all__ = [
     "Duplicate",
     "DuplicateEmails",
     "Erased",
+    "ImportFileError",
     "InvalidAutomation",
     "InvalidPipeline",
     "InvalidRule",
@@ -37,6 +38,7 @@ __all__ = [
     "MissingExtra",
     "NotFound",
     "Problem",
+    "RuleSyntaxError",
     "SchemaOutdated",
     "StillReferenced",
     "StorageError",
@@ -223,6 +225,63 @@ class CurrencyMismatch(ValidationError):
 
 class InvalidRule(ValidationError):
     """A rule names an unknown field, or compares a field with a wrongly typed value."""
+
+
+class RuleSyntaxError(InvalidRule):
+    """A rule written as text (:func:`crmkit.segmentation.parse_rule`) could not be read,
+    or names a field or value the rule language refuses.
+
+    ``line`` and ``column`` (both from 1) point at where the problem starts; ``excerpt``
+    is that line with a caret (``^``) under the column. ``field`` names the rule field
+    when the problem is about one (``"country"``), else ``"rule"``; ``value`` is the text
+    found there.
+    """
+
+    def __init__(
+        self, field: str, value: object, reason: str, *, line: int, column: int, excerpt: str
+    ) -> None:
+        self.line = line
+        self.column = column
+        self.excerpt = excerpt
+        super().__init__(field, value, reason)
+
+    def _message(self) -> str:
+        return f"line {self.line}, column {self.column}: {super()._message()}\n{self.excerpt}"
+
+    def within(self, name: str) -> Self:
+        problem = self.problems[0].within(name)
+        return type(self)(
+            problem.field,
+            problem.value,
+            problem.reason,
+            line=self.line,
+            column=self.column,
+            excerpt=self.excerpt,
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        where = (self.line, self.column, self.excerpt)
+        return (_rebuild_syntax_error, (type(self), self.field, self.value, self.reason, where))
+
+
+def _rebuild_syntax_error(
+    cls: type[RuleSyntaxError],
+    field: str,
+    value: object,
+    reason: str,
+    where: tuple[int, int, str],
+) -> RuleSyntaxError:
+    line, column, excerpt = where
+    return cls(field, value, reason, line=line, column=column, excerpt=excerpt)
+
+
+class ImportFileError(ValidationError):
+    """A file given to an import cannot be read as a whole (it does not exist, is not
+    text in the expected encoding, has no header row, or its columns cannot be mapped).
+    ``field`` names what is wrong (``"file"``, ``"encoding"``, ``"header"``,
+    ``"mapping"``) and ``value`` the path, column or byte found. Nothing was stored.
+    Problems of single rows are no error: they go to the import's rejects.
+    """
 
 
 class DanglingReference(ValidationError):

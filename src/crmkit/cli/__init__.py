@@ -18,7 +18,7 @@ from crmkit.cli._common import run_safely
 
 __all__ = ["COMMANDS", "main"]
 
-COMMANDS: Final = ("demo", "segment", "score", "dedupe", "export", "erase", "report")
+COMMANDS: Final = ("demo", "import", "segment", "score", "dedupe", "export", "erase", "report")
 """The commands, in the order ``crmkit --help`` lists them; ``crmkit.cli._<name>`` holds
 each."""
 

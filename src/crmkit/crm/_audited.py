@@ -331,8 +331,11 @@ class AuditedUnit:
 
     def record(self, entries: Iterable[AuditEntry]) -> None:
         if self.audits:
-            for entry in entries:
-                self.inner.audit.add(entry)
+            items = list(entries)
+            if len(items) == 1:
+                self.inner.audit.add(items[0])
+            elif items:  # one bulk write (an import audits every contact it creates)
+                self.inner.audit.add_many(items)
 
     def note(self, events: Iterable[Event]) -> None:
         """Keep ``events`` for the outbox, appended when the unit commits."""

@@ -61,6 +61,14 @@ from crmkit.quality._normalise import (
     parse_phone,
     text_key,
 )
+from crmkit.quality._rows import (
+    FIELD_TYPES,
+    MAX_CELL,
+    ColumnMapping,
+    RecordKind,
+    build_record,
+    read_cells,
+)
 from crmkit.quality._splink import splink_pairs, splink_weights
 
 __all__ = [
@@ -70,10 +78,13 @@ __all__ = [
     "CONTACT_KEYS",
     "CONTACT_SPEC",
     "CONTACT_WEIGHTS",
+    "FIELD_TYPES",
+    "MAX_CELL",
     "AuditReport",
     "BatchResult",
     "BlockingKey",
     "Cluster",
+    "ColumnMapping",
     "Comparison",
     "Contribution",
     "DuplicateModel",
@@ -92,10 +103,12 @@ __all__ = [
     "Merged",
     "Method",
     "Normaliser",
+    "RecordKind",
     "Repointed",
     "Strategy",
     "Verdict",
     "Weights",
+    "build_record",
     "clusters",
     "company_key",
     "default_model",
@@ -110,6 +123,7 @@ __all__ = [
     "name_key",
     "parse_country",
     "parse_phone",
+    "read_cells",
     "repoint",
     "restrictive_consents",
     "splink_pairs",

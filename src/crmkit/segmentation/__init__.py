@@ -42,8 +42,10 @@ from crmkit.segmentation._segments import (
 )
 from crmkit.segmentation._semantics import Context
 from crmkit.segmentation._similar import SimilarContact, Similarity, similar_contacts
+from crmkit.segmentation._text import MAX_RULE_TEXT, format_condition, format_rule, parse_rule
 
 __all__ = [
+    "MAX_RULE_TEXT",
     "ActivityQuery",
     "Context",
     "FieldRef",
@@ -67,12 +69,15 @@ __all__ = [
     "deals_where",
     "evaluate",
     "field",
+    "format_condition",
+    "format_rule",
     "has_tag",
     "in_segment",
     "leads_where",
     "members",
     "on_contact",
     "overlap",
+    "parse_rule",
     "prop",
     "reachable",
     "rfm_group",
