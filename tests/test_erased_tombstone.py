@@ -115,7 +115,7 @@ def test_merges_with_a_tombstone_are_refused(crm: CRM) -> None:
 
 def test_a_capture_by_an_address_merged_into_an_erased_person_is_suppressed(crm: CRM) -> None:
     work = person(crm, "ada@work.example", last_name="Lovelace")
-    private = person(crm, "ada.private@example.org", first_name="Ada")
+    private = person(crm, "ada.private@example.org", first_name="Ada", phone="+4915112345678")
     crm.merge_contacts(work.id, [private.id])
     crm.erase_person(work.id, by="dpo", reason="art. 17")
     before = snapshot(crm, work)
@@ -125,6 +125,8 @@ def test_a_capture_by_an_address_merged_into_an_erased_person_is_suppressed(crm:
     with pytest.raises(Suppressed):
         crm.capture_lead(touch)
     assert snapshot(crm, work) == before
+    assert crm.is_suppressed(email="ada.private@example.org")  # merged in: the same person
+    assert crm.is_suppressed(phone="+4915112345678")
 
 
 def test_a_pending_opt_in_follows_its_contact_into_a_merge(crm: CRM) -> None:

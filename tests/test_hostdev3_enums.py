@@ -16,7 +16,7 @@ from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.errors import ValidationError
 from crmkit.lifecycle import Touchpoint
-from crmkit.models import Contact, LifecycleStage, Ticket, TicketChannel, TicketPriority
+from crmkit.models import Contact, Deal, LifecycleStage, Ticket, TicketChannel, TicketPriority
 from crmkit.privacy import ConsentPolicy
 from crmkit.segmentation import contacts_where, field
 from crmkit.storage import MemoryStore
@@ -41,6 +41,14 @@ def _ticket(crm: CRM, cid: Any) -> Any:
     return crm.open_ticket(cid, subject="s", channel=TicketChannel.EMAIL).id
 
 
+def _deal(crm: CRM, cid: Any) -> Any:
+    deal = Deal.new(title="t", pipeline="sales", stage="new", contact_id=cid, clock=crm.clock)
+    with crm.store.unit_of_work() as unit:
+        unit.deals.add(deal)
+        unit.commit()
+    return deal.id
+
+
 _ANYONE = contacts_where(field("email").is_not_null())
 
 # (method, parameter) -> a call with the value, or None for the default value
@@ -57,6 +65,12 @@ CALLS: dict[tuple[str, str], tuple[str, Callable[[CRM, Any, Any], object]]] = {
         "month",
         lambda c, i, v: c.service_report(start=JAN, end=FEB, granularity=v),
     ),
+    ("set_forecast_category", "category"): (
+        "commit",
+        lambda c, i, v: c.set_forecast_category(_deal(c, i), v),
+    ),
+    ("deliveries", "status"): ("dead", lambda c, i, v: c.deliveries(status=v)),
+    ("steps", "status"): ("pending", lambda c, i, v: c.steps(status=v)),
     ("set_do_not_contact", "channel"): (
         "email",
         lambda c, i, v: c.set_do_not_contact(i, v, "asked", source="x"),
@@ -114,7 +128,7 @@ def _enum_parameters() -> set[tuple[str, str]]:
     for name, function in inspect.getmembers(CRM, inspect.isfunction):
         if name.startswith("_"):
             continue
-        for parameter, hint in typing.get_type_hints(function).items():
+        for parameter, hint in typing.get_type_hints(function, localns={"CRM": CRM}).items():
             for kind in typing.get_args(hint) or (hint,):
                 if isinstance(kind, type) and issubclass(kind, enum.Enum):
                     found.add((name, parameter))

@@ -169,7 +169,15 @@ def test_the_history_keeps_what_a_deal_moved_with(store: Store) -> None:
     crm.move_deal(deal.id, "offer", by="ann")
     crm.update_deal(deal.id, amount=Money(Decimal(1), "EUR"))
     history = crm.history(SubjectKind.DEAL, deal.id)
-    assert [(c.to_stage, c.amount, c.expected_close) for c in history] == [
+    moves = [c for c in history if c.reason != "updated"]
+    assert [(c.to_stage, c.amount, c.expected_close) for c in moves] == [
         ("new", Money(Decimal(50_000), "EUR"), date(2027, 1, 31)),
         ("offer", Money(Decimal(40_000), "EUR"), date(2027, 3, 1)),
+    ]
+    # An update is recorded in its stage, with the values it set (the as-of replay of
+    # the forecast reads them), and changes no earlier entry.
+    updates = [c for c in history if c.reason == "updated"]
+    assert [(c.from_stage, c.to_stage, c.amount) for c in updates] == [
+        ("new", "new", Money(Decimal(40_000), "EUR")),
+        ("offer", "offer", Money(Decimal(1), "EUR")),
     ]

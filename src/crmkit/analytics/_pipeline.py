@@ -240,7 +240,9 @@ def minor(amount: Decimal, currency: str | None) -> Decimal:
     rows of deals without an amount), so that every store gives the same ``Decimal``
     whatever scale its sums come back in (SQLite's ``4500.500000000000``, ``0E-12``)."""
     places = CURRENCIES.get(currency, 2) if currency is not None else 2
-    return amount.quantize(Decimal(1).scaleb(-places))
+    # However many digits: the default context refuses a result of more than 28.
+    context = Context(prec=max(28, amount.adjusted() + places + 2))
+    return amount.quantize(Decimal(1).scaleb(-places), context=context)
 
 
 def pipeline_rows(

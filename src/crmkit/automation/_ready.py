@@ -150,6 +150,8 @@ def sla_escalation(
     :class:`~crmkit.lifecycle.SlaPolicy`'s ``at_risk_after`` to 0.8 to warn at 80 %),
     a task for its assignee to answer it; when it is breached (``sla.breached``), the
     ticket goes to the next member of the escalation ``team`` in turn, with a task."""
+    if not isinstance(name, str):
+        raise InvalidAutomation("name", name, "expected the rules' name as text")
     warn = AutomationRule(
         name=f"{name}_warn",
         trigger=OnEvent("sla.at_risk"),

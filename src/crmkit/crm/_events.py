@@ -28,6 +28,7 @@ from crmkit.clock import Clock, ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.lifecycle import SlaReport, SlaState
 from crmkit.models import TaskStatus, Ticket, TicketStatus
+from crmkit.models._fields import member_of
 from crmkit.segmentation import field, tickets_where
 from crmkit.storage import Store, UnitOfWork
 from crmkit.storage._outbox import check_count, check_handler
@@ -261,7 +262,10 @@ class EventUseCases:
         """The recorded deliveries that match every filter given, by position."""
         with self.store.unit_of_work() as unit:
             return unit.outbox.deliveries(
-                handler=handler, status=status, event_id=event_id, limit=limit
+                handler=handler,
+                status=None if status is None else member_of(DeliveryStatus, status, "status"),
+                event_id=event_id,
+                limit=limit,
             )
 
     def dead_letters(self, *, handler: str | None = None, limit: int = 100) -> list[Delivery]:

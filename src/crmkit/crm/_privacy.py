@@ -337,10 +337,20 @@ class PrivacyCases:
         )
         with self._unit(audits=False) as unit:
             contact = unit.contacts.get(contact_id)
+            # The contacts merged into this one are the same person: their addresses
+            # and phones are suppressed too (read before erasure anonymises the merges).
+            merged_away = [
+                removed
+                for merge in unit.merges.involving(contact.id)
+                if merge.kind is MergeKind.CONTACT
+                for removed in merge.removed
+                if isinstance(removed, Contact)
+            ]
             count = self._erase(unit, contact, record, now)
-            for suppression in suppressions_of(contact, secret, erasure_id=contact.id, at=now):
-                if not unit.suppressions.get_many([suppression.id]):
-                    unit.suppressions.add(suppression)
+            for person in (contact, *merged_away):
+                for suppression in suppressions_of(person, secret, erasure_id=contact.id, at=now):
+                    if not unit.suppressions.get_many([suppression.id]):
+                        unit.suppressions.add(suppression)
             unit.commit()
         return attrs.evolve(record, records=count)
 

@@ -1896,7 +1896,7 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
         :class:`~crmkit.scoring.NaiveBayesScorer`, trained on
         :func:`~crmkit.scoring.deal_examples`) from the probability it gives each open
         deal's :func:`~crmkit.scoring.deal_record` (the deal as stored now).
-        ``categories`` values are :class:`~crmkit.analytics.ForecastCategory` members
+        ``categories`` values are :class:`~crmkit.models.ForecastCategory` members
         or their values (``"commit"``); a key that is no open stage of the pipeline (a
         typo, a won or lost stage) raises :class:`~crmkit.errors.ValidationError`
         naming ``categories['key']``."""
@@ -1926,8 +1926,8 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
         per-opportunity override), or back to its stage's category with ``None``.
         ``version`` and ``by`` as in :meth:`update_deal`; a closed deal raises
         :class:`~crmkit.errors.ClosedRecord`."""
-        if category is not None and not isinstance(category, ForecastCategory):
-            raise ValidationError("category", category, "expected a ForecastCategory or None")
+        if category is not None:
+            category = member_of(ForecastCategory, category, "category")
         with self._unit(by) as unit:
             deal = self._expect(unit.deals.get(deal_id), version)
             if deal.forecast_category is category:

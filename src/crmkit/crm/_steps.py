@@ -22,6 +22,7 @@ from crmkit.automation import (
 )
 from crmkit.clock import Clock, ensure_utc
 from crmkit.errors import CrmkitError, StorageError, ValidationError
+from crmkit.models._fields import member_of
 from crmkit.storage import Store
 from crmkit.storage._base import check_id
 from crmkit.storage._steps import MAX_CLAIM
@@ -196,7 +197,12 @@ class StepUseCases:
         """The stored steps that match every filter given, earliest due first (the
         dead ones: ``crm.steps(status=StepStatus.DEAD)``)."""
         with self.store.unit_of_work() as unit:
-            return unit.steps.select(status=status, kind=kind, subject_id=subject_id, limit=limit)
+            return unit.steps.select(
+                status=None if status is None else member_of(StepStatus, status, "status"),
+                kind=kind,
+                subject_id=subject_id,
+                limit=limit,
+            )
 
     def run_due(
         self,

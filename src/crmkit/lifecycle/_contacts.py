@@ -126,6 +126,7 @@ def move_contact(
     at: datetime,
 ) -> Moved[Contact]:
     """Move ``contact`` forward to ``to``, or raise ``TransitionNotAllowed``."""
+    to = _stage(to)
     unmet = can_move_contact(contact, to)
     if unmet:
         raise TransitionNotAllowed(

@@ -105,6 +105,7 @@ KEPT_FIELDS: Final[Mapping[type[Entity], frozenset[str]]] = MappingProxyType(
         Deal: frozenset(
             {"pipeline", "stage", "amount", "probability", "probability_manual", "status"}
             | {"contact_id", "account_id", "lead_id", "expected_close", "closed_at", "owner"}
+            | {"forecast_category"}
         ),
         Ticket: frozenset(
             {"contact_id", "channel", "status", "priority", "account_id", "assignee", "csat"}
