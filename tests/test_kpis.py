@@ -380,8 +380,13 @@ def test_a_deal_s_own_forecast_category_overrides_its_stage(crm: CRM) -> None:
     crm.set_forecast_category(d3.id, None)
     usd = {r.currency: r for r in crm.forecast("sales", periods=[FEB], at=_day(2, 15)).rows}["USD"]
     assert (usd.commit, usd.omitted) == (Decimal(2000), Decimal(0))
+    # The category's value is accepted as the member (as every enum of the CRM API);
+    # anything else is refused, naming the field.
+    assert crm.set_forecast_category(d3.id, "commit").forecast_category is (  # type: ignore[arg-type]
+        ForecastCategory.COMMIT
+    )
     with pytest.raises(ValidationError) as caught:
-        crm.set_forecast_category(d3.id, "commit")  # type: ignore[arg-type]
+        crm.set_forecast_category(d3.id, "maybe")  # type: ignore[arg-type]
     assert caught.value.field == "category"
     with pytest.raises(ClosedRecord):
         crm.set_forecast_category(_open_deal(crm, "d1").id, ForecastCategory.COMMIT)

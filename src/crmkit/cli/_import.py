@@ -58,7 +58,8 @@ def register(commands: Any) -> None:
             "normalised, duplicates of stored contacts and accounts skipped, merged or "
             "created, every row stored, merged or written to the rejects file."
         ),
-        epilog=_EXAMPLES,
+        epilog=_EXAMPLES.rstrip()
+        + "\n\nexit status: 0 ok, 1 a data problem, 2 a usage error; messages go to stderr.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("kind", choices=[k.value for k in RecordKind], help="what the rows are")

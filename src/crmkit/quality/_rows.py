@@ -710,6 +710,9 @@ def build_record(  # noqa: PLR0912, PLR0915 - one step per kind of field
     kind = _kind(kind)
     if not isinstance(values, Mapping):
         raise ValidationError("values", values, "expected a mapping of field -> value")
+    for key in values:
+        if not isinstance(key, str):
+            raise ValidationError("values", type(key).__name__, "field names are text")
     if not isinstance(id, UUID):
         raise ValidationError("id", id, "expected a UUID")
     now = ensure_utc(now, "now")
