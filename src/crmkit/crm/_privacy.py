@@ -11,7 +11,7 @@ import attrs
 
 from crmkit.clock import Clock
 from crmkit.crm._consent import refuse_erased
-from crmkit.errors import Erased, Suppressed, ValidationError
+from crmkit.errors import Suppressed, ValidationError
 from crmkit.models import (
     AuditAction,
     AuditEntry,
@@ -356,8 +356,7 @@ class PrivacyCases:
 
     def _erase(self, unit: UnitOfWork, contact: Contact, record: Erasure, now: datetime) -> int:
         """Anonymise ``contact``'s records and store ``record``; how many changed."""
-        if unit.erasures.get_many([contact.id]):
-            raise Erased("contact", contact.id)
+        refuse_erased(unit, contact.id)
         found = _person(unit, contact)
         count = 0
         mine = str(contact.id)
@@ -407,11 +406,6 @@ class PrivacyCases:
                     yield name, identifier_digest(self.privacy_secret, name, cast(str, value))
                 except ValidationError as error:
                     raise error.within(name) from None
-
-    def _refuse_erased(self, unit: UnitOfWork, contact_id: UUID) -> None:
-        """:class:`~crmkit.errors.Erased` when ``contact_id`` is an erased person's
-        tombstone: no use case writes personal data to it again (a primary-key look-up)."""
-        refuse_erased(unit, contact_id)
 
     def _refuse_suppressed(self, unit: UnitOfWork, email: object, phone: object) -> None:
         """:class:`~crmkit.errors.Suppressed` when ``email`` or ``phone`` belongs to a

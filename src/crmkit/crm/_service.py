@@ -43,7 +43,7 @@ from crmkit.clock import Clock, FixedClock, ensure_utc
 from crmkit.crm import _kpis, _merge
 from crmkit.crm._audited import AuditedUnit
 from crmkit.crm._automation import AutomationUseCases
-from crmkit.crm._consent import ConsentUseCases, check_secret
+from crmkit.crm._consent import ConsentUseCases, check_secret, refuse_erased
 from crmkit.crm._events import EventUseCases
 from crmkit.crm._privacy import PrivacyCases, privacy_options
 from crmkit.crm._steps import StepUseCases
@@ -999,7 +999,7 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
         ``tags`` if given (normalised as every entity's tags)."""
         with self._unit() as unit:
             contact = unit.contacts.get(contact_id)
-            self._refuse_erased(unit, contact.id)
+            refuse_erased(unit, contact.id)
             ticket = Ticket.new(
                 subject=subject,
                 contact_id=contact.id,
@@ -1060,7 +1060,7 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
         with self._unit(by) as unit:
             now = self.clock.now()
             ticket = unit.tickets.get(ticket_id)
-            self._refuse_erased(unit, ticket.contact_id)
+            refuse_erased(unit, ticket.contact_id)
             if ticket.status is TicketStatus.CLOSED:
                 raise TransitionNotAllowed(
                     "ticket", ticket.status.value, "reply", ["a closed ticket takes no replies"]
@@ -1131,7 +1131,7 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
             raise ValidationError("activity", activity, "expected an Activity")
         with self._unit() as unit:
             unit.contacts.get(activity.contact_id)  # NotFound for an unknown contact
-            self._refuse_erased(unit, activity.contact_id)
+            refuse_erased(unit, activity.contact_id)
             return unit.activities.append(activity)
 
     def create_task(self, task: Task) -> Task:
@@ -1141,7 +1141,7 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
         with self._unit() as unit:
             if task.contact_id is not None:
                 unit.contacts.get(task.contact_id)
-                self._refuse_erased(unit, task.contact_id)
+                refuse_erased(unit, task.contact_id)
             if task.deal_id is not None:
                 unit.deals.get(task.deal_id)
             if task.ticket_id is not None:
@@ -1511,7 +1511,7 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
         fields = _editable(Contact, changes)
         with self._unit(by) as unit:
             contact = self._expect(unit.contacts.get(contact_id), version)
-            self._refuse_erased(unit, contact.id)
+            refuse_erased(unit, contact.id)
             if not fields:
                 return contact
             phone = fields.get("phone")
@@ -1674,7 +1674,7 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
             )
             if kind is MergeKind.CONTACT:  # a tombstone takes no one's personal data
                 for record in (plan.survivor, *plan.merged):
-                    self._refuse_erased(unit, record.id)
+                    refuse_erased(unit, record.id)
             if dry_run:
                 return plan
             survivor = _merge.repository(unit, kind).get(plan.survivor.id)
