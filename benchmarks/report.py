@@ -11,7 +11,7 @@ the baseline measured in the same run: one full read of the contacts table throu
 driver alone (``sqlite3``, psycopg), the least any report over every contact costs.
 
 Usage: ``python benchmarks/report.py [--n 1000000] [--samples 1]
-[--stores sqlite,postgresql] [--json]``; run it with ``nice -n 10``.
+[--stores sqlite,postgresql] [--keep FILE] [--json]``; run it with ``nice -n 10``.
 """
 
 import argparse
@@ -202,19 +202,29 @@ def measure(store: Store, samples: int, baseline: float, filled: float) -> dict[
     }
 
 
-def run(n: int, samples: int, stores: list[str]) -> dict[str, Any]:
+def _measure_sqlite(
+    path: Path, fill: Shop, clock: FixedClock, samples: int, reuse: bool
+) -> dict[str, Any]:
+    store = open_store(f"sqlite:///{path}", tenant=TENANT, prefix=PREFIX, clock=clock)
+    try:
+        filled = 0.0 if reuse else fill_store(store, fill)
+        return measure(store, samples, baseline_sqlite(path), filled)
+    finally:
+        store.close()
+
+
+def run(n: int, samples: int, stores: list[str], keep: Path | None = None) -> dict[str, Any]:
     fill = Shop(n)
     clock = FixedClock(NOW)
     results: dict[str, Any] = {"n": n}
     if "sqlite" in stores:
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "report.db"
-            store = open_store(f"sqlite:///{path}", tenant=TENANT, prefix=PREFIX, clock=clock)
-            try:
-                filled = fill_store(store, fill)
-                results["sqlite"] = measure(store, samples, baseline_sqlite(path), filled)
-            finally:
-                store.close()
+        if keep is not None:  # fill once, then measure the kept file again and again
+            reuse = keep.exists()
+            results["sqlite"] = _measure_sqlite(keep, fill, clock, samples, reuse)
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "report.db"
+                results["sqlite"] = _measure_sqlite(path, fill, clock, samples, False)
     if "postgresql" in stores and os.environ.get(POSTGRES_ENV):
         reset_postgres(os.environ[POSTGRES_ENV], drop_only=True)
         store = open_store(os.environ[POSTGRES_ENV], tenant=TENANT, prefix=PREFIX, clock=clock)
@@ -233,8 +243,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1)
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="SQLite file to fill once and keep; when it exists it is measured as it is"
+        " (fill s is then 0)",
+    )
     args = parser.parse_args()
-    results = run(args.n, args.samples, args.stores.split(","))
+    results = run(args.n, args.samples, args.stores.split(","), args.keep)
     if args.json:
         print(json.dumps(results, indent=2))
         return
