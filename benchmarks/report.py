@@ -204,8 +204,13 @@ def run(n: int, samples: int, stores: list[str], keep: Path | None = None) -> di
     results: dict[str, Any] = {"n": n}
     if "sqlite" in stores:
         if keep is not None:  # fill once, then measure the kept file again and again
-            reuse = keep.exists()
-            results["sqlite"] = _measure_sqlite(keep, fill, clock, samples, reuse)
+            if not keep.exists():  # filled under another name: a broken fill is never kept
+                partial = keep.with_name(keep.name + ".partial")
+                partial.unlink(missing_ok=True)
+                results["sqlite"] = _measure_sqlite(partial, fill, clock, samples, False)
+                partial.rename(keep)
+            else:
+                results["sqlite"] = _measure_sqlite(keep, fill, clock, samples, True)
         else:
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / "report.db"
