@@ -8,6 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from crmkit.analytics import REPLAYED, Reach, Standing
 from crmkit.models import Contact, StageChange, SubjectKind
@@ -83,7 +85,7 @@ def reach_query(
     )
     reached = _greatest(dialect, per_subject.c.entered, per_subject.c.passed, start)
     key = _group_column(subjects, group)
-    conditions = [*where, subjects.c.created_at < until, reached >= 0]
+    conditions = [*where, _unindexed(dialect, subjects.c.created_at) < until, reached >= 0]
     if pipeline is not None:
         conditions.append(subjects.c.pipeline == pipeline)
     joined = subjects.outerjoin(per_subject, per_subject.c.subject_id == subjects.c.id)
@@ -99,6 +101,16 @@ def reach_query(
     return sa.select(
         rows.c.key if group is not None else sa.null(), *keys[-2:], sa.func.count()
     ).group_by(*keys)
+
+
+def _unindexed(dialect: str, column: Any) -> Any:
+    """``column`` as SQLite's planner must not choose an index for (``+column``): "created
+    before until" holds for nearly every subject, and reading the whole table in order
+    costs a fraction of reading it row by row in the order of a created_at index (measured
+    a quarter of the contacts' share of the lifecycle funnel)."""
+    if dialect != "sqlite":
+        return column
+    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
 
 
 def _decoder(subject: SubjectKind, group: str | None) -> Any:
