@@ -334,55 +334,74 @@ def standings_query(
         .cte("moves")
     )
     stamp = c.at.type
-    bounds = sa.union_all(
-        *(
-            sa.select(
-                sa.literal(index, sa.Integer).label("k"),
-                sa.cast(sa.literal(until, stamp), stamp).label("until"),
-                sa.cast(sa.literal(since, stamp), stamp).label("since"),
-                sa.cast(sa.literal(then, stamp), stamp).label("then"),
+
+    def rows(values: Sequence[tuple[int, int, Sequence[datetime | None]]]) -> Any:
+        # a constant table (i, u, t0, t1...): a SELECT of literals per row, the times
+        # typed as the history's
+        return sa.union_all(
+            *(
+                sa.select(
+                    sa.literal(i, sa.Integer).label("i"),
+                    sa.literal(u, sa.Integer).label("u"),
+                    *(
+                        sa.cast(sa.literal(t, stamp), stamp).label(f"t{n}")
+                        for n, t in enumerate(ts)
+                    ),
+                )
+                for i, u, ts in values
             )
-            for index, (until, since, then) in enumerate(windows)
         )
-    ).cte("bounds")
+
+    # Windows share their untils (a period's end is the next one's start): each move is
+    # matched to the distinct untils (a range join), then to the windows by equality.
+    untils = sorted({until for until, _, _ in windows})
+    place = {until: n for n, until in enumerate(untils)}
+    bounds = rows([(n, n, (until,)) for n, until in enumerate(untils)]).cte("bounds")
+    asked = rows(
+        [(k, place[until], (since, then)) for k, (until, since, then) in enumerate(windows)]
+    ).cte("windows")
     last = moves.alias("last_move")
-    after = moves.alias("later_move")
     joined = (
         bounds.join(
             last,
             sa.and_(
-                last.c.at < bounds.c.until,
-                sa.or_(last.c.next_at.is_(None), last.c.next_at >= bounds.c.until),
+                last.c.at < bounds.c.t0,
+                sa.or_(last.c.next_at.is_(None), last.c.next_at >= bounds.c.t0),
             ),
         )
+        .join(asked, asked.c.u == bounds.c.u)
         .join(subjects, subjects.c.id == last.c.subject_id)
-        .outerjoin(
+    )
+    later: Any = sa.null()
+    if any(then is not None for _, _, then in windows):  # a backtest: the stage at then
+        after = moves.alias("later_move")
+        joined = joined.outerjoin(
             after,
             sa.and_(
                 after.c.subject_id == last.c.subject_id,
-                after.c.at < bounds.c.then,
-                sa.or_(after.c.next_at.is_(None), after.c.next_at >= bounds.c.then),
+                after.c.at < asked.c.t1,
+                sa.or_(after.c.next_at.is_(None), after.c.next_at >= asked.c.t1),
             ),
         )
-    )
+        later = after.c.to_stage
     conditions = [
         *where,
-        subjects.c.created_at < bounds.c.until,
-        sa.or_(bounds.c.since.is_(None), last.c.at >= bounds.c.since),
+        subjects.c.created_at < bounds.c.t0,
+        sa.or_(asked.c.t0.is_(None), last.c.at >= asked.c.t0),
     ]
     if stages is not None:
         conditions.append(last.c.to_stage.in_(sorted(stages)) if stages else sa.false())
     if pipeline is not None:
         conditions.append(subjects.c.pipeline == pipeline)
     keys = (
-        bounds.c.k,
+        asked.c.i,
         _group_column(subjects, group),
         last.c.pipeline,
         last.c.to_stage,
         last.c.reason,
         last.c.amount_currency,
         last.c.expected_close,
-        after.c.to_stage,
+        later,
     )
     return (
         sa.select(
