@@ -1598,6 +1598,21 @@ class _StandingIgnoresStages:
         return super().standing(subject, **options)  # type: ignore[misc, no-any-return]
 
 
+class _StandingsUnionOfStages:
+    """``standings`` keeps, in every window, the subjects in any window's ``stages`` (the
+    union a single query filters by), not the window's own."""
+
+    def standings(self, subject: Any, windows: Any, /, **options: Any) -> list[Any]:
+        wanted = [w.stages for w in windows]
+        every = None if None in wanted else frozenset().union(*wanted)
+        return [
+            self.standing(  # type: ignore[attr-defined]
+                subject, until=w.until, since=w.since, then=w.then, stages=every, **options
+            )
+            for w in windows
+        ]
+
+
 class _DeleteOrphans:
     """``delete`` removes an entity that others still refer to."""
 
@@ -1747,6 +1762,10 @@ LOOK_UP_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     ),
     "standing ignores stages": (
         _mixing("StandingAnyStage", _StandingIgnoresStages, "standing ignores stages."),
+        ("test_stage_history_replays_for_the_kpis",),
+    ),
+    "standings filters by every window's stages": (
+        _mixing("StandingsUnion", _StandingsUnionOfStages, "standings mixes the stages."),
         ("test_stage_history_replays_for_the_kpis",),
     ),
     "delete orphans what refers to it": (

@@ -497,3 +497,46 @@ def test_schema_7_upgrades_to_a_consent_index_that_covers_the_contact_point(
 def schema_index(prefix: str) -> str:
     columns = ("contact_id", "channel", "purpose", "decided_at", "id", "status", "expires_at")
     return index_name(f"{prefix}consents", (*columns, "contact_point"))
+
+
+def test_schema_11_upgrades_to_a_stage_history_index_that_covers_the_replays(
+    target: tuple[str, str],
+) -> None:
+    url, prefix = target
+    ada = person("ada@example.org")
+    clock = FixedClock(datetime(2026, 1, 1, 9, tzinfo=UTC))
+    moves = [
+        StageChange.new(
+            subject=SubjectKind.CONTACT,
+            subject_id=ada.id,
+            from_stage=before,
+            to_stage=after,
+            at=datetime(2026, 1, day, tzinfo=UTC),
+            clock=clock,
+        )
+        for day, (before, after) in enumerate(
+            ((None, "lead"), ("lead", "customer"), ("customer", "other")), start=2
+        )
+    ]
+    make_old(url, prefix, [ada, *moves], 11)
+    table = f"{prefix}stage_changes"
+    before = index_names(url, table)
+
+    assert upgrade(url, prefix=prefix) == Upgrade(11, SCHEMA_VERSION, unique_emails=True)
+
+    after = index_names(url, table)
+    columns = ("subject", "subject_id", "at", "id")
+    assert before - after == {index_name(table, columns)}
+    assert after - before == {index_name(table, (*columns, "pipeline", "from_stage", "to_stage"))}
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        with store.unit_of_work() as unit:
+            history = unit.stage_history
+            assert history.for_subject(SubjectKind.CONTACT, ada.id) == moves
+            (span,) = history.customer_spans()
+            assert (span.start, span.end) == (moves[1].at, moves[2].at)
+            ranks = {"lead": 0, "customer": 1}
+            (reach,) = history.reach(SubjectKind.CONTACT, ranks, until=moves[2].at)
+            assert (reach.reached, reach.count) == (1, 1)
+    finally:
+        store.close()

@@ -1,5 +1,6 @@
-"""The stage-history replays of the port (``reach``, ``standing``): every store gives what
-the Python reference replay gives on random histories (memory, SQLite, PostgreSQL)."""
+"""The stage-history replays of the port (``reach``, ``standing``, ``standings``): every
+store gives what the Python reference replay gives on random histories (memory, SQLite,
+PostgreSQL)."""
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmkit.analytics import replay_reach, replay_standing
+from crmkit.analytics import StandingWindow, replay_reach, replay_standing
 from crmkit.clock import FixedClock
 from crmkit.errors import ValidationError
 from crmkit.models import (
@@ -185,6 +186,34 @@ def test_the_store_replays_deals_as_the_reference_does(  # noqa: PLR0917
         _same_standing(
             plain, replay_standing(deals, changes, SubjectKind.DEAL, until=until, group=group)
         )
+        # many windows in one call: each as its own replay (the SQL store orders the history
+        # once for all of them and keeps each window's own stages, since and then)
+        windows = [
+            StandingWindow(until, since=since, then=then, stages=stages),
+            StandingWindow(until),
+            StandingWindow(since, stages=frozenset({"won", "lost"})),
+            StandingWindow(then, since=until, then=then + timedelta(hours=5)),
+            StandingWindow(until, stages=frozenset()),
+        ]
+        found = unit.stage_history.standings(
+            SubjectKind.DEAL, windows, pipeline=pipeline, rule=rule, group=group
+        )
+        assert len(found) == len(windows)
+        for window, rows in zip(windows, found, strict=True):
+            _same_standing(
+                rows,
+                replay_standing(
+                    chosen,
+                    changes,
+                    SubjectKind.DEAL,
+                    until=window.until,
+                    since=window.since,
+                    then=window.then,
+                    pipeline=pipeline,
+                    group=group,
+                    stages=window.stages,
+                ),
+            )
 
 
 def test_reach_counts_skipped_and_imported_stages(store: Store) -> None:
@@ -250,6 +279,12 @@ def test_replay_arguments_are_checked(store: Store) -> None:
             (lambda: history.standing(deal, until=T0, then=earlier), "then"),
             (lambda: history.standing(deal, until=T0, stages="won"), "stages"),
             (lambda: history.standing(deal, until=T0, stages=[1]), "stages"),
+            (lambda: history.standings(deal, "windows"), "windows"),  # type: ignore[arg-type]
+            (lambda: history.standings(deal, [StandingWindow(T0), T0]), "windows[1]"),  # type: ignore[list-item]
+            (lambda: history.standings(contact, [StandingWindow(T0)], pipeline="p"), "pipeline"),
+            (lambda: StandingWindow(T0, since=later), "since"),
+            (lambda: StandingWindow(naive), "until"),
+            (lambda: StandingWindow(T0, stages="won"), "stages"),  # type: ignore[arg-type]
         ]
         for call, name in cases:
             with pytest.raises(ValidationError) as error:

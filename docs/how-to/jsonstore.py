@@ -9,7 +9,7 @@ walks through this module and runs crmkit's conformance kit on it.
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -23,10 +23,12 @@ from crmkit.analytics import (
     CustomerSpan,
     Reach,
     Standing,
+    StandingWindow,
     check_customer_stages,
     check_ranks,
     check_replay,
     check_stages,
+    check_windows,
     replay_customer_spans,
     replay_reach,
     replay_standing,
@@ -651,6 +653,31 @@ class JsonStageHistory(JsonHistory[StageChange]):
             group=group,
             stages=kept,
         )
+
+    def standings(
+        self,
+        subject: SubjectKind,
+        windows: Sequence[StandingWindow],
+        /,
+        *,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[list[Standing]]:
+        """One :meth:`standing` per window; a database orders the history once for all."""
+        return [
+            self.standing(
+                subject,
+                until=w.until,
+                since=w.since,
+                then=w.then,
+                stages=w.stages,
+                pipeline=pipeline,
+                rule=rule,
+                group=group,
+            )
+            for w in check_windows(windows)
+        ]
 
 
 class JsonMerges:

@@ -31,10 +31,12 @@ __all__ = [
     "REPLAYED",
     "Reach",
     "Standing",
+    "StandingWindow",
     "check_ranks",
     "check_replay",
     "check_rows",
     "check_stages",
+    "check_windows",
     "replay_reach",
     "replay_standing",
 ]
@@ -197,6 +199,39 @@ def check_stages(stages: object) -> frozenset[str] | None:
     if not all(isinstance(stage, str) for stage in found):
         raise ValidationError("stages", stages, "expected a collection of stage keys")
     return frozenset(found)
+
+
+@attrs.frozen
+class StandingWindow:
+    """One question of :meth:`~crmkit.storage.StageHistoryRepository.standings`: the
+    ``until``, ``since``, ``then`` and ``stages`` of one
+    :meth:`~crmkit.storage.StageHistoryRepository.standing` call (checked as it checks
+    them: aware times, ``since`` at or before ``until``, ``then`` at or after it)."""
+
+    until: datetime
+    since: datetime | None = None
+    then: datetime | None = None
+    stages: frozenset[str] | None = attrs.field(default=None, converter=check_stages)
+
+    def __attrs_post_init__(self) -> None:
+        _, until, _, since, then = check_replay(
+            SubjectKind.DEAL, self.until, None, self.since, self.then
+        )
+        object.__setattr__(self, "until", until)
+        object.__setattr__(self, "since", since)
+        object.__setattr__(self, "then", then)
+
+
+def check_windows(windows: object) -> list[StandingWindow]:
+    """The items of the collection ``windows``, each a :class:`StandingWindow`, or a
+    ValidationError naming ``windows`` (or ``windows[n]``)."""
+    if isinstance(windows, str | bytes | Mapping) or not isinstance(windows, Iterable):
+        raise ValidationError("windows", windows, "expected a collection of StandingWindows")
+    found = list(windows)
+    for index, window in enumerate(found):
+        if not isinstance(window, StandingWindow):
+            raise ValidationError(f"windows[{index}]", window, "expected a StandingWindow")
+    return found
 
 
 def check_replay(

@@ -33,6 +33,8 @@ from crmkit.analytics import (
     period_of,
     periods,
     ratings_from_tickets,
+    retention_matrix,
+    spans_from_purchases,
 )
 from crmkit.cli import _svg
 from crmkit.cli._common import (
@@ -483,10 +485,12 @@ def _win_rate(
 
 
 def _retention(crm: CRM, history: Sequence[Period]) -> Section:
-    report = crm.customer_report(
-        start=history[0].start, end=history[-1].end, inactive_after=INACTIVE_AFTER
+    # crm.customer_report's retention matrix alone (its flows and revenue are not shown)
+    spans = spans_from_purchases(
+        crm.purchases(), inactive_after=INACTIVE_AFTER, now=crm.clock.now()
     )
-    cohorts = [r for r in report.retention.rows if r.size]
+    matrix = retention_matrix(spans, start=history[0].start, end=history[-1].end)
+    cohorts = [r for r in matrix.rows if r.size]
     width = max((len(r.rates) for r in cohorts), default=0)
     charts = (
         (

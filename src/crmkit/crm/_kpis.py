@@ -21,6 +21,7 @@ from crmkit.analytics import (
     PipelineRow,
     StageFacts,
     Standing,
+    StandingWindow,
     backtest_rows,
     brier,
     check_periods,
@@ -325,28 +326,34 @@ def pipeline_kpis(
     ended = stages_of(facts, DealStatus.WON, DealStatus.LOST)
     open_ = stages_of(facts, DealStatus.OPEN)
     rows: list[PipelineRow] = []
-    deal = SubjectKind.DEAL
+    windows = []
+    for period in chosen:
+        end = min(period.end, until)
+        start = min(period.start, end)
+        windows += [
+            StandingWindow(end, since=start, stages=ended),  # closed in the period
+            StandingWindow(end, stages=open_),  # open at its end
+            StandingWindow(start, stages=open_),  # open at its start
+        ]
     with store.unit_of_work() as unit:
-        history = unit.stage_history
-        for period in chosen:
-            end = min(period.end, until)
-            start = min(period.start, end)
-            common: dict[str, Any] = {"pipeline": pipeline, "rule": rule, "group": by}
-            closed = history.standing(deal, until=end, since=start, stages=ended, **common)
-            at_end = history.standing(deal, until=end, stages=open_, **common)
-            at_start = history.standing(deal, until=start, stages=open_, **common)
-            rows.extend(
-                pipeline_rows(
-                    period,
-                    closed,
-                    at_end,
-                    at_start,
-                    facts,
-                    quota=quota,
-                    rates=rates,
-                    currency=currency,
-                )
+        # one replay of the history for every period (not three per period)
+        found = unit.stage_history.standings(
+            SubjectKind.DEAL, windows, pipeline=pipeline, rule=rule, group=by
+        )
+    for index, period in enumerate(chosen):
+        closed, at_end, at_start = found[3 * index : 3 * index + 3]
+        rows.extend(
+            pipeline_rows(
+                period,
+                closed,
+                at_end,
+                at_start,
+                facts,
+                quota=quota,
+                rates=rates,
+                currency=currency,
             )
+        )
     return PipelineKpis(pipeline, by, until - _TICK, tuple(rows))
 
 
@@ -418,12 +425,16 @@ def forecast(
         scores: dict[Any, float] = {}
         if scorer is not None:
             overrides, scores = _scored(unit, scorer, open_now, chosen)
-        for period in chosen:
-            end = min(period.end, until)
-            start = min(period.start, end)
-            won = history.standing(
-                deal, until=end, since=start, pipeline=pipeline, stages=won_stages
-            )
+        won_in = history.standings(
+            deal,
+            [
+                StandingWindow(end, since=min(p.start, end), stages=won_stages)
+                for p in chosen
+                for end in [min(p.end, until)]
+            ],
+            pipeline=pipeline,
+        )
+        for period, won in zip(chosen, won_in, strict=True):
             rows.extend(
                 forecast_rows(
                     period,
@@ -504,15 +515,17 @@ def backtest(
     deal = SubjectKind.DEAL
     with store.unit_of_work() as unit:
         history = unit.stage_history
+        windows = []
         for period in chosen:
             end = min(period.end, until)
             start = min(period.start, end)
-            replayed = history.standing(
-                deal, until=start, then=end, pipeline=pipeline, stages=open_
-            )
-            won = history.standing(
-                deal, until=end, since=start, pipeline=pipeline, stages=won_stages
-            )
+            windows += [
+                StandingWindow(start, then=end, stages=open_),  # open at the start
+                StandingWindow(end, since=start, stages=won_stages),  # won in the period
+            ]
+        found = history.standings(deal, windows, pipeline=pipeline)
+        for index, period in enumerate(chosen):
+            replayed, won = found[2 * index : 2 * index + 2]
             rows.extend(
                 backtest_rows(
                     period, replayed, won, facts, outcomes, rates=rates, currency=currency

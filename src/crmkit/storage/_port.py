@@ -13,13 +13,13 @@ may do; :class:`Repository` which fields errors name.
 :class:`crmkit.testing.storage.StoreContract` checks each of these promises.
 """
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from crmkit.analytics import CUSTOMER_STAGES, CustomerSpan, Reach, Standing
+from crmkit.analytics import CUSTOMER_STAGES, CustomerSpan, Reach, Standing, StandingWindow
 from crmkit.automation import Delivery, DeliveryStatus, Event, Recorded, Step, StepStatus
 from crmkit.clock import Clock
 from crmkit.models import (
@@ -473,6 +473,25 @@ class StageHistoryRepository(Repository[StageChange], Protocol):
         stood in by its last move before ``then`` (a backtest's outcome). Arguments and rows as in
         :meth:`reach` and :func:`crmkit.analytics.replay_standing`.
         """
+        ...
+
+    def standings(
+        self,
+        subject: SubjectKind,
+        windows: Sequence[StandingWindow],
+        /,
+        *,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[list[Standing]]:
+        """Many :meth:`standing` questions of one kind of subject at once: for each of
+        ``windows`` (in their order) the rows ``standing(subject, until=w.until,
+        since=w.since, then=w.then, stages=w.stages, pipeline=pipeline, rule=rule,
+        group=group)`` gives, so that a store reads and orders the history once for a
+        whole series of periods instead of once per period. Wrong arguments raise
+        :class:`~crmkit.errors.ValidationError` naming ``windows`` (or ``windows[n]``)
+        or as :meth:`standing` does."""
         ...
 
 

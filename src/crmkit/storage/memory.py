@@ -9,7 +9,7 @@ back by replaying it.
 
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
@@ -23,10 +23,12 @@ from crmkit.analytics import (
     CustomerSpan,
     Reach,
     Standing,
+    StandingWindow,
     check_customer_stages,
     check_ranks,
     check_replay,
     check_stages,
+    check_windows,
     replay_customer_spans,
     replay_reach,
     replay_standing,
@@ -904,6 +906,30 @@ class _StageHistory(_History[StageChange]):
             group=group,
             stages=kept,
         )
+
+    def standings(
+        self,
+        subject: SubjectKind,
+        windows: Sequence[StandingWindow],
+        /,
+        *,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[list[Standing]]:
+        return [
+            self.standing(
+                subject,
+                until=w.until,
+                since=w.since,
+                then=w.then,
+                stages=w.stages,
+                pipeline=pipeline,
+                rule=rule,
+                group=group,
+            )
+            for w in check_windows(windows)
+        ]
 
 
 class _Outbox:

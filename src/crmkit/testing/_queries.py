@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 
 import attrs
 
+from crmkit.analytics import Standing, StandingWindow
 from crmkit.clock import FixedClock
 from crmkit.errors import (
     DanglingReference,
@@ -552,6 +553,30 @@ class QueryContract:
             }, "contract: standing keeps subjects whose last move went to one of stages"
             (row,) = replays.standing(deal, until=until, since=_T0 + 2 * hour)
             assert abs(row.age_seconds - 7200.0) < 1.0, _c("age_seconds is creation to move")
+
+            def rows_of(found: list[Standing]) -> set[tuple[Any, ...]]:
+                return {(r.group, r.stage, r.reason, r.count, r.amount, r.later) for r in found}
+
+            windows = [
+                StandingWindow(until, since=_T0 + 2 * hour, then=until + hour),
+                StandingWindow(until, stages=frozenset({"lost", "offer"})),
+                StandingWindow(_T0 + hour + hour / 2, stages=frozenset({"new", "won"})),
+                StandingWindow(exactly),
+            ]
+            many = replays.standings(deal, windows, group="owner")
+            assert [rows_of(found) for found in many] == [
+                rows_of(
+                    replays.standing(
+                        deal,
+                        until=w.until,
+                        since=w.since,
+                        then=w.then,
+                        stages=w.stages,
+                        group="owner",
+                    )
+                )
+                for w in windows
+            ], _c("standings answers each window as standing does, with its own stages")
 
     def test_customer_spans_follow_the_contact_history(self, fresh: Store) -> None:
         hour = timedelta(hours=1)

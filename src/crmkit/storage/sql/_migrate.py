@@ -488,6 +488,29 @@ def _to_11(ops: Any, connection: Connection, tables: Schema, unique_emails: bool
     ops.create_index(index_name(consents.name, tuple(columns[1:])), consents.name, columns)
 
 
+_V11_HISTORY_INDEX: Final = ("subject", "subject_id", "at", "id")
+_V12_HISTORY_INDEX: Final = (*_V11_HISTORY_INDEX, "pipeline", "from_stage", "to_stage")
+
+
+def _to_12_covering_history_index(
+    ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None
+) -> None:
+    """Schema 11 -> 12, the stage-history index covers the KPI replays: the index
+    ``(tenant, subject, subject_id, at, id)`` of schemas 2 to 11 is dropped and one that
+    also holds ``pipeline, from_stage, to_stage`` created in its place (it serves every
+    look-up the old one did), so that the funnel's grouping over every move, the
+    standings and the customer spans read no table row; no data changes. Frozen
+    definitions: the columns as schema 12 declares them."""
+    del unique_emails
+    changes = f"{tables.meta.name.removesuffix('meta')}stage_changes"
+    old = ["tenant", *_V11_HISTORY_INDEX]
+    for index in sa.inspect(connection).get_indexes(changes):
+        if list(index["column_names"]) == old:  # by its columns, as _to_11 does
+            ops.drop_index(index["name"], table_name=changes)
+    columns = ["tenant", *_V12_HISTORY_INDEX]
+    ops.create_index(index_name(changes, _V12_HISTORY_INDEX), changes, columns)
+
+
 _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
     {
         1: _to_2,
@@ -500,6 +523,7 @@ _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
         8: _to_9,
         9: _to_10,
         10: _to_11,
+        11: _to_12_covering_history_index,
     }
 )
 """The step that upgrades a database of each version to the next."""

@@ -29,10 +29,12 @@ from crmkit.analytics import (
     CustomerSpan,
     Reach,
     Standing,
+    StandingWindow,
     check_customer_stages,
     check_ranks,
     check_replay,
     check_stages,
+    check_windows,
 )
 from crmkit.automation import (
     Delivery,
@@ -142,6 +144,7 @@ from crmkit.storage.sql._replay import (
     read_reach,
     read_standing,
     standing_query,
+    standings_query,
 )
 from crmkit.storage.sql._rules import RuleCompiler
 from crmkit.storage.sql._schema import (
@@ -2092,6 +2095,57 @@ class _StageHistory(_History[StageChange]):
         with store._errors():
             rows = self._unit._conn().execute(statement).all()
         return read_standing(rows, subject, group)
+
+    def standings(
+        self,
+        subject: SubjectKind,
+        windows: Sequence[StandingWindow],
+        /,
+        *,
+        pipeline: str | None = None,
+        rule: Rule | None = None,
+        group: str | None = None,
+    ) -> list[list[Standing]]:
+        chosen = check_windows(windows)
+        if rule is not None or len(chosen) < 2:
+            # a rule is read at each window's until: one query per window
+            return [
+                self.standing(
+                    subject,
+                    until=w.until,
+                    since=w.since,
+                    then=w.then,
+                    stages=w.stages,
+                    pipeline=pipeline,
+                    rule=rule,
+                    group=group,
+                )
+                for w in chosen
+            ]
+        subject, _, pipeline, _, _ = check_replay(subject, chosen[0].until, pipeline)
+        where = self._subject_where(subject, None, chosen[0].until, group)
+        wanted = [w.stages for w in chosen]
+        store = self._unit.store
+        statement = standings_query(
+            store.schema,
+            store.dialect,
+            self._tenant,
+            subject=subject,
+            windows=[(w.until, w.since, w.then) for w in chosen],
+            pipeline=pipeline,
+            where=where,
+            group=group,
+            stages=None if None in wanted else frozenset().union(*wanted),  # type: ignore[arg-type]
+        )
+        with store._errors():
+            rows = self._unit._conn().execute(statement).all()
+        by_window: list[list[Any]] = [[] for _ in chosen]
+        for index, *row in rows:
+            by_window[index].append(row)
+        return [
+            [r for r in read_standing(found, subject, group) if keep is None or r.stage in keep]
+            for found, keep in zip(by_window, wanted, strict=True)
+        ]
 
 
 _PENDING: Final = DeliveryStatus.PENDING.value
