@@ -750,6 +750,30 @@ class OfKindsEveryKind(MutantStore):
     mixin = _OfKindsEveryKind
 
 
+class _ForContactsFirstOnly:
+    def for_contacts(self, contact_ids: Iterable[UUID], /, **options: Any) -> list[Activity]:
+        ids = list(contact_ids)
+        return [] if not ids else super().for_contacts(ids[:1], **options)  # type: ignore[misc,no-any-return]
+
+
+class ForContactsFirstOnly(MutantStore):
+    """for_contacts lists the activities of the first contact only."""
+
+    mixin = _ForContactsFirstOnly
+
+
+class _ForContactsByContact:
+    def for_contacts(self, contact_ids: Iterable[UUID], /, **options: Any) -> list[Activity]:
+        found: list[Activity] = super().for_contacts(contact_ids, **options)  # type: ignore[misc]
+        return sorted(found, key=lambda a: (a.contact_id, a.occurred_at, a.id))
+
+
+class ForContactsByContact(MutantStore):
+    """for_contacts lists one contact's activities after another's (not oldest first)."""
+
+    mixin = _ForContactsByContact
+
+
 class _ForSubjectBroken:
     any_kind: ClassVar[bool] = False
     newest_first: ClassVar[bool] = False
@@ -1488,6 +1512,14 @@ MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "of_kinds ignores the kinds": (
         OfKindsEveryKind,
         ("test_activities_of_kinds_across_contacts",),
+    ),
+    "for_contacts reads the first contact only": (
+        ForContactsFirstOnly,
+        ("test_activities_of_many_contacts",),
+    ),
+    "for_contacts orders by contact": (
+        ForContactsByContact,
+        ("test_activities_of_many_contacts",),
     ),
     "for_subject ties in storage order": (
         _history("ties_by_insertion", "for_subject breaks ties by storage order, not id."),

@@ -358,6 +358,25 @@ class ActivityRepository(Repository[Activity], Protocol):
         """
         ...
 
+    def for_contacts(
+        self,
+        contact_ids: Iterable[UUID],
+        /,
+        *,
+        kinds: Iterable[ActivityKind] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        """The activities of many contacts in one query (a batch of ids at a time), as
+        :meth:`for_contact` lists each contact's: from ``since`` (inclusive) to ``until``
+        (exclusive), of ``kinds`` (all when ``None``, none when empty); oldest first,
+        ties by id, whatever the order of ``contact_ids`` (an id given twice counts once).
+
+        Wrong arguments raise :class:`~crmkit.errors.ValidationError` naming
+        ``contact_ids[n]`` (or ``contact_ids``), ``kinds``, ``since`` or ``until``.
+        """
+        ...
+
     def of_kinds(
         self,
         kinds: Iterable[ActivityKind],

@@ -603,6 +603,63 @@ class StoreContract(
                 "of_kinds: since is inclusive, until exclusive"
             )
 
+    def test_activities_of_many_contacts(self, fresh: Store) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        ada, bob, cy = (Contact.new(first_name=n) for n in ("Ada", "Bob", "Cy"))
+
+        def event(days: int, kind: ActivityKind, who: Contact) -> Activity:
+            return Activity.new(
+                contact_id=who.id, kind=kind, occurred_at=start + timedelta(days=days)
+            )
+
+        tied = start + timedelta(days=5)
+        ties = sorted(
+            [
+                Activity.new(contact_id=bob.id, kind=ActivityKind.NOTE, occurred_at=tied),
+                Activity.new(contact_id=ada.id, kind=ActivityKind.CALL, occurred_at=tied),
+            ],
+            key=lambda a: a.id,
+        )
+        stored = [
+            event(7, ActivityKind.CALL, bob),
+            event(1, ActivityKind.PURCHASE, ada),
+            ties[1],
+            event(3, ActivityKind.NOTE, cy),
+            event(9, ActivityKind.NOTE, ada),
+            ties[0],
+            event(2, ActivityKind.CALL, bob),
+        ]
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many([ada, bob, cy])
+            unit.activities.add_many(stored)
+            both = unit.activities.for_contacts([bob.id, ada.id, bob.id])
+            expected = sorted(
+                [a for a in stored if a.contact_id != cy.id], key=lambda a: (a.occurred_at, a.id)
+            )
+            assert both == expected, _c(
+                "for_contacts lists the activities of those contacts only, oldest first, ties by id"
+            )
+            assert both == sorted(
+                unit.activities.for_contact(ada.id) + unit.activities.for_contact(bob.id),
+                key=lambda a: (a.occurred_at, a.id),
+            ), _c("for_contacts lists what for_contact lists of each")
+            assert unit.activities.for_contacts([]) == [], _c("for_contacts([]) lists nothing")
+            calls = unit.activities.for_contacts([ada.id, bob.id], kinds=[ActivityKind.CALL])
+            assert [a.occurred_at.day for a in calls] == [3, 6, 8], _c(
+                "for_contacts(kinds=...) lists those kinds only"
+            )
+            assert unit.activities.for_contacts([ada.id], kinds=[]) == [], _c(
+                "for_contacts(kinds=[]) lists nothing"
+            )
+            window = unit.activities.for_contacts(
+                [ada.id, bob.id, cy.id],
+                since=start + timedelta(days=3),
+                until=start + timedelta(days=9),
+            )
+            assert [a.occurred_at.day for a in window] == [4, 6, 6, 8], _c(
+                "for_contacts: since is inclusive, until exclusive"
+            )
+
     def test_stage_history_of_one_subject(self, fresh: Store) -> None:
         deal_id = uuid4()
         at = datetime(2026, 1, 1, tzinfo=UTC)
@@ -753,6 +810,7 @@ class StoreContract(
             ("iterate", lambda: list(islice(unit.contacts.iterate(), 3))),
             ("activities.for_contact", lambda: unit.activities.for_contact(stored.id)),
             ("activities.of_kinds", lambda: unit.activities.of_kinds([ActivityKind.NOTE])),
+            ("activities.for_contacts", lambda: unit.activities.for_contacts([stored.id])),
             (
                 "stage_history.for_subject",
                 lambda: unit.stage_history.for_subject(SubjectKind.DEAL, stored.id),
@@ -928,6 +986,9 @@ class StoreContract(
                 ("kinds", None, lambda: unit.activities.of_kinds(None)),  # type: ignore[arg-type]
                 ("kinds", "call", lambda: unit.activities.of_kinds(["call"])),  # type: ignore[list-item]
                 ("until", naive, lambda: unit.activities.of_kinds([], until=naive)),
+                ("contact_ids[1]", b, lambda: unit.activities.for_contacts([a, b])),  # type: ignore[list-item]
+                ("kinds", "call", lambda: unit.activities.for_contacts([a], kinds=["call"])),  # type: ignore[list-item]
+                ("since", naive, lambda: unit.activities.for_contacts([a], since=naive)),
                 ("subject", "deal", lambda: unit.stage_history.for_subject("deal", a)),  # type: ignore[arg-type]
                 (
                     "subject_id",

@@ -1595,6 +1595,35 @@ class _Activities(_Repository[Activity]):
             statement = statement.where(table.c.occurred_at < high)
         return self._load(statement.order_by(table.c.occurred_at, table.c.id))
 
+    def for_contacts(
+        self,
+        contact_ids: Iterable[UUID],
+        /,
+        *,
+        kinds: Iterable[ActivityKind] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        wanted_ids = sorted(set(check_ids(contact_ids, "contact_ids")))
+        wanted = check_kinds(kinds)
+        low, high = check_window(since, until)
+        if wanted is not None and not wanted:
+            return []
+        table = self._table
+        found: list[Activity] = []
+        for start in range(0, len(wanted_ids), _ID_CHUNK):
+            statement = self._base().where(
+                table.c.contact_id.in_(wanted_ids[start : start + _ID_CHUNK])
+            )
+            if wanted is not None:
+                statement = statement.where(table.c.kind.in_(sorted(k.value for k in wanted)))
+            if low is not None:
+                statement = statement.where(table.c.occurred_at >= low)
+            if high is not None:
+                statement = statement.where(table.c.occurred_at < high)
+            found.extend(self._load(statement))
+        return sorted(found, key=lambda a: (a.occurred_at, a.id))
+
     def of_kinds(
         self,
         kinds: Iterable[ActivityKind],
