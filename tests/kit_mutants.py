@@ -750,6 +750,33 @@ class OfKindsEveryKind(MutantStore):
     mixin = _OfKindsEveryKind
 
 
+class _PurchasesUntilInclusive:
+    def purchases(self, *, since: datetime | None = None, until: datetime | None = None) -> Any:
+        later = None if until is None else until + timedelta(microseconds=1)
+        return super().purchases(since=since, until=later)  # type: ignore[misc]
+
+
+class PurchasesUntilInclusive(MutantStore):
+    """purchases keeps the purchases at ``until`` (the window's end is inclusive)."""
+
+    mixin = _PurchasesUntilInclusive
+
+
+class _PurchasesWholeUnits:
+    def purchases(self, **options: Any) -> Any:
+        found = super().purchases(**options)  # type: ignore[misc]
+        return [
+            attrs.evolve(t, amount=Money(t.amount.amount.to_integral_value(), t.amount.currency))
+            for t in found
+        ]
+
+
+class PurchasesWholeUnits(MutantStore):
+    """purchases reads the amounts in whole units (the cents are lost)."""
+
+    mixin = _PurchasesWholeUnits
+
+
 class _ForContactsFirstOnly:
     def for_contacts(self, contact_ids: Iterable[UUID], /, **options: Any) -> list[Activity]:
         ids = list(contact_ids)
@@ -1513,6 +1540,11 @@ MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
         OfKindsEveryKind,
         ("test_activities_of_kinds_across_contacts",),
     ),
+    "purchases includes until": (
+        PurchasesUntilInclusive,
+        ("test_purchases_as_transactions",),
+    ),
+    "purchases in whole units": (PurchasesWholeUnits, ("test_purchases_as_transactions",)),
     "for_contacts reads the first contact only": (
         ForContactsFirstOnly,
         ("test_activities_of_many_contacts",),

@@ -8,6 +8,7 @@ import contextlib
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crmkit.analytics import transactions_from_activities
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.crm._service import _solved_at
@@ -25,6 +27,7 @@ from crmkit.models import (
     Activity,
     ActivityKind,
     Contact,
+    Money,
     SubjectKind,
     TicketChannel,
     TicketPriority,
@@ -302,3 +305,51 @@ def test_sla_reports_of_many_tickets_agree_with_one_by_one(store: Store, seed: i
         assert _solved_at(unit, []) == {}
     report = crm.service_report(start=now - timedelta(days=1), end=now + timedelta(days=1))
     assert report.compliance.rows  # the batched path ran on these tickets
+
+
+# ---------------------------------------------------------------------------- purchases
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32),
+    amounts=st.lists(st.decimals(0, 10**9, places=3), min_size=0, max_size=10),
+)
+def test_purchases_are_the_transactions_of_the_purchase_activities(
+    store: Store, seed: int, amounts: list[Decimal]
+) -> None:
+    rnd = random.Random(seed)
+    tenant = _fresh(store)
+    people = [Contact.new(first_name=f"p{i}", clock=FixedClock(NOW)) for i in range(3)]
+    tied = NOW - timedelta(days=2)
+    activities = [
+        Activity.new(
+            contact_id=rnd.choice(people).id,
+            kind=ActivityKind.PURCHASE if rnd.random() < 0.8 else ActivityKind.CALL,
+            occurred_at=tied
+            if rnd.random() < 0.3
+            else NOW - timedelta(minutes=rnd.randrange(5000)),
+            amount=Money(amount, rnd.choice(["EUR", "USD", "JPY"])),
+            clock=FixedClock(NOW),
+        )
+        for amount in amounts
+    ]
+    with tenant.unit_of_work() as unit:
+        unit.contacts.add_many(people)
+        unit.activities.add_many(activities)
+        unit.commit()
+    since = None if rnd.random() < 0.5 else NOW - timedelta(minutes=rnd.randrange(5000))
+    until = None if rnd.random() < 0.5 else tied
+    with tenant.unit_of_work() as unit:
+        bought = unit.activities.of_kinds([ActivityKind.PURCHASE], since=since, until=until)
+        assert unit.activities.purchases(since=since, until=until) == (
+            transactions_from_activities(bought)
+        )
+    crm = CRM(tenant)
+    upto = [a for a in activities if a.occurred_at <= crm.clock.now()]
+    assert crm.purchases() == transactions_from_activities(
+        sorted(
+            (a for a in upto if a.kind is ActivityKind.PURCHASE),
+            key=lambda a: (a.occurred_at, a.id),
+        )
+    )

@@ -23,6 +23,7 @@ from crmkit.analytics import (
     CustomerSpan,
     Reach,
     Standing,
+    Transaction,
     check_customer_stages,
     check_ranks,
     check_replay,
@@ -30,6 +31,7 @@ from crmkit.analytics import (
     replay_customer_spans,
     replay_reach,
     replay_standing,
+    transactions_from_activities,
 )
 from crmkit.automation import (
     Delivery,
@@ -571,6 +573,12 @@ class JsonActivities(JsonRepository[Activity]):
             and (until is None or a.occurred_at < until)
         ]
         return sorted(found, key=lambda a: (a.occurred_at, a.id))
+
+    def purchases(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Transaction]:
+        bought = self.of_kinds([ActivityKind.PURCHASE], since=since, until=until)
+        return transactions_from_activities(bought)
 
 
 class JsonConsents(JsonRepository[Consent]):

@@ -36,7 +36,6 @@ from crmkit.analytics import (
     service_times,
     sla_compliance,
     spans_from_purchases,
-    transactions_from_activities,
     transactions_from_deals,
 )
 from crmkit.clock import Clock, FixedClock, ensure_utc
@@ -1991,10 +1990,9 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
 
     def purchases(self) -> list[Transaction]:
         """Every stored purchase activity up to now, as CLV and revenue transactions."""
-        now = self.clock.now()
-        with self.store.unit_of_work() as unit:  # the store filters the purchases
-            bought = unit.activities.of_kinds([ActivityKind.PURCHASE])
-        return transactions_from_activities(a for a in bought if a.occurred_at <= now)
+        until = self.clock.now() + timedelta(microseconds=1)  # up to now, inclusive
+        with self.store.unit_of_work() as unit:  # the store reads the purchases' amounts
+            return unit.activities.purchases(until=until)
 
     def customer_report(
         self,

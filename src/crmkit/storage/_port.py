@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from crmkit.analytics import CUSTOMER_STAGES, CustomerSpan, Reach, Standing
+from crmkit.analytics import CUSTOMER_STAGES, CustomerSpan, Reach, Standing, Transaction
 from crmkit.automation import Delivery, DeliveryStatus, Event, Recorded, Step, StepStatus
 from crmkit.clock import Clock
 from crmkit.models import (
@@ -391,6 +391,19 @@ class ActivityRepository(Repository[Activity], Protocol):
         The store filters them (the purchases behind revenue and lifetime value are read
         without the other activities). Wrong arguments raise
         :class:`~crmkit.errors.ValidationError` naming ``kinds``, ``since`` or ``until``.
+        """
+        ...
+
+    def purchases(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Transaction]:
+        """The purchase activities of every contact of the tenant from ``since``
+        (inclusive) to ``until`` (exclusive) as revenue and CLV transactions: what
+        :func:`crmkit.analytics.transactions_from_activities` makes of
+        ``of_kinds([ActivityKind.PURCHASE], since=since, until=until)``, in that order,
+        read without the rest of each activity. A purchase without an amount raises its
+        :class:`~crmkit.errors.ValidationError` (field ``activities[i].amount``); wrong
+        arguments raise one naming ``since`` or ``until``.
         """
         ...
 

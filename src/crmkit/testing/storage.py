@@ -36,6 +36,7 @@ from uuid import UUID, uuid4
 
 import attrs
 
+from crmkit.analytics import transactions_from_activities
 from crmkit.clock import FixedClock
 from crmkit.errors import (
     ConcurrencyConflict,
@@ -660,6 +661,52 @@ class StoreContract(
                 "for_contacts: since is inclusive, until exclusive"
             )
 
+    def test_purchases_as_transactions(self, fresh: Store) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        ada, bob = Contact.new(first_name="Ada"), Contact.new(first_name="Bob")
+
+        def event(days: int, who: Contact, amount: Money | None = None) -> Activity:
+            kind = ActivityKind.NOTE if amount is None else ActivityKind.PURCHASE
+            return Activity.new(
+                contact_id=who.id,
+                kind=kind,
+                occurred_at=start + timedelta(days=days),
+                amount=amount,
+            )
+
+        stored = [
+            event(4, bob, Money("19.99", "EUR")),
+            event(1, ada, Money("0.01", "EUR")),
+            event(4, ada, Money("1234567.891", "USD")),
+            event(9, ada, Money("0", "EUR")),
+            event(2, bob),
+        ]
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many([ada, bob])
+            unit.activities.add_many(stored)
+            bought = unit.activities.of_kinds([ActivityKind.PURCHASE])
+            assert unit.activities.purchases() == transactions_from_activities(bought), _c(
+                "purchases lists the purchase activities as transactions (contact, time, "
+                "amount), oldest first, ties by id"
+            )
+            since, until = start + timedelta(days=1), start + timedelta(days=9)
+            window = unit.activities.purchases(since=since, until=until)
+            every = transactions_from_activities(bought)
+            assert window == [t for t in every if since <= t.at < until], _c(
+                "purchases: since is inclusive, until exclusive"
+            )
+            assert [t.at.day for t in window] == [2, 5, 5], _c(
+                "purchases: since is inclusive, until exclusive"
+            )
+            unit.activities.add(
+                Activity.new(contact_id=bob.id, kind=ActivityKind.PURCHASE, occurred_at=start)
+            )
+            with _raises(ValidationError, "a purchase without an amount is refused") as c:
+                unit.activities.purchases()
+            assert c.value.field == "activities[0].amount", _c(
+                "a purchase without an amount is refused naming activities[i].amount"
+            )
+
     def test_stage_history_of_one_subject(self, fresh: Store) -> None:
         deal_id = uuid4()
         at = datetime(2026, 1, 1, tzinfo=UTC)
@@ -811,6 +858,7 @@ class StoreContract(
             ("activities.for_contact", lambda: unit.activities.for_contact(stored.id)),
             ("activities.of_kinds", lambda: unit.activities.of_kinds([ActivityKind.NOTE])),
             ("activities.for_contacts", lambda: unit.activities.for_contacts([stored.id])),
+            ("activities.purchases", unit.activities.purchases),
             (
                 "stage_history.for_subject",
                 lambda: unit.stage_history.for_subject(SubjectKind.DEAL, stored.id),
@@ -989,6 +1037,7 @@ class StoreContract(
                 ("contact_ids[1]", b, lambda: unit.activities.for_contacts([a, b])),  # type: ignore[list-item]
                 ("kinds", "call", lambda: unit.activities.for_contacts([a], kinds=["call"])),  # type: ignore[list-item]
                 ("since", naive, lambda: unit.activities.for_contacts([a], since=naive)),
+                ("until", naive, lambda: unit.activities.purchases(until=naive)),
                 ("subject", "deal", lambda: unit.stage_history.for_subject("deal", a)),  # type: ignore[arg-type]
                 (
                     "subject_id",

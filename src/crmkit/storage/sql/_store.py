@@ -8,7 +8,8 @@ import weakref
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 from uuid import UUID
@@ -29,10 +30,12 @@ from crmkit.analytics import (
     CustomerSpan,
     Reach,
     Standing,
+    Transaction,
     check_customer_stages,
     check_ranks,
     check_replay,
     check_stages,
+    transactions_from_activities,
 )
 from crmkit.automation import (
     Delivery,
@@ -72,6 +75,7 @@ from crmkit.models import (
     Erasure,
     Lead,
     LifecycleStage,
+    Money,
     Segment,
     StageChange,
     SubjectKind,
@@ -1644,6 +1648,40 @@ class _Activities(_Repository[Activity]):
         if high is not None:
             statement = statement.where(table.c.occurred_at < high)
         return self._load(statement.order_by(table.c.occurred_at, table.c.id))
+
+    def purchases(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Transaction]:
+        low, high = check_window(since, until)
+        table = self._table
+        statement = sa.select(
+            table.c.contact_id, table.c.occurred_at, table.c.amount, table.c.amount_currency
+        ).where(table.c.tenant == self._tenant, table.c.kind == ActivityKind.PURCHASE.value)
+        if low is not None:
+            statement = statement.where(table.c.occurred_at >= low)
+        if high is not None:
+            statement = statement.where(table.c.occurred_at < high)
+        statement = statement.order_by(table.c.occurred_at, table.c.id)
+        sqlite = self._unit.store.dialect != "postgresql"
+        with self._unit.store._errors():
+            rows = _fetch(self._unit._conn(), statement)
+            if any(row[2] is None for row in rows):  # refused as the activities refuse it
+                return transactions_from_activities(
+                    self.of_kinds([ActivityKind.PURCHASE], since=since, until=until)
+                )
+            try:
+                return [
+                    Transaction(
+                        self._read_id(owner),
+                        datetime.fromisoformat(at).replace(tzinfo=UTC) if sqlite else at,
+                        Money(Decimal(amount), currency),
+                    )
+                    for owner, at, amount, currency in rows
+                ]
+            except CrmkitError:
+                raise
+            except (TypeError, ValueError) as error:
+                raise StorageError(f"a stored {self._name} cannot be read: {error}") from error
 
 
 class _Consents(_Repository[Consent]):
