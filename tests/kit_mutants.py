@@ -750,6 +750,57 @@ class OfKindsEveryKind(MutantStore):
     mixin = _OfKindsEveryKind
 
 
+class _PurchasesUntilInclusive:
+    def purchases(self, *, since: datetime | None = None, until: datetime | None = None) -> Any:
+        later = None if until is None else until + timedelta(microseconds=1)
+        return super().purchases(since=since, until=later)  # type: ignore[misc]
+
+
+class PurchasesUntilInclusive(MutantStore):
+    """purchases keeps the purchases at ``until`` (the window's end is inclusive)."""
+
+    mixin = _PurchasesUntilInclusive
+
+
+class _PurchasesWholeUnits:
+    def purchases(self, **options: Any) -> Any:
+        found = super().purchases(**options)  # type: ignore[misc]
+        return [
+            attrs.evolve(t, amount=Money(t.amount.amount.to_integral_value(), t.amount.currency))
+            for t in found
+        ]
+
+
+class PurchasesWholeUnits(MutantStore):
+    """purchases reads the amounts in whole units (the cents are lost)."""
+
+    mixin = _PurchasesWholeUnits
+
+
+class _ForContactsFirstOnly:
+    def for_contacts(self, contact_ids: Iterable[UUID], /, **options: Any) -> list[Activity]:
+        ids = list(contact_ids)
+        return [] if not ids else super().for_contacts(ids[:1], **options)  # type: ignore[misc,no-any-return]
+
+
+class ForContactsFirstOnly(MutantStore):
+    """for_contacts lists the activities of the first contact only."""
+
+    mixin = _ForContactsFirstOnly
+
+
+class _ForContactsByContact:
+    def for_contacts(self, contact_ids: Iterable[UUID], /, **options: Any) -> list[Activity]:
+        found: list[Activity] = super().for_contacts(contact_ids, **options)  # type: ignore[misc]
+        return sorted(found, key=lambda a: (a.contact_id, a.occurred_at, a.id))
+
+
+class ForContactsByContact(MutantStore):
+    """for_contacts lists one contact's activities after another's (not oldest first)."""
+
+    mixin = _ForContactsByContact
+
+
 class _ForSubjectBroken:
     any_kind: ClassVar[bool] = False
     newest_first: ClassVar[bool] = False
@@ -1488,6 +1539,19 @@ MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "of_kinds ignores the kinds": (
         OfKindsEveryKind,
         ("test_activities_of_kinds_across_contacts",),
+    ),
+    "purchases includes until": (
+        PurchasesUntilInclusive,
+        ("test_purchases_as_transactions",),
+    ),
+    "purchases in whole units": (PurchasesWholeUnits, ("test_purchases_as_transactions",)),
+    "for_contacts reads the first contact only": (
+        ForContactsFirstOnly,
+        ("test_activities_of_many_contacts",),
+    ),
+    "for_contacts orders by contact": (
+        ForContactsByContact,
+        ("test_activities_of_many_contacts",),
     ),
     "for_subject ties in storage order": (
         _history("ties_by_insertion", "for_subject breaks ties by storage order, not id."),

@@ -24,6 +24,7 @@ from crmkit.analytics import (
     Reach,
     Standing,
     StandingWindow,
+    Transaction,
     check_customer_stages,
     check_ranks,
     check_replay,
@@ -32,6 +33,7 @@ from crmkit.analytics import (
     replay_customer_spans,
     replay_reach,
     replay_standing,
+    transactions_from_activities,
 )
 from crmkit.automation import (
     Delivery,
@@ -519,6 +521,36 @@ class JsonActivities(JsonRepository[Activity]):
         ]
         return sorted(found, key=lambda a: (a.occurred_at, a.id))
 
+    def for_contacts(
+        self,
+        contact_ids: Iterable[UUID],
+        /,
+        *,
+        kinds: Iterable[ActivityKind] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        if isinstance(contact_ids, str | bytes | Mapping) or not isinstance(contact_ids, Iterable):
+            raise ValidationError("contact_ids", contact_ids, "expected a collection of UUIDs")
+        owners = {check_id(i, f"contact_ids[{n}]") for n, i in enumerate(contact_ids)}
+        if isinstance(kinds, str):
+            raise ValidationError("kinds", kinds, "expected a collection of ActivityKind")
+        wanted = None if kinds is None else frozenset(kinds)
+        for kind in wanted or ():
+            if not isinstance(kind, ActivityKind):
+                raise ValidationError("kinds", kind, "expected an ActivityKind")
+        since = None if since is None else check_time(since, "since")
+        until = None if until is None else check_time(until, "until")
+        found = [
+            a
+            for a in self.all()
+            if a.contact_id in owners
+            and (wanted is None or a.kind in wanted)
+            and (since is None or a.occurred_at >= since)
+            and (until is None or a.occurred_at < until)
+        ]
+        return sorted(found, key=lambda a: (a.occurred_at, a.id))
+
     def of_kinds(
         self,
         kinds: Iterable[ActivityKind],
@@ -543,6 +575,12 @@ class JsonActivities(JsonRepository[Activity]):
             and (until is None or a.occurred_at < until)
         ]
         return sorted(found, key=lambda a: (a.occurred_at, a.id))
+
+    def purchases(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Transaction]:
+        bought = self.of_kinds([ActivityKind.PURCHASE], since=since, until=until)
+        return transactions_from_activities(bought)
 
 
 class JsonConsents(JsonRepository[Consent]):

@@ -34,6 +34,7 @@ from crmkit.analytics import (
     periods,
     ratings_from_tickets,
     retention_matrix,
+    rfm_summary,
     spans_from_purchases,
 )
 from crmkit.cli import _svg
@@ -663,7 +664,8 @@ def _clv(crm: CRM, tiles: list[tuple[str, str]]) -> Section:
     currency = Counter(t.amount.currency for t in purchases).most_common(1)[0][0]
     by_customer: dict[str, float]
     try:
-        summary = crm.clv_summary(currency=currency)
+        # crm.clv_summary's summary, of the purchases read once above
+        summary = rfm_summary(purchases, observation_end=crm.clock.now(), currency=currency)
         bg = fit_bg_nbd(summary)
         gg = fit_gamma_gamma(summary)
         report = customer_lifetime_value(summary, bg, gg)

@@ -36,7 +36,6 @@ from crmkit.analytics import (
     service_times,
     sla_compliance,
     spans_from_purchases,
-    transactions_from_activities,
     transactions_from_deals,
 )
 from crmkit.clock import Clock, FixedClock, ensure_utc
@@ -1109,10 +1108,38 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
             return self._sla(unit, unit.tickets.get(ticket_id), self.clock.now())
 
     def _sla(self, unit: UnitOfWork, ticket: Ticket, now: datetime) -> SlaReport:
-        history = unit.stage_history.for_subject(SubjectKind.TICKET, ticket.id)
-        replies = unit.activities.for_contact(ticket.contact_id, since=ticket.created_at)
-        events = ticket_events(ticket, history, replies)
-        return sla_status(ticket, events, self.sla_policies, now)
+        return self._slas(unit, [ticket], now)[0]
+
+    def _slas(self, unit: UnitOfWork, tickets: Sequence[Ticket], now: datetime) -> list[SlaReport]:
+        """The SLA reports of ``tickets`` at ``now``: each from its stage history and its
+        contact's activities since its creation, read for all of them in one query each
+        (by batches of ids), not two queries per ticket."""
+        if not tickets:
+            return []
+        histories: dict[UUID, list[StageChange]] = {}
+        for change in unit.stage_history.for_subjects(SubjectKind.TICKET, [t.id for t in tickets]):
+            histories.setdefault(change.subject_id, []).append(change)
+        timelines: dict[UUID, list[Activity]] = {}
+        since = min(t.created_at for t in tickets)
+        for activity in unit.activities.for_contacts({t.contact_id for t in tickets}, since=since):
+            timelines.setdefault(activity.contact_id, []).append(activity)
+        return [
+            sla_status(
+                ticket,
+                ticket_events(
+                    ticket,
+                    histories.get(ticket.id, []),
+                    [
+                        a
+                        for a in timelines.get(ticket.contact_id, ())
+                        if a.occurred_at >= ticket.created_at
+                    ],
+                ),
+                self.sla_policies,
+                now,
+            )
+            for ticket in tickets
+        ]
 
     def sla_reports(self) -> list[SlaReport]:
         """The SLA reports of every unsolved ticket (feed them to ``breached`` or
@@ -1121,7 +1148,7 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
         with self.store.unit_of_work() as unit:
             tickets = list(unit.tickets.iterate(tickets_where(field("status").is_in(*unsolved))))
             now = self.clock.now()
-            return [self._sla(unit, ticket, now) for ticket in tickets]
+            return self._slas(unit, tickets, now)
 
     # ------------------------------------------------------------------ activities, tasks
 
@@ -1963,10 +1990,9 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
 
     def purchases(self) -> list[Transaction]:
         """Every stored purchase activity up to now, as CLV and revenue transactions."""
-        now = self.clock.now()
-        with self.store.unit_of_work() as unit:  # the store filters the purchases
-            bought = unit.activities.of_kinds([ActivityKind.PURCHASE])
-        return transactions_from_activities(a for a in bought if a.occurred_at <= now)
+        until = self.clock.now() + timedelta(microseconds=1)  # up to now, inclusive
+        with self.store.unit_of_work() as unit:  # the store reads the purchases' amounts
+            return unit.activities.purchases(until=until)
 
     def customer_report(
         self,
@@ -2049,13 +2075,16 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
             & (field("updated_at") >= first)
         )
         with self.store.unit_of_work() as unit:
-            tickets = list(unit.tickets.iterate(tickets_where(created)))
-            reports = [self._sla(unit, ticket, now) for ticket in tickets]
+            reports = self._slas(unit, list(unit.tickets.iterate(tickets_where(created))), now)
+            rated_tickets = [
+                t for t in unit.tickets.iterate(tickets_where(rated)) if t.csat is not None
+            ]
+            solved_at = _solved_at(unit, rated_tickets)
             ratings = [
                 Rating(solved, ticket.csat, ticket.assignee)
-                for ticket in unit.tickets.iterate(tickets_where(rated))
+                for ticket in rated_tickets
                 if ticket.csat is not None
-                and (solved := _solved_at(unit, ticket)) is not None
+                and (solved := solved_at[ticket.id]) is not None
                 and first <= solved < last
             ]
         outcomes = [outcome for report in reports for outcome in _outcomes(report)]
@@ -2086,14 +2115,15 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
         )
 
 
-def _solved_at(unit: UnitOfWork, ticket: Ticket) -> datetime | None:
-    """When ``ticket`` was last moved to solved (``None``: its history has no such
-    move, as for a ticket stored solved by an import: then its ``updated_at``)."""
-    history = unit.stage_history.for_subject(SubjectKind.TICKET, ticket.id)
-    solved = [c.at for c in history if c.to_stage == TicketStatus.SOLVED.value]
-    if solved:
-        return max(solved)
-    return ticket.updated_at if ticket.status in _DONE else None
+def _solved_at(unit: UnitOfWork, tickets: Sequence[Ticket]) -> dict[UUID, datetime | None]:
+    """When each of ``tickets`` was last moved to solved, by id, from their histories
+    read in one query (``None``: its history has no such move, as for a ticket stored
+    solved by an import: then its ``updated_at`` if it is solved or closed)."""
+    solved: dict[UUID, datetime] = {}
+    for change in unit.stage_history.for_subjects(SubjectKind.TICKET, [t.id for t in tickets]):
+        if change.to_stage == TicketStatus.SOLVED.value:
+            solved[change.subject_id] = max(solved.get(change.subject_id, change.at), change.at)
+    return {t.id: solved.get(t.id, t.updated_at if t.status in _DONE else None) for t in tickets}
 
 
 _VERDICTS: Final = {

@@ -19,7 +19,14 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from crmkit.analytics import CUSTOMER_STAGES, CustomerSpan, Reach, Standing, StandingWindow
+from crmkit.analytics import (
+    CUSTOMER_STAGES,
+    CustomerSpan,
+    Reach,
+    Standing,
+    StandingWindow,
+    Transaction,
+)
 from crmkit.automation import Delivery, DeliveryStatus, Event, Recorded, Step, StepStatus
 from crmkit.clock import Clock
 from crmkit.models import (
@@ -358,6 +365,25 @@ class ActivityRepository(Repository[Activity], Protocol):
         """
         ...
 
+    def for_contacts(
+        self,
+        contact_ids: Iterable[UUID],
+        /,
+        *,
+        kinds: Iterable[ActivityKind] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        """The activities of many contacts in one query (a batch of ids at a time), as
+        :meth:`for_contact` lists each contact's: from ``since`` (inclusive) to ``until``
+        (exclusive), of ``kinds`` (all when ``None``, none when empty); oldest first,
+        ties by id, whatever the order of ``contact_ids`` (an id given twice counts once).
+
+        Wrong arguments raise :class:`~crmkit.errors.ValidationError` naming
+        ``contact_ids[n]`` (or ``contact_ids``), ``kinds``, ``since`` or ``until``.
+        """
+        ...
+
     def of_kinds(
         self,
         kinds: Iterable[ActivityKind],
@@ -372,6 +398,19 @@ class ActivityRepository(Repository[Activity], Protocol):
         The store filters them (the purchases behind revenue and lifetime value are read
         without the other activities). Wrong arguments raise
         :class:`~crmkit.errors.ValidationError` naming ``kinds``, ``since`` or ``until``.
+        """
+        ...
+
+    def purchases(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Transaction]:
+        """The purchase activities of every contact of the tenant from ``since``
+        (inclusive) to ``until`` (exclusive) as revenue and CLV transactions: what
+        :func:`crmkit.analytics.transactions_from_activities` makes of
+        ``of_kinds([ActivityKind.PURCHASE], since=since, until=until)``, in that order,
+        read without the rest of each activity. A purchase without an amount raises its
+        :class:`~crmkit.errors.ValidationError` (field ``activities[i].amount``); wrong
+        arguments raise one naming ``since`` or ``until``.
         """
         ...
 

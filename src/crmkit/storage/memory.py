@@ -24,6 +24,7 @@ from crmkit.analytics import (
     Reach,
     Standing,
     StandingWindow,
+    Transaction,
     check_customer_stages,
     check_ranks,
     check_replay,
@@ -32,6 +33,7 @@ from crmkit.analytics import (
     replay_customer_spans,
     replay_reach,
     replay_standing,
+    transactions_from_activities,
 )
 from crmkit.automation import (
     Delivery,
@@ -625,6 +627,28 @@ class _Activities(_Repository[Activity]):
         found = [a for a in self._table.values() if query(cast(Activity, a))]
         return sorted(cast(list[Activity], found), key=lambda a: (a.occurred_at, a.id))
 
+    def for_contacts(
+        self,
+        contact_ids: Iterable[UUID],
+        /,
+        *,
+        kinds: Iterable[ActivityKind] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        owners = frozenset(check_ids(contact_ids, "contact_ids"))
+        wanted = check_kinds(kinds)
+        low, high = check_window(since, until)
+        found = [
+            a
+            for a in cast(list[Activity], list(self._table.values()))
+            if a.contact_id in owners
+            and (wanted is None or a.kind in wanted)
+            and (low is None or a.occurred_at >= low)
+            and (high is None or a.occurred_at < high)
+        ]
+        return sorted(found, key=lambda a: (a.occurred_at, a.id))
+
     def of_kinds(
         self,
         kinds: Iterable[ActivityKind],
@@ -644,6 +668,12 @@ class _Activities(_Repository[Activity]):
             and (high is None or a.occurred_at < high)
         ]
         return sorted(found, key=lambda a: (a.occurred_at, a.id))
+
+    def purchases(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Transaction]:
+        bought = self.of_kinds([ActivityKind.PURCHASE], since=since, until=until)
+        return transactions_from_activities(bought)
 
 
 def _activity_query(

@@ -36,6 +36,7 @@ from uuid import UUID, uuid4
 
 import attrs
 
+from crmkit.analytics import transactions_from_activities
 from crmkit.clock import FixedClock
 from crmkit.errors import (
     ConcurrencyConflict,
@@ -603,6 +604,109 @@ class StoreContract(
                 "of_kinds: since is inclusive, until exclusive"
             )
 
+    def test_activities_of_many_contacts(self, fresh: Store) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        ada, bob, cy = (Contact.new(first_name=n) for n in ("Ada", "Bob", "Cy"))
+
+        def event(days: int, kind: ActivityKind, who: Contact) -> Activity:
+            return Activity.new(
+                contact_id=who.id, kind=kind, occurred_at=start + timedelta(days=days)
+            )
+
+        tied = start + timedelta(days=5)
+        ties = sorted(
+            [
+                Activity.new(contact_id=bob.id, kind=ActivityKind.NOTE, occurred_at=tied),
+                Activity.new(contact_id=ada.id, kind=ActivityKind.CALL, occurred_at=tied),
+            ],
+            key=lambda a: a.id,
+        )
+        stored = [
+            event(7, ActivityKind.CALL, bob),
+            event(1, ActivityKind.PURCHASE, ada),
+            ties[1],
+            event(3, ActivityKind.NOTE, cy),
+            event(9, ActivityKind.NOTE, ada),
+            ties[0],
+            event(2, ActivityKind.CALL, bob),
+        ]
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many([ada, bob, cy])
+            unit.activities.add_many(stored)
+            both = unit.activities.for_contacts([bob.id, ada.id, bob.id])
+            expected = sorted(
+                [a for a in stored if a.contact_id != cy.id], key=lambda a: (a.occurred_at, a.id)
+            )
+            assert both == expected, _c(
+                "for_contacts lists the activities of those contacts only, oldest first, ties by id"
+            )
+            assert both == sorted(
+                unit.activities.for_contact(ada.id) + unit.activities.for_contact(bob.id),
+                key=lambda a: (a.occurred_at, a.id),
+            ), _c("for_contacts lists what for_contact lists of each")
+            assert unit.activities.for_contacts([]) == [], _c("for_contacts([]) lists nothing")
+            calls = unit.activities.for_contacts([ada.id, bob.id], kinds=[ActivityKind.CALL])
+            assert [a.occurred_at.day for a in calls] == [3, 6, 8], _c(
+                "for_contacts(kinds=...) lists those kinds only"
+            )
+            assert unit.activities.for_contacts([ada.id], kinds=[]) == [], _c(
+                "for_contacts(kinds=[]) lists nothing"
+            )
+            window = unit.activities.for_contacts(
+                [ada.id, bob.id, cy.id],
+                since=start + timedelta(days=3),
+                until=start + timedelta(days=9),
+            )
+            assert [a.occurred_at.day for a in window] == [4, 6, 6, 8], _c(
+                "for_contacts: since is inclusive, until exclusive"
+            )
+
+    def test_purchases_as_transactions(self, fresh: Store) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        ada, bob = Contact.new(first_name="Ada"), Contact.new(first_name="Bob")
+
+        def event(days: int, who: Contact, amount: Money | None = None) -> Activity:
+            kind = ActivityKind.NOTE if amount is None else ActivityKind.PURCHASE
+            return Activity.new(
+                contact_id=who.id,
+                kind=kind,
+                occurred_at=start + timedelta(days=days),
+                amount=amount,
+            )
+
+        stored = [
+            event(4, bob, Money("19.99", "EUR")),
+            event(1, ada, Money("0.01", "EUR")),
+            event(4, ada, Money("1234567.891", "USD")),
+            event(9, ada, Money("0", "EUR")),
+            event(2, bob),
+        ]
+        with fresh.unit_of_work() as unit:
+            unit.contacts.add_many([ada, bob])
+            unit.activities.add_many(stored)
+            bought = unit.activities.of_kinds([ActivityKind.PURCHASE])
+            assert unit.activities.purchases() == transactions_from_activities(bought), _c(
+                "purchases lists the purchase activities as transactions (contact, time, "
+                "amount), oldest first, ties by id"
+            )
+            since, until = start + timedelta(days=1), start + timedelta(days=9)
+            window = unit.activities.purchases(since=since, until=until)
+            every = transactions_from_activities(bought)
+            assert window == [t for t in every if since <= t.at < until], _c(
+                "purchases: since is inclusive, until exclusive"
+            )
+            assert [t.at.day for t in window] == [2, 5, 5], _c(
+                "purchases: since is inclusive, until exclusive"
+            )
+            unit.activities.add(
+                Activity.new(contact_id=bob.id, kind=ActivityKind.PURCHASE, occurred_at=start)
+            )
+            with _raises(ValidationError, "a purchase without an amount is refused") as c:
+                unit.activities.purchases()
+            assert c.value.field == "activities[0].amount", _c(
+                "a purchase without an amount is refused naming activities[i].amount"
+            )
+
     def test_stage_history_of_one_subject(self, fresh: Store) -> None:
         deal_id = uuid4()
         at = datetime(2026, 1, 1, tzinfo=UTC)
@@ -753,6 +857,8 @@ class StoreContract(
             ("iterate", lambda: list(islice(unit.contacts.iterate(), 3))),
             ("activities.for_contact", lambda: unit.activities.for_contact(stored.id)),
             ("activities.of_kinds", lambda: unit.activities.of_kinds([ActivityKind.NOTE])),
+            ("activities.for_contacts", lambda: unit.activities.for_contacts([stored.id])),
+            ("activities.purchases", unit.activities.purchases),
             (
                 "stage_history.for_subject",
                 lambda: unit.stage_history.for_subject(SubjectKind.DEAL, stored.id),
@@ -928,6 +1034,10 @@ class StoreContract(
                 ("kinds", None, lambda: unit.activities.of_kinds(None)),  # type: ignore[arg-type]
                 ("kinds", "call", lambda: unit.activities.of_kinds(["call"])),  # type: ignore[list-item]
                 ("until", naive, lambda: unit.activities.of_kinds([], until=naive)),
+                ("contact_ids[1]", b, lambda: unit.activities.for_contacts([a, b])),  # type: ignore[list-item]
+                ("kinds", "call", lambda: unit.activities.for_contacts([a], kinds=["call"])),  # type: ignore[list-item]
+                ("since", naive, lambda: unit.activities.for_contacts([a], since=naive)),
+                ("until", naive, lambda: unit.activities.purchases(until=naive)),
                 ("subject", "deal", lambda: unit.stage_history.for_subject("deal", a)),  # type: ignore[arg-type]
                 (
                     "subject_id",

@@ -21,7 +21,7 @@ where SQL and Python differ, the compiler spells Python's meaning out
 import json
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from decimal import Context as DecimalContext
@@ -35,6 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from crmkit.errors import InvalidRule, StorageError
 from crmkit.models import (
     Activity,
+    ActivityKind,
     ConsentChannel,
     ConsentStatus,
     Contact,
@@ -88,6 +89,19 @@ _Bool = ColumnElement[bool]
 def _apply(op: Op, left: Any, right: Any) -> _Bool:
     """``left <op> right`` as a SQL condition."""
     return cast(_Bool, OPS[op](left, right))
+
+
+_NONE: Final = frozenset({(Op.EQ, 0), (Op.LE, 0), (Op.LT, 1)})
+_SOME: Final = frozenset({(Op.NE, 0), (Op.GT, 0), (Op.GE, 1)})
+
+
+def _presence(node: ActivityCondition) -> bool | None:
+    """Whether a count condition asks for some (``True``) or no (``False``) activity
+    (``None``: another count, or a sum)."""
+    if node.measure is not Measure.COUNT or isinstance(node.value, bool):
+        return None
+    key = (node.op, node.value)
+    return True if key in _SOME else False if key in _NONE else None
 
 
 _LIMIT: Final = Decimal(10) ** 18
@@ -322,7 +336,7 @@ class _Scope:
                 return self.on_contact(inner)
         match node:
             case And(items=items):
-                return _joined(sa.and_, [self.sql(i) for i in items])
+                return _joined(sa.and_, self.conjuncts(items))
             case Or(items=items):
                 return _joined(sa.or_, [self.sql(i) for i in items])
             case Not(item=Not(item=item)):
@@ -596,9 +610,60 @@ class _Scope:
 
     # ------------------------------------------------------------------ activities
 
+    def conjuncts(self, items: tuple[Condition, ...]) -> list[_Bool]:
+        """The SQL of the items of an AND; a contact's "no activity of kind k within d
+        days" conditions (count = 0, no filter) are asked once for all their kinds: a
+        count of every kind is 0 exactly when no activity of any of them counts."""
+        absent: dict[int | None, list[ActivityKind]] = {}
+        parts: list[_Bool | int | None] = []  # a window's days hold its group's place
+        for item in items:
+            if (
+                self.entity is RuleEntity.CONTACT
+                and isinstance(item, ActivityCondition)
+                and item.where is None
+                and _presence(item) is False
+            ):
+                if item.within_days not in absent:
+                    parts.append(item.within_days)
+                absent.setdefault(item.within_days, []).append(item.kind)
+            else:
+                parts.append(self.sql(item))
+        return [
+            sa.not_(self.any_activity(absent[part], part, None))
+            if part is None or isinstance(part, int)
+            else part
+            for part in parts
+        ]
+
+    def any_activity(
+        self, kinds: Iterable[ActivityKind], within_days: int | None, where: Condition | None
+    ) -> _Bool:
+        """The contact has an activity of ``kinds`` within the window for which ``where``
+        is TRUE: its id is among those one uncorrelated subquery lists, which SQLite
+        runs once into a temporary index (not one count per contact); PostgreSQL gets
+        EXISTS, which it runs as one (anti-)join whatever the number of ids."""
+        owner = self.column("id")
+        table = self.c.schema.table(Activity).alias("activity")
+        low, high, _ = activity_window(within_days, self.c.now)
+        scope = _Scope(self.c, table, ACTIVITY_FIELDS, "properties", None, ())
+        filters: list[_Bool] = [
+            table.c.tenant == self.c.tenant,
+            table.c.kind.in_(sorted({k.value for k in kinds})),
+            scope.window(table.c.occurred_at, low, high, inclusive=True),
+        ]
+        if where is not None:
+            filters.append(scope.sql(where))
+        if self.c.postgres:
+            return sa.exists().where(table.c.contact_id == owner, *filters)
+        return owner.in_(sa.select(table.c.contact_id).where(*filters))
+
     def activities(self, node: ActivityCondition) -> _Bool:
         if self.entity is None:
             raise InvalidRule("kind", node.kind, "activity conditions do not nest")
+        presence = _presence(node)
+        if presence is not None and self.entity is RuleEntity.CONTACT:
+            found = self.any_activity((node.kind,), node.within_days, node.where)
+            return found if presence else sa.not_(found)
         owner = self.column("id" if self.entity is RuleEntity.CONTACT else "contact_id")
         table = self.c.schema.table(Activity).alias("activity")
         low, high, _ = activity_window(node.within_days, self.c.now)

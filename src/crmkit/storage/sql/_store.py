@@ -8,7 +8,8 @@ import weakref
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 from uuid import UUID
@@ -30,11 +31,13 @@ from crmkit.analytics import (
     Reach,
     Standing,
     StandingWindow,
+    Transaction,
     check_customer_stages,
     check_ranks,
     check_replay,
     check_stages,
     check_windows,
+    transactions_from_activities,
 )
 from crmkit.automation import (
     Delivery,
@@ -74,6 +77,7 @@ from crmkit.models import (
     Erasure,
     Lead,
     LifecycleStage,
+    Money,
     Segment,
     StageChange,
     SubjectKind,
@@ -1598,6 +1602,35 @@ class _Activities(_Repository[Activity]):
             statement = statement.where(table.c.occurred_at < high)
         return self._load(statement.order_by(table.c.occurred_at, table.c.id))
 
+    def for_contacts(
+        self,
+        contact_ids: Iterable[UUID],
+        /,
+        *,
+        kinds: Iterable[ActivityKind] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Activity]:
+        wanted_ids = sorted(set(check_ids(contact_ids, "contact_ids")))
+        wanted = check_kinds(kinds)
+        low, high = check_window(since, until)
+        if wanted is not None and not wanted:
+            return []
+        table = self._table
+        found: list[Activity] = []
+        for start in range(0, len(wanted_ids), _ID_CHUNK):
+            statement = self._base().where(
+                table.c.contact_id.in_(wanted_ids[start : start + _ID_CHUNK])
+            )
+            if wanted is not None:
+                statement = statement.where(table.c.kind.in_(sorted(k.value for k in wanted)))
+            if low is not None:
+                statement = statement.where(table.c.occurred_at >= low)
+            if high is not None:
+                statement = statement.where(table.c.occurred_at < high)
+            found.extend(self._load(statement))
+        return sorted(found, key=lambda a: (a.occurred_at, a.id))
+
     def of_kinds(
         self,
         kinds: Iterable[ActivityKind],
@@ -1618,6 +1651,40 @@ class _Activities(_Repository[Activity]):
         if high is not None:
             statement = statement.where(table.c.occurred_at < high)
         return self._load(statement.order_by(table.c.occurred_at, table.c.id))
+
+    def purchases(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Transaction]:
+        low, high = check_window(since, until)
+        table = self._table
+        statement = sa.select(
+            table.c.contact_id, table.c.occurred_at, table.c.amount, table.c.amount_currency
+        ).where(table.c.tenant == self._tenant, table.c.kind == ActivityKind.PURCHASE.value)
+        if low is not None:
+            statement = statement.where(table.c.occurred_at >= low)
+        if high is not None:
+            statement = statement.where(table.c.occurred_at < high)
+        statement = statement.order_by(table.c.occurred_at, table.c.id)
+        sqlite = self._unit.store.dialect != "postgresql"
+        with self._unit.store._errors():
+            rows = _fetch(self._unit._conn(), statement)
+            if any(row[2] is None for row in rows):  # refused as the activities refuse it
+                return transactions_from_activities(
+                    self.of_kinds([ActivityKind.PURCHASE], since=since, until=until)
+                )
+            try:
+                return [
+                    Transaction(
+                        self._read_id(owner),
+                        datetime.fromisoformat(at).replace(tzinfo=UTC) if sqlite else at,
+                        Money(Decimal(amount), currency),
+                    )
+                    for owner, at, amount, currency in rows
+                ]
+            except CrmkitError:
+                raise
+            except (TypeError, ValueError) as error:
+                raise StorageError(f"a stored {self._name} cannot be read: {error}") from error
 
 
 class _Consents(_Repository[Consent]):
