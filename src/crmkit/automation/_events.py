@@ -672,6 +672,31 @@ def event_from_json(data: object) -> Event:
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ValidationError("type", kind, "no such event type (see EVENT_TYPES)")
+    if len(data) == len(_readers(cls)) + 1:
+        # The fast path: each field through its own structure hook, then the class
+        # (which checks the shape again). Any doubt goes the slow way, which names it.
+        try:
+            return cls(**{name: read(data[name], hint) for name, read, hint in _readers(cls)})
+        except Exception:  # noqa: BLE001, S110 - the slow path below raises the right error
+            pass
     fields = {k: v for k, v in data.items() if k != "type"}
     event: Event = _converter().structure(fields, cls)
     return event
+
+
+_READERS: dict[type[Event], list[tuple[str, Callable[[Any, Any], Any], Any]]] = {}
+
+
+def _readers(cls: type[Event]) -> list[tuple[str, Callable[[Any, Any], Any], Any]]:
+    """Per field of ``cls``: its name, the converter's structure hook of its type, the
+    type (built once per class: the converter's whole-class function collects every
+    problem of a document, which costs more than reading a good one)."""
+    found = _READERS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        converter = _converter()
+        found = _READERS[cls] = [
+            (a.name, converter.get_structure_hook(hints[a.name]), hints[a.name])
+            for a in attrs.fields(cast(Any, cls))
+        ]
+    return found
