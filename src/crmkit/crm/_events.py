@@ -18,6 +18,7 @@ from crmkit.automation import (
     Recorded,
     SlaAtRisk,
     SlaBreached,
+    SubscriptionStart,
     TaskDue,
     TaskOverdue,
     backoff,
@@ -107,6 +108,7 @@ class EventUseCases:
         *,
         name: str,
         max_attempts: int = 5,
+        start: SubscriptionStart = SubscriptionStart.BEGINNING,
     ) -> None:
         """Call ``handler(crm, event)`` for every event of ``event_type`` (one of
         :data:`~crmkit.automation.EVENT_TYPES`, or ``"*"`` for all).
@@ -114,12 +116,20 @@ class EventUseCases:
         ``name`` identifies the handler in the store: its deliveries are recorded under
         it, so a handler that returned is never called again for that event, in this
         process or another. Subscribing the same handler under its name again adds an
-        event type; another handler under a taken name is refused. A new name starts at
-        the beginning of the outbox (it gets every stored event of its types). A handler
-        that raises is called again after :func:`~crmkit.automation.backoff`, and after
+        event type; another handler under a taken name is refused. A handler that raises
+        is called again after :func:`~crmkit.automation.backoff`, and after
         ``max_attempts`` failures its delivery is dead (see :meth:`dead_letters`).
+
+        ``start`` (a :class:`~crmkit.automation.SubscriptionStart` or its value) says
+        where a name the store has not seen begins: ``"beginning"`` (the default) at
+        the first stored event, so the handler gets the whole history of its types;
+        ``"now"`` after the last event stored when ``subscribe`` returns, so it gets
+        only the events recorded from then on. A name the store has seen (dispatched
+        before, in this process or another) keeps its place whatever ``start`` says:
+        subscribing again never skips nor repeats a delivery.
         """
         check_handler(name, "name")
+        begin = member_of(SubscriptionStart, start, "start")
         if not isinstance(event_type, str) or (
             event_type != ALL_EVENTS and event_type not in EVENT_TYPES
         ):
@@ -136,6 +146,10 @@ class EventUseCases:
             if known.handler is not handler:
                 raise ValidationError("name", name, "another handler is subscribed under it")
             types = None if known.types is None or types is None else known.types | types
+        if begin is SubscriptionStart.NOW:
+            with self.store.unit_of_work() as unit:
+                unit.outbox.start_at_end(name)
+                unit.commit()
         self._subscriptions[name] = _Subscription(handler, types, max_attempts)
 
     def dispatch(

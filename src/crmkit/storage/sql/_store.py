@@ -2314,6 +2314,21 @@ class _Outbox:
         self._run(sa.update(cursors).where(mine).values(position=end))
         return len(made)
 
+    def start_at_end(self, handler: str, /) -> int:
+        name = check_handler(handler)
+        cursors, events = self._cursors, self._events
+        ends = sa.select(
+            sa.literal(self._tenant, _TEXT),
+            sa.literal(name, _TEXT),
+            sa.func.coalesce(sa.func.max(events.c.position), 0),
+        ).where(events.c.tenant == self._tenant)
+        insert = (pg_insert if self._postgres else sqlite_insert)(cursors)
+        self._run(
+            insert.from_select(["tenant", "handler", "position"], ends).on_conflict_do_nothing()
+        )
+        mine = (cursors.c.tenant == self._tenant) & (cursors.c.handler == name)
+        return int(self._run(sa.select(cursors.c.position).where(mine)).scalar_one())
+
     def _delivery(self, row: Any) -> Delivery:
         return Delivery(
             position=row.position,
