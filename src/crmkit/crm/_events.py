@@ -61,6 +61,34 @@ class _Subscription:
     max_attempts: int
 
 
+def _counted(
+    report: DispatchReport,
+    outcomes: list[Delivery],
+    released: set[tuple[str, int]],
+    recorded: list[bool],
+) -> DispatchReport:
+    """``report`` with the settled ``outcomes`` added (``recorded``: whether the store
+    kept each; ``released``: the keys of those not called, which count for nothing)."""
+    counts = {"delivered": 0, "failed": 0, "dead": 0, "lost": 0}
+    for outcome, kept in zip(outcomes, recorded, strict=True):
+        if (outcome.handler, outcome.position) in released:
+            continue  # not called: settled as it was, its lease ends
+        if not kept:
+            counts["lost"] += 1
+        elif outcome.status is DeliveryStatus.DONE:
+            counts["delivered"] += 1
+        elif outcome.status is DeliveryStatus.DEAD:
+            counts["dead"] += 1
+        else:
+            counts["failed"] += 1
+    return DispatchReport(
+        delivered=report.delivered + counts["delivered"],
+        failed=report.failed + counts["failed"],
+        dead=report.dead + counts["dead"],
+        lost=report.lost + counts["lost"],
+    )
+
+
 class EventUseCases:
     """Reading the outbox, subscribing handlers, dispatching (see ``CRM``)."""
 
@@ -177,38 +205,42 @@ class EventUseCases:
             raise ValidationError("lease", lease, "expected a positive timedelta")
         subscriptions = dict(self._subscriptions)
         report = DispatchReport()
-        for _ in range(_ROUNDS):
-            if report.calls >= most or not subscriptions:
+        # Each round is one unit of work: it records the outcomes of the batch before
+        # (at least once: a dispatcher that stops leaves at most that batch to be taken
+        # again when its lease runs out), makes the new deliveries and claims the next
+        # batch. The last round records the last outcomes only.
+        outcomes: list[Delivery] = []
+        released: set[tuple[str, int]] = set()
+        calls = 0
+        for round in range(_ROUNDS + 1):
+            room = most - calls if round < _ROUNDS and subscriptions else 0
+            if room <= 0 and not outcomes:
                 break
-            claimed = self._claim(subscriptions, at, lease, most - report.calls)
+            with self.store.unit_of_work() as unit:
+                recorded = unit.outbox.settle_many(outcomes) if outcomes else []
+                claimed: list[tuple[Delivery, Event]] = []
+                if room > 0:
+                    for name, subscription in subscriptions.items():
+                        unit.outbox.fan_out(name, subscription.types, at=at, limit=_FAN_OUT)
+                    claimed = unit.outbox.claim(
+                        subscriptions, now=at, lease=lease, limit=room, claim=uuid4()
+                    )
+                unit.commit()
+            report = _counted(report, outcomes, released, recorded)
             if not claimed:
                 break
-            report = self._deliver(subscriptions, claimed, at, report)
+            outcomes, released = self._deliver(subscriptions, claimed, at)
+            calls += len(outcomes) - len(released)
         return report
-
-    def _claim(
-        self,
-        subscriptions: dict[str, _Subscription],
-        at: datetime,
-        lease: timedelta,
-        limit: int,
-    ) -> list[tuple[Delivery, Event]]:
-        with self.store.unit_of_work() as unit:
-            for name, subscription in subscriptions.items():
-                unit.outbox.fan_out(name, subscription.types, at=at, limit=_FAN_OUT)
-            claimed = unit.outbox.claim(
-                subscriptions, now=at, lease=lease, limit=limit, claim=uuid4()
-            )
-            unit.commit()
-        return claimed
 
     def _deliver(
         self,
         subscriptions: dict[str, _Subscription],
         claimed: list[tuple[Delivery, Event]],
         at: datetime,
-        report: DispatchReport,
-    ) -> DispatchReport:
+    ) -> tuple[list[Delivery], set[tuple[str, int]]]:
+        """Call the handlers of ``claimed``: their outcomes, and the keys of the
+        deliveries not called (behind a failure in their lane), to settle unchanged."""
         outcomes: list[Delivery] = []
         released: set[tuple[str, int]] = set()
         stopped: set[tuple[str, UUID]] = set()
@@ -241,27 +273,7 @@ class EventUseCases:
             else:
                 outcome = attrs.evolve(delivery, status=DeliveryStatus.DONE, finished_at=at)
             outcomes.append(outcome)
-        counts = {"delivered": 0, "failed": 0, "dead": 0, "lost": 0}
-        with self.store.unit_of_work() as unit:
-            recorded = unit.outbox.settle_many(outcomes)
-            unit.commit()
-        for outcome, kept in zip(outcomes, recorded, strict=True):
-            if (outcome.handler, outcome.position) in released:
-                continue  # not called: settled as it was, its lease ends
-            if not kept:
-                counts["lost"] += 1
-            elif outcome.status is DeliveryStatus.DONE:
-                counts["delivered"] += 1
-            elif outcome.status is DeliveryStatus.DEAD:
-                counts["dead"] += 1
-            else:
-                counts["failed"] += 1
-        return DispatchReport(
-            delivered=report.delivered + counts["delivered"],
-            failed=report.failed + counts["failed"],
-            dead=report.dead + counts["dead"],
-            lost=report.lost + counts["lost"],
-        )
+        return outcomes, released
 
     # ------------------------------------------------------------------ deliveries
 

@@ -2391,20 +2391,28 @@ class _Outbox:
                         "until": until,
                     },
                 )
+        # The event's id, type and subject id are the delivery's (fan_out copies them);
+        # the due times of a batch are mostly one, read once.
         decoded: dict[int, Event] = {}
+        times: dict[Any, datetime] = {}
+        read_time = Timestamp().process_result_value
+        dialect = self._unit._conn().dialect
         found: list[tuple[Delivery, Event]] = []
-        for handler, position, event_id, event_type, subject_id, tries, due, error, body in rows:
+        for handler, position, tries, due, error, body in rows:
             event = decoded.get(position)
             if event is None:
                 event = decoded[position] = self._decode(body)
+            next_at = times.get(due)
+            if next_at is None:
+                next_at = times[due] = cast(datetime, read_time(due, dialect))
             delivery = Delivery(
                 position=position,
-                event_id=event_id,
-                event_type=event_type,
+                event_id=event.id,
+                event_type=event.type,
                 handler=handler,
-                subject_id=subject_id,
+                subject_id=event.subject_id,
                 attempts=tries,
-                next_at=due,
+                next_at=next_at,
                 claim=token,
                 leased_until=until,
                 error=error,
@@ -2418,19 +2426,6 @@ class _Outbox:
         if found is None:
             found = _OUTBOX_STATEMENTS[key] = build()
         return found
-
-    def _claimed_columns(self, statement: Any) -> Any:
-        return statement.columns(
-            sa.column("handler", _TEXT),
-            sa.column("position", sa.BigInteger()),
-            sa.column("event_id", UUIDType()),
-            sa.column("event_type", _TEXT),
-            sa.column("subject_id", UUIDType()),
-            sa.column("attempts", sa.Integer()),
-            sa.column("next_at", Timestamp()),
-            sa.column("error", _TEXT),
-            sa.column("body", _TEXT),
-        )
 
     # A pending delivery blocks the ones after it in its lane (handler, subject id)
     # while it waits for a retry or is leased (SQL shared by both dialects).
@@ -2448,15 +2443,14 @@ class _Outbox:
 
     def _build_claim_sqlite(self) -> Any:
         d, e = self._deliveries.name, self._events.name  # crmkit's own (checked) names
-        text = sa.text(
-            "SELECT d.handler, d.position, d.event_id, d.event_type, d.subject_id, "
-            f"d.attempts, d.next_at, d.error, e.body FROM {d} AS d "
+        return sa.text(
+            "SELECT d.handler, d.position, d.attempts, d.next_at, d.error, e.body "
+            f"FROM {d} AS d "
             f"JOIN {e} AS e ON e.tenant = d.tenant AND e.position = d.position "
             f"WHERE {self._DUE} AND d.handler IN (SELECT value FROM json_each(:names)) "
             f"AND {self._BLOCKED.format(d=d)} "
             "ORDER BY d.position, d.handler LIMIT :most"
         ).bindparams(sa.bindparam("at", type_=Timestamp()))
-        return self._claimed_columns(text)
 
     def _build_lease_sqlite(self) -> Any:
         return sa.text(
@@ -2471,7 +2465,7 @@ class _Outbox:
         d, e = self._deliveries.name, self._events.name  # crmkit's own (checked) names
         # The head of a lane is its first pending delivery (a correlated look-up of the
         # partial index); locking the heads keeps other claims off the whole lane.
-        text = sa.text(
+        return sa.text(
             "WITH heads AS (SELECT d.handler, d.subject_id, d.position "
             f"FROM {d} AS d WHERE {self._DUE} AND d.handler = ANY(CAST(:names AS text[])) "
             f"AND d.position = (SELECT min(x.position) FROM {d} AS x "
@@ -2494,10 +2488,9 @@ class _Outbox:
             "WHERE d.tenant = :tenant AND d.handler = ANY(CAST(:names AS text[])) "
             "AND d.position = ANY(ARRAY(SELECT position FROM runs)) "
             f"{'AND (d.handler, d.position) IN (SELECT handler, position FROM runs) ' * many}"
-            "RETURNING d.handler, d.position, d.event_id, "
-            "d.event_type, d.subject_id, d.attempts, d.next_at, d.error) "
-            "SELECT l.handler, l.position, l.event_id, l.event_type, l.subject_id, "
-            f"l.attempts, l.next_at, l.error, e.body FROM leased AS l JOIN {e} AS e "
+            "RETURNING d.handler, d.position, d.attempts, d.next_at, d.error) "
+            "SELECT l.handler, l.position, l.attempts, l.next_at, l.error, e.body "
+            f"FROM leased AS l JOIN {e} AS e "
             "ON e.tenant = :tenant AND e.position = l.position "
             "ORDER BY l.position, l.handler"
         ).bindparams(
@@ -2505,7 +2498,6 @@ class _Outbox:
             sa.bindparam("until", type_=Timestamp()),
             sa.bindparam("claim", type_=UUIDType()),
         )
-        return self._claimed_columns(text)
 
     def settle(self, delivery: Delivery, /) -> bool:
         return self.settle_many([check_settled(delivery)])[0]
