@@ -2471,7 +2471,9 @@ class _Outbox:
             f"AND d.position = (SELECT min(x.position) FROM {d} AS x "
             "WHERE x.tenant = d.tenant AND x.handler = d.handler "
             "AND x.subject_id = d.subject_id AND x.status = 'pending') "
-            "ORDER BY d.position, d.handler LIMIT :most FOR UPDATE OF d SKIP LOCKED), "
+            # By position alone: the order of the (tenant, status, position) index, so
+            # the scan stops after the first heads instead of sorting every pending row.
+            "ORDER BY d.position LIMIT :most FOR UPDATE OF d SKIP LOCKED), "
             # Behind each head, its lane by position up to the first delivery that
             # waits (for a retry, or leased): a probe of the partial index per head.
             "runs AS (SELECT r.handler, r.position FROM heads AS h CROSS JOIN LATERAL "
