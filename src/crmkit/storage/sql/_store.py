@@ -2365,6 +2365,9 @@ class _Outbox:
             # One statement: lock the heads of the lanes (SKIP LOCKED), lease the due
             # runs behind them, return them with their events' bodies.
             many = len(names) > 1
+            # A plan for these values: once the driver prepares the statement, a generic
+            # plan (made for any tenant and time) may sort every pending delivery.
+            self._run(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
             rows = self._run(
                 self._statement(f"claim{many}", lambda: self._build_claim_postgres(many)),
                 {**params, "names": names, "claim": token, "until": until},
