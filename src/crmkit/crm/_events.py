@@ -192,7 +192,9 @@ class EventUseCases:
 
         At least once, in commit order per subject and handler: each handler call runs
         outside any unit of work (it may call use cases, whose events record the event
-        as their cause), and its outcome is recorded per handler after the batch. A
+        as their cause), and its outcome is recorded per handler after the batch, in the
+        unit of work that claims the next batch (one per round): a dispatcher that stops
+        leaves at most its last batch to be delivered again once its lease ends. A
         handler that raises never undoes the use case that recorded the event: the
         delivery is retried after a backoff, and is dead after the subscription's
         ``max_attempts``. Several dispatchers (threads, processes) may run at once: the
