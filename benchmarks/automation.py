@@ -11,14 +11,15 @@
    FOR UPDATE SKIP LOCKED`` (SQLite: in a ``BEGIN IMMEDIATE`` transaction), ``json.loads``
    of each body, a call of the same no-op handler, ``DELETE`` of the batch, ``COMMIT``,
    over as many events of another tenant. Target: crmkit at least 0.5x the loop's events
-   per second.
+   per second. With ``--samples n`` both are measured n times, in alternating order, each
+   time on new tenants, and the medians are compared.
 2. **Recording.** ``capture_lead`` of a new person, ``--captures`` times, with events
    recorded and with the CRM's private switch ``_records_events = False``, in alternating
    rounds on the same store; the ratio of the medians is the cost of the four events a
    capture records. Target: at most 1.2x.
 
 Usage: ``python benchmarks/automation.py [--events 5000] [--batch 500] [--captures 300]
-[--stores sqlite,postgresql] [--json]``.
+[--samples 1] [--stores sqlite,postgresql] [--json]``.
 """
 
 import argparse
@@ -207,6 +208,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--captures", type=int, default=300)
+    parser.add_argument("--samples", type=int, default=1)
     default = "sqlite,postgresql" if os.environ.get(POSTGRES_ENV) else "sqlite"
     parser.add_argument("--stores", default=default)
     parser.add_argument("--json", action="store_true")
@@ -215,14 +217,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for kind in options.stores.split(","):
             make = open_one(kind, Path(folder))
-            stores = [make(f"bench-{name}-{uuid4().hex[:8]}") for name in ("crm", "raw", "cap")]
+            rates: dict[str, list[float]] = {"crm": [], "raw": []}
+            for sample in range(options.samples):
+                order = ("crm", "raw") if sample % 2 == 0 else ("raw", "crm")
+                for name in order:
+                    store = make(f"bench-{name}-{uuid4().hex[:8]}")
+                    try:
+                        rate = crmkit_rate if name == "crm" else raw_rate
+                        rates[name].append(rate(store, options.events, options.batch))
+                    finally:
+                        store.close()
+            ours, raw = statistics.median(rates["crm"]), statistics.median(rates["raw"])
+            store = make(f"bench-cap-{uuid4().hex[:8]}")
             try:
-                ours = crmkit_rate(stores[0], options.events, options.batch)
-                raw = raw_rate(stores[1], options.events, options.batch)
-                with_events, without = capture_times(stores[2], options.captures)
+                with_events, without = capture_times(store, options.captures)
             finally:
-                for store in stores:
-                    store.close()
+                store.close()
             results[kind] = {
                 "crmkit_events_per_s": ours,
                 "raw_loop_events_per_s": raw,
@@ -233,7 +243,10 @@ def main() -> None:
             }
             if kind == "postgresql":
                 reset_postgres(os.environ[POSTGRES_ENV], drop_only=True)
-    print(f"events: {options.events}, batch: {options.batch}, captures: {options.captures}")
+    print(
+        f"events: {options.events}, batch: {options.batch}, captures: {options.captures}, "
+        f"samples: {options.samples} (medians)"
+    )
     print(
         f"{'store':<11} {'crmkit ev/s':>12} {'raw loop ev/s':>14} {'ratio':>6} "
         f"{'capture ms':>11} {'w/o events':>11} {'ratio':>6}"

@@ -2129,6 +2129,17 @@ class _OutboxFansOutTwice(_Outbox):
         return made
 
 
+class _OutboxStartMovesCursors(_Outbox):
+    def start_at_end(self, handler: str, /) -> int:
+        self._write("outbox_cursors", handler, len(self._named("outbox")))  # even a known one
+        return len(self._named("outbox"))
+
+
+class _OutboxStartsAtTheBeginning(_Outbox):
+    def start_at_end(self, handler: str, /) -> int:
+        return int(self._named("outbox_cursors").get(handler, 0))  # writes nothing
+
+
 class _OutboxNoNextAt(_Outbox):
     def claim(self, handlers: Iterable[str], /, **options: Any) -> list[tuple[Delivery, Event]]:
         table = self._named("outbox_deliveries")
@@ -2182,6 +2193,14 @@ OUTBOX_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "fan-out makes deliveries twice": (
         _outbox_mutant("FanOutTwice", _OutboxFansOutTwice, "the cursor never moves."),
         ("test_deliveries_are_made_per_handler_and_type",),
+    ),
+    "start_at_end moves a cursor it should keep": (
+        _outbox_mutant("StartMovesCursors", _OutboxStartMovesCursors, "cursors jump ahead."),
+        ("test_a_handler_can_start_at_the_end",),
+    ),
+    "start_at_end starts at the beginning": (
+        _outbox_mutant("StartsAtBeginning", _OutboxStartsAtTheBeginning, "history replayed."),
+        ("test_a_handler_can_start_at_the_end",),
     ),
     "claims ignore next_at": (
         _outbox_mutant("ClaimsIgnoreNextAt", _OutboxNoNextAt, "a retry is due at once."),

@@ -36,6 +36,7 @@ from crmkit.automation import (
     Seat,
     SendMessage,
     StepResult,
+    SubscriptionStart,
     Territory,
     Wait,
     WaitUntil,
@@ -522,8 +523,17 @@ class RecordingHost:
         self.scheduled: dict[UUID, PlannedStep] = {}
         self.causes: dict[UUID, UUID | None] = {}
 
-    def subscribe(self, event_type: str, handler: Any, *, name: str, max_attempts: int = 5) -> None:
+    def subscribe(
+        self,
+        event_type: str,
+        handler: Any,
+        *,
+        name: str,
+        max_attempts: int = 5,
+        start: SubscriptionStart = SubscriptionStart.BEGINNING,
+    ) -> None:
         self.subscribed.append((event_type, name))
+        assert start is SubscriptionStart.NOW  # rules react to what happens from now on
         self.handlers[event_type] = handler
 
     def schedule_step(

@@ -94,6 +94,29 @@ def test_speed_to_lead_runs_from_the_event_to_the_task(store: Store) -> None:
         assert len(unit.tasks.select()) == 3
 
 
+def test_an_automation_installed_on_a_store_with_history_acts_on_later_events(
+    store: Store,
+) -> None:
+    crm = CRM(store, pipelines=[SALES])
+    old = capture(crm, "old@example.com")  # before the automation existed
+    automation = Automation([speed_to_lead(["ann"])], name="sales")
+    automation.install(crm)
+    new = capture(crm, "new@example.com")
+    work(crm)
+    with store.unit_of_work() as unit:
+        owners = {lead.id: unit.leads.get(lead.id).owner for lead in (old, new)}  # type: ignore[attr-defined]
+        assert len(unit.tasks.select()) == 1
+    assert owners == {old.id: None, new.id: "ann"}  # type: ignore[attr-defined]
+    # Installed again (a restart) while a lead came in: that lead is not skipped.
+    later = capture(crm, "later@example.com")
+    restarted = CRM(store, pipelines=[SALES])
+    automation.install(restarted)
+    work(restarted)
+    with store.unit_of_work() as unit:
+        assert unit.leads.get(later.id).owner == "ann"  # type: ignore[attr-defined]
+        assert unit.leads.get(old.id).owner is None  # type: ignore[attr-defined]
+
+
 def test_rules_that_trigger_each_other_are_stopped_and_nothing_is_undone(store: Store) -> None:
     crm = CRM(store, pipelines=[SALES])
     flip = AutomationRule(

@@ -24,6 +24,7 @@ from crmkit.automation import (
     DispatchReport,
     Event,
     Recorded,
+    SubscriptionStart,
     backoff,
     event_from_json,
     event_to_json,
@@ -422,6 +423,35 @@ def test_each_handler_gets_each_event_once_in_order(store: Store) -> None:
     assert len(done) == 3
 
 
+def test_a_handler_subscribed_now_gets_only_later_events(store: Store) -> None:
+    crm = crm_of(store)
+    crm.capture_lead(_touch())
+    history = len(crm.events(limit=1000))
+    seen: list[Event] = []
+
+    def later(_: CRM, event: Event) -> None:
+        seen.append(event)
+
+    crm.subscribe("*", later, name="later", start=SubscriptionStart.NOW)
+    crm.subscribe("*", lambda _, __: None, name="all")  # the default: from the beginning
+    crm.capture_lead(_touch("bo@example.org"))
+    report = crm.dispatch()
+    recorded = [r.event for r in crm.events(limit=1000)]
+    assert history
+    assert seen == recorded[history:]  # the history stays undelivered to it
+    assert report == DispatchReport(delivered=2 * len(recorded) - history)
+    crm.capture_lead(_touch("cy@example.org"))  # recorded, not dispatched yet
+    fresh = [r.event for r in crm.events(after=len(recorded), limit=1000)]
+    again = crm_of(store)  # another process: the cursor in the store is not moved forward
+    again.subscribe("*", later, name="later", start="now")
+    assert again.dispatch() == DispatchReport(delivered=len(fresh))
+    assert seen == recorded[history:] + fresh
+    third = crm_of(store)  # nor back: "beginning" does not replay a known name's history
+    third.subscribe("*", later, name="later")
+    assert third.dispatch() == DispatchReport()
+    assert len(crm.deliveries(handler="later", limit=1000)) == len(seen)
+
+
 def test_a_failing_handler_is_retried_then_dead_and_never_undoes_the_use_case(
     store: Store,
 ) -> None:
@@ -529,6 +559,7 @@ def test_subscriptions_are_checked() -> None:
         ({"name": ""}, "name"),
         ({"max_attempts": 0}, "max_attempts"),
         ({"handler": "not callable"}, "handler"),
+        ({"start": "tomorrow"}, "start"),
     ):
         arguments: dict[str, Any] = {"event_type": "lead.captured", "handler": handler, "name": "h"}
         arguments.update(kwargs)

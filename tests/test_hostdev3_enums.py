@@ -70,6 +70,7 @@ CALLS: dict[tuple[str, str], tuple[str, Callable[[CRM, Any, Any], object]]] = {
         lambda c, i, v: c.set_forecast_category(_deal(c, i), v),
     ),
     ("deliveries", "status"): ("dead", lambda c, i, v: c.deliveries(status=v)),
+    ("subscribe", "start"): ("now", lambda c, i, v: c.subscribe("*", print, name="h", start=v)),
     ("steps", "status"): ("pending", lambda c, i, v: c.steps(status=v)),
     ("set_do_not_contact", "channel"): (
         "email",
@@ -145,7 +146,7 @@ def test_an_enum_parameter_takes_the_member_or_its_value(key: tuple[str, str]) -
     crm, cid = _crm()
     call(crm, cid, value)  # the value, as JSON or a form would give it
     crm, cid = _crm()
-    hint = typing.get_type_hints(getattr(CRM, key[0]))[key[1]]
+    hint = typing.get_type_hints(getattr(CRM, key[0]), localns={"CRM": CRM})[key[1]]
     kind = next(k for k in (typing.get_args(hint) or (hint,)) if isinstance(k, type))
     call(crm, cid, kind(value))  # the member
     crm, cid = _crm()

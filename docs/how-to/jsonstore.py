@@ -856,6 +856,12 @@ class JsonOutbox:
         cursors[handler] = str(max(start, end))
         return made
 
+    def start_at_end(self, handler: str, /) -> int:
+        check_handler(handler)
+        cursors = self._table("outbox_cursors")
+        cursors.setdefault(handler, str(len(self._table("outbox"))))
+        return int(cursors[handler])
+
     def deliveries(
         self,
         *,

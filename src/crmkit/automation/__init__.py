@@ -13,7 +13,8 @@ Events:
   :func:`event_to_json` / :func:`event_from_json`; :func:`caused_by` marks the events
   recorded while a handler or step runs;
 * :class:`Recorded`, :class:`Delivery`, :class:`DeliveryStatus`,
-  :class:`DispatchReport` and :func:`backoff`: the outbox and its deliveries.
+  :class:`DispatchReport` and :func:`backoff`: the outbox and its deliveries;
+  :class:`SubscriptionStart`: where a new subscription's deliveries begin.
 
 Steps (durable timers):
 
@@ -68,6 +69,7 @@ from crmkit.automation._dispatch import (
     DeliveryStatus,
     DispatchReport,
     Recorded,
+    SubscriptionStart,
     backoff,
 )
 from crmkit.automation._engine import (
@@ -278,6 +280,7 @@ __all__ = [
     "Step",
     "StepResult",
     "StepStatus",
+    "SubscriptionStart",
     "TaskCancelled",
     "TaskChanged",
     "TaskCompleted",

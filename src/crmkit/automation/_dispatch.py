@@ -27,6 +27,7 @@ __all__ = [
     "DeliveryStatus",
     "DispatchReport",
     "Recorded",
+    "SubscriptionStart",
     "backoff",
 ]
 
@@ -54,6 +55,16 @@ class Recorded:
 
     position: int
     event: Event
+
+
+class SubscriptionStart(StrEnum):
+    """Where the deliveries of a handler subscribed under a new name begin (see
+    :meth:`crmkit.crm.CRM.subscribe`); a name the store has seen keeps its place."""
+
+    BEGINNING = "beginning"
+    """With the first event stored: the handler gets the whole history."""
+    NOW = "now"
+    """With the next event recorded: the history stored so far is not delivered."""
 
 
 class DeliveryStatus(StrEnum):

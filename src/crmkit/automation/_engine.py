@@ -22,6 +22,7 @@ from uuid import UUID, uuid5
 import attrs
 
 from crmkit.automation._actions import SendMessage, _tuple, typed, typed_items
+from crmkit.automation._dispatch import SubscriptionStart
 from crmkit.automation._rules import (
     AutomationRule,
     Instruction,
@@ -136,6 +137,7 @@ class AutomationHost(Protocol):
         *,
         name: str,
         max_attempts: int = 5,
+        start: SubscriptionStart = SubscriptionStart.BEGINNING,
     ) -> None: ...
 
     def schedule_step(
@@ -328,10 +330,23 @@ class Automation:
         """Install the automation on ``crm``: check the rules against its pipelines
         (and its scoring model and consent policy, where rules rescore or send),
         subscribe the event handler to the rules' event types, register the step
-        runners and schedule the first sweep of each scheduled rule."""
+        runners and schedule the first sweep of each scheduled rule.
+
+        The handler is subscribed from now on (:attr:`SubscriptionStart.NOW
+        <crmkit.automation.SubscriptionStart.NOW>`): rules react to what happens after
+        they are installed, so a store with years of history does not replay it all
+        through them (a rule "call a new lead within minutes" must not call every lead
+        ever captured). Installed again, later or in another process, the automation
+        carries on where its subscriptions stand: events recorded while no process ran
+        it are still delivered."""
         crm.check_automation(self)
         for event_type in self.event_types:
-            crm.subscribe(event_type, self.handle, name=f"{self.name}:{event_type}")
+            crm.subscribe(
+                event_type,
+                self.handle,
+                name=f"{self.name}:{event_type}",
+                start=SubscriptionStart.NOW,
+            )
         crm.register_runner(ACTION_STEP, self.run)
         crm.register_runner(SWEEP_STEP, self.run)
         _schedule(crm, crm.first_sweeps(self))

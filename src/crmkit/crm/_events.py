@@ -18,6 +18,7 @@ from crmkit.automation import (
     Recorded,
     SlaAtRisk,
     SlaBreached,
+    SubscriptionStart,
     TaskDue,
     TaskOverdue,
     backoff,
@@ -58,6 +59,34 @@ class _Subscription:
     handler: Handler
     types: frozenset[str] | None
     max_attempts: int
+
+
+def _counted(
+    report: DispatchReport,
+    outcomes: list[Delivery],
+    released: set[tuple[str, int]],
+    recorded: list[bool],
+) -> DispatchReport:
+    """``report`` with the settled ``outcomes`` added (``recorded``: whether the store
+    kept each; ``released``: the keys of those not called, which count for nothing)."""
+    counts = {"delivered": 0, "failed": 0, "dead": 0, "lost": 0}
+    for outcome, kept in zip(outcomes, recorded, strict=True):
+        if (outcome.handler, outcome.position) in released:
+            continue  # not called: settled as it was, its lease ends
+        if not kept:
+            counts["lost"] += 1
+        elif outcome.status is DeliveryStatus.DONE:
+            counts["delivered"] += 1
+        elif outcome.status is DeliveryStatus.DEAD:
+            counts["dead"] += 1
+        else:
+            counts["failed"] += 1
+    return DispatchReport(
+        delivered=report.delivered + counts["delivered"],
+        failed=report.failed + counts["failed"],
+        dead=report.dead + counts["dead"],
+        lost=report.lost + counts["lost"],
+    )
 
 
 class EventUseCases:
@@ -107,6 +136,7 @@ class EventUseCases:
         *,
         name: str,
         max_attempts: int = 5,
+        start: SubscriptionStart = SubscriptionStart.BEGINNING,
     ) -> None:
         """Call ``handler(crm, event)`` for every event of ``event_type`` (one of
         :data:`~crmkit.automation.EVENT_TYPES`, or ``"*"`` for all).
@@ -114,12 +144,20 @@ class EventUseCases:
         ``name`` identifies the handler in the store: its deliveries are recorded under
         it, so a handler that returned is never called again for that event, in this
         process or another. Subscribing the same handler under its name again adds an
-        event type; another handler under a taken name is refused. A new name starts at
-        the beginning of the outbox (it gets every stored event of its types). A handler
-        that raises is called again after :func:`~crmkit.automation.backoff`, and after
+        event type; another handler under a taken name is refused. A handler that raises
+        is called again after :func:`~crmkit.automation.backoff`, and after
         ``max_attempts`` failures its delivery is dead (see :meth:`dead_letters`).
+
+        ``start`` (a :class:`~crmkit.automation.SubscriptionStart` or its value) says
+        where a name the store has not seen begins: ``"beginning"`` (the default) at
+        the first stored event, so the handler gets the whole history of its types;
+        ``"now"`` after the last event stored when ``subscribe`` returns, so it gets
+        only the events recorded from then on. A name the store has seen (dispatched
+        before, in this process or another) keeps its place whatever ``start`` says:
+        subscribing again never skips nor repeats a delivery.
         """
         check_handler(name, "name")
+        begin = member_of(SubscriptionStart, start, "start")
         if not isinstance(event_type, str) or (
             event_type != ALL_EVENTS and event_type not in EVENT_TYPES
         ):
@@ -136,6 +174,10 @@ class EventUseCases:
             if known.handler is not handler:
                 raise ValidationError("name", name, "another handler is subscribed under it")
             types = None if known.types is None or types is None else known.types | types
+        if begin is SubscriptionStart.NOW:
+            with self.store.unit_of_work() as unit:
+                unit.outbox.start_at_end(name)
+                unit.commit()
         self._subscriptions[name] = _Subscription(handler, types, max_attempts)
 
     def dispatch(
@@ -150,7 +192,9 @@ class EventUseCases:
 
         At least once, in commit order per subject and handler: each handler call runs
         outside any unit of work (it may call use cases, whose events record the event
-        as their cause), and its outcome is recorded per handler after the batch. A
+        as their cause), and its outcome is recorded per handler after the batch, in the
+        unit of work that claims the next batch (one per round): a dispatcher that stops
+        leaves at most its last batch to be delivered again once its lease ends. A
         handler that raises never undoes the use case that recorded the event: the
         delivery is retried after a backoff, and is dead after the subscription's
         ``max_attempts``. Several dispatchers (threads, processes) may run at once: the
@@ -163,38 +207,42 @@ class EventUseCases:
             raise ValidationError("lease", lease, "expected a positive timedelta")
         subscriptions = dict(self._subscriptions)
         report = DispatchReport()
-        for _ in range(_ROUNDS):
-            if report.calls >= most or not subscriptions:
+        # Each round is one unit of work: it records the outcomes of the batch before
+        # (at least once: a dispatcher that stops leaves at most that batch to be taken
+        # again when its lease runs out), makes the new deliveries and claims the next
+        # batch. The last round records the last outcomes only.
+        outcomes: list[Delivery] = []
+        released: set[tuple[str, int]] = set()
+        calls = 0
+        for round in range(_ROUNDS + 1):
+            room = most - calls if round < _ROUNDS and subscriptions else 0
+            if room <= 0 and not outcomes:
                 break
-            claimed = self._claim(subscriptions, at, lease, most - report.calls)
+            with self.store.unit_of_work() as unit:
+                recorded = unit.outbox.settle_many(outcomes) if outcomes else []
+                claimed: list[tuple[Delivery, Event]] = []
+                if room > 0:
+                    for name, subscription in subscriptions.items():
+                        unit.outbox.fan_out(name, subscription.types, at=at, limit=_FAN_OUT)
+                    claimed = unit.outbox.claim(
+                        subscriptions, now=at, lease=lease, limit=room, claim=uuid4()
+                    )
+                unit.commit()
+            report = _counted(report, outcomes, released, recorded)
             if not claimed:
                 break
-            report = self._deliver(subscriptions, claimed, at, report)
+            outcomes, released = self._deliver(subscriptions, claimed, at)
+            calls += len(outcomes) - len(released)
         return report
-
-    def _claim(
-        self,
-        subscriptions: dict[str, _Subscription],
-        at: datetime,
-        lease: timedelta,
-        limit: int,
-    ) -> list[tuple[Delivery, Event]]:
-        with self.store.unit_of_work() as unit:
-            for name, subscription in subscriptions.items():
-                unit.outbox.fan_out(name, subscription.types, at=at, limit=_FAN_OUT)
-            claimed = unit.outbox.claim(
-                subscriptions, now=at, lease=lease, limit=limit, claim=uuid4()
-            )
-            unit.commit()
-        return claimed
 
     def _deliver(
         self,
         subscriptions: dict[str, _Subscription],
         claimed: list[tuple[Delivery, Event]],
         at: datetime,
-        report: DispatchReport,
-    ) -> DispatchReport:
+    ) -> tuple[list[Delivery], set[tuple[str, int]]]:
+        """Call the handlers of ``claimed``: their outcomes, and the keys of the
+        deliveries not called (behind a failure in their lane), to settle unchanged."""
         outcomes: list[Delivery] = []
         released: set[tuple[str, int]] = set()
         stopped: set[tuple[str, UUID]] = set()
@@ -227,27 +275,7 @@ class EventUseCases:
             else:
                 outcome = attrs.evolve(delivery, status=DeliveryStatus.DONE, finished_at=at)
             outcomes.append(outcome)
-        counts = {"delivered": 0, "failed": 0, "dead": 0, "lost": 0}
-        with self.store.unit_of_work() as unit:
-            recorded = unit.outbox.settle_many(outcomes)
-            unit.commit()
-        for outcome, kept in zip(outcomes, recorded, strict=True):
-            if (outcome.handler, outcome.position) in released:
-                continue  # not called: settled as it was, its lease ends
-            if not kept:
-                counts["lost"] += 1
-            elif outcome.status is DeliveryStatus.DONE:
-                counts["delivered"] += 1
-            elif outcome.status is DeliveryStatus.DEAD:
-                counts["dead"] += 1
-            else:
-                counts["failed"] += 1
-        return DispatchReport(
-            delivered=report.delivered + counts["delivered"],
-            failed=report.failed + counts["failed"],
-            dead=report.dead + counts["dead"],
-            lost=report.lost + counts["lost"],
-        )
+        return outcomes, released
 
     # ------------------------------------------------------------------ deliveries
 

@@ -730,6 +730,13 @@ class OutboxRepository(Protocol):
         """
         ...
 
+    def start_at_end(self, handler: str, /) -> int:
+        """Give ``handler``, if it has no cursor yet, one at the last position stored, so
+        that :meth:`fan_out` makes its deliveries from the next event appended on (not
+        from the first one stored); a handler that has a cursor keeps it, moved neither
+        back nor forward. Returns the handler's cursor."""
+        ...
+
     def claim(
         self,
         handlers: Iterable[str],

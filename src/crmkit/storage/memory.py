@@ -1048,6 +1048,13 @@ class _Outbox:
             self._write("outbox_cursors", name, end)
         return made
 
+    def start_at_end(self, handler: str, /) -> int:
+        name = check_handler(handler)
+        stored, cursors = self._named("outbox"), self._named("outbox_cursors")
+        if name not in cursors:
+            self._write("outbox_cursors", name, len(stored))
+        return int(cursors[name])
+
     def claim(
         self,
         handlers: Iterable[str],

@@ -206,6 +206,38 @@ class OutboxContract:
             ], _c("deliveries(handler=) lists the handler's deliveries, pending when made")
             assert len(unit.outbox.deliveries()) == 3, _c("deliveries() lists every one")
 
+    def test_a_handler_can_start_at_the_end(self, fresh: Store) -> None:
+        older, old, new = _event(), _event(), _event()
+        _append(fresh, [older, old])
+        with fresh.unit_of_work() as unit:
+            assert unit.outbox.start_at_end("late") == 2, _c(
+                "start_at_end gives a handler without a cursor one at the last position, "
+                "and returns it"
+            )
+            unit.outbox.fan_out("early", None, at=_T0, limit=1)  # its cursor: 1
+            assert unit.outbox.start_at_end("early") == 1, _c(
+                "a handler that has a cursor keeps it: start_at_end does not move it"
+            )
+            unit.commit()
+        with fresh.unit_of_work() as unit:
+            unit.outbox.start_at_end("gone")
+            unit.rollback()
+        _append(fresh, [new])
+        with fresh.unit_of_work() as unit:
+            assert unit.outbox.start_at_end("late") == 2, _c(
+                "start_at_end called again keeps the cursor it gave"
+            )
+            assert unit.outbox.fan_out("late", None, at=_T0) == 1, _c(
+                "a handler started at the end gets the events appended after, only"
+            )
+            assert [d.event_id for d in unit.outbox.deliveries(handler="late")] == [new.id]
+            assert unit.outbox.fan_out("early", None, at=_T0) == 2, _c(
+                "a handler whose cursor start_at_end kept gets every event after it"
+            )
+            assert unit.outbox.fan_out("gone", None, at=_T0) == 3, _c(
+                "the cursor that start_at_end gave in a unit that rolled back is gone"
+            )
+
     def test_claims_follow_subjects_and_leases(self, fresh: Store) -> None:
         subject = uuid4()
         first, second, other = _event(subject), _event(subject, 1), _event()
@@ -305,6 +337,7 @@ class OutboxContract:
                 ("limit", lambda: outbox.read(limit=0)),
                 ("after", lambda: outbox.read(after=-1)),
                 ("handler", lambda: outbox.fan_out("", None, at=_T0)),
+                ("handler", lambda: outbox.start_at_end(" ")),
                 (
                     "lease",
                     lambda: outbox.claim(

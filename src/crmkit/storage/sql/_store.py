@@ -158,7 +158,7 @@ from crmkit.storage.sql._schema import (
     email_key,
     schema,
 )
-from crmkit.storage.sql.types import Timestamp
+from crmkit.storage.sql.types import Timestamp, UUIDType
 
 __all__ = ["SqlStore", "SqlUnitOfWork", "configure_sqlite", "create_schema", "open_store"]
 
@@ -2435,6 +2435,21 @@ class _Outbox:
         self._run(sa.update(cursors).where(mine).values(position=end))
         return len(made)
 
+    def start_at_end(self, handler: str, /) -> int:
+        name = check_handler(handler)
+        cursors, events = self._cursors, self._events
+        ends = sa.select(
+            sa.literal(self._tenant, _TEXT),
+            sa.literal(name, _TEXT),
+            sa.func.coalesce(sa.func.max(events.c.position), 0),
+        ).where(events.c.tenant == self._tenant)
+        insert = (pg_insert if self._postgres else sqlite_insert)(cursors)
+        self._run(
+            insert.from_select(["tenant", "handler", "position"], ends).on_conflict_do_nothing()
+        )
+        mine = (cursors.c.tenant == self._tenant) & (cursors.c.handler == name)
+        return int(self._run(sa.select(cursors.c.position).where(mine)).scalar_one())
+
     def _delivery(self, row: Any) -> Delivery:
         return Delivery(
             position=row.position,
@@ -2465,213 +2480,199 @@ class _Outbox:
         at, lease, most, token = check_claim(now, lease, limit, claim)
         if not names:
             return []
-        table = self._deliveries
-        earlier = table.alias("earlier")
-        # The head of each lane: a correlated look-up of the lane's first pending
-        # position (one probe of the partial index per candidate, whatever the planner's
-        # statistics say).
-        first = (
-            sa.select(sa.func.min(earlier.c.position))
-            .where(
-                earlier.c.tenant == table.c.tenant,
-                earlier.c.handler == table.c.handler,
-                earlier.c.subject_id == table.c.subject_id,
-                earlier.c.status == _PENDING_SQL,  # literal: the partial index applies
-            )
-            .scalar_subquery()
-        )
-        heads = (
-            sa.select(table)
-            .where(
-                table.c.tenant == self._tenant,
-                table.c.status == _PENDING,
-                table.c.handler.in_(names),
-                table.c.next_at <= at,
-                sa.or_(table.c.leased_until.is_(None), table.c.leased_until <= at),
-                table.c.position == first,
-            )
-            .order_by(table.c.position, table.c.handler)
-            .limit(most)
-            .with_for_update(skip_locked=True, of=table)
-        )
-        rows = list(self._run(heads).all())
-        if not rows:
-            return []
-        rows = self._runs(rows, at, most)
         until = at + lease
-        self._lease([(row.handler, row.position) for row in rows], token, until)
-        events = self._events
-        bodies = dict(
-            self._run(
-                sa.select(events.c.position, events.c.body).where(
-                    events.c.tenant == self._tenant,
-                    events.c.position.in_(sorted({row.position for row in rows})),
-                )
+        params: dict[str, Any] = {"tenant": self._tenant, "at": at, "most": most}
+        if self._postgres:
+            # One statement: lock the heads of the lanes (SKIP LOCKED), lease the due
+            # runs behind them, return them with their events' bodies.
+            many = len(names) > 1
+            # A plan for these values: once the driver prepares the statement, a generic
+            # plan (made for any tenant and time) may sort every pending delivery.
+            self._run(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+            rows = self._run(
+                self._statement(f"claim{many}", lambda: self._build_claim_postgres(many)),
+                {**params, "names": names, "claim": token, "until": until},
             ).all()
-        )
-        decoded = {position: self._decode(body) for position, body in bodies.items()}
-        return [
-            (
-                attrs.evolve(self._delivery(row), claim=token, leased_until=until),
-                decoded[row.position],
-            )
-            for row in rows
-        ]
-
-    def _runs(self, heads: list[Any], at: datetime, most: int) -> list[Any]:
-        """The heads (leased to this claim by the caller, so no other claim takes their
-        lanes) and the due deliveries right after each in its lane, at most ``most``."""
-        table = self._deliveries
-        lanes = sorted({(row.handler, row.subject_id) for row in heads})
-        found: dict[tuple[str, int], Any] = {(row.handler, row.position): row for row in heads}
-        if self._postgres:
-            given = (
-                sa.text(
-                    "SELECT * FROM unnest(CAST(:h AS text[]), CAST(:s AS uuid[])) AS lane (h, s)"
-                )
-                .columns(sa.column("h"), sa.column("s"))
-                .subquery("lane")
-            )
-            chosen = (table.c.handler == given.c.h) & (table.c.subject_id == given.c.s)
-            statement = sa.select(table).join(given, chosen)
-            params: dict[str, Any] = {"h": [h for h, _ in lanes], "s": [s for _, s in lanes]}
         else:
-            lane_of = sa.tuple_(table.c.handler, table.c.subject_id)
-            statement, params = sa.select(table).where(lane_of.in_(lanes)), {}
-        followers = self._run(
-            statement.where(
-                table.c.tenant == self._tenant,
-                table.c.status == _PENDING,
-                table.c.position > min(row.position for row in heads),
+            # SQLite runs one writer at a time (every unit begins IMMEDIATE): choose,
+            # then lease what was chosen, one statement per handler.
+            rows = self._run(
+                self._statement("claim", self._build_claim_sqlite),
+                {**params, "names": json.dumps(names)},
+            ).all()
+            chosen: dict[str, list[int]] = {}
+            for row in rows:
+                chosen.setdefault(row[0], []).append(row[1])
+            lease_rows = self._statement("lease", self._build_lease_sqlite)
+            for name, positions in chosen.items():
+                self._run(
+                    lease_rows,
+                    {
+                        "tenant": self._tenant,
+                        "handler": name,
+                        "positions": json.dumps(positions),
+                        "claim": token,
+                        "until": until,
+                    },
+                )
+        # The event's id, type and subject id are the delivery's (fan_out copies them);
+        # the due times of a batch are mostly one, read once.
+        decoded: dict[int, Event] = {}
+        times: dict[Any, datetime] = {}
+        read_time = Timestamp().process_result_value
+        dialect = self._unit._conn().dialect
+        found: list[tuple[Delivery, Event]] = []
+        for handler, position, tries, due, error, body in rows:
+            event = decoded.get(position)
+            if event is None:
+                event = decoded[position] = self._decode(body)
+            next_at = times.get(due)
+            if next_at is None:
+                next_at = times[due] = cast(datetime, read_time(due, dialect))
+            delivery = Delivery(
+                position=position,
+                event_id=event.id,
+                event_type=event.type,
+                handler=handler,
+                subject_id=event.subject_id,
+                attempts=tries,
+                next_at=next_at,
+                claim=token,
+                leased_until=until,
+                error=error,
             )
-            .order_by(table.c.position)
-            .limit(most),
-            params,
-        ).all()
-        head_of = {(row.handler, row.subject_id): row.position for row in heads}
-        stopped: set[tuple[str, UUID]] = set()
-        for row in followers:
-            lane = (row.handler, row.subject_id)
-            if row.position <= head_of[lane] or lane in stopped:
-                continue
-            leased = row.leased_until is not None and row.leased_until > at
-            if row.next_at is None or row.next_at > at or leased:
-                stopped.add(lane)
-                continue
-            found[(row.handler, row.position)] = row
-        return sorted(found.values(), key=lambda r: (r.position, r.handler))[:most]
+            found.append((delivery, event))
+        return found
 
-    def _lease(self, keys: list[tuple[str, int]], claim: UUID, until: datetime) -> None:
-        """Lease the deliveries ``keys`` (handler, position) to ``claim``: one statement
-        with two array parameters on PostgreSQL, executemany in SQLite's process."""
-        table = self._deliveries
-        if self._postgres:
-            self._run(
-                sa.text(
-                    f"UPDATE {table.name} AS d SET claim = :claim, leased_until = :until "
-                    "FROM unnest(CAST(:h AS text[]), CAST(:p AS bigint[])) AS k (h, p) "
-                    "WHERE d.tenant = :tenant AND d.handler = k.h AND d.position = k.p"
-                ),
-                {
-                    "claim": claim,
-                    "until": until,
-                    "tenant": self._tenant,
-                    "h": [h for h, _ in keys],
-                    "p": [p for _, p in keys],
-                },
-            )
-            return
-        statement = (
-            sa.update(table)
-            .where(
-                table.c.tenant == self._tenant,
-                table.c.handler == sa.bindparam("h"),
-                table.c.position == sa.bindparam("p"),
-            )
-            .values(claim=claim, leased_until=until)
+    def _statement(self, kind: str, build: Callable[[], Any]) -> Any:
+        key = (self._deliveries, kind, self._postgres)  # one table may serve both dialects
+        found = _OUTBOX_STATEMENTS.get(key)
+        if found is None:
+            found = _OUTBOX_STATEMENTS[key] = build()
+        return found
+
+    # A pending delivery blocks the ones after it in its lane (handler, subject id)
+    # while it waits for a retry or is leased (SQL shared by both dialects).
+    _BLOCKED = (
+        "NOT EXISTS (SELECT 1 FROM {d} AS x WHERE x.tenant = d.tenant "
+        "AND x.handler = d.handler AND x.subject_id = d.subject_id "
+        "AND x.status = 'pending' AND x.position < d.position "
+        "AND (x.next_at IS NULL OR x.next_at > :at "
+        "OR (x.leased_until IS NOT NULL AND x.leased_until > :at)))"
+    )
+    _DUE = (
+        "d.tenant = :tenant AND d.status = 'pending' AND d.next_at <= :at "
+        "AND (d.leased_until IS NULL OR d.leased_until <= :at)"
+    )
+
+    def _build_claim_sqlite(self) -> Any:
+        d, e = self._deliveries.name, self._events.name  # crmkit's own (checked) names
+        return sa.text(
+            "SELECT d.handler, d.position, d.attempts, d.next_at, d.error, e.body "
+            f"FROM {d} AS d "
+            f"JOIN {e} AS e ON e.tenant = d.tenant AND e.position = d.position "
+            f"WHERE {self._DUE} AND d.handler IN (SELECT value FROM json_each(:names)) "
+            f"AND {self._BLOCKED.format(d=d)} "
+            "ORDER BY d.position, d.handler LIMIT :most"
+        ).bindparams(sa.bindparam("at", type_=Timestamp()))
+
+    def _build_lease_sqlite(self) -> Any:
+        return sa.text(
+            f"UPDATE {self._deliveries.name} SET claim = :claim, leased_until = :until "
+            "WHERE tenant = :tenant AND handler = :handler "
+            "AND position IN (SELECT value FROM json_each(:positions))"
+        ).bindparams(
+            sa.bindparam("claim", type_=UUIDType()), sa.bindparam("until", type_=Timestamp())
         )
-        self._run(statement, [{"h": h, "p": p} for h, p in keys])
+
+    def _build_claim_postgres(self, many: bool) -> Any:
+        d, e = self._deliveries.name, self._events.name  # crmkit's own (checked) names
+        # The head of a lane is its first pending delivery (a correlated look-up of the
+        # partial index); locking the heads keeps other claims off the whole lane.
+        return sa.text(
+            "WITH heads AS (SELECT d.handler, d.subject_id, d.position "
+            f"FROM {d} AS d WHERE {self._DUE} AND d.handler = ANY(CAST(:names AS text[])) "
+            f"AND d.position = (SELECT min(x.position) FROM {d} AS x "
+            "WHERE x.tenant = d.tenant AND x.handler = d.handler "
+            "AND x.subject_id = d.subject_id AND x.status = 'pending') "
+            # By position alone: the order of the (tenant, status, position) index, so
+            # the scan stops after the first heads instead of sorting every pending row.
+            "ORDER BY d.position LIMIT :most FOR UPDATE OF d SKIP LOCKED), "
+            # Behind each head, its lane by position up to the first delivery that
+            # waits (for a retry, or leased): a probe of the partial index per head.
+            "runs AS (SELECT r.handler, r.position FROM heads AS h CROSS JOIN LATERAL "
+            "(SELECT w.handler, w.position FROM (SELECT d.handler, d.position, "
+            "bool_or(d.next_at IS NULL OR d.next_at > :at OR (d.leased_until IS NOT NULL "
+            "AND d.leased_until > :at)) OVER (ORDER BY d.position) AS stop "
+            f"FROM {d} AS d WHERE d.tenant = :tenant AND d.handler = h.handler "
+            "AND d.subject_id = h.subject_id AND d.status = 'pending' "
+            "AND d.position >= h.position ORDER BY d.position LIMIT :most) AS w "
+            "WHERE NOT w.stop) AS r ORDER BY r.position, r.handler LIMIT :most), "
+            # The primary key's probes whatever the planner's statistics say (with one
+            # handler, its positions name the runs; with more, they are filtered).
+            f"leased AS (UPDATE {d} AS d SET claim = :claim, leased_until = :until "
+            "WHERE d.tenant = :tenant AND d.handler = ANY(CAST(:names AS text[])) "
+            "AND d.position = ANY(ARRAY(SELECT position FROM runs)) "
+            f"{'AND (d.handler, d.position) IN (SELECT handler, position FROM runs) ' * many}"
+            "RETURNING d.handler, d.position, d.attempts, d.next_at, d.error) "
+            "SELECT l.handler, l.position, l.attempts, l.next_at, l.error, e.body "
+            f"FROM leased AS l JOIN {e} AS e "
+            "ON e.tenant = :tenant AND e.position = l.position "
+            "ORDER BY l.position, l.handler"
+        ).bindparams(
+            sa.bindparam("at", type_=Timestamp()),
+            sa.bindparam("until", type_=Timestamp()),
+            sa.bindparam("claim", type_=UUIDType()),
+        )
 
     def settle(self, delivery: Delivery, /) -> bool:
         return self.settle_many([check_settled(delivery)])[0]
 
     def settle_many(self, deliveries: Iterable[Delivery], /) -> list[bool]:
         outcomes = check_settled_many(deliveries)
-        if not self._postgres:  # one writer at a time: read what is held, then write
-            return self._settle_sqlite(outcomes)
-        if not outcomes:
-            return []
-        # One statement, its arrays bound as eight parameters (however many outcomes):
-        # only the rows their claims still hold change, and those come back.
-        columns = {
-            "h": [o.handler for o in outcomes],
-            "p": [o.position for o in outcomes],
-            "c": [o.claim for o in outcomes],
-            "s": [o.status.value for o in outcomes],
-            "a": [o.attempts for o in outcomes],
-            "n": [o.next_at for o in outcomes],
-            "e": [o.error for o in outcomes],
-            "f": [o.finished_at for o in outcomes],
-        }
-        rows = self._run(self._settle_statement(), {"tenant": self._tenant, **columns}).all()
-        done = {(row[0], row[1]) for row in rows}
+        # The outcomes that write the same values (a claim's successes, mostly) are one
+        # statement: those rows of the handler that the claim still holds change, and
+        # their positions come back.
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for o in outcomes:
+            key = (o.handler, o.claim, o.status, o.attempts, o.next_at, o.error, o.finished_at)
+            groups.setdefault(key, []).append(o.position)
+        statement = self._statement("settle", self._build_settle)
+        done: set[tuple[str, int]] = set()
+        for (handler, token, status, tries, due, error, finished), positions in groups.items():
+            rows = self._run(
+                statement,
+                {
+                    "tenant": self._tenant,
+                    "handler": handler,
+                    "claim": token,
+                    "positions": positions if self._postgres else json.dumps(positions),
+                    "status": status.value,
+                    "attempts": tries,
+                    "next_at": due,
+                    "error": error,
+                    "finished_at": finished,
+                },
+            ).all()
+            done.update((handler, row[0]) for row in rows)
         return [(o.handler, o.position) in done for o in outcomes]
 
-    def _settle_statement(self) -> Any:
-        name = self._deliveries.name  # crmkit's own table name (a checked prefix)
+    def _build_settle(self) -> Any:
+        chosen = (
+            "position = ANY(CAST(:positions AS bigint[]))"
+            if self._postgres
+            else "position IN (SELECT value FROM json_each(:positions))"
+        )
         return sa.text(
-            f"UPDATE {name} AS d SET status = o.s, attempts = o.a, next_at = o.n, "
-            "error = o.e, finished_at = o.f, claim = NULL, leased_until = NULL "
-            "FROM unnest(CAST(:h AS text[]), CAST(:p AS bigint[]), CAST(:c AS uuid[]), "
-            "CAST(:s AS text[]), CAST(:a AS integer[]), CAST(:n AS timestamptz[]), "
-            "CAST(:e AS text[]), CAST(:f AS timestamptz[])) AS o (h, p, c, s, a, n, e, f) "
-            "WHERE d.tenant = :tenant AND d.handler = o.h AND d.position = o.p "
-            "AND d.claim = o.c RETURNING d.handler, d.position"
+            f"UPDATE {self._deliveries.name} SET status = :status, attempts = :attempts, "
+            "next_at = :next_at, error = :error, finished_at = :finished_at, claim = NULL, "
+            "leased_until = NULL WHERE tenant = :tenant AND handler = :handler "
+            f"AND claim = :claim AND {chosen} RETURNING position"
+        ).bindparams(
+            sa.bindparam("claim", type_=UUIDType()),
+            sa.bindparam("next_at", type_=Timestamp()),
+            sa.bindparam("finished_at", type_=Timestamp()),
         )
-
-    def _settle_sqlite(self, outcomes: list[Delivery]) -> list[bool]:
-        if not outcomes:
-            return []
-        table = self._deliveries
-        claims = sorted({o.claim for o in outcomes if o.claim is not None})
-        held_now = sa.select(table.c.handler, table.c.position, table.c.claim).where(
-            table.c.tenant == self._tenant, table.c.claim.in_(claims)
-        )
-        held = {tuple(row) for row in self._run(held_now).all()}
-        kept = [(o.handler, o.position, o.claim) in held for o in outcomes]
-        rows = [
-            {
-                "h": o.handler,
-                "p": o.position,
-                "s": o.status.value,
-                "a": o.attempts,
-                "n": o.next_at,
-                "e": o.error,
-                "f": o.finished_at,
-            }
-            for o, ok in zip(outcomes, kept, strict=True)
-            if ok
-        ]
-        if rows:
-            statement = (
-                sa.update(table)
-                .where(
-                    table.c.tenant == self._tenant,
-                    table.c.handler == sa.bindparam("h"),
-                    table.c.position == sa.bindparam("p"),
-                )
-                .values(
-                    status=sa.bindparam("s"),
-                    attempts=sa.bindparam("a"),
-                    next_at=sa.bindparam("n", type_=Timestamp()),
-                    error=sa.bindparam("e"),
-                    finished_at=sa.bindparam("f", type_=Timestamp()),
-                    claim=None,
-                    leased_until=None,
-                )
-            )
-            self._run(statement, rows)
-        return kept
 
     def deliveries(
         self,
