@@ -499,6 +499,67 @@ def test_retention_can_delete(store: Store) -> None:
         assert unit.activities.count() == 0
 
 
+def stored_text(store: Store) -> str:
+    """Everything every repository of ``store`` holds, as text."""
+    with store.unit_of_work() as unit:
+        return repr([list(getattr(unit, name).iterate()) for name in REPOSITORIES.values()])
+
+
+def test_a_deleted_person_leaves_no_audit_trail_or_merge_record(store: Store) -> None:
+    """Retention's delete (and ``delete_contact``) takes the person's audit trail and
+    merge records with them: their field changes and before-images hold personal
+    values; an account merge keeps everyone else's rows."""
+    crm = crm_on(store)
+    ada = fill_person(crm, "ada@example.com", "Adelheid", "Lovelace", "+4930901820")
+    twin = fill_person(crm, "a.lovelace@example.org", "Addie", "Byron", "+4930901822")
+    bo = fill_person(crm, "bo@example.com", "Bodil", "Berg", "+4930901821")
+    acme = crm.create_account(Account.new(name="Acme"))
+    old = crm.create_account(Account.new(name="Acme GmbH"))
+    for person in (ada, bo):
+        crm.update_contact(person.contact.id, account_id=old.id, by="sam")
+    accounts = crm.merge_accounts(acme.id, [old.id], by="sam").merge_id
+    contacts = crm.merge_contacts(ada.contact.id, [twin.contact.id], by="sam").merge_id
+    bo_before = stored_about(crm, bo.contact.id)
+    personal = (*ada.texts, *twin.texts)
+    assert contains_any(stored_text(store), personal)
+
+    crm.delete_contact(ada.contact.id, cascade=True)
+
+    assert contains_any(stored_text(store), personal) == []
+    with store.unit_of_work() as unit:
+        assert unit.audit.for_subject(SubjectKind.CONTACT, ada.contact.id) == []
+        assert unit.audit.for_subject(SubjectKind.DEAL, ada.deal.id) == []
+        # the account merge stays, with Ada's rows anonymised
+        assert [r.id for r in unit.merges.involving(ada.contact.id)] == [accounts]
+        with pytest.raises(NotFound):
+            unit.merges.get(contacts)
+        assert unit.merges.with_email(EmailAddress("a.lovelace@example.org")) == []
+        kept = unit.merges.get(accounts)
+    assert contains_any(repr(kept), personal) == []
+    assert "bo@example.com" in repr(kept)  # Bodil's images are as they were
+    assert stored_about(crm, bo.contact.id) == bo_before
+
+
+def test_retention_s_delete_leaves_no_audit_trail_or_merge_record(store: Store) -> None:
+    old = crm_on(store, clock=FixedClock(T0 - timedelta(days=800)))
+    ada = old.capture_lead(
+        Touchpoint(
+            email="ada@example.com", first_name="Adelheid", source="fair", channel=LeadChannel.EVENT
+        )
+    ).contact
+    twin = old.create_contact(Contact.new(email="ada.l@example.net", first_name="Ady"))
+    old.update_contact(ada.id, last_name="Lovelace", by="sam")
+    old.merge_contacts(ada.id, [twin.id], by="sam")
+    crm = crm_on(store)
+    policy = RetentionPolicy(contacts_inactive_months=12, action=RetentionAction.DELETE)
+    assert crm.apply_retention(policy, by="job", dry_run=False).contacts == (ada.id,)
+    personal = ("ada@example.com", "Adelheid", "Lovelace", "ada.l@example.net", "Ady")
+    assert contains_any(stored_text(store), personal) == []
+    with store.unit_of_work() as unit:
+        assert unit.audit.for_subject(SubjectKind.CONTACT, ada.id) == []
+        assert unit.merges.involving(ada.id) == []
+
+
 def test_retention_policies_are_checked() -> None:
     with pytest.raises(ValidationError) as months:
         RetentionPolicy(contacts_inactive_months=0)

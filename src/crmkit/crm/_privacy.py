@@ -449,7 +449,8 @@ class PrivacyCases:
         an erasure record whose reason names the policy, but no suppression: they did
         not ask to be forgotten) and anonymises the selected leads and tickets with
         their activities and history; ``delete`` deletes them with what refers to
-        them. Contacts erased before are left out of ``anonymise``; leads a deal refers
+        them (as :meth:`delete_contact` with ``cascade``: audit trails and merge
+        records included). Contacts erased before are left out of ``anonymise``; leads a deal refers
         to are left out.
         """
         if not isinstance(policy, RetentionPolicy):
@@ -511,10 +512,10 @@ class PrivacyCases:
                 repository = _repository(unit, entity)
                 for item in repository.referring(field, ticket_id):
                     repository.delete(item.id)
-            _delete_history(unit, SubjectKind.TICKET, ticket_id)
+            delete_history(unit, SubjectKind.TICKET, ticket_id)
             unit.tickets.delete(ticket_id)
         for lead_id in plan.leads:
-            _delete_history(unit, SubjectKind.LEAD, lead_id)
+            delete_history(unit, SubjectKind.LEAD, lead_id)
             unit.leads.delete(lead_id)
         for contact_id in plan.contacts:
             found = unit.contacts.get_many([contact_id]).get(contact_id)
@@ -546,9 +547,30 @@ def _anonymise_subject(
             unit.stage_history.update(gone)
 
 
-def _delete_history(unit: UnitOfWork, subject: SubjectKind, id: UUID) -> None:
+def delete_history(unit: UnitOfWork, subject: SubjectKind, id: UUID) -> None:
+    """Delete the stage history and the audit trail of a subject being deleted: its
+    field changes hold the personal values it had (a deleted record leaves none)."""
     for change in unit.stage_history.for_subject(subject, id):
         unit.stage_history.delete(change.id)
+    for entry in unit.audit.for_subject(subject, id):
+        unit.audit.delete(entry.id)
+
+
+def forget_merges(unit: UnitOfWork, contact: Contact, now: datetime) -> None:
+    """Before ``contact`` is deleted: delete the merge records of the person's contacts
+    (their before-images and taken addresses are the person's data, and no unmerge can
+    bring back a deleted survivor) with the stage history and audit trail of the
+    contacts merged into it, and anonymise the person's rows in the other merges that
+    hold them (an account merge that moved the contact)."""
+    ids, merges = _merged(unit, contact)
+    for merged in ids[1:]:
+        delete_history(unit, SubjectKind.CONTACT, merged)
+    found = _Found({}, ids, merges)
+    for record in merges:
+        if found.owns(record):
+            unit.merges.delete(record.id)
+        else:
+            unit.merges.anonymise(_anonymised_merge(found, record, now))
 
 
 def _phone_or(value: object) -> object:

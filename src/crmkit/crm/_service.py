@@ -44,7 +44,7 @@ from crmkit.crm._audited import AuditedUnit
 from crmkit.crm._automation import AutomationUseCases
 from crmkit.crm._consent import ConsentUseCases, check_secret, refuse_erased
 from crmkit.crm._events import EventUseCases
-from crmkit.crm._privacy import PrivacyCases, privacy_options
+from crmkit.crm._privacy import PrivacyCases, delete_history, forget_merges, privacy_options
 from crmkit.crm._steps import StepUseCases
 from crmkit.errors import (
     ClosedRecord,
@@ -1560,7 +1560,9 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
     def delete_contact(
         self, contact_id: UUID, /, *, version: int | None = None, cascade: bool = False
     ) -> None:
-        """Delete a contact, its own stage history and its places in static segments.
+        """Delete a contact, its own stage history, its audit trail, the records of
+        merges into it (with the history and audit trail of the contacts merged) and
+        its places in static segments; its rows in an account merge are anonymised.
 
         Refused with :class:`~crmkit.errors.StillReferenced` while leads, deals, tickets,
         activities, tasks or consents refer to it, unless ``cascade=True``: then those
@@ -1802,7 +1804,7 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
             (SubjectKind.LEAD, {lead.id for lead in leads}, cast(Repository[Any], unit.leads)),
         ):
             for item_id in sorted(ids):
-                self._delete_history(unit, subject, item_id)
+                delete_history(unit, subject, item_id)
                 repository.delete(item_id)
 
     @staticmethod
@@ -1815,20 +1817,17 @@ class CRM(ConsentUseCases, PrivacyCases, EventUseCases, StepUseCases, Automation
         return [item for item in items if item.id in stored]
 
     def _delete_contact(self, unit: UnitOfWork, contact: Contact) -> None:
-        """Delete ``contact`` with what is its own: its stage history and its places in
-        static segments (the segments stay, without it)."""
-        self._delete_history(unit, SubjectKind.CONTACT, contact.id)
+        """Delete ``contact`` with what is its own: its stage history, its audit trail,
+        the records of merges into it (anonymised where they hold others' data too) and
+        its places in static segments (the segments stay, without it)."""
         now = self.clock.now()
+        delete_history(unit, SubjectKind.CONTACT, contact.id)
+        forget_merges(unit, contact, now)
         for segment in list(unit.segments.iterate()):
             if contact.id in segment.members:
                 left = attrs.evolve(segment, members=segment.members - {contact.id}, updated_at=now)
                 unit.segments.update(left)
         unit.contacts.delete(contact.id, version=contact.version)
-
-    @staticmethod
-    def _delete_history(unit: UnitOfWork, subject: SubjectKind, id: UUID) -> None:
-        for change in unit.stage_history.for_subject(subject, id):
-            unit.stage_history.delete(change.id)
 
     # ------------------------------------------------------------------ KPIs: funnel,
     # pipeline KPIs, forecast (issue 13 parts 1-3; the code is in crmkit.crm._kpis)
