@@ -739,19 +739,26 @@ class _Scope:
         return self.column("id").in_(chosen)
 
     def under_cap(self, node: Reachable) -> _Bool:
-        """Fewer than ``max_messages`` messages of the channel in the window: the
-        contact is not among those with as many or more."""
+        """Fewer than ``max_messages`` messages of the channel in the window. SQLite
+        counts each contact's messages with one range of the index ``(tenant,
+        contact_id, kind, occurred_at)``; PostgreSQL asks whether the contact is not
+        among those with as many or more (a hashed subplan, run once)."""
         assert node.max_messages is not None
         table = self.c.schema.table(Activity).alias("message")
         low, high, _ = activity_window(node.within_days, self.c.now)
         scope = _Scope(self.c, table, ACTIVITY_FIELDS, "properties", None, ())
+        filters = [
+            table.c.tenant == self.c.tenant,
+            table.c.kind == MESSAGE_KINDS[node.channel].value,
+            scope.window(table.c.occurred_at, low, high, inclusive=True),
+        ]
+        if not self.c.postgres:
+            sent = sa.select(sa.func.count()).select_from(table)
+            sent = sent.where(table.c.contact_id == self.column("id"), *filters)
+            return sent.scalar_subquery() < node.max_messages
         capped = (
             sa.select(table.c.contact_id)
-            .where(
-                table.c.tenant == self.c.tenant,
-                table.c.kind == MESSAGE_KINDS[node.channel].value,
-                scope.window(table.c.occurred_at, low, high, inclusive=True),
-            )
+            .where(*filters)
             .group_by(table.c.contact_id)
             .having(sa.func.count() >= node.max_messages)
         )
