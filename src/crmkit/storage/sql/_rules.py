@@ -12,10 +12,11 @@ where SQL and Python differ, the compiler spells Python's meaning out
   more than 12 places or out of range is turned into the nearest bound that gives the
   same answer for every storable value;
 * money in another currency is UNKNOWN; sums of money add integers exactly;
-* ``reachable`` is a conjunction of ``id [NOT] IN (subquery)`` tests on the consent and
-  do-not-contact ledgers and the messages, each subquery independent of the contact
-  (run once) and served by a covering index: "the entry in force" is "an entry with no
-  later one".
+* ``reachable`` is a conjunction of tests: the consent decision in force is one look-up
+  of the contact's row of ``<prefix>consent_states`` (derived from the ledger,
+  :mod:`crmkit.storage.sql._states`); the do-not-contact block in force ("an entry
+  with no later one") and the frequency cap are ``id NOT IN (subquery)`` tests, run
+  once (SQLite counts each contact's messages by an index range instead).
 """
 
 import json
