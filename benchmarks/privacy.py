@@ -29,10 +29,11 @@ Before timing, the audience's ids are checked against the Python interpreter on 
 stored data (SQLite, N <= 200,000 only: it loads everything).
 
 Usage: ``python benchmarks/privacy.py [--n 100000] [--repeat 5] [--keep FILE]
-[--keep-postgres] [--json]``. ``--keep FILE`` fills the SQLite file once and measures it
-as it is on later runs (its fill time is then 0; the file must have been filled with the
-same ``--n``); ``--keep-postgres`` likewise leaves the ``bench_`` tables in PostgreSQL
-after the run and reuses them when they hold contacts.
+[--keep-postgres] [--stores sqlite,postgresql] [--json]``. ``--keep FILE`` fills the
+SQLite file once and measures it as it is on later runs (its fill time is then 0; the
+file must have been filled with the same ``--n``); ``--keep-postgres`` likewise leaves
+the ``bench_`` tables in PostgreSQL after the run and reuses them when they hold
+contacts.
 """
 
 import argparse
@@ -331,6 +332,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument(
         "--keep",
         type=Path,
@@ -345,14 +347,17 @@ def main() -> None:
     args = parser.parse_args()
     postgres_url = os.environ.get(POSTGRES_ENV)
     results: dict[str, Any] = {"n": args.n}
-    backends = ["sqlite"]
-    if args.keep is not None:
-        results.update(run_sqlite(args.keep, args.n, args.repeat))
-    else:
-        with tempfile.TemporaryDirectory(prefix="crmkit-bench-") as folder:
-            results.update(run_sqlite(Path(folder) / "privacy.db", args.n, args.repeat))
-    report(results, backends)  # SQLite's numbers, before PostgreSQL's run
-    if postgres_url:
+    stores = args.stores.split(",")
+    backends = []
+    if "sqlite" in stores:
+        backends.append("sqlite")
+        if args.keep is not None:
+            results.update(run_sqlite(args.keep, args.n, args.repeat))
+        else:
+            with tempfile.TemporaryDirectory(prefix="crmkit-bench-") as folder:
+                results.update(run_sqlite(Path(folder) / "privacy.db", args.n, args.repeat))
+        report(results, backends)  # SQLite's numbers, before PostgreSQL's run
+    if postgres_url and "postgresql" in stores:
         backends.append("postgres")
         results.update(run_postgres(postgres_url, args.n, args.repeat, args.keep_postgres))
         report(results, backends)
