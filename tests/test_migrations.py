@@ -540,3 +540,80 @@ def test_schema_11_upgrades_to_a_stage_history_index_that_covers_the_replays(
             assert (reach.reached, reach.count) == (1, 1)
     finally:
         store.close()
+
+
+def test_schema_12_upgrades_to_consent_states_filled_from_the_ledgers(
+    target: tuple[str, str],
+) -> None:
+    url, prefix = target
+    ada, bo, cy, di = (person(f"{n}@example.org", minute=i) for i, n in enumerate("abcd"))
+    at = datetime(2026, 3, 1, 9, tzinfo=UTC)
+
+    def entry(
+        who: Contact,
+        status: ConsentStatus,
+        minute: int,
+        *,
+        purpose: str = "newsletter",
+        point: str | None = None,
+        expires: datetime | None = None,
+    ) -> Consent:
+        return Consent.new(
+            contact_id=who.id,
+            channel=ConsentChannel.EMAIL,
+            purpose=purpose,
+            status=status,
+            source="form",
+            decided_at=at.replace(minute=minute),
+            expires_at=expires,
+            contact_point=point,
+            clock=CLOCK,
+        )
+
+    granted, withdrawn, pending = (
+        ConsentStatus.GRANTED,
+        ConsentStatus.WITHDRAWN,
+        ConsentStatus.PENDING,
+    )
+    ledger = [
+        entry(ada, granted, 1, point="a@example.org"),  # in force
+        entry(ada, pending, 2),  # a request is no decision
+        entry(ada, withdrawn, 3, purpose="offers"),  # another purpose: its own state
+        entry(bo, granted, 1),
+        entry(bo, withdrawn, 2),  # in force: later
+        entry(cy, granted, 5),
+        entry(cy, withdrawn, 5),  # in force: the same time, a withdrawal over a grant
+        entry(di, granted, 1, point="old@example.org"),  # in force, for another address
+        entry(di, granted, 0, expires=at.replace(minute=30)),
+    ]
+    make_old(url, prefix, [ada, bo, cy, di, *ledger], 12)
+
+    assert upgrade(url, prefix=prefix) == Upgrade(12, SCHEMA_VERSION, unique_emails=True)
+
+    engine = sa.create_engine(url)
+    states = schema(prefix).consent_states
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(states.c.contact_id, states.c.purpose, states.c.consent_id)
+        )
+        stored = {(r.contact_id, r.purpose): r.consent_id for r in rows}
+    engine.dispose()
+    assert stored == {
+        (ada.id, "newsletter"): ledger[0].id,
+        (ada.id, "offers"): ledger[2].id,
+        (bo.id, "newsletter"): ledger[4].id,
+        (cy.id, "newsletter"): ledger[6].id,
+        (di.id, "newsletter"): ledger[7].id,
+    }
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        crm = CRM(store, consent_policy=ConsentPolicy({"newsletter", "offers"}))
+        everyone = Rule(RuleEntity.CONTACT, IsNull("email", negated=True))
+        audience = crm.audience(everyone, ConsentChannel.EMAIL, "newsletter", now=at)
+        assert audience.contact_ids == (ada.id,)  # Di's grant names an old address
+        # Later ledger writes keep the states: Bo grants again and is in.
+        crm.record_consent(bo.id, ConsentChannel.EMAIL, "newsletter", source="form")
+        later = crm.audience(everyone, ConsentChannel.EMAIL, "newsletter")
+        assert set(later.contact_ids) == {ada.id, bo.id}
+    finally:
+        store.close()

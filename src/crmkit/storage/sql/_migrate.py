@@ -42,11 +42,13 @@ from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
     SCHEMA_VERSION,
     Schema,
+    consent_states_v13,
     email_key,
     index_name,
     outbox_tables_v8,
     schema,
 )
+from crmkit.storage.sql._states import refill_consent_states
 from crmkit.storage.sql._store import (
     IDENTITY_KEY,
     SHARED,
@@ -511,6 +513,38 @@ def _to_12_covering_history_index(
     ops.create_index(index_name(changes, _V12_HISTORY_INDEX), changes, columns)
 
 
+def _to_consent_states(
+    ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None
+) -> None:
+    """Schema 12 -> 13, the consent decisions in force: the table
+    ``<prefix>consent_states`` (as ``consent_states_v13`` declares it), filled
+    from every tenant's stored consent ledger (the decision in force of each contact,
+    channel and purpose that has one); the ledger does not change. Frozen definitions:
+    the table as schema 13 declares it and the ledger's columns as schema 12 has them."""
+    del ops, unique_emails
+    prefix = tables.meta.name.removesuffix("meta")
+    states = consent_states_v13(sa.MetaData(), prefix)
+    states.create(connection)
+    ledger = sa.table(
+        f"{prefix}consents",
+        *(sa.column(name, states.c[name].type) for name in _V13_LEDGER_COLUMNS),
+        sa.column("id", UUIDType()),
+    )
+    refill_consent_states(connection, ledger, states)
+
+
+_V13_LEDGER_COLUMNS: Final = (
+    "tenant",
+    "contact_id",
+    "channel",
+    "purpose",
+    "status",
+    "expires_at",
+    "contact_point",
+    "decided_at",
+)
+
+
 _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
     {
         1: _to_2,
@@ -524,6 +558,7 @@ _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
         9: _to_10,
         10: _to_11,
         11: _to_12_covering_history_index,
+        12: _to_consent_states,
     }
 )
 """The step that upgrades a database of each version to the next."""

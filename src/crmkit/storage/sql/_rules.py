@@ -12,10 +12,11 @@ where SQL and Python differ, the compiler spells Python's meaning out
   more than 12 places or out of range is turned into the nearest bound that gives the
   same answer for every storable value;
 * money in another currency is UNKNOWN; sums of money add integers exactly;
-* ``reachable`` is a conjunction of ``id [NOT] IN (subquery)`` tests on the consent and
-  do-not-contact ledgers and the messages, each subquery independent of the contact
-  (run once) and served by a covering index: "the entry in force" is "an entry with no
-  later one".
+* ``reachable`` is a conjunction of tests: the consent decision in force is one look-up
+  of the contact's row of ``<prefix>consent_states`` (derived from the ledger,
+  :mod:`crmkit.storage.sql._states`); the do-not-contact block in force ("an entry
+  with no later one") and the frequency cap are ``id NOT IN (subquery)`` tests, run
+  once (SQLite counts each contact's messages by an index range instead).
 """
 
 import json
@@ -43,7 +44,6 @@ from crmkit.models import (
     Money,
     Segment,
 )
-from crmkit.models import Consent as ConsentEntry
 from crmkit.models.rules import (
     ACTIVITY_FIELDS,
     CONTACT_FIELDS_OF,
@@ -715,107 +715,58 @@ class _Scope:
         consent = {ReachCheck.CONSENT, ReachCheck.WITHDRAWN, ReachCheck.EXPIRED}
         granted = ConsentStatus.GRANTED
         if consent <= checks:  # the three in one: the decision in force is a live grant
-            parts.append(self.decision(node, granted, live=True, covering=True))
+            parts.append(self.decision(node, granted, live=True))
         else:
-            if ReachCheck.CONSENT in checks:
-                parts.append(self.decided(node))
+            if ReachCheck.CONSENT in checks:  # a withdrawal, or a grant for this address
+                parts.append(self.decision(node, None))
             if ReachCheck.WITHDRAWN in checks:
                 parts.append(sa.not_(self.decision(node, ConsentStatus.WITHDRAWN)))
             if ReachCheck.EXPIRED in checks:
-                expired = self.decision(node, granted, expired=True, covering=True)
-                parts.append(sa.not_(expired))
+                parts.append(sa.not_(self.decision(node, granted, expired=True)))
         if ReachCheck.DO_NOT_CONTACT in checks:
             parts.append(sa.not_(self.blocked(channel)))
         if ReachCheck.FREQUENCY_CAP in checks and node.max_messages is not None:
             parts.append(self.under_cap(node))
         return sa.and_(sa.true(), *parts)
 
-    # Each check is "the contact's id is (not) among the ids a subquery lists": the
-    # subquery does not depend on the contact, so the database runs it once (SQLite
-    # fills a temporary index, PostgreSQL hashes it) instead of once per contact.
-
-    def _ledger(
-        self, node: Reachable, name: str, owner: ColumnElement[Any] | None = None
-    ) -> tuple[sa.FromClause, list[_Bool]]:
-        """The tenant's consent entries (of the contact ``owner`` names, when given) for
-        the node's channel and purpose, pending requests left out."""
-        table = self.c.schema.table(ConsentEntry).alias(name)
-        filters = [
-            table.c.tenant == self.c.tenant,
-            table.c.channel == node.channel.value,
-            table.c.purpose == node.purpose,
-            table.c.status != ConsentStatus.PENDING.value,
-        ]
-        if owner is not None:
-            filters.append(table.c.contact_id == owner)
-        return table, filters
-
-    def decided(self, node: Reachable) -> _Bool:
-        """The contact has a decision (an entry granted or withdrawn) and, where a
-        grant names an address (:func:`~crmkit.models.covers_address`), the decision in
-        force is a withdrawal or a grant for the contact's current address."""
-        if node.channel is ConsentChannel.POST:
-            table, filters = self._ledger(node, "consent")
-            return self.column("id").in_(sa.select(table.c.contact_id).where(*filters))
-        return sa.or_(
-            self.decision(node, ConsentStatus.WITHDRAWN),
-            self.decision(node, ConsentStatus.GRANTED, covering=True),
-        )
-
     def decision(
         self,
         node: Reachable,
-        status: ConsentStatus,
+        status: ConsentStatus | None,
         *,
         live: bool = False,
         expired: bool = False,
-        covering: bool = False,
     ) -> _Bool:
-        """The decision in force has ``status`` (and, for a grant, has not expired at
-        now with ``live``, has with ``expired``, and names no address or the contact's
-        current one with ``covering``): an entry with no later decision, later meaning
-        a later ``decided_at``, or the same one and (a withdrawal over a grant) a
-        greater id."""
-        entry, filters = self._ledger(node, "consent")
-        later, later_filters = self._ledger(node, "consent_later", entry.c.contact_id)
-        same_time = later.c.decided_at == entry.c.decided_at
-        if status is ConsentStatus.WITHDRAWN:
-            outranks = sa.and_(
-                later.c.status == ConsentStatus.WITHDRAWN.value, later.c.id > entry.c.id
-            )
-        else:
-            outranks = sa.or_(
-                later.c.status == ConsentStatus.WITHDRAWN.value, later.c.id > entry.c.id
-            )
-        superseded = sa.exists(
-            sa.select(sa.literal(1))
-            .select_from(later)
-            .where(
-                *later_filters,
-                sa.or_(later.c.decided_at > entry.c.decided_at, sa.and_(same_time, outranks)),
-            )
-        )
-        filters.append(entry.c.status == status.value)
+        """The contact's decision in force for the node's channel and purpose (its row
+        of ``<prefix>consent_states``, derived from the ledger) has ``status`` (``None``:
+        a withdrawal, or a grant) and, for a grant, has not expired at now with
+        ``live``, has with ``expired``, and names no address or the contact's current
+        one (:func:`~crmkit.models.covers_address`): a grant for another address is no
+        decision. One look-up of the states' key per contact."""
+        state = self.c.schema.consent_states.alias("consent_state")
+        filters: list[_Bool] = [
+            state.c.tenant == self.c.tenant,
+            state.c.contact_id == self.column("id"),
+            state.c.channel == node.channel.value,
+            state.c.purpose == node.purpose,
+        ]
+        covers: _Bool = sa.true()
+        if node.channel is not ConsentChannel.POST:
+            point = self.column("email" if node.channel is ConsentChannel.EMAIL else "phone")
+            covers = sa.or_(state.c.contact_point.is_(None), state.c.contact_point == point)
+        grant = [state.c.status == ConsentStatus.GRANTED.value, covers]
         if live:
-            filters.append(sa.or_(entry.c.expires_at.is_(None), entry.c.expires_at > self.c.now))
+            grant.append(sa.or_(state.c.expires_at.is_(None), state.c.expires_at > self.c.now))
         if expired:
-            filters.append(entry.c.expires_at <= self.c.now)
-        if not covering or node.channel is ConsentChannel.POST:
-            chosen = sa.select(entry.c.contact_id).where(*filters, sa.not_(superseded))
-            return self.column("id").in_(chosen)
-        # The entry names no address, or the contact's current one: (id, address) pairs.
-        # The cheap test first, so that each entry meets the correlated one once.
-        point = self.column("email" if node.channel is ConsentChannel.EMAIL else "phone")
-        unnamed = sa.select(entry.c.contact_id).where(
-            *filters, entry.c.contact_point.is_(None), sa.not_(superseded)
-        )
-        named = sa.select(entry.c.contact_id, entry.c.contact_point).where(
-            *filters, entry.c.contact_point.is_not(None), sa.not_(superseded)
-        )
-        return sa.or_(
-            self.column("id").in_(unnamed),
-            sa.and_(point.is_not(None), sa.tuple_(self.column("id"), point).in_(named)),
-        )
+            grant.append(state.c.expires_at <= self.c.now)
+        if status is ConsentStatus.WITHDRAWN:
+            filters.append(state.c.status == status.value)
+        elif status is None:
+            # Only grants and withdrawals are stored: not a withdrawal is a grant.
+            filters.append(sa.or_(state.c.status == ConsentStatus.WITHDRAWN.value, covers))
+        else:
+            filters.extend(grant)
+        return sa.exists(sa.select(sa.literal(1)).select_from(state).where(*filters))
 
     def blocked(self, channel: ConsentChannel) -> _Bool:
         """A do-not-contact block of ``channel`` is in force: a block with no later entry
@@ -854,19 +805,26 @@ class _Scope:
         return self.column("id").in_(chosen)
 
     def under_cap(self, node: Reachable) -> _Bool:
-        """Fewer than ``max_messages`` messages of the channel in the window: the
-        contact is not among those with as many or more."""
+        """Fewer than ``max_messages`` messages of the channel in the window. SQLite
+        counts each contact's messages with one range of the index ``(tenant,
+        contact_id, kind, occurred_at)``; PostgreSQL asks whether the contact is not
+        among those with as many or more (a hashed subplan, run once)."""
         assert node.max_messages is not None
         table = self.c.schema.table(Activity).alias("message")
         low, high, _ = activity_window(node.within_days, self.c.now)
         scope = _Scope(self.c, table, ACTIVITY_FIELDS, "properties", None, ())
+        filters = [
+            table.c.tenant == self.c.tenant,
+            table.c.kind == MESSAGE_KINDS[node.channel].value,
+            scope.window(table.c.occurred_at, low, high, inclusive=True),
+        ]
+        if not self.c.postgres:
+            sent = sa.select(sa.func.count()).select_from(table)
+            sent = sent.where(table.c.contact_id == self.column("id"), *filters)
+            return sent.scalar_subquery() < node.max_messages
         capped = (
             sa.select(table.c.contact_id)
-            .where(
-                table.c.tenant == self.c.tenant,
-                table.c.kind == MESSAGE_KINDS[node.channel].value,
-                scope.window(table.c.occurred_at, low, high, inclusive=True),
-            )
+            .where(*filters)
             .group_by(table.c.contact_id)
             .having(sa.func.count() >= node.max_messages)
         )

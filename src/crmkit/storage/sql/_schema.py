@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "SCHEMA_VERSION",
     "Schema",
+    "consent_states_v13",
     "email_key",
     "fold_fields",
     "index_name",
@@ -42,7 +43,7 @@ __all__ = [
     "step_table",
 ]
 
-SCHEMA_VERSION: Final = 12
+SCHEMA_VERSION: Final = 13
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -77,6 +78,14 @@ SCHEMA_VERSION: Final = 12
 11. The consent index covers the contact point too (``..., status, expires_at,
     contact_point``): reachability reads whether the grant in force names the
     contact's current address without reading a row.
+12. The stage-history index covers the KPI replays (``tenant, subject, subject_id, at,
+    id, pipeline, from_stage, to_stage``): the funnel's grouping over every move, the
+    standings and the customer spans read the index alone.
+13. The decision in force per ``(contact, channel, purpose)``: ``<prefix>consent_states``
+    (``consent_states_v13``), derived from the consent ledger and written in the same
+    transaction as every change of it, so that reachability reads one slim row per
+    contact instead of finding "the entry with no later one" in the ledger; the
+    upgrade fills it from the stored ledgers.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -216,6 +225,9 @@ class Schema:
     steps: sa.Table
     """The durable timers (:class:`~crmkit.automation.Step`), keyed ``(tenant, id)``,
     the payload as JSON text, indexed by ``(tenant, status, due_at, id)`` for claims."""
+    consent_states: sa.Table
+    """The consent decision in force per ``(tenant, contact_id, channel, purpose)``
+    (``consent_states_v13``): derived from the consent ledger, never authoritative."""
 
     def table(self, entity: type[Entity]) -> sa.Table:
         """The table of ``entity``."""
@@ -409,6 +421,36 @@ def _schema(prefix: str) -> Schema:
         deliveries,
         cursors,
         step_table(meta, prefix),
+        consent_states_v13(meta, prefix),
+    )
+
+
+def consent_states_v13(meta: sa.MetaData, prefix: str) -> sa.Table:
+    """The table of consent decisions in force (schema 13) on ``meta``: one row per
+    ``(tenant, contact_id, channel, purpose)`` that has a decision (an entry granted or
+    withdrawn, :func:`~crmkit.models.current_consent`), with the entry's ``status``,
+    ``expires_at`` and ``contact_point`` (what reachability compares with the time and
+    the contact's address) and its ``consent_id`` and ``decided_at``.
+
+    It is derived: the consent ledger stays the record, and the SQL adapter rewrites a
+    contact's rows from the ledger in the same transaction as every write of the
+    contact's entries. SQLite keeps it ``WITHOUT ROWID``: the key's b-tree holds the
+    row, so a contact's decision is one look-up. Frozen as schema 13 made it (the
+    upgrade to 12 creates it from here): a later schema that changes it defines its
+    own function and an upgrade step."""
+    return sa.Table(
+        f"{prefix}consent_states",
+        meta,
+        sa.Column("tenant", _text(64), primary_key=True),
+        sa.Column("contact_id", UUIDType(), primary_key=True),
+        sa.Column("channel", _text(32), primary_key=True),
+        sa.Column("purpose", _text(), primary_key=True),
+        sa.Column("status", _text(32), nullable=False),
+        sa.Column("expires_at", Timestamp(), nullable=True),
+        sa.Column("contact_point", _text(), nullable=True),
+        sa.Column("consent_id", UUIDType(), nullable=False),
+        sa.Column("decided_at", Timestamp(), nullable=False),
+        sqlite_with_rowid=False,
     )
 
 

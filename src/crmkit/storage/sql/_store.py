@@ -158,6 +158,7 @@ from crmkit.storage.sql._schema import (
     email_key,
     schema,
 )
+from crmkit.storage.sql._states import settle_consent_states
 from crmkit.storage.sql.types import Timestamp, UUIDType
 
 __all__ = ["SqlStore", "SqlUnitOfWork", "configure_sqlite", "create_schema", "open_store"]
@@ -1688,11 +1689,75 @@ class _Activities(_Repository[Activity]):
 
 
 class _Consents(_Repository[Consent]):
+    """The consent ledger. Every write also rewrites the decisions in force
+    (``<prefix>consent_states``, :mod:`crmkit.storage.sql._states`) of the contacts whose
+    entries it touched, from their ledger, in one savepoint with the write: the states
+    never disagree with the ledger."""
+
     def for_contact(self, contact_id: UUID, /) -> list[Consent]:
         check_id(contact_id, "contact_id")
         table = self._table
         statement = self._base().where(table.c.contact_id == contact_id)
         return self._load(statement.order_by(table.c.decided_at, table.c.id))
+
+    def _settle(self, contact_ids: Iterable[UUID]) -> None:
+        states = self._unit.store.schema.consent_states
+        connection = self._unit._conn()
+        settle_consent_states(connection, self._table, states, self._tenant, contact_ids)
+
+    def _owners(self, condition: Any) -> list[UUID]:
+        """The contacts of the stored entries that meet ``condition``."""
+        table = self._table
+        statement = (
+            sa.select(table.c.contact_id)
+            .where(table.c.tenant == self._tenant, condition)
+            .distinct()
+        )
+        return list(self._unit._conn().execute(statement).scalars())
+
+    def add(self, item: Consent, /) -> Consent:
+        with self._unit.store._errors(), self._unit._savepoint():
+            added = super().add(item)
+            self._settle([added.contact_id])
+        return added
+
+    def add_many(self, items: Iterable[Consent], /) -> int:
+        check_many(items, "items")
+        owners: set[UUID] = set()
+
+        def noted() -> Iterator[Consent]:
+            for item in items:
+                if isinstance(item, Consent):  # anything else is refused by add_many
+                    owners.add(item.contact_id)
+                yield item
+
+        with self._unit.store._errors(), self._unit._savepoint():
+            total = super().add_many(noted())
+            self._settle(owners)
+        return total
+
+    def _replace(self, new: Consent, version: int) -> Consent:
+        with self._unit.store._errors(), self._unit._savepoint():
+            before = self._owners(self._table.c.id == new.id)
+            replaced = super()._replace(new, version)
+            self._settle([*before, replaced.contact_id])
+        return replaced
+
+    def delete(self, id: UUID, /, *, version: int | None = None) -> None:
+        check_id(id)
+        with self._unit.store._errors(), self._unit._savepoint():
+            before = self._owners(self._table.c.id == id)
+            super().delete(id, version=version)
+            self._settle(before)
+
+    def erase_referring(
+        self, field: str, id: UUID, values: Mapping[str, Any], /, *, at: datetime
+    ) -> int:
+        with self._unit.store._errors(), self._unit._savepoint():
+            changed = super().erase_referring(field, id, values, at=at)
+            if changed:
+                self._settle(self._owners(self._table.c[field] == id))
+        return changed
 
 
 class _Blocks(_Repository[DoNotContact]):
