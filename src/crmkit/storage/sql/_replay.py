@@ -132,6 +132,7 @@ _SNAPSHOT = ("reason", "expected_close", "amount_currency", "amount_units", "amo
 
 
 def _last_moves(
+    dialect: str,
     changes: sa.Table,
     on_changes: list[Any],
     span: tuple[datetime | None, datetime],
@@ -158,10 +159,14 @@ def _last_moves(
         wanted.append(sa.literal_column("rowid", sa.Integer).label("row"))
     elif row == "columns":
         wanted += [c[key] for key in _SNAPSHOT]
+    # The time bounds are no index seek (SQLite's +at): the ranking reads the index in
+    # subject order; with the planner's priors (before ANALYZE) SQLite would otherwise
+    # skip-scan on the time range and sort every move (measured 2.5 -> 7 s at 3M moves).
+    at = _unindexed(dialect, changes.c.at)
     since, before = span
-    within = [changes.c.at < before]
+    within = [at < before]
     if since is not None:
-        within.append(changes.c.at >= since)
+        within.append(at >= since)
     return sa.select(*wanted, order.label("place")).where(*on_changes, *within).subquery(name)
 
 
@@ -198,7 +203,12 @@ def standing_query(
     # between them, and then it is its last move between them (and its last before
     # then, too): the moves before since need no ranking.
     last = _last_moves(
-        changes, on_changes, (since, until), "last_move", row="rowid" if rowid else "columns"
+        dialect,
+        changes,
+        on_changes,
+        (since, until),
+        "last_move",
+        row="rowid" if rowid else "columns",
     )
     joined = subjects.join(last, sa.and_(last.c.subject_id == subjects.c.id, last.c.place == 1))
     snapshot = last.c
@@ -208,7 +218,7 @@ def standing_query(
         snapshot = move.c
     later: Any = sa.null()
     if then is not None:
-        after = _last_moves(changes, on_changes, (since, then), "later_move", row=None)
+        after = _last_moves(dialect, changes, on_changes, (since, then), "later_move", row=None)
         joined = joined.join(
             after, sa.and_(after.c.subject_id == subjects.c.id, after.c.place == 1)
         )
