@@ -262,6 +262,59 @@ def test_reach_counts_skipped_and_imported_stages(store: Store) -> None:
     ]
 
 
+def test_standing_counts_a_last_move_at_since_and_not_one_before_it(store: Store) -> None:
+    # since is inclusive: a deal whose last move before until is exactly at since counts
+    # (with that move's snapshot, not the update snapshot at the same instant), one whose
+    # last move is before since does not, whatever moves it had before
+    fresh = _fresh(store)
+    clock = FixedClock(T0)
+    at_since, before, back = (Deal.new(title=t, pipeline="sales", stage="new", clock=clock)
+                              for t in ("at since", "before", "back"))  # fmt: skip
+    since, until, then = (T0 + timedelta(hours=h) for h in (5, 10, 20))
+
+    def move(deal: Deal, from_: str, to: str, hours: int, amount: str = "0") -> StageChange:
+        return StageChange.new(
+            subject=SubjectKind.DEAL,
+            subject_id=deal.id,
+            pipeline="sales",
+            from_stage=from_,
+            to_stage=to,
+            at=T0 + timedelta(hours=hours),
+            reason="price" if to == "lost" else None,
+            amount=Money(Decimal(amount), "EUR"),
+            clock=clock,
+        )
+
+    history = [
+        move(at_since, "new", "qualified", 1, "10"),
+        move(at_since, "qualified", "won", 5, "100"),
+        move(at_since, "won", "won", 5, "999"),  # an update snapshot at the same instant
+        move(at_since, "won", "lost", 12, "7"),
+        move(before, "new", "lost", 1, "50"),
+        move(back, "new", "won", 2, "20"),
+        move(back, "won", "qualified", 6, "30"),
+    ]
+    with fresh.unit_of_work() as unit:
+        unit.deals.add_many([at_since, before, back])
+        unit.stage_history.add_many(history)
+        unit.commit()
+    with fresh.unit_of_work() as unit:
+        rows = unit.stage_history.standing(
+            SubjectKind.DEAL, until=until, since=since, then=then, stages=("won", "lost")
+        )
+        every = unit.stage_history.standing(SubjectKind.DEAL, until=until, since=since)
+    found = [(r.stage, r.count, r.amount, r.later) for r in rows]
+    assert found == [("won", 1, Decimal(100), "lost")]
+    assert sorted((r.stage, r.count, r.amount) for r in every) == [
+        ("qualified", 1, Decimal(30)),
+        ("won", 1, Decimal(100)),
+    ]
+    expected = replay_standing(
+        [at_since, before, back], history, SubjectKind.DEAL, until=until, since=since
+    )
+    _same_standing(every, expected)
+
+
 def test_replay_arguments_are_checked(store: Store) -> None:
     naive = T0.replace(tzinfo=None)
     later, earlier = T0 + timedelta(1), T0 - timedelta(1)
