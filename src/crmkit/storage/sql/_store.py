@@ -1594,14 +1594,27 @@ class _Activities(_Repository[Activity]):
         wanted = check_kinds(kinds)
         low, high = check_window(since, until)
         table = self._table
-        statement = self._base().where(table.c.contact_id == contact_id)
-        if wanted is not None:
-            statement = statement.where(table.c.kind.in_(sorted(k.value for k in wanted)))
+        statement = self._narrowed(table.c.contact_id == contact_id, wanted, low, high)
+        return self._load(statement.order_by(table.c.occurred_at, table.c.id))
+
+    def _narrowed(
+        self,
+        owner: sa.ColumnElement[bool],
+        kinds: frozenset[ActivityKind] | None,
+        low: datetime | None,
+        high: datetime | None,
+    ) -> sa.Select[Any]:
+        """The activities ``owner`` selects, of ``kinds`` (``None``: all), in
+        ``[low, high)`` (an open bound where ``None``)."""
+        table = self._table
+        statement = self._base().where(owner)
+        if kinds is not None:
+            statement = statement.where(table.c.kind.in_(sorted(k.value for k in kinds)))
         if low is not None:
             statement = statement.where(table.c.occurred_at >= low)
         if high is not None:
             statement = statement.where(table.c.occurred_at < high)
-        return self._load(statement.order_by(table.c.occurred_at, table.c.id))
+        return statement
 
     def for_contacts(
         self,
@@ -1620,16 +1633,8 @@ class _Activities(_Repository[Activity]):
         table = self._table
         found: list[Activity] = []
         for start in range(0, len(wanted_ids), _ID_CHUNK):
-            statement = self._base().where(
-                table.c.contact_id.in_(wanted_ids[start : start + _ID_CHUNK])
-            )
-            if wanted is not None:
-                statement = statement.where(table.c.kind.in_(sorted(k.value for k in wanted)))
-            if low is not None:
-                statement = statement.where(table.c.occurred_at >= low)
-            if high is not None:
-                statement = statement.where(table.c.occurred_at < high)
-            found.extend(self._load(statement))
+            chunk = table.c.contact_id.in_(wanted_ids[start : start + _ID_CHUNK])
+            found.extend(self._load(self._narrowed(chunk, wanted, low, high)))
         return sorted(found, key=lambda a: (a.occurred_at, a.id))
 
     def of_kinds(
