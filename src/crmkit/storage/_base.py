@@ -31,6 +31,7 @@ from crmkit.storage._query import Cursor, Order, Page, check_cursor, check_order
 __all__ = [
     "TaskQuery",
     "check_batch_size",
+    "check_count",
     "check_email",
     "check_erase_values",
     "check_group_field",
@@ -311,18 +312,24 @@ def check_subject(subject: object) -> SubjectKind:
     return subject
 
 
+def check_count(
+    value: object, field: str = "limit", message: str = "expected a positive int"
+) -> int:
+    """``value`` if it is a positive int (not a bool), else a :class:`ValidationError`
+    naming ``field`` with ``message``."""
+    if type(value) is not int or value < 1:
+        raise ValidationError(field, value, message)
+    return value
+
+
 def check_limit(limit: object) -> int | None:
     if limit is None:
         return None
-    if type(limit) is not int or limit < 1:
-        raise ValidationError("limit", limit, "a limit is a positive int (or None)")
-    return limit
+    return check_count(limit, "limit", "a limit is a positive int (or None)")
 
 
 def check_batch_size(size: object) -> int:
-    if type(size) is not int or size < 1:
-        raise ValidationError("batch_size", size, "a batch size is a positive int")
-    return size
+    return check_count(size, "batch_size", "a batch size is a positive int")
 
 
 def check_email(email: object) -> EmailAddress:

@@ -8,7 +8,7 @@ from uuid import UUID
 from crmkit.automation import Delivery, DeliveryStatus, Event
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
-from crmkit.storage._base import check_id
+from crmkit.storage._base import check_count, check_id
 
 __all__ = [
     "HANDLER_LIMIT",
@@ -88,13 +88,6 @@ def check_claim(
     if not isinstance(lease, timedelta) or lease <= timedelta(0):
         raise ValidationError("lease", lease, "expected a positive timedelta")
     return at, lease, check_count(limit), check_id(claim, "claim")
-
-
-def check_count(limit: object, field: str = "limit") -> int:
-    """A positive int."""
-    if type(limit) is not int or limit < 1:
-        raise ValidationError(field, limit, "expected a positive int")
-    return limit
 
 
 def check_settled(delivery: object) -> Delivery:
