@@ -14,6 +14,8 @@ Events:
   recorded while a handler or step runs;
 * :class:`Recorded`, :class:`Delivery`, :class:`DeliveryStatus`,
   :class:`DispatchReport` and :func:`backoff`: the outbox and its deliveries;
+  :data:`LANES`, :func:`lane_of`, :class:`Lane` and :class:`Taken`: the lanes that
+  fresh events reach a handler through;
   :class:`SubscriptionStart`: where a new subscription's deliveries begin.
 
 Steps (durable timers):
@@ -63,14 +65,18 @@ from crmkit.automation._actions import (
 )
 from crmkit.automation._catalog import EVENT_SUBJECTS, check_event_type
 from crmkit.automation._dispatch import (
+    LANES,
     RETRY_BASE,
     RETRY_MAX,
     Delivery,
     DeliveryStatus,
     DispatchReport,
+    Lane,
     Recorded,
     SubscriptionStart,
+    Taken,
     backoff,
+    lane_of,
 )
 from crmkit.automation._engine import (
     ACTION_STEP,
@@ -201,6 +207,7 @@ __all__ = [
     "EVENT_SUBJECTS",
     "EVENT_TYPES",
     "HOURS_OF_WEEK",
+    "LANES",
     "MAX_ERROR_CHARS",
     "MAX_PAYLOAD_BYTES",
     "MAX_RULES",
@@ -250,6 +257,7 @@ __all__ = [
     "Event",
     "HookCall",
     "Instruction",
+    "Lane",
     "LeadCaptured",
     "LeadChanged",
     "LeadConverted",
@@ -281,6 +289,7 @@ __all__ = [
     "StepResult",
     "StepStatus",
     "SubscriptionStart",
+    "Taken",
     "TaskCancelled",
     "TaskChanged",
     "TaskCompleted",
@@ -318,6 +327,7 @@ __all__ = [
     "follow_up_after_no_reply",
     "hour_of_week",
     "is_claimable",
+    "lane_of",
     "new_step",
     "next_time_of_day",
     "no_reply_since",

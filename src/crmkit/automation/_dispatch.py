@@ -7,6 +7,13 @@ types under a unique name; for each event of those types the store keeps one
 (``done``), must still get it (``pending``, after ``next_at``) or gave up
 (``dead``, after ``max_attempts`` failures). A failed attempt is retried after
 :func:`backoff`, doubling from :data:`RETRY_BASE` up to :data:`RETRY_MAX`.
+
+Fresh events reach a handler through its *lanes*: the events of one subject id always
+fall in the same one of :data:`LANES` lanes (:func:`lane_of`), and each lane of each
+handler has a cursor, the position up to which its events were delivered or recorded.
+A dispatcher leases a few lanes at a time (:class:`Taken`), calls the handler for their
+events and then records the outcomes and moves the cursors: one delivery row per event,
+written once. Several dispatchers work on different lanes of one handler at once.
 """
 
 from datetime import datetime, timedelta
@@ -21,20 +28,33 @@ from crmkit.errors import ValidationError
 from crmkit.models._shape import shape_problems
 
 __all__ = [
+    "LANES",
     "RETRY_BASE",
     "RETRY_MAX",
     "Delivery",
     "DeliveryStatus",
     "DispatchReport",
+    "Lane",
     "Recorded",
     "SubscriptionStart",
+    "Taken",
     "backoff",
+    "lane_of",
 ]
 
 RETRY_BASE: Final = timedelta(seconds=10)
 """The wait after a handler's first failure (doubled after each further one)."""
 RETRY_MAX: Final = timedelta(hours=1)
 """The longest wait between two attempts."""
+
+
+LANES: Final = 16
+"""How many lanes the events of each handler are split into (by subject id)."""
+
+
+def lane_of(subject_id: UUID) -> int:
+    """The lane of the events of ``subject_id``: ``subject_id.int % LANES`` (0 to 15)."""
+    return subject_id.int % LANES
 
 
 def backoff(attempts: int) -> timedelta:
@@ -126,3 +146,32 @@ class DispatchReport:
     def calls(self) -> int:
         """How many times a handler was called."""
         return self.delivered + self.failed + self.dead + self.lost
+
+
+@attrs.frozen(kw_only=True)
+class Lane:
+    """One lane of a handler in a :class:`Taken`: every event of the lane up to position
+    ``start`` was delivered or recorded; the take holds its events of the handler's types
+    after ``start`` up to ``end``, and finishing the take moves the lane's cursor to
+    ``end``."""
+
+    lane: int
+    start: int
+    end: int
+
+
+@attrs.frozen(kw_only=True)
+class Taken:
+    """What :meth:`crmkit.storage.OutboxRepository.take` leased to one dispatcher: lanes
+    of ``handler`` (leased to ``claim`` until ``leased_until``) and their fresh events, by
+    position. ``waiting`` holds the subject ids of those events that have a pending
+    delivery to the handler (a retry, or events held behind one): their events must wait
+    behind it, and :meth:`~crmkit.storage.OutboxRepository.finish` records them pending
+    instead of delivered."""
+
+    handler: str
+    claim: UUID
+    leased_until: datetime
+    lanes: tuple[Lane, ...]
+    events: tuple[Recorded, ...]
+    waiting: frozenset[UUID] = frozenset()

@@ -19,11 +19,13 @@ from crmkit.automation import (
     SlaAtRisk,
     SlaBreached,
     SubscriptionStart,
+    Taken,
     TaskDue,
     TaskOverdue,
     backoff,
     caused_by,
     current_cause,
+    lane_of,
 )
 from crmkit.clock import Clock, ensure_utc
 from crmkit.errors import ValidationError
@@ -50,7 +52,9 @@ _SWEEP: Final = UUID("6f1d3c8e-2b7a-5e44-9a0b-3c5d7e9f1a2b")
 _UNSOLVED: Final = tuple(
     s.value for s in TicketStatus if s not in {TicketStatus.SOLVED, TicketStatus.CLOSED}
 )
-_FAN_OUT: Final = 1000
+_LANES_PER_TAKE: Final = 4
+"""How many of a handler's lanes one round of a dispatcher takes (so that up to four
+dispatchers deliver one handler's fresh events side by side)."""
 _ROUNDS: Final = 100
 
 
@@ -86,6 +90,48 @@ def _counted(
         failed=report.failed + counts["failed"],
         dead=report.dead + counts["dead"],
         lost=report.lost + counts["lost"],
+    )
+
+
+def _failed(delivery: Delivery, error: Exception, max_attempts: int, at: datetime) -> Delivery:
+    """``delivery`` after its handler raised ``error``: dead after ``max_attempts``
+    failures, else pending again after :func:`~crmkit.automation.backoff`."""
+    attempts = delivery.attempts + 1
+    text = f"{type(error).__name__}: {error}"[:2000]
+    if attempts >= max_attempts:
+        return attrs.evolve(
+            delivery,
+            status=DeliveryStatus.DEAD,
+            attempts=attempts,
+            error=text,
+            finished_at=at,
+        )
+    return attrs.evolve(delivery, attempts=attempts, error=text, next_at=at + backoff(attempts))
+
+
+def _finished(
+    report: DispatchReport,
+    taken: Taken,
+    failures: list[Delivery],
+    called: dict[int, int],
+    kept: frozenset[int],
+) -> DispatchReport:
+    """``report`` with the calls of a finished take added: in the lanes recorded
+    (``kept``) the calls that returned, failed or died; in the others, lost ones."""
+    counts = {"failed": 0, "dead": 0}
+    fails: dict[int, int] = {}
+    for failure in failures:
+        lane = lane_of(failure.subject_id)
+        fails[lane] = fails.get(lane, 0) + 1
+        if lane in kept:
+            counts["dead" if failure.status is DeliveryStatus.DEAD else "failed"] += 1
+    delivered = sum(n - fails.get(lane, 0) for lane, n in called.items() if lane in kept)
+    lost = sum(n for lane, n in called.items() if lane not in kept)
+    return DispatchReport(
+        delivered=report.delivered + delivered,
+        failed=report.failed + counts["failed"],
+        dead=report.dead + counts["dead"],
+        lost=report.lost + lost,
     )
 
 
@@ -207,33 +253,100 @@ class EventUseCases:
             raise ValidationError("lease", lease, "expected a positive timedelta")
         subscriptions = dict(self._subscriptions)
         report = DispatchReport()
-        # Each round is one unit of work: it records the outcomes of the batch before
-        # (at least once: a dispatcher that stops leaves at most that batch to be taken
-        # again when its lease runs out), makes the new deliveries and claims the next
-        # batch. The last round records the last outcomes only.
+        # Each round is one unit of work: it records the outcomes of the round before
+        # (at least once: a dispatcher that stops leaves at most that round to be taken
+        # again when its leases run out), then claims the due pending deliveries (retries
+        # and the events waiting behind them) and takes fresh events of each handler's
+        # lanes. The last round records the last outcomes only.
         outcomes: list[Delivery] = []
         released: set[tuple[str, int]] = set()
+        takes: list[tuple[Taken, list[Delivery], dict[int, int]]] = []
         calls = 0
         for round in range(_ROUNDS + 1):
             room = most - calls if round < _ROUNDS and subscriptions else 0
-            if room <= 0 and not outcomes:
+            if room <= 0 and not outcomes and not takes:
                 break
+            claimed: list[tuple[Delivery, Event]] = []
+            fresh: list[Taken] = []
             with self.store.unit_of_work() as unit:
                 recorded = unit.outbox.settle_many(outcomes) if outcomes else []
-                claimed: list[tuple[Delivery, Event]] = []
+                finished = [
+                    unit.outbox.finish(taken, at=at, failures=failures)
+                    for taken, failures, _ in takes
+                ]
                 if room > 0:
-                    for name, subscription in subscriptions.items():
-                        unit.outbox.fan_out(name, subscription.types, at=at, limit=_FAN_OUT)
+                    token = uuid4()
                     claimed = unit.outbox.claim(
-                        subscriptions, now=at, lease=lease, limit=room, claim=uuid4()
+                        subscriptions, now=at, lease=lease, limit=room, claim=token
                     )
+                    left = room - len(claimed)
+                    for index, (name, subscription) in enumerate(subscriptions.items()):
+                        if left <= 0:
+                            break
+                        share = -(-left // (len(subscriptions) - index))  # rounded up
+                        taken = unit.outbox.take(
+                            name,
+                            subscription.types,
+                            now=at,
+                            lease=lease,
+                            limit=share,
+                            claim=token,
+                            lanes=_LANES_PER_TAKE,
+                        )
+                        if taken.events or taken.lanes:
+                            fresh.append(taken)
+                            left -= len(taken.events)
                 unit.commit()
             report = _counted(report, outcomes, released, recorded)
-            if not claimed:
+            for (taken, failures, called), kept in zip(takes, finished, strict=True):
+                report = _finished(report, taken, failures, called, kept)
+            if not claimed and not fresh:
                 break
             outcomes, released = self._deliver(subscriptions, claimed, at)
             calls += len(outcomes) - len(released)
+            takes = [self._deliver_fresh(subscriptions[t.handler], t, at) for t in fresh]
+            calls += sum(sum(called.values()) for _, _, called in takes)
         return report
+
+    def _deliver_fresh(
+        self, subscription: _Subscription, taken: Taken, at: datetime
+    ) -> tuple[Taken, list[Delivery], dict[int, int]]:
+        """Call the handler for the fresh events of ``taken`` in order, except those of
+        a subject that waits (a pending delivery before them, or a failure earlier in
+        this take): the take, its failures, and the calls per lane."""
+        failures: list[Delivery] = []
+        stopped = set(taken.waiting)
+        called: dict[int, int] = {}
+        handler = subscription.handler
+        for recorded in taken.events:
+            event = recorded.event
+            subject = event.subject_id
+            if subject in stopped:
+                continue
+            lane = lane_of(subject)
+            called[lane] = called.get(lane, 0) + 1
+            try:
+                with caused_by(event.id):
+                    handler(self, event)  # type: ignore[arg-type]
+            except Exception as error:
+                stopped.add(subject)
+                failures.append(
+                    _failed(
+                        Delivery(
+                            position=recorded.position,
+                            event_id=event.id,
+                            event_type=event.type,
+                            handler=taken.handler,
+                            subject_id=subject,
+                            claim=taken.claim,
+                            leased_until=taken.leased_until,
+                        ),
+                        error,
+                        subscription.max_attempts,
+                        at,
+                    )
+                )
+        return taken, failures, called
 
     def _deliver(
         self,
@@ -257,21 +370,8 @@ class EventUseCases:
                 with caused_by(event.id):
                     subscription.handler(self, event)  # type: ignore[arg-type]
             except Exception as error:
-                attempts = delivery.attempts + 1
-                text = f"{type(error).__name__}: {error}"[:2000]
                 stopped.add(lane)
-                if attempts >= subscription.max_attempts:
-                    outcome = attrs.evolve(
-                        delivery,
-                        status=DeliveryStatus.DEAD,
-                        attempts=attempts,
-                        error=text,
-                        finished_at=at,
-                    )
-                else:
-                    outcome = attrs.evolve(
-                        delivery, attempts=attempts, error=text, next_at=at + backoff(attempts)
-                    )
+                outcome = _failed(delivery, error, subscription.max_attempts, at)
             else:
                 outcome = attrs.evolve(delivery, status=DeliveryStatus.DONE, finished_at=at)
             outcomes.append(outcome)

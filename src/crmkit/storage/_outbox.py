@@ -5,7 +5,9 @@ from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
 
-from crmkit.automation import Delivery, DeliveryStatus, Event
+import attrs
+
+from crmkit.automation import LANES, Delivery, DeliveryStatus, Event, Recorded, Taken, lane_of
 from crmkit.clock import ensure_utc
 from crmkit.errors import ValidationError
 from crmkit.storage._base import check_count, check_id
@@ -15,13 +17,16 @@ __all__ = [
     "check_claim",
     "check_count",
     "check_events",
+    "check_finish",
     "check_handler",
     "check_handlers",
     "check_position",
     "check_settled",
     "check_settled_many",
     "check_status",
+    "check_take",
     "check_types",
+    "split_outcomes",
 ]
 
 HANDLER_LIMIT: Final = 200
@@ -112,3 +117,74 @@ def check_settled_many(deliveries: object) -> list[Delivery]:
         except ValidationError as error:
             raise error.within(f"deliveries[{index}]") from None
     return found
+
+
+def check_take(
+    now: object, lease: object, limit: object, claim: object, lanes: object
+) -> tuple[datetime, timedelta, int, UUID, int]:
+    """The arguments of ``take``: those of :func:`check_claim` and ``lanes``, an int
+    from 1 to :data:`~crmkit.automation.LANES`."""
+    at, span, most, token = check_claim(now, lease, limit, claim)
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= LANES:
+        raise ValidationError("lanes", lanes, f"expected an int from 1 to {LANES}")
+    return at, span, most, token, lanes
+
+
+def check_finish(
+    taken: object, at: object, failures: object
+) -> tuple[Taken, datetime, dict[int, Delivery]]:
+    """The arguments of ``finish``: the take, the time, and the failures by position,
+    each a pending (with ``next_at``) or dead delivery of an event of the take, to its
+    handler, under its claim."""
+    if not isinstance(taken, Taken):
+        raise ValidationError("taken", taken, "expected a Taken, as take returned it")
+    when = ensure_utc(at, "at")
+    if isinstance(failures, Delivery) or not isinstance(failures, Iterable):
+        raise ValidationError("failures", failures, "expected a collection of deliveries")
+    positions = {r.position: r.event for r in taken.events}
+    found: dict[int, Delivery] = {}
+    for index, failure in enumerate(failures):
+        field = f"failures[{index}]"
+        if not isinstance(failure, Delivery):
+            raise ValidationError(field, failure, "expected a Delivery")
+        event = positions.get(failure.position)
+        if (
+            event is None
+            or failure.event_id != event.id
+            or failure.handler != taken.handler
+            or failure.claim != taken.claim
+        ):
+            raise ValidationError(field, failure, "not a delivery of an event of this take")
+        if failure.status is DeliveryStatus.DONE:
+            raise ValidationError(field, failure.status, "a failure is pending or dead")
+        if failure.status is DeliveryStatus.PENDING and failure.next_at is None:
+            raise ValidationError(f"{field}.next_at", None, "a pending failure needs its next_at")
+        found[failure.position] = failure
+    return taken, when, found
+
+
+def split_outcomes(
+    taken: Taken, failures: dict[int, Delivery], lanes: Iterable[int]
+) -> tuple[list[Recorded], list[Recorded], list[Delivery]]:
+    """What :meth:`~crmkit.storage.OutboxRepository.finish` records for the events of
+    ``taken`` in ``lanes``, by position: the events delivered (done), the events held
+    (pending, no attempt: their subject waits or failed earlier in the take) and the
+    failures as given (lease fields cleared)."""
+    kept = set(lanes)
+    held_subjects = set(taken.waiting)
+    done: list[Recorded] = []
+    held: list[Recorded] = []
+    failed: list[Delivery] = []
+    for recorded in taken.events:
+        subject = recorded.event.subject_id
+        if lane_of(subject) not in kept:
+            continue
+        failure = failures.get(recorded.position)
+        if failure is not None:
+            held_subjects.add(subject)
+            failed.append(attrs.evolve(failure, claim=None, leased_until=None))
+        elif subject in held_subjects:
+            held.append(recorded)
+        else:
+            done.append(recorded)
+    return done, held, failed

@@ -27,7 +27,15 @@ from crmkit.analytics import (
     StandingWindow,
     Transaction,
 )
-from crmkit.automation import Delivery, DeliveryStatus, Event, Recorded, Step, StepStatus
+from crmkit.automation import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Recorded,
+    Step,
+    StepStatus,
+    Taken,
+)
 from crmkit.clock import Clock
 from crmkit.models import (
     Account,
@@ -681,13 +689,16 @@ class OutboxRepository(Protocol):
     a reader that has seen position ``p`` will never see a new event at or below
     ``p``. Events of a unit that rolls back are gone with it, positions included.
 
-    Handlers are named (``handler``): :meth:`fan_out` makes one pending
-    :class:`~crmkit.automation.Delivery` per event of the handler's types, in order;
-    :meth:`claim` leases due deliveries to one dispatcher, from the first pending one of
-    each (handler, subject) on, so that a handler gets the events of one subject in
-    commit order and two dispatchers never hold the same delivery at once;
-    :meth:`settle` records how the call ended. Wrong arguments raise
-    :class:`~crmkit.errors.ValidationError` naming the parameter.
+    Handlers are named (``handler``). Fresh events reach a handler through its lanes
+    (:func:`~crmkit.automation.lane_of`: all events of one subject id share a lane):
+    :meth:`take` leases some lanes to one dispatcher with their events after the lanes'
+    cursors, and :meth:`finish` records one :class:`~crmkit.automation.Delivery` per
+    event (done, or how it failed) and moves the cursors on. A failed delivery, and the
+    later events of its subject, stay pending: :meth:`claim` leases due pending
+    deliveries, from the first pending one of each (handler, subject) on, and
+    :meth:`settle` records how the call ended. So a handler gets the events of one
+    subject in commit order, and two dispatchers never hold the same delivery at once.
+    Wrong arguments raise :class:`~crmkit.errors.ValidationError` naming the parameter.
     """
 
     def append(self, events: Iterable[Event], /) -> int:
@@ -717,24 +728,58 @@ class OutboxRepository(Protocol):
         """Which of these event ids the outbox holds."""
         ...
 
-    def fan_out(
-        self, handler: str, types: Iterable[str] | None, /, *, at: datetime, limit: int = 1000
-    ) -> int:
-        """Make the pending deliveries of the next events to ``handler``.
+    def take(
+        self,
+        handler: str,
+        types: Iterable[str] | None,
+        /,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        claim: UUID,
+        lanes: int = 4,
+    ) -> Taken:
+        """Lease fresh events of ``handler`` to the claim ``claim``: its lanes' events
+        after their cursors, of ``types`` (all when ``None``).
 
-        Looks at the ``limit`` events after the handler's cursor (0 for a handler not
-        seen before: it gets every stored event), makes a delivery due at ``at`` for each
-        of ``types`` (all when ``None``), moves the cursor past them and returns how many
-        deliveries it made. Two units fanning out for one handler at once never make a
-        delivery twice.
+        A handler not seen before gets its :data:`~crmkit.automation.LANES` cursors at 0
+        (every stored event is fresh to it). Up to ``lanes`` of its lanes that hold an
+        event after their cursor and are not leased past ``now`` are leased until
+        ``now + lease`` (the lanes furthest behind first; another claim skips a leased
+        lane, without waiting on a unit that takes at the same time). Each gets an equal
+        share of ``limit`` (a positive int): its events of ``types`` after its cursor, by
+        position, up to that many. A lane's ``end`` is its last event returned when it
+        got its full share, else the last position stored (every event of the lane up to
+        there is in the take or not of ``types``). ``waiting`` names the subject ids of
+        the returned events that have a pending delivery to ``handler``.
+        """
+        ...
+
+    def finish(
+        self, taken: Taken, /, *, at: datetime, failures: Iterable[Delivery] = ()
+    ) -> frozenset[int]:
+        """Record how the handler's calls for the events of ``taken`` ended, for the
+        lanes the claim still holds, and return those lanes.
+
+        For each such lane: each event of ``taken`` in it becomes a delivery to the
+        handler, ``done`` at ``at``; except a delivery given in ``failures`` (as
+        :meth:`take`'s claim made it: pending with ``attempts`` and ``next_at``, or dead
+        with ``finished_at``), recorded as given; and except an event whose subject is in
+        ``taken.waiting`` or has an earlier event in ``failures``, recorded pending, due
+        at ``at``, with no attempt counted (it waits in its subject's order). Then the
+        lane's cursor moves to its ``end`` and its lease ends. A lane whose lease ran out
+        and was taken by another claim records nothing. A failure that names no event
+        of ``taken`` raises :class:`~crmkit.errors.ValidationError` (``failures[i]``)
+        and records nothing.
         """
         ...
 
     def start_at_end(self, handler: str, /) -> int:
-        """Give ``handler``, if it has no cursor yet, one at the last position stored, so
-        that :meth:`fan_out` makes its deliveries from the next event appended on (not
-        from the first one stored); a handler that has a cursor keeps it, moved neither
-        back nor forward. Returns the handler's cursor."""
+        """Give ``handler``, if it has no cursors yet, its lanes' cursors at the last
+        position stored, so that :meth:`take` gives it the events appended from now on
+        (not the ones stored); a handler that has cursors keeps them, moved neither back
+        nor forward. Returns the lowest of the handler's cursors."""
         ...
 
     def claim(

@@ -36,14 +36,18 @@ from crmkit.analytics import (
     transactions_from_activities,
 )
 from crmkit.automation import (
+    LANES,
     Delivery,
     DeliveryStatus,
     Event,
+    Lane,
     Recorded,
     Step,
     StepStatus,
+    Taken,
     claim_step,
     is_claimable,
+    lane_of,
 )
 from crmkit.clock import SYSTEM_CLOCK, Clock, ensure_utc
 from crmkit.errors import (
@@ -116,13 +120,16 @@ from crmkit.storage._outbox import (
     check_claim,
     check_count,
     check_events,
+    check_finish,
     check_handler,
     check_handlers,
     check_position,
     check_settled,
     check_settled_many,
     check_status,
+    check_take,
     check_types,
+    split_outcomes,
 )
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page, sort_key
@@ -962,9 +969,18 @@ class _StageHistory(_History[StageChange]):
         ]
 
 
+@attrs.frozen
+class _LaneCursor:
+    """Where one lane of a handler stands: its cursor, and its lease while taken."""
+
+    position: int
+    claim: UUID | None = None
+    leased_until: datetime | None = None
+
+
 class _Outbox:
     """The outbox of the tenant: events by position, their ids, the deliveries by
-    (handler, position) and each handler's cursor, all in the unit's undo log. The
+    (handler, position) and each handler's lanes' cursors, all in the unit's undo log. The
     store's lock runs units one at a time, so positions follow commit order."""
 
     def __init__(self, unit: MemoryUnitOfWork) -> None:
@@ -1021,39 +1037,112 @@ class _Outbox:
         stored = self._named("outbox_ids")
         return {i for i in wanted if i in stored}
 
-    def fan_out(
-        self, handler: str, types: Iterable[str] | None, /, *, at: datetime, limit: int = 1000
-    ) -> int:
+    def _lanes(self, name: str, start: int | None = None) -> list[_LaneCursor]:
+        """The cursors of ``name``'s lanes, made at ``start`` (0 when ``None``) if it
+        has none yet."""
+        cursors = self._named("outbox_lanes")
+        if (name, 0) not in cursors:
+            at = len(self._named("outbox")) if start is None else start
+            for lane in range(LANES):
+                self._write("outbox_lanes", (name, lane), _LaneCursor(at))
+        return [cursors[(name, lane)] for lane in range(LANES)]
+
+    def take(
+        self,
+        handler: str,
+        types: Iterable[str] | None,
+        /,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        claim: UUID,
+        lanes: int = 4,
+    ) -> Taken:
         name, kinds = check_handler(handler), check_types(types)
-        at, most = ensure_utc(at, "at"), check_count(limit)
-        stored, cursors = self._named("outbox"), self._named("outbox_cursors")
-        start = cursors.get(name, 0)
-        end = min(start + most, len(stored))
-        made = 0
-        for position in range(start + 1, end + 1):
-            event: Event = stored[position].event
-            if kinds is not None and event.type not in kinds:
-                continue
+        at, span, most, token, width = check_take(now, lease, limit, claim, lanes)
+        cursors = self._lanes(name, 0)
+        stored = self._named("outbox")
+        last = len(stored)
+        ahead: dict[int, list[Recorded]] = {lane: [] for lane in range(LANES)}
+        low = min(c.position for c in cursors)
+        for position in range(low + 1, last + 1):
+            recorded: Recorded = stored[position]
+            lane = lane_of(recorded.event.subject_id)
+            if position > cursors[lane].position:
+                ahead[lane].append(recorded)
+        free = [
+            lane
+            for lane, cursor in enumerate(cursors)
+            if ahead[lane] and (cursor.leased_until is None or cursor.leased_until <= at)
+        ]
+        free.sort(key=lambda lane: (cursors[lane].position, lane))
+        chosen = free[: min(width, most)]
+        until = at + span
+        share = most // len(chosen) if chosen else 0
+        taken_lanes: list[Lane] = []
+        events: list[Recorded] = []
+        for lane in chosen:
+            wanted = [r for r in ahead[lane] if kinds is None or r.event.type in kinds]
+            mine = wanted[:share]
+            end = mine[-1].position if len(wanted) > share else last
+            taken_lanes.append(Lane(lane=lane, start=cursors[lane].position, end=end))
+            events.extend(mine)
+            self._write(
+                "outbox_lanes",
+                (name, lane),
+                _LaneCursor(cursors[lane].position, token, until),
+            )
+        events.sort(key=lambda r: r.position)
+        subjects = {r.event.subject_id for r in events}
+        waiting = {
+            d.subject_id
+            for d in self._named("outbox_deliveries").values()
+            if d.handler == name and d.status is DeliveryStatus.PENDING and d.subject_id in subjects
+        }
+        return Taken(
+            handler=name,
+            claim=token,
+            leased_until=until,
+            lanes=tuple(taken_lanes),
+            events=tuple(events),
+            waiting=frozenset(waiting),
+        )
+
+    def finish(
+        self, taken: Taken, /, *, at: datetime, failures: Iterable[Delivery] = ()
+    ) -> frozenset[int]:
+        took, when, failed = check_finish(taken, at, failures)
+        cursors = self._named("outbox_lanes")
+        kept: set[int] = set()
+        for lane in took.lanes:
+            cursor = cursors.get((took.handler, lane.lane))
+            if cursor is not None and cursor.claim == took.claim:
+                kept.add(lane.lane)
+                self._write("outbox_lanes", (took.handler, lane.lane), _LaneCursor(lane.end))
+        done, held, failures_kept = split_outcomes(took, failed, kept)
+        for recorded, status in [(r, DeliveryStatus.DONE) for r in done] + [
+            (r, DeliveryStatus.PENDING) for r in held
+        ]:
+            event = recorded.event
             delivery = Delivery(
-                position=position,
+                position=recorded.position,
                 event_id=event.id,
                 event_type=event.type,
-                handler=name,
+                handler=took.handler,
                 subject_id=event.subject_id,
-                next_at=at,
+                status=status,
+                next_at=when if status is DeliveryStatus.PENDING else None,
+                finished_at=when if status is DeliveryStatus.DONE else None,
             )
-            self._write("outbox_deliveries", (name, position), delivery)
-            made += 1
-        if end != start:
-            self._write("outbox_cursors", name, end)
-        return made
+            self._write("outbox_deliveries", (took.handler, recorded.position), delivery)
+        for delivery in failures_kept:
+            self._write("outbox_deliveries", (took.handler, delivery.position), delivery)
+        return frozenset(kept)
 
     def start_at_end(self, handler: str, /) -> int:
         name = check_handler(handler)
-        stored, cursors = self._named("outbox"), self._named("outbox_cursors")
-        if name not in cursors:
-            self._write("outbox_cursors", name, len(stored))
-        return int(cursors[name])
+        return min(c.position for c in self._lanes(name))
 
     def claim(
         self,

@@ -1,10 +1,12 @@
 """The contracts of the outbox (``UnitOfWork.outbox``): events appended in order and
-only by committed units, positions in commit order, deliveries made, claimed, leased and
-settled as the dispatcher of :class:`~crmkit.crm.CRM` relies on.
+only by committed units, positions in commit order, fresh events taken lane by lane and
+finished, pending deliveries claimed, leased and settled, as the dispatcher of
+:class:`~crmkit.crm.CRM` relies on.
 
-Fixed data, chosen to tell a right adapter from a wrong one: two events of one subject
-(the second must wait for the first), a duplicate id, a rolled-back unit between two
-committed ones, two units racing to append. :class:`~crmkit.testing.storage.StoreContract`
+Fixed data, chosen to tell a right adapter from a wrong one: events of one subject (a
+later one must wait for an earlier one that failed), subjects in different lanes, a
+duplicate id, a rolled-back unit between two committed ones, two units racing to append,
+two claims racing for a lane. :class:`~crmkit.testing.storage.StoreContract`
 inherits them.
 """
 
@@ -17,12 +19,15 @@ from uuid import UUID, uuid4
 import attrs
 
 from crmkit.automation import (
+    LANES,
     ContactCreated,
     Delivery,
     DeliveryStatus,
     Event,
+    Taken,
     TaskCreated,
     event_to_json,
+    lane_of,
 )
 from crmkit.errors import NotFound, ValidationError
 from crmkit.models import TaskKind
@@ -33,6 +38,12 @@ __all__ = ["OutboxContract"]
 
 _T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 _LEASE = timedelta(minutes=1)
+
+
+def _in_lane(lane: int) -> UUID:
+    """A random subject id of ``lane``."""
+    found = uuid4()
+    return UUID(int=found.int - lane_of(found) + lane)
 
 
 def _event(subject_id: UUID | None = None, minute: int = 0) -> Event:
@@ -66,10 +77,59 @@ def _append(store: Store, events: list[Event]) -> None:
         unit.commit()
 
 
+def _take(
+    store: Store,
+    handler: str,
+    *,
+    now: datetime = _T0,
+    limit: int = 100,
+    lanes: int = LANES,
+    types: list[str] | None = None,
+) -> Taken:
+    with store.unit_of_work() as unit:
+        taken = unit.outbox.take(
+            handler, types, now=now, lease=_LEASE, limit=limit, claim=uuid4(), lanes=lanes
+        )
+        unit.commit()
+    return taken
+
+
+def _finish(
+    store: Store, taken: Taken, failures: list[Delivery] | None = None, at: datetime = _T0
+) -> frozenset[int]:
+    with store.unit_of_work() as unit:
+        kept = unit.outbox.finish(taken, at=at, failures=failures or [])
+        unit.commit()
+    return kept
+
+
+def _failure(taken: Taken, event: Event, *, next_at: datetime = _T0) -> Delivery:
+    """The failed first attempt of ``event`` in ``taken``, due again at ``next_at``."""
+    (position,) = [r.position for r in taken.events if r.event.id == event.id]
+    return Delivery(
+        position=position,
+        event_id=event.id,
+        event_type=event.type,
+        handler=taken.handler,
+        subject_id=event.subject_id,
+        attempts=1,
+        next_at=next_at,
+        claim=taken.claim,
+        leased_until=taken.leased_until,
+        error="ValueError: no",
+    )
+
+
+def _pending(store: Store, handler: str, events: list[Event], *, next_at: datetime) -> None:
+    """Make pending deliveries of ``events`` to ``handler``: the first of each subject
+    failed once (due again at ``next_at``), the later ones wait behind it."""
+    taken = _take(store, handler)
+    firsts = {e.subject_id: e for e in reversed(events)}
+    _finish(store, taken, [_failure(taken, e, next_at=next_at) for e in firsts.values()])
+
+
 def _claim(store: Store, handlers: list[str], *, now: datetime, limit: int = 100) -> list[Any]:
     with store.unit_of_work() as unit:
-        for handler in handlers:
-            unit.outbox.fan_out(handler, None, at=_T0)
         claimed = unit.outbox.claim(handlers, now=now, lease=_LEASE, limit=limit, claim=uuid4())
         unit.commit()
     return claimed
@@ -182,41 +242,66 @@ class OutboxContract:
             "it ends, so a later unit's events come after its own"
         )
 
-    def test_deliveries_are_made_per_handler_and_type(self, fresh: Store) -> None:
-        contact, task = _event(), _task_event(uuid4())
-        _append(fresh, [contact, task])
-        with fresh.unit_of_work() as unit:
-            assert unit.outbox.fan_out("tasks", ["task.created"], at=_T0, limit=1) == 0, _c(
-                "fan_out(limit=n) looks at the next n events only (here a contact event)"
-            )
-            assert unit.outbox.fan_out("tasks", ["task.created"], at=_T0) == 1, _c(
-                "fan_out makes one delivery per event of the handler's types"
-            )
-            assert unit.outbox.fan_out("tasks", ["task.created"], at=_T0) == 0, _c(
-                "fan_out never makes a delivery twice: the handler's cursor moved on"
-            )
-            assert unit.outbox.fan_out("all", None, at=_T0) == 2, _c(
-                "a new handler gets every stored event"
-            )
-            unit.commit()
+    def test_takes_give_fresh_events_per_handler_and_type(self, fresh: Store) -> None:
+        one, two = _in_lane(3), _in_lane(9)
+        contact, task = _event(one), _task_event(two)
+        more = [_event(one, minute) for minute in range(1, 4)]
+        _append(fresh, [contact, task, *more])
+        tasks = _take(fresh, "tasks", types=["task.created"])
+        assert [r.event for r in tasks.events] == [task], _c(
+            "take gives the handler's fresh events of its types only"
+        )
+        assert {lane.lane for lane in tasks.lanes} == {3, 9}, _c(
+            "take leases the lanes that hold fresh events (the lane of an event is "
+            "lane_of(subject_id)), also those without an event of the handler's types"
+        )
+        assert _finish(fresh, tasks) == {3, 9}, _c("finish returns the lanes it recorded")
+        assert _take(fresh, "tasks", types=["task.created"]).events == (), _c(
+            "finish moves the lanes' cursors: a finished event is never taken again"
+        )
+        first = _take(fresh, "all", limit=2, lanes=1)
+        assert [r.position for r in first.events] == [1, 3], _c(
+            "take(limit=2, lanes=1) gives the lane furthest behind, its first 2 events by "
+            "position; a new handler gets every stored event"
+        )
+        _finish(fresh, first)
+        rest = _take(fresh, "all")
+        assert [r.position for r in rest.events] == [2, 4, 5], _c(
+            "a lane finished at the last event of its share gives the events after it "
+            "next time, and lanes never taken give all of theirs, by position"
+        )
+        _finish(fresh, rest, at=_T0 + _LEASE)
         with fresh.unit_of_work() as unit:
             made = unit.outbox.deliveries(handler="tasks")
-            assert [(d.position, d.event_id, d.status) for d in made] == [
-                (2, task.id, DeliveryStatus.PENDING)
-            ], _c("deliveries(handler=) lists the handler's deliveries, pending when made")
-            assert len(unit.outbox.deliveries()) == 3, _c("deliveries() lists every one")
+            assert [(d.position, d.event_id, d.status, d.finished_at) for d in made] == [
+                (2, task.id, DeliveryStatus.DONE, _T0)
+            ], _c("finish records each event of the take as a done delivery, finished at")
+            everything = unit.outbox.deliveries(handler="all", status=DeliveryStatus.DONE)
+            assert [(d.position, d.subject_id) for d in everything] == [
+                (1, one),
+                (2, two),
+                (3, one),
+                (4, one),
+                (5, one),
+            ], _c("deliveries() lists them by position, with the event's subject")
+            assert len(unit.outbox.deliveries()) == 6, _c("deliveries() lists every one")
 
     def test_a_handler_can_start_at_the_end(self, fresh: Store) -> None:
-        older, old, new = _event(), _event(), _event()
+        older, old, new = _event(_in_lane(0)), _event(_in_lane(1)), _event(_in_lane(2))
         _append(fresh, [older, old])
         with fresh.unit_of_work() as unit:
             assert unit.outbox.start_at_end("late") == 2, _c(
-                "start_at_end gives a handler without a cursor one at the last position, "
-                "and returns it"
+                "start_at_end gives a handler without cursors its lanes' cursors at the "
+                "last position, and returns it"
             )
-            unit.outbox.fan_out("early", None, at=_T0, limit=1)  # its cursor: 1
-            assert unit.outbox.start_at_end("early") == 1, _c(
-                "a handler that has a cursor keeps it: start_at_end does not move it"
+            unit.commit()
+        early = _take(fresh, "early", limit=1, lanes=1)
+        assert [r.event for r in early.events] == [older]
+        _finish(fresh, early)  # one lane moved on, the others at 0
+        with fresh.unit_of_work() as unit:
+            assert unit.outbox.start_at_end("early") == 0, _c(
+                "a handler that has cursors keeps them: start_at_end does not move them "
+                "(and returns the lowest)"
             )
             unit.commit()
         with fresh.unit_of_work() as unit:
@@ -225,23 +310,136 @@ class OutboxContract:
         _append(fresh, [new])
         with fresh.unit_of_work() as unit:
             assert unit.outbox.start_at_end("late") == 2, _c(
-                "start_at_end called again keeps the cursor it gave"
+                "start_at_end called again keeps the cursors it gave"
             )
-            assert unit.outbox.fan_out("late", None, at=_T0) == 1, _c(
-                "a handler started at the end gets the events appended after, only"
+            unit.commit()
+        assert [r.event for r in _take(fresh, "late").events] == [new], _c(
+            "a handler started at the end gets the events appended after, only"
+        )
+        assert [r.event for r in _take(fresh, "early").events] == [old, new], _c(
+            "a handler whose cursors start_at_end kept gets every event after them"
+        )
+        assert len(_take(fresh, "gone").events) == 3, _c(
+            "the cursors that start_at_end gave in a unit that rolled back are gone"
+        )
+
+    def test_lanes_are_leased_to_one_claim(self, fresh: Store) -> None:
+        here, there = _event(_in_lane(5)), _event(_in_lane(6))
+        _append(fresh, [here, there])
+        first = _take(fresh, "h", lanes=1)
+        assert [r.event for r in first.events] == [here], _c("take(lanes=1) takes one lane")
+        assert (first.leased_until, first.lanes[0].lane) == (_T0 + _LEASE, 5), _c(
+            "a take is leased until now + lease"
+        )
+        half = _T0 + _LEASE / 2
+        second = _take(fresh, "h", now=half)
+        assert [r.event for r in second.events] == [there], _c(
+            "a leased lane is not taken again before its lease ends (other lanes are)"
+        )
+        third = _take(fresh, "h", now=_T0 + _LEASE * 5 / 4)  # the second's lease holds
+        assert [r.event for r in third.events] == [here], _c(
+            "a lane whose lease ran out is taken again, from its cursor"
+        )
+        assert _finish(fresh, first) == frozenset(), _c(
+            "finish by a claim whose lease ran out (another claim took the lane over) "
+            "records nothing and returns no lane"
+        )
+        with fresh.unit_of_work() as unit:
+            assert unit.outbox.deliveries(handler="h") == [], _c(
+                "a lost lane's events get no delivery"
             )
-            assert [d.event_id for d in unit.outbox.deliveries(handler="late")] == [new.id]
-            assert unit.outbox.fan_out("early", None, at=_T0) == 2, _c(
-                "a handler whose cursor start_at_end kept gets every event after it"
-            )
-            assert unit.outbox.fan_out("gone", None, at=_T0) == 3, _c(
-                "the cursor that start_at_end gave in a unit that rolled back is gone"
-            )
+        assert _finish(fresh, third) == {5}, _c("the claim that holds the lane finishes it")
+        assert _finish(fresh, second) == {6}
+        assert _take(fresh, "h", now=_T0 + _LEASE * 9).events == (), _c(
+            "a finished lane ends its lease and gives nothing already finished"
+        )
+        with fresh.unit_of_work() as unit:
+            kept = unit.outbox.deliveries(handler="h")
+            assert [(d.event_id, d.claim, d.leased_until) for d in kept] == [
+                (here.id, None, None),
+                (there.id, None, None),
+            ], _c("each event is recorded once, by the claim that held its lane")
+
+    def test_finish_keeps_each_subjects_order(self, fresh: Store) -> None:
+        slow, calm = _in_lane(7), _in_lane(7)
+        one, two, three, quiet = _event(slow), _event(slow, 1), _event(slow, 2), _event(calm)
+        _append(fresh, [one])
+        taken = _take(fresh, "h")
+        assert taken.waiting == frozenset(), _c("no subject waits while nothing is pending")
+        with fresh.unit_of_work() as unit:
+            with _raises(ValidationError, "a failure of an event not in the take"):
+                unit.outbox.finish(
+                    taken,
+                    at=_T0,
+                    failures=[
+                        Delivery(
+                            position=99,
+                            event_id=uuid4(),
+                            event_type="contact.created",
+                            handler="h",
+                            subject_id=slow,
+                            claim=taken.claim,
+                            next_at=_T0,
+                        )
+                    ],
+                )
+            unit.commit()
+        retry_at = _T0 + timedelta(hours=1)
+        _finish(fresh, taken, [_failure(taken, one, next_at=retry_at)])
+        _append(fresh, [two, quiet, three])
+        later = _take(fresh, "h")
+        assert [r.event for r in later.events] == [two, quiet, three]
+        assert later.waiting == {slow}, _c(
+            "take names the subjects of its events that have a pending delivery"
+        )
+        _finish(fresh, later)
+        with fresh.unit_of_work() as unit:
+            found = {d.event_id: d for d in unit.outbox.deliveries(handler="h")}
+        assert (found[one.id].status, found[one.id].attempts, found[one.id].next_at) == (
+            DeliveryStatus.PENDING,
+            1,
+            retry_at,
+        ), _c("finish records a failure as given: pending, its attempts, its next_at")
+        assert [(found[e.id].status, found[e.id].attempts) for e in (two, three)] == [
+            (DeliveryStatus.PENDING, 0),
+            (DeliveryStatus.PENDING, 0),
+        ], _c(
+            "finish records the events of a waiting subject pending, with no attempt, "
+            "behind the delivery they wait for"
+        )
+        assert found[quiet.id].status is DeliveryStatus.DONE, _c(
+            "another subject of the same lane does not wait"
+        )
+        assert _claim(fresh, ["h"], now=_T0 + timedelta(minutes=30)) == [], _c(
+            "the held events wait behind the failure's next_at"
+        )
+        claimed = _claim(fresh, ["h"], now=retry_at)
+        assert [e.id for _, e in claimed] == [one.id, two.id, three.id], _c(
+            "claim gives the failed delivery and the events held behind it, in order"
+        )
+        fourth, fifth = _event(slow, 3), _event(slow, 4)
+        _append(fresh, [fourth, fifth])
+        again = _take(fresh, "h2")
+        _finish(fresh, again, [_failure(again, two)])
+        with fresh.unit_of_work() as unit:
+            statuses = [(d.event_id, d.status) for d in unit.outbox.deliveries(handler="h2")]
+        assert statuses == [
+            (one.id, DeliveryStatus.DONE),
+            (two.id, DeliveryStatus.PENDING),
+            (quiet.id, DeliveryStatus.DONE),
+            (three.id, DeliveryStatus.PENDING),
+            (fourth.id, DeliveryStatus.PENDING),
+            (fifth.id, DeliveryStatus.PENDING),
+        ], _c(
+            "finish records the later events of a subject that failed in the take pending "
+            "(they wait behind the failure), the earlier ones done"
+        )
 
     def test_claims_follow_subjects_and_leases(self, fresh: Store) -> None:
         subject = uuid4()
         first, second, other = _event(subject), _event(subject, 1), _event()
         _append(fresh, [first, second, other])
+        _pending(fresh, "h", [first, second, other], next_at=_T0)
         claimed = _claim(fresh, ["h"], now=_T0, limit=1)
         assert [e for _, e in claimed] == [first], _c(
             "claim gives deliveries by position, at most limit, with their events"
@@ -291,11 +489,12 @@ class OutboxContract:
     def test_failed_deliveries_wait_and_dead_ones_are_retried(self, fresh: Store) -> None:
         event = _event()
         _append(fresh, [event])
+        _pending(fresh, "h", [event], next_at=_T0)
         claimed = _claim(fresh, ["h"], now=_T0)
         assert len(claimed) == 1, _c("claim gives the due delivery")
         delivery = claimed[0][0]
         retry_at = _T0 + timedelta(minutes=10)
-        failed = attrs.evolve(delivery, attempts=1, error="ValueError: no", next_at=retry_at)
+        failed = attrs.evolve(delivery, attempts=2, error="ValueError: no", next_at=retry_at)
         assert _settle(fresh, failed), _c("settle records a failed attempt")
         assert _claim(fresh, ["h"], now=retry_at - timedelta(seconds=1)) == [], _c(
             "a pending delivery is not claimed before its next_at"
@@ -303,17 +502,17 @@ class OutboxContract:
         claimed = _claim(fresh, ["h"], now=retry_at)
         assert len(claimed) == 1, _c("a failed delivery is claimed again at its next_at")
         again = claimed[0][0]
-        assert (again.attempts, again.error) == (1, "ValueError: no"), _c(
+        assert (again.attempts, again.error) == (2, "ValueError: no"), _c(
             "a claimed delivery carries its attempts and last error"
         )
-        dead = attrs.evolve(again, status=DeliveryStatus.DEAD, attempts=2, finished_at=retry_at)
+        dead = attrs.evolve(again, status=DeliveryStatus.DEAD, attempts=3, finished_at=retry_at)
         assert _settle(fresh, dead), _c("settle records a dead delivery")
         assert _claim(fresh, ["h"], now=retry_at + timedelta(days=1)) == [], _c(
             "a dead delivery is not claimed"
         )
         with fresh.unit_of_work() as unit:
             (listed,) = unit.outbox.deliveries(status=DeliveryStatus.DEAD)
-            assert (listed.event_id, listed.attempts) == (event.id, 2), _c(
+            assert (listed.event_id, listed.attempts) == (event.id, 3), _c(
                 "deliveries(status=DEAD) lists the dead letters"
             )
             with _raises(NotFound, "retry of a delivery that does not exist"):
@@ -336,7 +535,17 @@ class OutboxContract:
                 ("events[0]", lambda: outbox.append([event_to_json(_event())])),  # type: ignore[list-item]
                 ("limit", lambda: outbox.read(limit=0)),
                 ("after", lambda: outbox.read(after=-1)),
-                ("handler", lambda: outbox.fan_out("", None, at=_T0)),
+                (
+                    "handler",
+                    lambda: outbox.take("", None, now=_T0, lease=_LEASE, limit=1, claim=uuid4()),
+                ),
+                (
+                    "lanes",
+                    lambda: outbox.take(
+                        "h", None, now=_T0, lease=_LEASE, limit=1, claim=uuid4(), lanes=0
+                    ),
+                ),
+                ("taken", lambda: outbox.finish("all done", at=_T0)),  # type: ignore[arg-type]
                 ("handler", lambda: outbox.start_at_end(" ")),
                 (
                     "lease",

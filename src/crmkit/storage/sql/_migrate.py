@@ -46,6 +46,7 @@ from crmkit.storage.sql._schema import (
     email_key,
     index_name,
     outbox_tables_v8,
+    outbox_tables_v14,
     schema,
 )
 from crmkit.storage.sql._states import refill_consent_states
@@ -545,6 +546,50 @@ _V13_LEDGER_COLUMNS: Final = (
 )
 
 
+def _to_outbox_lanes(
+    ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None
+) -> None:
+    """Schema 13 -> 14, lanes of the outbox: the events gain ``lane`` (the last hex
+    digit of the subject id, which is :func:`~crmkit.automation.lane_of`: the stored
+    events are numbered in one statement; the column keeps a default of 0 that crmkit
+    never relies on) and the index ``(tenant, lane, position)``; the table
+    ``<prefix>outbox_lanes`` is created and gives each handler's 16 lanes the cursor it
+    had in ``<prefix>outbox_cursors``, which is dropped (the pending deliveries made so
+    far stay, and are claimed as before). Frozen definitions: the tables as schema 14
+    declares them (``outbox_tables_v14``)."""
+    del unique_emails
+    prefix = tables.meta.name.removesuffix("meta")
+    meta = sa.MetaData()
+    outbox, _, lanes = outbox_tables_v14(meta, prefix)
+    ops.add_column(
+        outbox.name,
+        sa.Column("lane", sa.SmallInteger(), nullable=False, server_default=sa.text("0")),
+    )
+    digits = "'0123456789abcdef'"
+    if connection.dialect.name == "postgresql":
+        lane = f"strpos({digits}, right(CAST(subject_id AS text), 1)) - 1"
+    else:  # 32 lowercase hex digits
+        lane = f"instr({digits}, substr(subject_id, 32, 1)) - 1"
+    connection.execute(sa.text(f"UPDATE {outbox.name} SET lane = {lane}"))
+    (index,) = [i for i in outbox.indexes if [c.name for c in i.columns] == _V14_LANE_INDEX]
+    index.create(connection)
+    lanes.create(connection)
+    numbers = " UNION ALL ".join(f"SELECT {n} AS lane" for n in range(_V14_LANES))
+    connection.execute(
+        sa.text(
+            f"INSERT INTO {lanes.name} (tenant, handler, lane, position) "
+            f"SELECT c.tenant, c.handler, n.lane, c.position FROM {prefix}outbox_cursors AS c "
+            f"CROSS JOIN ({numbers}) AS n"
+        )
+    )
+    ops.drop_table(f"{prefix}outbox_cursors")
+
+
+_V14_LANE_INDEX: Final = ["tenant", "lane", "position"]
+_V14_LANES: Final = 16
+"""The number of lanes of schema 14 (``crmkit.automation.LANES``, frozen here)."""
+
+
 _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
     {
         1: _to_2,
@@ -559,6 +604,7 @@ _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
         10: _to_11,
         11: _to_12_covering_history_index,
         12: _to_consent_states,
+        13: _to_outbox_lanes,
     }
 )
 """The step that upgrades a database of each version to the next."""

@@ -39,11 +39,12 @@ __all__ = [
     "match_key_table",
     "metadata",
     "outbox_tables_v8",
+    "outbox_tables_v14",
     "schema",
     "step_table",
 ]
 
-SCHEMA_VERSION: Final = 13
+SCHEMA_VERSION: Final = 14
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -86,6 +87,12 @@ SCHEMA_VERSION: Final = 13
     transaction as every change of it, so that reachability reads one slim row per
     contact instead of finding "the entry with no later one" in the ledger; the
     upgrade fills it from the stored ledgers.
+14. Lanes of the outbox (``outbox_tables_v14``): each event stores its ``lane``
+    (:func:`~crmkit.automation.lane_of` of its subject id), indexed ``(tenant, lane,
+    position)``, and ``<prefix>outbox_lanes`` replaces ``<prefix>outbox_cursors``: per
+    handler and lane a cursor and a lease, so that dispatchers take fresh events lane by
+    lane and write one delivery row per event; the upgrade numbers the stored events'
+    lanes and gives each handler's lanes its cursor.
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -220,8 +227,9 @@ class Schema:
     and the columns that find it (``id``, ``type``, ``subject_id``)."""
     deliveries: sa.Table
     """The deliveries of events to handlers, keyed ``(tenant, handler, position)``."""
-    outbox_cursors: sa.Table
-    """Per handler, the last position whose deliveries were made."""
+    outbox_lanes: sa.Table
+    """Per handler and lane, the cursor (the last position delivered or recorded) and
+    the lease of the dispatcher that holds the lane."""
     steps: sa.Table
     """The durable timers (:class:`~crmkit.automation.Step`), keyed ``(tenant, id)``,
     the payload as JSON text, indexed by ``(tenant, status, due_at, id)`` for claims."""
@@ -407,7 +415,7 @@ def _schema(prefix: str) -> Schema:
     )
     merges, merge_keys = merge_tables(meta, prefix)
     keys = match_key_table(meta, prefix)
-    outbox, deliveries, cursors = outbox_tables_v8(meta, prefix)
+    outbox, deliveries, cursors = outbox_tables_v14(meta, prefix)
     return Schema(
         meta,
         MappingProxyType(tables),
@@ -583,6 +591,33 @@ def outbox_tables_v8(meta: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table
         sa.Column("position", sa.BigInteger(), nullable=False),
     )
     return outbox, deliveries, cursors
+
+
+def outbox_tables_v14(meta: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table, sa.Table]:
+    """The outbox, its deliveries and the handlers' lanes on ``meta``, frozen as schema
+    14 made them: the events gain ``lane`` (0 to 15, :func:`~crmkit.automation.lane_of`
+    of the subject id) and the index ``(tenant, lane, position)``; the deliveries are as
+    schema 8 made them; ``<prefix>outbox_lanes`` holds per ``(tenant, handler, lane)``
+    the cursor ``position`` and the lease (``claim``, ``leased_until``). Never change
+    this function; a later schema that changes these tables defines its own."""
+    outbox, deliveries, _ = outbox_tables_v8(meta, prefix)
+    lane = sa.Column("lane", sa.SmallInteger(), nullable=False)
+    outbox.append_column(lane)
+    sa.Index(
+        index_name(outbox.name, ("lane", "position")), outbox.c.tenant, lane, outbox.c.position
+    )
+    meta.remove(meta.tables[f"{prefix}outbox_cursors"])
+    lanes = sa.Table(
+        f"{prefix}outbox_lanes",
+        meta,
+        sa.Column("tenant", _text(64), primary_key=True),
+        sa.Column("handler", _text(200), primary_key=True),
+        sa.Column("lane", sa.SmallInteger(), primary_key=True, autoincrement=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.Column("claim", UUIDType(), nullable=True),
+        sa.Column("leased_until", Timestamp(), nullable=True),
+    )
+    return outbox, deliveries, lanes
 
 
 metadata: Final = schema().metadata

@@ -40,14 +40,18 @@ from crmkit.analytics import (
     transactions_from_activities,
 )
 from crmkit.automation import (
+    LANES,
     Delivery,
     DeliveryStatus,
     Event,
+    Lane,
     Recorded,
     Step,
     StepStatus,
+    Taken,
     event_from_json,
     event_to_json,
+    lane_of,
     payload_from_json,
     payload_to_json,
 )
@@ -125,13 +129,16 @@ from crmkit.storage._outbox import (
     check_claim,
     check_count,
     check_events,
+    check_finish,
     check_handler,
     check_handlers,
     check_position,
     check_settled,
     check_settled_many,
     check_status,
+    check_take,
     check_types,
+    split_outcomes,
 )
 from crmkit.storage._port import Store, UnitOfWork
 from crmkit.storage._query import Cursor, Order, Page
@@ -2287,7 +2294,16 @@ class _StageHistory(_History[StageChange]):
 
 _PENDING: Final = DeliveryStatus.PENDING.value
 _OUTBOX_STATEMENTS: dict[tuple[sa.Table, str, bool], Any] = {}
-_APPENDED: Final = ("id", "type", "subject", "subject_id", "occurred_at", "caused_by", "body")
+_APPENDED: Final = (
+    "id",
+    "type",
+    "subject",
+    "subject_id",
+    "lane",
+    "occurred_at",
+    "caused_by",
+    "body",
+)
 """Statements of the outbox built once per table (building one costs more than running it)."""
 _PENDING_SQL: Final[sa.ColumnClause[str]] = sa.literal_column(f"'{_PENDING}'")
 _TEXT: Final = sa.Text()
@@ -2306,7 +2322,7 @@ class _Outbox:
         self._tenant = store.tenant
         self._events = store.schema.outbox
         self._deliveries = store.schema.deliveries
-        self._cursors = store.schema.outbox_cursors
+        self._lanes = store.schema.outbox_lanes
         self._postgres = store.dialect == "postgresql"
         digest = hashlib.blake2b(
             f"{self._events.name}:{self._tenant}".encode(), digest_size=8
@@ -2336,6 +2352,7 @@ class _Outbox:
                 "type": item.type,
                 "subject": item.subject,
                 "subject_id": item.subject_id,
+                "lane": lane_of(item.subject_id),
                 "occurred_at": item.occurred_at,
                 "caused_by": item.caused_by,
                 "body": json.dumps(event_to_json(item), separators=(",", ":")),
@@ -2356,16 +2373,16 @@ class _Outbox:
         left out, the others numbered after the last position, in order."""
         name = self._events.name  # crmkit's own table name (a checked prefix)
         return sa.text(
-            f"INSERT INTO {name} (tenant, position, id, type, subject, subject_id, "
+            f"INSERT INTO {name} (tenant, position, id, type, subject, subject_id, lane, "
             "occurred_at, caused_by, body) "
             f"SELECT CAST(:tenant AS text), (SELECT coalesce(max(position), 0) FROM {name} "
             "WHERE tenant = CAST(:tenant AS text)) + row_number() OVER (ORDER BY e.ord), "
-            "e.id, e.type, e.subject, e.subject_id, e.occurred_at, e.caused_by, e.body "
+            "e.id, e.type, e.subject, e.subject_id, e.lane, e.occurred_at, e.caused_by, e.body "
             "FROM unnest(CAST(:ord AS integer[]), CAST(:id AS uuid[]), CAST(:type AS text[]), "
-            "CAST(:subject AS text[]), CAST(:subject_id AS uuid[]), "
+            "CAST(:subject AS text[]), CAST(:subject_id AS uuid[]), CAST(:lane AS smallint[]), "
             "CAST(:occurred_at AS timestamptz[]), CAST(:caused_by AS uuid[]), "
             "CAST(:body AS text[])) "
-            "AS e (ord, id, type, subject, subject_id, occurred_at, caused_by, body) "
+            "AS e (ord, id, type, subject, subject_id, lane, occurred_at, caused_by, body) "
             f"WHERE NOT EXISTS (SELECT 1 FROM {name} AS o WHERE o.tenant = CAST(:tenant AS text) "
             "AND o.id = e.id) ORDER BY e.ord RETURNING position"
         )
@@ -2402,6 +2419,7 @@ class _Outbox:
             type=sa.bindparam("type"),
             subject=sa.bindparam("subject"),
             subject_id=sa.bindparam("subject_id"),
+            lane=sa.bindparam("lane"),
             occurred_at=sa.bindparam("occurred_at"),
             caused_by=sa.bindparam("caused_by"),
             body=sa.bindparam("body"),
@@ -2443,82 +2461,251 @@ class _Outbox:
             )
         return found
 
-    def fan_out(
-        self, handler: str, types: Iterable[str] | None, /, *, at: datetime, limit: int = 1000
-    ) -> int:
-        name, kinds = check_handler(handler), check_types(types)
-        when, most = ensure_utc(at, "at"), check_count(limit)
-        cursors, events, deliveries = self._cursors, self._events, self._deliveries
-        insert = (pg_insert if self._postgres else sqlite_insert)(cursors)
+    def _make_lanes(self, name: str, at_end: bool) -> None:
+        """Give ``name`` its lanes' cursors (at 0, or at the last position stored) if it
+        has none yet."""
+        lanes = self._lanes
+        mine = (lanes.c.tenant == self._tenant) & (lanes.c.handler == name)
+        if self._run(sa.select(lanes.c.lane).where(mine, lanes.c.lane == 0)).first():
+            return
+        start = self._last() if at_end else 0
+        insert = (pg_insert if self._postgres else sqlite_insert)(lanes)
         self._run(
-            insert.values(tenant=self._tenant, handler=name, position=0).on_conflict_do_nothing()
-        )
-        mine = (cursors.c.tenant == self._tenant) & (cursors.c.handler == name)
-        start = self._run(
-            sa.select(cursors.c.position).where(mine).with_for_update(skip_locked=True)
-        ).scalar_one_or_none()
-        if start is None:
-            return 0  # another unit is making this handler's deliveries right now
-        last = self._run(
-            sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)).where(
-                events.c.tenant == self._tenant
-            )
-        ).scalar_one()
-        end = min(start + most, last)
-        if end <= start:
-            return 0
-        chosen = sa.select(
-            events.c.tenant,
-            sa.literal(name, _TEXT).label("handler"),
-            events.c.position,
-            events.c.id,
-            events.c.type,
-            events.c.subject_id,
-            sa.literal(_PENDING, _TEXT).label("status"),
-            sa.literal(0).label("attempts"),
-            sa.literal(when, Timestamp()).label("next_at"),
-        ).where(
-            events.c.tenant == self._tenant,
-            events.c.position > start,
-            events.c.position <= end,
-        )
-        if kinds is not None:
-            chosen = chosen.where(events.c.type.in_(sorted(kinds)))
-        made = self._run(
-            sa.insert(deliveries)
-            .from_select(
+            insert.values(
                 [
-                    "tenant",
-                    "handler",
-                    "position",
-                    "event_id",
-                    "event_type",
-                    "subject_id",
-                    "status",
-                    "attempts",
-                    "next_at",
-                ],
-                chosen,
-            )
-            .returning(deliveries.c.position)
-        ).all()
-        self._run(sa.update(cursors).where(mine).values(position=end))
-        return len(made)
+                    {"tenant": self._tenant, "handler": name, "lane": lane, "position": start}
+                    for lane in range(LANES)
+                ]
+            ).on_conflict_do_nothing()
+        )
 
     def start_at_end(self, handler: str, /) -> int:
         name = check_handler(handler)
-        cursors, events = self._cursors, self._events
-        ends = sa.select(
-            sa.literal(self._tenant, _TEXT),
-            sa.literal(name, _TEXT),
-            sa.func.coalesce(sa.func.max(events.c.position), 0),
-        ).where(events.c.tenant == self._tenant)
-        insert = (pg_insert if self._postgres else sqlite_insert)(cursors)
-        self._run(
-            insert.from_select(["tenant", "handler", "position"], ends).on_conflict_do_nothing()
+        self._make_lanes(name, at_end=True)
+        lanes = self._lanes
+        return int(
+            self._run(
+                sa.select(sa.func.min(lanes.c.position)).where(
+                    lanes.c.tenant == self._tenant, lanes.c.handler == name
+                )
+            ).scalar_one()
         )
-        mine = (cursors.c.tenant == self._tenant) & (cursors.c.handler == name)
-        return int(self._run(sa.select(cursors.c.position).where(mine)).scalar_one())
+
+    def take(
+        self,
+        handler: str,
+        types: Iterable[str] | None,
+        /,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        claim: UUID,
+        lanes: int = 4,
+    ) -> Taken:
+        name, kinds = check_handler(handler), check_types(types)
+        at, span, most, token, width = check_take(now, lease, limit, claim, lanes)
+        until = at + span
+        self._make_lanes(name, at_end=False)
+        last = self._last()  # first: every event up to it is committed and visible
+        chosen = self._run(
+            self._statement("free lanes", self._build_free_lanes),
+            {
+                "tenant": self._tenant,
+                "handler": name,
+                "at": at,
+                "last": last,
+                "most": min(width, most),
+            },
+        ).all()
+        if not chosen:
+            return Taken(handler=name, claim=token, leased_until=until, lanes=(), events=())
+        numbers = [row[0] for row in chosen]
+        self._run(
+            self._statement("lease lanes", self._build_lease_lanes),
+            {
+                "tenant": self._tenant,
+                "handler": name,
+                "lanes": numbers if self._postgres else json.dumps(numbers),
+                "claim": token,
+                "until": until,
+            },
+        )
+        share = most // len(chosen)
+        every = kinds is None
+        read = self._statement(f"lane events {every}", lambda: self._build_lane_events(every))
+        taken: list[Lane] = []
+        rows: list[Any] = []
+        for lane, start in chosen:
+            params: dict[str, Any] = {
+                "tenant": self._tenant,
+                "lane": lane,
+                "start": start,
+                "last": last,
+                "share": share,
+            }
+            if kinds is not None:
+                params["kinds"] = sorted(kinds) if self._postgres else json.dumps(sorted(kinds))
+            found = self._run(read, params).all()
+            end = found[-1][0] if len(found) == share else last
+            taken.append(Lane(lane=lane, start=start, end=end))
+            rows.extend(found)
+        rows.sort(key=lambda row: row[0])
+        events = tuple(Recorded(position, self._decode(body)) for position, body in rows)
+        return Taken(
+            handler=name,
+            claim=token,
+            leased_until=until,
+            lanes=tuple(taken),
+            events=events,
+            waiting=self._waiting(name, {r.event.subject_id for r in events}),
+        )
+
+    def _waiting(self, name: str, subjects: set[UUID]) -> frozenset[UUID]:
+        """Which of ``subjects`` have a pending delivery to ``name``."""
+        if not subjects:
+            return frozenset()
+        table = self._deliveries
+        wanted = sorted(subjects)
+        found: set[UUID] = set()
+        for begin in range(0, len(wanted), _ID_CHUNK):
+            found.update(
+                self._run(
+                    sa.select(table.c.subject_id)
+                    .where(
+                        table.c.tenant == self._tenant,
+                        table.c.handler == name,
+                        table.c.status == _PENDING,
+                        table.c.subject_id.in_(wanted[begin : begin + _ID_CHUNK]),
+                    )
+                    .distinct()
+                ).scalars()
+            )
+        return frozenset(found)
+
+    def _build_free_lanes(self) -> Any:
+        lanes, events = self._lanes.name, self._events.name  # crmkit's own (checked) names
+        # The lanes not leased that hold an event after their cursor (an index probe
+        # each), the furthest behind first; PostgreSQL skips lanes another unit locks.
+        lock = " FOR UPDATE OF l SKIP LOCKED" if self._postgres else ""
+        return sa.text(
+            f"SELECT l.lane, l.position FROM {lanes} AS l "
+            "WHERE l.tenant = :tenant AND l.handler = :handler AND l.position < :last "
+            "AND (l.leased_until IS NULL OR l.leased_until <= :at) "
+            f"AND EXISTS (SELECT 1 FROM {events} AS e WHERE e.tenant = l.tenant "
+            "AND e.lane = l.lane AND e.position > l.position AND e.position <= :last) "
+            f"ORDER BY l.position, l.lane LIMIT :most{lock}"
+        ).bindparams(sa.bindparam("at", type_=Timestamp()))
+
+    def _build_lease_lanes(self) -> Any:
+        chosen = (
+            "lane = ANY(CAST(:lanes AS smallint[]))"
+            if self._postgres
+            else "lane IN (SELECT value FROM json_each(:lanes))"
+        )
+        return sa.text(
+            f"UPDATE {self._lanes.name} SET claim = :claim, leased_until = :until "
+            f"WHERE tenant = :tenant AND handler = :handler AND {chosen}"
+        ).bindparams(
+            sa.bindparam("claim", type_=UUIDType()), sa.bindparam("until", type_=Timestamp())
+        )
+
+    def _build_lane_events(self, every: bool) -> Any:
+        kinds = ""
+        if not every:
+            kinds = (
+                " AND type = ANY(CAST(:kinds AS text[]))"
+                if self._postgres
+                else " AND type IN (SELECT value FROM json_each(:kinds))"
+            )
+        return sa.text(
+            f"SELECT position, body FROM {self._events.name} "
+            "WHERE tenant = :tenant AND lane = :lane AND position > :start "
+            f"AND position <= :last{kinds} ORDER BY position LIMIT :share"
+        )
+
+    def finish(
+        self, taken: Taken, /, *, at: datetime, failures: Iterable[Delivery] = ()
+    ) -> frozenset[int]:
+        took, when, failed = check_finish(taken, at, failures)
+        moved = self._statement("move lane", self._build_move_lane)
+        kept: set[int] = set()
+        for lane in took.lanes:
+            rows = self._run(
+                moved,
+                {
+                    "tenant": self._tenant,
+                    "handler": took.handler,
+                    "lane": lane.lane,
+                    "end": lane.end,
+                    "claim": took.claim,
+                },
+            ).all()
+            if rows:
+                kept.add(lane.lane)
+        done, held, failures_kept = split_outcomes(took, failed, kept)
+        copy = self._statement("record", self._build_record)
+        for recorded, status in ((done, "done"), (held, _PENDING)):
+            if not recorded:
+                continue
+            positions = [r.position for r in recorded]
+            self._run(
+                copy,
+                {
+                    "tenant": self._tenant,
+                    "handler": took.handler,
+                    "positions": positions if self._postgres else json.dumps(positions),
+                    "status": status,
+                    "next_at": None if status == "done" else when,
+                    "finished_at": when if status == "done" else None,
+                },
+            )
+        if failures_kept:
+            self._run(
+                sa.insert(self._deliveries),
+                [
+                    {
+                        "tenant": self._tenant,
+                        "handler": d.handler,
+                        "position": d.position,
+                        "event_id": d.event_id,
+                        "event_type": d.event_type,
+                        "subject_id": d.subject_id,
+                        "status": d.status.value,
+                        "attempts": d.attempts,
+                        "next_at": d.next_at,
+                        "error": d.error,
+                        "finished_at": d.finished_at,
+                    }
+                    for d in failures_kept
+                ],
+            )
+        return frozenset(kept)
+
+    def _build_move_lane(self) -> Any:
+        return sa.text(
+            f"UPDATE {self._lanes.name} SET position = :end, claim = NULL, "
+            "leased_until = NULL WHERE tenant = :tenant AND handler = :handler "
+            "AND lane = :lane AND claim = :claim RETURNING lane"
+        ).bindparams(sa.bindparam("claim", type_=UUIDType()))
+
+    def _build_record(self) -> Any:
+        d, e = self._deliveries.name, self._events.name  # crmkit's own (checked) names
+        chosen = (
+            "e.position = ANY(CAST(:positions AS bigint[]))"
+            if self._postgres
+            else "e.position IN (SELECT value FROM json_each(:positions))"
+        )
+        # The deliveries of these events, copied from the outbox's rows by position.
+        return sa.text(
+            f"INSERT INTO {d} (tenant, handler, position, event_id, event_type, subject_id, "
+            "status, attempts, next_at, finished_at) "
+            "SELECT e.tenant, :handler, e.position, e.id, e.type, e.subject_id, :status, 0, "
+            f":next_at, :finished_at FROM {e} AS e WHERE e.tenant = :tenant AND {chosen}"
+        ).bindparams(
+            sa.bindparam("next_at", type_=Timestamp()),
+            sa.bindparam("finished_at", type_=Timestamp()),
+        )
 
     def _delivery(self, row: Any) -> Delivery:
         return Delivery(
