@@ -534,18 +534,20 @@ def test_an_expired_lease_is_taken_over(store: Store) -> None:
     calls: list[UUID] = []
     crm.subscribe("lead.captured", lambda _, e: calls.append(e.id), name="h")
     crm.capture_lead(_touch())
-    with store.unit_of_work() as unit:  # a dispatcher claims, then dies
-        unit.outbox.fan_out("h", ["lead.captured"], at=NOW)
-        (held,) = unit.outbox.claim(
-            ["h"], now=NOW, lease=timedelta(minutes=5), limit=10, claim=uuid4()
+    with store.unit_of_work() as unit:  # a dispatcher takes its lane, then dies
+        held = unit.outbox.take(
+            "h", ["lead.captured"], now=NOW, lease=timedelta(minutes=5), limit=10, claim=uuid4()
         )
         unit.commit()
+    assert len(held.events) == 1
     assert crm.dispatch(now=NOW + timedelta(minutes=4)) == DispatchReport()
     assert crm.dispatch(now=NOW + timedelta(minutes=6)) == DispatchReport(delivered=1)
     with store.unit_of_work() as unit:  # the dead dispatcher's result is not recorded
-        late = attrs.evolve(held[0], status=DeliveryStatus.DONE, finished_at=NOW)
-        assert unit.outbox.settle(late) is False
+        assert unit.outbox.finish(held, at=NOW) == frozenset()
+        unit.commit()
+    assert crm.dispatch(now=NOW + timedelta(minutes=20)) == DispatchReport()
     assert len(calls) == 1
+    assert [d.status for d in crm.deliveries(handler="h")] == [DeliveryStatus.DONE]
 
 
 def test_subscriptions_are_checked() -> None:

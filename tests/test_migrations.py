@@ -6,6 +6,7 @@ database, fill it, and upgrade it in place. A change of the schema adds the froz
 the version it replaces and keeps every older one.
 """
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ import attrs
 import pytest
 import sqlalchemy as sa
 
+from crmkit.automation import LANES, ContactCreated, DeliveryStatus, event_to_json, lane_of
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.errors import (
@@ -51,7 +53,7 @@ from crmkit.storage.sql import (
     upgrade,
 )
 from crmkit.storage.sql._codec import codec
-from crmkit.storage.sql._schema import index_name
+from crmkit.storage.sql._schema import index_name, outbox_tables_v8
 from tests.storage_support import postgres_url
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -615,5 +617,92 @@ def test_schema_12_upgrades_to_consent_states_filled_from_the_ledgers(
         crm.record_consent(bo.id, ConsentChannel.EMAIL, "newsletter", source="form")
         later = crm.audience(everyone, ConsentChannel.EMAIL, "newsletter")
         assert set(later.contact_ids) == {ada.id, bo.id}
+    finally:
+        store.close()
+
+
+def test_schema_13_upgrades_to_outbox_lanes_and_dispatch_goes_on(
+    target: tuple[str, str],
+) -> None:
+    url, prefix = target
+    make_old(url, prefix, [], 13)
+    at = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    ada, bo = uuid.uuid4(), uuid.uuid4()
+    events = [
+        ContactCreated(id=uuid.uuid4(), occurred_at=at, subject="contact", subject_id=who)
+        for who in (ada, bo, ada, ada, bo, ada)
+    ]
+    outbox, deliveries, cursors = outbox_tables_v8(sa.MetaData(), prefix)
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:  # schema 13's outbox: fanned out up to 4
+        connection.execute(
+            outbox.insert(),
+            [
+                {
+                    "tenant": "tests",
+                    "position": position,
+                    "id": e.id,
+                    "type": e.type,
+                    "subject": e.subject,
+                    "subject_id": e.subject_id,
+                    "occurred_at": e.occurred_at,
+                    "caused_by": None,
+                    "body": json.dumps(event_to_json(e)),
+                }
+                for position, e in enumerate(events, start=1)
+            ],
+        )
+        connection.execute(cursors.insert(), [{"tenant": "tests", "handler": "h", "position": 4}])
+        base = {"tenant": "tests", "handler": "h", "event_type": "contact.created"}
+        connection.execute(
+            deliveries.insert(),
+            [
+                {
+                    **base,
+                    "position": position,
+                    "event_id": events[position - 1].id,
+                    "subject_id": events[position - 1].subject_id,
+                    "status": status,
+                    "attempts": tries,
+                    "next_at": None if status == "done" else at,
+                    "finished_at": at if status == "done" else None,
+                }
+                for position, status, tries in (
+                    (1, "done", 0),
+                    (2, "done", 0),
+                    (3, "pending", 1),  # failed once, due again
+                    (4, "pending", 0),  # waits behind it
+                )
+            ],
+        )
+
+    assert upgrade(url, prefix=prefix) == Upgrade(13, SCHEMA_VERSION, unique_emails=True)
+
+    with engine.connect() as connection:
+        lanes = dict(
+            connection.execute(sa.text(f"SELECT position, lane FROM {prefix}outbox")).all()
+        )
+        cursors_now = connection.execute(
+            sa.text(f"SELECT handler, lane, position FROM {prefix}outbox_lanes ORDER BY lane")
+        ).all()
+        names = set(sa.inspect(connection).get_table_names())
+    engine.dispose()
+    assert lanes == {p: lane_of(e.subject_id) for p, e in enumerate(events, start=1)}
+    assert [tuple(row) for row in cursors_now] == [("h", lane, 4) for lane in range(LANES)]
+    assert f"{prefix}outbox_cursors" not in names
+    lane_index = index_name(f"{prefix}outbox", ("lane", "position"))
+    assert lane_index in index_names(url, f"{prefix}outbox")
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        crm = CRM(store, clock=CLOCK)
+        calls: list[UUID] = []
+        crm.subscribe("*", lambda _, event: calls.append(event.id), name="h")
+        report = crm.dispatch(now=at)
+        assert report.delivered == 4  # the two pending ones and the two after the cursor
+        assert calls.index(events[2].id) < calls.index(events[3].id) < calls.index(events[5].id)
+        assert set(calls) == {e.id for e in events[2:]}
+        done = crm.deliveries(handler="h", status=DeliveryStatus.DONE)
+        assert [d.position for d in done] == [1, 2, 3, 4, 5, 6]
+        assert crm.dispatch(now=at).calls == 0
     finally:
         store.close()
