@@ -555,12 +555,13 @@ def _to_outbox_lanes(
     never relies on) and the index ``(tenant, lane, position)``; the table
     ``<prefix>outbox_lanes`` is created and gives each handler's 16 lanes the cursor it
     had in ``<prefix>outbox_cursors``, which is dropped (the pending deliveries made so
-    far stay, and are claimed as before). Frozen definitions: the tables as schema 14
-    declares them (``outbox_tables_v14``)."""
+    far stay, and are claimed as before); the deliveries lose their foreign key to the
+    events and get partial indexes (``_deliveries_v14``). Frozen definitions: the tables
+    as schema 14 declares them (``outbox_tables_v14``)."""
     del unique_emails
     prefix = tables.meta.name.removesuffix("meta")
     meta = sa.MetaData()
-    outbox, _, lanes = outbox_tables_v14(meta, prefix)
+    outbox, deliveries, lanes = outbox_tables_v14(meta, prefix)
     ops.add_column(
         outbox.name,
         sa.Column("lane", sa.SmallInteger(), nullable=False, server_default=sa.text("0")),
@@ -583,6 +584,33 @@ def _to_outbox_lanes(
         )
     )
     ops.drop_table(f"{prefix}outbox_cursors")
+    _deliveries_v14(ops, connection, deliveries)
+
+
+def _deliveries_v14(ops: Any, connection: Connection, deliveries: sa.Table) -> None:
+    """The deliveries as schema 14 declares them: no foreign key to the events, partial
+    indexes of the pending and the dead ones in place of ``(tenant, status, position)``.
+    PostgreSQL alters the table; SQLite, which cannot drop a foreign key, copies it into
+    a new one."""
+    name = deliveries.name
+    if connection.dialect.name == "postgresql":
+        for key in sa.inspect(connection).get_foreign_keys(name):
+            ops.drop_constraint(key["name"], name, type_="foreignkey")
+        for found in sa.inspect(connection).get_indexes(name):
+            if list(found["column_names"]) == ["tenant", "status", "position"]:
+                ops.drop_index(found["name"], table_name=name)
+        for index in deliveries.indexes:
+            if str(index.name).endswith(("_pending_position", "_dead_position")):
+                index.create(connection)
+        return
+    old = f"{name}_v13"
+    for reflected in sa.inspect(connection).get_indexes(name):
+        ops.drop_index(reflected["name"], table_name=name)
+    ops.rename_table(name, old)
+    deliveries.create(connection)  # with its indexes
+    columns = ", ".join(c.name for c in deliveries.columns)
+    connection.execute(sa.text(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {old}"))
+    ops.drop_table(old)
 
 
 _V14_LANE_INDEX: Final = ["tenant", "lane", "position"]

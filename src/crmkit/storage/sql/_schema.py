@@ -595,18 +595,61 @@ def outbox_tables_v8(meta: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table
 
 def outbox_tables_v14(meta: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Table, sa.Table]:
     """The outbox, its deliveries and the handlers' lanes on ``meta``, frozen as schema
-    14 made them: the events gain ``lane`` (0 to 15, :func:`~crmkit.automation.lane_of`
-    of the subject id) and the index ``(tenant, lane, position)``; the deliveries are as
-    schema 8 made them; ``<prefix>outbox_lanes`` holds per ``(tenant, handler, lane)``
-    the cursor ``position`` and the lease (``claim``, ``leased_until``). Never change
-    this function; a later schema that changes these tables defines its own."""
-    outbox, deliveries, _ = outbox_tables_v8(meta, prefix)
+    14 made them. The events gain ``lane`` (0 to 15, :func:`~crmkit.automation.lane_of`
+    of the subject id) and the index ``(tenant, lane, position)``. The deliveries (one
+    row per event and handler, written once when the handler's call ended) keep the
+    columns and indexes of schema 8 but two: no foreign key to the events (nothing ever
+    deletes an event; the check cost a look-up per row) and, in place of ``(tenant,
+    status, position)``, two partial indexes ``(tenant, position)`` of the pending and of
+    the dead ones (the done ones, nearly all rows, need none). ``<prefix>outbox_lanes``
+    holds per ``(tenant, handler, lane)`` the cursor ``position`` and the lease
+    (``claim``, ``leased_until``). Never change this function; a later schema that
+    changes these tables defines its own."""
+    old_outbox, _, _ = outbox_tables_v8(sa.MetaData(), prefix)
+    outbox = old_outbox.to_metadata(meta)
     lane = sa.Column("lane", sa.SmallInteger(), nullable=False)
     outbox.append_column(lane)
     sa.Index(
         index_name(outbox.name, ("lane", "position")), outbox.c.tenant, lane, outbox.c.position
     )
-    meta.remove(meta.tables[f"{prefix}outbox_cursors"])
+    name = f"{prefix}outbox_deliveries"
+    deliveries = sa.Table(
+        name,
+        meta,
+        sa.Column("tenant", _text(64), primary_key=True),
+        sa.Column("handler", _text(200), primary_key=True),
+        sa.Column("position", sa.BigInteger(), primary_key=True, autoincrement=False),
+        sa.Column("event_id", UUIDType(), nullable=False),
+        sa.Column("event_type", _text(64), nullable=False),
+        sa.Column("subject_id", UUIDType(), nullable=False),
+        sa.Column("status", _text(16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_at", Timestamp(), nullable=True),
+        sa.Column("claim", UUIDType(), nullable=True),
+        sa.Column("leased_until", Timestamp(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("finished_at", Timestamp(), nullable=True),
+        sa.Index(index_name(name, ("event_id",)), "tenant", "event_id"),
+    )
+    for status in ("pending", "dead"):
+        only = deliveries.c.status == status
+        sa.Index(
+            index_name(name, (status, "position")),
+            deliveries.c.tenant,
+            deliveries.c.position,
+            sqlite_where=only,
+            postgresql_where=only,
+        )
+    pending = deliveries.c.status == "pending"
+    sa.Index(
+        index_name(name, ("handler", "subject_id", "position")),
+        deliveries.c.tenant,
+        deliveries.c.handler,
+        deliveries.c.subject_id,
+        deliveries.c.position,
+        sqlite_where=pending,
+        postgresql_where=pending,
+    )
     lanes = sa.Table(
         f"{prefix}outbox_lanes",
         meta,

@@ -2563,9 +2563,9 @@ class _Outbox:
 
     def _waiting(self, name: str, subjects: set[UUID]) -> frozenset[UUID]:
         """Which of ``subjects`` have a pending delivery to ``name``."""
-        if not subjects:
-            return frozenset()
         table = self._deliveries
+        if not subjects or not self._any_pending([name]):
+            return frozenset()
         wanted = sorted(subjects)
         found: set[UUID] = set()
         for begin in range(0, len(wanted), _ID_CHUNK):
@@ -2575,13 +2575,30 @@ class _Outbox:
                     .where(
                         table.c.tenant == self._tenant,
                         table.c.handler == name,
-                        table.c.status == _PENDING,
+                        table.c.status == _PENDING_SQL,
                         table.c.subject_id.in_(wanted[begin : begin + _ID_CHUNK]),
                     )
                     .distinct()
                 ).scalars()
             )
         return frozenset(found)
+
+    def _any_pending(self, names: list[str]) -> bool:
+        """Whether any of the handlers ``names`` has a pending delivery (a probe of the
+        partial index of the pending ones)."""
+        table = self._deliveries
+        return (
+            self._run(
+                sa.select(sa.literal(1))
+                .where(
+                    table.c.tenant == self._tenant,
+                    table.c.handler.in_(names),
+                    table.c.status == _PENDING_SQL,
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
 
     def _build_free_lanes(self) -> Any:
         lanes, events = self._lanes.name, self._events.name  # crmkit's own (checked) names
@@ -2735,7 +2752,7 @@ class _Outbox:
     ) -> list[tuple[Delivery, Event]]:
         names = check_handlers(handlers)
         at, lease, most, token = check_claim(now, lease, limit, claim)
-        if not names:
+        if not names or not self._any_pending(names):
             return []
         until = at + lease
         params: dict[str, Any] = {"tenant": self._tenant, "at": at, "most": most}
@@ -2945,7 +2962,8 @@ class _Outbox:
         if handler is not None:
             statement = statement.where(table.c.handler == check_handler(handler))
         if wanted is not None:
-            statement = statement.where(table.c.status == wanted.value)
+            # As a literal: SQLite uses a partial index only for a value it can see.
+            statement = statement.where(table.c.status == sa.literal_column(f"'{wanted.value}'"))
         if event_id is not None:
             statement = statement.where(table.c.event_id == check_id(event_id, "event_id"))
         rows = self._run(statement.order_by(table.c.position, table.c.handler).limit(most))
