@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import attrs
@@ -29,6 +29,7 @@ from crmkit.automation import (
     event_from_json,
     event_to_json,
 )
+from crmkit.automation._events import _converter
 from crmkit.clock import FixedClock
 from crmkit.crm import CRM
 from crmkit.errors import CrmkitError, NotFound, StorageError, ValidationError
@@ -78,6 +79,44 @@ def _types(recorded: list[Recorded]) -> list[str]:
 def test_every_event_round_trips_through_json(event: Event) -> None:
     text = json.dumps(event_to_json(event))
     assert event_from_json(json.loads(text)) == event
+
+
+_ODD_VALUES = (
+    None,
+    "",
+    "x",
+    0,
+    1.5,
+    True,
+    [],
+    {},
+    "2026-01-01T09:00:00",
+    "2026-01-01T10:00:00+01:00",
+)
+
+
+def _read_slowly(data: dict[str, Any]) -> Event:
+    """The validating path of event_from_json: the converter over the whole document."""
+    fields = {k: v for k, v in data.items() if k != "type"}
+    return cast(Event, _converter().structure(fields, EVENT_TYPES[data["type"]]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=events(), data=st.data())
+def test_the_quick_reading_of_an_event_agrees_with_the_checked_one(
+    event: Event, data: st.DataObject
+) -> None:
+    document = event_to_json(event)
+    name = data.draw(st.sampled_from(sorted(k for k in document if k != "type")))
+    odd = data.draw(st.sampled_from((*_ODD_VALUES, str(uuid4()), str(uuid4()).upper())))
+    changed = {**json.loads(json.dumps(document)), name: odd}
+    outcomes: list[object] = []
+    for read in (event_from_json, _read_slowly):
+        try:
+            outcomes.append(read(changed))
+        except ValidationError:
+            outcomes.append(ValidationError)
+    assert outcomes[0] == outcomes[1], (name, odd)
 
 
 def _an_event(**changes: Any) -> ActivityRecorded:

@@ -588,29 +588,37 @@ def _to_outbox_lanes(
 
 
 def _deliveries_v14(ops: Any, connection: Connection, deliveries: sa.Table) -> None:
-    """The deliveries as schema 14 declares them: no foreign key to the events, partial
-    indexes of the pending and the dead ones in place of ``(tenant, status, position)``.
-    PostgreSQL alters the table; SQLite, which cannot drop a foreign key, copies it into
-    a new one."""
+    """The deliveries as schema 14 declares them: keyed ``(tenant, position, handler)``,
+    no foreign key to the events, no index of the event id, partial indexes of the
+    pending and the dead ones in place of ``(tenant, status, position)``. PostgreSQL
+    alters the table; SQLite, which cannot change a key, copies it into a new one."""
     name = deliveries.name
+    inspector = sa.inspect(connection)
     if connection.dialect.name == "postgresql":
-        for key in sa.inspect(connection).get_foreign_keys(name):
+        for key in inspector.get_foreign_keys(name):
             ops.drop_constraint(key["name"], name, type_="foreignkey")
-        for found in sa.inspect(connection).get_indexes(name):
-            if list(found["column_names"]) == ["tenant", "status", "position"]:
+        for found in inspector.get_indexes(name):
+            if list(found["column_names"]) in _V13_DELIVERY_INDEXES:
                 ops.drop_index(found["name"], table_name=name)
+        primary = inspector.get_pk_constraint(name)["name"]
+        ops.drop_constraint(primary, name, type_="primary")
+        ops.create_primary_key(primary, name, ["tenant", "position", "handler"])
         for index in deliveries.indexes:
             if str(index.name).endswith(("_pending_position", "_dead_position")):
                 index.create(connection)
         return
     old = f"{name}_v13"
-    for reflected in sa.inspect(connection).get_indexes(name):
+    for reflected in inspector.get_indexes(name):
         ops.drop_index(reflected["name"], table_name=name)
     ops.rename_table(name, old)
     deliveries.create(connection)  # with its indexes
     columns = ", ".join(c.name for c in deliveries.columns)
     connection.execute(sa.text(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {old}"))
     ops.drop_table(old)
+
+
+_V13_DELIVERY_INDEXES: Final = [["tenant", "status", "position"], ["tenant", "event_id"]]
+"""The indexes of the deliveries that schema 14 drops (by their columns)."""
 
 
 _V14_LANE_INDEX: Final = ["tenant", "lane", "position"]

@@ -598,10 +598,13 @@ def outbox_tables_v14(meta: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Tabl
     14 made them. The events gain ``lane`` (0 to 15, :func:`~crmkit.automation.lane_of`
     of the subject id) and the index ``(tenant, lane, position)``. The deliveries (one
     row per event and handler, written once when the handler's call ended) keep the
-    columns and indexes of schema 8 but two: no foreign key to the events (nothing ever
-    deletes an event; the check cost a look-up per row) and, in place of ``(tenant,
-    status, position)``, two partial indexes ``(tenant, position)`` of the pending and of
-    the dead ones (the done ones, nearly all rows, need none). ``<prefix>outbox_lanes``
+    columns of schema 8, keyed ``(tenant, position, handler)`` (rows are written in
+    about position order, and an event's deliveries are found by its position), with
+    no foreign key to the events (nothing ever deletes an event; the check cost a
+    look-up per row), no index of the event id, and in place of ``(tenant, status,
+    position)`` two partial indexes ``(tenant, position)`` of the pending and of the
+    dead ones (the done ones, nearly all rows, need none); the partial index of the
+    pending ones by ``(tenant, handler, subject_id, position)`` stays. ``<prefix>outbox_lanes``
     holds per ``(tenant, handler, lane)`` the cursor ``position`` and the lease
     (``claim``, ``leased_until``). Never change this function; a later schema that
     changes these tables defines its own."""
@@ -616,9 +619,9 @@ def outbox_tables_v14(meta: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Tabl
     deliveries = sa.Table(
         name,
         meta,
-        sa.Column("tenant", _text(64), primary_key=True),
-        sa.Column("handler", _text(200), primary_key=True),
-        sa.Column("position", sa.BigInteger(), primary_key=True, autoincrement=False),
+        sa.Column("tenant", _text(64), nullable=False),
+        sa.Column("handler", _text(200), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False, autoincrement=False),
         sa.Column("event_id", UUIDType(), nullable=False),
         sa.Column("event_type", _text(64), nullable=False),
         sa.Column("subject_id", UUIDType(), nullable=False),
@@ -629,7 +632,7 @@ def outbox_tables_v14(meta: sa.MetaData, prefix: str) -> tuple[sa.Table, sa.Tabl
         sa.Column("leased_until", Timestamp(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("finished_at", Timestamp(), nullable=True),
-        sa.Index(index_name(name, ("event_id",)), "tenant", "event_id"),
+        sa.PrimaryKeyConstraint("tenant", "position", "handler"),
     )
     for status in ("pending", "dead"):
         only = deliveries.c.status == status

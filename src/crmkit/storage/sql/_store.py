@@ -2965,7 +2965,15 @@ class _Outbox:
             # As a literal: SQLite uses a partial index only for a value it can see.
             statement = statement.where(table.c.status == sa.literal_column(f"'{wanted.value}'"))
         if event_id is not None:
-            statement = statement.where(table.c.event_id == check_id(event_id, "event_id"))
+            wanted_id = check_id(event_id, "event_id")
+            events = self._events
+            # By the event's position (the deliveries' key), found by the event id.
+            at = (
+                sa.select(events.c.position)
+                .where(events.c.tenant == self._tenant, events.c.id == wanted_id)
+                .scalar_subquery()
+            )
+            statement = statement.where(table.c.position == at, table.c.event_id == wanted_id)
         rows = self._run(statement.order_by(table.c.position, table.c.handler).limit(most))
         return [self._delivery(row) for row in rows.all()]
 
