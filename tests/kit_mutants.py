@@ -18,11 +18,13 @@ import attrs
 
 from crmkit.analytics import CUSTOMER_STAGES, replay_customer_spans, replay_standing
 from crmkit.automation import (
+    LANES,
     Delivery,
     DeliveryStatus,
     Event,
     Recorded,
     StepStatus,
+    Taken,
     claim_step,
     is_claimable,
 )
@@ -67,7 +69,7 @@ from crmkit.storage._base import (
     query_now,
 )
 from crmkit.storage._query import sort_key
-from crmkit.storage.memory import MemoryUnitOfWork, _Merges, _Outbox, _Steps
+from crmkit.storage.memory import MemoryUnitOfWork, _LaneCursor, _Merges, _Outbox, _Steps
 
 _REPOSITORIES = tuple(REPOSITORIES.values())
 _MIXED: dict[tuple[type, type], type] = {}
@@ -2122,22 +2124,83 @@ class _OutboxSettlesAnyClaim(_Outbox):
         return super().settle(delivery)
 
 
-class _OutboxFansOutTwice(_Outbox):
-    def fan_out(self, handler: str, types: Any, /, **options: Any) -> int:
-        made = super().fan_out(handler, types, **options)
-        self._named("outbox_cursors").pop(handler, None)  # the cursor never moves
-        return made
+class _OutboxFinishKeepsCursors(_Outbox):
+    def finish(self, taken: Taken, /, **options: Any) -> frozenset[int]:
+        lanes = self._named("outbox_lanes")
+        before = {key: value for key, value in lanes.items() if key[0] == taken.handler}
+        kept = super().finish(taken, **options)
+        for key, value in before.items():  # the cursors never move
+            lanes[key] = attrs.evolve(value, claim=None, leased_until=None)
+        return kept
+
+
+class _OutboxTakeIgnoresTypes(_Outbox):
+    def take(self, handler: str, types: Any, /, **options: Any) -> Taken:
+        return super().take(handler, None, **options)
+
+
+class _OutboxTakeIgnoresShare(_Outbox):
+    def take(self, handler: str, types: Any, /, **options: Any) -> Taken:
+        return super().take(handler, types, **{**options, "limit": 10_000})
+
+
+class _OutboxTakeIgnoresLeases(_Outbox):
+    def take(self, handler: str, types: Any, /, **options: Any) -> Taken:
+        lanes = self._named("outbox_lanes")
+        for key, value in list(lanes.items()):
+            lanes[key] = attrs.evolve(value, leased_until=None)  # forgets every lease
+        return super().take(handler, types, **options)
+
+
+class _OutboxFinishAnyClaim(_Outbox):
+    def finish(self, taken: Taken, /, **options: Any) -> frozenset[int]:
+        lanes = self._named("outbox_lanes")
+        for lane in taken.lanes:
+            key = (taken.handler, lane.lane)
+            if key in lanes:  # as if the claim still held every lane
+                lanes[key] = attrs.evolve(lanes[key], claim=taken.claim)
+        return super().finish(taken, **options)
+
+
+class _OutboxNobodyWaits(_Outbox):
+    def take(self, handler: str, types: Any, /, **options: Any) -> Taken:
+        return attrs.evolve(super().take(handler, types, **options), waiting=frozenset())
+
+
+class _OutboxFailuresHoldNothing(_Outbox):
+    def finish(
+        self, taken: Taken, /, *, at: datetime, failures: Iterable[Delivery] = ()
+    ) -> frozenset[int]:
+        found = list(failures)
+        failed = {f.position for f in found}
+        kept = super().finish(taken, at=at, failures=found)
+        table = self._named("outbox_deliveries")
+        for recorded in taken.events:  # a later event of a failed subject: done anyway
+            key = (taken.handler, recorded.position)
+            stored = table.get(key)
+            if (
+                stored is not None
+                and recorded.position not in failed
+                and stored.attempts == 0
+                and recorded.event.subject_id not in taken.waiting
+            ):
+                table[key] = attrs.evolve(
+                    stored, status=DeliveryStatus.DONE, next_at=None, finished_at=at
+                )
+        return kept
 
 
 class _OutboxStartMovesCursors(_Outbox):
     def start_at_end(self, handler: str, /) -> int:
-        self._write("outbox_cursors", handler, len(self._named("outbox")))  # even a known one
-        return len(self._named("outbox"))
+        end = len(self._named("outbox"))
+        for lane in range(LANES):  # even a known one
+            self._write("outbox_lanes", (handler, lane), _LaneCursor(end))
+        return end
 
 
 class _OutboxStartsAtTheBeginning(_Outbox):
     def start_at_end(self, handler: str, /) -> int:
-        return int(self._named("outbox_cursors").get(handler, 0))  # writes nothing
+        return 0  # writes nothing
 
 
 class _OutboxNoNextAt(_Outbox):
@@ -2190,9 +2253,33 @@ OUTBOX_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
         _outbox_mutant("SettleAnyClaim", _OutboxSettlesAnyClaim, "a lost lease settles."),
         ("test_claims_follow_subjects_and_leases",),
     ),
-    "fan-out makes deliveries twice": (
-        _outbox_mutant("FanOutTwice", _OutboxFansOutTwice, "the cursor never moves."),
-        ("test_deliveries_are_made_per_handler_and_type",),
+    "finish leaves the cursors where they were": (
+        _outbox_mutant("FinishKeepsCursors", _OutboxFinishKeepsCursors, "events come again."),
+        ("test_takes_give_fresh_events_per_handler_and_type",),
+    ),
+    "take ignores the handler's types": (
+        _outbox_mutant("TakeAllTypes", _OutboxTakeIgnoresTypes, "every event taken."),
+        ("test_takes_give_fresh_events_per_handler_and_type",),
+    ),
+    "take ignores its limit": (
+        _outbox_mutant("TakeNoShare", _OutboxTakeIgnoresShare, "every fresh event at once."),
+        ("test_takes_give_fresh_events_per_handler_and_type",),
+    ),
+    "take ignores the lanes' leases": (
+        _outbox_mutant("TakeIgnoresLeases", _OutboxTakeIgnoresLeases, "a lane taken twice."),
+        ("test_lanes_are_leased_to_one_claim",),
+    ),
+    "finish ignores the claim": (
+        _outbox_mutant("FinishAnyClaim", _OutboxFinishAnyClaim, "a lost lane records."),
+        ("test_lanes_are_leased_to_one_claim",),
+    ),
+    "take says no subject waits": (
+        _outbox_mutant("NobodyWaits", _OutboxNobodyWaits, "events jump a retry."),
+        ("test_finish_keeps_each_subjects_order",),
+    ),
+    "a failure does not hold its subject's later events": (
+        _outbox_mutant("FailuresHoldNothing", _OutboxFailuresHoldNothing, "order broken."),
+        ("test_finish_keeps_each_subjects_order",),
     ),
     "start_at_end moves a cursor it should keep": (
         _outbox_mutant("StartMovesCursors", _OutboxStartMovesCursors, "cursors jump ahead."),

@@ -36,16 +36,20 @@ from crmkit.analytics import (
     transactions_from_activities,
 )
 from crmkit.automation import (
+    LANES,
     Delivery,
     DeliveryStatus,
     Event,
+    Lane,
     Recorded,
     Step,
     StepStatus,
+    Taken,
     claim_step,
     event_from_json,
     event_to_json,
     is_claimable,
+    lane_of,
 )
 from crmkit.clock import SYSTEM_CLOCK, Clock
 from crmkit.errors import (
@@ -773,8 +777,9 @@ class JsonMerges:
 
 class JsonOutbox:
     """The outbox: events by position (1, 2, 3 ... per tenant), deliveries by handler and
-    position, each handler's cursor. One unit of work runs at a time, so positions
-    follow commit order; a rollback drops the unit's copies, events included."""
+    position, the cursor and lease of each handler's lanes. One unit of work runs at a
+    time, so positions follow commit order; a rollback drops the unit's copies, events
+    included."""
 
     def __init__(self, unit: JsonUnitOfWork) -> None:
         self.unit = unit
@@ -831,36 +836,113 @@ class JsonOutbox:
         stored = self._table("outbox_ids")
         return {check_id(i, "ids") for i in ids if i in stored}
 
-    def fan_out(
-        self, handler: str, types: Iterable[str] | None, /, *, at: datetime, limit: int = 1000
-    ) -> int:
+    def _lanes(self, handler: str, start: int) -> list[dict[str, Any]]:
+        """The cursors of ``handler``'s lanes (made at ``start`` if it has none)."""
+        table = self._table("outbox_lanes")
+        for lane in range(LANES):
+            table.setdefault(f"{handler}\n{lane}", json.dumps({"position": start}))
+        return [json.loads(table[f"{handler}\n{lane}"]) for lane in range(LANES)]
+
+    def _put_lane(self, handler: str, lane: int, cursor: dict[str, Any]) -> None:
+        self._table("outbox_lanes")[f"{handler}\n{lane}"] = json.dumps(cursor)
+
+    def take(
+        self,
+        handler: str,
+        types: Iterable[str] | None,
+        /,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        claim: UUID,
+        lanes: int = 4,
+    ) -> Taken:
         check_handler(handler)
-        cursors, kinds = self._table("outbox_cursors"), None if types is None else set(types)
-        start = int(cursors.get(handler, "0"))
-        end = min(start + limit, len(self._table("outbox")))
-        made = 0
-        for position in range(start + 1, end + 1):
+        if not isinstance(lease, timedelta) or lease <= timedelta(0):
+            raise ValidationError("lease", lease, "expected a positive timedelta")
+        now, most = check_time(now, "now"), check_count(limit, "limit")
+        if type(lanes) is not int or not 1 <= lanes <= LANES:
+            raise ValidationError("lanes", lanes, f"expected an int from 1 to {LANES}")
+        kinds = None if types is None else set(types)
+        cursors, last = self._lanes(handler, 0), len(self._table("outbox"))
+        fresh: dict[int, list[Recorded]] = {lane: [] for lane in range(LANES)}
+        for position in range(min(c["position"] for c in cursors) + 1, last + 1):
             event = self._event(position)
-            if kinds is None or event.type in kinds:
-                made += 1
-                self._put(
-                    Delivery(
-                        position=position,
-                        event_id=event.id,
-                        event_type=event.type,
-                        handler=handler,
-                        subject_id=event.subject_id,
-                        next_at=check_time(at, "at"),
-                    )
-                )
-        cursors[handler] = str(max(start, end))
-        return made
+            if position > cursors[lane_of(event.subject_id)]["position"]:
+                fresh[lane_of(event.subject_id)].append(Recorded(position, event))
+        free = [
+            lane
+            for lane, cursor in enumerate(cursors)
+            if fresh[lane]
+            and (cursor.get("until") is None or datetime.fromisoformat(cursor["until"]) <= now)
+        ]
+        chosen = sorted(free, key=lambda lane: (cursors[lane]["position"], lane))[
+            : min(lanes, most)
+        ]
+        until, taken, events = now + lease, [], []
+        for lane in chosen:
+            wanted = [r for r in fresh[lane] if kinds is None or r.event.type in kinds]
+            share = wanted[: most // len(chosen)]
+            end = share[-1].position if len(wanted) > len(share) else last
+            taken.append(Lane(lane=lane, start=cursors[lane]["position"], end=end))
+            events += share
+            leased = {"claim": str(claim), "until": until.isoformat()}
+            self._put_lane(handler, lane, {"position": cursors[lane]["position"], **leased})
+        subjects = {r.event.subject_id for r in events}
+        pending = self.deliveries(handler=handler, status=DeliveryStatus.PENDING, limit=2**62)
+        return Taken(
+            handler=handler,
+            claim=claim,
+            leased_until=until,
+            lanes=tuple(taken),
+            events=tuple(sorted(events, key=lambda r: r.position)),
+            waiting=frozenset(d.subject_id for d in pending if d.subject_id in subjects),
+        )
+
+    def finish(
+        self, taken: Taken, /, *, at: datetime, failures: Iterable[Delivery] = ()
+    ) -> frozenset[int]:
+        if not isinstance(taken, Taken):
+            raise ValidationError("taken", taken, "expected a Taken")
+        at, failed = check_time(at, "at"), {}
+        ours = {r.position: r.event.id for r in taken.events}
+        for index, failure in enumerate(failures):
+            if not isinstance(failure, Delivery) or ours.get(failure.position) != failure.event_id:
+                raise ValidationError(f"failures[{index}]", failure, "not an event of the take")
+            failed[failure.position] = failure
+        kept = set()
+        for lane in taken.lanes:
+            cursor = self._lanes(taken.handler, 0)[lane.lane]
+            if cursor.get("claim") == str(taken.claim):  # else the lease ran out: lost
+                kept.add(lane.lane)
+                self._put_lane(taken.handler, lane.lane, {"position": lane.end})
+        held = set(taken.waiting)  # subjects whose later events wait
+        for recorded in taken.events:
+            event = recorded.event
+            if lane_of(event.subject_id) not in kept:
+                continue
+            if recorded.position in failed:
+                held.add(event.subject_id)
+                outcome = failed[recorded.position]
+                self._put(attrs.evolve(outcome, claim=None, leased_until=None))
+                continue
+            delivery = Delivery(
+                position=recorded.position,
+                event_id=event.id,
+                event_type=event.type,
+                handler=taken.handler,
+                subject_id=event.subject_id,
+            )
+            if event.subject_id in held:
+                self._put(attrs.evolve(delivery, next_at=at))
+            else:
+                self._put(attrs.evolve(delivery, status=DeliveryStatus.DONE, finished_at=at))
+        return frozenset(kept)
 
     def start_at_end(self, handler: str, /) -> int:
         check_handler(handler)
-        cursors = self._table("outbox_cursors")
-        cursors.setdefault(handler, str(len(self._table("outbox"))))
-        return int(cursors[handler])
+        return min(c["position"] for c in self._lanes(handler, len(self._table("outbox"))))
 
     def deliveries(
         self,

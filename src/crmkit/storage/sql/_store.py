@@ -2789,7 +2789,7 @@ class _Outbox:
                         "until": until,
                     },
                 )
-        # The event's id, type and subject id are the delivery's (fan_out copies them);
+        # The event's id, type and subject id are the delivery's (finish copies them);
         # the due times of a batch are mostly one, read once.
         decoded: dict[int, Event] = {}
         times: dict[Any, datetime] = {}
