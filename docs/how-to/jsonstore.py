@@ -856,7 +856,7 @@ class JsonOutbox:
         lease: timedelta,
         limit: int,
         claim: UUID,
-        lanes: int = 4,
+        lanes: int = LANES,
     ) -> Taken:
         check_handler(handler)
         if not isinstance(lease, timedelta) or lease <= timedelta(0):
@@ -880,15 +880,18 @@ class JsonOutbox:
         chosen = sorted(free, key=lambda lane: (cursors[lane]["position"], lane))[
             : min(lanes, most)
         ]
-        until, taken, events = now + lease, [], []
+        wanted = sorted(
+            (r for lane in chosen for r in fresh[lane] if kinds is None or r.event.type in kinds),
+            key=lambda r: r.position,
+        )
+        events, until = wanted[:most], now + lease
+        reach = events[-1].position if len(wanted) > most else last  # all up to it are in
+        taken = []
         for lane in chosen:
-            wanted = [r for r in fresh[lane] if kinds is None or r.event.type in kinds]
-            share = wanted[: most // len(chosen)]
-            end = share[-1].position if len(wanted) > len(share) else last
-            taken.append(Lane(lane=lane, start=cursors[lane]["position"], end=end))
-            events += share
+            start = cursors[lane]["position"]
+            taken.append(Lane(lane=lane, start=start, end=max(start, reach)))
             leased = {"claim": str(claim), "until": until.isoformat()}
-            self._put_lane(handler, lane, {"position": cursors[lane]["position"], **leased})
+            self._put_lane(handler, lane, {"position": start, **leased})
         subjects = {r.event.subject_id for r in events}
         pending = self.deliveries(handler=handler, status=DeliveryStatus.PENDING, limit=2**62)
         return Taken(
@@ -896,7 +899,7 @@ class JsonOutbox:
             claim=claim,
             leased_until=until,
             lanes=tuple(taken),
-            events=tuple(sorted(events, key=lambda r: r.position)),
+            events=tuple(events),
             waiting=frozenset(d.subject_id for d in pending if d.subject_id in subjects),
         )
 

@@ -54,6 +54,8 @@ LANES: Final = 16
 
 def lane_of(subject_id: UUID) -> int:
     """The lane of the events of ``subject_id``: ``subject_id.int % LANES`` (0 to 15)."""
+    if not isinstance(subject_id, UUID):
+        raise ValidationError("subject_id", subject_id, "expected a UUID")
     return subject_id.int % LANES
 
 
@@ -159,6 +161,13 @@ class Lane:
     start: int
     end: int
 
+    def __attrs_post_init__(self) -> None:
+        if quick_check(self):
+            return
+        problems = shape_problems(self)
+        if problems:
+            raise ValidationError.of(problems)
+
 
 @attrs.frozen(kw_only=True)
 class Taken:
@@ -175,3 +184,10 @@ class Taken:
     lanes: tuple[Lane, ...]
     events: tuple[Recorded, ...]
     waiting: frozenset[UUID] = frozenset()
+
+    def __attrs_post_init__(self) -> None:
+        if quick_check(self):
+            return
+        problems = shape_problems(self)
+        if problems:
+            raise ValidationError.of(problems)

@@ -11,6 +11,7 @@ import attrs
 
 from crmkit.automation import (
     EVENT_TYPES,
+    LANES,
     Delivery,
     DeliveryStatus,
     DispatchReport,
@@ -34,7 +35,7 @@ from crmkit.models import TaskStatus, Ticket, TicketStatus
 from crmkit.models._fields import member_of
 from crmkit.segmentation import field, tickets_where
 from crmkit.storage import Store, UnitOfWork
-from crmkit.storage._outbox import check_count, check_handler
+from crmkit.storage._outbox import check_count, check_handler, check_lanes
 
 if TYPE_CHECKING:
     from crmkit.crm._service import CRM
@@ -52,9 +53,6 @@ _SWEEP: Final = UUID("6f1d3c8e-2b7a-5e44-9a0b-3c5d7e9f1a2b")
 _UNSOLVED: Final = tuple(
     s.value for s in TicketStatus if s not in {TicketStatus.SOLVED, TicketStatus.CLOSED}
 )
-_LANES_PER_TAKE: Final = 4
-"""How many of a handler's lanes one round of a dispatcher takes (so that up to four
-dispatchers deliver one handler's fresh events side by side)."""
 _ROUNDS: Final = 100
 
 
@@ -232,6 +230,7 @@ class EventUseCases:
         limit: int = 100,
         now: datetime | None = None,
         lease: timedelta = timedelta(minutes=5),
+        lanes: int = LANES,
     ) -> DispatchReport:
         """Deliver up to ``limit`` due events to the subscribed handlers; returns what
         happened.
@@ -246,8 +245,15 @@ class EventUseCases:
         ``max_attempts``. Several dispatchers (threads, processes) may run at once: the
         store leases each delivery to one of them for ``lease``; one that dies leaves
         its deliveries to be taken again when the lease has run out.
+
+        Fresh events reach each handler through its :data:`~crmkit.automation.LANES`
+        lanes (one subject's events share a lane); each round leases up to ``lanes`` of
+        them (1 to 16) to this dispatcher. With every lane (the default) a dispatcher
+        delivers a handler's events in commit order across subjects, and a second one
+        finds the lanes taken; with ``lanes=4``, up to four dispatchers deliver one
+        handler's events side by side, in commit order per subject.
         """
-        most = check_count(limit)
+        most, width = check_count(limit), check_lanes(lanes)
         at = self.clock.now() if now is None else ensure_utc(now, "now")
         if not isinstance(lease, timedelta) or lease <= timedelta(0):
             raise ValidationError("lease", lease, "expected a positive timedelta")
@@ -291,7 +297,7 @@ class EventUseCases:
                             lease=lease,
                             limit=share,
                             claim=token,
-                            lanes=_LANES_PER_TAKE,
+                            lanes=width,
                         )
                         if taken.events or taken.lanes:
                             fresh.append(taken)

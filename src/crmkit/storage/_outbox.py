@@ -20,6 +20,7 @@ __all__ = [
     "check_finish",
     "check_handler",
     "check_handlers",
+    "check_lanes",
     "check_position",
     "check_settled",
     "check_settled_many",
@@ -125,9 +126,14 @@ def check_take(
     """The arguments of ``take``: those of :func:`check_claim` and ``lanes``, an int
     from 1 to :data:`~crmkit.automation.LANES`."""
     at, span, most, token = check_claim(now, lease, limit, claim)
+    return at, span, most, token, check_lanes(lanes)
+
+
+def check_lanes(lanes: object) -> int:
+    """How many lanes to take: an int from 1 to :data:`~crmkit.automation.LANES`."""
     if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= LANES:
         raise ValidationError("lanes", lanes, f"expected an int from 1 to {LANES}")
-    return at, span, most, token, lanes
+    return lanes
 
 
 def check_finish(
@@ -141,6 +147,9 @@ def check_finish(
     when = ensure_utc(at, "at")
     if isinstance(failures, Delivery) or not isinstance(failures, Iterable):
         raise ValidationError("failures", failures, "expected a collection of deliveries")
+    for index, recorded in enumerate(taken.events):
+        if not isinstance(recorded.position, int) or not isinstance(recorded.event, Event):
+            raise ValidationError(f"taken.events[{index}]", recorded, "expected a Recorded event")
     positions = {r.position: r.event for r in taken.events}
     found: dict[int, Delivery] = {}
     for index, failure in enumerate(failures):

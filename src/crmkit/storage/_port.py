@@ -28,6 +28,7 @@ from crmkit.analytics import (
     Transaction,
 )
 from crmkit.automation import (
+    LANES,
     Delivery,
     DeliveryStatus,
     Event,
@@ -738,21 +739,22 @@ class OutboxRepository(Protocol):
         lease: timedelta,
         limit: int,
         claim: UUID,
-        lanes: int = 4,
+        lanes: int = LANES,
     ) -> Taken:
         """Lease fresh events of ``handler`` to the claim ``claim``: its lanes' events
         after their cursors, of ``types`` (all when ``None``).
 
         A handler not seen before gets its :data:`~crmkit.automation.LANES` cursors at 0
-        (every stored event is fresh to it). Up to ``lanes`` of its lanes that hold an
-        event after their cursor and are not leased past ``now`` are leased until
+        (every stored event is fresh to it). Up to ``lanes`` (1 to 16) of its lanes that
+        hold an event after their cursor and are not leased past ``now`` are leased until
         ``now + lease`` (the lanes furthest behind first; another claim skips a leased
-        lane, without waiting on a unit that takes at the same time). Each gets an equal
-        share of ``limit`` (a positive int): its events of ``types`` after its cursor, by
-        position, up to that many. A lane's ``end`` is its last event returned when it
-        got its full share, else the last position stored (every event of the lane up to
-        there is in the take or not of ``types``). ``waiting`` names the subject ids of
-        the returned events that have a pending delivery to ``handler``.
+        lane, without waiting on a unit that takes at the same time). The take holds
+        their events of ``types`` after their cursors, by position, the first ``limit``
+        (a positive int) of them; each lane's ``end`` is the position of the last event
+        given when there were more, else the last position stored (so every event of
+        the lane up to ``end`` is in the take or not of ``types``). With every lane, one
+        dispatcher gets a handler's events in commit order. ``waiting`` names the
+        subject ids of the events given that have a pending delivery to ``handler``.
         """
         ...
 

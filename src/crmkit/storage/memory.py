@@ -1057,7 +1057,7 @@ class _Outbox:
         lease: timedelta,
         limit: int,
         claim: UUID,
-        lanes: int = 4,
+        lanes: int = LANES,
     ) -> Taken:
         name, kinds = check_handler(handler), check_types(types)
         at, span, most, token, width = check_take(now, lease, limit, claim, lanes)
@@ -1077,23 +1077,20 @@ class _Outbox:
             if ahead[lane] and (cursor.leased_until is None or cursor.leased_until <= at)
         ]
         free.sort(key=lambda lane: (cursors[lane].position, lane))
-        chosen = free[: min(width, most)]
+        chosen = free[:width]
         until = at + span
-        share = most // len(chosen) if chosen else 0
+        wanted = sorted(
+            (r for lane in chosen for r in ahead[lane] if kinds is None or r.event.type in kinds),
+            key=lambda r: r.position,
+        )
+        events = wanted[:most]
+        # Every event of the chosen lanes up to the last one given is in the take.
+        reach = events[-1].position if len(wanted) > most else last
         taken_lanes: list[Lane] = []
-        events: list[Recorded] = []
         for lane in chosen:
-            wanted = [r for r in ahead[lane] if kinds is None or r.event.type in kinds]
-            mine = wanted[:share]
-            end = mine[-1].position if len(wanted) > share else last
-            taken_lanes.append(Lane(lane=lane, start=cursors[lane].position, end=end))
-            events.extend(mine)
-            self._write(
-                "outbox_lanes",
-                (name, lane),
-                _LaneCursor(cursors[lane].position, token, until),
-            )
-        events.sort(key=lambda r: r.position)
+            start = cursors[lane].position
+            taken_lanes.append(Lane(lane=lane, start=start, end=max(start, reach)))
+            self._write("outbox_lanes", (name, lane), _LaneCursor(start, token, until))
         subjects = {r.event.subject_id for r in events}
         waiting = {
             d.subject_id

@@ -2501,7 +2501,7 @@ class _Outbox:
         lease: timedelta,
         limit: int,
         claim: UUID,
-        lanes: int = 4,
+        lanes: int = LANES,
     ) -> Taken:
         name, kinds = check_handler(handler), check_types(types)
         at, span, most, token, width = check_take(now, lease, limit, claim, lanes)
@@ -2515,7 +2515,7 @@ class _Outbox:
                 "handler": name,
                 "at": at,
                 "last": last,
-                "most": min(width, most),
+                "most": width,
             },
         ).all()
         if not chosen:
@@ -2531,26 +2531,30 @@ class _Outbox:
                 "until": until,
             },
         )
-        share = most // len(chosen)
-        every = kinds is None
-        read = self._statement(f"lane events {every}", lambda: self._build_lane_events(every))
-        taken: list[Lane] = []
-        rows: list[Any] = []
+        # Unchosen lanes start at the last position: none of their events is read.
+        starts = [last] * LANES
         for lane, start in chosen:
-            params: dict[str, Any] = {
-                "tenant": self._tenant,
-                "lane": lane,
-                "start": start,
-                "last": last,
-                "share": share,
-            }
-            if kinds is not None:
-                params["kinds"] = sorted(kinds) if self._postgres else json.dumps(sorted(kinds))
-            found = self._run(read, params).all()
-            end = found[-1][0] if len(found) == share else last
-            taken.append(Lane(lane=lane, start=start, end=end))
-            rows.extend(found)
-        rows.sort(key=lambda row: row[0])
+            starts[lane] = start
+        every = kinds is None
+        params: dict[str, Any] = {
+            "tenant": self._tenant,
+            "low": min(starts),
+            "last": last,
+            "most": most,
+        }
+        if self._postgres:
+            params["starts"] = starts
+        else:
+            params.update({f"s{lane}": start for lane, start in enumerate(starts)})
+        if kinds is not None:
+            params["kinds"] = sorted(kinds) if self._postgres else json.dumps(sorted(kinds))
+        rows = self._run(
+            self._statement(f"lane events {every}", lambda: self._build_lane_events(every)),
+            params,
+        ).all()
+        # Every event of the chosen lanes up to the last one read is in the take.
+        reach = rows[-1][0] if len(rows) == most else last
+        taken = [Lane(lane=lane, start=start, end=max(start, reach)) for lane, start in chosen]
         events = tuple(Recorded(position, self._decode(body)) for position, body in rows)
         return Taken(
             handler=name,
@@ -2628,17 +2632,19 @@ class _Outbox:
         )
 
     def _build_lane_events(self, every: bool) -> Any:
-        kinds = ""
-        if not every:
-            kinds = (
-                " AND type = ANY(CAST(:kinds AS text[]))"
-                if self._postgres
-                else " AND type IN (SELECT value FROM json_each(:kinds))"
-            )
+        # In position order over the key (tenant, position), each lane from its own
+        # cursor: the first `most` events of the chosen lanes, read in one range.
+        if self._postgres:
+            after = "(CAST(:starts AS bigint[]))[lane + 1]"
+            kinds = "" if every else " AND type = ANY(CAST(:kinds AS text[]))"
+        else:
+            cases = " ".join(f"WHEN {n} THEN :s{n}" for n in range(LANES))
+            after = f"CASE lane {cases} END"
+            kinds = "" if every else " AND type IN (SELECT value FROM json_each(:kinds))"
         return sa.text(
             f"SELECT position, body FROM {self._events.name} "
-            "WHERE tenant = :tenant AND lane = :lane AND position > :start "
-            f"AND position <= :last{kinds} ORDER BY position LIMIT :share"
+            "WHERE tenant = :tenant AND position > :low AND position <= :last "
+            f"AND position > {after}{kinds} ORDER BY position LIMIT :most"
         )
 
     def finish(
