@@ -145,6 +145,9 @@ def _is(hint: Any) -> Callable[[object], bool]:
     if typing.get_origin(hint) is tuple:
         item = _is(args[0])
         return lambda value: isinstance(value, tuple) and all(item(v) for v in value)
+    if typing.get_origin(hint) is frozenset:
+        member = _is(args[0])
+        return lambda value: isinstance(value, frozenset) and all(member(v) for v in value)
     if hint is float:
         return lambda value: type(value) in (int, float)
     if hint is int:

@@ -2651,21 +2651,24 @@ class _Outbox:
         self, taken: Taken, /, *, at: datetime, failures: Iterable[Delivery] = ()
     ) -> frozenset[int]:
         took, when, failed = check_finish(taken, at, failures)
-        moved = self._statement("move lane", self._build_move_lane)
-        kept: set[int] = set()
+        ends = [0] * LANES
         for lane in took.lanes:
-            rows = self._run(
-                moved,
-                {
-                    "tenant": self._tenant,
-                    "handler": took.handler,
-                    "lane": lane.lane,
-                    "end": lane.end,
-                    "claim": took.claim,
-                },
-            ).all()
-            if rows:
-                kept.add(lane.lane)
+            ends[lane.lane] = lane.end
+        numbers = [lane.lane for lane in took.lanes]
+        kept: set[int] = set()
+        if numbers:
+            kept.update(
+                self._run(
+                    self._statement("move lanes", self._build_move_lanes),
+                    {
+                        "tenant": self._tenant,
+                        "handler": took.handler,
+                        "lanes": numbers if self._postgres else json.dumps(numbers),
+                        "ends": ends if self._postgres else json.dumps(ends),
+                        "claim": took.claim,
+                    },
+                ).scalars()
+            )
         done, held, failures_kept = split_outcomes(took, failed, kept)
         copy = self._statement("record", self._build_record)
         for recorded, status in ((done, "done"), (held, _PENDING)):
@@ -2705,11 +2708,18 @@ class _Outbox:
             )
         return frozenset(kept)
 
-    def _build_move_lane(self) -> Any:
+    def _build_move_lanes(self) -> Any:
+        # The lanes the claim still holds move to their ends (one per lane, by number).
+        if self._postgres:
+            end = "(CAST(:ends AS bigint[]))[lane + 1]"
+            chosen = "lane = ANY(CAST(:lanes AS smallint[]))"
+        else:
+            end = "json_extract(:ends, '$[' || lane || ']')"
+            chosen = "lane IN (SELECT value FROM json_each(:lanes))"
         return sa.text(
-            f"UPDATE {self._lanes.name} SET position = :end, claim = NULL, "
+            f"UPDATE {self._lanes.name} SET position = {end}, claim = NULL, "
             "leased_until = NULL WHERE tenant = :tenant AND handler = :handler "
-            "AND lane = :lane AND claim = :claim RETURNING lane"
+            f"AND claim = :claim AND {chosen} RETURNING lane"
         ).bindparams(sa.bindparam("claim", type_=UUIDType()))
 
     def _build_record(self) -> Any:
