@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from crmkit.automation import (
     EVENT_TYPES,
+    LANES,
     ActivityRecorded,
     DeliveryStatus,
     DispatchReport,
@@ -619,8 +620,11 @@ def stepping_store_memory() -> Store:
     return MemoryStore(clock=FixedClock(NOW, step=timedelta(seconds=1)))
 
 
+@pytest.mark.parametrize("lanes", [LANES, 4])
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_concurrent_dispatchers_deliver_each_event_once(kind: str, tmp_path: Path) -> None:
+def test_concurrent_dispatchers_deliver_each_event_once_in_subject_order(
+    kind: str, lanes: int, tmp_path: Path
+) -> None:
     tenant = f"race-{uuid4().hex[:12]}"
     url = f"sqlite:///{tmp_path / 'crm.db'}" if kind == "sqlite" else postgres_url()
     store = open_store(url, tenant=tenant, clock=FixedClock(NOW, step=timedelta(milliseconds=1)))
@@ -630,12 +634,14 @@ def test_concurrent_dispatchers_deliver_each_event_once(kind: str, tmp_path: Pat
         for number in range(40):
             writer.capture_lead(_touch(f"p{number}@example.org"))
         calls: Counter[UUID] = Counter()
+        seen: list[Event] = []
         lock = threading.Lock()
 
         def handler(_: CRM, event: Event) -> None:
             time.sleep(0.001)
             with lock:
                 calls[event.id] += 1
+                seen.append(event)
 
         errors: list[BaseException] = []
 
@@ -644,7 +650,7 @@ def test_concurrent_dispatchers_deliver_each_event_once(kind: str, tmp_path: Pat
             crm.subscribe("*", handler, name="counter")
             try:
                 for _ in range(100):
-                    if crm.dispatch(limit=7).calls == 0 and sum(calls.values()) >= 160:
+                    if crm.dispatch(limit=7, lanes=lanes).calls == 0 and len(calls) >= 160:
                         return
             except BaseException as error:
                 errors.append(error)
@@ -657,6 +663,11 @@ def test_concurrent_dispatchers_deliver_each_event_once(kind: str, tmp_path: Pat
         assert not errors
         assert len(calls) == 160
         assert set(calls.values()) == {1}
+        positions = {r.event.id: r.position for r in writer.events(limit=1000)}
+        by_subject: dict[UUID, list[int]] = {}
+        for event in seen:
+            by_subject.setdefault(event.subject_id, []).append(positions[event.id])
+        assert all(found == sorted(found) for found in by_subject.values())
     finally:
         store.close()
 
