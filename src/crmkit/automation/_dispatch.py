@@ -70,6 +70,15 @@ def backoff(attempts: int) -> timedelta:
     return min(wait, RETRY_MAX)
 
 
+def _check_shape(obj: object) -> None:
+    """Refuse an instance whose fields do not have their annotated types."""
+    if quick_check(obj):
+        return
+    problems = shape_problems(obj)
+    if problems:
+        raise ValidationError.of(problems)
+
+
 @attrs.frozen
 class Recorded:
     """An event as the outbox holds it: its ``position`` (1, 2, 3 ... per tenant, in
@@ -125,11 +134,7 @@ class Delivery:
     finished_at: datetime | None = None
 
     def __attrs_post_init__(self) -> None:
-        if quick_check(self):
-            return
-        problems = shape_problems(self)
-        if problems:
-            raise ValidationError.of(problems)
+        _check_shape(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -162,11 +167,7 @@ class Lane:
     end: int
 
     def __attrs_post_init__(self) -> None:
-        if quick_check(self):
-            return
-        problems = shape_problems(self)
-        if problems:
-            raise ValidationError.of(problems)
+        _check_shape(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -186,8 +187,4 @@ class Taken:
     waiting: frozenset[UUID] = frozenset()
 
     def __attrs_post_init__(self) -> None:
-        if quick_check(self):
-            return
-        problems = shape_problems(self)
-        if problems:
-            raise ValidationError.of(problems)
+        _check_shape(self)

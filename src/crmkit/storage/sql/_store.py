@@ -2333,6 +2333,17 @@ class _Outbox:
         with self._unit.store._errors():
             return self._unit._conn().execute(statement, params)
 
+    def _among(self, column: str, name: str, kind: str) -> str:
+        """SQL that ``column`` is one of the list bound as ``:name`` (:meth:`_listed`):
+        an array of ``kind`` on PostgreSQL, a JSON array on SQLite."""
+        if self._postgres:
+            return f"{column} = ANY(CAST(:{name} AS {kind}[]))"
+        return f"{column} IN (SELECT value FROM json_each(:{name}))"
+
+    def _listed(self, values: list[Any]) -> Any:
+        """``values`` as :meth:`_among` binds them."""
+        return values if self._postgres else json.dumps(values)
+
     def _decode(self, body: str) -> Event:
         try:
             return event_from_json(json.loads(body))
@@ -2526,7 +2537,7 @@ class _Outbox:
             {
                 "tenant": self._tenant,
                 "handler": name,
-                "lanes": numbers if self._postgres else json.dumps(numbers),
+                "lanes": self._listed(numbers),
                 "claim": token,
                 "until": until,
             },
@@ -2547,7 +2558,7 @@ class _Outbox:
         else:
             params.update({f"s{lane}": start for lane, start in enumerate(starts)})
         if kinds is not None:
-            params["kinds"] = sorted(kinds) if self._postgres else json.dumps(sorted(kinds))
+            params["kinds"] = self._listed(sorted(kinds))
         rows = self._run(
             self._statement(f"lane events {every}", lambda: self._build_lane_events(every)),
             params,
@@ -2619,11 +2630,7 @@ class _Outbox:
         ).bindparams(sa.bindparam("at", type_=Timestamp()))
 
     def _build_lease_lanes(self) -> Any:
-        chosen = (
-            "lane = ANY(CAST(:lanes AS smallint[]))"
-            if self._postgres
-            else "lane IN (SELECT value FROM json_each(:lanes))"
-        )
+        chosen = self._among("lane", "lanes", "smallint")
         return sa.text(
             f"UPDATE {self._lanes.name} SET claim = :claim, leased_until = :until "
             f"WHERE tenant = :tenant AND handler = :handler AND {chosen}"
@@ -2636,11 +2643,10 @@ class _Outbox:
         # cursor: the first `most` events of the chosen lanes, read in one range.
         if self._postgres:
             after = "(CAST(:starts AS bigint[]))[lane + 1]"
-            kinds = "" if every else " AND type = ANY(CAST(:kinds AS text[]))"
         else:
             cases = " ".join(f"WHEN {n} THEN :s{n}" for n in range(LANES))
             after = f"CASE lane {cases} END"
-            kinds = "" if every else " AND type IN (SELECT value FROM json_each(:kinds))"
+        kinds = "" if every else f" AND {self._among('type', 'kinds', 'text')}"
         return sa.text(
             f"SELECT position, body FROM {self._events.name} "
             "WHERE tenant = :tenant AND position > :low AND position <= :last "
@@ -2663,8 +2669,8 @@ class _Outbox:
                     {
                         "tenant": self._tenant,
                         "handler": took.handler,
-                        "lanes": numbers if self._postgres else json.dumps(numbers),
-                        "ends": ends if self._postgres else json.dumps(ends),
+                        "lanes": self._listed(numbers),
+                        "ends": self._listed(ends),
                         "claim": took.claim,
                     },
                 ).scalars()
@@ -2680,7 +2686,7 @@ class _Outbox:
                 {
                     "tenant": self._tenant,
                     "handler": took.handler,
-                    "positions": positions if self._postgres else json.dumps(positions),
+                    "positions": self._listed(positions),
                     "status": status,
                     "next_at": None if status == "done" else when,
                     "finished_at": when if status == "done" else None,
@@ -2712,10 +2718,9 @@ class _Outbox:
         # The lanes the claim still holds move to their ends (one per lane, by number).
         if self._postgres:
             end = "(CAST(:ends AS bigint[]))[lane + 1]"
-            chosen = "lane = ANY(CAST(:lanes AS smallint[]))"
         else:
             end = "json_extract(:ends, '$[' || lane || ']')"
-            chosen = "lane IN (SELECT value FROM json_each(:lanes))"
+        chosen = self._among("lane", "lanes", "smallint")
         return sa.text(
             f"UPDATE {self._lanes.name} SET position = {end}, claim = NULL, "
             "leased_until = NULL WHERE tenant = :tenant AND handler = :handler "
@@ -2724,11 +2729,7 @@ class _Outbox:
 
     def _build_record(self) -> Any:
         d, e = self._deliveries.name, self._events.name  # crmkit's own (checked) names
-        chosen = (
-            "e.position = ANY(CAST(:positions AS bigint[]))"
-            if self._postgres
-            else "e.position IN (SELECT value FROM json_each(:positions))"
-        )
+        chosen = self._among("e.position", "positions", "bigint")
         # The deliveries of these events, copied from the outbox's rows by position.
         return sa.text(
             f"INSERT INTO {d} (tenant, handler, position, event_id, event_type, subject_id, "
@@ -2936,7 +2937,7 @@ class _Outbox:
                     "tenant": self._tenant,
                     "handler": handler,
                     "claim": token,
-                    "positions": positions if self._postgres else json.dumps(positions),
+                    "positions": self._listed(positions),
                     "status": status.value,
                     "attempts": tries,
                     "next_at": due,
@@ -2948,11 +2949,7 @@ class _Outbox:
         return [(o.handler, o.position) in done for o in outcomes]
 
     def _build_settle(self) -> Any:
-        chosen = (
-            "position = ANY(CAST(:positions AS bigint[]))"
-            if self._postgres
-            else "position IN (SELECT value FROM json_each(:positions))"
-        )
+        chosen = self._among("position", "positions", "bigint")
         return sa.text(
             f"UPDATE {self._deliveries.name} SET status = :status, attempts = :attempts, "
             "next_at = :next_at, error = :error, finished_at = :finished_at, claim = NULL, "
