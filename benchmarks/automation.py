@@ -6,13 +6,14 @@
    ``capture_lead`` gives them (three events of a contact, one of its lead), subscribes a
    handler that does nothing and times ``CRM.dispatch(limit=--batch)`` until every event
    is delivered (the handler's lanes leased, the events read and decoded, handler calls,
-   one recorded delivery per event, the lanes' cursors moved). The baseline, in the same run and on the same table, is the classic queue loop
-   through the driver alone: ``SELECT position, body ... ORDER BY position LIMIT batch
-   FOR UPDATE SKIP LOCKED`` (SQLite: in a ``BEGIN IMMEDIATE`` transaction), ``json.loads``
-   of each body, a call of the same no-op handler, ``DELETE`` of the batch, ``COMMIT``,
-   over as many events of another tenant. Target: crmkit at least 0.5x the loop's events
-   per second. With ``--samples n`` both are measured n times, in alternating order, each
-   time on new tenants, and the medians are compared.
+   one recorded delivery per event, the lanes' cursors moved). The baseline, in the same
+   run and on the same table, is the classic queue loop through the driver alone:
+   ``SELECT position, body ... ORDER BY position LIMIT batch FOR UPDATE SKIP LOCKED``
+   (SQLite: in a ``BEGIN IMMEDIATE`` transaction), ``json.loads`` of each body, a call of
+   the same no-op handler, ``DELETE`` of the batch, ``COMMIT``, over as many events of
+   another tenant. Target: crmkit at least 0.5x the loop's events per second. With
+   ``--samples n`` both are measured n times, in alternating order, each time on new
+   tenants, and the medians are compared.
 2. **Recording.** ``capture_lead`` of a new person, ``--captures`` times, with events
    recorded and with the CRM's private switch ``_records_events = False``, in alternating
    rounds on the same store; the ratio of the medians is the cost of the four events a

@@ -2144,6 +2144,12 @@ class _OutboxTakeIgnoresShare(_Outbox):
         return super().take(handler, types, **{**options, "limit": 10_000})
 
 
+class _OutboxTakeFewLanes(_Outbox):
+    def take(self, handler: str, types: Any, /, **options: Any) -> Taken:
+        lanes = min(options.get("lanes", LANES), options["limit"])  # lanes by number
+        return super().take(handler, types, **{**options, "lanes": lanes})
+
+
 class _OutboxTakeIgnoresLeases(_Outbox):
     def take(self, handler: str, types: Any, /, **options: Any) -> Taken:
         lanes = self._named("outbox_lanes")
@@ -2264,6 +2270,10 @@ OUTBOX_MUTANTS: dict[str, tuple[type[MutantStore], tuple[str, ...]]] = {
     "take ignores its limit": (
         _outbox_mutant("TakeNoShare", _OutboxTakeIgnoresShare, "every fresh event at once."),
         ("test_takes_give_fresh_events_per_handler_and_type",),
+    ),
+    "take leases as few lanes as its limit": (
+        _outbox_mutant("TakeFewLanes", _OutboxTakeFewLanes, "lanes by number, not order."),
+        ("test_a_take_of_every_lane_follows_commit_order",),
     ),
     "take ignores the lanes' leases": (
         _outbox_mutant("TakeIgnoresLeases", _OutboxTakeIgnoresLeases, "a lane taken twice."),

@@ -877,9 +877,7 @@ class JsonOutbox:
             if fresh[lane]
             and (cursor.get("until") is None or datetime.fromisoformat(cursor["until"]) <= now)
         ]
-        chosen = sorted(free, key=lambda lane: (cursors[lane]["position"], lane))[
-            : min(lanes, most)
-        ]
+        chosen = sorted(free, key=lambda lane: (cursors[lane]["position"], lane))[:lanes]
         wanted = sorted(
             (r for lane in chosen for r in fresh[lane] if kinds is None or r.event.type in kinds),
             key=lambda r: r.position,
@@ -911,12 +909,21 @@ class JsonOutbox:
         at, failed = check_time(at, "at"), {}
         ours = {r.position: r.event.id for r in taken.events}
         for index, failure in enumerate(failures):
-            if not isinstance(failure, Delivery) or ours.get(failure.position) != failure.event_id:
+            if (
+                not isinstance(failure, Delivery)
+                or ours.get(failure.position) != failure.event_id
+                or (failure.handler, failure.claim) != (taken.handler, taken.claim)
+            ):
                 raise ValidationError(f"failures[{index}]", failure, "not an event of the take")
+            if failure.status is DeliveryStatus.DONE or (
+                failure.status is DeliveryStatus.PENDING and failure.next_at is None
+            ):
+                raise ValidationError(f"failures[{index}]", failure, "pending with next_at or dead")
             failed[failure.position] = failure
         kept = set()
+        cursors = self._table("outbox_lanes")
         for lane in taken.lanes:
-            cursor = self._lanes(taken.handler, 0)[lane.lane]
+            cursor = json.loads(cursors.get(f"{taken.handler}\n{lane.lane}", "{}"))
             if cursor.get("claim") == str(taken.claim):  # else the lease ran out: lost
                 kept.add(lane.lane)
                 self._put_lane(taken.handler, lane.lane, {"position": lane.end})

@@ -269,6 +269,8 @@ class EventUseCases:
         takes: list[tuple[Taken, list[Delivery], dict[int, int]]] = []
         calls = 0
         for round in range(_ROUNDS + 1):
+            if now is None and round:  # leases run from the round's start, not the call's
+                at = self.clock.now()
             room = most - calls if round < _ROUNDS and subscriptions else 0
             if room <= 0 and not outcomes and not takes:
                 break

@@ -748,7 +748,7 @@ class OutboxRepository(Protocol):
         (every stored event is fresh to it). Up to ``lanes`` (1 to 16) of its lanes that
         hold an event after their cursor and are not leased past ``now`` are leased until
         ``now + lease`` (the lanes furthest behind first; another claim skips a leased
-        lane, without waiting on a unit that takes at the same time). The take holds
+        lane, and one that a unit taking at the same time holds). The take holds
         their events of ``types`` after their cursors, by position, the first ``limit``
         (a positive int) of them; each lane's ``end`` is the position of the last event
         given when there were more, else the last position stored (so every event of

@@ -286,6 +286,23 @@ class OutboxContract:
             ], _c("deliveries() lists them by position, with the event's subject")
             assert len(unit.outbox.deliveries()) == 6, _c("deliveries() lists every one")
 
+    def test_a_take_of_every_lane_follows_commit_order(self, fresh: Store) -> None:
+        first, second, third = (_event(_in_lane(lane)) for lane in (5, 3, 0))
+        _append(fresh, [first, second, third, _task_event(_in_lane(7))])
+        order = []
+        for _ in range(3):
+            taken = _take(fresh, "h", limit=1, types=["contact.created"])
+            order += [r.event for r in taken.events]
+            _finish(fresh, taken)
+        assert order == [first, second, third], _c(
+            "take(limit=1) over every lane gives the first fresh event by position, "
+            "whatever its lane: one dispatcher sees the events in commit order"
+        )
+        assert _take(fresh, "h").events == (), _c(
+            "a take that gave every event of its types moves its lanes' cursors to the "
+            "last position stored: the task event it passed over is not fresh any more"
+        )
+
     def test_a_handler_can_start_at_the_end(self, fresh: Store) -> None:
         older, old, new = _event(_in_lane(0)), _event(_in_lane(1)), _event(_in_lane(2))
         _append(fresh, [older, old])

@@ -551,8 +551,9 @@ def _to_outbox_lanes(
 ) -> None:
     """Schema 13 -> 14, lanes of the outbox: the events gain ``lane`` (the last hex
     digit of the subject id, which is :func:`~crmkit.automation.lane_of`: the stored
-    events are numbered in one statement; the column keeps a default of 0 that crmkit
-    never relies on) and the index ``(tenant, lane, position)``; the table
+    events are numbered in one statement; on SQLite, which cannot drop it, the column
+    keeps the default of 0 it was added with, which crmkit never relies on) and the
+    index ``(tenant, lane, position)``; the table
     ``<prefix>outbox_lanes`` is created and gives each handler's 16 lanes the cursor it
     had in ``<prefix>outbox_cursors``, which is dropped (the pending deliveries made so
     far stay, and are claimed as before); the deliveries lose their foreign key to the
@@ -572,6 +573,8 @@ def _to_outbox_lanes(
     else:  # 32 lowercase hex digits
         lane = f"instr({digits}, substr(subject_id, 32, 1)) - 1"
     connection.execute(sa.text(f"UPDATE {outbox.name} SET lane = {lane}"))
+    if connection.dialect.name == "postgresql":  # SQLite cannot drop a column default
+        ops.alter_column(outbox.name, "lane", server_default=None)
     (index,) = [i for i in outbox.indexes if [c.name for c in i.columns] == _V14_LANE_INDEX]
     index.create(connection)
     lanes.create(connection)

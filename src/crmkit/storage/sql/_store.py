@@ -2551,7 +2551,7 @@ class _Outbox:
             "tenant": self._tenant,
             "low": min(starts),
             "last": last,
-            "most": most,
+            "most": most + 1,  # one more: whether the lanes hold more than the take
         }
         if self._postgres:
             params["starts"] = starts
@@ -2563,8 +2563,9 @@ class _Outbox:
             self._statement(f"lane events {every}", lambda: self._build_lane_events(every)),
             params,
         ).all()
-        # Every event of the chosen lanes up to the last one read is in the take.
-        reach = rows[-1][0] if len(rows) == most else last
+        # Every event of the chosen lanes up to the last one given is in the take.
+        rows = rows[:most] if (more := len(rows) > most) else rows
+        reach = rows[-1][0] if more else last
         taken = [Lane(lane=lane, start=start, end=max(start, reach)) for lane, start in chosen]
         events = tuple(Recorded(position, self._decode(body)) for position, body in rows)
         return Taken(
