@@ -143,9 +143,9 @@ def _last_moves(
     """Each subject's moves in ``span`` (``(since, before)``; ``since`` ``None``: from
     the first) ranked, ``place`` 1 the last, with the columns of the stage-history index
     (subject, pipeline, stage, time) and, by ``row``, the way to the rest of a move's
-    snapshot (:data:`_SNAPSHOT`): ``"rowid"`` SQLite's rowid, to read it for the last
-    moves alone (the ranking then reads the covering index and no table row, where
-    SQLite would look one up for every move); ``"columns"`` the snapshot's columns."""
+    snapshot (:data:`_SNAPSHOT`), to read it for the last moves alone: ``"rowid"``
+    SQLite's rowid, ``"id"`` the move's id (the ranking then reads the covering index
+    and no table row, where the database would read one for every move)."""
     # at one instant, a move after an update snapshot (from_stage = to_stage), as in
     # crmkit.analytics.replay_standing
     snapshot = sa.case((changes.c.from_stage == changes.c.to_stage, 0), else_=1)
@@ -157,8 +157,8 @@ def _last_moves(
     wanted: list[Any] = [c.subject_id, c.pipeline, c.to_stage, c.at]
     if row == "rowid":
         wanted.append(sa.literal_column("rowid", sa.Integer).label("row"))
-    elif row == "columns":
-        wanted += [c[key] for key in _SNAPSHOT]
+    elif row == "id":
+        wanted.append(c.id.label("row"))
     # The time bounds are no index seek (SQLite's +at): the ranking reads the index in
     # subject order; with the planner's priors (before ANALYZE) SQLite would otherwise
     # skip-scan on the time range and sort every move (measured 2.5 -> 7 s at 3M moves).
@@ -198,7 +198,7 @@ def standing_query(
     on_changes = [changes.c.tenant == tenant, changes.c.subject == subject.value]
     if pipeline is not None:
         on_changes.append(changes.c.pipeline == pipeline)
-    rowid = dialect == "sqlite"
+    rowid = dialect == "sqlite"  # else the last moves' snapshots are read by id
     # A subject's last move before until is at or after since if and only if it moved
     # between them, and then it is its last move between them (and its last before
     # then, too): the moves before since need no ranking.
@@ -208,14 +208,15 @@ def standing_query(
         on_changes,
         (since, until),
         "last_move",
-        row="rowid" if rowid else "columns",
+        row="rowid" if rowid else "id",
     )
     joined = subjects.join(last, sa.and_(last.c.subject_id == subjects.c.id, last.c.place == 1))
-    snapshot = last.c
-    if rowid:  # each last move's snapshot read by its rowid
-        move = changes.alias("move")
+    move = changes.alias("move")  # each last move's snapshot, read by rowid or id
+    if rowid:
         joined = joined.join(move, sa.literal_column("move.rowid", sa.Integer) == last.c.row)
-        snapshot = move.c
+    else:
+        joined = joined.join(move, sa.and_(move.c.tenant == tenant, move.c.id == last.c.row))
+    snapshot = move.c
     later: Any = sa.null()
     if then is not None:
         after = _last_moves(dialect, changes, on_changes, (since, then), "later_move", row=None)
@@ -276,7 +277,7 @@ def read_standing(rows: Sequence[Any], subject: SubjectKind, group: str | None) 
 
 
 def customer_spans_queries(
-    tables: Schema, tenant: str, stages: frozenset[str]
+    tables: Schema, tenant: str, stages: frozenset[str], *, dialect: str = "sqlite"
 ) -> tuple[sa.Select[Any], sa.Select[Any]]:
     """The two queries of ``customer_spans``: ``(contact id, first move into stages,
     time of the last move if it left them)`` per contact a move took into ``stages``,
@@ -298,6 +299,28 @@ def customer_spans_queries(
     place = sa.func.row_number().over(
         partition_by=changes.c.subject_id, order_by=(changes.c.at.desc(), changes.c.id.desc())
     )
+    if dialect != "sqlite":
+        # One pass in the order of the covering index: each contact's moves with the
+        # time of its first move into stages (over the whole contact) and their rank.
+        ranked = (
+            sa.select(
+                changes.c.subject_id.label("subject_id"),
+                sa.func.min(sa.case((inside, changes.c.at)))
+                .over(partition_by=changes.c.subject_id)
+                .label("first_in"),
+                changes.c.to_stage,
+                changes.c.at,
+                place.label("place"),
+            )
+            .where(*mine)
+            .subquery("ranked")
+        )
+        moved = sa.select(
+            ranked.c.subject_id,
+            ranked.c.first_in,
+            sa.case((ranked.c.to_stage.in_(sorted(stages)), sa.null()), else_=ranked.c.at),
+        ).where(ranked.c.place == 1, ranked.c.first_in.is_not(None))
+        return moved, _imported(changes, contacts, tenant, stages)
     last = (
         sa.select(
             changes.c.subject_id,
@@ -322,13 +345,25 @@ def customer_spans_queries(
         .select_from(first.join(last, last.c.subject_id == first.c.subject_id))
         .where(first.c.first_in.is_not(None), last.c.place == 1)
     )
-    entered = sa.exists().where(*mine, changes.c.subject_id == contacts.c.id, inside)
-    imported = sa.select(contacts.c.id, contacts.c.created_at).where(
+    return moved, _imported(changes, contacts, tenant, stages)
+
+
+def _imported(
+    changes: sa.Table, contacts: sa.Table, tenant: str, stages: frozenset[str]
+) -> sa.Select[Any]:
+    """``(contact id, created_at)`` of the contacts now in ``stages`` that no move took
+    there (imported at their stage)."""
+    entered = sa.exists().where(
+        changes.c.tenant == tenant,
+        changes.c.subject == SubjectKind.CONTACT.value,
+        changes.c.subject_id == contacts.c.id,
+        changes.c.to_stage.in_(sorted(stages)),
+    )
+    return sa.select(contacts.c.id, contacts.c.created_at).where(
         contacts.c.tenant == tenant,
         contacts.c.lifecycle_stage.in_(sorted(stages)),
         ~entered,
     )
-    return moved, imported
 
 
 def standings_query(
