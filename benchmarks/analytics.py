@@ -557,6 +557,7 @@ def measure(
     n: int,
     samples: int,
     skip: frozenset[str] = frozenset(),
+    *,
     keep: Path | None = None,
     keep_postgres: bool = False,
 ) -> dict[str, Any]:
@@ -569,15 +570,15 @@ def measure(
             if keep is not None and not reused:  # filled under another name: never half kept
                 partial = keep.with_name(keep.name + ".partial")
                 partial.unlink(missing_ok=True)
-                result = _measure(kind, n, samples, skip, partial, False)
+                result = _measure(kind, n, samples, skip, path=partial, reused=False)
                 partial.rename(keep)
                 return result
-            return _measure(kind, n, samples, skip, path, reused)
+            return _measure(kind, n, samples, skip, path=path, reused=reused)
         reused = keep_postgres and _kept_postgres(n)
         if not reused:
             reset_postgres(os.environ[POSTGRES_ENV], drop_only=True)
         try:
-            result = _measure(kind, n, samples, skip, Path(folder) / "unused", reused)
+            result = _measure(kind, n, samples, skip, path=Path(folder) / "unused", reused=reused)
             if keep_postgres and not reused:
                 _mark_postgres(n)
             return result
@@ -587,7 +588,7 @@ def measure(
 
 
 def _measure(
-    kind: str, n: int, samples: int, skip: frozenset[str], path: Path, reused: bool
+    kind: str, n: int, samples: int, skip: frozenset[str], *, path: Path, reused: bool
 ) -> dict[str, Any]:
     fill = Fill(n)
     clock = FixedClock(NOW)
@@ -672,7 +673,12 @@ def main() -> None:
     for kind in kinds:
         skip = frozenset(s for s in options.skip.split(",") if s)
         result = measure(
-            kind, options.n, options.samples, skip, options.keep, options.keep_postgres
+            kind,
+            options.n,
+            options.samples,
+            skip,
+            keep=options.keep,
+            keep_postgres=options.keep_postgres,
         )
         results[kind] = result
         print(

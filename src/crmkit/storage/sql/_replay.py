@@ -14,7 +14,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 from crmkit.analytics import REPLAYED, Reach, Standing
 from crmkit.models import Contact, StageChange, SubjectKind
 from crmkit.storage._columns import columns
-from crmkit.storage.sql._schema import Schema
+from crmkit.storage.sql._schema import HISTORY_SNAPSHOT, Schema
 
 __all__ = [
     "customer_spans_queries",
@@ -127,10 +127,6 @@ def read_reach(rows: Sequence[Any], subject: SubjectKind, group: str | None) -> 
     return [Reach(decode(g), int(r), None if e is None else int(e), int(n)) for g, r, e, n in rows]
 
 
-_SNAPSHOT = ("reason", "expected_close", "amount_currency", "amount_units", "amount_nanos")
-"""The values a move snapshotted that :func:`standing_query` reads of each last move."""
-
-
 def _last_moves(
     dialect: str,
     changes: sa.Table,
@@ -142,10 +138,11 @@ def _last_moves(
 ) -> sa.Subquery:
     """Each subject's moves in ``span`` (``(since, before)``; ``since`` ``None``: from
     the first) ranked, ``place`` 1 the last, with the columns of the stage-history index
-    (subject, pipeline, stage, time) and, by ``row``, the way to the rest of a move's
-    snapshot (:data:`_SNAPSHOT`), to read it for the last moves alone: ``"rowid"``
-    SQLite's rowid, ``"id"`` the move's id (the ranking then reads the covering index
-    and no table row, where the database would read one for every move)."""
+    (subject, pipeline, stage, time) and, by ``row``, the rest of a move's snapshot
+    (:data:`~crmkit.storage.sql._schema.HISTORY_SNAPSHOT`): ``"rowid"`` SQLite's rowid,
+    to read it for the last moves alone; ``"snapshot"`` the snapshot's columns, which
+    PostgreSQL's index carries (schema 14), so that the ranking reads the index alone
+    and no table row."""
     # at one instant, a move after an update snapshot (from_stage = to_stage), as in
     # crmkit.analytics.replay_standing
     snapshot = sa.case((changes.c.from_stage == changes.c.to_stage, 0), else_=1)
@@ -157,8 +154,8 @@ def _last_moves(
     wanted: list[Any] = [c.subject_id, c.pipeline, c.to_stage, c.at]
     if row == "rowid":
         wanted.append(sa.literal_column("rowid", sa.Integer).label("row"))
-    elif row == "id":
-        wanted.append(c.id.label("row"))
+    elif row == "snapshot":
+        wanted.extend(c[column] for column in HISTORY_SNAPSHOT)
     # The time bounds are no index seek (SQLite's +at): the ranking reads the index in
     # subject order; with the planner's priors (before ANALYZE) SQLite would otherwise
     # skip-scan on the time range and sort every move (measured 2.5 -> 7 s at 3M moves).
@@ -198,7 +195,7 @@ def standing_query(
     on_changes = [changes.c.tenant == tenant, changes.c.subject == subject.value]
     if pipeline is not None:
         on_changes.append(changes.c.pipeline == pipeline)
-    rowid = dialect == "sqlite"  # else the last moves' snapshots are read by id
+    rowid = dialect == "sqlite"  # else the ranking reads the snapshots off the index
     # A subject's last move before until is at or after since if and only if it moved
     # between them, and then it is its last move between them (and its last before
     # then, too): the moves before since need no ranking.
@@ -208,15 +205,14 @@ def standing_query(
         on_changes,
         (since, until),
         "last_move",
-        row="rowid" if rowid else "id",
+        row="rowid" if rowid else "snapshot",
     )
     joined = subjects.join(last, sa.and_(last.c.subject_id == subjects.c.id, last.c.place == 1))
-    move = changes.alias("move")  # each last move's snapshot, read by rowid or id
-    if rowid:
+    snapshot = last.c
+    if rowid:  # each last move's snapshot, read by rowid
+        move = changes.alias("move")
         joined = joined.join(move, sa.literal_column("move.rowid", sa.Integer) == last.c.row)
-    else:
-        joined = joined.join(move, sa.and_(move.c.tenant == tenant, move.c.id == last.c.row))
-    snapshot = move.c
+        snapshot = move.c
     later: Any = sa.null()
     if then is not None:
         after = _last_moves(dialect, changes, on_changes, (since, then), "later_move", row=None)
