@@ -251,14 +251,24 @@ def _quantum(places: int) -> Decimal:
     return Decimal(1).scaleb(-places)
 
 
+@functools.lru_cache(maxsize=512)
+def _minor_unit(currency: str | None) -> tuple[int, Decimal]:
+    """The places and the quantum of ``currency``'s minor unit (cents for ``None`` and
+    for codes crmkit does not know)."""
+    places = CURRENCIES.get(currency, 2) if currency is not None else 2
+    return places, _quantum(places)
+
+
 def minor(amount: Decimal, currency: str | None) -> Decimal:
     """``amount`` at the exponent of ``currency``'s minor unit (cents for ``None``, the
     rows of deals without an amount), so that every store gives the same ``Decimal``
     whatever scale its sums come back in (SQLite's ``4500.500000000000``, ``0E-12``)."""
-    places = CURRENCIES.get(currency, 2) if currency is not None else 2
+    places, quantum = _minor_unit(currency)
     # However many digits: the default context refuses a result of more than 28.
-    context = _context(amount.adjusted() + places + 2)
-    return amount.quantize(_quantum(places), context=context)
+    digits = amount.adjusted() + places + 2
+    return amount.quantize(
+        quantum, context=_PRECISION if digits <= _PRECISION.prec else _context(digits)
+    )
 
 
 def pipeline_rows(
@@ -324,8 +334,9 @@ def pipeline_rows(
             total.due += amount
     if not totals:
         totals[(None, currency if rates is not None else None)] = _Totals()
+    label = period.label
     return [
-        _row(period, group, money, total, quota)
+        _row(label, group, money, total, quota)
         for (group, money), total in sorted(totals.items(), key=lambda kv: _order(kv[0]))
     ]
 
@@ -339,43 +350,49 @@ def _ratio(part: Decimal | int, whole: Decimal | int) -> float | None:
 
 
 def _row(
-    period: Period,
+    label: str,
     group: str | None,
     currency: str | None,
     total: _Totals,
     quota: Money | None,
 ) -> PipelineRow:
-    closed = total.won + total.lost
-    for name in ("won_amount", "lost_amount", "open_amount", "weighted", "due"):
-        setattr(total, name, minor(getattr(total, name), currency))
-    average = None if not total.won else minor(total.won_amount / total.won, currency)
+    won, lost, count = total.won, total.lost, total.open
+    closed = won + lost
+    won_amount = minor(total.won_amount, currency)
+    lost_amount = minor(total.lost_amount, currency)
+    due = minor(total.due, currency)
+    average = None if not won else minor(won_amount / won, currency)
     cycle = None if not closed else total.age / closed / _DAY
     velocity = None
     if average is not None and cycle:
-        velocity = cents(total.open * average * total.won / closed / Decimal(repr(cycle)))
+        velocity = cents(count * average * won / closed / Decimal(repr(cycle)))
     coverage = None
     if quota is not None and quota.currency == currency and quota.amount > 0:
-        coverage = float(total.due / quota.amount)
-    reasons = sorted(total.reasons.items(), key=lambda kv: (-kv[1], kv[0] or ""))
+        coverage = float(due / quota.amount)
+    reasons = total.reasons
+    if len(reasons) > 1:
+        ranked = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0] or ""))
+    else:
+        ranked = list(reasons.items())
     return PipelineRow(
-        period=period.label,
+        period=label,
         group=group,
         currency=currency,
-        won=total.won,
-        lost=total.lost,
-        win_rate=_ratio(total.won, closed),
-        won_amount=total.won_amount,
-        lost_amount=total.lost_amount,
-        win_rate_by_value=_ratio(total.won_amount, total.won_amount + total.lost_amount),
+        won=won,
+        lost=lost,
+        win_rate=None if not closed else float(Decimal(won) / Decimal(closed)),
+        won_amount=won_amount,
+        lost_amount=lost_amount,
+        win_rate_by_value=_ratio(won_amount, won_amount + lost_amount),
         average_deal=average,
         cycle_days=cycle,
-        open=total.open,
-        open_amount=total.open_amount,
-        weighted=total.weighted,
+        open=count,
+        open_amount=minor(total.open_amount, currency),
+        weighted=minor(total.weighted, currency),
         velocity_per_day=velocity,
         coverage=coverage,
-        new_revenue=total.won_amount,
-        lost_reasons=tuple(LostReason(r, n) for r, n in reasons),
+        new_revenue=won_amount,
+        lost_reasons=tuple(LostReason(r, n) for r, n in ranked),
     )
 
 
