@@ -5,8 +5,9 @@ For each store (SQLite in a temporary file and, when ``CRMKIT_TEST_POSTGRES_URL`
 PostgreSQL with tables of prefix ``bench_``) the script fills the store's tables in bulk
 (``executemany`` on SQLite, ``COPY`` on PostgreSQL, 50,000 moves a batch, each row encoded
 by the store's own codec, the first 200 of each kind also built as models, whose checks
-accept them; then ``ANALYZE``, on PostgreSQL ``VACUUM ANALYZE``): N contacts (a tenth imported at their stage without history, the rest with
-a creation move and up to three forward moves, some skipping stages), 0.3 N deals of
+accept them; then ``ANALYZE``, on PostgreSQL ``VACUUM ANALYZE``): N contacts (a tenth
+imported at their stage without history, the rest with a creation move and up to three
+forward moves, some skipping stages), 0.3 N deals of
 0.01 N owners in EUR and USD (a creation move, up to two forward moves, then won or lost
 for seven in ten), about 3 N stage changes in all. Then it times, ``--samples`` times
 each (the median is reported):
