@@ -2192,9 +2192,7 @@ class _StageHistory(_History[StageChange]):
     ) -> list[CustomerSpan]:
         wanted = frozenset(s.value for s in check_customer_stages(stages))
         store = self._unit.store
-        moved, imported = customer_spans_queries(
-            store.schema, self._tenant, wanted, dialect=store.dialect
-        )
+        moved, imported = customer_spans_queries(store.schema, self._tenant, wanted)
         with store._errors():
             connection = self._unit._conn()
             found = [CustomerSpan(i, s, e) for i, s, e in connection.execute(moved)]
