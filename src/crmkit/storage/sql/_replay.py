@@ -2,7 +2,7 @@
 query each: the database reads the history and returns a row per group, never a row per
 subject."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,7 @@ __all__ = [
     "read_reach",
     "read_standing",
     "standing_query",
+    "standing_reader",
     "standings_query",
 ]
 
@@ -250,26 +251,34 @@ def standing_query(
     )
 
 
-def read_standing(rows: Sequence[Any], subject: SubjectKind, group: str | None) -> list[Standing]:
+def standing_reader(subject: SubjectKind, group: str | None) -> Callable[[Sequence[Any]], Standing]:
+    """The :class:`Standing` of one row of :func:`standing_query` (without the window
+    index of :func:`standings_query`), so that rows become standings as they are fetched
+    instead of all rows being held first."""
     decode = _decoder(subject, group)
-    found = []
-    for g, pipeline, stage, reason, currency, close, later, n, units, nanos, age in rows:
+
+    def read(row: Sequence[Any]) -> Standing:
+        g, pipeline, stage, reason, currency, close, later, n, units, nanos, age = row
         amount = Decimal(int(units or 0)) + Decimal(int(nanos or 0)).scaleb(-12)
-        found.append(
-            Standing(
-                decode(g),
-                pipeline,
-                stage,
-                reason,
-                currency,
-                close,
-                later,
-                int(n),
-                amount,
-                float(age or 0.0),
-            )
+        return Standing(
+            decode(g),
+            pipeline,
+            stage,
+            reason,
+            currency,
+            close,
+            later,
+            int(n),
+            amount,
+            float(age or 0.0),
         )
-    return found
+
+    return read
+
+
+def read_standing(rows: Sequence[Any], subject: SubjectKind, group: str | None) -> list[Standing]:
+    read = standing_reader(subject, group)
+    return [read(row) for row in rows]
 
 
 def customer_spans_queries(
