@@ -5,8 +5,9 @@ For each store (SQLite in a temporary file and, when ``CRMKIT_TEST_POSTGRES_URL`
 PostgreSQL with tables of prefix ``bench_``) the script fills the store's tables in bulk
 (``executemany`` on SQLite, ``COPY`` on PostgreSQL, 50,000 moves a batch, each row encoded
 by the store's own codec, the first 200 of each kind also built as models, whose checks
-accept them): N contacts (a tenth imported at their stage without history, the rest with
-a creation move and up to three forward moves, some skipping stages), 0.3 N deals of
+accept them; then ``ANALYZE``, on PostgreSQL ``VACUUM ANALYZE``): N contacts (a tenth
+imported at their stage without history, the rest with a creation move and up to three
+forward moves, some skipping stages), 0.3 N deals of
 0.01 N owners in EUR and USD (a creation move, up to two forward moves, then won or lost
 for seven in ten), about 3 N stage changes in all. Then it times, ``--samples`` times
 each (the median is reported):
@@ -28,7 +29,12 @@ churn month). Memory: the peak of Python allocations (``tracemalloc``) during on
 and the process's peak RSS at the end.
 
 Usage: ``python benchmarks/analytics.py [--n 1000000] [--samples 3]
-[--stores sqlite,postgresql] [--skip pipeline_kpis] [--json]``.
+[--stores sqlite,postgresql] [--skip pipeline_kpis] [--keep FILE] [--keep-postgres]
+[--json]``. ``--keep FILE`` fills the SQLite file once and measures it as it is on
+later runs (fill s is then 0; the file must have been filled with the same ``--n``);
+``--keep-postgres`` likewise leaves the ``bench_`` tables in PostgreSQL after the run
+and reuses them when they hold a complete fill of the same ``--n`` (a comment on the
+stage-history table marks one).
 """
 
 import argparse
@@ -300,11 +306,15 @@ class _Writer:
         return count
 
     def analyze(self) -> None:
+        """Statistics for the planners; on PostgreSQL also the visibility map (``VACUUM``),
+        as autovacuum leaves it on a table at rest, so that the index-only scans of both
+        sides read no table page whenever the autovacuum ran (or not) during the fill."""
         if self.kind == "sqlite":
             self.connection.execute("ANALYZE")
         else:
-            self.connection.execute("ANALYZE")
             self.connection.commit()
+            self.connection.autocommit = True
+            self.connection.execute("VACUUM ANALYZE")
 
     def close(self) -> None:
         self.connection.close()
@@ -526,49 +536,118 @@ def _progress(line: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
 
-def measure(kind: str, n: int, samples: int, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+_FILLED = "crmkit benchmarks/analytics.py filled n={}"
+"""The comment a complete PostgreSQL fill leaves on its stage-history table (``--keep``):
+a kept store without it (or of another ``n``) is dropped and filled anew."""
+
+
+def _kept_postgres(n: int) -> bool:
+    """Whether the PostgreSQL benchmark tables hold a complete fill of size ``n``."""
+    psycopg = import_extra("psycopg", extra="postgres", feature="the benchmark")
+    with psycopg.connect(postgres_dsn(os.environ[POSTGRES_ENV])) as connection:
+        found = connection.execute(
+            "SELECT obj_description(to_regclass(%s), 'pg_class')", (f"{PREFIX}stage_changes",)
+        ).fetchone()
+    return found is not None and found[0] == _FILLED.format(n)
+
+
+def _mark_postgres(n: int) -> None:
+    psycopg = import_extra("psycopg", extra="postgres", feature="the benchmark")
+    with psycopg.connect(postgres_dsn(os.environ[POSTGRES_ENV]), autocommit=True) as connection:
+        connection.execute(f"COMMENT ON TABLE {PREFIX}stage_changes IS '{_FILLED.format(n)}'")
+
+
+def measure(
+    kind: str,
+    n: int,
+    samples: int,
+    skip: frozenset[str] = frozenset(),
+    *,
+    keep: Path | None = None,
+    keep_postgres: bool = False,
+) -> dict[str, Any]:
+    """Fill a store of size ``n`` (or reuse the kept one: the SQLite file ``keep``, or
+    with ``keep_postgres`` the benchmark tables of a complete fill) and time the cases."""
+    with tempfile.TemporaryDirectory() as folder:
+        if kind == "sqlite":
+            path = keep if keep is not None else Path(folder) / "bench.db"
+            reused = keep is not None and keep.exists()
+            if keep is not None and not reused:  # filled under another name: never half kept
+                partial = keep.with_name(keep.name + ".partial")
+                partial.unlink(missing_ok=True)
+                result = _measure(kind, n, samples, skip, path=partial, reused=False)
+                partial.rename(keep)
+                return result
+            return _measure(kind, n, samples, skip, path=path, reused=reused)
+        reused = keep_postgres and _kept_postgres(n)
+        if not reused:
+            reset_postgres(os.environ[POSTGRES_ENV], drop_only=True)
+        try:
+            result = _measure(kind, n, samples, skip, path=Path(folder) / "unused", reused=reused)
+            if keep_postgres and not reused:
+                _mark_postgres(n)
+            return result
+        finally:
+            if not keep_postgres:
+                reset_postgres(os.environ[POSTGRES_ENV], drop_only=True)
+
+
+def _measure(
+    kind: str, n: int, samples: int, skip: frozenset[str], *, path: Path, reused: bool
+) -> dict[str, Any]:
     fill = Fill(n)
     clock = FixedClock(NOW)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "bench.db"
-        if kind == "sqlite":
-            store = open_store(f"sqlite:///{path}", tenant=TENANT, prefix=PREFIX, clock=clock)
+    if kind == "sqlite":
+        store = open_store(f"sqlite:///{path}", tenant=TENANT, prefix=PREFIX, clock=clock)
+    else:
+        store = open_store(os.environ[POSTGRES_ENV], tenant=TENANT, prefix=PREFIX, clock=clock)
+    baseline = None
+    seconds, changes = 0.0, 0
+    try:
+        if reused:
+            changes = _count_changes(kind, path)
+            _progress(f"{kind}: reusing the kept store of {changes:,} stage changes")
         else:
-            reset_postgres(os.environ[POSTGRES_ENV], drop_only=True)
-            store = open_store(os.environ[POSTGRES_ENV], tenant=TENANT, prefix=PREFIX, clock=clock)
-        baseline = None
-        try:
             seconds, changes = fill.fill(kind, path)
             _progress(f"{kind}: filled {changes:,} stage changes in {seconds:.0f} s")
-            baseline = Baseline(kind, path)
-            crm = CRM(store, pipelines=[SALES], clock=clock)
-            cases: dict[str, Any] = {}
-            for name, ours, theirs in (
-                ("funnel", lambda: crm_funnel(crm), baseline.funnel),
-                ("win rate by owner", lambda: crm_win_rate(store), baseline.win_rate),
-                ("pipeline_kpis", lambda: crm_kpis(crm), baseline.win_rate),
-                ("retention matrix", lambda: crm_retention(store), baseline.retention),
-            ):
-                if name in skip:
-                    continue
-                mine, found = _timed(ours, samples)
-                base, expected = _timed(theirs, samples)
-                cases[name] = {
-                    "crmkit_s": mine,
-                    "sql_s": base,
-                    "ratio": mine / base,
-                    "equal": found == expected,
-                    "peak_python_mb": _peak_mb(ours),
-                }
-                _progress(f"{kind}: {name}: {cases[name]}")
-        finally:
-            if baseline is not None:
-                baseline.close()
-            store.close()
-            if kind == "postgresql":
-                reset_postgres(os.environ[POSTGRES_ENV], drop_only=True)
+        baseline = Baseline(kind, path)
+        crm = CRM(store, pipelines=[SALES], clock=clock)
+        cases: dict[str, Any] = {}
+        for name, ours, theirs in (
+            ("funnel", lambda: crm_funnel(crm), baseline.funnel),
+            ("win rate by owner", lambda: crm_win_rate(store), baseline.win_rate),
+            ("pipeline_kpis", lambda: crm_kpis(crm), baseline.win_rate),
+            ("retention matrix", lambda: crm_retention(store), baseline.retention),
+        ):
+            if name in skip:
+                continue
+            mine, found = _timed(ours, samples)
+            base, expected = _timed(theirs, samples)
+            cases[name] = {
+                "crmkit_s": mine,
+                "sql_s": base,
+                "ratio": mine / base,
+                "equal": found == expected,
+                "peak_python_mb": _peak_mb(ours),
+            }
+            _progress(f"{kind}: {name}: {cases[name]}")
+    finally:
+        if baseline is not None:
+            baseline.close()
+        store.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"fill_seconds": seconds, "stage_changes": changes, "cases": cases, "peak_rss_mb": rss}
+
+
+def _count_changes(kind: str, path: Path) -> int:
+    statement = f"SELECT count(*) FROM {PREFIX}stage_changes"
+    if kind == "sqlite":
+        with sqlite3.connect(path) as connection:
+            return int(connection.execute(statement).fetchone()[0])
+    psycopg = import_extra("psycopg", extra="postgres", feature="the benchmark")
+    with psycopg.connect(postgres_dsn(os.environ[POSTGRES_ENV])) as connection:
+        found = connection.execute(statement).fetchone()
+        return int(found[0]) if found is not None else 0
 
 
 def main() -> None:
@@ -578,6 +657,18 @@ def main() -> None:
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--skip", default="", help="cases to leave out, comma-separated")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="SQLite file to fill once and keep; when it exists it is measured as it is"
+        " (fill s is then 0; it must have been filled with the same --n)",
+    )
+    parser.add_argument(
+        "--keep-postgres",
+        action="store_true",
+        help="leave the bench_ tables in PostgreSQL after the run and reuse them when they"
+        " hold a complete fill of the same --n",
+    )
     options = parser.parse_args()
     kinds = [
         k for k in options.stores.split(",") if k != "postgresql" or POSTGRES_ENV in os.environ
@@ -586,7 +677,14 @@ def main() -> None:
     ok = True
     for kind in kinds:
         skip = frozenset(s for s in options.skip.split(",") if s)
-        result = measure(kind, options.n, options.samples, skip)
+        result = measure(
+            kind,
+            options.n,
+            options.samples,
+            skip,
+            keep=options.keep,
+            keep_postgres=options.keep_postgres,
+        )
         results[kind] = result
         print(
             f"{kind}: {options.n:,} contacts, {options.n * 3 // 10:,} deals, "

@@ -6,6 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crmkit.analytics import (
     ForecastCategory,
@@ -187,3 +189,76 @@ def test_replay_reach_checks_its_arguments() -> None:
 
 def test_a_category_is_a_forecast_category() -> None:
     assert ForecastCategory("commit") is ForecastCategory.COMMIT
+
+
+# ---------------------------------------------------------------------------- pipeline rows
+
+
+_SALES_FACTS = {
+    ("sales", "open"): StageFacts(DealStatus.OPEN, Decimal("0.5")),
+    ("sales", "won"): StageFacts(DealStatus.WON, Decimal(1)),
+    ("sales", "lost"): StageFacts(DealStatus.LOST, Decimal(0)),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ann", "bo"]),
+            st.sampled_from(["won", "lost"]),
+            st.sampled_from([None, "price", "timing"]),
+            st.integers(1, 4),
+            st.decimals(-5000, 5000, places=2),
+            st.integers(-(10**7), 10**7).map(float),  # seconds from creation to close
+        ),
+        max_size=12,
+    ),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ann", "carl"]), st.integers(1, 3), st.decimals(0, 900, places=1)
+        ),
+        max_size=4,
+    ),
+)
+def test_pipeline_rows_compute_each_kpi_by_its_definition(
+    closed: list[tuple[str, str, str | None, int, Decimal, float]],
+    still_open: list[tuple[str, int, Decimal]],
+) -> None:
+    year = period_of(datetime(2026, 1, 1, tzinfo=UTC), Granularity.YEAR)
+    won_lost = [
+        Standing(g, "sales", stage, reason, "EUR", None, None, n, amount, age)
+        for g, stage, reason, n, amount, age in closed
+    ]
+    opened = [
+        Standing(g, "sales", "open", None, "EUR", None, None, n, amount, 0.0)
+        for g, n, amount in still_open
+    ]
+    rows = pipeline_rows(year, won_lost, opened, (), _SALES_FACTS)
+    cent = Decimal("0.01")
+    for row in rows:
+        mine = [r for r in won_lost if r.group == row.group]
+        won = [r for r in mine if r.stage == "won"]
+        lost = [r for r in mine if r.stage == "lost"]
+        n_won, n_lost = sum(r.count for r in won), sum(r.count for r in lost)
+        n_open = sum(r.count for r in opened if r.group == row.group)
+        won_amount = sum((r.amount for r in won), Decimal(0)).quantize(cent)
+        average = None if not n_won else (won_amount / n_won).quantize(cent)
+        closed_n = n_won + n_lost
+        cycle = None if not closed_n else sum(r.age_seconds for r in mine) / closed_n / 86400.0
+        velocity = None
+        if average is not None and cycle:
+            velocity = (n_open * average * n_won / closed_n / Decimal(repr(cycle))).quantize(cent)
+        # the same values, signs and exponents (str: Decimal("-0.00") == Decimal("0.00"))
+        assert str(row.velocity_per_day) == str(velocity)
+        assert (row.won, row.lost, row.open) == (n_won, n_lost, n_open)
+        assert str(row.won_amount) == str(won_amount)
+        assert str(row.average_deal) == str(average)
+        assert str(row.open_amount) == str(
+            sum((r.amount for r in opened if r.group == row.group), Decimal(0)).quantize(cent)
+        )
+        reasons: dict[str | None, int] = {}
+        for r in lost:
+            reasons[r.reason] = reasons.get(r.reason, 0) + r.count
+        ranked = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0] or ""))
+        assert [(x.reason, x.count) for x in row.lost_reasons] == ranked

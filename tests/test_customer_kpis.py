@@ -1,8 +1,9 @@
 """Customer and service KPIs: flows and churn, cohorts, revenue movement, CSAT, NPS, SLA."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +26,7 @@ from crmkit.analytics import (
     customer_flows,
     distribution,
     nps,
+    periods,
     retention_matrix,
     revenue_report,
     service_times,
@@ -284,6 +286,55 @@ def test_response_time_distribution_and_sla_compliance() -> None:
     assert times.resolution.count == 0
     roundtrip(compliance)
     roundtrip(times)
+
+
+def _retention_oracle(
+    spans: list[CustomerSpan], start: datetime, end: datetime, granularity: Granularity, tz: tzinfo
+) -> list[tuple[str, datetime, int, tuple[int, ...]]]:
+    """The matrix by its definition: per cohort period, its members, and per later
+    period those whose churn (if any) is at or after its end."""
+    found = []
+    cohorts = periods(start, end, granularity, tz)
+    for index, cohort in enumerate(cohorts):
+        members = [s for s in spans if s.start in cohort and start <= s.start < end]
+        if members:
+            retained = tuple(
+                sum(1 for s in members if s.end is None or s.end >= later.end)
+                for later in cohorts[index:]
+            )
+            found.append((cohort.label, cohort.start, len(members), retained))
+    return found
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(-60, 500), st.none() | st.integers(0, 400)),
+        max_size=40,
+    ),
+    st.integers(-30, 200),
+    st.integers(1, 400),
+    st.sampled_from(Granularity),
+    st.sampled_from([UTC, ZoneInfo("Europe/Berlin"), ZoneInfo("America/Sao_Paulo")]),
+)
+def test_the_retention_matrix_counts_each_cohort_by_its_definition(
+    lives: list[tuple[int, int | None]],
+    first: int,
+    days: int,
+    granularity: Granularity,
+    tz: tzinfo,
+) -> None:
+    # starts and churns on hours, so that some fall on a period's bounds exactly
+    hours = [(day(0) + timedelta(hours=6 * a), b) for a, b in lives]
+    spans = [
+        CustomerSpan(f"c{i}", at, None if b is None else at + timedelta(hours=6 * b))
+        for i, (at, b) in enumerate(hours)
+    ]
+    start, end = day(first), day(first + days)
+    matrix = retention_matrix(spans, start=start, end=end, granularity=granularity, tz=tz)
+    found = [(r.cohort, r.start, r.size, r.retained) for r in matrix.rows]
+    assert found == _retention_oracle(spans, start, end, granularity, tz)
+    assert all(r.rates == tuple(n / r.size for n in r.retained) for r in matrix.rows)
 
 
 # ---------------------------------------------------------------------------- fuzz

@@ -9,7 +9,8 @@ the version it replaces and keeps every older one.
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
@@ -36,10 +37,12 @@ from crmkit.models import (
     ConsentChannel,
     ConsentStatus,
     Contact,
+    Deal,
     EmailAddress,
     Erasure,
     Lead,
     LeadChannel,
+    Money,
     StageChange,
     SubjectKind,
 )
@@ -53,7 +56,7 @@ from crmkit.storage.sql import (
     upgrade,
 )
 from crmkit.storage.sql._codec import codec
-from crmkit.storage.sql._schema import index_name, outbox_tables_v8
+from crmkit.storage.sql._schema import HISTORY_SNAPSHOT, index_name, outbox_tables_v8
 from tests.storage_support import postgres_url
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -540,6 +543,64 @@ def test_schema_11_upgrades_to_a_stage_history_index_that_covers_the_replays(
             ranks = {"lead": 0, "customer": 1}
             (reach,) = history.reach(SubjectKind.CONTACT, ranks, until=moves[2].at)
             assert (reach.reached, reach.count) == (1, 1)
+    finally:
+        store.close()
+
+
+def test_schema_14_upgrades_to_a_stage_history_index_that_carries_the_snapshots(
+    target: tuple[str, str],
+) -> None:
+    url, prefix = target
+    ada = person("ada@example.org")
+    deal = Deal.new(title="Big", pipeline="sales", stage="discovery", clock=CLOCK)
+    amount = Money(Decimal("1200.50"), "EUR")
+    moves = [
+        StageChange.new(
+            subject=SubjectKind.DEAL,
+            subject_id=deal.id,
+            pipeline="sales",
+            from_stage=before,
+            to_stage=after,
+            at=datetime(2026, 1, day, tzinfo=UTC),
+            reason=reason,
+            amount=amount,
+            expected_close=date(2026, 3, 1),
+            clock=CLOCK,
+        )
+        for day, (before, after, reason) in enumerate(
+            ((None, "discovery", None), ("discovery", "lost", "price")), start=2
+        )
+    ]
+    make_old(url, prefix, [ada, deal, *moves], 14)
+    table = f"{prefix}stage_changes"
+    keys = ("subject", "subject_id", "at", "id", "pipeline", "from_stage", "to_stage")
+
+    assert upgrade(url, prefix=prefix) == Upgrade(14, SCHEMA_VERSION, unique_emails=True)
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            (index,) = [
+                i
+                for i in sa.inspect(connection).get_indexes(table)
+                if i["column_names"][1:3] == ["subject", "subject_id"]
+            ]
+    finally:
+        engine.dispose()
+    assert index["column_names"] == ["tenant", *keys]
+    carried = index.get("dialect_options", {}).get("postgresql_include", [])
+    assert carried == ([] if url.startswith("sqlite") else list(HISTORY_SNAPSHOT))
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        with store.unit_of_work() as unit:
+            history = unit.stage_history
+            assert history.for_subject(SubjectKind.DEAL, deal.id) == moves
+            (closed,) = history.standing(
+                SubjectKind.DEAL, until=datetime(2026, 12, 2, tzinfo=UTC), group="owner"
+            )
+            assert (closed.stage, closed.reason, closed.count) == ("lost", "price", 1)
+            assert (closed.currency, closed.amount) == ("EUR", Decimal("1200.50"))
+            assert closed.expected_close == date(2026, 3, 1)
     finally:
         store.close()
 

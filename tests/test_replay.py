@@ -12,7 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmkit.analytics import StandingWindow, replay_reach, replay_standing
+from crmkit.analytics import (
+    StandingWindow,
+    replay_customer_spans,
+    replay_reach,
+    replay_standing,
+)
 from crmkit.clock import FixedClock
 from crmkit.errors import ValidationError
 from crmkit.models import (
@@ -214,6 +219,62 @@ def test_the_store_replays_deals_as_the_reference_does(  # noqa: PLR0917
                     stages=window.stages,
                 ),
             )
+
+
+_LIFECYCLE = ("lead", "customer", "evangelist", "other")
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["lead", "customer", "other"]),  # stage now
+            st.lists(st.tuples(st.sampled_from(_LIFECYCLE), st.integers(0, 3)), max_size=4),
+        ),
+        max_size=6,
+    ),
+    st.sampled_from([None, ("customer",), ("evangelist", "customer")]),
+)
+def test_the_store_gives_the_customer_spans_of_the_reference(
+    store: Store,
+    people: list[tuple[str, list[tuple[str, int]]]],
+    stages: tuple[str, ...] | None,
+) -> None:
+    clock = FixedClock(T0)
+    contacts, changes = [], []
+    for now, moves in people:
+        contact = Contact.new(lifecycle_stage=LifecycleStage(now), clock=clock)
+        contacts.append(contact)
+        # few distinct hours: moves at one instant, told apart by id alone
+        changes += [
+            StageChange.new(
+                subject=SubjectKind.CONTACT,
+                subject_id=contact.id,
+                to_stage=stage,
+                at=T0 + timedelta(hours=hour),
+                clock=clock,
+            )
+            for stage, hour in moves
+        ]
+    fresh = _fresh(store)
+    with fresh.unit_of_work() as unit:
+        unit.contacts.add_many(contacts)
+        unit.stage_history.add_many(changes)
+        unit.commit()
+    asked = [LifecycleStage(s) for s in stages] if stages else None
+    with fresh.unit_of_work() as unit:
+        history = unit.stage_history
+        found = history.customer_spans(asked) if asked else history.customer_spans()
+    want = (
+        replay_customer_spans(contacts, changes, asked)
+        if asked
+        else (replay_customer_spans(contacts, changes))
+    )
+    assert sorted(found, key=repr) == sorted(want, key=repr)
 
 
 def test_reach_counts_skipped_and_imported_stages(store: Store) -> None:

@@ -14,6 +14,8 @@ Revenue comes from purchases or won deals as :class:`~crmkit.analytics.Transacti
 is reported per currency: EUR is never added to USD.
 """
 
+from bisect import bisect_right
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -321,22 +323,39 @@ def retention_matrix(
     ``end`` (monthly cohorts by default)."""
     lives = _spans(spans)
     spans_of = report_periods(start, end, granularity, tz)
+    starts = [period.start for period in spans_of]
+    ends = [period.end for period in spans_of]
+    # One pass over the spans: each to its cohort (the period it started in) and to how
+    # many periods ended by its churn (it is retained at the end of each earlier one).
+    # The periods are consecutive, in order: a start is in the last one begun by then.
+    lasted: list[Counter[int]] = [Counter() for _ in spans_of]
+    for life in lives:
+        if not start <= life.start < end:
+            continue
+        index = bisect_right(starts, life.start) - 1
+        if index < 0 or life.start not in spans_of[index]:
+            continue
+        lasted[index][len(spans_of) if life.end is None else bisect_right(ends, life.end)] += 1
     rows = []
     for index, cohort in enumerate(spans_of):
-        members = [s for s in lives if s.start in cohort and start <= s.start < end]
-        if not members:
+        counts = lasted[index]
+        size = counts.total()
+        if not size:
             continue
-        retained = tuple(
-            sum(1 for s in members if s.end is None or s.end >= later.end)
-            for later in spans_of[index:]
-        )
+        retained = []
+        # retained at the end of period `later`: those that outlasted it (none churned
+        # before its cohort began: the periods before it end by the cohort's start)
+        left = size
+        for later in range(index, len(spans_of)):
+            left -= counts[later]  # churned at or before the end of `later` (ends <= churn)
+            retained.append(left)
         rows.append(
             CohortRow(
                 cohort=cohort.label,
                 start=cohort.start,
-                size=len(members),
-                retained=retained,
-                rates=tuple(n / len(members) for n in retained),
+                size=size,
+                retained=tuple(retained),
+                rates=tuple(n / size for n in retained),
             )
         )
     return RetentionMatrix(granularity=Granularity(granularity), rows=tuple(rows))

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Context, Decimal
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import attrs
@@ -228,17 +228,22 @@ def check_quota(quota: object) -> Money | None:
     return quota
 
 
+_NONE = Decimal(0)
+"""The sums of :class:`_Totals` that nothing was added to (this very object), which
+:func:`_minor` rounds once per currency."""
+
+
 @attrs.define
 class _Totals:
     won: int = 0
     lost: int = 0
-    won_amount: Decimal = Decimal(0)
-    lost_amount: Decimal = Decimal(0)
+    won_amount: Decimal = _NONE
+    lost_amount: Decimal = _NONE
     age: float = 0.0
     open: int = 0
-    open_amount: Decimal = Decimal(0)
-    weighted: Decimal = Decimal(0)
-    due: Decimal = Decimal(0)
+    open_amount: Decimal = _NONE
+    weighted: Decimal = _NONE
+    due: Decimal = _NONE
     reasons: dict[str | None, int] = attrs.Factory(dict)
 
 
@@ -251,14 +256,35 @@ def _quantum(places: int) -> Decimal:
     return Decimal(1).scaleb(-places)
 
 
+@functools.lru_cache(maxsize=512)
+def _minor_unit(currency: str | None) -> tuple[int, Decimal]:
+    """The places and the quantum of ``currency``'s minor unit (cents for ``None`` and
+    for codes crmkit does not know)."""
+    places = CURRENCIES.get(currency, 2) if currency is not None else 2
+    return places, _quantum(places)
+
+
+@functools.lru_cache(maxsize=512)
+def _minor_none(currency: str | None) -> Decimal:
+    return minor(_NONE, currency)
+
+
+def _minor(amount: Decimal, currency: str | None) -> Decimal:
+    """:func:`minor` of a sum of :class:`_Totals`, the untouched ones from a cache (a
+    report of thousands of groups has mostly empty sums)."""
+    return _minor_none(currency) if amount is _NONE else minor(amount, currency)
+
+
 def minor(amount: Decimal, currency: str | None) -> Decimal:
     """``amount`` at the exponent of ``currency``'s minor unit (cents for ``None``, the
     rows of deals without an amount), so that every store gives the same ``Decimal``
     whatever scale its sums come back in (SQLite's ``4500.500000000000``, ``0E-12``)."""
-    places = CURRENCIES.get(currency, 2) if currency is not None else 2
+    places, quantum = _minor_unit(currency)
     # However many digits: the default context refuses a result of more than 28.
-    context = _context(amount.adjusted() + places + 2)
-    return amount.quantize(_quantum(places), context=context)
+    digits = amount.adjusted() + places + 2
+    return amount.quantize(
+        quantum, context=_PRECISION if digits <= _PRECISION.prec else _context(digits)
+    )
 
 
 def pipeline_rows(
@@ -286,15 +312,19 @@ def pipeline_rows(
     totals: dict[tuple[str | None, str | None], _Totals] = {}
 
     def slot(row: Standing) -> tuple[_Totals, Decimal]:
-        amount, money = _convert(row.amount, row.currency, rates, currency)
-        key = (group_label(row.group), money)
+        if rates is None:  # as _convert, without the call: most reports convert nothing
+            amount, money = row.amount, row.currency
+        else:
+            amount, money = _convert(row.amount, row.currency, rates, currency)
+        group = row.group
+        key = (group if type(group) is str else group_label(group), money)
         total = totals.get(key)
         if total is None:
             total = totals[key] = _Totals()
         return total, amount
 
     for row in closed:
-        known = _facts(row, facts)
+        known = facts.get((row.pipeline, row.stage))  # _facts, without the call
         if known is None or known.status is DealStatus.OPEN:
             continue
         total, amount = slot(row)
@@ -324,8 +354,10 @@ def pipeline_rows(
             total.due += amount
     if not totals:
         totals[(None, currency if rates is not None else None)] = _Totals()
+    label = period.label
+    lost_reasons: dict[tuple[str | None, int], LostReason] = {}  # frozen: shared by rows
     return [
-        _row(period, group, money, total, quota)
+        _row(label, group, money, total, quota=quota, lost_reasons=lost_reasons)
         for (group, money), total in sorted(totals.items(), key=lambda kv: _order(kv[0]))
     ]
 
@@ -339,44 +371,67 @@ def _ratio(part: Decimal | int, whole: Decimal | int) -> float | None:
 
 
 def _row(
-    period: Period,
+    label: str,
     group: str | None,
     currency: str | None,
     total: _Totals,
+    *,
     quota: Money | None,
+    lost_reasons: dict[tuple[str | None, int], LostReason],
 ) -> PipelineRow:
-    closed = total.won + total.lost
-    for name in ("won_amount", "lost_amount", "open_amount", "weighted", "due"):
-        setattr(total, name, minor(getattr(total, name), currency))
-    average = None if not total.won else minor(total.won_amount / total.won, currency)
+    won, lost, count = total.won, total.lost, total.open
+    closed = won + lost
+    won_amount = _minor(total.won_amount, currency)
+    lost_amount = _minor(total.lost_amount, currency)
+    due = _minor(total.due, currency)
+    average = None if not won else minor(won_amount / won, currency)
     cycle = None if not closed else total.age / closed / _DAY
     velocity = None
-    if average is not None and cycle:
-        velocity = cents(total.open * average * total.won / closed / Decimal(repr(cycle)))
+    if average is not None and cycle and not count:
+        # nothing open: the product below is a zero of the sign of average times cycle
+        velocity = _ZERO_CENTS[average.is_signed() != (cycle < 0)]
+    elif average is not None and cycle:
+        velocity = cents(count * average * won / closed / Decimal(repr(cycle)))
     coverage = None
     if quota is not None and quota.currency == currency and quota.amount > 0:
-        coverage = float(total.due / quota.amount)
-    reasons = sorted(total.reasons.items(), key=lambda kv: (-kv[1], kv[0] or ""))
+        coverage = float(due / quota.amount)
+    reasons = total.reasons
+    if len(reasons) > 1:
+        ranked = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0] or ""))
+    else:
+        ranked = list(reasons.items())
     return PipelineRow(
-        period=period.label,
+        period=label,
         group=group,
         currency=currency,
-        won=total.won,
-        lost=total.lost,
-        win_rate=_ratio(total.won, closed),
-        won_amount=total.won_amount,
-        lost_amount=total.lost_amount,
-        win_rate_by_value=_ratio(total.won_amount, total.won_amount + total.lost_amount),
+        won=won,
+        lost=lost,
+        win_rate=None if not closed else float(Decimal(won) / Decimal(closed)),
+        won_amount=won_amount,
+        lost_amount=lost_amount,
+        win_rate_by_value=_ratio(won_amount, won_amount + lost_amount),
         average_deal=average,
         cycle_days=cycle,
-        open=total.open,
-        open_amount=total.open_amount,
-        weighted=total.weighted,
+        open=count,
+        open_amount=_minor(total.open_amount, currency),
+        weighted=_minor(total.weighted, currency),
         velocity_per_day=velocity,
         coverage=coverage,
-        new_revenue=total.won_amount,
-        lost_reasons=tuple(LostReason(r, n) for r, n in reasons),
+        new_revenue=won_amount,
+        lost_reasons=tuple(_lost_reason(lost_reasons, r, n) for r, n in ranked),
     )
+
+
+_ZERO_CENTS: Final = (Decimal("0.00"), Decimal("-0.00"))
+
+
+def _lost_reason(
+    known: dict[tuple[str | None, int], LostReason], reason: str | None, count: int
+) -> LostReason:
+    found = known.get((reason, count))
+    if found is None:
+        found = known[reason, count] = LostReason(reason, count)
+    return found
 
 
 def check_periods(periods: object) -> tuple[Period, ...]:

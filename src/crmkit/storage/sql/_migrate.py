@@ -629,6 +629,36 @@ _V14_LANES: Final = 16
 """The number of lanes of schema 14 (``crmkit.automation.LANES``, frozen here)."""
 
 
+_V15_HISTORY_SNAPSHOT: Final = (
+    "reason",
+    "amount_currency",
+    "amount_units",
+    "amount_nanos",
+    "expected_close",
+)
+
+
+def _to_15_history_index_carries_snapshots(
+    ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None
+) -> None:
+    """Schema 14 -> 15, on PostgreSQL the stage-history index carries the snapshot the
+    standings read of each last move: the index ``(tenant, subject, subject_id, at, id,
+    pipeline, from_stage, to_stage)`` of schemas 12 and 13 is dropped and made again
+    with the same keys and name, ``INCLUDE (reason, amount_currency, amount_units,
+    amount_nanos, expected_close)``; no data changes. SQLite keeps its index (nothing
+    to do). Frozen definitions: the columns as schema 15 declares them."""
+    del unique_emails
+    if connection.dialect.name != "postgresql":
+        return
+    changes = f"{tables.meta.name.removesuffix('meta')}stage_changes"
+    keys = ["tenant", *_V12_HISTORY_INDEX]
+    name = index_name(changes, _V12_HISTORY_INDEX)
+    for index in sa.inspect(connection).get_indexes(changes):
+        if list(index["column_names"]) == keys:  # by its keys, as _to_12 does
+            ops.drop_index(index["name"], table_name=changes)
+    ops.create_index(name, changes, keys, postgresql_include=list(_V15_HISTORY_SNAPSHOT))
+
+
 _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
     {
         1: _to_2,
@@ -644,6 +674,7 @@ _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
         11: _to_12_covering_history_index,
         12: _to_consent_states,
         13: _to_outbox_lanes,
+        14: _to_15_history_index_carries_snapshots,
     }
 )
 """The step that upgrades a database of each version to the next."""

@@ -2,7 +2,7 @@
 query each: the database reads the history and returns a row per group, never a row per
 subject."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 from crmkit.analytics import REPLAYED, Reach, Standing
 from crmkit.models import Contact, StageChange, SubjectKind
 from crmkit.storage._columns import columns
-from crmkit.storage.sql._schema import Schema
+from crmkit.storage.sql._schema import HISTORY_SNAPSHOT, Schema
 
 __all__ = [
     "customer_spans_queries",
@@ -22,6 +22,7 @@ __all__ = [
     "read_reach",
     "read_standing",
     "standing_query",
+    "standing_reader",
     "standings_query",
 ]
 
@@ -127,10 +128,6 @@ def read_reach(rows: Sequence[Any], subject: SubjectKind, group: str | None) -> 
     return [Reach(decode(g), int(r), None if e is None else int(e), int(n)) for g, r, e, n in rows]
 
 
-_SNAPSHOT = ("reason", "expected_close", "amount_currency", "amount_units", "amount_nanos")
-"""The values a move snapshotted that :func:`standing_query` reads of each last move."""
-
-
 def _last_moves(
     dialect: str,
     changes: sa.Table,
@@ -142,10 +139,11 @@ def _last_moves(
 ) -> sa.Subquery:
     """Each subject's moves in ``span`` (``(since, before)``; ``since`` ``None``: from
     the first) ranked, ``place`` 1 the last, with the columns of the stage-history index
-    (subject, pipeline, stage, time) and, by ``row``, the way to the rest of a move's
-    snapshot (:data:`_SNAPSHOT`): ``"rowid"`` SQLite's rowid, to read it for the last
-    moves alone (the ranking then reads the covering index and no table row, where
-    SQLite would look one up for every move); ``"columns"`` the snapshot's columns."""
+    (subject, pipeline, stage, time) and, by ``row``, the rest of a move's snapshot
+    (:data:`~crmkit.storage.sql._schema.HISTORY_SNAPSHOT`): ``"rowid"`` SQLite's rowid,
+    to read it for the last moves alone; ``"snapshot"`` the snapshot's columns, which
+    PostgreSQL's index carries (schema 15), so that the ranking reads the index alone
+    and no table row."""
     # at one instant, a move after an update snapshot (from_stage = to_stage), as in
     # crmkit.analytics.replay_standing
     snapshot = sa.case((changes.c.from_stage == changes.c.to_stage, 0), else_=1)
@@ -157,8 +155,8 @@ def _last_moves(
     wanted: list[Any] = [c.subject_id, c.pipeline, c.to_stage, c.at]
     if row == "rowid":
         wanted.append(sa.literal_column("rowid", sa.Integer).label("row"))
-    elif row == "columns":
-        wanted += [c[key] for key in _SNAPSHOT]
+    elif row == "snapshot":
+        wanted.extend(c[column] for column in HISTORY_SNAPSHOT)
     # The time bounds are no index seek (SQLite's +at): the ranking reads the index in
     # subject order; with the planner's priors (before ANALYZE) SQLite would otherwise
     # skip-scan on the time range and sort every move (measured 2.5 -> 7 s at 3M moves).
@@ -198,7 +196,7 @@ def standing_query(
     on_changes = [changes.c.tenant == tenant, changes.c.subject == subject.value]
     if pipeline is not None:
         on_changes.append(changes.c.pipeline == pipeline)
-    rowid = dialect == "sqlite"
+    rowid = dialect == "sqlite"  # else the ranking reads the snapshots off the index
     # A subject's last move before until is at or after since if and only if it moved
     # between them, and then it is its last move between them (and its last before
     # then, too): the moves before since need no ranking.
@@ -208,11 +206,11 @@ def standing_query(
         on_changes,
         (since, until),
         "last_move",
-        row="rowid" if rowid else "columns",
+        row="rowid" if rowid else "snapshot",
     )
     joined = subjects.join(last, sa.and_(last.c.subject_id == subjects.c.id, last.c.place == 1))
     snapshot = last.c
-    if rowid:  # each last move's snapshot read by its rowid
+    if rowid:  # each last move's snapshot, read by rowid
         move = changes.alias("move")
         joined = joined.join(move, sa.literal_column("move.rowid", sa.Integer) == last.c.row)
         snapshot = move.c
@@ -253,26 +251,34 @@ def standing_query(
     )
 
 
-def read_standing(rows: Sequence[Any], subject: SubjectKind, group: str | None) -> list[Standing]:
+def standing_reader(subject: SubjectKind, group: str | None) -> Callable[[Sequence[Any]], Standing]:
+    """The :class:`Standing` of one row of :func:`standing_query` (without the window
+    index of :func:`standings_query`), so that rows become standings as they are fetched
+    instead of all rows being held first."""
     decode = _decoder(subject, group)
-    found = []
-    for g, pipeline, stage, reason, currency, close, later, n, units, nanos, age in rows:
+
+    def read(row: Sequence[Any]) -> Standing:
+        g, pipeline, stage, reason, currency, close, later, n, units, nanos, age = row
         amount = Decimal(int(units or 0)) + Decimal(int(nanos or 0)).scaleb(-12)
-        found.append(
-            Standing(
-                decode(g),
-                pipeline,
-                stage,
-                reason,
-                currency,
-                close,
-                later,
-                int(n),
-                amount,
-                float(age or 0.0),
-            )
+        return Standing(
+            decode(g),
+            pipeline,
+            stage,
+            reason,
+            currency,
+            close,
+            later,
+            int(n),
+            amount,
+            float(age or 0.0),
         )
-    return found
+
+    return read
+
+
+def read_standing(rows: Sequence[Any], subject: SubjectKind, group: str | None) -> list[Standing]:
+    read = standing_reader(subject, group)
+    return [read(row) for row in rows]
 
 
 def customer_spans_queries(
@@ -286,49 +292,50 @@ def customer_spans_queries(
     contacts = tables.table(Contact)
     inside = changes.c.to_stage.in_(sorted(stages))
     mine = [changes.c.tenant == tenant, changes.c.subject == SubjectKind.CONTACT.value]
-    first = (
-        sa.select(
-            changes.c.subject_id.label("subject_id"),
-            sa.func.min(sa.case((inside, changes.c.at))).label("first_in"),
-        )
-        .where(*mine)
-        .group_by(changes.c.subject_id)
-        .subquery("first_in")
-    )
     place = sa.func.row_number().over(
         partition_by=changes.c.subject_id, order_by=(changes.c.at.desc(), changes.c.id.desc())
     )
-    last = (
+    # One pass in the order of the covering index: each contact's moves with the time of
+    # its first move into stages (over the whole contact) and their rank. (A grouping for
+    # the first moves joined to a ranking for the last made SQLite scan one of them for
+    # each row of the other once the index covered both: minutes at 3M moves.)
+    ranked = (
         sa.select(
-            changes.c.subject_id,
+            changes.c.subject_id.label("subject_id"),
+            sa.func.min(sa.case((inside, changes.c.at)))
+            .over(partition_by=changes.c.subject_id)
+            .label("first_in"),
             changes.c.to_stage,
             changes.c.at,
             place.label("place"),
         )
-        .where(
-            *mine,
-            changes.c.subject_id.in_(
-                sa.select(first.c.subject_id).where(first.c.first_in.is_not(None))
-            ),
-        )
-        .subquery("last_move")
+        .where(*mine)
+        .subquery("ranked")
     )
-    moved = (
-        sa.select(
-            first.c.subject_id,
-            first.c.first_in,
-            sa.case((last.c.to_stage.in_(sorted(stages)), sa.null()), else_=last.c.at),
-        )
-        .select_from(first.join(last, last.c.subject_id == first.c.subject_id))
-        .where(first.c.first_in.is_not(None), last.c.place == 1)
+    moved = sa.select(
+        ranked.c.subject_id,
+        ranked.c.first_in,
+        sa.case((ranked.c.to_stage.in_(sorted(stages)), sa.null()), else_=ranked.c.at),
+    ).where(ranked.c.place == 1, ranked.c.first_in.is_not(None))
+    return moved, _imported(changes, contacts, tenant, stages)
+
+
+def _imported(
+    changes: sa.Table, contacts: sa.Table, tenant: str, stages: frozenset[str]
+) -> sa.Select[Any]:
+    """``(contact id, created_at)`` of the contacts now in ``stages`` that no move took
+    there (imported at their stage)."""
+    entered = sa.exists().where(
+        changes.c.tenant == tenant,
+        changes.c.subject == SubjectKind.CONTACT.value,
+        changes.c.subject_id == contacts.c.id,
+        changes.c.to_stage.in_(sorted(stages)),
     )
-    entered = sa.exists().where(*mine, changes.c.subject_id == contacts.c.id, inside)
-    imported = sa.select(contacts.c.id, contacts.c.created_at).where(
+    return sa.select(contacts.c.id, contacts.c.created_at).where(
         contacts.c.tenant == tenant,
         contacts.c.lifecycle_stage.in_(sorted(stages)),
         ~entered,
     )
-    return moved, imported
 
 
 def standings_query(

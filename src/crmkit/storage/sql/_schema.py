@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from functools import cache
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import sqlalchemy as sa
@@ -30,6 +30,7 @@ from crmkit.storage.sql.types import JSONText, TagList, Timestamp, UUIDType
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "HISTORY_SNAPSHOT",
     "SCHEMA_VERSION",
     "Schema",
     "consent_states_v13",
@@ -44,7 +45,7 @@ __all__ = [
     "step_table",
 ]
 
-SCHEMA_VERSION: Final = 14
+SCHEMA_VERSION: Final = 15
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -93,6 +94,11 @@ SCHEMA_VERSION: Final = 14
     handler and lane a cursor and a lease, so that dispatchers take fresh events lane by
     lane and write one delivery row per event; the upgrade numbers the stored events'
     lanes and gives each handler's lanes its cursor.
+15. On PostgreSQL the stage-history index also carries the snapshot of each move that
+    the standings read (``INCLUDE (reason, amount_currency, amount_units,
+    amount_nanos, expected_close)``, :data:`HISTORY_SNAPSHOT`): the ranking of the
+    last moves reads the index alone, where it looked up each last move's row by id.
+    SQLite's index is unchanged (it reads those rows by rowid, in table order).
 """
 
 DEFAULT_PREFIX: Final = "crm_"
@@ -179,6 +185,22 @@ _INDEXES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
         "audit_entry": (("subject", "subject_id", "at", "id"),),
     }
 )
+
+HISTORY_SNAPSHOT: Final = (
+    "reason",
+    "amount_currency",
+    "amount_units",
+    "amount_nanos",
+    "expected_close",
+)
+"""The values a move snapshotted that the standings read of each subject's last move:
+on PostgreSQL the stage-history index carries them (``INCLUDE``, schema 15), so that
+the ranking of the moves reads no table row."""
+
+_INCLUDED: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {"stage_change": HISTORY_SNAPSHOT}
+)
+"""Columns an entity's (only) index carries besides its keys, on PostgreSQL alone."""
 
 _TEXTUAL: Final = frozenset({FieldType.TEXT, FieldType.EMAIL})
 
@@ -350,8 +372,10 @@ def _schema(prefix: str) -> Schema:
     tables: dict[type[Entity], sa.Table] = {}
     for entity in ENTITIES:
         name = f"{prefix}{_TABLE_NAMES[entity.entity_name]}"
+        included = _INCLUDED.get(entity.entity_name, ())
+        options: dict[str, Any] = {"postgresql_include": list(included)} if included else {}
         indexes = [
-            sa.Index(index_name(name, cols), "tenant", *cols)
+            sa.Index(index_name(name, cols), "tenant", *cols, **options)
             for cols in _INDEXES.get(entity.entity_name, ())
         ]
         tables[entity] = sa.Table(name, meta, *_columns_of(entity), *indexes)

@@ -155,6 +155,7 @@ from crmkit.storage.sql._replay import (
     read_reach,
     read_standing,
     standing_query,
+    standing_reader,
     standings_query,
 )
 from crmkit.storage.sql._rules import RuleCompiler
@@ -2281,15 +2282,17 @@ class _StageHistory(_History[StageChange]):
             group=group,
             stages=None if None in wanted else frozenset().union(*wanted),  # type: ignore[arg-type]
         )
+        read = standing_reader(subject, group)
+        by_window: list[list[Standing]] = [[] for _ in chosen]
         with store._errors():
-            rows = self._unit._conn().execute(statement).all()
-        by_window: list[list[Any]] = [[] for _ in chosen]
-        for index, *row in rows:
-            by_window[index].append(row)
-        return [
-            [r for r in read_standing(found, subject, group) if keep is None or r.stage in keep]
-            for found, keep in zip(by_window, wanted, strict=True)
-        ]
+            # each row a standing as it is fetched: the rows of every window (hundreds
+            # of thousands of groups by owner at 1M deals) are never all held at once
+            for index, *row in self._unit._conn().execute(statement):
+                found = read(row)
+                keep = wanted[index]
+                if keep is None or found.stage in keep:
+                    by_window[index].append(found)
+        return by_window
 
 
 _PENDING: Final = DeliveryStatus.PENDING.value
