@@ -291,6 +291,20 @@ def test_segments_of_the_store_are_found_by_rules(store: SqlStore) -> None:
         assert unit.contacts.count(contacts_where(in_segment(listed))) == 1
 
 
+def test_a_segment_whose_rule_is_unknown_holds_nobody(store: SqlStore) -> None:
+    # NOT IN with a NULL in its list is never TRUE; a segment of that rule is empty, also
+    # where the rule is negated inside it (PostgreSQL read "NOT x IS true" as NOT (x IS
+    # true), so the segment held everyone whose rule was UNKNOWN).
+    nobody = Contact.new(first_name=None)
+    ada = Contact.new(first_name="ada")
+    odd = Segment.new(name="odd", rule=contacts_where(~field("first_name").is_in(None, "ada")))
+    with store.unit_of_work() as unit:
+        unit.contacts.add_many([nobody, ada])
+        unit.segments.add(odd)
+        assert unit.contacts.count(contacts_where(in_segment(odd))) == 0
+        assert unit.contacts.count(contacts_where(~in_segment(odd))) == 2
+
+
 def test_deal_status_and_dates_round_trip(store: SqlStore) -> None:
     won = attrs.evolve(
         _deal("1", "12.50"),

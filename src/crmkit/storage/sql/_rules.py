@@ -31,7 +31,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, Grouping
 
 from crmkit.errors import InvalidRule, StorageError
 from crmkit.models import (
@@ -606,7 +606,8 @@ class _Scope:
         )
         # TRUE, or FALSE for FALSE and UNKNOWN (a segment holds whom its rule selects);
         # one level of nesting per segment, where CASE took several of the parser's.
-        return inner.sql(segment.rule.where).is_(sa.true())
+        # Grouped: SQLAlchemy writes NOT x IS true, which PostgreSQL reads NOT (x IS true).
+        return Grouping(inner.sql(segment.rule.where)).is_(sa.true())
 
     # ------------------------------------------------------------------ activities
 
