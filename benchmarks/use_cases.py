@@ -7,7 +7,8 @@ script fills a fresh store with the store's own ``add_many``:
 * N contacts, a third of them at one big mail domain, a quarter with capitals in the local
   part of the address (``Ada.Lovelace@...``);
 * N/5 leads, N/20 deals, N/20 tickets, N activities, N/10 tasks (one owner per 1,000
-  contacts, most tasks done), N/5 stage changes and N/1,000 dynamic segments;
+  contacts, most tasks done), N/5 stage changes, N/1,000 dynamic segments and N/100
+  merge records (contact merges into the first contacts, each with its two images);
 
 and then, without any ``ANALYZE`` of its own, runs every per-entity use case
 ``--samples`` times, each call its own unit of work as a host would make it, and reports
@@ -68,6 +69,7 @@ from crmkit.models import (
     Ticket,
     TicketChannel,
 )
+from crmkit.quality import MergeKind, MergeRecord
 from crmkit.scoring import Criterion, Group, ScoringModel
 from crmkit.segmentation import activity, contacts_where, field, leads_where
 from crmkit.storage import Store
@@ -240,9 +242,33 @@ class Fill:
                 rule=contacts_where(field("country") == "DE"),
             )
 
+    def merges(self) -> Iterator[MergeRecord]:
+        rng = random.Random(8)
+        germany = CountryCode("DE")
+        for i in range(max(1, self.n // 100)):
+            stamp = self._stamp(i)
+            survivor = Contact(
+                id=self.contact_ids[i], **stamp, email=EmailAddress(email_of(i)), country=germany
+            )
+            twin = Contact(id=_uuid(rng), **stamp, email=EmailAddress(f"twin.{i}@example.net"))
+            yield MergeRecord(
+                id=_uuid(rng),
+                kind=MergeKind.CONTACT,
+                survivor_id=survivor.id,
+                merged_ids=(twin.id,),
+                at=stamp["created_at"],
+                before=(survivor, twin),
+                after=(survivor,),
+                merged_emails=(twin.email.casefold(),),  # type: ignore[union-attr]
+            )
+
     def fill(self, store: Store) -> float:
         """Store everything with ``add_many``, one unit of work per entity; seconds taken."""
         started = time.perf_counter()
+        with store.unit_of_work() as unit:
+            for record in self.merges():
+                unit.merges.add(record)
+            unit.commit()
         for name, items in (
             ("contacts", self.contacts()),
             ("leads", self.leads()),
@@ -284,10 +310,15 @@ def run_cases(crm: CRM, fill: Fill, samples: int) -> Iterator[dict[str, Timing]]
             times[name] = _timed(call)
 
         contact = i * 5  # contact with a lead, stage history and (some) activities
+        fresh: list[Any] = []
         time_it(
             "capture new",
-            lambda k=k: crm.capture_lead(
-                Touchpoint(email=f"new.{k}@{BIG_DOMAIN}", source="web", channel=LeadChannel.FORM)
+            lambda k=k, fresh=fresh: fresh.append(
+                crm.capture_lead(
+                    Touchpoint(
+                        email=f"new.{k}@{BIG_DOMAIN}", source="web", channel=LeadChannel.FORM
+                    )
+                )
             ),
         )
         time_it(
@@ -333,6 +364,10 @@ def run_cases(crm: CRM, fill: Fill, samples: int) -> Iterator[dict[str, Timing]]
         time_it(
             "follow_ups of one owner",
             lambda c=contact: crm.follow_ups(assignee=owner_of(c, n), within=timedelta(days=1)),
+        )
+        time_it(
+            "delete_contact (cascade)",
+            lambda new=fresh[0].contact.id: crm.delete_contact(new, cascade=True),
         )
         yield times
 

@@ -48,6 +48,8 @@ from crmkit.models import (
 )
 from crmkit.models.rules import IsNull, Rule, RuleEntity
 from crmkit.privacy import ConsentPolicy
+from crmkit.quality import MergeKind, MergeRecord
+from crmkit.storage._base import merge_to_json
 from crmkit.storage.sql import (
     SCHEMA_VERSION,
     Upgrade,
@@ -57,6 +59,7 @@ from crmkit.storage.sql import (
 )
 from crmkit.storage.sql._codec import codec
 from crmkit.storage.sql._schema import HISTORY_SNAPSHOT, index_name, outbox_tables_v8
+from crmkit.storage.sql.types import Timestamp, UUIDType
 from tests.storage_support import postgres_url
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -765,5 +768,85 @@ def test_schema_13_upgrades_to_outbox_lanes_and_dispatch_goes_on(
         done = crm.deliveries(handler="h", status=DeliveryStatus.DONE)
         assert [d.position for d in done] == [1, 2, 3, 4, 5, 6]
         assert crm.dispatch(now=at).calls == 0
+    finally:
+        store.close()
+
+
+def test_schema_15_upgrades_to_find_a_contacts_merges_by_key(
+    target: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, prefix = target
+    ada, twin, bo = person("ada@example.org"), person("ada.l@example.org", 1), person("bo@x.org")
+    moved = attrs.evolve(bo, version=2, account_id=uuid.uuid4())
+    at = datetime(2026, 2, 1, 9, tzinfo=UTC)
+    contacts = MergeRecord(
+        id=uuid.uuid4(),
+        kind=MergeKind.CONTACT,
+        survivor_id=ada.id,
+        merged_ids=(twin.id,),
+        at=at,
+        before=(ada, twin),
+        after=(attrs.evolve(ada, version=2),),
+        merged_emails=("ada.l@example.org",),
+    )
+    accounts = MergeRecord(
+        id=uuid.uuid4(),
+        kind=MergeKind.ACCOUNT,
+        survivor_id=cast(UUID, moved.account_id),
+        merged_ids=(uuid.uuid4(),),
+        at=at,
+        before=(bo,),
+        after=(moved,),
+    )
+    other = attrs.evolve(accounts, id=uuid.uuid4(), merged_ids=(uuid.uuid4(),))
+    make_old(url, prefix, [ada, bo], 15)
+    engine = sa.create_engine(url)
+    merges = sa.table(
+        f"{prefix}merges",
+        sa.column("tenant"),
+        sa.column("id", UUIDType()),
+        sa.column("kind"),
+        sa.column("survivor_id", UUIDType()),
+        sa.column("at", Timestamp()),
+        sa.column("body"),
+    )
+    keys = sa.table(
+        f"{prefix}merge_keys",
+        sa.column("tenant"),
+        sa.column("key"),
+        sa.column("merge_id", UUIDType()),
+    )
+    with engine.begin() as connection:  # as schema 15 stored them: no contact keys
+        for record in (contacts, accounts, other):
+            connection.execute(
+                merges.insert(),
+                {
+                    "tenant": "tests",
+                    "id": record.id,
+                    "kind": record.kind.value,
+                    "survivor_id": record.survivor_id,
+                    "at": record.at,
+                    "body": json.dumps(merge_to_json(record)),
+                },
+            )
+            old_keys = [f"id:{i.hex}" for i in record.merged_ids]
+            old_keys += [f"email:{e}" for e in record.merged_emails]
+            connection.execute(
+                keys.insert(),
+                [{"tenant": "tests", "key": k, "merge_id": record.id} for k in old_keys],
+            )
+    engine.dispose()
+    monkeypatch.setattr("crmkit.storage.sql._migrate._BACKFILL_BATCH", 2)  # two pages
+
+    assert upgrade(url, prefix=prefix) == Upgrade(15, SCHEMA_VERSION, unique_emails=True)
+
+    store = open_store(url, tenant="tests", prefix=prefix)
+    try:
+        with store.unit_of_work() as unit:
+            assert unit.merges.involving(ada.id) == [contacts]
+            assert unit.merges.involving(twin.id) == [contacts]
+            assert {m.id for m in unit.merges.involving(bo.id)} == {accounts.id, other.id}
+            assert unit.merges.involving(uuid.uuid4()) == []
+            assert unit.merges.merging(twin.id) == [contacts]
     finally:
         store.close()

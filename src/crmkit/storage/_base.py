@@ -53,6 +53,7 @@ __all__ = [
     "check_window",
     "erased",
     "iterate_pages",
+    "merge_contacts",
     "merge_from_json",
     "merge_involves",
     "merge_to_json",
@@ -238,15 +239,22 @@ def merge_involves(record: MergeRecord, contact_id: UUID) -> bool:
     """Whether ``record`` holds data of the contact ``contact_id``: a contact merge that
     kept or removed it, or an image of the contact itself or of a row that refers to it
     (``contact_id``), such as a contact an account merge moved."""
-    if record.kind is MergeKind.CONTACT and (
-        record.survivor_id == contact_id or contact_id in record.merged_ids
-    ):
-        return True
-    return any(
-        (row.entity_name == "contact" and row.id == contact_id)
-        or getattr(row, "contact_id", None) == contact_id
-        for row in (*record.before, *record.after)
-    )
+    return contact_id in merge_contacts(record)
+
+
+def merge_contacts(record: MergeRecord) -> frozenset[UUID]:
+    """Every contact id :func:`merge_involves` accepts for ``record`` (what an adapter
+    indexes to find a contact's merges without reading every record)."""
+    found: set[UUID] = set()
+    if record.kind is MergeKind.CONTACT:
+        found.update((record.survivor_id, *record.merged_ids))
+    for row in (*record.before, *record.after):
+        if row.entity_name == "contact":
+            found.add(row.id)
+        reference = getattr(row, "contact_id", None)
+        if isinstance(reference, UUID):
+            found.add(reference)
+    return frozenset(found)
 
 
 def check_merge_anonymised(stored: MergeRecord, record: object) -> MergeRecord:

@@ -8,6 +8,7 @@ transaction (SQLite and PostgreSQL both roll DDL back), so a failed upgrade chan
 nothing.
 """
 
+import json
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
@@ -37,6 +38,7 @@ from crmkit.models import (
     Suppression,
 )
 from crmkit.quality import match_keys
+from crmkit.storage._base import merge_from_json
 from crmkit.storage.sql._codec import codec
 from crmkit.storage.sql._schema import (
     DEFAULT_PREFIX,
@@ -58,6 +60,7 @@ from crmkit.storage.sql._store import (
     analyze,
     database_version,
     engine_of,
+    merge_key_names,
     plan_priors,
     read_columns,
 )
@@ -659,6 +662,50 @@ def _to_15_history_index_carries_snapshots(
     ops.create_index(name, changes, keys, postgresql_include=list(_V15_HISTORY_SNAPSHOT))
 
 
+def _to_16_contact_merge_keys(
+    ops: Any, connection: Connection, tables: Schema, unique_emails: bool | None
+) -> None:
+    """Schema 15 -> 16, a contact's merges are found by key: every stored merge record
+    gets a key row ``contact:<id>`` in ``<prefix>merge_keys`` per contact it involves
+    (:func:`~crmkit.storage.merge_contacts`), so that ``merges.involving`` reads those
+    rows instead of searching every record's text; no table changes. Frozen definitions:
+    the two tables' columns as schema 4 made them."""
+    del ops, unique_emails
+    prefix = tables.meta.name.removesuffix("meta")
+    merges = sa.table(
+        f"{prefix}merges",
+        sa.column("tenant", sa.String()),
+        sa.column("id", UUIDType()),
+        sa.column("body", sa.Text()),
+    )
+    keys = sa.table(
+        f"{prefix}merge_keys",
+        sa.column("tenant", sa.String()),
+        sa.column("key", sa.String()),
+        sa.column("merge_id", UUIDType()),
+    )
+    after: tuple[str, Any] | None = None
+    while True:  # in key order, a page at a time (never every record in memory)
+        page = sa.select(merges.c.tenant, merges.c.id, merges.c.body)
+        if after is not None:
+            last = sa.tuple_(sa.literal(after[0], sa.String()), sa.literal(after[1], UUIDType()))
+            page = page.where(sa.tuple_(merges.c.tenant, merges.c.id) > last)
+        batch = connection.execute(
+            page.order_by(merges.c.tenant, merges.c.id).limit(_BACKFILL_BATCH)
+        ).all()
+        if not batch:
+            return
+        after = (batch[-1][0], batch[-1][1])
+        made = [
+            {"tenant": tenant, "key": key, "merge_id": id}
+            for tenant, id, body in batch
+            for key in sorted(merge_key_names(merge_from_json(json.loads(body))))
+            if key.startswith("contact:")
+        ]
+        if made:
+            connection.execute(sa.insert(keys), made)
+
+
 _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
     {
         1: _to_2,
@@ -675,6 +722,7 @@ _STEPS: Final[Mapping[int, _Step]] = MappingProxyType(
         12: _to_consent_states,
         13: _to_outbox_lanes,
         14: _to_15_history_index_carries_snapshots,
+        15: _to_16_contact_merge_keys,
     }
 )
 """The step that upgrades a database of each version to the next."""

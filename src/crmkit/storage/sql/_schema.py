@@ -45,7 +45,7 @@ __all__ = [
     "step_table",
 ]
 
-SCHEMA_VERSION: Final = 15
+SCHEMA_VERSION: Final = 16
 """The version of the tables this crmkit writes (recorded in ``<prefix>meta``).
 
 1. crmkit 0.1: the first schema, without a version record.
@@ -99,6 +99,10 @@ SCHEMA_VERSION: Final = 15
     amount_nanos, expected_close)``, :data:`HISTORY_SNAPSHOT`): the ranking of the
     last moves reads the index alone, where it looked up each last move's row by id.
     SQLite's index is unchanged (it reads those rows by rowid, in table order).
+16. A contact's merges are found by key: ``<prefix>merge_keys`` holds a row
+    ``contact:<id>`` per contact a merge record involves, which ``merges.involving``
+    (deleting or exporting a contact) reads instead of searching every record's text;
+    the upgrade adds them for the stored records.
 """
 
 DEFAULT_PREFIX: Final = "crm_"

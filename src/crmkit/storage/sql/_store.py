@@ -115,6 +115,7 @@ from crmkit.storage._base import (
     check_window,
     erased,
     iterate_pages,
+    merge_contacts,
     merge_from_json,
     merge_involves,
     merge_to_json,
@@ -1807,9 +1808,18 @@ class _History(_Repository[_H]):
         return sorted(found, key=lambda c: (c.at, c.id))
 
 
+def merge_key_names(record: MergeRecord) -> set[str]:
+    """The look-up keys of ``record``: one per merged id, taken e-mail address and
+    involved contact (:func:`~crmkit.storage.merge_contacts`)."""
+    keys = {f"id:{i.hex}" for i in record.merged_ids}
+    keys.update(f"email:{e}" for e in record.merged_emails)
+    keys.update(f"contact:{c.hex}" for c in merge_contacts(record))
+    return keys
+
+
 class _Merges:
     """The merge records: one row each (the images as JSON text) and one key row per
-    merged id and taken e-mail address, which the look-ups use."""
+    merged id, taken e-mail address and involved contact, which the look-ups use."""
 
     def __init__(self, unit: SqlUnitOfWork) -> None:
         self._unit = unit
@@ -1839,8 +1849,7 @@ class _Merges:
     def add(self, record: MergeRecord, /) -> MergeRecord:
         record = check_merge_record(record)
         body = json.dumps(merge_to_json(record), separators=(",", ":"))
-        keys = {f"id:{i.hex}" for i in record.merged_ids}
-        keys.update(f"email:{e}" for e in record.merged_emails)
+        keys = merge_key_names(record)
         with self._unit.store._errors():
             try:
                 with self._unit._savepoint() as connection:
@@ -1898,42 +1907,34 @@ class _Merges:
         return self._by_key(f"email:{check_email(email).casefold()}")
 
     def involving(self, contact_id: UUID, /) -> list[MergeRecord]:
-        # A scan of the tenant's merges: the body names the contact's id in an image,
-        # or the record is the contact's own merge; merge_involves decides.
+        # By its key row (schema 16: one per contact the record involves).
         contact_id = check_id(contact_id, "contact_id")
-        table = self._table
-        statement = (
-            sa.select(table.c.body)
-            .where(
-                table.c.tenant == self._tenant,
-                sa.or_(
-                    table.c.survivor_id == contact_id,
-                    table.c.body.contains(str(contact_id), autoescape=True),
-                ),
-            )
-            .order_by(table.c.at, table.c.id)
-        )
-        return [m for m in self._load(statement) if merge_involves(m, contact_id)]
+        found = self._by_key(f"contact:{contact_id.hex}")
+        return [m for m in found if merge_involves(m, contact_id)]
 
     def anonymise(self, record: MergeRecord, /) -> MergeRecord:
         record = check_merge_anonymised(self.get(check_merge_record(record).id), record)
         body = json.dumps(merge_to_json(record), separators=(",", ":"))
         table, keys = self._table, self._keys
-        kept = [f"email:{e}" for e in record.merged_emails]
         with self._unit.store._errors(), self._unit._savepoint() as connection:
             connection.execute(
                 sa.update(table)
                 .where(table.c.tenant == self._tenant, table.c.id == record.id)
                 .values(body=body)
             )
-            connection.execute(
-                sa.delete(keys).where(
-                    keys.c.tenant == self._tenant,
-                    keys.c.merge_id == record.id,
-                    keys.c.key.startswith("email:", autoescape=True),
-                    keys.c.key.not_in(kept),
+            mine = (keys.c.tenant == self._tenant) & (keys.c.merge_id == record.id)
+            stored = set(connection.execute(sa.select(keys.c.key).where(mine)).scalars())
+            wanted = merge_key_names(record)
+            if stored - wanted:
+                connection.execute(sa.delete(keys).where(mine, keys.c.key.in_(stored - wanted)))
+            if wanted - stored:
+                connection.execute(
+                    sa.insert(keys),
+                    [
+                        {"tenant": self._tenant, "key": k, "merge_id": record.id}
+                        for k in sorted(wanted - stored)
+                    ],
                 )
-            )
         return record
 
 
