@@ -1037,12 +1037,12 @@ class _Outbox:
         stored = self._named("outbox_ids")
         return {i for i in wanted if i in stored}
 
-    def _lanes(self, name: str, start: int | None = None) -> list[_LaneCursor]:
-        """The cursors of ``name``'s lanes, made at ``start`` (0 when ``None``) if it
-        has none yet."""
+    def _lanes(self, name: str, *, at_end: bool) -> list[_LaneCursor]:
+        """The cursors of ``name``'s lanes, made (at 0, or at the last position stored)
+        if it has none yet."""
         cursors = self._named("outbox_lanes")
         if (name, 0) not in cursors:
-            at = len(self._named("outbox")) if start is None else start
+            at = len(self._named("outbox")) if at_end else 0
             for lane in range(LANES):
                 self._write("outbox_lanes", (name, lane), _LaneCursor(at))
         return [cursors[(name, lane)] for lane in range(LANES)]
@@ -1061,7 +1061,7 @@ class _Outbox:
     ) -> Taken:
         name, kinds = check_handler(handler), check_types(types)
         at, span, most, token, width = check_take(now, lease, limit, claim, lanes)
-        cursors = self._lanes(name, 0)
+        cursors = self._lanes(name, at_end=False)
         stored = self._named("outbox")
         last = len(stored)
         ahead: dict[int, list[Recorded]] = {lane: [] for lane in range(LANES)}
@@ -1139,7 +1139,7 @@ class _Outbox:
 
     def start_at_end(self, handler: str, /) -> int:
         name = check_handler(handler)
-        return min(c.position for c in self._lanes(name))
+        return min(c.position for c in self._lanes(name, at_end=True))
 
     def claim(
         self,

@@ -755,18 +755,19 @@ class _Scope:
         if node.channel is not ConsentChannel.POST:
             point = self.column("email" if node.channel is ConsentChannel.EMAIL else "phone")
             covers = sa.or_(state.c.contact_point.is_(None), state.c.contact_point == point)
-        grant = [state.c.status == ConsentStatus.GRANTED.value, covers]
-        if live:
-            grant.append(sa.or_(state.c.expires_at.is_(None), state.c.expires_at > self.c.now))
-        if expired:
-            grant.append(state.c.expires_at <= self.c.now)
         if status is ConsentStatus.WITHDRAWN:
             filters.append(state.c.status == status.value)
         elif status is None:
             # Only grants and withdrawals are stored: not a withdrawal is a grant.
             filters.append(sa.or_(state.c.status == ConsentStatus.WITHDRAWN.value, covers))
         else:
-            filters.extend(grant)
+            filters += [state.c.status == ConsentStatus.GRANTED.value, covers]
+            if live:
+                filters.append(
+                    sa.or_(state.c.expires_at.is_(None), state.c.expires_at > self.c.now)
+                )
+            if expired:
+                filters.append(state.c.expires_at <= self.c.now)
         return sa.exists(sa.select(sa.literal(1)).select_from(state).where(*filters))
 
     def blocked(self, channel: ConsentChannel) -> _Bool:
